@@ -1,0 +1,284 @@
+"""The document model: text plus everything that happened to it.
+
+A `Document` is what flows through the pipeline (compare datatrove's `Document`). Stages never
+assign `doc.text` directly: they call `Document.apply`, which records every change as an `Edit`
+(stage, rule, action, span, text before and after, reason) and keeps a map from positions in the
+current text back to positions in the decoded input. Because every edit keeps the text it
+replaced, the decoded input can always be rebuilt from the final text and the edit log
+(`Document.reconstruct_input`): nothing is lost.
+
+Coordinates:
+- `Edit.start`/`Edit.end` index the text *as it was just before that edit* (so replaying the log
+  forwards, or backwards, is exact);
+- `Edit.src_start`/`Edit.src_end` index the decoded input, so the report can show any edit in the
+  context of what the user gave us;
+- `Flag.start`/`Flag.end` index the current text (and, once written, the final text).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from array import array
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable
+
+# Document status values. Only "ok" documents go to documents.jsonl; the others go to the
+# version's quarantine.jsonl / duplicates.jsonl with their reasons.
+OK = "ok"
+QUARANTINED = "quarantined"
+DUPLICATE = "duplicate"
+
+
+@dataclass(slots=True)
+class Edit:
+    """One change to a document's text (or a metadata extraction that removed text)."""
+
+    stage: str
+    rule: str
+    action: str  # "drop" | "replace" | "meta:<field>" | "flag"
+    start: int
+    end: int
+    before: str
+    after: str
+    reason: str
+    kind: str = ""  # e.g. "boilerplate", "credit", "duplicate", "normalise", "html-chrome"
+    src_start: int = -1
+    src_end: int = -1
+    evidence: dict[str, Any] | None = None
+    link: dict[str, Any] | None = None  # for duplicates: {"doc", "start", "end"} of the original
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        if data["evidence"] is None:
+            del data["evidence"]
+        if data["link"] is None:
+            del data["link"]
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Edit":
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+@dataclass(slots=True)
+class Flag:
+    """A suspicious span of the current text: kept (or removed) per policy, always reported."""
+
+    kind: str  # "spam-injection" | "mojibake" | "splice" | "truncated" | "garbage" | ...
+    start: int
+    end: int
+    text: str
+    reason: str
+    severity: str = "warning"  # "info" | "warning" | "error"
+    detector: str = ""
+    evidence: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        if data["evidence"] is None:
+            del data["evidence"]
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Flag":
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+@dataclass(slots=True)
+class Change:
+    """A change a stage asks for, in coordinates of the current text (see `Document.apply`)."""
+
+    start: int
+    end: int
+    after: str
+    rule: str
+    reason: str
+    action: str = ""  # default: "drop" when after == "" else "replace"
+    kind: str = ""
+    evidence: dict[str, Any] | None = None
+    link: dict[str, Any] | None = None
+
+
+def stable_id(source: str) -> str:
+    """A document id that depends only on where it came from, never on run order."""
+    return hashlib.sha256(source.encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass(slots=True)
+class Document:
+    """A document with its provenance. Construct with `Document.new`."""
+
+    id: str
+    source: str  # path relative to the input root, plus "#<record key>" for multi-record files
+    text: str
+    raw_sha256: str = ""  # sha256 of the raw bytes of the input file
+    encoding: str = "utf-8"
+    meta: dict[str, Any] = field(default_factory=dict)
+    flags: list[Flag] = field(default_factory=list)
+    edits: list[Edit] = field(default_factory=list)
+    status: str = OK
+    status_reason: str = ""
+    duplicate_of: str | None = None
+    input_text: str = ""  # the decoded input, before any stage ran
+    # _src[i] = position in the decoded input of boundary i of the current text (len(text)+1).
+    _src: array = field(default_factory=lambda: array("l"), repr=False)
+
+    @classmethod
+    def new(
+        cls,
+        source: str,
+        text: str,
+        *,
+        raw_sha256: str = "",
+        encoding: str = "utf-8",
+        meta: dict[str, Any] | None = None,
+    ) -> "Document":
+        return cls(
+            id=stable_id(source),
+            source=source,
+            text=text,
+            raw_sha256=raw_sha256,
+            encoding=encoding,
+            meta=dict(meta or {}),
+            input_text=text,
+            _src=array("l", range(len(text) + 1)),
+        )
+
+    # ------------------------------------------------------------------ editing
+    def apply(self, stage: str, changes: Iterable[Change]) -> list[Edit]:
+        """Apply non-overlapping changes given in coordinates of the current text.
+
+        Changes are applied left to right; each resulting `Edit` records its span in the text
+        as it was just before that edit, and its span in the decoded input. Flags are shifted
+        (or clipped) to follow the text. Returns the edits made.
+        """
+        ordered = sorted(changes, key=lambda c: (c.start, c.end))
+        if not ordered:
+            return []
+        text = self.text
+        src = self._src
+        pieces: list[str] = []
+        new_src = array("l")
+        made: list[Edit] = []
+        cursor = 0  # position in the old text up to which pieces are emitted
+        delta = 0  # length of the new text minus the old text, for changes so far
+        shifts: list[tuple[int, int, int]] = []  # (old_start, old_end, new_length)
+        for change in ordered:
+            if change.start < cursor:
+                raise ValueError(
+                    f"{stage}/{change.rule}: overlapping change at {change.start} in {self.source}"
+                )
+            if not (0 <= change.start <= change.end <= len(text)):
+                raise ValueError(
+                    f"{stage}/{change.rule}: span {change.start}-{change.end} outside the text "
+                    f"of {self.source} (length {len(text)})"
+                )
+            before = text[change.start : change.end]
+            if before == change.after:
+                continue
+            pieces.append(text[cursor : change.start])
+            new_src.extend(src[cursor : change.start])
+            pieces.append(change.after)
+            s0, s1 = src[change.start], src[change.end]
+            k = len(change.after)
+            # Boundaries inside inserted text map proportionally into the replaced source span.
+            new_src.extend(s0 + (i * (s1 - s0)) // k if k else s0 for i in range(k))
+            action = change.action or ("drop" if change.after == "" else "replace")
+            made.append(
+                Edit(
+                    stage=stage,
+                    rule=change.rule,
+                    action=action,
+                    start=change.start + delta,
+                    end=change.end + delta,
+                    before=before,
+                    after=change.after,
+                    reason=change.reason,
+                    kind=change.kind,
+                    src_start=s0,
+                    src_end=s1,
+                    evidence=change.evidence,
+                    link=change.link,
+                )
+            )
+            shifts.append((change.start, change.end, k))
+            delta += k - (change.end - change.start)
+            cursor = change.end
+        if not made:
+            return []
+        pieces.append(text[cursor:])
+        new_src.extend(src[cursor:])
+        self.text = "".join(pieces)
+        self._src = new_src
+        self.edits.extend(made)
+        self._move_flags(shifts)
+        return made
+
+    def _move_flags(self, shifts: list[tuple[int, int, int]]) -> None:
+        """Map flag spans through the changes just applied (old coordinates -> new)."""
+        if not self.flags:
+            return
+
+        def new_pos(pos: int, is_end: bool) -> int:
+            offset = 0
+            for start, end, length in shifts:
+                if pos < start or (pos == start and not is_end):
+                    break
+                if pos >= end:
+                    offset += length - (end - start)
+                    continue
+                # Inside a replaced span: clip to its edge in the new text.
+                return start + offset + (length if is_end else 0)
+            return pos + offset
+
+        for flag in self.flags:
+            flag.start = new_pos(flag.start, False)
+            flag.end = max(flag.start, new_pos(flag.end, True))
+            flag.text = self.text[flag.start : flag.end] if flag.end > flag.start else flag.text
+
+    def set_meta(self, field_name: str, value: Any) -> None:
+        """Record a metadata value; a second value for the same field becomes a list."""
+        if field_name not in self.meta:
+            self.meta[field_name] = value
+            return
+        existing = self.meta[field_name]
+        if existing == value or (isinstance(existing, list) and value in existing):
+            return
+        self.meta[field_name] = (existing if isinstance(existing, list) else [existing]) + [value]
+
+    def add_flag(self, flag: Flag) -> None:
+        self.flags.append(flag)
+        self.flags.sort(key=lambda f: (f.start, f.end, f.kind))
+
+    def source_span(self, start: int, end: int) -> tuple[int, int]:
+        """Map a span of the current text to a span of the decoded input."""
+        return self._src[start], self._src[end]
+
+    def reconstruct_input(self) -> str:
+        """Rebuild the decoded input by undoing the edit log from the last edit to the first."""
+        return undo_edits(self.text, self.edits)
+
+    # ------------------------------------------------------------------ serialisation
+    def to_json(self) -> dict[str, Any]:
+        """The record written to documents.jsonl (and quarantine/duplicates files)."""
+        data: dict[str, Any] = {
+            "id": self.id,
+            "source": self.source,
+            "text": self.text,
+            "meta": self.meta,
+            "flags": [f.to_json() for f in self.flags],
+        }
+        if self.status != OK:
+            data["status"] = self.status
+            data["reason"] = self.status_reason
+        if self.duplicate_of:
+            data["duplicate_of"] = self.duplicate_of
+        return data
+
+
+def undo_edits(text: str, edits: list[Edit]) -> str:
+    """Undo `edits` (in the order they were made) on `text`, giving the text before the first."""
+    for edit in reversed(edits):
+        if not edit.action.startswith("flag"):
+            text = text[: edit.start] + edit.before + text[edit.start + len(edit.after) :]
+    return text

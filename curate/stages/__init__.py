@@ -1,0 +1,1 @@
+"""Pipeline stages; their order is in curate.pipeline.STAGES."""

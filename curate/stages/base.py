@@ -1,0 +1,75 @@
+"""What a pipeline stage is.
+
+A stage (compare datatrove's `PipelineStep`) takes an iterator of documents and yields
+documents. Most stages work on one document at a time: they subclass `DocumentStage` and
+implement `process(doc)`, changing the document only through `doc.apply(...)`, `doc.set_meta`
+and `doc.add_flag`, so that every change lands in the edit log. Stages that need the whole
+corpus (corpus-level repeated lines, near-duplicates across documents) subclass `Stage` and
+implement `run` themselves.
+
+A stage declares its settings as a dataclass (`Settings`); its section in the configuration is
+`[<name>]`. Adding a stage is: write the module, add one line to `curate.pipeline.STAGES`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Iterable, Iterator
+
+from curate.config import setting
+from curate.document import OK, Document
+
+
+@dataclass
+class StageSettings:
+    """Settings every stage has."""
+
+    enabled: bool = setting(True, "Run this stage.")
+
+
+@dataclass
+class RunContext:
+    """What a stage may need beyond its own settings: the whole config, the rules, the corpus.
+
+    `rules` is the loaded rule set (see curate.rules) or None when no stage asked for it;
+    `parent` is the folder of the version this run builds on (for incremental work), or None;
+    `state` is a scratch dict stages may use to hand data to the writer (e.g. an index to save
+    with the version: state["artifacts"][filename] = bytes).
+    """
+
+    config: Any
+    rules: Any = None
+    parent: Any = None
+    state: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.state is None:
+            self.state = {"artifacts": {}}
+
+
+class Stage:
+    """A pipeline step: documents in, documents out."""
+
+    name: ClassVar[str] = "stage"
+    Settings: ClassVar[type] = StageSettings
+
+    def __init__(self, settings: Any, context: RunContext) -> None:
+        self.settings = settings
+        self.context = context
+
+    def run(self, docs: Iterable[Document]) -> Iterator[Document]:
+        raise NotImplementedError
+
+
+class DocumentStage(Stage):
+    """A stage that works on each document on its own (safe to run in parallel)."""
+
+    def run(self, docs: Iterable[Document]) -> Iterator[Document]:
+        enabled = self.settings.enabled
+        for doc in docs:
+            if enabled and doc.status == OK:
+                self.process(doc)
+            yield doc
+
+    def process(self, doc: Document) -> None:
+        raise NotImplementedError

@@ -1,0 +1,70 @@
+"""Small text helpers shared by stages: Han detection, lines and paragraphs with offsets.
+
+Kept here so that every stage splits text the same way and spans stay comparable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import regex
+
+HAN = regex.compile(r"\p{Han}")
+HAN_RUN = regex.compile(r"\p{Han}+")
+# Characters that end a sentence in Chinese (full- and half-width) and closing marks after them.
+SENTENCE_END = "。！？!?…；;"
+CLOSERS = "”’」』）)】》"
+# Full-width punctuation commonly seen in Chinese prose.
+CJK_PUNCT = "，。、；：？！“”‘’（）《》〈〉【】「」『』—…·～"
+
+
+def is_han(ch: str) -> bool:
+    return bool(HAN.match(ch))
+
+
+def han_ratio(text: str) -> float:
+    """Share of non-space characters that are Han."""
+    visible = [c for c in text if not c.isspace()]
+    if not visible:
+        return 0.0
+    return sum(1 for c in visible if HAN.match(c)) / len(visible)
+
+
+def line_spans(text: str) -> Iterator[tuple[int, int]]:
+    """(start, end) of every line, without its newline; empty lines included."""
+    start = 0
+    while True:
+        end = text.find("\n", start)
+        if end == -1:
+            yield start, len(text)
+            return
+        yield start, end
+        start = end + 1
+
+
+def paragraph_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of every non-blank line: our unit of 'paragraph' in plain text."""
+    return [(s, e) for s, e in line_spans(text) if text[s:e].strip()]
+
+
+def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
+    """Sentences inside text[start:end], each ending after its end mark and closing quotes."""
+    end = len(text) if end is None else end
+    spans = []
+    i = s = start
+    while i < end:
+        if text[i] in SENTENCE_END:
+            j = i + 1
+            while j < end and (text[j] in SENTENCE_END or text[j] in CLOSERS):
+                j += 1
+            spans.append((s, j))
+            s = i = j
+            continue
+        if text[i] == "\n":
+            if text[s:i].strip():
+                spans.append((s, i))
+            s = i + 1
+        i += 1
+    if s < end and text[s:end].strip():
+        spans.append((s, end))
+    return spans
