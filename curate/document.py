@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import hashlib
 from array import array
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 # Document status values. Only "ok" documents go to documents.jsonl; the others go to the
 # version's quarantine.jsonl / duplicates.jsonl with their reasons.
@@ -56,7 +57,7 @@ class Edit:
         return data
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "Edit":
+    def from_json(cls, data: dict[str, Any]) -> Edit:
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
@@ -80,7 +81,7 @@ class Flag:
         return data
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "Flag":
+    def from_json(cls, data: dict[str, Any]) -> Flag:
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
@@ -132,7 +133,7 @@ class Document:
         raw_sha256: str = "",
         encoding: str = "utf-8",
         meta: dict[str, Any] | None = None,
-    ) -> "Document":
+    ) -> Document:
         return cls(
             id=stable_id(source),
             source=source,

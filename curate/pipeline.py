@@ -7,8 +7,8 @@ near-duplicates -> flag corrupted spans -> policy -> write a version (curate.ver
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterable, Iterator
 from functools import cache
-from typing import Iterable, Iterator
 
 from curate.document import Document
 from curate.stages.base import RunContext, Stage

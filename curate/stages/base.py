@@ -13,8 +13,9 @@ A stage declares its settings as a dataclass (`Settings`); its section in the co
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, ClassVar, Iterable, Iterator
+from typing import Any, ClassVar
 
 from curate.config import setting
 from curate.document import OK, Document

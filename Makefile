@@ -1,0 +1,47 @@
+# Two entry points for a fresh machine with Python 3.11 and make:
+#   make curate   set up, then curate corpus/incoming/ into corpus/ and reports/
+#   make test     set up (with test tools and headless Chromium), then lint and run every test
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: curate test setup setup-test browser lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@ $(VENV)/.installed
+
+setup: $(VENV)/.installed
+setup-test: $(VENV)/.installed-test
+
+curate: setup
+	$(BIN)/curate run
+
+# Debian's chromium and chromedriver for the HTML report's browser test (root or sudo).
+browser:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null \
+	  || echo "could not install chromium: the browser test will be skipped"; \
+	fi
+
+lint: setup-test
+	$(BIN)/ruff check curate tests bench
+
+test: setup-test browser lint
+	$(BIN)/curate rules test
+	$(BIN)/pytest
+
+bench: setup
+	@for script in bench/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+clean:
+	rm -rf $(VENV) corpus/versions corpus/LATEST reports/*/

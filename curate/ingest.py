@@ -1,0 +1,354 @@
+"""Ingest: find input files, decode them, and turn them into documents.
+
+Each input file is read once as bytes (its sha256 goes into the manifest), decoded with a
+detected encoding, and split into documents by format: one per .txt/.md/.html file, one per
+record of .jsonl/.json files. A file that cannot be used (binary, empty, undecodable, too
+large, malformed) is skipped with a one-line reason; a malformed record in a JSON file is
+reported on its own and the other records are kept. Input files are only ever read.
+
+"Decoded input" (what edit offsets map back to) is the decoded text with CRLF/CR turned into
+LF; for HTML it is the page's visible text, block by block (see curate.html).
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import charset_normalizer
+
+from curate.config import IngestSettings
+from curate.document import Change, Document
+
+
+@dataclass
+class InputFile:
+    """A file found under an input root."""
+
+    path: Path
+    source: str  # relative POSIX path (prefixed with the root's name when there are several roots)
+    size: int
+    sha256: str = ""
+
+
+@dataclass
+class Skipped:
+    path: str  # source path, with "#<record>" for a single bad record
+    reason: str
+
+    def line(self) -> str:
+        return f"skipped {self.path}: {self.reason}"
+
+
+@dataclass
+class FileResult:
+    """What reading one file gave: its documents, its skipped parts, and how it was decoded."""
+
+    file: InputFile
+    documents: list[Document] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    encoding: str = ""
+
+
+class IngestError(Exception):
+    """An input that cannot be read at all (a missing path): a usage error, not a skip."""
+
+
+def scan(inputs: list[str | Path], settings: IngestSettings) -> tuple[list[InputFile], list[Skipped]]:
+    """All files under the inputs, sorted by source; files of other types are listed as skipped."""
+    roots = [Path(p) for p in inputs]
+    for root in roots:
+        if not root.exists():
+            raise IngestError(f"{root}: no such file or folder")
+    prefix_roots = len(roots) > 1
+    found: dict[str, InputFile] = {}
+    skipped: list[Skipped] = []
+    extensions = {e.lower() for e in settings.extensions}
+    for root in roots:
+        if root.is_file():
+            candidates = [(root, root.name)]
+        else:
+            candidates = [
+                (p, p.relative_to(root).as_posix())
+                for p in root.rglob("*")
+                if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
+            ]
+        for path, rel in candidates:
+            source = f"{root.name}/{rel}" if prefix_roots and root.is_dir() else rel
+            if root.is_dir() and path.suffix.lower() not in extensions:
+                skipped.append(Skipped(source, f"unsupported file type {path.suffix or '(none)'}"))
+                continue
+            if source in found:
+                skipped.append(Skipped(source, f"same source path as {found[source].path}"))
+                continue
+            found[source] = InputFile(path=path, source=source, size=path.stat().st_size)
+    files = sorted(found.values(), key=lambda f: f.source)
+    skipped.sort(key=lambda s: s.path)
+    return files, skipped
+
+
+# --------------------------------------------------------------------------- decoding
+_BOMS = [
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+]
+# Chinese text in a legacy encoding is GB18030 (a superset of GB2312/GBK) or Big5.
+_LEGACY_CHINESE = ["gb18030", "big5"]
+# A decode with a few bad bytes is kept (the bad bytes become U+FFFD, flagged later as
+# mojibake) when they are at most this share of the text; more than that is undecodable.
+MAX_REPLACED_SHARE = 0.002
+
+
+class DecodeError(Exception):
+    pass
+
+
+def _plausible_text_share(text: str) -> float:
+    """Share of characters that are common in Chinese or ASCII text."""
+    if not text:
+        return 0.0
+    good = sum(
+        1
+        for c in text
+        if c in "\n\t" or " " <= c <= "~" or "\u4e00" <= c <= "\u9fff" or "\u3000" <= c <= "\u303f"
+        or "\uff00" <= c <= "\uffef" or "\u2010" <= c <= "\u2027"
+    )
+    return good / len(text)
+
+
+def _looks_utf16(data: bytes) -> str | None:
+    """UTF-16 without a BOM: decodes cleanly to text that is mostly Han, CJK punctuation or ASCII."""
+    if len(data) < 4 or len(data) % 2 or b"\x00" not in data[:8192]:
+        return None
+    best, best_share = None, 0.9
+    for name in ("utf-16-le", "utf-16-be"):
+        try:
+            share = _plausible_text_share(data[:8192].decode(name))
+        except UnicodeDecodeError:
+            continue
+        if share > best_share:
+            best, best_share = name, share
+    return best
+
+
+def _looks_binary(data: bytes) -> bool:
+    sample = data[:8192]
+    if b"\x00" in sample:
+        return True
+    controls = sum(1 for b in sample if b < 32 and b not in (9, 10, 12, 13, 27))
+    return controls > max(8, len(sample) // 100)
+
+
+def decode_bytes(data: bytes) -> tuple[str, str]:
+    """Decode bytes to text, returning (text, encoding name). Raises DecodeError."""
+    for bom, name in _BOMS:
+        if data.startswith(bom):
+            try:
+                return data.decode(name), name
+            except UnicodeDecodeError as exc:
+                raise DecodeError(f"starts with a {name} byte-order mark but is not {name}: {exc.reason}") from None
+    utf16 = _looks_utf16(data)
+    if utf16:
+        try:
+            return data.decode(utf16), utf16
+        except UnicodeDecodeError:
+            pass
+    if _looks_binary(data):
+        raise DecodeError("binary file (NUL or control bytes), not text")
+    try:
+        return data.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        pass
+    best = charset_normalizer.from_bytes(data, cp_isolation=_LEGACY_CHINESE).best()
+    if best is not None:
+        return str(best), best.encoding
+    for name in ["utf-8", *_LEGACY_CHINESE]:
+        text = data.decode(name, errors="replace")
+        bad = text.count("\ufffd")
+        if bad <= max(1, int(len(text) * MAX_REPLACED_SHARE)):
+            return text, f"{name}+replace"
+    best = charset_normalizer.from_bytes(data).best()
+    if best is not None and best.chaos < 0.1:
+        return str(best), best.encoding
+    raise DecodeError("undecodable: not UTF-8, UTF-16, GB18030 or Big5")
+
+
+def normalise_newlines(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
+
+
+# --------------------------------------------------------------------------- formats
+def read_file(file: InputFile, settings: IngestSettings) -> FileResult:
+    """Read, hash, decode and split one file. Never raises for bad content: it skips."""
+    result = FileResult(file=file)
+    max_bytes = settings.max_file_mb * 1024 * 1024
+    if file.size > max_bytes:
+        result.skipped.append(Skipped(file.source, f"larger than {settings.max_file_mb:g} MB"))
+        return result
+    try:
+        data = file.path.read_bytes()
+    except OSError as exc:
+        result.skipped.append(Skipped(file.source, f"cannot read: {exc.strerror or exc}"))
+        return result
+    file.sha256 = hashlib.sha256(data).hexdigest()
+    if not data.strip():
+        result.skipped.append(Skipped(file.source, "empty file"))
+        return result
+    try:
+        text, encoding = decode_bytes(data)
+    except DecodeError as exc:
+        result.skipped.append(Skipped(file.source, str(exc)))
+        return result
+    result.encoding = encoding
+    text = normalise_newlines(text)
+    suffix = file.path.suffix.lower()
+    common = {"raw_sha256": file.sha256, "encoding": encoding}
+    if suffix == ".jsonl":
+        _read_records(_jsonl_records(text), file, settings, result, common)
+    elif suffix == ".json":
+        _read_records(_json_records(text), file, settings, result, common)
+    elif suffix in (".html", ".htm"):
+        _read_html(data, file, result, common)
+    else:
+        if not text.strip():
+            result.skipped.append(Skipped(file.source, "no text (only white space)"))
+        else:
+            result.documents.append(Document.new(file.source, text, **common))
+    return result
+
+
+def _read_html(data: bytes, file: InputFile, result: FileResult, common: dict[str, Any]) -> None:
+    from curate import html
+
+    html_text, encoding = html.decode_html(data)
+    article = html.extract_article(normalise_newlines(html_text), source=file.source)
+    common = {**common, "encoding": encoding}
+    result.encoding = encoding
+    if not article.text.strip():
+        result.skipped.append(Skipped(file.source, "HTML page without visible text"))
+        return
+    meta = dict(article.meta)
+    if article.title:
+        meta.setdefault("title", article.title)
+    doc = Document.new(file.source, article.text, meta=meta, **common)
+    doc.apply(
+        "ingest",
+        [
+            Change(
+                drop.start,
+                drop.end,
+                "",
+                rule="html.chrome",
+                reason=drop.reason,
+                kind="html-chrome",
+                evidence={"path": drop.path},
+            )
+            for drop in article.drops
+        ],
+    )
+    result.documents.append(doc)
+
+
+Record = tuple[str, Any]  # (record key, parsed value) or (record key, error message str)
+
+
+def _jsonl_records(text: str) -> Iterator[tuple[str, Any, str | None]]:
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield f"L{number}", json.loads(line), None
+        except json.JSONDecodeError as exc:
+            yield f"L{number}", None, f"malformed JSON: {exc.msg} (column {exc.colno})"
+
+
+def _json_records(text: str) -> Iterator[tuple[str, Any, str | None]]:
+    """Records of a .json file: an array, an object holding one array, or a single object.
+
+    A file that does not parse as a whole (two arrays in a row, a missing bracket, a bad
+    escape) is read object by object, so one bad record costs only that record.
+    """
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        yield from _salvage_objects(text)
+        return
+    if isinstance(value, dict):
+        arrays = [v for v in value.values() if isinstance(v, list) and v and isinstance(v[0], dict)]
+        if len(arrays) == 1:
+            value = arrays[0]
+        else:
+            yield "0", value, None
+            return
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            yield str(index), item, None
+    else:
+        yield "0", None, "JSON value is neither an object nor an array of objects"
+
+
+def _salvage_objects(text: str) -> Iterator[tuple[str, Any, str | None]]:
+    decoder = json.JSONDecoder()
+    pos, index, length = 0, 0, len(text)
+    while pos < length:
+        start = text.find("{", pos)
+        if start == -1:
+            return
+        try:
+            value, end = decoder.raw_decode(text, start)
+        except json.JSONDecodeError as exc:
+            line = text.count("\n", 0, exc.pos) + 1
+            yield f"{index}", None, f"malformed JSON near line {line}: {exc.msg}"
+            index += 1
+            # Resume at the next object that starts a line (the usual record layout).
+            nxt = text.find("\n", exc.pos)
+            while nxt != -1 and not text[nxt + 1 :].lstrip(" \t,[").startswith("{"):
+                nxt = text.find("\n", nxt + 1)
+            if nxt == -1:
+                return
+            pos = nxt + 1
+            continue
+        yield f"{index}", value, None
+        index += 1
+        pos = end
+
+
+def _read_records(
+    records: Iterator[tuple[str, Any, str | None]],
+    file: InputFile,
+    settings: IngestSettings,
+    result: FileResult,
+    common: dict[str, Any],
+) -> None:
+    seen: set[str] = set()
+    for key, value, error in records:
+        where = f"{file.source}#{key}"
+        if error is not None:
+            result.skipped.append(Skipped(where, error))
+            continue
+        if not isinstance(value, dict):
+            result.skipped.append(Skipped(where, "record is not a JSON object"))
+            continue
+        text = next(
+            (value[f] for f in settings.text_fields if isinstance(value.get(f), str) and value[f].strip()),
+            None,
+        )
+        if text is None:
+            fields = "/".join(settings.text_fields)
+            result.skipped.append(Skipped(where, f"record has no text field ({fields})"))
+            continue
+        own_id = value.get("id")
+        if isinstance(own_id, (str, int)) and not isinstance(own_id, bool) and str(own_id) not in seen:
+            key = f"id={own_id}"
+            seen.add(str(own_id))
+        meta = {f: value[f] for f in settings.meta_fields if value.get(f) not in (None, "")}
+        doc = Document.new(f"{file.source}#{key}", normalise_newlines(text), meta=meta, **common)
+        result.documents.append(doc)

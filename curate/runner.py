@@ -1,0 +1,177 @@
+"""A run: configuration and rules in, a new corpus version and its report out.
+
+The runner knows nothing about what stages do: it loads the rules, finds the inputs, works out
+the version id, streams documents from ingest through `curate.pipeline`, and hands the result to
+the version writer and the report writer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from curate import ingest
+from curate.config import Config
+from curate.document import Document
+from curate.pipeline import build_stages, run_stages
+from curate.stages.base import RunContext
+from curate.version import (
+    RunRecord,
+    compute_version_id,
+    corpus_lock,
+    read_latest,
+    remove_stale_temporaries,
+    versions_dir,
+    write_latest,
+    write_version,
+)
+
+
+class RunError(Exception):
+    """A problem that stops the run before any work (bad rules, no inputs, a busy corpus)."""
+
+
+@dataclass
+class RunResult:
+    version_id: str
+    version_dir: Path
+    created: bool  # False: the version already existed (nothing changed)
+    parent: str | None
+    counts: dict[str, Any] = field(default_factory=dict)
+    skipped: list[ingest.Skipped] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    reports: dict[str, Path] = field(default_factory=dict)
+    latest_moved: bool = False
+
+
+def load_rules(config: Config) -> Any:
+    """The rule set named by the configuration (RuleError for a broken rule file)."""
+    from curate.rules import load_rules as load
+
+    return load([Path(p) for p in config.run.rules])
+
+
+def hash_inputs(files: list[ingest.InputFile]) -> None:
+    for file in files:
+        h = hashlib.sha256()
+        with file.path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                h.update(block)
+        file.sha256 = h.hexdigest()
+
+
+def run(
+    config: Config,
+    *,
+    inputs: list[str] | None = None,
+    corpus: str | Path | None = None,
+    reports: str | Path | None = None,
+    on_file: Callable[[ingest.FileResult], None] | None = None,
+    on_plan: Callable[[int], None] | None = None,
+    write_report: bool = True,
+) -> RunResult:
+    """Curate `inputs` into a new version of `corpus` (defaults from the configuration)."""
+    corpus = Path(corpus or config.run.corpus)
+    reports_dir = Path(reports or config.run.reports)
+    try:
+        rules = load_rules(config)
+    except Exception as exc:  # RuleError: one line naming file, rule and problem
+        raise RunError(str(exc)) from None
+    try:
+        files, skipped = ingest.scan(inputs or config.run.input, config.ingest)
+    except ingest.IngestError as exc:
+        raise RunError(str(exc)) from None
+    if not files and not skipped:
+        raise RunError(f"no input files found in {', '.join(map(str, inputs or config.run.input))}")
+    hash_inputs(files)
+    version_id = compute_version_id(
+        config.digest_source(), rules.digest(), [(f.source, f.sha256) for f in files]
+    )
+    try:
+        with corpus_lock(corpus, config.run.lock_wait_seconds):
+            remove_stale_temporaries(corpus)
+            parent = read_latest(corpus)
+            existing = versions_dir(corpus) / version_id
+            if existing.is_dir():
+                moved = parent != version_id
+                if moved:
+                    write_latest(corpus, version_id)
+                result = RunResult(version_id, existing, False, parent, latest_moved=moved)
+                if write_report and not (reports_dir / version_id / "report.json").is_file():
+                    result.reports = _write_reports(existing, reports_dir)
+                return result
+            if on_plan:
+                on_plan(len(files))
+            context = RunContext(
+                config=config,
+                rules=rules,
+                parent=versions_dir(corpus) / parent if parent else None,
+                state={"artifacts": {}, "warnings": []},
+            )
+            input_records: list[dict[str, Any]] = []
+            docs = list(run_stages(_ingest(files, config, skipped, input_records, on_file), build_stages(context)))
+            warnings = list(context.state.get("warnings", []))
+            record = RunRecord(
+                version_id=version_id,
+                config=config.to_dict(),
+                rules_digest=rules.digest(),
+                inputs=input_records,
+                skipped=[{"path": s.path, "reason": s.reason} for s in sorted(skipped, key=lambda s: s.path)],
+                parent=parent,
+                artifacts=dict(context.state.get("artifacts", {})),
+                warnings=warnings,
+            )
+            folder = write_version(corpus, docs, record)
+    except OSError as exc:
+        raise RunError(f"{corpus}: cannot write the corpus: {exc}") from None
+    from curate.version import read_manifest
+
+    result = RunResult(
+        version_id,
+        folder,
+        True,
+        parent,
+        counts=read_manifest(folder)["counts"],
+        skipped=sorted(skipped, key=lambda s: s.path),
+        warnings=warnings,
+        latest_moved=True,
+    )
+    if write_report:
+        result.reports = _write_reports(folder, reports_dir)
+    return result
+
+
+def _ingest(
+    files: list[ingest.InputFile],
+    config: Config,
+    skipped: list[ingest.Skipped],
+    input_records: list[dict[str, Any]],
+    on_file: Callable[[ingest.FileResult], None] | None,
+) -> Iterator[Document]:
+    for file in files:
+        digest = file.sha256
+        result = ingest.read_file(file, config.ingest)
+        skipped.extend(result.skipped)
+        input_records.append(
+            {
+                "path": file.source,
+                "sha256": digest,
+                "bytes": file.size,
+                "encoding": result.encoding,
+                "documents": len(result.documents),
+            }
+        )
+        if on_file:
+            on_file(result)
+        yield from result.documents
+
+
+def _write_reports(version_dir: Path, reports_dir: Path) -> dict[str, Path]:
+    try:
+        from curate.report import write_reports
+    except ImportError:  # the report package is optional while it is being built
+        return {}
+    return write_reports(version_dir, reports_dir)

@@ -1,0 +1,336 @@
+"""Immutable, content-addressed corpus versions.
+
+A version lives in `<corpus>/versions/<id>/` and is never changed once written:
+
+- `documents.jsonl`  the clean documents (id, source, text, meta, flags), sorted by id
+- `quarantine.jsonl` documents a policy set aside, with their flags and reason
+- `duplicates.jsonl` documents found to duplicate another, with `duplicate_of`
+- `edits.jsonl`      every edit of every document, in the order made
+- `index/`           artifacts stages keep for the next run (e.g. the near-duplicate index)
+- `manifest.json`    tool version, effective config, rules digest, inputs and their sha256,
+                     sha256 of every output document and file, parent, counts, skipped inputs
+
+The id is a hash of what determines the output (tool version, config, rules, inputs), so the
+same run twice gives the same id and the second run has nothing to do. A version is written to
+a temporary folder and renamed into place, and `LATEST` is replaced atomically after that: a run
+killed at any moment leaves either no new version or a complete one, and a usable LATEST.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import signal
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from curate import __version__
+from curate.document import DUPLICATE, OK, QUARANTINED, Document
+
+VERSIONS = "versions"
+LATEST = "LATEST"
+LOCK = ".lock"
+DATA_FILES = ["documents.jsonl", "quarantine.jsonl", "duplicates.jsonl", "edits.jsonl"]
+
+
+class VersionError(Exception):
+    """A version that does not exist, or a corpus folder that cannot be used."""
+
+
+def dumps_line(record: dict[str, Any]) -> str:
+    """The one JSON encoding used for every line we write (stable: same record, same bytes)."""
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def compute_version_id(config_digest: str, rules_digest: str, inputs: Iterable[tuple[str, str]]) -> str:
+    """Hash of tool version, configuration, rules and (source, sha256) of every input."""
+    h = hashlib.sha256()
+    h.update(f"curate {__version__}\n".encode())
+    h.update(config_digest.encode("utf-8") + b"\n")
+    h.update(rules_digest.encode("utf-8") + b"\n")
+    for source, digest in sorted(inputs):
+        h.update(f"{source}\t{digest}\n".encode())
+    return h.hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------- locating versions
+def versions_dir(corpus: Path) -> Path:
+    return Path(corpus) / VERSIONS
+
+
+def read_latest(corpus: Path) -> str | None:
+    path = Path(corpus) / LATEST
+    if not path.is_file():
+        return None
+    value = path.read_text(encoding="utf-8").strip()
+    return value if value and (versions_dir(corpus) / value).is_dir() else None
+
+
+def write_latest(corpus: Path, version_id: str) -> None:
+    path = Path(corpus) / LATEST
+    tmp = path.with_name(f".{LATEST}.{os.getpid()}.tmp")
+    tmp.write_text(version_id + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def list_versions(corpus: Path) -> list[dict[str, Any]]:
+    """Manifests of all versions, oldest first."""
+    folder = versions_dir(corpus)
+    if not folder.is_dir():
+        return []
+    manifests = []
+    for path in folder.iterdir():
+        manifest = path / "manifest.json"
+        if path.is_dir() and not path.name.startswith(".") and manifest.is_file():
+            manifests.append(json.loads(manifest.read_text(encoding="utf-8")))
+    return sorted(manifests, key=lambda m: (m.get("created", ""), m["version"]))
+
+
+def resolve(corpus: Path, ref: str | None) -> Path:
+    """The folder of a version given as an id, a unique id prefix, or LATEST (default)."""
+    if ref in (None, "", "LATEST", "latest"):
+        latest = read_latest(corpus)
+        if latest is None:
+            raise VersionError(f"{corpus}: no versions yet (run `curate run` first)")
+        return versions_dir(corpus) / latest
+    folder = versions_dir(corpus)
+    exact = folder / ref
+    if exact.is_dir() and (exact / "manifest.json").is_file():
+        return exact
+    matches = [p for p in folder.glob(f"{ref}*") if p.is_dir() and not p.name.startswith(".")] if folder.is_dir() else []
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise VersionError(f"{corpus}: no version {ref!r}")
+    raise VersionError(f"{corpus}: {ref!r} matches several versions: {', '.join(sorted(p.name for p in matches))}")
+
+
+def read_manifest(version_dir: Path) -> dict[str, Any]:
+    return json.loads((version_dir / "manifest.json").read_text(encoding="utf-8"))
+
+
+def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    if not path.is_file():
+        return
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                yield json.loads(line)
+
+
+# --------------------------------------------------------------------------- locking
+@contextmanager
+def corpus_lock(corpus: Path, wait_seconds: float = 0.0) -> Iterator[None]:
+    """One run at a time per corpus folder; a second run waits up to `wait_seconds`, then fails."""
+    corpus.mkdir(parents=True, exist_ok=True)
+    handle = open(corpus / LOCK, "a+")
+    deadline = time.monotonic() + wait_seconds
+    try:
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                if time.monotonic() >= deadline:
+                    handle.seek(0)
+                    holder = handle.read().strip() or "another process"
+                    raise VersionError(
+                        f"{corpus}: another curate run is working on this corpus ({holder}); "
+                        "wait for it to finish or set run.lock_wait_seconds"
+                    ) from None
+                time.sleep(0.2)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        yield
+    finally:
+        handle.close()
+
+
+# --------------------------------------------------------------------------- writing
+def _checkpoint(name: str) -> None:
+    """Test hook: CURATE_TEST_KILL_AT=<name> kills this process here, as a crash would."""
+    if os.environ.get("CURATE_TEST_KILL_AT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def remove_stale_temporaries(corpus: Path) -> None:
+    """Temporary folders left by a killed run (only called while holding the lock)."""
+    folder = versions_dir(corpus)
+    if folder.is_dir():
+        for path in folder.glob(".tmp-*"):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+@dataclass
+class RunRecord:
+    """What the writer needs to know about a run besides the documents."""
+
+    version_id: str
+    config: dict[str, Any]
+    rules_digest: str
+    inputs: list[dict[str, Any]]
+    skipped: list[dict[str, str]]
+    parent: str | None
+    artifacts: dict[str, bytes]
+    warnings: list[str]
+
+
+def write_version(corpus: Path, docs: Iterable[Document], record: RunRecord) -> Path:
+    """Write all documents and the manifest into a new version folder, atomically."""
+    folder = versions_dir(corpus)
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / record.version_id
+    tmp = folder / f".tmp-{record.version_id}-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    ordered = sorted(docs, key=lambda d: d.id)
+    outputs: dict[str, str] = {}
+    counts = _counts(ordered)
+    handles = {name: (tmp / name).open("w", encoding="utf-8") for name in DATA_FILES}
+    try:
+        target = {OK: "documents.jsonl", QUARANTINED: "quarantine.jsonl", DUPLICATE: "duplicates.jsonl"}
+        for doc in ordered:
+            line = dumps_line(doc.to_json())
+            handles[target.get(doc.status, "quarantine.jsonl")].write(line + "\n")
+            if doc.status == OK:
+                outputs[doc.id] = sha256_text(line)
+            for seq, edit in enumerate(doc.edits):
+                handles["edits.jsonl"].write(dumps_line({"doc": doc.id, "seq": seq, **edit.to_json()}) + "\n")
+            _checkpoint("documents")
+    finally:
+        for handle in handles.values():
+            handle.close()
+    if record.artifacts:
+        (tmp / "index").mkdir()
+        for name, data in sorted(record.artifacts.items()):
+            (tmp / "index" / name).write_bytes(data)
+    files = {
+        path.relative_to(tmp).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(tmp.rglob("*"))
+        if path.is_file()
+    }
+    manifest = {
+        "version": record.version_id,
+        "tool_version": __version__,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "parent": record.parent,
+        "config": record.config,
+        "rules_digest": record.rules_digest,
+        "inputs": record.inputs,
+        "skipped": record.skipped,
+        "warnings": record.warnings,
+        "counts": counts,
+        "outputs": outputs,
+        "files": files,
+    }
+    (tmp / "manifest.json").write_text(
+        json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
+    )
+    _checkpoint("manifest")
+    _fsync_tree(tmp)
+    os.rename(tmp, final)
+    _checkpoint("renamed")
+    write_latest(corpus, record.version_id)
+    return final
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in folder.rglob("*"):
+        if path.is_file():
+            with path.open("rb") as handle:
+                os.fsync(handle.fileno())
+
+
+def _counts(docs: list[Document]) -> dict[str, Any]:
+    by_stage: Counter[str] = Counter()
+    by_rule: Counter[str] = Counter()
+    chars_by_rule: Counter[str] = Counter()
+    docs_by_rule: Counter[str] = Counter()
+    meta_fields: Counter[str] = Counter()
+    flags: Counter[str] = Counter()
+    for doc in docs:
+        rules_here = set()
+        for edit in doc.edits:
+            by_stage[edit.stage] += 1
+            by_rule[edit.rule] += 1
+            chars_by_rule[edit.rule] += max(0, len(edit.before) - len(edit.after))
+            rules_here.add(edit.rule)
+            if edit.action.startswith("meta:"):
+                meta_fields[edit.action[5:]] += 1
+        docs_by_rule.update(rules_here)
+        flags.update(flag.kind for flag in doc.flags)
+    statuses = Counter(doc.status for doc in docs)
+    return {
+        "documents_in": len(docs),
+        "documents_out": statuses[OK],
+        "quarantined": statuses[QUARANTINED],
+        "duplicates": statuses[DUPLICATE],
+        "edits": sum(by_stage.values()),
+        "edits_by_stage": dict(sorted(by_stage.items())),
+        "edits_by_rule": dict(sorted(by_rule.items())),
+        "documents_by_rule": dict(sorted(docs_by_rule.items())),
+        "chars_removed_by_rule": dict(sorted(chars_by_rule.items())),
+        "meta_fields": dict(sorted(meta_fields.items())),
+        "flags_by_kind": dict(sorted(flags.items())),
+    }
+
+
+# --------------------------------------------------------------------------- verifying
+def verify(version_dir: Path) -> list[str]:
+    """Problems found by recomputing every hash of a version (empty list: intact)."""
+    problems: list[str] = []
+    manifest_path = version_dir / "manifest.json"
+    if not manifest_path.is_file():
+        return [f"{version_dir}: no manifest.json"]
+    manifest = read_manifest(version_dir)
+    for name, expected in sorted(manifest.get("files", {}).items()):
+        path = version_dir / name
+        if not path.is_file():
+            problems.append(f"{name}: missing")
+        elif hashlib.sha256(path.read_bytes()).hexdigest() != expected:
+            problems.append(f"{name}: sha256 differs from the manifest")
+    present = {
+        path.relative_to(version_dir).as_posix()
+        for path in version_dir.rglob("*")
+        if path.is_file() and path.name != "manifest.json"
+    }
+    for extra in sorted(present - set(manifest.get("files", {}))):
+        problems.append(f"{extra}: not listed in the manifest")
+    outputs = dict(manifest.get("outputs", {}))
+    path = version_dir / "documents.jsonl"
+    if path.is_file():
+        with path.open(encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                line = line.rstrip("\n")
+                try:
+                    doc_id = json.loads(line)["id"]
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    problems.append(f"documents.jsonl line {number}: not a document record")
+                    continue
+                expected = outputs.pop(doc_id, None)
+                if expected is None:
+                    problems.append(f"document {doc_id}: not listed in the manifest")
+                elif sha256_text(line) != expected:
+                    problems.append(f"document {doc_id}: sha256 differs from the manifest")
+    for doc_id in sorted(outputs):
+        problems.append(f"document {doc_id}: listed in the manifest but missing")
+    return problems

@@ -1,0 +1,45 @@
+"""Shared fixtures: the sample files and a helper that runs the whole pipeline into a tmp corpus."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from curate import config as config_module
+
+ROOT = Path(__file__).resolve().parent.parent
+SEEDS = Path(__file__).resolve().parent / "fixtures" / "seeds"
+SEED_FILES = sorted(SEEDS.glob("*.txt"))  # the five sample articles (EXPECTED.md sits beside them)
+
+
+@pytest.fixture
+def seeds() -> Path:
+    return SEEDS
+
+
+def make_config(tmp_path: Path, overrides: dict[str, Any] | None = None) -> config_module.Config:
+    """Defaults with the project's rules folder and a corpus/reports folder inside tmp_path."""
+    data: dict[str, Any] = {
+        "run": {
+            "corpus": str(tmp_path / "corpus"),
+            "reports": str(tmp_path / "reports"),
+            "rules": [str(ROOT / "rules")],
+        }
+    }
+    for section, values in (overrides or {}).items():
+        data.setdefault(section, {}).update(values)
+    return config_module.build(data)
+
+
+@pytest.fixture
+def curate_run(tmp_path: Path):
+    """Run the pipeline on `inputs` (default: the sample files) into tmp_path/corpus."""
+    from curate.runner import run
+
+    def _run(inputs: list[Path] | None = None, overrides: dict[str, Any] | None = None, **kwargs: Any):
+        cfg = make_config(tmp_path, overrides)
+        return run(cfg, inputs=[str(p) for p in (inputs or SEED_FILES)], **kwargs)
+
+    return _run

@@ -1,0 +1,142 @@
+"""The command line: help everywhere, one-line errors with exit code 2, and the version commands."""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from curate.cli import main
+
+from .conftest import ROOT, SEED_FILES
+
+
+def all_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    found = []
+    for name, command in group.commands.items():
+        found.append((*prefix, name))
+        if isinstance(command, click.Group):
+            found += all_commands(command, (*prefix, name))
+    return found
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A folder with a curate.toml pointing at tmp corpus/reports and the project's rules."""
+    (tmp_path / "in").mkdir()
+    for path in SEED_FILES:
+        (tmp_path / "in" / path.name).write_bytes(path.read_bytes())
+    (tmp_path / "curate.toml").write_text(
+        f'[run]\ninput = ["in"]\nrules = ["{ROOT / "rules"}"]\n', encoding="utf-8"
+    )
+    return tmp_path
+
+
+def invoke(project: Path, *args: str):
+    """Run the CLI with `project` as the working directory (where curate.toml is found)."""
+    old = os.getcwd()
+    os.chdir(project)
+    try:
+        return CliRunner().invoke(main, list(args), catch_exceptions=False)
+    finally:
+        os.chdir(old)
+
+
+def test_every_command_has_help():
+    commands = all_commands(main)
+    assert {("run",), ("log",), ("show",), ("verify",), ("export",), ("config", "show")} <= set(commands)
+    for path in commands:
+        result = CliRunner().invoke(main, [*path, "--help"])
+        assert result.exit_code == 0, path
+        assert "Usage:" in result.output
+
+
+def test_config_show_is_the_effective_configuration(project):
+    (project / "curate.toml").write_text(
+        (project / "curate.toml").read_text(encoding="utf-8") + "\n[punctuation]\nenabled = false\n",
+        encoding="utf-8",
+    )
+    result = invoke(project, "config", "show")
+    assert result.exit_code == 0
+    shown = tomllib.loads(result.output)
+    assert shown["punctuation"]["enabled"] is False
+    assert shown["run"]["input"] == ["in"]
+    assert "# Run this stage." in result.output
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("[nonsense]\nx = 1\n", "unknown section [nonsense]"),
+        ("[run]\ncorpus = 3\n", "run.corpus should be str"),
+        ("[reflow]\nenabeld = true\n", "unknown key reflow.enabeld"),
+        ("[run\n", "not valid TOML"),
+    ],
+)
+def test_bad_configuration_is_one_line_and_exit_2(project, content, message):
+    (project / "curate.toml").write_text(content, encoding="utf-8")
+    result = invoke(project, "run")
+    assert result.exit_code == 2
+    assert message in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert "Traceback" not in result.output
+
+
+def test_missing_input_is_exit_2(project):
+    result = invoke(project, "run", "nowhere")
+    assert result.exit_code == 2
+    assert result.output.strip() == "curate: nowhere: no such file or folder"
+
+
+def test_run_log_show_verify_export(project):
+    first = invoke(project, "run")
+    assert first.exit_code == 0, first.output
+    assert "version" in first.output and "documents out" in first.output
+    version = (project / "corpus" / "LATEST").read_text().strip()
+    again = invoke(project, "run")
+    assert again.exit_code == 0 and "nothing changed" in again.output
+
+    log = invoke(project, "log")
+    assert version in log.output and "first version" in log.output
+
+    shown = invoke(project, "show", version[:6])
+    assert shown.exit_code == 0 and "documents_out" in shown.output
+    doc = invoke(project, "show", "LATEST", "000_d8f9418d4d2c02c0.txt")
+    assert doc.exit_code == 0 and "守望相助" in doc.output
+    missing = invoke(project, "show", "LATEST", "nope")
+    assert missing.exit_code == 2
+    unknown = invoke(project, "show", "0000000000")
+    assert unknown.exit_code == 2 and "no version" in unknown.output
+
+    assert invoke(project, "verify").exit_code == 0
+
+    out = project / "out"
+    assert invoke(project, "export", "--format", "jsonl", "--out", str(out / "d.jsonl")).exit_code == 0
+    records = [json.loads(line) for line in (out / "d.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(records) == 5
+
+    assert invoke(project, "export", "--format", "parquet", "--out", str(out / "d.parquet")).exit_code == 0
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(out / "d.parquet")
+    assert table.column("text").to_pylist() == [r["text"] for r in records]
+    assert [json.loads(m) for m in table.column("meta").to_pylist()] == [r["meta"] for r in records]
+
+    assert invoke(project, "export", "--format", "txt", "--out", str(out / "txt")).exit_code == 0
+    for record in records:
+        assert (out / "txt" / f"{record['id']}.txt").read_text(encoding="utf-8") == record["text"] + "\n"
+
+
+def test_verify_exit_1_on_tampering(project):
+    assert invoke(project, "run").exit_code == 0
+    version = (project / "corpus" / "LATEST").read_text().strip()
+    path = project / "corpus" / "versions" / version / "documents.jsonl"
+    path.write_text(path.read_text(encoding="utf-8").replace("民族", "名族", 1), encoding="utf-8")
+    result = invoke(project, "verify")
+    assert result.exit_code == 1
+    assert "sha256 differs" in result.output

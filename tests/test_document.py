@@ -1,0 +1,95 @@
+"""The document model: edits keep everything needed to undo them and to locate them in the input."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from curate.document import Change, Document, Flag, stable_id, undo_edits
+
+
+def test_id_depends_on_source_only():
+    assert Document.new("a/b.txt", "x").id == Document.new("a/b.txt", "different").id
+    assert Document.new("a/b.txt", "x").id != Document.new("a/c.txt", "x").id
+    assert stable_id("a/b.txt") == Document.new("a/b.txt", "").id
+
+
+def test_apply_records_spans_before_after_and_source_offsets():
+    doc = Document.new("d.txt", "甲乙丙丁戊己")
+    edits = doc.apply(
+        "s",
+        [
+            Change(1, 2, "", rule="r.drop", reason="drop 乙"),
+            Change(3, 5, "XY Z", rule="r.rep", reason="replace 丁戊"),
+        ],
+    )
+    assert doc.text == "甲丙XY Z己"
+    first, second = edits
+    assert (first.action, first.start, first.end, first.before, first.after) == ("drop", 1, 2, "乙", "")
+    # The second edit's span is in the text as it was after the first edit.
+    assert (second.action, second.start, second.end, second.before) == ("replace", 2, 4, "丁戊")
+    assert (first.src_start, first.src_end) == (1, 2)
+    assert (second.src_start, second.src_end) == (3, 5)
+    assert doc.input_text[second.src_start : second.src_end] == "丁戊"
+    assert doc.reconstruct_input() == "甲乙丙丁戊己"
+
+
+def test_source_offsets_survive_several_stages():
+    doc = Document.new("d.txt", "AAA<x>BBB<y>CCC")
+    doc.apply("one", [Change(3, 6, "", rule="tag", reason="")])  # AAABBB<y>CCC
+    doc.apply("two", [Change(6, 9, "", rule="tag", reason="")])  # AAABBBCCC
+    edit = doc.edits[-1]
+    assert doc.input_text[edit.src_start : edit.src_end] == "<y>"
+    start, end = doc.source_span(6, 9)
+    assert doc.input_text[start:end] == "CCC"
+
+
+def test_overlapping_changes_are_refused():
+    doc = Document.new("d.txt", "abcdef")
+    try:
+        doc.apply("s", [Change(0, 3, "", rule="a", reason=""), Change(2, 4, "", rule="b", reason="")])
+    except ValueError as exc:
+        assert "overlapping" in str(exc)
+    else:
+        raise AssertionError("overlapping changes were accepted")
+    assert doc.text == "abcdef" and not doc.edits
+
+
+def test_no_op_change_is_not_logged():
+    doc = Document.new("d.txt", "abc")
+    assert doc.apply("s", [Change(0, 1, "a", rule="same", reason="")]) == []
+    assert doc.edits == []
+
+
+def test_flags_follow_the_text():
+    doc = Document.new("d.txt", "0123456789")
+    doc.add_flag(Flag("spam-injection", 6, 8, "67", "test"))
+    doc.apply("s", [Change(1, 3, "", rule="drop", reason="")])
+    flag = doc.flags[0]
+    assert (flag.start, flag.end, flag.text) == (4, 6, "67")
+    doc.apply("s", [Change(0, 0, "++", rule="insert", reason="")])
+    assert doc.text[flag.start : flag.end] == "67"
+
+
+def test_meta_keeps_every_value():
+    doc = Document.new("d.txt", "")
+    doc.set_meta("author", "甲")
+    doc.set_meta("author", "甲")
+    doc.set_meta("author", "乙")
+    assert doc.meta["author"] == ["甲", "乙"]
+
+
+@given(
+    st.text(alphabet="甲乙丙丁 ,。\nab", min_size=1, max_size=40),
+    st.lists(st.tuples(st.integers(0, 40), st.integers(0, 5), st.text(alphabet="xy，", max_size=3)), max_size=6),
+)
+def test_undo_always_gives_back_the_input(text, raw_changes):
+    doc = Document.new("d.txt", text)
+    for start, length, after in raw_changes:
+        start = min(start, len(doc.text))
+        end = min(start + length, len(doc.text))
+        doc.apply("s", [Change(start, end, after, rule="r", reason="")])
+    assert doc.reconstruct_input() == text
+    assert undo_edits(doc.text, doc.edits) == text
+    for edit in doc.edits:
+        assert 0 <= edit.src_start <= edit.src_end <= len(text)

@@ -1,0 +1,122 @@
+"""Ingest: encodings detected per file, formats split into documents, bad input skipped with a reason."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from curate.config import IngestSettings
+from curate.ingest import IngestError, decode_bytes, read_file, scan
+
+SIMPLIFIED = "金秋九月，走进西宁市的大街小巷，处处呈现各族群众和谐相处的生活场景。\n民族团结一家亲。"
+TRADITIONAL = "民族團結進步是西固區最悠久的歷史傳承,也是最鮮明的文化底色。"
+
+
+def ingest_folder(folder: Path):
+    settings = IngestSettings()
+    files, skipped = scan([folder], settings)
+    results = {f.source: read_file(f, settings) for f in files}
+    for result in results.values():
+        skipped += result.skipped
+    return results, {s.path: s.reason for s in skipped}
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "encoding"),
+    [
+        ("gbk.txt", SIMPLIFIED.encode("gbk"), "gb18030"),
+        ("gb18030.txt", SIMPLIFIED.encode("gb18030"), "gb18030"),
+        ("big5.txt", TRADITIONAL.encode("big5"), "big5"),
+        ("utf16.txt", SIMPLIFIED.encode("utf-16"), "utf-16"),
+        ("utf16le-nobom.txt", SIMPLIFIED.encode("utf-16-le"), "utf-16-le"),
+        ("bom.txt", b"\xef\xbb\xbf" + SIMPLIFIED.encode("utf-8"), "utf-8-sig"),
+        ("plain.txt", SIMPLIFIED.encode("utf-8"), "utf-8"),
+    ],
+)
+def test_encodings_are_detected_and_recorded(tmp_path, name, data, encoding):
+    (tmp_path / name).write_bytes(data)
+    results, skipped = ingest_folder(tmp_path)
+    assert not skipped
+    result = results[name]
+    assert result.encoding == encoding
+    (doc,) = result.documents
+    expected = TRADITIONAL if "big5" in name else SIMPLIFIED
+    assert doc.text == expected
+    assert doc.encoding == encoding
+    assert "\ufeff" not in doc.text
+
+
+def test_crlf_is_normalised(tmp_path):
+    (tmp_path / "crlf.txt").write_bytes("第一段。\r\n\r\n第二段。\r第三段。".encode("gbk"))
+    results, _ = ingest_folder(tmp_path)
+    assert results["crlf.txt"].documents[0].text == "第一段。\n\n第二段。\n第三段。"
+
+
+def test_bad_files_are_skipped_with_one_line_reasons(tmp_path):
+    (tmp_path / "good.txt").write_text(SIMPLIFIED, encoding="utf-8")
+    (tmp_path / "binary.txt").write_bytes(bytes(range(256)) * 4)
+    (tmp_path / "empty.txt").write_bytes(b"")
+    (tmp_path / "blank.md").write_bytes(b"  \n\n ")
+    (tmp_path / "undecodable.txt").write_bytes(bytes([0x80, 0xFF, 0xFE, 0x81, 0x30]) * 200 + b"\xff" * 50)
+    (tmp_path / "image.png").write_bytes(b"\x89PNG\r\n")
+    results, skipped = ingest_folder(tmp_path)
+    assert [d.text for d in results["good.txt"].documents] == [SIMPLIFIED]
+    assert "binary" in skipped["binary.txt"]
+    assert skipped["empty.txt"] == "empty file"
+    assert skipped["blank.md"] == "empty file"
+    assert "undecodable" in skipped["undecodable.txt"] or "binary" in skipped["undecodable.txt"]
+    assert "unsupported file type .png" == skipped["image.png"]
+    for reason in skipped.values():
+        assert "\n" not in reason
+
+
+def test_jsonl_broken_line_costs_only_that_line(tmp_path):
+    lines = [
+        json.dumps({"title": "标题一", "content": "正文一。", "url": "http://a.example/1"}, ensure_ascii=False),
+        '{"title": "坏的", "content": "没有结束',
+        json.dumps({"text": "正文二。", "author": "记者甲"}, ensure_ascii=False),
+        json.dumps({"title": "没有正文"}, ensure_ascii=False),
+        "",
+    ]
+    (tmp_path / "news.jsonl").write_text("\n".join(lines), encoding="utf-8")
+    results, skipped = ingest_folder(tmp_path)
+    docs = results["news.jsonl"].documents
+    assert [d.text for d in docs] == ["正文一。", "正文二。"]
+    assert docs[0].meta == {"title": "标题一", "url": "http://a.example/1"}
+    assert docs[1].meta == {"author": "记者甲"}
+    assert docs[0].source == "news.jsonl#L1" and docs[1].source == "news.jsonl#L3"
+    assert skipped["news.jsonl#L2"].startswith("malformed JSON")
+    assert "no text field" in skipped["news.jsonl#L4"]
+
+
+def test_json_records_use_their_own_id_and_salvage_broken_files(tmp_path):
+    good = [{"id": 7, "content": "第一篇。"}, {"id": 9, "body": "第二篇。"}]
+    (tmp_path / "a.json").write_text(json.dumps(good, ensure_ascii=False), encoding="utf-8")
+    # Two arrays in one file, one record with an unescaped quote, and no closing bracket.
+    broken = (
+        '[\n{"content": "甲篇。"},\n{"content": "乙"篇。"}\n]\n'
+        '[\n{"content": "丙篇。"}\n'
+    )
+    (tmp_path / "b.json").write_text(broken, encoding="utf-8")
+    results, skipped = ingest_folder(tmp_path)
+    assert [d.source for d in results["a.json"].documents] == ["a.json#id=7", "a.json#id=9"]
+    assert [d.text for d in results["b.json"].documents] == ["甲篇。", "丙篇。"]
+    assert any(k.startswith("b.json#") and "malformed JSON" in v for k, v in skipped.items())
+
+
+def test_scan_sorts_and_refuses_missing_paths(tmp_path):
+    (tmp_path / "z.txt").write_text("乙", encoding="utf-8")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "a.txt").write_text("甲", encoding="utf-8")
+    (tmp_path / ".hidden.txt").write_text("丙", encoding="utf-8")
+    files, skipped = scan([tmp_path], IngestSettings())
+    assert [f.source for f in files] == ["sub/a.txt", "z.txt"]
+    assert not skipped
+    with pytest.raises(IngestError):
+        scan([tmp_path / "missing"], IngestSettings())
+
+
+def test_decode_prefers_utf8_over_legacy_guesses():
+    assert decode_bytes("中文".encode()) == ("中文", "utf-8")

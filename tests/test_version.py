@@ -1,0 +1,165 @@
+"""Versions: content-addressed ids, byte-identical output, atomic writes, verification."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from curate.version import read_latest, verify
+
+from .conftest import ROOT, SEED_FILES, SEEDS, make_config
+
+
+def tree_hashes(folder: Path) -> dict[str, str]:
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_a_version_has_its_files_and_fields(curate_run, tmp_path):
+    result = curate_run()
+    assert result.created
+    folder = result.version_dir
+    for name in ["documents.jsonl", "edits.jsonl", "manifest.json", "quarantine.jsonl", "duplicates.jsonl"]:
+        assert (folder / name).is_file(), name
+    assert read_latest(tmp_path / "corpus") == result.version_id
+    docs = [json.loads(line) for line in (folder / "documents.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(docs) == 5
+    assert [d["id"] for d in docs] == sorted(d["id"] for d in docs)
+    for doc in docs:
+        assert set(doc) >= {"id", "source", "text", "meta", "flags"}
+        for flag in doc["flags"]:
+            assert doc["text"][flag["start"] : flag["end"]] == flag["text"]
+            assert set(flag) >= {"kind", "start", "end", "text", "reason"}
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["version"] == result.version_id
+    assert manifest["parent"] is None
+    assert set(manifest) >= {"tool_version", "config", "rules_digest", "inputs", "outputs", "counts", "skipped"}
+    seeds = sorted(p.name for p in SEEDS.glob("*") if p.suffix == ".txt")
+    assert [i["path"] for i in manifest["inputs"]] == seeds
+    for item in manifest["inputs"]:
+        assert item["sha256"] == hashlib.sha256((SEEDS / item["path"]).read_bytes()).hexdigest()
+    assert manifest["counts"]["documents_in"] == 5
+    edits = [json.loads(line) for line in (folder / "edits.jsonl").read_text(encoding="utf-8").splitlines()]
+    for edit in edits:
+        assert set(edit) >= {"doc", "stage", "rule", "action", "start", "end", "before", "after", "reason"}
+
+
+def test_edits_rebuild_every_input_exactly(curate_run):
+    from curate.document import Edit, undo_edits
+
+    folder = curate_run().version_dir
+    docs = {}
+    for name in ["documents.jsonl", "quarantine.jsonl", "duplicates.jsonl"]:
+        for line in (folder / name).read_text(encoding="utf-8").splitlines():
+            record = json.loads(line)
+            docs[record["id"]] = record
+    edits: dict[str, list[Edit]] = {}
+    for line in (folder / "edits.jsonl").read_text(encoding="utf-8").splitlines():
+        record = json.loads(line)
+        edits.setdefault(record["doc"], []).append(Edit.from_json(record))
+    for record in docs.values():
+        original = (SEEDS / record["source"]).read_text(encoding="utf-8")
+        assert undo_edits(record["text"], edits.get(record["id"], [])) == original
+        for edit in edits.get(record["id"], []):
+            assert 0 <= edit.src_start <= edit.src_end <= len(original)
+
+
+def test_same_inputs_same_id_and_bytes(tmp_path):
+    from curate.runner import run
+
+    first = run(make_config(tmp_path / "a"), inputs=[str(p) for p in SEED_FILES])
+    second = run(make_config(tmp_path / "b"), inputs=[str(p) for p in SEED_FILES])
+    assert first.version_id == second.version_id
+    for name in ["documents.jsonl", "edits.jsonl", "quarantine.jsonl", "duplicates.jsonl"]:
+        assert (first.version_dir / name).read_bytes() == (second.version_dir / name).read_bytes()
+
+
+def test_rerun_creates_nothing(curate_run, tmp_path):
+    first = curate_run()
+    before = tree_hashes(tmp_path / "corpus")
+    again = curate_run()
+    assert not again.created and again.version_id == first.version_id
+    assert tree_hashes(tmp_path / "corpus") == before
+    assert len(list((tmp_path / "corpus" / "versions").iterdir())) == 1
+
+
+def test_config_change_makes_a_new_version_with_parent(curate_run):
+    first = curate_run()
+    second = curate_run(overrides={"punctuation": {"enabled": False}})
+    assert second.created and second.version_id != first.version_id
+    manifest = json.loads((second.version_dir / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["parent"] == first.version_id
+
+
+def test_inputs_are_never_modified(tmp_path, curate_run):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for path in SEEDS.glob("*.txt"):
+        (inputs / path.name).write_bytes(path.read_bytes())
+    before = tree_hashes(inputs)
+    mtimes = {p.name: p.stat().st_mtime_ns for p in inputs.iterdir()}
+    curate_run(inputs=[inputs])
+    assert tree_hashes(inputs) == before
+    assert {p.name: p.stat().st_mtime_ns for p in inputs.iterdir()} == mtimes
+
+
+@pytest.mark.parametrize("point", ["documents", "manifest"])
+def test_a_run_killed_mid_write_leaves_latest_intact(tmp_path, point):
+    corpus = tmp_path / "corpus"
+    config = tmp_path / "curate.toml"
+    config.write_text(
+        f'[run]\ncorpus = "{corpus}"\nreports = "{tmp_path / "reports"}"\nrules = ["{ROOT / "rules"}"]\n',
+        encoding="utf-8",
+    )
+    cmd = [sys.executable, "-m", "curate", "run", str(SEEDS), "--config", str(config), "-q"]
+    ok = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    latest = read_latest(corpus)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "new.txt").write_text("新的一篇文章。", encoding="utf-8")
+    killed = subprocess.run(
+        [*cmd[:4], str(tmp_path / "in"), *cmd[5:]],
+        capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "CURATE_TEST_KILL_AT": point},
+    )
+    assert killed.returncode == -9
+    assert read_latest(corpus) == latest
+    assert sorted(p.name for p in (corpus / "versions").iterdir() if not p.name.startswith(".")) == [latest]
+    assert verify(corpus / "versions" / latest) == []
+    # The next run cleans up the half-written folder and succeeds.
+    again = subprocess.run([*cmd[:4], str(tmp_path / "in"), *cmd[5:]], capture_output=True, text=True, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert not [p for p in (corpus / "versions").iterdir() if p.name.startswith(".tmp")]
+    assert read_latest(corpus) != latest
+
+
+def test_verify_detects_a_tampered_document(curate_run):
+    folder = curate_run().version_dir
+    assert verify(folder) == []
+    path = folder / "documents.jsonl"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    record = json.loads(lines[1])
+    record["text"] = record["text"].replace("民族", "名族", 1)
+    lines[1] = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    problems = verify(folder)
+    assert any(record["id"] in p and "sha256 differs" in p for p in problems)
+    assert any(p.startswith("documents.jsonl: sha256") for p in problems)
+
+
+def test_a_second_run_on_a_locked_corpus_fails_clearly(tmp_path):
+    from curate.runner import RunError, run
+    from curate.version import corpus_lock
+
+    config = make_config(tmp_path)
+    with corpus_lock(tmp_path / "corpus"):
+        with pytest.raises(RunError, match="another curate run is working on this corpus"):
+            run(config, inputs=[str(SEEDS)])
