@@ -38,6 +38,13 @@ class RunSettings:
     lock_wait_seconds: float = setting(
         0.0, "How long a run waits for another run on the same corpus before giving up."
     )
+    workers: int = setting(0, "Worker processes for per-document stages (0: all cores).")
+    batch_size: int = setting(64, "Documents per batch handed to a worker.")
+    spill_dir: str = setting(
+        "", "Where corpus-wide stages spill documents between passes (empty: the system temp folder)."
+    )
+    engine: str = setting("local", "Execution engine: 'local' (processes on this machine) or 'ray'.")
+    ray_address: str = setting("", "Ray cluster address for engine 'ray' (empty: start a local Ray).")
 
 
 @dataclass

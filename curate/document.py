@@ -121,6 +121,9 @@ class Document:
     status_reason: str = ""
     duplicate_of: str | None = None
     input_text: str = ""  # the decoded input, before any stage ran
+    # One-line problems met while processing (e.g. a rule that timed out); the writer lists them
+    # in the manifest. Kept on the document so they survive worker processes.
+    warnings: list[str] = field(default_factory=list)
     # _src[i] = position in the decoded input of boundary i of the current text (len(text)+1).
     _src: array = field(default_factory=lambda: array("l"), repr=False)
 

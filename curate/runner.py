@@ -16,10 +16,12 @@ from typing import Any
 from curate import ingest
 from curate.config import Config
 from curate.document import Document
-from curate.pipeline import build_stages, run_stages
+from curate.engine import LocalEngine
+from curate.pipeline import build_stages
 from curate.stages.base import RunContext
 from curate.version import (
     RunRecord,
+    VersionError,
     compute_version_id,
     corpus_lock,
     read_latest,
@@ -112,19 +114,23 @@ def run(
                 state={"artifacts": {}, "warnings": []},
             )
             input_records: list[dict[str, Any]] = []
-            docs = list(run_stages(_ingest(files, config, skipped, input_records, on_file), build_stages(context)))
-            warnings = list(context.state.get("warnings", []))
             record = RunRecord(
                 version_id=version_id,
                 config=config.to_dict(),
                 rules_digest=rules.digest(),
                 inputs=input_records,
-                skipped=[{"path": s.path, "reason": s.reason} for s in sorted(skipped, key=lambda s: s.path)],
+                skipped=[],
                 parent=parent,
-                artifacts=dict(context.state.get("artifacts", {})),
-                warnings=warnings,
+                artifacts=context.state["artifacts"],
+                warnings=context.state["warnings"],
             )
-            folder = write_version(corpus, docs, record)
+            engine = make_engine(config)
+            docs = engine.execute(_ingest(files, config, skipped, input_records, on_file), build_stages(context))
+            # The record's lists are filled while the documents stream through the writer.
+            folder = write_version(corpus, docs, record, lambda: _finish_record(record, skipped))
+            warnings = list(record.warnings)
+    except VersionError as exc:
+        raise RunError(str(exc)) from None
     except OSError as exc:
         raise RunError(f"{corpus}: cannot write the corpus: {exc}") from None
     from curate.version import read_manifest
@@ -142,6 +148,22 @@ def run(
     if write_report:
         result.reports = _write_reports(folder, reports_dir)
     return result
+
+
+def make_engine(config: Config) -> Any:
+    """The engine named by run.engine."""
+    settings = config.run
+    if settings.engine == "local":
+        return LocalEngine(settings.workers, settings.batch_size, settings.spill_dir or None)
+    if settings.engine == "ray":
+        from curate.ray_engine import RayEngine
+
+        return RayEngine(settings.ray_address or None, settings.batch_size)
+    raise RunError(f"run.engine: unknown engine {settings.engine!r} (known: local, ray)")
+
+
+def _finish_record(record: RunRecord, skipped: list[ingest.Skipped]) -> None:
+    record.skipped = [{"path": s.path, "reason": s.reason} for s in sorted(skipped, key=lambda s: s.path)]
 
 
 def _ingest(

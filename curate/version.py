@@ -2,7 +2,7 @@
 
 A version lives in `<corpus>/versions/<id>/` and is never changed once written:
 
-- `documents.jsonl`  the clean documents (id, source, text, meta, flags), sorted by id
+- `documents.jsonl`  the clean documents (id, source, text, meta, flags), in input order
 - `quarantine.jsonl` documents a policy set aside, with their flags and reason
 - `duplicates.jsonl` documents found to duplicate another, with `duplicate_of`
 - `edits.jsonl`      every edit of every document, in the order made
@@ -27,7 +27,7 @@ import shutil
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -193,8 +193,14 @@ class RunRecord:
     warnings: list[str]
 
 
-def write_version(corpus: Path, docs: Iterable[Document], record: RunRecord) -> Path:
-    """Write all documents and the manifest into a new version folder, atomically."""
+def write_version(
+    corpus: Path, docs: Iterable[Document], record: RunRecord, before_manifest: Callable[[], None] | None = None
+) -> Path:
+    """Write all documents and the manifest into a new version folder, atomically.
+
+    `before_manifest` is called once every document is written (the record's skipped inputs and
+    artifacts are only complete then, as documents stream in).
+    """
     folder = versions_dir(corpus)
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / record.version_id
@@ -202,13 +208,14 @@ def write_version(corpus: Path, docs: Iterable[Document], record: RunRecord) -> 
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    ordered = sorted(docs, key=lambda d: d.id)
     outputs: dict[str, str] = {}
-    counts = _counts(ordered)
+    counter = _Counts()
     handles = {name: (tmp / name).open("w", encoding="utf-8") for name in DATA_FILES}
     try:
         target = {OK: "documents.jsonl", QUARANTINED: "quarantine.jsonl", DUPLICATE: "duplicates.jsonl"}
-        for doc in ordered:
+        for doc in docs:  # in input order (sorted by source), as the engine yields them
+            counter.add(doc)
+            record.warnings.extend(f"{doc.source}: {w}" for w in doc.warnings)
             line = dumps_line(doc.to_json())
             handles[target.get(doc.status, "quarantine.jsonl")].write(line + "\n")
             if doc.status == OK:
@@ -219,6 +226,9 @@ def write_version(corpus: Path, docs: Iterable[Document], record: RunRecord) -> 
     finally:
         for handle in handles.values():
             handle.close()
+    counts = counter.result()
+    if before_manifest:
+        before_manifest()
     if record.artifacts:
         (tmp / "index").mkdir()
         for name, data in sorted(record.artifacts.items()):
@@ -260,38 +270,45 @@ def _fsync_tree(folder: Path) -> None:
                 os.fsync(handle.fileno())
 
 
-def _counts(docs: list[Document]) -> dict[str, Any]:
-    by_stage: Counter[str] = Counter()
-    by_rule: Counter[str] = Counter()
-    chars_by_rule: Counter[str] = Counter()
-    docs_by_rule: Counter[str] = Counter()
-    meta_fields: Counter[str] = Counter()
-    flags: Counter[str] = Counter()
-    for doc in docs:
+class _Counts:
+    """Counts per stage, rule, metadata field, flag kind and status, accumulated document by document."""
+
+    def __init__(self) -> None:
+        self.by_stage: Counter[str] = Counter()
+        self.by_rule: Counter[str] = Counter()
+        self.chars_by_rule: Counter[str] = Counter()
+        self.docs_by_rule: Counter[str] = Counter()
+        self.meta_fields: Counter[str] = Counter()
+        self.flags: Counter[str] = Counter()
+        self.statuses: Counter[str] = Counter()
+
+    def add(self, doc: Document) -> None:
+        self.statuses[doc.status] += 1
         rules_here = set()
         for edit in doc.edits:
-            by_stage[edit.stage] += 1
-            by_rule[edit.rule] += 1
-            chars_by_rule[edit.rule] += max(0, len(edit.before) - len(edit.after))
+            self.by_stage[edit.stage] += 1
+            self.by_rule[edit.rule] += 1
+            self.chars_by_rule[edit.rule] += max(0, len(edit.before) - len(edit.after))
             rules_here.add(edit.rule)
             if edit.action.startswith("meta:"):
-                meta_fields[edit.action[5:]] += 1
-        docs_by_rule.update(rules_here)
-        flags.update(flag.kind for flag in doc.flags)
-    statuses = Counter(doc.status for doc in docs)
-    return {
-        "documents_in": len(docs),
-        "documents_out": statuses[OK],
-        "quarantined": statuses[QUARANTINED],
-        "duplicates": statuses[DUPLICATE],
-        "edits": sum(by_stage.values()),
-        "edits_by_stage": dict(sorted(by_stage.items())),
-        "edits_by_rule": dict(sorted(by_rule.items())),
-        "documents_by_rule": dict(sorted(docs_by_rule.items())),
-        "chars_removed_by_rule": dict(sorted(chars_by_rule.items())),
-        "meta_fields": dict(sorted(meta_fields.items())),
-        "flags_by_kind": dict(sorted(flags.items())),
-    }
+                self.meta_fields[edit.action[5:]] += 1
+        self.docs_by_rule.update(rules_here)
+        self.flags.update(flag.kind for flag in doc.flags)
+
+    def result(self) -> dict[str, Any]:
+        return {
+            "documents_in": sum(self.statuses.values()),
+            "documents_out": self.statuses[OK],
+            "quarantined": self.statuses[QUARANTINED],
+            "duplicates": self.statuses[DUPLICATE],
+            "edits": sum(self.by_stage.values()),
+            "edits_by_stage": dict(sorted(self.by_stage.items())),
+            "edits_by_rule": dict(sorted(self.by_rule.items())),
+            "documents_by_rule": dict(sorted(self.docs_by_rule.items())),
+            "chars_removed_by_rule": dict(sorted(self.chars_by_rule.items())),
+            "meta_fields": dict(sorted(self.meta_fields.items())),
+            "flags_by_kind": dict(sorted(self.flags.items())),
+        }
 
 
 # --------------------------------------------------------------------------- verifying

@@ -74,3 +74,43 @@ class DocumentStage(Stage):
 
     def process(self, doc: Document) -> None:
         raise NotImplementedError
+
+
+class CorpusStage(Stage):
+    """A stage that must see every document before it can change any (dolma's "tag, then
+    materialize"): `observe` each document and keep only compact state (hashes, signatures),
+    `decide` once, then `apply` the decisions document by document.
+
+    Keeping the passes apart lets the engine stream documents through a spill file instead of
+    holding the corpus in memory, and compute `summarise` (the expensive, per-document part) in
+    worker processes. The default `run` does the three steps in memory.
+    """
+
+    def summarise(self, doc: Document) -> Any:
+        """Per-document work that needs nothing else (runs in worker processes)."""
+        return None
+
+    def observe(self, doc: Document, summary: Any) -> None:
+        """Record what the decision needs about `doc` (runs in the main process, in input order)."""
+        raise NotImplementedError
+
+    def decide(self) -> None:
+        """Called once after every document was observed."""
+
+    def apply(self, doc: Document) -> None:
+        """Change `doc` according to the decisions."""
+        raise NotImplementedError
+
+    def run(self, docs: Iterable[Document]) -> Iterator[Document]:
+        if not self.settings.enabled:
+            yield from docs
+            return
+        held = list(docs)
+        for doc in held:
+            if doc.status == OK:
+                self.observe(doc, self.summarise(doc))
+        self.decide()
+        for doc in held:
+            if doc.status == OK:
+                self.apply(doc)
+            yield doc
