@@ -1,13 +1,309 @@
-"""Boilerplate rules (placeholder)."""
+"""Boilerplate: apply the rule packs (notices, disclaimers, footers, UI text, credit lines).
+
+Scopes (see rules/README.md):
+- `line`: the rule matches a whole line -> the line goes;
+- `paragraph`: the rule matches inside a line -> the whole line goes (a notice paragraph);
+- `inline`: the rule matches inside a line -> only the match goes (a credit in parentheses);
+- `tail`: a footer rule. Tail lines only go as part of a footer block: a block starts at a line
+  near the end (the last `tail_lines` non-blank lines) that an anchor tail rule, or a line/
+  paragraph rule, matched, and grows up and down through neighbouring lines that some rule
+  matched. A body line (no rule matches it) ends the block, so a body paragraph after a footer
+  stays.
+
+Precision first: the first rule (in pack order) that matches a line decides; allowlisted text is
+never removed; a pattern that exceeds its time limit is reported (a warning for the writer and a
+`rule-timeout` flag on the document), never silently skipped.
+"""
 
 from __future__ import annotations
 
-from curate.document import Document
-from curate.stages.base import DocumentStage
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from curate.config import setting
+from curate.document import Change, Document, Flag
+from curate.rules import Rule, RuleSet, load_rules, nonblank_lines, whole_line_spans
+from curate.stages.base import DocumentStage, StageSettings
+
+
+@dataclass
+class BoilerplateSettings(StageSettings):
+    """Rule packs: platform notices, disclaimers, site footers, page UI text, credit lines."""
+
+    timeout_seconds: float = setting(
+        0.5, "Time limit for one rule's pattern on one document; a rule that hits it is reported."
+    )
+    tail_lines: int = setting(
+        12, "Footer (tail) rules start a footer block only within this many last non-blank lines."
+    )
+    disable: list = setting([], "Rule ids or pack names not to apply.")
+
+
+@dataclass
+class _Hit:
+    rule: Rule
+    value: str
+    anchor: str | None = None  # for tail lines removed as part of a block: the anchor rule id
 
 
 class Boilerplate(DocumentStage):
     name = "boilerplate"
+    Settings = BoilerplateSettings
 
+    def __init__(self, settings: Any, context: Any) -> None:
+        super().__init__(settings, context)
+        self._rules: RuleSet | None = None
+
+    @property
+    def ruleset(self) -> RuleSet:
+        """The rules the runner loaded, or (outside a run) the configured folders."""
+        if self._rules is None:
+            rules = self.context.rules
+            if rules is None:
+                rules = load_rules([Path(p) for p in self.context.config.run.rules])
+                self.context.rules = rules
+            self._rules = rules
+        return self._rules
+
+    def _active(self, scope: str) -> list[Rule]:
+        disabled = set(self.settings.disable)
+        return [
+            r for r in self.ruleset.rules
+            if r.scope == scope and r.id not in disabled and r.pack not in disabled
+        ]
+
+    # ------------------------------------------------------------------ main
     def process(self, doc: Document) -> None:
-        return None
+        text = doc.text
+        if not text.strip():
+            return
+        timeout = self.settings.timeout_seconds
+        lines = nonblank_lines(text)
+        line_text = [text[s:e] for s, e in lines]
+        present = _Present(self, doc, text, timeout)
+
+        decided: dict[int, _Hit] = {}
+        # 1. line and paragraph rules, in pack order: the first rule that matches a line decides.
+        for rule in self.ruleset.rules:
+            if rule.scope not in ("line", "paragraph") or not present(rule):
+                continue
+            for i, line in enumerate(line_text):
+                if i in decided:
+                    continue
+                m = present.match(rule, line)
+                if m is None:
+                    break
+                if m and not self.ruleset.keeps(rule.id, line):
+                    value = rule.value(m) if rule.meta_field else ""
+                    if not rule.meta_field or value:
+                        decided[i] = _Hit(rule, value)
+
+        # 2. footer blocks near the end.
+        self._tail(line_text, decided, present)
+
+        # 3. inline rules inside the lines that stay.
+        inline: dict[int, list[tuple[int, int, _Hit]]] = {}
+        for rule in self.ruleset.rules:
+            if rule.scope != "inline" or not present(rule):
+                continue
+            for i, line in enumerate(line_text):
+                if i in decided:
+                    continue
+                found = present.inline(rule, line)
+                if found is None:
+                    break
+                taken = inline.setdefault(i, [])
+                for m in found:
+                    if any(m.start() < e and s < m.end() for s, e, _ in taken):
+                        continue
+                    if self.ruleset.keeps(rule.id, m.group(0)):
+                        continue
+                    value = rule.value(m) if rule.meta_field else ""
+                    if rule.meta_field and not value:
+                        continue
+                    taken.append((m.start(), m.end(), _Hit(rule, value)))
+        # A line that inline removals leave empty goes as a whole line (no blank line left).
+        for i, taken in list(inline.items()):
+            if not taken:
+                del inline[i]
+                continue
+            rest = list(line_text[i])
+            for s, e, _ in taken:
+                rest[s:e] = [" "] * (e - s)
+            if not "".join(rest).strip() and all(h.rule.action != "flag" for _, _, h in taken):
+                taken.sort(key=lambda t: t[0])
+                decided[i] = taken[0][2]
+                for _, _, hit in taken[1:]:
+                    if hit.rule.meta_field:
+                        doc.set_meta(hit.rule.meta_field, hit.value)
+                del inline[i]
+
+        self._apply(doc, lines, decided, inline)
+
+    # ------------------------------------------------------------------ tail
+    def _tail(self, line_text: list[str], decided: dict[int, _Hit], present: _Present) -> None:
+        # No whole-text pre-check here: tail patterns start with a free prefix (search would try
+        # every position) and only the last lines are looked at anyway.
+        tail_rules = [r for r in self._active("tail") if present.usable(r)]
+        if not tail_rules or not line_text:
+            return
+        cache: dict[int, _Hit | None] = {}
+
+        def tail_hit(i: int) -> _Hit | None:
+            if i not in cache:
+                cache[i] = None
+                for rule in tail_rules:
+                    m = present.match(rule, line_text[i])
+                    if m and not self.ruleset.keeps(rule.id, line_text[i]):
+                        value = rule.value(m) if rule.meta_field else ""
+                        if not rule.meta_field or value:
+                            cache[i] = _Hit(rule, value)
+                            break
+            return cache[i]
+
+        n = len(line_text)
+        zone = range(max(0, n - self.settings.tail_lines), n)
+        anchors = []
+        for i in zone:
+            if i in decided:
+                if decided[i].rule.action == "drop":
+                    anchors.append((i, decided[i].rule.id))
+                continue
+            hit = tail_hit(i)
+            if hit is not None and hit.rule.anchor:
+                anchors.append((i, hit.rule.id))
+        block: dict[int, str] = {}
+        for start, anchor_id in anchors:
+            for step in (-1, 1):
+                i = start
+                while 0 <= i < n:
+                    if i in decided:
+                        pass
+                    elif tail_hit(i) is not None:
+                        block.setdefault(i, anchor_id)
+                    else:
+                        break
+                    i += step
+        for i, anchor_id in block.items():
+            if i not in decided:
+                hit = tail_hit(i)
+                assert hit is not None
+                decided[i] = _Hit(hit.rule, hit.value, anchor=anchor_id)
+
+    # ------------------------------------------------------------------ edits
+    def _apply(
+        self,
+        doc: Document,
+        lines: list[tuple[int, int]],
+        decided: dict[int, _Hit],
+        inline: dict[int, list[tuple[int, int, _Hit]]],
+    ) -> None:
+        changes: list[Change] = []
+        flags: list[Flag] = []
+        removed = {i for i, hit in decided.items() if hit.rule.action != "flag"}
+        spans = whole_line_spans(doc.text, lines, removed)
+        for i, hit in sorted(decided.items()):
+            start, end = lines[i]
+            if hit.rule.action == "flag":
+                flags.append(self._flag(doc, hit, start, end))
+                continue
+            cut_start, cut_end = spans[i]
+            changes.append(self._change(doc, hit, cut_start, cut_end))
+        for i, taken in sorted(inline.items()):
+            offset = lines[i][0]
+            for s, e, hit in sorted(taken, key=lambda t: t[0]):
+                if hit.rule.action == "flag":
+                    flags.append(self._flag(doc, hit, offset + s, offset + e))
+                else:
+                    changes.append(self._change(doc, hit, offset + s, offset + e))
+        for flag in flags:  # before apply, which moves flags to follow the text
+            doc.add_flag(flag)
+        if changes:
+            doc.apply(self.name, changes)
+
+    def _change(self, doc: Document, hit: _Hit, start: int, end: int) -> Change:
+        rule = hit.rule
+        evidence: dict[str, Any] = {"pack": rule.pack, "scope": rule.scope}
+        if hit.anchor and hit.anchor != rule.id:
+            evidence["footer_anchor"] = hit.anchor
+        action = "drop"
+        if rule.meta_field:
+            doc.set_meta(rule.meta_field, hit.value)
+            evidence["value"] = hit.value
+            action = rule.action
+        return Change(start, end, "", rule.id, rule.reason, action=action, kind=rule.kind, evidence=evidence)
+
+    def _flag(self, doc: Document, hit: _Hit, start: int, end: int) -> Flag:
+        return Flag(
+            kind=hit.rule.kind, start=start, end=end, text=doc.text[start:end], reason=hit.rule.reason,
+            severity="info", detector=f"{self.name}/{hit.rule.id}", evidence={"pack": hit.rule.pack},
+        )
+
+
+class _Present:
+    """Per-document rule evaluation with the time limit, reporting every timeout once.
+
+    `present(rule)` is a cheap pre-check (one search over the whole text): most rules are absent
+    from most documents, so they are skipped without looking at each line.
+    """
+
+    def __init__(self, stage: Boilerplate, doc: Document, text: str, timeout: float) -> None:
+        self.stage = stage
+        self.doc = doc
+        self.text = text
+        self.timeout = timeout
+        self.disabled = set(stage.settings.disable)
+        self.timed_out: set[str] = set()
+        self._present: dict[str, bool] = {}
+
+    def __call__(self, rule: Rule) -> bool:
+        if rule.id in self.disabled or rule.pack in self.disabled:
+            return False
+        if rule.id not in self._present:
+            try:
+                self._present[rule.id] = rule.pattern.search(self.text, timeout=self.timeout) is not None
+            except TimeoutError:
+                self._timeout(rule)
+                self._present[rule.id] = False
+        return self._present[rule.id] and rule.id not in self.timed_out
+
+    def usable(self, rule: Rule) -> bool:
+        """Not disabled and not timed out (without the whole-text pre-check)."""
+        return not (rule.id in self.disabled or rule.pack in self.disabled or rule.id in self.timed_out)
+
+    def match(self, rule: Rule, line: str) -> Any:
+        """The rule's match in the line, False if none, None if the rule timed out (stop)."""
+        if rule.id in self.timed_out:
+            return None
+        try:
+            return rule.match_line(line, self.timeout) or False
+        except TimeoutError:
+            self._timeout(rule)
+            return None
+
+    def inline(self, rule: Rule, line: str) -> list[Any] | None:
+        if rule.id in self.timed_out:
+            return None
+        try:
+            return rule.iter_inline(line, self.timeout)
+        except TimeoutError:
+            self._timeout(rule)
+            return None
+
+    def _timeout(self, rule: Rule) -> None:
+        if rule.id in self.timed_out:
+            return
+        self.timed_out.add(rule.id)
+        message = (
+            f"{self.doc.source}: rule {rule.id} ({rule.file}) timed out after "
+            f"{self.timeout}s and was not applied to this document"
+        )
+        state = self.stage.context.state
+        state.setdefault("warnings", []).append(message)
+        self.doc.add_flag(
+            Flag(
+                kind="rule-timeout", start=0, end=0, text="", reason=message, severity="warning",
+                detector=f"{self.stage.name}/{rule.id}", evidence={"rule": rule.id, "file": rule.file},
+            )
+        )

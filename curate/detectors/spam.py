@@ -1,0 +1,179 @@
+"""spam-injection: a gambling-site phrase spliced into a sentence, replacing real words.
+
+Example (sample 003): 民族ld体育中国官方网站宣传月 — the span is exactly `ld体育中国官方网站`.
+
+Why several signals and not a keyword list: 体育, 彩票, 官方网站 are everyday news words.
+A candidate is a maximal run of lexicon terms and Latin/digit runs (`rules/lexicons/spam.toml`)
+that contains a gambling word (a [strong] or [gambling] term or a brand pattern). It scores:
+- lexicon: 2 for a strong term or brand shape, 1 per gambling or web term, capped at 2 — the
+  list alone can never reach the threshold of 3;
+- glued: a lower-case Latin/digit run (a site code, not an acronym like CCTV5) that starts the
+  phrase right after a Han character (`民族ld体育`, `作为js333金沙`), or sits between two
+  terms: pages do not write site codes into the middle of words;
+- reads-broken: the phrase sits inside a Han run and the character after it does not follow
+  the phrase's last character in clean prose (bigram surprise >= `spam_break_bits`), i.e. the
+  sentence no longer reads once the phrase is in it;
+- repeated: the phrase has a strong term and occurs two or more times (injectors replace a
+  keyword everywhere in a page).
+A candidate scoring at least `spam_min_score` (3) is flagged.
+
+Speed: gambling words are rare, so they are found first with one literal alternation (the
+standard `re` module scans those at ~100 MB/s) and the chain is only matched around them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from functools import cache
+
+import regex
+
+from curate.detectors import DetectorContext, SpamLexicon
+from curate.document import Document, Flag
+
+LATIN_RUN = r"(?<![A-Za-z0-9])[A-Za-z0-9]{1,12}(?![A-Za-z0-9])"
+HAN = regex.compile(r"\p{Han}")
+CHAIN_REACH = 40  # characters around an anchor searched for the whole chain
+
+
+@cache
+def _compiled(
+    lexicon: SpamLexicon,
+) -> tuple[list[re.Pattern], regex.Pattern, regex.Pattern, dict[str, int]]:
+    """(anchor regexes, chain regex, token regex, term -> weight) for one lexicon."""
+    weights: dict[str, int] = {}
+    for weight, terms in (
+        (0, lexicon.connectors),
+        (1, lexicon.web),
+        (1, lexicon.gambling),
+        (2, lexicon.strong),
+    ):
+        for term in terms:
+            weights[term] = weight
+    anchors = set(lexicon.strong) | set(lexicon.gambling)
+    # Han anchors as a plain alternation (fast literal scan); Latin ones need word boundaries.
+    by_length = sorted(anchors, key=lambda t: (-len(t), t))
+    han = "|".join(re.escape(t) for t in by_length if not t.isascii())
+    latin = "|".join(re.escape(t) for t in by_length if t.isascii())
+    anchor_res = [re.compile(han)] if han else []
+    if latin:
+        anchor_res.append(re.compile(f"(?<![A-Za-z0-9])(?:{latin})(?![A-Za-z0-9])"))
+    term_alt = "|".join(_literal(t) for t in sorted(weights, key=lambda t: (-len(t), t)))
+    brand_alt = "|".join(f"(?:{p})" for p in lexicon.brand_patterns) or "(?!)"
+    token_re = regex.compile(f"(?P<brand>{brand_alt})|(?P<term>{term_alt})|(?P<latin>{LATIN_RUN})")
+    chain_re = regex.compile(f"(?:{brand_alt}|{term_alt}|{LATIN_RUN})+")
+    return anchor_res, chain_re, token_re, weights
+
+
+def _literal(term: str) -> str:
+    """A term as a regex; Latin terms must not be part of a longer Latin word."""
+    escaped = re.escape(term)
+    if term.isascii():
+        return f"(?<![A-Za-z0-9]){escaped}(?![A-Za-z0-9])"
+    return escaped
+
+
+def candidates(text: str, lexicon: SpamLexicon) -> list[tuple[int, int, dict]]:
+    """(start, end, info) of every chain of lexicon terms that contains a gambling word."""
+    anchor_res, chain_re, token_re, weights = _compiled(lexicon)
+    gambling_words = set(lexicon.strong) | set(lexicon.gambling)
+    spans: dict[tuple[int, int], None] = {}
+    anchors = [m for anchor_re in anchor_res for m in anchor_re.finditer(text)]
+    for anchor in sorted(anchors, key=lambda m: m.start()):
+        lo = max(0, anchor.start() - CHAIN_REACH)
+        hi = min(len(text), anchor.end() + CHAIN_REACH)
+        for match in chain_re.finditer(text, lo, hi):
+            if match.start() <= anchor.start() < match.end():
+                spans[match.span()] = None
+    out = []
+    for start, end in sorted(spans):
+        tokens = []
+        pos = start
+        while pos < end:
+            tok = token_re.match(text, pos, end)
+            if tok is None:  # cannot happen: a chain is made of tokens
+                break
+            tokens.append((tok.lastgroup or "term", tok.group()))
+            pos = tok.end()
+        strong = [t for k, t in tokens if k == "brand" or (k == "term" and weights.get(t) == 2)]
+        weak = [t for k, t in tokens if k == "term" and weights.get(t) == 1]
+        if not strong and not any(t in gambling_words for t in weak):
+            continue
+        latin = [t for _, t in tokens if t.isascii()]
+        out.append((start, end, {"strong": strong, "weak": weak, "latin": latin, "tokens": tokens}))
+    return out
+
+
+def detect(doc: Document, ctx: DetectorContext) -> list[Flag]:
+    text = doc.text
+    found = candidates(text, ctx.lexicon)
+    if not found:
+        return []
+    phrase_counts = Counter(text[s:e] for s, e, _ in found)
+    bits = None
+    flags = []
+    for start, end, info in found:
+        phrase = text[start:end]
+        lexicon_points = min(2, 2 * len(info["strong"]) + len(info["weak"]))
+        before = text[start - 1] if start > 0 else ""
+        after = text[end] if end < len(text) else ""
+        glued = _brand_code(info["tokens"][0][1]) and bool(HAN.match(before))
+        glued = glued or _code_between_terms(info["tokens"])
+        broken_bits = 0.0
+        if HAN.match(before) and HAN.match(after):
+            if bits is None:
+                bits = ctx.surprise(text)
+            broken_bits = float(bits[end])
+        broken = broken_bits >= ctx.spam_break_bits
+        repeated = bool(info["strong"]) and phrase_counts[phrase] >= 2
+        score = lexicon_points + int(glued) + int(broken) + int(repeated)
+        if score < ctx.spam_min_score:
+            continue
+        signals = [
+            n
+            for n, on in (("glued", glued), ("reads-broken", broken), ("repeated", repeated))
+            if on
+        ]
+        flags.append(
+            Flag(
+                kind="spam-injection",
+                start=start,
+                end=end,
+                text=phrase,
+                reason=f"gambling-spam phrase spliced into the text ({', '.join(signals)})",
+                severity="warning",
+                detector="spam",
+                evidence={
+                    "score": score,
+                    "strong": info["strong"],
+                    "terms": info["weak"],
+                    "latin": info["latin"],
+                    "signals": signals,
+                    "break_bits": round(broken_bits, 2),
+                    "occurrences": phrase_counts[phrase],
+                    "lexicon": ctx.lexicon.origin,
+                },
+            )
+        )
+    return flags
+
+
+def _brand_code(token: str) -> bool:
+    """A Latin/digit token written like a site code (ld, js333, bt365), not an acronym (CCTV5).
+
+    Upper-case acronyms (NBA, CCTV5, GDP) are everyday in news; spam codes are lower case.
+    """
+    return token.isascii() and not any(c.isupper() for c in token)
+
+
+def _code_between_terms(tokens: list[tuple[str, str]]) -> bool:
+    """A site code with lexicon terms on both sides (体育xx官网)."""
+    for i in range(1, len(tokens) - 1):
+        if (
+            _brand_code(tokens[i][1])
+            and not tokens[i - 1][1].isascii()
+            and not tokens[i + 1][1].isascii()
+        ):
+            return True
+    return False

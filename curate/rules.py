@@ -1,0 +1,612 @@
+"""The rules engine: rule packs are data (TOML files in `rules/`), each rule tested by its examples.
+
+A rule pack is a TOML file directly inside a configured rules folder (subfolders such as
+`rules/lexicons/` hold other data and are not packs; `allowlist.toml` is the reviewed-keep list).
+See `rules/README.md` for the file format. `load_rules` reads and validates every pack *before*
+any work starts, so a broken rule stops the run with one line naming the file, the rule and the
+problem. `RuleSet.test()` runs every rule's examples (and the allowlist as must-not-match).
+
+Why patterns are expanded ("variants"): text reaches the boilerplate stage in Simplified (after
+t2s) or Traditional (conversion off), with full- or half-width punctuation (punctuation
+normalisation on or off). Writing `[声聲]` and `[:：]` by hand everywhere is error-prone, so by
+default each Han character of a pattern also matches its OpenCC Simplified/Traditional variants
+and each full-width punctuation mark also matches its half-width twin.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+import unicodedata
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import regex
+
+SCOPES = ("line", "paragraph", "inline", "tail")
+# Scopes whose pattern must match the whole (stripped) line; the others search inside it.
+WHOLE_LINE_SCOPES = ("line", "tail")
+ALLOWLIST_FILE = "allowlist.toml"
+# Rule ids that are not rules in a pack but may be named by allowlist entries.
+BUILTIN_RULE_IDS = ("repeated_lines",)
+
+RULE_KEYS = {
+    "id", "description", "scope", "pattern", "literals", "action", "kind", "reason", "max_len",
+    "anchor", "variants", "must_match", "must_not_match",
+}
+PACK_KEYS = {"name", "description", "variants"}
+EXAMPLE_KEYS = {"text", "value", "removes"}
+ID_RE = regex.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*")
+FIELD_RE = regex.compile(r"[a-z][a-z0-9_]*")
+# Full-width punctuation -> the half-width twin it should also match.
+PUNCT_TWINS = {
+    "：": ":", "，": ",", "；": ";", "（": "(", "）": ")", "！": "!", "？": "?",
+    "【": "[", "】": "]", "。": ".", "／": "/", "｜": "|", "　": " ",
+}
+
+
+class RuleError(Exception):
+    """A broken rule pack: one line naming the file, the rule and the problem."""
+
+
+@dataclass(frozen=True)
+class Example:
+    """One example of a rule: `text`, and optionally the meta `value` or the text it `removes`."""
+
+    text: str
+    value: str | None = None
+    removes: str | None = None
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A failed rule example (or allowlist entry) found by `RuleSet.test`."""
+
+    file: str
+    rule: str
+    check: str  # "must_match" | "must_not_match" | "value" | "removes" | "allowlist" | "timeout"
+    example: str
+    detail: str
+
+    def __str__(self) -> str:
+        shown = self.example if len(self.example) <= 80 else self.example[:77] + "..."
+        return f"{self.file}: rule {self.rule}: {self.check} {shown!r}: {self.detail}"
+
+
+@dataclass
+class Rule:
+    """One rule of a pack, with its compiled pattern."""
+
+    id: str
+    description: str
+    scope: str
+    action: str
+    source: str  # the pattern as written (or the literals joined)
+    pattern: Any  # compiled `regex` pattern (after variant expansion)
+    pack: str
+    file: str
+    kind: str
+    reason: str
+    max_len: int | None = None
+    anchor: bool = True
+    must_match: list[Example] = field(default_factory=list)
+    must_not_match: list[Example] = field(default_factory=list)
+
+    @property
+    def meta_field(self) -> str | None:
+        return self.action.split(":", 1)[1] if self.action.startswith("meta:") else None
+
+    def match_line(self, line: str, timeout: float | None = None) -> Any:
+        """The match of this rule in one line of text (None if it does not apply).
+
+        line/tail rules must match the whole line (surrounding whitespace ignored; the match
+        then spans the stripped line); paragraph/inline rules search inside it.
+        """
+        if self.max_len is not None and len(line.strip()) > self.max_len:
+            return None
+        if self.scope in WHOLE_LINE_SCOPES:
+            stripped = line.strip()
+            lead = len(line) - len(line.lstrip())
+            return self.pattern.fullmatch(line, lead, lead + len(stripped), timeout=timeout)
+        return self.pattern.search(line, timeout=timeout)
+
+    def iter_inline(self, line: str, timeout: float | None = None) -> list[Any]:
+        """All non-overlapping matches of an inline rule in one line."""
+        if self.max_len is not None and len(line.strip()) > self.max_len:
+            return []
+        return [m for m in self.pattern.finditer(line, timeout=timeout) if m.end() > m.start()]
+
+    def value(self, match: Any) -> str:
+        """The metadata value a match carries: group `value`, else group 1, else the match."""
+        if "value" in self.pattern.groupindex:
+            raw = match.group("value")
+        elif self.pattern.groups >= 1:
+            raw = match.group(1)
+        else:
+            raw = match.group(0)
+        return clean_value(raw or "")
+
+    def check(self, text: str, timeout: float | None = None) -> Any:
+        """The first match of this rule in any line of `text` (for examples and the allowlist)."""
+        for line in text.split("\n"):
+            if self.scope == "inline":
+                found = self.iter_inline(line, timeout)
+                if found:
+                    return found[0]
+            else:
+                m = self.match_line(line, timeout)
+                if m:
+                    return m
+        return None
+
+
+@dataclass(frozen=True)
+class Pack:
+    name: str
+    file: str
+    description: str
+    rules: tuple[Rule, ...]
+
+
+@dataclass(frozen=True)
+class AllowEntry:
+    """Reviewed text that must be kept (by `rule`, or by every rule when rule is None)."""
+
+    text: str
+    rule: str | None
+    note: str
+    file: str
+    key: str  # the text normalised for comparison
+
+
+class RuleSet:
+    """All rule packs of the configured folders, in order, plus the allowlist."""
+
+    def __init__(
+        self,
+        packs: list[Pack],
+        allowlist: list[AllowEntry],
+        folders: list[Path],
+        digest_parts: list[Any],
+    ) -> None:
+        self.packs = packs
+        self.allowlist = allowlist
+        self.folders = folders
+        self.rules: list[Rule] = [rule for pack in packs for rule in pack.rules]
+        self._by_id = {rule.id: rule for rule in self.rules}
+        self._digest_parts = digest_parts
+        self._digest: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.rules)
+
+    def get(self, rule_id: str) -> Rule | None:
+        return self._by_id.get(rule_id)
+
+    def digest(self) -> str:
+        """sha256 of the canonical content of every pack, the allowlist and other data files.
+
+        Canonical = parsed TOML as sorted JSON, so editing a comment does not change the version
+        id; files in subfolders (e.g. lexicons) enter by the hash of their bytes.
+        """
+        if self._digest is None:
+            blob = json.dumps(self._digest_parts, sort_keys=True, ensure_ascii=False)
+            self._digest = hashlib.sha256(blob.encode("utf-8")).hexdigest()
+        return self._digest
+
+    def keeps(self, rule_id: str, text: str) -> bool:
+        """True when an allowlist entry for `rule_id` (or for all rules) covers `text`.
+
+        Covers = one contains the other, compared after NFKC (so full- and half-width
+        punctuation are the same) with whitespace removed.
+        """
+        if not self.allowlist:
+            return False
+        key = normalise_for_compare(text)
+        if not key:
+            return False
+        for entry in self.allowlist:
+            if entry.rule is not None and entry.rule != rule_id:
+                continue
+            if entry.key in key or key in entry.key:
+                return True
+        return False
+
+    def test(self, timeout: float = 1.0) -> list[Failure]:
+        """Run every rule's examples and every allowlist entry; return what failed."""
+        failures: list[Failure] = []
+        for rule in self.rules:
+            for example in rule.must_match:
+                failures.extend(_check_must_match(rule, example, timeout))
+            for example in rule.must_not_match:
+                failures.extend(_check_must_not_match(rule, example.text, "must_not_match", timeout))
+        for entry in self.allowlist:
+            targets = self.rules if entry.rule is None else [r for r in self.rules if r.id == entry.rule]
+            for rule in targets:
+                failures.extend(_check_must_not_match(rule, entry.text, "allowlist", timeout, entry.file))
+        return failures
+
+
+def _check_must_match(rule: Rule, example: Example, timeout: float) -> list[Failure]:
+    def fail(check: str, detail: str) -> list[Failure]:
+        return [Failure(rule.file, rule.id, check, example.text, detail)]
+
+    try:
+        m = rule.check(example.text, timeout)
+    except TimeoutError:
+        return fail("timeout", f"pattern timed out after {timeout}s")
+    if m is None:
+        return fail("must_match", "no match")
+    if example.value is not None and rule.value(m) != example.value:
+        return fail("value", f"extracted {rule.value(m)!r}, expected {example.value!r}")
+    if example.removes is not None and m.group(0) != example.removes:
+        return fail("removes", f"removes {m.group(0)!r}, expected {example.removes!r}")
+    return []
+
+
+def _check_must_not_match(
+    rule: Rule, text: str, check: str, timeout: float, file: str | None = None
+) -> list[Failure]:
+    try:
+        m = rule.check(text, timeout)
+    except TimeoutError:
+        return [Failure(file or rule.file, rule.id, "timeout", text, f"pattern timed out after {timeout}s")]
+    if m is not None:
+        return [Failure(file or rule.file, rule.id, check, text, f"matches {m.group(0)!r}")]
+    return []
+
+
+# --------------------------------------------------------------------------- helpers
+def normalise_for_compare(text: str) -> str:
+    """NFKC, no whitespace: how allowlist entries are compared with candidate removals."""
+    return "".join(unicodedata.normalize("NFKC", text).split())
+
+
+def clean_value(raw: str) -> str:
+    """A metadata value without surrounding whitespace or trailing punctuation.
+
+    Brackets are left alone (an original title may end in "(图)"): patterns exclude them.
+    """
+    return raw.strip().rstrip("。.，,；;：:").strip()
+
+
+@cache
+def _han_variants() -> dict[str, str]:
+    """Han character -> the other characters it may be written as (OpenCC, one step both ways)."""
+    base = resources.files("opencc") / "dictionary"
+    variants: dict[str, set[str]] = {}
+    for name in ("STCharacters.txt", "TSCharacters.txt"):
+        for line in (base / name).read_text(encoding="utf-8").splitlines():
+            key, _, targets = line.partition("\t")
+            for target in targets.split():
+                if target != key and len(key) == 1 and len(target) == 1:
+                    variants.setdefault(key, set()).add(target)
+                    variants.setdefault(target, set()).add(key)
+    return {key: "".join(sorted(values)) for key, values in variants.items()}
+
+
+def _twins(ch: str) -> str:
+    """What `ch` also matches under variant expansion (without ch itself)."""
+    if ch in PUNCT_TWINS:
+        return regex.escape(PUNCT_TWINS[ch])
+    return _han_variants().get(ch, "")
+
+
+def expand_variants(pattern: str) -> str:
+    """Make each Han literal also match its S/T variants, full-width punctuation its twin.
+
+    `网` becomes `[网網]`; inside a character class the variants are appended to the class;
+    range endpoints, escapes and `\\p{...}`-style properties are left alone.
+    """
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        ch = pattern[i]
+        if ch == "\\":
+            j = _escape_end(pattern, i)
+            out.append(pattern[i:j])
+            i = j
+        elif ch == "[":
+            j, extra = _scan_class(pattern, i)
+            body = pattern[i : j - 1]
+            out.append(body + extra + "]" if extra else pattern[i:j])
+            i = j
+        else:
+            twins = _twins(ch)
+            out.append(f"[{ch}{twins}]" if twins else ch)
+            i += 1
+    return "".join(out)
+
+
+def _escape_end(pattern: str, i: int) -> int:
+    """End of the escape sequence starting at pattern[i] == '\\'."""
+    if i + 1 >= len(pattern):
+        return i + 1
+    nxt = pattern[i + 1]
+    if nxt in "pPNx" and i + 2 < len(pattern) and pattern[i + 2] == "{":
+        close = pattern.find("}", i + 2)
+        return len(pattern) if close == -1 else close + 1
+    if nxt == "u":
+        return min(len(pattern), i + 6)
+    if nxt == "U":
+        return min(len(pattern), i + 10)
+    return i + 2
+
+
+def _scan_class(pattern: str, i: int) -> tuple[int, str]:
+    """Scan the character class starting at pattern[i] == '['.
+
+    Returns the index just after its closing ']' and the variant characters to add.
+    """
+    j = i + 1
+    if j < len(pattern) and pattern[j] == "^":
+        j += 1
+    if j < len(pattern) and pattern[j] == "]":
+        j += 1
+    members: list[tuple[str, bool]] = []  # (char, is part of a range)
+    while j < len(pattern) and pattern[j] != "]":
+        if pattern[j] == "\\":
+            j = _escape_end(pattern, j)
+            continue
+        if pattern[j] == "[" and pattern[j + 1 : j + 2] == ":":  # POSIX class [:alpha:]
+            close = pattern.find(":]", j + 2)
+            j = close + 2 if close != -1 else j + 1
+            continue
+        in_range = pattern[j + 1 : j + 2] == "-" and pattern[j + 2 : j + 3] not in ("", "]")
+        if in_range:
+            members.append((pattern[j], True))
+            members.append((pattern[j + 2], True))
+            j += 3
+            continue
+        members.append((pattern[j], False))
+        j += 1
+    present = {c for c, _ in members}
+    extra = []
+    for ch, ranged in members:
+        if ranged:
+            continue
+        for twin in _twins(ch).replace("\\", ""):
+            if twin not in present and twin not in extra:
+                extra.append(twin)
+    escaped = "".join("\\" + c if c.isascii() and not c.isalnum() else c for c in extra)
+    return min(j + 1, len(pattern)), escaped
+
+
+# --------------------------------------------------------------------------- loading
+def load_rules(folders: list[Path] | list[str]) -> RuleSet:
+    """Load and validate every rule pack in `folders` (in order); raise RuleError if broken."""
+    packs: list[Pack] = []
+    allowlist: list[AllowEntry] = []
+    digest_parts: list[Any] = []
+    seen: dict[str, str] = {}
+    paths = [Path(f) for f in folders]
+    for folder in paths:
+        if not folder.is_dir():
+            raise RuleError(f"{folder}: rules folder not found")
+        part: dict[str, Any] = {"packs": [], "allowlist": None, "data": {}}
+        for file in sorted(folder.glob("*.toml")):
+            data = _read_toml(file)
+            if file.name == ALLOWLIST_FILE:
+                part["allowlist"] = data
+                continue
+            pack = _load_pack(file, data, seen)
+            packs.append(pack)
+            part["packs"].append([file.name, data])
+        for sub in sorted(p for p in folder.rglob("*") if p.is_file() and p.parent != folder):
+            rel = sub.relative_to(folder).as_posix()
+            if "__pycache__" in rel or rel.startswith("."):
+                continue
+            part["data"][rel] = hashlib.sha256(sub.read_bytes()).hexdigest()
+        digest_parts.append(part)
+    known = set(seen) | set(BUILTIN_RULE_IDS)
+    for folder in paths:
+        file = folder / ALLOWLIST_FILE
+        if file.is_file():
+            allowlist.extend(_load_allowlist(file, _read_toml(file), known))
+    return RuleSet(packs, allowlist, paths, digest_parts)
+
+
+def _read_toml(file: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(file.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise RuleError(f"{file}: not UTF-8: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise RuleError(f"{file}: not valid TOML: {exc}") from None
+
+
+def _load_pack(file: Path, data: dict[str, Any], seen: dict[str, str]) -> Pack:
+    unknown = set(data) - {"pack", "rule"}
+    if unknown:
+        raise RuleError(f"{file}: unknown top-level key(s) {', '.join(sorted(unknown))} (expected [pack] and [[rule]])")
+    header = data.get("pack", {})
+    if not isinstance(header, dict):
+        raise RuleError(f"{file}: [pack] should be a table")
+    bad = set(header) - PACK_KEYS
+    if bad:
+        raise RuleError(f"{file}: [pack]: unknown key(s) {', '.join(sorted(bad))}")
+    name = str(header.get("name", file.stem))
+    variants_default = header.get("variants", True)
+    raw_rules = data.get("rule", [])
+    if not isinstance(raw_rules, list) or not raw_rules:
+        raise RuleError(f"{file}: no rules (add [[rule]] tables)")
+    rules = []
+    for number, raw in enumerate(raw_rules, start=1):
+        rule = _load_rule(file, name, number, raw, variants_default)
+        if rule.id in seen:
+            raise RuleError(f"{file}: rule {rule.id}: duplicate id (first defined in {seen[rule.id]})")
+        seen[rule.id] = str(file)
+        rules.append(rule)
+    return Pack(name=name, file=str(file), description=str(header.get("description", "")), rules=tuple(rules))
+
+
+def _load_rule(file: Path, pack: str, number: int, raw: Any, variants_default: bool) -> Rule:
+    if not isinstance(raw, dict):
+        raise RuleError(f"{file}: rule #{number}: should be a table")
+    rid = raw.get("id")
+    if not isinstance(rid, str) or not ID_RE.fullmatch(rid):
+        raise RuleError(f"{file}: rule #{number}: missing or bad id {rid!r} (letters, digits, _ . : -)")
+
+    def err(problem: str) -> RuleError:
+        return RuleError(f"{file}: rule {rid}: {problem}")
+
+    unknown = set(raw) - RULE_KEYS
+    if unknown:
+        raise err(f"unknown key(s) {', '.join(sorted(unknown))}")
+    description = raw.get("description")
+    if not isinstance(description, str) or not description.strip():
+        raise err("missing description")
+    scope = raw.get("scope")
+    if scope not in SCOPES:
+        raise err(f"unknown scope {scope!r} (expected one of {', '.join(SCOPES)})")
+    action = raw.get("action")
+    if not isinstance(action, str) or not (
+        action in ("drop", "flag") or (action.startswith("meta:") and FIELD_RE.fullmatch(action[5:]))
+    ):
+        raise err(f"unknown action {action!r} (expected drop, flag or meta:<field>)")
+    has_pattern, has_literals = "pattern" in raw, "literals" in raw
+    if has_pattern == has_literals:
+        raise err("needs exactly one of pattern or literals")
+    if has_pattern:
+        source = raw["pattern"]
+        if not isinstance(source, str) or not source:
+            raise err("pattern should be a non-empty string")
+    else:
+        literals = raw["literals"]
+        if not isinstance(literals, list) or not literals or not all(isinstance(x, str) and x for x in literals):
+            raise err("literals should be a non-empty list of non-empty strings")
+        source = "(?:" + "|".join(regex.escape(x) for x in literals) + ")"
+    variants = raw.get("variants", variants_default)
+    if not isinstance(variants, bool):
+        raise err("variants should be true or false")
+    expanded = expand_variants(source) if variants else source
+    try:
+        compiled = regex.compile(expanded, regex.MULTILINE)
+    except regex.error as exc:
+        raise err(f"bad regex: {exc}") from None
+    if action.startswith("meta:") and compiled.groups == 0:
+        raise err("a meta action needs a capture group (named 'value', or group 1)")
+    max_len = raw.get("max_len")
+    if max_len is not None and (not isinstance(max_len, int) or isinstance(max_len, bool) or max_len <= 0):
+        raise err("max_len should be a positive integer")
+    anchor = raw.get("anchor", True)
+    if not isinstance(anchor, bool):
+        raise err("anchor should be true or false")
+    if "anchor" in raw and scope != "tail":
+        raise err("anchor only applies to scope 'tail'")
+    kind = raw.get("kind", "credit" if action.startswith("meta:") else "boilerplate")
+    reason = raw.get("reason", description)
+    if not isinstance(kind, str) or not isinstance(reason, str):
+        raise err("kind and reason should be strings")
+    must_match = _examples(raw.get("must_match"), err, "must_match")
+    must_not_match = _examples(raw.get("must_not_match"), err, "must_not_match")
+    return Rule(
+        id=rid,
+        description=description.strip(),
+        scope=scope,
+        action=action,
+        source=source,
+        pattern=compiled,
+        pack=pack,
+        file=str(file),
+        kind=kind,
+        reason=reason.strip(),
+        max_len=max_len,
+        anchor=anchor,
+        must_match=must_match,
+        must_not_match=must_not_match,
+    )
+
+
+def _examples(raw: Any, err: Any, key: str) -> list[Example]:
+    if raw is None or (isinstance(raw, list) and not raw):
+        raise err(f"missing examples: {key} needs at least one")
+    if not isinstance(raw, list):
+        raise err(f"{key} should be a list")
+    examples = []
+    for item in raw:
+        if isinstance(item, str) and item:
+            examples.append(Example(item))
+        elif isinstance(item, dict) and isinstance(item.get("text"), str) and not set(item) - EXAMPLE_KEYS:
+            if key == "must_not_match" and len(item) > 1:
+                raise err(f"{key} examples take only text")
+            examples.append(Example(item["text"], item.get("value"), item.get("removes")))
+        else:
+            raise err(f"{key}: bad example {item!r} (a string, or {{text=..., value=..., removes=...}})")
+    return examples
+
+
+def _load_allowlist(file: Path, data: dict[str, Any], known: set[str]) -> list[AllowEntry]:
+    unknown = set(data) - {"keep"}
+    if unknown:
+        raise RuleError(f"{file}: unknown top-level key(s) {', '.join(sorted(unknown))} (expected [[keep]])")
+    entries = []
+    raw_entries = data.get("keep", [])
+    if not isinstance(raw_entries, list):
+        raise RuleError(f"{file}: keep should be a list of [[keep]] tables")
+    for number, raw in enumerate(raw_entries, start=1):
+        if not isinstance(raw, dict) or set(raw) - {"text", "rule", "note"}:
+            raise RuleError(f"{file}: entry #{number}: expected a table with text, rule, note")
+        text = raw.get("text")
+        if not isinstance(text, str) or not normalise_for_compare(text):
+            raise RuleError(f"{file}: entry #{number}: text is missing or blank")
+        rule = raw.get("rule")
+        if rule is not None and (not isinstance(rule, str) or rule not in known):
+            raise RuleError(f"{file}: entry #{number}: names unknown rule {rule!r}")
+        note = raw.get("note", "")
+        entries.append(AllowEntry(text, rule, str(note), str(file), normalise_for_compare(text)))
+    return entries
+
+
+# --------------------------------------------------------------------------- editing helpers
+def nonblank_lines(text: str) -> list[tuple[int, int]]:
+    """(start, end) of every non-blank line, without its newline."""
+    spans = []
+    start = 0
+    n = len(text)
+    while start <= n:
+        end = text.find("\n", start)
+        if end == -1:
+            end = n
+        if text[start:end].strip():
+            spans.append((start, end))
+        start = end + 1
+    return spans
+
+
+def whole_line_spans(text: str, lines: list[tuple[int, int]], removed: set[int]) -> dict[int, tuple[int, int]]:
+    """Span to cut for each removed line so that no blank-line run or dangling newline is left.
+
+    A removed line takes the separator after it (up to the next non-blank line); a run of
+    removed lines at the end of the text instead takes the separator before it.
+    """
+    spans: dict[int, tuple[int, int]] = {}
+    n = len(lines)
+    trailing_from = n
+    while trailing_from > 0 and (trailing_from - 1) in removed:
+        trailing_from -= 1
+    for i in sorted(removed):
+        start, end = lines[i]
+        if i >= trailing_from:
+            if i == trailing_from and i > 0:
+                start = lines[i - 1][1]
+            elif i > trailing_from:
+                start = spans[i - 1][1]
+            spans[i] = (start, end)
+        else:
+            spans[i] = (start, lines[i + 1][0])
+    return spans
+
+
+def review_command(text: str, rule: str | None = None) -> str:
+    """The shell command a maintainer runs to keep `text` (for reports to print)."""
+    import shlex
+
+    parts = ["curate", "review", "--keep", shlex.quote(text)]
+    if rule:
+        parts += ["--rule", shlex.quote(rule)]
+    return " ".join(parts)

@@ -1,0 +1,291 @@
+"""The boilerplate and repeated-lines stages: EXPECTED.md items for 000-004, tail logic, time
+limits, the allowlist, corpus-level repeated lines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from opencc import OpenCC
+
+from curate import config as config_module
+from curate.document import Document
+from curate.rules import load_rules
+from curate.stages.base import RunContext
+from curate.stages.boilerplate import Boilerplate
+from curate.stages.repeated_lines import RepeatedLines, normalise_line
+
+ROOT = Path(__file__).resolve().parent.parent
+SEEDS = Path(__file__).resolve().parent / "fixtures" / "seeds"
+RULES = load_rules([ROOT / "rules"])
+CFG = config_module.build({})
+
+
+def run_stage(text: str, rules=RULES, source: str = "doc.txt", **settings) -> tuple[Document, RunContext]:
+    cfg = config_module.build({"boilerplate": settings}) if settings else CFG
+    context = RunContext(config=cfg, rules=rules)
+    doc = Document.new(source, text)
+    list(Boilerplate(cfg["boilerplate"], context).run([doc]))
+    assert doc.reconstruct_input() == doc.input_text
+    return doc, context
+
+
+def seed(prefix: str) -> str:
+    (path,) = SEEDS.glob(f"{prefix}_*.txt")
+    return path.read_text(encoding="utf-8")
+
+
+def normalised(text: str) -> str:
+    """Roughly what arrives after conversion (t2s) and punctuation normalisation."""
+    out = []
+    for line in OpenCC("t2s").convert(text).split("\n"):
+        if not line.startswith(("Notice", "![", "原文链接")):
+            line = line.translate(str.maketrans({",": "，", ":": "：", "(": "（", ")": "）", ";": "；"}))
+        out.append(line)
+    return "\n".join(out)
+
+
+def rules_of(doc: Document) -> list[str]:
+    return [e.rule for e in doc.edits]
+
+
+# --------------------------------------------------------------------------- EXPECTED.md items
+def test_000_author_and_photo_credit_to_meta_headings_kept() -> None:
+    text = seed("000")
+    doc, _ = run_stage(text)
+    assert doc.meta["author"] == "徐顺凯"
+    assert doc.meta["photo_credit"] == "黎晓刚"
+    assert "本报记者" not in doc.text and "本版图片" not in doc.text
+    assert {e.action for e in doc.edits} == {"meta:author", "meta:photo_credit"}
+    assert all(e.kind == "credit" for e in doc.edits)
+    # keep: headline, section headings (incl. the 4x repeated one), full-width punctuation.
+    assert "守望相助 和谐发展" in doc.text
+    assert doc.text.count("始终贯穿创建全过程") == text.count("始终贯穿创建全过程") == 4
+    assert "党的领导\n\n始终贯穿创建全过程" in doc.text
+    for mark in "，；（）“”":
+        assert doc.text.count(mark) == text.count(mark)
+    # Nothing but the two credit lines was touched.
+    assert len(doc.edits) == 2
+
+
+@pytest.mark.parametrize("variant", ["raw", "normalised"])
+def test_001_placeholders_notices_and_source(variant: str) -> None:
+    text = seed("001") if variant == "raw" else normalised(seed("001"))
+    doc, _ = run_stage(text)
+    assert "![]()" not in doc.text
+    assert rules_of(doc).count("ui.image_placeholder") == 3
+    assert doc.meta["source"] == ("蘭州日報" if variant == "raw" else "兰州日报")
+    assert "来源" not in doc.text and "來源" not in doc.text
+    # The paragraph the source note ended stays.
+    last = doc.text.rstrip().split("\n")[-1]
+    assert last.endswith("讓各族干部群眾在潛移默化中鑄牢中華民族共同體意識。") or last.endswith(
+        "让各族干部群众在潜移默化中铸牢中华民族共同体意识。"
+    )
+    assert "网易号" not in doc.text and "網易號" not in doc.text
+    assert "Notice:" not in doc.text and "NetEase" not in doc.text
+    assert {"notice.selfmedia.zh", "notice.selfmedia.en"} <= set(rules_of(doc))
+    assert not doc.text.endswith("\n\n")
+
+
+@pytest.mark.parametrize("variant", ["raw", "normalised"])
+def test_002_url_meta_whole_footer_dropped_five_points_kept(variant: str) -> None:
+    text = seed("002") if variant == "raw" else normalised(seed("002"))
+    doc, _ = run_stage(text)
+    assert doc.meta["url"] == "http://mzw.qinghai.gov.cn/index.php/mtxw/2930.html"
+    assert doc.meta["site"] == "宗教法治网"
+    for gone in ("免责声明", "本站部分信息", "本网部分转载文章", "版权所有", "办公区", "原文链接"):
+        assert gone not in doc.text, gone
+    for point in ("一是“融”工作", "二是“融”", "三是“融”", "四是“融”", "五是“融”心理"):
+        assert point in doc.text, point
+    # The five points are untouched: every kept line is a line of the input.
+    input_lines = set(text.split("\n"))
+    assert all(line in input_lines for line in doc.text.split("\n"))
+    assert doc.text.rstrip().endswith("共同繁荣发展。")
+
+
+def test_003_page_ui_dropped_spam_sentence_kept() -> None:
+    doc, _ = run_stage(seed("003"))
+    assert "扫一扫在手机上查看当前页面" not in doc.text
+    assert "跳转到登录页" not in doc.text
+    assert set(rules_of(doc)) == {"ui.scan_qr", "ui.login_jump"}
+    # The spam-injected sentence is for the corruption stage to flag, not for us to drop.
+    assert doc.text.count("ld体育中国官方网站") == 2
+    assert doc.text.rstrip().endswith("推动矛盾纠纷就地化解。")
+
+
+@pytest.mark.parametrize("variant", ["raw", "normalised"])
+def test_004_provider_credit_to_source_meta_rest_kept(variant: str) -> None:
+    text = seed("004") if variant == "raw" else normalised(seed("004"))
+    doc, _ = run_stage(text)
+    assert doc.meta == {"source": "自治区民委"}
+    assert rules_of(doc) == ["credit.source.provided"]
+    assert "本版文字" not in doc.text
+    assert "兴安盟民族事务委员会" in doc.text and "争创铸牢中华民族共同体意识示范盟" in doc.text
+
+
+def test_every_sample_reconstructs_and_keeps_body_sentences() -> None:
+    for path in sorted(SEEDS.glob("*.txt")):
+        text = path.read_text(encoding="utf-8")
+        doc, _ = run_stage(text)
+        removed = "".join(e.before for e in doc.edits)
+        assert len(removed) < 800, path.name  # only boilerplate, never body paragraphs
+
+
+# --------------------------------------------------------------------------- tail logic
+BODY = "示例市今年举办了多场民族团结进步宣传活动，参与群众超过一万人次，取得了良好效果。"
+
+
+def test_footer_block_goes_with_its_context_lines() -> None:
+    text = "\n".join([BODY, BODY, "示例新闻网 example.com.cn 版权所有", "地址：示例市示例路100号", "电话：0971-1234567"])
+    doc, _ = run_stage(text)
+    assert doc.text == BODY + "\n" + BODY
+    assert doc.meta["site"] == "示例新闻网"
+    address = next(e for e in doc.edits if e.rule == "footer.address")
+    assert address.evidence["footer_anchor"] == "footer.site_copyright"
+
+
+def test_body_paragraph_after_footer_stays() -> None:
+    later = "会后，与会代表参观了示例社区的活动中心，并就下一步工作进行了交流。"
+    text = "\n".join([BODY, "京ICP备12345678号", later])
+    doc, _ = run_stage(text)
+    assert doc.text == BODY + "\n" + later
+
+
+def test_context_lines_without_an_anchor_stay() -> None:
+    text = "\n".join([BODY, "地址：示例市示例路100号", "电话：0971-1234567"])
+    doc, _ = run_stage(text)
+    assert doc.text == text and not doc.edits
+
+
+def test_anchor_far_from_the_end_is_not_a_footer() -> None:
+    lines = ["京ICP备12345678号"] + [BODY] * 20
+    doc, _ = run_stage("\n".join(lines))
+    assert not doc.edits
+
+
+def test_inline_notice_glued_to_body_keeps_the_body() -> None:
+    notice = "特别声明：以上内容为自媒体平台“网易号”用户上传并发布，本平台仅提供信息存储服务。"
+    doc, _ = run_stage(BODY + notice)
+    assert doc.text == BODY
+
+
+def test_removing_lines_leaves_no_blank_runs() -> None:
+    text = f"{BODY}\n\n扫一扫在手机上查看当前页面\n\n{BODY}\n\n我要评论"
+    doc, _ = run_stage(text)
+    assert doc.text == f"{BODY}\n\n{BODY}"
+
+
+def test_disabled_rules_and_packs_are_not_applied() -> None:
+    text = f"{BODY}\n扫一扫在手机上查看当前页面"
+    assert not run_stage(text, disable=["ui.scan_qr"])[0].edits
+    assert not run_stage(text, disable=["50_page_ui"])[0].edits
+
+
+# --------------------------------------------------------------------------- time limit, allowlist
+def write_pack(folder: Path, body: str, name: str = "p.toml") -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(body, encoding="utf-8")
+
+
+SLOW_PACK = """
+[[rule]]
+id = "slow"
+description = "catastrophic backtracking"
+scope = "paragraph"
+action = "drop"
+variants = false
+pattern = '(a|aa)+$'
+must_match = ["aaaa"]
+must_not_match = ["b"]
+"""
+
+
+def test_rule_that_times_out_is_reported_not_skipped_silently(tmp_path: Path) -> None:
+    write_pack(tmp_path, SLOW_PACK)
+    rules = load_rules([tmp_path])
+    doc, context = run_stage("a" * 40 + "b", rules=rules, timeout_seconds=0.05)
+    assert doc.text == "a" * 40 + "b"
+    (warning,) = context.state["warnings"]
+    assert "slow" in warning and "timed out" in warning and "doc.txt" in warning and "\n" not in warning
+    (flag,) = doc.flags
+    assert flag.kind == "rule-timeout" and flag.evidence["rule"] == "slow"
+
+
+def test_allowlist_keeps_text_the_rule_would_remove(tmp_path: Path) -> None:
+    folder = tmp_path / "rules"
+    for pack in (ROOT / "rules").glob("*.toml"):
+        if pack.name != "allowlist.toml":
+            write_pack(folder, pack.read_text(encoding="utf-8"), pack.name)
+    text = f"{BODY}\n转载请注明出处"
+    assert run_stage(text, rules=load_rules([folder]))[0].edits
+    (folder / "allowlist.toml").write_text(
+        '[[keep]]\ntext = "转载请注明出处"\nrule = "disclaimer.reprint_line"\n', encoding="utf-8"
+    )
+    rules = load_rules([folder])
+    doc, _ = run_stage(text, rules=rules)
+    assert doc.text == text and not doc.edits
+    # Another rule's removals are not affected by an entry naming a rule.
+    doc, _ = run_stage(f"{BODY}\n扫一扫在手机上查看当前页面", rules=rules)
+    assert doc.edits
+    # rules test now reports the entry as a failing must-not-match example.
+    (failure,) = rules.test()
+    assert failure.check == "allowlist" and failure.rule == "disclaimer.reprint_line"
+
+
+# --------------------------------------------------------------------------- repeated lines
+def repeated(docs: list[Document], **settings) -> list[Document]:
+    cfg = config_module.build({"repeated_lines": settings}) if settings else CFG
+    out = list(RepeatedLines(cfg["repeated_lines"], RunContext(config=cfg, rules=RULES)).run(docs))
+    for doc in out:
+        assert doc.reconstruct_input() == doc.input_text
+    return out
+
+
+TOPICS = "春夏秋冬东南西北"
+
+
+def site_docs(n: int, footer: str = "本站由示例科技提供技术支持 联系我们") -> list[Document]:
+    return [
+        Document.new(f"site/{i}.txt", f"{TOPICS[i]}季报道的正文内容，讲述了{TOPICS[i]}边的事情。\n{footer}")
+        for i in range(n)
+    ]
+
+
+def test_line_seen_in_many_documents_of_a_site_is_removed_with_its_count() -> None:
+    docs = repeated(site_docs(6), min_docs=5)
+    for doc in docs:
+        assert "技术支持" not in doc.text and "正文内容" in doc.text
+        (edit,) = doc.edits
+        assert edit.rule == "repeated_lines" and edit.evidence["documents"] == 6
+
+
+def test_below_threshold_or_other_folder_is_kept() -> None:
+    docs = repeated(site_docs(4), min_docs=5)
+    assert all(not d.edits for d in docs)
+    mixed = site_docs(3) + [
+        Document.new(f"other/{i}.txt", f"另一处的{TOPICS[i]}篇。\n本站由示例科技提供技术支持 联系我们")
+        for i in range(3)
+    ]
+    assert all(not d.edits for d in repeated(mixed, min_docs=5, group_by="folder"))
+    assert all(d.edits for d in repeated(mixed, min_docs=5, group_by="all"))
+
+
+def test_heading_repeated_inside_one_document_is_not_boilerplate() -> None:
+    text = seed("000")
+    docs = repeated([Document.new("000.txt", text)] + site_docs(3), min_docs=2)
+    assert docs[0].text == text
+
+
+def test_identical_documents_count_once() -> None:
+    docs = [Document.new(f"site/{i}.txt", "同一篇文章的正文。\n本站由示例科技提供技术支持") for i in range(6)]
+    assert all(not d.edits for d in repeated(docs, min_docs=5))
+
+
+def test_repeated_lines_is_deterministic_under_reordering() -> None:
+    first = [d.text for d in repeated(site_docs(6), min_docs=5)]
+    second = [d.text for d in reversed(repeated(list(reversed(site_docs(6))), min_docs=5))]
+    assert first == second
+
+
+def test_normalise_line_ignores_width_digits_and_spaces() -> None:
+    assert normalise_line("版权所有 2019，示例网") == normalise_line("版权所有2020,示例网")

@@ -1,0 +1,276 @@
+"""Corrupted-span detectors: every kind, on the sample files and on cases built here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from curate import config
+from curate.detectors import DetectorContext, SpamLexicon, default_lexicon_path, run_detectors
+from curate.document import Change, Document, Flag
+from curate.stages.base import RunContext
+from curate.stages.corruption import CorruptedSpans
+
+SEEDS = Path(__file__).parent / "fixtures" / "seeds"
+SPAM_SAMPLE = "003_ab88bb197f24876c.txt"
+SPLICE_SAMPLE = "004_5125428be5d646b6.txt"
+CLEAN_SAMPLES = [
+    "000_d8f9418d4d2c02c0.txt",
+    "001_111c6d80ae2118eb.txt",
+    "002_dbff6237658d6289.txt",
+    "004_5125428be5d646b6.txt",
+]
+PROSE = (
+    "今天上午，全市志愿服务工作推进会在市民中心召开。会议总结了过去一年的工作，"
+    "部署了下一阶段的重点任务。与会代表一致认为，要进一步完善服务体系，"
+    "让更多群众参与到志愿服务中来。\n"
+)
+
+
+@pytest.fixture(scope="module")
+def stage() -> CorruptedSpans:
+    cfg = config.build({})
+    return CorruptedSpans(cfg["corruption"], RunContext(cfg))
+
+
+def flags_of(stage: CorruptedSpans, text: str, kind: str | None = None) -> list[Flag]:
+    doc = Document.new("case.txt", text)
+    stage.process(doc)
+    return [f for f in doc.flags if kind is None or f.kind == kind]
+
+
+def read_seed(name: str) -> str:
+    return (SEEDS / name).read_text(encoding="utf-8")
+
+
+# ---------------------------------------------------------------- spam-injection
+def test_spam_sample_003_flags_exactly_the_two_injected_spans(stage):
+    text = read_seed(SPAM_SAMPLE)
+    phrase = "ld体育中国官方网站"
+    first = text.find(phrase)
+    second = text.find(phrase, first + 1)
+    assert first != -1 and second != -1 and text.find(phrase, second + 1) == -1
+    flags = flags_of(stage, text, "spam-injection")
+    assert [(f.start, f.end) for f in flags] == [
+        (first, first + len(phrase)),
+        (second, second + len(phrase)),
+    ]
+    for flag in flags:
+        assert flag.text == phrase
+        assert flag.detector == "spam"
+        assert "glued" in flag.evidence["signals"]  # not the lexicon alone
+
+
+@pytest.mark.parametrize("name", CLEAN_SAMPLES)
+def test_clean_samples_have_no_spam_or_garbage_flags(stage, name):
+    flags = flags_of(stage, read_seed(name))
+    assert [f for f in flags if f.kind in ("spam-injection", "garbage")] == []
+
+
+def test_spam_needs_a_signal_beyond_the_lexicon(stage):
+    # Sports-lottery news is full of lexicon words, but nothing is glued or broken.
+    text = "中国体育彩票管理中心今天公布了本期体育彩票的开奖结果，体育彩票销量同比增长。"
+    assert flags_of(stage, text, "spam-injection") == []
+
+
+def test_spam_brand_code_glued_inside_a_sentence(stage):
+    text = "会议指出，作为xk888金沙线路国落实工作的顶层设计，方案已经印发。"
+    flags = flags_of(stage, text, "spam-injection")
+    assert [f.text for f in flags] == ["xk888金沙线路"]
+
+
+def test_spam_brand_repeated_in_place_of_a_name(stage):
+    text = "星辰贵宾会组织开展返校检测工作。此次是星辰贵宾会第二次开展全员检测。"
+    flags = flags_of(stage, text, "spam-injection")
+    assert [f.text for f in flags] == ["星辰贵宾会", "星辰贵宾会"]
+    assert all("repeated" in f.evidence["signals"] for f in flags)
+
+
+def test_spam_acronym_is_not_a_site_code(stage):
+    assert flags_of(stage, "观众可以在CCTV5体育频道收看比赛直播。", "spam-injection") == []
+
+
+# ---------------------------------------------------------------- mojibake
+def test_mojibake_replacement_character_run(stage):
+    text = PROSE + "记者从现场了解到\ufffd\ufffd\ufffd目前交通已经恢复正常。\n"
+    flags = flags_of(stage, text, "mojibake")
+    assert [f.text for f in flags] == ["\ufffd\ufffd\ufffd"]
+
+
+def test_mojibake_kun_jin_kao_run(stage):
+    garbled = "\ufffd\ufffd".encode().decode("gbk")  # U+FFFD's UTF-8 bytes read as GBK
+    assert garbled == "锟斤拷"
+    text = PROSE + f"本次活动共吸引{garbled}{garbled}名群众参加。\n"
+    flags = flags_of(stage, text, "mojibake")
+    assert [f.text for f in flags] == [garbled * 2]
+
+
+def test_mojibake_byte_shifted_gbk_between_question_marks(stage):
+    sentence = "各地群众踊跃参加志愿服务活动"
+    shifted = sentence.encode("gbk")[1:].decode("gbk", errors="replace").split("\ufffd")[0]
+    assert len(shifted) >= 8 and shifted != sentence[1:]
+    text = PROSE + f"活动在市中心广场举行。?{shifted}?务活动，气氛热烈。\n"
+    flags = flags_of(stage, text, "mojibake")
+    assert [f.text for f in flags] == [f"?{shifted}?"]
+    assert flags[0].detector == "mojibake.shifted"
+
+
+def test_mojibake_question_marks_for_lost_characters(stage):
+    text = PROSE + "会议于二??八年召开，歌手徐小?出席了活动。\n"
+    flags = flags_of(stage, text, "mojibake")
+    assert [f.text for f in flags] == ["??", "?"]
+
+
+def test_mojibake_real_question_marks_are_not_flagged(stage):
+    text = (
+        PROSE
+        + "你明天来吗?我们一起去。为什么要这样做?大家都很关心。这会不会影响工作?答案是不会。\n"
+    )
+    assert flags_of(stage, text, "mojibake") == []
+
+
+def test_mojibake_utf8_read_as_gbk(stage):
+    garbled = "我们的城市发展很快".encode().decode("gbk", errors="replace")
+    text = PROSE + f"原文如下：{garbled}\n"
+    flags = flags_of(stage, text, "mojibake")
+    assert len(flags) == 1 and flags[0].detector == "mojibake.utf8-as-gbk"
+    assert flags[0].text in garbled and len(flags[0].text) >= len(garbled) // 2
+
+
+# ---------------------------------------------------------------- obfuscation
+def test_obfuscation_bracketed_pinyin(stage):
+    text = PROSE + "本店位于青(qing)岛市(shi)市南区，欢迎来电。\n"
+    flags = flags_of(stage, text, "obfuscation")
+    assert [f.text for f in flags] == ["青(qing)岛市(shi)"]
+
+
+def test_obfuscation_bracketed_english_is_not_pinyin(stage):
+    text = PROSE + "国际奥委会(IOC)和世界卫生组织(WHO)发表联合声明，首届论坛(forum)将于明年举行。\n"
+    assert flags_of(stage, text, "obfuscation") == []
+
+
+def test_obfuscation_filler_symbols_and_control_characters(stage):
+    text = PROSE + "详情请加*微*信*号咨询。\n相关\x07规定\x1b已经公布。\n"
+    flags = flags_of(stage, text, "obfuscation")
+    assert [f.text for f in flags] == ["加*微*信*号", "\x07", "\x1b"]
+
+
+# ---------------------------------------------------------------- truncated
+def test_truncated_paragraph_at_the_end_of_the_document(stage):
+    text = PROSE + "今年以来，全市新建各类学校十二所，其中普通高中三所，另有一批项目正在加紧"
+    flags = flags_of(stage, text, "truncated")
+    assert [f.text for f in flags] == ["另有一批项目正在加紧"]
+    assert flags[0].end == len(text)
+
+
+def test_truncated_paragraph_at_the_end_of_a_section(stage):
+    cut = "今年以来，全市新建各类学校十二所，改扩建幼儿园二十所，预计明年秋季"
+    text = PROSE + cut + "\n加强队伍建设\n" + PROSE
+    flags = flags_of(stage, text, "truncated")
+    assert [f.text for f in flags] == ["预计明年秋季"]
+
+
+def test_truncated_ignores_headings_bylines_and_complete_paragraphs(stage):
+    text = "守望相助 和谐发展\n" + PROSE + "加强队伍建设\n" + PROSE + "本报记者 张三\n"
+    assert flags_of(stage, text, "truncated") == []
+
+
+# ---------------------------------------------------------------- garbage
+def test_garbage_window_of_misdecoded_text(stage):
+    noise = "各地群众踊跃参加志愿服务活动，现场气氛十分热烈".encode("gbk").decode(
+        "big5", errors="replace"
+    )
+    text = PROSE * 3 + f"附件内容：{noise}\n" + PROSE * 3
+    flags = flags_of(stage, text, "garbage")
+    start = text.index(noise)
+    assert len(flags) == 1
+    assert start - 4 <= flags[0].start and flags[0].end <= start + len(noise) + 4
+    assert flags[0].evidence["peak_bits"] >= flags[0].evidence["threshold_bits"]
+
+
+def test_garbage_not_flagged_on_clean_prose_with_rare_words(stage):
+    text = (
+        PROSE * 2
+        + "展会上，蕾丝长裙、阔腿裤、帆布鞋和镂空手袋一一亮相，设计师们介绍了今年的流行色。\n"
+    )
+    assert flags_of(stage, text, "garbage") == []
+
+
+# ---------------------------------------------------------------- splice
+def _remove_as_duplicate(doc: Document, start: int, end: int) -> None:
+    doc.apply(
+        "dedup",
+        [Change(start, end, "", rule="dedup.passage", reason="repeated passage", kind="duplicate")],
+    )
+
+
+def test_splice_seam_in_sample_004_after_the_duplicate_is_removed(stage):
+    text = read_seed(SPLICE_SAMPLE)
+    seam_words = "创新推出邮政"
+    seam = text.index(seam_words) + len(seam_words)
+    line_end = text.index("\n", seam)
+    doc = Document.new(SPLICE_SAMPLE, text)
+    _remove_as_duplicate(doc, seam, line_end)
+    stage.process(doc)
+    splices = [f for f in doc.flags if f.kind == "splice"]
+    assert [(f.text, f.end) for f in splices] == [(seam_words, seam)]
+    # The cut paragraph is explained by the splice: it is not also "truncated".
+    assert not [f for f in doc.flags if f.kind == "truncated" and f.end == seam]
+    assert doc.reconstruct_input() == doc.input_text
+
+
+def test_splice_not_double_flagged_when_dedup_already_flagged_it(stage):
+    text = PROSE + "会议要求，创新推出邮政古自治区示范单位测评办法，确保工作高效开展。\n"
+    seam = text.index("古自治区")
+    doc = Document.new("case.txt", text)
+    _remove_as_duplicate(doc, seam, text.index("，确保"))
+    doc.add_flag(Flag("splice", seam - 6, seam, "创新推出邮政", "seam", detector="dedup"))
+    stage.process(doc)
+    assert [f.detector for f in doc.flags if f.kind == "splice"] == ["dedup"]
+
+
+def test_splice_not_flagged_when_the_removed_passage_began_a_sentence(stage):
+    text = PROSE + "会议要求确保工作高效开展。重复的一段文字在这里。\n"
+    start = text.index("重复")
+    doc = Document.new("case.txt", text)
+    _remove_as_duplicate(doc, start, text.index("\n", start))
+    stage.process(doc)
+    assert [f for f in doc.flags if f.kind == "splice"] == []
+
+
+# ---------------------------------------------------------------- the stage
+def test_stage_reads_the_lexicon_from_the_configured_rule_folder(tmp_path):
+    (tmp_path / "lexicons").mkdir()
+    (tmp_path / "lexicons" / "spam.toml").write_text(
+        '[strong]\nterms = ["好运来"]\n[gambling]\nterms = []\n[web]\nterms = []\n'
+        "[connectors]\nterms = []\n[brand_patterns]\npatterns = []\n",
+        encoding="utf-8",
+    )
+    cfg = config.build({"run": {"rules": [str(tmp_path)]}})
+    stage = CorruptedSpans(cfg["corruption"], RunContext(cfg))
+    text = "市民好运来中心开业。好运来中心位于城东。"
+    assert [f.text for f in flags_of(stage, text, "spam-injection")] == ["好运来", "好运来"]
+    assert stage.detector_context().lexicon.origin.startswith(str(tmp_path))
+
+
+def test_stage_runs_only_the_configured_kinds():
+    cfg = config.build({"corruption": {"kinds": ["mojibake"]}})
+    stage = CorruptedSpans(cfg["corruption"], RunContext(cfg))
+    flags = flags_of(stage, read_seed(SPAM_SAMPLE) + "\ufffd")
+    assert {f.kind for f in flags} == {"mojibake"}
+
+
+def test_stage_rejects_an_unknown_kind():
+    cfg = config.build({"corruption": {"kinds": ["spam"]}})
+    with pytest.raises(ValueError, match="unknown kind"):
+        CorruptedSpans(cfg["corruption"], RunContext(cfg))
+
+
+def test_detectors_are_deterministic_and_do_not_change_the_text():
+    ctx = DetectorContext(lexicon=SpamLexicon.load(default_lexicon_path()))
+    text = read_seed(SPAM_SAMPLE)
+    doc_a, doc_b = Document.new("a", text), Document.new("a", text)
+    flags_a, flags_b = run_detectors(doc_a, ctx), run_detectors(doc_b, ctx)
+    assert [f.to_json() for f in flags_a] == [f.to_json() for f in flags_b]
+    assert doc_a.text == text and doc_a.edits == []

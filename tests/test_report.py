@@ -1,0 +1,282 @@
+"""The diff report: model, terminal rendering, JSON and HTML (without a browser)."""
+
+from __future__ import annotations
+
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from rich.cells import cell_len
+from rich.console import Console
+
+from curate.cli import main
+from curate.document import Change, Document
+from curate.report import write_reports
+from curate.report.model import (
+    Limits,
+    ReportError,
+    build_report,
+    collapse,
+    diff_segments,
+    load_version,
+)
+from curate.report.terminal import diff_text, render_report, summary_renderables
+from tests.report_helpers import HOSTILE, sample_docs, write_version
+
+
+@pytest.fixture()
+def version(tmp_path: Path) -> Path:
+    return write_version(tmp_path / "corpus", "v1", sample_docs())
+
+
+@pytest.fixture()
+def report(version: Path) -> dict:
+    return build_report(load_version(version))
+
+
+def by_source(report: dict, source: str) -> dict:
+    return next(d for d in report["documents"] if d["source"] == source)
+
+
+def plain(report: dict, width: int = 300, **filters: str) -> str:
+    console = Console(record=True, width=width, no_color=True, file=open("/dev/null", "w"))  # noqa: SIM115
+    render_report(report, console, **filters)
+    return console.export_text()
+
+
+# --------------------------------------------------------------------------- the model
+def test_segments_rebuild_input_and_final_text(version: Path) -> None:
+    data = load_version(version)
+    for doc in sample_docs():
+        record = data.documents[doc.id]
+        segs = diff_segments(doc.input_text, data.edits.get(doc.id, []), record["flags"], doc.id)
+        assert "".join(s["t"] for s in segs if s["k"] in ("keep", "del")) == doc.input_text
+        assert "".join(s["t"] for s in segs if s["k"] in ("keep", "ins")) == doc.text
+
+
+def test_whole_document_conversion_marks_only_changed_characters(report: dict) -> None:
+    doc = by_source(report, "news/trad.txt")
+    edits = doc["edits"]
+    pairs = [(s["t"], s.get("e")) for s in doc["diff"] if s["k"] == "del" and edits[s["e"]]["rule"] == "t2s"]
+    assert ("團結進", 0) in pairs and ("發", 0) in pairs
+    assert all(len(text) <= 3 and "\n" not in text for text, _ in pairs)  # not the whole document
+
+
+def test_converted_then_dropped_text_is_shown_as_dropped(report: dict) -> None:
+    doc = by_source(report, "news/trad.txt")
+    notice = next(s for s in doc["diff"] if s["k"] == "del" and "聲明" in s["t"])
+    assert notice["t"] == "特別聲明:以上內容僅供參考\n"  # the input text, in one piece
+    assert doc["edits"][notice["e"]]["rule"] == "netease-notice"
+    assert doc["edits"][notice["via"][0]]["rule"] == "t2s"
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text(alphabet="甲乙丙丁,。\n a", min_size=1, max_size=40), st.data())
+def test_segments_rebuild_any_edit_log(text: str, data: st.DataObject) -> None:
+    doc = Document.new("x", text)
+    for stage in range(data.draw(st.integers(1, 4))):
+        cuts = sorted(data.draw(st.lists(st.integers(0, len(doc.text)), max_size=6)))
+        changes = []
+        for start, end in zip(cuts[::2], cuts[1::2], strict=False):
+            after = data.draw(st.sampled_from(["", "，", "乙乙乙", doc.text[start:end][::-1]]))
+            changes.append(Change(start, end, after, f"r{stage}", "test"))
+        doc.apply(f"s{stage}", changes)
+    edits = [{"seq": n, **e.to_json()} for n, e in enumerate(doc.edits)]
+    bounds = sorted(data.draw(st.lists(st.integers(0, len(doc.text)), min_size=2, max_size=2)))
+    flags = [{"kind": "k", "start": bounds[0], "end": bounds[1]}]
+    segs = diff_segments(doc.input_text, edits, flags)
+    assert "".join(s["t"] for s in segs if s["k"] in ("keep", "del")) == doc.input_text
+    assert "".join(s["t"] for s in segs if s["k"] in ("keep", "ins")) == doc.text
+    flagged = "".join(s["t"] for s in segs if 0 in s.get("f", []) and s["k"] != "mark")
+    assert flagged == doc.text[bounds[0] : bounds[1]]
+    assert any(s["k"] == "mark" for s in segs) == (bounds[0] == bounds[1])
+
+
+def test_broken_edit_log_is_a_clear_error(tmp_path: Path) -> None:
+    folder = write_version(tmp_path / "c", "v1", sample_docs())
+    lines = (folder / "edits.jsonl").read_text(encoding="utf-8").splitlines()
+    bad = json.loads(lines[0])
+    bad["end"] += 1  # a span that no longer matches the text it claims to have replaced
+    (folder / "edits.jsonl").write_text("\n".join([json.dumps(bad, ensure_ascii=False), *lines[1:]]) + "\n")
+    with pytest.raises(ReportError, match=bad["doc"]):
+        build_report(load_version(folder))
+    # A run still gets its report: the error is shown, the other documents are intact.
+    report = json.loads(write_reports(folder, tmp_path / "reports")["json"].read_text(encoding="utf-8"))
+    assert len(report["errors"]) == 1 and bad["doc"] in report["errors"][0]
+    broken = next(d for d in report["documents"] if d["id"] == bad["doc"])
+    assert broken["diff"] is None and "does not replay" in broken["error"]
+    assert sum(d["diff"] is not None for d in report["documents"]) == len(report["documents"]) - 1
+
+
+def test_summary_counts(report: dict) -> None:
+    counts = report["summary"]["counts"]
+    assert (counts["documents_in"], counts["documents_out"], counts["quarantined"], counts["duplicates"]) == (7, 5, 1, 1)
+    rules = {r["rule"]: r for r in report["summary"]["rules"]}
+    assert rules["netease-notice"]["chars_removed"] == len("特别声明:以上内容仅供参考\n")
+    assert rules["credit"]["meta_fields"] == {"author": 1}
+    assert rules["comma-between-han"]["chars_replaced"] == 1
+    assert {f["kind"]: f["flags"] for f in report["summary"]["flags"]} == {"garbage": 1, "spam-injection": 1, "splice": 1}
+    # Stages in pipeline order, not alphabetical.
+    assert [s["stage"] for s in report["summary"]["stages"]] == ["convert", "punctuation", "boilerplate", "dedup"]
+    # The unchanged document is counted, not listed.
+    assert report["documents_unchanged"] == 1
+    assert "news/clean.txt" not in {d["source"] for d in report["documents"]}
+
+
+def test_collapse_and_cap() -> None:
+    segs = [{"k": "keep", "t": "甲" * 1000}, {"k": "del", "e": 0, "t": "乙"}, {"k": "keep", "t": "丙" * 1000}]
+    out, cut = collapse(segs, Limits(context=10))
+    assert not cut
+    assert [s["k"] for s in out] == ["gap", "keep", "del", "keep", "gap"]
+    assert out[0]["n"] == 990 and out[1]["t"] == "甲" * 10
+    out, cut = collapse(segs, Limits(context=10, max_doc_chars=15))
+    assert cut and out[-1]["k"] == "cut"
+    assert sum(len(s.get("t", "")) for s in out) == 15
+
+
+# --------------------------------------------------------------------------- terminal
+def test_terminal_shows_each_kind_of_edit(report: dict) -> None:
+    text = plain(report)
+    assert "[-團結進-]→{+团结进+}" in text  # replacement, old → new
+    assert "[-,-]→{+，+}" in text
+    assert "[-特別聲明:以上內容僅供參考↵-](drop: boilerplate/netease-notice)" in text
+    assert "[-本报记者·王小明↵-](→ meta author, boilerplate/credit)" in text
+    assert "(duplicate of 0-14, dedup/near-duplicate-span)" in text
+    assert "«ld体育中国官方网站»(flag spam-injection: gambling keyword spliced in)" in text
+    assert "«»(flag splice: text cut mid-sentence)" in text
+    assert "quarantined  garbage: 100% of the text" in text
+    assert "keep it: curate review --keep" in text
+
+
+def test_terminal_styles(report: dict) -> None:
+    doc = by_source(report, "news/trad.txt")
+    rich_text = diff_text(doc, {"rule": None, "kind": None, "stage": None})
+    styles = {rich_text.plain[s.start : s.end]: str(s.style) for s in rich_text.spans}
+    assert "strike" in styles["[-特別聲明:以上內容僅供參考↵-]"] and "red" in styles["[-特別聲明:以上內容僅供參考↵-]"]
+    assert "magenta" in styles["[-本报记者·王小明↵-]"]
+    assert "green" in styles["{+团结进+}"]
+
+
+def test_terminal_filters(report: dict) -> None:
+    text = plain(report, rule="netease-notice")
+    assert "news/trad.txt" in text and "news/spam.txt" not in text and "news/dup.txt" not in text
+    # Other edits of the document are shown applied, unmarked.
+    assert "团结进步，共同发展" in text and "{+团结进+}" not in text
+    assert "(drop: boilerplate/netease-notice)" in text
+    text = plain(report, kind="duplicate")
+    assert "news/dup.txt" in text and "news/trad.txt" not in text
+    text = plain(report, stage="convert")
+    assert "news/trad.txt" in text and "news/hostile" not in text
+    text = plain(report, kind="spam-injection")
+    assert "news/spam.txt" in text and "news/garbage.txt" not in text
+    doc_id = by_source(report, "news/spam.txt")["id"]
+    text = plain(report, doc=doc_id[:6])
+    assert "news/spam.txt" in text and "news/trad.txt" not in text
+
+
+def test_wide_characters_stay_aligned(version: Path, tmp_path: Path) -> None:
+    docs = sample_docs()
+    docs[0].apply("boilerplate", [Change(0, 2, "", "网易号声明", "中文规则名")])
+    report = build_report(load_version(write_version(tmp_path / "c2", "v2", docs)))
+    console = Console(record=True, width=90, no_color=True, file=open("/dev/null", "w"))  # noqa: SIM115
+    for item in summary_renderables(report):
+        console.print(item)
+    lines = [line for line in console.export_text().splitlines() if line.startswith(("│", "┃", "┏", "└"))]
+    rule_lines = [line for line in lines if "网易号声明" in line]
+    assert rule_lines
+    table_widths = {cell_len(line) for line in lines if "boilerplate/" in line}
+    assert len(table_widths) == 1  # borders of rows with Chinese text line up with the others
+
+
+def test_terminal_never_passes_control_characters(tmp_path: Path) -> None:
+    doc = Document.new("x.txt", "正文\x1b[31m红\x07字")
+    folder = write_version(tmp_path / "c", "v1", [doc])
+    doc.apply("s", [Change(0, 1, "", "r", "t")])
+    folder = write_version(tmp_path / "c3", "v1", [doc])
+    text = plain(build_report(load_version(folder)))
+    assert "\x1b" not in text and "\x07" not in text
+    assert "⟨U+001B⟩[31m红⟨U+0007⟩字" in text
+
+
+def test_cli_report_plain_when_not_a_terminal(version: Path) -> None:
+    corpus = version.parent.parent
+    result = CliRunner().invoke(main, ["report", "--corpus", str(corpus)])
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.output
+    assert "[-特別聲明:以上內容僅供參考↵-](drop: boilerplate/netease-notice)" in result.output
+    result = CliRunner().invoke(main, ["report", "v1", "--corpus", str(corpus), "--no-color", "--kind", "garbage"])
+    assert result.exit_code == 0 and "news/garbage.txt" in result.output and "news/trad.txt" not in result.output
+
+
+def test_cli_unknown_version_exits_2_with_one_line(version: Path) -> None:
+    result = CliRunner().invoke(main, ["report", "nosuch", "--corpus", str(version.parent.parent)])
+    assert result.exit_code == 2
+    assert len(result.output.strip().splitlines()) == 1 and "nosuch" in result.output
+
+
+# --------------------------------------------------------------------------- JSON and HTML
+class _Counts(HTMLParser):
+    """Collects the summary counts (elements with id="count-…" and data-count) of report.html."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.counts: dict[str, int] = {}
+        self.scripts: list[dict[str, str | None]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        data = dict(attrs)
+        if (data.get("id") or "").startswith("count-"):
+            self.counts[data["id"][6:]] = int(data["data-count"] or -1)
+        if tag == "script":
+            self.scripts.append(data)
+
+
+def test_json_equals_what_the_html_summary_shows(version: Path, tmp_path: Path) -> None:
+    paths = write_reports(version, tmp_path / "reports")
+    assert paths["html"] == tmp_path / "reports" / "v1" / "report.html"
+    report = json.loads(paths["json"].read_text(encoding="utf-8"))
+    page = paths["html"].read_text(encoding="utf-8")
+    parser = _Counts()
+    parser.feed(page)
+    assert parser.counts == report["summary"]["counts"]
+    blob = re.search(r'<script type="application/json" id="curate-data">(.*?)</script>', page, re.S)
+    assert blob and json.loads(blob.group(1)) == report
+    for rule in report["summary"]["removals_by_rule"]:
+        assert f"{rule['stage']}/{rule['rule']}" in page  # the chart has a bar per rule
+
+
+def test_html_escapes_hostile_text(version: Path, tmp_path: Path) -> None:
+    page = write_reports(version, tmp_path / "reports")["html"].read_text(encoding="utf-8")
+    assert "window.__pwned" in page  # the text is there (escaped), for the page to show
+    assert "<script>window" not in page and "<img" not in page and "</textarea>" not in page
+    assert "\u2028" not in page and "\u2029" not in page
+    parser = _Counts()
+    parser.feed(page)
+    # Exactly our two script elements: the inert data block and the page's own script.
+    assert parser.scripts == [{"type": "application/json", "id": "curate-data"}, {}]
+    assert page.count("</script>") == 2
+    assert "innerHTML" not in page and "eval(" not in page
+    assert "Content-Security-Policy" in page and "default-src 'none'" in page
+    outside_data = re.sub(r'<script type="application/json".*?</script>', "", page, flags=re.S)
+    assert not re.search(r"""(src|href)=["']?(https?:|//)""", outside_data)  # nothing fetched
+    assert "<link" not in outside_data and "@import" not in outside_data and "url(" not in outside_data
+    assert HOSTILE not in page
+
+
+def test_reports_are_reproducible(version: Path, tmp_path: Path) -> None:
+    first = {k: p.read_bytes() for k, p in write_reports(version, tmp_path / "a").items()}
+    second = {k: p.read_bytes() for k, p in write_reports(version, tmp_path / "b").items()}
+    assert first == second
+
+
+def test_html_budget_omits_diffs_but_keeps_documents(version: Path) -> None:
+    report = build_report(load_version(version), Limits(max_total_chars=10))
+    assert report["diffs_omitted"] == len(report["documents"]) - 1
+    assert report["documents"][0]["diff"] is not None
+    report = build_report(load_version(version), Limits(max_docs=2))
+    assert len(report["documents"]) == 2 and report["documents_not_listed"] == 4

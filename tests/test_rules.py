@@ -1,0 +1,206 @@
+"""The rules engine and its CLI: loading, one-line errors, examples, variants, digest, review."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import regex
+from click.testing import CliRunner
+
+from curate.cli import main
+from curate.rules import RuleError, expand_variants, load_rules, review_command
+
+ROOT = Path(__file__).resolve().parent.parent
+RULES = ROOT / "rules"
+
+GOOD_RULE = """
+[[rule]]
+id = "x.one"
+description = "a rule"
+scope = "line"
+action = "drop"
+pattern = '我要评论'
+must_match = ["我要评论"]
+must_not_match = ["我要评论一下"]
+"""
+
+
+def pack_folder(tmp_path: Path, body: str, name: str = "p.toml") -> Path:
+    folder = tmp_path / "rules"
+    folder.mkdir(exist_ok=True)
+    (folder / name).write_text(body, encoding="utf-8")
+    return folder
+
+
+def test_shipped_packs_load_and_every_example_passes() -> None:
+    rules = load_rules([RULES])
+    assert len(rules) >= 40
+    assert {r.scope for r in rules.rules} == {"line", "paragraph", "inline", "tail"}
+    assert rules.test() == []
+    for rule in rules.rules:
+        assert rule.must_match and rule.must_not_match, rule.id
+
+
+def test_each_rule_example_is_checked_individually() -> None:
+    """A rule that matched nothing, or everything, would fail its own examples."""
+    rules = load_rules([RULES])
+    for rule in rules.rules:
+        for example in rule.must_match:
+            assert rule.check(example.text) is not None, (rule.id, example.text)
+        for example in rule.must_not_match:
+            assert rule.check(example.text) is None, (rule.id, example.text)
+
+
+BROKEN = [
+    ("bad toml", "[[rule]\nid = 'x'", "not valid TOML"),
+    ("bad regex", GOOD_RULE.replace("'我要评论'", "'我要(评论'"), "rule x.one: bad regex"),
+    ("unknown action", GOOD_RULE.replace('"drop"', '"delete"'), "rule x.one: unknown action 'delete'"),
+    ("unknown scope", GOOD_RULE.replace('"line"', '"page"'), "rule x.one: unknown scope 'page'"),
+    ("duplicate id", GOOD_RULE + GOOD_RULE, "rule x.one: duplicate id"),
+    ("missing examples", GOOD_RULE.replace('must_match = ["我要评论"]', ""), "rule x.one: missing examples"),
+    ("unknown key", GOOD_RULE.replace("scope =", "scop = 1\nscope ="), "rule x.one: unknown key(s) scop"),
+    ("meta without group", GOOD_RULE.replace('"drop"', '"meta:author"'), "rule x.one: a meta action needs a capture group"),
+    ("missing id", GOOD_RULE.replace('id = "x.one"', ""), "rule #1: missing or bad id"),
+    ("pattern and literals", GOOD_RULE.replace("pattern =", 'literals = ["a"]\npattern ='), "exactly one of pattern or literals"),
+]
+
+
+@pytest.mark.parametrize(("case", "body", "expected"), BROKEN, ids=[c[0] for c in BROKEN])
+def test_broken_pack_gives_one_line_naming_file_and_rule(tmp_path: Path, case: str, body: str, expected: str) -> None:
+    folder = pack_folder(tmp_path, body)
+    with pytest.raises(RuleError) as info:
+        load_rules([folder])
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(str(folder / "p.toml") + ":")
+    assert expected in message
+
+
+def test_duplicate_id_across_packs_names_both_files(tmp_path: Path) -> None:
+    pack_folder(tmp_path, GOOD_RULE, "a.toml")
+    folder = pack_folder(tmp_path, GOOD_RULE, "b.toml")
+    with pytest.raises(RuleError, match=r"b\.toml: rule x\.one: duplicate id \(first defined in .*a\.toml\)"):
+        load_rules([folder])
+
+
+def test_allowlist_naming_an_unknown_rule_is_an_error(tmp_path: Path) -> None:
+    folder = pack_folder(tmp_path, GOOD_RULE)
+    (folder / "allowlist.toml").write_text('[[keep]]\ntext = "我要评论"\nrule = "nope"\n', encoding="utf-8")
+    with pytest.raises(RuleError, match="allowlist.toml: entry #1: names unknown rule 'nope'"):
+        load_rules([folder])
+
+
+def test_subfolders_are_data_not_packs(tmp_path: Path) -> None:
+    folder = pack_folder(tmp_path, GOOD_RULE)
+    (folder / "lexicons").mkdir()
+    (folder / "lexicons" / "spam.toml").write_text("not = [a rule pack", encoding="utf-8")
+    rules = load_rules([folder])
+    assert [r.id for r in rules.rules] == ["x.one"]
+
+
+def test_failing_examples_are_reported(tmp_path: Path) -> None:
+    body = GOOD_RULE.replace('must_not_match = ["我要评论一下"]', 'must_not_match = ["我要评论"]')
+    body = body.replace('must_match = ["我要评论"]', 'must_match = ["发表评论"]')
+    failures = load_rules([pack_folder(tmp_path, body)]).test()
+    assert sorted(f.check for f in failures) == ["must_match", "must_not_match"]
+    assert all("x.one" in str(f) and "\n" not in str(f) for f in failures)
+
+
+def test_variants_match_traditional_and_half_width() -> None:
+    pattern = regex.compile(expand_variants("（来源：(?P<value>[^）]+)）"))
+    assert pattern.fullmatch("(來源:蘭州日報)").group("value") == "蘭州日報"
+    assert pattern.fullmatch("（来源：兰州日报）")
+    # Ranges and escapes are left alone; classes gain the variants.
+    assert expand_variants(r"[一-龥]\p{Han}[网]") == r"[一-龥]\p{Han}[网網]"
+    assert regex.compile(expand_variants(r"[^网]")).fullmatch("網") is None
+
+
+def test_digest_follows_content_not_comments(tmp_path: Path) -> None:
+    folder = pack_folder(tmp_path, GOOD_RULE)
+    first = load_rules([folder]).digest()
+    (folder / "p.toml").write_text("# a comment\n" + GOOD_RULE, encoding="utf-8")
+    assert load_rules([folder]).digest() == first
+    (folder / "p.toml").write_text(GOOD_RULE.replace("a rule", "another rule"), encoding="utf-8")
+    assert load_rules([folder]).digest() != first
+    (folder / "lexicons").mkdir()
+    (folder / "lexicons" / "words.txt").write_text("词", encoding="utf-8")
+    assert load_rules([folder]).digest() not in (first,)
+
+
+# --------------------------------------------------------------------------- CLI
+def test_cli_rules_test_and_list() -> None:
+    runner = CliRunner()
+    result = runner.invoke(main, ["rules", "test", "--rules", str(RULES)])
+    assert result.exit_code == 0, result.output
+    assert "all pass" in result.output
+    listing = runner.invoke(main, ["rules", "list", "--rules", str(RULES)])
+    assert listing.exit_code == 0
+    assert "notice.selfmedia.zh" in listing.output and "footer.icp" in listing.output
+
+
+def test_cli_rules_test_exits_1_listing_each_failure(tmp_path: Path) -> None:
+    body = GOOD_RULE.replace('must_match = ["我要评论"]', 'must_match = ["发表评论", "查看评论"]')
+    result = CliRunner().invoke(main, ["rules", "test", "--rules", str(pack_folder(tmp_path, body))])
+    assert result.exit_code == 1
+    assert result.output.count("FAIL ") == 2
+
+
+def test_cli_broken_pack_exits_2_with_one_line(tmp_path: Path) -> None:
+    folder = pack_folder(tmp_path, GOOD_RULE.replace('"drop"', '"delete"'))
+    result = CliRunner().invoke(main, ["rules", "test", "--rules", str(folder)])
+    assert result.exit_code == 2
+    assert result.output.strip().count("\n") == 0 and "unknown action" in result.output
+
+
+def test_cli_rules_folder_from_config(tmp_path: Path) -> None:
+    folder = pack_folder(tmp_path, GOOD_RULE)
+    config = tmp_path / "curate.toml"
+    config.write_text(f'[run]\nrules = ["{folder.as_posix()}"]\n', encoding="utf-8")
+    result = CliRunner().invoke(main, ["rules", "list", "--config", str(config)])
+    assert result.exit_code == 0 and "x.one" in result.output
+
+
+def test_review_records_a_keep_and_rules_test_gains_it(tmp_path: Path) -> None:
+    folder = tmp_path / "rules"
+    shutil.copytree(RULES, folder, ignore=shutil.ignore_patterns("README.md"))
+    runner = CliRunner()
+    result = runner.invoke(
+        main,
+        ["review", "--rules", str(folder), "--keep", "转载请注明出处", "--rule", "disclaimer.reprint_line",
+         "--note", "title of a column"],
+    )
+    assert result.exit_code == 0, result.output
+    assert "still match" in result.output
+    rules = load_rules([folder])
+    (entry,) = rules.allowlist
+    assert (entry.text, entry.rule, entry.note) == ("转载请注明出处", "disclaimer.reprint_line", "title of a column")
+    assert rules.keeps("disclaimer.reprint_line", "转载请注明出处")
+    assert "# Reviewed text" in (folder / "allowlist.toml").read_text(encoding="utf-8")  # comments kept
+    tested = runner.invoke(main, ["rules", "test", "--rules", str(folder)])
+    assert tested.exit_code == 1 and "allowlist" in tested.output
+    again = runner.invoke(main, ["review", "--rules", str(folder), "--keep", "转载请注明出处", "--rule", "disclaimer.reprint_line"])
+    assert again.exit_code == 0 and "already kept" in again.output
+    assert len(load_rules([folder]).allowlist) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--keep", "正文里的一句话", "--rule", "no.such.rule"], "unknown rule"),
+        ([], "give --keep"),
+        (["--keep", "  a "], "too short"),
+    ],
+)
+def test_review_usage_errors_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
+    folder = pack_folder(tmp_path, GOOD_RULE)
+    result = CliRunner().invoke(main, ["review", "--rules", str(folder), *args])
+    assert result.exit_code == 2 and message in result.output
+    assert not (folder / "allowlist.toml").exists()
+
+
+def test_review_command_for_reports_is_shell_quoted() -> None:
+    assert review_command("版权所有 'x'", "footer.copyright") == (
+        "curate review --keep '版权所有 '\"'\"'x'\"'\"'' --rule footer.copyright"
+    )
