@@ -78,9 +78,11 @@ def run(
     """Curate `inputs` into a new version of `corpus` (defaults from the configuration)."""
     corpus = Path(corpus or config.run.corpus)
     reports_dir = Path(reports or config.run.reports)
+    from curate.rules import RuleError
+
     try:
         rules = load_rules(config)
-    except Exception as exc:  # RuleError: one line naming file, rule and problem
+    except RuleError as exc:  # one line naming file, rule and problem
         raise RunError(str(exc)) from None
     try:
         files, skipped = ingest.scan(inputs or config.run.input, config.ingest)
@@ -125,7 +127,11 @@ def run(
                 warnings=context.state["warnings"],
             )
             engine = make_engine(config)
-            docs = engine.execute(_ingest(files, config, skipped, input_records, on_file), build_stages(context))
+            try:
+                stages = build_stages(context)
+            except ValueError as exc:  # a stage's settings that make no sense, e.g. an unknown kind
+                raise RunError(str(exc)) from None
+            docs = engine.execute(_ingest(files, config, skipped, input_records, on_file), stages)
             # The record's lists are filled while the documents stream through the writer.
             folder = write_version(corpus, docs, record, lambda: _finish_record(record, skipped))
             warnings = list(record.warnings)

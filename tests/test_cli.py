@@ -140,3 +140,30 @@ def test_verify_exit_1_on_tampering(project):
     result = invoke(project, "verify")
     assert result.exit_code == 1
     assert "sha256 differs" in result.output
+
+
+def test_broken_rule_file_stops_the_run_before_any_work(project):
+    (project / "myrules").mkdir()
+    (project / "myrules" / "bad.toml").write_text(
+        '[[rule]]\nid = "x"\ndescription = "d"\nscope = "line"\naction = "drop"\npattern = "(unclosed"\n'
+        'must_match = ["a"]\nmust_not_match = ["b"]\n',
+        encoding="utf-8",
+    )
+    (project / "curate.toml").write_text(
+        f'[run]\ninput = ["in"]\nrules = ["{ROOT / "rules"}", "myrules"]\n', encoding="utf-8"
+    )
+    result = invoke(project, "run")
+    assert result.exit_code == 2
+    assert "bad.toml" in result.output and "x" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not (project / "corpus" / "versions").exists()
+
+
+def test_unknown_policy_action_is_a_one_line_error(project):
+    (project / "curate.toml").write_text(
+        f'[run]\ninput = ["in"]\nrules = ["{ROOT / "rules"}"]\n[policy]\nactions = {{ spam-injection = "explode" }}\n',
+        encoding="utf-8",
+    )
+    result = invoke(project, "run")
+    assert result.exit_code == 2
+    assert "explode" in result.output and len(result.output.strip().splitlines()) == 1

@@ -431,7 +431,9 @@ def collapse(segments: list[dict[str, Any]], limits: Limits) -> tuple[list[dict[
 # --------------------------------------------------------------------------- the summary
 def review_command(doc_id: str, edit: dict[str, Any]) -> str:
     """The command that records a removal as wrong (the review feature, issue 7 item 5)."""
-    return f"curate review --keep {doc_id}:{edit.get('seq', 0)}"
+    from curate.rules import review_command as keep_command
+
+    return keep_command(edit.get("before", "").strip(), edit.get("rule") or None)
 
 
 def _stage_order(stages: list[str], config_sections: list[str]) -> list[str]:

@@ -296,11 +296,10 @@ class _Present:
             return
         self.timed_out.add(rule.id)
         message = (
-            f"{self.doc.source}: rule {rule.id} ({rule.file}) timed out after "
+            f"rule {rule.id} ({rule.file}) timed out after "
             f"{self.timeout}s and was not applied to this document"
         )
-        state = self.stage.context.state
-        state.setdefault("warnings", []).append(message)
+        self.doc.warnings.append(message)  # on the document: it survives worker processes
         self.doc.add_flag(
             Flag(
                 kind="rule-timeout", start=0, end=0, text="", reason=message, severity="warning",
