@@ -120,3 +120,27 @@ def test_scan_sorts_and_refuses_missing_paths(tmp_path):
 
 def test_decode_prefers_utf8_over_legacy_guesses():
     assert decode_bytes("中文".encode()) == ("中文", "utf-8")
+
+
+def test_html_page_becomes_a_document_with_chrome_edits(tmp_path):
+    page = (
+        '<html><head><meta charset="gb2312"><title>海西州推进民族团结</title></head><body>'
+        '<div class="nav"><a href="/">首页</a> <a href="/news">新闻</a> <a href="/gov">政务</a></div>'
+        '<div id="article"><h1>海西州推进民族团结</h1>'
+        "<p>近年来，海西州坚持以铸牢中华民族共同体意识为主线，加快构建互嵌式社会结构和社区环境。</p>"
+        "<p>全州上下坚持把各民族文化作为中华文化的有机组成部分，大力实施中华优秀传统文化传承和发展工程。</p>"
+        "</div>"
+        '<div class="post_statement">特别声明：以上内容为自媒体平台“网易号”用户上传并发布，本平台仅提供信息存储服务。</div>'
+        "<script>window.__pwned = 1</script></body></html>"
+    )
+    (tmp_path / "page.html").write_bytes(page.encode("utf-8"))  # declares gb2312, is UTF-8
+    results, skipped = ingest_folder(tmp_path)
+    assert not skipped
+    (doc,) = results["page.html"].documents
+    assert doc.meta["title"] == "海西州推进民族团结"
+    assert "近年来，海西州坚持" in doc.text and "大力实施中华优秀传统文化" in doc.text
+    assert "网易号" not in doc.text and "首页" not in doc.text and "__pwned" not in doc.text
+    chrome = [e for e in doc.edits if e.kind == "html-chrome"]
+    assert chrome and all(e.stage == "ingest" and e.evidence["path"] for e in chrome)
+    assert doc.reconstruct_input() == doc.input_text
+    assert "网易号" in doc.input_text
