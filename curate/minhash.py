@@ -1,0 +1,270 @@
+"""Vectorised MinHash signatures over character n-grams of a Chinese comparison form.
+
+Why not `datasketch.MinHash.update` per shingle: a Python call per shingle runs at ~1 MB/s
+(see /work/shared/ANCHORS.md). Here every step is a numpy operation over whole arrays:
+
+    text --(t2s, full-width fold, drop punctuation/space)--> code points (uint32)
+         --(polynomial n-gram hash, n shifted slices, uint64 wraparound)--> 64-bit shingle ids
+         --(multiply-shift 64->32 bits)--> 32-bit shingle hashes
+         --(datasketch "affine32" permutations: fmix32, then a*h+b mod 2^32)--> min per group
+
+The last step reproduces datasketch 2.0's ``affine32`` scheme exactly (same permutation
+parameters for the same seed, taken from datasketch itself), so a row of our signature matrix
+is interchangeable with ``MinHash(seed=..., scheme="affine32", hashfunc=<our 32-bit id>)``
+and can be wrapped in a `datasketch.LeanMinHash` for `datasketch.MinHashLSH`.
+
+Shingles never cross a segment boundary (a paragraph); each shingle belongs to the group
+(window) in which it starts, so window signatures min-reduce exactly to paragraph signatures,
+and paragraph signatures to document signatures (the union of their shingle sets).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+import regex
+from datasketch import LeanMinHash, MinHash
+
+SCHEME = "affine32"
+MAX_HASH = np.uint32(0xFFFFFFFF)  # the value of an empty signature slot (datasketch's too)
+# Odd 64-bit constants: the polynomial base of the n-gram hash and the multiply-shift fold.
+_POLY_BASE = np.uint64(0x9E3779B97F4A7C15)
+_FOLD_MULT = np.uint64(0xD6E8FEB86659FD93)
+_CHUNK_ROWS = 8192  # shingles permuted per block: 128 x 8192 x 4 B = 4 MB, stays in cache
+
+
+# --------------------------------------------------------------------------- t2s fold
+@cache
+def _t2s_converter():
+    """The Traditional->Simplified converter: curate.t2s when present, else OpenCC."""
+    try:
+        from curate.t2s import convert  # type: ignore[import-not-found]
+
+        return convert
+    except ImportError:
+        import opencc
+
+        return opencc.OpenCC("t2s").convert
+
+
+@cache
+def _t2s_table() -> np.ndarray:
+    """Code point -> code point: each Traditional character folded to its Simplified form.
+
+    Built once from the converter itself, character by character (every Han character on its
+    own line, so no phrase spans two), keeping the one-character results. Folding per character
+    keeps positions aligned by construction and is as fast as an array lookup; phrase-level
+    choices do not matter for comparison, as both copies are folded the same way.
+    """
+    han = np.flatnonzero(_han_code_points())
+    source = "\n".join(map(chr, han.tolist()))
+    converted = _t2s_converter()(source).split("\n")
+    table = np.arange(0x110000, dtype=np.uint32)
+    if len(converted) == han.shape[0]:
+        for code, folded in zip(han.tolist(), converted, strict=True):
+            if len(folded) == 1:
+                table[code] = ord(folded)
+    table.flags.writeable = False
+    return table
+
+
+# --------------------------------------------------------------------------- comparison form
+def _code_point_class(pattern: str) -> np.ndarray:
+    """Boolean table over all code points: True where the character matches `pattern`."""
+    everything = "".join(map(chr, range(0x110000)))
+    # regex over the whole range once (~0.1 s); surrogates match no class we use.
+    marked = regex.sub(pattern, "\x01", everything)
+    codes = np.frombuffer(marked.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    return codes == 1
+
+
+@cache
+def _kept_code_points() -> np.ndarray:
+    """Letters and digits: the characters we compare."""
+    return _code_point_class(r"[\p{L}\p{N}]")
+
+
+@cache
+def _han_code_points() -> np.ndarray:
+    return _code_point_class(r"\p{Han}")
+
+
+@dataclass(slots=True)
+class ComparisonForm:
+    """The text as compared: letters and digits only, folded; with a map back to the text.
+
+    `codes[i]` is the folded code point of comparison character i and `positions[i]` the
+    index in the original text of the character it came from (strictly increasing).
+    """
+
+    codes: np.ndarray  # uint32
+    positions: np.ndarray  # int64
+    text_length: int
+
+    def __len__(self) -> int:
+        return int(self.codes.shape[0])
+
+    def index_at(self, text_pos: int) -> int:
+        """The first comparison character at or after text position `text_pos`."""
+        return int(np.searchsorted(self.positions, text_pos, side="left"))
+
+    def text_span(self, start: int, end: int) -> tuple[int, int]:
+        """The text span covering comparison characters [start, end) (end > start)."""
+        return int(self.positions[start]), int(self.positions[end - 1]) + 1
+
+    def string(self, start: int = 0, end: int | None = None) -> str:
+        """The comparison characters as a str (for alignment with difflib)."""
+        return self.codes[start:end].astype("<u4").tobytes().decode("utf-32-le")
+
+
+def comparison_form(text: str) -> ComparisonForm:
+    """Traditional->Simplified, full-width->half-width, lower-case ASCII, no punctuation/space."""
+    codes = _t2s_table()[np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)]
+    full_width = (codes >= 0xFF01) & (codes <= 0xFF5E)
+    codes = np.where(full_width, codes - np.uint32(0xFEE0), codes)
+    upper = (codes >= 0x41) & (codes <= 0x5A)
+    codes = np.where(upper, codes + np.uint32(0x20), codes)
+    positions = np.flatnonzero(_kept_code_points()[codes]).astype(np.int64)
+    return ComparisonForm(
+        codes=codes[positions].astype(np.uint32), positions=positions, text_length=len(text)
+    )
+
+
+# --------------------------------------------------------------------------- hashing
+def shingle_ids(codes: np.ndarray, bounds: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """64-bit ids of all character `size`-grams that lie inside one segment, and their starts.
+
+    `bounds` are the segment boundaries in `codes` (0 = bounds[0] <= ... <= bounds[-1] = len).
+    A segment shorter than `size` but not empty contributes one shingle (itself), so short
+    paragraphs still have a signature. Computed as sum(code[i+k] * B^(size-1-k)) mod 2^64 with
+    `size` vector operations: no per-shingle Python code.
+    """
+    codes = np.ascontiguousarray(codes, dtype=np.uint64)
+    bounds = np.asarray(bounds, dtype=np.int64)
+    total = codes.shape[0]
+    if total == 0:
+        return np.empty(0, np.uint64), np.empty(0, np.int64)
+    padded = np.concatenate([codes, np.zeros(size, np.uint64)])
+    ids = np.zeros(total, np.uint64)
+    with np.errstate(over="ignore"):
+        for k in range(size):
+            ids *= _POLY_BASE
+            ids += padded[k : k + total]
+    lengths = np.diff(bounds)
+    ends = np.repeat(bounds[1:], lengths)  # the end of the segment of each position
+    full = np.arange(total, dtype=np.int64) + size <= ends
+    # A short non-empty segment gives one shingle: its own characters, padded with zeros
+    # instead of the next segment's, and its length mixed in ("ab" != "ab" + NUL).
+    short = np.flatnonzero((lengths > 0) & (lengths < size))
+    if short.shape[0]:
+        seg_start, seg_end = bounds[:-1][short], bounds[1:][short]
+        value = np.zeros(short.shape[0], np.uint64)
+        with np.errstate(over="ignore"):
+            for k in range(size):
+                inside = seg_start + k < seg_end
+                value *= _POLY_BASE
+                value += np.where(inside, padded[np.minimum(seg_start + k, total)], np.uint64(0))
+            value ^= (seg_end - seg_start).astype(np.uint64) << np.uint64(59)
+        ids[seg_start] = value
+        full[seg_start] = True
+    keep = np.flatnonzero(full)
+    return ids[keep], keep
+
+
+def fold32(ids: np.ndarray) -> np.ndarray:
+    """Multiply-shift from 64-bit shingle ids to the 32-bit hashes MinHash permutes."""
+    with np.errstate(over="ignore"):
+        return ((ids * _FOLD_MULT) >> np.uint64(32)).astype(np.uint32)
+
+
+def _fmix32(values: np.ndarray) -> np.ndarray:
+    """MurmurHash3's 32-bit finalizer, exactly as datasketch's affine32 scheme pre-mixes."""
+    h = values.astype(np.uint32, copy=True)
+    with np.errstate(over="ignore"):
+        h ^= h >> np.uint32(16)
+        h *= np.uint32(0x85EBCA6B)
+        h ^= h >> np.uint32(13)
+        h *= np.uint32(0xC2B2AE35)
+        h ^= h >> np.uint32(16)
+    return h
+
+
+@cache
+def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(a, b) of the affine32 permutations, generated by datasketch for the same seed."""
+    a, b = MinHash(num_perm=num_perm, seed=seed, scheme=SCHEME).permutations
+    a = np.ascontiguousarray(a, dtype=np.uint32)
+    b = np.ascontiguousarray(b, dtype=np.uint32)
+    a.flags.writeable = False
+    b.flags.writeable = False
+    return a, b
+
+
+def signatures(
+    hashes32: np.ndarray, group_starts: np.ndarray, num_perm: int = 128, seed: int = 1
+) -> np.ndarray:
+    """MinHash signatures (groups x num_perm, uint32) of consecutive groups of shingle hashes.
+
+    Group g holds hashes32[group_starts[g]:group_starts[g+1]] (`group_starts` has one more
+    entry than there are groups, the last equal to len(hashes32)). Empty groups get MAX_HASH
+    everywhere, as an empty datasketch MinHash does. Work is done in blocks of rows so the
+    permuted block stays in cache; `np.minimum.reduceat` takes the per-group minimum.
+    """
+    a, b = permutations(num_perm, seed)
+    group_starts = np.asarray(group_starts, dtype=np.int64)
+    groups = group_starts.shape[0] - 1
+    out = np.full((groups, num_perm), MAX_HASH, dtype=np.uint32)
+    total = hashes32.shape[0]
+    if groups <= 0 or total == 0:
+        return out
+    mixed = _fmix32(hashes32)
+    nonempty = np.flatnonzero(group_starts[1:] > group_starts[:-1])
+    starts = group_starts[nonempty]
+    ends = group_starts[nonempty + 1]
+    # Permutations x shingles: the min-reduction then runs along contiguous memory, which
+    # numpy vectorises (reducing along axis 0 of shingles x permutations is ~8x slower).
+    block = np.empty((num_perm, _CHUNK_ROWS), dtype=np.uint32)
+    a_col, b_col = a[:, None], b[:, None]
+    with np.errstate(over="ignore"):
+        for c0 in range(0, total, _CHUNK_ROWS):
+            c1 = min(c0 + _CHUNK_ROWS, total)
+            first = int(np.searchsorted(ends, c0, side="right"))
+            last = int(np.searchsorted(starts, c1, side="left"))
+            rows = block[:, : c1 - c0]
+            np.multiply(a_col, mixed[None, c0:c1], out=rows)
+            rows += b_col
+            local = np.maximum(starts[first:last], c0) - c0
+            reduced = np.minimum.reduceat(rows, local, axis=1).T
+            target = nonempty[first:last]
+            out[target] = np.minimum(out[target], reduced)
+    return out
+
+
+def lean(signature: np.ndarray, seed: int = 1) -> LeanMinHash:
+    """A datasketch LeanMinHash around one signature row (for MinHashLSH)."""
+    return LeanMinHash(seed=seed, hashvalues=signature, scheme=SCHEME)
+
+
+def estimate_jaccard(sig_a: np.ndarray, sig_b: np.ndarray) -> float:
+    """Share of equal slots: the MinHash estimate of the Jaccard similarity."""
+    return float(np.count_nonzero(sig_a == sig_b)) / sig_a.shape[0]
+
+
+def exact_overlap(ids_a: np.ndarray, ids_b: np.ndarray) -> tuple[float, float, float]:
+    """(Jaccard, share of A in B, share of B in A) of two sorted unique shingle-id arrays."""
+    if ids_a.shape[0] == 0 or ids_b.shape[0] == 0:
+        return 0.0, 0.0, 0.0
+    common = np.intersect1d(ids_a, ids_b, assume_unique=True).shape[0]
+    union = ids_a.shape[0] + ids_b.shape[0] - common
+    return common / union, common / ids_a.shape[0], common / ids_b.shape[0]
+
+
+def text_signature(
+    text: str, shingle_size: int = 5, num_perm: int = 128, seed: int = 1
+) -> np.ndarray:
+    """The signature of one text as a single segment (convenience for tests and tools)."""
+    form = comparison_form(text)
+    ids, _ = shingle_ids(form.codes, np.array([0, len(form)]), shingle_size)
+    return signatures(fold32(ids), np.array([0, ids.shape[0]]), num_perm, seed)[0]

@@ -1,0 +1,447 @@
+"""The near-duplicate stage: EXPECTED.md's 004 cases, negatives, cross-document, chains, increments.
+
+Expected spans are located in the tests with str.find on the strings quoted in
+tests/fixtures/seeds/EXPECTED.md, never copied from the stage's output.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import opencc
+import pytest
+import regex
+
+from curate.document import DUPLICATE, OK, Document, stable_id
+from curate.stages.base import RunContext
+from curate.stages.dedup import INDEX_NAME, DedupSettings, NearDuplicates
+
+SEEDS = Path(__file__).parent / "fixtures" / "seeds"
+FILE_000 = "000_d8f9418d4d2c02c0.txt"
+FILE_004 = "004_5125428be5d646b6.txt"
+
+# The paragraph breaks of 004 that the reflow stage re-joins (EXPECTED.md, 004).
+REFLOW_JOINS = [
+    ("丰富形", "式"),
+    ("推进各族", "群众"),
+    ("研究成", "果"),
+    ("群众教", "育实践活动"),
+    ("推", "送铸牢"),
+    ("4类分文化", "品牌课程"),
+    ("推进“两", "个打造”"),
+    ("组建宣讲队伍", "1812支"),
+    ("国民教育体", "系"),
+    ("中华民族共同", "体意识"),
+]
+FULL_WIDTH = str.maketrans({",": "，", ":": "：", ";": "；", "(": "（", ")": "）"})
+
+# Strings quoted in EXPECTED.md.
+SPLICE_SEAM = "创新推出邮政"
+JINING_HEAD = "古自治区民族团结进步示范区示范单位测评指标体系"
+JINING_TAIL = "确保各项创建高效开展。"
+SUNITE_COPY = (
+    "落实各族青少年交流计划,全旗各中小学开展足球比赛、阅读分享等各类共建活动,促进各族青少年广泛交流学习。"
+    "落实旅游促进各民族交往交流交融计划,将中华民族共同体意识和民族团结进步理念纳入到旅游产品和精品线路中。"
+)
+SUNITE_FIRST = "面向" + SUNITE_COPY.removeprefix("落实")
+STOCK_FORMULA = "党委统一领导、政府依法管理、统战部门牵头协调、民族工作部门履职尽责、各部门通力合作、全社会共同参与的"
+
+
+def seed(name: str) -> str:
+    return (SEEDS / name).read_text(encoding="utf-8")
+
+
+def reflowed(text: str) -> str:
+    for left, right in REFLOW_JOINS:
+        broken = f"{left}\n\n{right}"
+        assert text.count(broken) == 1, broken
+        text = text.replace(broken, left + right)
+    return text
+
+
+def run(
+    docs: list[Document], parent: Path | None = None, **overrides: Any
+) -> tuple[list[Document], RunContext]:
+    context = RunContext(config=None, parent=parent)
+    stage = NearDuplicates(DedupSettings(**overrides), context)
+    return list(stage.run(docs)), context
+
+
+def dedup_edits(doc: Document) -> list:
+    return [e for e in doc.edits if e.stage == "dedup"]
+
+
+# --------------------------------------------------------------------------- 004
+VARIANTS = {
+    "raw": lambda t: t,
+    "reflowed": reflowed,
+    "reflowed-full-width": lambda t: reflowed(t).translate(FULL_WIDTH),
+}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_004_repeated_passages_are_removed_at_their_exact_spans(variant: str) -> None:
+    # The strings quoted in EXPECTED.md, in the punctuation width of this variant.
+    quoted = (lambda t: t.translate(FULL_WIDTH)) if "full-width" in variant else (lambda t: t)
+    text = VARIANTS[variant](seed(FILE_004))
+    doc = Document.new(FILE_004, text)
+    run([doc])
+
+    # The Jining copy: from `古自治区…` right after the seam to the end of `…高效开展。`.
+    copy_start = text.find(JINING_HEAD, text.find(SPLICE_SEAM))
+    assert text[copy_start - len(SPLICE_SEAM) : copy_start] == SPLICE_SEAM
+    copy_end = text.find(JINING_TAIL, copy_start) + len(JINING_TAIL)
+    original_start = text.find(JINING_HEAD)
+    original_end = text.find(JINING_TAIL) + len(JINING_TAIL)
+    assert original_end <= copy_start
+    # The 苏尼特右旗 copy and its first occurrence (with 面向).
+    sunite = quoted(SUNITE_COPY)
+    sunite_start = text.find(sunite)
+    assert text.count(sunite) == 1 and sunite_start > copy_end
+    first_start = text.find(quoted(SUNITE_FIRST))
+    first_end = first_start + len(SUNITE_FIRST)
+    jining_length = copy_end - copy_start
+
+    edits = dedup_edits(doc)
+    assert [(e.rule, e.kind, e.action) for e in edits] == [
+        ("dedup.passage", "duplicate", "drop")
+    ] * 2
+    jining, repeat = edits
+    assert (jining.start, jining.end) == (copy_start, copy_end)
+    assert jining.before == text[copy_start:copy_end]
+    assert (jining.src_start, jining.src_end) == (copy_start, copy_end)
+    assert jining.link["doc"] == doc.id
+    assert (jining.link["start"], jining.link["end"]) == (original_start, original_end)
+    # The second edit's span is in the text after the first removal; src_* in the input.
+    assert (repeat.src_start, repeat.src_end) == (sunite_start, sunite_start + len(sunite))
+    assert (repeat.start, repeat.end) == (
+        sunite_start - jining_length,
+        sunite_start + len(sunite) - jining_length,
+    )
+    assert repeat.before == sunite
+    # The link points at the first occurrence, in the text as this stage leaves it.
+    assert (repeat.link["src_start"], repeat.link["src_end"]) == (first_start, first_end)
+    assert (repeat.link["start"], repeat.link["end"]) == (
+        first_start - jining_length,
+        first_end - jining_length,
+    )
+    assert doc.text[repeat.link["start"] : repeat.link["end"]] == quoted(SUNITE_FIRST)
+
+    assert (
+        doc.text
+        == text[:copy_start] + text[copy_end:sunite_start] + text[sunite_start + len(sunite) :]
+    )
+    assert doc.reconstruct_input() == doc.input_text == text
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_004_splice_seam_is_flagged(variant: str) -> None:
+    doc = Document.new(FILE_004, VARIANTS[variant](seed(FILE_004)))
+    run([doc])
+    splices = [f for f in doc.flags if f.kind == "splice"]
+    assert len(splices) == 1  # the 苏尼特右旗 copy starts a sentence: no seam there
+    flag = splices[0]
+    assert flag.detector == "dedup"
+    assert flag.text == SPLICE_SEAM == doc.text[flag.start : flag.end]
+    assert flag.end == dedup_edits(doc)[0].start  # the seam is where the copy was
+
+
+# --------------------------------------------------------------------------- negatives
+def test_short_repeated_headings_are_kept() -> None:
+    text = seed(FILE_000)
+    assert text.count("始终贯穿创建全过程") == 4
+    docs = [
+        Document.new(p.name, p.read_text(encoding="utf-8")) for p in sorted(SEEDS.glob("00*.txt"))
+    ]
+    run(docs)
+    doc_000 = next(d for d in docs if d.source == FILE_000)
+    assert dedup_edits(doc_000) == []
+    assert doc_000.text == text
+
+
+def test_built_short_headings_repeated_across_documents_are_kept() -> None:
+    heading = "工作进展情况通报"
+    docs = [
+        Document.new(f"h{i}.txt", f"{heading}\n\n{body}\n\n{heading}\n\n{body2}")
+        for i, (body, body2) in enumerate(
+            [
+                ("市里新开了两所小学，可容纳学生两千人。", "学校周边道路同步完成了拓宽。"),
+                ("县医院新建的住院楼已投入使用，床位增加三百张。", "医院还开通了夜间门诊。"),
+            ]
+        )
+    ]
+    run(docs)
+    assert all(dedup_edits(d) == [] and d.status == OK for d in docs)
+
+
+def test_stock_formula_shared_by_000_and_004_is_not_removed() -> None:
+    docs = [Document.new(n, seed(n)) for n in (FILE_000, FILE_004)]
+    assert all(STOCK_FORMULA in d.text for d in docs)
+    run(docs)
+    doc_000, doc_004 = docs
+    assert dedup_edits(doc_000) == []
+    assert len(dedup_edits(doc_004)) == 2  # only the two repeated passages
+    assert all(STOCK_FORMULA not in e.before for d in docs for e in dedup_edits(d))
+    assert all(STOCK_FORMULA in d.text for d in docs)
+
+
+def test_shared_stock_sentence_inside_different_paragraphs_is_kept() -> None:
+    stock = "坚持以人民为中心的发展思想，把保障和改善民生作为一切工作的出发点和落脚点，让发展成果更多更公平惠及全体人民。"
+    first = f"今年以来，区里新建了四个社区食堂，每天为一千多名老人提供午餐。{stock}下一步还将在每个街道设立日间照料中心。"
+    second = f"{stock}县里投入八千万元改造农村供水管网，二十个村的村民用上了自来水。水务部门每月对水质进行抽检并公开结果。"
+    docs = [Document.new("a.txt", first), Document.new("b.txt", second)]
+    run(docs)
+    assert all(dedup_edits(d) == [] for d in docs)
+
+
+# --------------------------------------------------------------------------- across documents
+SHARED = (
+    "今年春季，市交通部门在城东新区试点开通了三条夜间公交线路，每晚十点至次日凌晨两点运行，主要服务下夜班的工人和学生。"
+    "试点一个月以来，三条线路累计运送乘客一万二千余人次，乘客满意度调查显示九成以上受访者希望延长运营时间。"
+)
+OWN = {
+    "a": [
+        "城东新区近年来人口快速增长，常住人口已超过四十万。",
+        "交通部门负责人介绍，下一步将根据客流数据优化站点设置，并考虑在城西增开线路。",
+    ],
+    "b": [
+        "本报讯 近日，记者跟随一位夜班公交司机完成了一趟完整的夜间行程。",
+        "司机老张说，夜里乘客虽然不多，但每一位都很需要这趟车，他觉得这份工作很有意义。",
+    ],
+}
+TO_TRADITIONAL = opencc.OpenCC("s2t").convert
+
+
+def document(source: str, paragraphs: list[str]) -> Document:
+    return Document.new(source, "\n\n".join(paragraphs) + "\n")
+
+
+COPY_VARIANTS = {
+    "verbatim": lambda t: t,
+    "character-edits": lambda t: t.replace("一万二千余", "一万两千多").replace("希望", "盼望"),
+    "half-width-punctuation": lambda t: t.replace("，", ",").replace("。", "."),
+    "traditional": TO_TRADITIONAL,
+}
+
+
+@pytest.mark.parametrize("variant", COPY_VARIANTS)
+def test_paragraph_copied_into_another_document_is_removed_from_the_larger_id(variant: str) -> None:
+    copy = COPY_VARIANTS[variant](SHARED)
+    first = document("a.txt", [OWN["a"][0], SHARED, OWN["a"][1]])
+    second = document("b.txt", [OWN["b"][0], copy, OWN["b"][1]])
+    kept, changed = sorted([first, second], key=lambda d: d.id)
+    kept_copy, removed_copy = (SHARED, copy) if kept is first else (copy, SHARED)
+    originals = {d.id: d.text for d in (first, second)}
+    run([second, first])
+
+    assert dedup_edits(kept) == [] and kept.status == changed.status == OK
+    (edit,) = dedup_edits(changed)
+    assert edit.kind == "duplicate" and edit.rule.startswith("dedup.")
+    assert edit.before.strip() == removed_copy
+    start = originals[kept.id].find(kept_copy)
+    assert edit.link["doc"] == kept.id
+    assert (edit.link["start"], edit.link["end"]) == (start, start + len(kept_copy))
+    assert removed_copy not in changed.text
+    assert all(p in changed.text for p in OWN["a" if changed is first else "b"])
+    assert changed.reconstruct_input() == originals[changed.id]
+
+
+def test_repeated_paragraph_inside_one_document_is_removed_with_its_line() -> None:
+    doc = document("c.txt", [OWN["a"][0], SHARED, OWN["a"][1], SHARED, OWN["b"][1]])
+    text = doc.text
+    run([doc])
+    (edit,) = dedup_edits(doc)
+    second = text.find(SHARED, text.find(SHARED) + 1)
+    assert (edit.start, edit.end) == (second, second + len(SHARED) + 2)  # with its blank line
+    assert (edit.link["start"], edit.link["end"]) == (
+        text.find(SHARED),
+        text.find(SHARED) + len(SHARED),
+    )
+    assert doc.text.count(SHARED) == 1 and doc.text.endswith(OWN["b"][1] + "\n")
+
+
+def test_near_duplicate_documents_keep_the_smallest_id() -> None:
+    paragraphs = [OWN["a"][0], SHARED, OWN["a"][1]]
+    edited = [p.replace("四十万", "四十一万").replace("城西", "城南") for p in paragraphs]
+    docs = [
+        document("x.txt", paragraphs),
+        document("y.txt", edited),
+        document("z.txt", [OWN["b"][0], OWN["b"][1]]),
+    ]
+    kept_id = min(docs[0].id, docs[1].id)
+    for order in ([0, 1, 2], [2, 1, 0], [1, 2, 0]):
+        batch = [document(docs[i].source, docs[i].text.strip().split("\n\n")) for i in order]
+        out, _ = run(batch)
+        assert [d.source for d in out] == [docs[i].source for i in order]  # input order kept
+        status = {d.source: (d.status, d.duplicate_of) for d in out}
+        dup_source = "y.txt" if kept_id == docs[0].id else "x.txt"
+        kept_source = "x.txt" if dup_source == "y.txt" else "y.txt"
+        assert status[dup_source] == (DUPLICATE, kept_id)
+        assert status[kept_source] == (OK, None) and status["z.txt"] == (OK, None)
+        dup = next(d for d in out if d.source == dup_source)
+        assert "near-duplicate of document" in dup.status_reason and dup.edits == []
+
+
+# --------------------------------------------------------------------------- chains
+def shingle_set(text: str, n: int = 5) -> set[str]:
+    letters = "".join(regex.findall(r"[\p{L}\p{N}]", text))
+    return {letters[i : i + n] for i in range(len(letters) - n + 1)}
+
+
+def jaccard(a: str, b: str) -> float:
+    x, y = shingle_set(a), shingle_set(b)
+    return len(x & y) / len(x | y)
+
+
+def containment(a: str, b: str) -> float:
+    """Share of a's shingles found in b."""
+    x, y = shingle_set(a), shingle_set(b)
+    return len(x & y) / len(x)
+
+
+def chain_texts() -> list[str]:
+    """Four paragraphs, each an edit of the one before in a different region (a drifting chain)."""
+    rng = random.Random(11)
+    alphabet = "天地玄黄宇宙洪荒日月盈昃辰宿列张寒来暑往秋收冬藏闰余成岁律吕调阳云腾致雨露结为霜金生丽水玉出昆冈"
+    base = [rng.choice(alphabet) for _ in range(240)]
+    texts = ["".join(base)]
+    for region in range(3):
+        current = list(texts[-1])
+        for i in range(region * 80, region * 80 + 80, 9):
+            current[i] = "某"
+        texts.append("".join(current))
+    return texts
+
+
+def filler(seed_value: int) -> str:
+    """A paragraph unrelated to every other one (so only the chain paragraphs can match)."""
+    rng = random.Random(seed_value)
+    alphabet = "赵钱孙李周吴郑王冯陈褚卫蒋沈韩杨朱秦尤许何吕施张孔曹严华金魏陶姜戚谢邹喻柏水窦章"
+    return "".join(rng.choice(alphabet) for _ in range(60)) + "。"
+
+
+def chain_sources() -> list[str]:
+    """Sources whose stable ids sort in chain order (so each link keeps the earlier text)."""
+    names = sorted((f"chain-{i}.txt" for i in range(40)), key=stable_id)
+    return names[:4]
+
+
+def test_chain_of_weak_collisions_does_not_merge_paragraphs() -> None:
+    texts = chain_texts()
+    # Preconditions, computed independently: neighbours similar, the ends of the chain not.
+    # (thresholds lowered to 0.55 / 0.7 so that the chain's links pass and its ends do not).
+    assert all(jaccard(texts[i], texts[i + 1]) >= 0.55 for i in range(3))
+    assert all(containment(texts[i + 1], texts[i]) >= 0.7 for i in range(3))
+    assert jaccard(texts[0], texts[2]) < 0.55 and containment(texts[2], texts[0]) < 0.7
+    assert jaccard(texts[1], texts[3]) < 0.55 and containment(texts[3], texts[1]) < 0.7
+    sources = chain_sources()
+    docs = [document(src, [filler(i), texts[i], filler(i + 10)]) for i, src in enumerate(sources)]
+    run(docs, paragraph_containment=0.7, passage_min_chars=10_000, candidate_threshold=0.3)
+    removed = [bool(dedup_edits(d)) for d in docs]
+    # 1 repeats 0 (removed); 2 resembles only 1, which is gone, so 2 is kept; 3 repeats 2.
+    assert removed == [False, True, False, True]
+    assert dedup_edits(docs[3])[0].link["doc"] == docs[2].id
+
+
+def test_chain_of_weak_collisions_does_not_merge_documents() -> None:
+    texts = chain_texts()
+    docs = [document(src, [texts[i]]) for i, src in enumerate(chain_sources())]
+    run(docs, document_jaccard=0.55, document_containment=0.7, candidate_threshold=0.3)
+    assert [d.status for d in docs] == [OK, DUPLICATE, OK, DUPLICATE]
+    assert docs[1].duplicate_of == docs[0].id and docs[3].duplicate_of == docs[2].id
+
+
+# --------------------------------------------------------------------------- determinism
+def corpus() -> list[Document]:
+    docs = [
+        Document.new(p.name, p.read_text(encoding="utf-8")) for p in sorted(SEEDS.glob("00*.txt"))
+    ]
+    docs.append(document("a.txt", [OWN["a"][0], SHARED, OWN["a"][1]]))
+    docs.append(document("b.txt", [OWN["b"][0], TO_TRADITIONAL(SHARED), OWN["b"][1]]))
+    docs.append(document("x.txt", [OWN["a"][0], SHARED, OWN["a"][1].replace("城西", "城南")]))
+    return docs
+
+
+def snapshot(docs: list[Document]) -> dict[str, str]:
+    return {
+        d.id: json.dumps(
+            [d.to_json(), [e.to_json() for e in d.edits], d.status, d.duplicate_of],
+            ensure_ascii=False,
+            sort_keys=True,
+        )
+        for d in docs
+    }
+
+
+def test_two_runs_give_identical_output_and_index() -> None:
+    first, context_1 = run(corpus())
+    second, context_2 = run(corpus())
+    reversed_order, context_3 = run(corpus()[::-1])
+    assert snapshot(first) == snapshot(second) == snapshot(reversed_order)
+    index = context_1.state["artifacts"][INDEX_NAME]
+    assert (
+        index
+        == context_2.state["artifacts"][INDEX_NAME]
+        == context_3.state["artifacts"][INDEX_NAME]
+    )
+    assert any(dedup_edits(d) for d in first) and any(d.status == DUPLICATE for d in first)
+
+
+# --------------------------------------------------------------------------- incremental
+def write_version(folder: Path, context: RunContext) -> Path:
+    (folder / "index").mkdir(parents=True)
+    (folder / "index" / INDEX_NAME).write_bytes(context.state["artifacts"][INDEX_NAME])
+    return folder
+
+
+def test_next_run_deduplicates_against_the_parent_index_and_reuses_signatures(
+    tmp_path: Path,
+) -> None:
+    old_a = document("old-a.txt", [OWN["a"][0], SHARED, OWN["a"][1]])
+    old_b = document("old-b.txt", [OWN["b"][0], OWN["b"][1]])
+    _, context = run([old_a, old_b])
+    parent = write_version(tmp_path / "v1", context)
+
+    again_b = document("old-b.txt", [OWN["b"][0], OWN["b"][1]])  # re-curated, unchanged
+    new_c = document("new-c.txt", ["这是一篇新稿件的导语，介绍夜班公交开通后的反响。", SHARED])
+    out, context_2 = run([again_b, new_c], parent=parent)
+
+    assert dedup_edits(again_b) == [] and again_b.status == OK  # not a duplicate of itself
+    (edit,) = dedup_edits(new_c)
+    assert edit.link["doc"] == old_a.id  # known only from the parent's index
+    start = old_a.text.find(SHARED)
+    assert (edit.link["start"], edit.link["end"]) == (start, start + len(SHARED))
+    stats = context_2.state["dedup"]
+    # old-b's two paragraphs, and new-c's copy (same text as old-a's paragraph): from the parent.
+    assert stats["signatures_reused"] == 3
+    assert stats["signatures_computed"] == 1  # new-c's lead paragraph
+
+    with np.load(tmp_path / "v1" / "index" / INDEX_NAME) as v1:
+        v1_sigs = {int(h): v1["para_sigs"][i] for i, h in enumerate(v1["para_hash"])}
+    new_index = tmp_path / "v2.npz"
+    new_index.write_bytes(context_2.state["artifacts"][INDEX_NAME])
+    with np.load(new_index) as v2:
+        assert sorted(v2["doc_ids"].tolist()) == sorted([old_a.id, old_b.id, new_c.id])
+        for i, h in enumerate(v2["para_hash"]):
+            if int(h) in v1_sigs:
+                assert np.array_equal(v2["para_sigs"][i], v1_sigs[int(h)])
+    # Reused signatures are the ones a fresh computation gives.
+    fresh, _ = run([document("old-b.txt", [OWN["b"][0], OWN["b"][1]]), new_c_copy(new_c)])
+    assert snapshot([d for d in fresh if d.source == "old-b.txt"]) == snapshot([again_b])
+
+
+def new_c_copy(doc: Document) -> Document:
+    return Document.new(doc.source, doc.input_text)
+
+
+def test_parent_index_with_other_settings_is_ignored_with_a_warning(tmp_path: Path) -> None:
+    _, context = run([document("old-a.txt", [OWN["a"][0], SHARED, OWN["a"][1]])], shingle_size=4)
+    parent = write_version(tmp_path / "v1", context)
+    new_c = document("new-c.txt", ["这是一篇新稿件的导语，介绍夜班公交开通后的反响。", SHARED])
+    _, context_2 = run([new_c], parent=parent)
+    assert dedup_edits(new_c) == []
+    assert any("other settings" in w and INDEX_NAME in w for w in context_2.state["warnings"])

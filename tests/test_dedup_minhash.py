@@ -1,0 +1,108 @@
+"""curate.minhash: the comparison form, shingles and vectorised signatures."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from datasketch import MinHash, MinHashLSH
+
+from curate import minhash
+
+# Sentences written for these tests (no third-party text).
+RIVER = (
+    "沿河步道去年秋天完成改造，新铺的透水砖让雨后路面不再积水。"
+    "附近居民每天傍晚都会来这里散步，孩子们在草坪上放风筝。"
+    "管理处表示，明年还将在步道两侧增设二十处休息座椅和饮水点。"
+)
+MARKET = (
+    "早市上的蔬菜价格本周有所回落，青菜每斤比上周便宜了三角钱。"
+    "摊主说今年雨水充足，本地菜大量上市，外地菜的运输成本也降了。"
+)
+
+
+def test_comparison_form_folds_and_maps_back_to_the_text() -> None:
+    text = "民族團結，ＡＢＣ　abc（１２）“好”"
+    form = minhash.comparison_form(text)
+    assert form.string() == "民族团结abcabc12好"
+    # Every comparison character comes from the text position the map names.
+    for i, pos in enumerate(form.positions.tolist()):
+        assert text[pos] in "民族團結ＡＢＣabc１２好"
+        assert minhash.comparison_form(text[pos]).string() == form.string(i, i + 1)
+    start = form.index_at(text.index("abc"))
+    assert form.string(start, start + 3) == "abc"
+    assert form.text_span(start, start + 3) == (text.index("abc"), text.index("abc") + 3)
+
+
+def test_shingles_never_cross_a_segment_boundary() -> None:
+    codes = minhash.comparison_form("甲乙丙丁戊己庚辛").codes
+    ids, starts = minhash.shingle_ids(codes, np.array([0, 4, 8]), 3)
+    first, _ = minhash.shingle_ids(codes[:4], np.array([0, 4]), 3)
+    second, _ = minhash.shingle_ids(codes[4:], np.array([0, 4]), 3)
+    assert starts.tolist() == [0, 1, 4, 5]
+    assert ids.tolist() == first.tolist() + second.tolist()
+
+
+def test_short_segment_gets_one_shingle_of_its_own_characters() -> None:
+    codes = minhash.comparison_form("甲乙丙丁").codes
+    ids, starts = minhash.shingle_ids(codes, np.array([0, 2, 4]), 5)
+    alone, _ = minhash.shingle_ids(codes[:2], np.array([0, 2]), 5)
+    assert starts.tolist() == [0, 2]
+    assert ids[0] == alone[0] and ids[0] != ids[1]
+
+
+def test_signatures_equal_datasketch_affine32_on_the_same_hashes() -> None:
+    form = minhash.comparison_form(RIVER)
+    ids, _ = minhash.shingle_ids(form.codes, np.array([0, len(form)]), 5)
+    hashes = minhash.fold32(ids)
+    ours = minhash.signatures(hashes, np.array([0, hashes.shape[0]]), 128, 7)[0]
+    reference = MinHash(num_perm=128, seed=7, hashfunc=int, scheme="affine32")
+    reference.update_batch(hashes.tolist())
+    assert np.array_equal(ours, reference.hashvalues)
+
+
+def test_signatures_across_block_boundaries_and_empty_groups(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rng = np.random.default_rng(3)
+    hashes = rng.integers(0, 2**32, 50, dtype=np.uint64).astype(np.uint32)
+    starts = np.array([0, 3, 3, 20, 21, 50])  # one empty group, groups spanning blocks
+    monkeypatch.setattr(minhash, "_CHUNK_ROWS", 7)
+    sigs = minhash.signatures(hashes, starts, 16, 1)
+    a, b = minhash.permutations(16, 1)
+    with np.errstate(over="ignore"):
+        permuted = minhash._fmix32(hashes)[:, None] * a[None, :] + b[None, :]
+    for g in range(5):
+        lo, hi = starts[g], starts[g + 1]
+        expected = permuted[lo:hi].min(axis=0) if hi > lo else np.full(16, minhash.MAX_HASH)
+        assert np.array_equal(sigs[g], expected), g
+
+
+def test_estimate_tracks_exact_jaccard_and_lsh_finds_the_near_copy() -> None:
+    edited = RIVER.replace("二十处", "三十处").replace("孩子们", "小朋友")
+    sig_a, sig_b, sig_c = (minhash.text_signature(t) for t in (RIVER, edited, MARKET))
+    ids = []
+    for text in (RIVER, edited):
+        form = minhash.comparison_form(text)
+        ids.append(np.unique(minhash.shingle_ids(form.codes, np.array([0, len(form)]), 5)[0]))
+    exact = minhash.exact_overlap(ids[0], ids[1])[0]
+    assert abs(minhash.estimate_jaccard(sig_a, sig_b) - exact) < 0.15
+    assert minhash.estimate_jaccard(sig_a, sig_c) < 0.1
+    lsh = MinHashLSH(threshold=0.6, num_perm=128)
+    lsh.insert("river", minhash.lean(sig_a))
+    lsh.insert("market", minhash.lean(sig_c))
+    assert lsh.query(minhash.lean(sig_b)) == ["river"]
+
+
+def test_traditional_and_punctuation_width_do_not_change_the_signature() -> None:
+    traditional = "瀋陽市今年擴建了三座圖書館，閱覽座位增加一倍。"
+    simplified = "沈阳市今年扩建了三座图书馆,阅览座位增加一倍."
+    assert np.array_equal(minhash.text_signature(traditional), minhash.text_signature(simplified))
+
+
+def test_signatures_are_the_same_on_every_call() -> None:
+    assert np.array_equal(
+        minhash.text_signature(RIVER, seed=5), minhash.text_signature(RIVER, seed=5)
+    )
+    assert not np.array_equal(
+        minhash.text_signature(RIVER, seed=5), minhash.text_signature(RIVER, seed=6)
+    )
