@@ -196,10 +196,10 @@ def _fields(fields: dict[str, int]) -> str:
 def select_documents(
     report: dict[str, Any], doc: str | None, filters: dict[str, str | None]
 ) -> list[dict[str, Any]]:
-    """Documents passing --doc (id, id prefix or source) and the rule/kind/stage filters."""
+    """Documents passing --doc (id, id prefix, source or source prefix) and the rule/kind/stage filters."""
     chosen = []
     for entry in report["documents"]:
-        if doc and not (entry["id"].startswith(doc) or entry["source"] == doc):
+        if doc and not (entry["id"].startswith(doc) or entry["source"].startswith(doc)):
             continue
         if any(filters.values()) and not (
             any(edit_matches(e, **filters) for e in entry["edits"])
