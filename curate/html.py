@@ -21,7 +21,15 @@ the largest summed weight, prose inside chrome counting slightly against. Inside
 chrome is still dropped, and so are the non-prose fragments before its first and after its last
 prose paragraph (headline, byline, like buttons). If believing every chrome mark leaves no real
 article (a page that wraps everything in `div.breadcrumb`, WeChat hiding the article until a
-script runs), marks on elements that hold most of the prose are not believed.
+script runs), marks on elements that hold most of the prose are not believed. If most of the
+chosen body's prose follows a link-only line (a teaser list: linked headline, summary) and the
+heading that carries the page title sits elsewhere with real prose around it (a short article
+beside a video player), the element around the title is the article.
+
+Credit lines are not chrome: short paragraphs that are only a credit (`责任编辑：X`, `（来源：X）`,
+`原标题：X`, `记者 X`, `X 摄`, `原文链接：URL`; Simplified or Traditional) next to the first or
+last kept paragraph stay in the text, even outside the body element, so that the boilerplate
+stage moves them into metadata. Bylines with a date are read into `Article.meta` and dropped.
 
 `Article.meta` fields: `published`, `author`, `source`, `url` (canonical), `site`; from
 JSON-LD, `<meta>` tags and `<link rel=canonical>`, else from byline lines near the article start.
@@ -250,6 +258,53 @@ _BYLINE_MARK = regex.compile(
 # Han characters or several space-separated words: not an id, a hash or a URL.
 _WORDS = regex.compile(r"\p{Han}|\S\s+\S+\s+\S+\s+\S")
 _NONSPACE = re.compile(r"\S")
+
+# A credit line: a short paragraph that is nothing but a credit (editor, source, author, original
+# title, link to the original, photo credit), Simplified or Traditional, full- or half-width
+# colon, optionally in brackets. Kept in the text next to the article body so the boilerplate
+# stage can move it into metadata. A line with a date is a byline (read here into meta, dropped).
+_CREDIT_OPEN = r"^[(（\[【]?\s*"
+_CREDIT_CLOSE = r"\s*[)）\]】]?\s*$"
+_CREDIT_LINE = regex.compile(
+    "|".join(
+        (
+            # 责任编辑：X, 来源：X, 作者/X, 图片来源：X, （来源：X 编辑：Y）
+            _CREDIT_OPEN
+            + r"(?:(?:本文|文章|稿件|新闻|新聞|信息|資訊|图片|圖片|照片)?(?:来源|來源|稿源|出处|出處)"
+            r"|(?:责任|責任|网络|網絡|本期|实习|實習|值班|新媒体|新媒體)?(?:编辑|編輯)|责编|責編"
+            r"|(?:本报|本報|本刊|本台|本网|本網|特约|特約|实习|實習|见习|見習)?(?:记者|記者)"
+            r"|作者|撰文|通讯员|通訊員|图源|圖源|摄影|攝影|图|圖|文)"
+            r"\s*[:：/／]\s*[^\s:：，,。！？；;!?][^，,。！？；;!?]{0,29}" + _CREDIT_CLOSE,
+            # 记者 李四, 本报记者 王一 刘二, 编辑 张三
+            _CREDIT_OPEN
+            + r"(?:本报|本報|本刊|本台|本网|本網|特约|特約|实习|實習|见习|見習|驻\p{Han}{1,4}|駐\p{Han}{1,4})?"
+            r"(?:记者|記者|通讯员|通訊員|作者|(?:责任|責任)?(?:编辑|編輯))"
+            r"[ \u3000]+\p{Han}{2,4}(?:[ \u3000、]+\p{Han}{2,4}){0,5}" + _CREDIT_CLOSE,
+            # 新华社记者 张三 摄, 记者李四摄, 王五 攝 (a bare name needs the space before 摄)
+            _CREDIT_OPEN
+            + r"(?:(?:[\p{Han}A-Za-z]{2,10})?(?:记者|記者|通讯员|通訊員)\s*(?:[\p{Han}·]{2,5}[ \u3000、]*){1,4}"
+            r"|(?:[\p{Han}·]{2,5}[ \u3000、]+){1,4})(?:摄|攝|拍摄|拍攝)" + _CREDIT_CLOSE,
+            # 原标题：X
+            _CREDIT_OPEN + r"(?:原标题|原標題)\s*[:：].{1,150}?" + _CREDIT_CLOSE,
+            # 原文链接：URL
+            _CREDIT_OPEN
+            + r"(?:原文|本文|文章)?(?:链接|鏈接|地址|网址|網址)\s*[:：]\s*https?://\S{3,300}"
+            + _CREDIT_CLOSE,
+        )
+    )
+)
+_CLOCK = re.compile(r"\d{1,2}:\d{2}")
+
+
+def _is_credit_line(text: str) -> bool:
+    """A short paragraph that is only a credit line (see `_CREDIT_LINE`), without a date."""
+    if "\n" in text or len(text) > 320:
+        return False
+    if _DATE.search(text) or _CLOCK.search(text):
+        return _CREDIT_LINE.match(text) is not None and text.lstrip("(（[【 ").startswith(
+            ("原文", "本文链接", "文章链接", "原标题", "原標題")
+        )
+    return _CREDIT_LINE.match(text) is not None
 
 
 def _normalise_inline(raw: str) -> str:
@@ -552,7 +607,9 @@ def _mark_link_lists(
             elements[parent].firm = True
 
 
-def _judge(elements: list[_Element], paragraphs: list[_Paragraph]) -> _Judgement:
+def _judge(
+    elements: list[_Element], paragraphs: list[_Paragraph], title: str | None = None
+) -> _Judgement:
     chains = [list(_ancestors(elements, p.owner)) for p in paragraphs]
     _mark_link_lists(elements, paragraphs, chains)
     raw = [_prose_weight(p) for p in paragraphs]
@@ -575,7 +632,7 @@ def _judge(elements: list[_Element], paragraphs: list[_Paragraph]) -> _Judgement
             found = para.inline_chrome
         return found
 
-    def choose(limit: float) -> tuple[int, float]:
+    def choose(limit: float) -> tuple[int, float, list[float], list[float]]:
         """The element with the largest summed weight and the prose it holds outside chrome.
 
         Text inside chrome counts a little against (not as much as its length: an article may
@@ -594,17 +651,19 @@ def _judge(elements: list[_Element], paragraphs: list[_Paragraph]) -> _Judgement
                 score[i] += weight
         best = max(range(len(elements)), key=lambda i: (score[i], i))
         if score[best] <= 0:
-            return 0, 0.0  # no prose anywhere: keep whatever is not marked as chrome
-        return best, free[best]
+            return 0, 0.0, score, free  # no prose anywhere: keep what is not marked as chrome
+        return best, free[best], score, free
 
     # First believe every chrome mark. If that leaves no real article (the page put its article
     # in a box whose class says "share" or hid it until a script runs), marks on elements that
     # hold most of the prose are not believed.
     limit = float("inf")
-    body, free_prose = choose(limit)
+    body, free_prose, score, free = choose(limit)
     if free_prose < _MIN_ARTICLE_PROSE and free_prose < 0.25 * positive_total:
         limit = 0.5 * positive_total
-        body, free_prose = choose(limit)
+        body, free_prose, score, free = choose(limit)
+    if free_prose > 0 and _teaser_share(elements, paragraphs, chains, raw, body) >= 0.6:
+        body = _title_anchor(elements, paragraphs, chains, body, free, title) or body
 
     drop_path: list[str | None] = []
     drop_reason: list[str] = []
@@ -632,7 +691,122 @@ def _judge(elements: list[_Element], paragraphs: list[_Paragraph]) -> _Judgement
         drop_path.append(_path(elements, top))
         drop_reason.append(reason)
     _trim_edges(elements, paragraphs, raw, drop_path, drop_reason)
+    _keep_edge_credits(elements, paragraphs, chains, raw, body, drop_path, drop_reason)
     return _Judgement(body=body, drop_path=drop_path, drop_reason=drop_reason)
+
+
+def _teaser_share(
+    elements: list[_Element],
+    paragraphs: list[_Paragraph],
+    chains: list[list[int]],
+    weights: list[float],
+    body: int,
+) -> float:
+    """Share of the body's prose that sits right after a link-only line: a teaser list.
+
+    Teasers are a linked headline followed by a summary; an article's paragraphs rarely follow a
+    line that is all link.
+    """
+    total = teased = 0.0
+    for k, (chain, weight) in enumerate(zip(chains, weights, strict=True)):
+        if weight <= 0 or body not in chain:
+            continue
+        total += weight
+        if k and body in chains[k - 1] and _is_linky(paragraphs[k - 1]):
+            teased += weight
+    return teased / total if total else 0.0
+
+
+_HEADINGS = frozenset({"h1", "h2"})
+
+
+def _title_anchor(
+    elements: list[_Element],
+    paragraphs: list[_Paragraph],
+    chains: list[list[int]],
+    body: int,
+    free: list[float],
+    title: str | None,
+) -> int | None:
+    """The element around the page's title heading that holds the article, if the chosen body
+    is elsewhere (a teaser list beside a short article).
+
+    From the heading whose text is the page title, go up to the first element with real prose
+    of its own (at least half the chosen body's), stopping at an element that holds the chosen
+    body (then the title and the body belong together and nothing changes).
+    """
+    if not title:
+        return None
+    body_up = _ancestor_set(elements, body)
+    for para, chain in zip(paragraphs, chains, strict=True):
+        if para.text != title or elements[para.owner].tag not in _HEADINGS:
+            continue
+        if body in chain or any(elements[i].firm for i in chain):
+            continue  # the title is inside the chosen body, or in a list of links
+        for i in chain[1:]:
+            if i in body_up:
+                break  # the title and the chosen body belong together
+            if free[i] >= max(_MIN_TITLE_PROSE, 0.5 * free[body]):
+                return i
+    return None
+
+
+def _ancestor_set(elements: list[_Element], index: int) -> set[int]:
+    return set(_ancestors(elements, index))
+
+
+# Prose weight an element around the title heading needs to be taken as the article.
+_MIN_TITLE_PROSE = 50.0
+# Longest non-credit fragment skipped between the article and a credit line.
+_SKIPPABLE_CHARS = 20
+
+
+def _keep_edge_credits(
+    elements: list[_Element],
+    paragraphs: list[_Paragraph],
+    chains: list[list[int]],
+    weights: list[float],
+    body: int,
+    drop_path: list[str | None],
+    drop_reason: list[str],
+) -> None:
+    """Keep credit lines next to the first and last kept paragraph (责任编辑：X, 来源：X, 原标题：X).
+
+    They are not prose, so the edge trim or the body choice would drop them; the boilerplate
+    stage moves them into metadata instead. Walking outwards from the article, credit lines are
+    kept, up to two short fragments in between ("分享到：") stay dropped, and the walk stops at
+    prose, a heading, a longer fragment, a list of links or hidden text.
+    """
+    kept = [i for i, path in enumerate(drop_path) if path is None]
+    if not kept:
+        return
+    body_chain = _ancestor_set(elements, body)
+
+    def blocked(k: int) -> bool:
+        for i in chains[k]:
+            if i in body_chain:
+                break
+            reason = elements[i].chrome or ""
+            if elements[i].firm or reason.startswith("hidden"):
+                return True
+        return False
+
+    for start, step in ((kept[0] - 1, -1), (kept[-1] + 1, 1)):
+        skipped = 0
+        k = start
+        while 0 <= k < len(paragraphs) and drop_path[k] is not None:
+            para = paragraphs[k]
+            if weights[k] > 0 or elements[para.owner].tag in _HEADINGS or blocked(k):
+                break
+            if _is_credit_line(para.text):
+                drop_path[k] = None
+                drop_reason[k] = ""
+                skipped = 0
+            elif para.chars <= _SKIPPABLE_CHARS and skipped < 2:
+                skipped += 1
+            else:
+                break
+            k += step
 
 
 def _trim_edges(
@@ -866,7 +1040,7 @@ def extract_article(html: str, *, source: str = "") -> Article:
     if not paragraphs:
         return Article(title=title, meta=stated, text="", drops=[])
 
-    judgement = _judge(walker.elements, paragraphs)
+    judgement = _judge(walker.elements, paragraphs, title)
     if title:
         for i, para in enumerate(paragraphs):
             if judgement.drop_path[i] is not None and para.text == title:

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from curate.document import Change, Document
-from curate.html import Article, decode_html, extract_article, extracted_text
+from curate.html import Article, _is_credit_line, decode_html, extract_article, extracted_text
 
 # Article sentences written for these tests (no third-party text).
 S1 = "市文化馆今天举办了第三届社区读书节，来自十二个街道的居民参加了开幕式。"
@@ -335,3 +335,143 @@ def test_empty_and_broken_pages_do_not_crash() -> None:
 def test_extraction_is_deterministic() -> None:
     html = page(nav() + article_div() + "<div class='share'>分享</div>")
     assert extract_article(html) == extract_article(html)
+
+
+# ----------------------------------------------------------------------------- credit lines
+
+
+@pytest.mark.parametrize(
+    "credit",
+    [
+        "责任编辑：张三",
+        "（来源：新华社）",
+        "本文来源：某某日报",
+        "原标题：社区读书节开幕 居民踊跃参加",
+        "记者 李四",
+        "本报记者 王一 刘二",
+        "图片来源：某某图片社",
+        "编辑：赵六",
+        "【责任编辑:王五】",
+        "責任編輯:陳大文",
+        "(來源：某某通訊社)",
+        "原標題：社區讀書節開幕",
+        "圖片來源：某某圖片社",
+        "某某社记者 孙七 摄",
+        "原文链接：https://news.example.cn/a/1.html",
+    ],
+)
+def test_a_credit_line_after_the_body_is_kept_for_the_boilerplate_stage(credit: str) -> None:
+    body = (
+        f"{nav()}<div class='wrap'><div class='article-body'>"
+        + "".join(f"<p>{s}</p>" for s in BODY)
+        + f"<p>{credit}</p></div></div><footer><p>版权所有 某某网</p></footer>"
+    )
+    article = extract_article(page(body))
+    assert kept_paragraphs(article) == [*BODY, credit]
+    assert not any(credit in t for t in drop_texts(article))
+
+
+def test_credit_lines_before_the_body_are_kept_and_the_headline_dropped() -> None:
+    body = (
+        "<div class='article'><h1>社区读书节开幕</h1>"
+        "<p>记者 李四</p><p>来源：某某日报</p>"
+        f"{article_div()}</div>"
+    )
+    article = extract_article(page(body))
+    assert kept_paragraphs(article) == ["记者 李四", "来源：某某日报", *BODY]
+    assert article.meta["source"] == "某某日报"
+    assert any("meta.title" in d.reason for d in article.drops)
+
+
+def test_credit_lines_beside_the_body_element_are_kept_past_a_share_button() -> None:
+    body = (
+        f"{nav()}<div class='main'>{article_div()}"
+        "<div class='share-box'>分享到：</div>"
+        "<div class='article-editor'>（责任编辑：张三）</div>"
+        "<div class='info'>来源：某某日报</div></div>"
+    )
+    article = extract_article(page(body))
+    assert kept_paragraphs(article) == [*BODY, "（责任编辑：张三）", "来源：某某日报"]
+    assert any("分享到" in t for t in drop_texts(article))
+
+
+@pytest.mark.parametrize(
+    "after",
+    [
+        # beyond a list of links: not next to the article
+        "<ul class='news'>"
+        + "".join(f"<li><a href='/n{i}'>另一条新闻标题第{i}条</a></li>" for i in range(6))
+        + "</ul><p>责任编辑：张三</p>",
+        # hidden from the reader
+        "<p style='display:none'>责任编辑：张三</p>",
+        # beyond a longer fragment that is not a credit
+        "<p>本站所有内容仅供参考 联系电话 12345678</p><p>责任编辑：张三</p>",
+        # a byline with a date is read into meta, not kept
+        "<p>来源：某某日报 2024-05-20 10:30</p>",
+    ],
+)
+def test_credit_lines_that_are_not_next_to_the_body_stay_dropped(after: str) -> None:
+    body = f"<div class='main'>{article_div()}</div>{after}"
+    article = extract_article(page(body))
+    assert kept_paragraphs(article) == BODY
+
+
+@pytest.mark.parametrize("fragment", ["编辑部的故事", "来源不明", "记者会现场", "作者简介", "图集"])
+def test_fragments_that_only_start_like_a_credit_stay_dropped(fragment: str) -> None:
+    body = f"<div class='main'>{article_div()}<div class='x'>{fragment}</div></div>"
+    article = extract_article(page(body))
+    assert kept_paragraphs(article) == BODY
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "记者：你怎么看这件事？",  # an interview line
+        "来源：网络，仅供参考。",
+        "作者：我觉得这个问题很复杂，需要慢慢讨论",
+        "编辑：请问您当时在现场吗？",
+        "图为活动现场，市民排队入场。",
+    ],
+)
+def test_sentences_are_not_credit_lines(line: str) -> None:
+    assert not _is_credit_line(line)
+
+
+# ----------------------------------------------------------------------------- teaser lists
+
+
+def _short_article_beside_teasers(title_tag: str = "h1") -> str:
+    player_ui = "".join(
+        f"<div>{w}</div>" for w in ("会员跳过广告", "正在为您切换到高清", "播放速度", "设置成功")
+    )
+    teasers = "".join(
+        f"<li class='pack'><h3><a href='/t{i}'>另一篇报道的标题第{i}条</a></h3><p>{S3}{S4[:20]}</p></li>"
+        for i in range(2)
+    )
+    return (
+        f"{nav()}<div class='main'><div class='left'>"
+        f"<div id='news'><{title_tag}>社区读书节开幕</{title_tag}>"
+        f"<div class='video-player'>{player_ui * 12}</div>"
+        f"<p>{S1}{S2}</p></div>"
+        f"<div class='tabs'><ul class='top-news'>{teasers}</ul></div>"
+        "</div></div>"
+    )
+
+
+def test_a_short_article_after_the_title_beats_a_two_item_teaser_list() -> None:
+    article = extract_article(page(_short_article_beside_teasers()))
+    assert kept_paragraphs(article) == [S1 + S2]
+    assert any(S3 + S4[:20] in t for t in drop_texts(article))
+
+
+def test_a_long_article_with_linked_section_headings_is_not_replaced_by_its_lead() -> None:
+    sections = "".join(
+        f"<h3><a href='/p{i}'>第{i}家书店</a></h3><p>{S1}{S2}{S3}</p>" for i in range(5)
+    )
+    body = (
+        "<div class='main'><div class='head'><h1>社区读书节开幕</h1>"
+        f"<p class='lead'>{S4}</p></div>"
+        f"<div class='content'>{sections}</div></div>"
+    )
+    article = extract_article(page(body))
+    assert S1 + S2 + S3 in kept_paragraphs(article)
