@@ -185,8 +185,10 @@ class Document:
             pieces.append(change.after)
             s0, s1 = src[change.start], src[change.end]
             k = len(change.after)
-            # Boundaries inside inserted text map proportionally into the replaced source span.
-            new_src.extend(s0 + (i * (s1 - s0)) // k if k else s0 for i in range(k))
+            if k == change.end - change.start:  # same length (e.g. t2s): character by character
+                new_src.extend(src[change.start : change.end])
+            else:  # boundaries inside inserted text map proportionally into the replaced span
+                new_src.extend(s0 + (i * (s1 - s0)) // k for i in range(k))
             action = change.action or ("drop" if change.after == "" else "replace")
             made.append(
                 Edit(

@@ -1,13 +1,153 @@
-"""Punctuation width (placeholder)."""
+"""Half-width punctuation in Chinese text -> full-width.
+
+Scrapers and some CMSs write `,:;()?!` in Chinese sentences (001: `歷史傳承,也是`). Full-width is
+the standard and what rules and readers expect. We change a mark only where Chinese surrounds
+it, so numbers (`6.29亿元`, `1:1`, `3,000`), Latin text, URLs and e-mail addresses keep theirs:
+
+- `, : ; ? !` become full-width when the character before is Chinese (Han or full-width
+  punctuation) and the one after is Chinese, a digit, or the end of the line; or when the one
+  before is a digit or `%` and the one after is Han (`15%,确保`). Runs of `?`/`!` go together.
+- `( )` are handled as pairs: full-width when the content has a Han character, or when Chinese
+  surrounds the pair (`国内生产总值(GDP)增长`). Nested pairs are handled inside out.
+"""
 
 from __future__ import annotations
 
-from curate.document import Document
-from curate.stages.base import DocumentStage
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from curate.config import setting
+from curate.document import Change, Document
+from curate.stages.base import DocumentStage, StageSettings
+from curate.textutil import HAN_RANGES
+
+KIND = "normalise"
+FULL_WIDTH = {",": "，", ":": "：", ";": "；", "?": "？", "!": "！", "(": "（", ")": "）"}
+
+# "Chinese" context: Han, CJK punctuation, full-width forms, curly quotes, ellipsis, dash.
+CJK = HAN_RANGES + "\u3001-\u303f\uff01-\uff60\u2018\u2019\u201c\u201d\u2026\u2014"
+IS_CJK = re.compile(f"[{CJK}]")
+IS_HAN = re.compile(f"[{HAN_RANGES}]")
+# Quick test: is there any half-width mark next to a Chinese character at all?
+CANDIDATE = re.compile(f"[{CJK}][,:;?!()]|[,:;?!()][{CJK}]")
+MARKS = re.compile(r"[?!]+|[,:;]")
+# Innermost half-width pair first; once converted, an outer pair matches on the next pass.
+# A pair may span a line break: the reflow stage (after us) may join the lines.
+PAIR = re.compile(r"[(（][^()]{0,300}[)）]")
+# URLs (which may hold Han in the path) run to the next space or full-width punctuation.
+PROTECTED = re.compile(
+    r"(?:https?|ftp)://[^\s，。；：！？（）《》“”、]+|www\.[!-~]+"
+    r"|[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"
+)
+LATIN_LETTER = re.compile(r"[A-Za-z]")
+DIGITS = "0123456789"
+
+
+@dataclass
+class PunctuationSettings(StageSettings):
+    """Half-width punctuation between Chinese characters -> full-width."""
+
+    marks: bool = setting(True, "Convert , : ; ? ! between Chinese characters to ，：；？！.")
+    parens: bool = setting(True, "Convert ( ) pairs around or inside Chinese text to （ ）.")
+    min_han_share: float = setting(
+        0.3, "Only in documents where at least this share of letters (Han + Latin) is Han."
+    )
+
+
+def _is_cjk(char: str) -> bool:
+    return bool(char) and IS_CJK.match(char) is not None
 
 
 class Punctuation(DocumentStage):
+    """Full-width punctuation in Chinese text; one edit per run of converted marks."""
+
     name = "punctuation"
+    Settings = PunctuationSettings
 
     def process(self, doc: Document) -> None:
-        return None
+        text = doc.text
+        if not CANDIDATE.search(text):
+            return
+        # Han (and other CJK) characters are 3 bytes in UTF-8: a C-speed estimate of their count.
+        cjk = (len(text.encode("utf-8", "surrogatepass")) - len(text)) // 2
+        if cjk < self.settings.min_han_share * (cjk + len(LATIN_LETTER.findall(text))):
+            return
+        doc.apply(self.name, self.changes(text))
+
+    def changes(self, text: str) -> list[Change]:
+        protected = [m.span() for m in PROTECTED.finditer(text)]
+
+        def is_protected(pos: int) -> bool:
+            return any(a <= pos < b for a, b in protected)
+
+        chars = list(text)  # marks are replaced one for one, so positions never move
+        rule_at: dict[int, str] = {}
+        if self.settings.parens:
+            self._pairs(chars, rule_at, is_protected)
+        if self.settings.marks:
+            self._marks(text, chars, rule_at, is_protected)
+        # One change per run of adjacent positions converted by the same rule.
+        changes: list[Change] = []
+        for pos in sorted(rule_at):
+            rule = rule_at[pos]
+            last = changes[-1] if changes else None
+            if last is not None and last.end == pos and last.rule == rule:
+                last.end = pos + 1
+                last.after += chars[pos]
+                continue
+            changes.append(
+                Change(pos, pos + 1, chars[pos], rule=rule, kind=KIND,
+                       reason="half-width punctuation in Chinese text made full-width")
+            )
+        return changes
+
+    def _pairs(
+        self, chars: list[str], rule_at: dict[int, str], is_protected: Callable[[int], bool]
+    ) -> None:
+        """Convert ( ) pairs, innermost first, until no more change."""
+        for _ in range(4):  # nesting depth handled; deeper nesting is left alone
+            current = "".join(chars)
+            changed = False
+            for m in PAIR.finditer(current):
+                start, end = m.start(), m.end() - 1
+                if current[start] == "（" and current[end] == "）":
+                    continue
+                if is_protected(start) or is_protected(end):
+                    continue
+                content = current[start + 1 : end]
+                before = current[start - 1] if start else ""
+                after = current[end + 1] if end + 1 < len(current) else ""
+                if IS_HAN.search(content) or (_is_cjk(before) and _is_cjk(after)):
+                    for pos in (start, end):
+                        if chars[pos] in FULL_WIDTH:
+                            chars[pos] = FULL_WIDTH[chars[pos]]
+                            rule_at[pos] = "punctuation.parens"
+                            changed = True
+            if not changed:
+                return
+
+    def _marks(
+        self,
+        text: str,
+        chars: list[str],
+        rule_at: dict[int, str],
+        is_protected: Callable[[int], bool],
+    ) -> None:
+        current = "".join(chars)  # parens already converted count as Chinese context
+        for m in MARKS.finditer(text):
+            start, end = m.span()
+            if is_protected(start):
+                continue
+            before = current[start - 1] if start else ""
+            after = current[end] if end < len(current) else ""
+            if _is_cjk(before):
+                ok = _is_cjk(after) or after in ("", "\n") or (bool(after) and after in DIGITS)
+            elif before and before in DIGITS + "%":
+                ok = bool(after) and IS_HAN.match(after) is not None
+            else:
+                ok = False
+            if ok:
+                for pos in range(start, end):
+                    chars[pos] = FULL_WIDTH[chars[pos]]
+                    rule_at[pos] = "punctuation.width"
