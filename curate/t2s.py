@@ -245,14 +245,9 @@ class ScriptEvidence:
 @cache
 def _gb2312_han() -> frozenset[str]:
     """Han characters of GB2312, the Simplified national character set."""
-    chars = set()
-    for lead in range(0xB0, 0xF8):
-        for trail in range(0xA1, 0xFF):
-            try:
-                chars.add(bytes((lead, trail)).decode("gb2312"))
-            except UnicodeDecodeError:
-                continue
-    return frozenset(chars)
+    from curate.textutil import two_byte_chars
+
+    return two_byte_chars("gb2312", (0xB0, 0xF8), ((0xA1, 0xFF),))
 
 
 @cache

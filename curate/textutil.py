@@ -6,6 +6,7 @@ Kept here so that every stage splits text the same way and spans stay comparable
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from functools import cache
 
 import regex
 
@@ -92,3 +93,19 @@ def char_class(chars: Iterable[str]) -> str:
         for a, b in ranges
     )
     return f"[{body}]"
+
+
+@cache
+def two_byte_chars(codec: str, leads: tuple[int, int], trails: tuple[tuple[int, int], ...]) -> frozenset[str]:
+    """Every character `codec` decodes from a lead byte in [leads) followed by a trail byte in
+    one of the [trails) ranges: the building block of character-set tests (GB2312 levels, Big5,
+    the characters GBK makes of UTF-8 bytes)."""
+    chars = set()
+    for lead in range(*leads):
+        for low, high in trails:
+            for trail in range(low, high):
+                try:
+                    chars.add(bytes((lead, trail)).decode(codec))
+                except UnicodeDecodeError:
+                    continue
+    return frozenset(chars)

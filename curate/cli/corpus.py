@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 from rich.console import Console
@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from curate import config as config_module
+from curate.cli.common import fail
 from curate.version import (
     VersionError,
     list_versions,
@@ -22,12 +23,6 @@ from curate.version import (
     resolve,
     verify,
 )
-
-
-def fail(message: str, code: int = 2) -> NoReturn:
-    """One line on stderr, no traceback, exit code 2 (usage or input error) unless told."""
-    click.echo(f"curate: {message}", err=True)
-    sys.exit(code)
 
 
 def load_config(path: str | None) -> config_module.Config:

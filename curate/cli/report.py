@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 from rich.console import Console
 
-
-def _fail(message: str) -> None:
-    """One line on stderr naming the problem, exit status 2."""
-    click.echo(f"curate: {message}", err=True)
-    sys.exit(2)
+from curate.cli.common import fail
 
 
 def _corpus_dir(corpus: str | None) -> Path:
@@ -32,7 +27,7 @@ def _version_dir(corpus: Path, ref: str | None) -> Path:
     try:
         return resolve(corpus, ref)
     except VersionError as exc:
-        _fail(str(exc))
+        fail(str(exc))
         raise  # unreachable
 
 
@@ -62,7 +57,7 @@ def report_command(version: str | None, corpus: str | None, doc: str | None, rul
     try:
         report = build_report(load_version(folder), Limits.unlimited() if full else Limits())
     except ReportError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     console = _console(no_color)
     if console.is_terminal and not no_pager:
         with console.pager(styles=not no_color):
@@ -95,14 +90,14 @@ def diff_command(version_a: str, version_b: str, corpus: str | None, html_file: 
     try:
         result = diff_versions(a, b)
     except ReportError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     for path, text in ((html_file, lambda: render_diff_html(result)),
                        (json_file, lambda: json.dumps(result, ensure_ascii=False, indent=1) + "\n")):
         if path:
             try:
                 Path(path).write_text(text(), encoding="utf-8")
             except OSError as exc:
-                _fail(f"{path}: cannot write ({exc.strerror})")
+                fail(f"{path}: cannot write ({exc.strerror})")
     console = _console(no_color)
     if console.is_terminal and not no_pager:
         with console.pager(styles=not no_color):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 import tomli_w
@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from curate import config as config_module
+from curate.cli.common import fail
 from curate.rules import (
     ALLOWLIST_FILE,
     BUILTIN_RULE_IDS,
@@ -20,12 +21,6 @@ from curate.rules import (
     load_rules,
     normalise_for_compare,
 )
-
-
-def fail(message: str, code: int = 2) -> NoReturn:
-    """One line on stderr, no traceback; exit 2 for usage or input errors."""
-    click.echo(f"curate: {message}", err=True)
-    sys.exit(code)
 
 
 def rule_folders(config_path: str | None, rules_dirs: tuple[str, ...]) -> list[Path]:

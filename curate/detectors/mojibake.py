@@ -27,6 +27,7 @@ import regex
 
 from curate.detectors import DetectorContext
 from curate.document import Document, Flag
+from curate.textutil import two_byte_chars
 
 REPLACEMENT_RUN = regex.compile(r"\uFFFD+")
 GARBLED_RUN = regex.compile(r"(?:锟斤拷|烫烫|屯屯)(?:锟斤拷|烫|屯|锟|斤|拷)*")
@@ -60,14 +61,7 @@ def signature_pattern() -> re.Pattern:
 @cache
 def utf8_as_gbk_signature() -> frozenset[str]:
     """Characters GBK gives for a UTF-8 lead byte E4..E9 plus a continuation byte 0x80..0xBF."""
-    chars = set()
-    for lead in range(0xE4, 0xEA):
-        for trail in range(0x80, 0xC0):
-            try:
-                chars.add(bytes([lead, trail]).decode("gbk"))
-            except UnicodeDecodeError:
-                continue
-    return frozenset(chars)
+    return two_byte_chars("gbk", (0xE4, 0xEA), ((0x80, 0xC0),))
 
 
 def detect(doc: Document, ctx: DetectorContext) -> list[Flag]:

@@ -24,6 +24,8 @@ import json
 from html import escape
 from typing import Any
 
+from curate.report.model import COUNT_LABELS
+
 CSS = """
 :root { --red:#b3261e; --green:#1b6e20; --mag:#8e24aa; --yel:#8a6d00; --mute:#666; --line:#ddd; }
 * { box-sizing: border-box; }
@@ -396,18 +398,6 @@ def removal_chart(rows: list[dict[str, Any]], limit: int = 30) -> str:
     return "".join(parts)
 
 
-COUNT_LABELS = [
-    ("documents_in", "documents in"),
-    ("documents_out", "documents out"),
-    ("quarantined", "quarantined"),
-    ("duplicates", "duplicates"),
-    ("documents_edited", "documents edited"),
-    ("edits", "edits"),
-    ("flags", "flags"),
-    ("chars_removed", "characters removed"),
-    ("chars_replaced", "characters replaced"),
-    ("meta_fields", "metadata fields"),
-]
 
 
 def _options(element_id: str, label: str, values: list[str]) -> str:

@@ -672,3 +672,18 @@ def flag_matches(flag: dict[str, Any], rule: str | None, kind: str | None, stage
         and (rule is None or flag.get("detector") == rule)
         and (stage is None or str(flag.get("detector", "")).startswith(stage))
     )
+
+
+# How the summary counts are labelled, in the terminal and in the HTML page alike.
+COUNT_LABELS = [
+    ("documents_in", "documents in"),
+    ("documents_out", "documents out"),
+    ("quarantined", "quarantined"),
+    ("duplicates", "duplicates"),
+    ("documents_edited", "documents edited"),
+    ("edits", "edits"),
+    ("flags", "flags"),
+    ("chars_removed", "characters removed"),
+    ("chars_replaced", "characters replaced"),
+    ("meta_fields", "metadata fields"),
+]

@@ -18,7 +18,7 @@ from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
 
-from curate.report.model import edit_matches, flag_matches
+from curate.report.model import COUNT_LABELS, edit_matches, flag_matches
 
 STYLE_DROP = "bold red strike"
 STYLE_META = "bold magenta strike"
@@ -135,18 +135,6 @@ def _table(title: str, columns: list[tuple[str, str]]) -> Table:
     return table
 
 
-COUNT_LABELS = [
-    ("documents_in", "documents in"),
-    ("documents_out", "documents out"),
-    ("quarantined", "quarantined"),
-    ("duplicates", "duplicates"),
-    ("documents_edited", "documents edited"),
-    ("edits", "edits"),
-    ("flags", "flags"),
-    ("chars_removed", "characters removed"),
-    ("chars_replaced", "characters replaced"),
-    ("meta_fields", "metadata fields"),
-]
 
 
 def summary_renderables(report: dict[str, Any]) -> list[RenderableType]:

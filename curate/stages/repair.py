@@ -30,7 +30,7 @@ from curate.config import setting
 from curate.document import Change, Document
 from curate.stages.base import DocumentStage, RunContext, StageSettings
 from curate.stages.invisible import dropped_characters
-from curate.textutil import char_class
+from curate.textutil import char_class, two_byte_chars
 
 KIND = "normalise"
 
@@ -103,13 +103,7 @@ def _common_han() -> frozenset[str]:
     """Han characters of GB2312 or Big5: what real Simplified or Traditional text is made of."""
     from curate.t2s import _gb2312_han
 
-    chars = set(_gb2312_han())
-    for lead in range(0xA4, 0xFA):
-        for trail in [*range(0x40, 0x7F), *range(0xA1, 0xFF)]:
-            try:
-                chars.add(bytes((lead, trail)).decode("big5"))
-            except UnicodeDecodeError:
-                continue
+    chars = _gb2312_han() | two_byte_chars("big5", (0xA4, 0xFA), ((0x40, 0x7F), (0xA1, 0xFF)))
     return frozenset(c for c in chars if HAN.match(c))
 
 
@@ -117,14 +111,7 @@ def _common_han() -> frozenset[str]:
 def _gb2312_level1() -> frozenset[str]:
     """The 3,755 most common Simplified characters (GB2312 level 1, rows B0-D7): real GBK text
     is almost all of them, while misread bytes mostly land in level 2 or GBK extensions."""
-    chars = set()
-    for lead in range(0xB0, 0xD8):
-        for trail in range(0xA1, 0xFF):
-            try:
-                chars.add(bytes((lead, trail)).decode("gb2312"))
-            except UnicodeDecodeError:
-                continue
-    return frozenset(chars)
+    return two_byte_chars("gb2312", (0xB0, 0xD8), ((0xA1, 0xFF),))
 
 
 def clearly_chinese(text: str, min_han: int = 2, common: frozenset[str] | None = None) -> bool:
