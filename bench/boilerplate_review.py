@@ -8,8 +8,15 @@ Runs the `boilerplate` stage (and `repeated_lines`, unless --no-repeated) over:
 - THUCNews (`qianshuang-dl-exp/data/cnews/cnews.val.txt`, label<TAB>text, one line per article),
 - TaiwanStat (`TaiwanStat-Taiwan-news-crawlers/**/*.json`, malformed JSON: records are pulled
   out with a crude "content" regex, which is enough for a review),
-- GeneralNewsExtractor HTML pages (crude BeautifulSoup get_text, one line per text node: full of
-  page chrome, so it also shows what the rules do *not* catch).
+- GeneralNewsExtractor HTML pages, through the project's own extraction
+  (`curate.html.decode_html` + `extract_article` + `extracted_text`, credit lines kept beside the
+  body, as ingest does); `--raw-html` uses a crude BeautifulSoup get_text instead (one line per
+  text node: full of page chrome, so it also shows what the rules do *not* catch).
+
+`--rule` takes a rule id or an id prefix ending in `*` (`credit.*`), repeatable; `--all` shows
+every removal of the selected rules instead of samples (for reviewing removals by hand).
+`--unmatched` lists short lines that look like credits (作者, 记者, 编辑, 来源, 通讯员, 文/ …)
+and that no rule removed, most frequent shapes first: where new credit rules are needed.
 
 Prints, per rule: removals, documents touched, characters removed, then samples (evenly spread
 over the corpus, deterministic) with 30 characters of context either side, so a person can
@@ -81,6 +88,18 @@ def taiwanstat(root: Path) -> list[Document]:
 
 
 def gne(root: Path) -> list[Document]:
+    from curate.html import decode_html, extract_article, extracted_text
+
+    docs = []
+    base = root / "GeneralNewsExtractor"
+    for file in sorted(base.rglob("*.html")):
+        html, _ = decode_html(file.read_bytes())
+        text = extracted_text(extract_article(html, source=str(file)))
+        docs.append(Document.new(f"GNE/{file.relative_to(base).as_posix()}", text))
+    return docs
+
+
+def gne_raw(root: Path) -> list[Document]:
     from bs4 import BeautifulSoup
 
     docs = []
@@ -103,12 +122,49 @@ def context_of(edit, doc: Document, width: int = 30) -> str:
     return (before + "[[" + removed + "]]" + after).replace("\n", "⏎")
 
 
+CREDIT_WORD = re.compile(
+    r"作者|記者|记者|編輯|编辑|責編|责编|來源|来源|通訊員|通讯员|撰文|攝影|摄影|稿源|^\\s*[（(]?文\\s*[/／|｜:：]"
+)
+
+
+def unmatched_credits(processed: list[Document], limit: int = 60) -> list[str]:
+    """Short credit-looking lines left in the output, grouped by shape (names masked)."""
+    shapes: dict[str, list[str]] = defaultdict(list)
+    for doc in processed:
+        for line in doc.text.split("\n"):
+            line = line.strip()
+            if not line or len(line) > 60 or not CREDIT_WORD.search(line):
+                continue
+            shape = re.sub(r"[A-Za-z0-9]+", "9", line)
+            shape = re.sub(r"(?<=[：:/／|｜ 　])[^\s：:/／|｜]{2,12}", "X", shape)
+            shapes[shape[:40]].append(f"{doc.source}: {line}")
+    out = ["", "## credit-looking lines no rule removed (shape: count, examples)"]
+    for shape, lines in sorted(shapes.items(), key=lambda kv: -len(kv[1]))[:limit]:
+        out.append(f"- {shape!r}: {len(lines)}")
+        out.extend(f"    {x}" for x in lines[:3])
+    return out
+
+
+def selected(rule_id: str, patterns: list[str] | None) -> bool:
+    if not patterns:
+        return True
+    return any(rule_id.startswith(p[:-1]) if p.endswith("*") else rule_id == p for p in patterns)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpora", type=Path, default=ROOT.parent / "shared" / "corpora")
     parser.add_argument("--rules", type=Path, action="append", default=None)
     parser.add_argument("--samples", type=int, default=8, help="Samples shown per rule.")
-    parser.add_argument("--rule", default=None, help="Only show this rule's samples.")
+    parser.add_argument("--rule", action="append", default=None,
+                        help="Only show this rule's samples (an id, or a prefix ending in *); repeatable.")
+    parser.add_argument("--all", action="store_true", help="Show every removal of the selected rules.")
+    parser.add_argument("--unmatched", action="store_true",
+                        help="List credit-looking short lines that no rule removed.")
+    parser.add_argument("--raw-html", action="store_true",
+                        help="GNE pages as crude get_text lines instead of curate.html extraction.")
+    parser.add_argument("--only", action="append", default=None,
+                        help="Only these corpora (NewsSpider, THUCNews, TaiwanStat, GNE); repeatable.")
     parser.add_argument("--no-repeated", action="store_true", help="Skip the repeated_lines stage.")
     parser.add_argument("--out", type=Path, default=None, help="Write the report here too.")
     args = parser.parse_args()
@@ -116,13 +172,17 @@ def main() -> int:
         print(f"skipped: corpora folder {args.corpora} not found")
         return 0
 
-    loaders = {"NewsSpider": newsspider, "THUCNews": thucnews, "TaiwanStat": taiwanstat, "GNE": gne}
+    loaders = {"NewsSpider": newsspider, "THUCNews": thucnews, "TaiwanStat": taiwanstat,
+               "GNE": gne_raw if args.raw_html else gne}
+    if args.only:
+        loaders = {k: v for k, v in loaders.items() if k in args.only}
     corpus: dict[str, list[Document]] = {name: load(args.corpora) for name, load in loaders.items()}
     cfg = config_module.build({})
     rules = load_rules(args.rules or [ROOT / "rules"])
     out: list[str] = []
     per_rule: dict[str, list[tuple[Document, object]]] = defaultdict(list)
     total_docs = total_chars = 0
+    all_processed: list[Document] = []
     elapsed = 0.0
     for name, docs in corpus.items():
         if not docs:
@@ -143,6 +203,7 @@ def main() -> int:
         total_docs += len(processed)
         total_chars += chars
         edits = 0
+        all_processed.extend(processed)
         for doc in processed:
             assert doc.reconstruct_input() == doc.input_text, doc.source
             for edit in doc.edits:
@@ -163,14 +224,17 @@ def main() -> int:
         chars = sum(len(e.before) for _, e in hits)
         out.append(f"{rule_id:36} {len(hits):8} {docs_touched:6} {chars:8}")
     for rule_id, hits in sorted(per_rule.items()):
-        if args.rule and rule_id != args.rule:
+        if not selected(rule_id, args.rule):
             continue
         out.append("")
         out.append(f"## {rule_id} ({len(hits)} removals)")
         step = max(1, len(hits) // max(1, args.samples))
-        for doc, edit in hits[::step][: args.samples]:
+        shown = hits if args.all else hits[::step][: args.samples]
+        for doc, edit in shown:
             value = f" -> {edit.action}={edit.evidence.get('value')!r}" if edit.action.startswith("meta:") else ""
             out.append(f"- {doc.source}: {context_of(edit, doc)}{value}")
+    if args.unmatched:
+        out.extend(unmatched_credits(all_processed))
     report = "\n".join(out)
     print(report)
     if args.out:

@@ -289,3 +289,43 @@ def test_repeated_lines_is_deterministic_under_reordering() -> None:
 
 def test_normalise_line_ignores_width_digits_and_spaces() -> None:
     assert normalise_line("版权所有 2019，示例网") == normalise_line("版权所有2020,示例网")
+
+
+# --------------------------------------------------------------------------- credit lines
+@pytest.mark.parametrize(
+    ("line", "meta"),
+    [
+        ("编辑：张甲 责任编辑：李乙", {"editor": ["张甲", "李乙"]}),
+        ("来源：示例通讯社 作者：韩庚", {"source": "示例通讯社", "author": "韩庚"}),
+        ("(记者 赵一 通讯员 钱二)", {"author": ["赵一", "钱二"]}),
+        ("本文來源：示例週刊責任編輯：林某_NB123", {"source": "示例週刊", "editor": "林某"}),
+        ("（责任编辑：王五_NN2587）", {"editor": "王五"}),
+        ("责任编辑：examplefeng", {"editor": "examplefeng"}),
+        ("作者 孙甲 李乙", {"author": "孙甲 李乙"}),
+        ("文 | 周某", {"author": "周某"}),
+        ("示例晚报记者 吴某 实习生 郑某", {"author": ["吴某", "郑某"]}),
+    ],
+)
+def test_credit_lines_move_every_credit_to_meta(line: str, meta: dict) -> None:
+    doc, _ = run_stage(f"第一段正文。\n{line}\n第二段正文。")
+    assert doc.text == "第一段正文。\n第二段正文。"
+    for key, value in meta.items():
+        got = doc.meta[key]
+        assert sorted(got) == sorted(value) if isinstance(value, list) else got == value
+    assert all(e.kind == "credit" for e in doc.edits)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "记者：你怎么看这件事？",
+        "记者手记",
+        "他说：来源：示例社 作者：张三",
+        "来源：示例通讯社 作者：张三，今天发布了报告。",
+        "小说的作者王某某在书中写道：",
+    ],
+)
+def test_credit_inside_a_sentence_stays(line: str) -> None:
+    doc, _ = run_stage(f"第一段正文。\n{line}\n第二段正文。")
+    assert line in doc.text
+    assert not doc.edits
