@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: curate test setup setup-test browser lint bench clean
+.PHONY: curate test setup setup-test browser lint bench bench-peers clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,7 +40,15 @@ test: setup-test browser lint
 	$(BIN)/curate rules test
 	$(BIN)/pytest
 
-bench: setup
+# Peer tools measured side by side (never dependencies of curate): datatrove, trafilatura.
+bench/.venv-peers/bin/python:
+	$(PYTHON) -m venv bench/.venv-peers
+	bench/.venv-peers/bin/pip install --quiet datatrove jieba spacy tokenizers "xxhash<4" trafilatura lxml_html_clean
+
+bench-peers: bench/.venv-peers/bin/python
+
+# Every benchmark over ../shared/corpora (each prints "skipped" when the corpora are absent).
+bench: setup bench-peers
 	@for script in bench/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 clean:

@@ -25,6 +25,9 @@ separate environment, never a dependency of curate:
 
 (datatrove 0.10.1 hashes str with xxhash, which xxhash 4 refuses.)
 
+curate runs twice: in memory (`NearDuplicates.run`, one process) and as the pipeline runs it
+(`LocalEngine(workers=2)`: signatures in forked workers, decisions in the driver).
+
 Usage: .venv/bin/python bench/bench_dedup.py [--corpora PATH] [--planted N] [--peers-python PATH]
 Prints a markdown table. Exits 0 with a "skipped: ... not found" line when the corpora are absent.
 """
@@ -172,16 +175,25 @@ def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def method_curate(docs: list[tuple[str, str]]) -> dict:
+def method_curate(docs: list[tuple[str, str]], workers: int = 0) -> dict:
+    """The stage in memory (workers=0: `run`, one process) or through the pipeline's engine
+    (summarise in `workers` forked processes, observe/decide in this one, apply from a spill)."""
     sys.path.insert(0, str(REPO))
+    from curate import minhash
     from curate.document import DUPLICATE, Document
+    from curate.engine import LocalEngine
     from curate.stages.base import RunContext
     from curate.stages.dedup import INDEX_NAME, DedupSettings, NearDuplicates
 
+    minhash.comparison_form("預熱")  # code point tables: built once per process, before forking
     documents = [Document.new(source, text) for source, text in docs]
     context = RunContext(config=None)
+    stage = NearDuplicates(DedupSettings(), context)
     start = time.perf_counter()
-    out = list(NearDuplicates(DedupSettings(), context).run(documents))
+    if workers:
+        out = list(LocalEngine(workers=workers).execute(documents, [stage]))
+    else:
+        out = list(stage.run(documents))
     seconds = time.perf_counter() - start
     by_id = {d.id: d for d in out}
     removals = []
@@ -205,6 +217,7 @@ def method_curate(docs: list[tuple[str, str]]) -> dict:
     return {
         "seconds": seconds,
         "peak_mb": peak_mb(),
+        "worker_peak_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
         "removals": removals,
         "duplicate_docs": sum(d.status == DUPLICATE for d in out),
         "paragraphs": context.state["dedup"]["paragraphs"],
@@ -488,6 +501,7 @@ def main() -> int:
         docs = [tuple(d) for d in json.loads(Path(args.data).read_text(encoding="utf-8"))]
         method = {
             "curate": method_curate,
+            "curate-engine": lambda d: method_curate(d, workers=2),
             "signatures": method_signatures,
             "datasketch": method_datasketch,
         }
@@ -513,6 +527,7 @@ def main() -> int:
         data = Path(tmp) / "docs.json"
         data.write_text(json.dumps(docs, ensure_ascii=False), encoding="utf-8")
         results = {"curate": run_child("curate", data, [])}
+        results["curate-engine"] = run_child("curate-engine", data, [])
         results["signatures"] = run_child("signatures", data, [])
         results["datasketch"] = run_child("datasketch", data, [])
         if Path(args.peers_python).is_file():
@@ -526,6 +541,7 @@ def main() -> int:
 
     names = {
         "curate": "curate dedup stage (paragraphs, passages, documents; exact verification)",
+        "curate-engine": "curate dedup stage via LocalEngine(workers=2) (peak: driver, worker)",
         "datasketch": "(a) datasketch MinHash.update loop, per paragraph",
         "datatrove": "(b) datatrove MinHash dedup, paragraphs as documents",
     }
@@ -543,8 +559,11 @@ def main() -> int:
         score = evaluate(result, texts, truth)
         if key == "datatrove":
             name += f" ({result.get('language')})"
+        peak = f"{result['peak_mb']:.0f}"
+        if key == "curate-engine":
+            peak += f", {result['worker_peak_mb']:.0f}"
         print(
-            f"| {name} | {megabytes / result['seconds']:.2f} | {result['peak_mb']:.0f} | {score['removals']} "
+            f"| {name} | {megabytes / result['seconds']:.2f} | {peak} | {score['removals']} "
             f"| {score['precision']:.3f} | {score['recall']:.3f} | "
             + " ".join(score["by_kind"][k] for k in KINDS)
             + " |"

@@ -59,7 +59,9 @@ def _t2s_table() -> np.ndarray:
     choices do not matter for comparison, as both copies are folded the same way.
     """
     han = np.flatnonzero(_han_code_points())
-    source = "\n".join(map(chr, han.tolist()))
+    lines = np.full(2 * han.shape[0], ord("\n"), dtype="<u4")  # one character per line
+    lines[0::2] = han
+    source = lines[:-1].tobytes().decode("utf-32-le")
     converted = _t2s_converter()(source).split("\n")
     table = np.arange(0x110000, dtype=np.uint32)
     if len(converted) == han.shape[0]:
@@ -73,7 +75,9 @@ def _t2s_table() -> np.ndarray:
 # --------------------------------------------------------------------------- comparison form
 def _code_point_class(pattern: str) -> np.ndarray:
     """Boolean table over all code points: True where the character matches `pattern`."""
-    everything = "".join(map(chr, range(0x110000)))
+    # The whole range as one str built from a code point array: "".join(map(chr, ...)) would
+    # hold 1.1 million str objects at once (~100 MB of peak memory in every process).
+    everything = np.arange(0x110000, dtype="<u4").tobytes().decode("utf-32-le", "surrogatepass")
     # regex over the whole range once (~0.1 s); surrogates match no class we use.
     marked = regex.sub(pattern, "\x01", everything)
     codes = np.frombuffer(marked.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
@@ -225,7 +229,8 @@ def signatures(
     ends = group_starts[nonempty + 1]
     # Permutations x shingles: the min-reduction then runs along contiguous memory, which
     # numpy vectorises (reducing along axis 0 of shingles x permutations is ~8x slower).
-    block = np.empty((num_perm, _CHUNK_ROWS), dtype=np.uint32)
+    # Sized to the input when it is smaller than a block (one document: no 4 MB allocation).
+    block = np.empty((num_perm, min(_CHUNK_ROWS, total)), dtype=np.uint32)
     a_col, b_col = a[:, None], b[:, None]
     with np.errstate(over="ignore"):
         for c0 in range(0, total, _CHUNK_ROWS):

@@ -445,3 +445,60 @@ def test_parent_index_with_other_settings_is_ignored_with_a_warning(tmp_path: Pa
     _, context_2 = run([new_c], parent=parent)
     assert dedup_edits(new_c) == []
     assert any("other settings" in w and INDEX_NAME in w for w in context_2.state["warnings"])
+
+
+# --------------------------------------------------------------------------- the engine path
+def run_engine(
+    docs: list[Document], workers: int, parent: Path | None = None, **overrides: Any
+) -> tuple[list[Document], RunContext]:
+    """The stage as the pipeline runs it: summarise in workers, observe, decide, apply (spill)."""
+    from curate.engine import LocalEngine
+
+    context = RunContext(config=None, parent=parent)
+    stage = NearDuplicates(DedupSettings(**overrides), context)
+    engine = LocalEngine(workers=workers, batch_size=1)
+    return list(engine.execute(docs, [stage])), context
+
+
+def engine_corpus() -> list[Document]:
+    docs = corpus()
+    for name, variant in VARIANTS.items():  # the 004 cases: splices, passages, links
+        docs.append(Document.new(f"004-{name}.txt", variant(seed(FILE_004))))
+    # The same document twice: one id, decided twice, plans applied in input order.
+    docs.append(Document.new(docs[-1].source, docs[-1].text))
+    return docs
+
+
+def test_engine_gives_identical_documents_and_edits_for_one_and_two_workers() -> None:
+    one, context_1 = run_engine(engine_corpus(), workers=1)
+    two, context_2 = run_engine(engine_corpus(), workers=2)
+    assert [d.source for d in one] == [d.source for d in two] == [d.source for d in engine_corpus()]
+    assert snapshot(one) == snapshot(two)
+    assert [[e.to_json() for e in d.edits] for d in one] == [
+        [e.to_json() for e in d.edits] for d in two
+    ]
+    assert context_1.state["artifacts"][INDEX_NAME] == context_2.state["artifacts"][INDEX_NAME]
+    assert context_1.state["dedup"] == context_2.state["dedup"]
+    assert any(dedup_edits(d) for d in two) and any(d.status == DUPLICATE for d in two)
+    assert any(f.kind == "splice" for d in two for f in d.flags)
+
+
+def test_engine_path_equals_the_in_memory_path(tmp_path: Path) -> None:
+    memory, context_m = run(engine_corpus())
+    engine, context_e = run_engine(engine_corpus(), workers=2)
+    assert [snapshot([d]) for d in memory] == [snapshot([d]) for d in engine]
+    assert [d.flags for d in memory] == [d.flags for d in engine]
+    assert context_m.state["artifacts"][INDEX_NAME] == context_e.state["artifacts"][INDEX_NAME]
+    assert context_m.state["dedup"] == context_e.state["dedup"]
+    # Incremental, against the parent's index: the same through both paths.
+    parent = write_version(tmp_path / "v1", context_m)
+    new_c = ["这是一篇新稿件的导语，介绍夜班公交开通后的反响。", SHARED]
+    memory_2, context_m2 = run([document("new-c.txt", new_c), *corpus()[:2]], parent=parent)
+    engine_2, context_e2 = run_engine(
+        [document("new-c.txt", new_c), *corpus()[:2]], workers=2, parent=parent
+    )
+    assert [snapshot([d]) for d in memory_2] == [snapshot([d]) for d in engine_2]
+    assert dedup_edits(engine_2[0])  # the shared paragraph, known from the parent
+    assert context_m2.state["artifacts"][INDEX_NAME] == context_e2.state["artifacts"][INDEX_NAME]
+    assert context_m2.state["dedup"] == context_e2.state["dedup"]
+    assert context_e2.state["dedup"]["signatures_reused"] > 0
