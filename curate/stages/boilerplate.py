@@ -32,7 +32,9 @@ class BoilerplateSettings(StageSettings):
     """Rule packs: platform notices, disclaimers, site footers, page UI text, credit lines."""
 
     timeout_seconds: float = setting(
-        0.5, "Time limit for one rule's pattern on one document; a rule that hits it is reported."
+        5.0,
+        "Time limit for one rule's pattern on one document; a rule that hits it is reported "
+        "(generous: a normal rule takes milliseconds, and a busy machine must not change the output).",
     )
     tail_lines: int = setting(
         12, "Footer (tail) rules start a footer block only within this many last non-blank lines."

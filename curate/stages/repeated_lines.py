@@ -15,16 +15,15 @@ from __future__ import annotations
 import hashlib
 import unicodedata
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
 from curate.config import setting
-from curate.document import OK, Change, Document
+from curate.document import Change, Document
 from curate.rules import nonblank_lines, whole_line_spans
-from curate.stages.base import Stage, StageSettings
+from curate.stages.base import CorpusStage, StageSettings
 
 RULE_ID = "repeated_lines"
 
@@ -52,9 +51,30 @@ def normalise_line(line: str) -> str:
     return "".join(out)
 
 
-class RepeatedLines(Stage):
+def _key_hash(text: str) -> int:
+    """8 bytes are plenty to tell lines apart, and keep the counting state small."""
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little")
+
+
+class RepeatedLines(CorpusStage):
+    """Counts normalised lines per group (observe), then removes the frequent ones (apply).
+
+    Only 8-byte hashes are kept between the passes: the state grows with the number of distinct
+    lines, not with the documents' text.
+    """
+
     name = "repeated_lines"
     Settings = RepeatedLinesSettings
+
+    def __init__(self, settings: RepeatedLinesSettings, context: Any) -> None:
+        super().__init__(settings, context)
+        if settings.group_by not in ("site", "folder", "all"):
+            raise ValueError(
+                f"[repeated_lines] group_by should be 'site', 'folder' or 'all', got {settings.group_by!r}"
+            )
+        # (group, line key hash) -> hashes of the distinct document texts containing that line
+        self.seen: dict[tuple[str, int], set[int]] = defaultdict(set)
+        self.counts: dict[tuple[str, int], int] = {}
 
     def group_of(self, doc: Document) -> str:
         """Which documents a line is counted across."""
@@ -70,42 +90,42 @@ class RepeatedLines(Stage):
         source = doc.source.split("#", 1)[0]
         return str(PurePosixPath(source).parent)
 
-    def run(self, docs: Iterable[Document]) -> Iterator[Document]:
-        if not self.settings.enabled:
-            yield from docs
-            return
-        if self.settings.group_by not in ("site", "folder", "all"):
-            raise ValueError(
-                f"[repeated_lines] group_by should be 'site', 'folder' or 'all', got {self.settings.group_by!r}"
-            )
-        collected = list(docs)
-        # group -> line key -> set of distinct document texts (by hash) containing it
-        seen: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
-        keys_of: dict[int, list[str]] = {}
-        for index, doc in enumerate(collected):
-            if doc.status != OK:
-                continue
-            text_hash = hashlib.sha256(doc.text.encode("utf-8")).hexdigest()
-            group = self.group_of(doc)
-            keys = [normalise_line(doc.text[s:e]) for s, e in nonblank_lines(doc.text)]
-            keys_of[index] = keys
-            for key in set(keys):
-                if self.settings.min_chars <= len(key) <= self.settings.max_chars:
-                    seen[group][key].add(text_hash)
-        for index, doc in enumerate(collected):
-            if index in keys_of:
-                self._remove(doc, keys_of[index], seen[self.group_of(doc)])
-            yield doc
+    def line_keys(self, doc: Document) -> list[int | None]:
+        """The key hash of every non-blank line (None: too short or too long to count)."""
+        low, high = self.settings.min_chars, self.settings.max_chars
+        keys: list[int | None] = []
+        for s, e in nonblank_lines(doc.text):
+            key = normalise_line(doc.text[s:e])
+            keys.append(_key_hash(key) if low <= len(key) <= high else None)
+        return keys
 
-    def _remove(self, doc: Document, keys: list[str], counts: dict[str, set[str]]) -> None:
+    def summarise(self, doc: Document) -> Any:
+        return _key_hash(doc.text), self.line_keys(doc)
+
+    def observe(self, doc: Document, summary: Any) -> None:
+        text_hash, keys = summary
+        group = self.group_of(doc)
+        for key in set(keys):
+            if key is not None:
+                self.seen[(group, key)].add(text_hash)
+
+    def decide(self) -> None:
+        threshold = self.settings.min_docs
+        self.counts = {k: len(v) for k, v in self.seen.items() if len(v) >= threshold}
+        self.seen = defaultdict(set)
+
+    def apply(self, doc: Document) -> None:
+        if self.counts:
+            group = self.group_of(doc)
+            self._remove(doc, [None if k is None else (group, k) for k in self.line_keys(doc)])
+
+    def _remove(self, doc: Document, keys: list[tuple[str, int] | None]) -> None:
         lines = nonblank_lines(doc.text)
         rules = self.context.rules
         removed: dict[int, int] = {}
         for i, key in enumerate(keys):
-            if key not in counts:
-                continue
-            count = len(counts[key])
-            if count < self.settings.min_docs:
+            count = self.counts.get(key) if key is not None else None
+            if count is None:
                 continue
             line = doc.text[lines[i][0] : lines[i][1]]
             if rules is not None and rules.keeps(RULE_ID, line):
