@@ -164,7 +164,7 @@ def make_engine(config: Config) -> Any:
     if settings.engine == "ray":
         from curate.ray_engine import RayEngine
 
-        return RayEngine(settings.ray_address or None, settings.batch_size)
+        return RayEngine(settings.ray_address or None, settings.batch_size, settings.workers)
     raise RunError(f"run.engine: unknown engine {settings.engine!r} (known: local, ray)")
 
 

@@ -63,13 +63,28 @@ def resolve_version(corpus: Path, ref: str | None) -> Path:
 @corpus_option
 @click.option("--reports", type=click.Path(file_okay=False), default=None, help="Reports folder (default 'reports').")
 @config_option
+@click.option("--workers", type=click.IntRange(min=0), default=None,
+              help="Worker processes (default run.workers; 0: all cores).")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default=None,
+              help="Execution engine (default run.engine, 'local'); 'ray' needs `pip install curate[ray]`.")
+@click.option("--address", default=None, help="Ray cluster address for --engine ray (default: a local Ray).")
 @click.option("--quiet", "-q", is_flag=True, help="Only errors and the one-line result.")
-def run(inputs: tuple[str, ...], corpus: str | None, reports: str | None, config_path: str | None, quiet: bool) -> None:
-    """Curate INPUTS (files or folders; default corpus/incoming) into a new corpus version."""
+def run(
+    inputs: tuple[str, ...], corpus: str | None, reports: str | None, config_path: str | None,
+    workers: int | None, engine: str | None, address: str | None, quiet: bool,
+) -> None:
+    """Curate INPUTS (files or folders; default corpus/incoming) into a new corpus version.
+
+    The output does not depend on --workers or --engine: the same inputs, configuration and
+    rules give the same version id and byte-identical documents.
+    """
     from curate.runner import RunError
     from curate.runner import run as run_pipeline
 
     cfg = load_config(config_path)
+    for key, value in [("workers", workers), ("engine", engine), ("ray_address", address)]:
+        if value is not None:
+            setattr(cfg.run, key, value)
     console = Console(stderr=True, quiet=quiet)
     progress = Progress(
         TextColumn("[bold]curating"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),

@@ -1,0 +1,538 @@
+"""Whole-pipeline benchmark: ingest -> every stage -> a written version, on ~19 MB of real news.
+
+    .venv/bin/python bench/bench_pipeline.py [--corpora ../shared/corpora] [--workers N]
+        [--engines local,ray] [--profile] [--keep]
+
+Input (read from `--corpora`, never copied into the repository): the NewsSpider JSON lines
+(`.txt` files that are JSON lines: linked as `.jsonl`), the TaiwanStat `.json` files as they
+are (malformed on purpose: ingest salvages record by record), and THUCNews `label<TAB>text`
+lines (converted to JSON lines). Everything goes into a temporary folder, deleted at the end.
+
+Each configuration (local engine with 1 worker, local with all workers, Ray with all workers)
+runs `curate.runner.run` in its own child process, so imports, warm-up and peak memory are its
+own. The parent samples the memory of the child's whole process tree (PSS: shared pages of
+forked workers are not counted twice); the child reports its own peak RSS (the driver).
+
+Per-stage figures come from timing wrappers this script puts around each stage instance (the
+stages themselves contain no timing code): `process` of per-document stages, `summarise` /
+`observe` / `decide` / `apply` of corpus stages, and the exclusive time of stages that run
+themselves (time in their `run` minus time spent pulling from upstream). With 1 worker this is
+wall time; with N workers it is CPU-seconds summed over the workers. Ray workers are not
+instrumented (only the driver-side parts are). MB/s is input megabytes (file bytes, 10^6) per
+second; "text MB" is the UTF-8 size of the decoded documents.
+
+`--profile` runs the 1-worker pipeline under pyinstrument (installed for the benchmark only:
+`.venv/bin/pip install pyinstrument`) and prints where the time goes, by module and by function.
+
+Exits 0 with a "skipped: ... not found" line when the corpora are absent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+NEWSSPIDER = Path("lzjqsdd-NewsSpider/testdata/data/orinews")
+TAIWANSTAT = Path("TaiwanStat-Taiwan-news-crawlers")
+THUCNEWS = Path("qianshuang-dl-exp/data/cnews/cnews.val.txt")
+MB = 1_000_000
+
+
+# --------------------------------------------------------------------------- input
+def prepare_inputs(corpora: Path, folder: Path) -> tuple[int, int]:
+    """Link or convert the three sources into `folder`; returns (files, bytes)."""
+    news = folder / "newsspider"
+    news.mkdir(parents=True)
+    for path in sorted((corpora / NEWSSPIDER).glob("*.txt")):
+        (news / f"{path.stem}.jsonl").symlink_to(path)
+    for path in sorted((corpora / TAIWANSTAT).rglob("*.json")):
+        target = folder / "taiwanstat" / path.relative_to(corpora / TAIWANSTAT)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.symlink_to(path)
+    thuc = folder / "thucnews"
+    thuc.mkdir()
+    with (corpora / THUCNEWS).open(encoding="utf-8") as source, (thuc / "cnews.val.jsonl").open(
+        "w", encoding="utf-8"
+    ) as out:
+        for line in source:
+            label, _, text = line.rstrip("\n").partition("\t")
+            out.write(json.dumps({"category": label, "text": text}, ensure_ascii=False) + "\n")
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    return len(files), sum(p.stat().st_size for p in files)
+
+
+# --------------------------------------------------------------------------- memory sampling
+def _children() -> dict[int, list[int]]:
+    tree: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="utf-8") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        tree.setdefault(int(fields[1]), []).append(int(entry))
+    return tree
+
+
+def _memory_kb(pid: int) -> int:
+    """PSS of a process (its share of shared pages), falling back to RSS."""
+    for path, key in ((f"/proc/{pid}/smaps_rollup", "Pss:"), (f"/proc/{pid}/status", "VmRSS:")):
+        try:
+            with open(path, encoding="utf-8") as handle:
+                for line in handle:
+                    if line.startswith(key):
+                        return int(line.split()[1])
+        except OSError:
+            continue
+    return 0
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+class TreeMemory(threading.Thread):
+    """Peak of the summed memory of a process and all its descendants, and the CPU time they
+    used (each process's last reading; a process that ends between samples loses < 0.1 s)."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.peak_kb, self.done = pid, 0, threading.Event()
+        self.cpu: dict[int, float] = {}
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            tree, pids, total = _children(), [self.pid], 0
+            while pids:
+                pid = pids.pop()
+                total += _memory_kb(pid)
+                self.cpu[pid] = max(self.cpu.get(pid, 0.0), _cpu_seconds(pid))
+                pids.extend(tree.get(pid, []))
+            self.peak_kb = max(self.peak_kb, total)
+            self.done.wait(0.1)
+
+    @property
+    def cpu_seconds(self) -> float:
+        return sum(self.cpu.values())
+
+
+# --------------------------------------------------------------------------- child: one run
+# Stage timers count CPU time of the calling thread: other work on the machine (and the other
+# processes of the run itself, on 2 cores) would otherwise inflate wall-clock stage times.
+_clock = time.thread_time
+
+class Timers:
+    """Seconds and calls per name, in shared memory so forked workers add to the same slots."""
+
+    def __init__(self, names: list[str]) -> None:
+        import multiprocessing
+
+        self.names = names
+        self.seconds = multiprocessing.Array("d", len(names))
+        self.calls = multiprocessing.Array("q", len(names))
+
+    def add(self, index: int, seconds: float, calls: int = 1) -> None:
+        with self.seconds.get_lock():
+            self.seconds[index] += seconds
+            self.calls[index] += calls
+
+    def result(self) -> dict[str, dict[str, float]]:
+        return {n: {"seconds": self.seconds[i], "calls": self.calls[i]} for i, n in enumerate(self.names)}
+
+
+def _timed(timers: Timers, index: int, method: Any, calls: int = 1) -> Any:
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        start = _clock()
+        try:
+            return method(*args, **kwargs)
+        finally:
+            timers.add(index, _clock() - start, calls)
+
+    return wrapper
+
+
+class _Upstream:
+    """Wraps an iterator and counts the time spent pulling from it."""
+
+    def __init__(self, items: Any) -> None:
+        self.items, self.seconds = iter(items), 0.0
+
+    def __iter__(self) -> Iterator[Any]:
+        return self
+
+    def __next__(self) -> Any:
+        start = _clock()
+        try:
+            return next(self.items)
+        finally:
+            self.seconds += _clock() - start
+
+
+def _exclusive(timers: Timers, index: int, run: Any) -> Any:
+    """A stage's own `run`, timed without the time its upstream takes."""
+
+    def wrapper(docs: Any) -> Iterator[Any]:
+        upstream = _Upstream(docs)
+        inner = iter(run(upstream))
+        while True:
+            start, pulled = _clock(), upstream.seconds
+            try:
+                doc = next(inner)
+            except StopIteration:
+                timers.add(index, _clock() - start - (upstream.seconds - pulled), 0)
+                return
+            timers.add(index, _clock() - start - (upstream.seconds - pulled))
+            yield doc
+
+    return wrapper
+
+
+def instrument(stages: list[Any], timers: Timers, offset: int, local: bool) -> None:
+    """Timing wrappers on stage instances. On Ray only the driver-side stages are wrapped (the
+    others are pickled to the workers, and the shared counters cannot travel)."""
+    from curate.stages.base import CorpusStage, DocumentStage
+
+    for i, stage in enumerate(stages, start=offset):
+        if isinstance(stage, CorpusStage):
+            if local:
+                stage.summarise = _timed(timers, i, stage.summarise)
+                stage.apply = _timed(timers, i, stage.apply, 0)
+                stage.observe = _timed(timers, i, stage.observe, 0)
+                stage.decide = _timed(timers, i, stage.decide, 0)
+        elif isinstance(stage, DocumentStage):
+            if local:
+                stage.process = _timed(timers, i, stage.process)
+        else:
+            stage.run = _exclusive(timers, i, stage.run)
+
+
+def _timed_iterator(timers: Timers, index: int, items: Iterator[Any]) -> Iterator[Any]:
+    while True:
+        start = _clock()
+        try:
+            item = next(items)
+        except StopIteration:
+            timers.add(index, _clock() - start, 0)
+            return
+        timers.add(index, _clock() - start)
+        yield item
+
+
+def child(spec: dict[str, Any]) -> dict[str, Any]:
+    """One pipeline run as described by `spec`; returns its figures."""
+    import resource
+
+    from curate import config as config_module
+    from curate import runner
+    from curate.pipeline import stage_classes
+
+    names = ["ingest", *[cls.name for cls in stage_classes()]]
+    timers = Timers(names)
+    build_stages = runner.build_stages
+    ingest = runner._ingest
+    local = spec["engine"] == "local"
+
+    def instrumented_build(context: Any) -> list[Any]:
+        stages = build_stages(context)
+        instrument(stages, timers, 1, local)
+        return stages
+
+    def instrumented_ingest(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        return _timed_iterator(timers, 0, ingest(*args, **kwargs))
+
+    runner.build_stages = instrumented_build
+    runner._ingest = instrumented_ingest
+    out = Path(spec["out"])
+    config = config_module.build(
+        {
+            "run": {
+                "input": [spec["input"]],
+                "corpus": str(out / "corpus"),
+                "reports": str(out / "reports"),
+                "rules": [str(ROOT / "rules")],
+                "engine": spec["engine"],
+                "workers": spec["workers"],
+            },
+            **{name: {"enabled": False} for name in spec.get("disable", [])},
+        }
+    )
+    profiler = None
+    if spec.get("profile"):
+        from pyinstrument import Profiler
+
+        profiler = Profiler(interval=0.001)
+        profiler.start()
+    startup: list[float] = []
+    if not local:
+        from curate import ray_engine
+
+        connect = ray_engine.RayEngine._connect
+
+        def timed_connect(self: Any) -> Any:
+            begin = time.perf_counter()
+            try:
+                return connect(self)
+            finally:
+                startup.append(time.perf_counter() - begin)
+
+        ray_engine.RayEngine._connect = timed_connect
+    start, cpu_start = time.perf_counter(), time.process_time()
+    result = runner.run(config, write_report=False)
+    seconds, driver_cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    if profiler is not None:
+        profiler.stop()
+        print_profile(profiler, seconds)
+    text_bytes = 0
+    digests = {}
+    for name in ["documents.jsonl", "quarantine.jsonl", "duplicates.jsonl", "edits.jsonl"]:
+        data = (result.version_dir / name).read_bytes()
+        digests[name] = hashlib.sha256(data).hexdigest()[:16]
+    for name in ["documents.jsonl", "quarantine.jsonl", "duplicates.jsonl"]:
+        with (result.version_dir / name).open(encoding="utf-8") as handle:
+            for line in handle:
+                text_bytes += len(json.loads(line)["text"].encode("utf-8"))
+    return {
+        "seconds": seconds,
+        "driver_cpu_seconds": driver_cpu,
+        "startup_seconds": sum(startup),
+        "version": result.version_id,
+        "counts": {k: result.counts[k] for k in ["documents_in", "documents_out", "duplicates", "quarantined", "edits"]},
+        "skipped": len(result.skipped),
+        "stages": timers.result(),
+        "driver_peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        "digests": digests,
+        "text_bytes_out": text_bytes,
+    }
+
+
+def print_profile(profiler: Any, seconds: float, top: int = 25) -> None:
+    """Self time by module and by function, from pyinstrument's call tree. Time in built-ins
+    (a regex search, str.join) counts for the Python function that called them, so the tables
+    say whose code the time goes to."""
+    by_module: dict[str, float] = {}
+    by_function: dict[str, float] = {}
+    stack: list[tuple[Any, Any]] = [(profiler.last_session.root_frame(), None)]
+    while stack:
+        frame, owner = stack.pop()
+        builtin = (frame.file_path or "<built-in>") == "<built-in>"
+        if not frame.is_synthetic and not (builtin and owner is not None):
+            owner = frame
+        stack.extend((child, owner) for child in frame.children)
+        if frame.is_synthetic:  # "[self]" leaves: already counted in their parent's self time
+            continue
+        own = frame.total_self_time
+        if own <= 0 or owner is None:
+            continue
+        path = owner.file_path_short or owner.file_path or "?"
+        module = path.split("site-packages/")[-1].split("python3.11/")[-1]
+        by_module[module] = by_module.get(module, 0.0) + own
+        name = f"{owner.function} ({module}:{owner.line_no})"
+        by_function[name] = by_function.get(name, 0.0) + own
+    print(f"\n### Profile (pyinstrument, 1 worker, {seconds:.1f} s; built-ins count for their caller)\n")
+    print("| self s | share | module |\n|---:|---:|---|")
+    for module, own in sorted(by_module.items(), key=lambda kv: -kv[1])[:top]:
+        print(f"| {own:.2f} | {own / seconds:.0%} | {module} |")
+    print("\n| self s | share | function |\n|---:|---:|---|")
+    for name, own in sorted(by_function.items(), key=lambda kv: -kv[1])[:top]:
+        print(f"| {own:.2f} | {own / seconds:.0%} | {name} |")
+    sys.stdout.flush()
+
+
+# --------------------------------------------------------------------------- parent
+def _burn(count: int) -> int:
+    total = 0
+    for i in range(count):
+        total += i * i
+    return total
+
+
+def parallel_capacity(workers: int, count: int = 5_000_000) -> float:
+    """How many cores' worth of pure-Python work `workers` processes get right now (other work
+    on a shared machine lowers it): read the speed-up figures against it."""
+    import multiprocessing
+
+    start = time.perf_counter()
+    _burn(count)
+    one = time.perf_counter() - start
+    start = time.perf_counter()
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        pool.map(_burn, [count] * workers)
+    return workers * one / (time.perf_counter() - start)
+
+
+def run_child(spec: dict[str, Any]) -> dict[str, Any]:
+    process = subprocess.Popen(
+        [sys.executable, __file__, "--child", json.dumps(spec)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    memory = TreeMemory(process.pid)
+    memory.start()
+    stdout, _ = process.communicate()
+    memory.done.set()
+    memory.join()
+    if process.returncode != 0:
+        raise SystemExit(f"bench_pipeline: the {spec['label']} run failed (exit {process.returncode})")
+    *printed, last = stdout.rstrip("\n").split("\n")
+    if printed:
+        print("\n".join(printed))
+    figures = json.loads(last)
+    figures["tree_peak_kb"] = memory.peak_kb
+    figures["tree_cpu_seconds"] = memory.cpu_seconds
+    return figures
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpora", default=str(ROOT.parent / "shared" / "corpora"))
+    parser.add_argument("--workers", type=int, default=0, help="all-workers runs (0: all cores)")
+    parser.add_argument("--engines", default="local,ray", help="comma-separated: local, ray")
+    parser.add_argument("--profile", action="store_true", help="profile the 1-worker run")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument("--disable", default="", help="comma-separated stages to switch off")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(json.loads(args.child))))
+        return 0
+
+    corpora = Path(args.corpora)
+    missing = [p for p in (NEWSSPIDER, TAIWANSTAT, THUCNEWS) if not (corpora / p).exists()]
+    if missing:
+        print(f"skipped: {corpora / missing[0]} not found")
+        return 0
+    from curate.engine import default_workers
+
+    workers = args.workers or default_workers()
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    if "ray" in engines:
+        try:
+            import ray.data  # noqa: F401
+        except ImportError:
+            print("ray engine skipped: Ray Data not installed (pip install 'curate[ray]')")
+            engines.remove("ray")
+    runs: list[tuple[str, str, int]] = []
+    if "local" in engines:
+        runs.append(("local, 1 worker", "local", 1))
+        if workers > 1:
+            runs.append((f"local, {workers} workers", "local", workers))
+    if "ray" in engines:
+        runs.append((f"ray, {workers} CPUs", "ray", workers))
+
+    disable = [name.strip() for name in args.disable.split(",") if name.strip()]
+    if disable:
+        print(f"stages switched off: {', '.join(disable)}")
+    tmp = Path(tempfile.mkdtemp(prefix="curate-bench-"))
+    try:
+        files, size = prepare_inputs(corpora, tmp / "input")
+        print(f"input: {files} files, {size / MB:.1f} MB ({corpora}); {default_workers()} cores, "
+              f"load average before: {os.getloadavg()[0]:.1f}, "
+              f"parallel capacity of {workers} processes: {parallel_capacity(workers):.2f} cores")
+        if args.profile:
+            run_child({"label": "profile", "engine": "local", "workers": 1, "input": str(tmp / "input"),
+                       "out": str(tmp / "profile"), "profile": True, "disable": disable})
+        results: list[tuple[str, dict[str, Any]]] = []
+        for number, (label, engine, count) in enumerate(runs):
+            spec = {"label": label, "engine": engine, "workers": count, "input": str(tmp / "input"),
+                    "out": str(tmp / f"run{number}"), "disable": disable}
+            results.append((label, run_child(spec)))
+            shutil.rmtree(tmp / f"run{number}", ignore_errors=True)
+        report(results, files, size, workers)
+        print(f"load average after: {os.getloadavg()[0]:.1f}, parallel capacity of {workers} processes: "
+              f"{parallel_capacity(workers):.2f} cores (other work on the machine inflates the figures)")
+    finally:
+        if args.keep:
+            print(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+def report(results: list[tuple[str, dict[str, Any]]], files: int, size: int, workers: int) -> None:
+    if not results:
+        return
+    first = results[0][1]
+    counts = first["counts"]
+    print(
+        f"documents: {counts['documents_in']} in, {counts['documents_out']} out, "
+        f"{counts['duplicates']} duplicates, {counts['quarantined']} quarantined, "
+        f"{counts['edits']} edits; {first['skipped']} inputs skipped; "
+        f"text out {first['text_bytes_out'] / MB:.1f} MB\n"
+    )
+    docs = counts["documents_in"]
+    print("| run | wall s | MB/s | documents/s | CPU-s, all processes | CPU-s, driver | peak RSS, driver | peak memory, all processes (PSS) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for label, figures in results:
+        s = figures["seconds"]
+        startup = f" (Ray start {figures['startup_seconds']:.1f} s)" if figures["startup_seconds"] else ""
+        print(
+            f"| {label} | {s:.1f}{startup} | {size / MB / s:.2f} | {docs / s:.0f} | "
+            f"{figures['tree_cpu_seconds']:.1f} | {figures['driver_cpu_seconds']:.1f} | "
+            f"{figures['driver_peak_kb'] / 1024:.0f} MB | "
+            f"{figures['tree_peak_kb'] / 1024:.0f} MB |"
+        )
+    local_runs = [f for label, f in results if label.startswith("local")]
+    if len(local_runs) == 2:
+        print(f"\nspeed-up 1 -> {workers} workers: {local_runs[0]['seconds'] / local_runs[1]['seconds']:.2f}x")
+    same = {json.dumps([f["version"], f["digests"]]) for _, f in results}
+    print(f"identical output (version id and sha256 of every data file) across runs: {'yes' if len(same) == 1 else 'NO'}")
+    if len(same) > 1:
+        for label, figures in results:
+            print(f"  {label}: version {figures['version']}, {figures['digests']}")
+
+    timed = [(label, f) for label, f in results if label.startswith("local")]
+    if not timed:
+        return
+    header = "| stage | " + " | ".join(
+        f"{label}: s | MB/s | docs/s" for label, _ in timed
+    ) + " |"
+    print("\nPer stage: CPU-seconds in the stage (summed over workers); MB/s and docs/s: what the stage")
+    print("alone sustains on one core. 'other' (1 worker): driver CPU not in any stage.\n")
+    print(header)
+    print("|---|" + "---:|---:|---:|" * len(timed))
+    names = list(first["stages"])
+    for name in [*names, "other (engine, pickling, writing)", "total (CPU, all processes)"]:
+        cells = []
+        for _, figures in timed:
+            stages = figures["stages"]
+            if name.startswith("total"):
+                s = figures["tree_cpu_seconds"]
+                calls = docs
+            elif name.startswith("other"):
+                s = max(0.0, figures["driver_cpu_seconds"] - sum(v["seconds"] for v in stages.values()))
+                calls = 0
+                if figures is not timed[0][1]:
+                    cells.append("- | - | -")
+                    continue
+            else:
+                s, calls = stages[name]["seconds"], stages[name]["calls"] or docs
+            rate = f"{size / MB / s:.1f}" if s > 0 else "-"
+            per_doc = f"{calls / s:.0f}" if s > 0 and calls else "-"
+            cells.append(f"{s:.2f} | {rate} | {per_doc}")
+        print(f"| {name} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

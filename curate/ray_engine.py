@@ -1,0 +1,331 @@
+"""Executing the stages on Ray Data: the same stages as `curate.engine.LocalEngine`, on a cluster.
+
+Install with `pip install curate[ray]`; nothing else in curate imports this module (or Ray).
+
+How the stage list runs (the same cut into segments as the local engine):
+
+- Documents travel as pickled bytes in the one column (`doc`) of Arrow blocks of `batch_size`
+  documents. Pickle is exact for every field of a `Document` (edits, flags, the source map), so
+  a document comes back from a worker exactly as the local engine would have left it.
+- Consecutive per-document work runs as one Ray Data `map_batches` over those blocks: the stages
+  are shipped once per run through the object store (`ray.put`) and each worker process
+  unpickles them once (a small per-process cache), not once per batch.
+- A `CorpusStage` is a barrier. Its `summarise` runs in the same batch map as the per-document
+  stages before it and travels back beside each document; the driver calls `observe` in input
+  order, then `decide` once. The documents wait in the object store meanwhile (Ray spills it to
+  disk when it fills, as the local engine spills to a file). The decided stage is then shipped
+  to the workers and its `apply` runs as the first step of the next batch map.
+- Any other `Stage` (one that overrides `run` itself) runs in the driver on the ordered stream.
+
+Ray Data keeps block order (`preserve_order`), so results come back in input order and
+`documents.jsonl` and the version id are byte-identical to the local engine's.
+
+Input comes from the driver's ingest iterator, so it is cut into windows of a few blocks per
+CPU of the cluster: memory for per-document stages stays bounded however long the stream is.
+
+Contract for corpus stages (as for the local engine with several workers): `apply` changes only
+the document it is given; what the manifest or the next version needs (artifacts, statistics)
+is produced by `decide`, which runs in the driver.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from curate.document import OK, Document
+from curate.engine import default_workers, segments
+from curate.runner import RunError
+from curate.stages.base import CorpusStage, Stage
+
+DOC = "doc"
+SUMMARY = "summary"
+ERROR = "error"  # a block that failed: the stage's exception and its traceback, pickled
+# Blocks per worker in one window of the driver's input: enough to keep every worker busy while
+# the driver collects the results of the window, few enough to bound memory.
+BLOCKS_PER_WORKER = 8
+
+
+class RayEngineError(RunError):
+    """Ray is missing or cannot be started/reached (one line, says what to do); a `RunError`, so
+    `curate run` reports it as one line."""
+
+
+@dataclass
+class _Phase:
+    """The work of one batch map, in order: `apply` of a decided corpus stage, per-document
+    stages, then `summarise` of the next corpus stage."""
+
+    apply: CorpusStage | None = None
+    stages: list[Stage] = field(default_factory=list)
+    summarise: CorpusStage | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.apply or self.stages or self.summarise)
+
+
+# Worker side --------------------------------------------------------------------------------
+# Phases already unpickled in this worker process, by object id (a run ships a few of them).
+_PHASES: OrderedDict[str, _Phase] = OrderedDict()
+_PHASES_KEPT = 4
+
+
+def _phase_in_worker(ref: Any) -> _Phase:
+    import ray
+
+    key = ref.hex()
+    phase = _PHASES.get(key)
+    if phase is None:
+        phase = ray.get(ref)
+        _PHASES[key] = phase
+        while len(_PHASES) > _PHASES_KEPT:
+            _PHASES.popitem(last=False)
+    return phase
+
+
+def _run_phase_on_block(block: Any, phase: Any) -> Any:
+    """The batch map: unpickle a block of documents, run the phase, pickle them back.
+
+    A stage's exception comes back as data (Ray Data would wrap it beyond recognition), so
+    the driver raises the very exception the local engine would have raised.
+    """
+    import pyarrow as pa
+
+    try:
+        return pa.table(_run_phase(_phase_in_worker(phase), block.column(DOC).to_pylist()))
+    except Exception as exc:  # re-raised in the driver
+        import traceback
+
+        where = traceback.format_exc()
+        try:
+            payload = pickle.dumps((exc, where), protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.loads(payload)
+        except Exception:  # an exception that does not survive pickling
+            payload = pickle.dumps((RuntimeError(f"{type(exc).__name__}: {exc}"), where))
+        return pa.table({ERROR: pa.array([payload], pa.large_binary())})
+
+
+def _run_phase(work: _Phase, raw_docs: list[bytes]) -> dict[str, Any]:
+    import pyarrow as pa
+
+    docs: list[Document] = [pickle.loads(b) for b in raw_docs]
+    if work.apply is not None:
+        for doc in docs:
+            if doc.status == OK:
+                work.apply.apply(doc)
+    stream: Iterable[Document] = docs
+    for stage in work.stages:
+        stream = stage.run(stream)
+    docs = list(stream)
+    columns = {DOC: pa.array(_pickled(docs), pa.large_binary())}
+    if work.summarise is not None:
+        stage = work.summarise
+        summaries = [stage.summarise(doc) if doc.status == OK else None for doc in docs]
+        columns[SUMMARY] = pa.array(_pickled(summaries), pa.large_binary())
+    return columns
+
+
+def _pickled(values: Iterable[Any]) -> list[bytes]:
+    return [pickle.dumps(v, protocol=pickle.HIGHEST_PROTOCOL) for v in values]
+
+
+# Driver side --------------------------------------------------------------------------------
+class RayEngine:
+    """The pipeline on Ray Data; output identical to `LocalEngine`'s.
+
+    `address`: a Ray cluster to connect to (None: start a local Ray with `workers` CPUs, or use
+    the one this process already started). A Ray started here is shut down when the run ends.
+    """
+
+    def __init__(self, address: str | None = None, batch_size: int = 64, workers: int = 0) -> None:
+        self.address = address or None
+        self.batch_size = max(1, batch_size)
+        self.workers = workers if workers > 0 else default_workers()
+        self._started = False
+
+    # -- lifecycle
+    def _connect(self) -> Any:
+        try:
+            import ray
+            import ray.data  # noqa: F401  (Ray Data is the `data` extra of ray)
+        except ImportError as exc:
+            raise RayEngineError(
+                f"engine 'ray' needs Ray Data ({exc}); install it with: pip install 'curate[ray]'"
+            ) from None
+        if ray.is_initialized():
+            self._started = False
+            return ray
+        if self.address:
+            _check_reachable(self.address)
+        try:
+            if self.address:
+                ray.init(address=self.address, logging_level=logging.WARNING, log_to_driver=False)
+            else:
+                ray.init(
+                    address="local",
+                    num_cpus=self.workers,
+                    include_dashboard=False,
+                    logging_level=logging.WARNING,
+                    log_to_driver=False,
+                )
+        except Exception as exc:  # ConnectionError, RuntimeError, ValueError from ray.init
+            where = self.address or "a local Ray"
+            raise RayEngineError(f"engine 'ray': cannot start or reach {where}: {exc}") from None
+        self._started = True
+        return ray
+
+    def _disconnect(self, ray: Any) -> None:
+        if self._started:
+            ray.shutdown()
+            self._started = False
+
+    # -- execution
+    def execute(self, docs: Iterable[Document], stages: list[Stage]) -> Iterator[Document]:
+        """Run `stages` over `docs`; documents come back in input order."""
+        ray = self._connect()
+        from ray.data import DataContext
+
+        context = DataContext.get_current()
+        saved_order = context.execution_options.preserve_order
+        context.execution_options.preserve_order = True  # results in input order
+        quiet = {"enable_progress_bars": False, "print_on_execution_start": False, "enable_auto_log_stats": False}
+        saved = {name: getattr(context, name) for name in quiet if hasattr(context, name)}
+        for name in saved:
+            setattr(context, name, quiet[name])
+        # Ray Data's per-dataset chatter (execution plans, "progress bars disabled") is noise in a
+        # command's output; its errors still show.
+        data_logger = logging.getLogger("ray.data")
+        progress_logger = logging.getLogger("ray.data._internal.progress")
+        saved_level = data_logger.level, progress_logger.level
+        data_logger.setLevel(logging.WARNING)
+        progress_logger.setLevel(logging.ERROR)
+        try:
+            yield from self._execute(ray, docs, stages)
+        finally:
+            context.execution_options.preserve_order = saved_order
+            for name, value in saved.items():
+                setattr(context, name, value)
+            data_logger.setLevel(saved_level[0])
+            progress_logger.setLevel(saved_level[1])
+            self._disconnect(ray)
+
+    def _execute(self, ray: Any, docs: Iterable[Document], stages: list[Stage]) -> Iterator[Document]:
+        # The stream is either documents in the driver or refs of blocks in the object store;
+        # it only goes to Ray when there is worker work to do on it.
+        cpus = max(1, int(ray.cluster_resources().get("CPU", self.workers)))
+        window = cpus * BLOCKS_PER_WORKER
+        stream: Iterable[Document] | None = docs
+        blocks: Iterator[Any] = iter(())
+        phase = _Phase()
+
+        def run_phase() -> Iterator[Any]:
+            source = self._blocks(ray, stream) if stream is not None else blocks
+            return self._map(ray, source, phase, window)
+
+        def documents() -> Iterable[Document]:
+            if not phase:
+                return stream if stream is not None else self._documents(ray.get(r) for r in blocks)
+            return self._documents(run_phase())
+
+        for segment in segments(stages):
+            first = segment.stages[0]
+            if segment.parallel:
+                phase.stages.extend(segment.stages)
+            elif isinstance(first, CorpusStage):
+                if not first.settings.enabled:
+                    continue
+                phase.summarise = first
+                held = self._observe(ray, first, run_phase())
+                first.decide()
+                stream, blocks, phase = None, _drain(held), _Phase(apply=first)
+            elif getattr(first.settings, "enabled", True):
+                # A stage with its own `run`: in the driver, on the ordered stream. (Switched
+                # off, it would only pass documents through: no need to bring them back here.)
+                stream, phase = first.run(documents()), _Phase()
+        yield from documents()
+
+    def _blocks(self, ray: Any, docs: Iterable[Document]) -> Iterator[Any]:
+        """Documents as object refs of Arrow blocks of `batch_size` pickled documents."""
+        import pyarrow as pa
+
+        batch: list[Document] = []
+        for doc in docs:
+            batch.append(doc)
+            if len(batch) >= self.batch_size:
+                yield ray.put(pa.table({DOC: pa.array(_pickled(batch), pa.large_binary())}))
+                batch = []
+        if batch:
+            yield ray.put(pa.table({DOC: pa.array(_pickled(batch), pa.large_binary())}))
+
+    def _map(self, ray: Any, blocks: Iterator[Any], phase: _Phase, window: int) -> Iterator[Any]:
+        """Blocks after `phase` (as Arrow tables), in input order.
+
+        One Ray dataset per window of `window` blocks: Ray Data streams within a window, and
+        the next window is read from `blocks` only when this one is consumed.
+        """
+        phase_ref = ray.put(phase)
+        while True:
+            refs = [ref for _, ref in zip(range(window), blocks, strict=False)]
+            if not refs:
+                return
+            dataset = ray.data.from_arrow_refs(refs).map_batches(
+                _run_phase_on_block,
+                batch_size=None,  # one task per block: a block is one batch of documents
+                batch_format="pyarrow",
+                fn_kwargs={"phase": phase_ref},
+            )
+            del refs
+            for table in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
+                if ERROR in table.column_names:
+                    exc, where = pickle.loads(table.column(ERROR)[0].as_py())
+                    exc.add_note(f"(raised in a Ray worker)\n{where}")
+                    raise exc
+                yield table
+
+    def _observe(self, ray: Any, stage: CorpusStage, tables: Iterator[Any]) -> list[Any]:
+        """Driver side of a corpus stage: observe every document in input order; keep the
+        documents in the object store until the decision is made."""
+        held: list[Any] = []
+        for table in tables:
+            summaries = table.column(SUMMARY).to_pylist()
+            for raw_doc, raw_summary in zip(table.column(DOC).to_pylist(), summaries, strict=True):
+                doc: Document = pickle.loads(raw_doc)
+                if doc.status == OK:
+                    stage.observe(doc, pickle.loads(raw_summary))
+            held.append(ray.put(table.select([DOC])))
+        return held
+
+    @staticmethod
+    def _documents(tables: Iterator[Any]) -> Iterator[Document]:
+        for table in tables:
+            for raw in table.column(DOC).to_pylist():
+                yield pickle.loads(raw)
+
+
+def _drain(refs: list[Any]) -> Iterator[Any]:
+    """The items of `refs` in order, each dropped from the list as it is handed out (so the
+    object store can free a block once its window is done)."""
+    refs.reverse()
+    while refs:
+        yield refs.pop()
+
+
+def _check_reachable(address: str) -> None:
+    """Fail fast on a "host:port" (or ray://host:port) nobody listens on: ray.init would retry
+    for minutes before giving up."""
+    import socket
+
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return  # "auto", a file path, ...: left to Ray
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except OSError as exc:
+        raise RayEngineError(
+            f"engine 'ray': cannot reach the Ray cluster at {address} ({exc.strerror or exc}); "
+            "check run.ray_address, or leave it empty to start a local Ray"
+        ) from None

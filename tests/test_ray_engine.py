@@ -1,0 +1,183 @@
+"""The Ray engine gives exactly what the local engine gives (documents, edits, artifacts, version id).
+
+Needs Ray Data (`pip install 'curate[ray]'`); the tests that need it are skipped without it.
+One local Ray (2 CPUs) is started for the whole module: starting Ray and warming its workers is
+most of the time these tests take.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from curate.document import Document
+from curate.engine import LocalEngine
+from curate.version import DATA_FILES
+
+from .conftest import ROOT, SEED_FILES, make_config
+from .scale_helpers import (
+    DropEditorLine,
+    ExactDuplicates,
+    FailOnMarker,
+    FlagLongSentences,
+    NumberInDriver,
+    RepeatedLinesAcrossDocs,
+    articles,
+    index_files,
+    make_stages,
+    serialised,
+    write_corpus,
+)
+
+# Ray Data's own deprecation notices about its settings (it copies its context per dataset).
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray")
+
+
+def test_importing_curate_does_not_import_ray():
+    code = (
+        "import sys, curate, curate.runner, curate.engine, curate.pipeline, curate.cli\n"
+        "from curate.pipeline import stage_classes\n"
+        "stage_classes()\n"
+        "sys.exit(1 if 'ray' in sys.modules else 0)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr or "curate imported ray"
+
+
+def test_without_ray_the_error_says_how_to_install_it(monkeypatch):
+    from curate.ray_engine import RayEngine
+    from curate.runner import RunError
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails
+    with pytest.raises(RunError, match=r"pip install 'curate\[ray\]'"):
+        list(RayEngine(None, 8).execute(iter([]), []))
+
+
+def test_an_unreachable_cluster_is_one_clear_error():
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'curate[ray]')")
+    if ray.is_initialized():
+        pytest.skip("a Ray is already running in this process (it would be reused)")
+    from curate.ray_engine import RayEngine
+    from curate.runner import RunError
+
+    with pytest.raises(RunError, match="cannot reach the Ray cluster at 127.0.0.1:1"):
+        list(RayEngine("127.0.0.1:1", 8).execute(iter([]), []))
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Any:
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'curate[ray]')")
+    pytest.importorskip("ray.data", reason="Ray Data is not installed (pip install 'curate[ray]')")
+    started = not ray.is_initialized()
+    if started:
+        # The workers import the test stages from tests/, so the repository goes on their path.
+        path = os.pathsep.join(p for p in [str(ROOT), os.environ.get("PYTHONPATH", "")] if p)
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            logging_level="ERROR",
+            log_to_driver=False,
+            runtime_env={"env_vars": {"PYTHONPATH": path}},
+        )
+    yield ray
+    if started:
+        ray.shutdown()
+
+
+def _docs(count: int) -> list[Document]:
+    texts = articles(count, seed=11)
+    return [Document.new(f"built/{n:04d}.txt", text) for n, text in enumerate(texts)]
+
+
+def _run(engine: Any, kinds: tuple[type, ...], count: int = 300) -> tuple[bytes, dict[str, bytes]]:
+    stages = make_stages(*kinds)
+    output = serialised(engine.execute(iter(_docs(count)), stages))
+    return output, dict(stages[0].context.state["artifacts"])
+
+
+ALL_KINDS = (
+    DropEditorLine,
+    RepeatedLinesAcrossDocs,
+    FlagLongSentences,
+    NumberInDriver,
+    ExactDuplicates,
+    FlagLongSentences,
+)
+
+
+def test_engines_agree_on_every_kind_of_stage(ray_cluster):
+    from curate.ray_engine import RayEngine
+
+    local, local_artifacts = _run(LocalEngine(workers=1, batch_size=64), ALL_KINDS)
+    on_ray, ray_artifacts = _run(RayEngine(None, batch_size=16), ALL_KINDS)
+    assert on_ray == local
+    assert ray_artifacts == local_artifacts and "repeated.json" in ray_artifacts
+    # The stages did something: edits, flags, duplicates, driver-side metadata.
+    text = local.decode()
+    assert '"rule":"test.editor"' in text and '"rule":"test.repeated"' in text
+    assert '"kind":"long"' in text and '"status":"duplicate"' in text and '"position":299' in text
+
+
+@pytest.mark.parametrize(
+    "kinds",
+    [
+        (ExactDuplicates, DropEditorLine, RepeatedLinesAcrossDocs),  # corpus stages first and last
+        (NumberInDriver, RepeatedLinesAcrossDocs, ExactDuplicates),  # driver stage first, two barriers
+        (NumberInDriver, NumberInDriver),  # nothing for the workers at all
+    ],
+)
+def test_any_order_of_stage_kinds(ray_cluster, kinds):
+    from curate.ray_engine import RayEngine
+
+    assert _run(RayEngine(None, batch_size=7), kinds, 50) == _run(LocalEngine(workers=1), kinds, 50)
+
+
+def test_ray_that_was_already_running_is_left_running(ray_cluster):
+    from curate.ray_engine import RayEngine
+
+    list(RayEngine(None, batch_size=8).execute(iter(_docs(10)), make_stages(DropEditorLine)))
+    assert ray_cluster.is_initialized()
+
+
+def test_an_error_in_a_worker_is_raised_as_itself(ray_cluster):
+    from curate.ray_engine import RayEngine
+
+    docs = _docs(20)
+    docs[13] = Document.new("built/bad.txt", "FAIL 这一篇不行。")
+    with pytest.raises(ValueError, match="built/bad.txt: cannot process"):
+        list(RayEngine(None, batch_size=4).execute(iter(docs), make_stages(DropEditorLine, FailOnMarker)))
+
+
+def _version(tmp: Path, engine: str, inputs: list[Path], **run: Any) -> tuple[str, Path]:
+    from curate.runner import run as curate_run
+
+    config = make_config(tmp / engine, {"run": {"engine": engine, **run}})
+    result = curate_run(config, inputs=[str(p) for p in inputs], write_report=False)
+    return result.version_id, result.version_dir
+
+
+def test_pipeline_on_ray_writes_the_same_version(ray_cluster, tmp_path):
+    samples = tmp_path / "samples"
+    samples.mkdir()
+    for path in SEED_FILES:
+        (samples / path.name).write_bytes(path.read_bytes())
+    built = write_corpus(tmp_path / "built", 300, per_file=120)
+    inputs = [samples, built]
+    local_id, local_dir = _version(tmp_path, "local", inputs, workers=1, batch_size=64)
+    ray_id, ray_dir = _version(tmp_path, "ray", inputs, batch_size=16)
+    assert ray_id == local_id
+    for name in DATA_FILES:
+        assert (ray_dir / name).read_bytes() == (local_dir / name).read_bytes(), name
+    local_manifest = json.loads((local_dir / "manifest.json").read_text(encoding="utf-8"))
+    ray_manifest = json.loads((ray_dir / "manifest.json").read_text(encoding="utf-8"))
+    for key in ["files", "outputs", "counts", "inputs", "skipped", "warnings"]:
+        assert ray_manifest[key] == local_manifest[key], key
+    assert local_manifest["counts"]["documents_in"] == 305
+    assert local_manifest["counts"]["duplicates"] > 0  # cross-document decisions were compared
+    assert index_files(ray_dir) == index_files(local_dir)

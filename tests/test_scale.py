@@ -1,0 +1,116 @@
+"""Scale properties of the local engine: bounded memory for per-document stages, and output that
+does not depend on the number of workers or the batch size."""
+
+from __future__ import annotations
+
+import hashlib
+import tracemalloc
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from curate.document import Document
+from curate.engine import LocalEngine
+from curate.version import DATA_FILES, dumps_line
+
+from .conftest import SEED_FILES, make_config
+from .scale_helpers import (
+    DropEditorLine,
+    ExactDuplicates,
+    FlagLongSentences,
+    NumberInDriver,
+    RepeatedLinesAcrossDocs,
+    articles,
+    documents,
+    index_files,
+    make_stages,
+    serialised,
+    write_corpus,
+)
+
+
+def _consume(docs: Iterable[Document]) -> str:
+    """Hash every output record, keeping nothing (as the version writer does)."""
+    digest = hashlib.sha256()
+    for doc in docs:
+        digest.update(dumps_line(doc.to_json()).encode("utf-8"))
+    return digest.hexdigest()
+
+
+def _peak_bytes(stages: list[Any], count: int, workers: int) -> int:
+    """Peak traced memory of this process while `count` generated documents stream through."""
+    engine = LocalEngine(workers=workers, batch_size=32)
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        _consume(engine.execute(documents(count), stages))
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_memory_of_document_stages_does_not_grow_with_the_number_of_documents(workers):
+    stages = make_stages(DropEditorLine, FlagLongSentences)
+    small = _peak_bytes(stages, 200, workers)
+    large = _peak_bytes(stages, 800, workers)
+    # Holding the documents would make the peak ~4x; streaming keeps it about flat.
+    assert large < 1.6 * small, (small, large)
+
+
+def test_memory_of_the_real_document_stages_does_not_grow(tmp_path):
+    """The pipeline's own per-document stages keep no per-document state (no growing caches)."""
+    from curate.pipeline import build_stages
+    from curate.runner import load_rules
+    from curate.stages.base import CorpusStage, DocumentStage, RunContext
+
+    config = make_config(tmp_path)
+    context = RunContext(config=config, rules=load_rules(config), state={"artifacts": {}, "warnings": []})
+    stages = [s for s in build_stages(context) if isinstance(s, DocumentStage) and not isinstance(s, CorpusStage)]
+    _peak_bytes(stages, 10, 1)  # warm up: lazily built tables and compiled patterns
+    small = _peak_bytes(stages, 80, 1)
+    large = _peak_bytes(stages, 320, 1)
+    assert large < 1.6 * small, (small, large)
+
+
+KINDS = (DropEditorLine, RepeatedLinesAcrossDocs, FlagLongSentences, NumberInDriver, ExactDuplicates)
+
+
+def _run(workers: int, batch_size: int) -> tuple[bytes, dict[str, bytes]]:
+    stages = make_stages(*KINDS)
+    docs = [Document.new(f"built/{n:04d}.txt", text) for n, text in enumerate(articles(250, seed=3))]
+    output = serialised(LocalEngine(workers=workers, batch_size=batch_size).execute(iter(docs), stages))
+    return output, dict(stages[0].context.state["artifacts"])
+
+
+def test_one_or_two_workers_and_any_batch_size_give_the_same_output():
+    one, one_artifacts = _run(1, 64)
+    assert one.count(b'"status":"duplicate"') > 10 and one_artifacts
+    for workers, batch_size in [(2, 64), (2, 5)]:
+        assert _run(workers, batch_size) == (one, one_artifacts), (workers, batch_size)
+
+
+def _version(tmp_path: Path, name: str, inputs: list[Path], **run: Any) -> tuple[str, Path]:
+    from curate.runner import run as curate_run
+
+    config = make_config(tmp_path / name, {"run": run})
+    result = curate_run(config, inputs=[str(p) for p in inputs], write_report=False)
+    return result.version_id, result.version_dir
+
+
+def test_pipeline_writes_the_same_version_with_one_or_two_workers(tmp_path):
+    samples = tmp_path / "samples"
+    samples.mkdir()
+    for path in SEED_FILES:
+        (samples / path.name).write_bytes(path.read_bytes())
+    inputs = [samples, write_corpus(tmp_path / "built", 200, per_file=50)]
+    one_id, one_dir = _version(tmp_path, "one", inputs, workers=1)
+    two_id, two_dir = _version(tmp_path, "two", inputs, workers=2, batch_size=7)
+    assert one_id == two_id
+    assert b'"duplicate_of"' in (one_dir / "duplicates.jsonl").read_bytes()  # cross-document work
+    for name in DATA_FILES:
+        assert (one_dir / name).read_bytes() == (two_dir / name).read_bytes(), name
+    assert index_files(one_dir) == index_files(two_dir)
+
