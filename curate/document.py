@@ -20,8 +20,11 @@ from __future__ import annotations
 import hashlib
 from array import array
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
+
+# Source positions are 4-byte ints: half the memory of "l", and documents are far below 2**31.
+SRC_TYPE = "i"
 
 # Document status values. Only "ok" documents go to documents.jsonl; the others go to the
 # version's quarantine.jsonl / duplicates.jsonl with their reasons.
@@ -49,7 +52,8 @@ class Edit:
     link: dict[str, Any] | None = None  # for duplicates: {"doc", "start", "end"} of the original
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
+        """Fields in declaration order; empty evidence/link left out (no deep copy: hot path)."""
+        data = {name: getattr(self, name) for name in self.__slots__}
         if data["evidence"] is None:
             del data["evidence"]
         if data["link"] is None:
@@ -75,7 +79,7 @@ class Flag:
     evidence: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = {name: getattr(self, name) for name in self.__slots__}
         if data["evidence"] is None:
             del data["evidence"]
         return data
@@ -125,7 +129,7 @@ class Document:
     # in the manifest. Kept on the document so they survive worker processes.
     warnings: list[str] = field(default_factory=list)
     # _src[i] = position in the decoded input of boundary i of the current text (len(text)+1).
-    _src: array = field(default_factory=lambda: array("l"), repr=False)
+    _src: array = field(default_factory=lambda: array(SRC_TYPE), repr=False)
 
     @classmethod
     def new(
@@ -145,7 +149,7 @@ class Document:
             encoding=encoding,
             meta=dict(meta or {}),
             input_text=text,
-            _src=array("l", range(len(text) + 1)),
+            _src=array(SRC_TYPE, range(len(text) + 1)),
         )
 
     # ------------------------------------------------------------------ editing
@@ -162,7 +166,7 @@ class Document:
         text = self.text
         src = self._src
         pieces: list[str] = []
-        new_src = array("l")
+        new_src = array(SRC_TYPE)
         made: list[Edit] = []
         cursor = 0  # position in the old text up to which pieces are emitted
         delta = 0  # length of the new text minus the old text, for changes so far

@@ -13,13 +13,14 @@ for 1 or N workers.
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import os
 import pickle
 import tempfile
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -79,15 +80,21 @@ def parallel_map(
     At most 2 × workers batches are in flight, so memory stays bounded however long the stream.
     """
     global _TASK
+    batches = _batches(docs, batch_size)
     if workers <= 1:
-        for batch in _batches(docs, batch_size):
+        for batch in batches:
             yield from task(batch)
+        return
+    # The pool forks only once the first batch exists: by then every barrier upstream has
+    # decided, and the workers inherit those decisions.
+    first = next(batches, None)
+    if first is None:
         return
     _TASK = task
     context = multiprocessing.get_context("fork")
     with context.Pool(workers) as pool:
         pending: deque[Any] = deque()
-        for batch in _batches(docs, batch_size):
+        for batch in itertools.chain([first], batches):
             pending.append(pool.apply_async(_run_task, (batch,)))
             while len(pending) >= 2 * workers:
                 yield from pending.popleft().get()
@@ -96,8 +103,37 @@ def parallel_map(
     _TASK = None
 
 
+@dataclass
+class Phase:
+    """The work of one pass of documents through the workers, in order: `apply` of a decided
+    corpus stage, then per-document stages, then `summarise` of the next corpus stage."""
+
+    apply: CorpusStage | None = None
+    stages: list[Stage] = field(default_factory=list)
+    summarise: CorpusStage | None = None
+
+    def run(self, batch: list[Document]) -> list[tuple[Document, Any]]:
+        if self.apply is not None:
+            for doc in batch:
+                if doc.status == OK:
+                    self.apply.apply(doc)
+        stream: Iterable[Document] = batch
+        for stage in self.stages:
+            stream = stage.run(stream)
+        stage = self.summarise
+        if stage is None:
+            return [(doc, None) for doc in stream]
+        return [(doc, stage.summarise(doc) if doc.status == OK else None) for doc in stream]
+
+
 class LocalEngine:
-    """All cores of one machine, streaming, bounded memory for per-document work."""
+    """All cores of one machine, streaming, bounded memory for per-document work.
+
+    Documents make one round trip to the workers per phase: a corpus stage's `summarise` runs
+    in the same task as the per-document stages before it, and its `apply` in the same task as
+    those after it (the worker pool of that phase is forked after `decide`, so it inherits the
+    decisions). Stages switched off are left out before the phases are cut.
+    """
 
     def __init__(self, workers: int = 0, batch_size: int = 64, spill_dir: str | Path | None = None) -> None:
         self.workers = workers if workers > 0 else default_workers()
@@ -106,35 +142,34 @@ class LocalEngine:
 
     def execute(self, docs: Iterable[Document], stages: list[Stage]) -> Iterator[Document]:
         stream: Iterable[Document] = docs
-        for segment in segments(stages):
-            if segment.parallel:
-                stream = self._documents(segment.stages, stream)
-            elif isinstance(segment.stages[0], CorpusStage):
-                stream = self._corpus(segment.stages[0], stream)
-            else:
-                stream = segment.stages[0].run(stream)
-        yield from stream
+        phase = Phase()
+        for stage in stages:
+            if not getattr(stage.settings, "enabled", True):
+                continue
+            if isinstance(stage, DocumentStage):
+                phase.stages.append(stage)
+            elif isinstance(stage, CorpusStage):
+                phase.summarise = stage
+                stream = self._barrier(stage, self._run(phase, stream))
+                phase = Phase(apply=stage)
+            else:  # a stage with its own `run`: in this process, on the ordered stream
+                stream = stage.run(self._documents(phase, stream))
+                phase = Phase()
+        yield from self._documents(phase, stream)
 
-    def _documents(self, stages: list[Stage], docs: Iterable[Document]) -> Iterator[Document]:
-        def task(batch: list[Document]) -> list[Document]:
-            stream: Iterable[Document] = batch
-            for stage in stages:
-                stream = stage.run(stream)
-            return list(stream)
+    def _run(self, phase: Phase, docs: Iterable[Document]) -> Iterator[tuple[Document, Any]]:
+        return parallel_map(phase.run, docs, self.workers, self.batch_size)
 
-        yield from parallel_map(task, docs, self.workers, self.batch_size)
+    def _documents(self, phase: Phase, docs: Iterable[Document]) -> Iterable[Document]:
+        if phase.apply is None and not phase.stages:
+            return docs
+        return (doc for doc, _ in self._run(phase, docs))
 
-    def _corpus(self, stage: CorpusStage, docs: Iterable[Document]) -> Iterator[Document]:
-        if not stage.settings.enabled:
-            yield from docs
-            return
-
-        def task(batch: list[Document]) -> list[tuple[Document, Any]]:
-            return [(doc, stage.summarise(doc) if doc.status == OK else None) for doc in batch]
-
+    def _barrier(self, stage: CorpusStage, results: Iterable[tuple[Document, Any]]) -> Iterator[Document]:
+        """Observe every document (spilling it to disk), decide, then stream the spill back."""
         with tempfile.TemporaryFile(dir=self.spill_dir, prefix=f"curate-{stage.name}-") as spill:
             count = 0
-            for doc, summary in parallel_map(task, docs, self.workers, self.batch_size):
+            for doc, summary in results:
                 if doc.status == OK:
                     stage.observe(doc, summary)
                 pickle.dump(doc, spill, protocol=pickle.HIGHEST_PROTOCOL)
@@ -142,7 +177,4 @@ class LocalEngine:
             stage.decide()
             spill.seek(0)
             for _ in range(count):
-                doc = pickle.load(spill)
-                if doc.status == OK:
-                    stage.apply(doc)
-                yield doc
+                yield pickle.load(spill)
