@@ -20,6 +20,8 @@ from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
+import regex
+
 from curate.config import setting
 from curate.document import Change, Document
 from curate.rules import nonblank_lines, whole_line_spans
@@ -40,15 +42,13 @@ class RepeatedLinesSettings(StageSettings):
     )
 
 
+_NOT_COMPARED = regex.compile(r"[\s\p{P}\p{S}\p{Z}\p{C}]+")
+_DIGIT = regex.compile(r"\p{Nd}")
+
+
 def normalise_line(line: str) -> str:
     """The comparison key of a line: NFKC, lower case, digits -> 0, no spaces or punctuation."""
-    out = []
-    for ch in unicodedata.normalize("NFKC", line).lower():
-        cat = unicodedata.category(ch)
-        if ch.isspace() or cat[0] in "PSZC":
-            continue
-        out.append("0" if cat == "Nd" else ch)
-    return "".join(out)
+    return _DIGIT.sub("0", _NOT_COMPARED.sub("", unicodedata.normalize("NFKC", line).lower()))
 
 
 def _key_hash(text: str) -> int:
