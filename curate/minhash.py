@@ -273,3 +273,169 @@ def text_signature(
     form = comparison_form(text)
     ids, _ = shingle_ids(form.codes, np.array([0, len(form)]), shingle_size)
     return signatures(fold32(ids), np.array([0, ids.shape[0]]), num_perm, seed)[0]
+
+
+# --------------------------------------------------------------------------- alignment
+_ALIGN_MAX_PAIRS = 4_000_000
+_PYTHON_RUNS = 48  # up to this many diagonal runs, the block recursion runs in plain Python  # equal 4-gram pairs above which `matching_blocks` uses difflib
+
+
+def gram_keys(codes: np.ndarray) -> np.ndarray:
+    """64-bit keys of the 4-grams of `codes` (key i: codes[i:i+4]; len(codes) - 3 of them).
+
+    Equal 4-grams have equal keys; unequal ones almost never do (and `matching_blocks`
+    checks the characters of every key match). Computed once per comparison form and sliced.
+    """
+    if codes.shape[0] < 4:
+        return np.empty(0, np.uint64)
+    return shingle_ids(codes, np.array([0, codes.shape[0]]), 4)[0]
+
+
+def gram_index(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted keys, their positions) of the 4-gram keys of one range, for `matching_blocks`."""
+    order = np.argsort(keys)
+    return keys[order], order
+
+
+def matching_blocks(
+    a: np.ndarray,
+    b: np.ndarray,
+    min_size: int = 4,
+    a_index: tuple[np.ndarray, np.ndarray] | None = None,
+    b_index: tuple[np.ndarray, np.ndarray] | None = None,
+) -> list[tuple[int, int, int]]:
+    """The blocks of at least `min_size` (>= 4) characters of difflib's matching blocks.
+
+    Exactly what ``[m for m in SequenceMatcher(None, sa, sb, autojunk=False)
+    .get_matching_blocks() if m.size >= min_size]`` returns for the strings of the code arrays
+    `a` and `b`, as (i, j, size) triples in order, without difflib's per-character Python loop:
+
+    - without junk, difflib's `find_longest_match` is the longest common substring inside the
+      rectangle (a[alo:ahi] x b[blo:bhi]), the smallest i then the smallest j among equal
+      lengths; `get_matching_blocks` takes it, then recurses on the rectangles before and after;
+    - every common substring of >= 4 characters lies on a maximal diagonal run of equal 4-grams
+      (pairs found by merging the sorted 4-gram keys, then checked character by character), and
+      the longest common substring of a rectangle, when it has >= 4 characters, is the longest
+      run clipped to the rectangle;
+    - a rectangle whose longest match is shorter than 4 only yields shorter blocks below it, so
+      the recursion stops there (those blocks are not returned).
+    `a_index` / `b_index`: `gram_index(gram_keys(a))` (and of b) when the caller has them
+    (cached per paragraph). Falls back to difflib itself when there are millions of equal
+    4-gram pairs (such as a long run of one character).
+    """
+    if min_size < 4:
+        raise ValueError("min_size must be >= 4")
+    la, lb = int(a.shape[0]), int(b.shape[0])
+    if la < 4 or lb < 4:
+        return []
+    sorted_a, order_a = a_index if a_index is not None else gram_index(gram_keys(a))
+    sorted_b, order_b = b_index if b_index is not None else gram_index(gram_keys(b))
+    lo = np.searchsorted(sorted_b, sorted_a, side="left")
+    counts = np.searchsorted(sorted_b, sorted_a, side="right") - lo
+    total = int(counts.sum())
+    if total == 0:
+        return []
+    if total > _ALIGN_MAX_PAIRS:
+        return _difflib_blocks(a, b, min_size)
+    hit = np.flatnonzero(counts)
+    counts, lo = counts[hit], lo[hit]
+    ia = np.repeat(order_a[hit].astype(np.int64), counts)
+    first = np.repeat(lo - (np.cumsum(counts) - counts), counts)
+    jb = order_b[first + np.arange(total, dtype=np.int64)].astype(np.int64)
+    same = a[ia] == b[jb]  # the keys are hashes: keep pairs whose 4 characters are equal
+    for t in range(1, 4):
+        same &= a[ia + t] == b[jb + t]
+    if not same.all():
+        ia, jb = ia[same], jb[same]
+        if ia.shape[0] == 0:
+            return []
+    # Runs of consecutive equal 4-grams along each diagonal d = j - i.
+    key = (jb - ia + la) * (la + 1) + ia
+    key.sort()
+    starts = np.flatnonzero(np.concatenate([[True], np.diff(key) != 1]))
+    lengths = np.diff(np.append(starts, key.shape[0])) + 3  # characters of each run
+    head = key[starts]
+    run_i = head % (la + 1)
+    run_d = head // (la + 1) - la
+    return _recurse_blocks(run_i, run_d, lengths, la, lb, min_size)
+
+
+def _recurse_blocks(
+    run_i: np.ndarray, run_d: np.ndarray, lengths: np.ndarray, la: int, lb: int, min_size: int
+) -> list[tuple[int, int, int]]:
+    """difflib's get_matching_blocks recursion over maximal diagonal runs (see above)."""
+    found: list[tuple[int, int, int]] = []
+    if run_i.shape[0] <= _PYTHON_RUNS:
+        _recurse_small(run_i.tolist(), run_d.tolist(), lengths.tolist(), la, lb, found)
+        return _merge_adjacent(found, min_size)
+    queue = [(0, la, 0, lb, run_i, run_d, run_i + lengths)]
+    while queue:
+        alo, ahi, blo, bhi, ri, rd, re = queue.pop()
+        start = np.maximum(np.maximum(ri, alo), blo - rd)
+        size = np.minimum(np.minimum(re, ahi), bhi - rd) - start
+        best = int(size.max())
+        if best < 4:
+            continue
+        at = np.flatnonzero(size == best)
+        if at.shape[0] > 1:  # the smallest i, then the smallest j
+            at = at[np.lexsort((start[at] + rd[at], start[at]))]
+        i = int(start[at[0]])
+        j = i + int(rd[at[0]])
+        found.append((i, j, best))
+        # Only runs with >= 4 characters here can have >= 4 in a smaller rectangle.
+        keep = size >= 4
+        ri, rd, re = ri[keep], rd[keep], re[keep]
+        if alo < i and blo < j:
+            queue.append((alo, i, blo, j, ri, rd, re))
+        if i + best < ahi and j + best < bhi:
+            queue.append((i + best, ahi, j + best, bhi, ri, rd, re))
+    return _merge_adjacent(found, min_size)
+
+
+def _recurse_small(
+    run_i: list[int], run_d: list[int], lengths: list[int], la: int, lb: int, found: list
+) -> None:
+    """`_recurse_blocks` in plain Python, for a few runs (numpy calls cost more there)."""
+    runs = [(i, d, i + n) for i, d, n in zip(run_i, run_d, lengths, strict=True)]
+    queue = [(0, la, 0, lb, runs)]
+    while queue:
+        alo, ahi, blo, bhi, runs = queue.pop()
+        best, bi, bj = 3, 0, 0
+        kept = []
+        for i, d, e in runs:
+            start = max(i, alo, blo - d)
+            size = min(e, ahi, bhi - d) - start
+            if size < 4:
+                continue
+            kept.append((i, d, e))
+            if size > best or (size == best and (start, start + d) < (bi, bj)):
+                best, bi, bj = size, start, start + d
+        if not kept:
+            continue
+        found.append((bi, bj, best))
+        if alo < bi and blo < bj:
+            queue.append((alo, bi, blo, bj, kept))
+        if bi + best < ahi and bj + best < bhi:
+            queue.append((bi + best, ahi, bj + best, bhi, kept))
+
+
+def _merge_adjacent(found: list[tuple[int, int, int]], min_size: int) -> list[tuple[int, int, int]]:
+    found.sort()
+    merged: list[tuple[int, int, int]] = []
+    for i, j, k in found:  # adjacent blocks (never produced without junk; as difflib does)
+        if merged and merged[-1][0] + merged[-1][2] == i and merged[-1][1] + merged[-1][2] == j:
+            pi, pj, pk = merged[-1]
+            merged[-1] = (pi, pj, pk + k)
+        else:
+            merged.append((i, j, k))
+    return [block for block in merged if block[2] >= min_size]
+
+
+def _difflib_blocks(a: np.ndarray, b: np.ndarray, min_size: int) -> list[tuple[int, int, int]]:
+    from difflib import SequenceMatcher
+
+    def text(codes: np.ndarray) -> str:
+        return codes.astype("<u4").tobytes().decode("utf-32-le")
+
+    matcher = SequenceMatcher(None, text(a), text(b), autojunk=False)
+    return [(i, j, k) for i, j, k in matcher.get_matching_blocks() if k >= min_size]

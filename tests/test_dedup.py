@@ -464,8 +464,8 @@ def engine_corpus() -> list[Document]:
     docs = corpus()
     for name, variant in VARIANTS.items():  # the 004 cases: splices, passages, links
         docs.append(Document.new(f"004-{name}.txt", variant(seed(FILE_004))))
-    # The same document twice: one id, decided twice, plans applied in input order.
-    docs.append(Document.new(docs[-1].source, docs[-1].text))
+    # Ids are unique within a run (ingest refuses two inputs with the same source), which is
+    # what lets workers apply the decided plans independently of one another.
     return docs
 
 

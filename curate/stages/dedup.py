@@ -55,7 +55,6 @@ the file is byte-identical for identical input (fixed zip timestamps).
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import io
 import json
@@ -215,6 +214,7 @@ class _Para:
     ids: np.ndarray | None = None  # sorted unique shingle ids
     removed_whole: bool = False
     removed: list[tuple[int, int]] = field(default_factory=list)  # removed text spans
+    sentences: list[tuple[int, int]] | None = None  # cached by _Engine._sentences
 
 
 @dataclass(slots=True)
@@ -535,6 +535,9 @@ class _Engine:
         self.pending: dict[int, list[_Removal]] = {}  # doc index -> removals decided
         self._sketches: dict[int, Any] = {}
         self._cache: OrderedDict[int, list[Any]] = OrderedDict()  # doc -> [text, form | None]
+        # 4-gram keys of forms, sorted keys of aligned ranges (for minhash.matching_blocks)
+        self._keys: dict[int, tuple[minhash.ComparisonForm, np.ndarray]] = {}
+        self._gram_cache: OrderedDict[tuple[int, int, int], Any] = OrderedDict()
         self.para_indexed: set[int] = set()
         self.window_indexed: set[tuple[int, int]] = set()
 
@@ -617,6 +620,14 @@ class _Engine:
         return para.ids
 
     def _doc_shingles(self, doc: _Doc) -> np.ndarray:
+        if doc.ids is None and doc.summary is not None and doc.paras:
+            # One pass over the document's form, a segment per paragraph (as `_shingles`).
+            form = self._data(self.paras[doc.paras[0]].doc, form=True)[1]
+            paras = [self.paras[p] for p in doc.paras]
+            codes = np.concatenate([form.codes[p.cf0 : p.cf1] for p in paras])
+            bounds = np.cumsum([0, *(p.cf1 - p.cf0 for p in paras)])
+            ids, _ = minhash.shingle_ids(codes, bounds, self.s.shingle_size)
+            doc.ids = np.unique(ids)
         if doc.ids is None:
             parts = [self._shingles(self.paras[p]) for p in doc.paras]
             doc.ids = np.unique(np.concatenate(parts)) if parts else np.empty(0, np.uint64)
@@ -631,6 +642,29 @@ class _Engine:
             para.windows = [(max(0, w0), min(w1, para.cf1)) for w0, w1 in para.windows]
         return para.form
 
+    def _gram_index(self, para: _Para, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
+        """`minhash.gram_index` of the 4-grams inside [start, end) of `_form(para)`, cached.
+
+        A paragraph is aligned with up to `max_candidates` others (and kept ones with many
+        later copies), so the 4-gram keys of a form and the sorted keys of a range are kept.
+        """
+        form = self._form(para)
+        key = (id(form), start, end)
+        entry = self._gram_cache.get(key)
+        if entry is not None and entry[0] is form:
+            self._gram_cache.move_to_end(key)
+            return entry[1]
+        keys = self._keys.get(id(form))
+        if keys is None or keys[0] is not form:
+            keys = self._keys[id(form)] = (form, minhash.gram_keys(form.codes))
+            if len(self._keys) > self._CACHE_DOCS:
+                del self._keys[next(iter(self._keys))]
+        index = minhash.gram_index(keys[1][start : max(start, end - 3)])
+        self._gram_cache[key] = (form, index)
+        if len(self._gram_cache) > 16 * self._CACHE_DOCS:
+            self._gram_cache.popitem(last=False)
+        return index
+
     def _text(self, para: _Para) -> str:
         if self.docs[para.doc].summary is not None:
             return self._data(para.doc)[0][para.start : para.end]
@@ -638,13 +672,16 @@ class _Engine:
 
     def _sentences(self, para: _Para) -> list[tuple[int, int]]:
         """Sentences of a paragraph in document coordinates, leading whitespace skipped."""
+        if para.sentences is not None:
+            return para.sentences
         text = self._text(para)
         spans = []
-        for s0, s1 in sentence_spans(text):
+        for s0, s1 in _sentence_spans(text):
             while s0 < s1 and text[s0].isspace():
                 s0 += 1
             if s0 < s1:
                 spans.append((s0 + para.start, s1 + para.start))
+        para.sentences = spans
         return spans
 
     # ------------------------------------------------------------------ signatures
@@ -825,12 +862,15 @@ class _Engine:
             a0, a1, b0, b1 = kept.cf0, kept.cf1, para.cf0, para.cf1
         if a1 - a0 < self.s.passage_min_chars or b1 - b0 < self.s.passage_min_chars:
             return
-        matcher = difflib.SequenceMatcher(
-            None, form_a.string(a0, a1), form_b.string(b0, b1), autojunk=False
+        # difflib's matching blocks (of >= 4 characters), computed on the code arrays.
+        blocks = minhash.matching_blocks(
+            form_a.codes[a0:a1],
+            form_b.codes[b0:b1],
+            4,
+            self._gram_index(kept if split < 0 else para, a0, a1),
+            self._gram_index(para, b0, b1),
         )
-        for ra0, ra1, rb0, rb1, matched in _regions(
-            matcher.get_matching_blocks(), self.s.max_gap, 4
-        ):
+        for ra0, ra1, rb0, rb1, matched in _regions(blocks, self.s.max_gap, 4):
             # region offsets are relative to a0 / b0
             if rb1 - rb0 < self.s.passage_min_chars:
                 continue
@@ -1202,7 +1242,7 @@ def _concat(blocks: list[np.ndarray], width: int) -> np.ndarray:
 
 
 def _regions(
-    blocks: list[difflib.Match], max_gap: int, min_block: int
+    blocks: list[tuple[int, int, int]], max_gap: int, min_block: int
 ) -> list[tuple[int, int, int, int, int]]:
     """Aligned regions: matching blocks (of at least `min_block`) chained across small gaps."""
     regions: list[list[int]] = []
@@ -1216,6 +1256,19 @@ def _regions(
                 continue
         regions.append([a, a + size, b, b + size, size])
     return [tuple(r) for r in regions]  # type: ignore[misc]
+
+
+def _sentence_spans(text: str) -> list[tuple[int, int]]:
+    """`curate.textutil.sentence_spans(text)` for a line (no newline), with one regex scan."""
+    if "\n" in text:
+        return sentence_spans(text)
+    spans, start = [], 0
+    for match in _SENTENCE_END.finditer(text):
+        spans.append((start, match.end()))
+        start = match.end()
+    if start < len(text) and text[start:].strip():
+        spans.append((start, len(text)))
+    return spans
 
 
 def _clause_start(text: str, seam: int, floor: int) -> int:
