@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import tomllib
 import unicodedata
 from dataclasses import dataclass, field
@@ -180,6 +181,13 @@ class RuleSet:
         self._by_id = {rule.id: rule for rule in self.rules}
         self._digest_parts = digest_parts
         self._digest: str | None = None
+        self._triggers: TriggerIndex | None = None
+
+    def trigger_index(self) -> TriggerIndex:
+        """The trigger pre-filter of all rules (built on first use, once per process)."""
+        if self._triggers is None:
+            self._triggers = TriggerIndex(self.rules)
+        return self._triggers
 
     def __len__(self) -> int:
         return len(self.rules)
@@ -610,3 +618,434 @@ def review_command(text: str, rule: str | None = None) -> str:
     if rule:
         parts += ["--rule", shlex.quote(rule)]
     return " ".join(parts)
+
+
+# --------------------------------------------------------------------------- triggers (pre-filter)
+# Most rules are absent from most documents, yet a `regex` search over a whole document costs
+# the same whether the rule is there or not (every position is tried). A rule's *triggers* are
+# literal strings of which every match must contain at least one (derived from the compiled
+# pattern, so they include its variants); one scan per document for all rules' triggers tells
+# which rules cannot match there, and only the others are searched. Triggers are compared after
+# folding each character to one representative of its variant group (网/網, ：/:), so a
+# trigger is a necessary condition: skipping a rule whose triggers are absent never changes a
+# result. A construct the analyser does not know makes the rule trigger-less (always searched).
+
+MAX_TRIGGER_FORMS = 64  # spellings of one trigger (variant product) before it is shortened
+
+
+class _NoTrigger(Exception):
+    """A pattern construct the analyser does not handle: the rule gets no triggers."""
+
+
+@cache
+def _fold_table() -> dict[str, str]:
+    """Character -> representative of its variant group (S/T variants, full/half-width twins)."""
+    parent: dict[str, str] = {}
+
+    def find(ch: str) -> str:
+        while parent.get(ch, ch) != ch:
+            ch = parent[ch]
+        return ch
+
+    pairs = [(k, v) for k, vs in _han_variants().items() for v in vs] + list(PUNCT_TWINS.items())
+    for a, b in pairs:
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    return {ch: find(ch) for ch in parent}
+
+
+def fold(text: str) -> str:
+    table = _fold_table()
+    return "".join(table.get(c, c) for c in text)
+
+
+def _group_members() -> dict[str, list[str]]:
+    members: dict[str, list[str]] = {}
+    for ch, rep in _fold_table().items():
+        members.setdefault(rep, []).append(ch)
+    for rep, chars in members.items():
+        if rep not in chars:
+            chars.append(rep)
+        chars.sort()
+    return members
+
+
+_QUANT = regex.compile(r"\{(\d*)(?:,(\d*))?\}")
+_ZERO_WIDTH_ESCAPES = set("bBAZzGKmM")
+_CLASS_ESCAPES = set("dDsSwWpPXhHvVRN")
+_LITERAL_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "f": "\f", "a": "\a", "e": "\x1b"}
+
+# Parse tree nodes: ("lit", ch | None), ("zero",), ("alt", [seq, ...]), ("seq", [(node, min)]),
+# ("call", name). A sequence holds (node, minimum count, occurs exactly once).
+
+
+class _TriggerParser:
+    def __init__(self, pattern: str, flags: int) -> None:
+        self.p = pattern
+        self.i = 0
+        self.verbose = bool(flags & regex.VERBOSE)
+        self.icase = bool(flags & regex.IGNORECASE)
+        self.groups: dict[str, Any] = {}
+
+    def parse(self) -> Any:
+        node = self.alt()
+        if self.i != len(self.p):
+            raise _NoTrigger("unbalanced ')'")
+        return node
+
+    def alt(self) -> Any:
+        branches = [self.seq()]
+        while self.i < len(self.p) and self.p[self.i] == "|":
+            self.i += 1
+            branches.append(self.seq())
+        return ("alt", branches)
+
+    def seq(self) -> Any:
+        items: list[tuple[Any, int, bool]] = []
+        p = self.p
+        while self.i < len(p) and p[self.i] not in "|)":
+            ch = p[self.i]
+            if self.verbose and ch in " \t\n\r\f\v":
+                self.i += 1
+                continue
+            if self.verbose and ch == "#":
+                end = p.find("\n", self.i)
+                self.i = len(p) if end == -1 else end + 1
+                continue
+            atom = self.atom()
+            if atom is None:
+                continue
+            items.append((atom, *self.quantifier()))
+        return ("seq", items)
+
+    def quantifier(self) -> tuple[int, bool]:
+        """(minimum count, whether the atom occurs exactly once) of the quantifier that follows."""
+        p = self.p
+        while self.verbose and self.i < len(p) and p[self.i] in " \t\n\r\f\v":
+            self.i += 1
+        if self.i >= len(p) or p[self.i] not in "*+?{":
+            return 1, True
+        ch = p[self.i]
+        once = False
+        if ch == "{":
+            m = _QUANT.match(p, self.i)
+            if m is None or (m.group(1) == "" and m.group(2) is None):
+                raise _NoTrigger("'{' that is not a quantifier")
+            self.i = m.end()
+            low = int(m.group(1) or 0)
+            high = m.group(1) if m.group(2) is None else m.group(2)
+            once = low == 1 and high == "1"
+        else:
+            self.i += 1
+            low = 1 if ch == "+" else 0
+        if self.i < len(p) and p[self.i] in "?+":
+            self.i += 1
+        if self.i < len(p) and p[self.i] in "*+?{":
+            raise _NoTrigger("stacked quantifiers")
+        return low, once
+
+    def literal(self, ch: str) -> Any:
+        if self.icase and (ch.lower() != ch or ch.upper() != ch or ch.casefold() != ch):
+            return ("lit", None)
+        return ("lit", _fold_table().get(ch, ch))
+
+    def atom(self) -> Any:
+        p = self.p
+        ch = p[self.i]
+        if ch == "(":
+            return self.group()
+        if ch == "[":
+            return self.char_class()
+        if ch == "\\":
+            return self.escape()
+        self.i += 1
+        if ch == ".":
+            return ("lit", None)
+        if ch in "^$":
+            return ("zero",)
+        if ch in "*+?{":
+            raise _NoTrigger("quantifier without an atom")
+        return self.literal(ch)
+
+    def escape(self) -> Any:
+        p = self.p
+        if self.i + 1 >= len(p):
+            raise _NoTrigger("trailing backslash")
+        nxt = p[self.i + 1]
+        end = _escape_end(p, self.i)
+        self.i = end
+        if nxt in _ZERO_WIDTH_ESCAPES:
+            return ("zero",)
+        if nxt in _CLASS_ESCAPES or nxt in "xuUg" or nxt.isdigit():
+            return ("lit", None)  # a class, a code, or a backreference: some character(s)
+        if nxt in _LITERAL_ESCAPES:
+            return self.literal(_LITERAL_ESCAPES[nxt])
+        if nxt.isalnum():
+            raise _NoTrigger(f"unknown escape \\{nxt}")
+        return self.literal(nxt)
+
+    def char_class(self) -> Any:
+        p = self.p
+        j = self.i + 1
+        negated = j < len(p) and p[j] == "^"
+        if negated:
+            j += 1
+        members: list[str] = []
+        simple = not negated
+        first = True
+        while j < len(p) and (p[j] != "]" or first):
+            first = False
+            c = p[j]
+            if c == "\\":
+                if j + 1 >= len(p):
+                    raise _NoTrigger("unterminated class")
+                nxt = p[j + 1]
+                k = _escape_end(p, j)
+                if nxt.isalnum():
+                    simple = False  # \d, \p{..}, \n, \x..: not a plain member
+                else:
+                    members.append(nxt)
+                j = k
+                continue
+            if c == "[":
+                raise _NoTrigger("nested class")
+            if p[j + 1 : j + 2] == "-" and p[j + 2 : j + 3] not in ("", "]"):
+                simple = False
+                j += 3
+                continue
+            members.append(c)
+            j += 1
+        if j >= len(p):
+            raise _NoTrigger("unterminated class")
+        self.i = j + 1
+        if not simple or not members:
+            return ("lit", None)
+        folded = {self.literal(c)[1] for c in members}
+        if len(folded) != 1:
+            return ("lit", None)
+        return ("lit", folded.pop())
+
+    def group(self) -> Any:
+        p = self.p
+        self.i += 1
+        name = None
+        kind = "group"
+        if p.startswith("?", self.i):
+            rest = p[self.i + 1 :]
+            if rest.startswith(":") or rest.startswith(">") or rest.startswith("|"):
+                if rest.startswith("|"):
+                    raise _NoTrigger("branch reset")
+                self.i += 2
+            elif rest[:1] in ("=", "!") or rest.startswith("<=") or rest.startswith("<!"):
+                self.i += 2 if rest[:1] in ("=", "!") else 3
+                kind = "zero"
+            elif rest.startswith("P<") or (rest.startswith("<") and rest[1:2] not in ("=", "!")):
+                start = self.i + (3 if rest.startswith("P<") else 2)
+                close = p.find(">", start)
+                if close == -1:
+                    raise _NoTrigger("bad group name")
+                name = p[start:close]
+                self.i = close + 1
+            elif rest.startswith("&") or rest.startswith("P>"):
+                start = self.i + (2 if rest.startswith("&") else 3)
+                close = p.find(")", start)
+                if close == -1:
+                    raise _NoTrigger("bad call")
+                self.i = close + 1
+                return ("call", p[start:close])
+            elif rest.startswith("("):
+                close = p.find(")", self.i + 2)
+                if close == -1:
+                    raise _NoTrigger("bad condition")
+                condition = p[self.i + 2 : close]
+                self.i = close + 1
+                self.alt()  # parsed for the named groups it defines (DEFINE) and to skip it
+                self._close()
+                # (?(DEFINE)...) matches nothing; a conditional may match either branch.
+                return ("zero",) if condition == "DEFINE" else ("lit", None)
+            elif rest.startswith("#"):
+                close = p.find(")", self.i)
+                if close == -1:
+                    raise _NoTrigger("unterminated comment")
+                self.i = close + 1
+                return None
+            else:
+                m = regex.match(r"([a-zA-Z]*)(?:-([a-zA-Z]*))?([:)])", rest)
+                if m is None:
+                    raise _NoTrigger("unknown group construct")
+                on, off = m.group(1), m.group(2) or ""
+                if set(on + off) - set("imsxaLuVwfr01"):
+                    raise _NoTrigger("unknown flag")
+                self.i += 1 + m.end()
+                if m.group(3) == ")":  # global flags
+                    if off:
+                        raise _NoTrigger("flags turned off globally")
+                    self.verbose |= "x" in on
+                    self.icase |= "i" in on
+                    return None
+                saved = (self.verbose, self.icase)
+                self.verbose = (self.verbose or "x" in on) and "x" not in off
+                self.icase = (self.icase or "i" in on) and "i" not in off
+                node = self.alt()
+                self._close()
+                self.verbose, self.icase = saved
+                return node
+        node = self.alt()
+        self._close()
+        if name is not None:
+            self.groups[name] = node
+        return ("zero",) if kind == "zero" else node
+
+    def _close(self) -> None:
+        if self.i >= len(self.p) or self.p[self.i] != ")":
+            raise _NoTrigger("missing ')'")
+        self.i += 1
+
+
+def _better(a: frozenset[str], b: frozenset[str]) -> bool:
+    """Whether trigger set `a` filters better than `b` (longer shortest string, then fewer)."""
+    key_a = (min(map(len, a)), -len(a), sorted(a))
+    key_b = (min(map(len, b)), -len(b), sorted(b))
+    return key_a > key_b
+
+
+def _requirement(node: Any, groups: dict[str, Any], calling: frozenset[str]) -> frozenset[str] | None:
+    """Strings of which every match of `node` contains one (None: no such set is known)."""
+    kind = node[0]
+    if kind == "lit":
+        return None if node[1] is None else frozenset([node[1]])
+    if kind == "zero":
+        return None
+    if kind == "call":
+        name = node[1]
+        if name in calling or name not in groups:
+            return None
+        return _requirement(groups[name], groups, calling | {name})
+    if kind == "alt":
+        union: set[str] = set()
+        for branch in node[1]:
+            req = _requirement(branch, groups, calling)
+            if req is None:
+                return None
+            union |= req
+        return frozenset(union)
+    # seq: the best of its runs of literal characters and its mandatory parts.
+    best: frozenset[str] | None = None
+    run = ""
+
+    def offer(candidate: frozenset[str] | None) -> None:
+        nonlocal best
+        if candidate and (best is None or _better(candidate, best)):
+            best = candidate
+
+    for child, low, once in node[1]:
+        if child[0] == "lit" and child[1] is not None and once:
+            run += child[1]
+            continue
+        offer(frozenset([run]) if run else None)
+        run = ""
+        if low >= 1:
+            offer(_requirement(child, groups, calling))
+    offer(frozenset([run]) if run else None)
+    return best
+
+
+def pattern_triggers(compiled: Any) -> frozenset[str] | None:
+    """Folded literal strings of which every match of `compiled` contains one, or None."""
+    parser = _TriggerParser(compiled.pattern, compiled.flags)
+    try:
+        tree = parser.parse()
+    except _NoTrigger:
+        return None
+    return _requirement(tree, parser.groups, frozenset())
+
+
+class TriggerIndex:
+    """One scan per text for the triggers of many rules: which rules may match it.
+
+    `maybe(text)` returns the ids of the rules that can match somewhere in `text`: rules without
+    triggers, and rules one of whose triggers occurs in `text` (after folding variants).
+    """
+
+    def __init__(self, rules: list[Rule]) -> None:
+        self.always: list[str] = []
+        self.triggers: dict[str, frozenset[str] | None] = {}
+        by_trigger: dict[str, list[str]] = {}
+        for rule in rules:
+            triggers = pattern_triggers(rule.pattern)
+            self.triggers[rule.id] = triggers
+            if not triggers:
+                self.always.append(rule.id)
+                continue
+            for trigger in sorted(triggers):
+                by_trigger.setdefault(trigger, []).append(rule.id)
+        members = _group_members()
+        # A trigger with too many spellings is cut to a shorter prefix (a prefix of a required
+        # string is required too).
+        keyed: dict[str, list[str]] = {}
+        for trigger, ids in by_trigger.items():
+            merged = keyed.setdefault(_shorten(trigger, members), [])
+            merged.extend(i for i in ids if i not in merged)
+        self.by_trigger = keyed
+        self.single: dict[str, str] = {}  # spelling of a one-character trigger -> trigger
+        # First two characters of a spelling of a longer trigger -> (spelling, trigger).
+        self.starts: dict[str, list[tuple[str, str]]] = {}
+        for trigger in keyed:
+            if len(trigger) == 1:
+                for form in members.get(trigger, [trigger]):
+                    self.single[form] = trigger
+                continue
+            for form in _spellings(trigger, members):
+                self.starts.setdefault(form[:2], []).append((form, trigger))
+        # One scan finds every position where some longer trigger may start: a pattern of the
+        # two-character starts, grouped by the first character (`re` scans that ~10x faster than
+        # the same starts as a flat alternation).
+        seconds: dict[str, set[str]] = {}
+        for start in self.starts:
+            seconds.setdefault(start[0], set()).add(start[1])
+        branches = []
+        for first, chars in sorted(seconds.items()):
+            tail = "".join(re.escape(c) for c in sorted(chars))
+            branches.append(re.escape(first) + (f"[{tail}]" if len(chars) > 1 else tail))
+        self.scan = re.compile("|".join(branches)) if branches else None
+
+    def maybe(self, text: str) -> set[str]:
+        """Ids of the rules that may match somewhere in `text`."""
+        hit: set[str] = set()
+        for form, trigger in self.single.items():
+            if form in text:
+                hit.add(trigger)
+        scan = self.scan
+        if scan is not None:
+            starts = self.starts
+            pos = 0
+            # Overlapping: the next search starts one character after the last start found.
+            while (m := scan.search(text, pos)) is not None:
+                p = m.start()
+                for form, trigger in starts[m.group()]:
+                    if trigger not in hit and text.startswith(form, p):
+                        hit.add(trigger)
+                pos = p + 1
+        found = set(self.always)
+        for trigger in hit:
+            found.update(self.by_trigger[trigger])
+        return found
+
+
+def _shorten(trigger: str, members: dict[str, list[str]]) -> str:
+    """The longest prefix of `trigger` (at least one character) with few enough spellings."""
+    count = 1
+    for n, ch in enumerate(trigger):
+        count *= len(members.get(ch, [ch]))
+        if count > MAX_TRIGGER_FORMS and n >= 1:
+            return trigger[:n]
+    return trigger
+
+
+def _spellings(trigger: str, members: dict[str, list[str]]) -> list[str]:
+    """Every spelling of a folded trigger (the product of its characters' variant groups)."""
+    out = [""]
+    for ch in trigger:
+        out = [prefix + o for prefix in out for o in members.get(ch, [ch])]
+    return out

@@ -204,3 +204,32 @@ def test_review_command_for_reports_is_shell_quoted() -> None:
     assert review_command("版权所有 'x'", "footer.copyright") == (
         "curate review --keep '版权所有 '\"'\"'x'\"'\"'' --rule footer.copyright"
     )
+
+
+# --------------------------------------------------------------------------- trigger pre-filter
+def test_triggers_are_required_strings_of_the_pattern() -> None:
+    from curate.rules import pattern_triggers
+
+    def triggers(pattern: str) -> set[str] | None:
+        found = pattern_triggers(regex.compile(expand_variants(pattern), regex.MULTILINE))
+        return None if found is None else set(found)
+
+    assert len(triggers("我要评论")) == 1  # one string, its S/T spellings folded together
+    assert len(triggers("(?:版权所有|免责声明)[：:]")) == 2
+    assert triggers(r"\p{Han}{2,4}") is None  # nothing literal
+    assert triggers("(?:记者)?张三|李四") is not None
+    assert triggers("(?:记者)?|李四") is None  # a branch that needs nothing
+    assert triggers("(?i)copyright") is None  # case-insensitive letters are not literals
+    assert triggers("(?x)(?(DEFINE)(?P<w> 记者 ))(?&w)") is not None  # calls resolve
+    assert triggers(r"\X+") is None  # not a literal: nothing required
+    assert triggers(r"a\Xbc") == {"bc"}
+
+
+def test_trigger_index_never_rules_out_a_matching_rule() -> None:
+    rules = load_rules([RULES])
+    index = rules.trigger_index()
+    for rule in rules.rules:
+        for example in rule.must_match:
+            assert rule.id in index.maybe(example.text), (rule.id, example.text)
+            # and in a longer text, in the other script and with a neighbour line
+            assert rule.id in index.maybe("正文第一段。\n" + example.text + "\n"), rule.id

@@ -98,11 +98,20 @@ class DetectorContext:
     truncated_min_chars: int = 20
     _cache_text: str | None = field(default=None, repr=False)
     _cache_bits: Any = field(default=None, repr=False)
+    _ids_text: str | None = field(default=None, repr=False)
+    _ids: Any = field(default=None, repr=False)
+
+    def ids(self, text: str) -> np.ndarray:
+        """Bigram-model symbol ids of every character of `text` (cached for the last text asked)."""
+        if self._ids_text is not text:
+            self._ids = self.model.ids(text)
+            self._ids_text = text
+        return self._ids
 
     def surprise(self, text: str) -> np.ndarray:
         """Bigram surprise of every character of `text` (cached for the last text asked)."""
         if self._cache_text is not text:
-            self._cache_bits = self.model.surprise(text)
+            self._cache_bits = self.model.surprise(text, self.ids(text))
             self._cache_text = text
         return self._cache_bits
 

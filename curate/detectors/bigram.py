@@ -180,16 +180,23 @@ class BigramModel:
 
     def ids(self, text: str) -> np.ndarray:
         """Symbol id of every character of `text`."""
-        cps = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.int64)
+        cps = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+        if cps.size == 0 or int(cps.max()) < LOOKUP_SIZE:  # the usual case: one lookup
+            return self.lookup[cps].astype(np.int64)
+        cps = cps.astype(np.int64)
         out = np.full(cps.shape, OTHER, dtype=np.int64)
         inside = cps < LOOKUP_SIZE
         out[inside] = self.lookup[cps[inside]]
         out[~inside & (cps >= 0x20000) & (cps <= 0x3FFFF)] = UNK_HAN
         return out
 
-    def surprise(self, text: str) -> np.ndarray:
-        """Bits of surprise of each character given the previous one (index 0 after <bos>)."""
-        ids = self.ids(text)
+    def surprise(self, text: str, ids: np.ndarray | None = None) -> np.ndarray:
+        """Bits of surprise of each character given the previous one (index 0 after <bos>).
+
+        `ids` may pass `self.ids(text)` when the caller has it already.
+        """
+        if ids is None:
+            ids = self.ids(text)
         if ids.size == 0:
             return np.zeros(0, dtype=np.float32)
         prev = np.concatenate(([BOS], ids[:-1]))

@@ -33,13 +33,19 @@ from curate.document import Document, Flag
 MIN_HAN_SHARE = 0.5
 
 
+def _window_counts(mask: np.ndarray, width: int) -> np.ndarray:
+    """How many of each `width` consecutive entries of `mask` are true, as float64."""
+    running = np.concatenate(([0], np.cumsum(mask, dtype=np.int64)))
+    return (running[width:] - running[:-width]).astype(np.float64)
+
+
 def detect(doc: Document, ctx: DetectorContext) -> list[Flag]:
     text = doc.text
     width = ctx.garbage_window
     if len(text) < 2 * width:
         return []
     bits = ctx.surprise(text).astype(np.float64)
-    ids = ctx.model.ids(text)
+    ids = ctx.ids(text)
     is_han = ctx.model.han_symbols[ids]
     # A line break starts a fresh context: it is neither evidence for nor against.
     bits[ids == SPACE] = np.nan
@@ -48,8 +54,9 @@ def detect(doc: Document, ctx: DetectorContext) -> list[Flag]:
     valid = ~np.isnan(bits)
     filled = np.where(valid, bits, 0.0)
     sums = np.convolve(filled, np.ones(width), "valid")
-    counts = np.convolve(valid.astype(np.float64), np.ones(width), "valid")
-    han = np.convolve(is_han.astype(np.float64), np.ones(width), "valid")
+    # Counts per window: exact integer running sums (the same values the float convolution gave).
+    counts = _window_counts(valid, width)
+    han = _window_counts(is_han, width)
     usable = (counts >= width * 0.75) & (han >= width * MIN_HAN_SHARE)
     if not usable.any():
         return []

@@ -247,7 +247,10 @@ class _Present:
     """Per-document rule evaluation with the time limit, reporting every timeout once.
 
     `present(rule)` is a cheap pre-check (one search over the whole text): most rules are absent
-    from most documents, so they are skipped without looking at each line.
+    from most documents, so they are skipped without looking at each line. Before that search,
+    the rule set's trigger index (one literal scan of the text for all rules, see
+    curate.rules.TriggerIndex) rules out the rules none of whose required strings occur: their
+    search could not match, so it is not run.
     """
 
     def __init__(self, stage: Boilerplate, doc: Document, text: str, timeout: float) -> None:
@@ -258,11 +261,17 @@ class _Present:
         self.disabled = set(stage.settings.disable)
         self.timed_out: set[str] = set()
         self._present: dict[str, bool] = {}
+        self._maybe: set[str] | None = None
 
     def __call__(self, rule: Rule) -> bool:
         if rule.id in self.disabled or rule.pack in self.disabled:
             return False
         if rule.id not in self._present:
+            if self._maybe is None:
+                self._maybe = self.stage.ruleset.trigger_index().maybe(self.text)
+            if rule.id not in self._maybe:
+                self._present[rule.id] = False
+                return False
             try:
                 self._present[rule.id] = rule.pattern.search(self.text, timeout=self.timeout) is not None
             except TimeoutError:
