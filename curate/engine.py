@@ -112,6 +112,9 @@ class Phase:
     stages: list[Stage] = field(default_factory=list)
     summarise: CorpusStage | None = None
 
+    def __bool__(self) -> bool:
+        return bool(self.apply or self.stages or self.summarise)
+
     def run(self, batch: list[Document]) -> list[tuple[Document, Any]]:
         if self.apply is not None:
             for doc in batch:

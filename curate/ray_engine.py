@@ -34,11 +34,10 @@ import logging
 import pickle
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 from curate.document import OK, Document
-from curate.engine import default_workers, segments
+from curate.engine import Phase, default_workers, segments
 from curate.runner import RunError
 from curate.stages.base import CorpusStage, Stage
 
@@ -55,26 +54,13 @@ class RayEngineError(RunError):
     `curate run` reports it as one line."""
 
 
-@dataclass
-class _Phase:
-    """The work of one batch map, in order: `apply` of a decided corpus stage, per-document
-    stages, then `summarise` of the next corpus stage."""
-
-    apply: CorpusStage | None = None
-    stages: list[Stage] = field(default_factory=list)
-    summarise: CorpusStage | None = None
-
-    def __bool__(self) -> bool:
-        return bool(self.apply or self.stages or self.summarise)
-
-
 # Worker side --------------------------------------------------------------------------------
 # Phases already unpickled in this worker process, by object id (a run ships a few of them).
-_PHASES: OrderedDict[str, _Phase] = OrderedDict()
+_PHASES: OrderedDict[str, Phase] = OrderedDict()
 _PHASES_KEPT = 4
 
 
-def _phase_in_worker(ref: Any) -> _Phase:
+def _phase_in_worker(ref: Any) -> Phase:
     import ray
 
     key = ref.hex()
@@ -109,23 +95,13 @@ def _run_phase_on_block(block: Any, phase: Any) -> Any:
         return pa.table({ERROR: pa.array([payload], pa.large_binary())})
 
 
-def _run_phase(work: _Phase, raw_docs: list[bytes]) -> dict[str, Any]:
+def _run_phase(work: Phase, raw_docs: list[bytes]) -> dict[str, Any]:
     import pyarrow as pa
 
-    docs: list[Document] = [pickle.loads(b) for b in raw_docs]
-    if work.apply is not None:
-        for doc in docs:
-            if doc.status == OK:
-                work.apply.apply(doc)
-    stream: Iterable[Document] = docs
-    for stage in work.stages:
-        stream = stage.run(stream)
-    docs = list(stream)
-    columns = {DOC: pa.array(_pickled(docs), pa.large_binary())}
+    results = work.run([pickle.loads(b) for b in raw_docs])
+    columns = {DOC: pa.array(_pickled(doc for doc, _ in results), pa.large_binary())}
     if work.summarise is not None:
-        stage = work.summarise
-        summaries = [stage.summarise(doc) if doc.status == OK else None for doc in docs]
-        columns[SUMMARY] = pa.array(_pickled(summaries), pa.large_binary())
+        columns[SUMMARY] = pa.array(_pickled(summary for _, summary in results), pa.large_binary())
     return columns
 
 
@@ -220,7 +196,7 @@ class RayEngine:
         window = cpus * BLOCKS_PER_WORKER
         stream: Iterable[Document] | None = docs
         blocks: Iterator[Any] = iter(())
-        phase = _Phase()
+        phase = Phase()
 
         def run_phase() -> Iterator[Any]:
             source = self._blocks(ray, stream) if stream is not None else blocks
@@ -241,11 +217,11 @@ class RayEngine:
                 phase.summarise = first
                 held = self._observe(ray, first, run_phase())
                 first.decide()
-                stream, blocks, phase = None, _drain(held), _Phase(apply=first)
+                stream, blocks, phase = None, _drain(held), Phase(apply=first)
             elif getattr(first.settings, "enabled", True):
                 # A stage with its own `run`: in the driver, on the ordered stream. (Switched
                 # off, it would only pass documents through: no need to bring them back here.)
-                stream, phase = first.run(documents()), _Phase()
+                stream, phase = first.run(documents()), Phase()
         yield from documents()
 
     def _blocks(self, ray: Any, docs: Iterable[Document]) -> Iterator[Any]:
@@ -261,7 +237,7 @@ class RayEngine:
         if batch:
             yield ray.put(pa.table({DOC: pa.array(_pickled(batch), pa.large_binary())}))
 
-    def _map(self, ray: Any, blocks: Iterator[Any], phase: _Phase, window: int) -> Iterator[Any]:
+    def _map(self, ray: Any, blocks: Iterator[Any], phase: Phase, window: int) -> Iterator[Any]:
         """Blocks after `phase` (as Arrow tables), in input order.
 
         One Ray dataset per window of `window` blocks: Ray Data streams within a window, and
