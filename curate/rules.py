@@ -998,6 +998,14 @@ class TriggerIndex:
                 continue
             for form in _spellings(trigger, members):
                 self.starts.setdefault(form[:2], []).append((form, trigger))
+        # Rule id -> every spelling of its (shortened) triggers: a line none of them occurs in
+        # cannot contain a match of the rule (see `may_match`).
+        forms: dict[str, set[str]] = {}
+        for trigger, ids in keyed.items():
+            spelt = members.get(trigger, [trigger]) if len(trigger) == 1 else _spellings(trigger, members)
+            for rule_id in ids:
+                forms.setdefault(rule_id, set()).update(spelt)
+        self.forms: dict[str, tuple[str, ...]] = {k: tuple(sorted(v)) for k, v in forms.items()}
         # One scan finds every position where some longer trigger may start: a pattern of the
         # two-character starts, grouped by the first character (`re` scans that ~10x faster than
         # the same starts as a flat alternation).
@@ -1009,6 +1017,16 @@ class TriggerIndex:
             tail = "".join(re.escape(c) for c in sorted(chars))
             branches.append(re.escape(first) + (f"[{tail}]" if len(chars) > 1 else tail))
         self.scan = re.compile("|".join(branches)) if branches else None
+
+    def may_match(self, rule_id: str, line: str) -> bool:
+        """False when no trigger of the rule occurs in `line` (no match of it can lie there)."""
+        forms = self.forms.get(rule_id)
+        if forms is None:
+            return True
+        for form in forms:
+            if form in line:
+                return True
+        return False
 
     def maybe(self, text: str) -> set[str]:
         """Ids of the rules that may match somewhere in `text`."""

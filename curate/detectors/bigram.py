@@ -258,6 +258,8 @@ def _escape(symbol: str) -> str:
 
 
 def _unescape(field: str) -> str:
+    if "\\" not in field:  # nearly every field: nothing to undo
+        return field
     out, i = [], 0
     while i < len(field):
         if field[i] == "\\" and i + 1 < len(field):

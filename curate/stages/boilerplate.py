@@ -87,16 +87,25 @@ class Boilerplate(DocumentStage):
 
         decided: dict[int, _Hit] = {}
         # 1. line and paragraph rules, in pack order: the first rule that matches a line decides.
+        # Only lines that may hold a match are tried, and the whole-text pre-check runs only once
+        # a line matched (a rule no line matches changes nothing whether it is present or not).
         for rule in self.ruleset.rules:
-            if rule.scope not in ("line", "paragraph") or not present(rule):
+            if rule.scope not in ("line", "paragraph") or not present.maybe(rule):
                 continue
+            confirmed: bool | None = None
             for i, line in enumerate(line_text):
-                if i in decided:
+                if i in decided or not present.could(rule, line):
                     continue
                 m = present.match(rule, line)
                 if m is None:
                     break
-                if m and not self.ruleset.keeps(rule.id, line):
+                if not m:
+                    continue
+                if confirmed is None:
+                    confirmed = present(rule)
+                if not confirmed:
+                    break
+                if not self.ruleset.keeps(rule.id, line):
                     value = rule.value(m) if rule.meta_field else ""
                     if not rule.meta_field or value:
                         decided[i] = _Hit(rule, value)
@@ -107,13 +116,20 @@ class Boilerplate(DocumentStage):
         # 3. inline rules inside the lines that stay.
         inline: dict[int, list[tuple[int, int, _Hit]]] = {}
         for rule in self.ruleset.rules:
-            if rule.scope != "inline" or not present(rule):
+            if rule.scope != "inline" or not present.maybe(rule):
                 continue
+            confirmed = None
             for i, line in enumerate(line_text):
-                if i in decided:
+                if i in decided or not present.could(rule, line):
                     continue
                 found = present.inline(rule, line)
                 if found is None:
+                    break
+                if not found:
+                    continue
+                if confirmed is None:
+                    confirmed = present(rule)
+                if not confirmed:
                     break
                 taken = inline.setdefault(i, [])
                 for m in found:
@@ -126,7 +142,7 @@ class Boilerplate(DocumentStage):
                         continue
                     taken.append((m.start(), m.end(), _Hit(rule, value)))
         # A line that inline removals leave empty goes as a whole line (no blank line left).
-        for i, taken in list(inline.items()):
+        for i, taken in sorted(inline.items()):
             if not taken:
                 del inline[i]
                 continue
@@ -156,6 +172,8 @@ class Boilerplate(DocumentStage):
             if i not in cache:
                 cache[i] = None
                 for rule in tail_rules:
+                    if not present.could(rule, line_text[i]):
+                        continue
                     m = present.match(rule, line_text[i])
                     if m and not self.ruleset.keeps(rule.id, line_text[i]):
                         value = rule.value(m) if rule.meta_field else ""
@@ -262,13 +280,33 @@ class _Present:
         self.timed_out: set[str] = set()
         self._present: dict[str, bool] = {}
         self._maybe: set[str] | None = None
+        self._index: Any = None
+
+    def maybe(self, rule: Rule) -> bool:
+        """Not disabled, not timed out, and some trigger of the rule occurs in the text."""
+        if rule.id in self.disabled or rule.pack in self.disabled or rule.id in self.timed_out:
+            return False
+        if self._maybe is None:
+            self._index = self.stage.ruleset.trigger_index()
+            self._maybe = self._index.maybe(self.text)
+        return rule.id in self._maybe
+
+    def could(self, rule: Rule, line: str) -> bool:
+        """False when the rule cannot match in `line` (too long, or none of its triggers)."""
+        if rule.max_len is not None and len(line.strip()) > rule.max_len:
+            return False
+        index = self._index
+        if index is None:
+            index = self._index = self.stage.ruleset.trigger_index()
+        return index.may_match(rule.id, line)
 
     def __call__(self, rule: Rule) -> bool:
         if rule.id in self.disabled or rule.pack in self.disabled:
             return False
         if rule.id not in self._present:
             if self._maybe is None:
-                self._maybe = self.stage.ruleset.trigger_index().maybe(self.text)
+                self._index = self.stage.ruleset.trigger_index()
+                self._maybe = self._index.maybe(self.text)
             if rule.id not in self._maybe:
                 self._present[rule.id] = False
                 return False

@@ -46,6 +46,13 @@ _NOT_COMPARED = regex.compile(r"[\s\p{P}\p{S}\p{Z}\p{C}]+")
 _DIGIT = regex.compile(r"\p{Nd}")
 
 
+# CJK unified ideographs (the block as of Unicode 11, assigned in every Unicode version `regex` or
+# `unicodedata` may use) come through `normalise_line` one for one: NFKC neither decomposes nor
+# composes them, `lower` keeps them, and they are neither digits nor removed. So a line with more
+# than `max_chars` of them has a key too long to count, without computing it.
+_HAN_RUN = "[^\u4e00-\u9fef]*[\u4e00-\u9fef]"
+
+
 def normalise_line(line: str) -> str:
     """The comparison key of a line: NFKC, lower case, digits -> 0, no spaces or punctuation."""
     return _DIGIT.sub("0", _NOT_COMPARED.sub("", unicodedata.normalize("NFKC", line).lower()))
@@ -75,6 +82,8 @@ class RepeatedLines(CorpusStage):
         # (group, line key hash) -> hashes of the distinct document texts containing that line
         self.seen: dict[tuple[str, int], set[int]] = defaultdict(set)
         self.counts: dict[tuple[str, int], int] = {}
+        self.groups: set[str] = set()  # groups with some frequent line
+        self._too_long: Any = None
 
     def group_of(self, doc: Document) -> str:
         """Which documents a line is counted across."""
@@ -93,9 +102,16 @@ class RepeatedLines(CorpusStage):
     def line_keys(self, doc: Document) -> list[int | None]:
         """The key hash of every non-blank line (None: too short or too long to count)."""
         low, high = self.settings.min_chars, self.settings.max_chars
+        too_long = self._too_long
+        if too_long is None:
+            too_long = self._too_long = regex.compile(f"(?:{_HAN_RUN}){{{high + 1}}}")
         keys: list[int | None] = []
-        for s, e in nonblank_lines(doc.text):
-            key = normalise_line(doc.text[s:e])
+        text = doc.text
+        for s, e in nonblank_lines(text):
+            if e - s > high and too_long.match(text, s, e) is not None:
+                keys.append(None)
+                continue
+            key = normalise_line(text[s:e])
             keys.append(_key_hash(key) if low <= len(key) <= high else None)
         return keys
 
@@ -112,11 +128,14 @@ class RepeatedLines(CorpusStage):
     def decide(self) -> None:
         threshold = self.settings.min_docs
         self.counts = {k: len(v) for k, v in self.seen.items() if len(v) >= threshold}
+        self.groups = {group for group, _ in self.counts}
         self.seen = defaultdict(set)
 
     def apply(self, doc: Document) -> None:
         if self.counts:
             group = self.group_of(doc)
+            if group not in self.groups:  # no line of this document can be frequent
+                return
             self._remove(doc, [None if k is None else (group, k) for k in self.line_keys(doc)])
 
     def _remove(self, doc: Document, keys: list[tuple[str, int] | None]) -> None:
