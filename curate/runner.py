@@ -25,6 +25,7 @@ from curate.version import (
     compute_version_id,
     corpus_lock,
     read_latest,
+    read_manifest,
     remove_stale_temporaries,
     versions_dir,
     write_latest,
@@ -139,8 +140,6 @@ def run(
         raise RunError(str(exc)) from None
     except OSError as exc:
         raise RunError(f"{corpus}: cannot write the corpus: {exc}") from None
-    from curate.version import read_manifest
-
     result = RunResult(
         version_id,
         folder,
