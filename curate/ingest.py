@@ -343,7 +343,7 @@ def _read_records(
         )
         if text is None:
             fields = "/".join(settings.text_fields)
-            result.skipped.append(Skipped(where, f"record has no text field ({fields})"))
+            result.skipped.append(Skipped(where, f"record has no text ({fields} missing or blank)"))
             continue
         own_id = value.get("id")
         if isinstance(own_id, (str, int)) and not isinstance(own_id, bool) and str(own_id) not in seen:

@@ -88,7 +88,7 @@ def test_jsonl_broken_line_costs_only_that_line(tmp_path):
     assert docs[1].meta == {"author": "记者甲"}
     assert docs[0].source == "news.jsonl#L1" and docs[1].source == "news.jsonl#L3"
     assert skipped["news.jsonl#L2"].startswith("malformed JSON")
-    assert "no text field" in skipped["news.jsonl#L4"]
+    assert "has no text" in skipped["news.jsonl#L4"]
 
 
 def test_json_records_use_their_own_id_and_salvage_broken_files(tmp_path):
@@ -144,3 +144,10 @@ def test_html_page_becomes_a_document_with_chrome_edits(tmp_path):
     assert chrome and all(e.stage == "ingest" and e.evidence["path"] for e in chrome)
     assert doc.reconstruct_input() == doc.input_text
     assert "网易号" in doc.input_text
+
+
+def test_record_with_blank_text_is_skipped_with_a_reason(tmp_path):
+    (tmp_path / "a.json").write_text('[{"title": "标题", "content": "   "}, {"content": "正文。"}]', encoding="utf-8")
+    results, skipped = ingest_folder(tmp_path)
+    assert [d.text for d in results["a.json"].documents] == ["正文。"]
+    assert skipped == {"a.json#0": "record has no text (text/content/body missing or blank)"}
