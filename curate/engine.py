@@ -13,7 +13,7 @@ for 1 or N workers.
 
 from __future__ import annotations
 
-import itertools
+import contextlib
 import multiprocessing
 import os
 import pickle
@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from curate.document import OK, Document
 from curate.stages.base import CorpusStage, DocumentStage, Stage
@@ -52,17 +52,29 @@ def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-# Set in the parent just before the worker pool forks; workers find their task here.
-_TASK: Callable[[list[Document]], list[Any]] | None = None
+# Set in the parent just before a worker pool forks; workers find their task here.
+_TASK: Callable[[Any], Any] | None = None
 
 
-def _run_task(batch: list[Document]) -> list[Any]:
+def _run_task(item: Any) -> Any:
     assert _TASK is not None
-    return _TASK(batch)
+    return _TASK(item)
 
 
-def _batches(docs: Iterable[Document], size: int) -> Iterator[list[Document]]:
-    batch: list[Document] = []
+@contextlib.contextmanager
+def _forked_pool(task: Callable[[Any], Any], workers: int) -> Iterator[Any]:
+    """A pool of `workers` processes forked now, running `task` (inherited, never pickled)."""
+    global _TASK
+    _TASK = task
+    try:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            yield pool
+    finally:
+        _TASK = None
+
+
+def _batches(docs: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    batch: list[Any] = []
     for doc in docs:
         batch.append(doc)
         if len(batch) >= size:
@@ -73,60 +85,103 @@ def _batches(docs: Iterable[Document], size: int) -> Iterator[list[Document]]:
 
 
 def parallel_map(
-    task: Callable[[list[Document]], list[Any]], docs: Iterable[Document], workers: int, batch_size: int
+    task: Callable[[list[Any]], list[Any]], docs: Iterable[Any], workers: int, batch_size: int
 ) -> Iterator[Any]:
     """Apply `task` to batches of documents in worker processes; results in input order.
 
     At most 2 × workers batches are in flight, so memory stays bounded however long the stream.
     """
-    global _TASK
     batches = _batches(docs, batch_size)
     if workers <= 1:
         for batch in batches:
             yield from task(batch)
         return
-    # The pool forks only once the first batch exists: by then every barrier upstream has
-    # decided, and the workers inherit those decisions.
+    # The first batch runs here, before the pool forks: by then every barrier upstream has
+    # decided, and every table the stages load lazily (dictionaries, rules, the bigram model)
+    # is loaded once, in this process, and shared copy-on-write by the workers it forks.
     first = next(batches, None)
     if first is None:
         return
-    _TASK = task
-    context = multiprocessing.get_context("fork")
-    with context.Pool(workers) as pool:
+    first_results = task(first)
+    with _forked_pool(task, workers) as pool:
+        yield from first_results
+        del first_results
         pending: deque[Any] = deque()
-        for batch in itertools.chain([first], batches):
+        for batch in batches:
             pending.append(pool.apply_async(_run_task, (batch,)))
             while len(pending) >= 2 * workers:
                 yield from pending.popleft().get()
         while pending:
             yield from pending.popleft().get()
-    _TASK = None
+
+
+def fork_map(function: Callable[[Any], Any], items: list[Any], workers: int) -> list[Any]:
+    """[function(item) for item in items] on `workers` forked processes, in order.
+
+    The `parallel` service of the local engine: a corpus stage's `decide` hands it work over
+    its own state (inherited by the fork, so only the items' indices and the results travel).
+    """
+    if workers <= 1 or len(items) <= 1:
+        return [function(item) for item in items]
+    with _forked_pool(lambda i: function(items[i]), min(workers, len(items))) as pool:
+        return pool.map(_run_task, range(len(items)), chunksize=1)
+
+
+class Result(NamedTuple):
+    """One document as it leaves a worker: `payload` is the document pickled (or, in the last
+    pass, what the engine's `finish` made of it); `ok` its status is OK; `summary` what the
+    next corpus stage's `summarise` made of it (None when not OK)."""
+
+    payload: Any
+    ok: bool
+    summary: Any
+
+
+def loads(item: Any) -> Any:
+    """A document (or payload) that may still be pickled."""
+    return pickle.loads(item) if isinstance(item, bytes) else item
+
+
+def dumps(item: Any) -> bytes:
+    return item if isinstance(item, bytes) else pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 @dataclass
 class Phase:
     """The work of one pass of documents through the workers, in order: `apply` of a decided
-    corpus stage, then per-document stages, then `summarise` of the next corpus stage."""
+    corpus stage, then per-document stages, then `summarise` of the next corpus stage, then
+    `finish` (what the writer needs of a document) in the last pass.
+
+    Documents travel between passes pickled (`pack`): the driver only moves bytes to and
+    from its spill file, it never unpickles a document it has no work for.
+    """
 
     apply: CorpusStage | None = None
     stages: list[Stage] = field(default_factory=list)
     summarise: CorpusStage | None = None
+    finish: Callable[[Document], Any] | None = None
+    pack: bool = True
 
     def __bool__(self) -> bool:
-        return bool(self.apply or self.stages or self.summarise)
+        return bool(self.apply or self.stages or self.summarise or self.finish)
 
-    def run(self, batch: list[Document]) -> list[tuple[Document, Any]]:
+    def run(self, batch: list[Any]) -> list[Result]:
+        docs: list[Document] = [loads(item) for item in batch]
         if self.apply is not None:
-            for doc in batch:
+            for doc in docs:
                 if doc.status == OK:
                     self.apply.apply(doc)
-        stream: Iterable[Document] = batch
+        stream: Iterable[Document] = docs
         for stage in self.stages:
             stream = stage.run(stream)
-        stage = self.summarise
-        if stage is None:
-            return [(doc, None) for doc in stream]
-        return [(doc, stage.summarise(doc) if doc.status == OK else None) for doc in stream]
+        summarise, finish = self.summarise, self.finish
+        results = []
+        for doc in stream:
+            ok = doc.status == OK
+            summary = summarise.summarise(doc) if summarise is not None and ok else None
+            payload = finish(doc) if finish is not None else dumps(doc) if self.pack else doc
+            results.append(Result(payload, ok, summary))
+        return results
 
 
 class LocalEngine:
@@ -135,7 +190,8 @@ class LocalEngine:
     Documents make one round trip to the workers per phase: a corpus stage's `summarise` runs
     in the same task as the per-document stages before it, and its `apply` in the same task as
     those after it (the worker pool of that phase is forked after `decide`, so it inherits the
-    decisions). Stages switched off are left out before the phases are cut.
+    decisions). The last phase also runs `finish` (the writer's encoding) in the workers.
+    Stages switched off are left out before the phases are cut.
     """
 
     def __init__(self, workers: int = 0, batch_size: int = 64, spill_dir: str | Path | None = None) -> None:
@@ -143,9 +199,12 @@ class LocalEngine:
         self.batch_size = batch_size
         self.spill_dir = Path(spill_dir) if spill_dir else None
 
-    def execute(self, docs: Iterable[Document], stages: list[Stage]) -> Iterator[Document]:
-        stream: Iterable[Document] = docs
-        phase = Phase()
+    def execute(
+        self, docs: Iterable[Document], stages: list[Stage], finish: Callable[[Document], Any] | None = None
+    ) -> Iterator[Any]:
+        """Documents after `stages`, in input order (or `finish(document)` of each, if given)."""
+        stream: Iterable[Any] = docs
+        phase = self._phase()
         for stage in stages:
             if not getattr(stage.settings, "enabled", True):
                 continue
@@ -154,30 +213,52 @@ class LocalEngine:
             elif isinstance(stage, CorpusStage):
                 phase.summarise = stage
                 stream = self._barrier(stage, self._run(phase, stream))
-                phase = Phase(apply=stage)
+                phase = self._phase(apply=stage)
             else:  # a stage with its own `run`: in this process, on the ordered stream
                 stream = stage.run(self._documents(phase, stream))
-                phase = Phase()
-        yield from self._documents(phase, stream)
+                phase = self._phase()
+        phase.finish = finish
+        if not phase.apply and not phase.stages and finish is None:
+            yield from (loads(item) for item in stream)
+            return
+        for result in self._run(phase, stream):
+            yield result.payload if finish is not None else loads(result.payload)
 
-    def _run(self, phase: Phase, docs: Iterable[Document]) -> Iterator[tuple[Document, Any]]:
+    def _phase(self, apply: CorpusStage | None = None) -> Phase:
+        # With one worker nothing crosses a process boundary: documents stay objects.
+        return Phase(apply=apply, pack=self.workers > 1)
+
+    def _run(self, phase: Phase, docs: Iterable[Any]) -> Iterator[Result]:
         return parallel_map(phase.run, docs, self.workers, self.batch_size)
 
-    def _documents(self, phase: Phase, docs: Iterable[Document]) -> Iterable[Document]:
-        if phase.apply is None and not phase.stages:
-            return docs
-        return (doc for doc, _ in self._run(phase, docs))
+    def _documents(self, phase: Phase, docs: Iterable[Any]) -> Iterable[Document]:
+        if not phase:
+            return (loads(item) for item in docs)
+        return (loads(result.payload) for result in self._run(phase, docs))
 
-    def _barrier(self, stage: CorpusStage, results: Iterable[tuple[Document, Any]]) -> Iterator[Document]:
-        """Observe every document (spilling it to disk), decide, then stream the spill back."""
+    def _barrier(self, stage: CorpusStage, results: Iterable[Result]) -> Iterator[bytes]:
+        """Observe every document (spilling it, pickled, to disk), decide, then stream the
+        spill back as pickled documents for the next phase's workers."""
         with tempfile.TemporaryFile(dir=self.spill_dir, prefix=f"curate-{stage.name}-") as spill:
             count = 0
-            for doc, summary in results:
-                if doc.status == OK:
-                    stage.observe(doc, summary)
-                pickle.dump(doc, spill, protocol=pickle.HIGHEST_PROTOCOL)
+            for payload, ok, summary in results:
+                if ok:
+                    stage.observe(summary)
+                data = dumps(payload)
+                spill.write(len(data).to_bytes(8, "little"))
+                spill.write(data)
                 count += 1
-            stage.decide()
+            context = stage.context
+            if context is not None:
+                context.parallel = self.parallel if self.workers > 1 else None
+            try:
+                stage.decide()
+            finally:
+                if context is not None:
+                    context.parallel = None
             spill.seek(0)
             for _ in range(count):
-                yield pickle.load(spill)
+                yield spill.read(int.from_bytes(spill.read(8), "little"))
+
+    def parallel(self, function: Callable[[Any], Any], items: list[Any]) -> list[Any]:
+        return fork_map(function, items, self.workers)

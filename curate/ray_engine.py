@@ -33,15 +33,16 @@ from __future__ import annotations
 import logging
 import pickle
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from curate.document import OK, Document
-from curate.engine import Phase, default_workers, segments
+from curate.document import Document
+from curate.engine import Phase, default_workers, dumps, segments
 from curate.runner import RunError
 from curate.stages.base import CorpusStage, Stage
 
-DOC = "doc"
+DOC = "doc"  # the document pickled (in the last pass: what `finish` made of it, pickled)
+OK_ = "ok"  # its status is OK (the corpus stage observes it)
 SUMMARY = "summary"
 ERROR = "error"  # a block that failed: the stage's exception and its traceback, pickled
 # Blocks per worker in one window of the driver's input: enough to keep every worker busy while
@@ -98,10 +99,11 @@ def _run_phase_on_block(block: Any, phase: Any) -> Any:
 def _run_phase(work: Phase, raw_docs: list[bytes]) -> dict[str, Any]:
     import pyarrow as pa
 
-    results = work.run([pickle.loads(b) for b in raw_docs])
-    columns = {DOC: pa.array(_pickled(doc for doc, _ in results), pa.large_binary())}
+    results = work.run(raw_docs)
+    columns = {DOC: pa.array([dumps(r.payload) for r in results], pa.large_binary())}
     if work.summarise is not None:
-        columns[SUMMARY] = pa.array(_pickled(summary for _, summary in results), pa.large_binary())
+        columns[OK_] = pa.array([r.ok for r in results], pa.bool_())
+        columns[SUMMARY] = pa.array(_pickled(r.summary for r in results), pa.large_binary())
     return columns
 
 
@@ -160,8 +162,11 @@ class RayEngine:
             self._started = False
 
     # -- execution
-    def execute(self, docs: Iterable[Document], stages: list[Stage]) -> Iterator[Document]:
-        """Run `stages` over `docs`; documents come back in input order."""
+    def execute(
+        self, docs: Iterable[Document], stages: list[Stage], finish: Callable[[Document], Any] | None = None
+    ) -> Iterator[Any]:
+        """Run `stages` over `docs`; documents (or `finish(document)` of each, made in the
+        workers) come back in input order."""
         ray = self._connect()
         from ray.data import DataContext
 
@@ -180,7 +185,7 @@ class RayEngine:
         data_logger.setLevel(logging.WARNING)
         progress_logger.setLevel(logging.ERROR)
         try:
-            yield from self._execute(ray, docs, stages)
+            yield from self._execute(ray, docs, stages, finish)
         finally:
             context.execution_options.preserve_order = saved_order
             for name, value in saved.items():
@@ -189,7 +194,9 @@ class RayEngine:
             progress_logger.setLevel(saved_level[1])
             self._disconnect(ray)
 
-    def _execute(self, ray: Any, docs: Iterable[Document], stages: list[Stage]) -> Iterator[Document]:
+    def _execute(
+        self, ray: Any, docs: Iterable[Document], stages: list[Stage], finish: Callable[[Document], Any] | None
+    ) -> Iterator[Any]:
         # The stream is either documents in the driver or refs of blocks in the object store;
         # it only goes to Ray when there is worker work to do on it.
         cpus = max(1, int(ray.cluster_resources().get("CPU", self.workers)))
@@ -202,9 +209,15 @@ class RayEngine:
             source = self._blocks(ray, stream) if stream is not None else blocks
             return self._map(ray, source, phase, window)
 
-        def documents() -> Iterable[Document]:
+        def documents() -> Iterable[Any]:
             if not phase:
                 return stream if stream is not None else self._documents(ray.get(r) for r in blocks)
+            return self._documents(run_phase())
+
+        def finished() -> Iterable[Any]:
+            if finish is None:
+                return documents()
+            phase.finish = finish
             return self._documents(run_phase())
 
         for segment in segments(stages):
@@ -216,13 +229,13 @@ class RayEngine:
                     continue
                 phase.summarise = first
                 held = self._observe(ray, first, run_phase())
-                first.decide()
+                self._decide(ray, first)
                 stream, blocks, phase = None, _drain(held), Phase(apply=first)
             elif getattr(first.settings, "enabled", True):
                 # A stage with its own `run`: in the driver, on the ordered stream. (Switched
                 # off, it would only pass documents through: no need to bring them back here.)
                 stream, phase = first.run(documents()), Phase()
-        yield from documents()
+        yield from finished()
 
     def _blocks(self, ray: Any, docs: Iterable[Document]) -> Iterator[Any]:
         """Documents as object refs of Arrow blocks of `batch_size` pickled documents."""
@@ -268,18 +281,97 @@ class RayEngine:
         held: list[Any] = []
         for table in tables:
             summaries = table.column(SUMMARY).to_pylist()
-            for raw_doc, raw_summary in zip(table.column(DOC).to_pylist(), summaries, strict=True):
-                doc: Document = pickle.loads(raw_doc)
-                if doc.status == OK:
-                    stage.observe(doc, pickle.loads(raw_summary))
+            for ok, raw_summary in zip(table.column(OK_).to_pylist(), summaries, strict=True):
+                if ok:
+                    stage.observe(pickle.loads(raw_summary))
             held.append(ray.put(table.select([DOC])))
         return held
 
+    def _decide(self, ray: Any, stage: CorpusStage) -> None:
+        """The stage's `decide`, with the cluster's services: a shuffle on keys (`group_by`) and
+        parallel work over the stage's state (`parallel`)."""
+        context = stage.context
+        if context is None:
+            stage.decide()
+            return
+        context.group_by = lambda rows: group_by(ray, rows, self.workers)
+        context.parallel = lambda function, items: ray_map(ray, function, items)
+        try:
+            stage.decide()
+        finally:
+            context.group_by = context.parallel = None
+
     @staticmethod
-    def _documents(tables: Iterator[Any]) -> Iterator[Document]:
+    def _documents(tables: Iterator[Any]) -> Iterator[Any]:
         for table in tables:
             for raw in table.column(DOC).to_pylist():
                 yield pickle.loads(raw)
+
+
+# Services for a corpus stage's decide -------------------------------------------------------
+KEY = "key"
+VALUE = "value"
+
+
+def group_by(ray: Any, rows: Iterable[tuple[bytes, int]], partitions: int) -> list[list[int]]:
+    """The values that share a key, for keys held by two or more rows: a Ray Data hash shuffle
+    on the key (rows of one key land in one block), then a vectorised grouping per block."""
+    import pyarrow as pa
+
+    keys: list[bytes] = []
+    values: list[int] = []
+    for key, value in rows:
+        keys.append(key)
+        values.append(value)
+    if not keys:
+        return []
+    table = pa.table({KEY: pa.array(keys, pa.binary()), VALUE: pa.array(values, pa.int64())})
+    del keys, values
+    dataset = (
+        ray.data.from_arrow(table)
+        .repartition(max(1, partitions), keys=[KEY])
+        .map_batches(_groups_of_block, batch_size=None, batch_format="pyarrow")
+    )
+    groups: list[list[int]] = []
+    for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
+        groups.extend(batch.column("members").to_pylist())
+    return groups
+
+
+def _groups_of_block(block: Any) -> Any:
+    """Rows of one shuffle block -> one row per key held by two or more rows (its values)."""
+    import numpy as np
+    import pyarrow as pa
+
+    if block.num_rows < 2:
+        return pa.table({"members": pa.array([], pa.list_(pa.int64()))})
+    order = pa.compute.sort_indices(block, sort_keys=[(KEY, "ascending")])
+    keys = block.column(KEY).take(order)
+    values = block.column(VALUE).take(order).to_numpy()
+    # Where a new key starts: the first row, and every row whose key differs from the last.
+    first = np.ones(len(values), dtype=bool)
+    first[1:] = ~pa.compute.equal(keys.slice(1), keys.slice(0, len(values) - 1)).to_numpy(
+        zero_copy_only=False
+    )
+    starts = np.flatnonzero(first)
+    ends = np.append(starts[1:], len(values))
+    shared = ends - starts >= 2
+    members = [values[s:e].tolist() for s, e in zip(starts[shared], ends[shared], strict=True)]
+    return pa.table({"members": pa.array(members, pa.list_(pa.int64()))})
+
+
+def ray_map(ray: Any, function: Callable[[Any], Any], items: list[Any]) -> list[Any]:
+    """[function(item) for item in items] as Ray tasks; `function` (with the state it closes
+    over) goes to the object store once, not once per task."""
+    if len(items) <= 1:
+        return [function(item) for item in items]
+    shipped = ray.put(function)
+    task = ray.remote(_call)
+    return ray.get([task.remote(shipped, item) for item in items])
+
+
+def _call(function: Callable[[Any], Any], item: Any) -> Any:
+    return function(item)
 
 
 def _drain(refs: list[Any]) -> Iterator[Any]:

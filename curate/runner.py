@@ -24,6 +24,7 @@ from curate.version import (
     VersionError,
     compute_version_id,
     corpus_lock,
+    encode,
     read_latest,
     read_manifest,
     remove_stale_temporaries,
@@ -132,7 +133,9 @@ def run(
                 stages = build_stages(context)
             except ValueError as exc:  # a stage's settings that make no sense, e.g. an unknown kind
                 raise RunError(str(exc)) from None
-            docs = engine.execute(_ingest(files, config, skipped, input_records, on_file), stages)
+            docs = engine.execute(
+                _ingest(files, config, skipped, input_records, on_file), stages, finish=encode
+            )
             # The record's lists are filled while the documents stream through the writer.
             folder = write_version(corpus, docs, record, lambda: _finish_record(record, skipped))
             warnings = list(record.warnings)

@@ -193,10 +193,57 @@ class RunRecord:
     warnings: list[str]
 
 
+@dataclass
+class Encoded:
+    """A document as the writer stores it: its JSON lines and what the manifest counts.
+
+    Made by `encode` wherever the document was finished (in the engine's workers), so the
+    process that writes the version only appends lines.
+    """
+
+    id: str
+    status: str
+    line: str  # the document's JSON line, without newline
+    sha256: str  # of `line`
+    edit_lines: str  # its edits' JSON lines, each ending in a newline
+    warnings: list[str]  # "source: warning"
+    edits: list[tuple[str, str, int, str]]  # (stage, rule, characters removed, metadata field or "")
+    flags: list[str]  # flag kinds
+
+
+def encode(doc: Document) -> Encoded:
+    line = dumps_line(doc.to_json())
+    edits = doc.edits
+    return Encoded(
+        id=doc.id,
+        status=doc.status,
+        line=line,
+        sha256=sha256_text(line),
+        edit_lines="".join(
+            dumps_line({"doc": doc.id, "seq": seq, **edit.to_json()}) + "\n" for seq, edit in enumerate(edits)
+        ),
+        warnings=[f"{doc.source}: {w}" for w in doc.warnings],
+        edits=[
+            (
+                e.stage,
+                e.rule,
+                max(0, len(e.before) - len(e.after)),
+                e.action[5:] if e.action.startswith("meta:") else "",
+            )
+            for e in edits
+        ],
+        flags=[flag.kind for flag in doc.flags],
+    )
+
+
 def write_version(
-    corpus: Path, docs: Iterable[Document], record: RunRecord, before_manifest: Callable[[], None] | None = None
+    corpus: Path,
+    docs: Iterable[Document | Encoded],
+    record: RunRecord,
+    before_manifest: Callable[[], None] | None = None,
 ) -> Path:
-    """Write all documents and the manifest into a new version folder, atomically.
+    """Write all documents (or their `encode`d form) and the manifest into a new version
+    folder, atomically.
 
     `before_manifest` is called once every document is written (the record's skipped inputs and
     artifacts are only complete then, as documents stream in).
@@ -213,15 +260,15 @@ def write_version(
     handles = {name: (tmp / name).open("w", encoding="utf-8") for name in DATA_FILES}
     try:
         target = {OK: "documents.jsonl", QUARANTINED: "quarantine.jsonl", DUPLICATE: "duplicates.jsonl"}
-        for doc in docs:  # in input order (sorted by source), as the engine yields them
+        edit_handle = handles["edits.jsonl"]
+        for item in docs:  # in input order (sorted by source), as the engine yields them
+            doc = item if isinstance(item, Encoded) else encode(item)
             counter.add(doc)
-            record.warnings.extend(f"{doc.source}: {w}" for w in doc.warnings)
-            line = dumps_line(doc.to_json())
-            handles[target.get(doc.status, "quarantine.jsonl")].write(line + "\n")
+            record.warnings.extend(doc.warnings)
+            handles[target.get(doc.status, "quarantine.jsonl")].write(doc.line + "\n")
             if doc.status == OK:
-                outputs[doc.id] = sha256_text(line)
-            for seq, edit in enumerate(doc.edits):
-                handles["edits.jsonl"].write(dumps_line({"doc": doc.id, "seq": seq, **edit.to_json()}) + "\n")
+                outputs[doc.id] = doc.sha256
+            edit_handle.write(doc.edit_lines)
             _checkpoint("documents")
     finally:
         for handle in handles.values():
@@ -282,18 +329,16 @@ class _Counts:
         self.flags: Counter[str] = Counter()
         self.statuses: Counter[str] = Counter()
 
-    def add(self, doc: Document) -> None:
+    def add(self, doc: Encoded) -> None:
         self.statuses[doc.status] += 1
-        rules_here = set()
-        for edit in doc.edits:
-            self.by_stage[edit.stage] += 1
-            self.by_rule[edit.rule] += 1
-            self.chars_by_rule[edit.rule] += max(0, len(edit.before) - len(edit.after))
-            rules_here.add(edit.rule)
-            if edit.action.startswith("meta:"):
-                self.meta_fields[edit.action[5:]] += 1
-        self.docs_by_rule.update(rules_here)
-        self.flags.update(flag.kind for flag in doc.flags)
+        for stage, rule, removed, field in doc.edits:
+            self.by_stage[stage] += 1
+            self.by_rule[rule] += 1
+            self.chars_by_rule[rule] += removed
+            if field:
+                self.meta_fields[field] += 1
+        self.docs_by_rule.update({rule for _, rule, _, _ in doc.edits})
+        self.flags.update(doc.flags)
 
     def result(self) -> dict[str, Any]:
         return {

@@ -152,7 +152,7 @@ class RepeatedLinesAcrossDocs(CorpusStage):
     def summarise(self, doc: Document) -> Any:
         return sorted({hashlib.sha1(line.encode()).hexdigest()[:12] for line in doc.text.split("\n") if line})
 
-    def observe(self, doc: Document, summary: Any) -> None:
+    def observe(self, summary: Any) -> None:
         self.documents += 1
         self.counts.update(summary)
 
@@ -182,12 +182,13 @@ class ExactDuplicates(CorpusStage):
         self.smallest: dict[str, str] = {}
 
     def summarise(self, doc: Document) -> Any:
-        return hashlib.sha256(doc.text.encode()).hexdigest()
+        return hashlib.sha256(doc.text.encode()).hexdigest(), doc.id
 
-    def observe(self, doc: Document, summary: Any) -> None:
-        known = self.smallest.get(summary)
-        if known is None or doc.id < known:
-            self.smallest[summary] = doc.id
+    def observe(self, summary: Any) -> None:
+        text_hash, doc_id = summary
+        known = self.smallest.get(text_hash)
+        if known is None or doc_id < known:
+            self.smallest[text_hash] = doc_id
 
     def apply(self, doc: Document) -> None:
         keep = self.smallest.get(hashlib.sha256(doc.text.encode()).hexdigest(), doc.id)

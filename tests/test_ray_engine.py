@@ -181,3 +181,53 @@ def test_pipeline_on_ray_writes_the_same_version(ray_cluster, tmp_path):
     assert local_manifest["counts"]["documents_in"] == 305
     assert local_manifest["counts"]["duplicates"] > 0  # cross-document decisions were compared
     assert index_files(ray_dir) == index_files(local_dir)
+
+
+def test_group_by_is_a_shuffle_that_finds_every_shared_key(ray_cluster):
+    import random
+
+    from curate.ray_engine import group_by
+
+    rng = random.Random(7)
+    rows = [(f"band{rng.randrange(3)}:{rng.randrange(400)}".encode(), n) for n in range(3000)]
+    expected: dict[bytes, list[int]] = {}
+    for key, value in rows:
+        expected.setdefault(key, []).append(value)
+    want = sorted(sorted(v) for v in expected.values() if len(v) >= 2)
+    got = sorted(sorted(group) for group in group_by(ray_cluster, iter(rows), partitions=4))
+    assert got == want and len(want) > 100
+    assert group_by(ray_cluster, iter([]), partitions=2) == []
+    assert group_by(ray_cluster, iter([(b"a", 1), (b"b", 2)]), partitions=2) == []
+
+
+def test_ray_map_runs_a_function_over_its_state_on_the_cluster(ray_cluster):
+    from curate.ray_engine import ray_map
+
+    table = {n: n * 3 for n in range(40)}
+
+    def triple_and_pid(chunk: list[int]) -> tuple[list[int], int]:
+        return [table[n] for n in chunk], os.getpid()
+
+    chunks = [list(range(s, s + 4)) for s in range(0, 40, 4)]
+    results = ray_map(ray_cluster, triple_and_pid, chunks)
+    assert [values for values, _ in results] == [[n * 3 for n in chunk] for chunk in chunks]
+    assert os.getpid() not in {pid for _, pid in results}  # ran in Ray's workers
+
+
+def test_the_ray_engine_offers_group_by_and_parallel_to_decide(ray_cluster):
+    from curate.ray_engine import RayEngine
+
+    seen: dict[str, Any] = {}
+
+    class Recording(ExactDuplicates):
+        def decide(self) -> None:
+            context = self.context
+            seen["groups"] = context.group_by([(b"x", 1), (b"y", 2), (b"x", 3)])
+            seen["parallel"] = context.parallel(sum, [[1, 2], [3]])
+            super().decide()
+
+    stages = make_stages(Recording)
+    out = list(RayEngine(None, batch_size=8).execute(iter(_docs(40)), stages))
+    assert len(out) == 40
+    assert sorted(map(sorted, seen["groups"])) == [[1, 3]] and seen["parallel"] == [3, 3]
+    assert stages[0].context.group_by is None and stages[0].context.parallel is None

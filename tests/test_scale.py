@@ -4,6 +4,7 @@ does not depend on the number of workers or the batch size."""
 from __future__ import annotations
 
 import hashlib
+import os
 import tracemalloc
 from collections.abc import Iterable
 from pathlib import Path
@@ -114,3 +115,60 @@ def test_pipeline_writes_the_same_version_with_one_or_two_workers(tmp_path):
         assert (one_dir / name).read_bytes() == (two_dir / name).read_bytes(), name
     assert index_files(one_dir) == index_files(two_dir)
 
+
+
+def test_finish_runs_in_the_workers_and_gives_what_the_writer_would_make():
+    from curate.version import Encoded, encode
+
+    stages = make_stages(*KINDS)
+    docs = [Document.new(f"built/{n:04d}.txt", text) for n, text in enumerate(articles(120, seed=5))]
+    expected = [encode(doc) for doc in LocalEngine(workers=1).execute(iter(docs), make_stages(*KINDS))]
+    pids: set[int] = set()
+
+    def finish(doc: Document) -> tuple[int, Encoded]:
+        return os.getpid(), encode(doc)
+
+    results = list(LocalEngine(workers=2, batch_size=8).execute(iter(docs), stages, finish=finish))
+    pids = {pid for pid, _ in results}
+    assert [encoded for _, encoded in results] == expected
+    assert os.getpid() in pids and len(pids) >= 2  # the first batch here, the rest in workers
+    assert sum(e.status == "duplicate" for e in expected) > 3 and any(e.edits for e in expected)
+
+
+def test_fork_map_gives_the_results_in_order_from_forked_workers():
+    from curate.engine import fork_map
+
+    state = {n: n * n for n in range(50)}  # made after import: workers see it because they fork
+
+    def square_and_pid(chunk: list[int]) -> tuple[list[int], int]:
+        return [state[n] for n in chunk], os.getpid()
+
+    chunks = [list(range(start, start + 5)) for start in range(0, 50, 5)]
+    results = fork_map(square_and_pid, chunks, 2)
+    assert [squares for squares, _ in results] == [[n * n for n in chunk] for chunk in chunks]
+    assert os.getpid() not in {pid for _, pid in results}
+    assert fork_map(square_and_pid, chunks, 1) == [(s, os.getpid()) for s, _ in results]
+
+
+class _UsesServices(ExactDuplicates):
+    """Records which services the engine offered its decide (and checks `parallel` works)."""
+
+    offered: dict[str, Any] = {}
+
+    def decide(self) -> None:
+        context = self.context
+        _UsesServices.offered = {"group_by": context.group_by, "parallel": context.parallel}
+        if context.parallel is not None:
+            assert context.parallel(len, [[1], [1, 2], [1, 2, 3]]) == [1, 2, 3]
+        super().decide()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_local_engine_offers_parallel_to_decide_only_with_workers(workers):
+    stages = make_stages(_UsesServices)
+    docs = [Document.new(f"built/{n:04d}.txt", text) for n, text in enumerate(articles(30, seed=2))]
+    list(LocalEngine(workers=workers, batch_size=4).execute(iter(docs), stages))
+    offered = _UsesServices.offered
+    assert offered["group_by"] is None  # local candidates come from datasketch's MinHashLSH
+    assert (offered["parallel"] is not None) == (workers > 1)
+    assert stages[0].context.parallel is None  # withdrawn after decide

@@ -13,7 +13,7 @@ A stage declares its settings as a dataclass (`Settings`); its section in the co
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -36,12 +36,22 @@ class RunContext:
     `parent` is the folder of the version this run builds on (for incremental work), or None;
     `state` is a scratch dict stages may use to hand data to the writer (e.g. an index to save
     with the version: state["artifacts"][filename] = bytes).
+
+    Services an engine may offer a corpus stage's `decide` (None: do the work in this process;
+    a stage must give the same result either way):
+    - `group_by(rows)`: rows of (key bytes, value int) -> the lists of values that share a key,
+      for keys held by two or more rows (a shuffle on the key; order unspecified).
+    - `parallel(function, items)`: [function(item) for item in items], run on the engine's
+      workers (the function may use the stage's state: local workers are forked, Ray ships it
+      once); results in order.
     """
 
     config: Any
     rules: Any = None
     parent: Any = None
     state: dict[str, Any] | None = None
+    group_by: Callable[[Iterable[tuple[bytes, int]]], list[list[int]]] | None = None
+    parallel: Callable[[Callable[[Any], Any], list[Any]], list[Any]] | None = None
 
     def __post_init__(self) -> None:
         if self.state is None:
@@ -90,8 +100,10 @@ class CorpusStage(Stage):
         """Per-document work that needs nothing else (runs in worker processes)."""
         return None
 
-    def observe(self, doc: Document, summary: Any) -> None:
-        """Record what the decision needs about `doc` (runs in the main process, in input order)."""
+    def observe(self, summary: Any) -> None:
+        """Record what the decision needs of a document, from its `summary` (runs in the main
+        process, in input order, for documents whose status is OK; the document itself stays
+        with the engine, so a summary carries all the decision needs)."""
         raise NotImplementedError
 
     def decide(self) -> None:
@@ -108,7 +120,7 @@ class CorpusStage(Stage):
         held = list(docs)
         for doc in held:
             if doc.status == OK:
-                self.observe(doc, self.summarise(doc))
+                self.observe(self.summarise(doc))
         self.decide()
         for doc in held:
             if doc.status == OK:

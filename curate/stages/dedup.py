@@ -258,9 +258,7 @@ class NearDuplicates(CorpusStage):
     def summarise(self, doc: Document) -> _Summary:
         return _summarise(doc, self.settings, self._parent)
 
-    def observe(self, doc: Document, summary: Any) -> None:
-        if summary is None:
-            summary = self.summarise(doc)
+    def observe(self, summary: Any) -> None:
         self._observed.append(summary)
 
     def decide(self) -> None:

@@ -116,11 +116,10 @@ class RepeatedLines(CorpusStage):
         return keys
 
     def summarise(self, doc: Document) -> Any:
-        return _key_hash(doc.text), self.line_keys(doc)
+        return self.group_of(doc), _key_hash(doc.text), self.line_keys(doc)
 
-    def observe(self, doc: Document, summary: Any) -> None:
-        text_hash, keys = summary
-        group = self.group_of(doc)
+    def observe(self, summary: Any) -> None:
+        group, text_hash, keys = summary
         for key in set(keys):
             if key is not None:
                 self.seen[(group, key)].add(text_hash)
