@@ -56,22 +56,23 @@ class RayEngineError(RunError):
 
 
 # Worker side --------------------------------------------------------------------------------
-# Phases already unpickled in this worker process, by object id (a run ships a few of them).
-_PHASES: OrderedDict[str, Phase] = OrderedDict()
-_PHASES_KEPT = 4
+# What the driver shipped (phases, a stage's decision state), already unpickled in this worker
+# process, by object id: a run ships a few, each used by many tasks.
+_SHIPPED: OrderedDict[str, Any] = OrderedDict()
+_SHIPPED_KEPT = 4
 
 
-def _phase_in_worker(ref: Any) -> Phase:
+def _from_store(ref: Any) -> Any:
+    """`ray.get(ref)`, once per worker process."""
     import ray
 
     key = ref.hex()
-    phase = _PHASES.get(key)
-    if phase is None:
-        phase = ray.get(ref)
-        _PHASES[key] = phase
-        while len(_PHASES) > _PHASES_KEPT:
-            _PHASES.popitem(last=False)
-    return phase
+    value = _SHIPPED.get(key)
+    if value is None:
+        value = _SHIPPED[key] = ray.get(ref)
+        while len(_SHIPPED) > _SHIPPED_KEPT:
+            _SHIPPED.popitem(last=False)
+    return value
 
 
 def _run_phase_on_block(block: Any, phase: Any) -> Any:
@@ -83,7 +84,7 @@ def _run_phase_on_block(block: Any, phase: Any) -> Any:
     import pyarrow as pa
 
     try:
-        return pa.table(_run_phase(_phase_in_worker(phase), block.column(DOC).to_pylist()))
+        return pa.table(_run_phase(_from_store(phase), block.column(DOC).to_pylist()))
     except Exception as exc:  # re-raised in the driver
         import traceback
 
@@ -294,8 +295,9 @@ class RayEngine:
         if context is None:
             stage.decide()
             return
-        context.group_by = lambda rows: group_by(ray, rows, self.workers)
-        context.parallel = lambda function, items: ray_map(ray, function, items)
+        context.group_by = lambda rows: group_by(ray, rows)
+        shipped: dict[int, Any] = {}  # the objects whose methods `parallel` ran, by id
+        context.parallel = lambda function, items: ray_map(ray, function, items, shipped)
         try:
             stage.decide()
         finally:
@@ -313,10 +315,13 @@ KEY = "key"
 VALUE = "value"
 
 
-def group_by(ray: Any, rows: Iterable[tuple[bytes, int]], partitions: int) -> list[list[int]]:
-    """The values that share a key, for keys held by two or more rows: a Ray Data hash shuffle
-    on the key (rows of one key land in one block), then a vectorised grouping per block."""
+def group_by(ray: Any, rows: Iterable[tuple[bytes, int]]) -> list[list[int]]:
+    """The values that share a key, for keys held by two or more rows: a Ray Data shuffle on
+    the key (a distributed sort: equal keys end up next to each other), then a vectorised
+    grouping of each sorted block. A key may straddle two blocks only as the last key of one
+    and the first of the next: those edge groups are merged here."""
     import pyarrow as pa
+    from ray.data.context import DataContext, ShuffleStrategy
 
     keys: list[bytes] = []
     values: list[int] = []
@@ -327,51 +332,94 @@ def group_by(ray: Any, rows: Iterable[tuple[bytes, int]], partitions: int) -> li
         return []
     table = pa.table({KEY: pa.array(keys, pa.binary()), VALUE: pa.array(values, pa.int64())})
     del keys, values
-    dataset = (
-        ray.data.from_arrow(table)
-        .repartition(max(1, partitions), keys=[KEY])
-        .map_batches(_groups_of_block, batch_size=None, batch_format="pyarrow")
-    )
+    context = DataContext.get_current()
+    saved = context.shuffle_strategy
+    # The sort shuffle runs as plain tasks; the hash shuffle starts aggregator actors first,
+    # which costs seconds per call on a small cluster.
+    context.shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
+    try:
+        dataset = ray.data.from_arrow(table).sort(KEY).map_batches(
+            _groups_of_block, batch_size=None, batch_format="pyarrow"
+        )
+        return _merge_groups(dataset.iter_batches(batch_size=None, batch_format="pyarrow"))
+    finally:
+        context.shuffle_strategy = saved
+
+
+MEMBERS = "members"
+EDGE = "edge"  # the key of a group at either end of a block (may continue in the next block)
+
+
+def _merge_groups(batches: Iterable[Any]) -> list[list[int]]:
+    """The groups of `_groups_of_block`'s outputs, in block order, with each edge key's rows
+    gathered across the blocks it straddles."""
     groups: list[list[int]] = []
-    for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
-        groups.extend(batch.column("members").to_pylist())
+    edges: dict[bytes, list[int]] = {}
+    for batch in batches:
+        members = batch.column(MEMBERS).to_pylist()
+        for edge_key, group in zip(batch.column(EDGE).to_pylist(), members, strict=True):
+            if edge_key is None:
+                groups.append(group)
+            else:
+                edges.setdefault(edge_key, []).extend(group)
+    groups.extend(group for group in edges.values() if len(group) >= 2)
     return groups
 
 
 def _groups_of_block(block: Any) -> Any:
-    """Rows of one shuffle block -> one row per key held by two or more rows (its values)."""
+    """Rows of one sorted block -> one row per key held by two or more rows (its values), and
+    the first and last key of the block with their values whatever their number."""
     import numpy as np
     import pyarrow as pa
 
-    if block.num_rows < 2:
-        return pa.table({"members": pa.array([], pa.list_(pa.int64()))})
-    order = pa.compute.sort_indices(block, sort_keys=[(KEY, "ascending")])
-    keys = block.column(KEY).take(order)
-    values = block.column(VALUE).take(order).to_numpy()
+    rows = block.num_rows
+    if rows == 0:
+        return pa.table({EDGE: pa.array([], pa.binary()), MEMBERS: pa.array([], pa.list_(pa.int64()))})
+    keys = block.column(KEY)
+    values = block.column(VALUE).to_numpy()
     # Where a new key starts: the first row, and every row whose key differs from the last.
-    first = np.ones(len(values), dtype=bool)
-    first[1:] = ~pa.compute.equal(keys.slice(1), keys.slice(0, len(values) - 1)).to_numpy(
-        zero_copy_only=False
-    )
+    first = np.ones(rows, dtype=bool)
+    if rows > 1:
+        first[1:] = ~pa.compute.equal(keys.slice(1), keys.slice(0, rows - 1)).to_numpy(zero_copy_only=False)
     starts = np.flatnonzero(first)
-    ends = np.append(starts[1:], len(values))
-    shared = ends - starts >= 2
-    members = [values[s:e].tolist() for s, e in zip(starts[shared], ends[shared], strict=True)]
-    return pa.table({"members": pa.array(members, pa.list_(pa.int64()))})
+    ends = np.append(starts[1:], rows)
+    edge = np.zeros(len(starts), dtype=bool)
+    edge[0] = edge[-1] = True
+    keep = edge | (ends - starts >= 2)
+    edge_keys = [keys[int(s)].as_py() if e else None for s, e in zip(starts[keep], edge[keep], strict=True)]
+    members = [values[s:e].tolist() for s, e in zip(starts[keep], ends[keep], strict=True)]
+    return pa.table({EDGE: pa.array(edge_keys, pa.binary()), MEMBERS: pa.array(members, pa.list_(pa.int64()))})
 
 
-def ray_map(ray: Any, function: Callable[[Any], Any], items: list[Any]) -> list[Any]:
-    """[function(item) for item in items] as Ray tasks; `function` (with the state it closes
-    over) goes to the object store once, not once per task."""
+def ray_map(
+    ray: Any, function: Callable[[Any], Any], items: list[Any], shipped: dict[int, Any] | None = None
+) -> list[Any]:
+    """[function(item) for item in items] as Ray tasks.
+
+    `function` (with the state it closes over: a stage's whole decision state, tens of MB)
+    goes to the object store once and is unpickled once per worker process, not once per task.
+    A bound method ships its object: with a `shipped` cache (one per `decide`), later calls on
+    methods of the same object ship nothing again.
+    """
     if len(items) <= 1:
         return [function(item) for item in items]
-    shipped = ray.put(function)
+    owner = getattr(function, "__self__", None)
+    if owner is not None and shipped is not None:
+        ref = shipped.get(id(owner))
+        if ref is None:
+            ref = shipped[id(owner)] = ray.put(owner)
+        target: tuple[Any, str | None] = (ref, function.__name__)
+    else:
+        target = (ray.put(function), None)
     task = ray.remote(_call)
-    return ray.get([task.remote(shipped, item) for item in items])
+    # The ref travels inside a tuple so that Ray hands it over unresolved (see _call).
+    return ray.get([task.remote(target, item) for item in items])
 
 
-def _call(function: Callable[[Any], Any], item: Any) -> Any:
-    return function(item)
+def _call(target: tuple[Any, str | None], item: Any) -> Any:
+    ref, method = target
+    shipped = _from_store(ref)
+    return (getattr(shipped, method) if method else shipped)(item)
 
 
 def _drain(refs: list[Any]) -> Iterator[Any]:

@@ -194,10 +194,33 @@ def test_group_by_is_a_shuffle_that_finds_every_shared_key(ray_cluster):
     for key, value in rows:
         expected.setdefault(key, []).append(value)
     want = sorted(sorted(v) for v in expected.values() if len(v) >= 2)
-    got = sorted(sorted(group) for group in group_by(ray_cluster, iter(rows), partitions=4))
+    got = sorted(sorted(group) for group in group_by(ray_cluster, iter(rows)))
     assert got == want and len(want) > 100
-    assert group_by(ray_cluster, iter([]), partitions=2) == []
-    assert group_by(ray_cluster, iter([(b"a", 1), (b"b", 2)]), partitions=2) == []
+    assert group_by(ray_cluster, iter([])) == []
+    assert group_by(ray_cluster, iter([(b"a", 1), (b"b", 2)])) == []
+
+
+def test_group_by_merges_a_key_that_straddles_sorted_blocks():
+    """Sorted rows cut into blocks at every kind of place (inside a key's run, at a run's
+    edge, a block of one row): the groups are those of the uncut rows."""
+    import random
+
+    pa = pytest.importorskip("pyarrow")
+    from curate.ray_engine import KEY, VALUE, _groups_of_block, _merge_groups
+
+    rng = random.Random(3)
+    rows = sorted((f"k{rng.randrange(60):02d}".encode(), n) for n in range(500))
+    want: dict[bytes, list[int]] = {}
+    for key, value in rows:
+        want.setdefault(key, []).append(value)
+    for _ in range(20):
+        cuts = sorted({0, len(rows), *(rng.randrange(len(rows)) for _ in range(rng.randrange(1, 40)))})
+        blocks = [
+            pa.table({KEY: pa.array([k for k, _ in part], pa.binary()), VALUE: pa.array([v for _, v in part], pa.int64())})
+            for part in (rows[a:b] for a, b in zip(cuts, cuts[1:], strict=False))
+        ]
+        got = _merge_groups(_groups_of_block(block) for block in blocks)
+        assert sorted(map(sorted, got)) == sorted(sorted(v) for v in want.values() if len(v) >= 2)
 
 
 def test_ray_map_runs_a_function_over_its_state_on_the_cluster(ray_cluster):

@@ -6,8 +6,11 @@ How a decision is made (LSH proposes, exact comparison decides):
    (sentences; long sentences into pieces of about `window_chars`). Each window gets a MinHash
    signature over character n-grams of the comparison form (curate.minhash); a paragraph's
    signature is the minimum over its windows, a document's over its paragraphs.
-2. `datasketch.MinHashLSH` indexes documents, paragraphs and windows. It only *proposes* pairs.
-3. Pairs are verified exactly before anything is removed:
+2. Candidates: rows (documents, paragraphs, windows) sharing a band of MinHashLSH's banding
+   (`datasketch.MinHashLSH`). LSH only *proposes* pairs; each row's candidate set is computed
+   up front, before any decision.
+3. Pairs are verified exactly before anything is removed (pure functions of the summaries,
+   independent of the decisions, so they can run anywhere):
    - documents and whole paragraphs: exact Jaccard (or containment of the later copy in the
      earlier one) of their shingle sets;
    - passages: `difflib.SequenceMatcher` aligns the two paragraphs' comparison forms; aligned
@@ -33,14 +36,23 @@ How it runs (a `CorpusStage`, so the engine streams documents through a spill fi
   order; the comparison form of a document is recomputed from its deflated text only when it
   is a candidate (a small LRU cache). Produces one `_Plan` per changed document (drops with
   final link coordinates and splice seams, or the duplicate status) and the index artifact.
+  Three steps, for documents, then (duplicate documents settled) for paragraphs and passages:
+  candidates -> verification -> choice. Only the choice (step 4) is sequential, as it reads
+  earlier decisions; the other two use the engine's services when it offers them
+  (`RunContext.group_by`, `RunContext.parallel`) so that `decide` is not one serial driver
+  loop, with byte-identical results (plans, edits, index):
+  - candidates: datasketch's `MinHashLSH` (over `LeanMinHash` views of our signatures),
+    holding only rows with a colliding band (one numpy pass per band); or, with `group_by`, a
+    shuffle on datasketch's own band keys (band number + `MinHashLSH._H`), a row's candidates
+    being the union of its groups: the set `MinHashLSH.query` returns, in any group order;
+  - verification: on demand in this process; or, with `parallel`, in chunks on the workers
+    ahead of the choice, in rounds, each verifying what the remaining decisions still lack
+    if undecided copies are kept (misses are verified on demand). A pair is thus checked
+    only while its earlier copy is kept: a text copied a thousand times costs about a
+    thousand checks, as in one process, not one per candidate pair. The index blocks of
+    edited documents (re-signed after the edits) are computed there too.
 - `apply(doc)`: applies its plan (plans keyed by id, in input order for repeated ids).
 `run` (the in-memory default of CorpusStage) calls the same four methods: same results.
-The LSH stays datasketch's `MinHashLSH` (over `LeanMinHash` views of our numpy signatures):
-only rows with at least one colliding band are inserted (one numpy pass per band), so its
-dict-of-bytes tables stay small and it is not what dominates time or memory (profiled on
-NewsSpider: signatures, layout and the index write do); a numpy band table was not needed.
-Not moved to the workers: the within-document passage search (its decisions interleave with
-cross-document ones in rank order and share the `max_candidates` budget).
 
 Incremental: the index of the version (signatures, paragraph texts and spans, window
 signatures) is saved as the artifact `dedup-index.npz`; the next run reads it from the parent
@@ -61,6 +73,7 @@ import json
 import zipfile
 import zlib
 from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -518,9 +531,15 @@ class _ParentIndex:
 
 # --------------------------------------------------------------------------- the decision
 class _Engine:
-    """Indexes, decides (deterministically) and plans the edits; one instance per `decide`."""
+    """Indexes, decides (deterministically) and plans the edits; one instance per `decide`.
+
+    Picklable (`parallel` may ship its bound methods to other processes): see `__getstate__`.
+    """
 
     _CACHE_DOCS = 256  # run documents whose text and comparison form are held at once
+    _CHUNK = 64  # verifications per `parallel` item
+    _INDEX_CHUNK = 8  # edited documents re-signed per `parallel` item
+    _MAX_WAVES = 8  # `parallel` rounds per decision step; the rest is verified in this process
 
     def __init__(self, settings: DedupSettings, context: Any, parent: _ParentIndex | None) -> None:
         self.s = settings
@@ -536,8 +555,32 @@ class _Engine:
         # 4-gram keys of forms, sorted keys of aligned ranges (for minhash.matching_blocks)
         self._keys: dict[int, tuple[minhash.ComparisonForm, np.ndarray]] = {}
         self._gram_cache: OrderedDict[tuple[int, int, int], Any] = OrderedDict()
-        self.para_indexed: set[int] = set()
-        self.window_indexed: set[tuple[int, int]] = set()
+        # Candidates of the step being decided: doc -> earlier candidate docs; paragraph ->
+        # earlier candidate paragraphs (whole), (paragraph, split window) pairs (passages).
+        self._doc_candidates: dict[int, list[int]] = {}
+        self._whole: dict[int, list[int]] = {}
+        self._ranked: dict[int, list[tuple[int, int]]] = {}
+        self._verified: dict[tuple[Any, ...], Any] = {}  # verification key -> result
+        self._run_sigs: dict[int, tuple[np.ndarray, np.ndarray]] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        """A pickled engine (`parallel` on other machines) is rebuilt from its inputs.
+
+        The settings, the parent index and the run's summaries: the records as `decide` first
+        builds them, without decisions, context (its services stay here) or caches. That is
+        what the verifications and index blocks, pure functions of the summaries, read.
+        Pickling the records themselves would copy every signature view one by one (twice
+        the bytes, four times the time on the benchmark).
+        """
+        run = [(doc.summary, doc.position) for doc in self.docs if doc.summary is not None]
+        return {"settings": self.s, "parent": self.parent, "run": run}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["settings"], None, state["parent"])  # type: ignore[misc]
+        if self.parent is not None:
+            self._add_parent(self.parent.arrays, skip={summary.id for summary, _ in state["run"]})
+        for summary, position in state["run"]:
+            self._add_run_doc(summary, position)
 
     # ------------------------------------------------------------------ main
     def decide(self, summaries: list[_Summary]) -> dict[int, _Plan]:
@@ -696,7 +739,7 @@ class _Engine:
             sketch.hashvalues = row
         return sketch
 
-    # ------------------------------------------------------------------ documents
+    # ------------------------------------------------------------------ candidates
     def _lsh(
         self, threshold: float, num_perm: int, rows: list[tuple[int, np.ndarray]]
     ) -> tuple[MinHashLSH, set[int]]:
@@ -726,32 +769,163 @@ class _Engine:
                 indexed.add(key)
         return lsh, indexed
 
+    def _candidates(
+        self,
+        threshold: float,
+        num_perm: int,
+        rows: list[tuple[int, np.ndarray]],
+        wanted: Callable[[int], bool],
+    ) -> Iterator[tuple[int, set[int]]]:
+        """(key, the other keys sharing an LSH band with it), for the `wanted` keys of `rows`
+        that have any, in the order of `rows`: what `MinHashLSH.query` returns, minus the key.
+
+        Without a `group_by` service: datasketch's MinHashLSH (`_lsh`). With one: a shuffle on
+        datasketch's own band keys (`_band_rows`); a row's candidates are the union of the
+        groups it is in, whatever order the groups come in.
+        """
+        group_by = getattr(self.context, "group_by", None)
+        if group_by is None:
+            lsh, indexed = self._lsh(threshold, num_perm, rows)
+            for key, sig in rows:
+                if key in indexed and wanted(key):
+                    found = set(lsh.query(self._sketch(sig)))
+                    found.discard(key)
+                    yield key, found
+            return
+        if len(rows) < 2:
+            return
+        lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+        # The same rows often share every band (copies): each distinct group is kept once.
+        distinct = dict.fromkeys(
+            frozenset(group) for group in group_by(_band_rows(lsh, rows)) if len(group) > 1
+        )
+        member_of: dict[int, list[frozenset[int]]] = {}
+        for group in distinct:
+            for key in group:
+                member_of.setdefault(key, []).append(group)
+        for key, _ in rows:
+            groups = member_of.get(key)
+            if groups and wanted(key):
+                found = set().union(*groups)
+                found.discard(key)
+                yield key, found
+
+    # ------------------------------------------------------------------ verification
+    def _verify(self, key: tuple[Any, ...]) -> Any:
+        """The exact check of one candidate pair: a pure function of the summaries.
+
+        ("doc", k, c) and ("whole", k, c): (Jaccard, containment of k in c) of the shingle
+        sets of documents / paragraphs; ("passage", k, other, split): `_find_passages`.
+        """
+        kind = key[0]
+        if kind == "doc":
+            jaccard, contained, _ = minhash.exact_overlap(
+                self._doc_shingles(self.docs[key[1]]), self._doc_shingles(self.docs[key[2]])
+            )
+            return jaccard, contained
+        para, kept = self.paras[key[1]], self.paras[key[2]]
+        if kind == "whole":
+            jaccard, contained, _ = minhash.exact_overlap(
+                self._shingles(para), self._shingles(kept)
+            )
+            return jaccard, contained
+        return self._find_passages(para, kept, key[3])
+
+    def _verify_chunk(self, keys: list[tuple[Any, ...]]) -> list[Any]:
+        """`_verify` over a chunk of keys (the function given to `context.parallel`)."""
+        return [self._verify(key) for key in keys]
+
+    def _result(self, key: tuple[Any, ...]) -> Any:
+        """A verification: verified ahead (`parallel`) or now, in this process."""
+        result = self._verified.get(key)
+        return result if result is not None else self._verify(key)
+
+    def _in_waves(
+        self,
+        order: list[int],
+        needs: Callable[[int], list[tuple[Any, ...]]],
+        decide_one: Callable[[int], None],
+    ) -> None:
+        """`decide_one` for every key of `order`, in order; with `parallel`, verified ahead.
+
+        `needs(k)` names the verifications the decision of k would read next and are not
+        verified yet, given the decisions made so far: exactly for the next key to decide; for
+        later keys, as if the undecided copies were kept. When the next key lacks some, the
+        needs of all remaining keys are verified on the workers in one round, then the
+        decisions go on in order until one lacks something again. Verifying what the choice
+        will read rather than every candidate pair keeps the total work that of one process
+        when copies are many (a pair is checked only while its earlier copy is kept). Rounds
+        too small for a chunk, and all after `_MAX_WAVES`, are left to `_result`, on demand.
+        """
+        parallel = getattr(self.context, "parallel", None)
+        waves = 0 if parallel is not None else self._MAX_WAVES
+        for position, k in enumerate(order):
+            if waves < self._MAX_WAVES and needs(k):
+                wave = [key for j in order[position:] for key in needs(j)]
+                if len(wave) < self._CHUNK:
+                    waves = self._MAX_WAVES  # little is left: verified here, on demand
+                else:
+                    assert parallel is not None
+                    chunks = [wave[i : i + self._CHUNK] for i in range(0, len(wave), self._CHUNK)]
+                    results = parallel(self._verify_chunk, chunks)
+                    for chunk, found in zip(chunks, results, strict=True):
+                        self._verified.update(zip(chunk, found, strict=True))
+                    waves += 1
+            decide_one(k)
+        self._verified.clear()
+
+    # ------------------------------------------------------------------ documents
     def _decide_documents(self) -> None:
+        """Candidates (LSH) -> exact verification -> choice, in rank order (see the module)."""
         rows = [
             (k, doc.sig)
             for k, doc in enumerate(self.docs)
             if doc.sig is not None and self._doc_chars(doc) >= self.s.min_chars
         ]
-        lsh, indexed = self._lsh(self.s.candidate_threshold, self.s.num_perm, rows)
-        for k, doc in enumerate(self.docs):
-            if doc.summary is None or k not in indexed:
+        self._doc_candidates = {}
+        for k, found in self._candidates(
+            self.s.candidate_threshold,
+            self.s.num_perm,
+            rows,
+            lambda key: self.docs[key].summary is not None,
+        ):
+            earlier = sorted(c for c in found if c < k)
+            if earlier:
+                self._doc_candidates[k] = earlier
+        self._in_waves(sorted(self._doc_candidates), self._document_needs, self._decide_document)
+        self._doc_candidates = {}
+
+    def _is_duplicate(self, jaccard: float, contained: float) -> bool:
+        return jaccard >= self.s.document_jaccard and contained >= self.s.document_containment
+
+    def _document_needs(self, k: int) -> list[tuple[Any, ...]]:
+        """The verification `_decide_document(k)` lacks next (its candidates until one passes)."""
+        for c in self._doc_candidates[k]:
+            if self.docs[c].duplicate:
                 continue
-            candidates = sorted(c for c in lsh.query(self._sketch(doc.sig)) if c < k)
-            for c in candidates:
-                kept = self.docs[c]
-                if kept.duplicate:
-                    continue
-                jaccard, contained, _ = minhash.exact_overlap(
-                    self._doc_shingles(doc), self._doc_shingles(kept)
+            result = self._verified.get(("doc", k, c))
+            if result is None:
+                return [("doc", k, c)]
+            if self._is_duplicate(*result):
+                return []
+        return []
+
+    def _decide_document(self, k: int) -> None:
+        """Document k duplicates its first candidate that is kept and passes the exact check."""
+        doc = self.docs[k]
+        for c in self._doc_candidates[k]:
+            kept = self.docs[c]
+            if kept.duplicate:
+                continue
+            jaccard, contained = self._result(("doc", k, c))
+            if self._is_duplicate(jaccard, contained):
+                doc.duplicate = True
+                doc.duplicate_of = kept.id
+                doc.status_reason = (
+                    f"dedup.document: near-duplicate of document {kept.id} (exact Jaccard "
+                    f"{jaccard:.2f}, {contained:.0%} of its {self.s.shingle_size}-grams in it)"
                 )
-                if jaccard >= self.s.document_jaccard and contained >= self.s.document_containment:
-                    doc.duplicate = True
-                    doc.duplicate_of = kept.id
-                    doc.status_reason = (
-                        f"dedup.document: near-duplicate of document {kept.id} (exact Jaccard "
-                        f"{jaccard:.2f}, {contained:.0%} of its {self.s.shingle_size}-grams in it)"
-                    )
-                    break
+                break
 
     def _doc_chars(self, doc: _Doc) -> int:
         return sum(self.paras[p].cf1 - self.paras[p].cf0 for p in doc.paras)
@@ -761,6 +935,7 @@ class _Engine:
         return not self.docs[para.doc].duplicate and para.cf1 - para.cf0 >= self.s.min_chars
 
     def _decide_paragraphs(self) -> None:
+        """Candidates of every paragraph -> verification -> choice, in rank order."""
         para_rows, window_rows = [], []
         for k, para in enumerate(self.paras):
             if not self._eligible(para) or para.sig is None:
@@ -770,46 +945,40 @@ class _Engine:
                 if w1 - w0 >= self.s.window_min_chars:
                     window_rows.append((len(self.window_owner), para.window_sigs[w]))
                     self.window_owner.append((k, w))
-        para_lsh, self.para_indexed = self._lsh(
-            self.s.candidate_threshold, self.s.num_perm, para_rows
-        )
-        window_lsh, indexed = self._lsh(
-            self.s.window_threshold, self.s.window_num_perm, window_rows
-        )
-        self.window_indexed = {self.window_owner[key] for key in indexed}
-        for k, para in enumerate(self.paras):
-            if self.docs[para.doc].summary is None or not self._eligible(para):
-                continue
-            self._decide_paragraph(k, para, para_lsh, window_lsh)
+        budget = self.s.max_candidates
 
-    def _allowed(self, para: _Para, other: _Para) -> bool:
-        same = para.doc == other.doc
-        return self.s.within_documents if same else self.s.across_documents
+        def in_run(k: int) -> bool:
+            return self.docs[self.paras[k].doc].summary is not None
 
-    def _decide_paragraph(
-        self, k: int, para: _Para, para_lsh: MinHashLSH, window_lsh: MinHashLSH
-    ) -> None:
-        # 1. The whole paragraph repeats a kept earlier one.
-        whole = []
-        if k in self.para_indexed:
-            whole = sorted(c for c in para_lsh.query(self._sketch(para.sig)) if c < k)
-        for c in whole[: self.s.max_candidates]:
-            kept = self.paras[c]
-            if kept.removed_whole or not self._allowed(para, kept):
-                continue
-            jaccard, contained, _ = minhash.exact_overlap(
-                self._shingles(para), self._shingles(kept)
-            )
-            if contained >= self.s.paragraph_containment:
-                self._remove_whole(para, kept, jaccard, contained)
-                return
-        # 2. A passage of it repeats (part of) a kept earlier paragraph, or an earlier part of itself.
-        hits: dict[tuple[int, int], int] = {}  # (earlier para, split window or -1) -> windows hit
-        for w in range(len(para.windows)):
-            if (k, w) not in self.window_indexed:
-                continue
-            for key in window_lsh.query(self._sketch(para.window_sigs[w])):
-                other, other_w = self.window_owner[key]
+        # 1. Whole paragraphs: the first `max_candidates` earlier candidates.
+        self._whole = {}
+        for k, found in self._candidates(
+            self.s.candidate_threshold, self.s.num_perm, para_rows, in_run
+        ):
+            earlier = sorted(c for c in found if c < k)[:budget]
+            if earlier:
+                self._whole[k] = earlier
+        # 2. Passages: (earlier paragraph, -1) or (the same paragraph, split window), ranked by
+        # how many windows hit them; window rows come paragraph by paragraph.
+        self._ranked = {}
+        current, hits = -1, {}
+
+        def rank() -> None:
+            if hits:
+                self._ranked[current] = sorted(hits, key=lambda pair: (-hits[pair], pair))[:budget]
+
+        for key, found in self._candidates(
+            self.s.window_threshold,
+            self.s.window_num_perm,
+            window_rows,
+            lambda key: in_run(self.window_owner[key][0]),
+        ):
+            k, w = self.window_owner[key]
+            if k != current:
+                rank()
+                current, hits = k, {}
+            for other_key in found:
+                other, other_w = self.window_owner[other_key]
                 if other < k:
                     pair = (other, -1)
                 elif other == k and other_w < w:
@@ -817,12 +986,55 @@ class _Engine:
                 else:
                     continue
                 hits[pair] = hits.get(pair, 0) + 1
-        ranked = sorted(hits, key=lambda pair: (-hits[pair], pair))
-        for other, split in ranked[: self.s.max_candidates]:
+        rank()
+        order = sorted(self._whole.keys() | self._ranked.keys())
+        self._in_waves(order, self._paragraph_needs, self._decide_paragraph)
+        self._whole, self._ranked = {}, {}
+
+    def _allowed(self, para: _Para, other: _Para) -> bool:
+        same = para.doc == other.doc
+        return self.s.within_documents if same else self.s.across_documents
+
+    def _paragraph_needs(self, k: int) -> list[tuple[Any, ...]]:
+        """The verifications `_decide_paragraph(k)` lacks next: its whole candidates until one
+        passes (one at a time), else the alignments of all its passage candidates."""
+        para = self.paras[k]
+        for c in self._whole.get(k, ()):
+            kept = self.paras[c]
+            if kept.removed_whole or not self._allowed(para, kept):
+                continue
+            result = self._verified.get(("whole", k, c))
+            if result is None:
+                return [("whole", k, c)]
+            if result[1] >= self.s.paragraph_containment:
+                return []
+        needed = []
+        for other, split in self._ranked.get(k, ()):
             kept = self.paras[other]
             if kept.removed_whole or not self._allowed(para, kept):
                 continue
-            self._find_passages(para, kept, split)
+            if ("passage", k, other, split) not in self._verified:
+                needed.append(("passage", k, other, split))
+        return needed
+
+    def _decide_paragraph(self, k: int) -> None:
+        para = self.paras[k]
+        # 1. The whole paragraph repeats a kept earlier one.
+        for c in self._whole.get(k, ()):
+            kept = self.paras[c]
+            if kept.removed_whole or not self._allowed(para, kept):
+                continue
+            jaccard, contained = self._result(("whole", k, c))
+            if contained >= self.s.paragraph_containment:
+                self._remove_whole(para, kept, jaccard, contained)
+                return
+        # 2. A passage of it repeats (part of) a kept earlier paragraph, or an earlier part of itself.
+        for other, split in self._ranked.get(k, ()):
+            kept = self.paras[other]
+            if kept.removed_whole or not self._allowed(para, kept):
+                continue
+            for a_cf, b_cf, similarity in self._result(("passage", k, other, split)):
+                self._consider_passage(para, kept, a_cf, b_cf, similarity)
 
     def _remove_whole(self, para: _Para, kept: _Para, jaccard: float, contained: float) -> None:
         para.removed_whole = True
@@ -849,8 +1061,14 @@ class _Engine:
             )
         )
 
-    def _find_passages(self, para: _Para, kept: _Para, split: int) -> None:
-        """Align `para` with the kept paragraph; remove verified passages of `para`."""
+    def _find_passages(
+        self, para: _Para, kept: _Para, split: int
+    ) -> tuple[tuple[tuple[int, int], tuple[int, int], float], ...]:
+        """Aligned regions of `para` with the kept paragraph that may be repeated passages:
+        (form span in kept, form span in para, similarity), for `_consider_passage`.
+
+        Pure (no decision state), so it can run on the workers.
+        """
         form_b = self._form(para)
         form_a = self._form(kept)
         if split >= 0:  # the same paragraph: its start up to the window after `split`
@@ -859,7 +1077,7 @@ class _Engine:
         else:
             a0, a1, b0, b1 = kept.cf0, kept.cf1, para.cf0, para.cf1
         if a1 - a0 < self.s.passage_min_chars or b1 - b0 < self.s.passage_min_chars:
-            return
+            return ()
         # difflib's matching blocks (of >= 4 characters), computed on the code arrays.
         blocks = minhash.matching_blocks(
             form_a.codes[a0:a1],
@@ -868,6 +1086,7 @@ class _Engine:
             self._gram_index(kept if split < 0 else para, a0, a1),
             self._gram_index(para, b0, b1),
         )
+        found = []
         for ra0, ra1, rb0, rb1, matched in _regions(blocks, self.s.max_gap, 4):
             # region offsets are relative to a0 / b0
             if rb1 - rb0 < self.s.passage_min_chars:
@@ -875,9 +1094,8 @@ class _Engine:
             similarity = matched / max(ra1 - ra0, rb1 - rb0)
             if similarity < self.s.passage_similarity:
                 continue
-            self._consider_passage(
-                para, kept, (a0 + ra0, a0 + ra1), (b0 + rb0, b0 + rb1), similarity
-            )
+            found.append(((a0 + ra0, a0 + ra1), (b0 + rb0, b0 + rb1), similarity))
+        return tuple(found)
 
     def _consider_passage(
         self,
@@ -1096,13 +1314,23 @@ class _Engine:
         """This version's index: the parent's documents not re-curated, plus this run's kept ones.
 
         Built from per-document blocks of arrays (a run document unchanged by this stage is
-        stored straight from its summary), one concatenation per column.
+        stored straight from its summary), one concatenation per column. The blocks of edited
+        documents (re-signed after the edits) are computed on the workers with `parallel`.
         """
         rows: list[tuple[str, np.ndarray | None, dict[str, Any]]] = []
-        run_sigs: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        for para in self.paras:
-            if self.docs[para.doc].summary is not None:
-                run_sigs.setdefault(para.text_hash, (para.sig, para.window_sigs))
+        edited = {
+            doc_index: [(change.start, change.end) for change, _ in plan.changes]
+            for doc_index, plan in sorted(plans.items())
+            if not self.docs[doc_index].duplicate and self.docs[doc_index].summary is not None
+        }
+        blocks: dict[int, tuple[dict[str, Any], int]] = {}
+        parallel = getattr(self.context, "parallel", None)
+        if parallel is not None and edited:
+            items = list(edited.items())
+            size = self._INDEX_CHUNK
+            chunks = [items[i : i + size] for i in range(0, len(items), size)]
+            for chunk, found in zip(chunks, parallel(self._edited_blocks, chunks), strict=True):
+                blocks.update(zip((doc_index for doc_index, _ in chunk), found, strict=True))
         fresh = 0
         for doc_index, doc in enumerate(self.docs):
             if doc.duplicate:
@@ -1111,9 +1339,8 @@ class _Engine:
             if summary is None:
                 rows.append((doc.id, doc.sig, self._parent_block(doc)))
                 continue
-            text = zlib.decompress(summary.text_z).decode("utf-8")
-            plan = plans.get(doc_index)
-            if plan is None:  # unchanged by this stage: as collected
+            if doc_index not in edited:  # unchanged by this stage: as collected
+                text = zlib.decompress(summary.text_z).decode("utf-8")
                 cf0 = np.repeat(summary.cf[:, 0], summary.win_counts)
                 block = {
                     "start": summary.spans[:, 0],
@@ -1129,34 +1356,11 @@ class _Engine:
                 }
                 rows.append((doc.id, doc.sig, block))
                 continue
-            # The text `apply` will leave: every planned removal dropped.
-            pieces, cursor = [], 0
-            for change, _ in plan.changes:
-                pieces.append(text[cursor : change.start])
-                cursor = change.end
-            pieces.append(text[cursor:])
-            text = "".join(pieces)
-            form = minhash.comparison_form(text)
-            layout = _layout(text, form, self.s.window_chars)
-            sigs, computed = _sign_layout(form, layout, self.s, self.parent, run_sigs)
+            found = blocks.pop(doc_index, None)
+            block, computed = (
+                found if found is not None else self._edited_block(doc_index, edited[doc_index])
+            )
             fresh += computed
-            windows = [
-                (w0 - cf0, w1 - cf0)
-                for (cf0, _), spans in zip(layout.cf, layout.windows, strict=True)
-                for w0, w1 in spans
-            ]
-            block = {
-                "start": [s0 for s0, _ in layout.spans],
-                "end": [s1 for _, s1 in layout.spans],
-                "hash": layout.hashes,
-                "chars": [cf1 - cf0 for cf0, cf1 in layout.cf],
-                "sig": _stack([sig for sig, _ in sigs], self.s.num_perm),
-                "text": [text[s0:s1] for s0, s1 in layout.spans],
-                "win_count": [len(spans) for spans in layout.windows],
-                "win_start": [w0 for w0, _ in windows],
-                "win_end": [w1 for _, w1 in windows],
-                "win_sig": _concat([w for _, w in sigs], self.s.window_num_perm),
-            }
             rows.append((doc.id, None, block))
         if fresh:
             self.stats["signatures_computed_after_edits"] = fresh
@@ -1191,6 +1395,58 @@ class _Engine:
         }
         return _npz_bytes(arrays)
 
+    def _edited_blocks(
+        self, items: list[tuple[int, list[tuple[int, int]]]]
+    ) -> list[tuple[dict[str, Any], int]]:
+        """`_edited_block` over a chunk of documents (the function given to `parallel`)."""
+        return [self._edited_block(doc_index, cuts) for doc_index, cuts in items]
+
+    def _edited_block(
+        self, doc_index: int, cuts: list[tuple[int, int]]
+    ) -> tuple[dict[str, Any], int]:
+        """The index block of a run document after its planned removals (`cuts`, in order),
+        and how many paragraph signatures were computed for it: pure, per document."""
+        summary = self.docs[doc_index].summary
+        assert summary is not None
+        text = zlib.decompress(summary.text_z).decode("utf-8")
+        # The text `apply` will leave: every planned removal dropped.
+        pieces, cursor = [], 0
+        for start, end in cuts:
+            pieces.append(text[cursor:start])
+            cursor = end
+        pieces.append(text[cursor:])
+        text = "".join(pieces)
+        form = minhash.comparison_form(text)
+        layout = _layout(text, form, self.s.window_chars)
+        sigs, computed = _sign_layout(form, layout, self.s, self.parent, self._signatures())
+        windows = [
+            (w0 - cf0, w1 - cf0)
+            for (cf0, _), spans in zip(layout.cf, layout.windows, strict=True)
+            for w0, w1 in spans
+        ]
+        block = {
+            "start": [s0 for s0, _ in layout.spans],
+            "end": [s1 for _, s1 in layout.spans],
+            "hash": layout.hashes,
+            "chars": [cf1 - cf0 for cf0, cf1 in layout.cf],
+            "sig": _stack([sig for sig, _ in sigs], self.s.num_perm),
+            "text": [text[s0:s1] for s0, s1 in layout.spans],
+            "win_count": [len(spans) for spans in layout.windows],
+            "win_start": [w0 for w0, _ in windows],
+            "win_end": [w1 for _, w1 in windows],
+            "win_sig": _concat([w for _, w in sigs], self.s.window_num_perm),
+        }
+        return block, computed
+
+    def _signatures(self) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """Signatures of this run's paragraphs by text hash (the first one), built once."""
+        if self._run_sigs is None:
+            self._run_sigs = {}
+            for para in self.paras:
+                if self.docs[para.doc].summary is not None:
+                    self._run_sigs.setdefault(para.text_hash, (para.sig, para.window_sigs))
+        return self._run_sigs
+
     def _parent_block(self, doc: _Doc) -> dict[str, Any]:
         """A parent document's paragraphs as stored: windows relative to each paragraph's form."""
         paras = [self.paras[p] for p in doc.paras]
@@ -1210,6 +1466,23 @@ class _Engine:
 
 
 # --------------------------------------------------------------------------- helpers
+def _band_rows(lsh: MinHashLSH, rows: list[tuple[int, np.ndarray]]) -> Iterator[tuple[bytes, int]]:
+    """(band key, row key) for every band of every row: the key `lsh` files the row under in
+    that band (`lsh._H(hashvalues[start:end])`: the band's values, big-endian), after the
+    band's number (2 bytes) so that bands do not mix. One numpy pass per band."""
+    keys = [key for key, _ in rows]
+    sigs = np.stack([sig for _, sig in rows])
+    for band, (start, end) in enumerate(lsh.hashranges):
+        swapped = np.ascontiguousarray(sigs[:, start:end]).byteswap()
+        keyed = np.empty((len(keys), 2 + swapped.itemsize * (end - start)), dtype=np.uint8)
+        keyed[:, :2] = np.frombuffer(band.to_bytes(2, "big"), dtype=np.uint8)
+        keyed[:, 2:] = swapped.view(np.uint8).reshape(len(keys), -1)
+        raw, width = keyed.tobytes(), keyed.shape[1]
+        if raw[2:width] != lsh._H(rows[0][1][start:end]):  # datasketch files bands otherwise
+            raise RuntimeError("dedup: datasketch's MinHashLSH band keys are not as expected")
+        yield from zip((raw[i : i + width] for i in range(0, len(raw), width)), keys, strict=True)
+
+
 def _text_hash(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little")
 

@@ -1,0 +1,357 @@
+"""The near-duplicate stage with the engine's services (`RunContext.group_by`, `.parallel`).
+
+`decide` runs as candidates -> verification -> choice; with the services, candidates come from
+a shuffle on datasketch's band keys and verifications run ahead on workers. Whatever services
+are given (and whatever order the shuffle returns groups in), the plans, edits, flags, index
+artifact and statistics must be those of the run without them. The services here are fakes
+written in the test: a dict for `group_by`, a list comprehension, a pickled copy of the
+function (as Ray ships it) and a fork pool (as the local engine) for `parallel`.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import pickle
+import random
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from datasketch import MinHashLSH
+
+from curate import minhash
+from curate.document import DUPLICATE, Document
+from curate.stages import dedup
+from curate.stages.base import RunContext
+from curate.stages.dedup import INDEX_NAME, DedupSettings, NearDuplicates
+
+from .scale_helpers import articles
+from .test_dedup import (
+    OWN,
+    SHARED,
+    SUNITE_COPY,
+    chain_sources,
+    chain_texts,
+    dedup_edits,
+    document,
+    engine_corpus,
+    filler,
+    snapshot,
+    write_version,
+)
+
+
+# --------------------------------------------------------------------------- fake services
+def dict_group_by(rows: Iterable[tuple[bytes, int]]) -> list[list[int]]:
+    table: dict[bytes, list[int]] = {}
+    for key, value in rows:
+        table.setdefault(key, []).append(value)
+    return [values for values in table.values() if len(values) > 1]
+
+
+def shuffled_group_by(seed: int) -> Callable[[Iterable[tuple[bytes, int]]], list[list[int]]]:
+    """A shuffle that returns its groups, and the values inside them, in a random order."""
+
+    def group_by(rows: Iterable[tuple[bytes, int]]) -> list[list[int]]:
+        rng = random.Random(seed)
+        groups = dict_group_by(rows)
+        rng.shuffle(groups)
+        for group in groups:
+            rng.shuffle(group)
+        return groups
+
+    return group_by
+
+
+def list_parallel(function: Callable[[Any], Any], items: list[Any]) -> list[Any]:
+    return [function(item) for item in items]
+
+
+def pickled_parallel(function: Callable[[Any], Any], items: list[Any]) -> list[Any]:
+    """As Ray: the function (a bound method of the stage's engine) is pickled once, shipped."""
+    copy = pickle.loads(pickle.dumps(function))
+    return [copy(item) for item in items]
+
+
+_FORKED: Callable[[Any], Any] | None = None
+
+
+def _call_forked(item: Any) -> Any:
+    assert _FORKED is not None
+    return _FORKED(item)
+
+
+def fork_parallel(function: Callable[[Any], Any], items: list[Any]) -> list[Any]:
+    """As the local engine: workers forked after the state exists, results pickled back."""
+    global _FORKED
+    _FORKED = function
+    try:
+        with multiprocessing.get_context("fork").Pool(2) as pool:
+            return pool.map(_call_forked, items, chunksize=1)
+    finally:
+        _FORKED = None
+
+
+SERVICES: dict[str, dict[str, Any]] = {
+    "group_by": {"group_by": dict_group_by},
+    "shuffled-group_by": {"group_by": shuffled_group_by(1)},
+    "parallel-list": {"parallel": list_parallel},
+    "parallel-pickled": {"parallel": pickled_parallel},
+    "parallel-fork": {"parallel": fork_parallel},
+    "both-shuffled-fork": {"group_by": shuffled_group_by(2), "parallel": fork_parallel},
+}
+
+
+@pytest.fixture
+def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunks of a few verifications, so that small corpora use `parallel` (in many items)."""
+    monkeypatch.setattr(dedup._Engine, "_CHUNK", 3)
+    monkeypatch.setattr(dedup._Engine, "_INDEX_CHUNK", 2)
+
+
+# --------------------------------------------------------------------------- corpora and runs
+def built_corpus() -> list[Document]:
+    """Seeds, the 004 passages and splices, cross-document copies, a paragraph copied into many
+    documents, a chain of weak collisions, and generated news with exact and near duplicates."""
+    docs = engine_corpus()
+    for i in range(12):
+        docs.append(document(f"copy-{i}.txt", [filler(100 + i), SHARED, filler(200 + i)]))
+    for i in range(3):  # a passage spliced into a paragraph of another document
+        docs.append(document(f"passage-{i}.txt", [filler(300 + i), filler(310 + i) + SUNITE_COPY]))
+    docs.append(document("inside.txt", [SUNITE_COPY, filler(320), "后来，" + SUNITE_COPY]))
+    texts = chain_texts()
+    docs.extend(document(src, [texts[i]]) for i, src in enumerate(chain_sources()))
+    docs.extend(Document.new(f"gen-{n:03d}.txt", text) for n, text in enumerate(articles(80, 3)))
+    return docs
+
+
+def run(
+    docs: list[Document],
+    parent: Path | None = None,
+    services: dict[str, Any] | None = None,
+    **overrides: Any,
+) -> tuple[list[Document], RunContext]:
+    context = RunContext(config=None, parent=parent, **(services or {}))
+    stage = NearDuplicates(DedupSettings(**overrides), context)
+    return list(stage.run(docs)), context
+
+
+def outcome(docs: list[Document], context: RunContext) -> tuple[Any, ...]:
+    """Everything the stage decides: documents, edits, flags, status, index bytes, statistics."""
+    return (
+        [snapshot([d]) for d in docs],
+        [[e.to_json() for e in d.edits] for d in docs],
+        [d.flags for d in docs],
+        context.state["artifacts"][INDEX_NAME],
+        context.state["dedup"],
+    )
+
+
+SETTINGS = {
+    "defaults": {},
+    "weak-links": {
+        "paragraph_containment": 0.7,
+        "document_jaccard": 0.55,
+        "document_containment": 0.7,
+        "candidate_threshold": 0.3,
+    },
+    "within-only": {"across_documents": False},
+    "across-only": {"within_documents": False, "max_candidates": 2},
+}
+
+
+# --------------------------------------------------------------------------- identical output
+@pytest.mark.parametrize("settings", SETTINGS)
+@pytest.mark.parametrize("services", SERVICES)
+def test_services_give_the_output_of_the_run_without_them(
+    services: str, settings: str, small_chunks: None
+) -> None:
+    plain_docs, plain_context = run(built_corpus(), **SETTINGS[settings])
+    used: list[str] = []
+    given = dict(SERVICES[services])
+    for name, service in SERVICES[services].items():
+        given[name] = lambda *args, service=service, name=name: used.append(name) or service(*args)
+    served = outcome(*run(built_corpus(), services=given, **SETTINGS[settings]))
+    assert served == outcome(plain_docs, plain_context)
+    assert set(used) == set(given)  # every service given was used
+    if settings == "defaults":  # the corpus gives every kind of decision something to do
+        assert any(d.status == DUPLICATE for d in plain_docs)
+        assert any(e.rule == "dedup.paragraph" for d in plain_docs for e in dedup_edits(d))
+        assert any(e.rule == "dedup.passage" for d in plain_docs for e in dedup_edits(d))
+        assert any(f.kind == "splice" for d in plain_docs for f in d.flags)
+
+
+def test_services_give_the_output_of_the_run_without_them_with_default_chunks() -> None:
+    plain = outcome(*run(built_corpus()))
+    served = outcome(
+        *run(built_corpus(), services={"group_by": dict_group_by, "parallel": fork_parallel})
+    )
+    assert served == plain
+
+
+@pytest.mark.parametrize("services", ["parallel-pickled", "both-shuffled-fork"])
+def test_services_give_the_same_incremental_run(
+    tmp_path: Path, services: str, small_chunks: None
+) -> None:
+    _, first = run(built_corpus()[:20])
+    parent = write_version(tmp_path / "v1", first)
+    new = [
+        document("new-c.txt", ["这是一篇新稿件的导语，介绍夜班公交开通后的反响。", SHARED]),
+        document("new-d.txt", [OWN["b"][0], filler(400) + SUNITE_COPY, OWN["b"][1]]),
+        *built_corpus()[10:40],
+    ]
+    plain = outcome(*run(new, parent=parent))
+    served = outcome(
+        *run(
+            [Document.new(d.source, d.input_text) for d in new],
+            parent=parent,
+            services=SERVICES[services],
+        )
+    )
+    assert served == plain
+    assert plain[4]["signatures_reused"] > 0  # the parent's index was used
+
+
+def test_group_order_does_not_change_the_output() -> None:
+    outcomes = [
+        outcome(*run(built_corpus(), services={"group_by": shuffled_group_by(seed)}))
+        for seed in (3, 4, 5)
+    ]
+    assert outcomes[0] == outcomes[1] == outcomes[2] == outcome(*run(built_corpus()))
+
+
+# --------------------------------------------------------------------------- work done
+def count_verifications(
+    monkeypatch: pytest.MonkeyPatch, docs: list[Document], **services: Any
+) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    verify = dedup._Engine._verify
+
+    def counting(self: Any, key: tuple[Any, ...]) -> Any:
+        counts[key[0]] = counts.get(key[0], 0) + 1
+        return verify(self, key)
+
+    monkeypatch.setattr(dedup._Engine, "_verify", counting)
+    run(docs, services=services)
+    monkeypatch.setattr(dedup._Engine, "_verify", verify)
+    return counts
+
+
+def test_parallel_verification_does_not_check_every_candidate_pair_of_many_copies(
+    monkeypatch: pytest.MonkeyPatch, small_chunks: None
+) -> None:
+    # 40 documents sharing a paragraph, and 30 copies of one document with a word changed:
+    # the candidate pairs grow with the square of the copies, the checks the choice reads not.
+    body = [OWN["a"][0], SHARED, OWN["a"][1]]
+
+    def copies() -> list[Document]:
+        docs = [
+            document(f"p-{i}.txt", [filler(500 + i), SHARED, filler(600 + i)]) for i in range(40)
+        ]
+        return docs + [
+            document(f"d-{i}.txt", [p.replace("四十万", f"{i}万") for p in body]) for i in range(30)
+        ]
+
+    serial = count_verifications(monkeypatch, copies())
+    ahead = count_verifications(monkeypatch, copies(), parallel=list_parallel)
+    # About one check per copy (against the first, kept one), not one per candidate pair
+    # (435 document pairs, ~600 paragraph pairs within `max_candidates`); the same ahead.
+    assert serial["doc"] < 2 * 30 and serial["whole"] < 2 * 41
+    assert ahead == serial
+
+
+# --------------------------------------------------------------------------- candidates
+def random_signatures(rng: np.random.Generator, count: int, num_perm: int) -> np.ndarray:
+    """Signatures with copies, rows sharing some bands, and near collisions (one value off)."""
+    sigs = rng.integers(0, 2**32, size=(count, num_perm), dtype=np.uint64).astype(np.uint32)
+    for i in range(1, count):
+        roll = rng.random()
+        j = int(rng.integers(0, i))
+        if roll < 0.15:
+            sigs[i] = sigs[j]  # a copy
+        elif roll < 0.5:  # shares a random subset of columns (whole bands or not) with row j
+            same = rng.random(num_perm) < rng.uniform(0.2, 0.9)
+            sigs[i, same] = sigs[j, same]
+        elif roll < 0.7:  # a copy with one value changed: all bands but one collide
+            sigs[i] = sigs[j]
+            sigs[i, int(rng.integers(0, num_perm))] ^= np.uint32(1 << int(rng.integers(0, 32)))
+    return sigs
+
+
+def query_candidates(threshold: float, num_perm: int, sigs: np.ndarray) -> dict[int, set[int]]:
+    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    for key, sig in enumerate(sigs):
+        lsh.insert(key, minhash.lean(sig), check_duplication=False)
+    found = {key: set(lsh.query(minhash.lean(sig))) - {key} for key, sig in enumerate(sigs)}
+    return {key: others for key, others in found.items() if others}
+
+
+@pytest.mark.parametrize(("threshold", "num_perm"), [(0.6, 128), (0.6, 32), (0.3, 128), (0.9, 64)])
+def test_band_key_candidates_are_what_minhashlsh_query_returns(
+    threshold: float, num_perm: int
+) -> None:
+    rng = np.random.default_rng(int(threshold * 100) + num_perm)
+    sigs = random_signatures(rng, 400, num_perm)
+    rows = list(enumerate(sigs))
+    expected = query_candidates(threshold, num_perm, sigs)
+    assert sum(map(len, expected.values())) > 100  # many collisions, some near misses
+    for context in (None, RunContext(config=None), RunContext(config=None, group_by=dict_group_by)):
+        engine = dedup._Engine(DedupSettings(), context, None)
+        found = dict(engine._candidates(threshold, num_perm, rows, lambda key: True))
+        assert {k: v for k, v in found.items() if v} == expected
+    shuffled = RunContext(config=None, group_by=shuffled_group_by(9))
+    found = dict(
+        dedup._Engine(DedupSettings(), shuffled, None)._candidates(
+            threshold, num_perm, rows, lambda key: key % 2 == 0
+        )
+    )
+    assert found == {k: v for k, v in expected.items() if k % 2 == 0}
+
+
+def test_band_keys_are_datasketchs_with_the_band_number() -> None:
+    rng = np.random.default_rng(5)
+    sigs = rng.integers(0, 2**32, size=(20, 32), dtype=np.uint64).astype(np.uint32)
+    lsh = MinHashLSH(threshold=0.6, num_perm=32)
+    rows = list(dedup._band_rows(lsh, list(enumerate(sigs))))
+    assert len(rows) == 20 * len(lsh.hashranges)
+    expected = [
+        (band.to_bytes(2, "big") + lsh._H(sigs[key][start:end]), key)
+        for band, (start, end) in enumerate(lsh.hashranges)
+        for key in range(20)
+    ]
+    assert rows == expected
+    # What an insert files the row under, band by band.
+    lsh.insert(7, minhash.lean(sigs[7]))
+    assert [table.keys() for table in lsh.hashtables] == [
+        {key[2:]} for key, value in expected if value == 7
+    ]
+
+
+def test_the_engine_pickles_as_its_inputs_and_verifies_the_same(tmp_path: Path) -> None:
+    _, first = run(built_corpus()[:15])
+    parent = write_version(tmp_path / "v1", first)
+    context = RunContext(config=None, parent=parent, parallel=list_parallel)
+    stage = NearDuplicates(DedupSettings(), context)
+    summaries = [stage.summarise(doc) for doc in built_corpus()[10:30]]
+    engine = dedup._Engine(stage.settings, context, stage._parent)
+    engine.decide(summaries)
+    copy = pickle.loads(pickle.dumps(engine._verify_chunk)).__self__
+    assert copy.context is None and not copy._cache and not copy.pending
+    assert [(d.id, d.rank, d.position) for d in copy.docs] == [
+        (d.id, d.rank, d.position) for d in engine.docs
+    ]
+    assert any(d.summary is None for d in copy.docs)  # documents known from the parent only
+    assert [(p.doc, p.start, p.end, p.text_hash) for p in copy.paras] == [
+        (p.doc, p.start, p.end, p.text_hash) for p in engine.paras
+    ]
+    rng = random.Random(1)
+    keys = [("doc", rng.randrange(len(engine.docs)), 0) for _ in range(5)]
+    keys += [("whole", rng.randrange(len(engine.paras)), 1) for _ in range(5)]
+    keys += [("passage", rng.randrange(len(engine.paras)), 2, -1) for _ in range(5)]
+    assert copy._verify_chunk(keys) == engine._verify_chunk(keys)
+    edited = [(d, [(0, 1)]) for d, doc in enumerate(engine.docs) if doc.summary is not None][:3]
+    assert [(b["text"], b["sig"].tolist(), n) for b, n in copy._edited_blocks(edited)] == [
+        (b["text"], b["sig"].tolist(), n) for b, n in engine._edited_blocks(edited)
+    ]
