@@ -7,6 +7,17 @@ to a spill file on disk while it observes it (its per-document `summarise` runs 
 decides, then reads the spill back and applies its decisions: documents are never all held in
 memory, only the stage's compact state (line hashes, signatures) grows with the corpus.
 
+What keeps the driver (this process) from being the bottleneck of N workers:
+- documents cross process boundaries pickled once, by the worker that finished with them; the
+  driver moves those bytes to and from its spill file without unpickling them, and `observe`
+  reads only the summary;
+- the last pass encodes each document for the writer (`finish`) in the workers, so the driver
+  only appends ready-made JSON lines;
+- a corpus stage's `decide` may hand pure work over its state to the workers (`parallel`, a
+  pool forked after the state exists, so only item indices and results travel);
+- the first batch of each pass runs here before the pool forks, so the tables stages load
+  lazily (dictionaries, rules, the bigram model) are loaded once and shared by the workers.
+
 Results come back in input order whatever the number of workers, so the output is byte-identical
 for 1 or N workers.
 """

@@ -11,10 +11,19 @@ How the stage list runs (the same cut into segments as the local engine):
   are shipped once per run through the object store (`ray.put`) and each worker process
   unpickles them once (a small per-process cache), not once per batch.
 - A `CorpusStage` is a barrier. Its `summarise` runs in the same batch map as the per-document
-  stages before it and travels back beside each document; the driver calls `observe` in input
-  order, then `decide` once. The documents wait in the object store meanwhile (Ray spills it to
-  disk when it fills, as the local engine spills to a file). The decided stage is then shipped
-  to the workers and its `apply` runs as the first step of the next batch map.
+  stages before it and travels back beside each document (the document itself stays pickled:
+  the driver never unpickles it); the driver calls `observe` in input order, then `decide`
+  once. The documents wait in the object store meanwhile (Ray spills it to disk when it fills,
+  as the local engine spills to a file). The decided stage is then shipped to the workers and
+  its `apply` runs as the first step of the next batch map.
+- `decide` gets the cluster's services (`RunContext.group_by`, `RunContext.parallel`). For
+  near-duplicates that makes the decision a shuffle on LSH band keys (a Ray Data sort on the
+  key: rows that share a band of their signatures meet in one block, grouped there with numpy)
+  giving the candidate pairs, verification of candidate pairs as Ray tasks (the stage's
+  decision state is put in the object store once and unpickled once per worker process), and
+  the deterministic keep-smallest-id choice in the driver. Candidates are exactly those of
+  datasketch's `MinHashLSH` (same band keys), so the output is the local engine's.
+- The last pass also runs `finish` (the writer's encoding of a document) in the workers.
 - Any other `Stage` (one that overrides `run` itself) runs in the driver on the ordered stream.
 
 Ray Data keeps block order (`preserve_order`), so results come back in input order and
