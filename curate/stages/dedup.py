@@ -70,8 +70,10 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import tempfile
 import zipfile
 import zlib
+from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -157,6 +159,12 @@ class DedupSettings(StageSettings):
         4, "A passage end this close to a sentence boundary is moved to it (changed first word)."
     )
     incremental: bool = setting(True, "Read the parent version's index and save this version's.")
+    spill_index: bool = setting(
+        False,
+        "Keep the observed index (signatures, layout, deflated text: ~1 KB a paragraph) in a "
+        "file in run.spill_dir, memory-mapped, instead of in memory: for corpora whose index "
+        "does not fit in RAM (the OS pages it; same output, slower on a cold page cache).",
+    )
 
 
 # --------------------------------------------------------------------------- per-document summary
@@ -170,7 +178,7 @@ class _Summary:
     """
 
     id: str
-    text_z: bytes  # zlib of the UTF-8 text
+    text_z: bytes | np.ndarray  # zlib of the UTF-8 text (uint8 view of a memory map if spilled)
     src_pos: np.ndarray  # int64: where the text -> decoded-input offset changes (first is 0)
     src_off: np.ndarray  # int64: that offset, from src_pos on (Document.source_span, compact)
     spans: np.ndarray  # (P, 2) int64 paragraph spans in the text
@@ -183,6 +191,80 @@ class _Summary:
     sig: np.ndarray  # (num_perm,) uint32 document signature
     computed: int  # paragraph signatures computed
     reused: int  # ... and taken from the parent's index
+
+
+class _SummarySpill:
+    """Observed summaries on disk (setting `spill_index`).
+
+    Each summary's arrays and deflated text are appended to one unlinked temporary file; what
+    stays in memory is its id and seven integers. `summaries()` gives the summaries back as
+    read-only views of a memory map of that file, so the bulk of the index lives in the page
+    cache, which the OS may evict and read again, not in this process's heap.
+    """
+
+    _ALIGN = 8
+
+    def __init__(self, folder: str | None, num_perm: int, window_num_perm: int) -> None:
+        self.file = tempfile.TemporaryFile(dir=folder or None, prefix="curate-dedup-index-")
+        self.size = 0
+        self.ids: list[str] = []
+        # Per summary: offset, text bytes, src breakpoints, paragraphs, windows, computed, reused.
+        self.numbers = array("q")
+        # (field, dtype, shape as a function of (breakpoints, paragraphs, windows)), in file order.
+        self.layout: tuple[tuple[str, Any, Callable[[int, int, int], tuple[int, ...]]], ...] = (
+            ("src_pos", np.int64, lambda n, p, w: (n,)),
+            ("src_off", np.int64, lambda n, p, w: (n,)),
+            ("spans", np.int64, lambda n, p, w: (p, 2)),
+            ("cf", np.int64, lambda n, p, w: (p, 2)),
+            ("hashes", np.uint64, lambda n, p, w: (p,)),
+            ("win_counts", np.int64, lambda n, p, w: (p,)),
+            ("win_spans", np.int64, lambda n, p, w: (w, 2)),
+            ("para_sigs", np.uint32, lambda n, p, w: (p, num_perm)),
+            ("win_sigs", np.uint32, lambda n, p, w: (w, window_num_perm)),
+            ("sig", np.uint32, lambda n, p, w: (num_perm,)),
+        )
+
+    def _write(self, data: bytes) -> None:
+        self.file.write(data)
+        pad = -len(data) % self._ALIGN
+        if pad:
+            self.file.write(b"\0" * pad)
+        self.size += len(data) + pad
+
+    def append(self, summary: _Summary) -> None:
+        counts = (summary.src_pos.shape[0], summary.spans.shape[0], summary.win_spans.shape[0])
+        self.ids.append(summary.id)
+        self.numbers.extend((self.size, len(summary.text_z), *counts, summary.computed, summary.reused))
+        self._write(bytes(summary.text_z))
+        for name, dtype, shape in self.layout:
+            values = np.ascontiguousarray(getattr(summary, name), dtype=dtype)
+            if values.shape != shape(*counts):
+                raise ValueError(f"dedup summary field {name}: shape {values.shape}, expected {shape(*counts)}")
+            self._write(values.tobytes())
+
+    def summaries(self) -> list[_Summary]:
+        self.file.flush()
+        if self.size == 0:
+            return []
+        mapped = np.memmap(self.file, dtype=np.uint8, mode="r", shape=(self.size,))
+        out = []
+        for k, doc_id in enumerate(self.ids):
+            offset, text_bytes, n, p, w, computed, reused = self.numbers[7 * k : 7 * k + 7]
+            fields: dict[str, Any] = {"text_z": mapped[offset : offset + text_bytes]}
+            offset += text_bytes + (-text_bytes % self._ALIGN)
+            for name, dtype, shape in self.layout:
+                dims = shape(n, p, w)
+                nbytes = int(np.prod(dims, dtype=np.int64)) * np.dtype(dtype).itemsize
+                fields[name] = mapped[offset : offset + nbytes].view(dtype).reshape(dims)
+                offset += nbytes + (-nbytes % self._ALIGN)
+            out.append(_Summary(id=doc_id, computed=computed, reused=reused, **fields))
+        self.file.close()  # the map keeps the (unlinked) file's pages reachable
+        return out
+
+
+def _spill_dir(context: Any) -> str | None:
+    run = getattr(getattr(context, "config", None), "run", None)
+    return getattr(run, "spill_dir", None) or None
 
 
 @dataclass(slots=True)
@@ -265,17 +347,21 @@ class NearDuplicates(CorpusStage):
         if settings.enabled and settings.incremental:
             arrays = _read_parent_index(settings, context)
             self._parent = _ParentIndex(arrays) if arrays is not None else None
-        self._observed: list[_Summary] = []
+        self._observed: list[_Summary] | _SummarySpill = []
         self._plans: dict[str, list[_Plan | None]] = {}
 
     def summarise(self, doc: Document) -> _Summary:
         return _summarise(doc, self.settings, self._parent)
 
     def observe(self, summary: Any) -> None:
+        if self.settings.spill_index and isinstance(self._observed, list):
+            s = self.settings
+            self._observed = _SummarySpill(_spill_dir(self.context), s.num_perm, s.window_num_perm)
         self._observed.append(summary)
 
     def decide(self) -> None:
-        observed, self._observed = self._observed, []
+        held, self._observed = self._observed, []
+        observed = held.summaries() if isinstance(held, _SummarySpill) else held
         engine = _Engine(self.settings, self.context, self._parent)
         plans = engine.decide(observed)
         self._parent = None

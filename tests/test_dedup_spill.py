@@ -1,0 +1,45 @@
+"""`dedup.spill_index`: the observed index lives in a memory-mapped file, not in the heap, and the
+decisions are the same."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+from curate.document import DUPLICATE, Document
+from curate.stages.base import RunContext
+from curate.stages.dedup import INDEX_NAME, DedupSettings, NearDuplicates
+
+from .scale_helpers import articles
+from .test_dedup import corpus, dedup_edits, run, snapshot
+
+
+def test_spilled_index_gives_the_same_decisions_and_index():
+    kept, kept_context = run(corpus())
+    spilled, spilled_context = run(corpus(), spill_index=True)
+    assert snapshot(spilled) == snapshot(kept)
+    assert spilled_context.state["artifacts"][INDEX_NAME] == kept_context.state["artifacts"][INDEX_NAME]
+    assert any(dedup_edits(d) for d in spilled) and any(d.status == DUPLICATE for d in spilled)
+
+
+def _heap_after_observing(docs: list[Document], spill: bool) -> tuple[int, NearDuplicates]:
+    """Heap bytes still allocated after summarising and observing `docs` (what the stage holds)."""
+    stage = NearDuplicates(DedupSettings(spill_index=spill), RunContext(config=None))
+    stage.observe(stage.summarise(docs[0]))  # warm up: tables, the spill file
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for doc in docs[1:]:
+            stage.observe(stage.summarise(doc))
+        return tracemalloc.get_traced_memory()[0] - before, stage
+    finally:
+        tracemalloc.stop()
+
+
+def test_spilled_index_is_not_held_in_the_heap():
+    docs = [Document.new(f"built/{n:04d}.txt", text) for n, text in enumerate(articles(200, seed=9))]
+    in_memory, _ = _heap_after_observing(docs, spill=False)
+    on_disk, stage = _heap_after_observing(docs, spill=True)
+    # Held in memory: the summaries (signatures, layout, text). Spilled: offsets only.
+    assert in_memory > 500_000
+    assert on_disk < in_memory / 4, (on_disk, in_memory)
+    stage.decide()  # and the spilled summaries still decide
