@@ -20,6 +20,7 @@ import json
 import re
 import tomllib
 import unicodedata
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -962,10 +963,12 @@ def pattern_triggers(compiled: Any) -> frozenset[str] | None:
 
 
 class TriggerIndex:
-    """One scan per text for the triggers of many rules: which rules may match it.
+    """One scan per text for the triggers of many rules: which rules may match it, and where.
 
     `maybe(text)` returns the ids of the rules that can match somewhere in `text`: rules without
     triggers, and rules one of whose triggers occurs in `text` (after folding variants).
+    `locate(text, lines)` does the same scan and also says in which lines each rule may match
+    (see `TriggerHits`), so a caller need not test each (rule, line) pair with `may_match`.
     """
 
     def __init__(self, rules: list[Rule]) -> None:
@@ -1001,11 +1004,15 @@ class TriggerIndex:
         # Rule id -> every spelling of its (shortened) triggers: a line none of them occurs in
         # cannot contain a match of the rule (see `may_match`).
         forms: dict[str, set[str]] = {}
+        # Rule id -> its (shortened) triggers (`TriggerHits.lines` unites their lines).
+        rule_triggers: dict[str, list[str]] = {}
         for trigger, ids in keyed.items():
             spelt = members.get(trigger, [trigger]) if len(trigger) == 1 else _spellings(trigger, members)
             for rule_id in ids:
                 forms.setdefault(rule_id, set()).update(spelt)
+                rule_triggers.setdefault(rule_id, []).append(trigger)
         self.forms: dict[str, tuple[str, ...]] = {k: tuple(sorted(v)) for k, v in forms.items()}
+        self.rule_triggers: dict[str, tuple[str, ...]] = {k: tuple(v) for k, v in rule_triggers.items()}
         # One scan finds every position where some longer trigger may start: a pattern of the
         # two-character starts, grouped by the first character (`re` scans that ~10x faster than
         # the same starts as a flat alternation).
@@ -1030,24 +1037,120 @@ class TriggerIndex:
 
     def maybe(self, text: str) -> set[str]:
         """Ids of the rules that may match somewhere in `text`."""
-        hit: set[str] = set()
+        return self.locate(text).rules
+
+    def locate(self, text: str, lines: list[tuple[int, int]] | None = None) -> TriggerHits:
+        """Where the triggers occur in `text`; `lines` are its `nonblank_lines` (found if None)."""
+        singles: dict[str, list[str]] = {}  # one-character trigger -> its spellings in the text
         for form, trigger in self.single.items():
             if form in text:
-                hit.add(trigger)
+                singles.setdefault(trigger, []).append(form)
+        positions: dict[str, list[int]] = {}  # longer trigger -> every start of a spelling of it
         scan = self.scan
         if scan is not None:
             starts = self.starts
             pos = 0
-            # Overlapping: the next search starts one character after the last start found.
+            # Overlapping: the next search starts one character after the last start found, and
+            # every spelling with that start is tried (one may be a prefix of another).
             while (m := scan.search(text, pos)) is not None:
                 p = m.start()
                 for form, trigger in starts[m.group()]:
-                    if trigger not in hit and text.startswith(form, p):
-                        hit.add(trigger)
+                    if text.startswith(form, p):
+                        found = positions.get(trigger)
+                        if found is None:
+                            positions[trigger] = [p]
+                        else:
+                            found.append(p)
                 pos = p + 1
-        found = set(self.always)
-        for trigger in hit:
-            found.update(self.by_trigger[trigger])
+        rules = set(self.always)
+        by_trigger = self.by_trigger
+        for trigger in singles:
+            rules.update(by_trigger[trigger])
+        for trigger in positions:
+            rules.update(by_trigger[trigger])
+        return TriggerHits(self, text, lines, rules, singles, positions)
+
+
+_UNSET: Any = object()
+
+
+class TriggerHits:
+    """The triggers found in one text (`TriggerIndex.locate`), by line.
+
+    `rules` is `TriggerIndex.maybe(text)`. `lines(rule_id)` is the set of indices (into the
+    text's `nonblank_lines`) of the lines that contain a spelling of one of the rule's triggers,
+    i.e. exactly the lines for which `may_match(rule_id, line)` is true; None for a rule without
+    triggers (it may match in any line). A spelling counts for a line only if it lies wholly
+    inside it, so a trigger that spans a line break (or holds a newline) counts for no line.
+    """
+
+    def __init__(
+        self,
+        index: TriggerIndex,
+        text: str,
+        lines: list[tuple[int, int]] | None,
+        rules: set[str],
+        singles: dict[str, list[str]],
+        positions: dict[str, list[int]],
+    ) -> None:
+        self.index = index
+        self.text = text
+        self.rules = rules
+        self._spans = lines
+        self._singles = singles
+        self._positions = positions
+        self._starts: list[int] | None = None
+        self._ends: list[int] = []
+        self._by_trigger: dict[str, set[int]] = {}
+        self._by_rule: dict[str, set[int] | None] = {}
+
+    def lines(self, rule_id: str) -> set[int] | None:
+        """Indices of the lines in which the rule may match (None: any line). Do not modify."""
+        found = self._by_rule.get(rule_id, _UNSET)
+        if found is not _UNSET:
+            return found
+        triggers = self.index.rule_triggers.get(rule_id)
+        if triggers is None:
+            found = None
+        else:
+            found = set()
+            if rule_id in self.rules:  # else none of its triggers occurs anywhere
+                for trigger in triggers:
+                    if trigger in self._positions or trigger in self._singles:
+                        found |= self._trigger_lines(trigger)
+        self._by_rule[rule_id] = found
+        return found
+
+    def _trigger_lines(self, trigger: str) -> set[int]:
+        found = self._by_trigger.get(trigger)
+        if found is not None:
+            return found
+        if self._starts is None:
+            spans = self._spans if self._spans is not None else nonblank_lines(self.text)
+            self._starts = [s for s, _ in spans]
+            self._ends = [e for _, e in spans]
+        starts, ends = self._starts, self._ends
+        found = set()
+        if len(trigger) > 1:
+            size = len(trigger)  # every spelling has the trigger's length (one character each)
+            for p in self._positions.get(trigger, ()):
+                i = bisect_right(starts, p) - 1
+                if i >= 0 and p + size <= ends[i]:
+                    found.add(i)
+        else:
+            # One character (frequent: `。`, `一`): find it once per line, then skip to the next
+            # line rather than visiting every occurrence.
+            text, n = self.text, len(starts)
+            for form in self._singles.get(trigger, ()):
+                pos = 0
+                while (p := text.find(form, pos)) != -1:
+                    i = bisect_right(starts, p) - 1
+                    if i >= 0 and p < ends[i]:
+                        found.add(i)
+                    if i + 1 >= n:
+                        break
+                    pos = starts[i + 1]
+        self._by_trigger[trigger] = found
         return found
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from curate.config import setting
 from curate.document import Change, Document, Flag
-from curate.rules import Rule, RuleSet, load_rules, nonblank_lines, whole_line_spans
+from curate.rules import Rule, RuleSet, TriggerHits, load_rules, nonblank_lines, whole_line_spans
 from curate.stages.base import DocumentStage, StageSettings
 
 
@@ -56,6 +56,7 @@ class Boilerplate(DocumentStage):
     def __init__(self, settings: Any, context: Any) -> None:
         super().__init__(settings, context)
         self._rules: RuleSet | None = None
+        self._by_scope: dict[tuple[str, ...], list[Rule]] = {}
 
     @property
     def ruleset(self) -> RuleSet:
@@ -68,12 +69,12 @@ class Boilerplate(DocumentStage):
             self._rules = rules
         return self._rules
 
-    def _active(self, scope: str) -> list[Rule]:
-        disabled = set(self.settings.disable)
-        return [
-            r for r in self.ruleset.rules
-            if r.scope == scope and r.id not in disabled and r.pack not in disabled
-        ]
+    def _scoped(self, scopes: tuple[str, ...]) -> list[Rule]:
+        """The rules of these scopes, in pack order (computed once per rule set)."""
+        cached = self._by_scope.get(scopes)
+        if cached is None:
+            cached = self._by_scope[scopes] = [r for r in self.ruleset.rules if r.scope in scopes]
+        return cached
 
     # ------------------------------------------------------------------ main
     def process(self, doc: Document) -> None:
@@ -83,19 +84,21 @@ class Boilerplate(DocumentStage):
         timeout = self.settings.timeout_seconds
         lines = nonblank_lines(text)
         line_text = [text[s:e] for s, e in lines]
-        present = _Present(self, doc, text, timeout)
+        present = _Present(self, doc, text, timeout, lines, line_text)
 
         decided: dict[int, _Hit] = {}
         # 1. line and paragraph rules, in pack order: the first rule that matches a line decides.
-        # Only lines that may hold a match are tried, and the whole-text pre-check runs only once
-        # a line matched (a rule no line matches changes nothing whether it is present or not).
-        for rule in self.ruleset.rules:
-            if rule.scope not in ("line", "paragraph") or not present.maybe(rule):
+        # Only lines that may hold a match are tried (`candidates`, in order), and the whole-text
+        # pre-check runs only once a line matched (a rule no line matches changes nothing whether
+        # it is present or not).
+        for rule in present.found(self._scoped(("line", "paragraph"))):
+            if not present.maybe(rule):
                 continue
             confirmed: bool | None = None
-            for i, line in enumerate(line_text):
-                if i in decided or not present.could(rule, line):
+            for i in present.candidates(rule):
+                if i in decided:
                     continue
+                line = line_text[i]
                 m = present.match(rule, line)
                 if m is None:
                     break
@@ -115,14 +118,14 @@ class Boilerplate(DocumentStage):
 
         # 3. inline rules inside the lines that stay.
         inline: dict[int, list[tuple[int, int, _Hit]]] = {}
-        for rule in self.ruleset.rules:
-            if rule.scope != "inline" or not present.maybe(rule):
+        for rule in present.found(self._scoped(("inline",))):
+            if not present.maybe(rule):
                 continue
             confirmed = None
-            for i, line in enumerate(line_text):
-                if i in decided or not present.could(rule, line):
+            for i in present.candidates(rule):
+                if i in decided:
                     continue
-                found = present.inline(rule, line)
+                found = present.inline(rule, line_text[i])
                 if found is None:
                     break
                 if not found:
@@ -163,7 +166,8 @@ class Boilerplate(DocumentStage):
     def _tail(self, line_text: list[str], decided: dict[int, _Hit], present: _Present) -> None:
         # No whole-text pre-check here: tail patterns start with a free prefix (search would try
         # every position) and only the last lines are looked at anyway.
-        tail_rules = [r for r in self._active("tail") if present.usable(r)]
+        # A rule with no candidate line (none of its triggers in any line) cannot match: left out.
+        tail_rules = [r for r in self._scoped(("tail",)) if present.usable(r) and present.anywhere(r)]
         if not tail_rules or not line_text:
             return
         cache: dict[int, _Hit | None] = {}
@@ -172,7 +176,7 @@ class Boilerplate(DocumentStage):
             if i not in cache:
                 cache[i] = None
                 for rule in tail_rules:
-                    if not present.could(rule, line_text[i]):
+                    if not present.could(rule, i):
                         continue
                     m = present.match(rule, line_text[i])
                     if m and not self.ruleset.keeps(rule.id, line_text[i]):
@@ -268,46 +272,83 @@ class _Present:
     from most documents, so they are skipped without looking at each line. Before that search,
     the rule set's trigger index (one literal scan of the text for all rules, see
     curate.rules.TriggerIndex) rules out the rules none of whose required strings occur: their
-    search could not match, so it is not run.
+    search could not match, so it is not run. The same scan says in which lines each rule's
+    triggers occur (`TriggerHits`): `candidates(rule)` / `could(rule, i)` answer from that,
+    without looking at each (rule, line) pair.
     """
 
-    def __init__(self, stage: Boilerplate, doc: Document, text: str, timeout: float) -> None:
+    def __init__(
+        self,
+        stage: Boilerplate,
+        doc: Document,
+        text: str,
+        timeout: float,
+        lines: list[tuple[int, int]],
+        line_text: list[str],
+    ) -> None:
         self.stage = stage
         self.doc = doc
         self.text = text
         self.timeout = timeout
+        self.lines = lines
+        self.line_text = line_text
         self.disabled = set(stage.settings.disable)
         self.timed_out: set[str] = set()
         self._present: dict[str, bool] = {}
-        self._maybe: set[str] | None = None
-        self._index: Any = None
+        # Where the rules' triggers occur in the text: one scan for all rules.
+        self.hits: TriggerHits = stage.ruleset.trigger_index().locate(text, lines)
+        self._widths: list[int] | None = None
+
+    def found(self, rules: list[Rule]) -> list[Rule]:
+        """Those of `rules` (in order) one of whose triggers occurs in the text (or without any)."""
+        ids = self.hits.rules
+        return [rule for rule in rules if rule.id in ids]
+
+    @property
+    def widths(self) -> list[int]:
+        """Length of each line without surrounding whitespace (what `max_len` limits)."""
+        if self._widths is None:
+            self._widths = [len(line.strip()) for line in self.line_text]
+        return self._widths
 
     def maybe(self, rule: Rule) -> bool:
         """Not disabled, not timed out, and some trigger of the rule occurs in the text."""
         if rule.id in self.disabled or rule.pack in self.disabled or rule.id in self.timed_out:
             return False
-        if self._maybe is None:
-            self._index = self.stage.ruleset.trigger_index()
-            self._maybe = self._index.maybe(self.text)
-        return rule.id in self._maybe
+        return rule.id in self.hits.rules
 
-    def could(self, rule: Rule, line: str) -> bool:
-        """False when the rule cannot match in `line` (too long, or none of its triggers)."""
-        if rule.max_len is not None and len(line.strip()) > rule.max_len:
+    def candidates(self, rule: Rule) -> list[int]:
+        """Indices, in order, of the lines the rule may match in: not too long for its `max_len`
+        and holding one of its triggers (every line for a rule without triggers). Exactly the
+        lines for which `could` is true."""
+        found = self.hits.lines(rule.id)
+        order = range(len(self.line_text)) if found is None else sorted(found)
+        limit = rule.max_len
+        if limit is None:
+            return list(order)
+        widths = self.widths
+        return [i for i in order if widths[i] <= limit]
+
+    def could(self, rule: Rule, i: int) -> bool:
+        """False when the rule cannot match in line `i` (too long, or none of its triggers)."""
+        if rule.max_len is not None and self.widths[i] > rule.max_len:
             return False
-        index = self._index
-        if index is None:
-            index = self._index = self.stage.ruleset.trigger_index()
-        return index.may_match(rule.id, line)
+        found = self.hits.lines(rule.id)
+        return found is None or i in found
+
+    def anywhere(self, rule: Rule) -> bool:
+        """Whether one of the rule's triggers occurs in some line (for a rule without triggers:
+        whether there is a line). `max_len` is not looked at."""
+        if rule.id not in self.hits.rules:
+            return False
+        found = self.hits.lines(rule.id)
+        return bool(self.line_text if found is None else found)
 
     def __call__(self, rule: Rule) -> bool:
         if rule.id in self.disabled or rule.pack in self.disabled:
             return False
         if rule.id not in self._present:
-            if self._maybe is None:
-                self._index = self.stage.ruleset.trigger_index()
-                self._maybe = self._index.maybe(self.text)
-            if rule.id not in self._maybe:
+            if rule.id not in self.hits.rules:
                 self._present[rule.id] = False
                 return False
             try:

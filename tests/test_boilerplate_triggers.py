@@ -1,0 +1,338 @@
+"""Per-line trigger candidates: `TriggerIndex.locate` / `TriggerHits.lines` and the boilerplate
+stage's `candidates` / `could` give exactly the lines the per-line check `may_match` accepts (so
+never fewer: the pre-filter only skips lines no match can lie in), on the seed fixtures in several
+spellings and on lines built for the edge cases (trigger at a line's start or end, S/T and
+full/half-width variants, overlapping and nested triggers, a trigger across a line break or
+holding a newline, one-character triggers, blank and whitespace-only lines, CRLF, a rule
+without triggers)."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest
+from opencc import OpenCC
+
+from curate import config as config_module
+from curate.document import Document
+from curate.rules import PUNCT_TWINS, RuleSet, load_rules, nonblank_lines
+from curate.stages import boilerplate as boilerplate_module
+from curate.stages.base import RunContext
+from curate.stages.boilerplate import Boilerplate, _Present
+
+ROOT = Path(__file__).resolve().parent.parent
+SEEDS = sorted((Path(__file__).resolve().parent / "fixtures" / "seeds").glob("*.txt"))
+RULES = load_rules([ROOT / "rules"])
+CFG = config_module.build({})
+T2S, S2T = OpenCC("t2s"), OpenCC("s2t")
+
+
+def spellings(text: str) -> dict[str, str]:
+    """The text as it may reach the stage: as is, Simplified, Traditional, half- and full-width
+    punctuation, CRLF line ends."""
+    half = text.translate(str.maketrans(PUNCT_TWINS))
+    full = text.translate(str.maketrans({v: k for k, v in PUNCT_TWINS.items() if v != " "}))
+    return {
+        "raw": text,
+        "t2s": T2S.convert(text),
+        "s2t": S2T.convert(text),
+        "half": half,
+        "full": full,
+        "crlf": text.replace("\n", "\r\n"),
+    }
+
+
+def reference_lines(rules: RuleSet, rule_id: str, text: str) -> set[int] | None:
+    """What the per-line check accepts: the lines of `text` that `may_match` lets through."""
+    index = rules.trigger_index()
+    if index.forms.get(rule_id) is None:
+        return None
+    return {i for i, (s, e) in enumerate(nonblank_lines(text)) if index.may_match(rule_id, text[s:e])}
+
+
+def reference_rules(rules: RuleSet, text: str) -> set[str]:
+    """The rules some spelling of whose triggers occurs in `text`, plus those without triggers."""
+    index = rules.trigger_index()
+    found = set(index.always)
+    found.update(rid for rid, forms in index.forms.items() if any(form in text for form in forms))
+    return found
+
+
+def check_hits(rules: RuleSet, text: str) -> None:
+    index = rules.trigger_index()
+    spans = nonblank_lines(text)
+    assert index.maybe(text) == reference_rules(rules, text)
+    for hits in (index.locate(text, spans), index.locate(text)):
+        assert hits.rules == reference_rules(rules, text)
+        for rule in rules.rules:
+            want = reference_lines(rules, rule.id, text)
+            got = hits.lines(rule.id)
+            if want is None:
+                assert got is None, rule.id
+                continue
+            assert got is not None, rule.id
+            missing = want - got
+            assert not missing, (rule.id, [text[slice(*spans[i])] for i in sorted(missing)])
+            assert got == want, rule.id  # not even a superset: no extra regex call, no new timeout
+
+
+def present_for(rules: RuleSet, text: str) -> tuple[_Present, list[str]]:
+    stage = Boilerplate(CFG["boilerplate"], RunContext(config=CFG, rules=rules))
+    spans = nonblank_lines(text)
+    line_text = [text[s:e] for s, e in spans]
+    return _Present(stage, Document.new("doc.txt", text), text, 5.0, spans, line_text), line_text
+
+
+def check_stage_candidates(rules: RuleSet, text: str) -> None:
+    """`candidates` / `could` / `anywhere` against the per-line test the stage used to make."""
+    index = rules.trigger_index()
+    present, line_text = present_for(rules, text)
+    for rule in rules.rules:
+        old = [
+            i for i, line in enumerate(line_text)
+            if not (rule.max_len is not None and len(line.strip()) > rule.max_len)
+            and index.may_match(rule.id, line)
+        ]
+        assert present.candidates(rule) == old, rule.id
+        assert [i for i in range(len(line_text)) if present.could(rule, i)] == old, rule.id
+        assert present.anywhere(rule) == any(index.may_match(rule.id, line) for line in line_text), rule.id
+
+
+# --------------------------------------------------------------------------- shipped rules, seeds
+@pytest.mark.parametrize("path", SEEDS, ids=lambda p: p.name[:3])
+def test_seed_line_candidates_equal_may_match(path: Path) -> None:
+    for text in spellings(path.read_text(encoding="utf-8")).values():
+        check_hits(RULES, text)
+        check_stage_candidates(RULES, text)
+
+
+def test_all_seeds_in_one_document() -> None:
+    joined = "\n\n".join(p.read_text(encoding="utf-8") for p in SEEDS)
+    for text in spellings(joined).values():
+        check_hits(RULES, text)
+        check_stage_candidates(RULES, text)
+
+
+def test_rule_examples_among_other_lines() -> None:
+    """Every shipped example, alone and between body lines, in every spelling."""
+    for rule in RULES.rules:
+        for example in rule.must_match + rule.must_not_match:
+            for text in (example.text, "正文第一段。\n" + example.text + "\n\n正文第二段。", example.text + "。"):
+                for spelt in set(spellings(text).values()):
+                    check_hits(RULES, spelt)
+                    check_stage_candidates(RULES, spelt)
+
+
+# --------------------------------------------------------------------------- edge cases
+EDGE_PACK = r"""
+[[rule]]
+id = "e.copyright"
+description = "multi-character trigger with S/T and width variants"
+scope = "line"
+action = "drop"
+pattern = '版权所有[:：]?'
+max_len = 12
+must_match = ["版权所有"]
+must_not_match = ["正文"]
+
+[[rule]]
+id = "e.editor"
+description = "nested and overlapping triggers"
+scope = "inline"
+action = "drop"
+pattern = '责任编辑|编辑部'
+must_match = ["责任编辑"]
+must_not_match = ["正文"]
+
+[[rule]]
+id = "e.edit"
+description = "a trigger inside the other rule's"
+scope = "paragraph"
+action = "drop"
+pattern = '编辑'
+must_match = ["编辑"]
+must_not_match = ["正文"]
+
+[[rule]]
+id = "e.haha"
+description = "overlapping occurrences of one trigger"
+scope = "line"
+action = "drop"
+pattern = '哈哈'
+must_match = ["哈哈"]
+must_not_match = ["哈"]
+
+[[rule]]
+id = "e.news"
+description = "a trigger whose end starts another rule's (overlapping scan)"
+scope = "paragraph"
+action = "drop"
+pattern = '新闻'
+must_match = ["新闻"]
+must_not_match = ["正文"]
+
+[[rule]]
+id = "e.release"
+description = "a trigger that starts inside another rule's"
+scope = "paragraph"
+action = "drop"
+pattern = '闻稿'
+must_match = ["闻稿"]
+must_not_match = ["正文"]
+
+[[rule]]
+id = "e.photo"
+description = "one-character trigger with a Traditional variant"
+scope = "line"
+action = "drop"
+pattern = '^\s*图\s*$'
+max_len = 3
+must_match = ["图"]
+must_not_match = ["正文"]
+
+[[rule]]
+id = "e.dot"
+description = "one-character punctuation trigger (full and half width)"
+scope = "tail"
+action = "drop"
+pattern = '\S+\.\S+'
+must_match = ["a.b"]
+must_not_match = ["ab"]
+
+[[rule]]
+id = "e.space"
+description = "whitespace trigger (ideographic space and space)"
+scope = "inline"
+action = "drop"
+pattern = '版　权'
+must_match = ["版　权"]
+must_not_match = ["版权"]
+
+[[rule]]
+id = "e.newline"
+description = "a trigger holding a newline: no line can hold it"
+scope = "paragraph"
+action = "drop"
+pattern = '页脚\n结束'
+must_match = ["页脚\n结束"]
+must_not_match = ["页脚"]
+
+[[rule]]
+id = "e.any"
+description = "no triggers: may match anywhere"
+scope = "line"
+action = "drop"
+pattern = '\p{Han}{2,4}'
+max_len = 4
+must_match = ["正文"]
+must_not_match = ["a"]
+
+[[rule]]
+id = "e.icp"
+description = "a long trigger with many variant spellings (shortened to a prefix)"
+scope = "tail"
+action = "drop"
+pattern = '互联网新闻信息服务许可证'
+must_match = ["互联网新闻信息服务许可证"]
+must_not_match = ["正文"]
+"""
+
+EDGE_TEXTS = [
+    "",
+    "   \n\n\t\n",
+    "版权所有\n正文版权所有\n版權所有：某某公司\n版权所有:\n　版权所有　\n",
+    "版权\n所有\n版\n权所有",  # across line breaks: no line holds it
+    "页脚\n结束\n页脚结束\n页脚",  # a trigger with a newline never counts for a line
+    "\n\n  \n图\n圖\n 图 \n\n图片\n正文图\n",  # leading blank lines, one character at start/end
+    "哈哈哈\n哈\n哈哈\n哈 哈\n哈哈哈哈哈",
+    "新闻稿\n新闻\n闻稿\n新聞稿件",  # 闻稿 only where it overlaps 新闻
+    "责任编辑部\n编辑\n编\n辑\n責任編輯\n编辑部编辑",
+    "　\n \n版　权\n版 权\na b\n 　 \n",  # whitespace-only lines are no lines
+    "来源：新华社\r\n来源:新华社\r\n\r\n版权所有\r\n",
+    "。\n.\n\n。。。\n正文。正文.正文\nwww.example.com",
+    "正文" * 20 + "版权所有\n" + "互联网新闻信息服务许可证\n互聯網新聞信息服務許可證\n互联网新闻\n",
+    "a.b",
+    "哈哈",
+    "图",
+]
+
+
+@pytest.fixture(scope="module")
+def edge_rules(tmp_path_factory: pytest.TempPathFactory) -> RuleSet:
+    folder = tmp_path_factory.mktemp("rules")
+    (folder / "edge.toml").write_text('[pack]\nname = "edge"\ndescription = "edge cases"\n' + EDGE_PACK, encoding="utf-8")
+    return load_rules([folder])
+
+
+def test_edge_rules_have_the_triggers_meant(edge_rules: RuleSet) -> None:
+    index = edge_rules.trigger_index()
+    assert index.always == ["e.any"]
+    assert "e.photo" in index.rule_triggers and len(index.rule_triggers["e.photo"][0]) == 1
+    assert len(index.rule_triggers["e.dot"][0]) == 1
+    assert any("\n" in t for t in index.rule_triggers["e.newline"])
+    assert set(index.forms["e.copyright"]) >= {"版权所有", "版權所有"}
+    assert set(index.forms["e.space"]) >= {"版　权", "版 权"}
+
+
+def test_every_spelling_has_its_triggers_length(edge_rules: RuleSet) -> None:
+    """`TriggerHits` maps a hit to a line by the trigger's length: spellings swap characters 1:1."""
+    for rules in (RULES, edge_rules):
+        index = rules.trigger_index()
+        assert all(len(form) == len(trigger) for pairs in index.starts.values() for form, trigger in pairs)
+        assert all(len(form) == len(trigger) == 1 for form, trigger in index.single.items())
+
+
+@pytest.mark.parametrize("text", EDGE_TEXTS)
+def test_edge_line_candidates_equal_may_match(edge_rules: RuleSet, text: str) -> None:
+    for spelt in spellings(text).values():
+        check_hits(edge_rules, spelt)
+        check_stage_candidates(edge_rules, spelt)
+        check_hits(RULES, spelt)
+        check_stage_candidates(RULES, spelt)
+
+
+def test_edge_cases_by_hand(edge_rules: RuleSet) -> None:
+    index = edge_rules.trigger_index()
+    text = "版权\n所有\n页脚\n结束\n哈哈哈\n　\n图\n编辑部\n正文。\n新闻稿"
+    hits = index.locate(text, nonblank_lines(text))
+    assert hits.lines("e.copyright") == set()  # across a line break
+    assert "e.newline" in hits.rules and hits.lines("e.newline") == set()  # in the text, in no line
+    assert hits.lines("e.haha") == {4}
+    # "　" alone is a blank line, not a line: the next line is line 5.
+    assert hits.lines("e.photo") == {5}
+    assert hits.lines("e.editor") == hits.lines("e.edit") == {6}
+    assert hits.lines("e.dot") == {7}
+    assert hits.lines("e.news") == hits.lines("e.release") == {8}  # overlapping hits both count
+    assert hits.lines("e.any") is None
+    assert hits.lines("no.such.rule") is None  # unknown: may_match says yes too
+    assert index.may_match("no.such.rule", "x")
+
+
+# --------------------------------------------------------------------------- stage output
+def _all_lines(self: _Present, rule):  # the stage without the trigger pre-filter (max_len only)
+    return [i for i, w in enumerate(self.widths) if rule.max_len is None or w <= rule.max_len]
+
+
+def _could_any(self: _Present, rule, i: int) -> bool:
+    return rule.max_len is None or self.widths[i] <= rule.max_len
+
+
+def _run(rules: RuleSet, text: str) -> bytes:
+    doc = Document.new("doc.txt", text)
+    list(Boilerplate(CFG["boilerplate"], RunContext(config=CFG, rules=rules)).run([doc]))
+    return pickle.dumps((doc.text, doc.edits, doc.flags, doc.meta, doc.warnings))
+
+
+def test_prefilter_changes_no_output(monkeypatch: pytest.MonkeyPatch, edge_rules: RuleSet) -> None:
+    """Only a pre-filter: with every line a candidate the stage gives the same result."""
+    texts = [p.read_text(encoding="utf-8") for p in SEEDS]
+    cases = [(RULES, s) for t in texts for s in spellings(t).values()]
+    cases += [(edge_rules, t) for t in EDGE_TEXTS] + [(RULES, t) for t in EDGE_TEXTS]
+    filtered = [_run(rules, text) for rules, text in cases]
+    monkeypatch.setattr(boilerplate_module._Present, "candidates", _all_lines)
+    monkeypatch.setattr(boilerplate_module._Present, "could", _could_any)
+    monkeypatch.setattr(boilerplate_module._Present, "anywhere", lambda self, rule: True)
+    unfiltered = [_run(rules, text) for rules, text in cases]
+    assert filtered == unfiltered
+    assert any(b"ui." in out or b"credit." in out for out in filtered)  # the rules did something
