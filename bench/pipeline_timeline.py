@@ -1,0 +1,96 @@
+"""Where the wall time of one run goes: the passes over the documents, the corpus stages' decisions
+and the driver's own CPU, on the whole-pipeline benchmark input (see bench_pipeline.py).
+
+    .venv/bin/python bench/pipeline_timeline.py [--corpora ../shared/corpora] [--workers 2]
+
+Prints one line per event: seconds since the run started (wall), the driver's CPU seconds so far,
+and the event (a pass over the documents yields its first result / ends; a `parallel`
+call of a corpus stage's decide; the end). Between the end of a pass and the first result of the
+next lies what only the driver does: the corpus stage's decide and the first batch of the next
+pass (which also loads the next stages' tables before the pool forks).
+Exits 0 with a "skipped" line when the corpora are absent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpora", default=str(ROOT.parent / "shared" / "corpora"))
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    corpora = Path(args.corpora)
+    if not corpora.is_dir():
+        print(f"skipped: {corpora} not found")
+        return 0
+    from bench_pipeline import prepare_inputs
+
+    from curate import config, engine, runner
+
+    start = time.time()
+    events: list[tuple[float, float, str]] = []
+
+    def mark(what: str) -> None:
+        events.append((time.time() - start, time.process_time(), what))
+
+    parallel_map, fork_map = engine.parallel_map, engine.fork_map
+
+    passes = 0
+
+    def timed_passes(task: Any, docs: Any, workers: int, batch_size: int) -> Any:
+        # Passes are chained generators: the last one is pulled first, so they are numbered
+        # in the order their first results arrive (pass 1 first).
+        nonlocal passes
+        count, number = 0, 0
+        for result in parallel_map(task, docs, workers, batch_size):
+            if count == 0:
+                passes += 1
+                number = passes
+                mark(f"pass {number}: first result")
+            count += 1
+            yield result
+        mark(f"pass {number} ends ({count} documents)")
+
+    def timed_fork_map(function: Any, items: list[Any], workers: int) -> list[Any]:
+        began = time.time()
+        results = fork_map(function, items, workers)
+        mark(f"decide: parallel, {len(items)} items, {time.time() - began:.2f} s")
+        return results
+
+    engine.parallel_map, engine.fork_map = timed_passes, timed_fork_map
+    folder = Path(tempfile.mkdtemp(prefix="curate-timeline-"))
+    try:
+        files, size = prepare_inputs(corpora, folder / "input")
+        start = time.time()
+        settings = config.build({"run": {"workers": args.workers}})
+        runner.run(
+            settings,
+            inputs=[str(folder / "input")],
+            corpus=folder / "corpus",
+            reports=folder / "reports",
+            write_report=False,
+        )
+        mark("version written")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    print(f"input: {files} files, {size / 1e6:.1f} MB; {args.workers} workers")
+    print("| wall s | driver CPU s | event |\n|---:|---:|---|")
+    for wall, cpu, what in events:
+        print(f"| {wall:.2f} | {cpu:.2f} | {what} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
