@@ -49,7 +49,7 @@ bench-peers: bench/.venv-peers/bin/python
 
 # Every benchmark over ../shared/corpora (each prints "skipped" when the corpora are absent).
 bench: setup bench-peers
-	@for script in bench/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+	@for script in bench/bench_*.py bench/pipeline_timeline.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 clean:
 	rm -rf $(VENV) corpus/versions corpus/LATEST reports/*/
