@@ -162,7 +162,10 @@ def _version(tmp: Path, engine: str, inputs: list[Path], **run: Any) -> tuple[st
     return result.version_id, result.version_dir
 
 
-def test_pipeline_on_ray_writes_the_same_version(ray_cluster, tmp_path):
+def test_pipeline_on_ray_writes_the_same_version(ray_cluster, tmp_path, monkeypatch):
+    from curate import ray_engine
+    from curate.stages import dedup
+
     samples = tmp_path / "samples"
     samples.mkdir()
     for path in SEED_FILES:
@@ -170,7 +173,27 @@ def test_pipeline_on_ray_writes_the_same_version(ray_cluster, tmp_path):
     built = write_corpus(tmp_path / "built", 300, per_file=120)
     inputs = [samples, built]
     local_id, local_dir = _version(tmp_path, "local", inputs, workers=1, batch_size=64)
+    # Near-duplicates on Ray: candidates from the band-key shuffle, verification as Ray tasks
+    # (small chunks, so this small corpus gives them several items).
+    monkeypatch.setattr(dedup._Engine, "_CHUNK", 4)
+    monkeypatch.setattr(dedup._Engine, "_INDEX_CHUNK", 2)
+    calls: dict[str, list[int]] = {"group_by": [], "ray_map": []}
+    shuffle, remote_map = ray_engine.group_by, ray_engine.ray_map
+
+    def counted_group_by(ray: Any, rows: Any) -> Any:
+        groups = shuffle(ray, rows)
+        calls["group_by"].append(len(groups))
+        return groups
+
+    def counted_ray_map(ray: Any, function: Any, items: list[Any], shipped: Any = None) -> Any:
+        calls["ray_map"].append(len(items))
+        return remote_map(ray, function, items, shipped)
+
+    monkeypatch.setattr(ray_engine, "group_by", counted_group_by)
+    monkeypatch.setattr(ray_engine, "ray_map", counted_ray_map)
     ray_id, ray_dir = _version(tmp_path, "ray", inputs, batch_size=16)
+    assert len(calls["group_by"]) >= 3 and max(calls["group_by"]) > 0, calls  # documents, paragraphs, windows
+    assert max(calls["ray_map"]) > 1, calls
     assert ray_id == local_id
     for name in DATA_FILES:
         assert (ray_dir / name).read_bytes() == (local_dir / name).read_bytes(), name
