@@ -41,7 +41,9 @@ class RunSettings:
     workers: int = setting(0, "Worker processes for per-document stages (0: all cores).")
     batch_size: int = setting(64, "Documents per batch handed to a worker.")
     spill_dir: str = setting(
-        "", "Where corpus-wide stages spill documents between passes (empty: the system temp folder)."
+        "",
+        "Where corpus-wide stages spill documents between passes, and dedup its index with "
+        "dedup.spill_index (empty: the system temp folder).",
     )
     engine: str = setting("local", "Execution engine: 'local' (processes on this machine) or 'ray'.")
     ray_address: str = setting("", "Ray cluster address for engine 'ray' (empty: start a local Ray).")
