@@ -15,7 +15,9 @@ Command (from the repository root):
 
     .venv/bin/python bench/build_bigram_table.py --corpora ../shared/corpora
 
-writes `curate/data/bigram_zh.tsv.gz`.
+writes `curate/data/bigram_zh.tsv.gz` and the model compiled from it, `curate/data/bigram_zh.npz`
+(what the detectors load; see curate.detectors.bigram). `--compile-only` recompiles the `.npz`
+from an existing `.tsv.gz` without reading the corpora.
 """
 
 from __future__ import annotations
@@ -29,7 +31,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from curate.detectors.bigram import CLASS_SYMBOLS, symbol_of_char, write_table  # noqa: E402
+from curate.detectors.bigram import (  # noqa: E402
+    CLASS_SYMBOLS,
+    BigramModel,
+    symbol_of_char,
+    write_table,
+)
 
 SOURCE = "lzjqsdd-NewsSpider/testdata/data/orinews"
 
@@ -58,7 +65,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--min-pair", type=int, default=2, help="pairs seen fewer times are dropped"
     )
+    parser.add_argument(
+        "--compile-only",
+        action="store_true",
+        help="only compile the existing --out table into the model (.npz beside it)",
+    )
     args = parser.parse_args(argv)
+    out = Path(args.out)
+    if args.compile_only:
+        return compile_model(out)
 
     folder = Path(args.corpora) / SOURCE
     if not folder.is_dir():
@@ -90,10 +105,17 @@ def main(argv: list[str] | None = None) -> int:
         f"{sum(unigrams.values())} characters); built by bench/build_bigram_table.py "
         f"--max-symbols {args.max_symbols} --min-pair {args.min_pair}"
     )
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_table(out, dict(unigrams), bigrams, header)
     print(f"{out}: {len(unigrams)} symbols, {len(bigrams)} pairs, {out.stat().st_size} bytes")
+    return compile_model(out)
+
+
+def compile_model(table: Path) -> int:
+    """Compile the counts in `table` into the model file the detectors load (same stem, .npz)."""
+    model_path = table.with_name(table.name.removesuffix(".tsv.gz") + ".npz")
+    BigramModel.load(table).save(model_path)
+    print(f"{model_path}: compiled, {model_path.stat().st_size} bytes")
     return 0
 
 

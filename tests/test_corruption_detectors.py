@@ -2,13 +2,36 @@
 
 from __future__ import annotations
 
+import re
+from functools import cache
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from curate import config
-from curate.detectors import DetectorContext, SpamLexicon, default_lexicon_path, run_detectors
+from curate.detectors import (
+    DetectorContext,
+    SpamLexicon,
+    TextBatch,
+    default_lexicon_path,
+    garbage,
+    run_detectors,
+    spam,
+)
+from curate.detectors.bigram import (
+    BOS,
+    COMPILED_ARRAYS,
+    DEFAULT_TABLE,
+    EMPTY_SLOT,
+    SPACE,
+    BigramModel,
+    PairTable,
+    _pair_slots,
+    default_model,
+)
 from curate.document import Change, Document, Flag
+from curate.stages import corruption
 from curate.stages.base import RunContext
 from curate.stages.corruption import CorruptedSpans
 
@@ -274,3 +297,225 @@ def test_detectors_are_deterministic_and_do_not_change_the_text():
     flags_a, flags_b = run_detectors(doc_a, ctx), run_detectors(doc_b, ctx)
     assert [f.to_json() for f in flags_a] == [f.to_json() for f in flags_b]
     assert doc_a.text == text and doc_a.edits == []
+
+
+# ---------------------------------------------------------------- fast paths: same results
+# The model loads compiled arrays, looks pairs up in a perfect hash table, and the stage works
+# on batches of texts joined end to end; none of it may change a value. Each is checked here
+# against a plain computation on texts of every kind the pipeline meets.
+TRADITIONAL = "這是繁體中文的新聞報導，記者從現場了解到，目前交通已經恢復正常。\r\n"
+NOISE = "各地群众踊跃参加志愿服务活动，现场气氛十分热烈".encode("gbk").decode(
+    "big5", errors="replace"
+)
+
+
+def varied_texts() -> list[str]:
+    """Empty, short, CRLF, Traditional, non-BMP, control and replacement characters, noise that
+    the garbage detector flags, line breaks at the edges, the samples, and random mixtures."""
+    texts = [
+        "",
+        "a",
+        "\n",
+        "\n\n \n",
+        "短文。",
+        PROSE,
+        PROSE.replace("\n", "\r\n") * 2,
+        TRADITIONAL * 3,
+        "𠀀𠀁𪚥中文\U0001f600，生僻字\U000e0001测试。" * 4,
+        "相关\x07规定\x1b已经公布\ufffd\ufffd，锟斤拷烫烫。" * 3,
+        PROSE * 3 + f"附件内容：{NOISE}\n" + PROSE * 3,
+        f"{NOISE}\n{NOISE}",
+        "\n" + PROSE + " ",
+        "NBA CCTV5 2023-10-01 http://example.com/a?b=1 " * 5,
+        "观众可以在CCTV5体育频道收看比赛直播。作为xk888金沙线路国落实工作的顶层设计。" * 2,
+    ]
+    texts += [read_seed(name) for name in sorted(p.name for p in SEEDS.glob("*.txt"))]
+    pieces = [PROSE[:20], NOISE[:15], "\n", "\r\n", " ", "abc", "123", TRADITIONAL[:10], "𠀀𠀁"]
+    rng = np.random.default_rng(9)
+    for _ in range(30):
+        texts.append("".join(rng.choice(pieces, size=int(rng.integers(0, 40))).tolist()))
+    return texts
+
+
+@cache
+def stored_pairs() -> dict[int, float]:
+    """Pair key -> bits, of the shipped model's table, as a plain dict."""
+    model = default_model()
+    return {
+        key: bits
+        for key, bits in zip(model.slot_keys.tolist(), model.slot_bits.tolist(), strict=True)
+        if key != EMPTY_SLOT
+    }
+
+
+def plain_surprise(text: str) -> np.ndarray:
+    """Character by character: the stored pair's bits, else backoff + unigram (in float32)."""
+    model = default_model()
+    pairs, n, prev, out = stored_pairs(), len(model.symbols), BOS, []
+    for symbol in model.ids(text).tolist():
+        key = prev * n + symbol
+        fallback = np.float32(model.backoff_bits[prev]) + np.float32(model.unigram_bits[symbol])
+        out.append(pairs.get(key, fallback))
+        prev = symbol
+    return np.array(out, dtype=np.float32)
+
+
+def test_shipped_model_is_the_shipped_counts_compiled():
+    shipped, compiled = default_model(), BigramModel.load(DEFAULT_TABLE)
+    assert shipped.symbols == compiled.symbols
+    for name in COMPILED_ARRAYS:
+        ours, theirs = getattr(shipped, name), getattr(compiled, name)
+        assert ours.dtype == theirs.dtype and np.array_equal(ours, theirs), name
+
+
+def test_compiled_model_file_is_deterministic_and_loads_back(tmp_path):
+    model = default_model()
+    model.save(tmp_path / "a.npz")
+    model.save(tmp_path / "b.npz")
+    assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
+    loaded = BigramModel.load(tmp_path / "a.npz")
+    assert loaded.symbols == model.symbols
+    for name in COMPILED_ARRAYS:
+        assert np.array_equal(getattr(loaded, name), getattr(model, name)), name
+
+
+@pytest.mark.parametrize("size", [0, 1, 2, 3, 50, 4000])
+def test_pair_table_holds_every_key_in_its_slot_and_no_other(size):
+    rng = np.random.default_rng(size)
+    keys = np.unique(rng.integers(0, int(EMPTY_SLOT), size=size * 2, dtype=np.uint32))[:size]
+    keys = rng.permutation(keys)
+    bits = rng.random(keys.size, dtype=np.float32)
+    table = PairTable.build(keys, bits)
+    slots = _pair_slots(keys, table.bucket_salts, table.slot_keys.size)
+    assert np.array_equal(table.slot_keys[slots], keys)
+    assert np.array_equal(table.slot_bits[slots], bits)
+    assert int((table.slot_keys != EMPTY_SLOT).sum()) == keys.size
+    others = np.setdiff1d(rng.integers(0, int(EMPTY_SLOT), size=1000, dtype=np.uint32), keys)
+    others_slots = _pair_slots(others, table.bucket_salts, table.slot_keys.size)
+    assert not (table.slot_keys[others_slots] == others).any()
+
+
+def test_surprise_is_the_plain_lookup_alone_and_in_a_batch():
+    model, texts = default_model(), varied_texts()
+    batch = TextBatch.of(texts, model)
+    for i, text in enumerate(texts):
+        expected = plain_surprise(text)
+        alone = model.surprise(text)
+        assert alone.dtype == np.float32 and np.array_equal(alone, expected), repr(text[:30])
+        assert np.array_equal(batch.surprise[batch.span(i)], expected), repr(text[:30])
+        assert np.array_equal(batch.ids[batch.span(i)], model.ids(text))
+
+
+def reference_garbage(text: str, ctx: DetectorContext) -> list[dict]:
+    """The garbage detector computed plainly, one text at a time, baseline always (the spec)."""
+    width = ctx.garbage_window
+    if len(text) < 2 * width:
+        return []
+    ids = ctx.model.ids(text).astype(np.int64)
+    bits = plain_surprise(text).astype(np.float64)
+    skipped = (ids == SPACE) | np.concatenate(([False], ids[:-1] == SPACE))
+    bits[skipped] = np.nan
+    valid = ~np.isnan(bits)
+    sums = np.convolve(np.where(valid, bits, 0.0), np.ones(width), "valid")
+    counts = np.array([valid[i : i + width].sum() for i in range(len(text) - width + 1)], float)
+    is_han = ctx.model.han_symbols[ids]
+    han = np.array([is_han[i : i + width].sum() for i in range(len(text) - width + 1)], float)
+    usable = (counts >= width * 0.75) & (han >= width * garbage.MIN_HAN_SHARE)
+    if not usable.any():
+        return []
+    means = np.where(usable, sums / np.maximum(counts, 1), 0.0)
+    baseline = float(np.median(means[usable]))
+    threshold = max(ctx.garbage_min_bits, baseline + ctx.garbage_margin_bits)
+    flags, spans = [], []
+    for i in np.flatnonzero(usable & (means >= threshold)).tolist():
+        if spans and i <= spans[-1][1]:
+            spans[-1][1] = i + width
+        else:
+            spans.append([i, i + width])
+    for start, end in spans:
+        peak = float(means[start : end - width + 1].max())
+        flags.append(
+            {"span": (start, end), "peak": round(peak, 2), "doc": round(baseline, 2),
+             "threshold": round(threshold, 2)}
+        )  # fmt: skip
+    return flags
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{}, {"garbage_min_bits": 9.0, "garbage_margin_bits": 1.0}, {"garbage_window": 8}],
+)
+def test_garbage_alone_and_in_batches_is_the_plain_computation(settings):
+    ctx = DetectorContext(lexicon=SpamLexicon.load(default_lexicon_path()), **settings)
+    texts = varied_texts()
+    expected = [reference_garbage(text, ctx) for text in texts]
+    assert any(expected)  # the comparison covers flagged texts too
+
+    def seen(flags: list[Flag]) -> list[dict]:
+        return [
+            {"span": (f.start, f.end), "peak": f.evidence["peak_bits"],
+             "doc": f.evidence["document_bits"], "threshold": f.evidence["threshold_bits"]}
+            for f in flags
+        ]  # fmt: skip
+
+    alone = [seen(garbage.detect(Document.new("x", text), ctx)) for text in texts]
+    assert alone == expected
+    docs = [Document.new("x", text) for text in texts]
+    ctx.prepare([doc.text for doc in docs])
+    assert [seen(garbage.detect(doc, ctx)) for doc in docs] == expected
+
+
+def test_stage_in_batches_flags_as_document_by_document(monkeypatch):
+    texts = varied_texts() * 2
+    cfg = config.build({})
+
+    def documents() -> list[Document]:
+        docs = [Document.new(f"{i}.txt", text) for i, text in enumerate(texts)]
+        docs[3].status = "quarantined"  # not processed, in a batch or not
+        return docs
+
+    one_by_one = documents()
+    stage = CorruptedSpans(cfg["corruption"], RunContext(cfg))
+    for doc in one_by_one:
+        if doc.status == "ok":
+            stage.process(doc)
+    assert any(doc.flags for doc in one_by_one)
+    monkeypatch.setattr(corruption, "BATCH_DOCUMENTS", 7)
+    monkeypatch.setattr(corruption, "BATCH_CHARACTERS", 3000)
+    batched = list(CorruptedSpans(cfg["corruption"], RunContext(cfg)).run(iter(documents())))
+    assert [doc.source for doc in batched] == [doc.source for doc in one_by_one]
+    assert [[f.to_json() for f in doc.flags] for doc in batched] == [
+        [f.to_json() for f in doc.flags] for doc in one_by_one
+    ]
+    assert batched[3].flags == []
+
+
+def full_scan_spans(text: str, lexicon: SpamLexicon) -> list[tuple[int, int]]:
+    """Candidate chains found the plain way: every anchor (no pre-check), every chain in reach."""
+    _, chain_re, _, _ = spam._compiled(lexicon)
+    terms = sorted(set(lexicon.strong) | set(lexicon.gambling), key=lambda t: (-len(t), t))
+    han = "|".join(re.escape(t) for t in terms if not t.isascii())
+    latin = "|".join(re.escape(t) for t in terms if t.isascii())
+    anchors = list(re.finditer(han, text)) + list(
+        re.finditer(f"(?<![A-Za-z0-9])(?:{latin})(?![A-Za-z0-9])", text)
+    )
+    spans = set()
+    for anchor in anchors:
+        lo, hi = max(0, anchor.start() - 40), min(len(text), anchor.end() + 40)
+        for match in chain_re.finditer(text, lo, hi):
+            if match.start() <= anchor.start() < match.end():
+                spans.add(match.span())
+    return sorted(spans)
+
+
+def test_spam_candidates_are_the_chains_a_full_scan_finds():
+    lexicon = SpamLexicon.load(default_lexicon_path())
+    texts = list(lexicon.spam_examples) + list(lexicon.clean_examples) + varied_texts()
+    texts += [
+        "xbet365体育 bet365x bet365 体育bet365官网 pk10彩票 PK10yabo leyu娱乐城",
+        "体育" * 30 + "中国体育彩票管理中心" + "娱乐" * 25 + "ld体育中国官方网站" * 3,
+        "开展民族ld体育中国官方网站宣传月活动，" * 5 + "星辰贵宾会体育app下载手机版",
+    ]
+    for text in texts:
+        found = [(start, end) for start, end, _ in spam.candidates(text, lexicon)]
+        assert found == full_scan_spans(text, lexicon), text[:40]

@@ -4,7 +4,9 @@ A detector is a function `detect(doc, ctx) -> list[Flag]`. It never changes the 
 corruption stage adds the flags it returns (skipping any that repeat a flag of the same kind
 already there) and the policy stage decides what happens to the text. Detectors share a
 `DetectorContext`, which holds the tunable thresholds, the spam lexicon and the bigram model, and
-caches the bigram surprise of the text being examined so that several detectors can use it.
+the per-character work on the text being examined (bigram ids and surprise), so that several
+detectors can use it. The stage prepares that work for a batch of documents at once (numpy's
+per-call cost dominates on single documents); a detector gets the same values either way.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -85,8 +88,45 @@ def default_lexicon_path() -> Path:
 
 
 @dataclass
+class TextBatch:
+    """Texts joined end to end, so that per-character work runs once for all of them instead of
+    once per text (numpy's per-call cost dominates on texts of a few hundred characters): the
+    bigram symbol ids and surprise, computed on creation, and what detectors derive from them
+    (`derived`, per kind, filled by the detector on first use)."""
+
+    texts: list[str]
+    starts: np.ndarray  # text i is [starts[i], starts[i + 1]) of the joined arrays
+    ids: np.ndarray
+    surprise: np.ndarray
+    derived: dict[str, list[Any]] = field(default_factory=dict)
+    _index: dict[int, int] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def of(cls, texts: list[str], model: BigramModel) -> TextBatch:
+        starts = np.zeros(len(texts) + 1, dtype=np.intp)
+        np.cumsum([len(text) for text in texts], out=starts[1:])
+        ids = model.ids("".join(texts))
+        return cls(
+            texts=list(texts),
+            starts=starts,
+            ids=ids,
+            surprise=model.surprise_of_ids(ids, starts[:-1]),
+            _index={id(text): i for i, text in enumerate(texts)},
+        )
+
+    def find(self, text: str) -> int | None:
+        """Index of this very text object in the batch (None if it is not there)."""
+        i = self._index.get(id(text))
+        return i if i is not None and self.texts[i] is text else None
+
+    def span(self, i: int) -> slice:
+        return slice(int(self.starts[i]), int(self.starts[i + 1]))
+
+
+@dataclass
 class DetectorContext:
-    """What detectors share: thresholds, lexicon, model, and a per-text surprise cache."""
+    """What detectors share: thresholds, lexicon, model, and the per-text work (ids, surprise)
+    of the current batch of texts (see `prepare`) or of the last text asked about."""
 
     lexicon: SpamLexicon
     model: BigramModel = field(default_factory=default_model)
@@ -96,31 +136,50 @@ class DetectorContext:
     garbage_min_bits: float = 17.0
     garbage_margin_bits: float = 8.0
     truncated_min_chars: int = 20
-    _cache_text: str | None = field(default=None, repr=False)
-    _cache_bits: Any = field(default=None, repr=False)
-    _ids_text: str | None = field(default=None, repr=False)
-    _ids: Any = field(default=None, repr=False)
+    _batch: TextBatch | None = field(default=None, repr=False)
+    _single: TextBatch | None = field(default=None, repr=False)
+
+    def prepare(self, texts: list[str]) -> None:
+        """Compute the per-text work for `texts` at once; detectors asking about one of these
+        text objects then find it done (until the next `prepare`). The results are the same as
+        for each text alone: joining texts changes no value, only the number of numpy calls."""
+        self._batch = TextBatch.of(texts, self.model)
+
+    def locate(self, text: str) -> tuple[TextBatch, int]:
+        """The batch holding `text` and its index there (a batch of its own if not prepared)."""
+        for batch in (self._batch, self._single):
+            if batch is not None and (i := batch.find(text)) is not None:
+                return batch, i
+        self._single = TextBatch.of([text], self.model)
+        return self._single, 0
 
     def ids(self, text: str) -> np.ndarray:
-        """Bigram-model symbol ids of every character of `text` (cached for the last text asked)."""
-        if self._ids_text is not text:
-            self._ids = self.model.ids(text)
-            self._ids_text = text
-        return self._ids
+        """Bigram-model symbol ids of every character of `text`."""
+        batch, i = self.locate(text)
+        return batch.ids[batch.span(i)]
 
     def surprise(self, text: str) -> np.ndarray:
-        """Bigram surprise of every character of `text` (cached for the last text asked)."""
-        if self._cache_text is not text:
-            self._cache_bits = self.model.surprise(text, self.ids(text))
-            self._cache_text = text
-        return self._cache_bits
+        """Bigram surprise of every character of `text`."""
+        batch, i = self.locate(text)
+        return batch.surprise[batch.span(i)]
+
+    def derived(
+        self, kind: str, text: str, compute: Callable[[TextBatch, DetectorContext], list]
+    ) -> Any:
+        """`compute(batch, ctx)[i]` for `text`: a detector's own per-text work, done once for
+        every text of the batch holding it (see garbage.windows)."""
+        batch, i = self.locate(text)
+        if kind not in batch.derived:
+            batch.derived[kind] = compute(batch, self)
+        return batch.derived[kind][i]
 
 
 Detector = Callable[[Document, DetectorContext], list[Flag]]
 
 
+@cache
 def detectors() -> dict[str, Detector]:
-    """Kind -> detector function, in the order they run."""
+    """Kind -> detector function, in the order they run (built once: it is asked per document)."""
     from curate.detectors import garbage, mojibake, obfuscation, spam, splice, truncated
 
     return {

@@ -11,16 +11,22 @@ punctuation is folded to its full-width twin, so the model does not care whether
 stage ran. Smoothing is Witten-Bell interpolation with a unigram distribution (add-one), so an
 unseen pair costs about log2 of the vocabulary size plus the follower's rarity.
 
-The table (`curate/data/bigram_zh.tsv.gz`) is built by `bench/build_bigram_table.py`; its
-docstring names the source text.
+The counts (`curate/data/bigram_zh.tsv.gz`) are measured by `bench/build_bigram_table.py`; its
+docstring names the source text. The same script compiles them into the model the detectors
+load (`curate/data/bigram_zh.npz`: the arrays below, ready to use), so that a run loads one
+small file instead of parsing and smoothing the counts; a test checks that the two agree. A
+`.tsv.gz` table given in the settings is compiled when loaded.
 """
 
 from __future__ import annotations
 
 import gzip
+import io
+import zipfile
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -33,7 +39,11 @@ LOOKUP_SIZE = 0x30000  # covers the BMP and CJK Extension B..; higher code point
 # Half-width punctuation folded to full-width before lookup (Chinese text uses either).
 HALF_TO_FULL = {",": "，", ";": "；", ":": "：", "?": "？", "!": "！", "(": "（", ")": "）"}
 
-DEFAULT_TABLE = Path(__file__).resolve().parent.parent / "data" / "bigram_zh.tsv.gz"
+MAX_SYMBOLS = 0xFFFF  # ids fit uint16, pair keys a * n + b fit uint32 below EMPTY_SLOT
+
+DATA = Path(__file__).resolve().parent.parent / "data"
+DEFAULT_TABLE = DATA / "bigram_zh.tsv.gz"  # the counts (what the builder measured)
+DEFAULT_MODEL = DATA / "bigram_zh.npz"  # the same model compiled from them, ready to use
 
 
 def base_class_of(codepoint: int) -> int:
@@ -91,10 +101,10 @@ class BigramModel:
     """Surprise (bits) of each character given the one before it."""
 
     symbols: list[str]
-    lookup: np.ndarray  # code point -> symbol id
-    slot_keys: np.ndarray  # open-addressing hash table of the stored pairs: key a * n + b, or -1
-    slot_bits: np.ndarray  # surprise of the pair in each slot
-    max_probe: int  # longest probe sequence in the table
+    lookup: np.ndarray  # code point -> symbol id (uint32, the dtype pair keys are computed in)
+    bucket_salts: np.ndarray  # the stored pairs' hash table (see PairTable): salt per bucket
+    slot_keys: np.ndarray  # pair key a * n + b held by each slot, or EMPTY_SLOT (uint32)
+    slot_bits: np.ndarray  # surprise of the pair in each slot (float32)
     backoff_bits: np.ndarray  # -log2(1 - lambda_a)
     unigram_bits: np.ndarray  # -log2 P1(b)
     han_symbols: np.ndarray  # [id] -> whether the symbol is a Han character (or unknown Han)
@@ -105,6 +115,8 @@ class BigramModel:
     ) -> BigramModel:
         """Build the model from symbol counts (Witten-Bell interpolation, add-one unigram)."""
         symbols = list(CLASS_SYMBOLS) + sorted(s for s in unigrams if s not in CLASS_SYMBOLS)
+        if len(symbols) > MAX_SYMBOLS:
+            raise ValueError(f"bigram table: {len(symbols)} symbols, at most {MAX_SYMBOLS}")
         ids = {s: i for i, s in enumerate(symbols)}
         n = len(symbols)
         uni = np.ones(n, dtype=np.float64)
@@ -136,7 +148,7 @@ class BigramModel:
             lam[hist] * count_arr / np.maximum(follow_count[hist], 1) + (1 - lam[hist]) * p1[foll]
         )
         pair_bits = (-np.log2(p_pair)).astype(np.float32)
-        slot_keys, slot_bits, max_probe = _hash_table(key_arr, pair_bits)
+        table = PairTable.build(key_arr.astype(np.uint32), pair_bits)
         backoff_bits = -np.log2(np.maximum(1 - lam, 1e-12))
         lookup = _base_lookup().copy()
         for s, i in ids.items():
@@ -147,10 +159,10 @@ class BigramModel:
                 lookup[ord(half)] = ids[full]
         return cls(
             symbols=symbols,
-            lookup=lookup,
-            slot_keys=slot_keys,
-            slot_bits=slot_bits,
-            max_probe=max_probe,
+            lookup=lookup.astype(np.uint32),
+            bucket_salts=table.bucket_salts,
+            slot_keys=table.slot_keys,
+            slot_bits=table.slot_bits,
             backoff_bits=backoff_bits.astype(np.float32),
             unigram_bits=unigram_bits.astype(np.float32),
             han_symbols=np.array(
@@ -164,11 +176,14 @@ class BigramModel:
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> BigramModel:
-        """Load a table written by `bench/build_bigram_table.py` (default: the shipped one)."""
-        data = Path(path or DEFAULT_TABLE).read_bytes()
+        """Load a compiled model (.npz, see `save`) or a counts table written by
+        `bench/build_bigram_table.py` (.tsv.gz, compiled here). Default: the shipped model."""
+        file = Path(path or DEFAULT_MODEL)
+        if file.suffix == ".npz":
+            return cls._load_compiled(file)
         unigrams: dict[str, int] = {}
         bigrams: dict[tuple[str, str], int] = {}
-        for line in gzip.decompress(data).decode("utf-8").splitlines():
+        for line in gzip.decompress(file.read_bytes()).decode("utf-8").splitlines():
             if not line or line.startswith("#"):
                 continue
             parts = line.split("\t")
@@ -178,13 +193,37 @@ class BigramModel:
                 bigrams[(_unescape(parts[1]), _unescape(parts[2]))] = int(parts[3])
         return cls.from_counts(unigrams, bigrams)
 
+    def save(self, path: Path) -> None:
+        """Write the compiled arrays (deterministic bytes), so that loading is one `np.load`."""
+        arrays = {name: getattr(self, name) for name in COMPILED_ARRAYS}
+        arrays["symbols"] = np.frombuffer(
+            "\n".join(_escape(s) for s in self.symbols).encode("utf-8"), dtype=np.uint8
+        )
+        with zipfile.ZipFile(path, "w") as zf:
+            for name, array in arrays.items():
+                buffer = io.BytesIO()
+                np.lib.format.write_array(buffer, np.ascontiguousarray(array), allow_pickle=False)
+                zf.writestr(
+                    zipfile.ZipInfo(f"{name}.npy", date_time=ZIP_EPOCH),
+                    buffer.getvalue(),
+                    compress_type=zipfile.ZIP_DEFLATED,
+                    compresslevel=6,
+                )
+
+    @classmethod
+    def _load_compiled(cls, path: Path) -> BigramModel:
+        with np.load(path, allow_pickle=False) as data:
+            symbols = bytes(data["symbols"]).decode("utf-8").split("\n")
+            return cls(
+                symbols=[_unescape(s) for s in symbols], **{k: data[k] for k in COMPILED_ARRAYS}
+            )
+
     def ids(self, text: str) -> np.ndarray:
-        """Symbol id of every character of `text`."""
+        """Symbol id of every character of `text` (uint32)."""
         cps = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
         if cps.size == 0 or int(cps.max()) < LOOKUP_SIZE:  # the usual case: one lookup
-            return self.lookup[cps].astype(np.int64)
-        cps = cps.astype(np.int64)
-        out = np.full(cps.shape, OTHER, dtype=np.int64)
+            return self.lookup.take(cps)
+        out = np.full(cps.shape, OTHER, dtype=self.lookup.dtype)
         inside = cps < LOOKUP_SIZE
         out[inside] = self.lookup[cps[inside]]
         out[~inside & (cps >= 0x20000) & (cps <= 0x3FFFF)] = UNK_HAN
@@ -197,60 +236,128 @@ class BigramModel:
         """
         if ids is None:
             ids = self.ids(text)
-        if ids.size == 0:
-            return np.zeros(0, dtype=np.float32)
-        prev = np.concatenate(([BOS], ids[:-1]))
-        keys = prev * len(self.symbols) + ids
-        bits = (self.backoff_bits[prev] + self.unigram_bits[ids]).astype(np.float32)
-        mask = len(self.slot_keys) - 1
-        slots = _slot(keys, mask)
-        pending = np.arange(keys.size)
-        for _ in range(self.max_probe + 1):
-            stored = self.slot_keys[slots]
-            hit = stored == keys[pending]
-            bits[pending[hit]] = self.slot_bits[slots[hit]]
-            keep = ~hit & (stored != -1)
-            pending, slots = pending[keep], (slots[keep] + 1) & mask
-            if pending.size == 0:
-                break
+        return self.surprise_of_ids(ids, np.zeros(1, dtype=np.intp))
+
+    def surprise_of_ids(self, ids: np.ndarray, starts: np.ndarray) -> np.ndarray:
+        """Surprise of the symbols `ids` of texts joined end to end; a text begins at each of
+        `starts`, where the previous symbol is <bos>. Each value depends only on its character
+        and the one before, so joining texts changes none of them.
+
+        One hash-table probe per character (see PairTable): a stored pair gives its own bits,
+        any other pair the backoff of its history plus the follower's unigram bits.
+        """
+        ids = ids.astype(np.uint32, copy=False)
+        prev = np.empty_like(ids)
+        prev[1:] = ids[:-1]
+        prev[starts[starts < ids.size]] = BOS
+        keys = prev * np.uint32(len(self.symbols)) + ids
+        slots = _pair_slots(keys, self.bucket_salts, self.slot_keys.size)
+        # `take`: numpy's fastest gather (indexing with [] first converts the indices to intp).
+        bits = self.slot_bits.take(slots)
+        unstored = np.flatnonzero(self.slot_keys.take(slots) != keys)  # ~1 in 5 in news
+        bits[unstored] = self.backoff_bits.take(prev.take(unstored)) + self.unigram_bits.take(
+            ids.take(unstored)
+        )
         return bits
 
 
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+# The compiled model file holds these arrays (plus the symbols), ready to use.
+COMPILED_ARRAYS = (
+    "lookup",
+    "bucket_salts",
+    "slot_keys",
+    "slot_bits",
+    "backoff_bits",
+    "unigram_bits",
+    "han_symbols",
+)
+# Fixed member timestamps: the file's bytes depend on its content only.
+ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+EMPTY_SLOT = np.uint32(0xFFFFFFFF)  # above every key a * n + b, as n <= MAX_SYMBOLS
+_KEY_MIX = np.uint32(0x9E3779B9)  # odd multipliers: multiplication modulo 2**32 is a bijection
+_SLOT_MIX = np.uint32(0x85EBCA6B)
+_SALT_STEP = np.uint32(0xC2B2AE35)
 
 
-def _slot(keys: np.ndarray, mask: int) -> np.ndarray:
-    """Home slot of each key (Fibonacci hashing; the multiplication wraps modulo 2**64)."""
-    with np.errstate(over="ignore"):
-        mixed = keys.astype(np.uint64) * _GOLDEN
-    return (mixed >> np.uint64(64 - int(mask).bit_length())).astype(np.int64)
+def _pair_slots(keys: np.ndarray, bucket_salts: np.ndarray, size: int) -> np.ndarray:
+    """The one slot each pair key may occupy: its bucket's salt mixed into the key's hash.
+
+    Returned as intp, the index type numpy gathers with (two gathers use it).
+    """
+    mixed = keys * _KEY_MIX  # uint32 arithmetic wraps modulo 2**32
+    bucket = mixed >> np.uint32(32 - (bucket_salts.size.bit_length() - 1))
+    slots = ((mixed ^ bucket_salts.take(bucket)) * _SLOT_MIX) >> np.uint32(
+        32 - (size.bit_length() - 1)
+    )
+    return slots.astype(np.intp)
 
 
-def _hash_table(keys: np.ndarray, bits: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-    """An open-addressing table (linear probing, load <= 1/3): ~1.2 probes per lookup, where a
-    binary search of the sorted keys needs ~17 scattered reads. Built vectorised: each round,
-    every unplaced key tries its current slot; of several keys wanting one free slot the
-    earliest wins, the others move on (deterministic for a given key order)."""
-    size = 1 << max(4, int(np.ceil(np.log2(max(1, keys.size) * 3))))
-    mask = size - 1
-    slot_keys = np.full(size, -1, dtype=np.int64)
-    slot_bits = np.zeros(size, dtype=np.float32)
-    home = _slot(keys, mask)
-    slots = home.copy()
-    remaining = np.arange(keys.size)
-    while remaining.size:
-        wanted = slots[remaining]
-        free = slot_keys[wanted] == -1
-        taken_slots, first = np.unique(wanted[free], return_index=True)
-        winners = remaining[free][first]
-        slot_keys[taken_slots] = keys[winners]
-        slot_bits[taken_slots] = bits[winners]
-        placed = np.zeros(keys.size, dtype=bool)
-        placed[winners] = True
-        remaining = remaining[~placed[remaining]]
-        slots[remaining] = (slots[remaining] + 1) & mask
-    max_probe = int(((slots - home) & mask).max()) if keys.size else 0
-    return slot_keys, slot_bits, max_probe
+@dataclass(frozen=True)
+class PairTable:
+    """A perfect hash table of the stored pairs ("hash, displace", as in CHD): each key lies in
+    the one slot `_pair_slots` gives it, so a lookup is one probe and a key that is not stored
+    is told by the slot holding another key (or none). A binary search of the sorted keys needs
+    ~17 scattered reads and linear probing a loop of rounds; here every character costs a fixed
+    handful of vectorised operations on 32-bit numbers.
+
+    Keys are spread over buckets (~4 per bucket) by the top bits of their hash; each bucket
+    gets the first salt that places all its keys in free slots (table at most half full).
+    """
+
+    bucket_salts: np.ndarray  # uint32, a power-of-two count
+    slot_keys: np.ndarray  # uint32, a power-of-two count; EMPTY_SLOT where no key
+    slot_bits: np.ndarray  # float32
+
+    MAX_ROUNDS: ClassVar[int] = 100_000
+
+    @classmethod
+    def build(cls, keys: np.ndarray, bits: np.ndarray) -> PairTable:
+        """Place distinct uint32 `keys` (< EMPTY_SLOT) with their `bits`; deterministic.
+
+        Vectorised, in rounds: buckets are placed largest first (they are the hard ones, and
+        the table is emptiest then); each round, every unplaced bucket of the current size tries
+        its next salt, and a bucket is placed when all its keys land in free slots that no other
+        key of the round (of its own or a lower-numbered bucket) claims.
+        """
+        keys = np.asarray(keys, dtype=np.uint32)
+        slot_count = 1 << max(4, int(np.ceil(np.log2(max(1, keys.size) * 2))))
+        bucket_count = 1 << max(1, int(np.ceil(np.log2(max(1, keys.size) / 4))))
+        bucket_salts = np.zeros(bucket_count, dtype=np.uint32)
+        owner = np.full(slot_count, -1, dtype=np.int64)  # index into keys
+        mixed = keys * _KEY_MIX
+        bucket = (mixed >> np.uint32(32 - (bucket_count.bit_length() - 1))).astype(np.int64)
+        sizes = np.bincount(bucket, minlength=bucket_count)
+        key_sizes = sizes[bucket]
+        rounds = 0
+        for size in range(int(sizes.max(initial=0)), 0, -1):
+            pending = np.flatnonzero(key_sizes == size)
+            while pending.size:
+                rounds += 1
+                if rounds > cls.MAX_ROUNDS:
+                    raise RuntimeError("bigram pair table: no salt places every bucket")
+                owners = bucket[pending]
+                slots = _pair_slots(keys[pending], bucket_salts, slot_count)
+                order = np.lexsort((owners, slots))
+                by_slot, by_owner = slots[order], owners[order]
+                repeat = np.zeros(order.size, dtype=bool)  # not the first claim on its slot
+                repeat[1:] = by_slot[1:] == by_slot[:-1]
+                lost = repeat.copy()
+                lost[:-1] |= repeat[1:] & (by_owner[1:] == by_owner[:-1])  # two keys of one bucket
+                failed = np.zeros(order.size, dtype=bool)
+                failed[order] = lost
+                failed |= owner[slots] != -1
+                failed_buckets = np.unique(owners[failed])
+                placed = ~np.isin(owners, failed_buckets)
+                owner[slots[placed]] = pending[placed]
+                bucket_salts[failed_buckets] += _SALT_STEP
+                pending = pending[~placed]
+        filled = owner != -1
+        slot_keys = np.full(slot_count, EMPTY_SLOT, dtype=np.uint32)
+        slot_bits = np.zeros(slot_count, dtype=np.float32)
+        slot_keys[filled] = keys[owner[filled]]
+        slot_bits[filled] = np.asarray(bits, dtype=np.float32)[owner[filled]]
+        return cls(bucket_salts=bucket_salts, slot_keys=slot_keys, slot_bits=slot_bits)
 
 
 def _escape(symbol: str) -> str:

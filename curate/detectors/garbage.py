@@ -24,19 +24,74 @@ not damage. Overlapping flagged windows are merged into one span.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from curate.detectors import DetectorContext
+from curate.detectors import DetectorContext, TextBatch
 from curate.detectors.bigram import SPACE
 from curate.document import Document, Flag
 
 MIN_HAN_SHARE = 0.5
 
 
+@dataclass(frozen=True)
+class Windows:
+    """The windows of one text: mean surprise (0 where not usable) and whether usable."""
+
+    means: np.ndarray
+    usable: np.ndarray
+    may_flag: bool  # a usable window reaches garbage_min_bits, below which nothing is flagged
+
+
 def _window_counts(mask: np.ndarray, width: int) -> np.ndarray:
-    """How many of each `width` consecutive entries of `mask` are true, as float64."""
-    running = np.concatenate(([0], np.cumsum(mask, dtype=np.int64)))
+    """How many of each `width` consecutive entries of `mask` are true, as float64.
+
+    Exact integer running sums; int32 (faster to accumulate) is exact too: were the running sum
+    to wrap around, the difference of two, modulo 2**32, would still be the window's count.
+    """
+    running = np.zeros(mask.size + 1, dtype=np.int32)
+    np.add.accumulate(mask.view(np.uint8), dtype=np.int32, out=running[1:])
     return (running[width:] - running[:-width]).astype(np.float64)
+
+
+def windows(batch: TextBatch, ctx: DetectorContext) -> list[Windows | None]:
+    """The windows of every text of `batch` (None: shorter than two windows), computed on the
+    joined texts at once. A window's values depend only on its own characters, so those of a
+    text's windows are the ones it would get alone; windows across two texts are not used."""
+    width = ctx.garbage_window
+    lengths = np.diff(batch.starts)
+    found: list[Windows | None] = [None] * len(batch.texts)
+    long_enough = np.flatnonzero(lengths >= 2 * width)
+    if long_enough.size == 0:
+        return found
+    ids = batch.ids
+    is_han = ctx.model.han_symbols.take(ids)
+    # A line break starts a fresh context: neither it nor the character after it (in the same
+    # text) is evidence for or against; their surprise is left out of the windows.
+    space = ids == SPACE
+    skipped = space.copy()
+    skipped[1:] |= space[:-1]
+    firsts = batch.starts[:-1][lengths > 0]
+    skipped[firsts] = space[firsts]
+    filled = np.where(skipped, 0.0, batch.surprise.astype(np.float64))
+    sums = np.convolve(filled, np.ones(width), "valid")
+    # Counts per window: exact integer running sums (the same values the float convolution gave).
+    counts = _window_counts(~skipped, width)
+    han = _window_counts(is_han, width)
+    usable = (counts >= width * 0.75) & (han >= width * MIN_HAN_SHARE)
+    means = np.where(usable, sums / np.maximum(counts, 1), 0.0)
+    # The threshold is never below garbage_min_bits, so a text with no usable window that high
+    # has nothing to flag, and needs no baseline (a median: the costly part per text).
+    reaching = np.flatnonzero(usable & (means >= ctx.garbage_min_bits))
+    starts = batch.starts[long_enough]
+    stops = batch.starts[long_enough + 1] - width + 1
+    may_flag = np.searchsorted(reaching, stops) > np.searchsorted(reaching, starts)
+    for i, start, stop, flag in zip(
+        long_enough.tolist(), starts.tolist(), stops.tolist(), may_flag.tolist(), strict=True
+    ):
+        found[i] = Windows(means[start:stop], usable[start:stop], flag)
+    return found
 
 
 def detect(doc: Document, ctx: DetectorContext) -> list[Flag]:
@@ -44,23 +99,10 @@ def detect(doc: Document, ctx: DetectorContext) -> list[Flag]:
     width = ctx.garbage_window
     if len(text) < 2 * width:
         return []
-    bits = ctx.surprise(text).astype(np.float64)
-    ids = ctx.ids(text)
-    is_han = ctx.model.han_symbols[ids]
-    # A line break starts a fresh context: it is neither evidence for nor against.
-    bits[ids == SPACE] = np.nan
-    starts_after_space = np.concatenate(([False], ids[:-1] == SPACE))
-    bits[starts_after_space] = np.nan
-    valid = ~np.isnan(bits)
-    filled = np.where(valid, bits, 0.0)
-    sums = np.convolve(filled, np.ones(width), "valid")
-    # Counts per window: exact integer running sums (the same values the float convolution gave).
-    counts = _window_counts(valid, width)
-    han = _window_counts(is_han, width)
-    usable = (counts >= width * 0.75) & (han >= width * MIN_HAN_SHARE)
-    if not usable.any():
+    found: Windows = ctx.derived("garbage", text, windows)
+    if not found.may_flag:
         return []
-    means = np.where(usable, sums / np.maximum(counts, 1), 0.0)
+    means, usable = found.means, found.usable
     baseline = float(np.median(means[usable]))
     threshold = max(ctx.garbage_min_bits, baseline + ctx.garbage_margin_bits)
     hot = np.flatnonzero(usable & (means >= threshold))

@@ -40,8 +40,10 @@ CHAIN_REACH = 40  # characters around an anchor searched for the whole chain
 @cache
 def _compiled(
     lexicon: SpamLexicon,
-) -> tuple[list[re.Pattern], regex.Pattern, regex.Pattern, dict[str, int]]:
-    """(anchor regexes, chain regex, token regex, term -> weight) for one lexicon."""
+) -> tuple[
+    list[tuple[re.Pattern | None, re.Pattern]], regex.Pattern, regex.Pattern, dict[str, int]
+]:
+    """(anchor regexes with their pre-checks, chain regex, token regex, term -> weight)."""
     weights: dict[str, int] = {}
     for weight, terms in (
         (0, lexicon.connectors),
@@ -56,9 +58,16 @@ def _compiled(
     by_length = sorted(anchors, key=lambda t: (-len(t), t))
     han = "|".join(re.escape(t) for t in by_length if not t.isascii())
     latin = "|".join(re.escape(t) for t in by_length if t.isascii())
-    anchor_res = [re.compile(han)] if han else []
+    # (pre-check, pattern): the pattern runs only on texts the pre-check finds something in.
+    # The Latin pattern opens with a look-behind, which keeps `re` from skipping ahead to the
+    # possible first letters, so the bare alternation (a superset of its matches) goes first.
+    anchor_res: list[tuple[re.Pattern | None, re.Pattern]] = (
+        [(None, re.compile(han))] if han else []
+    )
     if latin:
-        anchor_res.append(re.compile(f"(?<![A-Za-z0-9])(?:{latin})(?![A-Za-z0-9])"))
+        anchor_res.append(
+            (re.compile(latin), re.compile(f"(?<![A-Za-z0-9])(?:{latin})(?![A-Za-z0-9])"))
+        )
     term_alt = "|".join(_literal(t) for t in sorted(weights, key=lambda t: (-len(t), t)))
     brand_alt = "|".join(f"(?:{p})" for p in lexicon.brand_patterns) or "(?!)"
     token_re = regex.compile(f"(?P<brand>{brand_alt})|(?P<term>{term_alt})|(?P<latin>{LATIN_RUN})")
@@ -79,13 +88,22 @@ def candidates(text: str, lexicon: SpamLexicon) -> list[tuple[int, int, dict]]:
     anchor_res, chain_re, token_re, weights = _compiled(lexicon)
     gambling_words = set(lexicon.strong) | set(lexicon.gambling)
     spans: dict[tuple[int, int], None] = {}
-    anchors = [m for anchor_re in anchor_res for m in anchor_re.finditer(text)]
+    anchors = [
+        m
+        for precheck, anchor_re in anchor_res
+        if precheck is None or precheck.search(text)
+        for m in anchor_re.finditer(text)
+    ]
     for anchor in sorted(anchors, key=lambda m: m.start()):
         lo = max(0, anchor.start() - CHAIN_REACH)
         hi = min(len(text), anchor.end() + CHAIN_REACH)
         for match in chain_re.finditer(text, lo, hi):
-            if match.start() <= anchor.start() < match.end():
-                spans[match.span()] = None
+            # Chains come in order and do not overlap: the first to end after the anchor's start
+            # is the only one that may hold it, and no later one does.
+            if match.end() > anchor.start():
+                if match.start() <= anchor.start():
+                    spans[match.span()] = None
+                break
     out = []
     for start, end in sorted(spans):
         tokens = []
