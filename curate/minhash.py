@@ -123,17 +123,30 @@ class ComparisonForm:
         return self.codes[start:end].astype("<u4").tobytes().decode("utf-32-le")
 
 
+@cache
+def _fold_tables() -> tuple[np.ndarray, np.ndarray]:
+    """(folded code point, compared?) of every code point: the three folds composed once.
+
+    Traditional->Simplified, then full-width->half-width, then ASCII upper->lower case, each
+    applied to the previous one's result over the whole code point range; a character is
+    compared when its folded form is a letter or digit. One lookup per character then does
+    what three passes and a class test did per document.
+    """
+    folded = _t2s_table().copy()
+    folded[(folded >= 0xFF01) & (folded <= 0xFF5E)] -= np.uint32(0xFEE0)
+    folded[(folded >= 0x41) & (folded <= 0x5A)] += np.uint32(0x20)
+    kept = _kept_code_points()[folded]
+    folded.flags.writeable = False
+    kept.flags.writeable = False
+    return folded, kept
+
+
 def comparison_form(text: str) -> ComparisonForm:
     """Traditional->Simplified, full-width->half-width, lower-case ASCII, no punctuation/space."""
-    codes = _t2s_table()[np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)]
-    full_width = (codes >= 0xFF01) & (codes <= 0xFF5E)
-    codes = np.where(full_width, codes - np.uint32(0xFEE0), codes)
-    upper = (codes >= 0x41) & (codes <= 0x5A)
-    codes = np.where(upper, codes + np.uint32(0x20), codes)
-    positions = np.flatnonzero(_kept_code_points()[codes]).astype(np.int64)
-    return ComparisonForm(
-        codes=codes[positions].astype(np.uint32), positions=positions, text_length=len(text)
-    )
+    raw = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    folded, kept = _fold_tables()
+    positions = np.flatnonzero(kept[raw]).astype(np.int64, copy=False)
+    return ComparisonForm(codes=folded[raw[positions]], positions=positions, text_length=len(text))
 
 
 # --------------------------------------------------------------------------- hashing
@@ -217,34 +230,88 @@ def signatures(
     permuted block stays in cache; `np.minimum.reduceat` takes the per-group minimum.
     """
     a, b = permutations(num_perm, seed)
-    group_starts = np.asarray(group_starts, dtype=np.int64)
-    groups = group_starts.shape[0] - 1
-    out = np.full((groups, num_perm), MAX_HASH, dtype=np.uint32)
+    return _permuted_minima(hashes32, a, b, [(num_perm, group_starts)])[0]
+
+
+def nested_signatures(
+    hashes32: np.ndarray,
+    window_starts: np.ndarray,
+    window_counts: np.ndarray,
+    num_perm: int = 128,
+    window_num_perm: int = 32,
+    seed: int = 1,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(paragraph signatures, window signatures) where paragraphs are runs of windows.
+
+    Window g holds hashes32[window_starts[g]:window_starts[g+1]] and paragraph p the next
+    `window_counts[p]` windows. The same values as `signatures` over the windows, keeping the
+    first `window_num_perm` columns for the windows and min-reducing every column over each
+    paragraph's windows, at less cost: the first columns of a paragraph are reduced from its
+    window rows, the other columns straight over the paragraph's shingles (fewer, longer
+    groups than windows), all from one permuted block.
+    """
+    a, b = permutations(num_perm, seed)
+    window_starts = np.asarray(window_starts, dtype=np.int64)
+    window_counts = np.asarray(window_counts, dtype=np.int64)
+    head = min(window_num_perm, num_perm)
+    first_window = np.concatenate([[0], np.cumsum(window_counts)])
+    windows, rest = _permuted_minima(
+        hashes32, a, b, [(head, window_starts), (num_perm - head, window_starts[first_window])]
+    )
+    paragraphs = np.full((window_counts.shape[0], num_perm), MAX_HASH, dtype=np.uint32)
+    paragraphs[:, head:] = rest
+    with_windows = np.flatnonzero(window_counts > 0)
+    if with_windows.shape[0]:
+        paragraphs[with_windows, :head] = np.minimum.reduceat(
+            windows, first_window[with_windows], axis=0
+        )
+    return paragraphs, windows
+
+
+def _permuted_minima(
+    hashes32: np.ndarray, a: np.ndarray, b: np.ndarray, groupings: list[tuple[int, np.ndarray]]
+) -> list[np.ndarray]:
+    """Per-group minima of the permuted hashes, for consecutive runs of permutations.
+
+    `groupings` is [(permutations, group_starts), ...]: the first entry's groups take the
+    minimum over the first `permutations` of (a, b), the next entry's over the following
+    ones, and so on; each entry's result is groups x permutations (MAX_HASH for empty groups).
+    """
     total = hashes32.shape[0]
-    if groups <= 0 or total == 0:
-        return out
+    plans, outs, row = [], [], 0
+    for count, group_starts in groupings:
+        starts = np.asarray(group_starts, dtype=np.int64)
+        out = np.full((max(starts.shape[0] - 1, 0), count), MAX_HASH, dtype=np.uint32)
+        outs.append(out)
+        if count and out.shape[0]:
+            nonempty = np.flatnonzero(starts[1:] > starts[:-1])
+            plans.append((row, row + count, out, nonempty, starts[nonempty], starts[nonempty + 1]))
+        row += count
+    if total == 0 or not plans:
+        return outs
     mixed = _fmix32(hashes32)
-    nonempty = np.flatnonzero(group_starts[1:] > group_starts[:-1])
-    starts = group_starts[nonempty]
-    ends = group_starts[nonempty + 1]
     # Permutations x shingles: the min-reduction then runs along contiguous memory, which
     # numpy vectorises (reducing along axis 0 of shingles x permutations is ~8x slower).
     # Sized to the input when it is smaller than a block (one document: no 4 MB allocation).
-    block = np.empty((num_perm, min(_CHUNK_ROWS, total)), dtype=np.uint32)
-    a_col, b_col = a[:, None], b[:, None]
+    block = np.empty((row, min(_CHUNK_ROWS, total)), dtype=np.uint32)
+    a_col, b_col = a[:row, None], b[:row, None]
     with np.errstate(over="ignore"):
         for c0 in range(0, total, _CHUNK_ROWS):
             c1 = min(c0 + _CHUNK_ROWS, total)
-            first = int(np.searchsorted(ends, c0, side="right"))
-            last = int(np.searchsorted(starts, c1, side="left"))
             rows = block[:, : c1 - c0]
             np.multiply(a_col, mixed[None, c0:c1], out=rows)
             rows += b_col
-            local = np.maximum(starts[first:last], c0) - c0
-            reduced = np.minimum.reduceat(rows, local, axis=1).T
-            target = nonempty[first:last]
-            out[target] = np.minimum(out[target], reduced)
-    return out
+            for r0, r1, out, nonempty, starts, ends in plans:
+                if c0 == 0 and c1 == total:  # one block (most documents): every group inside
+                    out[nonempty] = np.minimum.reduceat(rows[r0:r1], starts, axis=1).T
+                    continue
+                first = int(np.searchsorted(ends, c0, side="right"))
+                last = int(np.searchsorted(starts, c1, side="left"))
+                local = np.maximum(starts[first:last], c0) - c0
+                reduced = np.minimum.reduceat(rows[r0:r1], local, axis=1).T
+                target = nonempty[first:last]
+                out[target] = np.minimum(out[target], reduced)
+    return outs
 
 
 def lean(signature: np.ndarray, seed: int = 1) -> LeanMinHash:
@@ -261,7 +328,10 @@ def exact_overlap(ids_a: np.ndarray, ids_b: np.ndarray) -> tuple[float, float, f
     """(Jaccard, share of A in B, share of B in A) of two sorted unique shingle-id arrays."""
     if ids_a.shape[0] == 0 or ids_b.shape[0] == 0:
         return 0.0, 0.0, 0.0
-    common = np.intersect1d(ids_a, ids_b, assume_unique=True).shape[0]
+    # Both sorted: look A's ids up in B (no merged copy to sort, as intersect1d makes).
+    at = ids_b.searchsorted(ids_a)
+    np.minimum(at, ids_b.shape[0] - 1, out=at)
+    common = int(np.count_nonzero(ids_b[at] == ids_a))
     union = ids_a.shape[0] + ids_b.shape[0] - common
     return common / union, common / ids_a.shape[0], common / ids_b.shape[0]
 
@@ -295,6 +365,31 @@ def gram_index(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(sorted keys, their positions) of the 4-gram keys of one range, for `matching_blocks`."""
     order = np.argsort(keys)
     return keys[order], order
+
+
+def gram_coverage(
+    index: tuple[np.ndarray, np.ndarray], other: tuple[np.ndarray, np.ndarray]
+) -> int:
+    """How many characters of a range lie in one of its 4-grams whose key the other range has.
+
+    `index` and `other` are `gram_index` results. An upper bound on the characters of the
+    range in `matching_blocks` of the two (every block of >= 4 characters is covered by its
+    own 4-grams, and blocks do not overlap), found with two sorted-array passes: callers that
+    need many matched characters skip the alignment when the bound is already too small.
+    """
+    keys, order = index
+    other_keys = other[0]
+    if keys.shape[0] == 0 or other_keys.shape[0] == 0:
+        return 0
+    # Array methods rather than the np.* wrappers: this runs once per candidate pair.
+    at = other_keys.searchsorted(keys)
+    np.minimum(at, other_keys.shape[0] - 1, out=at)
+    starts = order[other_keys[at] == keys]
+    if starts.shape[0] == 0:
+        return 0
+    starts.sort()
+    # The union of [start, start + 4) over sorted distinct starts.
+    return int(np.minimum(starts[1:] - starts[:-1], 4).sum()) + 4
 
 
 def matching_blocks(

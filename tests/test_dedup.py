@@ -15,10 +15,17 @@ import numpy as np
 import opencc
 import pytest
 import regex
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from curate.document import DUPLICATE, OK, Document, stable_id
+from curate import minhash
+from curate.document import DUPLICATE, OK, Change, Document, stable_id
+from curate.stages import dedup
 from curate.stages.base import RunContext
 from curate.stages.dedup import INDEX_NAME, DedupSettings, NearDuplicates
+from curate.textutil import paragraph_spans
+
+from .scale_helpers import articles
 
 SEEDS = Path(__file__).parent / "fixtures" / "seeds"
 FILE_000 = "000_d8f9418d4d2c02c0.txt"
@@ -502,3 +509,180 @@ def test_engine_path_equals_the_in_memory_path(tmp_path: Path) -> None:
     assert context_m2.state["artifacts"][INDEX_NAME] == context_e2.state["artifacts"][INDEX_NAME]
     assert context_m2.state["dedup"] == context_e2.state["dedup"]
     assert context_e2.state["dedup"]["signatures_reused"] > 0
+
+
+# --------------------------------------------------------------------------- fast paths
+def loop_layout(text: str, window_chars: int) -> tuple[list[Any], ...]:
+    """Paragraphs and windows as the stage first computed them: a loop over paragraphs,
+    sentence starts filtered per paragraph, windows cut one by one."""
+    form = minhash.comparison_form(text)
+    spans = paragraph_spans(text)
+    if not spans:
+        return [], [], [], [], []
+    bounds = np.searchsorted(form.positions, np.array(spans).ravel()).tolist()
+    sentence_starts = [m.end() for m in dedup._SENTENCE_END.finditer(text)]
+    cuts_all = np.searchsorted(form.positions, np.array(sentence_starts, dtype=np.int64)).tolist()
+    step = max(1, window_chars)
+    cf, hashes, windows, counts = [], [], [], []
+    for index, (start, end) in enumerate(spans):
+        cf0, cf1 = bounds[2 * index], bounds[2 * index + 1]
+        inside = [c for s, c in zip(sentence_starts, cuts_all, strict=True) if start < s < end]
+        cuts = [cf0, *(c for c in inside if cf0 < c < cf1), cf1]
+        found: list[tuple[int, int]] = []
+        for w0, w1 in zip(cuts, cuts[1:], strict=False):
+            if w1 <= w0 and found:
+                continue
+            length = w1 - w0
+            if length >= 2 * step:
+                pieces = -(-length // step)
+                edges = [w0 + (length * k) // pieces for k in range(pieces + 1)]
+                found.extend(zip(edges, edges[1:], strict=False))
+            else:
+                found.append((w0, w1))
+        cf.append((cf0, cf1))
+        hashes.append(dedup._text_hash(text[start:end]))
+        windows.extend(found)
+        counts.append(len(found))
+    return spans, cf, hashes, windows, counts
+
+
+LAYOUT_ALPHABET = list(
+    "民族團結进步的一是在不了有和人这中ab１２，。！？；…”’」）!?; \u3000\t\r\n"
+) + [
+    "\U00020000",
+    "\U0001f600",
+]
+
+
+@given(
+    st.text(alphabet=st.sampled_from(LAYOUT_ALPHABET), max_size=300),
+    st.sampled_from([1, 2, 5, 60]),
+)
+@settings(max_examples=400, deadline=None)
+def test_layout_equals_the_paragraph_by_paragraph_loop(text: str, window_chars: int) -> None:
+    layout = dedup._layout(text, minhash.comparison_form(text), window_chars)
+    spans, cf, hashes, windows, counts = loop_layout(text, window_chars)
+    assert [tuple(span) for span in layout.spans.tolist()] == spans
+    assert [tuple(span) for span in layout.cf.tolist()] == cf
+    assert layout.hashes == hashes
+    assert [tuple(w) for w in layout.windows.tolist()] == windows
+    assert layout.win_counts.tolist() == counts
+    assert layout.spans.shape == (len(spans), 2) and layout.windows.shape == (len(windows), 2)
+
+
+def test_layout_of_seeds_and_edge_texts_equals_the_loop() -> None:
+    texts = [seed(FILE_000), seed(FILE_004), reflowed(seed(FILE_004))]
+    texts += ["", "\n", "\r\n\r\n", "。", "，，。\n\n！", "标题\r\n正文第一句。第二句！\r\n"]
+    texts.append("很长的一句话没有句号" * 40 + "。短句。")  # cut into windows
+    for text in texts:
+        for window_chars in (60, 7):
+            layout = dedup._layout(text, minhash.comparison_form(text), window_chars)
+            spans, cf, hashes, windows, counts = loop_layout(text, window_chars)
+            assert [tuple(w) for w in layout.windows.tolist()] == windows
+            assert layout.win_counts.tolist() == counts and layout.hashes == hashes
+            assert [tuple(c) for c in layout.cf.tolist()] == cf
+
+
+def summary_fields(summary: Any) -> list[Any]:
+    return [
+        summary.id,
+        bytes(summary.text_z),
+        *(
+            (getattr(summary, name).dtype.str, getattr(summary, name).tolist())
+            for name in (
+                "src_pos",
+                "src_off",
+                "spans",
+                "cf",
+                "hashes",
+                "win_counts",
+                "win_spans",
+                "para_sigs",
+                "win_sigs",
+                "sig",
+            )
+        ),
+        summary.computed,
+        summary.reused,
+    ]
+
+
+def batch_corpus() -> list[Document]:
+    docs = corpus()
+    docs += [Document.new(f"gen-{n}.txt", text) for n, text in enumerate(articles(40, 5))]
+    docs += [
+        Document.new("empty.txt", ""),
+        Document.new("blank.txt", "\n \n\u3000\n"),
+        Document.new("marks.txt", "。。\n\n，！\n"),  # paragraphs without comparison characters
+        Document.new("crlf.txt", "第一段的文字。\r\n\r\n第二段的文字！\r\n"),
+        Document.new("traditional.txt", "瀋陽市今年擴建了三座圖書館，閱覽座位增加一倍。"),
+        Document.new("astral.txt", "\U00020000\U00020001文字\U0001f600。" * 30),
+        document("shared-a.txt", [OWN["a"][0], SHARED]),
+    ]
+    return docs
+
+
+def test_summarise_many_equals_summarise_per_document(tmp_path: Path) -> None:
+    # With and without a parent index (some paragraphs' signatures reused, others computed).
+    _, first = run([document("old-a.txt", [OWN["a"][0], SHARED, OWN["a"][1]])])
+    parent = write_version(tmp_path / "v1", first)
+    for folder in (None, parent):
+        stage = NearDuplicates(DedupSettings(), RunContext(config=None, parent=folder))
+        docs = batch_corpus()
+        one_by_one = [summary_fields(stage.summarise(doc)) for doc in docs]
+        for size in (1, 7, len(docs)):
+            batched = [
+                summary_fields(summary)
+                for start in range(0, len(docs), size)
+                for summary in stage.summarise_many(docs[start : start + size])
+            ]
+            assert batched == one_by_one
+        if folder is not None:
+            assert sum(fields[-1] for fields in one_by_one) > 0  # reused from the parent
+
+
+def test_summarise_many_gives_the_output_of_summarise() -> None:
+    docs = batch_corpus()
+    context = RunContext(config=None)
+    stage = NearDuplicates(DedupSettings(), context)
+    for start in range(0, len(docs), 16):
+        for summary in stage.summarise_many(docs[start : start + 16]):
+            stage.observe(summary)
+    stage.decide()
+    for doc in docs:
+        stage.apply(doc)
+    plain, plain_context = run(batch_corpus())
+    assert snapshot(docs) == snapshot(plain)
+    assert context.state["artifacts"][INDEX_NAME] == plain_context.state["artifacts"][INDEX_NAME]
+    assert context.state["dedup"] == plain_context.state["dedup"]
+
+
+def test_source_map_gives_the_documents_source_positions() -> None:
+    doc = Document.new("edited.txt", "第一段：旧的文字被替换。\n\n第二段的文字\u200b保留下来。\n")
+    doc.apply(
+        "test",
+        [
+            Change(start=4, end=9, after="新的", rule="r", reason="", action="replace"),
+            Change(start=16, end=16, after="插入", rule="r", reason="", action="replace"),
+            Change(start=20, end=21, after="", rule="r", reason="", action="drop"),
+        ],
+    )
+    for case in (doc, Document.new("plain.txt", "没有改动的文字。"), Document.new("empty.txt", "")):
+        src_pos, src_off = dedup._source_map(case)
+        assert src_pos.dtype == src_off.dtype == np.int64 and src_pos[0] == 0
+        boundaries = np.arange(len(case._src))  # len(text) + 1 of them
+        at = np.searchsorted(src_pos, boundaries, side="right") - 1
+        assert (boundaries + src_off[at]).tolist() == list(case._src)
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_decide_leaves_the_garbage_collector_as_it_was(enabled: bool) -> None:
+    import gc
+
+    was = gc.isenabled()
+    try:
+        gc.enable() if enabled else gc.disable()
+        run(corpus())
+        assert gc.isenabled() == enabled
+    finally:
+        gc.enable() if was else gc.disable()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from datasketch import MinHash, MinHashLSH
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from curate import minhash
 
@@ -106,3 +108,97 @@ def test_signatures_are_the_same_on_every_call() -> None:
     assert not np.array_equal(
         minhash.text_signature(RIVER, seed=5), minhash.text_signature(RIVER, seed=6)
     )
+
+
+# --------------------------------------------------------------------------- fast paths
+def three_pass_comparison_form(text: str) -> tuple[list[int], list[int]]:
+    """The comparison form as first written: t2s table, then the two folds, then the test."""
+    codes = minhash._t2s_table()[
+        np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    ]
+    codes = np.where((codes >= 0xFF01) & (codes <= 0xFF5E), codes - np.uint32(0xFEE0), codes)
+    codes = np.where((codes >= 0x41) & (codes <= 0x5A), codes + np.uint32(0x20), codes)
+    positions = np.flatnonzero(minhash._kept_code_points()[codes])
+    return codes[positions].tolist(), positions.tolist()
+
+
+# Han (Simplified and Traditional), ASCII and full-width letters and digits, punctuation of
+# both widths, spaces, line ends (CRLF too), non-BMP letters, an emoji, a lone surrogate.
+ALPHABET = list(
+    "民族團結进步瀋陽圖書館abcXYZ019ＡＢＣｘｙｚ０１９，。！？；：、“”（）《》!?;:,. \t\u3000\r\n"
+) + ["\U00020000", "\U0001d400", "\U0001f600", "\ud800"]
+
+
+@given(st.text(alphabet=st.sampled_from(ALPHABET), max_size=80))
+@settings(max_examples=300, deadline=None)
+def test_comparison_form_equals_the_three_pass_form(text: str) -> None:
+    form = minhash.comparison_form(text)
+    assert (form.codes.tolist(), form.positions.tolist()) == three_pass_comparison_form(text)
+    assert form.codes.dtype == np.uint32 and form.positions.dtype == np.int64
+    assert form.text_length == len(text)
+
+
+def test_comparison_form_equals_the_three_pass_form_on_every_code_point() -> None:
+    every = np.arange(0x110000, dtype="<u4").tobytes().decode("utf-32-le", "surrogatepass")
+    form = minhash.comparison_form(every)
+    codes, positions = three_pass_comparison_form(every)
+    assert form.codes.tolist() == codes and form.positions.tolist() == positions
+
+
+def random_groups(rng: np.random.Generator, total: int, groups: int) -> np.ndarray:
+    """Group starts over `total` items: sorted cut points, some repeated (empty groups)."""
+    cuts = np.sort(rng.integers(0, total + 1, size=groups - 1))
+    return np.concatenate([[0], cuts, [total]]).astype(np.int64)
+
+
+@pytest.mark.parametrize("chunk", [7, 64, 8192])
+@pytest.mark.parametrize(("num_perm", "window_num_perm"), [(128, 32), (16, 16), (16, 4)])
+def test_nested_signatures_equal_window_signatures_reduced_per_paragraph(
+    monkeypatch: pytest.MonkeyPatch, chunk: int, num_perm: int, window_num_perm: int
+) -> None:
+    monkeypatch.setattr(minhash, "_CHUNK_ROWS", chunk)
+    rng = np.random.default_rng(chunk + num_perm + window_num_perm)
+    for total, windows, paragraphs in [(200, 40, 9), (50, 12, 12), (0, 3, 2), (1, 1, 1)]:
+        hashes = rng.integers(0, 2**32, total, dtype=np.uint64).astype(np.uint32)
+        window_starts = random_groups(rng, total, windows)
+        # Windows per paragraph, some paragraphs without any.
+        counts = np.diff(random_groups(rng, windows, paragraphs))
+        para_sigs, win_sigs = minhash.nested_signatures(
+            hashes, window_starts, counts, num_perm, window_num_perm, 3
+        )
+        full = minhash.signatures(hashes, window_starts, num_perm, 3)
+        assert np.array_equal(win_sigs, full[:, :window_num_perm])
+        first = np.concatenate([[0], np.cumsum(counts)])
+        for p in range(paragraphs):
+            rows = full[first[p] : first[p + 1]]
+            expected = rows.min(axis=0) if rows.shape[0] else np.full(num_perm, minhash.MAX_HASH)
+            assert np.array_equal(para_sigs[p], expected), (total, p)
+
+
+def covered_by_shared_grams(a: np.ndarray, b: np.ndarray) -> int:
+    """Characters of b inside a 4-gram that a also has, by brute force."""
+    grams = {tuple(a[i : i + 4].tolist()) for i in range(len(a) - 3)}
+    covered = set()
+    for j in range(len(b) - 3):
+        if tuple(b[j : j + 4].tolist()) in grams:
+            covered.update(range(j, j + 4))
+    return len(covered)
+
+
+@given(
+    st.lists(st.integers(0, 3), max_size=60),
+    st.lists(st.integers(0, 3), max_size=60),
+)
+@settings(max_examples=300, deadline=None)
+def test_gram_coverage_counts_the_characters_in_shared_4_grams(
+    a_values: list[int], b_values: list[int]
+) -> None:
+    a = np.array(a_values, dtype=np.uint32) + 0x4E00
+    b = np.array(b_values, dtype=np.uint32) + 0x4E00
+    a_index = minhash.gram_index(minhash.gram_keys(a))
+    b_index = minhash.gram_index(minhash.gram_keys(b))
+    coverage = minhash.gram_coverage(b_index, a_index)
+    assert coverage == covered_by_shared_grams(a, b)
+    # An upper bound on the characters of b in difflib's matching blocks (>= 4 characters).
+    blocks = minhash.matching_blocks(a, b, 4, a_index, b_index)
+    assert sum(size for _, _, size in blocks) <= coverage

@@ -222,6 +222,35 @@ def test_group_order_does_not_change_the_output() -> None:
     assert outcomes[0] == outcomes[1] == outcomes[2] == outcome(*run(built_corpus()))
 
 
+PASSAGE_SETTINGS = {
+    "defaults": {},
+    "loose-passages": {"passage_similarity": 0.6, "passage_min_chars": 30, "max_gap": 8},
+    "any-passage": {"passage_similarity": 0.0, "passage_min_chars": 0},
+}
+
+
+@pytest.mark.parametrize("settings", PASSAGE_SETTINGS)
+def test_the_alignment_bound_skips_no_passage(
+    monkeypatch: pytest.MonkeyPatch, settings: str
+) -> None:
+    # `_find_passages` skips the alignment when the copy's characters in shared 4-grams are
+    # too few for a passage: the same passages without that bound (never below the limit).
+    overrides = PASSAGE_SETTINGS[settings]
+    bounded = outcome(*run(built_corpus(), **overrides))
+    skipped: list[int] = []
+    coverage = minhash.gram_coverage
+
+    def unbounded(index: Any, other: Any) -> int:
+        skipped.append(coverage(index, other))
+        return 1 << 40
+
+    monkeypatch.setattr(minhash, "gram_coverage", unbounded)
+    assert outcome(*run(built_corpus(), **overrides)) == bounded
+    limit = overrides.get("passage_similarity", 0.9) * overrides.get("passage_min_chars", 50)
+    if settings == "defaults":
+        assert any(found < limit for found in skipped)  # the bound did skip some alignments
+
+
 # --------------------------------------------------------------------------- work done
 def count_verifications(
     monkeypatch: pytest.MonkeyPatch, docs: list[Document], **services: Any
@@ -294,27 +323,53 @@ def test_band_key_candidates_are_what_minhashlsh_query_returns(
 ) -> None:
     rng = np.random.default_rng(int(threshold * 100) + num_perm)
     sigs = random_signatures(rng, 400, num_perm)
-    rows = list(enumerate(sigs))
+    keys = list(range(400))
     expected = query_candidates(threshold, num_perm, sigs)
     assert sum(map(len, expected.values())) > 100  # many collisions, some near misses
     for context in (None, RunContext(config=None), RunContext(config=None, group_by=dict_group_by)):
         engine = dedup._Engine(DedupSettings(), context, None)
-        found = dict(engine._candidates(threshold, num_perm, rows, lambda key: True))
+        found = dict(engine._candidates(threshold, num_perm, keys, sigs, lambda key: True))
         assert {k: v for k, v in found.items() if v} == expected
     shuffled = RunContext(config=None, group_by=shuffled_group_by(9))
     found = dict(
         dedup._Engine(DedupSettings(), shuffled, None)._candidates(
-            threshold, num_perm, rows, lambda key: key % 2 == 0
+            threshold, num_perm, keys, sigs, lambda key: key % 2 == 0
         )
     )
     assert found == {k: v for k, v in expected.items() if k % 2 == 0}
+
+
+@pytest.mark.parametrize("group_by", [None, dict_group_by])
+def test_candidates_of_keys_that_are_not_row_numbers(group_by: Any) -> None:
+    rng = np.random.default_rng(11)
+    sigs = random_signatures(rng, 300, 128)
+    keys = [1000 + 7 * i for i in range(300)][::-1]  # in no particular order
+    expected = {
+        keys[i]: {keys[j] for j in others} for i, others in query_candidates(0.6, 128, sigs).items()
+    }
+    engine = dedup._Engine(DedupSettings(), RunContext(config=None, group_by=group_by), None)
+    found = list(engine._candidates(0.6, 128, keys, sigs, lambda key: True))
+    assert dict(found) == expected
+    assert [key for key, _ in found] == [key for key in keys if key in expected]  # keys' order
+
+
+def test_band_hash_collisions_never_join_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    # With a zero base the sorted hash of a band is its last value only: rows that differ in
+    # the other values of the band collide, and must still not be candidates of each other.
+    monkeypatch.setattr(dedup, "_BAND_HASH_BASE", np.uint64(0))
+    rng = np.random.default_rng(12)
+    sigs = random_signatures(rng, 300, 32)
+    sigs[:, 4::5] = rng.integers(0, 3, size=sigs[:, 4::5].shape)  # last values of the bands
+    engine = dedup._Engine(DedupSettings(), None, None)
+    found = dict(engine._candidates(0.6, 32, list(range(300)), sigs, lambda key: True))
+    assert found == query_candidates(0.6, 32, sigs)
 
 
 def test_band_keys_are_datasketchs_with_the_band_number() -> None:
     rng = np.random.default_rng(5)
     sigs = rng.integers(0, 2**32, size=(20, 32), dtype=np.uint64).astype(np.uint32)
     lsh = MinHashLSH(threshold=0.6, num_perm=32)
-    rows = list(dedup._band_rows(lsh, list(enumerate(sigs))))
+    rows = list(dedup._band_rows(lsh, list(range(20)), sigs))
     assert len(rows) == 20 * len(lsh.hashranges)
     expected = [
         (band.to_bytes(2, "big") + lsh._H(sigs[key][start:end]), key)

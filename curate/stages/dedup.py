@@ -18,6 +18,8 @@ How a decision is made (LSH proposes, exact comparison decides):
      and cover whole sentences (or a whole earlier paragraph). Region ends are snapped to
      sentence boundaries when only a few characters away (a changed first word), otherwise kept
      exact, and a copy that starts or ends mid-sentence gets a `splice` flag at the seam.
+     (The alignment is skipped when too few of the copy's characters lie in 4-grams the
+     other paragraph also has to make a passage: an upper bound, so nothing is missed.)
 4. Who is kept: the copy with the smallest (origin, document id, position) - documents of the
    parent version first, then this run's by stable id. Each later copy is compared only with
    copies that are themselves kept, so a chain of weak collisions (A~B, B~C) never removes C for
@@ -31,6 +33,8 @@ How it runs (a `CorpusStage`, so the engine streams documents through a spill fi
   hashes, window/paragraph/document signatures (reusing the parent index's by text hash; the
   parent index is read in `__init__`, before the workers fork), the text deflated and the
   text->input offset map as breakpoints. A `_Summary` of numpy arrays, no Document.
+  `summarise_many(docs)` gives the same summaries for a batch, with one signature pass over
+  all of its paragraphs (numpy's per-call cost is most of a single document's signatures).
 - `observe`: keeps the summaries (about 1 KB per paragraph: signatures, layout, deflated text).
 - `decide`: everything above from step 2 on, over all summaries, in (origin, id, position)
   order; the comparison form of a document is recomputed from its deflated text only when it
@@ -41,10 +45,10 @@ How it runs (a `CorpusStage`, so the engine streams documents through a spill fi
   earlier decisions; the other two use the engine's services when it offers them
   (`RunContext.group_by`, `RunContext.parallel`) so that `decide` is not one serial driver
   loop, with byte-identical results (plans, edits, index):
-  - candidates: datasketch's `MinHashLSH` (over `LeanMinHash` views of our signatures),
-    holding only rows with a colliding band (one numpy pass per band); or, with `group_by`, a
-    shuffle on datasketch's own band keys (band number + `MinHashLSH._H`), a row's candidates
-    being the union of its groups: the set `MinHashLSH.query` returns, in any group order;
+  - candidates: the rows datasketch's `MinHashLSH` banding files together, found with one
+    numpy sort per band (exact band values); or, with `group_by`, a shuffle on datasketch's
+    own band keys (band number + `MinHashLSH._H`); a row's candidates are the union of its
+    groups: the set `MinHashLSH.query` returns, in any group order;
   - verification: on demand in this process; or, with `parallel`, in chunks on the workers
     ahead of the choice, in rounds, each verifying what the remaining decisions still lack
     if undecided copies are kept (misses are verified on demand). A pair is thus checked
@@ -67,6 +71,7 @@ the file is byte-identical for identical input (fixed zip timestamps).
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import io
 import json
@@ -76,7 +81,9 @@ import zlib
 from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -92,6 +99,7 @@ from curate.textutil import CLOSERS, SENTENCE_END, paragraph_spans, sentence_spa
 
 INDEX_NAME = "dedup-index.npz"
 INDEX_FORMAT = 1
+_BAND_HASH_BASE = np.uint64(0x100000001B3)  # the polynomial hash `_band_groups` sorts bands on
 # Characters that close a clause: a splice flag covers the clause fragment up to the seam.
 _CLAUSE_MARKS = set("，。、；：？！,.;:?!…—“”‘’（）()《》【】「」『』 \t\u3000")
 _SPLICE_CONTEXT = 30  # at most this many characters of context in a splice flag
@@ -327,10 +335,11 @@ class _Removal:
 class _Layout:
     """Paragraphs of a text: spans, comparison-form spans, text hashes, windows (form spans)."""
 
-    spans: list[tuple[int, int]]
-    cf: list[tuple[int, int]]
-    hashes: list[int]
-    windows: list[list[tuple[int, int]]]
+    spans: np.ndarray  # (P, 2) int64 paragraph spans in the text
+    cf: np.ndarray  # (P, 2) int64 paragraph spans in the comparison form
+    hashes: list[int]  # text hashes of the paragraphs
+    windows: np.ndarray  # (W, 2) int64 window spans in the form, paragraph after paragraph
+    win_counts: np.ndarray  # (P,) int64 windows per paragraph
 
 
 class NearDuplicates(CorpusStage):
@@ -351,7 +360,13 @@ class NearDuplicates(CorpusStage):
         self._plans: dict[str, list[_Plan | None]] = {}
 
     def summarise(self, doc: Document) -> _Summary:
-        return _summarise(doc, self.settings, self._parent)
+        return _summarise_many([doc], self.settings, self._parent)[0]
+
+    def summarise_many(self, docs: list[Document]) -> list[_Summary]:
+        """`[summarise(doc) for doc in docs]`, for less: the signatures of all the documents in
+        one vectorised pass (numpy's cost per call is most of one document's), for an engine
+        that hands a stage its documents in batches."""
+        return _summarise_many(docs, self.settings, self._parent)
 
     def observe(self, summary: Any) -> None:
         if self.settings.spill_index and isinstance(self._observed, list):
@@ -363,7 +378,8 @@ class NearDuplicates(CorpusStage):
         held, self._observed = self._observed, []
         observed = held.summaries() if isinstance(held, _SummarySpill) else held
         engine = _Engine(self.settings, self.context, self._parent)
-        plans = engine.decide(observed)
+        with _cyclic_gc_paused():
+            plans = engine.decide(observed)
         self._parent = None
         self._plans = {}
         for position, summary in enumerate(observed):
@@ -429,130 +445,220 @@ def _layout(text: str, form: minhash.ComparisonForm, window_chars: int) -> _Layo
     """Paragraphs of a text with their sentence windows (comparison-form spans).
 
     Windows partition their paragraph: cut at sentence starts, and sentences longer than
-    twice `window_chars` cut into equal pieces. Positions are mapped with one vectorised
-    searchsorted per document.
+    twice `window_chars` cut into equal pieces; a paragraph without comparison characters
+    has one empty window. Positions are mapped with one vectorised searchsorted per
+    document; paragraphs and sentence starts (both in text order) are then walked together
+    in plain Python, cheaper than numpy calls for a few paragraphs a document.
     """
-    layout = _Layout([], [], [], [])
-    spans = paragraph_spans(text)
-    if not spans:
-        return layout
-    bounds = np.searchsorted(form.positions, np.array(spans, dtype=np.int64).ravel()).tolist()
-    sentence_starts = np.array([m.end() for m in _SENTENCE_END.finditer(text)], dtype=np.int64)
-    cuts_all = np.searchsorted(form.positions, sentence_starts).tolist()
-    ranges = np.searchsorted(sentence_starts, np.array(spans, dtype=np.int64) + [1, 0]).tolist()
+    span_list = paragraph_spans(text)
+    spans = np.array(span_list, dtype=np.int64).reshape(-1, 2)
+    cf = np.searchsorted(form.positions, spans.ravel()).astype(np.int64).reshape(-1, 2)
+    sentence_starts = [m.end() for m in _SENTENCE_END.finditer(text)]
+    cut_at = np.searchsorted(form.positions, sentence_starts).tolist() if sentence_starts else []
     step = max(1, window_chars)
-    for index, (start, end) in enumerate(spans):
-        cf0, cf1 = bounds[2 * index], bounds[2 * index + 1]
-        lo, hi = ranges[index]
-        cuts = [cf0, *(c for c in cuts_all[lo:hi] if cf0 < c < cf1), cf1]
-        windows: list[tuple[int, int]] = []
-        for w0, w1 in zip(cuts, cuts[1:], strict=False):
-            if w1 <= w0 and windows:
+    windows: list[int] = []  # w0, w1, w0, w1, ...
+    win_counts: list[int] = []
+    j, cuts = 0, len(sentence_starts)
+    for (start, end), (cf0, cf1) in zip(span_list, cf.tolist(), strict=True):
+        while j < cuts and sentence_starts[j] <= start:
+            j += 1
+        before = len(windows)
+        w0 = cf0
+        # Cut at each sentence start strictly inside the paragraph's text, where it falls
+        # strictly inside its form span and after the last cut (several starts can fall on
+        # the same comparison character); the last window ends the paragraph.
+        while True:
+            inner = j < cuts and sentence_starts[j] < end
+            w1 = cut_at[j] if inner else cf1
+            j += inner
+            if inner and not w0 < w1 < cf1:
                 continue
             length = w1 - w0
             if length >= 2 * step:
                 pieces = -(-length // step)
-                edges = [w0 + (length * k) // pieces for k in range(pieces + 1)]
-                windows.extend(zip(edges, edges[1:], strict=False))
+                for k in range(pieces):
+                    windows += (w0 + length * k // pieces, w0 + length * (k + 1) // pieces)
             else:
-                windows.append((w0, w1))
-        layout.spans.append((start, end))
-        layout.cf.append((cf0, cf1))
-        layout.hashes.append(_text_hash(text[start:end]))
-        layout.windows.append(windows)
-    return layout
+                windows += (w0, w1)
+            if not inner:
+                break
+            w0 = w1
+        win_counts.append((len(windows) - before) // 2)
+    hashes = [_text_hash(text[s0:s1]) for s0, s1 in span_list]
+    return _Layout(
+        spans,
+        cf,
+        hashes,
+        np.array(windows, dtype=np.int64).reshape(-1, 2),
+        np.array(win_counts, dtype=np.int64),
+    )
 
 
 def _sign(
-    pieces: list[tuple[np.ndarray, list[tuple[int, int]]]], s: DedupSettings
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(paragraph signature, window signatures) of paragraphs given as (codes, windows).
+    codes: np.ndarray, cf: np.ndarray, windows: np.ndarray, win_counts: np.ndarray, s: DedupSettings
+) -> tuple[np.ndarray, np.ndarray]:
+    """(paragraph signatures, window signatures) of paragraphs of a comparison form.
 
-    One vectorised pass over all of them (shingles never cross paragraphs); windows are spans
-    relative to the paragraph's codes and partition them.
+    `cf`: the paragraphs' spans in `codes` (in order, not overlapping); `windows`: their
+    windows' spans in `codes`, paragraph after paragraph, partitioning each paragraph
+    (`win_counts` per paragraph). One vectorised pass over all of them (shingles never cross
+    paragraphs), so the more paragraphs (of more documents) a call gets, the less numpy's
+    per-call cost weighs.
     """
-    if not pieces:
-        return []
-    lengths = np.array([codes.shape[0] for codes, _ in pieces], dtype=np.int64)
+    lengths = cf[:, 1] - cf[:, 0]
     para_bounds = np.concatenate([[0], np.cumsum(lengths)])
-    window_bounds = [0]
-    first_window = []
-    for (_, windows), base in zip(pieces, para_bounds[:-1].tolist(), strict=True):
-        first_window.append(len(window_bounds) - 1)
-        window_bounds.extend(base + w1 for _, w1 in windows)
-    ids, starts = minhash.shingle_ids(
-        np.concatenate([codes for codes, _ in pieces]), para_bounds, s.shingle_size
+    if cf[0, 0] == 0 and cf[-1, 1] == codes.shape[0] and np.array_equal(cf[1:, 0], cf[:-1, 1]):
+        segments = codes  # the paragraphs tile the form (the usual case): no copy
+    else:
+        segments = np.concatenate([codes[c0:c1] for c0, c1 in cf.tolist()])
+    # Window ends moved from the form to the concatenated segments.
+    shift = np.repeat(para_bounds[:-1] - cf[:, 0], win_counts)
+    window_bounds = np.concatenate([[0], windows[:, 1] + shift])
+    ids, starts = minhash.shingle_ids(segments, para_bounds, s.shingle_size)
+    window_starts = np.searchsorted(starts, window_bounds, side="left")
+    return minhash.nested_signatures(
+        minhash.fold32(ids), window_starts, win_counts, s.num_perm, s.window_num_perm, s.seed
     )
-    group_starts = np.searchsorted(starts, np.asarray(window_bounds, dtype=np.int64), side="left")
-    window_sigs = minhash.signatures(minhash.fold32(ids), group_starts, s.num_perm, s.seed)
-    first_window.append(window_sigs.shape[0])
-    out = []
-    for k in range(len(pieces)):
-        rows = window_sigs[first_window[k] : first_window[k + 1]]
-        out.append((rows.min(axis=0), np.ascontiguousarray(rows[:, : s.window_num_perm])))
-    return out
 
 
-def _sign_layout(
-    form: minhash.ComparisonForm,
+def _known_signatures(
     layout: _Layout,
+    parent: _ParentIndex | None,
+    extra: dict[int, tuple[np.ndarray, np.ndarray]] | None,
+) -> list[tuple[int, tuple[np.ndarray, np.ndarray]]]:
+    """(paragraph, (signature, window signatures)) of the paragraphs of a layout whose
+    signatures are known: the parent index's by text hash, else `extra`'s, when the window
+    count matches."""
+    if parent is None and extra is None:
+        return []
+    count = layout.win_counts.shape[0]
+    known = parent.lookup_all(layout.hashes) if parent is not None else [None] * count
+    found = []
+    for k, (text_hash, windows) in enumerate(
+        zip(layout.hashes, layout.win_counts.tolist(), strict=True)
+    ):
+        cached = known[k]
+        if cached is None and extra is not None:
+            cached = extra.get(text_hash)
+        if cached is not None and len(cached[1]) == windows:
+            found.append((k, cached))
+    return found
+
+
+def _sign_layouts(
+    forms: list[minhash.ComparisonForm],
+    layouts: list[_Layout],
     s: DedupSettings,
     parent: _ParentIndex | None,
     extra: dict[int, tuple[np.ndarray, np.ndarray]] | None = None,
-) -> tuple[list[tuple[np.ndarray, np.ndarray]], int]:
-    """Signatures of every paragraph of a layout, reusing known ones; and how many computed."""
-    found: list[tuple[np.ndarray, np.ndarray] | None] = []
-    for text_hash, windows in zip(layout.hashes, layout.windows, strict=True):
-        cached = parent.lookup(text_hash) if parent is not None else None
-        if cached is None and extra is not None:
-            cached = extra.get(text_hash)
-        found.append(cached if cached is not None and len(cached[1]) == len(windows) else None)
-    todo = [k for k, cached in enumerate(found) if cached is None]
-    computed = _sign(
-        [
-            (
-                form.codes[layout.cf[k][0] : layout.cf[k][1]],
-                [(w0 - layout.cf[k][0], w1 - layout.cf[k][0]) for w0, w1 in layout.windows[k]],
-            )
-            for k in todo
-        ],
-        s,
-    )
-    for k, result in zip(todo, computed, strict=True):
-        found[k] = result
-    return found, len(todo)  # type: ignore[return-value]
-
-
-def _summarise(doc: Document, s: DedupSettings, parent: _ParentIndex | None) -> _Summary:
-    text = doc.text
-    form = minhash.comparison_form(text)
-    layout = _layout(text, form, s.window_chars)
-    sigs, computed = _sign_layout(form, layout, s, parent)
-    src = np.asarray(doc._src, dtype=np.int64)  # the Document's own text -> input map
-    if src.shape[0] == 0:
-        src_pos, src_off = np.zeros(1, np.int64), np.zeros(1, np.int64)
+) -> list[tuple[np.ndarray, np.ndarray, int]]:
+    """(paragraph signatures, window signatures, how many paragraph signatures computed) of
+    each layout, reusing known ones (`_known_signatures`); the others are computed for all
+    the layouts together, in one `_sign` pass over their forms laid end to end."""
+    head = min(s.window_num_perm, s.num_perm)
+    known = [_known_signatures(layout, parent, extra) for layout in layouts]
+    codes, cf, windows, counts, offsets = [], [], [], [], []
+    todo_of: list[np.ndarray | None] = []
+    offset = 0
+    for form, layout, found in zip(forms, layouts, known, strict=True):
+        todo = None
+        if found:
+            todo = np.ones(layout.win_counts.shape[0], dtype=bool)
+            todo[[k for k, _ in found]] = False
+            rows = np.flatnonzero(todo)
+            cf.append(layout.cf[rows])
+            windows.append(layout.windows[np.repeat(todo, layout.win_counts)])
+            counts.append(layout.win_counts[rows])
+        else:
+            cf.append(layout.cf)
+            windows.append(layout.windows)
+            counts.append(layout.win_counts)
+        todo_of.append(todo)
+        codes.append(form.codes)
+        offsets.append(offset)
+        offset += form.codes.shape[0]
+    para_counts = [part.shape[0] for part in cf]
+    window_counts = [part.shape[0] for part in windows]
+    if len(layouts) == 1 and para_counts[0]:
+        computed_paras, computed_windows = _sign(codes[0], cf[0], windows[0], counts[0], s)
+    elif sum(para_counts):
+        starts = np.array(offsets, dtype=np.int64)
+        computed_paras, computed_windows = _sign(
+            np.concatenate(codes),
+            np.concatenate(cf) + np.repeat(starts, para_counts)[:, None],
+            np.concatenate(windows) + np.repeat(starts, window_counts)[:, None],
+            np.concatenate(counts),
+            s,
+        )
     else:
-        offsets = src - np.arange(src.shape[0], dtype=np.int64)
-        src_pos = np.concatenate([[0], np.flatnonzero(np.diff(offsets)) + 1]).astype(np.int64)
-        src_off = offsets[src_pos]
-    windows = [w for ws in layout.windows for w in ws]
-    para_sigs = _stack([sig for sig, _ in sigs], s.num_perm)
-    return _Summary(
-        id=doc.id,
-        text_z=zlib.compress(text.encode("utf-8"), 1),
-        src_pos=src_pos,
-        src_off=src_off,
-        spans=np.array(layout.spans, dtype=np.int64).reshape(-1, 2),
-        cf=np.array(layout.cf, dtype=np.int64).reshape(-1, 2),
-        hashes=np.array(layout.hashes, dtype=np.uint64),
-        win_counts=np.array([len(ws) for ws in layout.windows], dtype=np.int64),
-        win_spans=np.array(windows, dtype=np.int64).reshape(-1, 2),
-        para_sigs=para_sigs,
-        win_sigs=_stack([w for _, ws in sigs for w in ws], s.window_num_perm),
-        sig=_min_rows(list(para_sigs), s.num_perm),
-        computed=computed,
-        reused=len(sigs) - computed,
-    )
+        computed_paras = np.empty((0, s.num_perm), dtype=np.uint32)
+        computed_windows = np.empty((0, head), dtype=np.uint32)
+    out = []
+    p0 = w0 = 0
+    for layout, found, todo, p_count, w_count in zip(
+        layouts, known, todo_of, para_counts, window_counts, strict=True
+    ):
+        para_sigs = computed_paras[p0 : p0 + p_count]
+        win_sigs = computed_windows[w0 : w0 + w_count]
+        p0, w0 = p0 + p_count, w0 + w_count
+        if todo is not None:  # known signatures and computed ones, in paragraph order
+            first = np.concatenate([[0], np.cumsum(layout.win_counts)]).tolist()
+            paras = np.empty((todo.shape[0], s.num_perm), dtype=np.uint32)
+            wins = np.empty((first[-1], head), dtype=np.uint32)
+            for k, (sig, rows) in found:
+                paras[k] = sig
+                wins[first[k] : first[k + 1]] = rows
+            paras[todo] = para_sigs
+            wins[np.repeat(todo, layout.win_counts)] = win_sigs
+            para_sigs, win_sigs = paras, wins
+        out.append((para_sigs, win_sigs, p_count))
+    return out
+
+
+def _summarise_many(
+    docs: list[Document], s: DedupSettings, parent: _ParentIndex | None
+) -> list[_Summary]:
+    """The summaries of documents, their signatures computed in one pass for all of them."""
+    texts = [doc.text for doc in docs]
+    forms = [minhash.comparison_form(text) for text in texts]
+    layouts = [_layout(text, form, s.window_chars) for text, form in zip(texts, forms, strict=True)]
+    signed = _sign_layouts(forms, layouts, s, parent)
+    out = []
+    for doc, text, layout, (para_sigs, win_sigs, computed) in zip(
+        docs, texts, layouts, signed, strict=True
+    ):
+        src_pos, src_off = _source_map(doc)
+        out.append(
+            _Summary(
+                id=doc.id,
+                text_z=zlib.compress(text.encode("utf-8"), 1),
+                src_pos=src_pos,
+                src_off=src_off,
+                spans=layout.spans,
+                cf=layout.cf,
+                hashes=np.array(layout.hashes, dtype=np.uint64),
+                win_counts=layout.win_counts,
+                win_spans=layout.windows,
+                para_sigs=para_sigs,
+                win_sigs=win_sigs,
+                sig=_min_rows(para_sigs, s.num_perm),
+                computed=computed,
+                reused=para_sigs.shape[0] - computed,
+            )
+        )
+    return out
+
+
+def _source_map(doc: Document) -> tuple[np.ndarray, np.ndarray]:
+    """The Document's own text -> input map, compact: where the offset changes, and to what."""
+    src = np.asarray(doc._src)
+    if src.shape[0] == 0:
+        return np.zeros(1, np.int64), np.zeros(1, np.int64)
+    offsets = src - np.arange(src.shape[0], dtype=np.int64)
+    changes = np.flatnonzero(offsets[1:] != offsets[:-1])
+    changes += 1
+    src_pos = np.concatenate((np.zeros(1, np.int64), changes))
+    return src_pos, offsets[src_pos]
 
 
 # --------------------------------------------------------------------------- the parent index
@@ -606,13 +712,20 @@ class _ParentIndex:
             arrays["win_para"], np.arange(hashes.shape[0] + 1), side="left"
         )
 
-    def lookup(self, text_hash: int) -> tuple[np.ndarray, np.ndarray] | None:
-        i = int(np.searchsorted(self.sorted, np.uint64(text_hash), side="left"))
-        if i >= self.sorted.shape[0] or int(self.sorted[i]) != text_hash:
-            return None
-        p = int(self.order[i])
-        w0, w1 = int(self.win_bounds[p]), int(self.win_bounds[p + 1])
-        return self.arrays["para_sigs"][p], self.arrays["win_sigs"][w0:w1]
+    def lookup_all(self, hashes: list[int]) -> list[tuple[np.ndarray, np.ndarray] | None]:
+        """(paragraph signature, window signatures) of the first parent paragraph with each
+        text hash, or None: one vectorised search for a document's paragraphs."""
+        found: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(hashes)
+        if not hashes or self.sorted.shape[0] == 0:
+            return found
+        wanted = np.array(hashes, dtype=np.uint64)
+        at = np.minimum(np.searchsorted(self.sorted, wanted, side="left"), self.sorted.shape[0] - 1)
+        hit = np.flatnonzero(self.sorted[at] == wanted)
+        paras = self.order[at[hit]].tolist()
+        for k, p in zip(hit.tolist(), paras, strict=True):
+            w0, w1 = int(self.win_bounds[p]), int(self.win_bounds[p + 1])
+            found[k] = (self.arrays["para_sigs"][p], self.arrays["win_sigs"][w0:w1])
+        return found
 
 
 # --------------------------------------------------------------------------- the decision
@@ -636,7 +749,6 @@ class _Engine:
         self.window_owner: list[tuple[int, int]] = []  # (para, window index)
         self.stats = {"paragraphs": 0, "signatures_computed": 0, "signatures_reused": 0}
         self.pending: dict[int, list[_Removal]] = {}  # doc index -> removals decided
-        self._sketches: dict[int, Any] = {}
         self._cache: OrderedDict[int, list[Any]] = OrderedDict()  # doc -> [text, form | None]
         # 4-gram keys of forms, sorted keys of aligned ranges (for minhash.matching_blocks)
         self._keys: dict[int, tuple[minhash.ComparisonForm, np.ndarray]] = {}
@@ -692,9 +804,11 @@ class _Engine:
             id=summary.id, rank=doc_index, summary=summary, position=position, sig=summary.sig
         )
         self.docs.append(entry)
-        spans, cf = summary.spans.tolist(), summary.cf.tolist()
+        # Flat lists: far fewer Python objects than the nested lists of 2-D `tolist`.
+        spans, cf = summary.spans.ravel().tolist(), summary.cf.ravel().tolist()
         hashes = summary.hashes.tolist()
-        win_spans = summary.win_spans.tolist()
+        win_starts, win_ends = summary.win_spans[:, 0].tolist(), summary.win_spans[:, 1].tolist()
+        windows = list(zip(win_starts, win_ends, strict=True))
         w = 0
         for index, count in enumerate(summary.win_counts.tolist()):
             entry.paras.append(len(self.paras))
@@ -702,14 +816,14 @@ class _Engine:
                 _Para(
                     doc=doc_index,
                     index=index,
-                    start=spans[index][0],
-                    end=spans[index][1],
+                    start=spans[2 * index],
+                    end=spans[2 * index + 1],
                     text_hash=hashes[index],
                     form=None,
-                    cf0=cf[index][0],
-                    cf1=cf[index][1],
+                    cf0=cf[2 * index],
+                    cf1=cf[2 * index + 1],
                     offset=0,
-                    windows=[tuple(span) for span in win_spans[w : w + count]],  # type: ignore[misc]
+                    windows=windows[w : w + count],
                     sig=summary.para_sigs[index],
                     window_sigs=summary.win_sigs[w : w + count],
                 )
@@ -811,88 +925,43 @@ class _Engine:
         para.sentences = spans
         return spans
 
-    # ------------------------------------------------------------------ signatures
-    def _sketch(self, row: np.ndarray) -> Any:
-        """A LeanMinHash view of one signature row for MinHashLSH.insert/query.
-
-        MinHashLSH reads `hashvalues` at once and keeps only band hashes, so one LeanMinHash
-        per width is reused (building and validating one per row costs more than the query).
-        """
-        sketch = self._sketches.get(row.shape[0])
-        if sketch is None:
-            sketch = self._sketches[row.shape[0]] = minhash.lean(row, self.s.seed)
-        else:
-            sketch.hashvalues = row
-        return sketch
-
     # ------------------------------------------------------------------ candidates
-    def _lsh(
-        self, threshold: float, num_perm: int, rows: list[tuple[int, np.ndarray]]
-    ) -> tuple[MinHashLSH, set[int]]:
-        """A MinHashLSH holding those of `rows` (key, signature) that can have a candidate.
-
-        A pair is a MinHashLSH candidate only if some band of their signatures is equal, so
-        rows whose every band is unique are left out (found with one numpy pass per band);
-        what the index returns for the rest is exactly what it would return with all rows.
-        """
-        lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
-        if len(rows) < 2:
-            return lsh, set()
-        sigs = np.stack([sig for _, sig in rows])
-        colliding = np.zeros(len(rows), dtype=bool)
-        with np.errstate(over="ignore"):
-            for start, end in lsh.hashranges:
-                band = np.zeros(len(rows), dtype=np.uint64)
-                for column in range(start, end):
-                    band *= np.uint64(0x100000001B3)
-                    band += sigs[:, column].astype(np.uint64)
-                _, inverse, counts = np.unique(band, return_inverse=True, return_counts=True)
-                colliding |= counts[inverse] > 1
-        indexed = set()
-        for (key, sig), keep in zip(rows, colliding.tolist(), strict=True):
-            if keep:
-                lsh.insert(key, self._sketch(sig), check_duplication=False)
-                indexed.add(key)
-        return lsh, indexed
-
     def _candidates(
         self,
         threshold: float,
         num_perm: int,
-        rows: list[tuple[int, np.ndarray]],
+        keys: list[int],
+        sigs: np.ndarray,
         wanted: Callable[[int], bool],
     ) -> Iterator[tuple[int, set[int]]]:
-        """(key, the other keys sharing an LSH band with it), for the `wanted` keys of `rows`
-        that have any, in the order of `rows`: what `MinHashLSH.query` returns, minus the key.
+        """(key, the other keys sharing an LSH band with it), for the `wanted` keys that have
+        any, in the order of `keys`: what `MinHashLSH.query` returns, minus the key, with a
+        MinHashLSH holding every row (`sigs[i]` is the signature of `keys[i]`).
 
-        Without a `group_by` service: datasketch's MinHashLSH (`_lsh`). With one: a shuffle on
-        datasketch's own band keys (`_band_rows`); a row's candidates are the union of the
-        groups it is in, whatever order the groups come in.
+        The bands are datasketch's `MinHashLSH` banding for the threshold. The rows filed
+        together in a band are found with numpy in this process (`_band_groups`), or with a
+        `group_by` service by a shuffle on datasketch's own band keys (`_band_rows`); a row's
+        candidates are the union of the groups it is in, whatever order the groups come in.
         """
+        bands = _bands(threshold, num_perm)  # datasketch's banding (and its parameter checks)
+        if len(keys) < 2:
+            return
         group_by = getattr(self.context, "group_by", None)
         if group_by is None:
-            lsh, indexed = self._lsh(threshold, num_perm, rows)
-            for key, sig in rows:
-                if key in indexed and wanted(key):
-                    found = set(lsh.query(self._sketch(sig)))
-                    found.discard(key)
-                    yield key, found
-            return
-        if len(rows) < 2:
-            return
-        lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+            groups = _band_groups(bands, keys, sigs)
+        else:
+            lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+            groups = group_by(_band_rows(lsh, keys, sigs))
         # The same rows often share every band (copies): each distinct group is kept once.
-        distinct = dict.fromkeys(
-            frozenset(group) for group in group_by(_band_rows(lsh, rows)) if len(group) > 1
-        )
+        distinct = dict.fromkeys(frozenset(group) for group in groups if len(group) > 1)
         member_of: dict[int, list[frozenset[int]]] = {}
         for group in distinct:
             for key in group:
                 member_of.setdefault(key, []).append(group)
-        for key, _ in rows:
-            groups = member_of.get(key)
-            if groups and wanted(key):
-                found = set().union(*groups)
+        for key in keys:
+            found_in = member_of.get(key)
+            if found_in and wanted(key):
+                found = set().union(*found_in)
                 found.discard(key)
                 yield key, found
 
@@ -963,8 +1032,8 @@ class _Engine:
     # ------------------------------------------------------------------ documents
     def _decide_documents(self) -> None:
         """Candidates (LSH) -> exact verification -> choice, in rank order (see the module)."""
-        rows = [
-            (k, doc.sig)
+        keys = [
+            k
             for k, doc in enumerate(self.docs)
             if doc.sig is not None and self._doc_chars(doc) >= self.s.min_chars
         ]
@@ -972,7 +1041,8 @@ class _Engine:
         for k, found in self._candidates(
             self.s.candidate_threshold,
             self.s.num_perm,
-            rows,
+            keys,
+            _stack([self.docs[k].sig for k in keys], self.s.num_perm),
             lambda key: self.docs[key].summary is not None,
         ):
             earlier = sorted(c for c in found if c < k)
@@ -1022,15 +1092,25 @@ class _Engine:
 
     def _decide_paragraphs(self) -> None:
         """Candidates of every paragraph -> verification -> choice, in rank order."""
-        para_rows, window_rows = [], []
+        para_keys, para_sigs, window_blocks, window_rows = [], [], [], []
+        window_row = 0  # rows of the window signature blocks, one block per paragraph
         for k, para in enumerate(self.paras):
             if not self._eligible(para) or para.sig is None:
                 continue
-            para_rows.append((k, para.sig))
+            para_keys.append(k)
+            para_sigs.append(para.sig)
+            window_blocks.append(para.window_sigs)
             for w, (w0, w1) in enumerate(para.windows):
                 if w1 - w0 >= self.s.window_min_chars:
-                    window_rows.append((len(self.window_owner), para.window_sigs[w]))
+                    window_rows.append(window_row + w)
                     self.window_owner.append((k, w))
+            window_row += len(para.window_sigs)
+        window_keys = list(range(len(self.window_owner)))
+        window_sigs = (
+            np.concatenate(window_blocks)[window_rows]
+            if window_rows
+            else np.empty((0, self.s.window_num_perm), np.uint32)
+        )
         budget = self.s.max_candidates
 
         def in_run(k: int) -> bool:
@@ -1039,7 +1119,11 @@ class _Engine:
         # 1. Whole paragraphs: the first `max_candidates` earlier candidates.
         self._whole = {}
         for k, found in self._candidates(
-            self.s.candidate_threshold, self.s.num_perm, para_rows, in_run
+            self.s.candidate_threshold,
+            self.s.num_perm,
+            para_keys,
+            _stack(para_sigs, self.s.num_perm),
+            in_run,
         ):
             earlier = sorted(c for c in found if c < k)[:budget]
             if earlier:
@@ -1056,7 +1140,8 @@ class _Engine:
         for key, found in self._candidates(
             self.s.window_threshold,
             self.s.window_num_perm,
-            window_rows,
+            window_keys,
+            window_sigs,
             lambda key: in_run(self.window_owner[key][0]),
         ):
             k, w = self.window_owner[key]
@@ -1164,13 +1249,18 @@ class _Engine:
             a0, a1, b0, b1 = kept.cf0, kept.cf1, para.cf0, para.cf1
         if a1 - a0 < self.s.passage_min_chars or b1 - b0 < self.s.passage_min_chars:
             return ()
+        index_a = self._gram_index(kept if split < 0 else para, a0, a1)
+        index_b = self._gram_index(para, b0, b1)
+        # A passage aligns at least passage_similarity * passage_min_chars characters (in
+        # blocks of >= 4); the characters of the copy inside 4-grams the original also has
+        # bound that from above for a fraction of the alignment's cost (most candidate pairs
+        # share a phrase or a stock sentence only). The margin absorbs float rounding.
+        wanted = self.s.passage_similarity * self.s.passage_min_chars - 1e-6
+        if minhash.gram_coverage(index_b, index_a) < wanted:
+            return ()
         # difflib's matching blocks (of >= 4 characters), computed on the code arrays.
         blocks = minhash.matching_blocks(
-            form_a.codes[a0:a1],
-            form_b.codes[b0:b1],
-            4,
-            self._gram_index(kept if split < 0 else para, a0, a1),
-            self._gram_index(para, b0, b1),
+            form_a.codes[a0:a1], form_b.codes[b0:b1], 4, index_a, index_b
         )
         found = []
         for ra0, ra1, rb0, rb1, matched in _regions(blocks, self.s.max_gap, 4):
@@ -1427,17 +1517,17 @@ class _Engine:
                 continue
             if doc_index not in edited:  # unchanged by this stage: as collected
                 text = zlib.decompress(summary.text_z).decode("utf-8")
-                cf0 = np.repeat(summary.cf[:, 0], summary.win_counts)
                 block = {
                     "start": summary.spans[:, 0],
                     "end": summary.spans[:, 1],
                     "hash": summary.hashes,
                     "chars": summary.cf[:, 1] - summary.cf[:, 0],
                     "sig": summary.para_sigs,
-                    "text": [text[s0:s1] for s0, s1 in summary.spans.tolist()],
+                    "text": _slices(text, summary.spans),
                     "win_count": summary.win_counts,
-                    "win_start": summary.win_spans[:, 0] - cf0,
-                    "win_end": summary.win_spans[:, 1] - cf0,
+                    "win_base": summary.cf[:, 0],
+                    "win_start": summary.win_spans[:, 0],
+                    "win_end": summary.win_spans[:, 1],
                     "win_sig": summary.win_sigs,
                 }
                 rows.append((doc.id, doc.sig, block))
@@ -1463,6 +1553,9 @@ class _Engine:
         def column(key: str, dtype: Any) -> np.ndarray:
             return _ints([block[key] for _, _, block in rows], dtype)
 
+        # Window spans are stored relative to their paragraph's comparison form.
+        win_base = np.repeat(column("win_base", np.int64), win_counts)
+
         arrays = {
             "params": np.array([json.dumps(_params(self.s), sort_keys=True)]),
             "doc_ids": np.array([doc_id for doc_id, _, _ in rows], dtype="<U64"),
@@ -1475,8 +1568,8 @@ class _Engine:
             "para_sigs": _concat([block["sig"] for _, _, block in rows], perm),
             "para_text": np.frombuffer("\n".join(texts).encode("utf-8"), dtype=np.uint8),
             "win_para": np.repeat(np.arange(len(texts), dtype=np.int32), win_counts),
-            "win_start": column("win_start", np.int32),
-            "win_end": column("win_end", np.int32),
+            "win_start": (column("win_start", np.int64) - win_base).astype(np.int32),
+            "win_end": (column("win_end", np.int64) - win_base).astype(np.int32),
             "win_sigs": _concat([block["win_sig"] for _, _, block in rows], wperm),
         }
         return _npz_bytes(arrays)
@@ -1504,23 +1597,21 @@ class _Engine:
         text = "".join(pieces)
         form = minhash.comparison_form(text)
         layout = _layout(text, form, self.s.window_chars)
-        sigs, computed = _sign_layout(form, layout, self.s, self.parent, self._signatures())
-        windows = [
-            (w0 - cf0, w1 - cf0)
-            for (cf0, _), spans in zip(layout.cf, layout.windows, strict=True)
-            for w0, w1 in spans
-        ]
+        ((para_sigs, win_sigs, computed),) = _sign_layouts(
+            [form], [layout], self.s, self.parent, self._signatures()
+        )
         block = {
-            "start": [s0 for s0, _ in layout.spans],
-            "end": [s1 for _, s1 in layout.spans],
+            "start": layout.spans[:, 0],
+            "end": layout.spans[:, 1],
             "hash": layout.hashes,
-            "chars": [cf1 - cf0 for cf0, cf1 in layout.cf],
-            "sig": _stack([sig for sig, _ in sigs], self.s.num_perm),
-            "text": [text[s0:s1] for s0, s1 in layout.spans],
-            "win_count": [len(spans) for spans in layout.windows],
-            "win_start": [w0 for w0, _ in windows],
-            "win_end": [w1 for _, w1 in windows],
-            "win_sig": _concat([w for _, w in sigs], self.s.window_num_perm),
+            "chars": layout.cf[:, 1] - layout.cf[:, 0],
+            "sig": para_sigs,
+            "text": _slices(text, layout.spans),
+            "win_count": layout.win_counts,
+            "win_base": layout.cf[:, 0],
+            "win_start": layout.windows[:, 0],
+            "win_end": layout.windows[:, 1],
+            "win_sig": win_sigs,
         }
         return block, computed
 
@@ -1534,9 +1625,9 @@ class _Engine:
         return self._run_sigs
 
     def _parent_block(self, doc: _Doc) -> dict[str, Any]:
-        """A parent document's paragraphs as stored: windows relative to each paragraph's form."""
+        """A parent document's paragraphs as stored (windows in each paragraph's own form)."""
         paras = [self.paras[p] for p in doc.paras]
-        windows = [(w0 - p.cf0, w1 - p.cf0) for p in paras for w0, w1 in p.windows]
+        windows = [w for p in paras for w in p.windows]
         return {
             "start": [p.start for p in paras],
             "end": [p.end for p in paras],
@@ -1545,6 +1636,7 @@ class _Engine:
             "sig": _stack([p.sig for p in paras], self.s.num_perm),
             "text": [p.text for p in paras],
             "win_count": [len(p.windows) for p in paras],
+            "win_base": [p.cf0 for p in paras],
             "win_start": [w0 for w0, _ in windows],
             "win_end": [w1 for _, w1 in windows],
             "win_sig": _concat([p.window_sigs for p in paras], self.s.window_num_perm),
@@ -1552,37 +1644,112 @@ class _Engine:
 
 
 # --------------------------------------------------------------------------- helpers
-def _band_rows(lsh: MinHashLSH, rows: list[tuple[int, np.ndarray]]) -> Iterator[tuple[bytes, int]]:
-    """(band key, row key) for every band of every row: the key `lsh` files the row under in
-    that band (`lsh._H(hashvalues[start:end])`: the band's values, big-endian), after the
-    band's number (2 bytes) so that bands do not mix. One numpy pass per band."""
-    keys = [key for key, _ in rows]
-    sigs = np.stack([sig for _, sig in rows])
+@cache
+def _bands(threshold: float, num_perm: int) -> tuple[tuple[int, int], ...]:
+    """datasketch's MinHashLSH banding for a threshold: the (start, end) columns of its bands
+    (found by numerical integration, ~20 ms: once per process and setting)."""
+    return tuple(MinHashLSH(threshold=threshold, num_perm=num_perm).hashranges)
+
+
+def _band_groups(
+    bands: tuple[tuple[int, int], ...], keys: list[int], sigs: np.ndarray
+) -> list[list[int]]:
+    """The keys whose signatures (`sigs[i]` of `keys[i]`) a MinHashLSH with these bands files
+    together (equal values in a band), for every group of two or more: what it holds with
+    all the rows inserted, without an insert or a query per row. One numpy sort per band, on
+    a 64-bit hash of the band's values; rows with equal hashes are then checked value by
+    value, so that a hash collision never puts two rows together."""
+    key_array = np.array(keys, dtype=np.int64)
+    count = key_array.shape[0]
+    groups: list[list[int]] = []
+    with np.errstate(over="ignore"):
+        for start, end in bands:
+            band = np.ascontiguousarray(sigs[:, start:end])
+            hashed = np.zeros(count, dtype=np.uint64)
+            for column in range(end - start):
+                hashed *= _BAND_HASH_BASE
+                hashed += band[:, column]
+            order = np.argsort(hashed)  # any order: groups become sets
+            hashed = hashed[order]
+            heads = np.flatnonzero(np.concatenate([[True], hashed[1:] != hashed[:-1]]))
+            sizes = np.diff(np.append(heads, count))
+            shared = sizes > 1
+            if not shared.any():
+                continue
+            heads, sizes = heads[shared], sizes[shared]
+            ends = np.cumsum(sizes)
+            # The rows of the groups, group after group (each a run of the sorted order).
+            members = order[np.repeat(heads - ends + sizes, sizes) + np.arange(int(ends[-1]))]
+            exact = (band[members] == band[np.repeat(order[heads], sizes)]).all(axis=1)
+            member_keys = key_array[members].tolist()
+            bounds = zip((ends - sizes).tolist(), ends.tolist(), strict=True)
+            if exact.all():
+                groups.extend(member_keys[g0:g1] for g0, g1 in bounds)
+                continue
+            member_rows = members.tolist()
+            for g0, g1 in bounds:  # a hash collision in some group: group by the values
+                by_value: dict[bytes, list[int]] = {}
+                for row, key in zip(member_rows[g0:g1], member_keys[g0:g1], strict=True):
+                    by_value.setdefault(band[row].tobytes(), []).append(key)
+                groups.extend(found for found in by_value.values() if len(found) > 1)
+    return groups
+
+
+def _band_rows(
+    lsh: MinHashLSH, keys: list[int], sigs: np.ndarray
+) -> Iterator[tuple[bytes, int]]:
+    """(band key, row key) for every band of every row (`sigs[i]` of `keys[i]`): the key `lsh`
+    files the row under in that band (`lsh._H(hashvalues[start:end])`: the band's values,
+    big-endian), after the band's number (2 bytes) so that bands do not mix. One numpy pass
+    per band."""
     for band, (start, end) in enumerate(lsh.hashranges):
         swapped = np.ascontiguousarray(sigs[:, start:end]).byteswap()
         keyed = np.empty((len(keys), 2 + swapped.itemsize * (end - start)), dtype=np.uint8)
         keyed[:, :2] = np.frombuffer(band.to_bytes(2, "big"), dtype=np.uint8)
         keyed[:, 2:] = swapped.view(np.uint8).reshape(len(keys), -1)
         raw, width = keyed.tobytes(), keyed.shape[1]
-        if raw[2:width] != lsh._H(rows[0][1][start:end]):  # datasketch files bands otherwise
+        if raw[2:width] != lsh._H(sigs[0][start:end]):  # datasketch files bands otherwise
             raise RuntimeError("dedup: datasketch's MinHashLSH band keys are not as expected")
         yield from zip((raw[i : i + width] for i in range(0, len(raw), width)), keys, strict=True)
+
+
+@contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off for a while (as it was, after).
+
+    `decide` builds a few container objects per paragraph and keeps them to the end, none in
+    a reference cycle (reference counting frees them); the full collections this allocation
+    triggers walk every one of them again, ~10% of `decide` on the benchmark.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _slices(text: str, spans: np.ndarray) -> list[str]:
+    """text[start:end] for each (start, end) row of `spans` (one flat list, no nested ones)."""
+    bounds = spans.ravel().tolist()
+    return [text[bounds[i] : bounds[i + 1]] for i in range(0, len(bounds), 2)]
 
 
 def _text_hash(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little")
 
 
-def _min_rows(rows: list[np.ndarray], num_perm: int) -> np.ndarray:
-    if not rows:
+def _min_rows(rows: list[np.ndarray] | np.ndarray, num_perm: int) -> np.ndarray:
+    if len(rows) == 0:
         return np.full(num_perm, minhash.MAX_HASH, dtype=np.uint32)
-    return np.minimum.reduce(np.stack(rows), axis=0)
+    return np.minimum.reduce(np.asarray(rows), axis=0)
 
 
 def _stack(rows: list[np.ndarray], width: int) -> np.ndarray:
     if not rows:
         return np.empty((0, width), dtype=np.uint32)
-    return np.ascontiguousarray(np.stack(rows).astype(np.uint32))
+    return np.ascontiguousarray(np.stack(rows).astype(np.uint32, copy=False))
 
 
 def _ints(parts: list[Any], dtype: Any) -> np.ndarray:
@@ -1595,7 +1762,9 @@ def _concat(blocks: list[np.ndarray], width: int) -> np.ndarray:
     """Blocks of rows (k x width) one under the other."""
     if not blocks:
         return np.empty((0, width), dtype=np.uint32)
-    return np.ascontiguousarray(np.concatenate(blocks).astype(np.uint32).reshape(-1, width))
+    return np.ascontiguousarray(
+        np.concatenate(blocks).astype(np.uint32, copy=False).reshape(-1, width)
+    )
 
 
 def _regions(
