@@ -16,8 +16,11 @@ and each full-width punctuation mark also matches its half-width twin.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+import math
 import re
+import string
 import tomllib
 import unicodedata
 from bisect import bisect_right
@@ -49,6 +52,12 @@ PUNCT_TWINS = {
     "：": ":", "，": ",", "；": ";", "（": "(", "）": ")", "！": "!", "？": "?",
     "【": "[", "】": "]", "。": ".", "／": "/", "｜": "|", "　": " ",
 }
+
+
+# Characters besides an ASCII letter's upper and lower case that a case-insensitive `regex`
+# pattern (simple case folding, its default) matches for it: İ for i, ı for I, the Kelvin sign
+# for k and K, the long s for s and S (a test checks these are all).
+CASE_TWINS = {"\u0130": "i", "\u0131": "i", "\u212a": "k", "\u017f": "s"}
 
 
 class RuleError(Exception):
@@ -640,7 +649,8 @@ class _NoTrigger(Exception):
 
 @cache
 def _fold_table() -> dict[str, str]:
-    """Character -> representative of its variant group (S/T variants, full/half-width twins)."""
+    """Character -> representative of its variant group (S/T variants, full/half-width twins,
+    and the characters a case-insensitive pattern matches for an ASCII letter)."""
     parent: dict[str, str] = {}
 
     def find(ch: str) -> str:
@@ -653,7 +663,11 @@ def _fold_table() -> dict[str, str]:
         ra, rb = find(a), find(b)
         if ra != rb:
             parent[max(ra, rb)] = min(ra, rb)
-    return {ch: find(ch) for ch in parent}
+    table = {ch: find(ch) for ch in parent}
+    # Letters stand for themselves in lower case (no variant or twin above is a letter).
+    table.update({c.upper(): c for c in string.ascii_lowercase})
+    table.update(CASE_TWINS)
+    return table
 
 
 def fold(text: str) -> str:
@@ -687,6 +701,9 @@ class _TriggerParser:
         self.i = 0
         self.verbose = bool(flags & regex.VERBOSE)
         self.icase = bool(flags & regex.IGNORECASE)
+        # Case-insensitive matching by simple case folding (full folding matches ß for "ss",
+        # a locale its own way: then no cased letter is a literal).
+        self.simple_case = not flags & (regex.FULLCASE | regex.VERSION1 | regex.LOCALE)
         self.groups: dict[str, Any] = {}
 
     def parse(self) -> Any:
@@ -748,7 +765,9 @@ class _TriggerParser:
 
     def literal(self, ch: str) -> Any:
         if self.icase and (ch.lower() != ch or ch.upper() != ch or ch.casefold() != ch):
-            return ("lit", None)
+            # An ASCII letter folds together with every character it matches without case.
+            if not (self.simple_case and ch in string.ascii_letters):
+                return ("lit", None)
         return ("lit", _fold_table().get(ch, ch))
 
     def atom(self) -> Any:
@@ -879,6 +898,8 @@ class _TriggerParser:
                 if set(on + off) - set("imsxaLuVwfr01"):
                     raise _NoTrigger("unknown flag")
                 self.i += 1 + m.end()
+                if "f" in on or "L" in on:
+                    self.simple_case = False  # for the whole pattern, to be safe
                 if m.group(3) == ")":  # global flags
                     if off:
                         raise _NoTrigger("flags turned off globally")
@@ -931,35 +952,196 @@ def _requirement(node: Any, groups: dict[str, Any], calling: frozenset[str]) -> 
                 return None
             union |= req
         return frozenset(union)
-    # seq: the best of its runs of literal characters and its mandatory parts.
+    # seq: the best of its runs of literal parts and its mandatory parts.
     best: frozenset[str] | None = None
-    run = ""
-
-    def offer(candidate: frozenset[str] | None) -> None:
-        nonlocal best
+    for candidate in _seq_candidates(node, groups, calling, _requirement):
         if candidate and (best is None or _better(candidate, best)):
             best = candidate
+    return best
+
+
+# The most strings a run of literal parts may stand for (`(?:上|下)一(?:篇|页)` is 4) before
+# it is cut in two.
+MAX_RUN_STRINGS = 16
+
+
+def _literal_strings(node: Any, groups: dict[str, Any], calling: frozenset[str]) -> frozenset[str] | None:
+    """The strings `node` can match, when it can match only a few literal strings (else None):
+    a character, a group of them, an alternation of such groups."""
+    kind = node[0]
+    if kind == "lit":
+        return None if node[1] is None else frozenset([node[1]])
+    if kind == "call":
+        name = node[1]
+        if name in calling or name not in groups:
+            return None
+        return _literal_strings(groups[name], groups, calling | {name})
+    if kind == "alt":
+        union: set[str] = set()
+        for branch in node[1]:
+            strings = _literal_strings(branch, groups, calling)
+            if strings is None:
+                return None
+            union |= strings
+            if len(union) > MAX_RUN_STRINGS:
+                return None
+        return frozenset(union)
+    if kind == "seq":
+        joined = {""}
+        for child, _, once in node[1]:
+            strings = _literal_strings(child, groups, calling) if once else None
+            if strings is None:
+                return None
+            joined = {a + b for a in joined for b in strings}
+            if len(joined) > MAX_RUN_STRINGS:
+                return None
+        return frozenset(joined)
+    return None
+
+
+def _seq_candidates(node: Any, groups: dict[str, Any], calling: frozenset[str], inner: Any) -> list[Any]:
+    """What a sequence offers as requirements: each run of consecutive parts that match literal
+    strings exactly once (as the set of strings the run can match: `(?:上|下)一` gives 上一 and
+    下一), and `inner(part)` of each other part that must occur."""
+    found: list[Any] = []
+    run = {""}
+
+    def close() -> None:
+        if "" not in run:  # a run that may match nothing requires nothing
+            found.append(frozenset(run))
 
     for child, low, once in node[1]:
-        if child[0] == "lit" and child[1] is not None and once:
-            run += child[1]
+        strings = _literal_strings(child, groups, calling) if once else None
+        if strings is not None:
+            if len(run) * len(strings) > MAX_RUN_STRINGS:
+                close()
+                run = set(strings)
+            else:
+                run = {a + b for a in run for b in strings}
             continue
-        offer(frozenset([run]) if run else None)
-        run = ""
+        close()
+        run = {""}
         if low >= 1:
-            offer(_requirement(child, groups, calling))
-    offer(frozenset([run]) if run else None)
-    return best
+            found.append(inner(child, groups, calling))
+    close()
+    return found
+
+
+def _requirements(node: Any, groups: dict[str, Any], calling: frozenset[str]) -> list[frozenset[str]]:
+    """Every set of strings found of which each match of `node` contains one (best first).
+
+    `_requirement` keeps the best set only; the others let a caller check more than one
+    condition (a line must hold one string of *each* set).
+    """
+    kind = node[0]
+    if kind == "lit":
+        return [] if node[1] is None else [frozenset([node[1]])]
+    if kind == "zero":
+        return []
+    if kind == "call":
+        name = node[1]
+        if name in calling or name not in groups:
+            return []
+        return _requirements(groups[name], groups, calling | {name})
+    if kind == "alt":
+        # One set of each branch, united, is a set for the alternation: every such choice
+        # among each branch's best few when they are not too many (so that a string all
+        # branches require, like 摄 in `记者(\p{Han}+)摄|（记者(\p{Han}+)摄影）`, is found),
+        # else the best of each, the second best of each (or its last), and so on.
+        per_branch = [_requirements(branch, groups, calling)[:MAX_BRANCH_SETS] for branch in node[1]]
+        if not per_branch or not all(per_branch):
+            return []
+        if math.prod(map(len, per_branch)) <= MAX_BRANCH_CHOICES:
+            choices = itertools.product(*per_branch)
+        else:
+            choices = (tuple(b[min(k, len(b) - 1)] for b in per_branch) for k in range(max(map(len, per_branch))))
+        return _ranked([frozenset().union(*choice) for choice in choices])
+    found: list[frozenset[str]] = []
+    for candidate in _seq_candidates(node, groups, calling, _requirements):
+        if isinstance(candidate, frozenset):
+            found.append(candidate)
+        else:
+            found.extend(candidate)
+    return _ranked(found)
+
+
+# How many of each branch's sets `_requirements` combines, and how many combinations at most.
+MAX_BRANCH_SETS = 4
+MAX_BRANCH_CHOICES = 256
+
+
+def _ranked(sets: list[frozenset[str]]) -> list[frozenset[str]]:
+    """Distinct non-empty sets (each without strings that hold another of it), the best filter
+    (as `_better` orders them) first."""
+    minimal = dict.fromkeys(frozenset(_minimal(s)) for s in sets if s)
+    return sorted(minimal, key=lambda s: (min(map(len, s)), -len(s), sorted(s)), reverse=True)
+
+
+def _implied(needed: frozenset[str], by: frozenset[str]) -> bool:
+    """Every string of `by` contains one of `needed`: holding `by` already proves `needed`."""
+    return all(any(n in b for n in needed) for b in by)
+
+
+def _minimal(strings: frozenset[str]) -> tuple[str, ...]:
+    """The strings no other one of the set is part of (holding a longer one holds the shorter)."""
+    return tuple(sorted(s for s in strings if not any(o != s and o in s for o in strings)))
+
+
+def _parse_triggers(compiled: Any) -> tuple[Any, dict[str, Any]] | None:
+    parser = _TriggerParser(compiled.pattern, compiled.flags)
+    try:
+        return parser.parse(), parser.groups
+    except _NoTrigger:
+        return None
 
 
 def pattern_triggers(compiled: Any) -> frozenset[str] | None:
     """Folded literal strings of which every match of `compiled` contains one, or None."""
-    parser = _TriggerParser(compiled.pattern, compiled.flags)
-    try:
-        tree = parser.parse()
-    except _NoTrigger:
+    parsed = _parse_triggers(compiled)
+    if parsed is None:
         return None
-    return _requirement(tree, parser.groups, frozenset())
+    found = _requirement(parsed[0], parsed[1], frozenset())
+    return None if found is None else frozenset(_minimal(found))
+
+
+# Conditions a line must meet besides holding a trigger, per rule (each is a check per line).
+MAX_EXTRA_REQUIREMENTS = 2
+
+
+def pattern_extra_requirements(compiled: Any) -> tuple[tuple[str, ...], ...]:
+    r"""Further sets of folded strings every match of `compiled` contains one of, beyond its
+    triggers (`pattern_triggers`): a match of `记者(\p{Han}{2,3})摄` holds 记者 *and* 摄. Sets
+    the triggers already imply (or an earlier set does) are left out."""
+    parsed = _parse_triggers(compiled)
+    if parsed is None:
+        return ()
+    primary = _requirement(parsed[0], parsed[1], frozenset())
+    if not primary:
+        return ()
+    chosen: list[frozenset[str]] = [primary]
+    for candidate in _requirements(parsed[0], parsed[1], frozenset()):
+        if len(chosen) > MAX_EXTRA_REQUIREMENTS:
+            break
+        if not any(_implied(candidate, earlier) for earlier in chosen):
+            chosen.append(candidate)
+    return tuple(_minimal(extra) for extra in chosen[1:])
+
+
+@cache
+def _fold_codes() -> Any:
+    """numpy code point -> code point of its representative (`fold`, for whole texts at once)."""
+    import numpy as np
+
+    table = np.arange(0x110000, dtype=np.uint32)
+    for char, representative in _fold_table().items():
+        table[ord(char)] = ord(representative)
+    return table
+
+
+def _code_points(text: str) -> Any:
+    import numpy as np
+
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
 
 
 class TriggerIndex:
@@ -969,11 +1151,21 @@ class TriggerIndex:
     triggers, and rules one of whose triggers occurs in `text` (after folding variants).
     `locate(text, lines)` does the same scan and also says in which lines each rule may match
     (see `TriggerHits`), so a caller need not test each (rule, line) pair with `may_match`.
+
+    The scan works on the text folded (`fold`: each character replaced by the representative of
+    its variant group, one for one, by a numpy table), where a trigger occurs exactly where one of
+    its spellings occurs in the text: the places where some trigger may start are the pairs of
+    folded characters that start one (found with numpy tables), and only there are triggers
+    compared.
     """
 
     def __init__(self, rules: list[Rule]) -> None:
         self.always: list[str] = []
         self.triggers: dict[str, frozenset[str] | None] = {}
+        # Rule id -> further sets of folded strings a line must hold one of each (`may_match`).
+        self.extra: dict[str, tuple[tuple[str, ...], ...]] = {}
+        # ... each as a pattern finding any of its strings in the folded text (one search a line).
+        self.extra_patterns: dict[str, tuple[re.Pattern[str], ...]] = {}
         by_trigger: dict[str, list[str]] = {}
         for rule in rules:
             triggers = pattern_triggers(rule.pattern)
@@ -981,6 +1173,12 @@ class TriggerIndex:
             if not triggers:
                 self.always.append(rule.id)
                 continue
+            extra = pattern_extra_requirements(rule.pattern)
+            if extra:
+                self.extra[rule.id] = extra
+                self.extra_patterns[rule.id] = tuple(
+                    re.compile("|".join(map(re.escape, strings))) for strings in extra
+                )
             for trigger in sorted(triggers):
                 by_trigger.setdefault(trigger, []).append(rule.id)
         members = _group_members()
@@ -991,16 +1189,6 @@ class TriggerIndex:
             merged = keyed.setdefault(_shorten(trigger, members), [])
             merged.extend(i for i in ids if i not in merged)
         self.by_trigger = keyed
-        self.single: dict[str, str] = {}  # spelling of a one-character trigger -> trigger
-        # First two characters of a spelling of a longer trigger -> (spelling, trigger).
-        self.starts: dict[str, list[tuple[str, str]]] = {}
-        for trigger in keyed:
-            if len(trigger) == 1:
-                for form in members.get(trigger, [trigger]):
-                    self.single[form] = trigger
-                continue
-            for form in _spellings(trigger, members):
-                self.starts.setdefault(form[:2], []).append((form, trigger))
         # Rule id -> every spelling of its (shortened) triggers: a line none of them occurs in
         # cannot contain a match of the rule (see `may_match`).
         forms: dict[str, set[str]] = {}
@@ -1013,27 +1201,48 @@ class TriggerIndex:
                 rule_triggers.setdefault(rule_id, []).append(trigger)
         self.forms: dict[str, tuple[str, ...]] = {k: tuple(sorted(v)) for k, v in forms.items()}
         self.rule_triggers: dict[str, tuple[str, ...]] = {k: tuple(v) for k, v in rule_triggers.items()}
-        # One scan finds every position where some longer trigger may start: a pattern of the
-        # two-character starts, grouped by the first character (`re` scans that ~10x faster than
-        # the same starts as a flat alternation).
-        seconds: dict[str, set[str]] = {}
-        for start in self.starts:
-            seconds.setdefault(start[0], set()).add(start[1])
-        branches = []
-        for first, chars in sorted(seconds.items()):
-            tail = "".join(re.escape(c) for c in sorted(chars))
-            branches.append(re.escape(first) + (f"[{tail}]" if len(chars) > 1 else tail))
-        self.scan = re.compile("|".join(branches)) if branches else None
+        self.single: tuple[str, ...] = tuple(t for t in keyed if len(t) == 1)  # one-character triggers
+        # First two characters of a longer trigger -> the triggers starting with them.
+        self.starts: dict[str, list[str]] = {}
+        for trigger in keyed:
+            if len(trigger) > 1:
+                self.starts.setdefault(trigger[:2], []).append(trigger)
+        self._pair_tables: Any = None
+
+    def _pairs(self) -> tuple[Any, Any, Any]:
+        """numpy tables that find the starts: code point -> row (first character of a start, as
+        the row's offset in `table`) and column (second character); `table[row + column]` tells
+        whether that pair starts some trigger. Characters in no start get the last, empty row or
+        column. Built on first use."""
+        if self._pair_tables is None:
+            import numpy as np
+
+            firsts = sorted({start[0] for start in self.starts})
+            seconds = sorted({start[1] for start in self.starts})
+            width = len(seconds) + 1
+            rows = np.full(0x110000, len(firsts) * width, dtype=np.int32)
+            rows[[ord(c) for c in firsts]] = np.arange(len(firsts), dtype=np.int32) * width
+            columns = np.full(0x110000, len(seconds), dtype=np.int32)
+            columns[[ord(c) for c in seconds]] = np.arange(len(seconds), dtype=np.int32)
+            table = np.zeros((len(firsts) + 1) * width, dtype=bool)
+            for start in self.starts:
+                table[rows[ord(start[0])] + columns[ord(start[1])]] = True
+            self._pair_tables = (rows, columns, table)
+        return self._pair_tables
 
     def may_match(self, rule_id: str, line: str) -> bool:
-        """False when no trigger of the rule occurs in `line` (no match of it can lie there)."""
+        """False when no trigger of the rule occurs in `line`, or no string of one of its extra
+        requirements does (no match of it can lie there)."""
         forms = self.forms.get(rule_id)
         if forms is None:
             return True
-        for form in forms:
-            if form in line:
-                return True
-        return False
+        if not any(form in line for form in forms):
+            return False
+        extra = self.extra.get(rule_id)
+        if extra:
+            folded = fold(line)
+            return all(any(s in folded for s in strings) for strings in extra)
+        return True
 
     def maybe(self, text: str) -> set[str]:
         """Ids of the rules that may match somewhere in `text`."""
@@ -1041,34 +1250,62 @@ class TriggerIndex:
 
     def locate(self, text: str, lines: list[tuple[int, int]] | None = None) -> TriggerHits:
         """Where the triggers occur in `text`; `lines` are its `nonblank_lines` (found if None)."""
-        singles: dict[str, list[str]] = {}  # one-character trigger -> its spellings in the text
-        for form, trigger in self.single.items():
-            if form in text:
-                singles.setdefault(trigger, []).append(form)
-        positions: dict[str, list[int]] = {}  # longer trigger -> every start of a spelling of it
-        scan = self.scan
-        if scan is not None:
+        return self.locate_many([text], [lines])[0]
+
+    def locate_many(
+        self, texts: list[str], lines: list[list[tuple[int, int]] | None]
+    ) -> list[TriggerHits]:
+        """`locate` of each text (with its `lines`), in one numpy pass over all of them: on
+        texts of a few hundred characters numpy's cost per call, not per character, dominates.
+
+        The texts are scanned joined by a character no trigger holds (U+FFFF), so no trigger
+        is found across two of them.
+        """
+        if not texts:
+            return []
+        if len(texts) > 1 and any(_JOINER in t for t in self.by_trigger):
+            return [self.locate_many([t], [ls])[0] for t, ls in zip(texts, lines, strict=True)]
+        codes = _fold_codes()[_code_points(_JOINER.join(texts))]
+        folded = codes.tobytes().decode("utf-32-le", "surrogatepass")
+        # Each text's start in the joined text, and the starts of longer triggers in it.
+        offsets = [0]
+        for text in texts:
+            offsets.append(offsets[-1] + len(text) + 1)
+        positions: list[dict[str, list[int]]] = [{} for _ in texts]
+        if self.starts and len(codes) > 1:
+            import numpy as np
+
+            rows, columns, table = self._pairs()
+            places = np.flatnonzero(table[rows[codes[:-1]] + columns[codes[1:]]])
             starts = self.starts
-            pos = 0
-            # Overlapping: the next search starts one character after the last start found, and
-            # every spelling with that start is tried (one may be a prefix of another).
-            while (m := scan.search(text, pos)) is not None:
-                p = m.start()
-                for form, trigger in starts[m.group()]:
-                    if text.startswith(form, p):
-                        found = positions.get(trigger)
+            k = 0  # the text the places are in
+            for p in places.tolist():
+                while p >= offsets[k + 1]:
+                    k += 1
+                for trigger in starts[folded[p : p + 2]]:
+                    if folded.startswith(trigger, p):
+                        found = positions[k].get(trigger)
                         if found is None:
-                            positions[trigger] = [p]
+                            positions[k][trigger] = [p - offsets[k]]
                         else:
-                            found.append(p)
-                pos = p + 1
-        rules = set(self.always)
+                            found.append(p - offsets[k])
+        hits = []
         by_trigger = self.by_trigger
-        for trigger in singles:
-            rules.update(by_trigger[trigger])
-        for trigger in positions:
-            rules.update(by_trigger[trigger])
-        return TriggerHits(self, text, lines, rules, singles, positions)
+        for k, text in enumerate(texts):
+            own = folded[offsets[k] : offsets[k] + len(text)] if len(texts) > 1 else folded
+            singles = [trigger for trigger in self.single if trigger in own]
+            rules = set(self.always)
+            for trigger in singles:
+                rules.update(by_trigger[trigger])
+            for trigger in positions[k]:
+                rules.update(by_trigger[trigger])
+            hits.append(TriggerHits(self, text, own, lines[k], rules, singles, positions[k]))
+        return hits
+
+
+# Joins the texts `TriggerIndex.locate_many` scans together (a noncharacter; a trigger holding
+# it would make the index scan the texts one by one).
+_JOINER = "\uffff"
 
 
 _UNSET: Any = object()
@@ -1078,30 +1315,33 @@ class TriggerHits:
     """The triggers found in one text (`TriggerIndex.locate`), by line.
 
     `rules` is `TriggerIndex.maybe(text)`. `lines(rule_id)` is the set of indices (into the
-    text's `nonblank_lines`) of the lines that contain a spelling of one of the rule's triggers,
-    i.e. exactly the lines for which `may_match(rule_id, line)` is true; None for a rule without
-    triggers (it may match in any line). A spelling counts for a line only if it lies wholly
-    inside it, so a trigger that spans a line break (or holds a newline) counts for no line.
+    text's `nonblank_lines`) of the lines that contain a spelling of one of the rule's triggers
+    and a string of each of its extra requirements, i.e. exactly the lines for which
+    `may_match(rule_id, line)` is true; None for a rule without triggers (it may match in any
+    line). A spelling counts for a line only if it lies wholly inside it, so a trigger that spans
+    a line break (or holds a newline) counts for no line.
     """
 
     def __init__(
         self,
         index: TriggerIndex,
         text: str,
+        folded: str,
         lines: list[tuple[int, int]] | None,
         rules: set[str],
-        singles: dict[str, list[str]],
+        singles: list[str],
         positions: dict[str, list[int]],
     ) -> None:
         self.index = index
         self.text = text
+        self.folded = folded  # the text folded (`fold`), where triggers are looked for
         self.rules = rules
         self._spans = lines
         self._singles = singles
         self._positions = positions
         self._starts: list[int] | None = None
         self._ends: list[int] = []
-        self._by_trigger: dict[str, set[int]] = {}
+        self._by_string: dict[str, set[int]] = {}  # folded string -> lines it lies inside
         self._by_rule: dict[str, set[int] | None] = {}
 
     def lines(self, rule_id: str) -> set[int] | None:
@@ -1118,39 +1358,56 @@ class TriggerHits:
                 for trigger in triggers:
                     if trigger in self._positions or trigger in self._singles:
                         found |= self._trigger_lines(trigger)
+                extra = self.index.extra_patterns.get(rule_id)
+                if extra and found:
+                    starts, ends, folded = self._starts, self._ends, self.folded
+                    for pattern in extra:
+                        found = {i for i in found if pattern.search(folded, starts[i], ends[i])}
         self._by_rule[rule_id] = found
         return found
 
-    def _trigger_lines(self, trigger: str) -> set[int]:
-        found = self._by_trigger.get(trigger)
-        if found is not None:
-            return found
+    def _line_bounds(self) -> tuple[list[int], list[int]]:
         if self._starts is None:
             spans = self._spans if self._spans is not None else nonblank_lines(self.text)
             self._starts = [s for s, _ in spans]
             self._ends = [e for _, e in spans]
-        starts, ends = self._starts, self._ends
+        return self._starts, self._ends
+
+    def _trigger_lines(self, trigger: str) -> set[int]:
+        if len(trigger) == 1:
+            return self._string_lines(trigger) if trigger in self._singles else set()
+        found = self._by_string.get(trigger)
+        if found is not None:
+            return found
+        starts, ends = self._line_bounds()
         found = set()
-        if len(trigger) > 1:
-            size = len(trigger)  # every spelling has the trigger's length (one character each)
-            for p in self._positions.get(trigger, ()):
-                i = bisect_right(starts, p) - 1
-                if i >= 0 and p + size <= ends[i]:
-                    found.add(i)
-        else:
-            # One character (frequent: `。`, `一`): find it once per line, then skip to the next
-            # line rather than visiting every occurrence.
-            text, n = self.text, len(starts)
-            for form in self._singles.get(trigger, ()):
-                pos = 0
-                while (p := text.find(form, pos)) != -1:
-                    i = bisect_right(starts, p) - 1
-                    if i >= 0 and p < ends[i]:
-                        found.add(i)
-                    if i + 1 >= n:
-                        break
-                    pos = starts[i + 1]
-        self._by_trigger[trigger] = found
+        size = len(trigger)
+        for p in self._positions.get(trigger, ()):
+            i = bisect_right(starts, p) - 1
+            if i >= 0 and p + size <= ends[i]:
+                found.add(i)
+        self._by_string[trigger] = found
+        return found
+
+    def _string_lines(self, string: str) -> set[int]:
+        """The lines the folded `string` lies wholly inside (for one-character triggers, often
+        frequent like `。`, and extra requirements): found once per line, then on to the next
+        line rather than to every occurrence."""
+        found = self._by_string.get(string)
+        if found is not None:
+            return found
+        starts, ends = self._line_bounds()
+        found = set()
+        text, n, size = self.folded, len(starts), len(string)
+        pos = 0
+        while (p := text.find(string, pos)) != -1:
+            i = bisect_right(starts, p) - 1
+            if i >= 0 and p + size <= ends[i]:
+                found.add(i)
+            if i + 1 >= n:
+                break
+            pos = starts[i + 1]
+        self._by_string[string] = found
         return found
 
 

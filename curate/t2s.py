@@ -39,6 +39,9 @@ class _Group:
 
     phrase_dicts: tuple[_Dict, ...]  # multi-character dictionaries, in order
     phrase_re: re.Pattern[str] | None  # finds any key of any phrase dictionary
+    # For each phrase dictionary, a trie-shaped pattern of its keys: where it matches, it
+    # matches the longest key starting there (see `_longest_leftmost`).
+    phrase_patterns: tuple[re.Pattern[str], ...]
     table: dict[int, str]  # merged single-character dictionaries (first wins)
     lut: Any  # numpy code point -> code point table when every mapping is one character
 
@@ -104,9 +107,10 @@ def _converter(config: str) -> _Converter:
                 phrase_dicts.append((max_len, min_len, mapping))
         keys = sorted({k for _, _, m in phrase_dicts for k in m})
         phrase_re = re.compile(_trie_pattern(keys)) if keys else None
+        patterns = tuple(re.compile(_trie_pattern(sorted(m))) for _, _, m in phrase_dicts)
         # Identity entries change nothing; dropping them makes translate cheaper.
         table = {k: v for k, v in table.items() if v != chr(k)}
-        groups.append(_Group(tuple(phrase_dicts), phrase_re, table, _lookup_table(table)))
+        groups.append(_Group(tuple(phrase_dicts), phrase_re, patterns, table, _lookup_table(table)))
     return _Converter(tuple(groups), separator_re)
 
 
@@ -137,21 +141,30 @@ def _translate(text: str, group: _Group) -> str:
     return group.lut[_code_points(text)].tobytes().decode("utf-32-le", "surrogatepass")
 
 
-def _longest_leftmost(text: str, max_len: int, min_len: int, mapping: dict[str, str]):
-    """opencc's __findMatch: the longest key in `text`, leftmost among equals."""
-    n = len(text)
-    for length in range(min(n, max_len), min_len - 1, -1):
-        for i in range(n - length + 1):
-            value = mapping.get(text[i : i + length])
-            if value is not None:
-                return i, length, _first(value)
-    return None
+def _longest_leftmost(text: str, keys: re.Pattern[str], mapping: dict[str, str]):
+    """opencc's __findMatch: the longest key in `text`, leftmost among equals.
+
+    opencc tries every length from the longest key down and every position for each; we visit
+    only the positions where a key starts (`keys` is the dictionary's trie pattern, which
+    matches the longest key starting where it matches) and keep the first of the longest.
+    """
+    best: tuple[int, int] | None = None
+    pos = 0
+    while (m := keys.search(text, pos)) is not None:
+        start = m.start()
+        if best is None or m.end() - start > best[1]:
+            best = (start, m.end() - start)
+        pos = start + 1
+    if best is None:
+        return None
+    i, length = best
+    return i, length, _first(mapping[text[i : i + length]])
 
 
 def _convert_segment(segment: str, group: _Group) -> str:
     """Faithful conversion of one separator-free segment by one group."""
     pieces: list[tuple[str, bool]] = [(segment, False)]  # (text, already converted)
-    for max_len, min_len, mapping in group.phrase_dicts:
+    for (_, _, mapping), keys in zip(group.phrase_dicts, group.phrase_patterns, strict=True):
         out: list[tuple[str, bool]] = []
         for text, done in pieces:
             if done:
@@ -165,7 +178,7 @@ def _convert_segment(segment: str, group: _Group) -> str:
                     if item:
                         out.append((item, final))
                     continue
-                found = _longest_leftmost(item, max_len, min_len, mapping)
+                found = _longest_leftmost(item, keys, mapping)
                 if found is None:
                     out.append((item, False))
                     continue
@@ -311,6 +324,19 @@ def script_evidence(text: str) -> ScriptEvidence:
         return ScriptEvidence(0, 0)
     counts = np.bincount(_script_lut()[_code_points(text)], minlength=3)
     return ScriptEvidence(traditional=int(counts[1]), simplified=int(counts[2]))
+
+
+def script_evidence_many(texts: list[str]) -> list[ScriptEvidence]:
+    """`script_evidence` of each text, counted in one numpy pass over all of them (on short
+    texts numpy's cost per call, not per character, dominates)."""
+    import numpy as np
+
+    if not texts:
+        return []
+    kinds = _script_lut()[_code_points("".join(texts))]  # one code point per character
+    owner = np.repeat(np.arange(len(texts)), [len(t) for t in texts])
+    counts = np.bincount(owner * 3 + kinds, minlength=3 * len(texts)).reshape(len(texts), 3)
+    return [ScriptEvidence(traditional=int(t), simplified=int(s)) for t, s in counts[:, 1:].tolist()]
 
 
 def traditional_score(text: str) -> float:

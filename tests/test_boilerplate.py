@@ -291,6 +291,79 @@ def test_normalise_line_ignores_width_digits_and_spaces() -> None:
     assert normalise_line("版权所有 2019，示例网") == normalise_line("版权所有2020,示例网")
 
 
+# Characters around which NFKC, lower() or the removals are not one character at a time:
+# combining marks (they compose), a capital sigma (its lower case depends on what follows),
+# Hangul jamo, compatibility characters that expand (ﬁ ℃ ㈱ ½), and characters off the fast path.
+TRICKY = [
+    "e", "\u0301", "\u0308", "A", "\u030a", "Σ", "ΑΣ", "σ", "İ", "I", "\u0307", "ᄀ", "ᅡ", "ᆨ", "가",
+    "ﬁ", "℃", "㈱", "½", "²", "①", "Ⅻ", "ｶ", "ﾞ", "\u3099", "が", "Ａ", "０", "１", "％", "，", "：",
+    "\u3000", "\u00a0", "\r", "\t", "\u200b", "\u2028", "\U00020000", "😀", "\ufffd", "ß", "K", "ſ",
+]
+PLAIN = ["中", "文", "网", "a", "Z", "9", " ", "，", "。", "“", "”", "（", "）", "《", "》", "——", "…", "、",
+         "：", "！", "!", "-", "/", "·", "【", "】", "©", "®", "°", "\u3001"]
+
+
+def test_line_key_text_equals_normalise_line() -> None:
+    import random
+
+    from curate.stages.repeated_lines import line_key_text
+
+    lines = [line for path in sorted(SEEDS.glob("*.txt")) for line in path.read_text(encoding="utf-8").split("\n")]
+    lines += [OpenCC("s2t").convert(line) for line in lines]
+    rng = random.Random(1)
+    for _ in range(20000):
+        alphabet = PLAIN if rng.random() < 0.5 else PLAIN + TRICKY
+        lines.append("".join(rng.choice(alphabet) for _ in range(rng.randrange(12))))
+    lines += [chr(c) for c in range(0x20, 0x3100)] + [chr(c) for c in range(0xFE00, 0x10000)]
+    lines += ["A\u030a", "e\u0301", "，\u0301", "ΑΣ，", "ΑΣ!", "Σ", "ᄀ\u1161", "가\u11a8", "ｶﾞ", "I\u0307"]
+    for line in lines:
+        assert line_key_text(line) == normalise_line(line), line
+
+
+def test_composition_seconds_are_all_in_planes_0_and_1() -> None:
+    """`_composition_seconds` reads the two-character canonical decompositions below U+20000."""
+    import unicodedata
+
+    for point in range(0x20000, 0x110000):
+        decomposition = unicodedata.decomposition(chr(point))
+        assert not decomposition or decomposition.startswith("<") or " " not in decomposition, hex(point)
+
+
+def test_a_line_written_in_several_lengths_counts_once_per_document_and_goes_everywhere() -> None:
+    footers = ["版权所有 2019，示例网", "版权所有2020,示例网", "版权所有　2021　，示例网", "版权所有2022示例网"]
+    docs = [
+        Document.new(f"site/{i}.txt", f"{TOPICS[i]}季报道的正文内容，讲述了{TOPICS[i]}边的事情。\n{footers[i % 4]}")
+        for i in range(6)
+    ]
+    for doc in repeated(docs, min_docs=5):
+        (edit,) = doc.edits
+        assert edit.before.startswith("\n版权所有") and edit.evidence["documents"] == 6
+        assert "版权" not in doc.text
+
+
+def test_repeated_lines_apply_normalises_only_lines_of_a_frequent_length(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Skipping the lines whose length no frequent line had changes nothing."""
+    import random
+
+    from curate.stages import repeated_lines as module
+
+    rng = random.Random(2)
+    footers = ["本站由示例科技提供技术支持", "本站由示例科技提供技术支持 ", "责任编辑：王五", "扫一扫，分享到朋友圈"]
+    docs = []
+    for i in range(60):
+        body = [f"第{i}篇正文，" + "".join(rng.choice(PLAIN[:3]) for _ in range(rng.randrange(5, 40)))]
+        body += [rng.choice(footers) for _ in range(rng.randrange(3))]
+        rng.shuffle(body)
+        docs.append(Document.new(f"site{i % 3}/{i}.txt", "\n".join(body)))
+    fast = [(d.text, d.edits) for d in repeated([Document.new(d.source, d.text) for d in docs], min_docs=4)]
+    plain = module.RepeatedLines._line_keys
+    monkeypatch.setattr(module.RepeatedLines, "_line_keys",
+                        lambda self, text, lines, lengths=None: plain(self, text, lines))
+    slow = [(d.text, d.edits) for d in repeated([Document.new(d.source, d.text) for d in docs], min_docs=4)]
+    assert fast == slow
+    assert sum(len(edits) for _, edits in fast) > 20
+
+
 # --------------------------------------------------------------------------- credit lines
 @pytest.mark.parametrize(
     ("line", "meta"),
@@ -329,3 +402,34 @@ def test_credit_inside_a_sentence_stays(line: str) -> None:
     doc, _ = run_stage(f"第一段正文。\n{line}\n第二段正文。")
     assert line in doc.text
     assert not doc.edits
+
+
+def test_group_of_a_url_is_the_host_urlsplit_gives() -> None:
+    """The plain-URL shortcut of `group_of` agrees with urlsplit on URLs of every shape."""
+    import itertools
+    from urllib.parse import urlsplit
+
+    stage = RepeatedLines(CFG["repeated_lines"], RunContext(config=CFG, rules=RULES))
+
+    def reference(url: str) -> str:
+        host = urlsplit(url).hostname or ""
+        return host.removeprefix("www.") if host else "site"
+
+    parts = itertools.product(
+        ["", " ", "\x00"],
+        ["http", "HTTPS", "ftp", "a+b.c-d", "1http", ""],
+        ["://", ":/", "//", ":"],
+        ["Example.COM", "www.News.qq.com", "a-b.c", "", "user@host", "host:8080", "[::1]", "ex ample.com",
+         "ex\tample.com", "例子.cn", "%41.com", "WWW.x.cn"],
+        ["", "/", "/a/b?c#d", "?q=1", "#f", "/x y", "\n", "/@:", "\t/"],
+    )
+    for lead, scheme, sep, host, tail in parts:
+        url = lead + scheme + sep + host + tail
+        doc = Document.new("site/1.txt", "正文", meta={"url": url})
+        try:
+            want = reference(url)
+        except ValueError:
+            with pytest.raises(ValueError):
+                stage.group_of(doc)
+            continue
+        assert stage.group_of(doc) == want, url

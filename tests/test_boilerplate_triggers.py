@@ -16,7 +16,7 @@ from opencc import OpenCC
 
 from curate import config as config_module
 from curate.document import Document
-from curate.rules import PUNCT_TWINS, RuleSet, load_rules, nonblank_lines
+from curate.rules import PUNCT_TWINS, RuleSet, _fold_table, fold, load_rules, nonblank_lines
 from curate.stages import boilerplate as boilerplate_module
 from curate.stages.base import RunContext
 from curate.stages.boilerplate import Boilerplate, _Present
@@ -276,11 +276,16 @@ def test_edge_rules_have_the_triggers_meant(edge_rules: RuleSet) -> None:
 
 
 def test_every_spelling_has_its_triggers_length(edge_rules: RuleSet) -> None:
-    """`TriggerHits` maps a hit to a line by the trigger's length: spellings swap characters 1:1."""
+    """`TriggerHits` looks for triggers in the folded text and maps a hit to a line by the
+    trigger's length: folding and spellings swap characters 1:1, and each spelling folds to its
+    trigger."""
+    assert all(len(char) == len(rep) == 1 for char, rep in _fold_table().items())
     for rules in (RULES, edge_rules):
         index = rules.trigger_index()
-        assert all(len(form) == len(trigger) for pairs in index.starts.values() for form, trigger in pairs)
-        assert all(len(form) == len(trigger) == 1 for form, trigger in index.single.items())
+        for rule_id, forms in index.forms.items():
+            triggers = index.rule_triggers[rule_id]
+            assert all(fold(form) in triggers for form in forms), rule_id
+            assert {fold(form) for form in forms} == set(triggers), rule_id
 
 
 @pytest.mark.parametrize("text", EDGE_TEXTS)
@@ -336,3 +341,82 @@ def test_prefilter_changes_no_output(monkeypatch: pytest.MonkeyPatch, edge_rules
     unfiltered = [_run(rules, text) for rules, text in cases]
     assert filtered == unfiltered
     assert any(b"ui." in out or b"credit." in out for out in filtered)  # the rules did something
+
+
+# --------------------------------------------------------------------------- extra requirements
+def test_extra_requirements_are_further_strings_every_match_holds() -> None:
+    import regex
+
+    from curate.rules import expand_variants, pattern_extra_requirements
+
+    def extra(pattern: str) -> list[set[str]]:
+        compiled = regex.compile(expand_variants(pattern), regex.MULTILINE)
+        return [set(strings) for strings in pattern_extra_requirements(compiled)]
+
+    assert extra(r"(?:记者|通讯员)\p{Han}{2}摄") == [{fold("摄")}]
+    # a longer string holding a shorter one adds nothing: 摄影 holds 摄
+    assert extra(r"记者\p{Han}{2,3}(?:摄|摄影|翻摄)") == [{fold("摄")}]
+    assert extra("版权所有") == []  # one requirement only
+    assert extra(r"(?<=摄)记者") == []  # what a lookaround needs is not in the match
+    assert extra(r"记者\p{Han}{2}(?:摄|\p{Han})") == []  # a branch that needs nothing
+    # the call gives the trigger (记者), the literal after it the extra
+    assert extra(r"(?x)(?(DEFINE)(?P<w> 记者 ))(?&w)\p{Han}+编辑") == [{fold("编辑")}]
+
+
+def test_every_line_a_shipped_rule_matches_passes_may_match() -> None:
+    """Soundness of the triggers and extra requirements on the rules' own examples and on the
+    seeds, in every spelling: a line a rule matches is never ruled out."""
+    index = RULES.trigger_index()
+    texts = [e.text for r in RULES.rules for e in r.must_match + r.must_not_match]
+    texts += [p.read_text(encoding="utf-8") for p in SEEDS]
+    checked = 0
+    for text in texts:
+        for spelt in set(spellings(text).values()):
+            for line in spelt.split("\n"):
+                for rule in RULES.rules:
+                    found = rule.iter_inline(line) if rule.scope == "inline" else rule.match_line(line)
+                    if found:
+                        checked += 1
+                        assert index.may_match(rule.id, line), (rule.id, line)
+    assert checked > 500
+    assert len(index.extra) > 20  # most rules have a second condition
+
+
+# --------------------------------------------------------------------------- batched scan
+def _texts_for_batches() -> list[str]:
+    texts = [p.read_text(encoding="utf-8") for p in SEEDS]
+    texts = [s for t in texts for s in spellings(t).values()]
+    texts += EDGE_TEXTS + ["版权所有\uffff版权所有", "\uffff", "记者\uffff张三摄", "哈\uffff哈"]
+    texts += [e.text for r in RULES.rules for e in r.must_match]
+    return texts
+
+
+def test_locate_many_finds_what_locate_finds(edge_rules: RuleSet) -> None:
+    texts = _texts_for_batches()
+    for rules in (RULES, edge_rules):
+        index = rules.trigger_index()
+        spans = [nonblank_lines(t) for t in texts]
+        together = index.locate_many(texts, spans)
+        for text, lines, hits in zip(texts, spans, together, strict=True):
+            alone = index.locate(text, lines)
+            assert hits.folded == alone.folded == fold(text)
+            assert hits.rules == alone.rules
+            assert hits._positions == alone._positions and sorted(hits._singles) == sorted(alone._singles)
+            for rule in rules.rules:
+                assert hits.lines(rule.id) == alone.lines(rule.id), (rule.id, text[:80])
+
+
+def test_batched_stage_equals_one_document_at_a_time() -> None:
+    texts = _texts_for_batches()
+    stage = Boilerplate(CFG["boilerplate"], RunContext(config=CFG, rules=RULES))
+    batched = [Document.new(f"d{i}.txt", t) for i, t in enumerate(texts)]
+    batched[3].status = "duplicate"  # documents that are not OK pass through untouched
+    assert len(list(stage.run(batched))) == len(texts)
+    for i, text in enumerate(texts):
+        doc = Document.new(f"d{i}.txt", text)
+        if i != 3:
+            stage.process(doc)
+        assert pickle.dumps((doc.text, doc.edits, doc.flags, doc.meta, doc.warnings)) == pickle.dumps(
+            (batched[i].text, batched[i].edits, batched[i].flags, batched[i].meta, batched[i].warnings)
+        ), text[:80]
+    assert sum(bool(d.edits) for d in batched) > 20

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import string
 from pathlib import Path
 
 import pytest
@@ -208,7 +209,7 @@ def test_review_command_for_reports_is_shell_quoted() -> None:
 
 # --------------------------------------------------------------------------- trigger pre-filter
 def test_triggers_are_required_strings_of_the_pattern() -> None:
-    from curate.rules import pattern_triggers
+    from curate.rules import fold, pattern_triggers
 
     def triggers(pattern: str) -> set[str] | None:
         found = pattern_triggers(regex.compile(expand_variants(pattern), regex.MULTILINE))
@@ -219,10 +220,23 @@ def test_triggers_are_required_strings_of_the_pattern() -> None:
     assert triggers(r"\p{Han}{2,4}") is None  # nothing literal
     assert triggers("(?:记者)?张三|李四") is not None
     assert triggers("(?:记者)?|李四") is None  # a branch that needs nothing
-    assert triggers("(?i)copyright") is None  # case-insensitive letters are not literals
+    # Case-insensitive ASCII letters are literals, folded with every character they match
+    # (simple case folding); under full case folding (ß matches "ss") or a locale they are not.
+    assert triggers("(?i)copyright") == {fold("copyright")} == {fold("COPYRİGHT")}
+    assert triggers("(?if)copyright") is None
+    assert triggers("(?i)straße") == {fold("stra")}  # ß is no ASCII letter: not a literal
     assert triggers("(?x)(?(DEFINE)(?P<w> 记者 ))(?&w)") is not None  # calls resolve
     assert triggers(r"\X+") is None  # not a literal: nothing required
     assert triggers(r"a\Xbc") == {"bc"}
+
+
+def test_case_twins_are_every_character_an_ascii_letter_matches_without_case() -> None:
+    from curate.rules import fold
+
+    everything = "".join(chr(c) for c in range(0x110000) if not 0xD800 <= c < 0xE000)
+    for letter in string.ascii_letters:
+        matched = set(regex.findall("(?i)" + letter, everything))
+        assert {fold(c) for c in matched} == {fold(letter)}, letter
 
 
 def test_trigger_index_never_rules_out_a_matching_rule() -> None:

@@ -17,14 +17,18 @@ never removed; a pattern that exceeds its time limit is reported (a warning for 
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from curate.config import setting
-from curate.document import Change, Document, Flag
+from curate.document import OK, Change, Document, Flag
 from curate.rules import Rule, RuleSet, TriggerHits, load_rules, nonblank_lines, whole_line_spans
 from curate.stages.base import DocumentStage, StageSettings
+
+# Documents whose triggers are found in one scan (see `Boilerplate.run`).
+SCAN_BATCH = 64
 
 
 @dataclass
@@ -77,14 +81,38 @@ class Boilerplate(DocumentStage):
         return cached
 
     # ------------------------------------------------------------------ main
-    def process(self, doc: Document) -> None:
-        text = doc.text
-        if not text.strip():
+    def run(self, docs: Iterable[Document]) -> Iterator[Document]:
+        """As every document stage, but the trigger scan runs on batches of documents (numpy's
+        cost per call, not per character, dominates the scan of one short document)."""
+        if not self.settings.enabled:
+            yield from docs
             return
+        batch: list[Document] = []
+        for doc in docs:
+            batch.append(doc)
+            if len(batch) == SCAN_BATCH:
+                yield from self._process_batch(batch)
+                batch = []
+        yield from self._process_batch(batch)
+
+    def _process_batch(self, batch: list[Document]) -> list[Document]:
+        todo = [doc for doc in batch if doc.status == OK and doc.text.strip()]
+        lines = [nonblank_lines(doc.text) for doc in todo]
+        located = self.ruleset.trigger_index().locate_many([doc.text for doc in todo], lines)
+        for doc, spans, hits in zip(todo, lines, located, strict=True):
+            self._process(doc, spans, hits)
+        return batch
+
+    def process(self, doc: Document) -> None:
+        if doc.text.strip():
+            self._process(doc, nonblank_lines(doc.text), None)
+
+    def _process(self, doc: Document, lines: list[tuple[int, int]], hits: TriggerHits | None) -> None:
+        """`process`, with the text's `nonblank_lines` and its triggers (found if None)."""
+        text = doc.text
         timeout = self.settings.timeout_seconds
-        lines = nonblank_lines(text)
         line_text = [text[s:e] for s, e in lines]
-        present = _Present(self, doc, text, timeout, lines, line_text)
+        present = _Present(self, doc, text, timeout, lines, line_text, hits)
 
         decided: dict[int, _Hit] = {}
         # 1. line and paragraph rules, in pack order: the first rule that matches a line decides.
@@ -285,6 +313,7 @@ class _Present:
         timeout: float,
         lines: list[tuple[int, int]],
         line_text: list[str],
+        hits: TriggerHits | None = None,
     ) -> None:
         self.stage = stage
         self.doc = doc
@@ -296,7 +325,7 @@ class _Present:
         self.timed_out: set[str] = set()
         self._present: dict[str, bool] = {}
         # Where the rules' triggers occur in the text: one scan for all rules.
-        self.hits: TriggerHits = stage.ruleset.trigger_index().locate(text, lines)
+        self.hits: TriggerHits = hits if hits is not None else stage.ruleset.trigger_index().locate(text, lines)
         self._widths: list[int] | None = None
 
     def found(self, rules: list[Rule]) -> list[Rule]:

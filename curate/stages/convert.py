@@ -11,15 +11,18 @@ the converter configuration.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from curate import t2s
 from curate.config import setting
-from curate.document import Change, Document
+from curate.document import OK, Change, Document
 from curate.stages.base import DocumentStage, RunContext, StageSettings
 from curate.textutil import paragraph_spans
 
 KIND = "normalise"
+# Documents whose script is counted in one numpy pass (see `Convert.run`).
+EVIDENCE_BATCH = 64
 CONVERTER = "opencc-python-reimplemented dictionaries (curate.t2s)"
 
 
@@ -84,12 +87,34 @@ class Convert(DocumentStage):
                 f"got {settings.config!r}"
             )
 
-    def process(self, doc: Document) -> None:
-        s = self.settings
-        if s.config == "off":
+    def run(self, docs: Iterable[Document]) -> Iterator[Document]:
+        """As every document stage, but the script of a batch of documents is counted at once
+        (`t2s.script_evidence_many`)."""
+        if not self.settings.enabled or self.settings.config == "off":
+            yield from docs
             return
+        batch: list[Document] = []
+        for doc in docs:
+            batch.append(doc)
+            if len(batch) == EVIDENCE_BATCH:
+                yield from self._process_batch(batch)
+                batch = []
+        yield from self._process_batch(batch)
+
+    def _process_batch(self, batch: list[Document]) -> list[Document]:
+        todo = [doc for doc in batch if doc.status == OK]
+        for doc, evidence in zip(todo, t2s.script_evidence_many([d.text for d in todo]), strict=True):
+            self._process(doc, evidence)
+        return batch
+
+    def process(self, doc: Document) -> None:
+        if self.settings.config != "off":
+            self._process(doc, t2s.script_evidence(doc.text))
+
+    def _process(self, doc: Document, evidence: t2s.ScriptEvidence) -> None:
+        """`process`, with the script evidence of the document's text."""
+        s = self.settings
         text = doc.text
-        evidence = t2s.script_evidence(text)
         if evidence.traditional < min(s.min_traditional_chars, s.min_paragraph_traditional_chars):
             return  # Simplified (or not Chinese): the common case, one scan
         regions: list[tuple[int, int, t2s.ScriptEvidence, str]] = []

@@ -35,12 +35,14 @@ PRIVATE_USE = "\ue000-\uf8ff\U000f0000-\U000ffffd\U00100000-\U0010fffd"
 # Horizontal white space that can indent a line or trail it.
 SPACE = " \t\u3000\u00a0\u2000-\u200a\u202f\u205f"
 
-# Patterns start with a literal or a character class so `re` can skip ahead at C speed.
+# Patterns start with a literal or a character class so `re` can skip ahead at C speed (a
+# repeat such as `x{3,}` or `[...]+` first does not: it is written `xxx+`, or searched for once).
 LINE_START_SPACE = re.compile(f"\n([{SPACE}]+)")
-LINE_END_SPACE = re.compile(f"[{SPACE}]+(?=\n)")
+# A newline after white space: where a line ends in white space (found by looking back).
+SPACE_THEN_NEWLINE = re.compile(f"\n(?<=[{SPACE}]\n)")
 LEADING_SPACE = re.compile(f"[{SPACE}]+")
 SPACE_CHARS = " \t\u3000\u00a0" + "".join(map(chr, range(0x2000, 0x200B))) + "\u202f\u205f"
-BLANK_RUN = re.compile(r"\n{3,}")
+BLANK_RUN = re.compile(r"\n\n\n+")  # three or more newlines
 EMOJI = regex.compile(r"\p{Extended_Pictographic}")
 
 
@@ -170,10 +172,11 @@ class Invisible(DocumentStage):
             ) if flag
         )
         self._any_char = re.compile(f"[{classes}]+") if classes else None
+        self._some_char = re.compile(f"[{classes}]") if classes else None  # for a quick search
 
     def process(self, doc: Document) -> None:
-        if self._chars is not None and self._any_char is not None:
-            if self._any_char.search(doc.text):
+        if self._chars is not None and self._some_char is not None:
+            if self._some_char.search(doc.text):
                 doc.apply(self.name, self._char_changes(doc.text))
         s = self.settings
         if s.indents or s.trailing_space:
@@ -230,7 +233,12 @@ class Invisible(DocumentStage):
         lead = LEADING_SPACE.match(text)
         if lead:
             starts.insert(0, lead.span())
-        ends = {m.span() for m in LINE_END_SPACE.finditer(text)}
+        ends = set()
+        for m in SPACE_THEN_NEWLINE.finditer(text):
+            start = end = m.start()
+            while start and text[start - 1] in SPACE_CHARS:
+                start -= 1
+            ends.add((start, end))
         tail = n - len(text.rstrip(SPACE_CHARS))
         if tail:
             ends.add((n - tail, n))

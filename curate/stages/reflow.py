@@ -32,6 +32,9 @@ KIND = "normalise"
 
 # A paragraph break: newline(s), possibly with blank lines between, and white space around.
 BREAK = re.compile(r"[ \t\u3000]*\n(?:[ \t\u3000]*\n)*[ \t\u3000]*")
+# BREAK from its first newline: a pattern `re` finds at C speed (BREAK, starting with a repeat,
+# is tried at every position); `_breaks` widens each match back over the white space before it.
+NEWLINE_BREAK = re.compile(r"\n(?:[ \t\u3000]*\n)*[ \t\u3000]*")
 CLAUSE_PUNCT = re.compile(r"[，。、；：！？,;:!?…]")
 # Characters a broken-off first half may end with.
 OPEN_END_CHAR = re.compile(f"[{HAN_RANGES}“‘《（「『【〔，、]")
@@ -96,33 +99,34 @@ class Reflow(DocumentStage):
         doc.apply(self.name, self.changes(doc.text))
 
     def changes(self, text: str) -> list[Change]:
-        breaks = list(BREAK.finditer(text))
+        breaks = _breaks(text)
         if not breaks:
             return []
-        wrapped = self._hard_wrapped(text)
-        length_ok_single = self.settings.single_newline_on_length or wrapped
+        wrapped: bool | None = None  # looked at when a break first needs it
         changes: list[Change] = []
         block_start = 0  # start of the paragraph before the current break, joins included
         joined_in_block = False
-        for i, brk in enumerate(breaks):
-            end = brk.start()
+        for i, (end, after_break) in enumerate(breaks):
             # Most breaks follow 。 or a heading's last character: one test rules them out.
             if end == 0 or not OPEN_END_CHAR.match(text, end - 1):
-                block_start, joined_in_block = brk.end(), False
+                block_start, joined_in_block = after_break, False
                 continue
-            next_end = breaks[i + 1].start() if i + 1 < len(breaks) else len(text)
-            nxt = text[brk.end() : next_end].strip()
+            if wrapped is None:
+                wrapped = self._hard_wrapped(text)
+            length_ok_single = self.settings.single_newline_on_length or wrapped
+            next_end = breaks[i + 1][0] if i + 1 < len(breaks) else len(text)
+            nxt = text[after_break:next_end].strip()
             window = text[max(block_start, end - Block.KEEP) : end]
             if joined_in_block:
                 window = BREAK.sub("", window)  # the breaks already joined are gone
             block = Block(window.strip(), end - block_start,
                           CLAUSE_PUNCT.search(text, block_start, end) is not None)
-            blank_line = brk.group().count("\n") > 1
+            blank_line = text.count("\n", end, after_break) > 1
             if self._joins(block, nxt, blank_line or length_ok_single, wrapped):
                 changes.append(
                     Change(
-                        brk.start(),
-                        brk.end(),
+                        end,
+                        after_break,
                         "",
                         rule="reflow.join",
                         reason="paragraph broken in the middle of a sentence by the layout",
@@ -132,7 +136,7 @@ class Reflow(DocumentStage):
                 )
                 joined_in_block = True
             else:
-                block_start, joined_in_block = brk.end(), False
+                block_start, joined_in_block = after_break, False
         return changes
 
     def _hard_wrapped(self, text: str) -> bool:
@@ -174,6 +178,19 @@ class Reflow(DocumentStage):
         if _unclosed(tail_text) or _closes_first(nxt):
             return True
         return ONE_CHAR_CLAUSE.match(nxt) is not None and block.has_clause_punct
+
+
+def _breaks(text: str) -> list[tuple[int, int]]:
+    """The spans of `BREAK.finditer(text)`. Each such match ends after all the white space and
+    newlines it can take, so the next one starts after some other character: widening a
+    `NEWLINE_BREAK` match back over white space never reaches the match before."""
+    spans = []
+    for m in NEWLINE_BREAK.finditer(text):
+        start = m.start()
+        while start and text[start - 1] in " \t\u3000":
+            start -= 1
+        spans.append((start, m.end()))
+    return spans
 
 
 class Block:

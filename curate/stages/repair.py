@@ -61,7 +61,11 @@ NON_ASCII_RUN = re.compile(r"[^\x00-\x7f\s]+")
 EDGE_SPACE = " \t\u3000\u00a0\u202f\u205f" + "".join(map(chr, range(0x2000, 0x200B)))
 # C1 controls, the soft hyphen and NBSP are bytes of mojibake, but the invisible stage drops
 # them (or NBSP at a line edge) when they are left over: their presence triggers a second look.
-STRAY = re.compile("[\u0080-\u009f\u00ad]|[\u00a1-\u00ff]\u00a0|\u00a0[\u00a1-\u00ff]")
+# `[\u0080-\u009f\u00ad]|[\u00a1-\u00ff]\u00a0|\u00a0[\u00a1-\u00ff]`, the same matches, written to
+# start with one character class so that `re` skips ahead at C speed.
+STRAY = re.compile(
+    "[\u0080-\u00ff](?:(?<=[\u0080-\u009f\u00ad])|(?<=[\u00a1-\u00ff])\u00a0|(?<=\u00a0)[\u00a1-\u00ff])"
+)
 LATIN_LETTER = re.compile("[\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u00ff]")
 KUNJINKAO = re.compile("(?:锟斤拷)+")
 HAN = regex.compile(r"\p{Han}")
@@ -96,6 +100,19 @@ def _gbk_suspect_re() -> re.Pattern[str]:
             except UnicodeDecodeError:
                 continue
     return re.compile(char_class(chars))
+
+
+@cache
+def _suspect_pair_re() -> re.Pattern[str]:
+    """Two suspect characters (`_gbk_suspect_re`) in one run of `NON_ASCII_RUN` (suspect
+    characters are all of them non-ASCII and not white space, which a test checks)."""
+    suspect = _gbk_suspect_re().pattern
+    return re.compile(f"{suspect}[^\\x00-\\x7f\\s]*?{suspect}")
+
+
+# Where the UTF-8 encoding of a character of U+0800 or above starts: a lead byte E0-F4 and two
+# continuation bytes. Every Han character (U+2E80 and above) a decoding produces starts at one.
+WIDE_UTF8_START = re.compile(rb"[\xe0-\xf4](?=[\x80-\xbf][\x80-\xbf])")
 
 
 @cache
@@ -154,6 +171,10 @@ class Repair(DocumentStage):
             except (KeyError, TypeError):
                 invisible = None
         self._dropped = dropped_characters(invisible)
+        # One character of `_dropped`: `re` searches a single class much faster than a repeat.
+        self._dropped_char = (
+            re.compile(self._dropped.pattern.removesuffix("+")) if self._dropped is not None else None
+        )
         self._gap_cache: tuple[tuple[int, int, str], str, list[re.Match[str]]] | None = None
         # Everything the invisible stage deletes: also stray C1 controls and soft hyphens, and
         # white space at line edges (when that stage is on with its defaults).
@@ -176,8 +197,10 @@ class Repair(DocumentStage):
             self._apply(doc, LATIN_HIGH_RUN, gbk_as_latin1_changes)
         if latin and s.ftfy:
             self._apply(doc, UTF8_AS_LATIN, ftfy_changes)
-        if s.utf8_as_gbk:
-            self._apply(doc, _gbk_suspect_re(), utf8_as_gbk_changes)
+        # Suspect characters are never among those looked through, so a text without any has
+        # none once they are gone either: one fast scan rules the step out.
+        if s.utf8_as_gbk and _gbk_suspect_re().search(doc.text):
+            self._apply(doc, _suspect_pair_re(), utf8_as_gbk_changes)
         if s.fffd_as_gbk and "锟斤拷" in doc.text:
             self._apply(doc, KUNJINKAO, kunjinkao_changes)
         if self._deleted is not None and STRAY.search(doc.text):
@@ -188,14 +211,19 @@ class Repair(DocumentStage):
             if latin and s.ftfy:  # ... and with NEL as the line break it will become
                 self._apply(doc, UTF8_AS_LATIN, ftfy_changes_nel, self._deleted)
             if s.utf8_as_gbk:
-                self._apply(doc, _gbk_suspect_re(), utf8_as_gbk_changes, self._deleted)
+                self._apply(doc, _suspect_pair_re(), utf8_as_gbk_changes, self._deleted)
 
     def _gaps(self, text: str, skip: re.Pattern[str]) -> list[re.Match[str]]:
         """Runs of `skip` in `text`, remembered for the last text seen (most steps change
         nothing, so the same text is scanned once, not once per step)."""
         key = (id(text), len(text), skip.pattern)
         if self._gap_cache is None or self._gap_cache[0] != key or self._gap_cache[1] is not text:
-            self._gap_cache = (key, text, [m for m in skip.finditer(text) if m.end() > m.start()])
+            quick = self._dropped_char if skip is self._dropped else None
+            if quick is not None and quick.search(text) is None:
+                gaps = []  # the common case, found by the faster search
+            else:
+                gaps = [m for m in skip.finditer(text) if m.end() > m.start()]
+            self._gap_cache = (key, text, gaps)
         return self._gap_cache[2]
 
     def _apply(
@@ -349,6 +377,8 @@ def gbk_as_latin1_changes(text: str) -> list[Change]:
 def _gbk_bytes(text: str) -> bytes:
     """The bytes a GBK decoder read to produce `text`; U+FFFD (bytes it could not read, now
     unknown) becomes 0xFF, which is never valid UTF-8 either."""
+    if "\ufffd" not in text:
+        return text.encode("gb18030")
     return b"\xff".join(part.encode("gb18030") for part in text.split("\ufffd"))
 
 
@@ -401,16 +431,47 @@ def _utf8_spans(run: str) -> list[tuple[int, int, str]]:
     return spans
 
 
+def _suspect_runs(text: str) -> list[tuple[int, int]]:
+    """(start, end) of every run of `NON_ASCII_RUN` with two or more suspect characters, in
+    order: found by the two suspects (a fast scan), then widened to the run around them."""
+    pair = _suspect_pair_re()
+    runs: list[tuple[int, int]] = []
+    reversed_text = ""
+    n = len(text)
+    pos = 0
+    while (m := pair.search(text, pos)) is not None:
+        if not reversed_text:
+            reversed_text = text[::-1]  # the run's start is its end in the reversed text
+        first = m.start()
+        start = n - NON_ASCII_RUN.match(reversed_text, n - 1 - first).end()
+        end = NON_ASCII_RUN.match(text, first).end()
+        runs.append((start, end))
+        pos = end
+    return runs
+
+
+def _may_decode_to_han(raw: bytes) -> bool:
+    """False when `raw` read as UTF-8 (leniently) cannot give two Han characters that make 30%
+    of the characters: the Han characters are at most the places where a wide character may
+    start (`WIDE_UTF8_START`), and each character read (or U+FFFD put for bytes that are not
+    UTF-8) takes at most 4 bytes, so there are at least len(raw) / 4 of them. (7% rather than
+    30% / 4: a margin for the float rounding of the exact test.)"""
+    starts = len(WIDE_UTF8_START.findall(raw))
+    return starts >= 2 and 100 * starts >= 7 * len(raw)
+
+
 def utf8_as_gbk_changes(text: str) -> list[Change]:
     """Runs of GBK characters whose bytes are valid UTF-8 Chinese."""
     suspect = _gbk_suspect_re()
     changes: list[Change] = []
-    for match in NON_ASCII_RUN.finditer(text):
-        run = match.group()
-        if len(suspect.findall(run)) < 2:
-            continue
+    # Only runs with two or more suspect characters are repaired.
+    for run_start, run_end in _suspect_runs(text):
+        run = text[run_start:run_end]
         # Cheap filter first: real mojibake decodes to Han; Traditional text decodes to U+FFFD.
-        lenient = _gbk_bytes(run).decode("utf-8", errors="replace")
+        raw = _gbk_bytes(run)
+        if not _may_decode_to_han(raw):
+            continue  # the test below cannot pass
+        lenient = raw.decode("utf-8", errors="replace")
         han = len(HAN.findall(lenient))
         if han < 2 or han < 0.3 * len(lenient):
             continue
@@ -424,7 +485,7 @@ def utf8_as_gbk_changes(text: str) -> list[Change]:
             if lost <= 0.25 * len(lenient) and clearly_chinese(
                 lenient.replace("\ufffd", ""), min_han=3
             ):
-                changes.append(_utf8_change(match.start() + start, match.end(), lenient, lost))
+                changes.append(_utf8_change(run_start + start, run_end, lenient, lost))
                 whole = True
                 break
         if whole:
@@ -432,7 +493,7 @@ def utf8_as_gbk_changes(text: str) -> list[Change]:
         for i, j, decoded in _utf8_spans(run):
             if not clearly_chinese(decoded, min_han=3) or len(suspect.findall(run[i:j])) < 2:
                 continue
-            changes.append(_utf8_change(match.start() + i, match.start() + j, decoded, 0))
+            changes.append(_utf8_change(run_start + i, run_start + j, decoded, 0))
     return changes
 
 

@@ -8,14 +8,21 @@ once too: exact copies of one article are the near-duplicate stage's business, a
 here would delete the article's own sentences. Long lines are left to the near-duplicate stage
 (`max_chars`): they are more often a shared paragraph than a footer. Each removal records the
 count as evidence. Deterministic: counts do not depend on document order.
+
+Each counted line's key travels with the line's length (in characters, as written): `apply`
+sees the very text `summarise` saw, so a line whose length no frequent line of its group had
+cannot be frequent, and only the few lines of a frequent length are normalised again.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import unicodedata
 from collections import defaultdict
+from collections.abc import Container
 from dataclasses import dataclass
+from functools import cache
 from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,6 +33,7 @@ from curate.config import setting
 from curate.document import Change, Document
 from curate.rules import nonblank_lines, whole_line_spans
 from curate.stages.base import CorpusStage, StageSettings
+from curate.textutil import char_class
 
 RULE_ID = "repeated_lines"
 
@@ -50,12 +58,79 @@ _DIGIT = regex.compile(r"\p{Nd}")
 # `unicodedata` may use) come through `normalise_line` one for one: NFKC neither decomposes nor
 # composes them, `lower` keeps them, and they are neither digits nor removed. So a line with more
 # than `max_chars` of them has a key too long to count, without computing it.
-_HAN_RUN = "[^\u4e00-\u9fef]*[\u4e00-\u9fef]"
+_UNIFIED_IDEOGRAPHS = "\u4e00-\u9fef"
+_HAN_RUN = f"[^{_UNIFIED_IDEOGRAPHS}]*[{_UNIFIED_IDEOGRAPHS}]"
 
 
 def normalise_line(line: str) -> str:
     """The comparison key of a line: NFKC, lower case, digits -> 0, no spaces or punctuation."""
     return _DIGIT.sub("0", _NOT_COMPARED.sub("", unicodedata.normalize("NFKC", line).lower()))
+
+
+# Blocks whose characters may take the fast path of `line_key_text` (if they qualify, see
+# `_plain_characters`): ASCII, Latin-1, general and CJK punctuation, CJK compatibility and
+# full-width forms. CJK unified ideographs qualify too (see `_HAN_RUN`) and are added whole.
+_PLAIN_BLOCKS = (
+    (0x20, 0x7F), (0xA0, 0x100), (0x2000, 0x2070), (0x3000, 0x3040), (0xFE30, 0xFE50),
+    (0xFF00, 0xFFF0),
+)
+
+
+def _composition_seconds() -> set[str]:
+    """Characters that canonical composition may merge into the character before them: the
+    second of every two-character canonical decomposition (all in planes 0 and 1, which a test
+    checks), and the Hangul vowel and trailing consonant jamo."""
+    seconds = {chr(p) for p in (*range(0x1161, 0x1176), *range(0x11A8, 0x11C3))}
+    for decomposition in map(unicodedata.decomposition, map(chr, range(0x20000))):
+        if decomposition and decomposition[0] != "<" and " " in decomposition:
+            seconds.add(chr(int(decomposition.split()[1], 16)))
+    return seconds
+
+
+@cache
+def _plain_characters() -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
+    """(not plain, dropped, digit): patterns over the characters for which `normalise_line`
+    works one character at a time, and what it makes of each: nothing, "0", or its lower case.
+
+    A character qualifies when its NFKD has only starters that nothing composes with (so NFKC
+    of a line of them is the NFKC of each, in order) and no capital sigma (the one character
+    whose lower case depends on its neighbours), and `normalise_line` of it alone is "", "0"
+    or its `lower()`.
+    """
+    seconds = _composition_seconds()
+    dropped, digits, kept = [], [], []
+    for low, high in _PLAIN_BLOCKS:
+        for point in range(low, high):
+            char = chr(point)
+            decomposed = unicodedata.normalize("NFKD", char)
+            if any(unicodedata.combining(c) or c in seconds or c == "\u03a3" for c in decomposed):
+                continue
+            key = normalise_line(char)
+            if key == "":
+                dropped.append(char)
+            elif key == "0":
+                digits.append(char)
+            elif key == char.lower():
+                kept.append(char)
+    plain = char_class(dropped + digits + kept)[1:-1] + _UNIFIED_IDEOGRAPHS
+    return re.compile(f"[^{plain}]"), re.compile(char_class(dropped) + "+"), re.compile(char_class(digits))
+
+
+def line_key_text(line: str) -> str:
+    """`normalise_line(line)`, without NFKC's slow path for lines of plain characters (CJK text
+    with full-width punctuation, the common case), which are normalised one character at a time."""
+    not_plain, dropped, digits = _plain_characters()
+    if not_plain.search(line) is not None:
+        return normalise_line(line)
+    return digits.sub("0", dropped.sub("", line)).lower()
+
+
+# A URL whose host `urlsplit(url).hostname` is simply its lower case: a scheme, "//", a host of
+# letters, digits, dots and hyphens (no user, port or brackets), then nothing or a path, query or
+# fragment, and no white space or control character anywhere (urlsplit strips or drops those).
+_PLAIN_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://([A-Za-z0-9.-]+)(?:[/?#][^\x00-\x20\x7f]*)?\Z")
+
+_TEXT_HASH = (1 << 64) - 1  # the text hash part of an entry of `RepeatedLines.seen`
 
 
 def _key_hash(text: str) -> int:
@@ -66,8 +141,8 @@ def _key_hash(text: str) -> int:
 class RepeatedLines(CorpusStage):
     """Counts normalised lines per group (observe), then removes the frequent ones (apply).
 
-    Only 8-byte hashes are kept between the passes: the state grows with the number of distinct
-    lines, not with the documents' text.
+    Only 8-byte hashes (and line lengths) are kept between the passes: the state grows with the
+    number of distinct lines, not with the documents' text.
     """
 
     name = "repeated_lines"
@@ -79,10 +154,13 @@ class RepeatedLines(CorpusStage):
             raise ValueError(
                 f"[repeated_lines] group_by should be 'site', 'folder' or 'all', got {settings.group_by!r}"
             )
-        # (group, line key hash) -> hashes of the distinct document texts containing that line
+        # (group, line key hash) -> for each document text with that line: the text's hash, plus
+        # the line's length (as written) times 2**64
         self.seen: dict[tuple[str, int], set[int]] = defaultdict(set)
         self.counts: dict[tuple[str, int], int] = {}
         self.groups: set[str] = set()  # groups with some frequent line
+        # group -> lengths of the lines (as written) that have one of its frequent keys
+        self.lengths: dict[str, set[int]] = {}
         self._too_long: Any = None
 
     def group_of(self, doc: Document) -> str:
@@ -93,7 +171,8 @@ class RepeatedLines(CorpusStage):
         if mode == "site":
             url = doc.meta.get("url")
             if isinstance(url, str) and url:
-                host = urlsplit(url).hostname or ""
+                plain = _PLAIN_URL.match(url)  # the common case, without urlsplit's general parse
+                host = plain.group(1).lower() if plain else urlsplit(url).hostname or ""
                 if host:
                     return host.removeprefix("www.")
         source = doc.source.split("#", 1)[0]
@@ -101,44 +180,69 @@ class RepeatedLines(CorpusStage):
 
     def line_keys(self, doc: Document) -> list[int | None]:
         """The key hash of every non-blank line (None: too short or too long to count)."""
+        return self._line_keys(doc.text, nonblank_lines(doc.text))
+
+    def _line_keys(
+        self, text: str, lines: list[tuple[int, int]], lengths: Container[int] | None = None
+    ) -> list[int | None]:
+        """`line_keys` of `text` split into `lines`; with `lengths`, None also for every line
+        whose length is not in it (its key is not computed)."""
         low, high = self.settings.min_chars, self.settings.max_chars
         too_long = self._too_long
         if too_long is None:
             too_long = self._too_long = regex.compile(f"(?:{_HAN_RUN}){{{high + 1}}}")
         keys: list[int | None] = []
-        text = doc.text
-        for s, e in nonblank_lines(text):
+        for s, e in lines:
+            if lengths is not None and e - s not in lengths:
+                keys.append(None)
+                continue
             if e - s > high and too_long.match(text, s, e) is not None:
                 keys.append(None)
                 continue
-            key = normalise_line(text[s:e])
+            key = line_key_text(text[s:e])
             keys.append(_key_hash(key) if low <= len(key) <= high else None)
         return keys
 
     def summarise(self, doc: Document) -> Any:
-        return self.group_of(doc), _key_hash(doc.text), self.line_keys(doc)
+        """(group, text hash, keys, lengths): the distinct (key, line length) pairs of the lines
+        that count, as two lists."""
+        lines = nonblank_lines(doc.text)
+        keys = self._line_keys(doc.text, lines)
+        counted = dict.fromkeys((key, e - s) for key, (s, e) in zip(keys, lines, strict=True) if key is not None)
+        return self.group_of(doc), _key_hash(doc.text), [k for k, _ in counted], [n for _, n in counted]
 
     def observe(self, summary: Any) -> None:
-        group, text_hash, keys = summary
-        for key in set(keys):
-            if key is not None:
-                self.seen[(group, key)].add(text_hash)
+        group, text_hash, keys, lengths = summary
+        for key, length in zip(keys, lengths, strict=True):
+            self.seen[(group, key)].add(text_hash | length << 64)
 
     def decide(self) -> None:
         threshold = self.settings.min_docs
-        self.counts = {k: len(v) for k, v in self.seen.items() if len(v) >= threshold}
+        self.counts = {}
+        self.lengths = {}
+        for (group, key), found in self.seen.items():
+            if len(found) < threshold:  # fewer (text, length) pairs than needed: fewer texts too
+                continue
+            texts = {entry & _TEXT_HASH for entry in found}
+            if len(texts) >= threshold:
+                self.counts[(group, key)] = len(texts)
+                self.lengths.setdefault(group, set()).update(entry >> 64 for entry in found)
         self.groups = {group for group, _ in self.counts}
         self.seen = defaultdict(set)
 
     def apply(self, doc: Document) -> None:
         if self.counts:
             group = self.group_of(doc)
-            if group not in self.groups:  # no line of this document can be frequent
+            lengths = self.lengths.get(group)
+            if not lengths:  # no line of this document can be frequent
                 return
-            self._remove(doc, [None if k is None else (group, k) for k in self.line_keys(doc)])
+            lines = nonblank_lines(doc.text)
+            keys = self._line_keys(doc.text, lines, lengths)
+            self._remove(doc, lines, [None if k is None else (group, k) for k in keys])
 
-    def _remove(self, doc: Document, keys: list[tuple[str, int] | None]) -> None:
-        lines = nonblank_lines(doc.text)
+    def _remove(
+        self, doc: Document, lines: list[tuple[int, int]], keys: list[tuple[str, int] | None]
+    ) -> None:
         rules = self.context.rules
         removed: dict[int, int] = {}
         for i, key in enumerate(keys):
