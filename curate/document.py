@@ -18,6 +18,7 @@ Coordinates:
 from __future__ import annotations
 
 import hashlib
+import operator
 from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -33,6 +34,23 @@ QUARANTINED = "quarantined"
 DUPLICATE = "duplicate"
 
 
+def pickled_as_fields(cls: type) -> type:
+    """Pickle instances of a slotted dataclass as (class, field values).
+
+    Documents are pickled at every hand-over between processes (twice per corpus stage); the
+    dataclass default, `__getstate__`/`__setstate__` written in Python, costs about half as
+    much again for a document with its edits.
+    """
+    values = operator.attrgetter(*cls.__slots__)
+
+    def __reduce__(self: Any) -> tuple[type, tuple[Any, ...]]:
+        return cls, values(self)
+
+    cls.__reduce__ = __reduce__  # type: ignore[method-assign,assignment]
+    return cls
+
+
+@pickled_as_fields
 @dataclass(slots=True)
 class Edit:
     """One change to a document's text (or a metadata extraction that removed text)."""
@@ -65,6 +83,7 @@ class Edit:
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
+@pickled_as_fields
 @dataclass(slots=True)
 class Flag:
     """A suspicious span of the current text: kept (or removed) per policy, always reported."""
@@ -104,11 +123,24 @@ class Change:
     link: dict[str, Any] | None = None
 
 
+_IDENTITY = array(SRC_TYPE, range(1 << 16))
+
+
+def identity_map(length: int) -> array:
+    """array(SRC_TYPE, range(length + 1)), sliced from a shared one that grows by doubling (a
+    slice is a memory copy; building from `range` makes an int object per character)."""
+    global _IDENTITY
+    while len(_IDENTITY) <= length:
+        _IDENTITY = _IDENTITY + array(SRC_TYPE, range(len(_IDENTITY), 2 * len(_IDENTITY)))
+    return _IDENTITY[: length + 1]
+
+
 def stable_id(source: str) -> str:
     """A document id that depends only on where it came from, never on run order."""
     return hashlib.sha256(source.encode("utf-8")).hexdigest()[:16]
 
 
+@pickled_as_fields
 @dataclass(slots=True)
 class Document:
     """A document with its provenance. Construct with `Document.new`."""
@@ -149,7 +181,7 @@ class Document:
             encoding=encoding,
             meta=dict(meta or {}),
             input_text=text,
-            _src=array(SRC_TYPE, range(len(text) + 1)),
+            _src=identity_map(len(text)),
         )
 
     # ------------------------------------------------------------------ editing

@@ -15,7 +15,7 @@ What keeps the driver (this process) from being the bottleneck of N workers:
   only appends ready-made JSON lines;
 - a corpus stage's `decide` may hand pure work over its state to the workers (`parallel`, a
   pool forked after the state exists, so only item indices and results travel);
-- the first batch of each pass runs here before the pool forks, so the tables stages load
+- the first document of each pass runs here before the pool forks, so the tables stages load
   lazily (dictionaries, rules, the bigram model) are loaded once and shared by the workers.
 
 Results come back in input order whatever the number of workers, so the output is byte-identical
@@ -25,6 +25,7 @@ for 1 or N workers.
 from __future__ import annotations
 
 import contextlib
+import gc
 import multiprocessing
 import os
 import pickle
@@ -77,11 +78,16 @@ def _forked_pool(task: Callable[[Any], Any], workers: int) -> Iterator[Any]:
     """A pool of `workers` processes forked now, running `task` (inherited, never pickled)."""
     global _TASK
     _TASK = task
+    # Objects that exist now are moved out of the collector's reach while the pool lives: a
+    # collection in a worker would otherwise write to every one of them, copying each page the
+    # fork shares (Python's documented use of gc.freeze).
+    gc.freeze()
     try:
         with multiprocessing.get_context("fork").Pool(workers) as pool:
             yield pool
     finally:
         _TASK = None
+        gc.unfreeze()
 
 
 def _batches(docs: Iterable[Any], size: int) -> Iterator[list[Any]]:
@@ -107,17 +113,20 @@ def parallel_map(
         for batch in batches:
             yield from task(batch)
         return
-    # The first batch runs here, before the pool forks: by then every barrier upstream has
+    # The first document runs here, before the pool forks: by then every barrier upstream has
     # decided, and every table the stages load lazily (dictionaries, rules, the bigram model)
-    # is loaded once, in this process, and shared copy-on-write by the workers it forks.
+    # is loaded once, in this process, and shared copy-on-write by the workers it forks. One
+    # document is enough to load them; the rest of its batch goes to the workers.
     first = next(batches, None)
     if first is None:
         return
-    first_results = task(first)
+    first_results = task(first[:1])
     with _forked_pool(task, workers) as pool:
+        pending: deque[Any] = deque()
+        if len(first) > 1:
+            pending.append(pool.apply_async(_run_task, (first[1:],)))
         yield from first_results
         del first_results
-        pending: deque[Any] = deque()
         for batch in batches:
             pending.append(pool.apply_async(_run_task, (batch,)))
             while len(pending) >= 2 * workers:
@@ -185,11 +194,15 @@ class Phase:
         stream: Iterable[Document] = docs
         for stage in self.stages:
             stream = stage.run(stream)
-        summarise, finish = self.summarise, self.finish
+        done = list(stream)
+        summaries: Iterator[Any] = iter(())
+        if self.summarise is not None:
+            summaries = iter(self.summarise.summarise_many([doc for doc in done if doc.status == OK]))
+        finish = self.finish
         results = []
-        for doc in stream:
+        for doc in done:
             ok = doc.status == OK
-            summary = summarise.summarise(doc) if summarise is not None and ok else None
+            summary = next(summaries) if ok and self.summarise is not None else None
             payload = finish(doc) if finish is not None else dumps(doc) if self.pack else doc
             results.append(Result(payload, ok, summary))
         return results

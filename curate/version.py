@@ -47,9 +47,14 @@ class VersionError(Exception):
     """A version that does not exist, or a corpus folder that cannot be used."""
 
 
+# One encoder for every line: `json.dumps` with non-default options builds a new encoder per call,
+# and a version has a line per edit (tens of thousands).
+_LINE_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def dumps_line(record: dict[str, Any]) -> str:
     """The one JSON encoding used for every line we write (stable: same record, same bytes)."""
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+    return _LINE_ENCODER.encode(record)
 
 
 def sha256_text(text: str) -> str:

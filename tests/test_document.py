@@ -93,3 +93,29 @@ def test_undo_always_gives_back_the_input(text, raw_changes):
     assert undo_edits(doc.text, doc.edits) == text
     for edit in doc.edits:
         assert 0 <= edit.src_start <= edit.src_end <= len(text)
+
+
+def test_pickling_keeps_every_field_of_document_edits_and_flags():
+    """Documents cross process boundaries pickled (as field values, see `pickled_as_fields`)."""
+    import pickle
+
+    doc = Document.new("news/a.jsonl#3", "第一段，广告。\n第二段", raw_sha256="ab", encoding="gbk", meta={"k": [1]})
+    doc.apply("boilerplate", [Change(3, 7, "", "ad", "an advert", kind="boilerplate", evidence={"x": 1})])
+    doc.add_flag(Flag("garbage", 0, 2, doc.text[:2], "odd", severity="info", detector="g", evidence={"z": 2}))
+    doc.status, doc.status_reason, doc.duplicate_of = "duplicate", "copy", "0123"
+    doc.warnings.append("a rule timed out")
+    copy = pickle.loads(pickle.dumps(doc, protocol=pickle.HIGHEST_PROTOCOL))
+    assert copy == doc
+    for name in Document.__slots__:
+        assert getattr(copy, name) == getattr(doc, name), name
+    assert copy.edits[0].evidence == {"x": 1} and copy.flags[0].evidence == {"z": 2}
+    assert copy.reconstruct_input() == doc.input_text
+
+
+def test_a_new_document_maps_every_position_to_itself_whatever_its_length():
+    from curate.document import identity_map
+
+    for length in [0, 1, 5, (1 << 16) - 1, 1 << 16, (1 << 17) + 3, 5]:
+        doc = Document.new("a", "字" * length)
+        assert doc._src.tolist() == list(range(length + 1))
+        assert identity_map(length).tolist() == list(range(length + 1))

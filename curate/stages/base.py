@@ -100,6 +100,11 @@ class CorpusStage(Stage):
         """Per-document work that needs nothing else (runs in worker processes)."""
         return None
 
+    def summarise_many(self, docs: list[Document]) -> list[Any]:
+        """`[summarise(doc) for doc in docs]`: what engines call, on a batch of documents, so a
+        stage whose per-document work is vectorised can do a batch in one go."""
+        return [self.summarise(doc) for doc in docs]
+
     def observe(self, summary: Any) -> None:
         """Record what the decision needs of a document, from its `summary` (runs in the main
         process, in input order, for documents whose status is OK; the document itself stays
@@ -118,9 +123,8 @@ class CorpusStage(Stage):
             yield from docs
             return
         held = list(docs)
-        for doc in held:
-            if doc.status == OK:
-                self.observe(self.summarise(doc))
+        for summary in self.summarise_many([doc for doc in held if doc.status == OK]):
+            self.observe(summary)
         self.decide()
         for doc in held:
             if doc.status == OK:
