@@ -14,10 +14,12 @@ own. The parent samples the memory of the child's whole process tree (PSS: share
 forked workers are not counted twice); the child reports its own peak RSS (the driver).
 
 Per-stage figures come from timing wrappers this script puts around each stage instance (the
-stages themselves contain no timing code): `process` of per-document stages, `summarise` /
+stages themselves contain no timing code): `process` of per-document stages, `summarise_many` /
 `observe` / `decide` / `apply` of corpus stages, and the exclusive time of stages that run
-themselves (time in their `run` minus time spent pulling from upstream). With 1 worker this is
-wall time; with N workers it is CPU-seconds summed over the workers. Ray workers are not
+themselves (time in their `run` minus time spent pulling from upstream). They are CPU-seconds
+summed over the workers. The wrappers cost time themselves (a lock per call), so each local
+configuration runs twice: the first, plain run gives wall time, CPU and memory; the second,
+instrumented run gives the per-stage table (its total and "other" are its own CPU figures). Ray workers are not
 instrumented (only the driver-side parts are). MB/s is input megabytes (file bytes, 10^6) per
 second; "text MB" is the UTF-8 size of the decoded documents.
 
@@ -161,13 +163,15 @@ class Timers:
         return {n: {"seconds": self.seconds[i], "calls": self.calls[i]} for i, n in enumerate(self.names)}
 
 
-def _timed(timers: Timers, index: int, method: Any, calls: int = 1) -> Any:
+def _timed(timers: Timers, index: int, method: Any, calls: Any = 1) -> Any:
+    """`method` timed; `calls`: documents per call, or a function of the first argument."""
+
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         start = _clock()
         try:
             return method(*args, **kwargs)
         finally:
-            timers.add(index, _clock() - start, calls)
+            timers.add(index, _clock() - start, calls(args[0]) if callable(calls) else calls)
 
     return wrapper
 
@@ -216,15 +220,20 @@ def instrument(stages: list[Any], timers: Timers, offset: int, local: bool) -> N
     for i, stage in enumerate(stages, start=offset):
         if isinstance(stage, CorpusStage):
             if local:
-                stage.summarise = _timed(timers, i, stage.summarise)
+                stage.summarise_many = _timed(timers, i, stage.summarise_many, _batch_size)
                 stage.apply = _timed(timers, i, stage.apply, 0)
                 stage.observe = _timed(timers, i, stage.observe, 0)
                 stage.decide = _timed(timers, i, stage.decide, 0)
-        elif isinstance(stage, DocumentStage):
+        elif isinstance(stage, DocumentStage) and type(stage).run is DocumentStage.run:
             if local:
                 stage.process = _timed(timers, i, stage.process)
-        else:
+        elif local or not isinstance(stage, DocumentStage):
+            # Its own `run` (a corpus-wide stage, or a document stage working in batches).
             stage.run = _exclusive(timers, i, stage.run)
+
+
+def _batch_size(docs: list[Any]) -> int:
+    return len(docs)
 
 
 def _timed_iterator(timers: Timers, index: int, items: Iterator[Any]) -> Iterator[Any]:
@@ -261,8 +270,9 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     def instrumented_ingest(*args: Any, **kwargs: Any) -> Iterator[Any]:
         return _timed_iterator(timers, 0, ingest(*args, **kwargs))
 
-    runner.build_stages = instrumented_build
-    runner._ingest = instrumented_ingest
+    if spec.get("instrument", True):
+        runner.build_stages = instrumented_build
+        runner._ingest = instrumented_ingest
     out = Path(spec["out"])
     config = config_module.build(
         {
@@ -456,9 +466,17 @@ def main() -> int:
         results: list[tuple[str, dict[str, Any]]] = []
         for number, (label, engine, count) in enumerate(runs):
             spec = {"label": label, "engine": engine, "workers": count, "input": str(tmp / "input"),
-                    "out": str(tmp / f"run{number}"), "disable": disable}
-            results.append((label, run_child(spec)))
+                    "out": str(tmp / f"run{number}"), "disable": disable, "instrument": engine != "local"}
+            figures = run_child(spec)
             shutil.rmtree(tmp / f"run{number}", ignore_errors=True)
+            if engine == "local":  # per-stage figures from a second, instrumented run
+                timed = run_child({**spec, "instrument": True})
+                shutil.rmtree(tmp / f"run{number}", ignore_errors=True)
+                figures["stages"] = timed["stages"]
+                figures["timed_driver_cpu_seconds"] = timed["driver_cpu_seconds"]
+                figures["timed_tree_cpu_seconds"] = timed["tree_cpu_seconds"]
+                figures["digests_timed"] = timed["digests"]
+            results.append((label, figures))
         report(results, files, size, workers)
         print(f"load average after: {os.getloadavg()[0]:.1f}, parallel capacity of {workers} processes: "
               f"{parallel_capacity(workers):.2f} cores (other work on the machine inflates the figures)")
@@ -497,6 +515,7 @@ def report(results: list[tuple[str, dict[str, Any]]], files: int, size: int, wor
     if len(local_runs) == 2:
         print(f"\nspeed-up 1 -> {workers} workers: {local_runs[0]['seconds'] / local_runs[1]['seconds']:.2f}x")
     same = {json.dumps([f["version"], f["digests"]]) for _, f in results}
+    same |= {json.dumps([f["version"], f["digests_timed"]]) for _, f in results if "digests_timed" in f}
     print(f"identical output (version id and sha256 of every data file) across runs: {'yes' if len(same) == 1 else 'NO'}")
     if len(same) > 1:
         for label, figures in results:
@@ -518,10 +537,10 @@ def report(results: list[tuple[str, dict[str, Any]]], files: int, size: int, wor
         for _, figures in timed:
             stages = figures["stages"]
             if name.startswith("total"):
-                s = figures["tree_cpu_seconds"]
+                s = figures["timed_tree_cpu_seconds"]
                 calls = docs
             elif name.startswith("other"):
-                s = max(0.0, figures["driver_cpu_seconds"] - sum(v["seconds"] for v in stages.values()))
+                s = max(0.0, figures["timed_driver_cpu_seconds"] - sum(v["seconds"] for v in stages.values()))
                 calls = 0
                 if figures is not timed[0][1]:
                     cells.append("- | - | -")

@@ -54,9 +54,12 @@ DOC = "doc"  # the document pickled (in the last pass: what `finish` made of it,
 OK_ = "ok"  # its status is OK (the corpus stage observes it)
 SUMMARY = "summary"
 ERROR = "error"  # a block that failed: the stage's exception and its traceback, pickled
-# Blocks per worker in one window of the driver's input: enough to keep every worker busy while
-# the driver collects the results of the window, few enough to bound memory.
+# Blocks per worker in the first window of a pass: enough to keep every worker busy while the
+# driver collects the results of the window. Each next window is twice as large, up to
+# MAX_WINDOW_GROWTH times the first: a Ray dataset costs about a second to plan and start, so
+# large windows amortise that, while the bound keeps the blocks in flight (memory) limited.
 BLOCKS_PER_WORKER = 8
+MAX_WINDOW_GROWTH = 16
 
 
 class RayEngineError(RunError):
@@ -263,14 +266,17 @@ class RayEngine:
     def _map(self, ray: Any, blocks: Iterator[Any], phase: Phase, window: int) -> Iterator[Any]:
         """Blocks after `phase` (as Arrow tables), in input order.
 
-        One Ray dataset per window of `window` blocks: Ray Data streams within a window, and
-        the next window is read from `blocks` only when this one is consumed.
+        One Ray dataset per window of blocks (`window`, then doubling up to MAX_WINDOW_GROWTH
+        times that): Ray Data streams within a window, and the next window is read from
+        `blocks` only when this one is consumed.
         """
         phase_ref = ray.put(phase)
+        size = window
         while True:
-            refs = [ref for _, ref in zip(range(window), blocks, strict=False)]
+            refs = [ref for _, ref in zip(range(size), blocks, strict=False)]
             if not refs:
                 return
+            size = min(2 * size, MAX_WINDOW_GROWTH * window)
             dataset = ray.data.from_arrow_refs(refs).map_batches(
                 _run_phase_on_block,
                 batch_size=None,  # one task per block: a block is one batch of documents
