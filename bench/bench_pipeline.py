@@ -14,7 +14,7 @@ own. The parent samples the memory of the child's whole process tree (PSS: share
 forked workers are not counted twice); the child reports its own peak RSS (the driver).
 
 Per-stage figures come from timing wrappers this script puts around each stage instance (the
-stages themselves contain no timing code): `process` of per-document stages, `summarise_many` /
+stages themselves contain no timing code): `process_batch` of per-document stages, `summarise_many` /
 `observe` / `decide` / `apply` of corpus stages, and the exclusive time of stages that run
 themselves (time in their `run` minus time spent pulling from upstream). They are CPU-seconds
 summed over the workers. The wrappers cost time themselves (a lock per call), so each local
@@ -226,9 +226,9 @@ def instrument(stages: list[Any], timers: Timers, offset: int, local: bool) -> N
                 stage.decide = _timed(timers, i, stage.decide, 0)
         elif isinstance(stage, DocumentStage) and type(stage).run is DocumentStage.run:
             if local:
-                stage.process = _timed(timers, i, stage.process)
+                stage.process_batch = _timed(timers, i, stage.process_batch, _batch_size)
         elif local or not isinstance(stage, DocumentStage):
-            # Its own `run` (a corpus-wide stage, or a document stage working in batches).
+            # A stage with its own `run`: timed without the time its upstream takes.
             stage.run = _exclusive(timers, i, stage.run)
 
 

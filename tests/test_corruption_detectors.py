@@ -31,7 +31,6 @@ from curate.detectors.bigram import (
     default_model,
 )
 from curate.document import Change, Document, Flag
-from curate.stages import corruption
 from curate.stages.base import RunContext
 from curate.stages.corruption import CorruptedSpans
 
@@ -480,8 +479,8 @@ def test_stage_in_batches_flags_as_document_by_document(monkeypatch):
         if doc.status == "ok":
             stage.process(doc)
     assert any(doc.flags for doc in one_by_one)
-    monkeypatch.setattr(corruption, "BATCH_DOCUMENTS", 7)
-    monkeypatch.setattr(corruption, "BATCH_CHARACTERS", 3000)
+    monkeypatch.setattr(CorruptedSpans, "batch_documents", 7)
+    monkeypatch.setattr(CorruptedSpans, "batch_characters", 3000)
     batched = list(CorruptedSpans(cfg["corruption"], RunContext(cfg)).run(iter(documents())))
     assert [doc.source for doc in batched] == [doc.source for doc in one_by_one]
     assert [[f.to_json() for f in doc.flags] for doc in batched] == [

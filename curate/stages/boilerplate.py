@@ -17,13 +17,12 @@ never removed; a pattern that exceeds its time limit is reported (a warning for 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from curate.config import setting
-from curate.document import OK, Change, Document, Flag
+from curate.document import Change, Document, Flag
 from curate.rules import Rule, RuleSet, TriggerHits, load_rules, nonblank_lines, whole_line_spans
 from curate.stages.base import DocumentStage, StageSettings
 
@@ -81,27 +80,16 @@ class Boilerplate(DocumentStage):
         return cached
 
     # ------------------------------------------------------------------ main
-    def run(self, docs: Iterable[Document]) -> Iterator[Document]:
-        """As every document stage, but the trigger scan runs on batches of documents (numpy's
-        cost per call, not per character, dominates the scan of one short document)."""
-        if not self.settings.enabled:
-            yield from docs
-            return
-        batch: list[Document] = []
-        for doc in docs:
-            batch.append(doc)
-            if len(batch) == SCAN_BATCH:
-                yield from self._process_batch(batch)
-                batch = []
-        yield from self._process_batch(batch)
+    batch_documents = SCAN_BATCH
 
-    def _process_batch(self, batch: list[Document]) -> list[Document]:
-        todo = [doc for doc in batch if doc.status == OK and doc.text.strip()]
+    def process_batch(self, docs: list[Document]) -> None:
+        """The trigger scan runs on the whole batch (numpy's cost per call, not per character,
+        dominates the scan of one short document)."""
+        todo = [doc for doc in docs if doc.text.strip()]
         lines = [nonblank_lines(doc.text) for doc in todo]
         located = self.ruleset.trigger_index().locate_many([doc.text for doc in todo], lines)
         for doc, spans, hits in zip(todo, lines, located, strict=True):
             self._process(doc, spans, hits)
-        return batch
 
     def process(self, doc: Document) -> None:
         if doc.text.strip():

@@ -11,12 +11,11 @@ the converter configuration.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from curate import t2s
 from curate.config import setting
-from curate.document import OK, Change, Document
+from curate.document import Change, Document
 from curate.stages.base import DocumentStage, RunContext, StageSettings
 from curate.textutil import paragraph_spans
 
@@ -87,25 +86,14 @@ class Convert(DocumentStage):
                 f"got {settings.config!r}"
             )
 
-    def run(self, docs: Iterable[Document]) -> Iterator[Document]:
-        """As every document stage, but the script of a batch of documents is counted at once
-        (`t2s.script_evidence_many`)."""
-        if not self.settings.enabled or self.settings.config == "off":
-            yield from docs
-            return
-        batch: list[Document] = []
-        for doc in docs:
-            batch.append(doc)
-            if len(batch) == EVIDENCE_BATCH:
-                yield from self._process_batch(batch)
-                batch = []
-        yield from self._process_batch(batch)
+    batch_documents = EVIDENCE_BATCH
 
-    def _process_batch(self, batch: list[Document]) -> list[Document]:
-        todo = [doc for doc in batch if doc.status == OK]
-        for doc, evidence in zip(todo, t2s.script_evidence_many([d.text for d in todo]), strict=True):
+    def process_batch(self, docs: list[Document]) -> None:
+        """The script of the whole batch is counted at once (`t2s.script_evidence_many`)."""
+        if self.settings.config == "off":
+            return
+        for doc, evidence in zip(docs, t2s.script_evidence_many([d.text for d in docs]), strict=True):
             self._process(doc, evidence)
-        return batch
 
     def process(self, doc: Document) -> None:
         if self.settings.config != "off":

@@ -9,7 +9,6 @@ skipped, so nothing is reported twice.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,10 +22,10 @@ from curate.detectors import (
     run_detectors,
 )
 from curate.detectors.bigram import BigramModel, default_model
-from curate.document import OK, Document
+from curate.document import Document
 from curate.stages.base import DocumentStage, StageSettings
 
-# Documents whose per-character work is done together (see `run`): enough for numpy's per-call
+# Documents whose per-character work is done together (see `process_batch`): enough for numpy's per-call
 # cost to vanish, and a bound on characters that keeps the arrays small (measured on news:
 # batches of 16-64K characters are fastest, as fresh large arrays cost more per element).
 BATCH_DOCUMENTS = 64
@@ -100,31 +99,17 @@ class CorruptedSpans(DocumentStage):
         folders = list(getattr(getattr(config, "run", None), "rules", None) or [])
         return find_lexicon(folders) or default_lexicon_path()
 
-    def run(self, docs: Iterable[Document]) -> Iterator[Document]:
-        """As `DocumentStage.run`, a batch of documents at a time: the per-character work the
-        garbage detector needs for every text (bigram ids and surprise, its windows) is done
-        for the whole batch at once (see `DetectorContext.prepare`), with the same results."""
-        if not self.settings.enabled:
-            yield from docs
-            return
-        batch: list[Document] = []
-        chars = 0
-        for doc in docs:
-            batch.append(doc)
-            chars += len(doc.text)
-            if len(batch) >= BATCH_DOCUMENTS or chars >= BATCH_CHARACTERS:
-                yield from self._run_batch(batch)
-                batch, chars = [], 0
-        yield from self._run_batch(batch)
+    batch_documents = BATCH_DOCUMENTS
+    batch_characters = BATCH_CHARACTERS
 
-    def _run_batch(self, docs: list[Document]) -> Iterator[Document]:
-        ready = [doc for doc in docs if doc.status == OK]
-        if ready and "garbage" in self.settings.kinds:
-            self.detector_context().prepare([doc.text for doc in ready])
+    def process_batch(self, docs: list[Document]) -> None:
+        """The per-character work the garbage detector needs for every text (bigram ids and
+        surprise, its windows) is done for the whole batch at once (see
+        `DetectorContext.prepare`), with the same results."""
+        if docs and "garbage" in self.settings.kinds:
+            self.detector_context().prepare([doc.text for doc in docs])
         for doc in docs:
-            if doc.status == OK:
-                self.process(doc)
-            yield doc
+            self.process(doc)
 
     def process(self, doc: Document) -> None:
         for flag in run_detectors(doc, self.detector_context(), tuple(self.settings.kinds)):
