@@ -79,6 +79,16 @@ def test_signatures_across_block_boundaries_and_empty_groups(
         assert np.array_equal(sigs[g], expected), g
 
 
+@pytest.mark.parametrize(("num_perm", "seed"), [(128, 1), (32, 1), (256, 7), (5, 0), (1, 12345)])
+def test_permutations_are_the_ones_datasketch_draws(num_perm: int, seed: int) -> None:
+    # Drawn without importing datasketch (start-up time); they must stay datasketch's own.
+    a, b = minhash.permutations(num_perm, seed)
+    expected_a, expected_b = MinHash(num_perm=num_perm, seed=seed, scheme="affine32").permutations
+    assert a.dtype == np.uint32 and b.dtype == np.uint32
+    assert np.array_equal(a, expected_a) and np.array_equal(b, expected_b)
+    assert (a % 2 == 1).all()  # odd multipliers: bijective permutations
+
+
 def test_estimate_tracks_exact_jaccard_and_lsh_finds_the_near_copy() -> None:
     edited = RIVER.replace("二十处", "三十处").replace("孩子们", "小朋友")
     sig_a, sig_b, sig_c = (minhash.text_signature(t) for t in (RIVER, edited, MARKET))

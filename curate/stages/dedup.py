@@ -83,15 +83,13 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import regex
-from datasketch import MinHashLSH
 
-from curate import minhash
+from curate import lsh_params, minhash
 from curate.config import setting
 from curate.document import DUPLICATE, Change, Document, Flag
 from curate.stages.base import CorpusStage, StageSettings
@@ -950,6 +948,8 @@ class _Engine:
         if group_by is None:
             groups = _band_groups(bands, keys, sigs)
         else:
+            from datasketch import MinHashLSH  # only with a shuffle service (Ray)
+
             lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
             groups = group_by(_band_rows(lsh, keys, sigs))
         # The same rows often share every band (copies): each distinct group is kept once.
@@ -1644,11 +1644,10 @@ class _Engine:
 
 
 # --------------------------------------------------------------------------- helpers
-@cache
 def _bands(threshold: float, num_perm: int) -> tuple[tuple[int, int], ...]:
     """datasketch's MinHashLSH banding for a threshold: the (start, end) columns of its bands
-    (found by numerical integration, ~20 ms: once per process and setting)."""
-    return tuple(MinHashLSH(threshold=threshold, num_perm=num_perm).hashranges)
+    (from the shipped table of its choices, or from datasketch: see curate.lsh_params)."""
+    return lsh_params.bands(threshold, num_perm)
 
 
 def _band_groups(
@@ -1696,7 +1695,7 @@ def _band_groups(
 
 
 def _band_rows(
-    lsh: MinHashLSH, keys: list[int], sigs: np.ndarray
+    lsh: Any, keys: list[int], sigs: np.ndarray
 ) -> Iterator[tuple[bytes, int]]:
     """(band key, row key) for every band of every row (`sigs[i]` of `keys[i]`): the key `lsh`
     files the row under in that band (`lsh._H(hashvalues[start:end])`: the band's values,
