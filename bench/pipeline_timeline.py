@@ -45,7 +45,7 @@ def main() -> int:
     def mark(what: str) -> None:
         events.append((time.time() - start, time.process_time(), what))
 
-    parallel_map, fork_map = engine.parallel_map, engine.fork_map
+    parallel_map, decide_call = engine.parallel_map, engine.DecideWorkers.__call__
 
     passes = 0
 
@@ -63,13 +63,14 @@ def main() -> int:
             yield result
         mark(f"pass {number} ends ({count} documents)")
 
-    def timed_fork_map(function: Any, items: list[Any], workers: int) -> list[Any]:
+    def timed_parallel(workers: Any, function: Any, items: list[Any]) -> list[Any]:
         began = time.time()
-        results = fork_map(function, items, workers)
-        mark(f"decide: parallel, {len(items)} items, {time.time() - began:.2f} s")
+        results = decide_call(workers, function, items)
+        mark(f"decide: parallel {function.__name__}, {len(items)} items, {time.time() - began:.2f} s")
         return results
 
-    engine.parallel_map, engine.fork_map = timed_passes, timed_fork_map
+    engine.parallel_map = timed_passes
+    engine.DecideWorkers.__call__ = timed_parallel  # type: ignore[method-assign]
     folder = Path(tempfile.mkdtemp(prefix="curate-timeline-"))
     try:
         files, size = prepare_inputs(corpora, folder / "input")

@@ -14,7 +14,8 @@ What keeps the driver (this process) from being the bottleneck of N workers:
 - the last pass encodes each document for the writer (`finish`) in the workers, so the driver
   only appends ready-made JSON lines;
 - a corpus stage's `decide` may hand pure work over its state to the workers (`parallel`, a
-  pool forked after the state exists, so only item indices and results travel);
+  pool forked once the state exists and kept for the whole decision, so only method names,
+  items and results travel, and the workers' caches last from one round to the next);
 - the first document of each pass runs here before the pool forks, so the tables stages load
   lazily (dictionaries, rules, the bigram model) are loaded once and shared by the workers.
 
@@ -147,6 +148,45 @@ def fork_map(function: Callable[[Any], Any], items: list[Any], workers: int) -> 
         return pool.map(_run_task, range(len(items)), chunksize=1)
 
 
+class DecideWorkers:
+    """The local engine's `parallel` service for one `decide`: worker processes forked at the
+    first call and kept until the decision is made (`close`).
+
+    `function` is a bound method of the stage's decision state (the dedup `_Engine`): the
+    fork inherits that object, and later calls on methods of the same object reuse the pool,
+    sending only the method's name and the items. So the driver forks once per decide instead
+    of once per round, and what the workers cached in one round (comparison forms, shingle
+    sets) serves the next. As with `RayEngine`, which ships the object once per decide, the
+    workers see the object as it was at the first call: `parallel` work must be a pure
+    function of state collected before the decision began. Any other function gets a pool
+    forked for that call (`fork_map`).
+    """
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._owner: Any = None
+        self._pool: Any = None
+        self._exit = contextlib.ExitStack()
+
+    def __call__(self, function: Callable[[Any], Any], items: list[Any]) -> list[Any]:
+        if self.workers <= 1 or len(items) <= 1:
+            return [function(item) for item in items]
+        owner = getattr(function, "__self__", None)
+        if owner is None or (self._owner is not None and owner is not self._owner):
+            return fork_map(function, items, self.workers)
+        if self._pool is None:
+            self._owner = owner
+            self._pool = self._exit.enter_context(
+                _forked_pool(lambda call: getattr(owner, call[0])(call[1]), self.workers)
+            )
+        name = function.__name__
+        return self._pool.map(_run_task, [(name, item) for item in items], chunksize=1)
+
+    def close(self) -> None:
+        self._exit.close()
+        self._owner = self._pool = None
+
+
 class Result(NamedTuple):
     """One document as it leaves a worker: `payload` is the document pickled (or, in the last
     pass, what the engine's `finish` made of it); `ok` its status is OK; `summary` what the
@@ -273,16 +313,16 @@ class LocalEngine:
                 spill.write(data)
                 count += 1
             context = stage.context
+            workers = DecideWorkers(self.workers) if self.workers > 1 else None
             if context is not None:
-                context.parallel = self.parallel if self.workers > 1 else None
+                context.parallel = workers
             try:
                 stage.decide()
             finally:
                 if context is not None:
                     context.parallel = None
+                if workers is not None:
+                    workers.close()
             spill.seek(0)
             for _ in range(count):
                 yield spill.read(int.from_bytes(spill.read(8), "little"))
-
-    def parallel(self, function: Callable[[Any], Any], items: list[Any]) -> list[Any]:
-        return fork_map(function, items, self.workers)

@@ -18,7 +18,7 @@ from curate.config import Config
 from curate.document import Document
 from curate.engine import LocalEngine
 from curate.pipeline import build_stages
-from curate.stages.base import RunContext
+from curate.stages.base import Artifacts, RunContext
 from curate.version import (
     RunRecord,
     VersionError,
@@ -115,7 +115,7 @@ def run(
                 config=config,
                 rules=rules,
                 parent=versions_dir(corpus) / parent if parent else None,
-                state={"artifacts": {}, "warnings": []},
+                state={"artifacts": Artifacts(), "warnings": []},
             )
             input_records: list[dict[str, Any]] = []
             record = RunRecord(

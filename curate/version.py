@@ -194,7 +194,7 @@ class RunRecord:
     inputs: list[dict[str, Any]]
     skipped: list[dict[str, str]]
     parent: str | None
-    artifacts: dict[str, bytes]
+    artifacts: dict[str, bytes]  # an `Artifacts` in a run: values may still be being built
     warnings: list[str]
 
 
@@ -263,10 +263,14 @@ def write_version(
     outputs: dict[str, str] = {}
     counter = _Counts()
     handles = {name: (tmp / name).open("w", encoding="utf-8") for name in DATA_FILES}
+    started = getattr(record.artifacts, "start", None)
     try:
         target = {OK: "documents.jsonl", QUARANTINED: "quarantine.jsonl", DUPLICATE: "duplicates.jsonl"}
         edit_handle = handles["edits.jsonl"]
         for item in docs:  # in input order (sorted by source), as the engine yields them
+            if started is not None:  # the last pass is under way: build deferred artifacts
+                started()
+                started = None
             doc = item if isinstance(item, Encoded) else encode(item)
             counter.add(doc)
             record.warnings.extend(doc.warnings)

@@ -172,3 +172,106 @@ def test_the_local_engine_offers_parallel_to_decide_only_with_workers(workers):
     assert offered["group_by"] is None  # local candidates come from datasketch's MinHashLSH
     assert (offered["parallel"] is not None) == (workers > 1)
     assert stages[0].context.parallel is None  # withdrawn after decide
+
+
+class _Verifier:
+    """A decision state whose methods `parallel` runs: what a worker sees and caches."""
+
+    def __init__(self) -> None:
+        self.table = {n: n * n for n in range(40)}
+        self.cache: dict[int, int] = {}
+
+    def squares(self, chunk: list[int]) -> tuple[list[int], int, int]:
+        for n in chunk:
+            self.cache.setdefault(n, self.table[n])
+        return [self.table[n] for n in chunk], os.getpid(), len(self.cache)
+
+    def cubes(self, chunk: list[int]) -> tuple[list[int], int]:
+        return [self.table[n] * n for n in chunk], os.getpid()
+
+
+def test_decide_workers_fork_once_per_decide_and_keep_their_caches():
+    from curate.engine import DecideWorkers
+
+    state = _Verifier()
+    workers = DecideWorkers(2)
+    try:
+        chunks = [list(range(start, start + 4)) for start in range(0, 40, 4)]
+        first = workers(state.squares, chunks)
+        state.table[0] = -1  # changed after the first call: workers keep the state they forked
+        second = workers(state.squares, chunks)
+        third = workers(state.cubes, chunks)  # another method of the same object: same pool
+    finally:
+        workers.close()
+    expected = [[n * n for n in chunk] for chunk in chunks]
+    assert [r for r, _, _ in first] == expected and [r for r, _, _ in second] == expected
+    assert [r for r, _ in third] == [[n * n * n for n in chunk] for chunk in chunks]
+    pids = {pid for _, pid, _ in first + second} | {pid for _, pid in third}
+    assert os.getpid() not in pids and len(pids) <= 2  # one pool of two for every round
+    # The second round finds what the first cached in the same workers: a freshly forked
+    # worker would report 4 entries after its first chunk.
+    first_seen: dict[int, int] = {}
+    for _, pid, size in second:
+        first_seen.setdefault(pid, size)
+    assert any(size > 4 for size in first_seen.values())
+    assert state.cache == {}  # the driver's object was never the one that cached
+
+
+def test_decide_workers_run_other_functions_on_a_fork_of_their_own():
+    from curate.engine import DecideWorkers
+
+    state, other = _Verifier(), _Verifier()
+    workers = DecideWorkers(2)
+    try:
+        workers(state.squares, [[1], [2]])
+        other.table[3] = 0  # a different object: forked now, so its current state is seen
+        results = workers(other.squares, [[3], [4]])
+        plain = workers(len, [[1], [1, 2]])
+    finally:
+        workers.close()
+    assert [r for r, _, _ in results] == [[0], [16]]
+    assert plain == [1, 2]
+    assert DecideWorkers(1)(state.cubes, [[2], [3]]) == [([8], os.getpid()), ([27], os.getpid())]
+
+
+def test_deferred_artifacts_build_in_the_background_with_the_same_bytes():
+    import threading
+
+    from curate.stages.base import Artifacts, defer_artifact
+
+    built_in: list[str] = []
+
+    def build() -> bytes:
+        built_in.append(threading.current_thread().name)
+        return b"index bytes"
+
+    artifacts = Artifacts({"plain.json": b"{}"})
+    state = {"artifacts": artifacts}
+    defer_artifact(state, "index.npz", build)
+    assert "index.npz" in artifacts and len(artifacts) == 2 and built_in == []
+    artifacts.start()
+    assert artifacts["index.npz"] == b"index bytes"
+    assert sorted(artifacts.items()) == [("index.npz", b"index bytes"), ("plain.json", b"{}")]
+    assert built_in == ["curate-artifacts"]
+
+    lazy = Artifacts()
+    defer_artifact({"artifacts": lazy}, "index.npz", build)
+    assert lazy.get("index.npz") == b"index bytes"  # never started: built when read
+    assert built_in[-1] == threading.current_thread().name
+
+    plain: dict[str, bytes] = {}
+    defer_artifact({"artifacts": plain}, "index.npz", build)  # a plain dict: built now
+    assert plain == {"index.npz": b"index bytes"}
+
+
+def test_a_deferred_artifact_that_fails_fails_where_it_is_read():
+    from curate.stages.base import Artifacts
+
+    def broken() -> bytes:
+        raise ValueError("no index")
+
+    artifacts = Artifacts()
+    artifacts.defer("index.npz", broken)
+    artifacts.start()
+    with pytest.raises(ValueError, match="no index"):
+        dict(artifacts.items())

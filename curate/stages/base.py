@@ -13,6 +13,7 @@ A stage declares its settings as a dataclass (`Settings`); its section in the co
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -28,6 +29,84 @@ class StageSettings:
     enabled: bool = setting(True, "Run this stage.")
 
 
+class Artifacts(dict):
+    """The files a run keeps with its version (`state["artifacts"]`: file name -> bytes).
+
+    A value may also be deferred (`defer_artifact`): a function that builds the bytes from
+    state that no longer changes. `start()` (the version writer calls it once the first
+    document of the last pass has arrived, so after the engine's last fork) builds every
+    deferred value in a background thread, overlapping the pass; reading a value (`[name]`,
+    `get`, `items`, `values`) waits for it, building it here if nothing started it. Either
+    way the bytes are those the function returns: the same output, only earlier work.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._deferred: dict[str, Callable[[], bytes]] = {}
+        self._worker: threading.Thread | None = None
+        self._failure: BaseException | None = None
+
+    def defer(self, name: str, build: Callable[[], bytes]) -> None:
+        self.pop(name, None)
+        self._deferred[name] = build
+
+    def start(self) -> None:
+        """Build the deferred values in a background thread (once; no-op when none)."""
+        if self._deferred and self._worker is None:
+            self._worker = threading.Thread(target=self._build, name="curate-artifacts", daemon=True)
+            self._worker.start()
+
+    def _build(self) -> None:
+        try:
+            while self._deferred:
+                name = min(self._deferred)
+                super().__setitem__(name, self._deferred[name]())
+                del self._deferred[name]
+        except BaseException as exc:  # re-raised where the value is read
+            self._failure = exc
+
+    def _settle(self) -> None:
+        if self._worker is not None:
+            self._worker.join()
+        elif self._deferred:
+            self._build()
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise failure
+
+    def __getitem__(self, name: str) -> bytes:
+        if name in self._deferred or self._worker is not None:
+            self._settle()
+        return super().__getitem__(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._deferred or super().__contains__(name)
+
+    def __len__(self) -> int:
+        return len(self._deferred) + super().__len__()
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self[name] if name in self else default
+
+    def items(self):  # type: ignore[override]
+        self._settle()
+        return super().items()
+
+    def values(self):  # type: ignore[override]
+        self._settle()
+        return super().values()
+
+
+def defer_artifact(state: dict[str, Any], name: str, build: Callable[[], bytes]) -> None:
+    """`state["artifacts"][name] = build()`, built later in the background when the run's
+    artifacts allow it (an `Artifacts`), now otherwise (a plain dict, e.g. in tests)."""
+    artifacts = state.setdefault("artifacts", Artifacts())
+    if isinstance(artifacts, Artifacts):
+        artifacts.defer(name, build)
+    else:
+        artifacts[name] = build()
+
+
 @dataclass
 class RunContext:
     """What a stage may need beyond its own settings: the whole config, the rules, the corpus.
@@ -35,7 +114,7 @@ class RunContext:
     `rules` is the loaded rule set (see curate.rules) or None when no stage asked for it;
     `parent` is the folder of the version this run builds on (for incremental work), or None;
     `state` is a scratch dict stages may use to hand data to the writer (e.g. an index to save
-    with the version: state["artifacts"][filename] = bytes).
+    with the version: state["artifacts"][filename] = bytes, or `defer_artifact`).
 
     Services an engine may offer a corpus stage's `decide` (None: do the work in this process;
     a stage must give the same result either way):
@@ -55,7 +134,7 @@ class RunContext:
 
     def __post_init__(self) -> None:
         if self.state is None:
-            self.state = {"artifacts": {}}
+            self.state = {"artifacts": Artifacts()}
 
 
 class Stage:
