@@ -9,7 +9,9 @@ are (malformed on purpose: ingest salvages record by record), and THUCNews `labe
 lines (converted to JSON lines). Everything goes into a temporary folder, deleted at the end.
 
 Each configuration (local engine with 1 worker, local with all workers, Ray with all workers)
-runs `curate.runner.run` in its own child process, so imports, warm-up and peak memory are its
+runs `curate.runner.run` in its own child process (the local ones `--repeat` times, default 3,
+alternated, and the median run by wall time reported: the share of the two cores this machine
+gives a process varies from minute to minute), so imports, warm-up and peak memory are its
 own. The parent samples the memory of the child's whole process tree (PSS: shared pages of
 forked workers are not counted twice); the child reports its own peak RSS (the driver).
 
@@ -422,6 +424,10 @@ def main() -> int:
     parser.add_argument("--profile", action="store_true", help="profile the 1-worker run")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     parser.add_argument("--disable", default="", help="comma-separated stages to switch off")
+    parser.add_argument(
+        "--repeat", type=int, default=3,
+        help="plain runs of each local configuration, alternated; the median run is reported",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -463,15 +469,29 @@ def main() -> int:
         if args.profile:
             run_child({"label": "profile", "engine": "local", "workers": 1, "input": str(tmp / "input"),
                        "out": str(tmp / "profile"), "profile": True, "disable": disable})
+        specs = [
+            {"label": label, "engine": engine, "workers": count, "input": str(tmp / "input"),
+             "out": str(tmp / f"run{number}"), "disable": disable, "instrument": engine != "local"}
+            for number, (label, engine, count) in enumerate(runs)
+        ]
+        # Plain runs, the local configurations alternated `--repeat` times (this machine's
+        # share of its two cores varies from minute to minute); Ray once.
+        plain: dict[str, list[dict[str, Any]]] = {spec["label"]: [] for spec in specs}
+        for repeat in range(max(1, args.repeat)):
+            for spec in specs:
+                if spec["engine"] == "local" or repeat == 0:
+                    plain[spec["label"]].append(run_child(spec))
+                    shutil.rmtree(spec["out"], ignore_errors=True)
         results: list[tuple[str, dict[str, Any]]] = []
-        for number, (label, engine, count) in enumerate(runs):
-            spec = {"label": label, "engine": engine, "workers": count, "input": str(tmp / "input"),
-                    "out": str(tmp / f"run{number}"), "disable": disable, "instrument": engine != "local"}
-            figures = run_child(spec)
-            shutil.rmtree(tmp / f"run{number}", ignore_errors=True)
+        for spec in specs:
+            label, engine = spec["label"], spec["engine"]
+            done = sorted(plain[label], key=lambda f: f["seconds"])
+            figures = done[len(done) // 2]  # the median run
+            figures["walls"] = [f["seconds"] for f in plain[label]]
+            figures["repeat_outputs"] = [[f["version"], f["digests"]] for f in done]
             if engine == "local":  # per-stage figures from a second, instrumented run
                 timed = run_child({**spec, "instrument": True})
-                shutil.rmtree(tmp / f"run{number}", ignore_errors=True)
+                shutil.rmtree(spec["out"], ignore_errors=True)
                 figures["stages"] = timed["stages"]
                 figures["timed_driver_cpu_seconds"] = timed["driver_cpu_seconds"]
                 figures["timed_tree_cpu_seconds"] = timed["tree_cpu_seconds"]
@@ -511,11 +531,14 @@ def report(results: list[tuple[str, dict[str, Any]]], files: int, size: int, wor
             f"{figures['driver_peak_kb'] / 1024:.0f} MB | "
             f"{figures['tree_peak_kb'] / 1024:.0f} MB |"
         )
+    print("\nwall seconds of every plain run, in order (the median run is the one in the table): "
+          + "; ".join(f"{label}: " + ", ".join(f"{w:.1f}" for w in f["walls"]) for label, f in results))
     local_runs = [f for label, f in results if label.startswith("local")]
     if len(local_runs) == 2:
         print(f"\nspeed-up 1 -> {workers} workers: {local_runs[0]['seconds'] / local_runs[1]['seconds']:.2f}x")
     same = {json.dumps([f["version"], f["digests"]]) for _, f in results}
     same |= {json.dumps([f["version"], f["digests_timed"]]) for _, f in results if "digests_timed" in f}
+    same |= {json.dumps(output) for _, f in results for output in f["repeat_outputs"]}
     print(f"identical output (version id and sha256 of every data file) across runs: {'yes' if len(same) == 1 else 'NO'}")
     if len(same) > 1:
         for label, figures in results:
