@@ -49,12 +49,12 @@ def main() -> int:
 
     passes = 0
 
-    def timed_passes(task: Any, docs: Any, workers: int, batch_size: int) -> Any:
+    def timed_passes(task: Any, docs: Any, workers: int, batch_size: int, local: Any = None) -> Any:
         # Passes are chained generators: the last one is pulled first, so they are numbered
         # in the order their first results arrive (pass 1 first).
         nonlocal passes
         count, number = 0, 0
-        for result in parallel_map(task, docs, workers, batch_size):
+        for result in parallel_map(task, docs, workers, batch_size, local):
             if count == 0:
                 passes += 1
                 number = passes

@@ -275,3 +275,100 @@ def test_a_deferred_artifact_that_fails_fails_where_it_is_read():
     artifacts.start()
     with pytest.raises(ValueError, match="no index"):
         dict(artifacts.items())
+
+
+def _real_pipeline(tmp_path: Path) -> list[Any]:
+    """Every stage of curate.pipeline with the project's rules (a fresh context)."""
+    from curate.pipeline import build_stages
+    from curate.runner import load_rules
+    from curate.stages.base import RunContext
+
+    config = make_config(tmp_path)
+    context = RunContext(config=config, rules=load_rules(config), state={"artifacts": {}, "warnings": []})
+    return build_stages(context)
+
+
+SITE_LINE = "每周三下午社区图书馆举办读书分享活动"  # no rule names it: only repeated_lines removes it
+
+
+def _built_documents() -> list[Document]:
+    """Built articles, a third ending with a line that only repeated_lines removes, and the
+    samples."""
+    texts = articles(160, seed=11)
+    texts = [text + SITE_LINE + "\n" if n % 3 == 0 else text for n, text in enumerate(texts)]
+    docs = [Document.new(f"built/{n:04d}.txt", text) for n, text in enumerate(texts)]
+    return docs + [Document.new(path.name, path.read_text(encoding="utf-8")) for path in SEED_FILES]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_fused_corpus_stages_give_what_two_passes_give(tmp_path, workers):
+    from curate.version import encode
+
+    outputs = {}
+    for fuse in (False, True):
+        stages = _real_pipeline(tmp_path / f"fuse-{fuse}")
+        engine = LocalEngine(workers=workers, batch_size=16, fuse=fuse)
+        encoded = list(engine.execute(iter(_built_documents()), stages, finish=encode))
+        artifacts = dict(stages[0].context.state["artifacts"])
+        outputs[fuse] = ([(e.line, e.edit_lines) for e in encoded], artifacts)
+    assert outputs[True] == outputs[False]
+    lines = "".join(edits for _, edits in outputs[True][0])
+    assert '"stage":"repeated_lines"' in lines and '"stage":"dedup"' in lines  # both did work
+
+
+def test_fused_stages_send_only_the_documents_the_first_one_changes(tmp_path):
+    from curate.stages.repeated_lines import RepeatedLines
+
+    applied: list[str] = []
+    original = RepeatedLines.apply
+
+    def counting(self: RepeatedLines, doc: Document) -> None:
+        applied.append(doc.source)
+        original(self, doc)
+
+    docs = _built_documents()
+    try:
+        RepeatedLines.apply = counting  # type: ignore[method-assign]
+        out = list(LocalEngine(workers=1, fuse=True).execute(iter(docs), _real_pipeline(tmp_path)))
+    finally:
+        RepeatedLines.apply = original  # type: ignore[method-assign]
+    changed = {d.source for d in out if any(e.stage == "repeated_lines" for e in d.edits)}
+    assert changed and changed <= set(applied)
+    assert len(applied) < len(docs) / 2  # the others went on with their early summaries
+
+
+def test_repeated_lines_unchanged_by_is_never_wrong(tmp_path):
+    from curate.stages.repeated_lines import RepeatedLines
+
+    stage = next(s for s in _real_pipeline(tmp_path) if isinstance(s, RepeatedLines))
+    docs = _built_documents()
+    summaries = [stage.summarise(doc) for doc in docs]
+    for summary in summaries:
+        stage.observe(summary)
+    stage.decide()
+    verdicts = []
+    for doc, summary in zip(docs, summaries, strict=True):
+        before = (doc.text, len(doc.edits), dict(doc.meta))
+        stage.apply(doc)
+        verdicts.append(stage.unchanged_by(summary))
+        if verdicts[-1]:
+            assert (doc.text, len(doc.edits), dict(doc.meta)) == before, doc.source
+    assert any(verdicts) and not all(verdicts)
+
+
+def test_parallel_map_answers_local_batches_here_and_keeps_the_order():
+    from curate.engine import parallel_map
+
+    def task(batch: list[int]) -> list[tuple[int, int]]:
+        return [(n * 10, os.getpid()) for n in batch]
+
+    def local(batch: list[int]) -> list[tuple[int, int]] | None:
+        return None if any(n % 7 == 0 for n in batch) else [(n * 10, -1) for n in batch]
+
+    for workers in (1, 2):
+        results = list(parallel_map(task, range(100), workers, 4, local=local))
+        assert [value for value, _ in results] == [n * 10 for n in range(100)]
+        for start in range(0, 100, 4):
+            batch = range(start, min(start + 4, 100))
+            worked = any(n % 7 == 0 for n in batch)
+            assert all((results[n][1] != -1) == worked for n in batch), (workers, start)

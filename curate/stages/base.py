@@ -221,6 +221,20 @@ class CorpusStage(Stage):
         """Change `doc` according to the decisions."""
         raise NotImplementedError
 
+    def unchanged_by(self, summary: Any) -> bool:
+        """After `decide`: True only when `apply` is sure to leave the document whose
+        `summarise` gave `summary` exactly as it is.
+
+        A stage that can tell lets the engine compute the next corpus stage's summaries in the
+        same pass as its own, and send only the documents it changes through a second one
+        (see `curate.engine`). The default, False, is never wrong.
+        """
+        return False
+
+    @classmethod
+    def tells_unchanged(cls) -> bool:
+        return cls.unchanged_by is not CorpusStage.unchanged_by
+
     def run(self, docs: Iterable[Document]) -> Iterator[Document]:
         if not self.settings.enabled:
             yield from docs

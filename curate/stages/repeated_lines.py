@@ -230,6 +230,15 @@ class RepeatedLines(CorpusStage):
         self.groups = {group for group, _ in self.counts}
         self.seen = defaultdict(set)
 
+    def unchanged_by(self, summary: Any) -> bool:
+        """No line the document's summary counted is frequent in its group, so `apply` (which
+        removes only lines with a frequent key) leaves it as it is."""
+        group, _, keys, _ = summary
+        if group not in self.groups:
+            return True
+        counts = self.counts
+        return not any((group, key) in counts for key in keys)
+
     def apply(self, doc: Document) -> None:
         if self.counts:
             group = self.group_of(doc)
