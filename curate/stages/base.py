@@ -13,7 +13,7 @@ A stage declares its settings as a dataclass (`Settings`); its section in the co
 
 from __future__ import annotations
 
-import threading
+import multiprocessing
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -34,48 +34,56 @@ class Artifacts(dict):
 
     A value may also be deferred (`defer_artifact`): a function that builds the bytes from
     state that no longer changes. `start()` (the version writer calls it once the first
-    document of the last pass has arrived, so after the engine's last fork) builds every
-    deferred value in a background thread, overlapping the pass; reading a value (`[name]`,
-    `get`, `items`, `values`) waits for it, building it here if nothing started it. Either
-    way the bytes are those the function returns: the same output, only earlier work.
+    document of the last pass has arrived, after the engine's last fork) builds every
+    deferred value in a forked process, overlapping the pass: a process rather than a thread,
+    so that the build never holds the driver's GIL while the driver hands documents to the
+    workers. Reading a value (`[name]`, `get`, `items`, `values`) waits for it, building it
+    here if nothing started it. Either way the bytes are those the function returns: the same
+    output, only earlier work.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._deferred: dict[str, Callable[[], bytes]] = {}
-        self._worker: threading.Thread | None = None
-        self._failure: BaseException | None = None
+        self._builder: tuple[Any, Any] | None = None  # (process, its end of the pipe)
 
     def defer(self, name: str, build: Callable[[], bytes]) -> None:
         self.pop(name, None)
         self._deferred[name] = build
 
     def start(self) -> None:
-        """Build the deferred values in a background thread (once; no-op when none)."""
-        if self._deferred and self._worker is None:
-            self._worker = threading.Thread(target=self._build, name="curate-artifacts", daemon=True)
-            self._worker.start()
-
-    def _build(self) -> None:
-        try:
-            while self._deferred:
-                name = min(self._deferred)
-                super().__setitem__(name, self._deferred[name]())
-                del self._deferred[name]
-        except BaseException as exc:  # re-raised where the value is read
-            self._failure = exc
+        """Build the deferred values in a forked process (once; no-op when none)."""
+        if self._deferred and self._builder is None:
+            context = multiprocessing.get_context("fork")
+            receive, send = context.Pipe(duplex=False)
+            process = context.Process(
+                target=_build_and_send, args=(dict(self._deferred), send), name="curate-artifacts", daemon=True
+            )
+            process.start()
+            send.close()
+            self._builder = (process, receive)
 
     def _settle(self) -> None:
-        if self._worker is not None:
-            self._worker.join()
-        elif self._deferred:
-            self._build()
-        if self._failure is not None:
-            failure, self._failure = self._failure, None
-            raise failure
+        if self._builder is not None:
+            (process, receive), self._builder = self._builder, None
+            try:
+                status, value = receive.recv()
+            except EOFError:
+                status, value = "error", RuntimeError("the process building the artifacts ended early")
+            finally:
+                receive.close()
+                process.join()
+            self._deferred.clear()
+            if status == "error":
+                raise value
+            for name, data in value.items():
+                super().__setitem__(name, data)
+        while self._deferred:
+            name = min(self._deferred)
+            super().__setitem__(name, self._deferred.pop(name)())
 
     def __getitem__(self, name: str) -> bytes:
-        if name in self._deferred or self._worker is not None:
+        if self._deferred:
             self._settle()
         return super().__getitem__(name)
 
@@ -95,6 +103,19 @@ class Artifacts(dict):
     def values(self):  # type: ignore[override]
         self._settle()
         return super().values()
+
+
+def _build_and_send(deferred: dict[str, Callable[[], bytes]], send: Any) -> None:
+    """In the forked builder: ("ok", {name: bytes}) or ("error", exception) down the pipe."""
+    try:
+        send.send(("ok", {name: deferred[name]() for name in sorted(deferred)}))
+    except BaseException as exc:  # re-raised where the value is read
+        try:
+            send.send(("error", exc))
+        except Exception:  # an exception that does not pickle
+            send.send(("error", RuntimeError(repr(exc))))
+    finally:
+        send.close()
 
 
 def defer_artifact(state: dict[str, Any], name: str, build: Callable[[], bytes]) -> None:
