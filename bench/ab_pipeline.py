@@ -1,0 +1,95 @@
+"""Two checkouts of curate, the whole pipeline, alternated: is one faster than the other?
+
+    .venv/bin/python bench/ab_pipeline.py OTHER_CHECKOUT [--rounds 6] [--workers 1,2]
+        [--corpora ../shared/corpora]
+
+    (an older commit: git worktree add /tmp/curate-base <commit>)
+
+This machine's share of its two cores changes from minute to minute (bench_pipeline.py prints
+it as "parallel capacity"), so two runs made minutes apart do not compare two versions of the
+code. Here each round runs the other checkout, then this one, back to back, on the same input
+(as bench_pipeline.py prepares it) and with the same interpreter; the figure to read is the
+median of the paired differences. Each run is a child process (`curate.runner.run`, no report)
+that imports curate from its own checkout. The version id and the sha256 of documents.jsonl are
+compared too. Exits 0 with a "skipped" line when the corpora are absent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+CHILD = """
+import hashlib, json, sys, time
+from curate import config, runner
+started = time.perf_counter()
+settings = config.build({"run": {"workers": int(sys.argv[1])}})
+result = runner.run(settings, inputs=[sys.argv[2]], corpus=sys.argv[3], write_report=False)
+seconds = time.perf_counter() - started
+documents = (result.version_dir / "documents.jsonl").read_bytes()
+print(json.dumps({"seconds": seconds, "version": result.version_id,
+                  "documents": hashlib.sha256(documents).hexdigest()}))
+"""
+
+
+def run_once(checkout: Path, workers: int, inputs: Path, scratch: Path) -> dict:
+    corpus = Path(tempfile.mkdtemp(dir=scratch))
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, str(workers), str(inputs), str(corpus)],
+        cwd=checkout,  # the checkout's own rules/ and curate/
+        env={**os.environ, "PYTHONPATH": str(checkout)},
+        capture_output=True, text=True, check=True,
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("other", help="the other checkout (a git worktree of another commit)")
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--workers", default="1,2")
+    parser.add_argument("--corpora", default=str(ROOT.parent / "shared" / "corpora"))
+    args = parser.parse_args()
+    corpora = Path(args.corpora)
+    if not corpora.is_dir():
+        print(f"skipped: {corpora} not found")
+        return 0
+    from bench_pipeline import prepare_inputs
+
+    checkouts = {"other": Path(args.other).resolve(), "this": ROOT}
+    with tempfile.TemporaryDirectory(prefix="curate-ab-") as folder:
+        scratch = Path(folder)
+        files, size = prepare_inputs(corpora.resolve(), scratch / "input")
+        print(f"input: {files} files, {size / 1e6:.1f} MB; other = {checkouts['other']}, this = {ROOT}")
+        for workers in (int(w) for w in args.workers.split(",")):
+            walls: dict[str, list[float]] = {"other": [], "this": []}
+            outputs = set()
+            for _ in range(args.rounds):
+                for name, checkout in checkouts.items():
+                    figures = run_once(checkout, workers, scratch / "input", scratch)
+                    walls[name].append(figures["seconds"])
+                    outputs.add((figures["version"], figures["documents"]))
+            paired = [b - a for a, b in zip(walls["other"], walls["this"], strict=True)]
+            print(f"\n{workers} worker(s), {args.rounds} rounds, wall seconds in run order")
+            for name in checkouts:
+                print(f"  {name}: " + ", ".join(f"{w:.2f}" for w in walls[name])
+                      + f"  (median {statistics.median(walls[name]):.2f}, "
+                      f"{size / 1e6 / statistics.median(walls[name]):.2f} MB/s)")
+            print(f"  this - other, per round: median {statistics.median(paired):+.2f} s "
+                  f"({statistics.median(paired) / statistics.median(walls['other']):+.0%}); "
+                  f"faster in {sum(d < 0 for d in paired)} of {len(paired)} rounds")
+            print(f"  same version id and documents.jsonl: {'yes' if len(outputs) == 1 else 'NO'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
