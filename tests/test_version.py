@@ -121,7 +121,9 @@ def test_a_run_killed_mid_write_leaves_latest_intact(tmp_path, point):
         encoding="utf-8",
     )
     cmd = [sys.executable, "-m", "curate", "run", str(SEEDS), "--config", str(config), "-q"]
-    ok = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
+    # A timeout: a process the killed run leaves behind holding its pipes must fail the test,
+    # not hang it.
+    ok = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert ok.returncode == 0, ok.stderr
     latest = read_latest(corpus)
     (tmp_path / "in").mkdir()
@@ -129,13 +131,16 @@ def test_a_run_killed_mid_write_leaves_latest_intact(tmp_path, point):
     killed = subprocess.run(
         [*cmd[:4], str(tmp_path / "in"), *cmd[5:]],
         capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "CURATE_TEST_KILL_AT": point},
+        timeout=300,
     )
     assert killed.returncode == -9
     assert read_latest(corpus) == latest
     assert sorted(p.name for p in (corpus / "versions").iterdir() if not p.name.startswith(".")) == [latest]
     assert verify(corpus / "versions" / latest) == []
     # The next run cleans up the half-written folder and succeeds.
-    again = subprocess.run([*cmd[:4], str(tmp_path / "in"), *cmd[5:]], capture_output=True, text=True, cwd=tmp_path)
+    again = subprocess.run(
+        [*cmd[:4], str(tmp_path / "in"), *cmd[5:]], capture_output=True, text=True, cwd=tmp_path, timeout=300
+    )
     assert again.returncode == 0, again.stderr
     assert not [p for p in (corpus / "versions").iterdir() if p.name.startswith(".tmp")]
     assert read_latest(corpus) != latest

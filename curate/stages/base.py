@@ -57,7 +57,10 @@ class Artifacts(dict):
             context = multiprocessing.get_context("fork")
             receive, send = context.Pipe(duplex=False)
             process = context.Process(
-                target=_build_and_send, args=(dict(self._deferred), send), name="curate-artifacts", daemon=True
+                target=_build_and_send,
+                args=(dict(self._deferred), send, receive),
+                name="curate-artifacts",
+                daemon=True,
             )
             process.start()
             send.close()
@@ -105,8 +108,14 @@ class Artifacts(dict):
         return super().values()
 
 
-def _build_and_send(deferred: dict[str, Callable[[], bytes]], send: Any) -> None:
-    """In the forked builder: ("ok", {name: bytes}) or ("error", exception) down the pipe."""
+def _build_and_send(deferred: dict[str, Callable[[], bytes]], send: Any, receive: Any) -> None:
+    """In the forked builder: ("ok", {name: bytes}) or ("error", exception) down the pipe.
+
+    The builder first closes its copy of the reading end: were the driver killed, the send
+    then fails and the builder ends, instead of waiting forever on a pipe it holds itself
+    (and holding, with the rest of what it inherited, the engine's pool pipes open).
+    """
+    receive.close()
     try:
         send.send(("ok", {name: deferred[name]() for name in sorted(deferred)}))
     except BaseException as exc:  # re-raised where the value is read
