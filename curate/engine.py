@@ -231,6 +231,16 @@ class Result(NamedTuple):
     summary: Any
 
 
+def _put(spill: Any, data: bytes) -> None:
+    """One record into a spill file: its length, then its bytes (`_take` reads it back)."""
+    spill.write(len(data).to_bytes(8, "little"))
+    spill.write(data)
+
+
+def _take(spill: Any) -> bytes:
+    return spill.read(int.from_bytes(spill.read(8), "little"))
+
+
 def loads(item: Any) -> Any:
     """A document (or payload) that may still be pickled."""
     return pickle.loads(item) if isinstance(item, bytes) else item
@@ -323,20 +333,17 @@ class LocalEngine:
         stream: Iterable[Any] = docs
         phase = self._phase()
         enabled = [stage for stage in stages if getattr(stage.settings, "enabled", True)]
-        following = dict(zip(map(id, enabled), [*enabled[1:], None], strict=True))
-        fused: set[int] = set()  # corpus stages summarised a pass early
-        for stage in enabled:
-            if id(stage) in fused:
+        done_early: Stage | None = None  # a corpus stage already run with the one before it
+        for stage, ahead in zip(enabled, [*enabled[1:], None], strict=True):
+            if stage is done_early:
                 continue
             if isinstance(stage, DocumentStage):
                 phase.stages.append(stage)
             elif isinstance(stage, CorpusStage):
-                ahead = following[id(stage)]
                 if self.fuse and isinstance(ahead, CorpusStage) and stage.tells_unchanged():
                     phase.summarise, phase.ahead = stage, ahead
                     stream = self._fused(stage, ahead, self._run(phase, stream))
-                    fused.add(id(ahead))
-                    stage = ahead
+                    stage = done_early = ahead
                 else:
                     phase.summarise = stage
                     stream = self._barrier(stage, self._run(phase, stream))
@@ -371,14 +378,12 @@ class LocalEngine:
             for payload, ok, summary in results:
                 if ok:
                     stage.observe(summary)
-                data = dumps(payload)
-                spill.write(len(data).to_bytes(8, "little"))
-                spill.write(data)
+                _put(spill, dumps(payload))
                 count += 1
             self._decide(stage)
             spill.seek(0)
             for _ in range(count):
-                yield spill.read(int.from_bytes(spill.read(8), "little"))
+                yield _take(spill)
 
     def _decide(self, stage: CorpusStage) -> None:
         """`stage.decide()`, with the workers offered as its `parallel` service."""
@@ -416,9 +421,10 @@ class LocalEngine:
                 summary, early = summaries if ok else (None, None)
                 if ok:
                     stage.observe(summary)
-                data = pickle.dumps((dumps(payload), ok, summary, early), pickle.HIGHEST_PROTOCOL)
-                spill.write(len(data).to_bytes(8, "little"))
-                spill.write(data)
+                # The document as it is, then what goes with it: the document's bytes are
+                # never copied into a second pickle.
+                _put(spill, dumps(payload))
+                _put(spill, pickle.dumps((ok, summary, early), pickle.HIGHEST_PROTOCOL))
                 count += 1
             self._decide(stage)
             spill.seek(0)
@@ -426,8 +432,8 @@ class LocalEngine:
             def records() -> Iterator[tuple[bytes, bool, bool, Any]]:
                 """(document, ok, changed by `stage`, `ahead`'s early summary), in order."""
                 for _ in range(count):
-                    data = spill.read(int.from_bytes(spill.read(8), "little"))
-                    payload, ok, summary, early = pickle.loads(data)
+                    payload = _take(spill)
+                    ok, summary, early = pickle.loads(_take(spill))
                     yield payload, ok, ok and not stage.unchanged_by(summary), early
 
             def unchanged(batch: list[tuple[bytes, bool, bool, Any]]) -> list[Result] | None:

@@ -263,14 +263,14 @@ def write_version(
     outputs: dict[str, str] = {}
     counter = _Counts()
     handles = {name: (tmp / name).open("w", encoding="utf-8") for name in DATA_FILES}
-    started = getattr(record.artifacts, "start", None)
+    start_artifacts = getattr(record.artifacts, "start", None)
     try:
         target = {OK: "documents.jsonl", QUARANTINED: "quarantine.jsonl", DUPLICATE: "duplicates.jsonl"}
         edit_handle = handles["edits.jsonl"]
         for item in docs:  # in input order (sorted by source), as the engine yields them
-            if started is not None:  # the last pass is under way: build deferred artifacts
-                started()
-                started = None
+            if start_artifacts is not None:  # the last pass is under way: build deferred ones
+                start_artifacts()
+                start_artifacts = None
             doc = item if isinstance(item, Encoded) else encode(item)
             counter.add(doc)
             record.warnings.extend(doc.warnings)

@@ -941,7 +941,7 @@ class _Engine:
         `group_by` service by a shuffle on datasketch's own band keys (`_band_rows`); a row's
         candidates are the union of the groups it is in, whatever order the groups come in.
         """
-        bands = _bands(threshold, num_perm)  # datasketch's banding (and its parameter checks)
+        bands = lsh_params.bands(threshold, num_perm)  # datasketch's banding (and its checks)
         if len(keys) < 2:
             return
         group_by = getattr(self.context, "group_by", None)
@@ -1657,12 +1657,6 @@ class _Engine:
 
 
 # --------------------------------------------------------------------------- helpers
-def _bands(threshold: float, num_perm: int) -> tuple[tuple[int, int], ...]:
-    """datasketch's MinHashLSH banding for a threshold: the (start, end) columns of its bands
-    (from the shipped table of its choices, or from datasketch: see curate.lsh_params)."""
-    return lsh_params.bands(threshold, num_perm)
-
-
 def _band_groups(
     bands: tuple[tuple[int, int], ...], keys: list[int], sigs: np.ndarray
 ) -> list[list[int]]:
