@@ -10,8 +10,8 @@ it as "parallel capacity"), so two runs made minutes apart do not compare two ve
 code. Here each round runs the other checkout, then this one, back to back, on the same input
 (as bench_pipeline.py prepares it) and with the same interpreter; the figure to read is the
 median of the paired differences. Each run is a child process (`curate.runner.run`, no report)
-that imports curate from its own checkout. The version id and the sha256 of documents.jsonl are
-compared too. Exits 0 with a "skipped" line when the corpora are absent.
+that imports curate from its own checkout. The version id and the sha256 of every file of the
+version (data files and index, from its manifest) are compared too. Exits 0 with a "skipped" line when the corpora are absent.
 """
 
 from __future__ import annotations
@@ -29,15 +29,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
 CHILD = """
-import hashlib, json, sys, time
+import json, sys, time
 from curate import config, runner
 started = time.perf_counter()
 settings = config.build({"run": {"workers": int(sys.argv[1])}})
 result = runner.run(settings, inputs=[sys.argv[2]], corpus=sys.argv[3], write_report=False)
 seconds = time.perf_counter() - started
-documents = (result.version_dir / "documents.jsonl").read_bytes()
-print(json.dumps({"seconds": seconds, "version": result.version_id,
-                  "documents": hashlib.sha256(documents).hexdigest()}))
+files = json.loads((result.version_dir / "manifest.json").read_text(encoding="utf-8"))["files"]
+print(json.dumps({"seconds": seconds, "version": result.version_id, "files": files}))
 """
 
 
@@ -77,7 +76,7 @@ def main() -> int:
                 for name, checkout in checkouts.items():
                     figures = run_once(checkout, workers, scratch / "input", scratch)
                     walls[name].append(figures["seconds"])
-                    outputs.add((figures["version"], figures["documents"]))
+                    outputs.add(json.dumps([figures["version"], figures["files"]], sort_keys=True))
             paired = [b - a for a, b in zip(walls["other"], walls["this"], strict=True)]
             print(f"\n{workers} worker(s), {args.rounds} rounds, wall seconds in run order")
             for name in checkouts:
@@ -87,7 +86,7 @@ def main() -> int:
             print(f"  this - other, per round: median {statistics.median(paired):+.2f} s "
                   f"({statistics.median(paired) / statistics.median(walls['other']):+.0%}); "
                   f"faster in {sum(d < 0 for d in paired)} of {len(paired)} rounds")
-            print(f"  same version id and documents.jsonl: {'yes' if len(outputs) == 1 else 'NO'}")
+            print(f"  same version id and every file (data, index): {'yes' if len(outputs) == 1 else 'NO'}")
     return 0
 
 

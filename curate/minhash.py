@@ -130,15 +130,26 @@ def _fold_tables() -> tuple[np.ndarray, np.ndarray]:
     Traditional->Simplified, then full-width->half-width, then ASCII upper->lower case, each
     applied to the previous one's result over the whole code point range; a character is
     compared when its folded form is a letter or digit. One lookup per character then does
-    what three passes and a class test did per document.
+    what three passes and a class test did per document. Kept on disk between runs
+    (`curate.tablecache`: a quarter of a second of serial start-up otherwise).
     """
+    from curate import t2s, tablecache
+
+    depends = (
+        tablecache.source_digest(__name__),
+        tablecache.source_digest(t2s.__name__),
+        tablecache.package_version("opencc-python-reimplemented"),
+        tablecache.package_version("regex"),
+    )
+    folded, kept = tablecache.arrays("minhash-fold", _build_fold_tables, depends)
+    return folded, kept
+
+
+def _build_fold_tables() -> tuple[np.ndarray, np.ndarray]:
     folded = _t2s_table().copy()
     folded[(folded >= 0xFF01) & (folded <= 0xFF5E)] -= np.uint32(0xFEE0)
     folded[(folded >= 0x41) & (folded <= 0x5A)] += np.uint32(0x20)
-    kept = _kept_code_points()[folded]
-    folded.flags.writeable = False
-    kept.flags.writeable = False
-    return folded, kept
+    return folded, _kept_code_points()[folded]
 
 
 def comparison_form(text: str) -> ComparisonForm:

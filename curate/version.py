@@ -203,30 +203,32 @@ class Encoded:
     """A document as the writer stores it: its JSON lines and what the manifest counts.
 
     Made by `encode` wherever the document was finished (in the engine's workers), so the
-    process that writes the version only appends lines.
+    process that writes the version only appends bytes: the lines are UTF-8 already (a str
+    would be encoded by pickle in the worker, decoded by pickle in the writer, and encoded
+    again by the file).
     """
 
     id: str
     status: str
-    line: str  # the document's JSON line, without newline
-    sha256: str  # of `line`
-    edit_lines: str  # its edits' JSON lines, each ending in a newline
+    line: bytes  # the document's JSON line in UTF-8, ending in a newline
+    sha256: str  # of the line without its newline
+    edit_lines: bytes  # its edits' JSON lines in UTF-8, each ending in a newline
     warnings: list[str]  # "source: warning"
     edits: list[tuple[str, str, int, str]]  # (stage, rule, characters removed, metadata field or "")
     flags: list[str]  # flag kinds
 
 
 def encode(doc: Document) -> Encoded:
-    line = dumps_line(doc.to_json())
+    line = dumps_line(doc.to_json()).encode("utf-8")
     edits = doc.edits
     return Encoded(
         id=doc.id,
         status=doc.status,
-        line=line,
-        sha256=sha256_text(line),
+        line=line + b"\n",
+        sha256=hashlib.sha256(line).hexdigest(),
         edit_lines="".join(
             dumps_line({"doc": doc.id, "seq": seq, **edit.to_json()}) + "\n" for seq, edit in enumerate(edits)
-        ),
+        ).encode("utf-8"),
         warnings=[f"{doc.source}: {w}" for w in doc.warnings],
         edits=[
             (
@@ -262,7 +264,7 @@ def write_version(
     tmp.mkdir()
     outputs: dict[str, str] = {}
     counter = _Counts()
-    handles = {name: (tmp / name).open("w", encoding="utf-8") for name in DATA_FILES}
+    handles = {name: (tmp / name).open("wb") for name in DATA_FILES}
     start_artifacts = getattr(record.artifacts, "start", None)
     try:
         target = {OK: "documents.jsonl", QUARANTINED: "quarantine.jsonl", DUPLICATE: "duplicates.jsonl"}
@@ -274,7 +276,7 @@ def write_version(
             doc = item if isinstance(item, Encoded) else encode(item)
             counter.add(doc)
             record.warnings.extend(doc.warnings)
-            handles[target.get(doc.status, "quarantine.jsonl")].write(doc.line + "\n")
+            handles[target.get(doc.status, "quarantine.jsonl")].write(doc.line)
             if doc.status == OK:
                 outputs[doc.id] = doc.sha256
             edit_handle.write(doc.edit_lines)

@@ -63,3 +63,13 @@ def pytest_runtest_makereport(item, call):
         reason = report.longrepr[-1] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         report.outcome = "failed"
         report.longrepr = f"skipped in CI, where it must run: {reason}"
+
+
+def pytest_configure(config) -> None:
+    """The tests' derived tables (`curate.tablecache`) go to a folder of their own, not the
+    user's cache: a run of the tests neither reads nor leaves tables there. Set before any test
+    imports curate, and inherited by the processes the tests start."""
+    import tempfile
+
+    if "CURATE_CACHE_DIR" not in os.environ:
+        os.environ["CURATE_CACHE_DIR"] = tempfile.mkdtemp(prefix="curate-test-tables-")

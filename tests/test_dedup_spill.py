@@ -43,3 +43,32 @@ def test_spilled_index_is_not_held_in_the_heap():
     assert in_memory > 500_000
     assert on_disk < in_memory / 4, (on_disk, in_memory)
     stage.decide()  # and the spilled summaries still decide
+
+
+def _fields(summary) -> list:
+    import numpy as np
+
+    return [
+        (name, value.dtype.str, value.shape, value.tobytes())
+        if isinstance(value, np.ndarray) and name != "text_z"
+        else (name, bytes(value) if name == "text_z" else value)
+        for name, value in ((n, getattr(summary, n)) for n in summary.__slots__)
+    ]
+
+
+def test_a_summary_travels_as_one_record_read_back_as_views():
+    import pickle
+
+    import numpy as np
+
+    from curate.stages.dedup import _pack, _unpack
+
+    docs = [Document.new(f"built/{n:04d}.txt", text) for n, text in enumerate(articles(6, seed=3))]
+    docs.append(Document.new("built/empty.txt", ""))  # no paragraphs, no windows
+    stage = NearDuplicates(DedupSettings(), RunContext(config=None))
+    for summary in stage.summarise_many(docs):
+        travelled = pickle.loads(pickle.dumps(summary, pickle.HIGHEST_PROTOCOL))
+        assert _fields(travelled) == _fields(summary)
+        assert not travelled.para_sigs.flags.owndata and not travelled.para_sigs.flags.writeable
+        record = np.frombuffer(_pack(summary), np.uint8)  # as a slice of a memory map gives it
+        assert _fields(_unpack(record)) == _fields(summary)

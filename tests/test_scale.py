@@ -306,7 +306,7 @@ def test_fused_corpus_stages_give_what_two_passes_give(tmp_path, workers):
         artifacts = dict(stages[0].context.state["artifacts"])
         outputs[fuse] = ([(e.line, e.edit_lines) for e in encoded], artifacts)
     assert outputs[True] == outputs[False]
-    lines = "".join(edits for _, edits in outputs[True][0])
+    lines = b"".join(edits for _, edits in outputs[True][0]).decode("utf-8")
     assert '"stage":"repeated_lines"' in lines and '"stage":"dedup"' in lines  # both did work
 
 

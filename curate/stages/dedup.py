@@ -75,6 +75,7 @@ import gc
 import hashlib
 import io
 import json
+import math
 import tempfile
 import zipfile
 import zlib
@@ -181,10 +182,14 @@ class _Summary:
     The driver keeps one per document until `decide`: the signatures, the paragraph and window
     layout, and the text deflated (exact verification and the saved index need it; recomputing
     the comparison form from it on demand costs ~10 ms per MB). No per-paragraph Python objects.
+
+    It travels (pickled) and is spilled as one flat record (`_pack`), which the receiver reads
+    as views (`_unpack`): ten arrays pickled one by one cost the driver, which unpickles every
+    summary while the workers wait, several times as much.
     """
 
     id: str
-    text_z: bytes | np.ndarray  # zlib of the UTF-8 text (uint8 view of a memory map if spilled)
+    text_z: bytes | np.ndarray  # zlib of the UTF-8 text (or a uint8 view of a record holding it)
     src_pos: np.ndarray  # int64: where the text -> decoded-input offset changes (first is 0)
     src_off: np.ndarray  # int64: that offset, from src_pos on (Document.source_span, compact)
     spans: np.ndarray  # (P, 2) int64 paragraph spans in the text
@@ -198,72 +203,108 @@ class _Summary:
     computed: int  # paragraph signatures computed
     reused: int  # ... and taken from the parent's index
 
+    def __reduce__(self) -> tuple[Any, tuple[bytes]]:
+        return _unpack, (_pack(self),)
+
+
+_ALIGN = 8  # every part of a record starts at a multiple of 8 bytes (aligned array views)
+# The record's header: id bytes, text_z bytes, source breakpoints (n), paragraphs (p),
+# windows (w), num_perm, window_num_perm, computed, reused.
+_HEADER = 9
+# The arrays after the id and text_z: (field, dtype, shape from (n, p, w, num_perm, window_num_perm)).
+_ARRAYS: tuple[tuple[str, Any, Callable[..., tuple[int, ...]]], ...] = (
+    ("src_pos", np.int64, lambda n, p, w, k, kw: (n,)),
+    ("src_off", np.int64, lambda n, p, w, k, kw: (n,)),
+    ("spans", np.int64, lambda n, p, w, k, kw: (p, 2)),
+    ("cf", np.int64, lambda n, p, w, k, kw: (p, 2)),
+    ("hashes", np.uint64, lambda n, p, w, k, kw: (p,)),
+    ("win_counts", np.int64, lambda n, p, w, k, kw: (p,)),
+    ("win_spans", np.int64, lambda n, p, w, k, kw: (w, 2)),
+    ("para_sigs", np.uint32, lambda n, p, w, k, kw: (p, k)),
+    ("win_sigs", np.uint32, lambda n, p, w, k, kw: (w, kw)),
+    ("sig", np.uint32, lambda n, p, w, k, kw: (k,)),
+)
+
+_ITEMSIZE = {dtype: np.dtype(dtype).itemsize for _, dtype, _ in _ARRAYS}
+
+
+def _padded(data: bytes) -> list[bytes]:
+    pad = -len(data) % _ALIGN
+    return [data, b"\0" * pad] if pad else [data]
+
+
+def _pack(summary: _Summary) -> bytes:
+    """A summary as one flat record: a header of counts, then the id, the deflated text and
+    every array, each padded to `_ALIGN` bytes."""
+    doc_id = summary.id.encode("utf-8")
+    text_z = bytes(summary.text_z)
+    dims = (
+        summary.src_pos.shape[0],
+        summary.spans.shape[0],
+        summary.win_spans.shape[0],
+        summary.sig.shape[0],
+        summary.win_sigs.shape[1],
+    )
+    header = (len(doc_id), len(text_z), *dims, summary.computed, summary.reused)
+    parts = [np.array(header, np.int64).tobytes(), *_padded(doc_id), *_padded(text_z)]
+    for name, dtype, shape in _ARRAYS:
+        values = np.ascontiguousarray(getattr(summary, name), dtype=dtype)
+        if values.shape != shape(*dims):
+            raise ValueError(f"dedup summary field {name}: shape {values.shape}, expected {shape(*dims)}")
+        parts.extend(_padded(values.tobytes()))
+    return b"".join(parts)
+
+
+def _unpack(record: bytes | np.ndarray) -> _Summary:
+    """The summary in a `_pack` record; its arrays are read-only views of the record (bytes,
+    or a slice of a memory map), nothing is copied."""
+    header = np.frombuffer(record, np.int64, _HEADER).tolist()
+    id_bytes, text_bytes, *dims, computed, reused = header
+    offset = 8 * _HEADER
+    doc_id = bytes(memoryview(record)[offset : offset + id_bytes]).decode("utf-8")
+    offset += id_bytes + (-id_bytes % _ALIGN)
+    fields: dict[str, Any] = {"text_z": np.frombuffer(record, np.uint8, text_bytes, offset)}
+    offset += text_bytes + (-text_bytes % _ALIGN)
+    for name, dtype, shape in _ARRAYS:
+        shaped = shape(*dims)
+        count = math.prod(shaped)
+        fields[name] = np.frombuffer(record, dtype, count, offset).reshape(shaped)
+        nbytes = count * _ITEMSIZE[dtype]
+        offset += nbytes + (-nbytes % _ALIGN)
+    return _Summary(id=doc_id, computed=computed, reused=reused, **fields)
+
 
 class _SummarySpill:
     """Observed summaries on disk (setting `spill_index`).
 
-    Each summary's arrays and deflated text are appended to one unlinked temporary file; what
-    stays in memory is its id and seven integers. `summaries()` gives the summaries back as
-    read-only views of a memory map of that file, so the bulk of the index lives in the page
-    cache, which the OS may evict and read again, not in this process's heap.
+    Each summary's record (`_pack`) is appended to one unlinked temporary file; what stays in
+    memory is two integers per summary. `summaries()` gives the summaries back as read-only
+    views of a memory map of that file, so the bulk of the index lives in the page cache,
+    which the OS may evict and read again, not in this process's heap.
     """
 
-    _ALIGN = 8
-
-    def __init__(self, folder: str | None, num_perm: int, window_num_perm: int) -> None:
+    def __init__(self, folder: str | None) -> None:
         self.file = tempfile.TemporaryFile(dir=folder or None, prefix="curate-dedup-index-")
         self.size = 0
-        self.ids: list[str] = []
-        # Per summary: offset, text bytes, src breakpoints, paragraphs, windows, computed, reused.
-        self.numbers = array("q")
-        # (field, dtype, shape as a function of (breakpoints, paragraphs, windows)), in file order.
-        self.layout: tuple[tuple[str, Any, Callable[[int, int, int], tuple[int, ...]]], ...] = (
-            ("src_pos", np.int64, lambda n, p, w: (n,)),
-            ("src_off", np.int64, lambda n, p, w: (n,)),
-            ("spans", np.int64, lambda n, p, w: (p, 2)),
-            ("cf", np.int64, lambda n, p, w: (p, 2)),
-            ("hashes", np.uint64, lambda n, p, w: (p,)),
-            ("win_counts", np.int64, lambda n, p, w: (p,)),
-            ("win_spans", np.int64, lambda n, p, w: (w, 2)),
-            ("para_sigs", np.uint32, lambda n, p, w: (p, num_perm)),
-            ("win_sigs", np.uint32, lambda n, p, w: (w, window_num_perm)),
-            ("sig", np.uint32, lambda n, p, w: (num_perm,)),
-        )
-
-    def _write(self, data: bytes) -> None:
-        self.file.write(data)
-        pad = -len(data) % self._ALIGN
-        if pad:
-            self.file.write(b"\0" * pad)
-        self.size += len(data) + pad
+        self.records = array("q")  # offset and length of each record
 
     def append(self, summary: _Summary) -> None:
-        counts = (summary.src_pos.shape[0], summary.spans.shape[0], summary.win_spans.shape[0])
-        self.ids.append(summary.id)
-        self.numbers.extend((self.size, len(summary.text_z), *counts, summary.computed, summary.reused))
-        self._write(bytes(summary.text_z))
-        for name, dtype, shape in self.layout:
-            values = np.ascontiguousarray(getattr(summary, name), dtype=dtype)
-            if values.shape != shape(*counts):
-                raise ValueError(f"dedup summary field {name}: shape {values.shape}, expected {shape(*counts)}")
-            self._write(values.tobytes())
+        record = _pack(summary)
+        self.records.extend((self.size, len(record)))
+        for part in _padded(record):
+            self.file.write(part)
+        self.size += len(record) + (-len(record) % _ALIGN)
 
     def summaries(self) -> list[_Summary]:
         self.file.flush()
         if self.size == 0:
             return []
         mapped = np.memmap(self.file, dtype=np.uint8, mode="r", shape=(self.size,))
-        out = []
-        for k, doc_id in enumerate(self.ids):
-            offset, text_bytes, n, p, w, computed, reused = self.numbers[7 * k : 7 * k + 7]
-            fields: dict[str, Any] = {"text_z": mapped[offset : offset + text_bytes]}
-            offset += text_bytes + (-text_bytes % self._ALIGN)
-            for name, dtype, shape in self.layout:
-                dims = shape(n, p, w)
-                nbytes = int(np.prod(dims, dtype=np.int64)) * np.dtype(dtype).itemsize
-                fields[name] = mapped[offset : offset + nbytes].view(dtype).reshape(dims)
-                offset += nbytes + (-nbytes % self._ALIGN)
-            out.append(_Summary(id=doc_id, computed=computed, reused=reused, **fields))
+        records = self.records.tolist()
+        out = [
+            _unpack(mapped[offset : offset + length])
+            for offset, length in zip(records[0::2], records[1::2], strict=True)
+        ]
         self.file.close()  # the map keeps the (unlinked) file's pages reachable
         return out
 
@@ -368,8 +409,7 @@ class NearDuplicates(CorpusStage):
 
     def observe(self, summary: Any) -> None:
         if self.settings.spill_index and isinstance(self._observed, list):
-            s = self.settings
-            self._observed = _SummarySpill(_spill_dir(self.context), s.num_perm, s.window_num_perm)
+            self._observed = _SummarySpill(_spill_dir(self.context))
         self._observed.append(summary)
 
     def decide(self) -> None:

@@ -1,0 +1,117 @@
+"""Lookup tables derived from installed libraries, kept on disk between runs.
+
+Why: before its first document, every run builds tables over the whole code point range — the
+Traditional->Simplified fold and the letter/digit classes that near-duplicates compare by, the
+Traditional-only/Simplified-only classes that decide conversion — from OpenCC's dictionaries
+and `regex`'s Unicode classes. That is about half a second of serial work, while the other
+cores wait. Each table is a pure function of the code that builds it and of the libraries it
+reads, so it is stored under a key made of exactly those (the building modules' source, the
+libraries' versions, Python's) and built again whenever one of them changes.
+
+Where: `$CURATE_CACHE_DIR`, else `$XDG_CACHE_HOME/curate`, else `~/.cache/curate`;
+`CURATE_CACHE_DIR=off` switches the cache off. A cache that cannot be read or written is no
+error: the table is built in memory, as without a cache, and the run's output is the same.
+Tables are plain `.npy` files (loaded without pickle), memory-mapped read-only, so every
+process of a run shares one copy of their pages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Iterable
+from functools import cache
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+OFF = "off"
+
+
+def cache_dir() -> Path | None:
+    """The folder tables are kept in (None: switched off)."""
+    chosen = os.environ.get("CURATE_CACHE_DIR")
+    if chosen is not None:
+        return None if chosen.strip().lower() in (OFF, "") else Path(chosen)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "curate"
+
+
+@cache
+def source_digest(module: str) -> str:
+    """sha256 of an imported module's source file: a table built by it changes with it."""
+    path = getattr(sys.modules[module], "__file__", None)
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else module
+
+
+@cache
+def package_version(distribution: str) -> str:
+    try:
+        return f"{distribution}=={metadata.version(distribution)}"
+    except metadata.PackageNotFoundError:
+        return f"{distribution} (not installed)"
+
+
+def key(name: str, depends: Iterable[str]) -> str:
+    """The cache key of a table: its name, what it depends on, and the Python it was built by
+    (whose codecs and Unicode data some tables read)."""
+    parts = [name, sys.version, np.__version__, *depends]
+    return hashlib.sha256("\n".join(parts).encode("utf-8")).hexdigest()[:20]
+
+
+def arrays(
+    name: str, build: Callable[[], tuple[np.ndarray, ...]], depends: Iterable[str]
+) -> tuple[np.ndarray, ...]:
+    """`build()`, or the arrays it returned when it last ran with the same `depends`.
+
+    The arrays come back read-only (memory-mapped from the cache, or built and frozen).
+    """
+    folder = cache_dir()
+    target = folder / f"{name}-{key(name, depends)}" if folder is not None else None
+    if target is not None:
+        found = _load(target)
+        if found is not None:
+            return found
+    built = tuple(build())
+    for array in built:
+        array.flags.writeable = False
+    if target is not None:
+        _store(target, built)
+    return built
+
+
+def _load(target: Path) -> tuple[np.ndarray, ...] | None:
+    """The arrays stored in `target`, or None if it is missing or unreadable."""
+    try:
+        count = int((target / "count").read_text(encoding="ascii"))
+        return tuple(
+            np.asarray(np.load(target / f"{i}.npy", mmap_mode="r", allow_pickle=False))
+            for i in range(count)
+        )
+    except (OSError, ValueError):
+        return None
+
+
+def _store(target: Path, built: tuple[np.ndarray, ...]) -> None:
+    """Write the arrays into a fresh folder, then rename it into place (a reader never sees a
+    half-written table; of two runs storing the same table at once, one rename wins)."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
+    except OSError:
+        return
+    try:
+        for i, array in enumerate(built):
+            np.save(staging / f"{i}.npy", array, allow_pickle=False)
+        (staging / "count").write_text(str(len(built)), encoding="ascii")  # written last
+        if target.exists():  # unreadable (we would have loaded it): replace it
+            shutil.rmtree(target, ignore_errors=True)
+        os.rename(staging, target)
+    except OSError:
+        pass
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -1,0 +1,112 @@
+"""`curate.tablecache`: derived tables kept on disk are the tables built, rebuilt when what they
+depend on changes or the cache is damaged, and never needed: no cache, no error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from curate import minhash, t2s, tablecache
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path / "tables"
+    monkeypatch.setenv("CURATE_CACHE_DIR", str(folder))
+    return folder
+
+
+def counting_build(calls: list[int]):
+    def build() -> tuple[np.ndarray, np.ndarray]:
+        calls.append(1)
+        return np.arange(10, dtype=np.uint32) * 3, np.array([True, False, True])
+
+    return build
+
+
+def assert_tables(found: tuple[np.ndarray, ...]) -> None:
+    assert [a.tolist() for a in found] == [list(range(0, 30, 3)), [True, False, True]]
+    assert [a.dtype for a in found] == [np.uint32, np.bool_]
+    assert not any(a.flags.writeable for a in found)
+
+
+def test_a_table_is_built_once_then_read_from_disk(cache: Path) -> None:
+    calls: list[int] = []
+    first = tablecache.arrays("t", counting_build(calls), ["lib==1"])
+    second = tablecache.arrays("t", counting_build(calls), ["lib==1"])
+    assert calls == [1]
+    assert_tables(first)
+    assert_tables(second)
+    assert len(list(cache.iterdir())) == 1
+
+
+def test_a_changed_dependency_builds_the_table_again(cache: Path) -> None:
+    calls: list[int] = []
+    tablecache.arrays("t", counting_build(calls), ["lib==1"])
+    tablecache.arrays("t", counting_build(calls), ["lib==2"])
+    assert calls == [1, 1]
+    assert len(list(cache.iterdir())) == 2
+
+
+@pytest.mark.parametrize("damage", ["truncated array", "missing count", "bad count"])
+def test_a_damaged_table_is_built_again_and_repaired(cache: Path, damage: str) -> None:
+    calls: list[int] = []
+    tablecache.arrays("t", counting_build(calls), ["lib==1"])
+    (folder,) = cache.iterdir()
+    if damage == "truncated array":
+        (folder / "0.npy").write_bytes((folder / "0.npy").read_bytes()[:70])
+    elif damage == "missing count":
+        (folder / "count").unlink()
+    else:
+        (folder / "count").write_text("x")
+    assert_tables(tablecache.arrays("t", counting_build(calls), ["lib==1"]))
+    assert calls == [1, 1]
+    assert_tables(tablecache.arrays("t", counting_build(calls), ["lib==1"]))
+    assert calls == [1, 1]  # repaired: read from disk again
+
+
+def test_switched_off_nothing_is_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CURATE_CACHE_DIR", "off")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    calls: list[int] = []
+    assert_tables(tablecache.arrays("t", counting_build(calls), ["lib==1"]))
+    assert_tables(tablecache.arrays("t", counting_build(calls), ["lib==1"]))
+    assert calls == [1, 1]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unwritable_cache_is_no_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("CURATE_CACHE_DIR", str(blocker / "tables"))
+    calls: list[int] = []
+    assert_tables(tablecache.arrays("t", counting_build(calls), ["lib==1"]))
+    assert calls == [1]
+
+
+def test_the_default_folder_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("CURATE_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert tablecache.cache_dir() == tmp_path / "curate"
+
+
+@pytest.mark.parametrize(
+    ("cached", "build"),
+    [
+        (minhash._fold_tables, minhash._build_fold_tables),
+        (t2s._script_lut, lambda: (t2s._build_script_lut(),)),
+    ],
+)
+def test_the_real_tables_read_back_equal_the_tables_built(cache: Path, cached, build) -> None:
+    built = build()
+    for _ in range(2):  # stored, then read back from disk
+        cached.cache_clear()
+        found = cached()
+        found = found if isinstance(found, tuple) else (found,)
+        assert len(found) == len(built)
+        for a, b in zip(found, built, strict=True):
+            assert a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b)
+    assert len(list(cache.iterdir())) == 1
+    cached.cache_clear()
