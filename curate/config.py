@@ -45,6 +45,11 @@ class RunSettings:
         "Where corpus-wide stages spill documents between passes, and dedup its index with "
         "dedup.spill_index (empty: the system temp folder).",
     )
+    spill_memory_mb: float = setting(
+        256.0,
+        "How much of what a corpus-wide stage spills between passes is held in memory instead "
+        "(MB, per stage; the rest goes to run.spill_dir). 0: everything to disk.",
+    )
     engine: str = setting("local", "Execution engine: 'local' (processes on this machine) or 'ray'.")
     ray_address: str = setting("", "Ray cluster address for engine 'ray' (empty: start a local Ray).")
 

@@ -231,14 +231,56 @@ class Result(NamedTuple):
     summary: Any
 
 
-def _put(spill: Any, data: bytes) -> None:
-    """One record into a spill file: its length, then its bytes (`_take` reads it back)."""
-    spill.write(len(data).to_bytes(8, "little"))
-    spill.write(data)
+class Spill:
+    """Records (bytes) written in order, then read back once, in order: the first ones held in
+    memory, up to `budget` bytes in all, the rest in a temporary file in `folder`.
 
+    Why not always a file: moving a pickled document through the page cache costs the driver
+    a write and a read of its bytes, while the workers wait at the barrier; held, a record is
+    only a reference, and a record read from one spill and put into the next is not copied at
+    all. The budget keeps memory bounded however many documents a corpus has (setting
+    `run.spill_memory_mb`). Records read are released, so a spill being read while the next
+    fills holds about one budget between the two.
+    """
 
-def _take(spill: Any) -> bytes:
-    return spill.read(int.from_bytes(spill.read(8), "little"))
+    def __init__(self, folder: Path | None, prefix: str, budget: int) -> None:
+        self.folder, self.prefix, self.budget = folder, prefix, budget
+        self.held: deque[bytes] = deque()
+        self.held_bytes = 0
+        self.file: Any = None
+        self.in_file = 0  # records in the file
+
+    def __enter__(self) -> Spill:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.held.clear()
+        if self.file is not None:
+            self.file.close()
+
+    def put(self, data: bytes) -> None:
+        if self.file is None and self.held_bytes + len(data) <= self.budget:
+            self.held.append(data)
+            self.held_bytes += len(data)
+            return
+        if self.file is None:  # from here on, in order, everything goes to the file
+            self.file = tempfile.TemporaryFile(dir=self.folder, prefix=self.prefix)
+        self.file.write(len(data).to_bytes(8, "little"))
+        self.file.write(data)
+        self.in_file += 1
+
+    def __len__(self) -> int:
+        return len(self.held) + self.in_file
+
+    def records(self) -> Iterator[bytes]:
+        """Every record, in the order put, each once (held ones are released as they go)."""
+        held = self.held
+        while held:
+            yield held.popleft()
+        if self.file is not None:
+            self.file.seek(0)
+            for _ in range(self.in_file):
+                yield self.file.read(int.from_bytes(self.file.read(8), "little"))
 
 
 def loads(item: Any) -> Any:
@@ -320,10 +362,12 @@ class LocalEngine:
         batch_size: int = 64,
         spill_dir: str | Path | None = None,
         fuse: bool = True,
+        spill_memory_mb: float = 256,
     ) -> None:
         self.workers = workers if workers > 0 else default_workers()
         self.batch_size = batch_size
         self.spill_dir = Path(spill_dir) if spill_dir else None
+        self.spill_memory = int(spill_memory_mb * (1 << 20))  # per spill (`Spill`)
         self.fuse = fuse  # adjacent corpus stages in one pass where possible (`_fused`)
 
     def execute(
@@ -373,17 +417,16 @@ class LocalEngine:
     def _barrier(self, stage: CorpusStage, results: Iterable[Result]) -> Iterator[bytes]:
         """Observe every document (spilling it, pickled, to disk), decide, then stream the
         spill back as pickled documents for the next phase's workers."""
-        with tempfile.TemporaryFile(dir=self.spill_dir, prefix=f"curate-{stage.name}-") as spill:
-            count = 0
+        with self._spill(stage) as spill:
             for payload, ok, summary in results:
                 if ok:
                     stage.observe(summary)
-                _put(spill, dumps(payload))
-                count += 1
+                spill.put(dumps(payload))
             self._decide(stage)
-            spill.seek(0)
-            for _ in range(count):
-                yield _take(spill)
+            yield from spill.records()
+
+    def _spill(self, stage: CorpusStage) -> Spill:
+        return Spill(self.spill_dir, f"curate-{stage.name}-", self.spill_memory)
 
     def _decide(self, stage: CorpusStage) -> None:
         """`stage.decide()`, with the workers offered as its `parallel` service."""
@@ -415,25 +458,22 @@ class LocalEngine:
         """
         phase = self._phase(apply=stage)
         phase.summarise = ahead
-        with tempfile.TemporaryFile(dir=self.spill_dir, prefix=f"curate-{stage.name}-") as spill:
-            count = 0
+        with self._spill(stage) as spill:
             for payload, ok, summaries in results:
                 summary, early = summaries if ok else (None, None)
                 if ok:
                     stage.observe(summary)
                 # The document as it is, then what goes with it: the document's bytes are
                 # never copied into a second pickle.
-                _put(spill, dumps(payload))
-                _put(spill, pickle.dumps((ok, summary, early), pickle.HIGHEST_PROTOCOL))
-                count += 1
+                spill.put(dumps(payload))
+                spill.put(pickle.dumps((ok, summary, early), pickle.HIGHEST_PROTOCOL))
             self._decide(stage)
-            spill.seek(0)
 
             def records() -> Iterator[tuple[bytes, bool, bool, Any]]:
                 """(document, ok, changed by `stage`, `ahead`'s early summary), in order."""
-                for _ in range(count):
-                    payload = _take(spill)
-                    ok, summary, early = pickle.loads(_take(spill))
+                spilled = spill.records()  # two records per document: zip pairs them
+                for payload, extra in zip(spilled, spilled, strict=True):
+                    ok, summary, early = pickle.loads(extra)
                     yield payload, ok, ok and not stage.unchanged_by(summary), early
 
             def unchanged(batch: list[tuple[bytes, bool, bool, Any]]) -> list[Result] | None:

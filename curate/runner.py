@@ -162,7 +162,12 @@ def make_engine(config: Config) -> Any:
     """The engine named by run.engine."""
     settings = config.run
     if settings.engine == "local":
-        return LocalEngine(settings.workers, settings.batch_size, settings.spill_dir or None)
+        return LocalEngine(
+            settings.workers,
+            settings.batch_size,
+            settings.spill_dir or None,
+            spill_memory_mb=settings.spill_memory_mb,
+        )
     if settings.engine == "ray":
         from curate.ray_engine import RayEngine
 

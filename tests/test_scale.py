@@ -366,3 +366,34 @@ def test_parallel_map_answers_local_batches_here_and_keeps_the_order():
             batch = range(start, min(start + 4, 100))
             worked = any(n % 7 == 0 for n in batch)
             assert all((results[n][1] != -1) == worked for n in batch), (workers, start)
+
+
+@pytest.mark.parametrize("budget", [0, 100, 10_000])
+def test_a_spill_gives_its_records_back_in_order_held_up_to_its_budget(tmp_path, budget):
+    from curate.engine import Spill
+
+    records = [bytes([n]) * (n * 7 % 300) for n in range(200)]  # 29,800 bytes, some empty
+    with Spill(tmp_path, "test-", budget) as spill:
+        for record in records:
+            spill.put(record)
+        held = list(spill.held)
+        assert len(spill) == len(records)
+        assert list(spill.records()) == records
+        assert not spill.held  # released as read
+    assert sum(map(len, held)) <= budget
+    assert held == records[: len(held)]  # the first ones, then everything else in the file
+    assert (len(held) == len(records)) == (budget >= sum(map(len, records)))
+    assert list(tmp_path.iterdir()) == []  # the file is unlinked
+
+
+@pytest.mark.parametrize("spill_memory_mb", [0, 0.05])
+def test_spilling_to_disk_gives_what_holding_in_memory_gives(tmp_path, spill_memory_mb):
+    from curate.version import encode
+
+    outputs = []
+    for budget in (spill_memory_mb, 256):
+        stages = _real_pipeline(tmp_path / f"budget-{budget}")
+        engine = LocalEngine(workers=2, batch_size=16, spill_dir=tmp_path, spill_memory_mb=budget)
+        encoded = list(engine.execute(iter(_built_documents()), stages, finish=encode))
+        outputs.append(([(e.line, e.edit_lines) for e in encoded], dict(stages[0].context.state["artifacts"])))
+    assert outputs[0] == outputs[1]
