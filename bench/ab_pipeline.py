@@ -9,9 +9,11 @@ This machine's share of its two cores changes from minute to minute (bench_pipel
 it as "parallel capacity"), so two runs made minutes apart do not compare two versions of the
 code. Here each round runs the other checkout, then this one, back to back, on the same input
 (as bench_pipeline.py prepares it) and with the same interpreter; the figure to read is the
-median of the paired differences. Each run is a child process (`curate.runner.run`, no report)
-that imports curate from its own checkout. The version id and the sha256 of every file of the
-version (data files and index, from its manifest) are compared too. Exits 0 with a "skipped" line when the corpora are absent.
+median of the paired differences. CPU seconds (of the run and every process it started) are
+paired too: they move less than wall time when the machine is busy. Each run is a child
+process (`curate.runner.run`, no report) that imports curate from its own checkout. The version
+id and the sha256 of every file of the version (data files and index, from its manifest) are
+compared too. Exits 0 with a "skipped" line when the corpora are absent.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -40,15 +43,25 @@ print(json.dumps({"seconds": seconds, "version": result.version_id, "files": fil
 """
 
 
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_once(checkout: Path, workers: int, inputs: Path, scratch: Path) -> dict:
+    """One run in a child process: its figures, plus the CPU seconds of the child and every
+    process it started and waited for (workers, the index builder), start-up included."""
     corpus = Path(tempfile.mkdtemp(dir=scratch))
+    cpu = _children_cpu()
     done = subprocess.run(
         [sys.executable, "-c", CHILD, str(workers), str(inputs), str(corpus)],
         cwd=checkout,  # the checkout's own rules/ and curate/
         env={**os.environ, "PYTHONPATH": str(checkout)},
         capture_output=True, text=True, check=True,
     )
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    figures["cpu"] = _children_cpu() - cpu
+    return figures
 
 
 def main() -> int:
@@ -71,11 +84,13 @@ def main() -> int:
         print(f"input: {files} files, {size / 1e6:.1f} MB; other = {checkouts['other']}, this = {ROOT}")
         for workers in (int(w) for w in args.workers.split(",")):
             walls: dict[str, list[float]] = {"other": [], "this": []}
+            cpus: dict[str, list[float]] = {"other": [], "this": []}
             outputs = set()
             for _ in range(args.rounds):
                 for name, checkout in checkouts.items():
                     figures = run_once(checkout, workers, scratch / "input", scratch)
                     walls[name].append(figures["seconds"])
+                    cpus[name].append(figures["cpu"])
                     outputs.add(json.dumps([figures["version"], figures["files"]], sort_keys=True))
             paired = [b - a for a, b in zip(walls["other"], walls["this"], strict=True)]
             print(f"\n{workers} worker(s), {args.rounds} rounds, wall seconds in run order")
@@ -86,6 +101,12 @@ def main() -> int:
             print(f"  this - other, per round: median {statistics.median(paired):+.2f} s "
                   f"({statistics.median(paired) / statistics.median(walls['other']):+.0%}); "
                   f"faster in {sum(d < 0 for d in paired)} of {len(paired)} rounds")
+            cpu_paired = [b - a for a, b in zip(cpus["other"], cpus["this"], strict=True)]
+            print("  CPU seconds, all processes: "
+                  + ", ".join(f"{name} median {statistics.median(cpus[name]):.2f}" for name in checkouts)
+                  + f"; this - other, per round: median {statistics.median(cpu_paired):+.2f} s "
+                  f"({statistics.median(cpu_paired) / statistics.median(cpus['other']):+.0%}), "
+                  f"less in {sum(d < 0 for d in cpu_paired)} of {len(cpu_paired)} rounds")
             print(f"  same version id and every file (data, index): {'yes' if len(outputs) == 1 else 'NO'}")
     return 0
 

@@ -3,13 +3,14 @@
 The stage list is cut into segments: runs of consecutive `DocumentStage`s, which work on one
 document at a time and so run in worker processes on batches of documents, and single
 `CorpusStage`s, which see every document before changing any. A corpus stage streams its input
-to a spill file on disk while it observes it (its per-document `summarise` runs in the workers),
-decides, then reads the spill back and applies its decisions: documents are never all held in
-memory, only the stage's compact state (line hashes, signatures) grows with the corpus.
+to a spill while it observes it (its per-document `summarise` runs in the workers), decides, then
+reads the spill back and applies its decisions. A spill holds a bounded number of bytes in memory
+and puts the rest in a file on disk (`Spill`): documents are never all held in memory, only the
+stage's compact state (line hashes, signatures) grows with the corpus.
 
 What keeps the driver (this process) from being the bottleneck of N workers:
 - documents cross process boundaries pickled once, by the worker that finished with them; the
-  driver moves those bytes to and from its spill file without unpickling them, and `observe`
+  driver moves those bytes to and from its spill without unpickling them, and `observe`
   reads only the summary;
 - the last pass encodes each document for the writer (`finish`) in the workers, so the driver
   only appends ready-made JSON lines;
