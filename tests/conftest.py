@@ -69,7 +69,10 @@ def pytest_configure(config) -> None:
     """The tests' derived tables (`curate.tablecache`) go to a folder of their own, not the
     user's cache: a run of the tests neither reads nor leaves tables there. Set before any test
     imports curate, and inherited by the processes the tests start."""
+    import shutil
     import tempfile
 
     if "CURATE_CACHE_DIR" not in os.environ:
-        os.environ["CURATE_CACHE_DIR"] = tempfile.mkdtemp(prefix="curate-test-tables-")
+        folder = tempfile.mkdtemp(prefix="curate-test-tables-")
+        os.environ["CURATE_CACHE_DIR"] = folder
+        config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
