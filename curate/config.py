@@ -39,7 +39,7 @@ class RunSettings:
         0.0, "How long a run waits for another run on the same corpus before giving up."
     )
     workers: int = setting(0, "Worker processes for per-document stages (0: all cores).")
-    batch_size: int = setting(64, "Documents per batch handed to a worker.")
+    batch_size: int = setting(64, "Documents per batch handed to a worker (engine 'local').")
     spill_dir: str = setting(
         "",
         "Where corpus-wide stages spill documents between passes, and dedup its index with "
@@ -52,6 +52,11 @@ class RunSettings:
     )
     engine: str = setting("local", "Execution engine: 'local' (processes on this machine) or 'ray'.")
     ray_address: str = setting("", "Ray cluster address for engine 'ray' (empty: start a local Ray).")
+    ray_block_mb: float = setting(
+        4.0,
+        "Engine 'ray': MB of pickled documents per Ray Data block (Ray Data's cost per block "
+        "falls on the driver, so blocks are far bigger than the local engine's batches).",
+    )
 
 
 @dataclass

@@ -171,7 +171,9 @@ def make_engine(config: Config) -> Any:
     if settings.engine == "ray":
         from curate.ray_engine import RayEngine
 
-        return RayEngine(settings.ray_address or None, settings.batch_size, settings.workers)
+        return RayEngine(
+            settings.ray_address or None, workers=settings.workers, block_mb=settings.ray_block_mb
+        )
     raise RunError(f"run.engine: unknown engine {settings.engine!r} (known: local, ray)")
 
 

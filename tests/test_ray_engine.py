@@ -191,7 +191,17 @@ def test_pipeline_on_ray_writes_the_same_version(ray_cluster, tmp_path, monkeypa
 
     monkeypatch.setattr(ray_engine, "group_by", counted_group_by)
     monkeypatch.setattr(ray_engine, "ray_map", counted_ray_map)
-    ray_id, ray_dir = _version(tmp_path, "ray", inputs, batch_size=16)
+    cut = ray_engine.cut_blocks
+    blocks: list[int] = []
+
+    def counted_cut(*args: Any) -> Any:
+        for block in cut(*args):
+            blocks.append(len(block))
+            yield block
+
+    monkeypatch.setattr(ray_engine, "cut_blocks", counted_cut)
+    ray_id, ray_dir = _version(tmp_path, "ray", inputs, ray_block_mb=0.05)
+    assert len(blocks) > 3 and sum(blocks) == 305, blocks  # several blocks of about 50 KB
     assert len(calls["group_by"]) >= 3 and max(calls["group_by"]) > 0, calls  # documents, paragraphs, windows
     assert max(calls["ray_map"]) > 1, calls
     assert ray_id == local_id
@@ -277,3 +287,18 @@ def test_the_ray_engine_offers_group_by_and_parallel_to_decide(ray_cluster):
     assert len(out) == 40
     assert sorted(map(sorted, seen["groups"])) == [[1, 3]] and seen["parallel"] == [3, 3]
     assert stages[0].context.group_by is None and stages[0].context.parallel is None
+
+
+@pytest.mark.parametrize(("block_bytes", "max_items"), [(1, 0), (10, 0), (25, 0), (10**6, 0), (25, 3), (10**6, 4)])
+def test_blocks_are_cut_at_a_size_or_a_count_in_order(block_bytes, max_items):
+    from curate.ray_engine import cut_blocks
+
+    items = [bytes(n % 13) for n in range(60)]
+    blocks = list(cut_blocks(iter(items), block_bytes, max_items))
+    assert [item for block in blocks for item in block] == items
+    for block in blocks[:-1]:  # every block but the last is full: by size or by count
+        full_by_size = sum(map(len, block)) >= block_bytes > sum(map(len, block[:-1]))
+        assert full_by_size or len(block) == max_items
+    assert all(block for block in blocks)
+    if max_items:
+        assert all(len(block) <= max_items for block in blocks)
