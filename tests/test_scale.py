@@ -271,6 +271,22 @@ def test_a_deferred_artifact_that_fails_fails_where_it_is_read():
         dict(artifacts.items())
 
 
+def test_a_copy_of_the_artifacts_leaves_the_deferred_ones_and_their_state_behind():
+    import pickle
+
+    from curate.stages.base import Artifacts, RunContext, defer_artifact
+
+    decision_state = bytes(8 << 20)  # what a deferred builder closes over
+    artifacts = Artifacts({"plain.json": b"{}"})
+    context = RunContext(config=None, state={"artifacts": artifacts})
+    defer_artifact(context.state, "index.npz", lambda: decision_state[:4])  # a lambda: no pickle
+    shipped = pickle.dumps(context)  # as when a stage goes to a Ray worker with its context
+    assert len(shipped) < 10_000
+    copy = pickle.loads(shipped).state["artifacts"]
+    assert isinstance(copy, Artifacts) and dict(copy.items()) == {"plain.json": b"{}"}
+    assert sorted(artifacts.items()) == [("index.npz", bytes(4)), ("plain.json", b"{}")]  # here: all
+
+
 def _real_pipeline(tmp_path: Path) -> list[Any]:
     """Every stage of curate.pipeline with the project's rules (a fresh context)."""
     from curate.pipeline import build_stages

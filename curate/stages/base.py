@@ -107,6 +107,13 @@ class Artifacts(dict):
         self._settle()
         return super().values()
 
+    def __reduce__(self) -> tuple[type, tuple[dict[str, bytes]]]:
+        """A copy for another process (a stage shipped to a Ray worker takes its context with
+        it) holds the values built so far, never the deferred ones: their functions close over
+        the deciding stage's whole state (the near-duplicate decision: tens of MB), and only
+        the writer, here, reads them."""
+        return Artifacts, (dict(dict.items(self)),)
+
 
 def _build_and_send(deferred: dict[str, Callable[[], bytes]], send: Any, receive: Any) -> None:
     """In the forked builder: ("ok", {name: bytes}) or ("error", exception) down the pipe.
