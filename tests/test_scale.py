@@ -271,6 +271,38 @@ def test_a_deferred_artifact_that_fails_fails_where_it_is_read():
         dict(artifacts.items())
 
 
+def test_in_a_process_connected_to_ray_deferred_artifacts_build_in_a_thread(monkeypatch):
+    import sys
+    import threading
+    import types
+
+    from curate.stages.base import Artifacts
+
+    ray = types.ModuleType("ray")
+    ray.is_initialized = lambda: True  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "ray", ray)  # forking such a process is unsafe
+    release = threading.Event()
+
+    def build() -> bytes:
+        release.wait(10)
+        return f"index built by {os.getpid()} in {threading.current_thread().name}".encode()
+
+    artifacts = Artifacts()
+    artifacts.defer("index.npz", build)
+    artifacts.start()  # returns at once: the build waits in the background
+    release.set()
+    assert artifacts["index.npz"] == f"index built by {os.getpid()} in curate-artifacts".encode()
+
+    def broken() -> bytes:
+        raise ValueError("no index")
+
+    failing = Artifacts()
+    failing.defer("index.npz", broken)
+    failing.start()
+    with pytest.raises(ValueError, match="no index"):
+        dict(failing.items())
+
+
 def test_a_copy_of_the_artifacts_leaves_the_deferred_ones_and_their_state_behind():
     import pickle
 

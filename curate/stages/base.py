@@ -14,6 +14,8 @@ A stage declares its settings as a dataclass (`Settings`); its section in the co
 from __future__ import annotations
 
 import multiprocessing
+import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -37,7 +39,7 @@ class Artifacts(dict):
     document of the last pass has arrived, after the engine's last fork) builds every
     deferred value in a forked process, overlapping the pass: a process rather than a thread,
     so that the build never holds the driver's GIL while the driver hands documents to the
-    workers. Reading a value (`[name]`, `get`, `items`, `values`) waits for it, building it
+    workers (a thread only where forking is unsafe: in a process connected to Ray). Reading a value (`[name]`, `get`, `items`, `values`) waits for it, building it
     here if nothing started it. Either way the bytes are those the function returns: the same
     output, only earlier work.
     """
@@ -45,37 +47,23 @@ class Artifacts(dict):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._deferred: dict[str, Callable[[], bytes]] = {}
-        self._builder: tuple[Any, Any] | None = None  # (process, its end of the pipe)
+        self._builder: _ForkedBuild | _ThreadBuild | None = None
 
     def defer(self, name: str, build: Callable[[], bytes]) -> None:
         self.pop(name, None)
         self._deferred[name] = build
 
     def start(self) -> None:
-        """Build the deferred values in a forked process (once; no-op when none)."""
+        """Build the deferred values in the background (once; no-op when none): in a forked
+        process, or in a thread in a process connected to Ray, which must not fork."""
         if self._deferred and self._builder is None:
-            context = multiprocessing.get_context("fork")
-            receive, send = context.Pipe(duplex=False)
-            process = context.Process(
-                target=_build_and_send,
-                args=(dict(self._deferred), send, receive),
-                name="curate-artifacts",
-                daemon=True,
-            )
-            process.start()
-            send.close()
-            self._builder = (process, receive)
+            deferred = dict(self._deferred)
+            self._builder = _ForkedBuild(deferred) if _fork_is_safe() else _ThreadBuild(deferred)
 
     def _settle(self) -> None:
         if self._builder is not None:
-            (process, receive), self._builder = self._builder, None
-            try:
-                status, value = receive.recv()
-            except EOFError:
-                status, value = "error", RuntimeError("the process building the artifacts ended early")
-            finally:
-                receive.close()
-                process.join()
+            builder, self._builder = self._builder, None
+            status, value = builder.result()
             self._deferred.clear()
             if status == "error":
                 raise value
@@ -115,8 +103,64 @@ class Artifacts(dict):
         return Artifacts, (dict(dict.items(self)),)
 
 
+def _fork_is_safe() -> bool:
+    """False in a process connected to Ray: its gRPC threads do not survive a fork (a driver
+    that forked the builder was seen waiting forever for its last pass's tasks; Ray's own
+    issue #59661 says the same of any fork in the driver after `ray.init`)."""
+    ray = sys.modules.get("ray")
+    return ray is None or not getattr(ray, "is_initialized", lambda: False)()
+
+
+def _build(deferred: dict[str, Callable[[], bytes]]) -> tuple[str, Any]:
+    """("ok", {name: bytes}) or ("error", the exception), to be re-raised where read."""
+    try:
+        return "ok", {name: deferred[name]() for name in sorted(deferred)}
+    except BaseException as exc:
+        return "error", exc
+
+
+class _ForkedBuild:
+    """The deferred values built in a forked process, sent back through a pipe."""
+
+    def __init__(self, deferred: dict[str, Callable[[], bytes]]) -> None:
+        context = multiprocessing.get_context("fork")
+        self.receive, send = context.Pipe(duplex=False)
+        self.process = context.Process(
+            target=_build_and_send,
+            args=(deferred, send, self.receive),
+            name="curate-artifacts",
+            daemon=True,
+        )
+        self.process.start()
+        send.close()
+
+    def result(self) -> tuple[str, Any]:
+        try:
+            return self.receive.recv()
+        except EOFError:
+            return "error", RuntimeError("the process building the artifacts ended early")
+        finally:
+            self.receive.close()
+            self.process.join()
+
+
+class _ThreadBuild:
+    """The deferred values built in a thread of this process (where forking is unsafe)."""
+
+    def __init__(self, deferred: dict[str, Callable[[], bytes]]) -> None:
+        self.outcome: list[tuple[str, Any]] = []
+        self.thread = threading.Thread(
+            target=lambda: self.outcome.append(_build(deferred)), name="curate-artifacts", daemon=True
+        )
+        self.thread.start()
+
+    def result(self) -> tuple[str, Any]:
+        self.thread.join()
+        return self.outcome[0]
+
+
 def _build_and_send(deferred: dict[str, Callable[[], bytes]], send: Any, receive: Any) -> None:
-    """In the forked builder: ("ok", {name: bytes}) or ("error", exception) down the pipe.
+    """In the forked builder: `_build`'s outcome down the pipe.
 
     The builder first closes its copy of the reading end: were the driver killed, the send
     then fails and the builder ends, instead of waiting forever on a pipe it holds itself
@@ -124,12 +168,11 @@ def _build_and_send(deferred: dict[str, Callable[[], bytes]], send: Any, receive
     """
     receive.close()
     try:
-        send.send(("ok", {name: deferred[name]() for name in sorted(deferred)}))
-    except BaseException as exc:  # re-raised where the value is read
+        outcome = _build(deferred)
         try:
-            send.send(("error", exc))
+            send.send(outcome)
         except Exception:  # an exception that does not pickle
-            send.send(("error", RuntimeError(repr(exc))))
+            send.send(("error", RuntimeError(repr(outcome[1]))))
     finally:
         send.close()
 
