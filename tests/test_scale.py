@@ -258,8 +258,22 @@ def test_deferred_artifacts_build_in_the_background_with_the_same_bytes():
     assert plain == {"index.npz": build()}
 
 
-def test_a_deferred_artifact_that_fails_fails_where_it_is_read():
+def _connected_to_ray(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This process looks connected to Ray, whose driver must not fork."""
+    import sys
+    import types
+
+    ray = types.ModuleType("ray")
+    ray.is_initialized = lambda: True  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "ray", ray)
+
+
+@pytest.mark.parametrize("ray", [False, True])
+def test_a_deferred_artifact_that_fails_fails_where_it_is_read(monkeypatch, ray):
     from curate.stages.base import Artifacts
+
+    if ray:
+        _connected_to_ray(monkeypatch)
 
     def broken() -> bytes:
         raise ValueError("no index")
@@ -272,15 +286,11 @@ def test_a_deferred_artifact_that_fails_fails_where_it_is_read():
 
 
 def test_in_a_process_connected_to_ray_deferred_artifacts_build_in_a_thread(monkeypatch):
-    import sys
     import threading
-    import types
 
     from curate.stages.base import Artifacts
 
-    ray = types.ModuleType("ray")
-    ray.is_initialized = lambda: True  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "ray", ray)  # forking such a process is unsafe
+    _connected_to_ray(monkeypatch)
     release = threading.Event()
 
     def build() -> bytes:
@@ -292,15 +302,6 @@ def test_in_a_process_connected_to_ray_deferred_artifacts_build_in_a_thread(monk
     artifacts.start()  # returns at once: the build waits in the background
     release.set()
     assert artifacts["index.npz"] == f"index built by {os.getpid()} in curate-artifacts".encode()
-
-    def broken() -> bytes:
-        raise ValueError("no index")
-
-    failing = Artifacts()
-    failing.defer("index.npz", broken)
-    failing.start()
-    with pytest.raises(ValueError, match="no index"):
-        dict(failing.items())
 
 
 def test_a_copy_of_the_artifacts_leaves_the_deferred_ones_and_their_state_behind():
