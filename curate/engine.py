@@ -416,7 +416,7 @@ class LocalEngine:
         return (loads(result.payload) for result in self._run(phase, docs))
 
     def _barrier(self, stage: CorpusStage, results: Iterable[Result]) -> Iterator[bytes]:
-        """Observe every document (spilling it, pickled, to disk), decide, then stream the
+        """Observe every document (spilling it, pickled: `Spill`), decide, then stream the
         spill back as pickled documents for the next phase's workers."""
         with self._spill(stage) as spill:
             for payload, ok, summary in results:
