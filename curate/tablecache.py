@@ -108,8 +108,10 @@ def _store(target: Path, built: tuple[np.ndarray, ...]) -> None:
         for i, array in enumerate(built):
             np.save(staging / f"{i}.npy", array, allow_pickle=False)
         (staging / "count").write_text(str(len(built)), encoding="ascii")  # written last
-        if target.exists():  # unreadable (we would have loaded it): replace it
-            shutil.rmtree(target, ignore_errors=True)
+        if target.exists():
+            if _load(target) is not None:  # another run stored it meanwhile: keep theirs
+                return
+            shutil.rmtree(target, ignore_errors=True)  # damaged: replace it
         os.rename(staging, target)
     except OSError:
         pass

@@ -110,3 +110,13 @@ def test_the_real_tables_read_back_equal_the_tables_built(cache: Path, cached, b
             assert a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b)
     assert len(list(cache.iterdir())) == 1
     cached.cache_clear()
+
+
+def test_a_table_stored_meanwhile_by_another_run_is_kept(cache: Path) -> None:
+    calls: list[int] = []
+    tablecache.arrays("t", counting_build(calls), ["lib==1"])
+    (folder,) = cache.iterdir()
+    before = {path.name: path.read_bytes() for path in folder.iterdir()}
+    tablecache._store(folder, (np.zeros(3, np.uint8),))  # a second run that built it too
+    assert {path.name: path.read_bytes() for path in folder.iterdir()} == before
+    assert [p.name for p in cache.iterdir()] == [folder.name]  # its staging folder is gone
