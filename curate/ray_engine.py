@@ -7,8 +7,9 @@ How the stage list runs (the same cut into segments as the local engine):
 - Documents travel as pickled bytes in the one column (`doc`) of Arrow blocks of about
   `block_mb` MB (`cut_blocks`): Ray Data's cost per block falls on the driver (scheduling, a
   task, an object), so blocks are far bigger than the local engine's batches (with 64-document
-  blocks the benchmark ran 1.4x longer). Pickle is exact for every field of a `Document` (edits, flags, the source map), so
-  a document comes back from a worker exactly as the local engine would have left it.
+  blocks the benchmark ran 1.4x longer). Pickle is exact for every field of a `Document`
+  (edits, flags, the source map), so a document comes back from a worker exactly as the local
+  engine would have left it.
 - Consecutive per-document work runs as one Ray Data `map_batches` over those blocks: the stages
   are shipped once per run through the object store (`ray.put`) and each worker process
   unpickles them once (a small per-process cache), not once per batch.

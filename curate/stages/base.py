@@ -39,9 +39,10 @@ class Artifacts(dict):
     document of the last pass has arrived, after the engine's last fork) builds every
     deferred value in a forked process, overlapping the pass: a process rather than a thread,
     so that the build never holds the driver's GIL while the driver hands documents to the
-    workers (a thread only where forking is unsafe: in a process connected to Ray). Reading a value (`[name]`, `get`, `items`, `values`) waits for it, building it
-    here if nothing started it. Either way the bytes are those the function returns: the same
-    output, only earlier work.
+    workers (a thread only where forking is unsafe: in a process connected to Ray). Reading a
+    value (`[name]`, `get`, `items`, `values`) waits for it, building it here if nothing
+    started it. Either way the bytes are those the function returns: the same output, only
+    earlier work.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -61,17 +62,16 @@ class Artifacts(dict):
             self._builder = _ForkedBuild(deferred) if _fork_is_safe() else _ThreadBuild(deferred)
 
     def _settle(self) -> None:
-        if self._builder is not None:
-            builder, self._builder = self._builder, None
-            status, value = builder.result()
-            self._deferred.clear()
-            if status == "error":
-                raise value
-            for name, data in value.items():
-                super().__setitem__(name, data)
-        while self._deferred:
-            name = min(self._deferred)
-            super().__setitem__(name, self._deferred.pop(name)())
+        """Wait for the values being built, or build them here if nothing started it."""
+        if not self._deferred:
+            return
+        builder, self._builder = self._builder, None
+        status, value = builder.result() if builder is not None else _build(self._deferred)
+        self._deferred.clear()
+        if status == "error":
+            raise value
+        for name, data in value.items():
+            super().__setitem__(name, data)
 
     def __getitem__(self, name: str) -> bytes:
         if self._deferred:
