@@ -11,11 +11,12 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed: $(BIN)/python pyproject.toml
+# setup.py and curate/_kernels.pyx: the compiled loops, built by the install (editable: in place).
+$(VENV)/.installed: $(BIN)/python pyproject.toml setup.py curate/_kernels.pyx
 	$(BIN)/pip install --quiet -e .
 	touch $@
 
-$(VENV)/.installed-test: $(BIN)/python pyproject.toml
+$(VENV)/.installed-test: $(BIN)/python pyproject.toml setup.py curate/_kernels.pyx
 	$(BIN)/pip install --quiet -e '.[test,ray]'
 	touch $@ $(VENV)/.installed
 
@@ -52,4 +53,4 @@ bench: setup bench-peers
 	@for script in bench/bench_*.py bench/pipeline_timeline.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 clean:
-	rm -rf $(VENV) corpus/versions corpus/LATEST reports/*/
+	rm -rf $(VENV) corpus/versions corpus/LATEST reports/*/ curate/_kernels.c curate/_kernels.*.so

@@ -16,6 +16,10 @@ and can be wrapped in a `datasketch.LeanMinHash` for `datasketch.MinHashLSH`.
 Shingles never cross a segment boundary (a paragraph); each shingle belongs to the group
 (window) in which it starts, so window signatures min-reduce exactly to paragraph signatures,
 and paragraph signatures to document signatures (the union of their shingle sets).
+
+Where the per-call cost of numpy dominates (one document's comparison form and shingles, one
+candidate pair's 4-gram comparison), `curate._kernels` does the same in one compiled loop;
+the numpy code here specifies it, and runs where the optional extension was not built.
 """
 
 from __future__ import annotations
@@ -27,11 +31,17 @@ from typing import Any
 import numpy as np
 import regex
 
+try:
+    from curate import _kernels
+except ImportError:  # not built (the extension is optional at install): numpy throughout
+    _kernels = None
+
 SCHEME = "affine32"
 MAX_HASH = np.uint32(0xFFFFFFFF)  # the value of an empty signature slot (datasketch's too)
 # Odd 64-bit constants: the polynomial base of the n-gram hash and the multiply-shift fold.
 _POLY_BASE = np.uint64(0x9E3779B97F4A7C15)
 _FOLD_MULT = np.uint64(0xD6E8FEB86659FD93)
+_KERNEL_CODES = (np.dtype(np.uint32), np.dtype(np.uint16), np.dtype(np.uint8))  # widened losslessly
 _CHUNK_ROWS = 8192  # shingles permuted per block: 128 x 8192 x 4 B = 4 MB, stays in cache
 
 
@@ -154,8 +164,11 @@ def _build_fold_tables() -> tuple[np.ndarray, np.ndarray]:
 
 def comparison_form(text: str) -> ComparisonForm:
     """Traditional->Simplified, full-width->half-width, lower-case ASCII, no punctuation/space."""
-    raw = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
     folded, kept = _fold_tables()
+    if _kernels is not None:
+        codes, positions = _kernels.comparison_form(text, folded, kept.view(np.uint8))
+        return ComparisonForm(codes=codes, positions=positions, text_length=len(text))
+    raw = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
     positions = np.flatnonzero(kept[raw]).astype(np.int64, copy=False)
     return ComparisonForm(codes=folded[raw[positions]], positions=positions, text_length=len(text))
 
@@ -169,8 +182,11 @@ def shingle_ids(codes: np.ndarray, bounds: np.ndarray, size: int) -> tuple[np.nd
     paragraphs still have a signature. Computed as sum(code[i+k] * B^(size-1-k)) mod 2^64 with
     `size` vector operations: no per-shingle Python code.
     """
+    bounds = np.ascontiguousarray(bounds, dtype=np.int64)
+    if _kernels is not None and codes.dtype in _KERNEL_CODES:
+        codes = np.ascontiguousarray(codes, dtype=np.uint32)
+        return _kernels.shingle_ids(codes, bounds, size, int(_POLY_BASE))
     codes = np.ascontiguousarray(codes, dtype=np.uint64)
-    bounds = np.asarray(bounds, dtype=np.int64)
     total = codes.shape[0]
     if total == 0:
         return np.empty(0, np.uint64), np.empty(0, np.int64)
@@ -297,18 +313,20 @@ def _permuted_minima(
     ones, and so on; each entry's result is groups x permutations (MAX_HASH for empty groups).
     """
     total = hashes32.shape[0]
+    mixed = _fmix32(hashes32)
     plans, outs, row = [], [], 0
     for count, group_starts in groupings:
-        starts = np.asarray(group_starts, dtype=np.int64)
+        starts = np.ascontiguousarray(group_starts, dtype=np.int64)
         out = np.full((max(starts.shape[0] - 1, 0), count), MAX_HASH, dtype=np.uint32)
         outs.append(out)
-        if count and out.shape[0]:
+        if _kernels is not None:  # one pass over each group's hashes, no permuted block
+            _kernels.permuted_minima(mixed, a[row : row + count], b[row : row + count], starts, out)
+        elif count and out.shape[0]:
             nonempty = np.flatnonzero(starts[1:] > starts[:-1])
             plans.append((row, row + count, out, nonempty, starts[nonempty], starts[nonempty + 1]))
         row += count
     if total == 0 or not plans:
         return outs
-    mixed = _fmix32(hashes32)
     # Permutations x shingles: the min-reduction then runs along contiguous memory, which
     # numpy vectorises (reducing along axis 0 of shingles x permutations is ~8x slower).
     # Sized to the input when it is smaller than a block (one document: no 4 MB allocation).
@@ -402,6 +420,8 @@ def gram_coverage(
     other_keys = other[0]
     if keys.shape[0] == 0 or other_keys.shape[0] == 0:
         return 0
+    if _kernels is not None:
+        return _kernels.gram_coverage(keys, order, other_keys)
     # Array methods rather than the np.* wrappers: this runs once per candidate pair.
     at = other_keys.searchsorted(keys)
     np.minimum(at, other_keys.shape[0] - 1, out=at)
@@ -446,6 +466,16 @@ def matching_blocks(
         return []
     sorted_a, order_a = a_index if a_index is not None else gram_index(gram_keys(a))
     sorted_b, order_b = b_index if b_index is not None else gram_index(gram_keys(b))
+    if _kernels is not None and a.dtype == b.dtype == np.uint32:
+        runs = _kernels.gram_runs(
+            np.ascontiguousarray(a), np.ascontiguousarray(b), sorted_a, order_a, sorted_b, order_b,
+            _ALIGN_MAX_PAIRS,
+        )
+        if runs is None:
+            return _difflib_blocks(a, b, min_size)
+        if runs[0].shape[0] == 0:
+            return []
+        return _merge_adjacent(_kernels.recurse_runs(*runs, la, lb), min_size)
     lo = np.searchsorted(sorted_b, sorted_a, side="left")
     counts = np.searchsorted(sorted_b, sorted_a, side="right") - lo
     total = int(counts.sum())

@@ -161,12 +161,19 @@ def random_groups(rng: np.random.Generator, total: int, groups: int) -> np.ndarr
     return np.concatenate([[0], cuts, [total]]).astype(np.int64)
 
 
-@pytest.mark.parametrize("chunk", [7, 64, 8192])
+@pytest.mark.parametrize("chunk", [7, 64, 8192, "compiled"])
 @pytest.mark.parametrize(("num_perm", "window_num_perm"), [(128, 32), (16, 16), (16, 4)])
 def test_nested_signatures_equal_window_signatures_reduced_per_paragraph(
-    monkeypatch: pytest.MonkeyPatch, chunk: int, num_perm: int, window_num_perm: int
+    monkeypatch: pytest.MonkeyPatch, chunk: int | str, num_perm: int, window_num_perm: int
 ) -> None:
-    monkeypatch.setattr(minhash, "_CHUNK_ROWS", chunk)
+    # numpy's blocks of `chunk` shingles, or the compiled loop (curate._kernels) when built.
+    if chunk == "compiled":
+        if minhash._kernels is None:
+            pytest.skip("curate._kernels was not built")
+        chunk = 0
+    else:
+        monkeypatch.setattr(minhash, "_kernels", None)
+        monkeypatch.setattr(minhash, "_CHUNK_ROWS", chunk)
     rng = np.random.default_rng(chunk + num_perm + window_num_perm)
     for total, windows, paragraphs in [(200, 40, 9), (50, 12, 12), (0, 3, 2), (1, 1, 1)]:
         hashes = rng.integers(0, 2**32, total, dtype=np.uint64).astype(np.uint32)

@@ -106,6 +106,8 @@ _SPLICE_CONTEXT = 30  # at most this many characters of context in a splice flag
 _SENTENCE_END = regex.compile(
     f"[{regex.escape(SENTENCE_END)}][{regex.escape(SENTENCE_END + CLOSERS)}]*"
 )
+_END_CODES = np.array([ord(c) for c in SENTENCE_END], dtype=np.uint32)  # the same, for the kernel
+_CLOSER_CODES = np.array([ord(c) for c in CLOSERS], dtype=np.uint32)
 
 
 @dataclass
@@ -488,6 +490,12 @@ def _layout(text: str, form: minhash.ComparisonForm, window_chars: int) -> _Layo
     document; paragraphs and sentence starts (both in text order) are then walked together
     in plain Python, cheaper than numpy calls for a few paragraphs a document.
     """
+    if minhash._kernels is not None:  # the same, in one compiled pass (curate._kernels)
+        spans, cf, windows, counts = minhash._kernels.layout(
+            text, form.positions, window_chars, _END_CODES, _CLOSER_CODES
+        )
+        hashes = [_text_hash(text[s0:s1]) for s0, s1 in spans.tolist()]
+        return _Layout(spans, cf, hashes, windows, counts)
     span_list = paragraph_spans(text)
     spans = np.array(span_list, dtype=np.int64).reshape(-1, 2)
     cf = np.searchsorted(form.positions, spans.ravel()).astype(np.int64).reshape(-1, 2)

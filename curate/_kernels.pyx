@@ -1,0 +1,388 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""Compiled loops for the per-character work of near-duplicate detection.
+
+Each function here computes exactly what its numpy twin in `curate.minhash` computes (that
+twin is the specification, and the fallback when this module was not built: the extension is
+optional at install). numpy already runs each of those operations in C; what costs there is
+numpy's fixed price per call (a few microseconds) times the many small arrays of one
+document or one candidate pair, and the temporary arrays between calls. One loop per call
+here does the whole thing. tests/test_kernels.py checks every function against its twin.
+"""
+
+import numpy as np
+
+from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
+from cpython.unicode cimport Py_UNICODE_ISSPACE
+from libc.stdlib cimport free, malloc
+
+
+def comparison_form(str text, const uint32_t[::1] folded, const uint8_t[::1] kept):
+    """(codes, positions) of `minhash.comparison_form`: folded[c] of every character c of
+    `text` with kept[c], and where each one is in `text`."""
+    cdef Py_ssize_t n = len(text), i = 0, count = 0
+    positions = np.empty(n, dtype=np.int64)
+    codes = np.empty(n, dtype=np.uint32)
+    cdef int64_t[::1] pos_view = positions
+    cdef uint32_t[::1] code_view = codes
+    cdef Py_UCS4 c
+    for c in text:
+        if kept[c]:
+            pos_view[count] = i
+            code_view[count] = folded[c]
+            count += 1
+        i += 1
+    if count == n:
+        return codes, positions
+    return codes[:count].copy(), positions[:count].copy()
+
+
+def shingle_ids(const uint32_t[::1] codes, const int64_t[::1] bounds, int size, uint64_t base):
+    """(ids, starts) of `minhash.shingle_ids`: the polynomial ids of the `size`-grams inside
+    each segment [bounds[s], bounds[s + 1]), and for a short non-empty segment one id of its
+    characters padded with zeros, its length mixed into the top bits."""
+    cdef Py_ssize_t total = codes.shape[0], segments = bounds.shape[0] - 1
+    cdef Py_ssize_t s, i, k, start, end, length, count = 0
+    cdef uint64_t value
+    ids = np.empty(total, dtype=np.uint64)
+    starts = np.empty(total, dtype=np.int64)
+    cdef uint64_t[::1] id_view = ids
+    cdef int64_t[::1] start_view = starts
+    for s in range(segments):
+        start, end = bounds[s], bounds[s + 1]
+        length = end - start
+        if length <= 0:
+            continue
+        if length < size:
+            value = 0
+            for k in range(size):
+                value = value * base + (codes[start + k] if k < length else 0)
+            id_view[count] = value ^ (<uint64_t>length << 59)
+            start_view[count] = start
+            count += 1
+            continue
+        for i in range(start, end - size + 1):
+            value = 0
+            for k in range(size):
+                value = value * base + codes[i + k]
+            id_view[count] = value
+            start_view[count] = i
+            count += 1
+    return ids[:count], starts[:count]
+
+
+def gram_coverage(
+    const uint64_t[::1] keys, const int64_t[::1] order, const uint64_t[::1] other_keys
+):
+    """`minhash.gram_coverage`: the characters of a range inside one of its 4-grams whose
+    key `other_keys` (sorted) has; `keys` sorted, `order` their positions in the range."""
+    cdef Py_ssize_t n = keys.shape[0], m = other_keys.shape[0], i, j = 0, p, covered = 0
+    if n == 0 or m == 0:
+        return 0
+    cdef uint8_t *marks = <uint8_t *>malloc(n + 3)
+    if marks == NULL:
+        raise MemoryError()
+    try:
+        for p in range(n + 3):
+            marks[p] = 0
+        for i in range(n):
+            while j < m and other_keys[j] < keys[i]:
+                j += 1
+            if j == m:
+                break
+            if other_keys[j] == keys[i]:
+                p = order[i]
+                marks[p] = marks[p + 1] = marks[p + 2] = marks[p + 3] = 1
+        for p in range(n + 3):
+            covered += marks[p]
+    finally:
+        free(marks)
+    return covered
+
+
+def gram_runs(
+    const uint32_t[::1] a,
+    const uint32_t[::1] b,
+    const uint64_t[::1] sorted_a,
+    const int64_t[::1] order_a,
+    const uint64_t[::1] sorted_b,
+    const int64_t[::1] order_b,
+    Py_ssize_t max_pairs,
+):
+    """The maximal diagonal runs of equal 4-grams of `a` and `b`, as `minhash.matching_blocks`
+    finds them: (run_i, run_d, lengths in characters) ordered by diagonal d = j - i, then i;
+    None when there are more than `max_pairs` pairs of equal keys."""
+    cdef Py_ssize_t na = sorted_a.shape[0], nb = sorted_b.shape[0]
+    cdef Py_ssize_t la = a.shape[0], i = 0, j = 0, i1, j1, x, y, total = 0, count = 0
+    cdef Py_ssize_t pa, pb, t, runs
+    cdef uint64_t key
+    # Pass 1: how many pairs of equal keys (the groups of equal keys, multiplied).
+    while i < na and j < nb:
+        if sorted_a[i] < sorted_b[j]:
+            i += 1
+        elif sorted_a[i] > sorted_b[j]:
+            j += 1
+        else:
+            key = sorted_a[i]
+            i1, j1 = i, j
+            while i1 < na and sorted_a[i1] == key:
+                i1 += 1
+            while j1 < nb and sorted_b[j1] == key:
+                j1 += 1
+            total += (i1 - i) * (j1 - j)
+            i, j = i1, j1
+    if total > max_pairs:
+        return None
+    keys = np.empty(total, dtype=np.int64)
+    cdef int64_t[::1] key_view = keys
+    # Pass 2: the pairs whose 4 characters are equal (keys are hashes), as diagonal keys.
+    i = j = 0
+    while i < na and j < nb:
+        if sorted_a[i] < sorted_b[j]:
+            i += 1
+        elif sorted_a[i] > sorted_b[j]:
+            j += 1
+        else:
+            key = sorted_a[i]
+            i1, j1 = i, j
+            while i1 < na and sorted_a[i1] == key:
+                i1 += 1
+            while j1 < nb and sorted_b[j1] == key:
+                j1 += 1
+            for x in range(i, i1):
+                pa = order_a[x]
+                for y in range(j, j1):
+                    pb = order_b[y]
+                    for t in range(4):
+                        if a[pa + t] != b[pb + t]:
+                            break
+                    else:
+                        key_view[count] = (pb - pa + la) * (la + 1) + pa
+                        count += 1
+            i, j = i1, j1
+    keys = keys[:count]
+    keys.sort()
+    key_view = keys
+    run_i = np.empty(count, dtype=np.int64)
+    run_d = np.empty(count, dtype=np.int64)
+    lengths = np.empty(count, dtype=np.int64)
+    cdef int64_t[::1] ri = run_i, rd = run_d, rl = lengths
+    runs = 0
+    for x in range(count):
+        if x and key_view[x] == key_view[x - 1] + 1:
+            rl[runs - 1] += 1
+            continue
+        ri[runs] = key_view[x] % (la + 1)
+        rd[runs] = key_view[x] // (la + 1) - la
+        rl[runs] = 4
+        runs += 1
+    return run_i[:runs], run_d[:runs], lengths[:runs]
+
+
+def recurse_runs(
+    const int64_t[::1] run_i,
+    const int64_t[::1] run_d,
+    const int64_t[::1] lengths,
+    Py_ssize_t la,
+    Py_ssize_t lb,
+):
+    """difflib's `get_matching_blocks` recursion over maximal diagonal runs, as
+    `minhash._recurse_blocks` does it: the longest run clipped to the rectangle (smallest i,
+    then smallest j among equal sizes), then the rectangles before and after it; blocks of
+    >= 4 characters, unmerged and unordered: [(i, j, size), ...]."""
+    cdef Py_ssize_t runs = run_i.shape[0], x, k, n, kept_count
+    cdef Py_ssize_t alo, ahi, blo, bhi, start, size, best, bi, bj, i, d, e
+    found = []
+    everything = np.arange(runs, dtype=np.int64)
+    stack = [(0, la, 0, lb, everything)]
+    cdef const int64_t[::1] members
+    cdef int64_t[::1] kept_view
+    while stack:
+        alo, ahi, blo, bhi, member_array = stack.pop()
+        members = member_array
+        n = members.shape[0]
+        kept = np.empty(n, dtype=np.int64)
+        kept_view = kept
+        kept_count = 0
+        best, bi, bj = 3, 0, 0
+        for k in range(n):
+            x = members[k]
+            i, d = run_i[x], run_d[x]
+            e = i + lengths[x]
+            start = i if i > alo else alo
+            if blo - d > start:
+                start = blo - d
+            size = e if e < ahi else ahi
+            if bhi - d < size:
+                size = bhi - d
+            size -= start
+            if size < 4:
+                continue
+            kept_view[kept_count] = x
+            kept_count += 1
+            if size > best or (size == best and (start < bi or (start == bi and start + d < bj))):
+                best, bi, bj = size, start, start + d
+        if kept_count == 0:
+            continue
+        found.append((bi, bj, best))
+        kept = kept[:kept_count]
+        if alo < bi and blo < bj:
+            stack.append((alo, bi, blo, bj, kept))
+        if bi + best < ahi and bj + best < bhi:
+            stack.append((bi + best, ahi, bj + best, bhi, kept))
+    return found
+
+
+cdef inline bint _among(Py_UCS4 c, const uint32_t[::1] chars):
+    cdef Py_ssize_t k
+    for k in range(chars.shape[0]):
+        if chars[k] == c:
+            return True
+    return False
+
+
+def layout(
+    str text,
+    const int64_t[::1] positions,
+    Py_ssize_t window_chars,
+    const uint32_t[::1] ends,
+    const uint32_t[::1] closers,
+):
+    """(spans, cf, windows, win_counts) of `dedup._layout`, which specifies them: paragraphs
+    (non-blank lines), their spans in the comparison form (`positions`: where each form
+    character is in `text`), and their windows, cut at sentence starts (after a run of
+    `ends` characters and then `ends` or `closers`), long ones cut into equal pieces."""
+    cdef Py_ssize_t n = len(text), forms = positions.shape[0]
+    cdef Py_ssize_t i = 0, line_start = 0, paragraphs = 0, cuts = 0, p, j, k, f
+    cdef bint blank = True, inner
+    cdef Py_UCS4 c
+    # Paragraph spans and sentence starts, in one pass over the text.
+    span_array = np.empty((n // 2 + 1, 2), dtype=np.int64)
+    start_array = np.empty(n + 1, dtype=np.int64)
+    cdef int64_t[:, ::1] spans = span_array
+    cdef int64_t[::1] sentence_starts = start_array
+    cdef bint in_end = False  # inside a match of [ends][ends closers]*
+    for c in text:
+        if in_end and not (_among(c, ends) or _among(c, closers)):
+            in_end = False
+            sentence_starts[cuts] = i
+            cuts += 1
+        if not in_end and _among(c, ends):
+            in_end = True
+        if c == u"\n":
+            if not blank:
+                spans[paragraphs, 0], spans[paragraphs, 1] = line_start, i
+                paragraphs += 1
+            line_start, blank = i + 1, True
+        elif blank and not Py_UNICODE_ISSPACE(c):
+            blank = False
+        i += 1
+    if in_end:
+        sentence_starts[cuts] = n
+        cuts += 1
+    if not blank:
+        spans[paragraphs, 0], spans[paragraphs, 1] = line_start, n
+        paragraphs += 1
+    # Form positions of paragraph bounds and sentence starts (searchsorted, left: both rise).
+    cf_array = np.empty((paragraphs, 2), dtype=np.int64)
+    cut_array = np.empty(cuts, dtype=np.int64)
+    cdef int64_t[:, ::1] cf = cf_array
+    cdef int64_t[::1] cut_at = cut_array
+    f = 0
+    for p in range(paragraphs):
+        while f < forms and positions[f] < spans[p, 0]:
+            f += 1
+        cf[p, 0] = f
+        while f < forms and positions[f] < spans[p, 1]:
+            f += 1
+        cf[p, 1] = f
+    f = 0
+    for k in range(cuts):
+        while f < forms and positions[f] < sentence_starts[k]:
+            f += 1
+        cut_at[k] = f
+    # Windows: at most one per paragraph and cut, plus the pieces of long ones.
+    cdef Py_ssize_t step = window_chars if window_chars > 1 else 1
+    cdef Py_ssize_t w0, w1, length, pieces, count = 0, before
+    window_array = np.empty((paragraphs + cuts + forms // step + 1, 2), dtype=np.int64)
+    count_array = np.empty(paragraphs, dtype=np.int64)
+    cdef int64_t[:, ::1] windows = window_array
+    cdef int64_t[::1] win_counts = count_array
+    j = 0
+    for p in range(paragraphs):
+        while j < cuts and sentence_starts[j] <= spans[p, 0]:
+            j += 1
+        before = count
+        w0 = cf[p, 0]
+        while True:
+            inner = j < cuts and sentence_starts[j] < spans[p, 1]
+            w1 = cut_at[j] if inner else cf[p, 1]
+            j += inner
+            if inner and not (w0 < w1 < cf[p, 1]):
+                continue
+            length = w1 - w0
+            if length >= 2 * step:
+                pieces = (length + step - 1) // step
+                for k in range(pieces):
+                    windows[count, 0] = w0 + length * k // pieces
+                    windows[count, 1] = w0 + length * (k + 1) // pieces
+                    count += 1
+            else:
+                windows[count, 0], windows[count, 1] = w0, w1
+                count += 1
+            if not inner:
+                break
+            w0 = w1
+        win_counts[p] = count - before
+    return span_array[:paragraphs].copy(), cf_array, window_array[:count].copy(), count_array
+
+
+cdef extern from *:
+    """
+    /* The MinHash inner loop, compiled twice where GCC can: for AVX2 and for the baseline
+       x86-64, the right one picked when the module loads (`target_clones`). */
+    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+    #define CURATE_CLONES __attribute__((target_clones("avx2", "default")))
+    #else
+    #define CURATE_CLONES
+    #endif
+    CURATE_CLONES
+    static void curate_minima(const uint32_t *restrict hashes, const int64_t *restrict starts,
+                              Py_ssize_t groups, const uint32_t *restrict a,
+                              const uint32_t *restrict b, Py_ssize_t perms,
+                              uint32_t *restrict out) {
+        for (Py_ssize_t g = 0; g < groups; g++) {
+            uint32_t *restrict row = out + g * perms;
+            for (int64_t s = starts[g]; s < starts[g + 1]; s++) {
+                const uint32_t h = hashes[s];
+                for (Py_ssize_t r = 0; r < perms; r++) {
+                    const uint32_t v = a[r] * h + b[r];
+                    row[r] = v < row[r] ? v : row[r];
+                }
+            }
+        }
+    }
+    """
+    void curate_minima(const uint32_t *hashes, const int64_t *starts, Py_ssize_t groups,
+                       const uint32_t *a, const uint32_t *b, Py_ssize_t perms,
+                       uint32_t *out) nogil
+
+
+def permuted_minima(
+    const uint32_t[::1] hashes,
+    const uint32_t[::1] a,
+    const uint32_t[::1] b,
+    const int64_t[::1] starts,
+    uint32_t[:, ::1] out,
+):
+    """`minhash._permuted_minima` for one grouping: out[g, r] lowered to the minimum of
+    (a[r] * h + b[r]) mod 2^32 over the (mixed) hashes h of group g, which is
+    hashes[starts[g]:starts[g + 1]]. `out` comes filled (MAX_HASH: empty groups stay so)."""
+    cdef Py_ssize_t groups = out.shape[0], perms = out.shape[1]
+    if hashes.shape[0] == 0 or groups == 0 or perms == 0:
+        return
+    if starts.shape[0] < groups + 1 or a.shape[0] < perms or b.shape[0] < perms:
+        raise ValueError("starts, a or b too short for out")
+    if starts[0] < 0 or starts[groups] > hashes.shape[0]:
+        raise ValueError("group starts outside the hashes")
+    with nogil:
+        curate_minima(&hashes[0], &starts[0], groups, &a[0], &b[0], perms, &out[0, 0])

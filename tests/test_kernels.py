@@ -1,0 +1,175 @@
+"""The compiled loops (`curate._kernels`) against the numpy code that specifies them, and both
+against independent oracles (difflib, brute force). Every comparison runs the public
+`curate.minhash` functions twice: with the extension and with it switched off."""
+
+from __future__ import annotations
+
+from difflib import SequenceMatcher
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from curate import minhash
+
+KERNELS = minhash._kernels
+needs_kernels = pytest.mark.skipif(KERNELS is None, reason="curate._kernels was not built")
+
+
+def both(monkeypatch: pytest.MonkeyPatch, call):
+    """(with the kernels, with numpy only) results of `call()`."""
+    compiled = call()
+    with monkeypatch.context() as patch:
+        patch.setattr(minhash, "_kernels", None)
+        reference = call()
+    return compiled, reference
+
+
+def test_the_extension_is_built_here() -> None:
+    # `make setup` builds it (setup.py, Cython); where it could not be built everything still
+    # works, slower. In CI (.ci/run) a skip here fails the run: the speed figures assume it.
+    if KERNELS is None:
+        pytest.skip("curate._kernels was not built: numpy fallback in use")
+    assert minhash.comparison_form("ab").codes.tolist() == [ord("a"), ord("b")]
+
+
+# Han of both scripts, ASCII and full-width, punctuation of both widths, spaces and line ends,
+# non-BMP letters, an emoji, a lone surrogate.
+ALPHABET = list("民族團結进步瀋陽abcXYZ019ＡＢＣｘ０，。！？“”（）!?,. \t\u3000\r\n") + [
+    "\U00020000",
+    "\U0001d400",
+    "\U0001f600",
+    "\ud800",
+]
+
+
+@needs_kernels
+@given(st.text(alphabet=st.sampled_from(ALPHABET), max_size=120))
+@settings(max_examples=300, deadline=None)
+def test_comparison_form_is_the_same(text: str) -> None:
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        compiled, reference = both(monkeypatch, lambda: minhash.comparison_form(text))
+    for name in ("codes", "positions"):
+        got, want = getattr(compiled, name), getattr(reference, name)
+        assert got.dtype == want.dtype and got.tolist() == want.tolist()
+    assert compiled.text_length == reference.text_length == len(text)
+
+
+@needs_kernels
+@given(
+    st.lists(st.integers(0, 0x10FFFF), max_size=50),
+    st.lists(st.integers(0, 50), max_size=6),
+    st.integers(1, 7),
+    st.sampled_from([np.uint32, np.uint16, np.int64]),
+)
+@settings(max_examples=400, deadline=None)
+def test_shingle_ids_are_the_same(values: list[int], cuts: list[int], size: int, dtype) -> None:
+    codes = np.array(values, dtype=np.uint32).astype(dtype)
+    bounds = np.array([0, *sorted(min(c, len(values)) for c in cuts), len(values)])
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        compiled, reference = both(monkeypatch, lambda: minhash.shingle_ids(codes, bounds, size))
+    for got, want in zip(compiled, reference, strict=True):
+        assert got.dtype == want.dtype and got.tolist() == want.tolist()
+
+
+def difflib_blocks(a: np.ndarray, b: np.ndarray, min_size: int) -> list[tuple[int, int, int]]:
+    text_a, text_b = ("".join(map(chr, codes.tolist())) for codes in (a, b))
+    blocks = SequenceMatcher(None, text_a, text_b, autojunk=False).get_matching_blocks()
+    return [(i, j, k) for i, j, k in blocks if k >= min_size]
+
+
+def shared_text(draw_values: list[int], inserted: list[int], at: int) -> np.ndarray:
+    return np.array(draw_values[:at] + inserted + draw_values[at:], dtype=np.uint32) + 0x4E00
+
+
+@needs_kernels
+@given(
+    st.lists(st.integers(0, 3), max_size=120),
+    st.lists(st.integers(0, 3), max_size=120),
+    st.integers(0, 120),
+    st.integers(4, 6),
+)
+@settings(max_examples=400, deadline=None)
+def test_gram_coverage_and_matching_blocks_are_the_same_and_difflibs(
+    a_values: list[int], b_values: list[int], at: int, min_size: int
+) -> None:
+    # Few distinct characters: many equal 4-grams, many diagonal runs (> 48 takes the numpy
+    # branch of the reference recursion), and b shares a stretch of a.
+    a = np.array(a_values, dtype=np.uint32) + 0x4E00
+    b = shared_text(b_values, a_values[len(a_values) // 3 :], at)
+    a_index = minhash.gram_index(minhash.gram_keys(a))
+    b_index = minhash.gram_index(minhash.gram_keys(b))
+
+    def results():
+        return (
+            minhash.gram_coverage(b_index, a_index),
+            minhash.gram_coverage(a_index, b_index),
+            minhash.matching_blocks(a, b, min_size, a_index, b_index),
+            minhash.matching_blocks(a, b, min_size),
+        )
+
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        compiled, reference = both(monkeypatch, results)
+    assert compiled == reference
+    assert compiled[2] == compiled[3] == difflib_blocks(a, b, min_size)
+
+
+@needs_kernels
+def test_too_many_equal_gram_pairs_fall_back_to_difflib(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(minhash, "_ALIGN_MAX_PAIRS", 10)
+    a = np.full(30, 0x4E00, dtype=np.uint32)  # 27 equal 4-grams each side: 729 pairs
+    b = np.concatenate([a[:20], [0x4E01], a[:9]]).astype(np.uint32)
+    a_index = minhash.gram_index(minhash.gram_keys(a))
+    b_index = minhash.gram_index(minhash.gram_keys(b))
+    assert KERNELS.gram_runs(a, b, *a_index, *b_index, 10) is None
+    compiled, reference = both(monkeypatch, lambda: minhash.matching_blocks(a, b, 4))
+    assert compiled == reference == difflib_blocks(a, b, 4)
+
+
+# Sentence ends and closing marks of both widths, line ends (CRLF, NEL, LINE SEPARATOR: not
+# line ends here), spaces a paragraph may consist of.
+LAYOUT_ALPHABET = list("民族團結进步abX01ＡＢ，。！？；;!?…”’」』）)】》 \t\u3000\r\n\n\x0b\x85\u2028")
+
+
+@needs_kernels
+@given(
+    st.text(alphabet=st.sampled_from(LAYOUT_ALPHABET), max_size=200),
+    st.sampled_from([0, 1, 2, 3, 5, 12, 30]),
+)
+@settings(max_examples=500, deadline=None)
+def test_dedup_layout_is_the_same(text: str, window_chars: int) -> None:
+    from curate.stages.dedup import _layout
+
+    form = minhash.comparison_form(text)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        compiled, reference = both(monkeypatch, lambda: _layout(text, form, window_chars))
+    for name in ("spans", "cf", "windows", "win_counts"):
+        got, want = getattr(compiled, name), getattr(reference, name)
+        assert got.dtype == want.dtype and got.shape == want.shape
+        assert got.tolist() == want.tolist()
+    assert compiled.hashes == reference.hashes
+
+
+@needs_kernels
+@pytest.mark.parametrize(("num_perm", "window_num_perm"), [(128, 32), (16, 16), (16, 4)])
+def test_signatures_are_the_same(
+    monkeypatch: pytest.MonkeyPatch, num_perm: int, window_num_perm: int
+) -> None:
+    rng = np.random.default_rng(num_perm + window_num_perm)
+    # Many groups (more shingles than one numpy block: 8,192), empty groups and paragraphs
+    # without windows, a single shingle, none.
+    for total, windows, paragraphs in [(20_000, 900, 300), (200, 40, 9), (1, 1, 1), (0, 3, 2)]:
+        hashes = rng.integers(0, 2**32, total, dtype=np.uint64).astype(np.uint32)
+        cuts = np.sort(rng.integers(0, total + 1, windows - 1))
+        starts = np.concatenate([[0], cuts, [total]]).astype(np.int64)
+        cuts = np.sort(rng.integers(0, windows + 1, paragraphs - 1))
+        counts = np.diff(np.concatenate([[0], cuts, [windows]]))
+
+        def results(hashes=hashes, starts=starts, counts=counts):
+            nested = minhash.nested_signatures(hashes, starts, counts, num_perm, window_num_perm, 7)
+            return [*nested, minhash.signatures(hashes, starts, num_perm, 7)]
+
+        compiled, reference = both(monkeypatch, results)
+        for got, want in zip(compiled, reference, strict=True):
+            assert got.dtype == want.dtype == np.uint32 and np.array_equal(got, want), total
