@@ -11,7 +11,7 @@ here does the whole thing. tests/test_kernels.py checks every function against i
 
 import numpy as np
 
-from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from cpython.unicode cimport Py_UNICODE_ISSPACE
 from libc.stdlib cimport free, malloc
 
@@ -386,3 +386,26 @@ def permuted_minima(
         raise ValueError("group starts outside the hashes")
     with nogil:
         curate_minima(&hashes[0], &starts[0], groups, &a[0], &b[0], perms, &out[0, 0])
+
+
+def source_map(const int32_t[::1] src):
+    """(src_pos, src_off) of `dedup._source_map`: the positions where src[i] - i changes
+    (the first is 0) and that offset from each of them on."""
+    cdef Py_ssize_t n = src.shape[0], i, count = 1
+    cdef int64_t offset
+    if n == 0:
+        return np.zeros(1, np.int64), np.zeros(1, np.int64)
+    for i in range(1, n):
+        if src[i] - i != src[i - 1] - (i - 1):
+            count += 1
+    positions = np.empty(count, dtype=np.int64)
+    offsets = np.empty(count, dtype=np.int64)
+    cdef int64_t[::1] pos_view = positions, off_view = offsets
+    pos_view[0], off_view[0] = 0, src[0]
+    count = 1
+    for i in range(1, n):
+        offset = <int64_t>src[i] - i
+        if offset != <int64_t>src[i - 1] - (i - 1):
+            pos_view[count], off_view[count] = i, offset
+            count += 1
+    return positions, offsets

@@ -173,3 +173,23 @@ def test_signatures_are_the_same(
         compiled, reference = both(monkeypatch, results)
         for got, want in zip(compiled, reference, strict=True):
             assert got.dtype == want.dtype == np.uint32 and np.array_equal(got, want), total
+
+
+@needs_kernels
+@given(st.lists(st.integers(-3, 3), max_size=60), st.integers(0, 1000))
+@settings(max_examples=300, deadline=None)
+def test_dedup_source_map_is_the_same(steps: list[int], start: int) -> None:
+    from array import array
+    from types import SimpleNamespace
+
+    from curate.stages.dedup import _source_map
+
+    # A text -> input map as edits leave it: runs of identity, jumps forward and back.
+    src = array("i", [start])
+    for step in steps:
+        src.append(src[-1] + (1 if step == 0 else step))
+    doc = SimpleNamespace(_src=src)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        compiled, reference = both(monkeypatch, lambda: _source_map(doc))
+    for got, want in zip(compiled, reference, strict=True):
+        assert got.dtype == want.dtype and got.tolist() == want.tolist()

@@ -697,6 +697,8 @@ def _summarise_many(
 
 def _source_map(doc: Document) -> tuple[np.ndarray, np.ndarray]:
     """The Document's own text -> input map, compact: where the offset changes, and to what."""
+    if minhash._kernels is not None and doc._src.itemsize == 4:  # one compiled pass
+        return minhash._kernels.source_map(doc._src)
     src = np.asarray(doc._src)
     if src.shape[0] == 0:
         return np.zeros(1, np.int64), np.zeros(1, np.int64)
