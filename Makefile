@@ -12,12 +12,16 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 # setup.py and curate/_kernels.pyx: the compiled loops, built by the install (editable: in place).
+# compileall: an editable install leaves curate/ without bytecode, and where Python is told not to
+# write it (PYTHONDONTWRITEBYTECODE) every run would compile the package again (~0.1 s of start-up).
 $(VENV)/.installed: $(BIN)/python pyproject.toml setup.py curate/_kernels.pyx
 	$(BIN)/pip install --quiet -e .
+	$(BIN)/python -m compileall -q curate
 	touch $@
 
 $(VENV)/.installed-test: $(BIN)/python pyproject.toml setup.py curate/_kernels.pyx
 	$(BIN)/pip install --quiet -e '.[test,ray]'
+	$(BIN)/python -m compileall -q curate
 	touch $@ $(VENV)/.installed
 
 setup: $(VENV)/.installed
