@@ -167,3 +167,33 @@ def test_unknown_policy_action_is_a_one_line_error(project):
     result = invoke(project, "run")
     assert result.exit_code == 2
     assert "explode" in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_run_says_when_the_compiled_loops_are_missing_and_gives_the_same_corpus(
+    project, tmp_path_factory, monkeypatch
+):
+    from curate import minhash
+
+    if minhash._kernels is None:
+        pytest.skip("curate._kernels was not built here")
+    other = tmp_path_factory.mktemp("numpy-only")
+    for item in project.iterdir():
+        target = other / item.name
+        if item.is_dir():
+            target.mkdir()
+            for path in item.iterdir():
+                target.joinpath(path.name).write_bytes(path.read_bytes())
+        else:
+            target.write_bytes(item.read_bytes())
+    built = invoke(project, "run")
+    assert built.exit_code == 0 and "not built" not in built.output
+    monkeypatch.setattr(minhash, "_kernels", None)
+    fallback = invoke(other, "run")
+    assert fallback.exit_code == 0
+    assert "compiled loops (curate._kernels) are not built" in " ".join(fallback.output.split())
+
+    def documents(root):
+        version = (root / "corpus" / "LATEST").read_text().strip()
+        return (root / "corpus" / "versions" / version / "documents.jsonl").read_bytes()
+
+    assert documents(project) == documents(other)

@@ -86,6 +86,15 @@ def run(
         if value is not None:
             setattr(cfg.run, key, value)
     console = Console(stderr=True, quiet=quiet)
+    from curate import minhash
+
+    if minhash._kernels is None:
+        console.print(
+            "[yellow]note: curate's compiled loops (curate._kernels) are not built, so "
+            "near-duplicate detection runs on numpy: the same output, slower. Reinstall with a "
+            "C compiler present (`make setup` or `pip install -e .`) to build them.[/]",
+            highlight=False,
+        )
     progress = Progress(
         TextColumn("[bold]curating"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
         TimeElapsedColumn(), console=console, transient=True, disable=quiet or not console.is_terminal,
