@@ -99,6 +99,51 @@ def gram_coverage(
     return covered
 
 
+cdef Py_ssize_t _equal_grams(
+    const uint32_t[::1] a,
+    const uint32_t[::1] b,
+    const uint64_t[::1] sorted_a,
+    const int64_t[::1] order_a,
+    const uint64_t[::1] sorted_b,
+    const int64_t[::1] order_b,
+    int64_t *diagonal_keys,
+) noexcept:
+    """The pairs (i in a, j in b) of equal 4-gram keys, walking the two sorted key arrays
+    together: without `diagonal_keys` (NULL) how many there are; with it, those whose four
+    characters are equal too (keys are hashes) written there as (j - i + len(a)) *
+    (len(a) + 1) + i, and how many were written."""
+    cdef Py_ssize_t na = sorted_a.shape[0], nb = sorted_b.shape[0], la = a.shape[0]
+    cdef Py_ssize_t i = 0, j = 0, i1, j1, x, y, t, pa, pb, found = 0
+    cdef uint64_t key
+    while i < na and j < nb:
+        if sorted_a[i] < sorted_b[j]:
+            i += 1
+        elif sorted_a[i] > sorted_b[j]:
+            j += 1
+        else:
+            key = sorted_a[i]
+            i1, j1 = i, j
+            while i1 < na and sorted_a[i1] == key:
+                i1 += 1
+            while j1 < nb and sorted_b[j1] == key:
+                j1 += 1
+            if diagonal_keys == NULL:
+                found += (i1 - i) * (j1 - j)
+            else:
+                for x in range(i, i1):
+                    pa = order_a[x]
+                    for y in range(j, j1):
+                        pb = order_b[y]
+                        for t in range(4):
+                            if a[pa + t] != b[pb + t]:
+                                break
+                        else:
+                            diagonal_keys[found] = (pb - pa + la) * (la + 1) + pa
+                            found += 1
+            i, j = i1, j1
+    return found
+
+
 def gram_runs(
     const uint32_t[::1] a,
     const uint32_t[::1] b,
@@ -111,54 +156,13 @@ def gram_runs(
     """The maximal diagonal runs of equal 4-grams of `a` and `b`, as `minhash.matching_blocks`
     finds them: (run_i, run_d, lengths in characters) ordered by diagonal d = j - i, then i;
     None when there are more than `max_pairs` pairs of equal keys."""
-    cdef Py_ssize_t na = sorted_a.shape[0], nb = sorted_b.shape[0]
-    cdef Py_ssize_t la = a.shape[0], i = 0, j = 0, i1, j1, x, y, total = 0, count = 0
-    cdef Py_ssize_t pa, pb, t, runs
-    cdef uint64_t key
-    # Pass 1: how many pairs of equal keys (the groups of equal keys, multiplied).
-    while i < na and j < nb:
-        if sorted_a[i] < sorted_b[j]:
-            i += 1
-        elif sorted_a[i] > sorted_b[j]:
-            j += 1
-        else:
-            key = sorted_a[i]
-            i1, j1 = i, j
-            while i1 < na and sorted_a[i1] == key:
-                i1 += 1
-            while j1 < nb and sorted_b[j1] == key:
-                j1 += 1
-            total += (i1 - i) * (j1 - j)
-            i, j = i1, j1
+    cdef Py_ssize_t la = a.shape[0], x, runs, count
+    cdef Py_ssize_t total = _equal_grams(a, b, sorted_a, order_a, sorted_b, order_b, NULL)
     if total > max_pairs:
         return None
-    keys = np.empty(total, dtype=np.int64)
+    keys = np.empty(max(total, 1), dtype=np.int64)
     cdef int64_t[::1] key_view = keys
-    # Pass 2: the pairs whose 4 characters are equal (keys are hashes), as diagonal keys.
-    i = j = 0
-    while i < na and j < nb:
-        if sorted_a[i] < sorted_b[j]:
-            i += 1
-        elif sorted_a[i] > sorted_b[j]:
-            j += 1
-        else:
-            key = sorted_a[i]
-            i1, j1 = i, j
-            while i1 < na and sorted_a[i1] == key:
-                i1 += 1
-            while j1 < nb and sorted_b[j1] == key:
-                j1 += 1
-            for x in range(i, i1):
-                pa = order_a[x]
-                for y in range(j, j1):
-                    pb = order_b[y]
-                    for t in range(4):
-                        if a[pa + t] != b[pb + t]:
-                            break
-                    else:
-                        key_view[count] = (pb - pa + la) * (la + 1) + pa
-                        count += 1
-            i, j = i1, j1
+    count = _equal_grams(a, b, sorted_a, order_a, sorted_b, order_b, &key_view[0])
     keys = keys[:count]
     keys.sort()
     key_view = keys
