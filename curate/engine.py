@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from curate.document import OK, Document
-from curate.stages.base import CorpusStage, DocumentStage, Stage
+from curate.stages.base import Artifacts, CorpusStage, DocumentStage, Stage
 
 
 @dataclass
@@ -442,6 +442,11 @@ class LocalEngine:
                 context.parallel = None
             if workers is not None:
                 workers.close()
+        # What the decision deferred for the writer (the near-duplicate index) is built from
+        # here on, beside the next pass: its first document and fork leave a core free.
+        artifacts = context.state.get("artifacts") if context is not None else None
+        if isinstance(artifacts, Artifacts):
+            artifacts.start()
 
     def _fused(
         self, stage: CorpusStage, ahead: CorpusStage, results: Iterable[Result]

@@ -8,12 +8,13 @@ import os
 import tracemalloc
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
 from curate.document import Document
 from curate.engine import LocalEngine
+from curate.stages.base import defer_artifact
 from curate.version import DATA_FILES, dumps_line
 
 from .conftest import SEED_FILES, make_config
@@ -256,6 +257,60 @@ def test_deferred_artifacts_build_in_the_background_with_the_same_bytes():
     plain: dict[str, bytes] = {}
     defer_artifact({"artifacts": plain}, "index.npz", build)  # a plain dict: built now
     assert plain == {"index.npz": build()}
+
+
+def test_artifacts_deferred_after_a_start_are_built_too_and_the_last_definition_wins():
+    from curate.stages.base import Artifacts
+
+    artifacts = Artifacts()
+    artifacts.defer("first.npz", lambda: b"first")
+    artifacts.defer("again.npz", lambda: b"old")
+    artifacts.start()
+    artifacts.defer("again.npz", lambda: b"new")  # deferred again after the build began
+    artifacts.defer("later.npz", lambda: b"later")
+    artifacts.start()  # builds only what no builder has: again.npz (new) and later.npz
+    artifacts.start()  # nothing left: no third builder
+    artifacts.defer("read_here.npz", lambda: b"here")  # never started: built when read
+    assert len(artifacts._builders) == 2
+    assert dict(artifacts.items()) == {
+        "first.npz": b"first",
+        "again.npz": b"new",
+        "later.npz": b"later",
+        "read_here.npz": b"here",
+    }
+
+
+class _DefersAnArtifact(ExactDuplicates):
+    """Defers an artifact in its decide, as the near-duplicate stage defers its index."""
+
+    def decide(self) -> None:
+        super().decide()
+        defer_artifact(self.context.state, "index.bin", lambda: f"built by {os.getpid()}".encode())
+
+
+class _SeesTheBuildStarted(DropEditorLine):
+    """Records, for each document, whether the artifact's build had begun (the engine starts
+    it once the decision before this stage is made, before this pass's first document)."""
+
+    seen: ClassVar[list[bool]] = []
+
+    def process(self, doc: Document) -> None:
+        _SeesTheBuildStarted.seen.append("index.bin" in self.context.state["artifacts"]._started)
+        super().process(doc)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_local_engine_starts_deferred_builds_once_the_decision_is_made(workers):
+    from curate.stages.base import Artifacts
+
+    stages = make_stages(_DefersAnArtifact, _SeesTheBuildStarted)
+    artifacts = stages[0].context.state["artifacts"] = Artifacts()
+    _SeesTheBuildStarted.seen = []
+    docs = [Document.new(f"built/{n:04d}.txt", text) for n, text in enumerate(articles(20, seed=3))]
+    list(LocalEngine(workers=workers, batch_size=4).execute(iter(docs), stages))
+    assert _SeesTheBuildStarted.seen and all(_SeesTheBuildStarted.seen)  # here or in a fork
+    built = artifacts["index.bin"]
+    assert built.startswith(b"built by ") and built != f"built by {os.getpid()}".encode()
 
 
 def _connected_to_ray(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -35,43 +35,55 @@ class Artifacts(dict):
     """The files a run keeps with its version (`state["artifacts"]`: file name -> bytes).
 
     A value may also be deferred (`defer_artifact`): a function that builds the bytes from
-    state that no longer changes. `start()` (the version writer calls it once the first
-    document of the last pass has arrived, after the engine's last fork) builds every
-    deferred value in a forked process, overlapping the pass: a process rather than a thread,
-    so that the build never holds the driver's GIL while the driver hands documents to the
-    workers (a thread only where forking is unsafe: in a process connected to Ray). Reading a
-    value (`[name]`, `get`, `items`, `values`) waits for it, building it here if nothing
-    started it. Either way the bytes are those the function returns: the same output, only
-    earlier work.
+    state that no longer changes. `start()` builds the values deferred so far in a forked
+    process, overlapping what the run does next: a process rather than a thread, so that the
+    build never holds the driver's GIL while the driver hands documents to the workers (a
+    thread only where forking is unsafe: in a process connected to Ray). The local engine
+    calls it as soon as a corpus stage has decided and its workers are gone (the decision's
+    serial end and the start of the next pass leave a core free); the version writer calls it
+    again when the last pass begins, for whatever was deferred since. Reading a value
+    (`[name]`, `get`, `items`, `values`) waits for it, building it here if nothing started
+    it. Either way the bytes are those the function returns: the same output, only earlier
+    work.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._deferred: dict[str, Callable[[], bytes]] = {}
-        self._builder: _ForkedBuild | _ThreadBuild | None = None
+        self._builders: list[_ForkedBuild | _ThreadBuild] = []
+        self._started: set[str] = set()
 
     def defer(self, name: str, build: Callable[[], bytes]) -> None:
         self.pop(name, None)
         self._deferred[name] = build
+        self._started.discard(name)
 
     def start(self) -> None:
-        """Build the deferred values in the background (once; no-op when none): in a forked
-        process, or in a thread in a process connected to Ray, which must not fork."""
-        if self._deferred and self._builder is None:
-            deferred = dict(self._deferred)
-            self._builder = _ForkedBuild(deferred) if _fork_is_safe() else _ThreadBuild(deferred)
+        """Build the deferred values no builder has yet, in the background (no-op when none):
+        in a forked process, or in a thread in a process connected to Ray, which must not
+        fork."""
+        pending = {name: build for name, build in self._deferred.items() if name not in self._started}
+        if pending:
+            builder = _ForkedBuild(pending) if _fork_is_safe() else _ThreadBuild(pending)
+            self._builders.append(builder)
+            self._started.update(pending)
 
     def _settle(self) -> None:
-        """Wait for the values being built, or build them here if nothing started it."""
+        """Wait for the values being built, and build here those nothing started."""
         if not self._deferred:
             return
-        builder, self._builder = self._builder, None
-        status, value = builder.result() if builder is not None else _build(self._deferred)
-        self._deferred.clear()
-        if status == "error":
-            raise value
-        for name, data in value.items():
-            super().__setitem__(name, data)
+        builders, self._builders = self._builders, []
+        outcomes = [builder.result() for builder in builders]
+        pending = {name: build for name, build in self._deferred.items() if name not in self._started}
+        if pending:
+            outcomes.append(_build(pending))
+        self._deferred, self._started = {}, set()
+        for status, value in outcomes:
+            if status == "error":
+                raise value
+        for _, built in outcomes:  # in the order started: a value deferred again wins
+            for name, data in built.items():
+                super().__setitem__(name, data)
 
     def __getitem__(self, name: str) -> bytes:
         if self._deferred:
