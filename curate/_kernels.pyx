@@ -244,6 +244,49 @@ cdef inline bint _among(Py_UCS4 c, const uint32_t[::1] chars):
     return False
 
 
+cdef void _scan_lines(
+    str text,
+    const uint32_t[::1] ends,
+    const uint32_t[::1] closers,
+    int64_t *spans,
+    int64_t *sentence_starts,
+    Py_ssize_t *paragraphs,
+    Py_ssize_t *cuts,
+) noexcept:
+    """One pass over `text`: how many paragraphs (non-blank lines) and sentence starts (after
+    a run of `ends` characters and then `ends` or `closers`) it has, and, where `spans` and
+    `sentence_starts` are given, their (start, end) and positions written there."""
+    cdef Py_ssize_t n = len(text), i = 0, line_start = 0
+    cdef bint blank = True, in_end = False  # in_end: inside a match of [ends][ends closers]*
+    cdef Py_UCS4 c
+    paragraphs[0] = cuts[0] = 0
+    for c in text:
+        if in_end and not (_among(c, ends) or _among(c, closers)):
+            in_end = False
+            if sentence_starts != NULL:
+                sentence_starts[cuts[0]] = i
+            cuts[0] += 1
+        if not in_end and _among(c, ends):
+            in_end = True
+        if c == u"\n":
+            if not blank:
+                if spans != NULL:
+                    spans[2 * paragraphs[0]], spans[2 * paragraphs[0] + 1] = line_start, i
+                paragraphs[0] += 1
+            line_start, blank = i + 1, True
+        elif blank and not Py_UNICODE_ISSPACE(c):
+            blank = False
+        i += 1
+    if in_end:
+        if sentence_starts != NULL:
+            sentence_starts[cuts[0]] = n
+        cuts[0] += 1
+    if not blank:
+        if spans != NULL:
+            spans[2 * paragraphs[0]], spans[2 * paragraphs[0] + 1] = line_start, n
+        paragraphs[0] += 1
+
+
 def layout(
     str text,
     const int64_t[::1] positions,
@@ -255,37 +298,17 @@ def layout(
     (non-blank lines), their spans in the comparison form (`positions`: where each form
     character is in `text`), and their windows, cut at sentence starts (after a run of
     `ends` characters and then `ends` or `closers`), long ones cut into equal pieces."""
-    cdef Py_ssize_t n = len(text), forms = positions.shape[0]
-    cdef Py_ssize_t i = 0, line_start = 0, paragraphs = 0, cuts = 0, p, j, k, f
-    cdef bint blank = True, inner
-    cdef Py_UCS4 c
-    # Paragraph spans and sentence starts, in one pass over the text.
-    span_array = np.empty((n // 2 + 1, 2), dtype=np.int64)
-    start_array = np.empty(n + 1, dtype=np.int64)
+    cdef Py_ssize_t forms = positions.shape[0], paragraphs, cuts, p, j, k, f
+    cdef bint inner
+    # Paragraph spans and sentence starts: counted, then written (exact sizes, whatever the
+    # length of the text).
+    _scan_lines(text, ends, closers, NULL, NULL, &paragraphs, &cuts)
+    span_array = np.empty((max(paragraphs, 1), 2), dtype=np.int64)
+    start_array = np.empty(max(cuts, 1), dtype=np.int64)
     cdef int64_t[:, ::1] spans = span_array
     cdef int64_t[::1] sentence_starts = start_array
-    cdef bint in_end = False  # inside a match of [ends][ends closers]*
-    for c in text:
-        if in_end and not (_among(c, ends) or _among(c, closers)):
-            in_end = False
-            sentence_starts[cuts] = i
-            cuts += 1
-        if not in_end and _among(c, ends):
-            in_end = True
-        if c == u"\n":
-            if not blank:
-                spans[paragraphs, 0], spans[paragraphs, 1] = line_start, i
-                paragraphs += 1
-            line_start, blank = i + 1, True
-        elif blank and not Py_UNICODE_ISSPACE(c):
-            blank = False
-        i += 1
-    if in_end:
-        sentence_starts[cuts] = n
-        cuts += 1
-    if not blank:
-        spans[paragraphs, 0], spans[paragraphs, 1] = line_start, n
-        paragraphs += 1
+    _scan_lines(text, ends, closers, &spans[0, 0], &sentence_starts[0], &paragraphs, &cuts)
+    span_array = span_array[:paragraphs]
     # Form positions of paragraph bounds and sentence starts (searchsorted, left: both rise).
     cf_array = np.empty((paragraphs, 2), dtype=np.int64)
     cut_array = np.empty(cuts, dtype=np.int64)
@@ -337,7 +360,7 @@ def layout(
                 break
             w0 = w1
         win_counts[p] = count - before
-    return span_array[:paragraphs].copy(), cf_array, window_array[:count].copy(), count_array
+    return span_array, cf_array, window_array[:count].copy(), count_array
 
 
 cdef extern from *:
