@@ -107,7 +107,7 @@ def run(
                     write_latest(corpus, version_id)
                 result = RunResult(version_id, existing, False, parent, latest_moved=moved)
                 if write_report and not (reports_dir / version_id / "report.json").is_file():
-                    result.reports = _write_reports(existing, reports_dir)
+                    result.reports = _write_reports(existing, reports_dir, config.run.workers)
                 return result
             if on_plan:
                 on_plan(len(files))
@@ -154,7 +154,7 @@ def run(
         latest_moved=True,
     )
     if write_report:
-        result.reports = _write_reports(folder, reports_dir)
+        result.reports = _write_reports(folder, reports_dir, config.run.workers)
     return result
 
 
@@ -206,9 +206,10 @@ def _ingest(
         yield from result.documents
 
 
-def _write_reports(version_dir: Path, reports_dir: Path) -> dict[str, Path]:
-    try:
-        from curate.report import write_reports
-    except ImportError:  # the report package is optional while it is being built
-        return {}
-    return write_reports(version_dir, reports_dir)
+def _write_reports(version_dir: Path, reports_dir: Path, workers: int) -> dict[str, Path]:
+    """The version's report, made by the run's number of workers (whatever the engine: the
+    report is made on this machine, from the version folder)."""
+    from curate.engine import default_workers
+    from curate.report import write_reports
+
+    return write_reports(version_dir, reports_dir, workers=workers if workers > 0 else default_workers())

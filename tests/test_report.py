@@ -15,7 +15,7 @@ from rich.cells import cell_len
 from rich.console import Console
 
 from curate.cli import main
-from curate.document import Change, Document
+from curate.document import Change, Document, stable_id
 from curate.report import write_reports
 from curate.report.model import (
     Limits,
@@ -106,7 +106,8 @@ def test_broken_edit_log_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ReportError, match=bad["doc"]):
         build_report(load_version(folder))
     # A run still gets its report: the error is shown, the other documents are intact.
-    report = json.loads(write_reports(folder, tmp_path / "reports")["json"].read_text(encoding="utf-8"))
+    paths = write_reports(folder, tmp_path / "reports", workers=2)  # the error met in a worker
+    report = json.loads(paths["json"].read_text(encoding="utf-8"))
     assert len(report["errors"]) == 1 and bad["doc"] in report["errors"][0]
     broken = next(d for d in report["documents"] if d["id"] == bad["doc"])
     assert broken["diff"] is None and "does not replay" in broken["error"]
@@ -280,3 +281,38 @@ def test_html_budget_omits_diffs_but_keeps_documents(version: Path) -> None:
     assert report["documents"][0]["diff"] is not None
     report = build_report(load_version(version), Limits(max_docs=2))
     assert len(report["documents"]) == 2 and report["documents_not_listed"] == 4
+
+
+def copies_of_sample_docs(copies: int) -> list[Document]:
+    """The sample documents `copies` times over, each copy under its own sources and ids."""
+    docs = []
+    for n in range(copies):
+        for doc in sample_docs():
+            doc.source = f"copy{n}/{doc.source}"
+            doc.id = stable_id(doc.source)
+            docs.append(doc)
+    return docs
+
+
+@pytest.mark.parametrize("limits", [Limits(), Limits(max_total_chars=300), Limits(max_docs=20)])
+def test_reports_do_not_depend_on_workers(tmp_path: Path, limits: Limits) -> None:
+    # 56 documents: several batches in flight on two workers, and with a small budget the
+    # diffs made while the last in-flight ones used it up are replaced by entries without one.
+    version = write_version(tmp_path / "corpus", "v1", copies_of_sample_docs(8))
+    one = {k: p.read_bytes() for k, p in write_reports(version, tmp_path / "one", limits, workers=1).items()}
+    two = {k: p.read_bytes() for k, p in write_reports(version, tmp_path / "two", limits, workers=2).items()}
+    assert one == two
+    report = json.loads(one["json"])
+    assert report == json.loads(json.dumps(build_report(load_version(version), limits, strict=False)))
+    # The page embeds report.json byte for byte, and neither can end a <script> element.
+    assert one["json"].rstrip(b"\n") in two["html"]
+    assert b"<" not in one["json"] and b"&" not in one["json"]
+    with_diff = [d for d in report["documents"] if d["diff"] is not None]
+    assert report["diffs_omitted"] == len(report["documents"]) - len(with_diff)
+    if limits.max_total_chars == 300:
+        assert 0 < len(with_diff) < len(report["documents"])
+        shown = [sum(len(s.get("t", "")) for s in d["diff"]) for d in with_diff]
+        assert sum(shown[:-1]) < 300  # each diff was made while the budget was not yet used up
+    if limits.max_docs == 20:
+        listed = 8 * (len(sample_docs()) - 1)  # every copy but the clean one
+        assert len(report["documents"]) == 20 and report["documents_not_listed"] == listed - 20

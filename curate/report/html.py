@@ -24,7 +24,7 @@ import json
 from html import escape
 from typing import Any
 
-from curate.report.model import COUNT_LABELS
+from curate.report.model import COUNT_LABELS, EncodedReport
 
 CSS = """
 :root { --red:#b3261e; --green:#1b6e20; --mag:#8e24aa; --yel:#8a6d00; --mute:#666; --line:#ddd; }
@@ -306,18 +306,6 @@ JS = r"""
 """
 
 
-def script_json(data: Any) -> str:
-    """JSON that is safe inside <script type="application/json">: nothing can end the element."""
-    text = json.dumps(data, ensure_ascii=False, sort_keys=False, separators=(",", ":"))
-    return (
-        text.replace("&", "\\u0026")
-        .replace("<", "\\u003c")
-        .replace(">", "\\u003e")
-        .replace("\u2028", "\\u2028")
-        .replace("\u2029", "\\u2029")
-    )
-
-
 def _hash(source: str) -> str:
     return "'sha256-" + base64.b64encode(hashlib.sha256(source.encode("utf-8")).digest()).decode() + "'"
 
@@ -332,8 +320,9 @@ def csp(scripts: list[str], styles: list[str]) -> str:
     )
 
 
-def page(title: str, body: str, *, script: str = "", data: Any = None) -> str:
-    """A complete page: our CSS, the body, optionally the data block and our script."""
+def page(title: str, body: str, *, script: str = "", data_json: str = "") -> str:
+    """A complete page: our CSS, the body, optionally the data block (`safe_json` text) and our
+    script."""
     scripts = [script] if script else []
     parts = [
         "<!DOCTYPE html>\n<html lang=\"zh\">\n<head>\n<meta charset=\"utf-8\">\n",
@@ -342,8 +331,8 @@ def page(title: str, body: str, *, script: str = "", data: Any = None) -> str:
         f"<title>{escape(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n",
         body,
     ]
-    if data is not None:
-        parts.append(f'\n<script type="application/json" id="curate-data">{script_json(data)}</script>\n')
+    if data_json:
+        parts.append(f'\n<script type="application/json" id="curate-data">{data_json}</script>\n')
     if script:
         parts.append(f"<script>{script}</script>\n")
     parts.append("</body>\n</html>\n")
@@ -405,7 +394,9 @@ def _options(element_id: str, label: str, values: list[str]) -> str:
     return f'<label>{escape(label)} <select id="{element_id}"><option value="">all</option>{opts}</select></label>'
 
 
-def render_report_html(report: dict[str, Any]) -> str:
+def render_report_html(encoded: EncodedReport) -> str:
+    """The page of a report: the summary rendered here, the documents from report.json's text."""
+    report = encoded.head
     summary = report["summary"]
     counts = summary["counts"]
     version = report["version"]
@@ -441,8 +432,7 @@ def render_report_html(report: dict[str, Any]) -> str:
         skipped += "<h2>Skipped inputs</h2>" + _table(
             [("path", False), ("reason", False)], [[s.get("path", ""), s.get("reason", "")] for s in report["skipped"]]
         )
-    rules = sorted({r["rule"] for r in summary["rules"]} | {
-        f.get("detector", "") for d in report["documents"] for f in d["flags"] if f.get("detector")})
+    rules = sorted({r["rule"] for r in summary["rules"]} | set(encoded.detectors))
     kinds = sorted({k for r in summary["rules"] for k in r.get("kinds", {})} | {r["kind"] for r in summary["flags"]})
     stages = [r["stage"] for r in summary["stages"]]
     limits = report["limits"]
@@ -494,4 +484,4 @@ characters around each change; a document's diff shows at most {_n(limits["max_d
 {_n(limits["max_total_chars"])} characters of diff, documents are listed without their diff. Any document in full:
 <code>curate report {escape(version)} --doc ID --full</code>. The same data: report.json.</p>
 </footer>"""
-    return page(f"curate report {version}", body, script=JS, data=report)
+    return page(f"curate report {version}", body, script=JS, data_json=encoded.text)

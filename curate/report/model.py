@@ -27,9 +27,11 @@ import bisect
 import difflib
 import json
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from curate.document import Edit, undo_edits
 
@@ -604,38 +606,101 @@ def worth_listing(doc: dict[str, Any], edits: list[dict[str, Any]]) -> bool:
     return bool(edits or doc.get("flags") or doc["status"] != "ok")
 
 
-def build_report(data: VersionData, limits: Limits | None = None, strict: bool = True) -> dict[str, Any]:
-    """The whole report as one JSON-ready dictionary (report.json, and the HTML's data).
+def safe_json(data: Any) -> str:
+    """Compact JSON in which `<`, `>`, `&`, U+2028 and U+2029 are written as \\uXXXX.
 
-    strict=False (what a run uses): an edit log that does not replay is recorded in "errors"
-    and that document is listed without its diff, so the rest of the report is still written.
+    The same data for any JSON reader (Go's encoding/json escapes the same way by default), and
+    text that nothing can end early inside an HTML `<script>` element: report.json is embedded
+    in report.html as it is, byte for byte.
     """
-    limits = limits or Limits()
-    manifest = data.manifest
-    documents = []
-    errors: list[str] = []
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return (
+        text.replace("&", "\\u0026")
+        .replace("<", "\\u003c")
+        .replace(">", "\\u003e")
+        .replace("\u2028", "\\u2028")
+        .replace("\u2029", "\\u2029")
+    )
+
+
+class _Entry(NamedTuple):
+    """A listed document as made by `_make_entries`: the entry (a dict, or its `safe_json`)."""
+
+    entry: Any
+    diff_chars: int | None  # characters of text in its diff; None: listed without a diff
+    error: str
+
+
+def _make_entry(data: VersionData, doc_id: str, with_diff: bool, limits: Limits, strict: bool,
+                encode: bool) -> _Entry:
+    doc, edits = data.documents[doc_id], data.edits.get(doc_id, [])
+    error = ""
+    try:
+        entry = document_entry(doc, edits, limits, with_diff)
+    except ReportError as exc:
+        if strict:
+            raise
+        error = str(exc)
+        entry = document_entry(doc, edits, limits, with_diff=False)
+        entry["error"] = error
+    chars = None if entry["diff"] is None else sum(len(s.get("t", "")) for s in entry["diff"])
+    return _Entry(safe_json(entry) if encode else entry, chars, error)
+
+
+def _make_entries(data: VersionData, limits: Limits, strict: bool, encode: bool,
+                  batch: list[tuple[str, bool]]) -> list[_Entry]:
+    return [_make_entry(data, doc_id, with_diff, limits, strict, encode) for doc_id, with_diff in batch]
+
+
+class _Listing(NamedTuple):
+    entries: list[Any]
+    listed: int  # documents worth listing, including those past max_docs
+    diffs_omitted: int
+    errors: list[str]
+    detectors: list[str]  # of the listed documents' flags
+
+
+def _list_documents(data: VersionData, limits: Limits, strict: bool, encode: bool, workers: int) -> _Listing:
+    """The entries of the documents worth listing, in id order, within the limits.
+
+    The entries are independent of each other, so `workers` processes make them (forked with
+    the version data in memory). Only the size budget is sequential: a document gets its diff
+    while the diffs before it total less than `max_total_chars`. Whether that still holds is
+    read when a document is handed to a worker; a diff made while the last in-flight diffs used
+    up the budget is replaced here by the entry without one.
+    """
+    from curate.engine import parallel_map
+
+    worth = [doc_id for doc_id, doc in data.documents.items() if worth_listing(doc, data.edits.get(doc_id, []))]
+    shown = worth[: limits.max_docs]
     budget = limits.max_total_chars
-    listed = omitted_diffs = 0
-    for doc_id, doc in data.documents.items():
-        edits = data.edits.get(doc_id, [])
-        if not worth_listing(doc, edits):
-            continue
-        listed += 1
-        if listed > limits.max_docs:
-            continue
-        try:
-            entry = document_entry(doc, edits, limits, with_diff=budget > 0)
-        except ReportError as exc:
-            if strict:
-                raise
-            errors.append(str(exc))
-            entry = document_entry(doc, edits, limits, with_diff=False)
-            entry["error"] = str(exc)
-        if entry["diff"] is None:
-            omitted_diffs += 1
+
+    def handed_out() -> Iterator[tuple[str, bool]]:
+        for doc_id in shown:
+            yield doc_id, budget > 0
+
+    make = partial(_make_entries, data, limits, strict, encode)
+    entries: list[Any] = []
+    errors: list[str] = []
+    omitted = 0
+    for doc_id, made in zip(shown, parallel_map(make, handed_out(), workers, 16), strict=True):
+        if made.diff_chars is not None and budget <= 0:
+            made = _make_entry(data, doc_id, False, limits, strict, encode)
+        if made.error:
+            errors.append(made.error)
+        if made.diff_chars is None:
+            omitted += 1
         else:
-            budget -= sum(len(s.get("t", "")) for s in entry["diff"])
-        documents.append(entry)
+            budget -= made.diff_chars
+        entries.append(made.entry)
+    detectors = {f["detector"] for doc_id in shown for f in data.documents[doc_id].get("flags", [])
+                 if f.get("detector")}
+    return _Listing(entries, len(worth), omitted, errors, sorted(detectors))
+
+
+def _report_head(data: VersionData, limits: Limits, listing: _Listing) -> dict[str, Any]:
+    """Every key of the report but "documents" (which comes last), in the order written."""
+    manifest = data.manifest
     return {
         "format": REPORT_FORMAT,
         "version": data.version,
@@ -647,13 +712,44 @@ def build_report(data: VersionData, limits: Limits | None = None, strict: bool =
         "skipped": manifest.get("skipped", []),
         "summary": summarise(data),
         "limits": asdict(limits),
-        "documents_listed": min(listed, limits.max_docs),
-        "documents_not_listed": max(0, listed - limits.max_docs),
-        "documents_unchanged": len(data.documents) - listed,
-        "diffs_omitted": omitted_diffs,
-        "errors": errors,
-        "documents": documents,
+        "documents_listed": min(listing.listed, limits.max_docs),
+        "documents_not_listed": max(0, listing.listed - limits.max_docs),
+        "documents_unchanged": len(data.documents) - listing.listed,
+        "diffs_omitted": listing.diffs_omitted,
+        "errors": listing.errors,
     }
+
+
+def build_report(data: VersionData, limits: Limits | None = None, strict: bool = True) -> dict[str, Any]:
+    """The whole report as one JSON-ready dictionary (what `curate report` renders).
+
+    strict=False: an edit log that does not replay is recorded in "errors" and that document is
+    listed without its diff, so the rest of the report is still made.
+    """
+    limits = limits or Limits()
+    listing = _list_documents(data, limits, strict, encode=False, workers=1)
+    return {**_report_head(data, limits, listing), "documents": listing.entries}
+
+
+class EncodedReport(NamedTuple):
+    """A report as report.json's text (`safe_json` of `build_report`'s dictionary, with the
+    documents made in parallel), and everything but the documents as a dictionary."""
+
+    head: dict[str, Any]
+    text: str
+    detectors: list[str]  # of the listed documents' flags (the HTML page's rule filter)
+
+
+def encode_report(data: VersionData, limits: Limits | None = None, strict: bool = False,
+                  workers: int = 1) -> EncodedReport:
+    """What a run writes: made by `workers` processes, never held as one dictionary (a report
+    of 5,700 documents with a million diff segments takes seconds to build, encode or pickle)."""
+    limits = limits or Limits()
+    listing = _list_documents(data, limits, strict, encode=True, workers=workers)
+    head = _report_head(data, limits, listing)
+    head_text = safe_json(head)
+    text = f'{head_text[:-1]},"documents":[{",".join(listing.entries)}]}}'
+    return EncodedReport(head, text, listing.detectors)
 
 
 def edit_matches(edit: dict[str, Any], rule: str | None, kind: str | None, stage: str | None) -> bool:
