@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import bisect
 import difflib
+import gc
 import json
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -683,16 +684,22 @@ def _list_documents(data: VersionData, limits: Limits, strict: bool, encode: boo
     entries: list[Any] = []
     errors: list[str] = []
     omitted = 0
-    for doc_id, made in zip(shown, parallel_map(make, handed_out(), workers, 16), strict=True):
-        if made.diff_chars is not None and budget <= 0:
-            made = _make_entry(data, doc_id, False, limits, strict, encode)
-        if made.error:
-            errors.append(made.error)
-        if made.diff_chars is None:
-            omitted += 1
-        else:
-            budget -= made.diff_chars
-        entries.append(made.entry)
+    # The version's millions of objects live until the report is written: frozen, they are not
+    # scanned again by every collection that making the entries triggers (a third of the time).
+    gc.freeze()
+    try:
+        for doc_id, made in zip(shown, parallel_map(make, handed_out(), workers, 16), strict=True):
+            if made.diff_chars is not None and budget <= 0:
+                made = _make_entry(data, doc_id, False, limits, strict, encode)
+            if made.error:
+                errors.append(made.error)
+            if made.diff_chars is None:
+                omitted += 1
+            else:
+                budget -= made.diff_chars
+            entries.append(made.entry)
+    finally:
+        gc.unfreeze()
     detectors = {f["detector"] for doc_id in shown for f in data.documents[doc_id].get("flags", [])
                  if f.get("detector")}
     return _Listing(entries, len(worth), omitted, errors, sorted(detectors))
