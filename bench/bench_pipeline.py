@@ -1,7 +1,13 @@
-"""Whole-pipeline benchmark: ingest -> every stage -> a written version, on ~19 MB of real news.
+"""Whole-pipeline benchmark: ingest -> every stage -> a written version and its report, on ~19 MB
+of real news.
 
     .venv/bin/python bench/bench_pipeline.py [--corpora ../shared/corpora] [--workers N]
-        [--engines local,ray] [--profile] [--keep]
+        [--engines local,ray] [--profile] [--keep] [--no-report]
+
+A run is what `curate run` does with default settings: the version, then report.json and
+report.html (`--no-report` leaves the report out, as this script did before 2026-12-03, when
+the README's figures did not include it). The report's time is also shown on its own: its wall
+seconds, and its CPU seconds in the driver and in the workers that make its documents' entries.
 
 Input (read from `--corpora`, never copied into the repository): the NewsSpider JSON lines
 (`.txt` files that are JSON lines: linked as `.jsonl`), the TaiwanStat `.json` files as they
@@ -309,8 +315,26 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
                 startup.append(time.perf_counter() - begin)
 
         ray_engine.RayEngine._connect = timed_connect
+    report_figures: dict[str, float] = {}
+    if spec.get("report", True):
+        import curate.report
+
+        write_reports = curate.report.write_reports
+
+        def timed_reports(*args: Any, **kwargs: Any) -> Any:
+            begin, times = time.perf_counter(), os.times()
+            try:
+                return write_reports(*args, **kwargs)
+            finally:
+                end = os.times()
+                report_figures["seconds"] = time.perf_counter() - begin
+                report_figures["driver_cpu"] = end.user - times.user + end.system - times.system
+                report_figures["workers_cpu"] = (end.children_user - times.children_user
+                                                 + end.children_system - times.children_system)
+
+        curate.report.write_reports = timed_reports
     start, cpu_start = time.perf_counter(), time.process_time()
-    result = runner.run(config, write_report=False)
+    result = runner.run(config, write_report=spec.get("report", True))
     seconds, driver_cpu = time.perf_counter() - start, time.process_time() - cpu_start
     if profiler is not None:
         profiler.stop()
@@ -320,6 +344,8 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     for name in ["documents.jsonl", "quarantine.jsonl", "duplicates.jsonl", "edits.jsonl"]:
         data = (result.version_dir / name).read_bytes()
         digests[name] = hashlib.sha256(data).hexdigest()[:16]
+    for name, path in (result.reports or {}).items():
+        digests[f"report.{name}"] = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
     for name in ["documents.jsonl", "quarantine.jsonl", "duplicates.jsonl"]:
         with (result.version_dir / name).open(encoding="utf-8") as handle:
             for line in handle:
@@ -332,6 +358,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
         "counts": {k: result.counts[k] for k in ["documents_in", "documents_out", "duplicates", "quarantined", "edits"]},
         "skipped": len(result.skipped),
         "stages": timers.result(),
+        "report": report_figures,
         "driver_peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
         "digests": digests,
         "text_bytes_out": text_bytes,
@@ -428,6 +455,8 @@ def main() -> int:
         "--repeat", type=int, default=3,
         help="plain runs of each local configuration, alternated; the median run is reported",
     )
+    parser.add_argument("--no-report", action="store_true",
+                        help="runs without the report (report.json and report.html), as before 2026-12-03")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -468,10 +497,12 @@ def main() -> int:
               f"parallel capacity of {workers} processes: {parallel_capacity(workers):.2f} cores")
         if args.profile:
             run_child({"label": "profile", "engine": "local", "workers": 1, "input": str(tmp / "input"),
-                       "out": str(tmp / "profile"), "profile": True, "disable": disable})
+                       "out": str(tmp / "profile"), "profile": True, "disable": disable,
+                       "report": not args.no_report})
         specs = [
             {"label": label, "engine": engine, "workers": count, "input": str(tmp / "input"),
-             "out": str(tmp / f"run{number}"), "disable": disable, "instrument": engine != "local"}
+             "out": str(tmp / f"run{number}"), "disable": disable, "instrument": engine != "local",
+             "report": not args.no_report}
             for number, (label, engine, count) in enumerate(runs)
         ]
         # Plain runs, the local configurations alternated `--repeat` times (this machine's
@@ -495,6 +526,7 @@ def main() -> int:
                 figures["stages"] = timed["stages"]
                 figures["timed_driver_cpu_seconds"] = timed["driver_cpu_seconds"]
                 figures["timed_tree_cpu_seconds"] = timed["tree_cpu_seconds"]
+                figures["timed_report"] = timed["report"]
                 figures["digests_timed"] = timed["digests"]
             results.append((label, figures))
         report(results, files, size, workers)
@@ -520,13 +552,18 @@ def report(results: list[tuple[str, dict[str, Any]]], files: int, size: int, wor
         f"text out {first['text_bytes_out'] / MB:.1f} MB\n"
     )
     docs = counts["documents_in"]
-    print("| run | wall s | MB/s | documents/s | CPU-s, all processes | CPU-s, driver | peak RSS, driver | peak memory, all processes (PSS) |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    with_report = bool(first["report"])
+    print(f"wall s: the whole run{', report included' if with_report else ' (without the report)'}; "
+          "MB/s: input megabytes per wall second\n")
+    print("| run | wall s | of which report | MB/s | documents/s | CPU-s, all processes | CPU-s, driver | "
+          "peak RSS, driver | peak memory, all processes (PSS) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for label, figures in results:
         s = figures["seconds"]
         startup = f" (Ray start {figures['startup_seconds']:.1f} s)" if figures["startup_seconds"] else ""
+        in_report = f"{figures['report']['seconds']:.1f}" if figures["report"] else "-"
         print(
-            f"| {label} | {s:.1f}{startup} | {size / MB / s:.2f} | {docs / s:.0f} | "
+            f"| {label} | {s:.1f}{startup} | {in_report} | {size / MB / s:.2f} | {docs / s:.0f} | "
             f"{figures['tree_cpu_seconds']:.1f} | {figures['driver_cpu_seconds']:.1f} | "
             f"{figures['driver_peak_kb'] / 1024:.0f} MB | "
             f"{figures['tree_peak_kb'] / 1024:.0f} MB |"
@@ -555,15 +592,20 @@ def report(results: list[tuple[str, dict[str, Any]]], files: int, size: int, wor
     print(header)
     print("|---|" + "---:|---:|---:|" * len(timed))
     names = list(first["stages"])
-    for name in [*names, "other (engine, pickling, writing)", "total (CPU, all processes)"]:
+    extra = ["report (driver + its workers)"] if with_report else []
+    for name in [*names, *extra, "other (engine, pickling, writing)", "total (CPU, all processes)"]:
         cells = []
         for _, figures in timed:
             stages = figures["stages"]
-            if name.startswith("total"):
+            report_cpu = figures["timed_report"].get("driver_cpu", 0.0)
+            if name.startswith("report"):
+                s, calls = report_cpu + figures["timed_report"]["workers_cpu"], 0
+            elif name.startswith("total"):
                 s = figures["timed_tree_cpu_seconds"]
                 calls = docs
             elif name.startswith("other"):
-                s = max(0.0, figures["timed_driver_cpu_seconds"] - sum(v["seconds"] for v in stages.values()))
+                s = max(0.0, figures["timed_driver_cpu_seconds"] - report_cpu
+                        - sum(v["seconds"] for v in stages.values()))
                 calls = 0
                 if figures is not timed[0][1]:
                     cells.append("- | - | -")
