@@ -192,27 +192,43 @@ def char_opcodes(
 
 
 def _apply_to_range(pieces: list[_Piece], index: int, edit: dict[str, Any]) -> list[_Piece]:
-    """Apply one edit to the pieces of its range (removed pieces included)."""
+    """Apply one edit to the pieces of its range (removed pieces included).
+
+    One walk over the opcodes and the pieces together: a visible piece that spans the end of an
+    opcode is split there, and removed pieces go with the visible piece after them.
+    """
     before = "".join(p.text for p in pieces if p.visible)
     after = edit.get("after", "")
     if edit.get("action") == "replace":
         ops = char_opcodes(before, after)
     else:
         ops = [("replace", 0, len(before), 0, len(after))]
-    pieces = _split_at(pieces, sorted({i for op in ops for i in op[1:3]}))
     out: list[_Piece] = []
-    pos = 0
+    pos = 0  # offset in `before` up to which pieces are placed
     n = 0
+    rest: _Piece | None = None  # what is left of a visible piece split at an opcode's end
     for tag, _, i2, j1, j2 in ops:
-        while pos < i2:  # removed pieces go with the visible piece after them
-            piece = pieces[n]
-            n += 1
-            if piece.visible:
-                pos += len(piece.text)
-                if tag != "equal":
-                    piece.removed_by = index
+        changed = tag != "equal"
+        while pos < i2:
+            if rest is not None:
+                piece, rest = rest, None
+            else:
+                piece = pieces[n]
+                n += 1
+                if piece.removed_by >= 0:
+                    out.append(piece)
+                    continue
+            size = len(piece.text)
+            if pos + size > i2:
+                cut = i2 - pos
+                rest = _Piece(piece.text[cut:], piece.inserted_by)
+                piece = _Piece(piece.text[:cut], piece.inserted_by)
+                size = cut
+            pos += size
+            if changed:
+                piece.removed_by = index
             out.append(piece)
-        if tag != "equal" and j2 > j1:
+        if changed and j2 > j1:
             out.append(_Piece(after[j1:j2], inserted_by=index))
     out.extend(pieces[n:])  # removed pieces after the last visible one
     return out
@@ -301,41 +317,63 @@ def diff_segments(
     output this edit removed (e.g. converted, then dropped), "f" indices of flags covering it.
     """
     pieces = _replay(text, edits, doc_id)
-    # Flags are in final-text coordinates, i.e. over the visible pieces.
+    piece_flags: dict[int, list[int]] = {}
+    marks: dict[int, list[int]] = {}  # piece index -> empty flags just before it
+    if flags:
+        pieces, piece_flags, marks = _place_flags(pieces, flags)
+    label, via = _removal_labels(pieces)
+    segments: list[dict[str, Any]] = []
+    joined: list[dict[str, Any]] = []  # segments made of several pieces
+    last_key: tuple[Any, ...] | None = None
+    for n, piece in enumerate(pieces):
+        if marks and n in marks:
+            segments.append({"k": "mark", "t": "", "f": marks[n]})
+            last_key = None
+        if piece.removed_by < 0:
+            inserted = piece.inserted_by
+            kind, edit = ("keep", -1) if inserted < 0 else ("ins", inserted)
+            flagged = tuple(piece_flags[n]) if n in piece_flags else ()
+        elif piece.inserted_by >= 0:
+            continue  # intermediate text that is neither in the input nor in the output
+        else:
+            kind, edit, flagged = "del", label[n], ()
+        key = (kind, edit, flagged)
+        if key == last_key:  # same kind, edit and flags: one segment (its text joined below)
+            segment = segments[-1]
+            if isinstance(segment["t"], str):
+                segment["t"] = [segment["t"]]
+                joined.append(segment)
+            segment["t"].append(piece.text)
+            if via[n]:
+                segment["via"] = sorted(set(segment.get("via", ())) | set(via[n]))
+            continue
+        segment = {"k": kind, "t": piece.text}
+        if edit >= 0:
+            segment["e"] = edit
+        if flagged:
+            segment["f"] = list(flagged)
+        if via[n]:
+            segment["via"] = list(via[n])
+        segments.append(segment)
+        last_key = key
+    if len(pieces) in marks:
+        segments.append({"k": "mark", "t": "", "f": marks[len(pieces)]})
+    for segment in joined:
+        segment["t"] = "".join(segment["t"])
+    return segments
+
+
+def _place_flags(
+    pieces: list[_Piece], flags: list[dict[str, Any]]
+) -> tuple[list[_Piece], dict[int, list[int]], dict[int, list[int]]]:
+    """Pieces split at the flags' edges, with the flags covering each visible piece and the
+    empty flags before each piece (flags are in final-text coordinates: over visible pieces)."""
     final_length = sum(len(p.text) for p in pieces if p.visible)
     spans = [
         (max(0, min(int(f.get("start", 0)), final_length)), max(0, min(int(f.get("end", 0)), final_length)))
         for f in flags
     ]
     pieces = _split_at(pieces, sorted({x for span in spans for x in span}))
-    # Text removed after an earlier edit replaced it (converted, then dropped) is shown as
-    # removed by the later edit: that is the decision a reviewer needs to see.
-    label = [p.removed_by for p in pieces]
-    via: list[tuple[int, ...]] = [()] * len(pieces)
-    i = 0
-    while i < len(pieces):
-        piece = pieces[i]
-        if piece.inserted_by >= 0 or piece.visible:
-            i += 1
-            continue
-        j = i
-        while j < len(pieces) and pieces[j].inserted_by < 0 and pieces[j].removed_by == piece.removed_by:
-            j += 1
-        current, chain, k = piece.removed_by, [], j
-        while True:
-            m = k
-            while m < len(pieces) and pieces[m].inserted_by == current:
-                m += 1
-            removers = {p.removed_by for p in pieces[k:m]}
-            if m == k or len(removers) != 1 or -1 in removers:
-                break
-            chain.append(current)
-            current = removers.pop()
-            k = m
-        for n in range(i, j):
-            label[n] = current
-            via[n] = tuple(chain)
-        i = j
     starts: list[int] = []  # final-text start of each visible piece, and its index
     where: list[int] = []
     pos = 0
@@ -345,7 +383,7 @@ def diff_segments(
             where.append(n)
             pos += len(piece.text)
     piece_flags: dict[int, list[int]] = defaultdict(list)
-    marks: dict[int, list[int]] = defaultdict(list)  # piece index -> empty flags just before it
+    marks: dict[int, list[int]] = defaultdict(list)
     for f_index, (start, end) in enumerate(spans):
         first = bisect.bisect_left(starts, start)
         if end <= start:
@@ -353,41 +391,44 @@ def diff_segments(
             continue
         for n in range(first, bisect.bisect_left(starts, end)):
             piece_flags[where[n]].append(f_index)
-    segments: list[dict[str, Any]] = []
-    last_key: tuple[Any, ...] | None = None
-    for n in range(len(pieces) + 1):
-        if n in marks:
-            segments.append({"k": "mark", "t": "", "f": marks[n]})
-            last_key = None
-        if n == len(pieces):
-            break
-        piece = pieces[n]
-        if piece.visible:
-            kind, edit = ("keep", -1) if piece.inserted_by < 0 else ("ins", piece.inserted_by)
-            flagged = tuple(piece_flags.get(n, ()))
-        elif piece.inserted_by >= 0:
-            continue  # intermediate text that is neither in the input nor in the output
-        else:
-            kind, edit, flagged = "del", label[n], ()
-        key = (kind, edit, flagged)
-        if key == last_key:
-            segments[-1]["t"].append(piece.text)
-            if via[n]:
-                segments[-1]["via"] = sorted(set(segments[-1].get("via", ())) | set(via[n]))
+    return pieces, dict(piece_flags), dict(marks)
+
+
+def _removal_labels(pieces: list[_Piece]) -> tuple[list[int], list[tuple[int, ...]]]:
+    """The edit each removed input piece is shown as removed by, and the earlier edits between.
+
+    Text removed after an earlier edit replaced it (converted, then dropped) is shown as
+    removed by the later edit: that is the decision a reviewer needs to see.
+    """
+    label = [p.removed_by for p in pieces]
+    via: list[tuple[int, ...]] = [()] * len(pieces)
+    i = 0
+    count = len(pieces)
+    while i < count:
+        piece = pieces[i]
+        if piece.inserted_by >= 0 or piece.removed_by < 0:
+            i += 1
             continue
-        segment: dict[str, Any] = {"k": kind, "t": [piece.text]}
-        if edit >= 0:
-            segment["e"] = edit
-        if flagged:
-            segment["f"] = list(flagged)
-        if via[n]:
-            segment["via"] = list(via[n])
-        segments.append(segment)
-        last_key = key
-    for segment in segments:
-        if isinstance(segment["t"], list):
-            segment["t"] = "".join(segment["t"])
-    return segments
+        j = i
+        while j < count and pieces[j].inserted_by < 0 and pieces[j].removed_by == piece.removed_by:
+            j += 1
+        current, chain, k = piece.removed_by, [], j
+        while True:
+            m = k
+            while m < count and pieces[m].inserted_by == current:
+                m += 1
+            removers = {p.removed_by for p in pieces[k:m]}
+            if m == k or len(removers) != 1 or -1 in removers:
+                break
+            chain.append(current)
+            current = removers.pop()
+            k = m
+        if chain:
+            for n in range(i, j):
+                label[n] = current
+                via[n] = tuple(chain)
+        i = j
+    return label, via
 
 
 def collapse(segments: list[dict[str, Any]], limits: Limits) -> tuple[list[dict[str, Any]], bool]:
