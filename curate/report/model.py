@@ -206,28 +206,30 @@ def _apply_to_range(pieces: list[_Piece], index: int, edit: dict[str, Any]) -> l
     out: list[_Piece] = []
     pos = 0  # offset in `before` up to which pieces are placed
     n = 0
-    rest: _Piece | None = None  # what is left of a visible piece split at an opcode's end
+    current: _Piece | None = None  # a visible piece placed up to `offset`, split at opcode ends
+    offset = 0
     for tag, _, i2, j1, j2 in ops:
         changed = tag != "equal"
         while pos < i2:
-            if rest is not None:
-                piece, rest = rest, None
-            else:
-                piece = pieces[n]
+            if current is None:
+                current, offset = pieces[n], 0
                 n += 1
-                if piece.removed_by >= 0:
-                    out.append(piece)
+                if current.removed_by >= 0:
+                    out.append(current)
+                    current = None
                     continue
-            size = len(piece.text)
-            if pos + size > i2:
-                cut = i2 - pos
-                rest = _Piece(piece.text[cut:], piece.inserted_by)
-                piece = _Piece(piece.text[:cut], piece.inserted_by)
-                size = cut
-            pos += size
+            text = current.text
+            if pos + len(text) - offset <= i2:  # the rest of the piece
+                part = current if offset == 0 else _Piece(text[offset:], current.inserted_by)
+                pos += len(text) - offset
+                current = None
+            else:
+                part = _Piece(text[offset : offset + i2 - pos], current.inserted_by)
+                offset += i2 - pos
+                pos = i2
             if changed:
-                piece.removed_by = index
-            out.append(piece)
+                part.removed_by = index
+            out.append(part)
         if changed and j2 > j1:
             out.append(_Piece(after[j1:j2], inserted_by=index))
     out.extend(pieces[n:])  # removed pieces after the last visible one
@@ -417,8 +419,10 @@ def _removal_labels(pieces: list[_Piece]) -> tuple[list[int], list[tuple[int, ..
             m = k
             while m < count and pieces[m].inserted_by == current:
                 m += 1
+            if m == k or pieces[k].removed_by < 0:  # what the edit put there is still there
+                break
             removers = {p.removed_by for p in pieces[k:m]}
-            if m == k or len(removers) != 1 or -1 in removers:
+            if len(removers) != 1 or -1 in removers:
                 break
             chain.append(current)
             current = removers.pop()
