@@ -18,9 +18,11 @@ from curate.report.model import Limits, ReportError, build_report, encode_report
 __all__ = ["ReportError", "Limits", "build_report", "encode_report", "load_version", "write_reports"]
 
 
-def _write_atomically(path: Path, text: str) -> None:
+def _write_atomically(path: Path, parts: list[bytes]) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
+    with tmp.open("wb") as handle:
+        for part in parts:
+            handle.write(part)
     os.replace(tmp, path)
 
 
@@ -37,6 +39,6 @@ def write_reports(
     folder.mkdir(parents=True, exist_ok=True)
     json_path = folder / "report.json"
     html_path = folder / "report.html"
-    _write_atomically(json_path, report.text + "\n")
+    _write_atomically(json_path, [report.data, b"\n"])
     _write_atomically(html_path, render_report_html(report))
     return {"json": json_path, "html": html_path}

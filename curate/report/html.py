@@ -320,9 +320,14 @@ def csp(scripts: list[str], styles: list[str]) -> str:
     )
 
 
-def page(title: str, body: str, *, script: str = "", data_json: str = "") -> str:
-    """A complete page: our CSS, the body, optionally the data block (`safe_json` text) and our
-    script."""
+def page(title: str, body: str, *, script: str = "") -> str:
+    """A complete page: our CSS, the body and our script."""
+    return "".join(page_parts(title, body, script=script, with_data=False))
+
+
+def page_parts(title: str, body: str, *, script: str = "", with_data: bool = True) -> tuple[str, str]:
+    """A page in two halves: what comes before the data block's content, and what comes after
+    (the data, `safe_json` text, is written between them as it is)."""
     scripts = [script] if script else []
     parts = [
         "<!DOCTYPE html>\n<html lang=\"zh\">\n<head>\n<meta charset=\"utf-8\">\n",
@@ -331,12 +336,13 @@ def page(title: str, body: str, *, script: str = "", data_json: str = "") -> str
         f"<title>{escape(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n",
         body,
     ]
-    if data_json:
-        parts.append(f'\n<script type="application/json" id="curate-data">{data_json}</script>\n')
+    if with_data:
+        parts.append('\n<script type="application/json" id="curate-data">')
+    tail = ["</script>\n"] if with_data else []
     if script:
-        parts.append(f"<script>{script}</script>\n")
-    parts.append("</body>\n</html>\n")
-    return "".join(parts)
+        tail.append(f"<script>{script}</script>\n")
+    tail.append("</body>\n</html>\n")
+    return "".join(parts), "".join(tail)
 
 
 def _n(value: int) -> str:
@@ -394,8 +400,9 @@ def _options(element_id: str, label: str, values: list[str]) -> str:
     return f'<label>{escape(label)} <select id="{element_id}"><option value="">all</option>{opts}</select></label>'
 
 
-def render_report_html(encoded: EncodedReport) -> str:
-    """The page of a report: the summary rendered here, the documents from report.json's text."""
+def render_report_html(encoded: EncodedReport) -> list[bytes]:
+    """The page of a report, in UTF-8, as parts to write one after the other: the summary
+    rendered here, then report.json's content as the data block, then the page's script."""
     report = encoded.head
     summary = report["summary"]
     counts = summary["counts"]
@@ -484,4 +491,5 @@ characters around each change; a document's diff shows at most {_n(limits["max_d
 {_n(limits["max_total_chars"])} characters of diff, documents are listed without their diff. Any document in full:
 <code>curate report {escape(version)} --doc ID --full</code>. The same data: report.json.</p>
 </footer>"""
-    return page(f"curate report {version}", body, script=JS, data_json=encoded.text)
+    before, after = page_parts(f"curate report {version}", body, script=JS)
+    return [before.encode("utf-8"), encoded.data, after.encode("utf-8")]

@@ -670,7 +670,8 @@ def safe_json(data: Any) -> str:
 
 
 class _Entry(NamedTuple):
-    """A listed document as made by `_make_entries`: the entry (a dict, or its `safe_json`)."""
+    """A listed document as made by `_make_entries`: the entry (a dict, or its `safe_json` in
+    UTF-8: made where the entry is, so the driver only joins bytes)."""
 
     entry: Any
     diff_chars: int | None  # characters of text in its diff; None: listed without a diff
@@ -690,7 +691,7 @@ def _make_entry(data: VersionData, doc_id: str, with_diff: bool, limits: Limits,
         entry = document_entry(doc, edits, limits, with_diff=False)
         entry["error"] = error
     chars = None if entry["diff"] is None else sum(len(s.get("t", "")) for s in entry["diff"])
-    return _Entry(safe_json(entry) if encode else entry, chars, error)
+    return _Entry(safe_json(entry).encode("utf-8") if encode else entry, chars, error)
 
 
 def _make_entries(data: VersionData, limits: Limits, strict: bool, encode: bool,
@@ -784,11 +785,11 @@ def build_report(data: VersionData, limits: Limits | None = None, strict: bool =
 
 
 class EncodedReport(NamedTuple):
-    """A report as report.json's text (`safe_json` of `build_report`'s dictionary, with the
-    documents made in parallel), and everything but the documents as a dictionary."""
+    """A report as report.json's content (`safe_json` of `build_report`'s dictionary, in UTF-8,
+    its documents made in parallel), and everything but the documents as a dictionary."""
 
     head: dict[str, Any]
-    text: str
+    data: bytes
     detectors: list[str]  # of the listed documents' flags (the HTML page's rule filter)
 
 
@@ -799,9 +800,10 @@ def encode_report(data: VersionData, limits: Limits | None = None, strict: bool 
     limits = limits or Limits()
     listing = _list_documents(data, limits, strict, encode=True, workers=workers)
     head = _report_head(data, limits, listing)
-    head_text = safe_json(head)
-    text = f'{head_text[:-1]},"documents":[{",".join(listing.entries)}]}}'
-    return EncodedReport(head, text, listing.detectors)
+    documents = b",".join(listing.entries)
+    listing.entries.clear()
+    parts = [safe_json(head)[:-1].encode("utf-8"), b',"documents":[', documents, b"]}"]
+    return EncodedReport(head, b"".join(parts), listing.detectors)
 
 
 def edit_matches(edit: dict[str, Any], rule: str | None, kind: str | None, stage: str | None) -> bool:
