@@ -1,7 +1,7 @@
 """Two checkouts of curate, the whole pipeline, alternated: is one faster than the other?
 
     .venv/bin/python bench/ab_pipeline.py OTHER_CHECKOUT [--rounds 6] [--workers 1,2]
-        [--corpora ../shared/corpora]
+        [--corpora ../shared/corpora] [--report]
 
     (an older commit: git worktree add /tmp/curate-base <commit>)
 
@@ -11,9 +11,10 @@ code. Here each round runs the other checkout, then this one, back to back, on t
 (as bench_pipeline.py prepares it) and with the same interpreter; the figure to read is the
 median of the paired differences. CPU seconds (of the run and every process it started) are
 paired too: they move less than wall time when the machine is busy. Each run is a child
-process (`curate.runner.run`, no report) that imports curate from its own checkout. The version
-id and the sha256 of every file of the version (data files and index, from its manifest) are
-compared too. Exits 0 with a "skipped" line when the corpora are absent.
+process (`curate.runner.run`; with `--report` it writes the report too, as `curate run` does)
+that imports curate from its own checkout. The version id and the sha256 of every file of the
+version (data files and index, from its manifest) are compared too, and with `--report` the
+documents embedded in report.html. Exits 0 with a "skipped" line when the corpora are absent.
 """
 
 from __future__ import annotations
@@ -36,9 +37,16 @@ import json, sys, time
 from curate import config, runner
 started = time.perf_counter()
 settings = config.build({"run": {"workers": int(sys.argv[1])}})
-result = runner.run(settings, inputs=[sys.argv[2]], corpus=sys.argv[3], write_report=False)
+report = sys.argv[4] == "report"
+result = runner.run(settings, inputs=[sys.argv[2]], corpus=sys.argv[3], reports=sys.argv[3] + "/reports",
+                    write_report=report)
 seconds = time.perf_counter() - started
 files = json.loads((result.version_dir / "manifest.json").read_text(encoding="utf-8"))["files"]
+if report:  # the page's documents (its head shows each run's own folders)
+    import hashlib
+    page = result.reports["html"].read_bytes()
+    start = page.index(b',"documents":[')
+    files["report.html documents"] = hashlib.sha256(page[start : page.index(b"</script>", start)]).hexdigest()
 print(json.dumps({"seconds": seconds, "version": result.version_id, "files": files}))
 """
 
@@ -48,13 +56,13 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_once(checkout: Path, workers: int, inputs: Path, scratch: Path) -> dict:
+def run_once(checkout: Path, workers: int, inputs: Path, scratch: Path, report: bool) -> dict:
     """One run in a child process: its figures, plus the CPU seconds of the child and every
     process it started and waited for (workers, the index builder), start-up included."""
     corpus = Path(tempfile.mkdtemp(dir=scratch))
     cpu = _children_cpu()
     done = subprocess.run(
-        [sys.executable, "-c", CHILD, str(workers), str(inputs), str(corpus)],
+        [sys.executable, "-c", CHILD, str(workers), str(inputs), str(corpus), "report" if report else "-"],
         cwd=checkout,  # the checkout's own rules/ and curate/
         env={**os.environ, "PYTHONPATH": str(checkout)},
         capture_output=True, text=True, check=True,
@@ -70,6 +78,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--corpora", default=str(ROOT.parent / "shared" / "corpora"))
+    parser.add_argument("--report", action="store_true", help="runs write the report too, as `curate run` does")
     args = parser.parse_args()
     corpora = Path(args.corpora)
     if not corpora.is_dir():
@@ -88,7 +97,7 @@ def main() -> int:
             outputs = set()
             for _ in range(args.rounds):
                 for name, checkout in checkouts.items():
-                    figures = run_once(checkout, workers, scratch / "input", scratch)
+                    figures = run_once(checkout, workers, scratch / "input", scratch, args.report)
                     walls[name].append(figures["seconds"])
                     cpus[name].append(figures["cpu"])
                     outputs.add(json.dumps([figures["version"], figures["files"]], sort_keys=True))
@@ -107,7 +116,8 @@ def main() -> int:
                   + f"; this - other, per round: median {statistics.median(cpu_paired):+.2f} s "
                   f"({statistics.median(cpu_paired) / statistics.median(cpus['other']):+.0%}), "
                   f"less in {sum(d < 0 for d in cpu_paired)} of {len(cpu_paired)} rounds")
-            print(f"  same version id and every file (data, index): {'yes' if len(outputs) == 1 else 'NO'}")
+            what = "data, index, report's documents" if args.report else "data, index"
+            print(f"  same version id and every file ({what}): {'yes' if len(outputs) == 1 else 'NO'}")
     return 0
 
 
