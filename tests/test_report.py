@@ -18,11 +18,14 @@ from curate.cli import main
 from curate.document import Change, Document, stable_id
 from curate.report import write_reports
 from curate.report.model import (
+    IndexedVersion,
     Limits,
     ReportError,
+    VersionData,
     build_report,
     collapse,
     diff_segments,
+    index_version,
     load_version,
 )
 from curate.report.terminal import diff_text, render_report, summary_renderables
@@ -316,3 +319,46 @@ def test_reports_do_not_depend_on_workers(tmp_path: Path, limits: Limits) -> Non
     if limits.max_docs == 20:
         listed = 8 * (len(sample_docs()) - 1)  # every copy but the clean one
         assert len(report["documents"]) == 20 and report["documents_not_listed"] == listed - 20
+
+
+def test_the_index_reads_what_load_version_reads(tmp_path: Path) -> None:
+    version = write_version(tmp_path / "corpus", "v1", copies_of_sample_docs(3))
+    loaded, indexed = load_version(version), index_version(version)
+    assert isinstance(indexed, IndexedVersion)
+    try:
+        assert list(indexed.documents) == list(loaded.documents)  # id order
+        assert {k: indexed.documents[k] for k in indexed.documents} == loaded.documents
+        assert list(indexed.edits) == list(loaded.edits)  # order of first appearance
+        assert {k: indexed.edits[k] for k in indexed.edits} == loaded.edits
+        assert indexed.listable() == loaded.listable()
+        assert indexed.summary() == loaded.summary()
+        assert all(indexed.flags_of(k) == loaded.flags_of(k) for k in loaded.documents)
+    finally:
+        indexed.close()
+
+
+def test_a_version_the_index_cannot_describe_is_read_whole(tmp_path: Path) -> None:
+    # Edits of one document in two runs of lines (a hand-edited log): read with load_version,
+    # and the report is the same as from the log in order.
+    docs = copies_of_sample_docs(2)
+    version = write_version(tmp_path / "corpus", "v1", docs)
+    expected = json.loads(write_reports(version, tmp_path / "a")["json"].read_bytes())
+    log = version / "edits.jsonl"
+    lines = log.read_text(encoding="utf-8").splitlines(keepends=True)
+    owners = [json.loads(line)["doc"] for line in lines]
+    n = next(n for n in range(len(lines) - 1) if owners[n] == owners[n + 1])  # a document with 2+ edits
+    log.write_text("".join(lines[:n] + lines[n + 1 :] + lines[n : n + 1]), encoding="utf-8")
+    assert type(index_version(version)) is VersionData
+    report = json.loads(write_reports(version, tmp_path / "b")["json"].read_bytes())
+    assert report["documents"] == expected["documents"]
+
+
+def test_the_index_names_a_broken_file(tmp_path: Path) -> None:
+    version = write_version(tmp_path / "corpus", "v1", sample_docs())
+    log = version / "edits.jsonl"
+    log.write_text(log.read_text(encoding="utf-8") + '{"doc": "nosuchdoc", "seq": 0}\n', encoding="utf-8")
+    with pytest.raises(ReportError, match="edits.jsonl: edits for unknown document nosuchdoc"):
+        write_reports(version, tmp_path / "reports")
+    (version / "documents.jsonl").write_text("{not json\n", encoding="utf-8")
+    with pytest.raises(ReportError, match=r"documents.jsonl:1: not valid JSON"):
+        write_reports(version, tmp_path / "reports")

@@ -13,7 +13,15 @@ import os
 from pathlib import Path
 
 from curate.report.html import render_report_html
-from curate.report.model import Limits, ReportError, build_report, encode_report, load_version
+from curate.report.model import (
+    IndexedVersion,
+    Limits,
+    ReportError,
+    build_report,
+    encode_report,
+    index_version,
+    load_version,
+)
 
 __all__ = ["ReportError", "Limits", "build_report", "encode_report", "load_version", "write_reports"]
 
@@ -31,14 +39,19 @@ def write_reports(
 ) -> dict[str, Path]:
     """Write report.json and report.html for one version; return {"json": path, "html": path}.
 
-    `workers` processes make the documents' entries (the inline diffs are most of the work)."""
-    data = load_version(version_dir)
-    report = encode_report(data, limits, strict=False, workers=workers)
-    del data  # the version's documents are no longer needed while the files are written
+    The version is read through an index of where its records are (`index_version`), not held
+    in memory; `workers` processes make the documents' entries (the inline diffs are most of the
+    work)."""
+    data = index_version(version_dir)
+    try:
+        report = encode_report(data, limits, strict=False, workers=workers)
+    finally:
+        if isinstance(data, IndexedVersion):
+            data.close()
     folder = Path(reports_dir) / report.head["version"]
     folder.mkdir(parents=True, exist_ok=True)
     json_path = folder / "report.json"
     html_path = folder / "report.html"
-    _write_atomically(json_path, [report.data, b"\n"])
+    _write_atomically(json_path, [*report.data, b"\n"])
     _write_atomically(html_path, render_report_html(report))
     return {"json": json_path, "html": html_path}

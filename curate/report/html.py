@@ -492,4 +492,4 @@ characters around each change; a document's diff shows at most {_n(limits["max_d
 <code>curate report {escape(version)} --doc ID --full</code>. The same data: report.json.</p>
 </footer>"""
     before, after = page_parts(f"curate report {version}", body, script=JS)
-    return [before.encode("utf-8"), encoded.data, after.encode("utf-8")]
+    return [before.encode("utf-8"), *encoded.data, after.encode("utf-8")]

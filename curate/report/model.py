@@ -27,9 +27,10 @@ import bisect
 import difflib
 import gc
 import json
+import os
 from collections import Counter, defaultdict
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -67,12 +68,22 @@ class VersionData:
 
     path: Path
     manifest: dict[str, Any]
-    documents: dict[str, dict[str, Any]]  # id -> record, "status" always set
-    edits: dict[str, list[dict[str, Any]]]  # doc id -> its edits, in the order made
+    documents: Mapping[str, dict[str, Any]]  # id -> record, "status" always set; in id order
+    edits: Mapping[str, list[dict[str, Any]]]  # doc id -> its edits, in the order made
 
     @property
     def version(self) -> str:
         return str(self.manifest.get("version") or self.path.name)
+
+    def summary(self) -> dict[str, Any]:
+        return summarise(self)
+
+    def listable(self) -> list[str]:
+        """The ids of the documents worth listing, in id order."""
+        return [doc_id for doc_id, doc in self.documents.items() if worth_listing(doc, self.edits.get(doc_id, []))]
+
+    def flags_of(self, doc_id: str) -> list[dict[str, Any]]:
+        return self.documents[doc_id].get("flags", [])
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -90,16 +101,27 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     return records
 
 
-def load_version(version_dir: Path | str) -> VersionData:
-    """Read manifest, documents (all three files) and the edit log of one version folder."""
-    folder = Path(version_dir)
+def _read_manifest(folder: Path) -> dict[str, Any]:
     manifest_path = folder / "manifest.json"
     if not manifest_path.is_file():
         raise ReportError(f"{folder}: not a corpus version (no manifest.json)")
     try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        return json.loads(manifest_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise ReportError(f"{manifest_path}: not valid JSON ({exc.msg})") from None
+
+
+def _parse_line(line: bytes, path: Path, number: int) -> dict[str, Any]:
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ReportError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+
+
+def load_version(version_dir: Path | str) -> VersionData:
+    """Read manifest, documents (all three files) and the edit log of one version folder."""
+    folder = Path(version_dir)
+    manifest = _read_manifest(folder)
     documents: dict[str, dict[str, Any]] = {}
     for status, name in DATA_FILES.items():
         for record in _read_jsonl(folder / name):
@@ -115,6 +137,152 @@ def load_version(version_dir: Path | str) -> VersionData:
         if doc_id not in documents:
             raise ReportError(f"{folder / 'edits.jsonl'}: edits for unknown document {doc_id}")
     return VersionData(folder, manifest, dict(sorted(documents.items())), dict(edits))
+
+
+class _Scattered(Exception):
+    """A version whose files the index cannot describe by offsets (a document's edits not in one
+    run of lines, or one id in two records): it is read whole instead."""
+
+
+class _Records(Mapping[str, Any]):
+    """Records of a version's files, read when asked for (by byte offset and length), not held.
+
+    `os.pread` reads at an offset without moving a file position, so worker processes forked
+    with the files open read from them independently.
+    """
+
+    def __init__(self, where: dict[str, Any], order: list[str], read: Callable[[Any], Any]) -> None:
+        self._where, self._order, self._read = where, order, read
+
+    def __getitem__(self, key: str) -> Any:
+        return self._read(self._where[key])
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._where
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._order)
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+
+@dataclass
+class IndexedVersion(VersionData):
+    """A version folder as report files are made from it: where each document and its edits
+    are, the summary, and which documents are worth listing (all found in one reading of the
+    files); a record is read again when its entry is made. Memory grows with the number of
+    documents by a few small numbers each, not with their text (`load_version` holds it all)."""
+
+    files: list[Any] = field(default_factory=list)  # open binary files, closed by `close`
+    summarised: dict[str, Any] = field(default_factory=dict)
+    worth: list[str] = field(default_factory=list)
+    flags: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # of flagged documents
+
+    def summary(self) -> dict[str, Any]:
+        return self.summarised
+
+    def listable(self) -> list[str]:
+        return self.worth
+
+    def flags_of(self, doc_id: str) -> list[dict[str, Any]]:
+        return self.flags.get(doc_id, [])
+
+    def close(self) -> None:
+        for handle in self.files:
+            handle.close()
+
+
+def index_version(version_dir: Path | str) -> VersionData:
+    """An `IndexedVersion` of a version folder (a `load_version` one when the files are not laid
+    out as the version writer lays them out: each document's edits in one run of lines)."""
+    folder = Path(version_dir)
+    manifest = _read_manifest(folder)
+    files: list[Any] = []
+    try:
+        return _index(folder, manifest, files)
+    except _Scattered:
+        for handle in files:
+            handle.close()
+        return load_version(folder)
+    except BaseException:
+        for handle in files:
+            handle.close()
+        raise
+
+
+def _index(folder: Path, manifest: dict[str, Any], files: list[Any]) -> IndexedVersion:
+    tally = _Tally()
+    at: dict[str, tuple[int, int, int, str]] = {}  # id -> (file, offset, length, status)
+    flags: dict[str, list[dict[str, Any]]] = {}
+    for status, name in DATA_FILES.items():
+        path = folder / name
+        if not path.is_file():
+            continue
+        handle = path.open("rb")
+        files.append(handle)
+        offset = 0
+        for number, line in enumerate(handle, 1):
+            if line.strip():
+                record = _parse_line(line, path, number)
+                if "id" not in record or "text" not in record:
+                    raise ReportError(f"{path}: a record without id or text")
+                if record["id"] in at:
+                    raise _Scattered
+                record.setdefault("status", status)
+                at[record["id"]] = (handle.fileno(), offset, len(line), record["status"])
+                tally.add_document(record)
+                if record.get("flags"):
+                    flags[record["id"]] = record["flags"]
+            offset += len(line)
+    edits_at: dict[str, tuple[int, int]] = {}  # doc id -> (offset, length) of its run of lines
+    edit_file = -1
+    path = folder / "edits.jsonl"
+    if path.is_file():
+        handle = path.open("rb")
+        files.append(handle)
+        offset = 0
+        run: list[dict[str, Any]] = []
+        run_start = 0
+
+        def end_run(end: int) -> None:
+            if run:
+                run.sort(key=lambda e: e.get("seq", 0))
+                tally.add_edits(run)
+                edits_at[run[0]["doc"]] = (run_start, end - run_start)
+                run.clear()
+
+        for number, line in enumerate(handle, 1):
+            if line.strip():
+                edit = _parse_line(line, path, number)
+                doc_id = edit["doc"]
+                if doc_id not in at:
+                    raise ReportError(f"{path}: edits for unknown document {doc_id}")
+                if not run or run[0]["doc"] != doc_id:
+                    end_run(offset)
+                    if doc_id in edits_at:
+                        raise _Scattered
+                    run_start = offset
+                run.append(edit)
+            offset += len(line)
+        end_run(offset)
+        edit_file = handle.fileno()
+
+    def read_document(where: tuple[int, int, int, str]) -> dict[str, Any]:
+        record = json.loads(os.pread(where[0], where[2], where[1]))
+        record.setdefault("status", where[3])  # what the file says, unless the record says
+        return record
+
+    def read_edits(where: tuple[int, int]) -> list[dict[str, Any]]:
+        lines = os.pread(edit_file, where[1], where[0]).splitlines()
+        return sorted((json.loads(line) for line in lines if line.strip()), key=lambda e: e.get("seq", 0))
+
+    order = sorted(at)
+    worth = [d for d in order if d in edits_at or d in flags or at[d][3] != "ok"]
+    return IndexedVersion(
+        folder, manifest, _Records(at, order, read_document), _Records(edits_at, list(edits_at), read_edits),
+        files=files, summarised=tally.result(manifest), worth=worth, flags=flags,
+    )
 
 
 def input_text(record: dict[str, Any], edits: list[dict[str, Any]]) -> str:
@@ -503,23 +671,48 @@ def _removed_chars(edit: dict[str, Any]) -> tuple[int, int]:
     return 0, 0
 
 
-def summarise(data: VersionData) -> dict[str, Any]:
-    """Counts per stage, per rule, per flag kind and per metadata field, over all documents."""
-    docs = data.documents
-    status = Counter(d["status"] for d in docs.values())
-    stages: dict[str, dict[str, Any]] = {}
-    rules: dict[tuple[str, str], dict[str, Any]] = {}
-    stage_docs: dict[str, set[str]] = defaultdict(set)
-    rule_docs: dict[tuple[str, str], set[str]] = defaultdict(set)
-    meta_fields: Counter[str] = Counter()
-    seen_stages: list[str] = []
-    for doc_id, doc_edits in data.edits.items():
+class _Tally:
+    """The summary's counts, added document by document (each document's edits at once), so a
+    version can be summarised while it is read, without holding it."""
+
+    def __init__(self) -> None:
+        self.status: Counter[str] = Counter()
+        self.stages: dict[str, dict[str, Any]] = {}
+        self.rules: dict[tuple[str, str], dict[str, Any]] = {}
+        self.stage_docs: Counter[str] = Counter()
+        self.rule_docs: Counter[tuple[str, str]] = Counter()
+        self.meta_fields: Counter[str] = Counter()
+        self.seen_stages: dict[str, None] = {}  # in order of first appearance
+        self.flags: dict[str, dict[str, int]] = {}
+        self.documents = 0
+        self.documents_edited = 0
+        self.edits = 0
+
+    def add_document(self, record: dict[str, Any]) -> None:
+        self.documents += 1
+        self.status[record["status"]] += 1
+        kinds: set[str] = set()
+        for flag in record.get("flags", []):
+            kind = flag.get("kind", "")
+            entry = self.flags.setdefault(kind, {"flags": 0, "documents": 0, "chars": 0})
+            entry["flags"] += 1
+            entry["chars"] += max(0, int(flag.get("end", 0)) - int(flag.get("start", 0)))
+            kinds.add(kind)
+        for kind in kinds:
+            self.flags[kind]["documents"] += 1
+
+    def add_edits(self, doc_edits: list[dict[str, Any]]) -> None:
+        """All the edits of one document."""
+        self.documents_edited += 1
+        self.edits += len(doc_edits)
+        stages: set[str] = set()
+        rules: set[tuple[str, str]] = set()
         for edit in doc_edits:
             stage, rule = edit.get("stage", ""), edit.get("rule", "")
-            seen_stages.append(stage)
+            self.seen_stages.setdefault(stage)
             removed, replaced = _removed_chars(edit)
             action = str(edit.get("action", ""))
-            for key, table in ((stage, stages), ((stage, rule), rules)):
+            for key, table in ((stage, self.stages), ((stage, rule), self.rules)):
                 entry = table.setdefault(
                     key,
                     {"edits": 0, "chars_removed": 0, "chars_replaced": 0, "meta_fields": {}},
@@ -530,60 +723,62 @@ def summarise(data: VersionData) -> dict[str, Any]:
                 if action.startswith("meta:"):
                     name = action.split(":", 1)[1]
                     entry["meta_fields"][name] = entry["meta_fields"].get(name, 0) + 1
-            rules[(stage, rule)].setdefault("kinds", {})
+            kinds = self.rules[(stage, rule)].setdefault("kinds", {})
             kind = edit.get("kind") or action
-            rules[(stage, rule)]["kinds"][kind] = rules[(stage, rule)]["kinds"].get(kind, 0) + 1
-            stage_docs[stage].add(doc_id)
-            rule_docs[(stage, rule)].add(doc_id)
+            kinds[kind] = kinds.get(kind, 0) + 1
+            stages.add(stage)
+            rules.add((stage, rule))
             if action.startswith("meta:"):
-                meta_fields[action.split(":", 1)[1]] += 1
-    order = _stage_order(seen_stages, list(data.manifest.get("config", {})))
-    stage_rows = [
-        {"stage": s, "documents": len(stage_docs[s]), **_sorted_fields(stages[s])} for s in order
-    ]
-    rank = {s: n for n, s in enumerate(order)}
-    rule_rows = [
-        {"stage": s, "rule": r, "documents": len(rule_docs[(s, r)]), **_sorted_fields(rules[(s, r)])}
-        for s, r in sorted(rules, key=lambda sr: (rank[sr[0]], sr[1]))
-    ]
-    flags: dict[str, dict[str, Any]] = {}
-    for doc_id, doc in docs.items():
-        for flag in doc.get("flags", []):
-            entry = flags.setdefault(flag.get("kind", ""), {"flags": 0, "documents": set(), "chars": 0})
-            entry["flags"] += 1
-            entry["documents"].add(doc_id)
-            entry["chars"] += max(0, int(flag.get("end", 0)) - int(flag.get("start", 0)))
-    flag_rows = [
-        {"kind": k, "flags": v["flags"], "documents": len(v["documents"]), "chars": v["chars"]}
-        for k, v in sorted(flags.items())
-    ]
-    manifest_counts = data.manifest.get("counts", {})
-    out_count = status.get("ok", 0)
-    counts = {
-        "documents_in": int(manifest_counts.get("documents_in", len(docs))),
-        "documents_out": out_count,
-        "quarantined": status.get("quarantined", 0),
-        "duplicates": status.get("duplicate", 0),
-        "documents_edited": len(data.edits),
-        "edits": sum(len(e) for e in data.edits.values()),
-        "flags": sum(r["flags"] for r in flag_rows),
-        "chars_removed": sum(r["chars_removed"] for r in stage_rows),
-        "chars_replaced": sum(r["chars_replaced"] for r in stage_rows),
-        "meta_fields": sum(meta_fields.values()),
-    }
-    chart = sorted(
-        ({"stage": r["stage"], "rule": r["rule"], "chars_removed": r["chars_removed"], "edits": r["edits"]}
-         for r in rule_rows if r["chars_removed"] > 0),
-        key=lambda r: (-r["chars_removed"], r["stage"], r["rule"]),
-    )
-    return {
-        "counts": counts,
-        "stages": stage_rows,
-        "rules": rule_rows,
-        "flags": flag_rows,
-        "meta_fields": dict(sorted(meta_fields.items())),
-        "removals_by_rule": chart,
-    }
+                self.meta_fields[action.split(":", 1)[1]] += 1
+        self.stage_docs.update(stages)
+        self.rule_docs.update(rules)
+
+    def result(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        order = _stage_order(list(self.seen_stages), list(manifest.get("config", {})))
+        stage_rows = [
+            {"stage": s, "documents": self.stage_docs[s], **_sorted_fields(self.stages[s])} for s in order
+        ]
+        rank = {s: n for n, s in enumerate(order)}
+        rule_rows = [
+            {"stage": s, "rule": r, "documents": self.rule_docs[(s, r)], **_sorted_fields(self.rules[(s, r)])}
+            for s, r in sorted(self.rules, key=lambda sr: (rank[sr[0]], sr[1]))
+        ]
+        flag_rows = [{"kind": k, **v} for k, v in sorted(self.flags.items())]
+        counts = {
+            "documents_in": int(manifest.get("counts", {}).get("documents_in", self.documents)),
+            "documents_out": self.status.get("ok", 0),
+            "quarantined": self.status.get("quarantined", 0),
+            "duplicates": self.status.get("duplicate", 0),
+            "documents_edited": self.documents_edited,
+            "edits": self.edits,
+            "flags": sum(r["flags"] for r in flag_rows),
+            "chars_removed": sum(r["chars_removed"] for r in stage_rows),
+            "chars_replaced": sum(r["chars_replaced"] for r in stage_rows),
+            "meta_fields": sum(self.meta_fields.values()),
+        }
+        chart = sorted(
+            ({"stage": r["stage"], "rule": r["rule"], "chars_removed": r["chars_removed"], "edits": r["edits"]}
+             for r in rule_rows if r["chars_removed"] > 0),
+            key=lambda r: (-r["chars_removed"], r["stage"], r["rule"]),
+        )
+        return {
+            "counts": counts,
+            "stages": stage_rows,
+            "rules": rule_rows,
+            "flags": flag_rows,
+            "meta_fields": dict(sorted(self.meta_fields.items())),
+            "removals_by_rule": chart,
+        }
+
+
+def summarise(data: VersionData) -> dict[str, Any]:
+    """Counts per stage, per rule, per flag kind and per metadata field, over all documents."""
+    tally = _Tally()
+    for doc_edits in data.edits.values():
+        tally.add_edits(doc_edits)
+    for record in data.documents.values():
+        tally.add_document(record)
+    return tally.result(data.manifest)
 
 
 def _sorted_fields(entry: dict[str, Any]) -> dict[str, Any]:
@@ -718,7 +913,7 @@ def _list_documents(data: VersionData, limits: Limits, strict: bool, encode: boo
     """
     from curate.engine import parallel_map
 
-    worth = [doc_id for doc_id, doc in data.documents.items() if worth_listing(doc, data.edits.get(doc_id, []))]
+    worth = data.listable()
     shown = worth[: limits.max_docs]
     budget = limits.max_total_chars
 
@@ -746,8 +941,7 @@ def _list_documents(data: VersionData, limits: Limits, strict: bool, encode: boo
             entries.append(made.entry)
     finally:
         gc.unfreeze()
-    detectors = {f["detector"] for doc_id in shown for f in data.documents[doc_id].get("flags", [])
-                 if f.get("detector")}
+    detectors = {f["detector"] for doc_id in shown for f in data.flags_of(doc_id) if f.get("detector")}
     return _Listing(entries, len(worth), omitted, errors, sorted(detectors))
 
 
@@ -763,7 +957,7 @@ def _report_head(data: VersionData, limits: Limits, listing: _Listing) -> dict[s
         "config": manifest.get("config", {}),
         "inputs": manifest.get("inputs", []),
         "skipped": manifest.get("skipped", []),
-        "summary": summarise(data),
+        "summary": data.summary(),
         "limits": asdict(limits),
         "documents_listed": min(listing.listed, limits.max_docs),
         "documents_not_listed": max(0, listing.listed - limits.max_docs),
@@ -789,7 +983,7 @@ class EncodedReport(NamedTuple):
     its documents made in parallel), and everything but the documents as a dictionary."""
 
     head: dict[str, Any]
-    data: bytes
+    data: list[bytes]  # report.json's content: these parts, one after the other
     detectors: list[str]  # of the listed documents' flags (the HTML page's rule filter)
 
 
@@ -800,10 +994,11 @@ def encode_report(data: VersionData, limits: Limits | None = None, strict: bool 
     limits = limits or Limits()
     listing = _list_documents(data, limits, strict, encode=True, workers=workers)
     head = _report_head(data, limits, listing)
-    documents = b",".join(listing.entries)
-    listing.entries.clear()
-    parts = [safe_json(head)[:-1].encode("utf-8"), b',"documents":[', documents, b"]}"]
-    return EncodedReport(head, b"".join(parts), listing.detectors)
+    parts = [safe_json(head)[:-1].encode("utf-8"), b',"documents":[']
+    for n, entry in enumerate(listing.entries):
+        parts += (b",", entry) if n else (entry,)
+    parts.append(b"]}")
+    return EncodedReport(head, parts, listing.detectors)
 
 
 def edit_matches(edit: dict[str, Any], rule: str | None, kind: str | None, stage: str | None) -> bool:
