@@ -19,7 +19,9 @@ runs `curate.runner.run` in its own child process (the local ones `--repeat` tim
 alternated, and the median run by wall time reported: the share of the two cores this machine
 gives a process varies from minute to minute), so imports, warm-up and peak memory are its
 own. The parent samples the memory of the child's whole process tree (PSS: shared pages of
-forked workers are not counted twice); the child reports its own peak RSS (the driver).
+forked workers are not counted twice); the child reports its own peak RSS (the driver). The
+outputs (sha256 of each data file, text bytes) are read by the parent once the child has ended,
+so reading them counts in neither figure.
 
 Per-stage figures come from timing wrappers this script puts around each stage instance (the
 stages themselves contain no timing code): `process_batch` of per-document stages, `summarise_many` /
@@ -339,19 +341,6 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     if profiler is not None:
         profiler.stop()
         print_profile(profiler, seconds)
-    text_bytes = 0
-    digests = {}
-    for name in ["documents.jsonl", "quarantine.jsonl", "duplicates.jsonl", "edits.jsonl"]:
-        data = (result.version_dir / name).read_bytes()
-        digests[name] = hashlib.sha256(data).hexdigest()[:16]
-    if result.reports:  # the report's documents (its head shows each run's own settings)
-        text = result.reports["json"].read_text(encoding="utf-8")
-        documents = text[text.index(',"documents":[') :]
-        digests["report.json documents"] = hashlib.sha256(documents.encode("utf-8")).hexdigest()[:16]
-    for name in ["documents.jsonl", "quarantine.jsonl", "duplicates.jsonl"]:
-        with (result.version_dir / name).open(encoding="utf-8") as handle:
-            for line in handle:
-                text_bytes += len(json.loads(line)["text"].encode("utf-8"))
     return {
         "seconds": seconds,
         "driver_cpu_seconds": driver_cpu,
@@ -362,9 +351,29 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
         "stages": timers.result(),
         "report": report_figures,
         "driver_peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-        "digests": digests,
-        "text_bytes_out": text_bytes,
+        "version_dir": str(result.version_dir),
+        "report_json": str(result.reports["json"]) if result.reports else "",
     }
+
+
+def outputs(figures: dict[str, Any]) -> tuple[dict[str, str], int]:
+    """sha256 of each data file (and of the report's documents: its head shows each run's own
+    settings), and the UTF-8 bytes of text out. Read here, in the parent, after the run's
+    process has ended: reading 100 MB of output is not the run's memory or time."""
+    folder = Path(figures["version_dir"])
+    digests = {}
+    for name in ["documents.jsonl", "quarantine.jsonl", "duplicates.jsonl", "edits.jsonl"]:
+        digests[name] = hashlib.sha256((folder / name).read_bytes()).hexdigest()[:16]
+    if figures["report_json"]:
+        data = Path(figures["report_json"]).read_bytes()
+        documents = memoryview(data)[data.index(b',"documents":[') :]
+        digests["report.json documents"] = hashlib.sha256(documents).hexdigest()[:16]
+    text_bytes = 0
+    for name in ["documents.jsonl", "quarantine.jsonl", "duplicates.jsonl"]:
+        with (folder / name).open(encoding="utf-8") as handle:
+            for line in handle:
+                text_bytes += len(json.loads(line)["text"].encode("utf-8"))
+    return digests, text_bytes
 
 
 def print_profile(profiler: Any, seconds: float, top: int = 25) -> None:
@@ -442,6 +451,7 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
     figures = json.loads(last)
     figures["tree_peak_kb"] = memory.peak_kb
     figures["tree_cpu_seconds"] = memory.cpu_seconds
+    figures["digests"], figures["text_bytes_out"] = outputs(figures)
     return figures
 
 
