@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from curate.document import OK, Document
-from curate.stages.base import Artifacts, CorpusStage, DocumentStage, Stage
+from curate.stages.base import Artifacts, CorpusStage, DocumentStage, Stage, fork_is_safe
 
 
 @dataclass
@@ -126,12 +126,13 @@ def parallel_map(
 
     At most 2 × workers batches are in flight, so memory stays bounded however long the stream.
     `local(batch)`, when given, may answer for a batch that needs no work here (its results,
-    or None to send the batch to `task`).
+    or None to send the batch to `task`). In a process connected to Ray (the report of a Ray
+    run) nothing is forked: the batches run here.
     """
     batches = _batches(docs, batch_size)
     if local is not None:
         batches = (_Ready(ready) if (ready := local(batch)) is not None else batch for batch in batches)
-    if workers <= 1:
+    if workers <= 1 or not fork_is_safe():
         for batch in batches:
             yield from batch.get() if isinstance(batch, _Ready) else task(batch)
         return

@@ -362,3 +362,24 @@ def test_the_index_names_a_broken_file(tmp_path: Path) -> None:
     (version / "documents.jsonl").write_text("{not json\n", encoding="utf-8")
     with pytest.raises(ReportError, match=r"documents.jsonl:1: not valid JSON"):
         write_reports(version, tmp_path / "reports")
+
+
+def test_a_process_connected_to_ray_makes_the_report_without_forking(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # gRPC threads do not survive a fork (Ray issue #59661): after a Ray run the driver may
+    # still be connected, and its report is then made in the driver itself.
+    import sys
+    from types import SimpleNamespace
+
+    from curate import engine
+
+    version = write_version(tmp_path / "corpus", "v1", copies_of_sample_docs(3))
+    expected = write_reports(version, tmp_path / "forked", workers=2)["json"].read_bytes()
+
+    def no_fork(*args: object, **kwargs: object) -> None:
+        raise AssertionError("forked in a process connected to Ray")
+
+    monkeypatch.setitem(sys.modules, "ray", SimpleNamespace(is_initialized=lambda: True))
+    monkeypatch.setattr(engine, "_forked_pool", no_fork)
+    assert write_reports(version, tmp_path / "here", workers=2)["json"].read_bytes() == expected

@@ -64,7 +64,7 @@ class Artifacts(dict):
         fork."""
         pending = {name: build for name, build in self._deferred.items() if name not in self._started}
         if pending:
-            builder = _ForkedBuild(pending) if _fork_is_safe() else _ThreadBuild(pending)
+            builder = _ForkedBuild(pending) if fork_is_safe() else _ThreadBuild(pending)
             self._builders.append(builder)
             self._started.update(pending)
 
@@ -115,7 +115,7 @@ class Artifacts(dict):
         return Artifacts, (dict(dict.items(self)),)
 
 
-def _fork_is_safe() -> bool:
+def fork_is_safe() -> bool:
     """False in a process connected to Ray: its gRPC threads do not survive a fork (a driver
     that forked the builder was seen waiting forever for its last pass's tasks; Ray's own
     issue #59661 says the same of any fork in the driver after `ray.init`)."""
