@@ -24,7 +24,9 @@ from curate.report.model import (
     VersionData,
     build_report,
     collapse,
+    compact_substitutions,
     diff_segments,
+    expand_substitutions,
     index_version,
     load_version,
 )
@@ -65,7 +67,11 @@ def test_segments_rebuild_input_and_final_text(version: Path) -> None:
 def test_whole_document_conversion_marks_only_changed_characters(report: dict) -> None:
     doc = by_source(report, "news/trad.txt")
     edits = doc["edits"]
-    pairs = [(s["t"], s.get("e")) for s in doc["diff"] if s["k"] == "del" and edits[s["e"]]["rule"] == "t2s"]
+    # In the report the conversion is "sub" segments: input and output text of the same length.
+    subs = [s for s in doc["diff"] if s["k"] == "sub" and edits[s["e"]]["rule"] == "t2s"]
+    assert subs and all(len(s["t"]) == len(s["a"]) for s in subs)
+    segments = expand_substitutions(doc["diff"])
+    pairs = [(s["t"], s.get("e")) for s in segments if s["k"] == "del" and edits[s["e"]]["rule"] == "t2s"]
     assert ("團結進", 0) in pairs and ("發", 0) in pairs
     assert all(len(text) <= 3 and "\n" not in text for text, _ in pairs)  # not the whole document
 
@@ -98,6 +104,10 @@ def test_segments_rebuild_any_edit_log(text: str, data: st.DataObject) -> None:
     flagged = "".join(s["t"] for s in segs if 0 in s.get("f", []) and s["k"] != "mark")
     assert flagged == doc.text[bounds[0] : bounds[1]]
     assert any(s["k"] == "mark" for s in segs) == (bounds[0] == bounds[1])
+    # Compacted into "sub" segments and expanded again: the same texts on both sides.
+    expanded = expand_substitutions(compact_substitutions(segs))
+    assert "".join(s["t"] for s in expanded if s["k"] in ("keep", "del")) == doc.input_text
+    assert "".join(s["t"] for s in expanded if s["k"] in ("keep", "ins")) == doc.text
 
 
 def test_broken_edit_log_is_a_clear_error(tmp_path: Path) -> None:
@@ -383,3 +393,24 @@ def test_a_process_connected_to_ray_makes_the_report_without_forking(
     monkeypatch.setitem(sys.modules, "ray", SimpleNamespace(is_initialized=lambda: True))
     monkeypatch.setattr(engine, "_forked_pool", no_fork)
     assert write_reports(version, tmp_path / "here", workers=2)["json"].read_bytes() == expected
+
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(alphabet="團結進步發展台灣,。 a\n", min_size=1, max_size=80), st.data())
+def test_substitutions_compact_and_expand_to_the_same_segments(text: str, data: st.DataObject) -> None:
+    # Character-for-character conversions (what t2s and punctuation do), then drops: the
+    # compact form expands to exactly the segments it was made from.
+    doc = Document.new("x", text)
+    table = str.maketrans("團結進發灣,", "团结进发湾，")
+    doc.apply("convert", [Change(0, len(doc.text), doc.text.translate(table), "t2s", "test")])
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(doc.text)), max_size=4)))
+    doc.apply("drop", [Change(a, b, "", "d", "test") for a, b in zip(cuts[::2], cuts[1::2], strict=False)])
+    edits = [{"seq": n, **e.to_json()} for n, e in enumerate(doc.edits)]
+    segs = diff_segments(doc.input_text, edits, [])
+    compact = compact_substitutions(segs)
+    assert expand_substitutions(compact) == segs
+    assert len(compact) <= len(segs)
+    for segment in compact:
+        if segment["k"] == "sub":
+            assert len(segment["t"]) == len(segment["a"]) and segment["t"] != segment["a"]

@@ -93,6 +93,11 @@ def test_report_in_headless_chromium(browser: object, report_files: dict[str, Pa
     dels = [e.text for e in trad_article.find_elements(By.CSS_SELECTOR, "del.drop")]
     assert "特別聲明:以上內容僅供參考↵" in dels
     assert [e.text for e in trad_article.find_elements(By.CSS_SELECTOR, "del.meta")] == ["本报记者·王小明↵"]
+    # The conversion travels as "sub" segments; the page shows each changed run old→new.
+    assert any(s["k"] == "sub" for s in trad["diff"])
+    replaced = [e.text for e in trad_article.find_elements(By.CSS_SELECTOR, "del.rep")]
+    inserted = [e.text for e in trad_article.find_elements(By.CSS_SELECTOR, "ins")]
+    assert replaced[:3] == ["團結進", ",", "發"] and inserted[:3] == ["团结进", "，", "发"]
 
     driver.save_screenshot(str(tmp_path / "report-all.png"))  # type: ignore[attr-defined]
 

@@ -112,7 +112,7 @@ JS = r"""
   function searchText(d) {
     if (d._search === undefined) {
       var parts = [d.id, d.source, d.reason || "", JSON.stringify(d.meta)];
-      (d.diff || []).forEach(function (s) { if (s.t) parts.push(s.t); });
+      (d.diff || []).forEach(function (s) { if (s.t) parts.push(s.t); if (s.a) parts.push(s.a); });
       d.edits.forEach(function (e) { parts.push(e.rule, e.reason, e.before, e.after); });
       d.flags.forEach(function (f) { parts.push(f.kind, f.reason, f.text); });
       d._search = parts.join("\n").toLowerCase();
@@ -153,9 +153,28 @@ JS = r"""
       return ["meta", el("span", "note", "(\u2192 meta " + e.action.slice(5) + ", " + rule + ")")];
     return ["drop", el("span", "note", "(drop: " + rule + ")")];
   }
+  // A "sub" segment (aligned substitutions by one edit): the characters that differ become
+  // removed/inserted pairs, the others kept text (curate.report.model.expand_substitutions).
+  // Array.from splits by code point, as Python indexes strings.
+  function expand(segs) {
+    var out = [];
+    segs.forEach(function (s) {
+      if (s.k !== "sub") { out.push(s); return; }
+      var before = Array.from(s.t), after = Array.from(s.a), start = 0;
+      while (start < before.length) {
+        var same = before[start] === after[start], end = start + 1;
+        while (end < before.length && (before[end] === after[end]) === same) end++;
+        var was = before.slice(start, end).join("");
+        if (same) out.push({k: "keep", t: was});
+        else out.push({k: "del", t: was, e: s.e}, {k: "ins", t: after.slice(start, end).join(""), e: s.e});
+        start = end;
+      }
+    });
+    return out;
+  }
   function renderDiff(d) {
     var box = el("div", "diff");
-    var segs = d.diff || [];
+    var segs = expand(d.diff || []);
     for (var n = 0; n < segs.length; n++) {
       var s = segs[n];
       if (s.k === "gap") { box.appendChild(el("span", "gap", "\u22ef " + s.n + " unchanged characters \u22ef")); continue; }

@@ -41,7 +41,7 @@ from typing import Any, NamedTuple
 
 from curate.document import Edit, undo_edits
 
-REPORT_FORMAT = 1
+REPORT_FORMAT = 2  # 2: aligned substitutions as "sub" segments
 DATA_FILES = {"ok": "documents.jsonl", "quarantined": "quarantine.jsonl", "duplicate": "duplicates.jsonl"}
 
 
@@ -607,6 +607,93 @@ def _removal_labels(pieces: list[_Piece]) -> tuple[list[int], list[tuple[int, ..
     return label, via
 
 
+# A keep this short between two substituted runs of one edit goes into the same "sub" segment.
+SUB_GAP = 20
+
+
+def _substitution(segments: list[dict[str, Any]], n: int) -> int | None:
+    """The edit of a del segment at `n` followed by an ins of the same edit and length (an
+    aligned substitution, e.g. Traditional -> Simplified), else None."""
+    if n + 1 >= len(segments):
+        return None
+    first, second = segments[n], segments[n + 1]
+    if (first["k"] != "del" or second["k"] != "ins" or "via" in first or "f" in second
+            or second.get("e") != first.get("e") or len(first["t"]) != len(second["t"])):
+        return None
+    return first["e"]
+
+
+def compact_substitutions(segments: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Runs of aligned substitutions by one edit, with the short unchanged text between them, as
+    one {"k": "sub", "t": input text, "a": output text, "e": edit} segment.
+
+    A document converted from Traditional to Simplified otherwise takes three segments per
+    changed character (removed, inserted, the unchanged text after it): most of a report's
+    size and of the time to make it. `t` and `a` have the same length; the characters that
+    differ are the ones the edit changed (`expand_substitutions` gives the segments back).
+    """
+    out: list[dict[str, Any]] = []
+    n = 0
+    while n < len(segments):
+        edit = _substitution(segments, n)
+        if edit is None:
+            out.append(segments[n])
+            n += 1
+            continue
+        before, after = [segments[n]["t"]], [segments[n + 1]["t"]]
+        n += 2
+        while True:
+            gap = segments[n] if n < len(segments) else None
+            if gap is not None and gap["k"] == "keep" and "f" not in gap and len(gap["t"]) <= SUB_GAP:
+                if _substitution(segments, n + 1) != edit:
+                    break
+                before.append(gap["t"])
+                after.append(gap["t"])
+                n += 1
+            elif _substitution(segments, n) != edit:
+                break
+            before.append(segments[n]["t"])
+            after.append(segments[n + 1]["t"])
+            n += 2
+        out.append({"k": "sub", "t": "".join(before), "a": "".join(after), "e": edit})
+    return out
+
+
+def expand_substitutions(segments: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every "sub" segment as del/ins pairs for the runs of characters that differ and keep
+    segments for the ones that do not (the page's script does the same)."""
+    out: list[dict[str, Any]] = []
+    for segment in segments:
+        if segment["k"] != "sub":
+            out.append(segment)
+            continue
+        before, after, edit = segment["t"], segment["a"], segment["e"]
+        start = 0
+        while start < len(before):
+            same = before[start] == after[start]
+            end = start + 1
+            while end < len(before) and (before[end] == after[end]) == same:
+                end += 1
+            if same:
+                out.append({"k": "keep", "t": before[start:end]})
+            else:
+                out.append({"k": "del", "t": before[start:end], "e": edit})
+                out.append({"k": "ins", "t": after[start:end], "e": edit})
+            start = end
+    return out
+
+
+def shown_chars(segments: list[dict[str, Any]]) -> int:
+    """Characters of text a diff shows (the size budget counts these): a substitution shows
+    its input text and, where they differ, its output's characters."""
+    total = 0
+    for segment in segments:
+        total += len(segment.get("t", ""))
+        if segment["k"] == "sub":
+            total += sum(a != b for a, b in zip(segment["t"], segment["a"], strict=True))
+    return total
+
+
 def collapse(segments: list[dict[str, Any]], limits: Limits) -> tuple[list[dict[str, Any]], bool]:
     """Shorten unchanged runs to `context` characters around changes and cap the document.
 
@@ -839,7 +926,7 @@ def document_entry(
     entry["chars_in"] = len(text)
     if with_diff:
         segments, cut = collapse(diff_segments(text, edits, flags, doc["id"]), limits)
-        entry["diff"] = segments
+        entry["diff"] = compact_substitutions(segments)
         entry["diff_cut"] = cut
     else:
         entry["diff"] = None
@@ -889,7 +976,7 @@ def _make_entry(data: VersionData, doc_id: str, with_diff: bool, limits: Limits,
         error = str(exc)
         entry = document_entry(doc, edits, limits, with_diff=False)
         entry["error"] = error
-    chars = None if entry["diff"] is None else sum(len(s.get("t", "")) for s in entry["diff"])
+    chars = None if entry["diff"] is None else shown_chars(entry["diff"])
     return _Entry(safe_json(entry).encode("utf-8") if encode else entry, chars, error)
 
 

@@ -18,7 +18,7 @@ from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
 
-from curate.report.model import COUNT_LABELS, edit_matches, flag_matches
+from curate.report.model import COUNT_LABELS, edit_matches, expand_substitutions, flag_matches
 
 STYLE_DROP = "bold red strike"
 STYLE_META = "bold magenta strike"
@@ -75,7 +75,7 @@ def diff_text(entry: dict[str, Any], filters: dict[str, str | None]) -> Text:
     flags = entry["flags"]
     active = any(filters.values())
     text = Text()
-    segments = entry.get("diff") or []
+    segments = expand_substitutions(entry.get("diff") or [])
     for n, seg in enumerate(segments):
         kind = seg["k"]
         if kind == "gap":
