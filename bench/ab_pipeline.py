@@ -14,7 +14,7 @@ paired too: they move less than wall time when the machine is busy. Each run is 
 process (`curate.runner.run`; with `--report` it writes the report too, as `curate run` does)
 that imports curate from its own checkout. The version id and the sha256 of every file of the
 version (data files and index, from its manifest) are compared too, and with `--report` the
-documents embedded in report.html. Exits 0 with a "skipped" line when the corpora are absent.
+documents embedded in report.html (each checkout's across its rounds, and the two checkouts'). Exits 0 with a "skipped" line when the corpora are absent.
 """
 
 from __future__ import annotations
@@ -94,13 +94,15 @@ def main() -> int:
         for workers in (int(w) for w in args.workers.split(",")):
             walls: dict[str, list[float]] = {"other": [], "this": []}
             cpus: dict[str, list[float]] = {"other": [], "this": []}
-            outputs = set()
+            outputs, reports = set(), set()
             for _ in range(args.rounds):
                 for name, checkout in checkouts.items():
                     figures = run_once(checkout, workers, scratch / "input", scratch, args.report)
                     walls[name].append(figures["seconds"])
                     cpus[name].append(figures["cpu"])
+                    page = figures["files"].pop("report.html documents", None)
                     outputs.add(json.dumps([figures["version"], figures["files"]], sort_keys=True))
+                    reports.add((name, page))
             paired = [b - a for a, b in zip(walls["other"], walls["this"], strict=True)]
             print(f"\n{workers} worker(s), {args.rounds} rounds, wall seconds in run order")
             for name in checkouts:
@@ -116,8 +118,11 @@ def main() -> int:
                   + f"; this - other, per round: median {statistics.median(cpu_paired):+.2f} s "
                   f"({statistics.median(cpu_paired) / statistics.median(cpus['other']):+.0%}), "
                   f"less in {sum(d < 0 for d in cpu_paired)} of {len(cpu_paired)} rounds")
-            what = "data, index, report's documents" if args.report else "data, index"
-            print(f"  same version id and every file ({what}): {'yes' if len(outputs) == 1 else 'NO'}")
+            print(f"  same version id and every file (data, index): {'yes' if len(outputs) == 1 else 'NO'}")
+            if args.report:  # the report's format may differ between checkouts; each is compared with itself
+                same = all(len({page for n, page in reports if n == name}) == 1 for name in checkouts)
+                print(f"  each checkout's report documents the same in every round: {'yes' if same else 'NO'}; "
+                      f"the same in both checkouts: {'yes' if len({page for _, page in reports}) == 1 else 'no'}")
     return 0
 
 
