@@ -17,8 +17,9 @@ emitted, further documents are listed with their counts and edits but no diff; d
 nothing to show (no edits, no flags, status ok) are counted, not listed; at most `max_docs`
 documents are listed. Every listed document also carries its edit list (each edit's before/after
 clipped to `max_edit_text` characters). `curate report --doc ID --full` shows any document in full.
-Measured (bench/bench_pipeline.py, 19 MB of news, 5,702 documents listed, 1.2 million segments):
-report.json and report.html 54 MB each, written in about 4 s on 2 workers.
+Measured (bench/bench_pipeline.py, 19 MB of news, 5,702 documents listed, 58,000 segments once
+aligned substitutions are compacted, 1.2 million before): report.json and report.html 31 MB each,
+written in about 4 s on 2 workers.
 
 Making the report (`encode_report`, what a run writes) reads the version through an index of
 byte offsets (`index_version`) and makes the documents' entries in worker processes; the
@@ -486,7 +487,8 @@ def diff_segments(
 ) -> list[dict[str, Any]]:
     """The inline diff over the input text, as segments.
 
-    Segment keys: "k" kind ("keep" | "del" | "ins" | "mark" for an empty flagged span), "t" text,
+    Segment keys: "k" kind ("keep" | "del" | "ins" | "mark" for an empty flagged span; the report
+    compacts aligned del/ins pairs into "sub", see `compact_substitutions`), "t" text,
     "e" index of the edit (in the document's edit list) for del/ins, "via" earlier edits whose
     output this edit removed (e.g. converted, then dropped), "f" indices of flags covering it.
     """
