@@ -614,14 +614,16 @@ SUB_GAP = 20
 
 
 def _substitution(segments: list[dict[str, Any]], n: int) -> int | None:
-    """The edit of a del segment at `n` followed by an ins of the same edit and length (an
-    aligned substitution, e.g. Traditional -> Simplified), else None."""
+    """The edit of a del segment at `n` followed by an ins of the same edit and length that
+    differs from it at every position (an aligned substitution, e.g. Traditional ->
+    Simplified), else None."""
     if n + 1 >= len(segments):
         return None
     first, second = segments[n], segments[n + 1]
     if (first["k"] != "del" or second["k"] != "ins" or "via" in first or "f" in second
-            or second.get("e") != first.get("e") or len(first["t"]) != len(second["t"])):
-        return None
+            or second.get("e") != first.get("e") or len(first["t"]) != len(second["t"])
+            or any(a == b for a, b in zip(first["t"], second["t"], strict=True))):
+        return None  # (a character the same on both sides would come back as kept text)
     return first["e"]
 
 
@@ -644,19 +646,17 @@ def compact_substitutions(segments: list[dict[str, Any]]) -> list[dict[str, Any]
             continue
         before, after = [segments[n]["t"]], [segments[n + 1]["t"]]
         n += 2
-        while True:
-            gap = segments[n] if n < len(segments) else None
-            if gap is not None and gap["k"] == "keep" and "f" not in gap and len(gap["t"]) <= SUB_GAP:
-                if _substitution(segments, n + 1) != edit:
-                    break
-                before.append(gap["t"])
-                after.append(gap["t"])
-                n += 1
-            elif _substitution(segments, n) != edit:
+        # Further pairs of the edit, each after unchanged text (kept, unflagged, not empty): so
+        # the differing runs are exactly the pairs and `expand_substitutions` gives them back.
+        while n < len(segments):
+            gap = segments[n]
+            if gap["k"] != "keep" or "f" in gap or not 0 < len(gap["t"]) <= SUB_GAP:
                 break
-            before.append(segments[n]["t"])
-            after.append(segments[n + 1]["t"])
-            n += 2
+            if _substitution(segments, n + 1) != edit:
+                break
+            before += (gap["t"], segments[n + 1]["t"])
+            after += (gap["t"], segments[n + 2]["t"])
+            n += 3
         out.append({"k": "sub", "t": "".join(before), "a": "".join(after), "e": edit})
     return out
 
@@ -963,28 +963,27 @@ class _Entry(NamedTuple):
 
     entry: Any
     diff_chars: int | None  # characters of text in its diff; None: listed without a diff
-    error: str
+    error: str  # the edit log did not replay (the entry has no diff)
+    asked: bool  # a diff was asked for
 
 
-def _make_entry(data: VersionData, doc_id: str, with_diff: bool, limits: Limits, strict: bool,
-                encode: bool) -> _Entry:
+def _make_entry(data: VersionData, doc_id: str, with_diff: bool, limits: Limits, encode: bool) -> _Entry:
+    """Never raises for an edit log that does not replay: the caller decides (`strict`) once it
+    knows the document's diff was wanted."""
     doc, edits = data.documents[doc_id], data.edits.get(doc_id, [])
     error = ""
     try:
         entry = document_entry(doc, edits, limits, with_diff)
     except ReportError as exc:
-        if strict:
-            raise
         error = str(exc)
         entry = document_entry(doc, edits, limits, with_diff=False)
         entry["error"] = error
     chars = None if entry["diff"] is None else shown_chars(entry["diff"])
-    return _Entry(safe_json(entry).encode("utf-8") if encode else entry, chars, error)
+    return _Entry(safe_json(entry).encode("utf-8") if encode else entry, chars, error, with_diff)
 
 
-def _make_entries(data: VersionData, limits: Limits, strict: bool, encode: bool,
-                  batch: list[tuple[str, bool]]) -> list[_Entry]:
-    return [_make_entry(data, doc_id, with_diff, limits, strict, encode) for doc_id, with_diff in batch]
+def _make_entries(data: VersionData, limits: Limits, encode: bool, batch: list[tuple[str, bool]]) -> list[_Entry]:
+    return [_make_entry(data, doc_id, with_diff, limits, encode) for doc_id, with_diff in batch]
 
 
 class _Listing(NamedTuple):
@@ -1001,8 +1000,9 @@ def _list_documents(data: VersionData, limits: Limits, strict: bool, encode: boo
     The entries are independent of each other, so `workers` processes make them (forked with
     the version data in memory). Only the size budget is sequential: a document gets its diff
     while the diffs before it total less than `max_total_chars`. Whether that still holds is
-    read when a document is handed to a worker; a diff made while the last in-flight diffs used
-    up the budget is replaced here by the entry without one.
+    read when a document is handed to a worker; an entry made with a diff while the last
+    in-flight diffs used up the budget is replaced here by the entry without one (and an edit
+    log that did not replay there is then no error: its diff was never wanted).
     """
     from curate.engine import parallel_map
 
@@ -1014,7 +1014,7 @@ def _list_documents(data: VersionData, limits: Limits, strict: bool, encode: boo
         for doc_id in shown:
             yield doc_id, budget > 0
 
-    make = partial(_make_entries, data, limits, strict, encode)
+    make = partial(_make_entries, data, limits, encode)
     entries: list[Any] = []
     errors: list[str] = []
     omitted = 0
@@ -1024,9 +1024,11 @@ def _list_documents(data: VersionData, limits: Limits, strict: bool, encode: boo
     gc.freeze()
     try:
         for doc_id, made in zip(shown, parallel_map(make, handed_out(), workers, 16), strict=True):
-            if made.diff_chars is not None and budget <= 0:
-                made = _make_entry(data, doc_id, False, limits, strict, encode)
+            if made.asked and budget <= 0:
+                made = _make_entry(data, doc_id, False, limits, encode)
             if made.error:
+                if strict:
+                    raise ReportError(made.error)
                 errors.append(made.error)
             if made.diff_chars is None:
                 omitted += 1
