@@ -359,6 +359,11 @@ def test_a_version_the_index_cannot_describe_is_read_whole(tmp_path: Path) -> No
     assert type(index_version(version)) is VersionData
     report = json.loads(write_reports(version, tmp_path / "b")["json"].read_bytes())
     assert report["documents"] == expected["documents"]
+    # Lines ended by a bare CR (which load_version reads as line ends): read whole as well.
+    log.write_text("".join(lines).replace("\n", "\r"), encoding="utf-8", newline="")
+    assert type(index_version(version)) is VersionData
+    report = json.loads(write_reports(version, tmp_path / "c")["json"].read_bytes())
+    assert report["documents"] == expected["documents"]
 
 
 def test_the_index_names_a_broken_file(tmp_path: Path) -> None:

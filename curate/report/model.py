@@ -146,7 +146,7 @@ def load_version(version_dir: Path | str) -> VersionData:
 
 class _Scattered(Exception):
     """A version whose files the index cannot describe by offsets (a document's edits not in one
-    run of lines, or one id in two records): it is read whole instead."""
+    run of lines, one id in two records, lines ended by a bare CR): it is read whole instead."""
 
 
 class _Records(Mapping[str, Any]):
@@ -228,6 +228,8 @@ def _index(folder: Path, manifest: dict[str, Any], files: list[Any]) -> IndexedV
         files.append(handle)
         offset = 0
         for number, line in enumerate(handle, 1):
+            if b"\r" in line.rstrip(b"\r\n"):  # a bare CR, which load_version reads as a line end
+                raise _Scattered
             if line.strip():
                 record = _parse_line(line, path, number)
                 if "id" not in record or "text" not in record:
@@ -258,6 +260,8 @@ def _index(folder: Path, manifest: dict[str, Any], files: list[Any]) -> IndexedV
                 run.clear()
 
         for number, line in enumerate(handle, 1):
+            if b"\r" in line.rstrip(b"\r\n"):
+                raise _Scattered
             if line.strip():
                 edit = _parse_line(line, path, number)
                 doc_id = edit["doc"]
