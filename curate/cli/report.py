@@ -50,17 +50,13 @@ def _console(no_color: bool) -> Console:
 def report_command(version: str | None, corpus: str | None, doc: str | None, rule: str | None,
                    kind: str | None, stage: str | None, full: bool, no_color: bool, no_pager: bool) -> None:
     """Show what a run changed: summary, then each document's inline diff (default: LATEST)."""
-    from curate.report.model import IndexedVersion, Limits, ReportError, build_report, index_version
+    from curate.report.model import Limits, ReportError, build_report, read_version
     from curate.report.terminal import render_report
 
     folder = _version_dir(_corpus_dir(corpus), version)
     try:
-        data = index_version(folder)  # read a record at a time, not the whole version at once
-        try:
+        with read_version(folder) as data:  # a record at a time, not the whole version at once
             report = build_report(data, Limits.unlimited() if full else Limits())
-        finally:
-            if isinstance(data, IndexedVersion):
-                data.close()
     except ReportError as exc:
         fail(str(exc))
     console = _console(no_color)

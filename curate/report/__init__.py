@@ -14,13 +14,12 @@ from pathlib import Path
 
 from curate.report.html import render_report_html
 from curate.report.model import (
-    IndexedVersion,
     Limits,
     ReportError,
     build_report,
     encode_report,
-    index_version,
     load_version,
+    read_version,
 )
 
 __all__ = ["ReportError", "Limits", "build_report", "encode_report", "load_version", "write_reports"]
@@ -39,15 +38,11 @@ def write_reports(
 ) -> dict[str, Path]:
     """Write report.json and report.html for one version; return {"json": path, "html": path}.
 
-    The version is read through an index of where its records are (`index_version`), not held
+    The version is read through an index of where its records are (`read_version`), not held
     in memory; `workers` processes make the documents' entries (the inline diffs are most of the
     work)."""
-    data = index_version(version_dir)
-    try:
+    with read_version(version_dir) as data:
         report = encode_report(data, limits, strict=False, workers=workers)
-    finally:
-        if isinstance(data, IndexedVersion):
-            data.close()
     folder = Path(reports_dir) / report.head["version"]
     folder.mkdir(parents=True, exist_ok=True)
     json_path = folder / "report.json"

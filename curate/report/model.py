@@ -35,6 +35,7 @@ import json
 import os
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -90,20 +91,15 @@ class VersionData:
     def flags_of(self, doc_id: str) -> list[dict[str, Any]]:
         return self.documents[doc_id].get("flags", [])
 
+    def close(self) -> None:
+        """Nothing to close: everything was read (see `IndexedVersion`)."""
+
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
-    records = []
     with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise ReportError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
-    return records
+        return [_parse_line(line, path, number) for number, line in enumerate(handle, 1) if line.strip()]
 
 
 def _read_manifest(folder: Path) -> dict[str, Any]:
@@ -116,11 +112,20 @@ def _read_manifest(folder: Path) -> dict[str, Any]:
         raise ReportError(f"{manifest_path}: not valid JSON ({exc.msg})") from None
 
 
-def _parse_line(line: bytes, path: Path, number: int) -> dict[str, Any]:
+def _parse_line(line: str | bytes, path: Path, number: int) -> dict[str, Any]:
     try:
         return json.loads(line)
     except json.JSONDecodeError as exc:
         raise ReportError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+
+
+def _document(record: dict[str, Any], path: Path, status: str) -> dict[str, Any]:
+    """A record of documents.jsonl, quarantine.jsonl or duplicates.jsonl, checked, with its
+    status (the file's, unless the record says)."""
+    if "id" not in record or "text" not in record:
+        raise ReportError(f"{path}: a record without id or text")
+    record.setdefault("status", status)
+    return record
 
 
 def load_version(version_dir: Path | str) -> VersionData:
@@ -130,10 +135,7 @@ def load_version(version_dir: Path | str) -> VersionData:
     documents: dict[str, dict[str, Any]] = {}
     for status, name in DATA_FILES.items():
         for record in _read_jsonl(folder / name):
-            if "id" not in record or "text" not in record:
-                raise ReportError(f"{folder / name}: a record without id or text")
-            record.setdefault("status", status)
-            documents[record["id"]] = record
+            documents[record["id"]] = _document(record, folder / name, status)
     edits: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for edit in _read_jsonl(folder / "edits.jsonl"):
         edits[edit["doc"]].append(edit)
@@ -206,14 +208,22 @@ def index_version(version_dir: Path | str) -> VersionData:
     files: list[Any] = []
     try:
         return _index(folder, manifest, files)
-    except _Scattered:
+    except BaseException as exc:
         for handle in files:
             handle.close()
-        return load_version(folder)
-    except BaseException:
-        for handle in files:
-            handle.close()
+        if isinstance(exc, _Scattered):
+            return load_version(folder)
         raise
+
+
+@contextmanager
+def read_version(version_dir: Path | str) -> Iterator[VersionData]:
+    """`index_version`, its files closed when done."""
+    data = index_version(version_dir)
+    try:
+        yield data
+    finally:
+        data.close()
 
 
 def _index(folder: Path, manifest: dict[str, Any], files: list[Any]) -> IndexedVersion:
@@ -231,12 +241,9 @@ def _index(folder: Path, manifest: dict[str, Any], files: list[Any]) -> IndexedV
             if b"\r" in line.rstrip(b"\r\n"):  # a bare CR, which load_version reads as a line end
                 raise _Scattered
             if line.strip():
-                record = _parse_line(line, path, number)
-                if "id" not in record or "text" not in record:
-                    raise ReportError(f"{path}: a record without id or text")
+                record = _document(_parse_line(line, path, number), path, status)
                 if record["id"] in at:
                     raise _Scattered
-                record.setdefault("status", status)
                 at[record["id"]] = (handle.fileno(), offset, len(line), record["status"])
                 tally.add_document(record)
                 if record.get("flags"):
