@@ -59,7 +59,9 @@ def test_segments_rebuild_input_and_final_text(version: Path) -> None:
     data = load_version(version)
     for doc in sample_docs():
         record = data.documents[doc.id]
-        segs = diff_segments(doc.input_text, data.edits.get(doc.id, []), record["flags"], doc.id)
+        segs = expand_substitutions(
+            diff_segments(doc.input_text, data.edits.get(doc.id, []), record["flags"], doc.id)
+        )
         assert "".join(s["t"] for s in segs if s["k"] in ("keep", "del")) == doc.input_text
         assert "".join(s["t"] for s in segs if s["k"] in ("keep", "ins")) == doc.text
 
@@ -84,6 +86,23 @@ def test_converted_then_dropped_text_is_shown_as_dropped(report: dict) -> None:
     assert doc["edits"][notice["via"][0]]["rule"] == "t2s"
 
 
+def test_converted_text_cut_by_a_later_edit_is_shown_removed_by_that_edit() -> None:
+    # The conversion changes 導 -> 导 and 廣 -> 广, one run of changed characters; the credit
+    # rule then removes the dateline up to 导. The removed 導 is the credit rule's removal
+    # (via the conversion); the conversion's own change shown is 廣 -> 广 alone.
+    text = "記者蔡紹堅／綜合報導廣西南寧一名老人"
+    doc = Document.new("x", text)
+    converted = text.translate(str.maketrans("記紹堅綜報導廣寧", "记绍坚综报导广宁"))
+    doc.apply("convert", [Change(0, len(text), converted, "t2s", "test")])
+    doc.apply("boilerplate", [Change(0, 10, "", "credit", "test")])
+    edits = [{"seq": n, **e.to_json()} for n, e in enumerate(doc.edits)]
+    segs = expand_substitutions(diff_segments(doc.input_text, edits, []))
+    removed = [s for s in segs if s["k"] == "del"]
+    assert removed[0] == {"k": "del", "t": "記者蔡紹堅／綜合報導", "e": 1, "via": [0]}
+    assert [(s["t"], s["e"]) for s in removed[1:]] == [("廣", 0), ("寧", 0)]
+    assert [s["t"] for s in segs if s["k"] == "ins"] == ["广", "宁"]
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.text(alphabet="甲乙丙丁,。\n a", min_size=1, max_size=40), st.data())
 def test_segments_rebuild_any_edit_log(text: str, data: st.DataObject) -> None:
@@ -98,14 +117,17 @@ def test_segments_rebuild_any_edit_log(text: str, data: st.DataObject) -> None:
     edits = [{"seq": n, **e.to_json()} for n, e in enumerate(doc.edits)]
     bounds = sorted(data.draw(st.lists(st.integers(0, len(doc.text)), min_size=2, max_size=2)))
     flags = [{"kind": "k", "start": bounds[0], "end": bounds[1]}]
-    segs = diff_segments(doc.input_text, edits, flags)
+    direct = diff_segments(doc.input_text, edits, flags)
+    segs = expand_substitutions(direct)
     assert "".join(s["t"] for s in segs if s["k"] in ("keep", "del")) == doc.input_text
     assert "".join(s["t"] for s in segs if s["k"] in ("keep", "ins")) == doc.text
     flagged = "".join(s["t"] for s in segs if 0 in s.get("f", []) and s["k"] != "mark")
     assert flagged == doc.text[bounds[0] : bounds[1]]
     assert any(s["k"] == "mark" for s in segs) == (bounds[0] == bounds[1])
-    # Compacted into "sub" segments and expanded again: the same segments, whatever the log.
+    # Compacted into "sub" segments and expanded again: the same segments, whatever the log;
+    # and one compact form, whether made from the replay's substitutions or from del/ins pairs.
     assert expand_substitutions(compact_substitutions(segs)) == segs
+    assert compact_substitutions(direct) == compact_substitutions(segs)
 
 
 def test_broken_edit_log_is_a_clear_error(tmp_path: Path) -> None:
@@ -410,8 +432,10 @@ def test_substitutions_compact_and_expand_to_the_same_segments(text: str, data: 
     cuts = sorted(data.draw(st.lists(st.integers(0, len(doc.text)), max_size=4)))
     doc.apply("drop", [Change(a, b, "", "d", "test") for a, b in zip(cuts[::2], cuts[1::2], strict=False)])
     edits = [{"seq": n, **e.to_json()} for n, e in enumerate(doc.edits)]
-    segs = diff_segments(doc.input_text, edits, [])
+    direct = diff_segments(doc.input_text, edits, [])
+    segs = expand_substitutions(direct)
     compact = compact_substitutions(segs)
+    assert compact == compact_substitutions(direct)
     assert expand_substitutions(compact) == segs
     assert len(compact) <= len(segs)
     for segment in compact:

@@ -5,10 +5,13 @@ Every renderer (terminal, HTML, JSON) works from the same dictionary built here
 
 The inline diff of a document is drawn over its *decoded input*: the input is rebuilt from the
 final text and the edit log (`undo_edits`), then the edits are replayed forwards on a sequence
-of character cells. A cell remembers which edit inserted it and which edit removed it, so the
+of pieces of text. A piece remembers which edit inserted it and which edit removed it, so the
 result shows, in input order, text that was kept, removed (by which edit) and inserted (by
-which edit). Long replacements (a Traditional->Simplified conversion of a whole document) are
-aligned character by character so that only the characters that changed are marked.
+which edit). A replacement by text of the same length (a Traditional->Simplified conversion
+of a whole document, a punctuation fix) is aligned character by character so that only the
+characters that changed are marked: it makes substitution pieces, shown as "sub" segments
+(a later edit that removes part of one cuts it, so each character's removal is shown as the
+edit that made it).
 
 Size bounds (also printed in the HTML footer): unchanged runs longer than 2 x `context`
 characters are collapsed to `context` characters either side of a change; a document's diff
@@ -309,15 +312,79 @@ def input_text(record: dict[str, Any], edits: list[dict[str, Any]]) -> str:
 # --------------------------------------------------------------------------- the inline diff
 @dataclass(slots=True)
 class _Piece:
-    """A run of text with one history: from the input or inserted by an edit, maybe removed."""
+    """A run of text with one history: from the input or inserted by an edit, maybe removed.
+
+    A piece with `before` is an aligned substitution (what a Traditional->Simplified
+    conversion makes): `inserted_by` replaced `before`, of the same length, by `text`, position
+    by position; `origin` is where `before` came from. One such piece stands for the pieces
+    of every run of changed and unchanged characters (`_expand` gives them), so a converted
+    document is a handful of pieces, not three per changed character.
+    """
 
     text: str
     inserted_by: int = -1  # index of the edit that inserted it; -1 = from the input
     removed_by: int = -1  # index of the edit that removed it; -1 = still in the text
+    before: str | None = None  # a substitution: the text it replaced, as long as `text`
+    origin: int = -1  # a substitution: the `inserted_by` of `before`
 
     @property
     def visible(self) -> bool:
         return self.removed_by < 0
+
+
+def _slice(piece: _Piece, start: int, end: int | None = None) -> _Piece:
+    """Part of a visible piece (a substitution's part keeps its aligned part of `before`)."""
+    if piece.before is None:
+        return _Piece(piece.text[start:end], piece.inserted_by)
+    return _Piece(piece.text[start:end], piece.inserted_by, -1, piece.before[start:end], piece.origin)
+
+
+def _differences(before: str, after: str) -> list[int]:
+    """Positions at which two texts of the same length differ. Long texts are compared as
+    numpy arrays of their UTF-32 code units (one vectorised comparison instead of a Python
+    step per character); short ones, most substitutions, directly."""
+    if len(before) < 64:
+        return [i for i, (a, b) in enumerate(zip(before, after, strict=True)) if a != b]
+    import numpy as np
+
+    a = np.frombuffer(before.encode("utf-32-le"), dtype=np.uint32)
+    b = np.frombuffer(after.encode("utf-32-le"), dtype=np.uint32)
+    return np.flatnonzero(a != b).tolist()
+
+
+def aligned_runs(before: str, after: str, gap: int = 0) -> list[tuple[int, int]]:
+    """The runs (start, end) of positions at which two texts of the same length differ; runs
+    less than `gap` + 1 unchanged characters apart are one run."""
+    runs: list[tuple[int, int]] = []
+    where = _differences(before, after)
+    if not where:
+        return runs
+    start = prev = where[0]
+    for pos in where:
+        if pos - prev > gap + 1:
+            runs.append((start, prev + 1))
+            start = pos
+        prev = pos
+    runs.append((start, prev + 1))
+    return runs
+
+
+def _expand(piece: _Piece) -> list[_Piece]:
+    """A substitution as the pieces it stands for: per run of changed characters, `before`'s
+    run removed by the edit then its replacement; unchanged runs as they were."""
+    assert piece.before is not None
+    before, after, edit = piece.before, piece.text, piece.inserted_by
+    out: list[_Piece] = []
+    pos = 0
+    for start, end in aligned_runs(before, after):
+        if start > pos:
+            out.append(_Piece(after[pos:start], piece.origin, piece.removed_by))
+        out.append(_Piece(before[start:end], piece.origin, edit))
+        out.append(_Piece(after[start:end], edit, piece.removed_by))
+        pos = end
+    if pos < len(after):
+        out.append(_Piece(after[pos:], piece.origin, piece.removed_by))
+    return out
 
 
 def _split_at(pieces: list[_Piece], cuts: list[int]) -> list[_Piece]:
@@ -337,10 +404,10 @@ def _split_at(pieces: list[_Piece], cuts: list[int]) -> list[_Piece]:
         start = pos
         while k < len(cuts) and cuts[k] < end:
             cut = cuts[k]
-            out.append(_Piece(piece.text[start - pos : cut - pos], piece.inserted_by))
+            out.append(_slice(piece, start - pos, cut - pos))
             start = cut
             k += 1
-        out.append(piece if start == pos else _Piece(piece.text[start - pos :], piece.inserted_by))
+        out.append(piece if start == pos else _slice(piece, start - pos))
         pos = end
     return out
 
@@ -353,20 +420,13 @@ def char_opcodes(
     if not before or not after:
         return [("replace", 0, len(before), 0, len(after))]
     if len(before) == len(after):
-        differ = [i for i, (a, b) in enumerate(zip(before, after, strict=True)) if a != b]
         ops: list[tuple[str, int, int, int, int]] = []
         pos = 0
-        n = 0
-        while n < len(differ):
-            start = differ[n]
-            while n + 1 < len(differ) and differ[n + 1] == differ[n] + 1:
-                n += 1
-            end = differ[n] + 1
+        for start, end in aligned_runs(before, after):
             if start > pos:
                 ops.append(("equal", pos, start, pos, start))
             ops.append(("replace", start, end, start, end))
             pos = end
-            n += 1
         if pos < len(before):
             ops.append(("equal", pos, len(before), pos, len(before)))
         return ops
@@ -383,6 +443,8 @@ def _apply_to_range(pieces: list[_Piece], index: int, edit: dict[str, Any]) -> l
     """
     before = "".join(p.text for p in pieces if p.visible)
     after = edit.get("after", "")
+    if edit.get("action") == "replace" and before and len(before) == len(after):
+        return _substitute(pieces, index, after)
     if edit.get("action") == "replace":
         ops = char_opcodes(before, after)
     else:
@@ -404,11 +466,11 @@ def _apply_to_range(pieces: list[_Piece], index: int, edit: dict[str, Any]) -> l
                     continue
             text = current.text
             if pos + len(text) - offset <= i2:  # the rest of the piece
-                part = current if offset == 0 else _Piece(text[offset:], current.inserted_by)
+                part = current if offset == 0 else _slice(current, offset)
                 pos += len(text) - offset
                 current = None
             else:
-                part = _Piece(text[offset : offset + i2 - pos], current.inserted_by)
+                part = _slice(current, offset, offset + i2 - pos)
                 offset += i2 - pos
                 pos = i2
             if changed:
@@ -417,6 +479,28 @@ def _apply_to_range(pieces: list[_Piece], index: int, edit: dict[str, Any]) -> l
         if changed and j2 > j1:
             out.append(_Piece(after[j1:j2], inserted_by=index))
     out.extend(pieces[n:])  # removed pieces after the last visible one
+    return out
+
+
+def _substitute(pieces: list[_Piece], index: int, after: str) -> list[_Piece]:
+    """An aligned replacement (the range's visible text and `after` have the same length): each
+    visible piece it changes becomes a substitution; a substitution it changes again is
+    expanded first (its runs are then substituted one by one)."""
+    out: list[_Piece] = []
+    pos = 0
+    for piece in pieces:
+        if not piece.visible:
+            out.append(piece)
+            continue
+        text = piece.text
+        new = after[pos : pos + len(text)]
+        pos += len(text)
+        if new == text:
+            out.append(piece)
+        elif piece.before is not None:
+            out.extend(_substitute(_expand(piece), index, new))
+        else:
+            out.append(_Piece(new, index, -1, text, piece.inserted_by))
     return out
 
 
@@ -498,12 +582,15 @@ def diff_segments(
 ) -> list[dict[str, Any]]:
     """The inline diff over the input text, as segments.
 
-    Segment keys: "k" kind ("keep" | "del" | "ins" | "mark" for an empty flagged span; the report
-    compacts aligned del/ins pairs into "sub", see `compact_substitutions`), "t" text,
-    "e" index of the edit (in the document's edit list) for del/ins, "via" earlier edits whose
-    output this edit removed (e.g. converted, then dropped), "f" indices of flags covering it.
+    Segment keys: "k" kind ("keep" | "del" | "ins" | "mark" for an empty flagged span | "sub"),
+    "t" text, "e" index of the edit (in the document's edit list) for del/ins/sub, "via"
+    earlier edits whose output this edit removed (e.g. converted, then dropped), "f" indices
+    of flags covering it. A "sub" segment is a run of aligned substitutions by one edit with
+    the short unchanged text between them ("a" its output text; `expand_substitutions` gives
+    its del/ins/keep segments): made here from substitution pieces, and by
+    `compact_substitutions` from del/ins pairs.
     """
-    pieces = _replay(text, edits, doc_id)
+    pieces = _expand_where_shown_apart(_replay(text, edits, doc_id), flags)
     piece_flags: dict[int, list[int]] = {}
     marks: dict[int, list[int]] = {}  # piece index -> empty flags just before it
     if flags:
@@ -516,6 +603,13 @@ def diff_segments(
         if marks and n in marks:
             segments.append({"k": "mark", "t": "", "f": marks[n]})
             last_key = None
+        if piece.before is not None:  # a substitution shown as it is: visible, unflagged
+            parts = _substitution_parts(piece.before, piece.text, piece.inserted_by)
+            if parts[0]["k"] == "keep" and last_key == ("keep", -1, ()):
+                _join(segments[-1], parts.pop(0)["t"], joined)
+            segments += parts
+            last_key = ("keep", -1, ()) if segments[-1]["k"] == "keep" else None
+            continue
         if piece.removed_by < 0:
             inserted = piece.inserted_by
             kind, edit = ("keep", -1) if inserted < 0 else ("ins", inserted)
@@ -527,10 +621,7 @@ def diff_segments(
         key = (kind, edit, flagged)
         if key == last_key:  # same kind, edit and flags: one segment (its text joined below)
             segment = segments[-1]
-            if isinstance(segment["t"], str):
-                segment["t"] = [segment["t"]]
-                joined.append(segment)
-            segment["t"].append(piece.text)
+            _join(segment, piece.text, joined)
             if via[n]:
                 segment["via"] = sorted(set(segment.get("via", ())) | set(via[n]))
             continue
@@ -548,6 +639,52 @@ def diff_segments(
     for segment in joined:
         segment["t"] = "".join(segment["t"])
     return segments
+
+
+def _join(segment: dict[str, Any], text: str, joined: list[dict[str, Any]]) -> None:
+    """Add text to a segment (as a list of parts, joined once at the end)."""
+    if isinstance(segment["t"], str):
+        segment["t"] = [segment["t"]]
+        joined.append(segment)
+    segment["t"].append(text)
+
+
+def _expand_where_shown_apart(pieces: list[_Piece], flags: list[dict[str, Any]]) -> list[_Piece]:
+    """Expand the substitutions that are not shown as "sub" segments: removed ones (their
+    changed runs are shown as removed by the later edit), ones over text an earlier edit
+    inserted (shown as insertions), and visible ones a flag touches (flagged text is shown
+    as it is, so only the flagged characters carry the flag)."""
+    spans = [(int(f.get("start", 0)), int(f.get("end", 0))) for f in flags]
+    out: list[_Piece] = []
+    pos = 0
+    for piece in pieces:
+        if piece.visible:
+            end = pos + len(piece.text)
+            touched = any(start <= end and stop >= pos for start, stop in spans)
+            pos = end
+        else:
+            touched = False
+        if piece.before is not None and (not piece.visible or piece.origin >= 0 or touched):
+            out.extend(_expand(piece))
+        else:
+            out.append(piece)
+    return out
+
+
+def _substitution_parts(before: str, after: str, edit: int) -> list[dict[str, Any]]:
+    """A visible substitution as segments: "sub" for its changed runs with at most `SUB_GAP`
+    unchanged characters between them, "keep" for the unchanged text around them (what
+    `compact_substitutions` makes of its expanded segments)."""
+    parts: list[dict[str, Any]] = []
+    pos = 0
+    for start, end in aligned_runs(before, after, SUB_GAP):
+        if start > pos:
+            parts.append({"k": "keep", "t": after[pos:start]})
+        parts.append({"k": "sub", "t": before[start:end], "a": after[start:end], "e": edit})
+        pos = end
+    if pos < len(after):
+        parts.append({"k": "keep", "t": after[pos:]})
+    return parts
 
 
 def _place_flags(
@@ -602,7 +739,7 @@ def _removal_labels(pieces: list[_Piece]) -> tuple[list[int], list[tuple[int, ..
         current, chain, k = piece.removed_by, [], j
         while True:
             m = k
-            while m < count and pieces[m].inserted_by == current:
+            while m < count and pieces[m].inserted_by == current and pieces[m].before is None:
                 m += 1
             if m == k or pieces[k].removed_by < 0:  # what the edit put there is still there
                 break
@@ -638,6 +775,16 @@ def _substitution(segments: list[dict[str, Any]], n: int) -> int | None:
     return first["e"]
 
 
+def _unit(segments: list[dict[str, Any]], n: int) -> tuple[int, str, str, int] | None:
+    """The substitution that starts at segment `n` (a "sub" segment, or a del/ins pair that
+    `_substitution` accepts) as (edit, input text, output text, segments it takes), else None."""
+    segment = segments[n]
+    if segment["k"] == "sub":
+        return segment["e"], segment["t"], segment["a"], 1
+    edit = _substitution(segments, n)
+    return None if edit is None else (edit, segment["t"], segments[n + 1]["t"], 2)
+
+
 def compact_substitutions(segments: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Runs of aligned substitutions by one edit, with the short unchanged text between them, as
     one {"k": "sub", "t": input text, "a": output text, "e": edit} segment.
@@ -646,29 +793,37 @@ def compact_substitutions(segments: list[dict[str, Any]]) -> list[dict[str, Any]
     changed character (removed, inserted, the unchanged text after it): most of a report's
     size and of the time to make it. `t` and `a` have the same length; the characters that
     differ are the ones the edit changed (`expand_substitutions` gives the segments back).
+    "sub" segments already there are merged the same way, so the result is one form whatever
+    mix it is made from: compact(expand(x)) == compact(x).
     """
     out: list[dict[str, Any]] = []
     n = 0
     while n < len(segments):
-        edit = _substitution(segments, n)
-        if edit is None:
+        unit = _unit(segments, n)
+        if unit is None:
             out.append(segments[n])
             n += 1
             continue
-        before, after = [segments[n]["t"]], [segments[n + 1]["t"]]
-        n += 2
-        # Further pairs of the edit, each after unchanged text (kept, unflagged, not empty): so
-        # the differing runs are exactly the pairs and `expand_substitutions` gives them back.
-        while n < len(segments):
+        edit, first_before, first_after, size = unit
+        before, after = [first_before], [first_after]
+        n += size
+        # Further substitutions of the edit, each after unchanged text (kept, unflagged, not
+        # empty): so the differing runs are exactly the pairs and `expand_substitutions` gives
+        # them back.
+        while n + 1 < len(segments):
             gap = segments[n]
             if gap["k"] != "keep" or "f" in gap or not 0 < len(gap["t"]) <= SUB_GAP:
                 break
-            if _substitution(segments, n + 1) != edit:
+            following = _unit(segments, n + 1)
+            if following is None or following[0] != edit:
                 break
-            before += (gap["t"], segments[n + 1]["t"])
-            after += (gap["t"], segments[n + 2]["t"])
-            n += 3
-        out.append({"k": "sub", "t": "".join(before), "a": "".join(after), "e": edit})
+            before += (gap["t"], following[1])
+            after += (gap["t"], following[2])
+            n += 1 + following[3]
+        if size == 1 and len(before) == 1:
+            out.append(segments[n - 1])  # a "sub" segment as it was
+        else:
+            out.append({"k": "sub", "t": "".join(before), "a": "".join(after), "e": edit})
     return out
 
 
@@ -681,30 +836,30 @@ def expand_substitutions(segments: list[dict[str, Any]]) -> list[dict[str, Any]]
             out.append(segment)
             continue
         before, after, edit = segment["t"], segment["a"], segment["e"]
-        start = 0
-        while start < len(before):
-            same = before[start] == after[start]
-            end = start + 1
-            while end < len(before) and (before[end] == after[end]) == same:
-                end += 1
-            if same:
-                out.append({"k": "keep", "t": before[start:end]})
-            else:
-                out.append({"k": "del", "t": before[start:end], "e": edit})
-                out.append({"k": "ins", "t": after[start:end], "e": edit})
-            start = end
+        pos = 0
+        for start, end in aligned_runs(before, after):
+            if start > pos:
+                out.append({"k": "keep", "t": before[pos:start]})
+            out.append({"k": "del", "t": before[start:end], "e": edit})
+            out.append({"k": "ins", "t": after[start:end], "e": edit})
+            pos = end
+        if pos < len(before):
+            out.append({"k": "keep", "t": before[pos:]})
     return out
 
 
+def _shown(segment: dict[str, Any]) -> int:
+    """Characters of text a segment shows: a substitution shows its input text and, where
+    they differ, its output's characters."""
+    size = len(segment.get("t", ""))
+    if segment["k"] == "sub":
+        size += len(_differences(segment["t"], segment["a"]))
+    return size
+
+
 def shown_chars(segments: list[dict[str, Any]]) -> int:
-    """Characters of text a diff shows (the size budget counts these): a substitution shows
-    its input text and, where they differ, its output's characters."""
-    total = 0
-    for segment in segments:
-        total += len(segment.get("t", ""))
-        if segment["k"] == "sub":
-            total += sum(a != b for a, b in zip(segment["t"], segment["a"], strict=True))
-    return total
+    """Characters of text a diff shows (the size budget counts these)."""
+    return sum(map(_shown, segments))
 
 
 def collapse(segments: list[dict[str, Any]], limits: Limits) -> tuple[list[dict[str, Any]], bool]:
@@ -730,6 +885,13 @@ def collapse(segments: list[dict[str, Any]], limits: Limits) -> tuple[list[dict[
         out.append({"k": "gap", "n": len(text) - head - tail})
         if tail:
             out.append({"k": "keep", "t": text[-tail:]})
+    # (A substitution shows at most its input and output text: counting that bound is enough
+    # for nearly every document.)
+    bound = sum(len(seg.get("t", "")) + len(seg.get("a", "")) for seg in out)
+    if bound <= limits.max_doc_chars or shown_chars(out) <= limits.max_doc_chars:
+        return out, False
+    # Capped: where the cap falls is counted in shown characters of the del/ins segments.
+    out = expand_substitutions(out)
     shown = 0
     capped: list[dict[str, Any]] = []
     for n, seg in enumerate(out):
