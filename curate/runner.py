@@ -18,6 +18,7 @@ from curate.config import Config
 from curate.document import Document
 from curate.engine import LocalEngine
 from curate.pipeline import build_stages
+from curate.report.model import WrittenIndex
 from curate.stages.base import Artifacts, RunContext
 from curate.version import (
     RunRecord,
@@ -136,8 +137,12 @@ def run(
             docs = engine.execute(
                 _ingest(files, config, skipped, input_records, on_file), stages, finish=encode
             )
-            # The record's lists are filled while the documents stream through the writer.
-            folder = write_version(corpus, docs, record, lambda: _finish_record(record, skipped))
+            # The record's lists are filled while the documents stream through the writer, and
+            # the report's index of the version is made as it writes.
+            written = WrittenIndex() if write_report else None
+            folder = write_version(
+                corpus, docs, record, lambda: _finish_record(record, skipped), on_written=written
+            )
             warnings = list(record.warnings)
     except VersionError as exc:
         raise RunError(str(exc)) from None
@@ -154,7 +159,7 @@ def run(
         latest_moved=True,
     )
     if write_report:
-        result.reports = _write_reports(folder, reports_dir, config.run.workers)
+        result.reports = _write_reports(folder, reports_dir, config.run.workers, written)
     return result
 
 
@@ -206,10 +211,14 @@ def _ingest(
         yield from result.documents
 
 
-def _write_reports(version_dir: Path, reports_dir: Path, workers: int) -> dict[str, Path]:
+def _write_reports(
+    version_dir: Path, reports_dir: Path, workers: int, written: WrittenIndex | None = None
+) -> dict[str, Path]:
     """The version's report, made by the run's number of workers (whatever the engine: the
     report is made on this machine, from the version folder)."""
     from curate.engine import default_workers
     from curate.report import write_reports
 
-    return write_reports(version_dir, reports_dir, workers=workers if workers > 0 else default_workers())
+    return write_reports(
+        version_dir, reports_dir, workers=workers if workers > 0 else default_workers(), written=written
+    )

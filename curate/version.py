@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from curate import __version__
 from curate.document import DUPLICATE, OK, QUARANTINED, Document
@@ -198,6 +198,21 @@ class RunRecord:
     warnings: list[str]
 
 
+class EditRow(NamedTuple):
+    stage: str
+    rule: str
+    action: str
+    kind: str
+    before: int  # characters
+    after: int
+
+
+class FlagRow(NamedTuple):
+    kind: str
+    chars: int  # end - start
+    detector: str
+
+
 @dataclass
 class Encoded:
     """A document as the writer stores it: its JSON lines and what the manifest counts.
@@ -214,8 +229,8 @@ class Encoded:
     sha256: str  # of the line without its newline
     edit_lines: bytes  # its edits' JSON lines in UTF-8, each ending in a newline
     warnings: list[str]  # "source: warning"
-    edits: list[tuple[str, str, int, str]]  # (stage, rule, characters removed, metadata field or "")
-    flags: list[str]  # flag kinds
+    edits: list[EditRow]  # what the counts (the manifest's, the report's) need of each edit
+    flags: list[FlagRow]
 
 
 def encode(doc: Document) -> Encoded:
@@ -230,16 +245,8 @@ def encode(doc: Document) -> Encoded:
             dumps_line({"doc": doc.id, "seq": seq, **edit.to_json()}) + "\n" for seq, edit in enumerate(edits)
         ).encode("utf-8"),
         warnings=[f"{doc.source}: {w}" for w in doc.warnings],
-        edits=[
-            (
-                e.stage,
-                e.rule,
-                max(0, len(e.before) - len(e.after)),
-                e.action[5:] if e.action.startswith("meta:") else "",
-            )
-            for e in edits
-        ],
-        flags=[flag.kind for flag in doc.flags],
+        edits=[EditRow(e.stage, e.rule, e.action, e.kind, len(e.before), len(e.after)) for e in edits],
+        flags=[FlagRow(f.kind, f.end - f.start, f.detector) for f in doc.flags],
     )
 
 
@@ -248,12 +255,15 @@ def write_version(
     docs: Iterable[Document | Encoded],
     record: RunRecord,
     before_manifest: Callable[[], None] | None = None,
+    on_written: Callable[[Encoded, str, int, int], None] | None = None,
 ) -> Path:
     """Write all documents (or their `encode`d form) and the manifest into a new version
     folder, atomically.
 
     `before_manifest` is called once every document is written (the record's skipped inputs and
-    artifacts are only complete then, as documents stream in).
+    artifacts are only complete then, as documents stream in). `on_written(doc, data file,
+    offset of its line, offset of its edit lines)` is called as each document is written (the
+    report's index of the version, made without reading the files again).
     """
     folder = versions_dir(corpus)
     folder.mkdir(parents=True, exist_ok=True)
@@ -265,6 +275,7 @@ def write_version(
     outputs: dict[str, str] = {}
     counter = _Counts()
     handles = {name: (tmp / name).open("wb") for name in DATA_FILES}
+    offsets = dict.fromkeys(DATA_FILES, 0)
     start_artifacts = getattr(record.artifacts, "start", None)
     try:
         target = {OK: "documents.jsonl", QUARANTINED: "quarantine.jsonl", DUPLICATE: "duplicates.jsonl"}
@@ -276,10 +287,15 @@ def write_version(
             doc = item if isinstance(item, Encoded) else encode(item)
             counter.add(doc)
             record.warnings.extend(doc.warnings)
-            handles[target.get(doc.status, "quarantine.jsonl")].write(doc.line)
+            name = target.get(doc.status, "quarantine.jsonl")
+            if on_written is not None:
+                on_written(doc, name, offsets[name], offsets["edits.jsonl"])
+            handles[name].write(doc.line)
+            offsets[name] += len(doc.line)
             if doc.status == OK:
                 outputs[doc.id] = doc.sha256
             edit_handle.write(doc.edit_lines)
+            offsets["edits.jsonl"] += len(doc.edit_lines)
             _checkpoint("documents")
     finally:
         for handle in handles.values():
@@ -342,14 +358,14 @@ class _Counts:
 
     def add(self, doc: Encoded) -> None:
         self.statuses[doc.status] += 1
-        for stage, rule, removed, field in doc.edits:
-            self.by_stage[stage] += 1
-            self.by_rule[rule] += 1
-            self.chars_by_rule[rule] += removed
-            if field:
-                self.meta_fields[field] += 1
-        self.docs_by_rule.update({rule for _, rule, _, _ in doc.edits})
-        self.flags.update(doc.flags)
+        for edit in doc.edits:
+            self.by_stage[edit.stage] += 1
+            self.by_rule[edit.rule] += 1
+            self.chars_by_rule[edit.rule] += max(0, edit.before - edit.after)
+            if edit.action.startswith("meta:"):
+                self.meta_fields[edit.action[5:]] += 1
+        self.docs_by_rule.update({edit.rule for edit in doc.edits})
+        self.flags.update(flag.kind for flag in doc.flags)
 
     def result(self) -> dict[str, Any]:
         return {

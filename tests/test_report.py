@@ -22,6 +22,7 @@ from curate.report.model import (
     Limits,
     ReportError,
     VersionData,
+    WrittenIndex,
     build_report,
     collapse,
     compact_substitutions,
@@ -29,6 +30,7 @@ from curate.report.model import (
     expand_substitutions,
     index_version,
     load_version,
+    read_version,
 )
 from curate.report.terminal import diff_text, render_report, summary_renderables
 from tests.report_helpers import HOSTILE, sample_docs, write_version
@@ -351,20 +353,50 @@ def test_reports_do_not_depend_on_workers(tmp_path: Path, limits: Limits) -> Non
         assert len(report["documents"]) == 20 and report["documents_not_listed"] == listed - 20
 
 
+def assert_same_version(one: VersionData, other: VersionData) -> None:
+    assert list(one.documents) == list(other.documents)  # id order
+    assert {k: one.documents[k] for k in one.documents} == {k: other.documents[k] for k in other.documents}
+    assert list(one.edits) == list(other.edits)  # order of first appearance
+    assert {k: one.edits[k] for k in one.edits} == {k: other.edits[k] for k in other.edits}
+    assert one.listable() == other.listable()
+    assert one.summary() == other.summary()
+    assert all(one.detectors_of(k) == other.detectors_of(k) for k in other.documents)
+
+
 def test_the_index_reads_what_load_version_reads(tmp_path: Path) -> None:
     version = write_version(tmp_path / "corpus", "v1", copies_of_sample_docs(3))
     loaded, indexed = load_version(version), index_version(version)
     assert isinstance(indexed, IndexedVersion)
     try:
-        assert list(indexed.documents) == list(loaded.documents)  # id order
-        assert {k: indexed.documents[k] for k in indexed.documents} == loaded.documents
-        assert list(indexed.edits) == list(loaded.edits)  # order of first appearance
-        assert {k: indexed.edits[k] for k in indexed.edits} == loaded.edits
-        assert indexed.listable() == loaded.listable()
-        assert indexed.summary() == loaded.summary()
-        assert all(indexed.flags_of(k) == loaded.flags_of(k) for k in loaded.documents)
+        assert_same_version(indexed, loaded)
     finally:
         indexed.close()
+
+
+def test_the_writers_index_is_the_index_of_what_it_wrote(tmp_path: Path) -> None:
+    # A run's report reads the version through the index its writer made while writing (not
+    # by reading and parsing every record again): the same documents, edits and summary.
+    from curate.version import RunRecord
+    from curate.version import write_version as write_run_version
+
+    docs = copies_of_sample_docs(3)
+    assert {d.status for d in docs} == {"ok", "quarantined", "duplicate"}
+    record = RunRecord("v1", {}, "rules-0", [], [], None, {}, [])
+    written = WrittenIndex()
+    folder = write_run_version(tmp_path / "corpus", docs, record, on_written=written)
+    assert written.complete
+    with read_version(folder, written) as handed, read_version(folder) as indexed:
+        assert isinstance(handed, IndexedVersion) and handed.documents is not indexed.documents
+        assert_same_version(handed, indexed)
+        assert handed.summary()["counts"]["edits"] > 0 and any(handed.detectors_of(k) for k in handed.worth)
+    assert write_reports(folder, tmp_path / "a", written=written)["json"].read_bytes() == (
+        write_reports(folder, tmp_path / "b")["json"].read_bytes()
+    )
+    # An id written twice: the writer's index steps aside and the files are read.
+    twice = WrittenIndex()
+    write_run_version(tmp_path / "other", [docs[0], docs[0]], RunRecord("v2", {}, "r", [], [], None, {}, []),
+                      on_written=twice)
+    assert not twice.complete
 
 
 def test_a_version_the_index_cannot_describe_is_read_whole(tmp_path: Path) -> None:

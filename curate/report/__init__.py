@@ -16,6 +16,7 @@ from curate.report.html import render_report_html
 from curate.report.model import (
     Limits,
     ReportError,
+    WrittenIndex,
     build_report,
     encode_report,
     load_version,
@@ -34,14 +35,18 @@ def _write_atomically(path: Path, parts: list[bytes]) -> None:
 
 
 def write_reports(
-    version_dir: Path, reports_dir: Path, limits: Limits | None = None, workers: int = 1
+    version_dir: Path,
+    reports_dir: Path,
+    limits: Limits | None = None,
+    workers: int = 1,
+    written: WrittenIndex | None = None,
 ) -> dict[str, Path]:
     """Write report.json and report.html for one version; return {"json": path, "html": path}.
 
-    The version is read through an index of where its records are (`read_version`), not held
-    in memory; `workers` processes make the documents' entries (the inline diffs are most of the
-    work)."""
-    with read_version(version_dir) as data:
+    The version is read through an index of where its records are (`read_version`: the one its
+    writer made, `written`, if given), not held in memory; `workers` processes make the
+    documents' entries (the inline diffs are most of the work)."""
+    with read_version(version_dir, written) as data:
         report = encode_report(data, limits, strict=False, workers=workers)
     folder = Path(reports_dir) / report.head["version"]
     folder.mkdir(parents=True, exist_ok=True)
