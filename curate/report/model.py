@@ -1246,6 +1246,10 @@ def _list_documents(data: VersionData, limits: Limits, strict: bool, encode: boo
             yield doc_id, budget > 0
 
     make = partial(_make_entries, data, limits, encode)
+    # Documents per task: a task costs the driver about half a millisecond (the pool's
+    # bookkeeping and its threads taking turns with this one), so a few large batches, about
+    # 16 per worker, but no more than 256 entries a batch.
+    batch = min(256, max(16, len(shown) // (16 * max(1, workers))))
     entries: list[Any] = []
     errors: list[str] = []
     omitted = 0
@@ -1254,7 +1258,7 @@ def _list_documents(data: VersionData, limits: Limits, strict: bool, encode: boo
     # that making the entries triggers (a fifth of their time with a loaded version).
     gc.freeze()
     try:
-        for doc_id, made in zip(shown, parallel_map(make, handed_out(), workers, 16), strict=True):
+        for doc_id, made in zip(shown, parallel_map(make, handed_out(), workers, batch), strict=True):
             if made.asked and budget <= 0:
                 made = _make_entry(data, doc_id, False, limits, encode)
             if made.error:
