@@ -276,6 +276,8 @@ def write_version(
     counter = _Counts()
     handles = {name: (tmp / name).open("wb") for name in DATA_FILES}
     offsets = dict.fromkeys(DATA_FILES, 0)
+    # Hashed as written: reading 100 MB back to hash it was serial work after the last document.
+    hashes = {name: hashlib.sha256() for name in DATA_FILES}
     start_artifacts = getattr(record.artifacts, "start", None)
     try:
         target = {OK: "documents.jsonl", QUARANTINED: "quarantine.jsonl", DUPLICATE: "duplicates.jsonl"}
@@ -291,10 +293,12 @@ def write_version(
             if on_written is not None:
                 on_written(doc, name, offsets[name], offsets["edits.jsonl"])
             handles[name].write(doc.line)
+            hashes[name].update(doc.line)
             offsets[name] += len(doc.line)
             if doc.status == OK:
                 outputs[doc.id] = doc.sha256
             edit_handle.write(doc.edit_lines)
+            hashes["edits.jsonl"].update(doc.edit_lines)
             offsets["edits.jsonl"] += len(doc.edit_lines)
             _checkpoint("documents")
     finally:
@@ -303,15 +307,13 @@ def write_version(
     counts = counter.result()
     if before_manifest:
         before_manifest()
+    digests = {name: digest.hexdigest() for name, digest in hashes.items()}
     if record.artifacts:
         (tmp / "index").mkdir()
         for name, data in sorted(record.artifacts.items()):
             (tmp / "index" / name).write_bytes(data)
-    files = {
-        path.relative_to(tmp).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
-        for path in sorted(tmp.rglob("*"))
-        if path.is_file()
-    }
+            digests[f"index/{name}"] = hashlib.sha256(data).hexdigest()
+    files = dict(sorted(digests.items()))
     manifest = {
         "version": record.version_id,
         "tool_version": __version__,
