@@ -88,6 +88,20 @@ def test_converted_then_dropped_text_is_shown_as_dropped(report: dict) -> None:
     assert doc["edits"][notice["via"][0]]["rule"] == "t2s"
 
 
+def test_long_aligned_replacements_compare_code_points() -> None:
+    # Past 64 characters the comparison is vectorised over UTF-32 code units: a character
+    # outside the BMP and a lone surrogate (which a JSON record may hold) are one position.
+    text = "𠀀" + "甲" * 70 + "\ud800" + "團"
+    doc = Document.new("x", text)
+    doc.apply("convert", [Change(0, len(text), "中" + "甲" * 70 + "\ud800" + "团", "t2s", "test")])
+    edits = [{"seq": n, **e.to_json()} for n, e in enumerate(doc.edits)]
+    segs = expand_substitutions(diff_segments(doc.input_text, edits, []))
+    assert [(s["k"], s["t"]) for s in segs if s["k"] != "keep"] == [
+        ("del", "𠀀"), ("ins", "中"), ("del", "團"), ("ins", "团")
+    ]
+    assert "".join(s["t"] for s in segs if s["k"] in ("keep", "del")) == text
+
+
 def test_converted_text_cut_by_a_later_edit_is_shown_removed_by_that_edit() -> None:
     # The conversion changes 導 -> 导 and 廣 -> 广, one run of changed characters; the credit
     # rule then removes the dateline up to 导. The removed 導 is the credit rule's removal

@@ -409,8 +409,9 @@ def _differences(before: str, after: str) -> list[int]:
         return [i for i, (a, b) in enumerate(zip(before, after, strict=True)) if a != b]
     import numpy as np
 
-    a = np.frombuffer(before.encode("utf-32-le"), dtype=np.uint32)
-    b = np.frombuffer(after.encode("utf-32-le"), dtype=np.uint32)
+    # ("surrogatepass": a lone surrogate a JSON record may hold is one code unit like any other)
+    a = np.frombuffer(before.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    b = np.frombuffer(after.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
     return np.flatnonzero(a != b).tolist()
 
 
