@@ -686,3 +686,39 @@ def test_decide_leaves_the_garbage_collector_as_it_was(enabled: bool) -> None:
         assert gc.isenabled() == enabled
     finally:
         gc.enable() if was else gc.disable()
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.data())
+def test_passage_ranking_counts_window_hits(data: st.DataObject) -> None:
+    # Each window that hits an earlier paragraph, or an earlier window of its own paragraph,
+    # is one vote; a paragraph's candidates are ranked by votes, then in order, the first
+    # `budget` kept. The ranking (numpy over all hits) against the count written out plainly.
+    windows = data.draw(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 3)), min_size=1, max_size=30))
+    keys = range(len(windows))
+    candidates = [
+        (key, set(data.draw(st.lists(st.sampled_from(keys), max_size=8))) - {key}) for key in keys
+    ]
+    candidates = [(key, found) for key, found in candidates if found]
+    budget = data.draw(st.integers(1, 4))
+    expected: dict[int, list[tuple[int, int]]] = {}
+    for key, found in candidates:
+        para, window = windows[key]
+        hits = {}
+        for other_key in found:
+            other, other_window = windows[other_key]
+            if other < para:
+                pair = (other, -1)
+            elif other == para and other_window < window:
+                pair = (para, other_window)
+            else:
+                continue
+            hits[pair] = hits.get(pair, 0) + 1
+        votes = expected.setdefault(para, {})
+        for pair, count in hits.items():
+            votes[pair] = votes.get(pair, 0) + count
+    expected = {
+        para: sorted(votes, key=lambda pair: (-votes[pair], pair))[:budget]
+        for para, votes in expected.items() if votes
+    }
+    assert dedup._rank_passages(windows, iter(candidates), budget) == expected
