@@ -22,10 +22,11 @@ documents are listed. Every listed document also carries its edit list (each edi
 clipped to `max_edit_text` characters). `curate report --doc ID --full` shows any document in full.
 Measured (bench/bench_pipeline.py, 19 MB of news, 5,702 documents listed, 58,000 segments once
 aligned substitutions are compacted, 1.2 million before): report.json and report.html 31 MB each,
-written in about 4 s on 2 workers.
+made in about 1.3 s of a 2-worker run (1.4–1.9 CPU-seconds).
 
 Making the report (`encode_report`, what a run writes) reads the version through an index of
-byte offsets (`index_version`) and makes the documents' entries in worker processes; the
+byte offsets (`index_version`, or the one a run's writer made as it wrote: `WrittenIndex`) and
+makes the documents' entries in worker processes; the
 dictionary form (`build_report`, what `curate report` renders) comes from the same functions.
 """
 
