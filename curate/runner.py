@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +19,10 @@ from curate.config import Config
 from curate.document import Document
 from curate.engine import LocalEngine
 from curate.pipeline import build_stages
-from curate.report.model import WrittenIndex
+from curate.report.model import EntryMaker, WrittenIndex
 from curate.stages.base import Artifacts, RunContext
 from curate.version import (
+    Encoded,
     RunRecord,
     VersionError,
     compute_version_id,
@@ -134,12 +136,17 @@ def run(
                 stages = build_stages(context)
             except ValueError as exc:  # a stage's settings that make no sense, e.g. an unknown kind
                 raise RunError(str(exc)) from None
+            # With the local engine the report's entries are made where documents are encoded,
+            # in the last pass's workers (`EntryMaker`; Ray's workers do not share its stop flag).
+            maker = EntryMaker() if write_report and isinstance(engine, LocalEngine) else None
             docs = engine.execute(
-                _ingest(files, config, skipped, input_records, on_file), stages, finish=encode
+                _ingest(files, config, skipped, input_records, on_file),
+                stages,
+                finish=encode if maker is None else partial(_encode_with_entry, maker),
             )
             # The record's lists are filled while the documents stream through the writer, and
             # the report's index of the version is made as it writes.
-            written = WrittenIndex() if write_report else None
+            written = WrittenIndex(maker) if write_report else None
             folder = write_version(
                 corpus, docs, record, lambda: _finish_record(record, skipped), on_written=written
             )
@@ -180,6 +187,12 @@ def make_engine(config: Config) -> Any:
             settings.ray_address or None, workers=settings.workers, block_mb=settings.ray_block_mb
         )
     raise RunError(f"run.engine: unknown engine {settings.engine!r} (known: local, ray)")
+
+
+def _encode_with_entry(maker: EntryMaker, doc: Document) -> Encoded:
+    encoded = encode(doc)
+    encoded.report_entry = maker(encoded.line, encoded.edit_lines, encoded.status)
+    return encoded
 
 
 def _finish_record(record: RunRecord, skipped: list[ingest.Skipped]) -> None:

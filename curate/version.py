@@ -231,6 +231,7 @@ class Encoded:
     warnings: list[str]  # "source: warning"
     edits: list[EditRow]  # what the counts (the manifest's, the report's) need of each edit
     flags: list[FlagRow]
+    report_entry: Any = None  # the report's entry for it, when the run makes it with the document
 
 
 def encode(doc: Document) -> Encoded:

@@ -18,6 +18,7 @@ from curate.cli import main
 from curate.document import Change, Document, stable_id
 from curate.report import write_reports
 from curate.report.model import (
+    EntryMaker,
     IndexedVersion,
     Limits,
     ReportError,
@@ -411,6 +412,50 @@ def test_the_writers_index_is_the_index_of_what_it_wrote(tmp_path: Path) -> None
     write_run_version(tmp_path / "other", [docs[0], docs[0]], RunRecord("v2", {}, "r", [], [], None, {}, []),
                       on_written=twice)
     assert not twice.complete
+
+
+@pytest.mark.parametrize(
+    "limits", [Limits(), Limits(max_docs=3), Limits(max_total_chars=300)], ids=["within", "docs", "chars"]
+)
+def test_entries_made_with_the_run_are_the_reports_entries(tmp_path: Path, limits: Limits) -> None:
+    # A run makes each listed document's entry where it encodes it (EntryMaker); the report
+    # puts them in order. Past the report's limits the maker stops and the report makes them
+    # after the run, from the files. Either way: the bytes a report of the folder has.
+    from curate.runner import _encode_with_entry
+    from curate.version import RunRecord
+    from curate.version import write_version as write_run_version
+
+    docs = copies_of_sample_docs(3)
+    maker = EntryMaker(limits)
+    written = WrittenIndex(maker)
+    encoded = (_encode_with_entry(maker, doc) for doc in docs)
+    folder = write_run_version(tmp_path / "corpus", encoded, RunRecord("v1", {}, "r", [], [], None, {}, []),
+                               on_written=written)
+    listed = len(load_version(folder).listable())
+    if limits == Limits():
+        assert written.entries is not None and len(written.entries) == listed
+        assert maker(b'{"id": "x", "text": "a", "flags": []}', b"", "quarantined") is not None
+    else:
+        assert written.entries is None and listed > 3
+        assert maker(b'{"id": "x", "text": "a", "flags": []}', b"", "quarantined") is None  # stopped
+    for with_run in (written, None):
+        report = write_reports(folder, tmp_path / str(with_run is None), limits, written=with_run)
+        assert report["json"].read_bytes() == write_reports(folder, tmp_path / "folder", limits)["json"].read_bytes()
+    # Entries made for other limits are not used.
+    other = write_reports(folder, tmp_path / "other", Limits(context=5), written=written)["json"]
+    assert other.read_bytes() == write_reports(folder, tmp_path / "other2", Limits(context=5))["json"].read_bytes()
+
+
+def test_a_runs_report_is_the_report_of_its_version(tmp_path: Path) -> None:
+    from curate import runner
+    from tests.conftest import SEEDS, make_config
+
+    for workers in (1, 2):
+        settings = make_config(tmp_path / f"w{workers}", {"run": {"workers": workers}})
+        result = runner.run(settings, inputs=[str(SEEDS)])
+        again = write_reports(result.version_dir, tmp_path / f"again{workers}")
+        assert result.reports["json"].read_bytes() == again["json"].read_bytes()
+        assert result.reports["html"].read_bytes() == again["html"].read_bytes()
 
 
 def test_a_version_the_index_cannot_describe_is_read_whole(tmp_path: Path) -> None:

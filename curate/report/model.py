@@ -190,6 +190,8 @@ class IndexedVersion(VersionData):
     summarised: dict[str, Any] = field(default_factory=dict)
     worth: list[str] = field(default_factory=list)
     detectors: dict[str, list[str]] = field(default_factory=dict)  # of flagged documents
+    # The entries made with the run (`EntryMaker`): its limits, and id -> `_Entry`.
+    premade: tuple[Limits, dict[str, Any]] | None = None
 
     def summary(self) -> dict[str, Any]:
         return self.summarised
@@ -340,15 +342,36 @@ class WrittenIndex:
     Gives the same `IndexedVersion` as `index_version` of the written folder (tested).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, entries: EntryMaker | None = None) -> None:
         self.at: dict[str, tuple[str, int, int, str]] = {}
         self.edits_at: dict[str, tuple[int, int]] = {}
         self.detectors: dict[str, list[str]] = {}
         self.tally = _Tally()
         self.complete = True  # False: an id written twice (`index_version` then reads the files)
+        # The entries `entries` made with the documents (`EntryMaker`), while they can all be
+        # used as they are: every listed document within the limits, each with its diff.
+        self.maker = entries
+        self.entries: dict[str, _Entry] | None = {} if entries is not None else None
+        self._shown = 0
+
+    def _add_entry(self, doc: Any) -> None:
+        assert self.entries is not None and self.maker is not None
+        entry = doc.report_entry
+        if entry is None and not (doc.edits or doc.flags or doc.status != "ok"):
+            return  # not worth listing
+        limits = self.maker.limits
+        if entry is not None and entry.diff_chars is not None:
+            self._shown += entry.diff_chars
+        if entry is None or len(self.entries) >= limits.max_docs or self._shown >= limits.max_total_chars:
+            self.entries = None  # the report makes the entries after the run, as for any version
+            self.maker.stop()
+            return
+        self.entries[doc.id] = entry
 
     def __call__(self, doc: Any, name: str, offset: int, edit_offset: int) -> None:
         """One `Encoded` document, as `write_version` writes it."""
+        if self.entries is not None:
+            self._add_entry(doc)
         if doc.id in self.at:
             self.complete = False
         self.at[doc.id] = (name, offset, len(doc.line), doc.status)
@@ -364,7 +387,44 @@ class WrittenIndex:
         files = [(folder / name).open("rb") for name in [*DATA_FILES.values(), "edits.jsonl"]
                  if (folder / name).is_file()]
         # The tally in the order `index_version` reads: edits in file order, as written.
-        return _indexed_version(folder, manifest, files, self.at, self.edits_at, self.tally, self.detectors)
+        version = _indexed_version(folder, manifest, files, self.at, self.edits_at, self.tally, self.detectors)
+        if self.entries is not None and self.maker is not None:
+            version.premade = (self.maker.limits, self.entries)
+        return version
+
+
+class EntryMaker:
+    """Makes a document's report entry where the run encodes it (in the last pass's workers:
+    `curate.runner._encode_with_entry`), from the very lines written for it, so the entry is the
+    one the report would make from the version's files; the report then puts them in order.
+
+    Only while the report can use them (`WrittenIndex` counts them against the limits): once
+    more documents are worth listing than `max_docs`, or their diffs reach `max_total_chars`,
+    the driver calls `stop`, a flag in memory shared with the forked workers, and the report
+    makes the entries it needs after the run (a few batches in flight are made for nothing).
+    """
+
+    def __init__(self, limits: Limits | None = None) -> None:
+        import multiprocessing
+
+        self.limits = limits or Limits()
+        self._stopped = multiprocessing.get_context("fork").Value("b", 0, lock=False)
+
+    def stop(self) -> None:
+        self._stopped.value = 1
+
+    def __call__(self, line: bytes, edit_lines: bytes, status: str) -> _Entry | None:
+        if self._stopped.value:
+            return None
+        try:
+            record = _document(json.loads(line), Path("?"), status)
+        except ReportError:  # (not a record the writer writes) the report reads it from the files
+            return None
+        edits = json.loads(b"[" + b",".join(edit_lines.splitlines()) + b"]") if edit_lines else []
+        edits.sort(key=lambda e: e.get("seq", 0))
+        if not worth_listing(record, edits):
+            return None
+        return _entry_of(record, edits, True, self.limits, True)
 
 
 def input_text(record: dict[str, Any], edits: list[dict[str, Any]]) -> str:
@@ -1203,7 +1263,12 @@ class _Entry(NamedTuple):
 def _make_entry(data: VersionData, doc_id: str, with_diff: bool, limits: Limits, encode: bool) -> _Entry:
     """Never raises for an edit log that does not replay: the caller decides (`strict`) once it
     knows the document's diff was wanted."""
-    doc, edits = data.documents[doc_id], data.edits.get(doc_id, [])
+    return _entry_of(data.documents[doc_id], data.edits.get(doc_id, []), with_diff, limits, encode)
+
+
+def _entry_of(
+    doc: dict[str, Any], edits: list[dict[str, Any]], with_diff: bool, limits: Limits, encode: bool
+) -> _Entry:
     error = ""
     try:
         entry = document_entry(doc, edits, limits, with_diff)
@@ -1242,6 +1307,15 @@ def _list_documents(data: VersionData, limits: Limits, strict: bool, encode: boo
     worth = data.listable()
     shown = worth[: limits.max_docs]
     budget = limits.max_total_chars
+    made_with, premade = getattr(data, "premade", None) or (None, None)
+    if (premade is not None and made_with == limits and encode and not strict
+            and len(premade) == len(worth) and len(worth) <= limits.max_docs):
+        # Every listed document's entry was made with the run, all within the limits: each has
+        # its diff, as the budget would have given it (an edit log that did not replay: none).
+        made = [premade[doc_id] for doc_id in shown]
+        detectors = {detector for doc_id in shown for detector in data.detectors_of(doc_id)}
+        return _Listing([m.entry for m in made], len(worth), sum(m.diff_chars is None for m in made),
+                        [m.error for m in made if m.error], sorted(detectors))
 
     def handed_out() -> Iterator[tuple[str, bool]]:
         for doc_id in shown:
