@@ -7,7 +7,11 @@ of real news.
 A run is what `curate run` does with default settings: the version, then report.json and
 report.html (`--no-report` leaves the report out, as this script did before 2026-12-03, when
 the README's figures did not include it). The report's time is also shown on its own: its wall
-seconds, and its CPU seconds in the driver and in the workers that make its documents' entries.
+seconds, and its CPU seconds in the driver and in the workers that make its documents' entries,
+from the version written to the report written. With the local engine a run makes the entries
+of a report within its limits in the last pass, as it encodes the documents (`EntryMaker`): that
+work is then in the pass (per-stage table: in "other" for 1 worker, in no stage's row for more),
+and the report's own figures are putting the entries in order and writing the two files.
 
 Input (read from `--corpora`, never copied into the repository): the NewsSpider JSON lines
 (`.txt` files that are JSON lines: linked as `.jsonl`), the TaiwanStat `.json` files as they
