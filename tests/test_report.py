@@ -446,6 +446,34 @@ def test_entries_made_with_the_run_are_the_reports_entries(tmp_path: Path, limit
     assert other.read_bytes() == write_reports(folder, tmp_path / "other2", Limits(context=5))["json"].read_bytes()
 
 
+def test_a_failure_making_an_entry_leaves_the_version_written(tmp_path: Path, monkeypatch) -> None:
+    # An entry is made in the last pass now, but a problem there must not lose the version:
+    # the report, made after the run, meets it where a report error has always surfaced.
+    from curate import runner
+    from curate.report import model
+    from tests.conftest import SEEDS, make_config
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("entry trouble")
+
+    monkeypatch.setattr(model, "_entry_of", broken)
+    settings = make_config(tmp_path, {"run": {"workers": 1}})
+    with pytest.raises(RuntimeError, match="entry trouble"):
+        runner.run(settings, inputs=[str(SEEDS)])
+    versions = list((tmp_path / "corpus" / "versions").iterdir())
+    assert len(versions) == 1 and (versions[0] / "manifest.json").is_file()
+
+
+def test_flag_spans_outside_the_text_are_clamped_everywhere() -> None:
+    # A record's flags are not trusted: an empty flag at -1 is shown where one at 0 is.
+    doc = Document.new("x", "丁甲")
+    doc.apply("convert", [Change(0, 2, "丙甲", "t2s", "test")])
+    edits = [{"seq": n, **e.to_json()} for n, e in enumerate(doc.edits)]
+    at_zero = diff_segments(doc.input_text, edits, [{"kind": "k", "start": 0, "end": 0}])
+    for start, end in ((-1, -1), (0, -2), (-5, 0)):
+        assert diff_segments(doc.input_text, edits, [{"kind": "k", "start": start, "end": end}]) == at_zero
+
+
 def test_a_runs_report_is_the_report_of_its_version(tmp_path: Path) -> None:
     from curate import runner
     from tests.conftest import SEEDS, make_config

@@ -416,15 +416,18 @@ class EntryMaker:
     def __call__(self, line: bytes, edit_lines: bytes, status: str) -> _Entry | None:
         if self._stopped.value:
             return None
+        # Whatever goes wrong here must not stop the run before its version is written: the
+        # document then has no entry, and the report, made after the run from the files, meets
+        # the same problem there (where a report error has always surfaced).
         try:
             record = _document(json.loads(line), Path("?"), status)
-        except ReportError:  # (not a record the writer writes) the report reads it from the files
+            edits = json.loads(b"[" + b",".join(edit_lines.splitlines()) + b"]") if edit_lines else []
+            edits.sort(key=lambda e: e.get("seq", 0))
+            if not worth_listing(record, edits):
+                return None
+            return _entry_of(record, edits, True, self.limits, True)
+        except Exception:  # noqa: BLE001 (see above)
             return None
-        edits = json.loads(b"[" + b",".join(edit_lines.splitlines()) + b"]") if edit_lines else []
-        edits.sort(key=lambda e: e.get("seq", 0))
-        if not worth_listing(record, edits):
-            return None
-        return _entry_of(record, edits, True, self.limits, True)
 
 
 def input_text(record: dict[str, Any], edits: list[dict[str, Any]]) -> str:
@@ -778,7 +781,7 @@ def _expand_where_shown_apart(pieces: list[_Piece], flags: list[dict[str, Any]])
     changed runs are shown as removed by the later edit), ones over text an earlier edit
     inserted (shown as insertions), and visible ones a flag touches (flagged text is shown
     as it is, so only the flagged characters carry the flag)."""
-    spans = [(int(f.get("start", 0)), int(f.get("end", 0))) for f in flags]
+    spans = _flag_spans(flags, sum(len(p.text) for p in pieces if p.visible)) if flags else []
     out: list[_Piece] = []
     pos = 0
     for piece in pieces:
@@ -811,16 +814,20 @@ def _substitution_parts(before: str, after: str, edit: int) -> list[dict[str, An
     return parts
 
 
+def _flag_spans(flags: list[dict[str, Any]], final_length: int) -> list[tuple[int, int]]:
+    """The flags' spans, clamped to the final text (a record's flags are not trusted)."""
+    return [
+        (max(0, min(int(f.get("start", 0)), final_length)), max(0, min(int(f.get("end", 0)), final_length)))
+        for f in flags
+    ]
+
+
 def _place_flags(
     pieces: list[_Piece], flags: list[dict[str, Any]]
 ) -> tuple[list[_Piece], dict[int, list[int]], dict[int, list[int]]]:
     """Pieces split at the flags' edges, with the flags covering each visible piece and the
     empty flags before each piece (flags are in final-text coordinates: over visible pieces)."""
-    final_length = sum(len(p.text) for p in pieces if p.visible)
-    spans = [
-        (max(0, min(int(f.get("start", 0)), final_length)), max(0, min(int(f.get("end", 0)), final_length)))
-        for f in flags
-    ]
+    spans = _flag_spans(flags, sum(len(p.text) for p in pieces if p.visible))
     pieces = _split_at(pieces, sorted({x for span in spans for x in span}))
     starts: list[int] = []  # final-text start of each visible piece, and its index
     where: list[int] = []
