@@ -722,3 +722,11 @@ def test_passage_ranking_counts_window_hits(data: st.DataObject) -> None:
         for para, votes in expected.items() if votes
     }
     assert dedup._rank_passages(windows, iter(candidates), budget) == expected
+
+
+def test_a_candidate_budget_below_one_is_a_clear_error(tmp_path: Path) -> None:
+    from curate.runner import RunError, run
+    from tests.conftest import SEEDS, make_config
+
+    with pytest.raises(RunError, match=r"^\[dedup\] max_candidates should be at least 1, got -2$"):
+        run(make_config(tmp_path, {"dedup": {"max_candidates": -2}}), inputs=[str(SEEDS)])

@@ -391,6 +391,8 @@ class NearDuplicates(CorpusStage):
 
     def __init__(self, settings: Any, context: Any) -> None:
         super().__init__(settings, context)
+        if settings.max_candidates < 1:
+            raise ValueError(f"[dedup] max_candidates should be at least 1, got {settings.max_candidates}")
         # Read before the engine forks its workers: they reuse the parent's signatures from it
         # (numpy arrays, shared copy-on-write), and the driver adds its documents in `decide`.
         self._parent: _ParentIndex | None = None
