@@ -417,10 +417,14 @@ def test_the_writers_index_is_the_index_of_what_it_wrote(tmp_path: Path) -> None
 @pytest.mark.parametrize(
     "limits", [Limits(), Limits(max_docs=3), Limits(max_total_chars=300)], ids=["within", "docs", "chars"]
 )
-def test_entries_made_with_the_run_are_the_reports_entries(tmp_path: Path, limits: Limits) -> None:
+def test_entries_made_with_the_run_are_the_reports_entries(
+    tmp_path: Path, limits: Limits, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # A run makes each listed document's entry where it encodes it (EntryMaker); the report
-    # puts them in order. Past the report's limits the maker stops and the report makes them
-    # after the run, from the files. Either way: the bytes a report of the folder has.
+    # puts them in order. Past the report's limits the maker stops, and the report makes what
+    # it lacks after the run, from the files, using the run's entries where a diff is wanted.
+    # Either way: the bytes a report of the folder has.
+    from curate.report import model
     from curate.runner import _encode_with_entry
     from curate.version import RunRecord
     from curate.version import write_version as write_run_version
@@ -432,15 +436,26 @@ def test_entries_made_with_the_run_are_the_reports_entries(tmp_path: Path, limit
     folder = write_run_version(tmp_path / "corpus", encoded, RunRecord("v1", {}, "r", [], [], None, {}, []),
                                on_written=written)
     listed = len(load_version(folder).listable())
+    made_after: list[str] = []
+    entry_of = model._entry_of
+
+    def counted(doc: dict, *args: object) -> object:
+        made_after.append(doc["id"])
+        return entry_of(doc, *args)
+
+    monkeypatch.setattr(model, "_entry_of", counted)
+    report = write_reports(folder, tmp_path / "run", limits, written=written)["json"].read_bytes()
+    reused = [doc_id for doc_id in written.entries if doc_id not in made_after]
     if limits == Limits():
-        assert written.entries is not None and len(written.entries) == listed
+        assert not written.stopped and len(written.entries) == listed and not made_after
         assert maker(b'{"id": "x", "text": "a", "flags": []}', b"", "quarantined") is not None
     else:
-        assert written.entries is None and listed > 3
+        kept = written.entries.values()
+        assert written.stopped and 0 < len(kept) < listed and len(kept) <= limits.max_docs
+        assert sum(entry.diff_chars or 0 for entry in kept) < limits.max_total_chars
         assert maker(b'{"id": "x", "text": "a", "flags": []}', b"", "quarantined") is None  # stopped
-    for with_run in (written, None):
-        report = write_reports(folder, tmp_path / str(with_run is None), limits, written=with_run)
-        assert report["json"].read_bytes() == write_reports(folder, tmp_path / "folder", limits)["json"].read_bytes()
+        assert reused and made_after  # some entries the run made, the others made now
+    assert report == write_reports(folder, tmp_path / "folder", limits)["json"].read_bytes()
     # Entries made for other limits are not used.
     other = write_reports(folder, tmp_path / "other", Limits(context=5), written=written)["json"]
     assert other.read_bytes() == write_reports(folder, tmp_path / "other2", Limits(context=5))["json"].read_bytes()

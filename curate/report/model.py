@@ -179,6 +179,14 @@ class _Records(Mapping[str, Any]):
         return len(self._order)
 
 
+class _Premade(NamedTuple):
+    """Report entries a run made as it wrote the documents (`EntryMaker`), each with its diff."""
+
+    limits: Limits  # they were made for
+    entries: dict[str, Any]  # id -> `_Entry`
+    complete: bool  # every listed document's, all within the limits
+
+
 @dataclass
 class IndexedVersion(VersionData):
     """A version folder as report files are made from it: where each document and its edits
@@ -190,8 +198,7 @@ class IndexedVersion(VersionData):
     summarised: dict[str, Any] = field(default_factory=dict)
     worth: list[str] = field(default_factory=list)
     detectors: dict[str, list[str]] = field(default_factory=dict)  # of flagged documents
-    # The entries made with the run (`EntryMaker`): its limits, and id -> `_Entry`.
-    premade: tuple[Limits, dict[str, Any]] | None = None
+    premade: _Premade | None = None  # the entries made with the run (`EntryMaker`)
 
     def summary(self) -> dict[str, Any]:
         return self.summarised
@@ -348,14 +355,17 @@ class WrittenIndex:
         self.detectors: dict[str, list[str]] = {}
         self.tally = _Tally()
         self.complete = True  # False: an id written twice (`index_version` then reads the files)
-        # The entries `entries` made with the documents (`EntryMaker`), while they can all be
-        # used as they are: every listed document within the limits, each with its diff.
+        # The entries `entries` made with the documents (`EntryMaker`), each with its diff, until
+        # the report's limits are reached (`stopped`): then every listed document may not keep
+        # its diff, and the report makes what it lacks after the run, using these where a
+        # document's diff is wanted.
         self.maker = entries
-        self.entries: dict[str, _Entry] | None = {} if entries is not None else None
+        self.entries: dict[str, _Entry] = {}
+        self.stopped = entries is None
         self._shown = 0
 
     def _add_entry(self, doc: Any) -> None:
-        assert self.entries is not None and self.maker is not None
+        assert self.maker is not None
         entry = doc.report_entry
         if entry is None and not (doc.edits or doc.flags or doc.status != "ok"):
             return  # not worth listing
@@ -363,14 +373,14 @@ class WrittenIndex:
         if entry is not None and entry.diff_chars is not None:
             self._shown += entry.diff_chars
         if entry is None or len(self.entries) >= limits.max_docs or self._shown >= limits.max_total_chars:
-            self.entries = None  # the report makes the entries after the run, as for any version
+            self.stopped = True
             self.maker.stop()
             return
         self.entries[doc.id] = entry
 
     def __call__(self, doc: Any, name: str, offset: int, edit_offset: int) -> None:
         """One `Encoded` document, as `write_version` writes it."""
-        if self.entries is not None:
+        if not self.stopped:
             self._add_entry(doc)
         if doc.id in self.at:
             self.complete = False
@@ -388,8 +398,8 @@ class WrittenIndex:
                  if (folder / name).is_file()]
         # The tally in the order `index_version` reads: edits in file order, as written.
         version = _indexed_version(folder, manifest, files, self.at, self.edits_at, self.tally, self.detectors)
-        if self.entries is not None and self.maker is not None:
-            version.premade = (self.maker.limits, self.entries)
+        if self.maker is not None:
+            version.premade = _Premade(self.maker.limits, self.entries, complete=not self.stopped)
         return version
 
 
@@ -1269,7 +1279,10 @@ class _Entry(NamedTuple):
 
 def _make_entry(data: VersionData, doc_id: str, with_diff: bool, limits: Limits, encode: bool) -> _Entry:
     """Never raises for an edit log that does not replay: the caller decides (`strict`) once it
-    knows the document's diff was wanted."""
+    knows the document's diff was wanted. An entry the run made already is used as it is."""
+    premade = getattr(data, "premade", None)
+    if with_diff and encode and premade is not None and premade.limits == limits and doc_id in premade.entries:
+        return premade.entries[doc_id]
     return _entry_of(data.documents[doc_id], data.edits.get(doc_id, []), with_diff, limits, encode)
 
 
@@ -1314,12 +1327,12 @@ def _list_documents(data: VersionData, limits: Limits, strict: bool, encode: boo
     worth = data.listable()
     shown = worth[: limits.max_docs]
     budget = limits.max_total_chars
-    made_with, premade = getattr(data, "premade", None) or (None, None)
-    if (premade is not None and made_with == limits and encode and not strict
-            and len(premade) == len(worth) and len(worth) <= limits.max_docs):
+    premade = getattr(data, "premade", None)
+    if (premade is not None and premade.complete and premade.limits == limits and encode and not strict
+            and len(premade.entries) == len(worth) and len(worth) <= limits.max_docs):
         # Every listed document's entry was made with the run, all within the limits: each has
         # its diff, as the budget would have given it (an edit log that did not replay: none).
-        made = [premade[doc_id] for doc_id in shown]
+        made = [premade.entries[doc_id] for doc_id in shown]
         detectors = {detector for doc_id in shown for detector in data.detectors_of(doc_id)}
         return _Listing([m.entry for m in made], len(worth), sum(m.diff_chars is None for m in made),
                         [m.error for m in made if m.error], sorted(detectors))
