@@ -191,7 +191,7 @@ def make_engine(config: Config) -> Any:
 
 def _encode_with_entry(maker: EntryMaker, doc: Document) -> Encoded:
     encoded = encode(doc)
-    encoded.report_entry = maker(encoded.line, encoded.edit_lines, encoded.status)
+    encoded.report_entry = maker(encoded)
     return encoded
 
 
@@ -227,8 +227,8 @@ def _ingest(
 def _write_reports(
     version_dir: Path, reports_dir: Path, workers: int, written: WrittenIndex | None = None
 ) -> dict[str, Path]:
-    """The version's report, made by the run's number of workers (whatever the engine: the
-    report is made on this machine, from the version folder)."""
+    """The version's report, made by the run's number of workers on this machine, whatever the
+    engine: from the entries the run made (`written`) and, for the rest, the version folder."""
     from curate.engine import default_workers
     from curate.report import write_reports
 

@@ -414,6 +414,14 @@ def test_the_writers_index_is_the_index_of_what_it_wrote(tmp_path: Path) -> None
     assert not twice.complete
 
 
+def _encoded_quarantined() -> object:
+    from curate.version import encode
+
+    doc = Document.new("x", "a")
+    doc.status = "quarantined"
+    return encode(doc)
+
+
 @pytest.mark.parametrize(
     "limits", [Limits(), Limits(max_docs=3), Limits(max_total_chars=300)], ids=["within", "docs", "chars"]
 )
@@ -448,12 +456,12 @@ def test_entries_made_with_the_run_are_the_reports_entries(
     reused = [doc_id for doc_id in written.entries if doc_id not in made_after]
     if limits == Limits():
         assert not written.stopped and len(written.entries) == listed and not made_after
-        assert maker(b'{"id": "x", "text": "a", "flags": []}', b"", "quarantined") is not None
+        assert maker(_encoded_quarantined()) is not None
     else:
         kept = written.entries.values()
         assert written.stopped and 0 < len(kept) < listed and len(kept) <= limits.max_docs
         assert sum(entry.diff_chars or 0 for entry in kept) < limits.max_total_chars
-        assert maker(b'{"id": "x", "text": "a", "flags": []}', b"", "quarantined") is None  # stopped
+        assert maker(_encoded_quarantined()) is None  # stopped
         assert reused and made_after  # some entries the run made, the others made now
     assert report == write_reports(folder, tmp_path / "folder", limits)["json"].read_bytes()
     # Entries made for other limits are not used.

@@ -94,7 +94,7 @@ class VersionData:
 
     def detectors_of(self, doc_id: str) -> list[str]:
         """The detectors of a document's flags."""
-        return [f["detector"] for f in self.documents[doc_id].get("flags", []) if f.get("detector")]
+        return _detectors(self.documents[doc_id].get("flags", []))
 
     def close(self) -> None:
         """Nothing to close: everything was read (see `IndexedVersion`)."""
@@ -184,7 +184,6 @@ class _Premade(NamedTuple):
 
     limits: Limits  # they were made for
     entries: dict[str, Any]  # id -> `_Entry`
-    complete: bool  # every listed document's, all within the limits
 
 
 @dataclass
@@ -263,7 +262,7 @@ def _index(folder: Path, manifest: dict[str, Any], files: list[Any]) -> IndexedV
                 flags = record.get("flags", [])
                 tally.add_document(record["status"], _flag_rows(flags))
                 if flags:
-                    detectors[record["id"]] = [f["detector"] for f in flags if f.get("detector")]
+                    detectors[record["id"]] = _detectors(flags)
             offset += len(line)
     edits_at: dict[str, tuple[int, int]] = {}  # doc id -> (offset, length) of its run of lines
     path = folder / "edits.jsonl"
@@ -306,9 +305,34 @@ def _edit_row(edit: dict[str, Any]) -> tuple[str, str, str, str, int]:
             len(edit.get("before", "")))
 
 
+def _detectors(flags: list[dict[str, Any]]) -> list[str]:
+    """The detectors of a record's flags (the page's rule filter lists them)."""
+    return [f["detector"] for f in flags if f.get("detector")]
+
+
 def _flag_rows(flags: list[dict[str, Any]]) -> list[tuple[str, int]]:
     """What the summary counts of a record's flags: (kind, characters)."""
     return [(f.get("kind", ""), max(0, int(f.get("end", 0)) - int(f.get("start", 0)))) for f in flags]
+
+
+def _record_of(line: bytes, status: str) -> dict[str, Any]:
+    """A document's record from its line, with its status (the file's, unless it says)."""
+    record = json.loads(line)
+    record.setdefault("status", status)
+    return record
+
+
+def _edit_run(lines: bytes) -> list[dict[str, Any]]:
+    """A document's run of edit lines, parsed in one call, in the order the edits were made."""
+    records = [line for line in lines.splitlines() if line.strip()]
+    edits = json.loads(b"[" + b",".join(records) + b"]") if records else []
+    edits.sort(key=lambda e: e.get("seq", 0))
+    return edits
+
+
+def _worth_listing_encoded(doc: Any) -> bool:
+    """`worth_listing` of a document as the writer has it (`curate.version.Encoded`)."""
+    return bool(doc.edits or doc.flags or doc.status != "ok")
 
 
 def _indexed_version(
@@ -324,13 +348,10 @@ def _indexed_version(
     fds = {Path(handle.name).name: handle.fileno() for handle in files}
 
     def read_document(where: tuple[str, int, int, str]) -> dict[str, Any]:
-        record = json.loads(os.pread(fds[where[0]], where[2], where[1]))
-        record.setdefault("status", where[3])  # what the file says, unless the record says
-        return record
+        return _record_of(os.pread(fds[where[0]], where[2], where[1]), where[3])
 
     def read_edits(where: tuple[int, int]) -> list[dict[str, Any]]:
-        lines = os.pread(fds["edits.jsonl"], where[1], where[0]).splitlines()
-        return sorted((json.loads(line) for line in lines if line.strip()), key=lambda e: e.get("seq", 0))
+        return _edit_run(os.pread(fds["edits.jsonl"], where[1], where[0]))
 
     order = sorted(at)
     worth = [d for d in order if d in edits_at or d in detectors or at[d][3] != "ok"]
@@ -367,8 +388,8 @@ class WrittenIndex:
     def _add_entry(self, doc: Any) -> None:
         assert self.maker is not None
         entry = doc.report_entry
-        if entry is None and not (doc.edits or doc.flags or doc.status != "ok"):
-            return  # not worth listing
+        if entry is None and not _worth_listing_encoded(doc):
+            return
         limits = self.maker.limits
         if entry is not None and entry.diff_chars is not None:
             self._shown += entry.diff_chars
@@ -399,7 +420,7 @@ class WrittenIndex:
         # The tally in the order `index_version` reads: edits in file order, as written.
         version = _indexed_version(folder, manifest, files, self.at, self.edits_at, self.tally, self.detectors)
         if self.maker is not None:
-            version.premade = _Premade(self.maker.limits, self.entries, complete=not self.stopped)
+            version.premade = _Premade(self.maker.limits, self.entries)
         return version
 
 
@@ -423,19 +444,15 @@ class EntryMaker:
     def stop(self) -> None:
         self._stopped.value = 1
 
-    def __call__(self, line: bytes, edit_lines: bytes, status: str) -> _Entry | None:
-        if self._stopped.value:
+    def __call__(self, doc: Any) -> _Entry | None:
+        """The entry of an `Encoded` document worth listing (None: not listed, or stopped)."""
+        if self._stopped.value or not _worth_listing_encoded(doc):
             return None
         # Whatever goes wrong here must not stop the run before its version is written: the
         # document then has no entry, and the report, made after the run from the files, meets
         # the same problem there (where a report error has always surfaced).
         try:
-            record = _document(json.loads(line), Path("?"), status)
-            edits = json.loads(b"[" + b",".join(edit_lines.splitlines()) + b"]") if edit_lines else []
-            edits.sort(key=lambda e: e.get("seq", 0))
-            if not worth_listing(record, edits):
-                return None
-            return _entry_of(record, edits, True, self.limits, True)
+            return _entry_of(_record_of(doc.line, doc.status), _edit_run(doc.edit_lines), True, self.limits, True)
         except Exception:  # noqa: BLE001 (see above)
             return None
 
@@ -1280,10 +1297,19 @@ class _Entry(NamedTuple):
 def _make_entry(data: VersionData, doc_id: str, with_diff: bool, limits: Limits, encode: bool) -> _Entry:
     """Never raises for an edit log that does not replay: the caller decides (`strict`) once it
     knows the document's diff was wanted. An entry the run made already is used as it is."""
-    premade = getattr(data, "premade", None)
-    if with_diff and encode and premade is not None and premade.limits == limits and doc_id in premade.entries:
-        return premade.entries[doc_id]
+    made = _premade(data, doc_id, with_diff, limits, encode)
+    if made is not None:
+        return made
     return _entry_of(data.documents[doc_id], data.edits.get(doc_id, []), with_diff, limits, encode)
+
+
+def _premade(data: VersionData, doc_id: str, with_diff: bool, limits: Limits, encode: bool) -> _Entry | None:
+    """The entry the run made for this document (`EntryMaker`: encoded, with its diff, for these
+    limits), if it is the one wanted."""
+    premade = getattr(data, "premade", None)
+    if with_diff and encode and premade is not None and premade.limits == limits:
+        return premade.entries.get(doc_id)
+    return None
 
 
 def _entry_of(
@@ -1327,21 +1353,19 @@ def _list_documents(data: VersionData, limits: Limits, strict: bool, encode: boo
     worth = data.listable()
     shown = worth[: limits.max_docs]
     budget = limits.max_total_chars
-    premade = getattr(data, "premade", None)
-    if (premade is not None and premade.complete and premade.limits == limits and encode and not strict
-            and len(premade.entries) == len(worth) and len(worth) <= limits.max_docs):
-        # Every listed document's entry was made with the run, all within the limits: each has
-        # its diff, as the budget would have given it (an edit log that did not replay: none).
-        made = [premade.entries[doc_id] for doc_id in shown]
-        detectors = {detector for doc_id in shown for detector in data.detectors_of(doc_id)}
-        return _Listing([m.entry for m in made], len(worth), sum(m.diff_chars is None for m in made),
-                        [m.error for m in made if m.error], sorted(detectors))
 
     def handed_out() -> Iterator[tuple[str, bool]]:
         for doc_id in shown:
             yield doc_id, budget > 0
 
     make = partial(_make_entries, data, limits, encode)
+
+    def made_with_the_run(batch: list[tuple[str, bool]]) -> list[_Entry] | None:
+        """A batch whose entries the run made (all of them, for a corpus within the limits)
+        needs no worker."""
+        made = [_premade(data, doc_id, with_diff, limits, encode) for doc_id, with_diff in batch]
+        return None if None in made else made
+
     # Documents per task: a task costs the driver about half a millisecond (the pool's
     # bookkeeping and its threads taking turns with this one), so a few large batches, about
     # 16 per worker, but no more than 256 entries a batch.
@@ -1354,7 +1378,8 @@ def _list_documents(data: VersionData, limits: Limits, strict: bool, encode: boo
     # that making the entries triggers (a fifth of their time with a loaded version).
     gc.freeze()
     try:
-        for doc_id, made in zip(shown, parallel_map(make, handed_out(), workers, batch), strict=True):
+        entries_made = parallel_map(make, handed_out(), workers, batch, local=made_with_the_run)
+        for doc_id, made in zip(shown, entries_made, strict=True):
             if made.asked and budget <= 0:
                 made = _make_entry(data, doc_id, False, limits, encode)
             if made.error:
