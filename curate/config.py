@@ -42,8 +42,9 @@ class RunSettings:
     batch_size: int = setting(64, "Documents per batch handed to a worker (engine 'local').")
     spill_dir: str = setting(
         "",
-        "Where corpus-wide stages spill documents between passes, and dedup its index with "
-        "dedup.spill_index (empty: the system temp folder).",
+        "Where documents wait between passes (the workers' file with several workers, the "
+        "driver's spill past spill_memory_mb), and dedup's index with dedup.spill_index "
+        "(empty: the system temp folder).",
     )
     spill_memory_mb: float = setting(
         256.0,

@@ -501,3 +501,91 @@ def test_spilling_to_disk_gives_what_holding_in_memory_gives(tmp_path, spill_mem
         encoded = list(engine.execute(iter(_built_documents()), stages, finish=encode))
         outputs.append(([(e.line, e.edit_lines) for e in encoded], dict(stages[0].context.state["artifacts"])))
     assert outputs[0] == outputs[1]
+
+
+def test_the_document_file_gives_back_what_any_process_put(tmp_path):
+    from curate.engine import DocumentFile, fork_map
+
+    store = DocumentFile(tmp_path)
+    assert list(tmp_path.iterdir()) == []  # unlinked from the start: nothing can be left behind
+    here = store.put([b"driver", b"", b"again"])
+    made = fork_map(lambda n: store.put([bytes([n]) * n, b"-" * n]), list(range(1, 9)), 2)
+    everything = here + [stored for pair in made for stored in pair]
+    assert len({stored.offset for stored in everything if stored.length}) == 2 + 16  # no overlap
+    expected = [b"driver", b"", b"again"] + [part for n in range(1, 9) for part in (bytes([n]) * n, b"-" * n)]
+    assert fork_map(store.read, everything, 2) == expected
+    assert [store.read(stored) for stored in everything] == expected
+    store.close()
+    assert store.file.closed
+
+
+def test_with_workers_documents_wait_in_the_document_file_not_in_the_driver(tmp_path, monkeypatch):
+    import pickle
+
+    from curate.engine import Spill, Stored
+    from curate.version import encode
+
+    spilled: list[bytes] = []
+    put = Spill.put
+    monkeypatch.setattr(Spill, "put", lambda self, data: (spilled.append(data), put(self, data))[1])
+    docs = _built_documents()
+    outputs = []
+    for workers in (1, 2):
+        folder = tmp_path / f"spill-{workers}"
+        folder.mkdir()
+        spilled.clear()
+        engine = LocalEngine(workers=workers, batch_size=16, spill_dir=folder)
+        stages = _real_pipeline(tmp_path / f"stages-{workers}")
+        outputs.append([(e.line, e.edit_lines) for e in engine.execute(iter(docs), stages, finish=encode)])
+        records = [pickle.loads(data) for data in spilled]
+        if workers == 1:
+            assert sum(isinstance(record, Document) for record in records) >= len(docs)
+        else:
+            assert not any(isinstance(record, Document) for record in records)
+            stored = [record for record in records if isinstance(record, Stored)]
+            assert len(stored) >= len(docs)  # each document, once per corpus stage it waits for
+            assert len({s.offset for s in stored}) >= len(docs)
+        assert list(folder.iterdir()) == []
+    assert outputs[0] == outputs[1]
+
+
+def test_a_run_stopped_early_closes_its_document_file(tmp_path):
+    from curate.version import encode
+
+    engine = LocalEngine(workers=2, batch_size=16, spill_dir=tmp_path)
+    run = engine.execute(iter(_built_documents()), _real_pipeline(tmp_path / "stages"), finish=encode)
+    next(run)  # both corpus stages have decided: their documents wait in the file
+    store = engine._store
+    assert store is not None and os.fstat(store.fd).st_size > 0
+    run.close()
+    assert engine._store is None and store.file.closed
+
+
+def _pipe_limit() -> int:
+    try:
+        return int(Path("/proc/sys/fs/pipe-max-size").read_text())
+    except OSError:
+        return 0
+
+
+@pytest.mark.skipif(_pipe_limit() < (1 << 20), reason="pipes cannot hold 1 MiB here (not Linux?)")
+def test_the_pools_and_the_artifact_builders_pipes_hold_a_batch():
+    import fcntl
+    import multiprocessing
+
+    from curate.engine import _forked_pool
+    from curate.stages.base import PIPE_BYTES, _ForkedBuild, widen_pipe
+
+    def size(connection: Any) -> int:
+        return fcntl.fcntl(connection.fileno(), fcntl.F_GETPIPE_SZ)
+
+    receive, send = multiprocessing.Pipe(duplex=False)
+    assert size(receive) < PIPE_BYTES  # the system's default
+    widen_pipe(receive)
+    assert size(receive) == size(send) == PIPE_BYTES  # one pipe, seen from both ends
+    with _forked_pool(len, 2) as pool:
+        assert size(pool._inqueue._reader) == size(pool._outqueue._reader) == PIPE_BYTES
+        assert pool.map(len, [b"x" * 3_000_000, b""]) == [3_000_000, 0]
+    builder = _ForkedBuild({"index.npz": lambda: b"i" * 3_000_000})
+    assert size(builder.receive) == PIPE_BYTES
+    assert builder.result() == ("ok", {"index.npz": b"i" * 3_000_000})
