@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from curate.cli.common import fail
+from curate.cli.common import fail, paged
 
 
 def _corpus_dir(corpus: str | None) -> Path:
@@ -60,11 +60,8 @@ def report_command(version: str | None, corpus: str | None, doc: str | None, rul
     except ReportError as exc:
         fail(str(exc))
     console = _console(no_color)
-    if console.is_terminal and not no_pager:
-        with console.pager(styles=not no_color):
-            render_report(report, console, doc=doc, rule=rule, kind=kind, stage=stage)
-    else:
-        render_report(report, console, doc=doc, rule=rule, kind=kind, stage=stage)
+    with paged(console, off=no_pager) as out:
+        render_report(report, out, doc=doc, rule=rule, kind=kind, stage=stage)
 
 
 @click.command("diff")
@@ -100,11 +97,8 @@ def diff_command(version_a: str, version_b: str, corpus: str | None, html_file: 
             except OSError as exc:
                 fail(f"{path}: cannot write ({exc.strerror})")
     console = _console(no_color)
-    if console.is_terminal and not no_pager:
-        with console.pager(styles=not no_color):
-            render_diff(result, console)
-    else:
-        render_diff(result, console)
+    with paged(console, off=no_pager) as out:
+        render_diff(result, out)
 
 
 def register(group: click.Group) -> None:
