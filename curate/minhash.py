@@ -242,16 +242,26 @@ def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
     Drawn here rather than read off a `MinHash`, because importing datasketch imports scipy
     (~0.45 s of every run's serial start-up); tests/test_dedup_minhash.py checks the values
-    against datasketch's own for several seeds and sizes.
+    against datasketch's own for several seeds and sizes. Kept on disk between runs
+    (`curate.tablecache`): drawing them imports `numpy.random`, 70 ms of serial start-up.
     """
+    from curate import tablecache
+
+    depends = (
+        tablecache.source_digest(__name__),
+        f"numpy=={np.__version__}",
+        f"num_perm={num_perm}",
+        f"seed={seed}",
+    )
+    a, b = tablecache.arrays("minhash-permutations", lambda: _draw_permutations(num_perm, seed), depends)
+    return a, b
+
+
+def _draw_permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     generator = np.random.RandomState(seed)
     a = generator.randint(0, 1 << 31, num_perm, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
     b = generator.randint(0, 1 << 32, num_perm, dtype=np.uint32)
-    a = np.ascontiguousarray(a, dtype=np.uint32)
-    b = np.ascontiguousarray(b, dtype=np.uint32)
-    a.flags.writeable = False
-    b.flags.writeable = False
-    return a, b
+    return np.ascontiguousarray(a, dtype=np.uint32), np.ascontiguousarray(b, dtype=np.uint32)
 
 
 def signatures(

@@ -120,3 +120,24 @@ def test_a_table_stored_meanwhile_by_another_run_is_kept(cache: Path) -> None:
     tablecache._store(folder, (np.zeros(3, np.uint8),))  # a second run that built it too
     assert {path.name: path.read_bytes() for path in folder.iterdir()} == before
     assert [p.name for p in cache.iterdir()] == [folder.name]  # its staging folder is gone
+
+
+def test_the_minhash_permutations_read_back_equal_those_drawn(cache: Path) -> None:
+    import subprocess
+    import sys
+
+    drawn = minhash._draw_permutations(128, 7)
+    for _ in range(2):  # drawn and stored, then read back from disk
+        minhash.permutations.cache_clear()
+        found = minhash.permutations(128, 7)
+        assert [a.dtype for a in found] == [np.uint32, np.uint32]
+        assert all(np.array_equal(a, b) for a, b in zip(found, drawn, strict=True))
+    assert len(list(cache.iterdir())) == 1
+    minhash.permutations.cache_clear()
+    minhash.permutations(32, 7)  # another size, another table
+    assert len(list(cache.iterdir())) == 2
+    minhash.permutations.cache_clear()
+    # a later run takes them from disk without importing numpy.random (70 ms of start-up)
+    code = "import sys; from curate import minhash; minhash.permutations(128, 7); print('numpy.random' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -88,6 +88,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+import numpy.ma  # noqa: F401  (np.unique imports it on first use: here, once, before any fork)
 import regex
 
 from curate import lsh_params, minhash
