@@ -8,12 +8,16 @@ and the event (a pass over the documents yields its first result / ends; a `para
 call of a corpus stage's decide; the end). Between the end of a pass and the first result of the
 next lies what only the driver does: the corpus stage's decide and the first batch of the next
 pass (which also loads the next stages' tables before the pool forks).
+Then the bytes the driver sent to and received from other processes through pipes (the pools'
+tasks and results, the index builder's result), counted by wrapping multiprocessing's
+`Connection`: what the driver copies while the workers wait.
 Exits 0 with a "skipped" line when the corpora are absent.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -71,6 +75,28 @@ def main() -> int:
 
     engine.parallel_map = timed_passes
     engine.DecideWorkers.__call__ = timed_parallel  # type: ignore[method-assign]
+
+    from multiprocessing import connection
+
+    driver = os.getpid()
+    traffic = {"sent": [0, 0], "received": [0, 0]}  # bytes, messages
+    send_bytes, recv_bytes = connection.Connection._send_bytes, connection.Connection._recv_bytes
+
+    def counted_send(self: Any, buffer: Any) -> None:
+        if os.getpid() == driver:  # forked workers inherit the wrapper: count the driver only
+            traffic["sent"][0] += len(buffer)
+            traffic["sent"][1] += 1
+        send_bytes(self, buffer)
+
+    def counted_recv(self: Any, maxsize: Any = None) -> Any:
+        received = recv_bytes(self, maxsize)
+        if os.getpid() == driver:
+            traffic["received"][0] += received.getbuffer().nbytes
+            traffic["received"][1] += 1
+        return received
+
+    connection.Connection._send_bytes = counted_send  # type: ignore[method-assign]
+    connection.Connection._recv_bytes = counted_recv  # type: ignore[method-assign]
     folder = Path(tempfile.mkdtemp(prefix="curate-timeline-"))
     try:
         files, size = prepare_inputs(corpora, folder / "input")
@@ -90,6 +116,8 @@ def main() -> int:
     print("| wall s | driver CPU s | event |\n|---:|---:|---|")
     for wall, cpu, what in events:
         print(f"| {wall:.2f} | {cpu:.2f} | {what} |")
+    for way, (size_sent, messages) in traffic.items():
+        print(f"driver {way} through pipes: {size_sent / 1e6:.1f} MB in {messages} messages")
     return 0
 
 

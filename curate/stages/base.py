@@ -140,10 +140,10 @@ def widen_pipe(connection: Any) -> None:
     megabyte), a deferred artifact (the benchmark's near-duplicate index: 32 MB). Through a
     64 KiB pipe the sender fills it and sleeps, the reader wakes, reads 64 KiB and sleeps:
     about 16 round trips per megabyte, each a context switch and a copy into a growing buffer,
-    on the driver's side in the process the workers wait for. Measured with a pool of 2
-    sending 225 MB in 1 MB results: the driver's CPU 0.6-0.9 s with 64 KiB pipes, 0.25-0.3 s
-    with 1 MiB ones. Where a pipe cannot be widened (not Linux, a lower limit) it stays as it
-    is: only speed differs.
+    on the driver's side in the process the workers wait for. A pool of 2 returning 225 MB in
+    1 MB results (bench/bench_pipes.py): the driver's CPU 0.53 s with 64 KiB pipes, 0.17 s with
+    1 MiB ones. Where a pipe cannot be widened (not Linux, a lower limit) it stays as it is:
+    only speed differs.
     """
     set_size = getattr(fcntl, "F_SETPIPE_SZ", None) if fcntl is not None else None
     if set_size is None:
