@@ -253,6 +253,18 @@ class Result(NamedTuple):
     summary: Any
 
 
+class SpillError(Exception):
+    """Documents could not be kept between passes: `run.spill_dir` full, missing or read-only."""
+
+
+def _spill_error(folder: Path | None, exc: OSError) -> SpillError:
+    where = folder or tempfile.gettempdir()
+    return SpillError(
+        f"{where}: cannot keep documents between passes ({exc.strerror or exc}); "
+        "run.spill_dir names where they go"
+    )
+
+
 class Spill:
     """Records (bytes) written in order, then read back once, in order: the first ones held in
     memory, up to `budget` bytes in all, the rest in a temporary file in `folder`. A record is a
@@ -286,10 +298,13 @@ class Spill:
             self.held.append(data)
             self.held_bytes += len(data)
             return
-        if self.file is None:  # from here on, in order, everything goes to the file
-            self.file = tempfile.TemporaryFile(dir=self.folder, prefix=self.prefix)
-        self.file.write(len(data).to_bytes(8, "little"))
-        self.file.write(data)
+        try:
+            if self.file is None:  # from here on, in order, everything goes to the file
+                self.file = tempfile.TemporaryFile(dir=self.folder, prefix=self.prefix)
+            self.file.write(len(data).to_bytes(8, "little"))
+            self.file.write(data)
+        except OSError as exc:
+            raise _spill_error(self.folder, exc) from None
         self.in_file += 1
 
     def __len__(self) -> int:
@@ -329,7 +344,11 @@ class DocumentFile:
     """
 
     def __init__(self, folder: Path | None) -> None:
-        self.file = tempfile.TemporaryFile(dir=folder, prefix="curate-documents-")
+        self.folder = folder
+        try:
+            self.file = tempfile.TemporaryFile(dir=folder, prefix="curate-documents-")
+        except OSError as exc:
+            raise _spill_error(folder, exc) from None
         self.fd = self.file.fileno()
         self.size = multiprocessing.get_context("fork").Value("q", 0)  # bytes reserved so far
 
@@ -340,8 +359,11 @@ class DocumentFile:
             self.size.value = offset + len(data)
         view = memoryview(data)
         written = 0
-        while written < len(data):  # a regular file takes it all at once, short of a full disk
-            written += os.pwrite(self.fd, view[written:], offset + written)
+        try:
+            while written < len(data):  # a regular file takes it all at once, short of a full disk
+                written += os.pwrite(self.fd, view[written:], offset + written)
+        except OSError as exc:
+            raise _spill_error(self.folder, exc) from None
         stored = []
         for record in records:
             stored.append(Stored(offset, len(record)))

@@ -17,7 +17,7 @@ from typing import Any
 from curate import ingest
 from curate.config import Config
 from curate.document import Document
-from curate.engine import LocalEngine
+from curate.engine import LocalEngine, SpillError
 from curate.pipeline import build_stages
 from curate.report.model import EntryMaker, WrittenIndex
 from curate.stages.base import Artifacts, RunContext
@@ -151,7 +151,7 @@ def run(
                 corpus, docs, record, lambda: _finish_record(record, skipped), on_written=written
             )
             warnings = list(record.warnings)
-    except VersionError as exc:
+    except (VersionError, SpillError) as exc:
         raise RunError(str(exc)) from None
     except OSError as exc:
         raise RunError(f"{corpus}: cannot write the corpus: {exc}") from None

@@ -589,3 +589,36 @@ def test_the_pools_and_the_artifact_builders_pipes_hold_a_batch():
     builder = _ForkedBuild({"index.npz": lambda: b"i" * 3_000_000})
     assert size(builder.receive) == PIPE_BYTES
     assert builder.result() == ("ok", {"index.npz": b"i" * 3_000_000})
+
+
+def test_a_spill_folder_that_cannot_be_written_is_one_line_naming_it(tmp_path, monkeypatch):
+    import errno
+
+    from curate import engine as engine_module
+    from curate.runner import RunError, run
+
+    missing = tmp_path / "no-such-folder"
+    config = make_config(tmp_path, {"run": {"workers": 2, "spill_dir": str(missing)}})
+    with pytest.raises(RunError) as failed:
+        run(config, inputs=[str(p) for p in SEED_FILES], write_report=False)
+    assert str(failed.value).startswith(f"{missing}: cannot keep documents between passes (")
+    assert "\n" not in str(failed.value)
+    # the disk fills up in a worker, while it writes its documents: the driver says so, in one line
+    def full(*args: Any) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(engine_module.os, "pwrite", full)  # inherited by the forked workers
+    config = make_config(tmp_path, {"run": {"workers": 2, "spill_dir": str(tmp_path)}})
+    with pytest.raises(RunError, match=r"cannot keep documents between passes \(No space left on device\)"):
+        run(config, inputs=[str(p) for p in SEED_FILES], write_report=False)
+    versions = tmp_path / "corpus" / "versions"
+    assert not [p for p in versions.glob("*") if not p.name.startswith(".")]  # no version written
+
+
+def test_a_spill_past_its_budget_into_a_missing_folder_says_so(tmp_path):
+    from curate.engine import Spill, SpillError
+
+    with Spill(tmp_path / "missing", "test-", 4) as spill:
+        spill.put(b"held")
+        with pytest.raises(SpillError, match=r"missing: cannot keep documents between passes"):
+            spill.put(b"to the file")
