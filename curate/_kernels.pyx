@@ -14,6 +14,11 @@ import numpy as np
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from cpython.unicode cimport Py_UNICODE_ISSPACE
 from libc.stdlib cimport free, malloc
+from cpython cimport array
+
+import array as _array
+
+_INT_ARRAY = _array.array("i")  # the template of `source_from_breaks`' arrays (Document._src)
 
 
 def comparison_form(str text, const uint32_t[::1] folded, const uint8_t[::1] kept):
@@ -436,3 +441,18 @@ def source_map(const int32_t[::1] src):
             pos_view[count], off_view[count] = i, offset
             count += 1
     return positions, offsets
+
+
+def source_from_breaks(Py_ssize_t length, const int32_t[::1] positions, const int32_t[::1] offsets):
+    """`document.source_from_breaks` of int32 breaks: array('i') of `length` entries, entry i
+    being i plus the offset of the last break at or before i."""
+    out = array.clone(_INT_ARRAY, length, zero=False)
+    cdef int[::1] view = out
+    cdef Py_ssize_t runs = positions.shape[0], k, i, end
+    cdef int offset
+    for k in range(runs):
+        end = positions[k + 1] if k + 1 < runs else length
+        offset = offsets[k]
+        for i in range(positions[k], end):
+            view[i] = <int>(i + offset)
+    return out

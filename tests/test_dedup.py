@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from curate import minhash
-from curate.document import DUPLICATE, OK, Change, Document, stable_id
+from curate.document import DUPLICATE, OK, Document, stable_id
 from curate.stages import dedup
 from curate.stages.base import RunContext
 from curate.stages.dedup import INDEX_NAME, DedupSettings, NearDuplicates
@@ -655,24 +655,6 @@ def test_summarise_many_gives_the_output_of_summarise() -> None:
     assert snapshot(docs) == snapshot(plain)
     assert context.state["artifacts"][INDEX_NAME] == plain_context.state["artifacts"][INDEX_NAME]
     assert context.state["dedup"] == plain_context.state["dedup"]
-
-
-def test_source_map_gives_the_documents_source_positions() -> None:
-    doc = Document.new("edited.txt", "第一段：旧的文字被替换。\n\n第二段的文字\u200b保留下来。\n")
-    doc.apply(
-        "test",
-        [
-            Change(start=4, end=9, after="新的", rule="r", reason="", action="replace"),
-            Change(start=16, end=16, after="插入", rule="r", reason="", action="replace"),
-            Change(start=20, end=21, after="", rule="r", reason="", action="drop"),
-        ],
-    )
-    for case in (doc, Document.new("plain.txt", "没有改动的文字。"), Document.new("empty.txt", "")):
-        src_pos, src_off = dedup._source_map(case)
-        assert src_pos.dtype == src_off.dtype == np.int64 and src_pos[0] == 0
-        boundaries = np.arange(len(case._src))  # len(text) + 1 of them
-        at = np.searchsorted(src_pos, boundaries, side="right") - 1
-        assert (boundaries + src_off[at]).tolist() == list(case._src)
 
 
 @pytest.mark.parametrize("enabled", [True, False])

@@ -119,3 +119,47 @@ def test_a_new_document_maps_every_position_to_itself_whatever_its_length():
         doc = Document.new("a", "字" * length)
         assert doc._src.tolist() == list(range(length + 1))
         assert identity_map(length).tolist() == list(range(length + 1))
+
+
+def _edited() -> Document:
+    doc = Document.new("edited.txt", "第一段：旧的文字被替换。\n\n第二段的文字\u200b保留下来。\n")
+    doc.apply(
+        "test",
+        [
+            Change(start=4, end=9, after="新的", rule="r", reason="", action="replace"),
+            Change(start=16, end=16, after="插入", rule="r", reason="", action="replace"),
+            Change(start=20, end=21, after="", rule="r", reason="", action="drop"),
+        ],
+    )
+    return doc
+
+
+def test_source_breaks_give_the_documents_source_positions() -> None:
+    import numpy as np
+
+    from curate.document import source_breaks, source_from_breaks
+
+    for case in (_edited(), Document.new("plain.txt", "没有改动的文字。"), Document.new("empty.txt", "")):
+        src_pos, src_off = source_breaks(case._src)
+        assert src_pos.dtype == src_off.dtype == np.int64 and src_pos[0] == 0
+        boundaries = np.arange(len(case._src))  # len(text) + 1 of them
+        at = np.searchsorted(src_pos, boundaries, side="right") - 1
+        assert (boundaries + src_off[at]).tolist() == list(case._src)
+        assert source_from_breaks(len(case._src), src_pos, src_off) == case._src
+
+
+@given(st.lists(st.tuples(st.integers(0, 40), st.integers(0, 6), st.text("改动字", max_size=4)), max_size=8))
+def test_a_pickled_document_keeps_its_map_in_a_few_bytes(steps: list[tuple[int, int, str]]) -> None:
+    """The text -> input map travels as its breaks (4 bytes per character before)."""
+    import pickle
+
+    doc = Document.new("a.txt", "字" * 30 + "\n" + "文" * 4000)
+    for start, length, after in steps:
+        start = min(start, len(doc.text))
+        doc.apply("s", [Change(start, min(start + length, len(doc.text)), after, rule="r", reason="")])
+    copy = pickle.loads(pickle.dumps(doc, protocol=pickle.HIGHEST_PROTOCOL))
+    assert copy == doc and copy._src == doc._src and copy._src.typecode == doc._src.typecode
+    assert copy.source_span(0, len(copy.text)) == doc.source_span(0, len(doc.text))
+    size = len(pickle.dumps(doc, protocol=pickle.HIGHEST_PROTOCOL))
+    edits = sum(len(e.before.encode()) + len(e.after.encode()) + 200 for e in doc.edits)
+    assert size < len(doc.text.encode()) + len(doc.input_text.encode()) + edits + 400

@@ -178,18 +178,23 @@ def test_signatures_are_the_same(
 @needs_kernels
 @given(st.lists(st.integers(-3, 3), max_size=60), st.integers(0, 1000))
 @settings(max_examples=300, deadline=None)
-def test_dedup_source_map_is_the_same(steps: list[int], start: int) -> None:
+def test_source_breaks_are_the_same(steps: list[int], start: int) -> None:
     from array import array
-    from types import SimpleNamespace
 
-    from curate.stages.dedup import _source_map
+    from curate import document
+    from curate.document import source_breaks, source_from_breaks
 
     # A text -> input map as edits leave it: runs of identity, jumps forward and back.
     src = array("i", [start])
     for step in steps:
         src.append(src[-1] + (1 if step == 0 else step))
-    doc = SimpleNamespace(_src=src)
+    compiled = source_breaks(src)
+    rebuilt = source_from_breaks(len(src), *compiled)
     with pytest.MonkeyPatch.context() as monkeypatch:
-        compiled, reference = both(monkeypatch, lambda: _source_map(doc))
+        monkeypatch.setattr(document, "_compiled_source_map", None)
+        monkeypatch.setattr(document, "_compiled_from_breaks", None)
+        reference = source_breaks(src)
+        rebuilt_by_numpy = source_from_breaks(len(src), *reference)
     for got, want in zip(compiled, reference, strict=True):
         assert got.dtype == want.dtype and got.tolist() == want.tolist()
+    assert rebuilt == rebuilt_by_numpy == src and rebuilt.typecode == rebuilt_by_numpy.typecode

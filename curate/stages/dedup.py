@@ -93,7 +93,7 @@ import regex
 
 from curate import lsh_params, minhash
 from curate.config import setting
-from curate.document import DUPLICATE, Change, Document, Flag
+from curate.document import DUPLICATE, Change, Document, Flag, source_breaks
 from curate.stages.base import CorpusStage, StageSettings, defer_artifact
 from curate.textutil import CLOSERS, SENTENCE_END, paragraph_spans, sentence_spans
 
@@ -676,7 +676,7 @@ def _summarise_many(
     for doc, text, layout, (para_sigs, win_sigs, computed) in zip(
         docs, texts, layouts, signed, strict=True
     ):
-        src_pos, src_off = _source_map(doc)
+        src_pos, src_off = source_breaks(doc._src)
         out.append(
             _Summary(
                 id=doc.id,
@@ -696,20 +696,6 @@ def _summarise_many(
             )
         )
     return out
-
-
-def _source_map(doc: Document) -> tuple[np.ndarray, np.ndarray]:
-    """The Document's own text -> input map, compact: where the offset changes, and to what."""
-    if minhash._kernels is not None and doc._src.itemsize == 4:  # one compiled pass
-        return minhash._kernels.source_map(doc._src)
-    src = np.asarray(doc._src)
-    if src.shape[0] == 0:
-        return np.zeros(1, np.int64), np.zeros(1, np.int64)
-    offsets = src - np.arange(src.shape[0], dtype=np.int64)
-    changes = np.flatnonzero(offsets[1:] != offsets[:-1])
-    changes += 1
-    src_pos = np.concatenate((np.zeros(1, np.int64), changes))
-    return src_pos, offsets[src_pos]
 
 
 # --------------------------------------------------------------------------- the parent index
