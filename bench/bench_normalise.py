@@ -61,8 +61,8 @@ def bench_stages(texts: list[str], repeat: int) -> list[tuple[str, float, float,
             for doc in docs:
                 stage.process(doc)
             best[stage.name] = min(best[stage.name], time.perf_counter() - start)
-        for doc in docs:
-            assert doc.reconstruct_input() == doc.input_text
+        for doc, text in zip(docs, texts, strict=True):
+            assert doc.reconstruct_input() == text
         edits = {st.name: sum(1 for d in docs for e in d.edits if e.stage == st.name) for st in stages}
     rows = [(name, megabytes, megabytes / best[name], edits[name]) for name in best]
     total = sum(best.values())

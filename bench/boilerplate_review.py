@@ -115,7 +115,7 @@ def gne_raw(root: Path) -> list[Document]:
 
 def context_of(edit, doc: Document, width: int = 30) -> str:
     """The removed text in [[...]] with `width` characters of the input either side."""
-    src = doc.input_text
+    src = doc.reconstruct_input()
     before = src[max(0, edit.src_start - width) : edit.src_start]
     after = src[edit.src_end : edit.src_end + width]
     removed = edit.before.strip("\n")
@@ -193,6 +193,7 @@ def main() -> int:
         if not args.no_repeated:
             stages.append(RepeatedLines(cfg["repeated_lines"], context))
         chars = sum(len(d.text) for d in docs)
+        originals = {id(d): d.text for d in docs}
         start = time.perf_counter()
         stream = iter(docs)
         for stage in stages:
@@ -205,7 +206,7 @@ def main() -> int:
         edits = 0
         all_processed.extend(processed)
         for doc in processed:
-            assert doc.reconstruct_input() == doc.input_text, doc.source
+            assert doc.reconstruct_input() == originals[id(doc)], doc.source
             for edit in doc.edits:
                 per_rule[edit.rule].append((doc, edit))
                 edits += 1

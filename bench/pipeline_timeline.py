@@ -10,7 +10,8 @@ next lies what only the driver does: the corpus stage's decide and the first bat
 pass (which also loads the next stages' tables before the pool forks).
 Then the bytes the driver sent to and received from other processes through pipes (the pools'
 tasks and results, the index builder's result), counted by wrapping multiprocessing's
-`Connection`: what the driver copies while the workers wait.
+`Connection`: what the driver copies while the workers wait; and the bytes of pickled documents
+the workers wrote to the run's document file between passes (`engine.DocumentFile`).
 Exits 0 with a "skipped" line when the corpora are absent.
 """
 
@@ -97,6 +98,17 @@ def main() -> int:
 
     connection.Connection._send_bytes = counted_send  # type: ignore[method-assign]
     connection.Connection._recv_bytes = counted_recv  # type: ignore[method-assign]
+
+    stored: list[int] = []  # bytes of documents the workers put in the run's document file
+    document_file = getattr(engine, "DocumentFile", None)
+    if document_file is not None:
+        close = document_file.close
+
+        def counted_close(self: Any) -> None:
+            stored.append(self.size.value)
+            close(self)
+
+        document_file.close = counted_close  # type: ignore[method-assign]
     folder = Path(tempfile.mkdtemp(prefix="curate-timeline-"))
     try:
         files, size = prepare_inputs(corpora, folder / "input")
@@ -118,6 +130,8 @@ def main() -> int:
         print(f"| {wall:.2f} | {cpu:.2f} | {what} |")
     for way, (size_sent, messages) in traffic.items():
         print(f"driver {way} through pipes: {size_sent / 1e6:.1f} MB in {messages} messages")
+    if stored:
+        print(f"pickled documents written to the run's document file: {sum(stored) / 1e6:.1f} MB")
     return 0
 
 

@@ -209,7 +209,6 @@ class Document:
     status: str = OK
     status_reason: str = ""
     duplicate_of: str | None = None
-    input_text: str = ""  # the decoded input, before any stage ran
     # One-line problems met while processing (e.g. a rule that timed out); the writer lists them
     # in the manifest. Kept on the document so they survive worker processes.
     warnings: list[str] = field(default_factory=list)
@@ -233,7 +232,6 @@ class Document:
             raw_sha256=raw_sha256,
             encoding=encoding,
             meta=dict(meta or {}),
-            input_text=text,
             _src=identity_map(len(text)),
         )
 

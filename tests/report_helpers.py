@@ -115,33 +115,42 @@ HOSTILE = (
 )
 
 
+ORIGINAL: dict[str, str] = {}  # the text each of `sample_docs` was made from, by id
+
+
+def _new(source: str, text: str) -> Document:
+    doc = Document.new(source, text)
+    ORIGINAL[doc.id] = text
+    return doc
+
+
 def sample_docs() -> list[Document]:
     """One document per kind of thing the report must show (all text invented for the tests)."""
-    trad = Document.new("news/trad.txt", "團結進步,共同發展。\n特別聲明:以上內容僅供參考\n本报记者 王小明\n")
+    trad = _new("news/trad.txt", "團結進步,共同發展。\n特別聲明:以上內容僅供參考\n本报记者 王小明\n")
     converted = trad.text.translate(str.maketrans("團結進發別聲內僅參", "团结进发别声内仅参"))
     trad.apply("convert", [Change(0, len(trad.text), converted, "t2s", "Traditional to Simplified", kind="convert")])
     replace_all(trad, ",", "，", "comma-between-han")
     drop(trad, "特别声明:以上内容仅供参考\n", rule="netease-notice")
     to_meta(trad, "本报记者 王小明\n", "author", "王小明")
 
-    dup = Document.new("news/dup.txt", "第一段讲述了社区活动的经过。\n第二段。第一段讲述了社区活动的经过。\n")
+    dup = _new("news/dup.txt", "第一段讲述了社区活动的经过。\n第二段。第一段讲述了社区活动的经过。\n")
     second = dup.text.rindex("第一段")
     dup.apply("dedup", [Change(second, second + 14, "", "near-duplicate-span", "repeats an earlier passage",
                                kind="duplicate", link={"doc": dup.id, "start": 0, "end": 14})])
     dup.add_flag(Flag("splice", 19, 19, "", "text cut mid-sentence", "info", "corruption"))
 
-    spam = Document.new("news/spam.txt", "开展民族ld体育中国官方网站宣传月活动。\n")
+    spam = _new("news/spam.txt", "开展民族ld体育中国官方网站宣传月活动。\n")
     flag(spam, "ld体育中国官方网站")
 
-    quarantined = Document.new("news/garbage.txt", "锟斤拷锟斤拷烫烫烫\n")
+    quarantined = _new("news/garbage.txt", "锟斤拷锟斤拷烫烫烫\n")
     quarantined.add_flag(Flag("garbage", 0, 9, "锟斤拷锟斤拷烫烫烫", "mojibake", "error", "corruption"))
     quarantined.status, quarantined.status_reason = QUARANTINED, "garbage: 100% of the text"
 
-    copy = Document.new("news/copy.txt", "开展民族团结宣传月活动。\n")
+    copy = _new("news/copy.txt", "开展民族团结宣传月活动。\n")
     copy.status, copy.status_reason, copy.duplicate_of = DUPLICATE, "near-duplicate (0.95)", spam.id
 
-    hostile = Document.new("web/hostile.html", HOSTILE)
+    hostile = _new("web/hostile.html", HOSTILE)
     drop(hostile, "广告行", rule="ad-line")
 
-    clean = Document.new("news/clean.txt", "这是一篇没有任何问题的文章。\n")
+    clean = _new("news/clean.txt", "这是一篇没有任何问题的文章。\n")
     return [trad, dup, spam, quarantined, copy, hostile, clean]

@@ -239,7 +239,7 @@ def test_splice_seam_in_sample_004_after_the_duplicate_is_removed(stage):
     assert [(f.text, f.end) for f in splices] == [(seam_words, seam)]
     # The cut paragraph is explained by the splice: it is not also "truncated".
     assert not [f for f in doc.flags if f.kind == "truncated" and f.end == seam]
-    assert doc.reconstruct_input() == doc.input_text
+    assert doc.reconstruct_input() == text
 
 
 def test_splice_not_double_flagged_when_dedup_already_flagged_it(stage):

@@ -205,7 +205,7 @@ def test_services_give_the_same_incremental_run(
     plain = outcome(*run(new, parent=parent))
     served = outcome(
         *run(
-            [Document.new(d.source, d.input_text) for d in new],
+            [Document.new(d.source, d.reconstruct_input()) for d in new],
             parent=parent,
             services=SERVICES[services],
         )
