@@ -85,3 +85,37 @@ def test_without_a_pager_or_a_terminal_output_goes_to_the_console(tmp_path, monk
     plain = Console(file=io.StringIO(), width=60)  # not a terminal
     with paged(plain) as out, paged(console, off=True) as also:
         assert out is plain and also is console
+
+
+def test_curate_report_in_a_terminal_goes_through_the_pager(tmp_path, curate_run):
+    """The command, in a pseudo-terminal: its output reaches $PAGER, the terminal gets none."""
+    import pty
+    import subprocess
+
+    result = curate_run(write_report=False)
+    env = dict(os.environ, PAGER=_pager(tmp_path, "(out / 'paged').write_text(sys.stdin.read())"),
+               COLUMNS="100")
+    env.pop("LESS", None)
+    primary, secondary = pty.openpty()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "curate", "report", "--corpus", str(result.version_dir.parents[1])],
+            stdin=secondary, stdout=secondary, stderr=subprocess.PIPE, env=env, timeout=300,
+        )
+        os.close(secondary)
+        on_terminal = b""
+        while True:
+            try:
+                chunk = os.read(primary, 65536)
+            except OSError:  # the terminal's other end is closed: everything was read
+                break
+            if not chunk:
+                break
+            on_terminal += chunk
+    finally:
+        os.close(primary)
+    assert done.returncode == 0, done.stderr
+    paged_text = (tmp_path / "paged").read_text()
+    assert f"curate report · version {result.version_id}" in paged_text
+    assert "Summary" in paged_text and "documents in" in paged_text
+    assert b"Summary" not in on_terminal
