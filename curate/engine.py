@@ -338,8 +338,8 @@ class DocumentFile:
 
     Why: a document sent back to the driver through the pool's pipe and then out again to
     the next pass's worker crosses two pipes and is copied in the driver four times (read,
-    unpickled by the pool, spilled, pickled by the pool): on the benchmark 61 MB each way,
-    in the process the workers wait for. Written to the page cache and read back, it is
+    unpickled by the pool, spilled, pickled by the pool): on the benchmark 61 MB each way
+    when this came (30 MB since documents pickle smaller), in the process the workers wait for. Written to the page cache and read back, it is
     copied twice, by the workers, in parallel. The driver's spill then holds references only.
     """
 
