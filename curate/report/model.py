@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from curate.document import Edit, undo_edits
+from curate.version import EditRow, FlagRow
 
 REPORT_FORMAT = 2  # 2: aligned substitutions as "sub" segments
 DATA_FILES = {"ok": "documents.jsonl", "quarantined": "quarantine.jsonl", "duplicate": "duplicates.jsonl"}
@@ -94,7 +95,7 @@ class VersionData:
 
     def detectors_of(self, doc_id: str) -> list[str]:
         """The detectors of a document's flags."""
-        return _detectors(self.documents[doc_id].get("flags", []))
+        return _detectors(_flag_rows(self.documents[doc_id].get("flags", [])))
 
     def close(self) -> None:
         """Nothing to close: everything was read (see `IndexedVersion`)."""
@@ -259,8 +260,8 @@ def _index(folder: Path, manifest: dict[str, Any], files: list[Any]) -> IndexedV
                 if record["id"] in at:
                     raise _Scattered
                 at[record["id"]] = (name, offset, len(line), record["status"])
-                flags = record.get("flags", [])
-                tally.add_document(record["status"], _flag_rows(flags))
+                flags = _flag_rows(record.get("flags", []))
+                tally.add_document(record["status"], flags)
                 if flags:
                     detectors[record["id"]] = _detectors(flags)
             offset += len(line)
@@ -299,20 +300,21 @@ def _index(folder: Path, manifest: dict[str, Any], files: list[Any]) -> IndexedV
     return _indexed_version(folder, manifest, files, at, edits_at, tally, detectors)
 
 
-def _edit_row(edit: dict[str, Any]) -> tuple[str, str, str, str, int]:
-    """What the summary counts of an edit record: (stage, rule, action, kind, characters before)."""
-    return (edit.get("stage", ""), edit.get("rule", ""), str(edit.get("action", "")), edit.get("kind", ""),
-            len(edit.get("before", "")))
+def _edit_row(edit: dict[str, Any]) -> EditRow:
+    """An edit record as the writer counts it (`curate.version.encode` makes the same rows)."""
+    return EditRow(edit.get("stage", ""), edit.get("rule", ""), str(edit.get("action", "")),
+                   edit.get("kind", ""), len(edit.get("before", "")), len(edit.get("after", "")))
 
 
-def _detectors(flags: list[dict[str, Any]]) -> list[str]:
-    """The detectors of a record's flags (the page's rule filter lists them)."""
-    return [f["detector"] for f in flags if f.get("detector")]
+def _flag_rows(flags: list[dict[str, Any]]) -> list[FlagRow]:
+    """A record's flags as the writer counts them."""
+    return [FlagRow(f.get("kind", ""), int(f.get("end", 0)) - int(f.get("start", 0)), f.get("detector", ""))
+            for f in flags]
 
 
-def _flag_rows(flags: list[dict[str, Any]]) -> list[tuple[str, int]]:
-    """What the summary counts of a record's flags: (kind, characters)."""
-    return [(f.get("kind", ""), max(0, int(f.get("end", 0)) - int(f.get("start", 0)))) for f in flags]
+def _detectors(flags: list[FlagRow]) -> list[str]:
+    """The detectors of a document's flags (the page's rule filter lists them)."""
+    return [flag.detector for flag in flags if flag.detector]
 
 
 def _record_of(line: bytes, status: str) -> dict[str, Any]:
@@ -406,11 +408,11 @@ class WrittenIndex:
         if doc.id in self.at:
             self.complete = False
         self.at[doc.id] = (name, offset, len(doc.line), doc.status)
-        self.tally.add_document(doc.status, [(flag.kind, max(0, flag.chars)) for flag in doc.flags])
+        self.tally.add_document(doc.status, doc.flags)
         if doc.flags:
-            self.detectors[doc.id] = [flag.detector for flag in doc.flags if flag.detector]
+            self.detectors[doc.id] = _detectors(doc.flags)
         if doc.edits:
-            self.tally.add_edits([edit[:5] for edit in doc.edits])
+            self.tally.add_edits(doc.edits)
             self.edits_at[doc.id] = (edit_offset, len(doc.edit_lines))
 
     def version(self, folder: Path) -> IndexedVersion:
@@ -506,21 +508,25 @@ def _differences(before: str, after: str) -> list[int]:
     return np.flatnonzero(a != b).tolist()
 
 
-def aligned_runs(before: str, after: str, gap: int = 0) -> list[tuple[int, int]]:
-    """The runs (start, end) of positions at which two texts of the same length differ; runs
-    less than `gap` + 1 unchanged characters apart are one run."""
-    runs: list[tuple[int, int]] = []
+def aligned_spans(before: str, after: str, gap: int = 0) -> list[tuple[int, int, bool]]:
+    """Two texts of the same length cut into consecutive spans (start, end, changed): runs of
+    positions at which they differ (runs less than `gap` + 1 unchanged characters apart are
+    one run), and the unchanged text between them."""
+    spans: list[tuple[int, int, bool]] = []
     where = _differences(before, after)
-    if not where:
-        return runs
-    start = prev = where[0]
-    for pos in where:
-        if pos - prev > gap + 1:
-            runs.append((start, prev + 1))
-            start = pos
-        prev = pos
-    runs.append((start, prev + 1))
-    return runs
+    pos = 0
+    if where:
+        start = prev = where[0]
+        for at in [*where[1:], len(after) + gap + 2]:  # (a sentinel closes the last run)
+            if at - prev > gap + 1:
+                if start > pos:
+                    spans.append((pos, start, False))
+                spans.append((start, prev + 1, True))
+                pos, start = prev + 1, at
+            prev = at
+    if pos < len(after):
+        spans.append((pos, len(after), False))
+    return spans
 
 
 def _expand(piece: _Piece) -> list[_Piece]:
@@ -529,15 +535,12 @@ def _expand(piece: _Piece) -> list[_Piece]:
     assert piece.before is not None
     before, after, edit = piece.before, piece.text, piece.inserted_by
     out: list[_Piece] = []
-    pos = 0
-    for start, end in aligned_runs(before, after):
-        if start > pos:
-            out.append(_Piece(after[pos:start], piece.origin, piece.removed_by))
-        out.append(_Piece(before[start:end], piece.origin, edit))
-        out.append(_Piece(after[start:end], edit, piece.removed_by))
-        pos = end
-    if pos < len(after):
-        out.append(_Piece(after[pos:], piece.origin, piece.removed_by))
+    for start, end, changed in aligned_spans(before, after):
+        if changed:
+            out.append(_Piece(before[start:end], piece.origin, edit))
+            out.append(_Piece(after[start:end], edit, piece.removed_by))
+        else:
+            out.append(_Piece(after[start:end], piece.origin, piece.removed_by))
     return out
 
 
@@ -574,16 +577,10 @@ def char_opcodes(
     if not before or not after:
         return [("replace", 0, len(before), 0, len(after))]
     if len(before) == len(after):
-        ops: list[tuple[str, int, int, int, int]] = []
-        pos = 0
-        for start, end in aligned_runs(before, after):
-            if start > pos:
-                ops.append(("equal", pos, start, pos, start))
-            ops.append(("replace", start, end, start, end))
-            pos = end
-        if pos < len(before):
-            ops.append(("equal", pos, len(before), pos, len(before)))
-        return ops
+        return [
+            ("replace" if changed else "equal", start, end, start, end)
+            for start, end, changed in aligned_spans(before, after)
+        ]
     if len(before) * len(after) > max_product:
         return [("replace", 0, len(before), 0, len(after))]
     return difflib.SequenceMatcher(None, before, after, autojunk=False).get_opcodes()
@@ -829,16 +826,12 @@ def _substitution_parts(before: str, after: str, edit: int) -> list[dict[str, An
     """A visible substitution as segments: "sub" for its changed runs with at most `SUB_GAP`
     unchanged characters between them, "keep" for the unchanged text around them (what
     `compact_substitutions` makes of its expanded segments)."""
-    parts: list[dict[str, Any]] = []
-    pos = 0
-    for start, end in aligned_runs(before, after, SUB_GAP):
-        if start > pos:
-            parts.append({"k": "keep", "t": after[pos:start]})
-        parts.append({"k": "sub", "t": before[start:end], "a": after[start:end], "e": edit})
-        pos = end
-    if pos < len(after):
-        parts.append({"k": "keep", "t": after[pos:]})
-    return parts
+    return [
+        {"k": "sub", "t": before[start:end], "a": after[start:end], "e": edit}
+        if changed
+        else {"k": "keep", "t": after[start:end]}
+        for start, end, changed in aligned_spans(before, after, SUB_GAP)
+    ]
 
 
 def _flag_spans(flags: list[dict[str, Any]], final_length: int) -> list[tuple[int, int]]:
@@ -994,15 +987,12 @@ def expand_substitutions(segments: list[dict[str, Any]]) -> list[dict[str, Any]]
             out.append(segment)
             continue
         before, after, edit = segment["t"], segment["a"], segment["e"]
-        pos = 0
-        for start, end in aligned_runs(before, after):
-            if start > pos:
-                out.append({"k": "keep", "t": before[pos:start]})
-            out.append({"k": "del", "t": before[start:end], "e": edit})
-            out.append({"k": "ins", "t": after[start:end], "e": edit})
-            pos = end
-        if pos < len(before):
-            out.append({"k": "keep", "t": before[pos:]})
+        for start, end, changed in aligned_spans(before, after):
+            if changed:
+                out.append({"k": "del", "t": before[start:end], "e": edit})
+                out.append({"k": "ins", "t": after[start:end], "e": edit})
+            else:
+                out.append({"k": "keep", "t": before[start:end]})
     return out
 
 
@@ -1110,26 +1100,26 @@ class _Tally:
         self.documents_edited = 0
         self.edits = 0
 
-    def add_document(self, status: str, flags: list[tuple[str, int]]) -> None:
-        """A document's status and its flags as (kind, characters)."""
+    def add_document(self, status: str, flags: list[FlagRow]) -> None:
+        """A document's status and its flags."""
         self.documents += 1
         self.status[status] += 1
         kinds: set[str] = set()
-        for kind, chars in flags:
+        for kind, chars, _ in flags:
             entry = self.flags.setdefault(kind, {"flags": 0, "documents": 0, "chars": 0})
             entry["flags"] += 1
-            entry["chars"] += chars
+            entry["chars"] += max(0, chars)  # (a record's flags are not trusted)
             kinds.add(kind)
         for kind in kinds:
             self.flags[kind]["documents"] += 1
 
-    def add_edits(self, doc_edits: list[tuple[str, str, str, str, int]]) -> None:
-        """All the edits of one document, as (stage, rule, action, kind, characters before)."""
+    def add_edits(self, doc_edits: list[EditRow]) -> None:
+        """All the edits of one document."""
         self.documents_edited += 1
         self.edits += len(doc_edits)
         stages: set[str] = set()
         rules: set[tuple[str, str]] = set()
-        for stage, rule, action, edit_kind, before in doc_edits:
+        for stage, rule, action, edit_kind, before, _ in doc_edits:
             self.seen_stages.setdefault(stage)
             removed, replaced = _removed_chars(action, before)
             for key, table in ((stage, self.stages), ((stage, rule), self.rules)):
