@@ -243,7 +243,7 @@ def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     Drawn here rather than read off a `MinHash`, because importing datasketch imports scipy
     (~0.45 s of every run's serial start-up); tests/test_dedup_minhash.py checks the values
     against datasketch's own for several seeds and sizes. Kept on disk between runs
-    (`curate.tablecache`): drawing them imports `numpy.random`, 70 ms of serial start-up.
+    (`curate.tablecache`): drawing them imports `numpy.random`, about 6 ms of serial start-up.
     """
     from curate import tablecache
 
