@@ -30,6 +30,7 @@ from curate.version import (
     encode,
     read_latest,
     read_manifest,
+    records,
     remove_stale_temporaries,
     versions_dir,
     write_latest,
@@ -190,8 +191,10 @@ def make_engine(config: Config) -> Any:
 
 
 def _encode_with_entry(maker: EntryMaker, doc: Document) -> Encoded:
-    encoded = encode(doc)
-    encoded.report_entry = maker(encoded)
+    """The document encoded, with its report entry made from the very records encoded."""
+    made = records(doc)
+    encoded = encode(doc, made)
+    encoded.report_entry = maker(encoded, *made, doc.edits)
     return encoded
 
 

@@ -234,17 +234,22 @@ class Encoded:
     report_entry: Any = None  # the report's entry for it, when the run makes it with the document
 
 
-def encode(doc: Document) -> Encoded:
-    line = dumps_line(doc.to_json()).encode("utf-8")
+def records(doc: Document) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A document's record and its edits' records, as `encode` writes them, a line each."""
+    return doc.to_json(), [{"doc": doc.id, "seq": seq, **edit.to_json()} for seq, edit in enumerate(doc.edits)]
+
+
+def encode(doc: Document, made: tuple[dict[str, Any], list[dict[str, Any]]] | None = None) -> Encoded:
+    """The document as the writer stores it, from its `records` (`made`, if the caller has them)."""
+    record, edit_records = made if made is not None else records(doc)
+    line = dumps_line(record).encode("utf-8")
     edits = doc.edits
     return Encoded(
         id=doc.id,
         status=doc.status,
         line=line + b"\n",
         sha256=hashlib.sha256(line).hexdigest(),
-        edit_lines="".join(
-            dumps_line({"doc": doc.id, "seq": seq, **edit.to_json()}) + "\n" for seq, edit in enumerate(edits)
-        ).encode("utf-8"),
+        edit_lines="".join(dumps_line(edit) + "\n" for edit in edit_records).encode("utf-8"),
         warnings=[f"{doc.source}: {w}" for w in doc.warnings],
         edits=[EditRow(e.stage, e.rule, e.action, e.kind, len(e.before), len(e.after)) for e in edits],
         flags=[FlagRow(f.kind, f.end - f.start, f.detector) for f in doc.flags],

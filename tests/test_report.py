@@ -6,6 +6,7 @@ import json
 import re
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -15,7 +16,7 @@ from rich.cells import cell_len
 from rich.console import Console
 
 from curate.cli import main
-from curate.document import Change, Document, stable_id
+from curate.document import Change, Document, Flag, stable_id
 from curate.report import write_reports
 from curate.report.model import (
     EntryMaker,
@@ -414,12 +415,34 @@ def test_the_writers_index_is_the_index_of_what_it_wrote(tmp_path: Path) -> None
     assert not twice.complete
 
 
-def _encoded_quarantined() -> object:
-    from curate.version import encode
+def _encoded_quarantined() -> tuple[Any, ...]:
+    """What the run hands `EntryMaker` for a quarantined document (see `_encode_with_entry`)."""
+    from curate.version import encode, records
 
     doc = Document.new("x", "a")
     doc.status = "quarantined"
-    return encode(doc)
+    made = records(doc)
+    return encode(doc, made), *made, doc.edits
+
+
+def test_an_entry_made_from_the_records_is_the_one_made_from_their_lines() -> None:
+    # The run makes an entry from the records it encodes, not from the lines read back: values
+    # JSON writes in another form (tuples, integer keys) must not make a different entry.
+    from curate.report import model
+    from curate.version import encode, records
+
+    doc = Document.new("a/x.txt", "第一段。免责声明：本文仅供参考。\n第二段<b>。")
+    doc.meta = {"pair": (1, 2), 7: "seven"}
+    doc.apply("boilerplate", [Change(3, 16, "", "disclaimer", "免责声明", evidence={"hits": (3, 16), 1: 0.5})])
+    doc.flags.append(Flag("garbage", 4, 6, doc.text[4:6], "test", evidence={"at": (4, 6)}))
+    made = records(doc)
+    encoded = encode(doc, made)
+    from_records = EntryMaker()(encoded, *made, doc.edits)
+    from_lines = model._entry_of(
+        model._record_of(encoded.line, encoded.status), model._edit_run(encoded.edit_lines), True, Limits(), True
+    )
+    assert from_records is not None and from_records.entry == from_lines.entry
+    assert json.loads(from_records.entry)["meta"] == {"pair": [1, 2], "7": "seven"}
 
 
 @pytest.mark.parametrize(
@@ -456,12 +479,12 @@ def test_entries_made_with_the_run_are_the_reports_entries(
     reused = [doc_id for doc_id in written.entries if doc_id not in made_after]
     if limits == Limits():
         assert not written.stopped and len(written.entries) == listed and not made_after
-        assert maker(_encoded_quarantined()) is not None
+        assert maker(*_encoded_quarantined()) is not None
     else:
         kept = written.entries.values()
         assert written.stopped and 0 < len(kept) < listed and len(kept) <= limits.max_docs
         assert sum(entry.diff_chars or 0 for entry in kept) < limits.max_total_chars
-        assert maker(_encoded_quarantined()) is None  # stopped
+        assert maker(*_encoded_quarantined()) is None  # stopped
         assert reused and made_after  # some entries the run made, the others made now
     assert report == write_reports(folder, tmp_path / "folder", limits)["json"].read_bytes()
     # Entries made for other limits are not used.

@@ -446,15 +446,21 @@ class EntryMaker:
     def stop(self) -> None:
         self._stopped.value = 1
 
-    def __call__(self, doc: Any) -> _Entry | None:
-        """The entry of an `Encoded` document worth listing (None: not listed, or stopped)."""
+    def __call__(
+        self, doc: Any, record: dict[str, Any], edits: list[dict[str, Any]], made: list[Edit]
+    ) -> _Entry | None:
+        """The entry of an `Encoded` document worth listing (None: not listed, or stopped), from
+        the records it was encoded from (`curate.version.records`: what reading its lines back
+        would give, without parsing them) and the `Edit`s they were made from.
+        """
         if self._stopped.value or not _worth_listing_encoded(doc):
             return None
+        record.setdefault("status", doc.status)  # (as `_record_of` reads a record of the file)
         # Whatever goes wrong here must not stop the run before its version is written: the
         # document then has no entry, and the report, made after the run from the files, meets
         # the same problem there (where a report error has always surfaced).
         try:
-            return _entry_of(_record_of(doc.line, doc.status), _edit_run(doc.edit_lines), True, self.limits, True)
+            return _entry_of(record, edits, True, self.limits, True, undo_edits(record["text"], made))
         except Exception:  # noqa: BLE001 (see above)
             return None
 
@@ -1205,9 +1211,15 @@ def _clip(text: str, limit: int) -> str:
 
 
 def document_entry(
-    doc: dict[str, Any], edits: list[dict[str, Any]], limits: Limits, with_diff: bool = True
+    doc: dict[str, Any],
+    edits: list[dict[str, Any]],
+    limits: Limits,
+    with_diff: bool = True,
+    text_in: str | None = None,
 ) -> dict[str, Any]:
-    """One document of the report: provenance, status, meta, edits, flags and its inline diff."""
+    """One document of the report: provenance, status, meta, edits, flags and its inline diff.
+
+    `text_in`: the decoded input, when the caller has it (else rebuilt: `input_text`)."""
     flags = doc.get("flags", [])
     entry: dict[str, Any] = {
         "id": doc["id"],
@@ -1241,7 +1253,7 @@ def document_entry(
         ],
         "flags": flags,
     }
-    text = input_text(doc, edits)
+    text = input_text(doc, edits) if text_in is None else text_in
     entry["chars_in"] = len(text)
     if with_diff:
         segments, cut = collapse(diff_segments(text, edits, flags, doc["id"]), limits)
@@ -1303,14 +1315,19 @@ def _premade(data: VersionData, doc_id: str, with_diff: bool, limits: Limits, en
 
 
 def _entry_of(
-    doc: dict[str, Any], edits: list[dict[str, Any]], with_diff: bool, limits: Limits, encode: bool
+    doc: dict[str, Any],
+    edits: list[dict[str, Any]],
+    with_diff: bool,
+    limits: Limits,
+    encode: bool,
+    text_in: str | None = None,
 ) -> _Entry:
     error = ""
     try:
-        entry = document_entry(doc, edits, limits, with_diff)
+        entry = document_entry(doc, edits, limits, with_diff, text_in)
     except ReportError as exc:
         error = str(exc)
-        entry = document_entry(doc, edits, limits, with_diff=False)
+        entry = document_entry(doc, edits, limits, with_diff=False, text_in=text_in)
         entry["error"] = error
     chars = None if entry["diff"] is None else shown_chars(entry["diff"])
     return _Entry(safe_json(entry).encode("utf-8") if encode else entry, chars, error, with_diff)
