@@ -11,7 +11,8 @@ pass (which also loads the next stages' tables before the pool forks).
 Then the bytes the driver sent to and received from other processes through pipes (the pools'
 tasks and results, the index builder's result), counted by wrapping multiprocessing's
 `Connection`: what the driver copies while the workers wait; and the bytes of pickled documents
-the workers wrote to the run's document file between passes (`engine.DocumentFile`).
+the workers wrote to the run's document file between passes (`engine.DocumentFile`); and the
+size of the near-duplicate summaries the driver keeps until `decide` (what grows with the corpus).
 Exits 0 with a "skipped" line when the corpora are absent.
 """
 
@@ -25,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -109,6 +112,18 @@ def main() -> int:
             close(self)
 
         document_file.close = counted_close  # type: ignore[method-assign]
+    from curate.stages import dedup
+
+    observed = [0, 0]  # bytes of the near-duplicate summaries the driver keeps, their paragraphs
+    observe = dedup.NearDuplicates.observe
+
+    def counted_observe(self: Any, summary: Any) -> None:
+        observed[0] += len(summary.id.encode()) + np.asarray(summary.text_z).nbytes
+        observed[0] += sum(getattr(summary, name).nbytes for name, _, _ in dedup._ARRAYS)
+        observed[1] += summary.spans.shape[0]
+        observe(self, summary)
+
+    dedup.NearDuplicates.observe = counted_observe  # type: ignore[method-assign]
     folder = Path(tempfile.mkdtemp(prefix="curate-timeline-"))
     try:
         files, size = prepare_inputs(corpora, folder / "input")
@@ -130,6 +145,11 @@ def main() -> int:
         print(f"| {wall:.2f} | {cpu:.2f} | {what} |")
     for way, (size_sent, messages) in traffic.items():
         print(f"driver {way} through pipes: {size_sent / 1e6:.1f} MB in {messages} messages")
+    if observed[1]:
+        print(
+            f"near-duplicate summaries kept until decide: {observed[0] / 1e6:.1f} MB for "
+            f"{observed[1]} paragraphs, {observed[0] / observed[1]:.0f} bytes per paragraph"
+        )
     if stored:
         print(f"pickled documents written to the run's document file: {sum(stored) / 1e6:.1f} MB")
     return 0

@@ -1,0 +1,70 @@
+"""What keeping a document's text in its near-duplicate summary costs, per codec: every
+document's text is compressed once in the workers (`curate.stages.dedup._compressed`) and read
+back when the index is saved. Over the texts of the whole-pipeline benchmark's input (see
+bench_pipeline.py), one call per document, as the stage does it: zlib at level 1 (the codec
+before 2026-12-03) and LZ4's block format (python-lz4, the codec now).
+
+    .venv/bin/python bench/bench_summary_text.py [--corpora ../shared/corpora] [--rounds 5]
+
+Prints, per codec, the medians of `--rounds` rounds: seconds to compress, seconds to
+decompress, and the compressed size. Exits 0 with a "skipped" line when the corpora are absent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpora", default=str(ROOT.parent / "shared" / "corpora"))
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    corpora = Path(args.corpora)
+    if not corpora.is_dir():
+        print(f"skipped: {corpora} not found")
+        return 0
+    import lz4.block
+    from bench_pipeline import prepare_inputs
+
+    from curate import config, ingest
+
+    settings = config.build({})
+    with tempfile.TemporaryDirectory(prefix="curate-summary-text-") as folder:
+        prepare_inputs(corpora, Path(folder) / "input")
+        files, _ = ingest.scan([str(Path(folder) / "input")], settings.ingest)
+        texts = [doc.text.encode("utf-8") for f in files for doc in ingest.read_file(f, settings.ingest).documents]
+    codecs: dict[str, tuple[Callable[[bytes], bytes], Callable[[bytes], bytes]]] = {
+        "zlib, level 1": (lambda data: zlib.compress(data, 1), zlib.decompress),
+        "LZ4 block": (lz4.block.compress, lz4.block.decompress),
+    }
+    print(f"{len(texts)} documents, {sum(map(len, texts)) / 1e6:.1f} MB of UTF-8 text; medians of {args.rounds} rounds")
+    print("| codec | compress s | decompress s | compressed MB |\n|---|---:|---:|---:|")
+    for name, (compress, decompress) in codecs.items():
+        packing, unpacking = [], []
+        for _ in range(args.rounds):
+            began = time.perf_counter()
+            packed = [compress(text) for text in texts]
+            packing.append(time.perf_counter() - began)
+            began = time.perf_counter()
+            for data in packed:
+                decompress(data)
+            unpacking.append(time.perf_counter() - began)
+        size = sum(map(len, packed)) / 1e6
+        print(f"| {name} | {statistics.median(packing):.3f} | {statistics.median(unpacking):.3f} | {size:.1f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
