@@ -118,6 +118,31 @@ def test_pipeline_writes_the_same_version_with_one_or_two_workers(tmp_path):
 
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_run_collects_cycles_less_often_and_leaves_the_collector_as_it_was(tmp_path, monkeypatch, workers):
+    # The last pass's workers encode the documents: they see the run's threshold (inherited).
+    import gc
+
+    from curate import runner
+
+    seen: list[tuple[int, int, int]] = []
+    encode = runner.encode
+
+    def watched(doc: Document, made: Any = None) -> Any:
+        seen.append(gc.get_threshold())
+        return encode(doc, made)
+
+    monkeypatch.setattr(runner, "encode", watched)
+    gc.set_threshold(700, 10, 10)
+    try:
+        _version(tmp_path, "run", [SEED_FILES[0]], workers=workers)
+        assert gc.get_threshold() == (700, 10, 10)
+    finally:
+        gc.set_threshold(700, 10, 10)
+    if workers == 1:
+        assert seen and set(seen) == {(100_000, 10, 10)}
+
+
 def test_finish_runs_in_the_workers_and_gives_what_the_writer_would_make():
     from curate.version import Encoded, encode
 
