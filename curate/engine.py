@@ -464,6 +464,13 @@ class LocalEngine:
     Stages switched off are left out before the phases are cut.
     """
 
+    # Documents the first of two fused corpus stages changed that the driver redoes itself
+    # before it hands the rest to a pool (`_fused`). On the benchmark the pass has 41 to redo,
+    # 0.29 ms each here (12 ms), and took 0.19-0.22 s with a pool, 0.12-0.13 s without: a pool
+    # costs about what redoing 256 documents here does (bench/pipeline_timeline.py, before and
+    # after).
+    REDO_HERE = 256
+
     def __init__(
         self,
         workers: int = 0,
@@ -581,7 +588,8 @@ class LocalEngine:
         the workers (`stage.apply`, then `ahead`'s summary again). Then `ahead` observes every
         document in input order and decides, as in `_barrier`: the same decisions and
         documents as with two passes, one pass over the documents fewer (on the benchmark,
-        repeated lines change 32 documents of 6,024).
+        repeated lines change 32 documents of 6,024). The first `REDO_HERE` documents to redo
+        are redone here, not in a pool: a pass with few forks none.
         """
         phase = self._phase(apply=stage)
         phase.summarise = ahead
@@ -603,10 +611,17 @@ class LocalEngine:
                     ok, summary, early = pickle.loads(extra)
                     yield payload, ok, ok and not stage.unchanged_by(summary), early
 
-            def unchanged(batch: list[tuple[bytes, bool, bool, Any]]) -> list[Result] | None:
-                if any(changed for _, _, changed, _ in batch):
+            budget = self.REDO_HERE  # documents the driver may still redo itself
+
+            def here(batch: list[tuple[bytes, bool, bool, Any]]) -> list[Result] | None:
+                """A batch with no document to redo, or one the driver's budget still covers:
+                answered here (a pass with few documents to redo forks no pool)."""
+                nonlocal budget
+                changed = sum(changed for _, _, changed, _ in batch)
+                if changed > budget:
                     return None
-                return [Result(payload, ok, early) for payload, ok, _, early in batch]
+                budget -= changed
+                return redo(batch)
 
             def redo(batch: list[tuple[bytes, bool, bool, Any]]) -> list[Result]:
                 done = iter(phase.run([payload for payload, _, changed, _ in batch if changed]))
@@ -619,7 +634,7 @@ class LocalEngine:
                         results.append(Result(payload, ok, early))
                 return results
 
-            final = parallel_map(redo, records(), self.workers, self.batch_size, local=unchanged)
+            final = parallel_map(redo, records(), self.workers, self.batch_size, local=here)
             yield from self._barrier(
                 ahead,
                 (Result(r.payload, r.ok, phase.unpacked(r.summary) if r.ok else None) for r in final),

@@ -460,6 +460,33 @@ def test_fused_stages_send_only_the_documents_the_first_one_changes(tmp_path):
     assert len(applied) < len(docs) / 2  # the others went on with their early summaries
 
 
+def test_a_fused_pass_with_few_documents_to_redo_forks_no_pool(tmp_path, monkeypatch):
+    # Repeated lines change about 60 of these documents: the driver redoes them itself (a pool
+    # costs more than that), unless its budget is smaller; the output is the same either way.
+    from curate import engine as engine_module
+    from curate.version import encode
+
+    forked: list[str] = []
+    fork = engine_module._forked_pool
+
+    def watched(task: Any, workers: int) -> Any:
+        forked.append(getattr(task, "__name__", "?"))
+        return fork(task, workers)
+
+    monkeypatch.setattr(engine_module, "_forked_pool", watched)
+    outputs = {}
+    for budget in (0, LocalEngine.REDO_HERE):
+        forked.clear()
+        engine = LocalEngine(workers=2, batch_size=16)
+        engine.REDO_HERE = budget
+        stages = _real_pipeline(tmp_path / f"budget-{budget}")
+        encoded = list(engine.execute(iter(_built_documents()), stages, finish=encode))
+        outputs[budget] = [(e.line, e.edit_lines) for e in encoded], list(forked)
+    assert outputs[0][0] == outputs[LocalEngine.REDO_HERE][0]
+    assert "redo" in outputs[0][1] and "redo" not in outputs[LocalEngine.REDO_HERE][1]
+    assert "run" in outputs[LocalEngine.REDO_HERE][1]  # the other passes still fork theirs
+
+
 def test_repeated_lines_unchanged_by_is_never_wrong(tmp_path):
     from curate.stages.repeated_lines import RepeatedLines
 
