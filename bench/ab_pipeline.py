@@ -19,7 +19,6 @@ documents embedded in report.html (each checkout's across its rounds, and the tw
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import resource
@@ -73,18 +72,17 @@ def run_once(checkout: Path, workers: int, inputs: Path, scratch: Path, report: 
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    from bench_pipeline import corpora_parser, found_corpora, prepare_inputs
+
+    parser = corpora_parser(__doc__.splitlines()[0])
     parser.add_argument("other", help="the other checkout (a git worktree of another commit)")
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--workers", default="1,2")
-    parser.add_argument("--corpora", default=str(ROOT.parent / "shared" / "corpora"))
     parser.add_argument("--report", action="store_true", help="runs write the report too, as `curate run` does")
     args = parser.parse_args()
-    corpora = Path(args.corpora)
-    if not corpora.is_dir():
-        print(f"skipped: {corpora} not found")
+    corpora = found_corpora(args.corpora)
+    if corpora is None:
         return 0
-    from bench_pipeline import prepare_inputs
 
     checkouts = {"other": Path(args.other).resolve(), "this": ROOT}
     with tempfile.TemporaryDirectory(prefix="curate-ab-") as folder:

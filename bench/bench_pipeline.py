@@ -69,6 +69,24 @@ MB = 1_000_000
 
 
 # --------------------------------------------------------------------------- input
+def corpora_parser(description: str) -> argparse.ArgumentParser:
+    """A command line for a benchmark of this input: --corpora, the folder that holds it."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--corpora", default=str(ROOT.parent / "shared" / "corpora"))
+    return parser
+
+
+def found_corpora(path: str) -> Path | None:
+    """The corpora folder, if it holds the three corpora of this input; else None, after the
+    "skipped" line every benchmark prints without them."""
+    corpora = Path(path)
+    missing = [p for p in (NEWSSPIDER, TAIWANSTAT, THUCNEWS) if not (corpora / p).exists()]
+    if missing:
+        print(f"skipped: {corpora / missing[0]} not found")
+        return None
+    return corpora
+
+
 def prepare_inputs(corpora: Path, folder: Path) -> tuple[int, int]:
     """Link or convert the three sources into `folder`; returns (files, bytes)."""
     news = folder / "newsspider"
@@ -460,8 +478,7 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--corpora", default=str(ROOT.parent / "shared" / "corpora"))
+    parser = corpora_parser(__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=0, help="all-workers runs (0: all cores)")
     parser.add_argument("--engines", default="local,ray", help="comma-separated: local, ray")
     parser.add_argument("--profile", action="store_true", help="profile the 1-worker run")
@@ -479,10 +496,8 @@ def main() -> int:
         print(json.dumps(child(json.loads(args.child))))
         return 0
 
-    corpora = Path(args.corpora)
-    missing = [p for p in (NEWSSPIDER, TAIWANSTAT, THUCNEWS) if not (corpora / p).exists()]
-    if missing:
-        print(f"skipped: {corpora / missing[0]} not found")
+    corpora = found_corpora(args.corpora)
+    if corpora is None:
         return 0
     from curate.engine import default_workers
 

@@ -12,7 +12,6 @@ decompress, and the compressed size. Exits 0 with a "skipped" line when the corp
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import tempfile
@@ -27,16 +26,15 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--corpora", default=str(ROOT.parent / "shared" / "corpora"))
+    from bench_pipeline import corpora_parser, found_corpora, prepare_inputs
+
+    parser = corpora_parser(__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    corpora = Path(args.corpora)
-    if not corpora.is_dir():
-        print(f"skipped: {corpora} not found")
+    corpora = found_corpora(args.corpora)
+    if corpora is None:
         return 0
     import lz4.block
-    from bench_pipeline import prepare_inputs
 
     from curate import config, ingest
 

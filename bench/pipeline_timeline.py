@@ -18,7 +18,6 @@ Exits 0 with a "skipped" line when the corpora are absent.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import sys
@@ -35,15 +34,14 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--corpora", default=str(ROOT.parent / "shared" / "corpora"))
+    from bench_pipeline import corpora_parser, found_corpora, prepare_inputs
+
+    parser = corpora_parser(__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
-    corpora = Path(args.corpora)
-    if not corpora.is_dir():
-        print(f"skipped: {corpora} not found")
+    corpora = found_corpora(args.corpora)
+    if corpora is None:
         return 0
-    from bench_pipeline import prepare_inputs
 
     from curate import config, engine, runner
 
