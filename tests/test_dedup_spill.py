@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import tracemalloc
 
+import pytest
+
 from curate.document import DUPLICATE, Document
 from curate.stages.base import RunContext
 from curate.stages.dedup import INDEX_NAME, DedupSettings, NearDuplicates
@@ -56,7 +58,12 @@ def _fields(summary) -> list:
     ]
 
 
-def test_a_summary_travels_as_one_record_read_back_as_views():
+@pytest.mark.parametrize(
+    "settings",
+    [DedupSettings(), DedupSettings(num_perm=17, window_num_perm=7)],  # odd: padded signature arrays
+    ids=["default", "odd-signatures"],
+)
+def test_a_summary_travels_as_one_record_read_back_as_views(settings):
     import pickle
 
     import numpy as np
@@ -65,7 +72,8 @@ def test_a_summary_travels_as_one_record_read_back_as_views():
 
     docs = [Document.new(f"built/{n:04d}.txt", text) for n, text in enumerate(articles(6, seed=3))]
     docs.append(Document.new("built/empty.txt", ""))  # no paragraphs, no windows
-    stage = NearDuplicates(DedupSettings(), RunContext(config=None))
+    docs.append(Document.new("built/one.txt", "一段只有一个句子的文字"))  # one paragraph, one window
+    stage = NearDuplicates(settings, RunContext(config=None))
     for summary in stage.summarise_many(docs):
         travelled = pickle.loads(pickle.dumps(summary, pickle.HIGHEST_PROTOCOL))
         assert _fields(travelled) == _fields(summary)
