@@ -285,6 +285,8 @@ def write_version(
     # Hashed as written: reading 100 MB back to hash it was serial work after the last document.
     hashes = {name: hashlib.sha256() for name in DATA_FILES}
     start_artifacts = getattr(record.artifacts, "start", None)
+    if hasattr(record.artifacts, "write_into"):  # an `Artifacts`: its builders write the files
+        record.artifacts.write_into(tmp / "index")
     try:
         target = {OK: "documents.jsonl", QUARANTINED: "quarantine.jsonl", DUPLICATE: "duplicates.jsonl"}
         edit_handle = handles["edits.jsonl"]
@@ -315,10 +317,8 @@ def write_version(
         before_manifest()
     digests = {name: digest.hexdigest() for name, digest in hashes.items()}
     if record.artifacts:
-        (tmp / "index").mkdir()
-        for name, data in sorted(record.artifacts.items()):
-            (tmp / "index" / name).write_bytes(data)
-            digests[f"index/{name}"] = hashlib.sha256(data).hexdigest()
+        for name, sha256 in _save_artifacts(record.artifacts, tmp / "index").items():
+            digests[f"index/{name}"] = sha256
     files = dict(sorted(digests.items()))
     manifest = {
         "version": record.version_id,
@@ -343,6 +343,19 @@ def write_version(
     _checkpoint("renamed")
     write_latest(corpus, record.version_id)
     return final
+
+
+def _save_artifacts(artifacts: dict[str, bytes], folder: Path) -> dict[str, str]:
+    """Each artifact as the file `folder / name`; {name: its SHA-256}."""
+    save = getattr(artifacts, "save", None)  # an `Artifacts`: moves in the files its builders wrote
+    if save is not None:
+        return save(folder)
+    folder.mkdir(exist_ok=True)
+    digests = {}
+    for name, data in sorted(artifacts.items()):
+        (folder / name).write_bytes(data)
+        digests[name] = hashlib.sha256(data).hexdigest()
+    return digests
 
 
 def _fsync_tree(folder: Path) -> None:

@@ -305,6 +305,34 @@ def test_artifacts_deferred_after_a_start_are_built_too_and_the_last_definition_
     }
 
 
+
+def test_builders_write_their_artifacts_into_the_writers_folder_and_send_back_digests(tmp_path):
+    from curate.stages.base import Artifacts, _Saved
+
+    folder = tmp_path / "index"
+    artifacts = Artifacts({"plain.json": b"{}"})
+    artifacts.write_into(folder)
+    artifacts.defer("index.npz", lambda: f"built by {os.getpid()}".encode())
+    artifacts.defer("again.npz", lambda: b"old")
+    artifacts.start()
+    artifacts.defer("again.npz", lambda: b"new")  # deferred again: the first build's file goes
+    artifacts.start()
+    artifacts.defer("here.npz", lambda: b"here")  # never started: built and written here
+    artifacts._settle()
+    kept = dict(dict.items(artifacts))
+    # What the forked builder built reached this process as a file it wrote, not as bytes.
+    assert isinstance(kept["index.npz"], _Saved) and kept["index.npz"].path.parent == folder
+    assert kept["plain.json"] == b"{}"
+
+    digests = artifacts.save(folder)
+    files = {path.name: path.read_bytes() for path in folder.iterdir()}
+    assert sorted(files) == ["again.npz", "here.npz", "index.npz", "plain.json"]  # no part left over
+    assert files["again.npz"] == b"new" and files["here.npz"] == b"here" and files["plain.json"] == b"{}"
+    assert files["index.npz"].startswith(b"built by ") and files["index.npz"] != f"built by {os.getpid()}".encode()
+    assert digests == {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
+    assert artifacts["index.npz"] == files["index.npz"] and dict(artifacts.items()) == files
+
+
 class _DefersAnArtifact(ExactDuplicates):
     """Defers an artifact in its decide, as the near-duplicate stage defers its index."""
 
@@ -638,7 +666,7 @@ def test_the_pools_and_the_artifact_builders_pipes_hold_a_batch():
     with _forked_pool(len, 2) as pool:
         assert size(pool._inqueue._reader) == size(pool._outqueue._reader) == PIPE_BYTES
         assert pool.map(len, [b"x" * 3_000_000, b""]) == [3_000_000, 0]
-    builder = _ForkedBuild({"index.npz": lambda: b"i" * 3_000_000})
+    builder = _ForkedBuild({"index.npz": (lambda: b"i" * 3_000_000, None)})  # (None: sent back)
     assert size(builder.receive) == PIPE_BYTES
     assert builder.result() == ("ok", {"index.npz": b"i" * 3_000_000})
 
