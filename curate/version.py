@@ -40,7 +40,9 @@ from curate.document import DUPLICATE, OK, QUARANTINED, Document
 VERSIONS = "versions"
 LATEST = "LATEST"
 LOCK = ".lock"
-DATA_FILES = ["documents.jsonl", "quarantine.jsonl", "duplicates.jsonl", "edits.jsonl"]
+# The data file of each document status (a status not listed goes to quarantine), then the edit log.
+STATUS_FILES = {OK: "documents.jsonl", QUARANTINED: "quarantine.jsonl", DUPLICATE: "duplicates.jsonl"}
+DATA_FILES = [*STATUS_FILES.values(), "edits.jsonl"]
 
 
 class VersionError(Exception):
@@ -288,7 +290,6 @@ def write_version(
     if hasattr(record.artifacts, "write_into"):  # an `Artifacts`: its builders write the files
         record.artifacts.write_into(tmp / "index")
     try:
-        target = {OK: "documents.jsonl", QUARANTINED: "quarantine.jsonl", DUPLICATE: "duplicates.jsonl"}
         edit_handle = handles["edits.jsonl"]
         for item in docs:  # in input order (sorted by source), as the engine yields them
             if start_artifacts is not None:  # the last pass is under way: build deferred ones
@@ -297,7 +298,7 @@ def write_version(
             doc = item if isinstance(item, Encoded) else encode(item)
             counter.add(doc)
             record.warnings.extend(doc.warnings)
-            name = target.get(doc.status, "quarantine.jsonl")
+            name = STATUS_FILES.get(doc.status, STATUS_FILES[QUARANTINED])
             if on_written is not None:
                 on_written(doc, name, offsets[name], offsets["edits.jsonl"])
             handles[name].write(doc.line)

@@ -15,6 +15,7 @@ from rich.table import Table
 from curate import config as config_module
 from curate.cli.common import fail
 from curate.version import (
+    STATUS_FILES,
     VersionError,
     list_versions,
     read_jsonl,
@@ -240,7 +241,7 @@ def show(version: str | None, doc: str | None, corpus: str | None, config_path: 
 
 
 def find_document(folder: Path, ref: str) -> dict[str, Any] | None:
-    for name in ["documents.jsonl", "quarantine.jsonl", "duplicates.jsonl"]:
+    for name in STATUS_FILES.values():
         for record in read_jsonl(folder / name):
             if record["id"] == ref or record["source"] == ref or record["id"].startswith(ref):
                 return record

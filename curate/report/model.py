@@ -46,10 +46,9 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from curate.document import Edit, undo_edits
-from curate.version import EditRow, FlagRow
+from curate.version import STATUS_FILES, EditRow, FlagRow
 
 REPORT_FORMAT = 2  # 2: aligned substitutions as "sub" segments
-DATA_FILES = {"ok": "documents.jsonl", "quarantined": "quarantine.jsonl", "duplicate": "duplicates.jsonl"}
 
 
 class ReportError(Exception):
@@ -139,7 +138,7 @@ def load_version(version_dir: Path | str) -> VersionData:
     folder = Path(version_dir)
     manifest = _read_manifest(folder)
     documents: dict[str, dict[str, Any]] = {}
-    for status, name in DATA_FILES.items():
+    for status, name in STATUS_FILES.items():
         for record in _read_jsonl(folder / name):
             documents[record["id"]] = _document(record, folder / name, status)
     edits: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -245,7 +244,7 @@ def _index(folder: Path, manifest: dict[str, Any], files: list[Any]) -> IndexedV
     at: dict[str, tuple[str, int, int, str]] = {}  # id -> (file name, offset, length, status)
     detectors: dict[str, list[str]] = {}
     tally = _Tally()
-    for status, name in DATA_FILES.items():
+    for status, name in STATUS_FILES.items():
         path = folder / name
         if not path.is_file():
             continue
@@ -417,7 +416,7 @@ class WrittenIndex:
 
     def version(self, folder: Path) -> IndexedVersion:
         manifest = _read_manifest(folder)
-        files = [(folder / name).open("rb") for name in [*DATA_FILES.values(), "edits.jsonl"]
+        files = [(folder / name).open("rb") for name in [*STATUS_FILES.values(), "edits.jsonl"]
                  if (folder / name).is_file()]
         # The tally in the order `index_version` reads: edits in file order, as written.
         version = _indexed_version(folder, manifest, files, self.at, self.edits_at, self.tally, self.detectors)
