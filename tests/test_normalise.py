@@ -231,6 +231,8 @@ def test_convert_configurations():
         ("考核的15%,确保", "考核的15%，确保"),
         ("时间:10:30", "时间：10:30"),
         ("说明(其中(一)部分)完成", "说明（其中（一）部分）完成"),
+        ("中(）:", "中（）："),  # the converted colon is the Chinese after the pair
+        ("中,（)中", "中，（）中"),  # the converted comma is the Chinese before it
     ],
 )
 def test_punctuation_between_chinese_becomes_full_width(before, after):

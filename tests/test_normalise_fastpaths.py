@@ -176,7 +176,8 @@ OLD_MARKS = re.compile(r"[?!]+|[,:;]")
 
 
 class OldPunctuation(Punctuation):
-    """The punctuation stage as it was: a list of characters, joined again for each pass."""
+    """The punctuation stage as it was: a list of characters, joined again for each pass (its
+    passes over pairs and marks repeated until neither converts more, as the stage's are)."""
 
     def process(self, doc: Document) -> None:
         text = doc.text
@@ -195,8 +196,12 @@ class OldPunctuation(Punctuation):
 
         chars = list(text)
         rule_at: dict[int, str] = {}
-        self.old_pairs(chars, rule_at, is_protected)
-        self.old_marks(text, chars, rule_at, is_protected)
+        for _ in range(4):
+            converted = len(rule_at)
+            self.old_pairs(chars, rule_at, is_protected)
+            self.old_marks(text, chars, rule_at, is_protected)
+            if len(rule_at) == converted:
+                break
         changes: list[Change] = []
         for pos in sorted(rule_at):
             rule = rule_at[pos]
@@ -247,7 +252,7 @@ class OldPunctuation(Punctuation):
                 ok = False
             if ok:
                 for pos in range(start, end):
-                    chars[pos] = FULL_WIDTH[chars[pos]]
+                    chars[pos] = FULL_WIDTH[text[pos]]
                     rule_at[pos] = "punctuation.width"
 
 

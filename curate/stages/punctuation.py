@@ -88,10 +88,17 @@ class Punctuation(DocumentStage):
         # Marks are replaced one for one, so positions never move: position -> new character.
         replaced: dict[int, str] = {}
         rule_at: dict[int, str] = {}
-        if self.settings.parens:
-            self._pairs(text, replaced, rule_at, is_protected)
-        if self.settings.marks:
-            self._marks(text, replaced, rule_at, is_protected)
+        # A converted pair is Chinese context for a mark beside it, and a converted mark for a
+        # pair (`中(）:` -> `中（）：`): until neither converts more, so that normalising the
+        # output again changes nothing.
+        for _ in range(4):
+            converted = len(replaced)
+            if self.settings.parens:
+                self._pairs(text, replaced, rule_at, is_protected)
+            if self.settings.marks:
+                self._marks(text, replaced, rule_at, is_protected)
+            if len(replaced) == converted:
+                break
         # One change per run of adjacent positions converted by the same rule.
         changes: list[Change] = []
         for pos in sorted(rule_at):
@@ -114,8 +121,9 @@ class Punctuation(DocumentStage):
         rule_at: dict[int, str],
         is_protected: Callable[[int], bool],
     ) -> None:
-        """Convert ( ) pairs, innermost first, until no more change."""
-        current = text
+        """Convert ( ) pairs, innermost first, until no more change (marks already converted
+        count as Chinese context)."""
+        current = _with_replacements(text, replaced)
         for _ in range(4):  # nesting depth handled; deeper nesting is left alone
             changed = False
             for m in PAIR.finditer(current):
