@@ -7,8 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from curate import config as config_module
+
+# CI (`.ci/run`) checks a fixed set of generated examples: a commit passes or fails there the same
+# way every time. Other runs draw new examples, and keep the ones that failed in .hypothesis/.
+settings.register_profile("ci", derandomize=True, database=None)
+settings.load_profile(os.environ.get("CURATE_HYPOTHESIS_PROFILE", "default"))
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = Path(__file__).resolve().parent / "fixtures" / "seeds"
