@@ -1097,11 +1097,7 @@ def _parse_triggers(compiled: Any) -> tuple[Any, dict[str, Any]] | None:
 
 def pattern_triggers(compiled: Any) -> frozenset[str] | None:
     """Folded literal strings of which every match of `compiled` contains one, or None."""
-    parsed = _parse_triggers(compiled)
-    if parsed is None:
-        return None
-    found = _requirement(parsed[0], parsed[1], frozenset())
-    return None if found is None else frozenset(_minimal(found))
+    return pattern_requirements(compiled)[0]
 
 
 # Conditions a line must meet besides holding a trigger, per rule (each is a check per line).
@@ -1112,19 +1108,30 @@ def pattern_extra_requirements(compiled: Any) -> tuple[tuple[str, ...], ...]:
     r"""Further sets of folded strings every match of `compiled` contains one of, beyond its
     triggers (`pattern_triggers`): a match of `记者(\p{Han}{2,3})摄` holds 记者 *and* 摄. Sets
     the triggers already imply (or an earlier set does) are left out."""
+    return pattern_requirements(compiled)[1]
+
+
+def pattern_requirements(
+    compiled: Any,
+) -> tuple[frozenset[str] | None, tuple[tuple[str, ...], ...]]:
+    """(`pattern_triggers`, `pattern_extra_requirements`) of `compiled`, from one parse of it
+    (parsing the rules' patterns is most of the trigger index's start-up)."""
     parsed = _parse_triggers(compiled)
     if parsed is None:
-        return ()
+        return None, ()
     primary = _requirement(parsed[0], parsed[1], frozenset())
+    if primary is None:
+        return None, ()
+    triggers = frozenset(_minimal(primary))
     if not primary:
-        return ()
+        return triggers, ()
     chosen: list[frozenset[str]] = [primary]
     for candidate in _requirements(parsed[0], parsed[1], frozenset()):
         if len(chosen) > MAX_EXTRA_REQUIREMENTS:
             break
         if not any(_implied(candidate, earlier) for earlier in chosen):
             chosen.append(candidate)
-    return tuple(_minimal(extra) for extra in chosen[1:])
+    return triggers, tuple(_minimal(extra) for extra in chosen[1:])
 
 
 @cache
@@ -1168,12 +1175,11 @@ class TriggerIndex:
         self.extra_patterns: dict[str, tuple[re.Pattern[str], ...]] = {}
         by_trigger: dict[str, list[str]] = {}
         for rule in rules:
-            triggers = pattern_triggers(rule.pattern)
+            triggers, extra = pattern_requirements(rule.pattern)
             self.triggers[rule.id] = triggers
             if not triggers:
                 self.always.append(rule.id)
                 continue
-            extra = pattern_extra_requirements(rule.pattern)
             if extra:
                 self.extra[rule.id] = extra
                 self.extra_patterns[rule.id] = tuple(
