@@ -196,11 +196,13 @@ class OldPunctuation(Punctuation):
 
         chars = list(text)
         rule_at: dict[int, str] = {}
-        for _ in range(4):
-            converted = len(rule_at)
-            self.old_pairs(chars, rule_at, is_protected)
+        rounds = punctuation_module.MAX_ROUNDS
+        for _ in range(punctuation_module.MAX_ROUNDS):
+            converted = set(rule_at)
+            rounds -= self.old_pairs(chars, rule_at, is_protected, rounds)
             self.old_marks(text, chars, rule_at, is_protected)
-            if len(rule_at) == converted:
+            new = rule_at.keys() - converted
+            if rounds <= 0 or not any(text[q] in ",:;?!()（）" for p in new for q in (p - 1, p + 1) if 0 <= q < len(text)):
                 break
         changes: list[Change] = []
         for pos in sorted(rule_at):
@@ -214,8 +216,8 @@ class OldPunctuation(Punctuation):
                                   reason="half-width punctuation in Chinese text made full-width"))
         return changes
 
-    def old_pairs(self, chars: list[str], rule_at: dict[int, str], is_protected: Callable[[int], bool]) -> None:
-        for _ in range(4):
+    def old_pairs(self, chars: list[str], rule_at: dict[int, str], is_protected: Callable[[int], bool], rounds: int) -> int:
+        for done in range(1, rounds + 1):
             current = "".join(chars)
             changed = False
             for m in punctuation_module.PAIR.finditer(current):
@@ -234,7 +236,8 @@ class OldPunctuation(Punctuation):
                             rule_at[pos] = "punctuation.parens"
                             changed = True
             if not changed:
-                return
+                return done
+        return rounds
 
     def old_marks(self, text: str, chars: list[str], rule_at: dict[int, str], is_protected: Callable[[int], bool]) -> None:
         current = "".join(chars)

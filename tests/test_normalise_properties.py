@@ -65,6 +65,8 @@ tricky_text = st.text(alphabet=st.sampled_from(TRICKY), max_size=80)
 @given(st.one_of(st.text(max_size=80), tricky_text))
 @example("æ°\x91æ\x97\x8få\x9b¢ç»\x93\u200b")
 @example("㐀(）:")  # a mark converted beside a pair makes it Chinese context (found by this test)
+@example("中" + "(" * 17 + "中" + ")" * 17)  # nested deeper than the pair passes used to go
+@example("中" + "(a）" * 16 + "(a)中")  # a chain of pairs, each waiting for the next
 @example("要深化内涵、丰富形\n\n式、创新方法，提出更多有用管用的办法举措；要把计划有形有感有效开展起来。")
 def test_normalising_twice_equals_normalising_once(text):
     once = normalise(text)

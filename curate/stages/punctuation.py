@@ -44,6 +44,11 @@ PROTECTED = re.compile(
 )
 LATIN_LETTER = re.compile(r"[A-Za-z]")
 DIGITS = "0123456789"
+# Rounds over the pairs (one per level of nesting, or per pair of a chain each waiting for the
+# next), and over pairs and marks (while a conversion gives one of them Chinese context). Real
+# text needs two or three; the bound keeps crafted text linear, leaving a longer chain partly
+# converted (a second run would go on).
+MAX_ROUNDS = 32
 
 
 @dataclass
@@ -89,15 +94,16 @@ class Punctuation(DocumentStage):
         replaced: dict[int, str] = {}
         rule_at: dict[int, str] = {}
         # A converted pair is Chinese context for a mark beside it, and a converted mark for a
-        # pair (`中(）:` -> `中（）：`): until neither converts more, so that normalising the
-        # output again changes nothing.
-        for _ in range(4):
-            converted = len(replaced)
+        # pair (`中(）:` -> `中（）：`): again while something converted sits beside a mark or a
+        # paren, so that normalising the output again changes nothing.
+        rounds = MAX_ROUNDS  # passes over the pairs left, for the whole text
+        for _ in range(MAX_ROUNDS):
+            converted = set(replaced)
             if self.settings.parens:
-                self._pairs(text, replaced, rule_at, is_protected)
+                rounds -= self._pairs(text, replaced, rule_at, is_protected, rounds)
             if self.settings.marks:
                 self._marks(text, replaced, rule_at, is_protected)
-            if len(replaced) == converted:
+            if rounds <= 0 or not any(_beside_punctuation(text, p) for p in replaced.keys() - converted):
                 break
         # One change per run of adjacent positions converted by the same rule.
         changes: list[Change] = []
@@ -120,11 +126,12 @@ class Punctuation(DocumentStage):
         replaced: dict[int, str],
         rule_at: dict[int, str],
         is_protected: Callable[[int], bool],
-    ) -> None:
-        """Convert ( ) pairs, innermost first, until no more change (marks already converted
-        count as Chinese context)."""
+        rounds: int,
+    ) -> int:
+        """Convert ( ) pairs, innermost first, until no more change or `rounds` passes (marks
+        already converted count as Chinese context); the passes made."""
         current = _with_replacements(text, replaced)
-        for _ in range(4):  # nesting depth handled; deeper nesting is left alone
+        for done in range(1, rounds + 1):
             changed = False
             for m in PAIR.finditer(current):
                 start, end = m.start(), m.end() - 1
@@ -143,8 +150,9 @@ class Punctuation(DocumentStage):
                             rule_at[pos] = "punctuation.parens"
                             changed = True
             if not changed:
-                return
+                return done
             current = _with_replacements(text, replaced)
+        return rounds
 
     def _marks(
         self,
@@ -172,6 +180,12 @@ class Punctuation(DocumentStage):
                 for pos in range(start, end):
                     replaced[pos] = FULL_WIDTH[text[pos]]
                     rule_at[pos] = "punctuation.width"
+
+
+def _beside_punctuation(text: str, pos: int) -> bool:
+    """Whether a mark or a paren (either width: a pair may end in a converted one) is next to
+    `pos`: a conversion there may change that one's context."""
+    return any(0 <= at < len(text) and text[at] in ",:;?!()（）" for at in (pos - 1, pos + 1))
 
 
 def _with_replacements(text: str, replaced: dict[int, str]) -> str:
