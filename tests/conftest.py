@@ -7,14 +7,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import settings
+from hypothesis import HealthCheck, settings
 
 from curate import config as config_module
 
-# CI (`.ci/run`) checks a fixed set of generated examples: a commit passes or fails there the same
-# way every time. Other runs draw new examples, and keep the ones that failed in .hypothesis/.
-settings.register_profile("ci", derandomize=True, database=None)
-settings.load_profile(os.environ.get("CURATE_HYPOTHESIS_PROFILE", "default"))
+# CI (`.ci/run`: CURATE_HYPOTHESIS_PROFILE=ci) checks a fixed set of generated examples with no
+# time limit per example: a commit passes or fails there the same way every time. Other runs draw
+# new examples, and keep the ones that failed in .hypothesis/.
+settings.register_profile(
+    "curate-ci", derandomize=True, database=None, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+if os.environ.get("CURATE_HYPOTHESIS_PROFILE") == "ci":
+    settings.load_profile("curate-ci")
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = Path(__file__).resolve().parent / "fixtures" / "seeds"
