@@ -27,7 +27,7 @@ import shutil
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -196,7 +196,7 @@ class RunRecord:
     inputs: list[dict[str, Any]]
     skipped: list[dict[str, str]]
     parent: str | None
-    artifacts: dict[str, bytes]  # an `Artifacts` in a run: values may still be being built
+    artifacts: Mapping[str, bytes]  # an `Artifacts` in a run: values may still be being built
     warnings: list[str]
 
 
@@ -341,12 +341,14 @@ def write_version(
     _checkpoint("manifest")
     _fsync_tree(tmp)
     os.rename(tmp, final)
+    if hasattr(record.artifacts, "moved"):  # an `Artifacts`: its saved files moved with the folder
+        record.artifacts.moved(final / "index")
     _checkpoint("renamed")
     write_latest(corpus, record.version_id)
     return final
 
 
-def _save_artifacts(artifacts: dict[str, bytes], folder: Path) -> dict[str, str]:
+def _save_artifacts(artifacts: Mapping[str, bytes], folder: Path) -> dict[str, str]:
     """Each artifact as the file `folder / name`; {name: its SHA-256}."""
     save = getattr(artifacts, "save", None)  # an `Artifacts`: moves in the files its builders wrote
     if save is not None:

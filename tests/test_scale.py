@@ -319,10 +319,11 @@ def test_builders_write_their_artifacts_into_the_writers_folder_and_send_back_di
     artifacts.start()
     artifacts.defer("here.npz", lambda: b"here")  # never started: built and written here
     artifacts._settle()
-    kept = dict(dict.items(artifacts))
+    kept = artifacts._values
     # What the forked builder built reached this process as a file it wrote, not as bytes.
     assert isinstance(kept["index.npz"], _Saved) and kept["index.npz"].path.parent == folder
     assert kept["plain.json"] == b"{}"
+    assert dict(artifacts)["index.npz"] == kept["index.npz"].path.read_bytes()  # read as bytes
 
     digests = artifacts.save(folder)
     files = {path.name: path.read_bytes() for path in folder.iterdir()}
@@ -331,6 +332,50 @@ def test_builders_write_their_artifacts_into_the_writers_folder_and_send_back_di
     assert files["index.npz"].startswith(b"built by ") and files["index.npz"] != f"built by {os.getpid()}".encode()
     assert digests == {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
     assert artifacts["index.npz"] == files["index.npz"] and dict(artifacts.items()) == files
+    assert artifacts == files and dict(artifacts) == files and {**artifacts} == files
+
+    # The version writer renames its folder: the values are read from where the files went.
+    final = tmp_path / "final"
+    folder.rename(final)
+    artifacts.moved(final)
+    assert dict(artifacts) == files
+    # Saved again elsewhere: copied, the first folder keeps its files.
+    artifacts.save(tmp_path / "copy")
+    assert sorted(p.name for p in final.iterdir()) == sorted(files) == sorted(p.name for p in (tmp_path / "copy").iterdir())
+
+
+def test_the_last_definition_of_an_artifact_wins_and_leaves_no_file_behind(tmp_path):
+    from curate.stages.base import Artifacts
+
+    def fails() -> bytes:
+        raise ValueError("the build went wrong")
+
+    folder = tmp_path / "index"
+    artifacts = Artifacts()
+    artifacts.write_into(folder)
+    artifacts.defer("a.bin", lambda: b"first")
+    artifacts.defer("b.bin", fails)
+    artifacts.start()  # builds a.bin (a file) then fails on b.bin: its a.bin file goes too
+    artifacts.defer("b.bin", lambda: b"fixed")  # deferred again: the failed build no longer counts
+    artifacts.defer("a.bin", lambda: b"second")
+    artifacts.defer("c.bin", lambda: b"built")
+    artifacts.start()
+    artifacts["c.bin"] = b"assigned"  # assigned after its build started: the assignment wins
+    assert dict(artifacts) == {"a.bin": b"second", "b.bin": b"fixed", "c.bin": b"assigned"}
+    del artifacts["b.bin"]  # its builder's file goes with it
+    left = [p.name for p in folder.iterdir()]
+    assert len(left) == 1 and left[0].startswith(".a.bin.") and left[0].endswith(".part")  # a.bin's build
+    assert artifacts.save(folder).keys() == {"a.bin", "c.bin"}
+    assert sorted(p.name for p in folder.iterdir()) == ["a.bin", "c.bin"]
+
+    failing = Artifacts()
+    failing.write_into(tmp_path / "failing")
+    failing.defer("a.bin", lambda: b"first")
+    failing.defer("b.bin", fails)
+    failing.start()
+    with pytest.raises(ValueError, match="went wrong"):
+        failing.save(tmp_path / "failing")
+    assert not [p for p in (tmp_path / "failing").iterdir() if p.name.endswith(".part")]
 
 
 class _DefersAnArtifact(ExactDuplicates):

@@ -14,11 +14,12 @@ A stage declares its settings as a dataclass (`Settings`); its section in the co
 from __future__ import annotations
 
 import hashlib
+import itertools
 import multiprocessing
 import shutil
 import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -43,7 +44,7 @@ class StageSettings:
 _Pending = Mapping[str, tuple[Callable[[], bytes], Path | None]]
 
 
-class Artifacts(dict):
+class Artifacts(MutableMapping[str, bytes]):
     """The files a run keeps with its version (`state["artifacts"]`: file name -> bytes).
 
     A value may also be deferred (`defer_artifact`): a function that builds the bytes from
@@ -53,30 +54,77 @@ class Artifacts(dict):
     thread only where forking is unsafe: in a process connected to Ray). The local engine
     calls it as soon as a corpus stage has decided and its workers are gone (the decision's
     serial end and the start of the next pass leave a core free); the version writer calls it
-    again when the last pass begins, for whatever was deferred since. Reading a value
-    (`[name]`, `get`, `items`, `values`) waits for it, building it here if nothing started
-    it. Either way the bytes are those the function returns: the same output, only earlier
-    work.
+    again when the last pass begins, for whatever was deferred since. Reading a deferred value
+    waits for the builds, building it here if nothing started it. Either way the bytes are
+    those the function returns: the same output, only earlier work. The last definition of a
+    name wins (a value deferred again, assigned or deleted after a build started: that build's
+    result, or its error, no longer counts).
 
     Once the version writer has said where the artifacts go (`write_into`), a builder writes
-    each value there itself, hashes it and sends back only the file's name and SHA-256
-    (`_Saved`); `save` then moves the file into place. The benchmark's near-duplicate index is
-    32 MB: sent through a pipe, written and hashed by the driver, it was about 0.1 s of serial
-    work after the last document, and 32 MB more in the driver.
+    each value there itself, under a temporary name, hashes it and sends back only the file and
+    its SHA-256 (`_Saved`); `save` then moves the file into place. The benchmark's near-duplicate
+    index is 32 MB: sent through a pipe, written and hashed by the driver, it was about 0.1 s of
+    serial work after the last document, and 32 MB more in the driver. A value kept as a file
+    is read from it when asked for.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, values: Mapping[str, bytes] | None = None) -> None:
+        self._values: dict[str, bytes | _Saved] = {}
         self._deferred: dict[str, Callable[[], bytes]] = {}
-        self._builders: list[_ForkedBuild | _ThreadBuild] = []
+        self._builders: list[tuple[_ForkedBuild | _ThreadBuild, dict[str, int]]] = []
         self._started: set[str] = set()
+        self._stamps: dict[str, int] = {}  # name -> number of its last definition
+        self._definitions = itertools.count(1)
         self._folder: Path | None = None
         self._parts = 0  # files builders were given to write, for unique names
+        self.update(values or {})
 
-    def defer(self, name: str, build: Callable[[], bytes]) -> None:
-        _discard(self.pop(name, None))
-        self._deferred[name] = build
+    # ------------------------------------------------------------------ the mapping
+    def __getitem__(self, name: str) -> bytes:
+        if name in self._deferred:
+            self._settle()
+        return _read(self._values[name])
+
+    def __setitem__(self, name: str, value: bytes) -> None:
+        self._define(name)
+        self._values[name] = value
+
+    def __delitem__(self, name: str) -> None:
+        if name not in self:
+            raise KeyError(name)
+        self._define(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._values or name in self._deferred
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([*self._values, *self._deferred])
+
+    def __len__(self) -> int:
+        return len(self._values) + len(self._deferred)
+
+    def __repr__(self) -> str:
+        return f"Artifacts(values={sorted(self._values)}, deferred={sorted(self._deferred)})"
+
+    def __reduce__(self) -> tuple[type, tuple[dict[str, bytes]]]:
+        """A copy for another process (a stage shipped to a Ray worker takes its context with
+        it) holds the values built so far, never the deferred ones: their functions close over
+        the deciding stage's whole state (the near-duplicate decision: tens of MB), and only
+        the writer, here, reads them."""
+        return Artifacts, ({name: _read(value) for name, value in self._values.items()},)
+
+    def _define(self, name: str) -> None:
+        """A new definition of `name`: what it held goes (a builder's file too), and a build
+        started for an earlier definition no longer counts."""
+        _discard(self._values.pop(name, None))
+        self._deferred.pop(name, None)
         self._started.discard(name)
+        self._stamps[name] = next(self._definitions)
+
+    # ------------------------------------------------------------------ deferred values
+    def defer(self, name: str, build: Callable[[], bytes]) -> None:
+        self._define(name)
+        self._deferred[name] = build
 
     def write_into(self, folder: Path) -> None:
         """The folder the artifacts will be saved in (`save`): builders started from now on
@@ -84,22 +132,34 @@ class Artifacts(dict):
         self._folder = folder
 
     def save(self, folder: Path) -> dict[str, str]:
-        """Every value as a file `folder / name` (moved there when a builder wrote it,
-        written otherwise); {name: SHA-256 of the file}. The values are then read from there."""
+        """Every value as the file `folder / name` (a builder's file moved there, any other
+        value written or copied); {name: SHA-256 of the file}. The values are then read from
+        there (see `moved`)."""
         self._settle()
         folder.mkdir(parents=True, exist_ok=True)
         digests = {}
-        for name in sorted(dict.keys(self)):
-            value = dict.__getitem__(self, name)
+        for name in sorted(self._values):
+            value = self._values[name]
             target = folder / name
             if isinstance(value, _Saved):
-                shutil.move(value.path, target)  # (a rename: `write_into` was given this folder)
+                if _is_part(value):
+                    shutil.move(value.path, target)  # (a rename: `write_into` was given this folder)
+                elif value.path != target:
+                    shutil.copyfile(value.path, target)
                 saved = _Saved(target, value.sha256)
             else:
                 saved = _write(target, value)
-            super().__setitem__(name, saved)
+            self._values[name] = saved
             digests[name] = saved.sha256
+        self._folder = folder
         return digests
+
+    def moved(self, folder: Path) -> None:
+        """The saved files are now in `folder` (the version writer renamed its folder)."""
+        for name, value in self._values.items():
+            if isinstance(value, _Saved) and value.path.parent == self._folder:
+                self._values[name] = _Saved(folder / name, value.sha256)
+        self._folder = folder
 
     def start(self) -> None:
         """Build the deferred values no builder has yet, in the background (no-op when none):
@@ -108,7 +168,7 @@ class Artifacts(dict):
         pending = self._pending()
         if pending:
             builder = _ForkedBuild(pending) if fork_is_safe() else _ThreadBuild(pending)
-            self._builders.append(builder)
+            self._builders.append((builder, {name: self._stamps[name] for name in pending}))
             self._started.update(pending)
 
     def _pending(self) -> _Pending:
@@ -125,51 +185,30 @@ class Artifacts(dict):
         return pending
 
     def _settle(self) -> None:
-        """Wait for the values being built, and build here those nothing started."""
+        """Wait for the values being built, and build here those nothing started. A build of
+        an earlier definition of its names counts for nothing (its file goes, its error too)."""
         if not self._deferred:
             return
         builders, self._builders = self._builders, []
-        outcomes = [builder.result() for builder in builders]
+        outcomes = [(builder.result(), stamps) for builder, stamps in builders]
         pending = self._pending()
         if pending:
-            outcomes.append(_build(pending))
+            outcomes.append((_build(pending), {name: self._stamps[name] for name in pending}))
         self._deferred, self._started = {}, set()
-        for status, value in outcomes:
+        error: BaseException | None = None
+        for (status, built), stamps in outcomes:  # in the order started
+            current = {name for name, stamp in stamps.items() if self._stamps.get(name) == stamp}
             if status == "error":
-                raise value
-        for _, built in outcomes:  # in the order started: a value deferred again wins
+                error = error if error is not None or not current else built
+                continue
             for name, data in built.items():
-                _discard(dict.get(self, name))
-                super().__setitem__(name, data)
-
-    def __getitem__(self, name: str) -> bytes:
-        if self._deferred:
-            self._settle()
-        return _read(super().__getitem__(name))
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._deferred or super().__contains__(name)
-
-    def __len__(self) -> int:
-        return len(self._deferred) + super().__len__()
-
-    def get(self, name: str, default: Any = None) -> Any:
-        return self[name] if name in self else default
-
-    def items(self):  # type: ignore[override]
-        self._settle()
-        return [(name, self[name]) for name in super().keys()]
-
-    def values(self):  # type: ignore[override]
-        self._settle()
-        return [self[name] for name in super().keys()]
-
-    def __reduce__(self) -> tuple[type, tuple[dict[str, bytes]]]:
-        """A copy for another process (a stage shipped to a Ray worker takes its context with
-        it) holds the values built so far, never the deferred ones: their functions close over
-        the deciding stage's whole state (the near-duplicate decision: tens of MB), and only
-        the writer, here, reads them."""
-        return Artifacts, ({name: _read(value) for name, value in dict.items(self)},)
+                if name in current:
+                    _discard(self._values.get(name))
+                    self._values[name] = data
+                else:
+                    _discard(data)
+        if error is not None:
+            raise error
 
 
 def fork_is_safe() -> bool:
@@ -223,17 +262,23 @@ def _read(value: bytes | _Saved) -> bytes:
     return value.path.read_bytes() if isinstance(value, _Saved) else value
 
 
+def _is_part(value: bytes | _Saved | None) -> bool:
+    """A builder's file, not yet saved (`Artifacts.save` moves it into place)."""
+    return isinstance(value, _Saved) and value.path.name.endswith(".part")
+
+
 def _discard(value: bytes | _Saved | None) -> None:
-    """Remove the file of a value no longer wanted (a builder's, replaced before it was saved)."""
-    if isinstance(value, _Saved) and value.path.name.endswith(".part"):
+    """Remove the file of a value no longer wanted (a builder's, not yet saved)."""
+    if _is_part(value):
+        assert isinstance(value, _Saved)
         value.path.unlink(missing_ok=True)
 
 
 def _build(deferred: _Pending) -> tuple[str, Any]:
     """("ok", {name: bytes, or `_Saved` where it has a file to go to}) or ("error", the
     exception), to be re-raised where read."""
+    built: dict[str, bytes | _Saved] = {}
     try:
-        built: dict[str, bytes | _Saved] = {}
         for name in sorted(deferred):
             build, part = deferred[name]
             data = build()
@@ -244,6 +289,8 @@ def _build(deferred: _Pending) -> tuple[str, Any]:
                 built[name] = data
         return "ok", built
     except BaseException as exc:
+        for value in built.values():  # (no file of a failed build is left behind)
+            _discard(value)
         return "error", exc
 
 
