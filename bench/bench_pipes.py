@@ -34,14 +34,13 @@ def _result(_: int) -> bytes:
 def child(widen: bool, results: int, size: int) -> None:
     """One measurement, in this (child) process: prints wall, driver CPU and workers' CPU."""
     global _BLOB
-    from curate.stages.base import widen_pipe
+    from curate.engine import _widen_pipes
 
     _BLOB = os.urandom(size)
     began, cpu = time.perf_counter(), time.process_time()
     with multiprocessing.get_context("fork").Pool(2) as pool:
         if widen:
-            widen_pipe(pool._inqueue._reader)
-            widen_pipe(pool._outqueue._reader)
+            _widen_pipes(pool)  # as the engine widens its pools'
         total = sum(len(r) for r in pool.imap(_result, range(results)))
     wall, cpu = time.perf_counter() - began, time.process_time() - cpu  # all of its threads
     assert total == results * size

@@ -624,7 +624,8 @@ class LocalEngine:
                 return redo(batch)
 
             def redo(batch: list[tuple[bytes, bool, bool, Any]]) -> list[Result]:
-                done = iter(phase.run([payload for payload, _, changed, _ in batch if changed]))
+                again = [payload for payload, _, changed, _ in batch if changed]
+                done = iter(phase.run(again) if again else ())
                 results = []
                 for payload, ok, changed, early in batch:
                     if changed:

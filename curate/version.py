@@ -36,6 +36,7 @@ from typing import Any, NamedTuple
 
 from curate import __version__
 from curate.document import DUPLICATE, OK, QUARANTINED, Document
+from curate.stages.base import Artifacts
 
 VERSIONS = "versions"
 LATEST = "LATEST"
@@ -286,15 +287,17 @@ def write_version(
     offsets = dict.fromkeys(DATA_FILES, 0)
     # Hashed as written: reading 100 MB back to hash it was serial work after the last document.
     hashes = {name: hashlib.sha256() for name in DATA_FILES}
-    start_artifacts = getattr(record.artifacts, "start", None)
-    if hasattr(record.artifacts, "write_into"):  # an `Artifacts`: its builders write the files
-        record.artifacts.write_into(tmp / "index")
+    # A run's `Artifacts`: its builders write their files into the version themselves.
+    artifacts = record.artifacts if isinstance(record.artifacts, Artifacts) else None
+    if artifacts is not None:
+        artifacts.write_into(tmp / "index")
+    to_start = artifacts
     try:
         edit_handle = handles["edits.jsonl"]
         for item in docs:  # in input order (sorted by source), as the engine yields them
-            if start_artifacts is not None:  # the last pass is under way: build deferred ones
-                start_artifacts()
-                start_artifacts = None
+            if to_start is not None:  # the last pass is under way: build deferred ones
+                to_start.start()
+                to_start = None
             doc = item if isinstance(item, Encoded) else encode(item)
             counter.add(doc)
             record.warnings.extend(doc.warnings)
@@ -318,7 +321,8 @@ def write_version(
         before_manifest()
     digests = {name: digest.hexdigest() for name, digest in hashes.items()}
     if record.artifacts:
-        for name, sha256 in _save_artifacts(record.artifacts, tmp / "index").items():
+        saved = artifacts if artifacts is not None else Artifacts(record.artifacts)
+        for name, sha256 in saved.save(tmp / "index").items():
             digests[f"index/{name}"] = sha256
     files = dict(sorted(digests.items()))
     manifest = {
@@ -341,24 +345,11 @@ def write_version(
     _checkpoint("manifest")
     _fsync_tree(tmp)
     os.rename(tmp, final)
-    if hasattr(record.artifacts, "moved"):  # an `Artifacts`: its saved files moved with the folder
-        record.artifacts.moved(final / "index")
+    if artifacts is not None:  # its saved files moved with the folder
+        artifacts.moved(final / "index")
     _checkpoint("renamed")
     write_latest(corpus, record.version_id)
     return final
-
-
-def _save_artifacts(artifacts: Mapping[str, bytes], folder: Path) -> dict[str, str]:
-    """Each artifact as the file `folder / name`; {name: its SHA-256}."""
-    save = getattr(artifacts, "save", None)  # an `Artifacts`: moves in the files its builders wrote
-    if save is not None:
-        return save(folder)
-    folder.mkdir(exist_ok=True)
-    digests = {}
-    for name, data in sorted(artifacts.items()):
-        (folder / name).write_bytes(data)
-        digests[name] = hashlib.sha256(data).hexdigest()
-    return digests
 
 
 def _fsync_tree(folder: Path) -> None:

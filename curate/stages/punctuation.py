@@ -182,10 +182,13 @@ class Punctuation(DocumentStage):
                     rule_at[pos] = "punctuation.width"
 
 
+_CONTEXT_OF = "".join(FULL_WIDTH) + "（）"  # what a conversion beside may change: marks, pairs' ends
+
+
 def _beside_punctuation(text: str, pos: int) -> bool:
     """Whether a mark or a paren (either width: a pair may end in a converted one) is next to
     `pos`: a conversion there may change that one's context."""
-    return any(0 <= at < len(text) and text[at] in ",:;?!()（）" for at in (pos - 1, pos + 1))
+    return any(0 <= at < len(text) and text[at] in _CONTEXT_OF for at in (pos - 1, pos + 1))
 
 
 def _with_replacements(text: str, replaced: dict[int, str]) -> str:
