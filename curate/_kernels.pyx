@@ -1,9 +1,10 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""Compiled loops for the per-character work of near-duplicate detection.
+"""Compiled loops for the per-character work of near-duplicate detection and of the report's
+inline diff.
 
-Each function here computes exactly what its numpy twin in `curate.minhash` computes (that
-twin is the specification, and the fallback when this module was not built: the extension is
-optional at install). numpy already runs each of those operations in C; what costs there is
+Each function here computes exactly what its numpy (or plain Python) twin in `curate.minhash`,
+`curate.document` or `curate.report.model` computes (that twin is the specification, and the
+fallback when this module was not built: the extension is optional at install). numpy already runs each of those operations in C; what costs there is
 numpy's fixed price per call (a few microseconds) times the many small arrays of one
 document or one candidate pair, and the temporary arrays between calls. One loop per call
 here does the whole thing. tests/test_kernels.py checks every function against its twin.
@@ -456,3 +457,50 @@ def source_from_breaks(Py_ssize_t length, const int32_t[::1] positions, const in
         for i in range(positions[k], end):
             view[i] = <int>(i + offset)
     return out
+
+
+def aligned_spans(str before, str after, Py_ssize_t gap=0):
+    """`report.model.aligned_spans`: two texts of the same length as consecutive
+    (start, end, changed) spans, runs of differing positions less than `gap` + 1 unchanged
+    characters apart being one run. One pass over both texts' code points."""
+    cdef Py_ssize_t n = len(after), i, start = -1, prev = -1, pos = 0
+    cdef Py_UCS4 a, b
+    if len(before) != n:
+        raise ValueError("aligned_spans: texts of different lengths")
+    spans = []
+    for i in range(n):
+        a = before[i]
+        b = after[i]
+        if a == b:
+            continue
+        if start < 0:
+            start = i
+        elif i - prev > gap + 1:
+            if start > pos:
+                spans.append((pos, start, False))
+            spans.append((start, prev + 1, True))
+            pos, start = prev + 1, i
+        prev = i
+    if start >= 0:
+        if start > pos:
+            spans.append((pos, start, False))
+        spans.append((start, prev + 1, True))
+        pos = prev + 1
+    if pos < n:
+        spans.append((pos, n, False))
+    return spans
+
+
+def count_differences(str before, str after):
+    """How many positions two texts of the same length differ at (`len(_differences(...))`
+    of `report.model`)."""
+    cdef Py_ssize_t n = len(after), i, count = 0
+    cdef Py_UCS4 a, b
+    if len(before) != n:
+        raise ValueError("count_differences: texts of different lengths")
+    for i in range(n):
+        a = before[i]
+        b = after[i]
+        if a != b:
+            count += 1
+    return count

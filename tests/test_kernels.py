@@ -198,3 +198,55 @@ def test_source_breaks_are_the_same(steps: list[int], start: int) -> None:
     for got, want in zip(compiled, reference, strict=True):
         assert got.dtype == want.dtype and got.tolist() == want.tolist()
     assert rebuilt == rebuilt_by_numpy == src and rebuilt.typecode == rebuilt_by_numpy.typecode
+
+
+def _aligned_pair(draw: st.DrawFn) -> tuple[str, str]:
+    """Two texts of one length that differ at some positions, in runs and alone."""
+    before = draw(st.text(alphabet=st.sampled_from(ALPHABET), max_size=150))
+    changed = draw(st.lists(st.booleans(), min_size=len(before), max_size=len(before)))
+    other = draw(st.text(alphabet=st.sampled_from(ALPHABET), min_size=len(before), max_size=len(before)))
+    after = "".join(o if c else b for b, o, c in zip(before, other, changed, strict=True))
+    return before, after
+
+
+aligned_pairs = st.composite(_aligned_pair)
+
+
+@needs_kernels
+@given(aligned_pairs(), st.integers(0, 25))
+@settings(max_examples=400, deadline=None)
+def test_aligned_spans_are_the_same(pair: tuple[str, str], gap: int) -> None:
+    from curate.report import model
+
+    before, after = pair
+    compiled = model.aligned_spans(before, after, gap)
+    shown = model._shown({"k": "sub", "t": before, "a": after, "e": 0})
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setattr(model, "_compiled_aligned_spans", None)
+        monkeypatch.setattr(model, "_compiled_count_differences", None)
+        reference = model.aligned_spans(before, after, gap)
+        shown_by_python = model._shown({"k": "sub", "t": before, "a": after, "e": 0})
+    assert compiled == reference
+    assert shown == shown_by_python
+    # Independent oracle: the spans tile the text, and a span is "changed" exactly where it
+    # holds a differing position; each changed span starts and ends at one.
+    assert [s for s, _, _ in compiled] == [0, *(e for _, e, _ in compiled[:-1])][: len(compiled)]
+    assert (compiled[-1][1] if compiled else 0) == len(after)
+    assert all(start < end for start, end, _ in compiled)
+    differing = [i for i, (a, b) in enumerate(zip(before, after, strict=True)) if a != b]
+    assert shown == len(before) + len(differing)
+    for start, end, is_changed in compiled:
+        inside = [i for i in differing if start <= i < end]
+        assert bool(inside) == is_changed
+        if is_changed:
+            assert inside[0] == start and inside[-1] == end - 1
+
+
+@needs_kernels
+def test_aligned_spans_reject_texts_of_different_lengths() -> None:
+    from curate.report import model
+
+    with pytest.raises(ValueError):
+        model.aligned_spans("ab", "abc")
+    with pytest.raises(ValueError):
+        model._shown({"k": "sub", "t": "ab", "a": "abc", "e": 0})

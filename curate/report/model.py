@@ -48,6 +48,12 @@ from typing import Any, NamedTuple
 from curate.document import Edit, undo_edits
 from curate.version import STATUS_FILES, EditRow, FlagRow
 
+try:  # the compiled loops (curate/_kernels.pyx), built by the install
+    from curate._kernels import aligned_spans as _compiled_aligned_spans
+    from curate._kernels import count_differences as _compiled_count_differences
+except ImportError:  # no C compiler was there: the Python below does the same
+    _compiled_aligned_spans = _compiled_count_differences = None
+
 REPORT_FORMAT = 2  # 2: aligned substitutions as "sub" segments
 
 
@@ -516,7 +522,13 @@ def _differences(before: str, after: str) -> list[int]:
 def aligned_spans(before: str, after: str, gap: int = 0) -> list[tuple[int, int, bool]]:
     """Two texts of the same length cut into consecutive spans (start, end, changed): runs of
     positions at which they differ (runs less than `gap` + 1 unchanged characters apart are
-    one run), and the unchanged text between them."""
+    one run), and the unchanged text between them.
+
+    Compiled (`curate._kernels.aligned_spans`: one pass over both texts) where built: every
+    substitution of a converted document goes through here, most of them differing at
+    hundreds of positions. The Python below is its specification and fallback."""
+    if _compiled_aligned_spans is not None:
+        return _compiled_aligned_spans(before, after, gap)
     spans: list[tuple[int, int, bool]] = []
     where = _differences(before, after)
     pos = 0
@@ -1006,7 +1018,11 @@ def _shown(segment: dict[str, Any]) -> int:
     they differ, its output's characters."""
     size = len(segment.get("t", ""))
     if segment["k"] == "sub":
-        size += len(_differences(segment["t"], segment["a"]))
+        before, after = segment["t"], segment["a"]
+        if _compiled_count_differences is not None:
+            size += _compiled_count_differences(before, after)
+        else:
+            size += len(_differences(before, after))
     return size
 
 
