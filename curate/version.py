@@ -363,37 +363,53 @@ class _Counts:
     """Counts per stage, rule, metadata field, flag kind and status, accumulated document by document."""
 
     def __init__(self) -> None:
-        self.by_stage: Counter[str] = Counter()
-        self.by_rule: Counter[str] = Counter()
-        self.chars_by_rule: Counter[str] = Counter()
+        # (stage, rule, action) -> [edits, characters removed]: one lookup per edit, folded into
+        # the per-stage, per-rule and per-field counts by `result`.
+        self.edit_counts: dict[tuple[str, str, str], list[int]] = {}
         self.docs_by_rule: Counter[str] = Counter()
-        self.meta_fields: Counter[str] = Counter()
         self.flags: Counter[str] = Counter()
         self.statuses: Counter[str] = Counter()
 
     def add(self, doc: Encoded) -> None:
         self.statuses[doc.status] += 1
-        for edit in doc.edits:
-            self.by_stage[edit.stage] += 1
-            self.by_rule[edit.rule] += 1
-            self.chars_by_rule[edit.rule] += max(0, edit.before - edit.after)
-            if edit.action.startswith("meta:"):
-                self.meta_fields[edit.action[5:]] += 1
-        self.docs_by_rule.update({edit.rule for edit in doc.edits})
-        self.flags.update(flag.kind for flag in doc.flags)
+        edits = doc.edits
+        if edits:
+            counts = self.edit_counts
+            for stage, rule, action, _, before, after in edits:
+                key = (stage, rule, action)
+                found = counts.get(key)
+                removed = before - after if before > after else 0
+                if found is None:
+                    counts[key] = [1, removed]
+                else:
+                    found[0] += 1
+                    found[1] += removed
+            self.docs_by_rule.update({edit.rule for edit in edits})
+        if doc.flags:
+            self.flags.update(flag.kind for flag in doc.flags)
 
     def result(self) -> dict[str, Any]:
+        by_stage: Counter[str] = Counter()
+        by_rule: Counter[str] = Counter()
+        chars_by_rule: Counter[str] = Counter()
+        meta_fields: Counter[str] = Counter()
+        for (stage, rule, action), (edits, removed) in self.edit_counts.items():
+            by_stage[stage] += edits
+            by_rule[rule] += edits
+            chars_by_rule[rule] += removed
+            if action.startswith("meta:"):
+                meta_fields[action[5:]] += edits
         return {
             "documents_in": sum(self.statuses.values()),
             "documents_out": self.statuses[OK],
             "quarantined": self.statuses[QUARANTINED],
             "duplicates": self.statuses[DUPLICATE],
-            "edits": sum(self.by_stage.values()),
-            "edits_by_stage": dict(sorted(self.by_stage.items())),
-            "edits_by_rule": dict(sorted(self.by_rule.items())),
+            "edits": sum(by_stage.values()),
+            "edits_by_stage": dict(sorted(by_stage.items())),
+            "edits_by_rule": dict(sorted(by_rule.items())),
             "documents_by_rule": dict(sorted(self.docs_by_rule.items())),
-            "chars_removed_by_rule": dict(sorted(self.chars_by_rule.items())),
-            "meta_fields": dict(sorted(self.meta_fields.items())),
+            "chars_removed_by_rule": dict(sorted(chars_by_rule.items())),
+            "meta_fields": dict(sorted(meta_fields.items())),
             "flags_by_kind": dict(sorted(self.flags.items())),
         }
 

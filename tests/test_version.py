@@ -53,6 +53,36 @@ def test_a_version_has_its_files_and_fields(curate_run, tmp_path):
         assert set(edit) >= {"doc", "stage", "rule", "action", "start", "end", "before", "after", "reason"}
 
 
+def test_manifest_counts_are_those_of_the_version_files(curate_run):
+    """The counts the writer accumulates as documents stream by are what counting the written
+    edit and record lines gives."""
+    from collections import Counter
+
+    folder = curate_run().version_dir
+    edits = [json.loads(line) for line in (folder / "edits.jsonl").read_text(encoding="utf-8").splitlines()]
+    records = [
+        json.loads(line)
+        for name in ["documents.jsonl", "quarantine.jsonl", "duplicates.jsonl"]
+        for line in (folder / name).read_text(encoding="utf-8").splitlines()
+    ]
+    counts = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))["counts"]
+    removed: Counter[str] = Counter()
+    for e in edits:
+        removed[e["rule"]] += max(0, len(e["before"]) - len(e["after"]))
+    assert edits and any(e["action"].startswith("meta:") for e in edits)  # the counts are not trivial
+    assert counts["edits"] == len(edits)
+    assert counts["edits_by_stage"] == dict(sorted(Counter(e["stage"] for e in edits).items()))
+    assert counts["edits_by_rule"] == dict(sorted(Counter(e["rule"] for e in edits).items()))
+    assert counts["chars_removed_by_rule"] == dict(sorted(removed.items()))
+    by_doc = Counter(rule for rule, _ in {(e["rule"], e["doc"]) for e in edits})
+    assert counts["documents_by_rule"] == dict(sorted(by_doc.items()))
+    meta = Counter(e["action"][5:] for e in edits if e["action"].startswith("meta:"))
+    assert counts["meta_fields"] == dict(sorted(meta.items()))
+    flags = Counter(f["kind"] for r in records for f in r.get("flags", []))
+    assert counts["flags_by_kind"] == dict(sorted(flags.items()))
+    assert counts["documents_in"] == len(records)
+
+
 def test_edits_rebuild_every_input_exactly(curate_run):
     from curate.document import Edit, undo_edits
 

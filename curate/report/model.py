@@ -1110,12 +1110,12 @@ class _Tally:
 
     def __init__(self) -> None:
         self.status: Counter[str] = Counter()
-        self.stages: dict[str, dict[str, Any]] = {}
-        self.rules: dict[tuple[str, str], dict[str, Any]] = {}
+        # (stage, rule, action, kind) -> [edits, characters before]: one lookup per edit; the
+        # tables per stage and per rule are folded from it in `result` (the writer adds every
+        # document's edits while the last pass runs). Keys are in order of first appearance.
+        self.edit_counts: dict[tuple[str, str, str, str], list[int]] = {}
         self.stage_docs: Counter[str] = Counter()
         self.rule_docs: Counter[tuple[str, str]] = Counter()
-        self.meta_fields: Counter[str] = Counter()
-        self.seen_stages: dict[str, None] = {}  # in order of first appearance
         self.flags: dict[str, dict[str, int]] = {}
         self.documents = 0
         self.documents_edited = 0
@@ -1138,41 +1138,52 @@ class _Tally:
         """All the edits of one document."""
         self.documents_edited += 1
         self.edits += len(doc_edits)
-        stages: set[str] = set()
-        rules: set[tuple[str, str]] = set()
-        for stage, rule, action, edit_kind, before, _ in doc_edits:
-            self.seen_stages.setdefault(stage)
+        counts = self.edit_counts
+        for stage, rule, action, kind, before, _ in doc_edits:
+            key = (stage, rule, action, kind)
+            found = counts.get(key)
+            if found is None:
+                counts[key] = [1, before]
+            else:
+                found[0] += 1
+                found[1] += before
+        self.stage_docs.update({row[0] for row in doc_edits})
+        self.rule_docs.update({(row[0], row[1]) for row in doc_edits})
+
+    def _tables(self) -> tuple[dict[str, dict[str, Any]], dict[tuple[str, str], dict[str, Any]], Counter[str]]:
+        """(per stage, per (stage, rule), per metadata field), folded from `edit_counts`; the
+        stages in order of first appearance."""
+        stages: dict[str, dict[str, Any]] = {}
+        rules: dict[tuple[str, str], dict[str, Any]] = {}
+        meta_fields: Counter[str] = Counter()
+        for (stage, rule, action, kind), (edits, before) in self.edit_counts.items():
             removed, replaced = _removed_chars(action, before)
-            for key, table in ((stage, self.stages), ((stage, rule), self.rules)):
+            field = action.split(":", 1)[1] if action.startswith("meta:") else None
+            for key, table in ((stage, stages), ((stage, rule), rules)):
                 entry = table.setdefault(
-                    key,
-                    {"edits": 0, "chars_removed": 0, "chars_replaced": 0, "meta_fields": {}},
+                    key, {"edits": 0, "chars_removed": 0, "chars_replaced": 0, "meta_fields": {}}
                 )
-                entry["edits"] += 1
+                entry["edits"] += edits
                 entry["chars_removed"] += removed
                 entry["chars_replaced"] += replaced
-                if action.startswith("meta:"):
-                    name = action.split(":", 1)[1]
-                    entry["meta_fields"][name] = entry["meta_fields"].get(name, 0) + 1
-            kinds = self.rules[(stage, rule)].setdefault("kinds", {})
-            kind = edit_kind or action
-            kinds[kind] = kinds.get(kind, 0) + 1
-            stages.add(stage)
-            rules.add((stage, rule))
-            if action.startswith("meta:"):
-                self.meta_fields[action.split(":", 1)[1]] += 1
-        self.stage_docs.update(stages)
-        self.rule_docs.update(rules)
+                if field is not None:
+                    entry["meta_fields"][field] = entry["meta_fields"].get(field, 0) + edits
+            kinds = rules[(stage, rule)].setdefault("kinds", {})
+            kinds[kind or action] = kinds.get(kind or action, 0) + edits
+            if field is not None:
+                meta_fields[field] += edits
+        return stages, rules, meta_fields
 
     def result(self, manifest: dict[str, Any]) -> dict[str, Any]:
-        order = _stage_order(list(self.seen_stages), list(manifest.get("config", {})))
+        stages, rules, meta_fields = self._tables()
+        order = _stage_order(list(stages), list(manifest.get("config", {})))
         stage_rows = [
-            {"stage": s, "documents": self.stage_docs[s], **_sorted_fields(self.stages[s])} for s in order
+            {"stage": s, "documents": self.stage_docs[s], **_sorted_fields(stages[s])} for s in order
         ]
         rank = {s: n for n, s in enumerate(order)}
         rule_rows = [
-            {"stage": s, "rule": r, "documents": self.rule_docs[(s, r)], **_sorted_fields(self.rules[(s, r)])}
-            for s, r in sorted(self.rules, key=lambda sr: (rank[sr[0]], sr[1]))
+            {"stage": s, "rule": r, "documents": self.rule_docs[(s, r)], **_sorted_fields(rules[(s, r)])}
+            for s, r in sorted(rules, key=lambda sr: (rank[sr[0]], sr[1]))
         ]
         flag_rows = [{"kind": k, **v} for k, v in sorted(self.flags.items())]
         counts = {
@@ -1185,7 +1196,7 @@ class _Tally:
             "flags": sum(r["flags"] for r in flag_rows),
             "chars_removed": sum(r["chars_removed"] for r in stage_rows),
             "chars_replaced": sum(r["chars_replaced"] for r in stage_rows),
-            "meta_fields": sum(self.meta_fields.values()),
+            "meta_fields": sum(meta_fields.values()),
         }
         chart = sorted(
             ({"stage": r["stage"], "rule": r["rule"], "chars_removed": r["chars_removed"], "edits": r["edits"]}
@@ -1197,7 +1208,7 @@ class _Tally:
             "stages": stage_rows,
             "rules": rule_rows,
             "flags": flag_rows,
-            "meta_fields": dict(sorted(self.meta_fields.items())),
+            "meta_fields": dict(sorted(meta_fields.items())),
             "removals_by_rule": chart,
         }
 
