@@ -22,15 +22,15 @@ from curate.report.model import (
     load_version,
     read_version,
 )
+from curate.version import WRITE_BUFFER
 
 __all__ = ["ReportError", "Limits", "build_report", "encode_report", "load_version", "write_reports"]
 
 
 def _write_atomically(path: Path, parts: list[bytes]) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("wb") as handle:
-        for part in parts:
-            handle.write(part)
+    with tmp.open("wb", buffering=WRITE_BUFFER) as handle:
+        handle.writelines(parts)
     os.replace(tmp, path)
 
 
