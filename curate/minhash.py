@@ -373,6 +373,22 @@ def estimate_jaccard(sig_a: np.ndarray, sig_b: np.ndarray) -> float:
     return float(np.count_nonzero(sig_a == sig_b)) / sig_a.shape[0]
 
 
+def sorted_unique(values: np.ndarray) -> np.ndarray:
+    """The distinct values of a 1-D array, sorted: `np.unique` by one sort.
+
+    Since numpy 2.3 `np.unique` finds the distinct integers with a hash table, which is several
+    times slower than a sort when most values are distinct, as shingle ids are (numpy's own
+    benchmarks show it slower for such data, numpy/numpy#30496): here 0.79 s against 0.05 s for
+    720,000 int64 values, 0.12 ms against 0.03 ms for 1,000."""
+    ordered = np.sort(values)
+    if ordered.size < 2:
+        return ordered
+    first = np.empty(ordered.size, dtype=bool)
+    first[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+    return ordered[first]
+
+
 def exact_overlap(ids_a: np.ndarray, ids_b: np.ndarray) -> tuple[float, float, float]:
     """(Jaccard, share of A in B, share of B in A) of two sorted unique shingle-id arrays."""
     if ids_a.shape[0] == 0 or ids_b.shape[0] == 0:

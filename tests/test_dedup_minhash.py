@@ -219,3 +219,20 @@ def test_gram_coverage_counts_the_characters_in_shared_4_grams(
     # An upper bound on the characters of b in difflib's matching blocks (>= 4 characters).
     blocks = minhash.matching_blocks(a, b, 4, a_index, b_index)
     assert sum(size for _, _, size in blocks) <= coverage
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.integers(0, 2**64 - 1), max_size=60),
+    st.sampled_from([np.uint64, np.int64]),
+    st.integers(1, 4),
+)
+def test_sorted_unique_is_the_distinct_values_sorted(values: list[int], dtype: type, repeat: int) -> None:
+    # The shingle sets of exact verification: `np.unique`'s answer, each value once, in order.
+    if dtype is np.int64:
+        values = [v - 2**63 for v in values]
+    array = np.array(values * repeat, dtype=dtype)
+    got = minhash.sorted_unique(array)
+    assert got.dtype == array.dtype
+    assert got.tolist() == sorted(set(values))
+    assert np.array_equal(got, np.unique(array))

@@ -88,7 +88,6 @@ from typing import Any, ClassVar
 
 import lz4.block
 import numpy as np
-import numpy.ma  # noqa: F401  (np.unique imports it on first use: here, once, before any fork)
 import regex
 
 from curate import lsh_params, minhash
@@ -914,7 +913,7 @@ class _Engine:
                 np.array([0, para.cf1 - para.cf0]),
                 self.s.shingle_size,
             )
-            para.ids = np.unique(ids)
+            para.ids = minhash.sorted_unique(ids)
         return para.ids
 
     def _doc_shingles(self, doc: _Doc) -> np.ndarray:
@@ -925,10 +924,10 @@ class _Engine:
             codes = np.concatenate([form.codes[p.cf0 : p.cf1] for p in paras])
             bounds = np.cumsum([0, *(p.cf1 - p.cf0 for p in paras)])
             ids, _ = minhash.shingle_ids(codes, bounds, self.s.shingle_size)
-            doc.ids = np.unique(ids)
+            doc.ids = minhash.sorted_unique(ids)
         if doc.ids is None:
             parts = [self._shingles(self.paras[p]) for p in doc.paras]
-            doc.ids = np.unique(np.concatenate(parts)) if parts else np.empty(0, np.uint64)
+            doc.ids = minhash.sorted_unique(np.concatenate(parts)) if parts else np.empty(0, np.uint64)
         return doc.ids
 
     def _form(self, para: _Para) -> minhash.ComparisonForm:
