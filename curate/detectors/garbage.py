@@ -27,6 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.ma  # noqa: F401  (np.median imports it on first use: here, before the workers fork)
 
 from curate.detectors import DetectorContext, TextBatch
 from curate.detectors.bigram import SPACE
