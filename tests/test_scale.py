@@ -118,6 +118,64 @@ def test_pipeline_writes_the_same_version_with_one_or_two_workers(tmp_path):
 
 
 
+_WORKER_IMPORTS = """
+import os, sys
+from pathlib import Path
+
+sys.path.insert(0, {root!r})
+driver = os.getpid()
+log = {log!r}
+
+
+class Watch:
+    # Every import a forked process makes: what the driver did not load before the fork.
+    def find_spec(self, name, path=None, target=None):
+        if os.getpid() != driver:
+            with open(log, "a", encoding="utf-8") as handle:
+                handle.write(name + "\\n")
+        return None
+
+
+from curate import runner
+from tests.conftest import SEED_FILES, make_config
+from tests.scale_helpers import articles, write_corpus
+
+tmp = Path({tmp!r})
+# The first document runs in the driver before the pools fork: a short one, which leaves most
+# code paths (and their lazy imports) to the workers.
+(tmp / "first").mkdir()
+(tmp / "first" / "0.txt").write_text("短短一句。\\n", encoding="utf-8")
+# And one with a run of unrelated Han characters, which the garbage detector looks at closely.
+noise = "".join(chr(0x4E00 + (i * 7919) % 20000) for i in range(48))
+prose = articles(2, seed=99)  # (unlike the others: a copy would be dropped before the detectors)
+(tmp / "noisy").mkdir()
+(tmp / "noisy" / "1.txt").write_text(prose[0] + "\\n附件内容：" + noise + "\\n" + prose[1], encoding="utf-8")
+inputs = [str(tmp / "first"), str(write_corpus(tmp / "built", 120, per_file=40)), str(tmp / "noisy")]
+inputs += [str(p) for p in SEED_FILES]
+config = make_config(tmp, {{"run": {{"input": inputs, "workers": 2, "batch_size": 7}}}})
+sys.meta_path.insert(0, Watch())
+runner.run(config)
+"""
+
+
+def test_workers_import_nothing_the_driver_could_have_loaded_before_the_fork(tmp_path):
+    # A module a worker imports on first use is imported again by every worker of every pass
+    # (numpy.ma, which np.median imports lazily, cost each last-pass worker its import). The
+    # stages import what they use with their modules, before any pool forks. A codec
+    # (`encodings.*`) is looked up by name on first use: small, and which ones depends on the text.
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    log = tmp_path / "imports.txt"
+    log.touch()
+    script = _WORKER_IMPORTS.format(root=str(ROOT), log=str(log), tmp=str(tmp_path))
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=tmp_path, timeout=300)
+    imported = sorted(set(log.read_text(encoding="utf-8").split()))
+    assert [name for name in imported if not name.startswith("encodings.")] == []
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_a_run_collects_cycles_less_often_and_leaves_the_collector_as_it_was(tmp_path, monkeypatch, workers):
     # The last pass's workers encode the documents: they see the run's threshold (inherited).
