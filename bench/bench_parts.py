@@ -1,0 +1,159 @@
+"""Parts of a run measured alone, on the whole-pipeline benchmark input (see bench_pipeline.py):
+what the last pass makes for the report besides the stages, what the writer counts, and the
+near-duplicate decision.
+
+    .venv/bin/python bench/bench_parts.py [--corpora ../shared/corpora] [--checkout PATH] [--rounds 5]
+
+One run of the pipeline (1 worker, report included) records, as they go by, what the parts
+below take as input; each part is then timed alone on that input, `--rounds` times, and the
+median printed:
+
+- entries: the report entry of every listed document (`report.model._entry_of`: the inline diff
+  replayed from the edits, collapsed, encoded as JSON), from the records the run encoded;
+- counts: the report's summary tally (`report.model._Tally`) and the manifest's counts
+  (`version._Counts`) over every written document;
+- decide: the near-duplicate decision (`dedup._Engine.decide`), timed inside further runs of the
+  pipeline on one worker, where it verifies its candidate pairs itself (its "waves" part).
+
+`--checkout PATH` measures the curate of another checkout (say a `git worktree` of an earlier
+commit) with this script: run it once with and once without, to compare two commits part by
+part where a whole run is too noisy to tell a few percent. Exits 0 with a "skipped" line when
+the corpora are absent.
+"""
+
+from __future__ import annotations
+
+import functools
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+
+def main() -> int:
+    from bench_pipeline import corpora_parser, found_corpora, prepare_inputs
+
+    parser = corpora_parser(__doc__.splitlines()[0])
+    parser.add_argument("--checkout", help="measure the curate package of this checkout")
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    corpora = found_corpora(args.corpora)
+    if corpora is None:
+        return 0
+    checkout = Path(args.checkout).resolve() if args.checkout else ROOT
+    sys.path.insert(0, str(checkout))  # (before curate is first imported)
+
+    from curate import config as config_module
+    from curate import runner, version
+    from curate.report import model
+    from curate.stages import dedup
+
+    assert Path(model.__file__).resolve().is_relative_to(checkout), model.__file__
+    with tempfile.TemporaryDirectory(prefix="curate-parts-") as tmp:
+        prepare_inputs(corpora, Path(tmp) / "input")
+
+        def run() -> None:
+            out = tempfile.mkdtemp(dir=tmp)
+            settings = {
+                "input": [str(Path(tmp) / "input")],
+                "corpus": f"{out}/corpus",
+                "reports": f"{out}/reports",
+                "rules": [str(checkout / "rules")],
+                "workers": 1,
+            }
+            runner.run(config_module.build({"run": settings}), write_report=True)
+
+        entries, written, decisions = record(run, model, version, dedup)
+        for _ in range(args.rounds - 1):
+            run()
+        print(f"curate of {checkout}; medians of {args.rounds} rounds")
+        print(f"entries: {median(args.rounds, lambda: make_entries(model, entries)):.3f} s for {len(entries)} documents")
+        print(f"counts: {median(args.rounds, lambda: count(model, version, written)):.3f} s for {len(written)} documents")
+        print(
+            f"decide: {statistics.median(d['decide'] for d in decisions):.3f} s, of which verifying "
+            f"(waves) {statistics.median(d['_in_waves'] for d in decisions):.3f} s"
+        )
+    return 0
+
+
+def record(run: Any, model: Any, version: Any, dedup: Any) -> tuple[list[Any], list[Any], list[dict[str, float]]]:
+    """Run once, keeping the entries' and the counts' inputs; every run's decision times."""
+    entries: list[Any] = []
+    written: list[Any] = []
+    decisions: list[dict[str, float]] = []
+    make = model.EntryMaker.__call__
+
+    def keep_entry(self: Any, doc: Any, record: dict[str, Any], edits: Any, made: Any) -> Any:
+        from curate.document import undo_edits
+
+        entry = make(self, doc, record, edits, made)
+        if entry is not None:  # (a listed document)
+            entries.append((dict(record), list(edits), undo_edits(record["text"], made)))
+        return entry
+
+    add = model.WrittenIndex.__call__
+
+    def keep_written(self: Any, doc: Any, *rest: Any) -> Any:
+        written.append(doc)
+        return add(self, doc, *rest)
+
+    def timed(name: str, method: Any) -> Any:
+        """`method`, its time added to the current decision's record under `name`."""
+
+        @functools.wraps(method)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if name == "decide":
+                decisions.append({})
+            start = time.perf_counter()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                decisions[-1][name] = decisions[-1].get(name, 0.0) + time.perf_counter() - start
+
+        return wrapper
+
+    model.EntryMaker.__call__ = keep_entry
+    model.WrittenIndex.__call__ = keep_written
+    dedup._Engine.decide = timed("decide", dedup._Engine.decide)
+    dedup._Engine._in_waves = timed("_in_waves", dedup._Engine._in_waves)  # (inside decide)
+    try:
+        run()
+    finally:
+        model.EntryMaker.__call__ = make
+        model.WrittenIndex.__call__ = add
+    return entries, written, decisions
+
+
+def make_entries(model: Any, entries: list[Any]) -> None:
+    limits = model.Limits()
+    for record, edits, text_in in entries:
+        model._entry_of(dict(record), edits, True, limits, True, text_in)
+
+
+def count(model: Any, version: Any, written: list[Any]) -> None:
+    tally, counts = model._Tally(), version._Counts()
+    for doc in written:
+        tally.add_document(doc.status, doc.flags)
+        if doc.edits:
+            tally.add_edits(doc.edits)
+        counts.add(doc)
+    tally.result({"config": {}})
+    counts.result()
+
+
+def median(rounds: int, work: Any) -> float:
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
