@@ -1255,28 +1255,7 @@ def document_entry(
         "duplicate_of": doc.get("duplicate_of"),
         "meta": doc.get("meta", {}),
         "chars_out": len(doc["text"]),
-        "edits": [
-            {
-                "seq": e.get("seq", n),
-                "stage": e.get("stage", ""),
-                "rule": e.get("rule", ""),
-                "action": e.get("action", ""),
-                "kind": e.get("kind", ""),
-                "reason": e.get("reason", ""),
-                "before": _clip(e.get("before", ""), limits.max_edit_text),
-                "after": _clip(e.get("after", ""), limits.max_edit_text),
-                "src_start": e.get("src_start", -1),
-                "src_end": e.get("src_end", -1),
-                **({"link": e["link"]} if e.get("link") else {}),
-                **({"evidence": e["evidence"]} if e.get("evidence") else {}),
-                **(
-                    {"review": review_command(doc["id"], e)}
-                    if e.get("action") == "drop" or str(e.get("action", "")).startswith("meta:")
-                    else {}
-                ),
-            }
-            for n, e in enumerate(edits)
-        ],
+        "edits": [_edit_entry(doc["id"], n, e, limits.max_edit_text) for n, e in enumerate(edits)],
         "flags": flags,
     }
     text = input_text(doc, edits) if text_in is None else text_in
@@ -1288,6 +1267,30 @@ def document_entry(
     else:
         entry["diff"] = None
         entry["diff_cut"] = False
+    return entry
+
+
+def _edit_entry(doc_id: str, n: int, e: dict[str, Any], limit: int) -> dict[str, Any]:
+    """An edit as the report lists it (its texts clipped to `limit`)."""
+    action = e.get("action", "")
+    entry = {
+        "seq": e.get("seq", n),
+        "stage": e.get("stage", ""),
+        "rule": e.get("rule", ""),
+        "action": action,
+        "kind": e.get("kind", ""),
+        "reason": e.get("reason", ""),
+        "before": _clip(e.get("before", ""), limit),
+        "after": _clip(e.get("after", ""), limit),
+        "src_start": e.get("src_start", -1),
+        "src_end": e.get("src_end", -1),
+    }
+    if e.get("link"):
+        entry["link"] = e["link"]
+    if e.get("evidence"):
+        entry["evidence"] = e["evidence"]
+    if action == "drop" or str(action).startswith("meta:"):
+        entry["review"] = review_command(doc_id, e)
     return entry
 
 
