@@ -45,8 +45,7 @@ LOCK = ".lock"
 STATUS_FILES = {OK: "documents.jsonl", QUARANTINED: "quarantine.jsonl", DUPLICATE: "duplicates.jsonl"}
 DATA_FILES = [*STATUS_FILES.values(), "edits.jsonl"]
 # Buffer of the files a run writes line by line: a record is a few kilobytes, more than the
-# default buffer, so each would be its own write call (12,000 on the benchmark, 45-80 ms in
-# the writer against 27 ms with this; bench/bench_pipeline.py's data, written alone).
+# default buffer, so each would be its own write call (12,000 on the benchmark).
 WRITE_BUFFER = 1 << 20
 
 
