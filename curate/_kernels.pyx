@@ -492,8 +492,8 @@ def aligned_spans(str before, str after, Py_ssize_t gap=0):
 
 
 def count_differences(str before, str after):
-    """How many positions two texts of the same length differ at (`len(_differences(...))`
-    of `report.model`)."""
+    """`report.model.count_differences`: how many positions two texts of the same length
+    differ at."""
     cdef Py_ssize_t n = len(after), i, count = 0
     cdef Py_UCS4 a, b
     if len(before) != n:

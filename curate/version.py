@@ -362,32 +362,43 @@ def _fsync_tree(folder: Path) -> None:
                 os.fsync(handle.fileno())
 
 
+class EditCounts:
+    """Edits counted by (stage, rule, action, kind): [edits, characters before, characters
+    removed] for each, one lookup per edit (the writer counts every edit of a run as the last
+    pass streams in). The manifest's counts (`_Counts`) and the report's summary
+    (`report.model._Tally`) fold what they show from it. Keys in order of first appearance."""
+
+    def __init__(self) -> None:
+        self.by_key: dict[tuple[str, str, str, str], list[int]] = {}
+
+    def add(self, rows: Iterable[EditRow]) -> None:
+        by_key = self.by_key
+        for stage, rule, action, kind, before, after in rows:
+            key = (stage, rule, action, kind)
+            removed = before - after if before > after else 0
+            found = by_key.get(key)
+            if found is None:
+                by_key[key] = [1, before, removed]
+            else:
+                found[0] += 1
+                found[1] += before
+                found[2] += removed
+
+
 class _Counts:
     """Counts per stage, rule, metadata field, flag kind and status, accumulated document by document."""
 
     def __init__(self) -> None:
-        # (stage, rule, action) -> [edits, characters removed]: one lookup per edit, folded into
-        # the per-stage, per-rule and per-field counts by `result`.
-        self.edit_counts: dict[tuple[str, str, str], list[int]] = {}
+        self.edits = EditCounts()
         self.docs_by_rule: Counter[str] = Counter()
         self.flags: Counter[str] = Counter()
         self.statuses: Counter[str] = Counter()
 
     def add(self, doc: Encoded) -> None:
         self.statuses[doc.status] += 1
-        edits = doc.edits
-        if edits:
-            counts = self.edit_counts
-            for stage, rule, action, _, before, after in edits:
-                key = (stage, rule, action)
-                found = counts.get(key)
-                removed = before - after if before > after else 0
-                if found is None:
-                    counts[key] = [1, removed]
-                else:
-                    found[0] += 1
-                    found[1] += removed
-            self.docs_by_rule.update({edit.rule for edit in edits})
+        if doc.edits:
+            self.edits.add(doc.edits)
+            self.docs_by_rule.update({edit.rule for edit in doc.edits})
         if doc.flags:
             self.flags.update(flag.kind for flag in doc.flags)
 
@@ -396,7 +407,7 @@ class _Counts:
         by_rule: Counter[str] = Counter()
         chars_by_rule: Counter[str] = Counter()
         meta_fields: Counter[str] = Counter()
-        for (stage, rule, action), (edits, removed) in self.edit_counts.items():
+        for (stage, rule, action, _), (edits, _, removed) in self.edits.by_key.items():
             by_stage[stage] += edits
             by_rule[rule] += edits
             chars_by_rule[rule] += removed

@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from curate.document import Edit, undo_edits
-from curate.version import STATUS_FILES, EditRow, FlagRow
+from curate.version import STATUS_FILES, EditCounts, EditRow, FlagRow
 
 try:  # the compiled loops (curate/_kernels.pyx), built by the install
     from curate._kernels import aligned_spans as _compiled_aligned_spans
@@ -517,6 +517,14 @@ def _differences(before: str, after: str) -> list[int]:
     a = np.frombuffer(before.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
     b = np.frombuffer(after.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
     return np.flatnonzero(a != b).tolist()
+
+
+def count_differences(before: str, after: str) -> int:
+    """How many positions two texts of the same length differ at (compiled where built, as
+    `aligned_spans`)."""
+    if _compiled_count_differences is not None:
+        return _compiled_count_differences(before, after)
+    return len(_differences(before, after))
 
 
 def aligned_spans(before: str, after: str, gap: int = 0) -> list[tuple[int, int, bool]]:
@@ -1018,11 +1026,7 @@ def _shown(segment: dict[str, Any]) -> int:
     they differ, its output's characters."""
     size = len(segment.get("t", ""))
     if segment["k"] == "sub":
-        before, after = segment["t"], segment["a"]
-        if _compiled_count_differences is not None:
-            size += _compiled_count_differences(before, after)
-        else:
-            size += len(_differences(before, after))
+        size += count_differences(segment["t"], segment["a"])
     return size
 
 
@@ -1110,10 +1114,7 @@ class _Tally:
 
     def __init__(self) -> None:
         self.status: Counter[str] = Counter()
-        # (stage, rule, action, kind) -> [edits, characters before]: one lookup per edit; the
-        # tables per stage and per rule are folded from it in `result` (the writer adds every
-        # document's edits while the last pass runs). Keys are in order of first appearance.
-        self.edit_counts: dict[tuple[str, str, str, str], list[int]] = {}
+        self.edit_counts = EditCounts()  # the tables per stage and per rule are folded from it
         self.stage_docs: Counter[str] = Counter()
         self.rule_docs: Counter[tuple[str, str]] = Counter()
         self.flags: dict[str, dict[str, int]] = {}
@@ -1138,15 +1139,7 @@ class _Tally:
         """All the edits of one document."""
         self.documents_edited += 1
         self.edits += len(doc_edits)
-        counts = self.edit_counts
-        for stage, rule, action, kind, before, _ in doc_edits:
-            key = (stage, rule, action, kind)
-            found = counts.get(key)
-            if found is None:
-                counts[key] = [1, before]
-            else:
-                found[0] += 1
-                found[1] += before
+        self.edit_counts.add(doc_edits)
         self.stage_docs.update({row[0] for row in doc_edits})
         self.rule_docs.update({(row[0], row[1]) for row in doc_edits})
 
@@ -1156,7 +1149,7 @@ class _Tally:
         stages: dict[str, dict[str, Any]] = {}
         rules: dict[tuple[str, str], dict[str, Any]] = {}
         meta_fields: Counter[str] = Counter()
-        for (stage, rule, action, kind), (edits, before) in self.edit_counts.items():
+        for (stage, rule, action, kind), (edits, before, _) in self.edit_counts.by_key.items():
             removed, replaced = _removed_chars(action, before)
             field = action.split(":", 1)[1] if action.startswith("meta:") else None
             for key, table in ((stage, stages), ((stage, rule), rules)):

@@ -335,9 +335,7 @@ class _ThreadBuild:
         return self.outcome[0]
 
 
-def _build_and_send(
-    deferred: _Pending, send: Any, receive: Any
-) -> None:
+def _build_and_send(deferred: _Pending, send: Any, receive: Any) -> None:
     """In the forked builder: `_build`'s outcome down the pipe.
 
     The builder first closes its copy of the reading end: were the driver killed, the send
