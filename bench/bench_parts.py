@@ -10,6 +10,9 @@ median printed:
 
 - entries: the report entry of every listed document (`report.model._entry_of`: the inline diff
   replayed from the edits, collapsed, encoded as JSON), from the records the run encoded;
+- lines: the JSON of the listed documents' records and edit records, as the writer encodes
+  them (`version.json_bytes`, orjson), and as the standard encoder would
+  (`json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))`, what the writer used before);
 - counts: the report's summary tally (`report.model._Tally`) and the manifest's counts
   (`version._Counts`) over every written document;
 - decide: the near-duplicate decision (`dedup._Engine.decide`), timed inside further runs of the
@@ -24,6 +27,7 @@ the corpora are absent.
 from __future__ import annotations
 
 import functools
+import json
 import statistics
 import sys
 import tempfile
@@ -73,6 +77,12 @@ def main() -> int:
             run()
         print(f"curate of {checkout}; medians of {args.rounds} rounds")
         print(f"entries: {median(args.rounds, lambda: make_entries(model, entries)):.3f} s for {len(entries)} documents")
+        if hasattr(version, "json_bytes"):  # (a checkout from before it has no such part)
+            records = [r for record, edits, _ in entries for r in (record, *edits)]
+            standard = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+            ours = median(args.rounds, lambda: [version.json_bytes(r) for r in records])
+            theirs = median(args.rounds, lambda: [standard.encode(r).encode("utf-8") for r in records])
+            print(f"lines: {ours:.3f} s with json_bytes, {theirs:.3f} s with json.JSONEncoder, for {len(records)} records")
         print(f"counts: {median(args.rounds, lambda: count(model, version, written)):.3f} s for {len(written)} documents")
         print(
             f"decide: {statistics.median(d['decide'] for d in decisions):.3f} s, of which verifying "

@@ -34,6 +34,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import orjson
+
 from curate import __version__
 from curate.document import DUPLICATE, OK, QUARANTINED, Document
 from curate.stages.base import Artifacts
@@ -53,14 +55,37 @@ class VersionError(Exception):
     """A version that does not exist, or a corpus folder that cannot be used."""
 
 
-# One encoder for every line: `json.dumps` with non-default options builds a new encoder per call,
-# and a version has a line per edit (tens of thousands).
-_LINE_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+# The standard encoder, for what orjson does not write as it would (see `json_bytes`): one
+# instance, since `json.dumps` with non-default options builds a new encoder per call.
+_STANDARD_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+# Types orjson writes and the standard encoder does not, or writes otherwise (subclasses of str,
+# int, dict, list; dataclasses; dates): handed to `_not_orjsons`, so they go the standard way.
+_ORJSON_OPTIONS = (
+    orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
+)
 
 
-def dumps_line(record: dict[str, Any]) -> str:
-    """The one JSON encoding used for every line we write (stable: same record, same bytes)."""
-    return _LINE_ENCODER.encode(record)
+def _not_orjsons(value: Any) -> Any:
+    raise TypeError(f"{type(value).__name__}: for the standard encoder")
+
+
+def json_bytes(value: Any) -> bytes:
+    """Compact JSON in UTF-8, non-ASCII written as it is: the one encoding of every line we
+    write (stable: same record, same bytes).
+
+    orjson writes it 4-5x faster than the standard encoder (`json.JSONEncoder(ensure_ascii=False,
+    separators=(",", ":"))`) on our records, whose bulk is Chinese text, and the same bytes:
+    for every string (tests compare the two over every code point) and for every float we
+    write (rounded to 4 places). Two differences stay: a float below 1e-4 may be written
+    0.00001 where the standard encoder writes 1e-05 (both read back as the same number), and a
+    NaN or infinity is written null (the standard encoder's NaN is not JSON). What orjson
+    does not write (a dict key not a string, an integer beyond 64 bits, a tuple subclass, and
+    the types `_ORJSON_OPTIONS` hands back) is written by the standard encoder.
+    """
+    try:
+        return orjson.dumps(value, default=_not_orjsons, option=_ORJSON_OPTIONS)
+    except TypeError:  # (orjson.JSONEncodeError is one)
+        return _STANDARD_ENCODER.encode(value).encode("utf-8")
 
 
 def sha256_text(text: str) -> str:
@@ -248,14 +273,14 @@ def records(doc: Document) -> tuple[dict[str, Any], list[dict[str, Any]]]:
 def encode(doc: Document, made: tuple[dict[str, Any], list[dict[str, Any]]] | None = None) -> Encoded:
     """The document as the writer stores it, from its `records` (`made`, if the caller has them)."""
     record, edit_records = made if made is not None else records(doc)
-    line = dumps_line(record).encode("utf-8")
+    line = json_bytes(record)
     edits = doc.edits
     return Encoded(
         id=doc.id,
         status=doc.status,
         line=line + b"\n",
         sha256=hashlib.sha256(line).hexdigest(),
-        edit_lines="".join(dumps_line(edit) + "\n" for edit in edit_records).encode("utf-8"),
+        edit_lines=b"".join(json_bytes(edit) + b"\n" for edit in edit_records),
         warnings=[f"{doc.source}: {w}" for w in doc.warnings],
         edits=[EditRow(e.stage, e.rule, e.action, e.kind, len(e.before), len(e.after)) for e in edits],
         flags=[FlagRow(f.kind, f.end - f.start, f.detector) for f in doc.flags],

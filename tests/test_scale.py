@@ -15,7 +15,7 @@ import pytest
 from curate.document import Document
 from curate.engine import LocalEngine
 from curate.stages.base import defer_artifact
-from curate.version import DATA_FILES, dumps_line
+from curate.version import DATA_FILES, json_bytes
 
 from .conftest import SEED_FILES, make_config
 from .scale_helpers import (
@@ -37,7 +37,7 @@ def _consume(docs: Iterable[Document]) -> str:
     """Hash every output record, keeping nothing (as the version writer does)."""
     digest = hashlib.sha256()
     for doc in docs:
-        digest.update(dumps_line(doc.to_json()).encode("utf-8"))
+        digest.update(json_bytes(doc.to_json()))
     return digest.hexdigest()
 
 

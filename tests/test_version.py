@@ -7,11 +7,17 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import NamedTuple
 
+import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from curate.version import read_latest, verify
+from curate.version import json_bytes, read_latest, verify
 
 from .conftest import ROOT, SEED_FILES, SEEDS, make_config
 
@@ -215,3 +221,60 @@ def test_output_is_identical_for_one_and_two_workers(tmp_path):
         b = (two.version_dir / name).read_text(encoding="utf-8").splitlines()
         differing = [(x[:300], y[:300]) for x, y in zip(a, b, strict=False) if x != y]
         assert len(a) == len(b) and not differing, (name, differing[:2])
+
+
+# --------------------------------------------------------------------------- the line encoding
+STANDARD = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def test_lines_hold_every_character_as_the_standard_encoder_writes_it():
+    """orjson and the standard encoder agree on every code point a str can hold in UTF-8
+    (quotes, backslashes and control characters escaped alike, everything else as it is)."""
+    text = "".join(chr(c) for c in range(0x110000) if not 0xD800 <= c < 0xE000)
+    assert json_bytes({"text": text}) == STANDARD.encode({"text": text}).encode("utf-8")
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats(-1e15, 1e15, allow_nan=False).map(lambda x: round(x, 4))
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(json_values)
+def test_lines_are_the_standard_encoders_bytes(value):
+    assert json_bytes(value) == STANDARD.encode(value).encode("utf-8")
+
+
+class Pair(NamedTuple):
+    first: int
+    second: str
+
+
+class Tag(str):
+    pass
+
+
+@pytest.mark.parametrize(
+    "value",
+    [{1: "int key"}, {"big": 2**64}, {"pair": Pair(1, "二")}, {"tag": Tag("標")}, {"float": np.float64(0.5)}],
+    ids=["int key", "beyond 64 bits", "named tuple", "str subclass", "numpy float"],
+)
+def test_what_orjson_would_write_otherwise_is_written_the_standard_way(value):
+    assert json_bytes(value) == STANDARD.encode(value).encode("utf-8")
+
+
+@dataclass
+class Point:
+    x: int
+
+
+@pytest.mark.parametrize("value", [{1, 2}, Point(1), datetime(2026, 12, 3)], ids=["set", "dataclass", "datetime"])
+def test_what_the_standard_encoder_refuses_is_refused(value):
+    """orjson would write a dataclass or a date; a record holding one is a bug, as before."""
+    with pytest.raises(TypeError):
+        json_bytes({"value": value})

@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from curate.document import Edit, undo_edits
-from curate.version import STATUS_FILES, EditCounts, EditRow, FlagRow
+from curate.version import STATUS_FILES, EditCounts, EditRow, FlagRow, json_bytes
 
 try:  # the compiled loops (curate/_kernels.pyx), built by the install
     from curate._kernels import aligned_spans as _compiled_aligned_spans
@@ -1291,26 +1291,27 @@ def worth_listing(doc: dict[str, Any], edits: list[dict[str, Any]]) -> bool:
     return bool(edits or doc.get("flags") or doc["status"] != "ok")
 
 
-def safe_json(data: Any) -> str:
-    """Compact JSON in which `<`, `>`, `&`, U+2028 and U+2029 are written as \\uXXXX.
+def safe_json(data: Any) -> bytes:
+    """Compact JSON in UTF-8 (`json_bytes`) in which `<`, `>`, `&`, U+2028 and U+2029 are
+    written as \\uXXXX.
 
     The same data for any JSON reader (Go's encoding/json escapes the same way by default), and
     text that nothing can end early inside an HTML `<script>` element: report.json is embedded
     in report.html as it is, byte for byte.
     """
-    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
     return (
-        text.replace("&", "\\u0026")
-        .replace("<", "\\u003c")
-        .replace(">", "\\u003e")
-        .replace("\u2028", "\\u2028")
-        .replace("\u2029", "\\u2029")
+        json_bytes(data)
+        .replace(b"&", b"\\u0026")
+        .replace(b"<", b"\\u003c")
+        .replace(b">", b"\\u003e")
+        .replace("\u2028".encode(), b"\\u2028")
+        .replace("\u2029".encode(), b"\\u2029")
     )
 
 
 class _Entry(NamedTuple):
-    """A listed document as made by `_make_entries`: the entry (a dict, or its `safe_json` in
-    UTF-8: made where the entry is, so the driver only joins bytes)."""
+    """A listed document as made by `_make_entries`: the entry (a dict, or its `safe_json`:
+    made where the entry is, so the driver only joins bytes)."""
 
     entry: Any
     diff_chars: int | None  # characters of text in its diff; None: listed without a diff
@@ -1352,7 +1353,7 @@ def _entry_of(
         entry = document_entry(doc, edits, limits, with_diff=False, text_in=text_in)
         entry["error"] = error
     chars = None if entry["diff"] is None else shown_chars(entry["diff"])
-    return _Entry(safe_json(entry).encode("utf-8") if encode else entry, chars, error, with_diff)
+    return _Entry(safe_json(entry) if encode else entry, chars, error, with_diff)
 
 
 def _make_entries(data: VersionData, limits: Limits, encode: bool, batch: list[tuple[str, bool]]) -> list[_Entry]:
@@ -1475,7 +1476,7 @@ def encode_report(data: VersionData, limits: Limits | None = None, strict: bool 
     limits = limits or Limits()
     listing = _list_documents(data, limits, strict, encode=True, workers=workers)
     head = _report_head(data, limits, listing)
-    parts = [safe_json(head)[:-1].encode("utf-8"), b',"documents":[']
+    parts = [safe_json(head)[:-1], b',"documents":[']
     for n, entry in enumerate(listing.entries):
         parts += (b",", entry) if n else (entry,)
     parts.append(b"]}")
