@@ -79,10 +79,12 @@ import struct
 import tempfile
 import zipfile
 from array import array
+from bisect import bisect_left, bisect_right
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -378,7 +380,7 @@ class _Para:
     ids: np.ndarray | None = None  # sorted unique shingle ids
     removed_whole: bool = False
     removed: list[tuple[int, int]] = field(default_factory=list)  # removed text spans
-    sentences: list[tuple[int, int]] | None = None  # cached by _Engine._sentences
+    sentences: tuple[list[int], list[int]] | None = None  # cached by _Engine._sentences
 
 
 @dataclass(slots=True)
@@ -802,7 +804,7 @@ class _Engine:
         self.parent = parent
         self.docs: list[_Doc] = []
         self.paras: list[_Para] = []
-        self.window_owner: list[tuple[int, int]] = []  # (para, window index)
+        self.window_owner = np.empty((0, 2), np.int64)  # window key -> (para, window index)
         self.stats = {"paragraphs": 0, "signatures_computed": 0, "signatures_reused": 0}
         self.pending: dict[int, list[_Removal]] = {}  # doc index -> removals decided
         self._cache: OrderedDict[int, list[Any]] = OrderedDict()  # doc -> [text, form | None]
@@ -967,19 +969,21 @@ class _Engine:
             return self._data(para.doc)[0][para.start : para.end]
         return para.text
 
-    def _sentences(self, para: _Para) -> list[tuple[int, int]]:
-        """Sentences of a paragraph in document coordinates, leading whitespace skipped."""
+    def _sentences(self, para: _Para) -> tuple[list[int], list[int]]:
+        """Sentences of a paragraph in document coordinates, leading whitespace skipped: their
+        starts and their ends, both ascending (sentences do not overlap), for `bisect`."""
         if para.sentences is not None:
             return para.sentences
         text = self._text(para)
-        spans = []
+        starts, ends = [], []
         for s0, s1 in _sentence_spans(text):
             while s0 < s1 and text[s0].isspace():
                 s0 += 1
             if s0 < s1:
-                spans.append((s0 + para.start, s1 + para.start))
-        para.sentences = spans
-        return spans
+                starts.append(s0 + para.start)
+                ends.append(s1 + para.start)
+        para.sentences = starts, ends
+        return para.sentences
 
     # ------------------------------------------------------------------ candidates
     def _candidates(
@@ -1150,23 +1154,30 @@ class _Engine:
 
     def _decide_paragraphs(self) -> None:
         """Candidates of every paragraph -> verification -> choice, in rank order."""
-        para_keys, para_sigs, window_blocks, window_rows = [], [], [], []
-        window_row = 0  # rows of the window signature blocks, one block per paragraph
+        para_keys, para_sigs, window_blocks, windows = [], [], [], []
         for k, para in enumerate(self.paras):
             if not self._eligible(para) or para.sig is None:
                 continue
             para_keys.append(k)
             para_sigs.append(para.sig)
             window_blocks.append(para.window_sigs)
-            for w, (w0, w1) in enumerate(para.windows):
-                if w1 - w0 >= self.s.window_min_chars:
-                    window_rows.append(window_row + w)
-                    self.window_owner.append((k, w))
-            window_row += len(para.window_sigs)
-        window_keys = list(range(len(self.window_owner)))
+            windows += para.windows
+        # The windows long enough to be LSH keys, picked with numpy (82,000 windows on the
+        # benchmark: a Python loop over them was serial work in the decision). A paragraph's
+        # windows and its rows of window signatures line up; `rows` are the picked ones in the
+        # concatenated blocks, `local` every row's window index in its paragraph.
+        counts = np.fromiter((len(block) for block in window_blocks), np.int64, len(window_blocks))
+        firsts = np.cumsum(counts) - counts
+        local = np.arange(int(counts.sum())) - np.repeat(firsts, counts)
+        spans = np.fromiter(chain.from_iterable(windows), np.int64, 2 * len(windows)).reshape(-1, 2)
+        assert spans.shape[0] == local.shape[0], "a paragraph's windows and window signatures differ"
+        rows = np.flatnonzero(spans[:, 1] - spans[:, 0] >= self.s.window_min_chars)
+        owner_para = np.repeat(np.array(para_keys, dtype=np.int64), counts)[rows]
+        self.window_owner = np.stack([owner_para, local[rows]], axis=1)
+        window_keys = list(range(len(rows)))
         window_sigs = (
-            np.concatenate(window_blocks)[window_rows]
-            if window_rows
+            np.concatenate(window_blocks)[rows]
+            if len(rows)
             else np.empty((0, self.s.window_num_perm), np.uint32)
         )
         budget = self.s.max_candidates
@@ -1188,6 +1199,7 @@ class _Engine:
                 self._whole[k] = earlier
         # 2. Passages: (earlier paragraph, -1) or (the same paragraph, split window), ranked by
         # how many windows hit them.
+        owner_of = owner_para.tolist()
         self._ranked = _rank_passages(
             self.window_owner,
             self._candidates(
@@ -1195,7 +1207,7 @@ class _Engine:
                 self.s.window_num_perm,
                 window_keys,
                 window_sigs,
-                lambda key: in_run(self.window_owner[key][0]),
+                lambda key: in_run(owner_of[key]),
             ),
             budget,
         )
@@ -1386,32 +1398,28 @@ class _Engine:
         form = self._form(para)
         start = para.offset + int(form.positions[cf_start])
         end = para.offset + int(form.positions[cf_end - 1]) + 1
-        sentences = self._sentences(para)
+        starts, ends = self._sentences(para)
 
         def chars_between(x: int, y: int) -> int:
             return form.index_at(y - para.offset) - form.index_at(x - para.offset)
 
         mid_start = mid_end = False
         took_start = took_end = 0
-        for s0, s1 in sentences:
-            if s0 <= start < s1:
-                if start != s0:
-                    took_start = chars_between(s0, start)
-                    if took_start <= limit_start:
-                        start = s0
-                    else:
-                        mid_start, took_start = True, 0
-                break
-        for s0, s1 in sentences:
-            if s0 < end <= s1:
-                if end != s1:
-                    took_end = chars_between(end, s1)
-                    if took_end <= limit_end:
-                        end = s1
-                    else:
-                        mid_end, took_end = True, 0
-                break
-        complete = sum(1 for s0, s1 in sentences if start <= s0 and s1 <= end)
+        i = bisect_right(ends, start)  # the sentence holding `start`, if any
+        if i < len(ends) and starts[i] < start:
+            took_start = chars_between(starts[i], start)
+            if took_start <= limit_start:
+                start = starts[i]
+            else:
+                mid_start, took_start = True, 0
+        i = bisect_left(ends, end)  # the sentence holding the character before `end`, if any
+        if i < len(ends) and starts[i] < end < ends[i]:
+            took_end = chars_between(end, ends[i])
+            if took_end <= limit_end:
+                end = ends[i]
+            else:
+                mid_end, took_end = True, 0
+        complete = max(0, bisect_right(ends, end) - bisect_left(starts, start))
         return start, end, complete, mid_start, mid_end, took_start, took_end
 
     def _doc_text(self, para: _Para) -> str:
@@ -1877,7 +1885,9 @@ def _line_span(paras: list[_Para], para: _Para) -> tuple[int, int]:
 
 
 def _rank_passages(
-    owner: list[tuple[int, int]], candidates: Iterator[tuple[int, set[int]]], budget: int
+    owner: np.ndarray | list[tuple[int, int]],
+    candidates: Iterator[tuple[int, set[int]]],
+    budget: int,
 ) -> dict[int, list[tuple[int, int]]]:
     """For each paragraph, its passage candidates ranked by how many of its windows hit them
     (most first, then in order), the first `budget`: (earlier paragraph, -1) for a window of an
@@ -1893,10 +1903,10 @@ def _rank_passages(
         found.append(others)
     if not keys:
         return {}
-    windows = np.array(owner, dtype=np.int64).reshape(-1, 2)
+    windows = np.asarray(owner, dtype=np.int64).reshape(-1, 2)
     sizes = [len(others) for others in found]
     src = np.repeat(np.array(keys, dtype=np.int64), sizes)
-    dst = np.fromiter((other for others in found for other in others), dtype=np.int64, count=sum(sizes))
+    dst = np.fromiter(chain.from_iterable(found), dtype=np.int64, count=sum(sizes))
     para, window = windows[src, 0], windows[src, 1]
     other, other_window = windows[dst, 0], windows[dst, 1]
     earlier = other < para
@@ -1916,11 +1926,15 @@ def _rank_passages(
     para, first, second = para[starts], first[starts], second[starts]
     # Rank within each paragraph: most hits first, then the pair in order.
     order = np.lexsort((second, first, -counts, para))
+    para, first, second = para[order], first[order], second[order]
+    # The first `budget` of each paragraph's pairs (its rows are consecutive): of 80,000
+    # distinct pairs on the benchmark, a few thousand go on to Python.
+    heads = np.flatnonzero(np.concatenate(([True], para[1:] != para[:-1])))
+    rank = np.arange(len(para)) - np.repeat(heads, np.diff(np.append(heads, len(para))))
+    kept = rank < budget
     ranked: dict[int, list[tuple[int, int]]] = {}
-    for k, a, b in zip(para[order].tolist(), first[order].tolist(), second[order].tolist(), strict=True):
-        pairs = ranked.setdefault(k, [])
-        if len(pairs) < budget:
-            pairs.append((a, b))
+    for k, a, b in zip(para[kept].tolist(), first[kept].tolist(), second[kept].tolist(), strict=True):
+        ranked.setdefault(k, []).append((a, b))
     return ranked
 
 
