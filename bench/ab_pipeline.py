@@ -1,7 +1,7 @@
 """Two checkouts of curate, the whole pipeline, alternated: is one faster than the other?
 
     .venv/bin/python bench/ab_pipeline.py OTHER_CHECKOUT [--rounds 6] [--workers 1,2]
-        [--corpora ../shared/corpora] [--report]
+        [--corpora ../shared/corpora] [--report] [--instructions]
 
     (an older commit: git worktree add /tmp/curate-base <commit>)
 
@@ -14,14 +14,23 @@ paired too: they move less than wall time when the machine is busy. Each run is 
 process (`curate.runner.run`; with `--report` it writes the report too, as `curate run` does)
 that imports curate from its own checkout. The version id and the sha256 of every file of the
 version (data files and index, from its manifest) are compared too, and with `--report` the
-documents embedded in report.html (each checkout's across its rounds, and the two checkouts'). Exits 0 with a "skipped" line when the corpora are absent.
+documents embedded in report.html (each checkout's across its rounds, and the two checkouts').
+
+`--instructions` also runs each checkout once on 1 worker under valgrind's callgrind and prints
+the instructions executed by the run's processes (start-up included): a count that does not
+move with the machine's load, for a change of a few percent of CPU work that timed rounds
+cannot resolve. It is not time (memory stalls are not in it), and a run takes about 50 times
+as long as without valgrind (Debian package valgrind; "skipped" when absent).
+Exits 0 with a "skipped" line when the corpora are absent.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -71,6 +80,19 @@ def run_once(checkout: Path, workers: int, inputs: Path, scratch: Path, report: 
     return figures
 
 
+def instructions(checkout: Path, inputs: Path, scratch: Path, report: bool) -> int:
+    """Instructions executed by one 1-worker run of `checkout` and the processes it forks
+    (callgrind's "Collected" count of each process, summed)."""
+    corpus = Path(tempfile.mkdtemp(dir=scratch))
+    done = subprocess.run(
+        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={corpus}/callgrind.%p",
+         sys.executable, "-c", CHILD, "1", str(inputs), str(corpus), "report" if report else "-"],
+        cwd=checkout, env={**os.environ, "PYTHONPATH": str(checkout)},
+        capture_output=True, text=True, check=True,
+    )
+    return sum(int(n) for n in re.findall(r"Collected : (\d+)", done.stderr))
+
+
 def main() -> int:
     from bench_pipeline import corpora_parser, found_corpora, prepare_inputs
 
@@ -79,6 +101,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--report", action="store_true", help="runs write the report too, as `curate run` does")
+    parser.add_argument("--instructions", action="store_true",
+                        help="also count each checkout's instructions on 1 worker (valgrind callgrind)")
     args = parser.parse_args()
     corpora = found_corpora(args.corpora)
     if corpora is None:
@@ -89,7 +113,9 @@ def main() -> int:
         scratch = Path(folder)
         files, size = prepare_inputs(corpora.resolve(), scratch / "input")
         print(f"input: {files} files, {size / 1e6:.1f} MB; other = {checkouts['other']}, this = {ROOT}")
-        for workers in (int(w) for w in args.workers.split(",")):
+        # (--rounds 0: no timed rounds, only the instruction counts)
+        worker_counts = [int(w) for w in args.workers.split(",")] if args.rounds > 0 else []
+        for workers in worker_counts:
             walls: dict[str, list[float]] = {"other": [], "this": []}
             cpus: dict[str, list[float]] = {"other": [], "this": []}
             outputs, reports = set(), set()
@@ -121,6 +147,15 @@ def main() -> int:
                 same = all(len({page for n, page in reports if n == name}) == 1 for name in checkouts)
                 print(f"  each checkout's report documents the same in every round: {'yes' if same else 'NO'}; "
                       f"the same in both checkouts: {'yes' if len({page for _, page in reports}) == 1 else 'no'}")
+        if args.instructions:
+            if shutil.which("valgrind") is None:
+                print("\ninstructions: skipped, valgrind not found (Debian package valgrind)")
+                return 0
+            counted = {name: instructions(checkout, scratch / "input", scratch, args.report)
+                       for name, checkout in checkouts.items()}
+            print("\ninstructions executed, 1 worker, once each (valgrind callgrind): "
+                  + ", ".join(f"{name} {counted[name] / 1e9:.2f} G" for name in checkouts)
+                  + f"; this - other {(counted['this'] - counted['other']) / counted['other']:+.1%}")
     return 0
 
 
