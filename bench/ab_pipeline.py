@@ -17,7 +17,8 @@ version (data files and index, from its manifest) are compared too, and with `--
 documents embedded in report.html (each checkout's across its rounds, and the two checkouts').
 
 `--instructions` also runs each checkout once on 1 worker under valgrind's callgrind and prints
-the instructions executed by the run's processes (start-up included): a count that does not
+the instructions executed by the run's process (start-up included; not the near-duplicate index
+builder it forks, whose count callgrind starts from its parent's): a count that does not
 move with the machine's load, for a change of a few percent of CPU work that timed rounds
 cannot resolve. It is not time (memory stalls are not in it), and a run takes about 50 times
 as long as without valgrind (Debian package valgrind; "skipped" when absent).
@@ -81,8 +82,9 @@ def run_once(checkout: Path, workers: int, inputs: Path, scratch: Path, report: 
 
 
 def instructions(checkout: Path, inputs: Path, scratch: Path, report: bool) -> int:
-    """Instructions executed by one 1-worker run of `checkout` and the processes it forks
-    (callgrind's "Collected" count of each process, summed)."""
+    """Instructions executed by the process of one 1-worker run of `checkout` (callgrind's
+    "Collected" count). The index builder, a process the run forks, is left out: callgrind's
+    count in a forked process starts from its parent's at the fork."""
     corpus = Path(tempfile.mkdtemp(dir=scratch))
     done = subprocess.run(
         ["valgrind", "--tool=callgrind", f"--callgrind-out-file={corpus}/callgrind.%p",
@@ -90,7 +92,9 @@ def instructions(checkout: Path, inputs: Path, scratch: Path, report: bool) -> i
         cwd=checkout, env={**os.environ, "PYTHONPATH": str(checkout)},
         capture_output=True, text=True, check=True,
     )
-    return sum(int(n) for n in re.findall(r"Collected : (\d+)", done.stderr))
+    driver = re.search(r"==(\d+)==", done.stderr)
+    counts = dict(re.findall(r"==(\d+)== Collected : (\d+)", done.stderr))
+    return int(counts[driver.group(1)]) if driver else 0
 
 
 def main() -> int:
@@ -153,7 +157,7 @@ def main() -> int:
                 return 0
             counted = {name: instructions(checkout, scratch / "input", scratch, args.report)
                        for name, checkout in checkouts.items()}
-            print("\ninstructions executed, 1 worker, once each (valgrind callgrind): "
+            print("\ninstructions executed by the run's process, 1 worker, once each (valgrind callgrind): "
                   + ", ".join(f"{name} {counted[name] / 1e9:.2f} G" for name in checkouts)
                   + f"; this - other {(counted['this'] - counted['other']) / counted['other']:+.1%}")
     return 0
