@@ -32,6 +32,8 @@ from typing import Any
 
 import regex
 
+from curate import patterncache
+
 SCOPES = ("line", "paragraph", "inline", "tail")
 # Scopes whose pattern must match the whole (stripped) line; the others search inside it.
 WHOLE_LINE_SCOPES = ("line", "tail")
@@ -503,7 +505,7 @@ def _load_rule(file: Path, pack: str, number: int, raw: Any, variants_default: b
         raise err("variants should be true or false")
     expanded = expand_variants(source) if variants else source
     try:
-        compiled = regex.compile(expanded, regex.MULTILINE)
+        compiled = patterncache.compile(expanded, regex.MULTILINE)
     except regex.error as exc:
         raise err(f"bad regex: {exc}") from None
     if action.startswith("meta:") and compiled.groups == 0:

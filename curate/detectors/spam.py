@@ -29,6 +29,7 @@ from functools import cache
 
 import regex
 
+from curate import patterncache
 from curate.detectors import DetectorContext, SpamLexicon
 from curate.document import Document, Flag
 
@@ -70,8 +71,11 @@ def _compiled(
         )
     term_alt = "|".join(_literal(t) for t in sorted(weights, key=lambda t: (-len(t), t)))
     brand_alt = "|".join(f"(?:{p})" for p in lexicon.brand_patterns) or "(?!)"
-    token_re = regex.compile(f"(?P<brand>{brand_alt})|(?P<term>{term_alt})|(?P<latin>{LATIN_RUN})")
-    chain_re = regex.compile(f"(?:{brand_alt}|{term_alt}|{LATIN_RUN})+")
+    # (Long alternations of the lexicon's terms: compiled once, then read from the cache.)
+    token_re = patterncache.compile(
+        f"(?P<brand>{brand_alt})|(?P<term>{term_alt})|(?P<latin>{LATIN_RUN})"
+    )
+    chain_re = patterncache.compile(f"(?:{brand_alt}|{term_alt}|{LATIN_RUN})+")
     return anchor_res, chain_re, token_re, weights
 
 

@@ -1,0 +1,129 @@
+"""Compiled `regex` patterns, kept on disk between runs (as `curate.tablecache` keeps tables).
+
+Why: `regex` parses and compiles a pattern in Python before its C core builds the pattern
+object. For the rule packs' 58 patterns that is about 0.12 s of every run's start-up, before
+the first document, while the other cores wait. What the C core is given is a pure function of
+the pattern, its flags and the version of `regex`: it is what a pickled pattern holds
+(`pattern._pickled_data`; unpickling calls the core, `regex._regex.compile`, with it, and does
+not compile again). It is stored as JSON under a key made of exactly those (and Python's
+version), with its SHA-256, and given to the core directly the next time, as unpickling would.
+
+Where: the table cache's folder (`tablecache.cache_dir()`, `patterns/` in it), switched off with
+it (`CURATE_CACHE_DIR=off`). A cache that cannot be read or written, an entry that does not
+match its digest (the core does not check what it is given: damaged code could crash the
+process) or one the core refuses is no error: the pattern is compiled as without a cache. The
+files are JSON (read without pickle); like the tables, they are trusted as the installed code is.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import regex
+from regex import _regex as _core
+
+from curate import tablecache
+
+_FORMAT = "curate-patterncache-1"
+
+
+def compile(pattern: str, flags: int = 0) -> Any:
+    """`regex.compile(pattern, flags)`, built from the cache's entry when there is one."""
+    folder = tablecache.cache_dir()
+    if folder is None or flags & regex.LOCALE:  # (a locale's pattern depends on more than this)
+        return regex.compile(pattern, flags)
+    path = folder / "patterns" / f"{_key(pattern, flags)}.json"
+    data = _load(path, pattern)
+    if data is not None:
+        try:
+            return _core.compile(*data)
+        except Exception:  # noqa: BLE001 - an entry the core refuses: compiled anew below
+            pass
+    compiled = regex.compile(pattern, flags)
+    _store(path, compiled._pickled_data)
+    return compiled
+
+
+def _key(pattern: str, flags: int) -> str:
+    parts = [_FORMAT, sys.version, regex.__version__, str(int(flags)), pattern]
+    return hashlib.sha256("\n".join(parts).encode("utf-8")).hexdigest()[:32]
+
+
+def _encode(data: tuple[Any, ...]) -> str | None:
+    """A pattern's core data as JSON, with a digest of itself (garbage given to the core can
+    crash the process: a damaged entry must be recognised); None when the data holds what this
+    encoding leaves out."""
+    (pattern, flags, code, group_index, index_group, named_lists, named_list_indexes,
+     req_offset, req_chars, req_flags, group_count) = data
+    if named_lists or named_list_indexes:  # (named lists come from keyword arguments)
+        return None
+    fields = {
+        "pattern": pattern, "flags": flags, "code": base64.b64encode(code).decode("ascii"),
+        "group_index": group_index, "index_group": sorted(index_group.items()),
+        "req_offset": req_offset, "req_chars": req_chars, "req_flags": req_flags,
+        "group_count": group_count,
+    }
+    encoded = json.dumps({"sha256": _digest(fields), "fields": fields}, ensure_ascii=False)
+    return encoded if _decode(encoded) == data else None
+
+
+def _digest(fields: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode("ascii")).hexdigest()
+
+
+def _decode(encoded: str) -> tuple[Any, ...]:
+    entry = json.loads(encoded)
+    data = entry["fields"]
+    if entry["sha256"] != _digest(data):
+        raise ValueError("damaged entry")
+    req_chars = data["req_chars"]
+    return (
+        data["pattern"],
+        data["flags"],
+        base64.b64decode(data["code"]),
+        data["group_index"],
+        {int(index): name for index, name in data["index_group"]},
+        {},
+        [],
+        data["req_offset"],
+        tuple(req_chars) if isinstance(req_chars, list) else req_chars,
+        data["req_flags"],
+        data["group_count"],
+    )
+
+
+def _load(path: Path, pattern: str) -> tuple[Any, ...] | None:
+    try:
+        data = _decode(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return data if data[0] == pattern else None
+
+
+def _store(path: Path, data: tuple[Any, ...]) -> None:
+    """Write the entry under a temporary name, then rename it into place (a reader never sees
+    half of one)."""
+    try:
+        encoded = _encode(data)
+    except (TypeError, ValueError):
+        return
+    if encoded is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, staging = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+    except OSError:
+        return
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(encoded)
+        os.replace(staging, path)
+    except OSError:
+        Path(staging).unlink(missing_ok=True)
