@@ -73,8 +73,9 @@ def json_bytes(value: Any) -> bytes:
     """Compact JSON in UTF-8, non-ASCII written as it is: the one encoding of every line we
     write (stable: same record, same bytes).
 
-    orjson writes it 4-5x faster than the standard encoder (`json.JSONEncoder(ensure_ascii=False,
-    separators=(",", ":"))`) on our records, whose bulk is Chinese text, and the same bytes:
+    orjson writes it 2-3x faster than the standard encoder (`json.JSONEncoder(ensure_ascii=False,
+    separators=(",", ":"))`) on our records, whose bulk is Chinese text (bench/bench_parts.py,
+    part "lines"), and the same bytes:
     for every string (tests compare the two over every code point) and for every float we
     write (rounded to 4 places). Two differences stay: a float below 1e-4 may be written
     0.00001 where the standard encoder writes 1e-05 (both read back as the same number), and a

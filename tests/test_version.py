@@ -278,3 +278,8 @@ def test_what_the_standard_encoder_refuses_is_refused(value):
     """orjson would write a dataclass or a date; a record holding one is a bug, as before."""
     with pytest.raises(TypeError):
         json_bytes({"value": value})
+
+
+def test_what_is_not_json_is_written_null():
+    """NaN and infinities, which the standard encoder writes as the non-JSON NaN and Infinity."""
+    assert json_bytes({"x": [float("nan"), float("inf"), -float("inf")]}) == b'{"x":[null,null,null]}'
