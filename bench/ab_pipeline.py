@@ -92,9 +92,11 @@ def instructions(checkout: Path, inputs: Path, scratch: Path, report: bool) -> i
         cwd=checkout, env={**os.environ, "PYTHONPATH": str(checkout)},
         capture_output=True, text=True, check=True,
     )
-    driver = re.search(r"==(\d+)==", done.stderr)
+    driver = re.search(r"==(\d+)==", done.stderr)  # (valgrind's first line is the run's process)
     counts = dict(re.findall(r"==(\d+)== Collected : (\d+)", done.stderr))
-    return int(counts[driver.group(1)]) if driver else 0
+    if driver is None or driver.group(1) not in counts:
+        raise RuntimeError(f"no instruction count for {checkout} in valgrind's output")
+    return int(counts[driver.group(1)])
 
 
 def main() -> int:

@@ -21,7 +21,6 @@ import base64
 import hashlib
 import json
 import os
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -52,8 +51,8 @@ def compile(pattern: str, flags: int = 0) -> Any:
 
 
 def _key(pattern: str, flags: int) -> str:
-    parts = [_FORMAT, sys.version, regex.__version__, str(int(flags)), pattern]
-    return hashlib.sha256("\n".join(parts).encode("utf-8")).hexdigest()[:32]
+    """The table cache's key (Python's version in it) over what the entry is a function of."""
+    return tablecache.key(_FORMAT, [tablecache.package_version("regex"), str(int(flags)), pattern])
 
 
 def _encode(data: tuple[Any, ...]) -> str | None:
