@@ -33,6 +33,7 @@ from curate.report.model import (
     index_version,
     load_version,
     read_version,
+    safe_json,
 )
 from curate.report.terminal import diff_text, render_report, summary_renderables
 from tests.report_helpers import HOSTILE, ORIGINAL, sample_docs, write_version
@@ -643,3 +644,18 @@ def test_a_diff_past_the_budget_is_never_replayed_for_an_error(tmp_path: Path) -
     assert one == two and json.loads(one)["errors"] == []
     with pytest.raises(ReportError, match=bad["doc"]):  # within the budget it is an error
         build_report(load_version(version))
+
+
+# Characters safe_json escapes, and neighbours that share their UTF-8 bytes (“”…— and U+2028's
+# neighbours begin with the same byte, as do the separators' look-alikes U+2027 and U+202A).
+SCRIPT_HAZARDS = ["<", ">", "&", "\u2028", "\u2029", "\u2027", "\u202a", "“", "”", "…", "—", "a", "中"]
+
+
+@given(st.lists(st.sampled_from(SCRIPT_HAZARDS)).map("".join))
+def test_safe_json_escapes_exactly_what_could_end_a_script(text: str) -> None:
+    encoded = safe_json({"t": text, "k": [text]})
+    assert json.loads(encoded) == {"t": text, "k": [text]}  # the same data
+    for raw in ("<", ">", "&", "\u2028", "\u2029"):
+        assert raw.encode() not in encoded
+    for kept in ("\u2027", "\u202a", "“", "”", "…", "—", "中"):  # written as themselves
+        assert encoded.count(kept.encode()) == 2 * text.count(kept)
