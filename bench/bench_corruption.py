@@ -41,6 +41,7 @@ from curate.detectors import (  # noqa: E402
     run_detectors,
 )
 from curate.document import Document  # noqa: E402
+from curate.stages.corruption import BATCH_DOCUMENTS  # noqa: E402
 
 CWT = "CASIA-LM-ChineseWebText/2021-43/cleared1.jsonl"
 SOGOU = "YeKc1M-InformationRetrieval/news_tensite_xml.smarty.dat"
@@ -110,9 +111,12 @@ def main(argv: list[str] | None = None) -> int:
         size = sum(len(text.encode("utf-8")) for _, text in docs)
         started = time.perf_counter()
         results = []
-        for source, text in docs:
-            doc = Document.new(source, text)
-            results.append((source, text, run_detectors(doc, ctx)))
+        for first in range(0, len(docs), BATCH_DOCUMENTS):  # in batches, as the stage runs them
+            batch = docs[first : first + BATCH_DOCUMENTS]
+            made = [Document.new(source, text) for source, text in batch]
+            ctx.prepare([doc.text for doc in made])
+            for (source, text), doc in zip(batch, made, strict=True):
+                results.append((source, text, run_detectors(doc, ctx)))
         elapsed = time.perf_counter() - started
         for source, text, flags in results:
             for flag in flags:

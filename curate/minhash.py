@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 import regex
 
+from curate.textutil import code_points
+
 try:
     from curate import _kernels
 except ImportError:  # not built (the extension is optional at install): numpy throughout
@@ -168,7 +170,7 @@ def comparison_form(text: str) -> ComparisonForm:
     if _kernels is not None:
         codes, positions = _kernels.comparison_form(text, folded, kept.view(np.uint8))
         return ComparisonForm(codes=codes, positions=positions, text_length=len(text))
-    raw = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    raw = code_points(text)
     positions = np.flatnonzero(kept[raw]).astype(np.int64, copy=False)
     return ComparisonForm(codes=folded[raw[positions]], positions=positions, text_length=len(text))
 

@@ -33,6 +33,7 @@ from typing import Any
 import regex
 
 from curate import patterncache
+from curate.textutil import code_points
 
 SCOPES = ("line", "paragraph", "inline", "tail")
 # Scopes whose pattern must match the whole (stripped) line; the others search inside it.
@@ -1147,12 +1148,6 @@ def _fold_codes() -> Any:
     return table
 
 
-def _code_points(text: str) -> Any:
-    import numpy as np
-
-    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-
-
 class TriggerIndex:
     """One scan per text for the triggers of many rules: which rules may match it, and where.
 
@@ -1273,7 +1268,7 @@ class TriggerIndex:
             return []
         if len(texts) > 1 and any(_JOINER in t for t in self.by_trigger):
             return [self.locate_many([t], [ls])[0] for t, ls in zip(texts, lines, strict=True)]
-        codes = _fold_codes()[_code_points(_JOINER.join(texts))]
+        codes = _fold_codes()[code_points(_JOINER.join(texts))]
         folded = codes.tobytes().decode("utf-32-le", "surrogatepass")
         # Each text's start in the joined text, and the starts of longer triggers in it.
         offsets = [0]

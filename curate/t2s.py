@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+from curate.textutil import code_points
+
 CONFIGS = ("t2s", "tw2s", "hk2s")
 
 # Dictionary = (max key length, min key length, {key: value}), as opencc loads it.
@@ -129,16 +131,10 @@ def _lookup_table(table: dict[int, str]) -> Any:
     return lut
 
 
-def _code_points(text: str) -> Any:
-    import numpy as np
-
-    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-
-
 def _translate(text: str, group: _Group) -> str:
     if group.lut is None or len(text) < 64:
         return text.translate(group.table)
-    return group.lut[_code_points(text)].tobytes().decode("utf-32-le", "surrogatepass")
+    return group.lut[code_points(text)].tobytes().decode("utf-32-le", "surrogatepass")
 
 
 def _longest_leftmost(text: str, keys: re.Pattern[str], mapping: dict[str, str]):
@@ -337,7 +333,7 @@ def script_evidence(text: str) -> ScriptEvidence:
 
     if not text:
         return ScriptEvidence(0, 0)
-    counts = np.bincount(_script_lut()[_code_points(text)], minlength=3)
+    counts = np.bincount(_script_lut()[code_points(text)], minlength=3)
     return ScriptEvidence(traditional=int(counts[1]), simplified=int(counts[2]))
 
 
@@ -348,7 +344,7 @@ def script_evidence_many(texts: list[str]) -> list[ScriptEvidence]:
 
     if not texts:
         return []
-    kinds = _script_lut()[_code_points("".join(texts))]  # one code point per character
+    kinds = _script_lut()[code_points("".join(texts))]  # one code point per character
     owner = np.repeat(np.arange(len(texts)), [len(t) for t in texts])
     counts = np.bincount(owner * 3 + kinds, minlength=3 * len(texts)).reshape(len(texts), 3)
     return [ScriptEvidence(traditional=int(t), simplified=int(s)) for t, s in counts[:, 1:].tolist()]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from functools import cache
+from typing import Any
 
 import regex
 
@@ -109,3 +110,28 @@ def two_byte_chars(codec: str, leads: tuple[int, int], trails: tuple[tuple[int, 
                 except UnicodeDecodeError:
                     continue
     return frozenset(chars)
+
+
+def code_points(text: str) -> Any:
+    """The code point of every character of `text`, as a numpy uint32 array (a lone surrogate,
+    which a JSON record may hold, is one code point like any other): what numpy lookup tables
+    over whole texts index with."""
+    import numpy as np
+
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+
+
+def char_table(classes: Iterable[str | Iterable[tuple[int, int]]]) -> Any:
+    """A numpy table over every code point: bit k of entry c is set when c is in `classes[k]`,
+    given as the characters themselves or as (first, last) code point ranges. Looked up with
+    `code_points`, it tells for every character of a text which classes it belongs to."""
+    import numpy as np
+
+    table = np.zeros(0x110000, dtype=np.uint16)
+    for bit, members in enumerate(classes):
+        if bit >= 16:
+            raise ValueError("char_table: at most 16 classes")
+        ranges = [(ord(c), ord(c)) for c in members] if isinstance(members, str) else members
+        for first, last in ranges:
+            table[first : last + 1] |= 1 << bit
+    return table

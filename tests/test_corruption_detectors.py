@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from curate import config
 from curate.detectors import (
@@ -16,6 +18,8 @@ from curate.detectors import (
     TextBatch,
     default_lexicon_path,
     garbage,
+    mojibake,
+    obfuscation,
     run_detectors,
     spam,
 )
@@ -518,3 +522,38 @@ def test_spam_candidates_are_the_chains_a_full_scan_finds():
     for text in texts:
         found = [(start, end) for start, end, _ in spam.candidates(text, lexicon)]
         assert found == full_scan_spans(text, lexicon), text[:40]
+
+
+# The searches the detectors' batch pre-checks stand for (their specification): one text at a
+# time, with the stdlib.
+OBFUSCATION_PRECHECKS = [r"[(（][a-zü]", r"[*#|~^_+/\\][\u3400-\u9fff]", r"[\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]"]
+MOJIBAKE_PRECHECKS = ["\ufffd", "[锟烫屯]", r"\?", "[\u00c0-\u00ff]"]
+SIGNATURE_CHARS = sorted(mojibake.utf8_as_gbk_signature() | {"\ufffd"})
+# Characters in, at the edges of, and just outside every class above.
+PRECHECK_ALPHABET = (
+    "(（)（a`{züÜA*#|~^_+/\\-\u3400\u33ff中\u9fff\ua000\x00\x08\t\n\x0b\x0c\r\x0e\x1f\x20\x7e"
+    "\x7f\x9f\xa0\ufffd锟烫屯斤?？\xbf\xc0\xff\u0100😀 "
+) + "".join(SIGNATURE_CHARS[:4] + SIGNATURE_CHARS[-2:])
+
+
+def expected_prechecks(text: str) -> tuple[tuple[bool, ...], int, list[int] | None]:
+    obfuscation_found = tuple(re.search(p, text) is not None for p in OBFUSCATION_PRECHECKS)
+    bits = sum(1 << k for k, p in enumerate(MOJIBAKE_PRECHECKS) if re.search(p, text))
+    positions = [i for i, c in enumerate(text) if c in set(SIGNATURE_CHARS)]
+    dense = len(positions) >= mojibake.SIGNATURE_WINDOW * mojibake.SIGNATURE_SHARE
+    return obfuscation_found, bits, positions if dense else None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(alphabet=PRECHECK_ALPHABET, max_size=16), max_size=8))
+@example(["中(", "a中", "*", "中", "(", "ü"])  # pairs across two texts are not pairs
+@example(["", "鍙鐨涓", "锛", "", "鍙鐨涓锛"])
+def test_batch_prechecks_are_the_searches_they_stand_for(texts: list[str]) -> None:
+    batched = DetectorContext(lexicon=SpamLexicon.load(default_lexicon_path()))
+    batched.prepare(texts)
+    alone = DetectorContext(lexicon=batched.lexicon, model=batched.model)
+    for ctx in (batched, alone):
+        for text in texts:
+            found = ctx.derived("obfuscation", text, obfuscation._prechecks)
+            bits, signature = ctx.derived("mojibake", text, mojibake._prechecks)
+            assert (found, bits, signature) == expected_prechecks(text), repr(text)

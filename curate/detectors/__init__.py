@@ -22,6 +22,7 @@ import numpy as np
 
 from curate.detectors.bigram import BigramModel, default_model
 from curate.document import Document, Flag
+from curate.textutil import code_points
 
 KINDS = ("mojibake", "obfuscation", "spam-injection", "splice", "truncated", "garbage")
 LEXICON_FILE = Path("lexicons") / "spam.toml"
@@ -90,29 +91,44 @@ def default_lexicon_path() -> Path:
 @dataclass
 class TextBatch:
     """Texts joined end to end, so that per-character work runs once for all of them instead of
-    once per text (numpy's per-call cost dominates on texts of a few hundred characters): the
-    bigram symbol ids and surprise, computed on creation, and what detectors derive from them
-    (`derived`, per kind, filled by the detector on first use)."""
+    once per text (numpy's per-call cost dominates on texts of a few hundred characters): their
+    code points, the bigram symbol ids and surprise (computed when first asked for), and what
+    detectors derive from them (`derived`, per kind, filled by the detector on first use)."""
 
     texts: list[str]
     starts: np.ndarray  # text i is [starts[i], starts[i + 1]) of the joined arrays
-    ids: np.ndarray
-    surprise: np.ndarray
+    codes: np.ndarray  # code point of every character (`curate.textutil.code_points`)
+    model: BigramModel
     derived: dict[str, list[Any]] = field(default_factory=dict)
     _index: dict[int, int] = field(default_factory=dict, repr=False)
+    _ids: np.ndarray | None = field(default=None, repr=False)
+    _surprise: np.ndarray | None = field(default=None, repr=False)
 
     @classmethod
     def of(cls, texts: list[str], model: BigramModel) -> TextBatch:
         starts = np.zeros(len(texts) + 1, dtype=np.intp)
         np.cumsum([len(text) for text in texts], out=starts[1:])
-        ids = model.ids("".join(texts))
         return cls(
             texts=list(texts),
             starts=starts,
-            ids=ids,
-            surprise=model.surprise_of_ids(ids, starts[:-1]),
+            codes=code_points("".join(texts)),
+            model=model,
             _index={id(text): i for i, text in enumerate(texts)},
         )
+
+    @property
+    def ids(self) -> np.ndarray:
+        """Bigram-model symbol id of every character."""
+        if self._ids is None:
+            self._ids = self.model.ids_of_codes(self.codes)
+        return self._ids
+
+    @property
+    def surprise(self) -> np.ndarray:
+        """Bigram surprise of every character (each text starting after <bos>)."""
+        if self._surprise is None:
+            self._surprise = self.model.surprise_of_ids(self.ids, self.starts[:-1])
+        return self._surprise
 
     def find(self, text: str) -> int | None:
         """Index of this very text object in the batch (None if it is not there)."""
@@ -121,6 +137,27 @@ class TextBatch:
 
     def span(self, i: int) -> slice:
         return slice(int(self.starts[i]), int(self.starts[i + 1]))
+
+    def classes(self, table: np.ndarray) -> np.ndarray:
+        """`table[c]` (see `curate.textutil.char_table`) of every character c."""
+        return table.take(self.codes)
+
+    def per_text(self, positions: np.ndarray) -> np.ndarray:
+        """How many of `positions` (sorted offsets in the joined texts) fall in each text."""
+        return np.searchsorted(positions, self.starts[1:]) - np.searchsorted(positions, self.starts[:-1])
+
+    def holding(self, marks: np.ndarray, bits: int) -> np.ndarray:
+        """How many characters of each text have one of `bits` in `marks` (from `classes`)."""
+        return self.per_text(np.flatnonzero(marks & bits))
+
+    def holding_pair(self, marks: np.ndarray, first: int, second: int) -> np.ndarray:
+        """How many times, in each text, a character with a bit of `first` in `marks` comes
+        right before one with a bit of `second` (pairs across two texts are not counted)."""
+        pairs = np.flatnonzero((marks[:-1] & first).astype(bool) & (marks[1:] & second).astype(bool))
+        # A pair starting on a text's last character ends in the next text.
+        last = self.starts[1:-1] - 1
+        pairs = pairs[~np.isin(pairs, last[last >= 0])]
+        return self.per_text(pairs)
 
 
 @dataclass
@@ -140,9 +177,10 @@ class DetectorContext:
     _single: TextBatch | None = field(default=None, repr=False)
 
     def prepare(self, texts: list[str]) -> None:
-        """Compute the per-text work for `texts` at once; detectors asking about one of these
-        text objects then find it done (until the next `prepare`). The results are the same as
-        for each text alone: joining texts changes no value, only the number of numpy calls."""
+        """Join `texts` into one batch: per-character work asked for one of these text objects
+        is then done for all of them at once (until the next `prepare`). The results are the
+        same as for each text alone: joining texts changes no value, only the number of numpy
+        calls."""
         self._batch = TextBatch.of(texts, self.model)
 
     def locate(self, text: str) -> tuple[TextBatch, int]:

@@ -30,6 +30,8 @@ from typing import ClassVar
 
 import numpy as np
 
+from curate.textutil import code_points
+
 # Fixed class symbols (ids 0..5); table symbols start at FIRST_SYMBOL.
 CLASS_SYMBOLS = ("<han>", "<lat>", "<dig>", "<sp>", "<oth>", "<bos>")
 UNK_HAN, LATIN, DIGIT, SPACE, OTHER, BOS = range(6)
@@ -220,7 +222,10 @@ class BigramModel:
 
     def ids(self, text: str) -> np.ndarray:
         """Symbol id of every character of `text` (uint32)."""
-        cps = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+        return self.ids_of_codes(code_points(text))
+
+    def ids_of_codes(self, cps: np.ndarray) -> np.ndarray:
+        """Symbol id of every code point of `cps` (`curate.textutil.code_points` of a text)."""
         if cps.size == 0 or int(cps.max()) < LOOKUP_SIZE:  # the usual case: one lookup
             return self.lookup.take(cps)
         out = np.full(cps.shape, OTHER, dtype=self.lookup.dtype)

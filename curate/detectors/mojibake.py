@@ -19,15 +19,14 @@ What it flags (each a residue whose original characters are lost, so repair cann
 
 from __future__ import annotations
 
-import re
 from functools import cache
 
 import numpy as np
 import regex
 
-from curate.detectors import DetectorContext
+from curate.detectors import DetectorContext, TextBatch
 from curate.document import Document, Flag
-from curate.textutil import two_byte_chars
+from curate.textutil import char_table, two_byte_chars
 
 REPLACEMENT_RUN = regex.compile(r"\uFFFD+")
 GARBLED_RUN = regex.compile(r"(?:锟斤拷|烫烫|屯屯)(?:锟斤拷|烫|屯|锟|斤|拷)*")
@@ -37,10 +36,10 @@ QMARK_RUN = regex.compile(
     r"(?<=[\p{Han}0-9０-９])\?{2,}(?=[\p{Han}0-9])|(?<=[\p{Han}0-9０-９])\?(?=[\p{Han}])"
 )
 LATIN1_RUN = regex.compile(r"[\u00C0-\u00FF][\u0080-\u00FF]{3,}")
-# Cheap pre-checks for the patterns above: a character each of their matches contains (most
-# texts have none, and `in` or a lone stdlib character class finds that far faster).
+# Pre-checks for the patterns above: a character each of their matches contains (most texts
+# have none). Looked up for a whole batch of texts at once (`_prechecks`).
 GARBLED_FIRST = "锟烫屯"
-MAY_HAVE_LATIN1 = re.compile("[\u00c0-\u00ff]")
+_REPLACEMENT, _GARBLED, _QUESTION_MARK, _LATIN1, _SIGNATURE = (1 << bit for bit in range(5))
 # Full-width letters, digits and symbols (not the ，：；！？（） that Chinese prose uses).
 # Also ；and ：, which cannot begin a clause; not ，, which may follow a single lost character.
 FULLWIDTH_FORM = regex.compile(r"[\uFF03-\uFF06\uFF0A\uFF0B\uFF10-\uFF3A\uFF41-\uFF5A]")
@@ -56,10 +55,31 @@ SIGNATURE_SHARE = 0.5
 
 
 @cache
-def signature_pattern() -> re.Pattern:
-    """A character class of `utf8_as_gbk_signature()` (the stdlib scans it at memory speed)."""
-    chars = sorted(utf8_as_gbk_signature() | {"\ufffd"})  # a cut-off sequence decodes to U+FFFD
-    return re.compile("[" + "".join(re.escape(c) for c in chars) + "]")
+def _precheck_table() -> np.ndarray:
+    """The classes of `_prechecks`, by code point (`char_table`)."""
+    # (A cut-off UTF-8 sequence read as GBK decodes to U+FFFD: a signature character too.)
+    signature = "".join(sorted(utf8_as_gbk_signature() | {"\ufffd"}))
+    return char_table(["\ufffd", GARBLED_FIRST, "?", [(0xC0, 0xFF)], signature])
+
+
+def _prechecks(batch: TextBatch, ctx: DetectorContext) -> list[tuple[int, list[int] | None]]:
+    """Per text of `batch`: which of the pre-check classes it holds (bits), and where its
+    signature characters are when it has enough of them for `_utf8_as_gbk` (else None)."""
+    marks = batch.classes(_precheck_table())
+    present = np.zeros(len(batch.texts), dtype=np.int64)
+    for bit in (_REPLACEMENT, _GARBLED, _QUESTION_MARK, _LATIN1):
+        present[batch.holding(marks, bit) > 0] |= bit
+    signature = np.flatnonzero(marks & _SIGNATURE)
+    enough = batch.per_text(signature) >= SIGNATURE_WINDOW * SIGNATURE_SHARE
+    found: list[tuple[int, list[int] | None]] = []
+    for i, (bits, dense) in enumerate(zip(present.tolist(), enough.tolist(), strict=True)):
+        positions = None
+        if dense:
+            start = int(batch.starts[i])
+            inside = signature[(signature >= start) & (signature < batch.starts[i + 1])]
+            positions = (inside - start).tolist()
+        found.append((bits, positions))
+    return found
 
 
 @cache
@@ -92,8 +112,10 @@ def detect(doc: Document, ctx: DetectorContext) -> list[Flag]:
             )
         )
 
-    _utf8_as_gbk(text, add)  # first: its spans may contain U+FFFD, which then belongs to it
-    replaced = REPLACEMENT_RUN.finditer(text) if "\ufffd" in text else ()
+    present, signature = ctx.derived("mojibake", text, _prechecks)
+    if signature is not None:  # first: its spans may contain U+FFFD, which then belongs to it
+        _utf8_as_gbk(text, signature, add)
+    replaced = REPLACEMENT_RUN.finditer(text) if present & _REPLACEMENT else ()
     for m in replaced:
         add(
             m.start(),
@@ -101,7 +123,7 @@ def detect(doc: Document, ctx: DetectorContext) -> list[Flag]:
             f"{m.end() - m.start()} replacement character(s) U+FFFD: bytes lost in decoding",
             "replacement",
         )
-    garbled = GARBLED_RUN.finditer(text) if any(c in text for c in GARBLED_FIRST) else ()
+    garbled = GARBLED_RUN.finditer(text) if present & _GARBLED else ()
     for m in garbled:
         add(
             m.start(),
@@ -109,10 +131,10 @@ def detect(doc: Document, ctx: DetectorContext) -> list[Flag]:
             "锟斤拷/烫烫-style residue: replacement bytes decoded with the wrong codec",
             "garbled",
         )
-    if "?" in text:
+    if present & _QUESTION_MARK:
         _shifted(text, ctx, add)
         _lost_characters(text, add)
-    latin1 = LATIN1_RUN.finditer(text) if MAY_HAVE_LATIN1.search(text) else ()
+    latin1 = LATIN1_RUN.finditer(text) if present & _LATIN1 else ()
     for m in latin1:
         add(
             m.start(), m.end(), "run of Latin-1 letters: Chinese bytes decoded as Latin-1", "latin1"
@@ -163,10 +185,8 @@ def _lost_characters(text: str, add) -> None:
         )
 
 
-def _utf8_as_gbk(text: str, add) -> None:
-    positions = [m.start() for m in signature_pattern().finditer(text)]
-    if len(positions) < SIGNATURE_WINDOW * SIGNATURE_SHARE:
-        return
+def _utf8_as_gbk(text: str, positions: list[int], add) -> None:
+    """Flag the windows dense in signature characters (`positions`: where they are)."""
     hits = np.zeros(len(text), dtype=bool)
     hits[positions] = True
     window = np.convolve(hits.astype(np.int32), np.ones(SIGNATURE_WINDOW, dtype=np.int32), "valid")

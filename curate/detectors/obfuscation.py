@@ -10,11 +10,14 @@
 from __future__ import annotations
 
 import re
+from functools import cache
 
+import numpy as np
 import regex
 
-from curate.detectors import DetectorContext
+from curate.detectors import DetectorContext, TextBatch
 from curate.document import Document, Flag
+from curate.textutil import char_table
 
 INITIAL = r"(?:zh|ch|sh|[bpmfdtnlgkhjqxrzcsyw])?"
 FINAL = r"(?:iang|iong|uang|ueng|ang|eng|ing|ong|ian|iao|uai|uan|van|ai|ei|ao|ou|an|en|in|un|vn|ia|ie|iu|ua|uo|ue|ve|ui|er|a|o|e|i|u|v|ü)"
@@ -22,20 +25,37 @@ SYLLABLE = rf"{INITIAL}{FINAL}[1-5]?"
 BRACKETED = rf"\p{{Han}}[(（]{SYLLABLE}[)）]"
 PINYIN_RUN = regex.compile(rf"{BRACKETED}(?:\p{{Han}}{{0,3}}{BRACKETED})+")
 FILLER = regex.compile(r"\p{Han}([*#|~^_+/\\])\p{Han}(?:\1\p{Han}){2,}")
-CONTROL = r"[\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]"
-CONTROL_RUN = re.compile(f"{CONTROL}+")
-# Cheap stdlib pre-checks: the `regex` patterns above only run when these find something.
-MAY_HAVE_PINYIN = re.compile(r"[(（][a-zü]")
-MAY_HAVE_FILLER = re.compile(r"[*#|~^_+/\\][\u3400-\u9fff]")
-# (A lone character class is scanned faster than the same class repeated, `CONTROL_RUN`.)
-MAY_HAVE_CONTROL = re.compile(CONTROL)
+CONTROLS = ((0x00, 0x08), (0x0B, 0x0C), (0x0E, 0x1F), (0x7F, 0x9F))  # C0/C1 but \t, \n, \r
+CONTROL_RUN = re.compile("[" + "".join(f"\\x{a:02X}-\\x{b:02X}" for a, b in CONTROLS) + "]+")
+# Pre-checks: the patterns above only run on a text in which one of these occurs, a bracket
+# before a pinyin letter (`[(（][a-zü]`), a filler symbol before a Han character
+# (`[*#|~^_+/\\][\u3400-\u9fff]`), a control character. Looked up for a whole batch of texts at
+# once (`_prechecks`).
+_BRACKET, _PINYIN_LETTER, _FILLER, _HAN, _CONTROL = (1 << bit for bit in range(5))
+
+
+@cache
+def _precheck_table() -> np.ndarray:
+    """The classes of `_prechecks`, by code point (`char_table`)."""
+    letters = [(ord("a"), ord("z")), (ord("ü"), ord("ü"))]
+    return char_table(["(（", letters, "*#|~^_+/\\", [(0x3400, 0x9FFF)], CONTROLS])
+
+
+def _prechecks(batch: TextBatch, ctx: DetectorContext) -> list[tuple[bool, bool, bool]]:
+    """Per text of `batch`: (may have bracketed pinyin, a filler, a control character)."""
+    marks = batch.classes(_precheck_table())
+    pinyin = batch.holding_pair(marks, _BRACKET, _PINYIN_LETTER) > 0
+    filler = batch.holding_pair(marks, _FILLER, _HAN) > 0
+    control = batch.holding(marks, _CONTROL) > 0
+    return list(zip(pinyin.tolist(), filler.tolist(), control.tolist(), strict=True))
 
 
 def detect(doc: Document, ctx: DetectorContext) -> list[Flag]:
     text = doc.text
     flags = []
-    pinyin = PINYIN_RUN.finditer(text) if MAY_HAVE_PINYIN.search(text) else ()
-    filler = FILLER.finditer(text) if MAY_HAVE_FILLER.search(text) else ()
+    may_pinyin, may_filler, may_control = ctx.derived("obfuscation", text, _prechecks)
+    pinyin = PINYIN_RUN.finditer(text) if may_pinyin else ()
+    filler = FILLER.finditer(text) if may_filler else ()
     for m in pinyin:
         flags.append(
             _flag(
@@ -52,7 +72,7 @@ def detect(doc: Document, ctx: DetectorContext) -> list[Flag]:
                 "filler",
             )
         )
-    controls = CONTROL_RUN.finditer(text) if MAY_HAVE_CONTROL.search(text) else ()
+    controls = CONTROL_RUN.finditer(text) if may_control else ()
     for m in controls:
         codes = " ".join(f"U+{ord(c):04X}" for c in m.group()[:8])
         flags.append(

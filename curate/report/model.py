@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from curate.document import Edit, undo_edits
+from curate.textutil import code_points
 from curate.version import STATUS_FILES, EditCounts, EditRow, FlagRow, json_bytes
 
 try:  # the compiled loops (curate/_kernels.pyx), built by the install
@@ -514,10 +515,7 @@ def _differences(before: str, after: str) -> list[int]:
         return [i for i, (a, b) in enumerate(zip(before, after, strict=True)) if a != b]
     import numpy as np
 
-    # ("surrogatepass": a lone surrogate a JSON record may hold is one code unit like any other)
-    a = np.frombuffer(before.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-    b = np.frombuffer(after.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-    return np.flatnonzero(a != b).tolist()
+    return np.flatnonzero(code_points(before) != code_points(after)).tolist()
 
 
 def count_differences(before: str, after: str) -> int:

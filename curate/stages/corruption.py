@@ -103,10 +103,10 @@ class CorruptedSpans(DocumentStage):
     batch_characters = BATCH_CHARACTERS
 
     def process_batch(self, docs: list[Document]) -> None:
-        """The per-character work the garbage detector needs for every text (bigram ids and
-        surprise, its windows) is done for the whole batch at once (see
+        """The per-character work of the detectors (code point tables, bigram ids and
+        surprise, the garbage detector's windows) is done for the whole batch at once (see
         `DetectorContext.prepare`), with the same results."""
-        if docs and "garbage" in self.settings.kinds:
+        if docs:
             self.detector_context().prepare([doc.text for doc in docs])
         for doc in docs:
             self.process(doc)
