@@ -15,6 +15,8 @@ median printed:
   (`json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))`, what the writer used before);
 - counts: the report's summary tally (`report.model._Tally`) and the manifest's counts
   (`version._Counts`) over every written document;
+- detectors: the corrupted-span stage (`CorruptedSpans.process_batch`: every detector) over the
+  batches of texts it was given in the run, on fresh documents;
 - decide: the near-duplicate decision (`dedup._Engine.decide`), timed inside further runs of the
   pipeline on one worker, where it verifies its candidate pairs itself (its "waves" part).
 
@@ -55,7 +57,7 @@ def main() -> int:
     from curate import config as config_module
     from curate import runner, version
     from curate.report import model
-    from curate.stages import dedup
+    from curate.stages import corruption, dedup
 
     assert Path(model.__file__).resolve().is_relative_to(checkout), model.__file__
     with tempfile.TemporaryDirectory(prefix="curate-parts-") as tmp:
@@ -72,7 +74,7 @@ def main() -> int:
             }
             runner.run(config_module.build({"run": settings}), write_report=True)
 
-        entries, written, decisions = record(run, model, version, dedup)
+        entries, written, decisions, detected = record(run, model, version, dedup, corruption)
         for _ in range(args.rounds - 1):
             run()
         print(f"curate of {checkout}; medians of {args.rounds} rounds")
@@ -84,6 +86,11 @@ def main() -> int:
             theirs = median(args.rounds, lambda: [standard.encode(r).encode("utf-8") for r in records])
             print(f"lines: {ours:.3f} s with json_bytes, {theirs:.3f} s with json.JSONEncoder, for {len(records)} records")
         print(f"counts: {median(args.rounds, lambda: count(model, version, written)):.3f} s for {len(written)} documents")
+        stage, batches = detected
+        print(
+            f"detectors: {statistics.median(detect(stage, batches) for _ in range(args.rounds)):.3f} s "
+            f"for {sum(map(len, batches))} documents in {len(batches)} batches"
+        )
         print(
             f"decide: {statistics.median(d['decide'] for d in decisions):.3f} s, of which verifying "
             f"(waves) {statistics.median(d['_in_waves'] for d in decisions):.3f} s"
@@ -91,9 +98,22 @@ def main() -> int:
     return 0
 
 
-def record(run: Any, model: Any, version: Any, dedup: Any) -> tuple[list[Any], list[Any], list[dict[str, float]]]:
-    """Run once, keeping the entries' and the counts' inputs; every run's decision times."""
+def record(
+    run: Any, model: Any, version: Any, dedup: Any, corruption: Any
+) -> tuple[list[Any], list[Any], list[dict[str, float]], tuple[Any, list[list[str]]]]:
+    """Run once, keeping the inputs of the entries, the counts and the detectors; every run's
+    decision times."""
     entries: list[Any] = []
+    batches: list[list[str]] = []
+    stages: list[Any] = []
+    scan = corruption.CorruptedSpans.process_batch
+
+    def keep_batch(self: Any, docs: list[Any]) -> None:
+        if not stages:
+            stages.append(self)
+        batches.append([doc.text for doc in docs])
+        scan(self, docs)
+
     written: list[Any] = []
     decisions: list[dict[str, float]] = []
     make = model.EntryMaker.__call__
@@ -129,6 +149,7 @@ def record(run: Any, model: Any, version: Any, dedup: Any) -> tuple[list[Any], l
 
     model.EntryMaker.__call__ = keep_entry
     model.WrittenIndex.__call__ = keep_written
+    corruption.CorruptedSpans.process_batch = keep_batch
     dedup._Engine.decide = timed("decide", dedup._Engine.decide)
     dedup._Engine._in_waves = timed("_in_waves", dedup._Engine._in_waves)  # (inside decide)
     try:
@@ -136,13 +157,25 @@ def record(run: Any, model: Any, version: Any, dedup: Any) -> tuple[list[Any], l
     finally:
         model.EntryMaker.__call__ = make
         model.WrittenIndex.__call__ = add
-    return entries, written, decisions
+        corruption.CorruptedSpans.process_batch = scan
+    return entries, written, decisions, (stages[0], batches)
 
 
 def make_entries(model: Any, entries: list[Any]) -> None:
     limits = model.Limits()
     for record, edits, text_in in entries:
         model._entry_of(dict(record), edits, True, limits, True, text_in)
+
+
+def detect(stage: Any, batches: list[list[str]]) -> float:
+    """Seconds the stage takes over the recorded batches (fresh documents, made untimed)."""
+    from curate.document import Document
+
+    fresh = [[Document.new(f"doc{i}", text) for i, text in enumerate(batch)] for batch in batches]
+    start = time.perf_counter()
+    for docs in fresh:
+        stage.process_batch(docs)
+    return time.perf_counter() - start
 
 
 def count(model: Any, version: Any, written: list[Any]) -> None:
