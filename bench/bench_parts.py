@@ -1,12 +1,12 @@
 """Parts of a run measured alone, on the whole-pipeline benchmark input (see bench_pipeline.py):
-what the last pass makes for the report besides the stages, what the writer counts, and the
-near-duplicate decision.
+what the last pass makes for the report besides the stages, what the writer counts, the
+corrupted-span detectors and the near-duplicate decision.
 
     .venv/bin/python bench/bench_parts.py [--corpora ../shared/corpora] [--checkout PATH] [--rounds 5]
 
 One run of the pipeline (1 worker, report included) records, as they go by, what the parts
 below take as input; each part is then timed alone on that input, `--rounds` times, and the
-median printed:
+fastest and the median printed:
 
 - entries: the report entry of every listed document (`report.model._entry_of`: the inline diff
   replayed from the edits, collapsed, encoded as JSON), from the records the run encoded;
@@ -77,23 +77,23 @@ def main() -> int:
         entries, written, decisions, detected = record(run, model, version, dedup, corruption)
         for _ in range(args.rounds - 1):
             run()
-        print(f"curate of {checkout}; medians of {args.rounds} rounds")
-        print(f"entries: {median(args.rounds, lambda: make_entries(model, entries)):.3f} s for {len(entries)} documents")
+        print(f"curate of {checkout}; the fastest of {args.rounds} rounds (the median in brackets)")
+        print(f"entries: {shown(timed(args.rounds, lambda: make_entries(model, entries)))} for {len(entries)} documents")
         if hasattr(version, "json_bytes"):  # (a checkout from before it has no such part)
             records = [r for record, edits, _ in entries for r in (record, *edits)]
             standard = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
-            ours = median(args.rounds, lambda: [version.json_bytes(r) for r in records])
-            theirs = median(args.rounds, lambda: [standard.encode(r).encode("utf-8") for r in records])
-            print(f"lines: {ours:.3f} s with json_bytes, {theirs:.3f} s with json.JSONEncoder, for {len(records)} records")
-        print(f"counts: {median(args.rounds, lambda: count(model, version, written)):.3f} s for {len(written)} documents")
+            ours = shown(timed(args.rounds, lambda: [version.json_bytes(r) for r in records]))
+            theirs = shown(timed(args.rounds, lambda: [standard.encode(r).encode("utf-8") for r in records]))
+            print(f"lines: {ours} with json_bytes, {theirs} with json.JSONEncoder, for {len(records)} records")
+        print(f"counts: {shown(timed(args.rounds, lambda: count(model, version, written)))} for {len(written)} documents")
         stage, batches = detected
         print(
-            f"detectors: {statistics.median(detect(stage, batches) for _ in range(args.rounds)):.3f} s "
+            f"detectors: {shown([detect(stage, batches) for _ in range(args.rounds)])} "
             f"for {sum(map(len, batches))} documents in {len(batches)} batches"
         )
         print(
-            f"decide: {statistics.median(d['decide'] for d in decisions):.3f} s, of which verifying "
-            f"(waves) {statistics.median(d['_in_waves'] for d in decisions):.3f} s"
+            f"decide: {shown([d['decide'] for d in decisions])}, of which verifying "
+            f"(waves) {shown([d['_in_waves'] for d in decisions])}"
         )
     return 0
 
@@ -189,13 +189,18 @@ def count(model: Any, version: Any, written: list[Any]) -> None:
     counts.result()
 
 
-def median(rounds: int, work: Any) -> float:
+def timed(rounds: int, work: Any) -> list[float]:
     times = []
     for _ in range(rounds):
         start = time.perf_counter()
         work()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return times
+
+
+def shown(times: list[float]) -> str:
+    """The fastest time, the one least disturbed by the rest of the machine, and the median."""
+    return f"{min(times):.3f} s ({statistics.median(times):.3f})"
 
 
 if __name__ == "__main__":
