@@ -92,8 +92,7 @@ def _code_point_class(pattern: str) -> np.ndarray:
     everything = np.arange(0x110000, dtype="<u4").tobytes().decode("utf-32-le", "surrogatepass")
     # regex over the whole range once (~0.1 s); surrogates match no class we use.
     marked = regex.sub(pattern, "\x01", everything)
-    codes = np.frombuffer(marked.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-    return codes == 1
+    return code_points(marked) == 1
 
 
 @cache

@@ -5,7 +5,7 @@ Kept here so that every stage splits text the same way and spans stay comparable
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from functools import cache
 from typing import Any
 
@@ -121,16 +121,17 @@ def code_points(text: str) -> Any:
     return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
 
 
-def char_table(classes: Iterable[str | Iterable[tuple[int, int]]]) -> Any:
+def char_table(classes: Sequence[str | Iterable[tuple[int, int]]]) -> Any:
     """A numpy table over every code point: bit k of entry c is set when c is in `classes[k]`,
     given as the characters themselves or as (first, last) code point ranges. Looked up with
-    `code_points`, it tells for every character of a text which classes it belongs to."""
+    `code_points`, it tells for every character of a text which classes it belongs to. One byte
+    per code point for up to 8 classes (1.1 MB), two for up to 16."""
     import numpy as np
 
-    table = np.zeros(0x110000, dtype=np.uint16)
+    if len(classes) > 16:
+        raise ValueError("char_table: at most 16 classes")
+    table = np.zeros(0x110000, dtype=np.uint8 if len(classes) <= 8 else np.uint16)
     for bit, members in enumerate(classes):
-        if bit >= 16:
-            raise ValueError("char_table: at most 16 classes")
         ranges = [(ord(c), ord(c)) for c in members] if isinstance(members, str) else members
         for first, last in ranges:
             table[first : last + 1] |= 1 << bit

@@ -528,18 +528,19 @@ def test_spam_candidates_are_the_chains_a_full_scan_finds():
 # time, with the stdlib.
 OBFUSCATION_PRECHECKS = [r"[(（][a-zü]", r"[*#|~^_+/\\][\u3400-\u9fff]", r"[\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]"]
 MOJIBAKE_PRECHECKS = ["\ufffd", "[锟烫屯]", r"\?", "[\u00c0-\u00ff]"]
-SIGNATURE_CHARS = sorted(mojibake.utf8_as_gbk_signature() | {"\ufffd"})
+SIGNATURE_SET = mojibake.utf8_as_gbk_signature() | {"\ufffd"}
+SIGNATURE_CHARS = sorted(SIGNATURE_SET)
 # Characters in, at the edges of, and just outside every class above.
 PRECHECK_ALPHABET = (
     "(（)（a`{züÜA*#|~^_+/\\-\u3400\u33ff中\u9fff\ua000\x00\x08\t\n\x0b\x0c\r\x0e\x1f\x20\x7e"
-    "\x7f\x9f\xa0\ufffd锟烫屯斤?？\xbf\xc0\xff\u0100😀 "
+    "\x7f\x9f\xa0\ufffd锟烫屯斤?？\xbf\xc0\xff\u0100😀 \ud800"
 ) + "".join(SIGNATURE_CHARS[:4] + SIGNATURE_CHARS[-2:])
 
 
 def expected_prechecks(text: str) -> tuple[tuple[bool, ...], int, list[int] | None]:
     obfuscation_found = tuple(re.search(p, text) is not None for p in OBFUSCATION_PRECHECKS)
     bits = sum(1 << k for k, p in enumerate(MOJIBAKE_PRECHECKS) if re.search(p, text))
-    positions = [i for i, c in enumerate(text) if c in set(SIGNATURE_CHARS)]
+    positions = [i for i, c in enumerate(text) if c in SIGNATURE_SET]
     dense = len(positions) >= mojibake.SIGNATURE_WINDOW * mojibake.SIGNATURE_SHARE
     return obfuscation_found, bits, positions if dense else None
 
@@ -547,7 +548,7 @@ def expected_prechecks(text: str) -> tuple[tuple[bool, ...], int, list[int] | No
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.text(alphabet=PRECHECK_ALPHABET, max_size=16), max_size=8))
 @example(["中(", "a中", "*", "中", "(", "ü"])  # pairs across two texts are not pairs
-@example(["", "鍙鐨涓", "锛", "", "鍙鐨涓锛"])
+@example(["", "鍙鐨涓妗", "鏄", "", "鍙鐨涓\ufffd鏄浠"])  # enough signature characters, and not
 def test_batch_prechecks_are_the_searches_they_stand_for(texts: list[str]) -> None:
     batched = DetectorContext(lexicon=SpamLexicon.load(default_lexicon_path()))
     batched.prepare(texts)
@@ -557,3 +558,12 @@ def test_batch_prechecks_are_the_searches_they_stand_for(texts: list[str]) -> No
             found = ctx.derived("obfuscation", text, obfuscation._prechecks)
             bits, signature = ctx.derived("mojibake", text, mojibake._prechecks)
             assert (found, bits, signature) == expected_prechecks(text), repr(text)
+
+
+def test_a_lone_surrogate_is_a_character_like_any_other():
+    """A JSON record may hold one (repair keeps them): the detectors look through it."""
+    stage = CorruptedSpans(config.build({})["corruption"], RunContext(config.build({})))
+    docs = [Document.new("x", "正文\ud800加*微*信*号，烫烫烫烫。"), Document.new("y", "\ud800")]
+    stage.process_batch(docs)
+    assert {f.kind for f in docs[0].flags} >= {"obfuscation", "mojibake"}
+    assert docs[1].flags == []

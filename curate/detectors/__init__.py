@@ -4,9 +4,10 @@ A detector is a function `detect(doc, ctx) -> list[Flag]`. It never changes the 
 corruption stage adds the flags it returns (skipping any that repeat a flag of the same kind
 already there) and the policy stage decides what happens to the text. Detectors share a
 `DetectorContext`, which holds the tunable thresholds, the spam lexicon and the bigram model, and
-the per-character work on the text being examined (bigram ids and surprise), so that several
-detectors can use it. The stage prepares that work for a batch of documents at once (numpy's
-per-call cost dominates on single documents); a detector gets the same values either way.
+the per-character work on the text being examined (its code points, bigram ids and surprise, and
+what detectors derive from them, such as their pre-checks), so that several detectors can use it.
+The stage joins a batch of documents for that work (numpy's per-call cost dominates on single
+documents); a detector gets the same values either way.
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ class TextBatch:
     texts: list[str]
     starts: np.ndarray  # text i is [starts[i], starts[i + 1]) of the joined arrays
     codes: np.ndarray  # code point of every character (`curate.textutil.code_points`)
-    model: BigramModel
+    model: BigramModel = field(repr=False)
     derived: dict[str, list[Any]] = field(default_factory=dict)
     _index: dict[int, int] = field(default_factory=dict, repr=False)
     _ids: np.ndarray | None = field(default=None, repr=False)
@@ -153,11 +154,11 @@ class TextBatch:
     def holding_pair(self, marks: np.ndarray, first: int, second: int) -> np.ndarray:
         """How many times, in each text, a character with a bit of `first` in `marks` comes
         right before one with a bit of `second` (pairs across two texts are not counted)."""
-        pairs = np.flatnonzero((marks[:-1] & first).astype(bool) & (marks[1:] & second).astype(bool))
+        starting = ((marks[:-1] & first) != 0) & ((marks[1:] & second) != 0)
         # A pair starting on a text's last character ends in the next text.
         last = self.starts[1:-1] - 1
-        pairs = pairs[~np.isin(pairs, last[last >= 0])]
-        return self.per_text(pairs)
+        starting[last[(last >= 0) & (last < starting.size)]] = False
+        return self.per_text(np.flatnonzero(starting))
 
 
 @dataclass

@@ -13,7 +13,7 @@ What it flags (each a residue whose original characters are lost, so repair cann
   more `?` between Han/digits, or a single `?` inside a clause that contains no question word
   and does not follow a sentence-final particle — so a half-width question mark is not flagged;
 - UTF-8 read as GBK: windows dense in the characters that UTF-8's lead bytes E4–E9 become in
-  GBK (鍙, 鐨, 涓, 锛 …), which are rare in real text;
+  GBK (鍙, 鐨, 涓, 鏄 …), which are rare in real text;
 - GBK/UTF-8 read as Latin-1: runs of Latin-1 letters (Ã, Ä, º …) with no spaces.
 """
 
@@ -66,19 +66,20 @@ def _prechecks(batch: TextBatch, ctx: DetectorContext) -> list[tuple[int, list[i
     """Per text of `batch`: which of the pre-check classes it holds (bits), and where its
     signature characters are when it has enough of them for `_utf8_as_gbk` (else None)."""
     marks = batch.classes(_precheck_table())
-    present = np.zeros(len(batch.texts), dtype=np.int64)
-    for bit in (_REPLACEMENT, _GARBLED, _QUESTION_MARK, _LATIN1):
-        present[batch.holding(marks, bit) > 0] |= bit
+    # Every character in one of the pre-checks' classes, with the text it is in: the bits each
+    # text holds.
+    checked = _REPLACEMENT | _GARBLED | _QUESTION_MARK | _LATIN1
+    marked = np.flatnonzero(marks & checked)
+    owner = np.searchsorted(batch.starts, marked, side="right") - 1
+    present = np.zeros(len(batch.texts), dtype=marks.dtype)
+    np.bitwise_or.at(present, owner, marks[marked] & checked)
     signature = np.flatnonzero(marks & _SIGNATURE)
-    enough = batch.per_text(signature) >= SIGNATURE_WINDOW * SIGNATURE_SHARE
-    found: list[tuple[int, list[int] | None]] = []
-    for i, (bits, dense) in enumerate(zip(present.tolist(), enough.tolist(), strict=True)):
-        positions = None
-        if dense:
-            start = int(batch.starts[i])
-            inside = signature[(signature >= start) & (signature < batch.starts[i + 1])]
-            positions = (inside - start).tolist()
-        found.append((bits, positions))
+    bounds = np.searchsorted(signature, batch.starts)  # each text's run of `signature`
+    enough = np.diff(bounds) >= SIGNATURE_WINDOW * SIGNATURE_SHARE
+    found: list[tuple[int, list[int] | None]] = [(bits, None) for bits in present.tolist()]
+    for i in np.flatnonzero(enough).tolist():
+        inside = signature[bounds[i] : bounds[i + 1]] - batch.starts[i]
+        found[i] = (found[i][0], inside.tolist())
     return found
 
 

@@ -4,7 +4,8 @@
   syllables, each right after a Han character, within a short stretch;
 - a filler symbol between every character: 加*微*信, 代|开|发|票 — three or more Han
   characters each separated by the same symbol (not ·, which joins transliterated names);
-- control characters that survived repair (C0/C1 controls other than tab and newline).
+- control characters that survived repair (C0/C1 controls other than tab, newline and carriage
+  return).
 """
 
 from __future__ import annotations

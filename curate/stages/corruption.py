@@ -103,9 +103,10 @@ class CorruptedSpans(DocumentStage):
     batch_characters = BATCH_CHARACTERS
 
     def process_batch(self, docs: list[Document]) -> None:
-        """The per-character work of the detectors (code point tables, bigram ids and
-        surprise, the garbage detector's windows) is done for the whole batch at once (see
-        `DetectorContext.prepare`), with the same results."""
+        """The per-character work of the detectors (their pre-checks, bigram ids and surprise,
+        the garbage detector's windows) is done for the whole batch at once (see
+        `DetectorContext.prepare`), with the same results. (With the garbage detector off, the
+        first detector that asks for one text's surprise gets the whole batch's computed.)"""
         if docs:
             self.detector_context().prepare([doc.text for doc in docs])
         for doc in docs:
