@@ -15,6 +15,7 @@ from __future__ import annotations
 import codecs
 import hashlib
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -211,10 +212,11 @@ def read_file(file: InputFile, settings: IngestSettings) -> FileResult:
     text = normalise_newlines(text)
     suffix = file.path.suffix.lower()
     common = {"raw_sha256": file.sha256, "encoding": encoding}
-    if suffix == ".jsonl":
-        _read_records(_jsonl_records(text), file, settings, result, common)
-    elif suffix == ".json":
-        _read_records(_json_records(text), file, settings, result, common)
+    if suffix in (".jsonl", ".json"):
+        records = _jsonl_records(text) if suffix == ".jsonl" else _json_records(text)
+        if "\\ud" in text or "\\uD" in text:  # (the escape of a surrogate, among others)
+            records = ((key, _without_lone_surrogates(value), error) for key, value, error in records)
+        _read_records(records, file, settings, result, common)
     elif suffix in (".html", ".htm"):
         _read_html(data, file, result, common)
     else:
@@ -258,6 +260,25 @@ def _read_html(data: bytes, file: InputFile, result: FileResult, common: dict[st
 
 
 Record = tuple[str, Any]  # (record key, parsed value) or (record key, error message str)
+
+
+# A JSON string may hold half of a UTF-16 surrogate pair alone ("\ud800"), which Python reads as
+# a lone surrogate: not a Unicode character, and no UTF-8 file can hold one (a run would fail
+# where it writes it). Its other half is lost, as bytes a decoder cannot read are: it becomes
+# U+FFFD, as those do (`decode_bytes`), and the corrupted-span flagger reports it. Pairs are
+# read as the character they encode, as before.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _without_lone_surrogates(value: Any) -> Any:
+    """`value` (parsed JSON) with every lone surrogate in its strings replaced by U+FFFD."""
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_without_lone_surrogates(item) for item in value]
+    if isinstance(value, dict):
+        return {_without_lone_surrogates(k): _without_lone_surrogates(v) for k, v in value.items()}
+    return value
 
 
 def _jsonl_records(text: str) -> Iterator[tuple[str, Any, str | None]]:

@@ -153,3 +153,28 @@ def test_record_with_blank_text_is_skipped_with_a_reason(tmp_path):
     results, skipped = ingest_folder(tmp_path)
     assert [d.text for d in results["a.json"].documents] == ["正文。"]
     assert skipped == {"a.json#0": "record has no text (text/content/body missing or blank)"}
+
+
+# Valid JSON: a lone "\ud800" escape (half of a UTF-16 pair), a lone low half, and a whole pair.
+SURROGATE_RECORDS = (
+    '{"text": "正文开始\\ud800，一个半对。", "title": "标题\\udc00"}\n'
+    '{"text": "完整的一对：\\ud83d\\ude00。", "title": "表情"}\n'
+)
+
+
+def test_a_lone_surrogate_in_json_becomes_a_replacement_character(tmp_path):
+    (tmp_path / "half.jsonl").write_text(SURROGATE_RECORDS, encoding="utf-8")
+    results, skipped = ingest_folder(tmp_path)
+    assert not skipped
+    first, second = results["half.jsonl"].documents
+    assert first.text == "正文开始\ufffd，一个半对。" and first.meta == {"title": "标题\ufffd"}
+    assert second.text == "完整的一对：😀。"  # a pair is the character it encodes
+
+
+def test_a_run_over_a_lone_surrogate_writes_and_flags_it(tmp_path, curate_run):
+    (tmp_path / "half.jsonl").write_text(SURROGATE_RECORDS, encoding="utf-8")
+    result = curate_run([tmp_path / "half.jsonl"], write_report=False)
+    lines = (result.version_dir / "documents.jsonl").read_text(encoding="utf-8").splitlines()
+    written = {json.loads(line)["text"]: json.loads(line) for line in lines}
+    flagged = written["正文开始\ufffd，一个半对。"]
+    assert [f["kind"] for f in flagged["flags"]] == ["mojibake"]
