@@ -20,8 +20,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +27,7 @@ import regex
 from regex import _regex as _core
 
 from curate import tablecache
+from curate.atomic import replace_file
 
 _FORMAT = "curate-patterncache-1"
 
@@ -107,8 +106,8 @@ def _load(path: Path, pattern: str) -> tuple[Any, ...] | None:
 
 
 def _store(path: Path, data: tuple[Any, ...]) -> None:
-    """Write the entry under a temporary name, then rename it into place (a reader never sees
-    half of one)."""
+    """Write the entry whole (`replace_file`: a reader never sees half of one); a cache that
+    cannot be written is no error."""
     try:
         encoded = _encode(data)
     except (TypeError, ValueError):
@@ -117,12 +116,6 @@ def _store(path: Path, data: tuple[Any, ...]) -> None:
         return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, staging = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+        replace_file(path, [encoded.encode("utf-8")])
     except OSError:
         return
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(encoded)
-        os.replace(staging, path)
-    except OSError:
-        Path(staging).unlink(missing_ok=True)

@@ -37,6 +37,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from curate import __version__
+from curate.atomic import replace_file
 from curate.document import DUPLICATE, OK, QUARANTINED, Document
 from curate.stages.base import Artifacts
 
@@ -118,10 +119,7 @@ def read_latest(corpus: Path) -> str | None:
 
 
 def write_latest(corpus: Path, version_id: str) -> None:
-    path = Path(corpus) / LATEST
-    tmp = path.with_name(f".{LATEST}.{os.getpid()}.tmp")
-    tmp.write_text(version_id + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    replace_file(Path(corpus) / LATEST, [f"{version_id}\n".encode()])
 
 
 def list_versions(corpus: Path) -> list[dict[str, Any]]:

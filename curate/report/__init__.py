@@ -9,9 +9,9 @@ unordered iteration.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from curate.atomic import replace_file
 from curate.report.html import render_report_html
 from curate.report.model import (
     Limits,
@@ -25,13 +25,6 @@ from curate.report.model import (
 from curate.version import WRITE_BUFFER
 
 __all__ = ["ReportError", "Limits", "build_report", "encode_report", "load_version", "write_reports"]
-
-
-def _write_atomically(path: Path, parts: list[bytes]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("wb", buffering=WRITE_BUFFER) as handle:
-        handle.writelines(parts)
-    os.replace(tmp, path)
 
 
 def write_reports(
@@ -52,6 +45,6 @@ def write_reports(
     folder.mkdir(parents=True, exist_ok=True)
     json_path = folder / "report.json"
     html_path = folder / "report.html"
-    _write_atomically(json_path, [*report.data, b"\n"])
-    _write_atomically(html_path, render_report_html(report))
+    replace_file(json_path, [*report.data, b"\n"], WRITE_BUFFER)
+    replace_file(html_path, render_report_html(report), WRITE_BUFFER)
     return {"json": json_path, "html": html_path}

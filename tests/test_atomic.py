@@ -1,0 +1,39 @@
+"""Files replaced whole (`curate.atomic.replace_file`): old or new, never part, nothing left."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from curate.atomic import replace_file
+
+
+def test_the_new_content_replaces_the_old_and_no_temporary_file_stays(tmp_path: Path) -> None:
+    target = tmp_path / "LATEST"
+    target.write_bytes(b"old\n")
+    replace_file(target, [b"ne", b"w\n"])
+    assert target.read_bytes() == b"new\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["LATEST"]
+
+
+def test_a_failure_while_writing_leaves_the_old_file_and_no_temporary_file(tmp_path: Path) -> None:
+    target = tmp_path / "report.json"
+    target.write_bytes(b"old")
+
+    def parts() -> Iterator[bytes]:
+        yield b"half of the new"
+        raise RuntimeError("the writer failed")
+
+    with pytest.raises(RuntimeError, match="the writer failed"):
+        replace_file(target, parts())
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
+
+
+def test_a_failed_rename_raises_and_leaves_no_temporary_file(tmp_path: Path) -> None:
+    (tmp_path / "taken").mkdir()  # a folder where the file should go: the rename fails
+    with pytest.raises(OSError):
+        replace_file(tmp_path / "taken", [b"data"])
+    assert [p.name for p in tmp_path.iterdir()] == ["taken"]
