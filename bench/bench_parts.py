@@ -1,6 +1,6 @@
 """Parts of a run measured alone, on the whole-pipeline benchmark input (see bench_pipeline.py):
 what the last pass makes for the report besides the stages, what the writer counts, the
-corrupted-span detectors and the near-duplicate decision.
+near-duplicate index, the corrupted-span detectors and the near-duplicate decision.
 
     .venv/bin/python bench/bench_parts.py [--corpora ../shared/corpora] [--checkout PATH] [--rounds 5]
 
@@ -15,6 +15,8 @@ fastest and the median printed:
   (`json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))`, what the writer used before);
 - counts: the report's summary tally (`report.model._Tally`) and the manifest's counts
   (`version._Counts`) over every written document;
+- index: building the near-duplicate index the version keeps (`dedup._Engine._index_bytes`,
+  the deferred artifact the run builds beside its last pass), from the run's decision;
 - detectors: the corrupted-span stage (`CorruptedSpans.process_batch`: every detector) over the
   batches of texts it was given in the run, on fresh documents;
 - decide: the near-duplicate decision (`dedup._Engine.decide`), timed inside further runs of the
@@ -74,7 +76,7 @@ def main() -> int:
             }
             runner.run(config_module.build({"run": settings}), write_report=True)
 
-        entries, written, decisions, detected = record(run, model, version, dedup, corruption)
+        entries, written, decisions, detected, builds = record(run, model, version, dedup, corruption)
         for _ in range(args.rounds - 1):
             run()
         print(f"curate of {checkout}; the fastest of {args.rounds} rounds (the median in brackets)")
@@ -86,6 +88,8 @@ def main() -> int:
             theirs = shown(timed(args.rounds, lambda: [standard.encode(r).encode("utf-8") for r in records]))
             print(f"lines: {ours} with json_bytes, {theirs} with json.JSONEncoder, for {len(records)} records")
         print(f"counts: {shown(timed(args.rounds, lambda: count(model, version, written)))} for {len(written)} documents")
+        if builds:  # (the index is built when incremental near-duplicates are on, the default)
+            print(f"index: {shown(timed(args.rounds, builds[0]))} for {len(builds[0]())} bytes")
         stage, batches = detected
         print(
             f"detectors: {shown([detect(stage, batches) for _ in range(args.rounds)])} "
@@ -100,13 +104,20 @@ def main() -> int:
 
 def record(
     run: Any, model: Any, version: Any, dedup: Any, corruption: Any
-) -> tuple[list[Any], list[Any], list[dict[str, float]], tuple[Any, list[list[str]]]]:
-    """Run once, keeping the inputs of the entries, the counts and the detectors; every run's
-    decision times."""
+) -> tuple[list[Any], list[Any], list[dict[str, float]], tuple[Any, list[list[str]]], list[Any]]:
+    """Run once, keeping the inputs of the entries, the counts and the detectors, and the
+    index's build; every run's decision times."""
     entries: list[Any] = []
     batches: list[list[str]] = []
     stages: list[Any] = []
     scan = corruption.CorruptedSpans.process_batch
+    builds: list[Any] = []
+    defer = dedup.defer_artifact
+
+    def keep_build(state: Any, name: str, build: Any) -> None:
+        if not builds:
+            builds.append(build)
+        defer(state, name, build)
 
     def keep_batch(self: Any, docs: list[Any]) -> None:
         if not stages:
@@ -150,6 +161,7 @@ def record(
     model.EntryMaker.__call__ = keep_entry
     model.WrittenIndex.__call__ = keep_written
     corruption.CorruptedSpans.process_batch = keep_batch
+    dedup.defer_artifact = keep_build
     dedup._Engine.decide = timed("decide", dedup._Engine.decide)
     dedup._Engine._in_waves = timed("_in_waves", dedup._Engine._in_waves)  # (inside decide)
     try:
@@ -158,7 +170,8 @@ def record(
         model.EntryMaker.__call__ = make
         model.WrittenIndex.__call__ = add
         corruption.CorruptedSpans.process_batch = scan
-    return entries, written, decisions, (stages[0], batches)
+        dedup.defer_artifact = defer
+    return entries, written, decisions, (stages[0], batches), builds
 
 
 def make_entries(model: Any, entries: list[Any]) -> None:

@@ -1827,9 +1827,18 @@ def _stack(rows: list[np.ndarray], width: int) -> np.ndarray:
 
 
 def _ints(parts: list[Any], dtype: Any) -> np.ndarray:
-    """Lists or arrays of integers, one after the other, as one array of `dtype`."""
-    arrays = [np.asarray(part, dtype=dtype).reshape(-1) for part in parts]
-    return np.concatenate(arrays) if arrays else np.empty(0, dtype)
+    """Lists or arrays of integers, one after the other, as one array of `dtype`.
+
+    1-D arrays (nearly every part: one document's column of the index, 5,000 documents by 9
+    columns on the benchmark) are cast by the concatenation itself, not converted one by one
+    first."""
+    if not parts:
+        return np.empty(0, dtype)
+    arrays = [
+        part if isinstance(part, np.ndarray) and part.ndim == 1 else np.asarray(part, dtype=dtype).reshape(-1)
+        for part in parts
+    ]
+    return np.concatenate(arrays, dtype=dtype, casting="unsafe")
 
 
 def _concat(blocks: list[np.ndarray], width: int) -> np.ndarray:
