@@ -113,9 +113,8 @@ def two_byte_chars(codec: str, leads: tuple[int, int], trails: tuple[tuple[int, 
 
 
 def code_points(text: str) -> Any:
-    """The code point of every character of `text`, as a numpy uint32 array (a lone surrogate,
-    which a JSON record may hold, is one code point like any other): what numpy lookup tables
-    over whole texts index with."""
+    """The code point of every character of `text`, as a numpy uint32 array (a lone surrogate
+    is one code point like any other): what numpy lookup tables over whole texts index with."""
     import numpy as np
 
     return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)

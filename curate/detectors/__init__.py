@@ -147,9 +147,14 @@ class TextBatch:
         """How many of `positions` (sorted offsets in the joined texts) fall in each text."""
         return np.searchsorted(positions, self.starts[1:]) - np.searchsorted(positions, self.starts[:-1])
 
-    def holding(self, marks: np.ndarray, bits: int) -> np.ndarray:
-        """How many characters of each text have one of `bits` in `marks` (from `classes`)."""
-        return self.per_text(np.flatnonzero(marks & bits))
+    def held(self, marks: np.ndarray) -> np.ndarray:
+        """Per text, the bits of `marks` (from `classes`) some character of it has: one pass
+        over the marked characters, whatever the number of bits."""
+        marked = np.flatnonzero(marks)
+        owner = np.searchsorted(self.starts, marked, side="right") - 1
+        held = np.zeros(len(self.texts), dtype=marks.dtype)
+        np.bitwise_or.at(held, owner, marks[marked])
+        return held
 
     def holding_pair(self, marks: np.ndarray, first: int, second: int) -> np.ndarray:
         """How many times, in each text, a character with a bit of `first` in `marks` comes

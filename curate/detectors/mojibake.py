@@ -66,13 +66,7 @@ def _prechecks(batch: TextBatch, ctx: DetectorContext) -> list[tuple[int, list[i
     """Per text of `batch`: which of the pre-check classes it holds (bits), and where its
     signature characters are when it has enough of them for `_utf8_as_gbk` (else None)."""
     marks = batch.classes(_precheck_table())
-    # Every character in one of the pre-checks' classes, with the text it is in: the bits each
-    # text holds.
-    checked = _REPLACEMENT | _GARBLED | _QUESTION_MARK | _LATIN1
-    marked = np.flatnonzero(marks & checked)
-    owner = np.searchsorted(batch.starts, marked, side="right") - 1
-    present = np.zeros(len(batch.texts), dtype=marks.dtype)
-    np.bitwise_or.at(present, owner, marks[marked] & checked)
+    present = batch.held(marks & (_REPLACEMENT | _GARBLED | _QUESTION_MARK | _LATIN1))
     signature = np.flatnonzero(marks & _SIGNATURE)
     bounds = np.searchsorted(signature, batch.starts)  # each text's run of `signature`
     enough = np.diff(bounds) >= SIGNATURE_WINDOW * SIGNATURE_SHARE

@@ -47,7 +47,7 @@ def _prechecks(batch: TextBatch, ctx: DetectorContext) -> list[tuple[bool, bool,
     marks = batch.classes(_precheck_table())
     pinyin = batch.holding_pair(marks, _BRACKET, _PINYIN_LETTER) > 0
     filler = batch.holding_pair(marks, _FILLER, _HAN) > 0
-    control = batch.holding(marks, _CONTROL) > 0
+    control = batch.held(marks & _CONTROL) != 0
     return list(zip(pinyin.tolist(), filler.tolist(), control.tolist(), strict=True))
 
 

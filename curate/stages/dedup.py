@@ -1173,8 +1173,7 @@ class _Engine:
         # windows and its rows of window signatures line up; `rows` are the picked ones in the
         # concatenated blocks, `local` every row's window index in its paragraph.
         counts = np.fromiter((len(block) for block in window_blocks), np.int64, len(window_blocks))
-        firsts = np.cumsum(counts) - counts
-        local = np.arange(int(counts.sum())) - np.repeat(firsts, counts)
+        local = _offsets_in_groups(counts)
         spans = np.concatenate(window_spans) if window_spans else np.empty((0, 2), np.int64)
         assert spans.shape[0] == local.shape[0], "windows and window signatures differ"
         rows = np.flatnonzero(spans[:, 1] - spans[:, 0] >= self.s.window_min_chars)
@@ -1826,6 +1825,12 @@ def _stack(rows: list[np.ndarray], width: int) -> np.ndarray:
     return stacked.astype(np.uint32, copy=False).reshape(-1, width)
 
 
+def _offsets_in_groups(sizes: np.ndarray) -> np.ndarray:
+    """For consecutive groups of these sizes, each element's offset in its group:
+    [2, 3] -> [0, 1, 0, 1, 2]."""
+    return np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+
+
 def _ints(parts: list[Any], dtype: Any) -> np.ndarray:
     """Lists or arrays of integers, one after the other, as one array of `dtype`.
 
@@ -1944,8 +1949,7 @@ def _rank_passages(
     # The first `budget` of each paragraph's pairs (its rows are consecutive): of 80,000
     # distinct pairs on the benchmark, a few thousand go on to Python.
     heads = np.flatnonzero(np.concatenate(([True], para[1:] != para[:-1])))
-    rank = np.arange(len(para)) - np.repeat(heads, np.diff(np.append(heads, len(para))))
-    kept = rank < budget
+    kept = _offsets_in_groups(np.diff(np.append(heads, len(para)))) < budget
     ranked: dict[int, list[tuple[int, int]]] = {}
     for k, a, b in zip(para[kept].tolist(), first[kept].tolist(), second[kept].tolist(), strict=True):
         ranked.setdefault(k, []).append((a, b))
