@@ -4,6 +4,7 @@ does not depend on the number of workers or the batch size."""
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import os
 import tracemalloc
 from collections.abc import Iterable
@@ -232,6 +233,50 @@ def test_fork_map_gives_the_results_in_order_from_forked_workers():
     assert [squares for squares, _ in results] == [[n * n for n in chunk] for chunk in chunks]
     assert os.getpid() not in {pid for _, pid in results}
     assert fork_map(square_and_pid, chunks, 1) == [(s, os.getpid()) for s, _ in results]
+
+
+def _megabytes(n: int) -> bytes:
+    return bytes([n % 251]) * (2 << 20)
+
+
+def _rounds_of_the_worker_handler(pool_class: type, monkeypatch: pytest.MonkeyPatch) -> int:
+    """How often a pool's worker-handling thread woke while it returned 24 results of 2 MB."""
+    from multiprocessing.pool import Pool
+
+    rounds = []
+    maintain = Pool._maintain_pool  # (a static method the thread calls on Pool, each round)
+
+    def counted(*args: Any) -> None:
+        rounds.append(1)
+        maintain(*args)
+
+    monkeypatch.setattr(Pool, "_maintain_pool", staticmethod(counted))
+    with pool_class(2, context=multiprocessing.get_context("fork")) as pool:
+        results = pool.map(_megabytes, range(24), chunksize=1)
+    assert [r[:1] for r in results] == [bytes([n % 251]) for n in range(24)]
+    return len(rounds)
+
+
+def test_the_engines_pools_do_not_poll_while_results_wait_to_be_read(monkeypatch):
+    """The stock pool's worker handler spins while a result waits in the pipe; ours sleeps
+    until a worker ends or the pool's state or cache changes (`curate.engine._Pool`)."""
+    from multiprocessing.pool import Pool
+
+    from curate.engine import _Pool
+
+    assert _rounds_of_the_worker_handler(_Pool, monkeypatch) < 10
+    assert _rounds_of_the_worker_handler(Pool, monkeypatch) > 50  # (what it replaces)
+
+
+def test_the_engines_pools_still_replace_the_workers_that_end():
+    """Its thread still wakes when a worker ends (here each ends after one task) and starts
+    another: the tasks are all done."""
+    from curate.engine import _Pool
+
+    with _Pool(2, maxtasksperchild=1, context=multiprocessing.get_context("fork")) as pool:
+        done = pool.map_async(abs, [-n for n in range(12)], chunksize=1)
+        assert done.get(timeout=30) == list(range(12))
+        assert len(pool._pool) == 2
 
 
 class _UsesServices(ExactDuplicates):
