@@ -90,8 +90,8 @@ def _run_task(item: Any) -> Any:
 
 class _Pool(multiprocessing.pool.Pool):
     """A process pool whose thread that keeps the workers alive sleeps until there is
-    something for it to do: a worker ended, or the pool's state or its cache of pending tasks
-    changed (its change notifier, which the pool writes to on each of those).
+    something for it to do: a worker ended, the pool's state changed or its cache of pending
+    tasks drained (its change notifier, which the pool writes to on each of those).
 
     CPython's pool (3.8 to 3.13) also wakes that thread on the results pipe. While a result
     waits there for the thread that reads it (a batch of documents or encoded lines is
@@ -102,7 +102,9 @@ class _Pool(multiprocessing.pool.Pool):
     """
 
     def _get_sentinels(self) -> list[Any]:
-        return [self._change_notifier._reader]
+        """What the thread waits on besides the workers: the pool's own, but the results pipe."""
+        results = getattr(getattr(self, "_outqueue", None), "_reader", None)
+        return [sentinel for sentinel in super()._get_sentinels() if sentinel is not results]
 
 
 @contextlib.contextmanager
