@@ -21,8 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import charset_normalizer
-
 from curate.config import IngestSettings
 from curate.document import Change, Document
 
@@ -168,6 +166,8 @@ def decode_bytes(data: bytes) -> tuple[str, str]:
         return data.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
         pass
+    import charset_normalizer  # (only for bytes that are not UTF-8: 15-20 ms of start-up)
+
     best = charset_normalizer.from_bytes(data, cp_isolation=_LEGACY_CHINESE).best()
     if best is not None:
         return str(best), best.encoding

@@ -178,3 +178,28 @@ def test_a_run_over_a_lone_surrogate_writes_and_flags_it(tmp_path, curate_run):
     written = {json.loads(line)["text"]: json.loads(line) for line in lines}
     flagged = written["正文开始\ufffd，一个半对。"]
     assert [f["kind"] for f in flagged["flags"]] == ["mojibake"]
+
+
+def test_charset_detection_is_loaded_only_for_bytes_that_are_not_utf8(tmp_path):
+    """UTF-8 input (the usual case) never needs charset_normalizer: it is imported when a file
+    is not UTF-8, not at every start-up."""
+    import subprocess
+    import sys
+
+    (tmp_path / "a.txt").write_text("新闻正文，第一段。", encoding="utf-8")
+    (tmp_path / "b.txt").write_bytes("市民在公园里散步，天气很好，大家都很开心。".encode("gbk"))
+    script = (
+        "import sys; from pathlib import Path\n"
+        "from curate.config import IngestSettings\n"
+        "from curate.ingest import read_file, scan\n"
+        "files, _ = scan([Path(sys.argv[1])], IngestSettings())\n"
+        "for f in files:\n"
+        "    r = read_file(f, IngestSettings())\n"
+        "    print(f.source, r.encoding, 'charset_normalizer' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, check=True
+    ).stdout.split("\n")
+    assert out[0] == "a.txt utf-8 False"
+    source, encoding, loaded = out[1].split()
+    assert (source, loaded) == ("b.txt", "True") and encoding.startswith("gb")
