@@ -259,7 +259,7 @@ def _rounds_of_the_worker_handler(pool_class: type, monkeypatch: pytest.MonkeyPa
 
 def test_the_engines_pools_do_not_poll_while_results_wait_to_be_read(monkeypatch):
     """The stock pool's worker handler spins while a result waits in the pipe; ours sleeps
-    until a worker ends or the pool's state or cache changes (`curate.engine._Pool`)."""
+    until a worker ends, the pool's state changes or its cache drains (`curate.engine._Pool`)."""
     from multiprocessing.pool import Pool
 
     from curate.engine import _Pool
