@@ -54,7 +54,7 @@ bench-peers: bench/.venv-peers/bin/python
 
 # Every benchmark over ../shared/corpora (each prints "skipped" when the corpora are absent).
 bench: setup bench-peers
-	@for script in bench/bench_*.py bench/pipeline_timeline.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+	@for script in bench/bench_*.py bench/pipeline_timeline.py bench/pool_rounds.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 clean:
 	rm -rf $(VENV) corpus/versions corpus/LATEST reports/*/ curate/_kernels.c curate/_kernels.*.so

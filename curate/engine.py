@@ -95,10 +95,11 @@ class _Pool(multiprocessing.pool.Pool):
 
     CPython's pool (3.8 to 3.13) also wakes that thread on the results pipe. While a result
     waits there for the thread that reads it (a batch of documents or encoded lines is
-    megabytes), the pipe stays readable, so the thread goes round and round: 13,779 rounds
-    in a run of the benchmark, about 0.2 s of this process's CPU spent polling, taken from
-    the thread reading the results and from the workers on a busy machine. Worker ends are
-    still seen (their sentinels are waited on, as before); nothing else waits on that pipe.
+    megabytes), the pipe stays readable, so the thread goes round and round: 8,500-11,000
+    rounds in a run of the benchmark, about 0.2 s of this process's CPU spent polling
+    (bench/pool_rounds.py runs both pools), taken from the thread reading the results and
+    from the workers on a busy machine. Worker ends are still seen (their sentinels are
+    waited on, as before); nothing else waits on that pipe.
     """
 
     def _get_sentinels(self) -> list[Any]:
