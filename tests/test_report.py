@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from html.parser import HTMLParser
@@ -147,6 +148,58 @@ def test_segments_rebuild_any_edit_log(text: str, data: st.DataObject) -> None:
     # and one compact form, whether made from the replay's substitutions or from del/ins pairs.
     assert expand_substitutions(compact_substitutions(segs)) == segs
     assert compact_substitutions(direct) == compact_substitutions(segs)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(alphabet="甲乙丙團結,。\n a", max_size=30), st.data())
+def test_a_run_on_text_in_one_piece_is_the_walk_over_that_piece(text: str, data: st.DataObject) -> None:
+    # A run on a document still in one piece (its first run, or the first after an empty
+    # input got text) takes a shortcut (`_apply_run_to_text`): every time it is taken, the walk
+    # over pieces (`_apply_run_to_pieces`) must make the same pieces of it, or the same error.
+    from curate.report import model
+
+    doc = Document.new("x", text)
+    table = str.maketrans("團結甲,", "团结乙，")
+    for stage in range(data.draw(st.integers(1, 3))):
+        cuts = sorted(data.draw(st.lists(st.integers(0, len(doc.text)), max_size=6)))
+        changes = []
+        for start, end in zip(cuts[::2], cuts[1::2], strict=False):
+            old = doc.text[start:end]
+            after = data.draw(st.sampled_from(["", "，", "乙乙乙", old[::-1], old.translate(table)]))
+            action = data.draw(st.sampled_from(["", "replace", "meta:author"]))
+            changes.append(Change(start, end, after, f"r{stage}", "test", action=action))
+        doc.apply(f"s{stage}", changes)
+    edits = [{"seq": n, **e.to_json()} for n, e in enumerate(doc.edits)]
+    broken = bool(edits) and data.draw(st.booleans())
+    if broken:  # an edit log that does not replay (from some edit on)
+        wrong = edits[data.draw(st.integers(0, len(edits) - 1))]
+        wrong[data.draw(st.sampled_from(["start", "end"]))] += data.draw(st.sampled_from([-1, 1]))
+
+    def outcome(apply: Any, *args: Any) -> Any:
+        try:
+            return apply(*args)
+        except ReportError as exc:
+            return str(exc)
+
+    shortcut = model._apply_run_to_text
+    taken = []
+
+    def both(piece: Any, spans: list[Any], doc_id: str) -> list[Any]:
+        # (and as if the text were inserted by an edit: what an empty input's first run makes;
+        # each path on its own copy of the piece: a range's pieces are marked removed in place)
+        for one in (piece, model._Piece(piece.text, inserted_by=len(edits))):
+            by_shortcut = outcome(shortcut, dataclasses.replace(one), spans, doc_id)
+            assert by_shortcut == outcome(model._apply_run_to_pieces, [dataclasses.replace(one)], spans, doc_id)
+        taken.append(piece)
+        return shortcut(piece, spans, doc_id)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(model, "_apply_run_to_text", both)
+        try:
+            diff_segments(text, edits, [])
+        except ReportError:
+            pass
+    assert taken or broken or not edits or not text  # (a text's first run takes the shortcut)
 
 
 def test_broken_edit_log_is_a_clear_error(tmp_path: Path) -> None:

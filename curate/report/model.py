@@ -610,17 +610,17 @@ def char_opcodes(
     return difflib.SequenceMatcher(None, before, after, autojunk=False).get_opcodes()
 
 
-def _apply_to_range(pieces: list[_Piece], index: int, edit: dict[str, Any]) -> list[_Piece]:
-    """Apply one edit to the pieces of its range (removed pieces included).
+def _apply_to_range(pieces: list[_Piece], before: str, index: int, edit: dict[str, Any]) -> list[_Piece]:
+    """Apply one edit to the pieces of its range (removed pieces included), whose visible text
+    is `before` (the caller has it: it checked it against the edit).
 
     One walk over the opcodes and the pieces together: a visible piece that spans the end of an
     opcode is split there, and removed pieces go with the visible piece after them.
     """
-    before = "".join(p.text for p in pieces if p.visible)
     after = edit.get("after", "")
-    if edit.get("action") == "replace" and before and len(before) == len(after):
-        return _substitute(pieces, index, after)
     if edit.get("action") == "replace":
+        if before and len(before) == len(after):
+            return _substitute(pieces, index, after)
         ops = char_opcodes(before, after)
     else:
         ops = [("replace", 0, len(before), 0, len(after))]
@@ -664,7 +664,7 @@ def _substitute(pieces: list[_Piece], index: int, after: str) -> list[_Piece]:
     out: list[_Piece] = []
     pos = 0
     for piece in pieces:
-        if not piece.visible:
+        if piece.removed_by >= 0:
             out.append(piece)
             continue
         text = piece.text
@@ -679,9 +679,15 @@ def _substitute(pieces: list[_Piece], index: int, after: str) -> list[_Piece]:
     return out
 
 
+# A span of a run: (start, end) in the visible text as it was before the run, the edit's index
+# in the document's edit list, the edit.
+_Span = tuple[int, int, int, dict[str, Any]]
+
+
 def _replay(text: str, edits: list[dict[str, Any]], doc_id: str) -> list[_Piece]:
     """Replay the edits on the input text, in runs of left-to-right edits (one pass per run)."""
     pieces = [_Piece(text)] if text else []
+    length = len(text)  # of the visible text, carried from run to run (no walk to count it)
     real = [(n, e) for n, e in enumerate(edits) if not str(e.get("action", "")).startswith("flag")]
     i = 0
     while i < len(real):
@@ -694,60 +700,121 @@ def _replay(text: str, edits: list[dict[str, Any]], doc_id: str) -> list[_Piece]
                 break
             run.append(real[j])
             j += 1
-        pieces = _apply_run(pieces, run, doc_id)
+        pieces, length = _apply_run(pieces, length, run, doc_id)
         i = j
     return pieces
 
 
-def _apply_run(pieces: list[_Piece], run: list[tuple[int, dict[str, Any]]], doc_id: str) -> list[_Piece]:
-    spans = []  # in the text as it was before the run
+def _apply_run(
+    pieces: list[_Piece], length: int, run: list[tuple[int, dict[str, Any]]], doc_id: str
+) -> tuple[list[_Piece], int]:
+    """The pieces after a run of edits, and the length of their visible text.
+
+    `length` is the visible text's length before the run: each edit that replays leaves its
+    `after` as its range's visible text, so the run changes the length by its spans' length
+    differences, known without counting the pieces.
+    """
+    spans: list[_Span] = []  # in the text as it was before the run
     delta = 0
     for index, edit in run:
         start, end = edit["start"] - delta, edit["end"] - delta
         spans.append((start, end, index, edit))
         delta += len(edit.get("after", "")) - (end - start)
-    total = sum(len(p.text) for p in pieces if p.visible)
     for start, end, _, edit in spans:
-        if not 0 <= start <= end <= total:
+        if not 0 <= start <= end <= length:
             raise ReportError(
                 f"document {doc_id}: edit {edit.get('seq')} ({edit.get('rule')}) spans {start}-{end} "
-                f"outside the text (length {total})"
+                f"outside the text (length {length})"
             )
-    pieces = _split_at(pieces, sorted({x for s in spans for x in s[:2]}))
+    # The spans are in order and do not overlap (each starts where the one before ends, or
+    # after: what makes them a run).
+    if len(pieces) == 1 and pieces[0].removed_by < 0 and pieces[0].before is None:
+        return _apply_run_to_text(pieces[0], spans, doc_id), length + delta
+    return _apply_run_to_pieces(pieces, spans, doc_id), length + delta
+
+
+def _replayed_range(pieces: list[_Piece], span: _Span, doc_id: str) -> list[_Piece]:
+    """The pieces of a span's range once its edit is applied, if they hold the text the edit
+    says it replaced."""
+    _, _, index, edit = span
+    # (a range's first piece is visible: removed pieces before it are not the range's)
+    got = pieces[0].text if len(pieces) == 1 else "".join(p.text for p in pieces if p.removed_by < 0)
+    if got != edit.get("before", ""):
+        raise ReportError(
+            f"document {doc_id}: edit {edit.get('seq')} ({edit.get('rule')}) does not replay: "
+            f"expected {edit.get('before', '')[:40]!r}, found {got[:40]!r}"
+        )
+    return _apply_to_range(pieces, got, index, edit)
+
+
+def _apply_run_to_text(piece: _Piece, spans: list[_Span], doc_id: str) -> list[_Piece]:
+    """`_apply_run_to_pieces` of one visible piece that is not a substitution (a document's
+    first run starts from its whole input text as one piece: most runs are that): the text
+    between the spans and in them is sliced from the piece's text, nothing else to walk."""
+    text, inserted_by = piece.text, piece.inserted_by
     out: list[_Piece] = []
-    pending: list[_Piece] = []
-
-    def finish(span: tuple[int, int, int, dict[str, Any]]) -> None:
-        _, _, index, edit = span
-        got = "".join(p.text for p in pending if p.visible)
-        if got != edit.get("before", ""):
-            raise ReportError(
-                f"document {doc_id}: edit {edit.get('seq')} ({edit.get('rule')}) does not replay: "
-                f"expected {edit.get('before', '')[:40]!r}, found {got[:40]!r}"
-            )
-        out.extend(_apply_to_range(pending, index, edit))
-        pending.clear()
-
-    k = 0
     pos = 0
-    for piece in pieces:
-        if not piece.visible:
+    for span in spans:
+        start, end = span[0], span[1]
+        if start > pos:
+            out.append(_Piece(text[pos:start], inserted_by))
+        out += _replayed_range([_Piece(text[start:end], inserted_by)] if end > start else [], span, doc_id)
+        pos = end
+    if pos < len(text):
+        out.append(_Piece(text[pos:], inserted_by))
+    return out
+
+
+def _apply_run_to_pieces(pieces: list[_Piece], spans: list[_Span], doc_id: str) -> list[_Piece]:
+    """Apply a run's spans (in order, not overlapping) to the pieces, in one walk.
+
+    A visible piece is cut where a span starts or ends inside it; the pieces of a span's range
+    (from its first visible piece: removed pieces before it stay where they are) are replaced
+    by what `_apply_to_range` makes of them. An empty span's insertion goes before the visible
+    piece at its position.
+    """
+    out: list[_Piece] = []
+    pending: list[_Piece] = []  # the pieces of the open span's range so far
+    count = len(spans)
+    k = 0
+    pos = 0  # offset in the visible text of what is placed
+    for n, piece in enumerate(pieces):
+        if k == count:  # the run is applied: the rest is as it was
+            out += pieces[n:]
+            break
+        if piece.removed_by >= 0:
             (pending if pending else out).append(piece)
             continue
-        while k < len(spans) and spans[k][0] == pos == spans[k][1]:
-            finish(spans[k])
-            k += 1
-        if k < len(spans) and spans[k][0] <= pos < spans[k][1]:
-            pending.append(piece)
-            pos += len(piece.text)
-            if pos == spans[k][1]:
-                finish(spans[k])
-                k += 1
+        piece_start = pos
+        piece_end = pos + len(piece.text)
+        if pos < spans[k][0] >= piece_end:  # wholly before the next span
+            out.append(piece)
+            pos = piece_end
             continue
-        out.append(piece)
-        pos += len(piece.text)
-    while k < len(spans):
-        finish(spans[k])
+        while True:  # the piece's parts between cuts, one by one (a part at least)
+            while k < count and spans[k][0] == pos == spans[k][1]:
+                out += _replayed_range([], spans[k], doc_id)
+                k += 1
+            if k < count and spans[k][0] <= pos:  # in span k (it ends after `pos`)
+                part_end = min(piece_end, spans[k][1])
+                into = pending
+            else:
+                part_end = piece_end if k == count else min(piece_end, spans[k][0])
+                into = out
+            if pos == piece_start and part_end == piece_end:
+                into.append(piece)
+            else:
+                into.append(_slice(piece, pos - piece_start, part_end - piece_start))
+            pos = part_end
+            if into is pending and pos == spans[k][1]:
+                out += _replayed_range(pending, spans[k], doc_id)
+                pending.clear()
+                k += 1
+            if pos >= piece_end:
+                break
+    while k < count:
+        out += _replayed_range(pending, spans[k], doc_id)
+        pending.clear()
         k += 1
     return out
 
