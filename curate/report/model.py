@@ -896,17 +896,17 @@ def _expand_where_shown_apart(pieces: list[_Piece], flags: list[dict[str, Any]])
     changed runs are shown as removed by the later edit), ones over text an earlier edit
     inserted (shown as insertions), and visible ones a flag touches (flagged text is shown
     as it is, so only the flagged characters carry the flag)."""
-    spans = _flag_spans(flags, sum(len(p.text) for p in pieces if p.visible)) if flags else []
+    spans = _flag_spans(flags, sum(len(p.text) for p in pieces if p.removed_by < 0)) if flags else []
     out: list[_Piece] = []
     pos = 0
     for piece in pieces:
-        if piece.visible:
+        visible = piece.removed_by < 0
+        touched = False
+        if spans and visible:  # (where a piece is matters to flags alone)
             end = pos + len(piece.text)
             touched = any(start <= end and stop >= pos for start, stop in spans)
             pos = end
-        else:
-            touched = False
-        if piece.before is not None and (not piece.visible or piece.origin >= 0 or touched):
+        if piece.before is not None and (not visible or piece.origin >= 0 or touched):
             out.extend(_expand(piece))
         else:
             out.append(piece)
