@@ -1040,10 +1040,14 @@ def compact_substitutions(segments: list[dict[str, Any]]) -> list[dict[str, Any]
     """
     out: list[dict[str, Any]] = []
     n = 0
-    while n < len(segments):
-        unit = _unit(segments, n)
+    count = len(segments)
+    while n < count:
+        segment = segments[n]
+        kind = segment["k"]
+        # (only a "sub" or a "del" starts a substitution: the rest, most, is passed on as it is)
+        unit = _unit(segments, n) if kind == "sub" or kind == "del" else None
         if unit is None:
-            out.append(segments[n])
+            out.append(segment)
             n += 1
             continue
         edit, first_before, first_after, size = unit
@@ -1052,7 +1056,7 @@ def compact_substitutions(segments: list[dict[str, Any]]) -> list[dict[str, Any]
         # Further substitutions of the edit, each after unchanged text (kept, unflagged, not
         # empty): so the differing runs are exactly the pairs and `expand_substitutions` gives
         # them back.
-        while n + 1 < len(segments):
+        while n + 1 < count:
             gap = segments[n]
             if gap["k"] != "keep" or "f" in gap or not 0 < len(gap["t"]) <= SUB_GAP:
                 break
@@ -1110,10 +1114,14 @@ def collapse(segments: list[dict[str, Any]], limits: Limits) -> tuple[list[dict[
     ctx = limits.context
     out: list[dict[str, Any]] = []
     last = len(segments) - 1
+    # (A substitution shows at most its input and output text: counting that bound, as the
+    # segments go out, is enough for nearly every document.)
+    bound = 0
     for n, seg in enumerate(segments):
         text = seg["t"]
         if seg["k"] != "keep" or "f" in seg or len(text) <= 2 * ctx + 20:
             out.append(seg)
+            bound += len(text) + len(seg["a"]) if "a" in seg else len(text)
             continue
         head = ctx if n > 0 else 0
         tail = ctx if n < last else 0
@@ -1124,9 +1132,7 @@ def collapse(segments: list[dict[str, Any]], limits: Limits) -> tuple[list[dict[
         out.append({"k": "gap", "n": len(text) - head - tail})
         if tail:
             out.append({"k": "keep", "t": text[-tail:]})
-    # (A substitution shows at most its input and output text: counting that bound is enough
-    # for nearly every document.)
-    bound = sum(len(seg.get("t", "")) + len(seg.get("a", "")) for seg in out)
+        bound += head + tail  # (the text is longer than both)
     if bound <= limits.max_doc_chars or shown_chars(out) <= limits.max_doc_chars:
         return out, False
     # Capped: where the cap falls is counted in shown characters of the del/ins segments.
