@@ -42,7 +42,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -1158,9 +1158,17 @@ def collapse(segments: list[dict[str, Any]], limits: Limits) -> tuple[list[dict[
 # --------------------------------------------------------------------------- the summary
 def review_command(doc_id: str, edit: dict[str, Any]) -> str:
     """The command that records a removal as wrong (the review feature, issue 7 item 5)."""
+    return _keep_command()(edit.get("before", "").strip(), edit.get("rule") or None)
+
+
+@cache
+def _keep_command() -> Callable[[str, str | None], str]:
+    """`curate.rules.review_command`, imported once it is first needed (curate.rules takes
+    tens of milliseconds to import, which `curate report` need not pay), then held: an import
+    statement per removal listed cost more than the command."""
     from curate.rules import review_command as keep_command
 
-    return keep_command(edit.get("before", "").strip(), edit.get("rule") or None)
+    return keep_command
 
 
 def _stage_order(stages: list[str], config_sections: list[str]) -> list[str]:
@@ -1336,24 +1344,29 @@ def document_entry(
 
 
 def _edit_entry(doc_id: str, n: int, e: dict[str, Any], limit: int) -> dict[str, Any]:
-    """An edit as the report lists it (its texts clipped to `limit`)."""
-    action = e.get("action", "")
+    """An edit as the report lists it (its texts clipped to `limit`: most are shorter)."""
+    get = e.get
+    action = get("action", "")
+    before = get("before", "")
+    after = get("after", "")
     entry = {
-        "seq": e.get("seq", n),
-        "stage": e.get("stage", ""),
-        "rule": e.get("rule", ""),
+        "seq": get("seq", n),
+        "stage": get("stage", ""),
+        "rule": get("rule", ""),
         "action": action,
-        "kind": e.get("kind", ""),
-        "reason": e.get("reason", ""),
-        "before": _clip(e.get("before", ""), limit),
-        "after": _clip(e.get("after", ""), limit),
-        "src_start": e.get("src_start", -1),
-        "src_end": e.get("src_end", -1),
+        "kind": get("kind", ""),
+        "reason": get("reason", ""),
+        "before": before if len(before) <= limit else _clip(before, limit),
+        "after": after if len(after) <= limit else _clip(after, limit),
+        "src_start": get("src_start", -1),
+        "src_end": get("src_end", -1),
     }
-    if e.get("link"):
-        entry["link"] = e["link"]
-    if e.get("evidence"):
-        entry["evidence"] = e["evidence"]
+    link = get("link")
+    if link:
+        entry["link"] = link
+    evidence = get("evidence")
+    if evidence:
+        entry["evidence"] = evidence
     if action == "drop" or str(action).startswith("meta:"):
         entry["review"] = review_command(doc_id, e)
     return entry
