@@ -250,6 +250,26 @@ cdef inline bint _among(Py_UCS4 c, const uint32_t[::1] chars):
     return False
 
 
+# A 1,024-bit filter of a few characters (their code points modulo 1,024): a character whose bit
+# is clear is none of them. Text is mostly Han and letters, and a sentence end is one character
+# in dozens: the filter answers for nearly every character in one lookup, where a search of the
+# list took one comparison per character listed (the layout's scan cost 20 ns a character).
+ctypedef uint64_t _Filter[16]
+
+
+cdef inline void _fill_filter(_Filter bits, const uint32_t[::1] chars) noexcept:
+    cdef Py_ssize_t k
+    for k in range(16):
+        bits[k] = 0
+    for k in range(chars.shape[0]):
+        bits[(chars[k] >> 6) & 15] |= (<uint64_t>1) << (chars[k] & 63)
+
+
+cdef inline bint _may_be(const uint64_t *bits, Py_UCS4 c) noexcept:
+    cdef uint32_t code = <uint32_t>c
+    return (bits[(code >> 6) & 15] >> (code & 63)) & 1
+
+
 cdef void _scan_lines(
     str text,
     const uint32_t[::1] ends,
@@ -265,6 +285,8 @@ cdef void _scan_lines(
     cdef Py_ssize_t n = len(text), i = 0, line_start = 0
     cdef bint blank = True, in_end = False  # in_end: inside a match of [ends][ends closers]*
     cdef Py_UCS4 c
+    cdef _Filter end_filter
+    _fill_filter(end_filter, ends)
     paragraphs[0] = cuts[0] = 0
     for c in text:
         if in_end and not (_among(c, ends) or _among(c, closers)):
@@ -272,7 +294,7 @@ cdef void _scan_lines(
             if sentence_starts != NULL:
                 sentence_starts[cuts[0]] = i
             cuts[0] += 1
-        if not in_end and _among(c, ends):
+        if not in_end and _may_be(end_filter, c) and _among(c, ends):
             in_end = True
         if c == u"\n":
             if not blank:
@@ -293,6 +315,9 @@ cdef void _scan_lines(
         paragraphs[0] += 1
 
 
+cdef Py_ssize_t _ONE_PASS_CHARS = 1 << 16  # `layout` scans texts up to this long once, longer ones twice
+
+
 def layout(
     str text,
     const int64_t[::1] positions,
@@ -306,9 +331,14 @@ def layout(
     `ends` characters and then `ends` or `closers`), long ones cut into equal pieces."""
     cdef Py_ssize_t forms = positions.shape[0], paragraphs, cuts, p, j, k, f
     cdef bint inner
-    # Paragraph spans and sentence starts: counted, then written (exact sizes, whatever the
-    # length of the text).
-    _scan_lines(text, ends, closers, NULL, NULL, &paragraphs, &cuts)
+    # Paragraph spans and sentence starts, written into arrays of the most there can be (a
+    # paragraph takes two characters but the last, a sentence start one); for a long text they
+    # are counted first instead, so that they take no more memory than they need.
+    cdef Py_ssize_t n = len(text)
+    if n > _ONE_PASS_CHARS:
+        _scan_lines(text, ends, closers, NULL, NULL, &paragraphs, &cuts)
+    else:
+        paragraphs, cuts = n // 2 + 1, n + 1
     span_array = np.empty((max(paragraphs, 1), 2), dtype=np.int64)
     start_array = np.empty(max(cuts, 1), dtype=np.int64)
     cdef int64_t[:, ::1] spans = span_array

@@ -128,8 +128,11 @@ def test_too_many_equal_gram_pairs_fall_back_to_difflib(monkeypatch: pytest.Monk
 
 
 # Sentence ends and closing marks of both widths, line ends (CRLF, NEL, LINE SEPARATOR: not
-# line ends here), spaces a paragraph may consist of.
-LAYOUT_ALPHABET = list("民族團結进步abX01ＡＢ，。！？；;!?…”’」』）)】》 \t\u3000\r\n\n\x0b\x85\u2028")
+# line ends here), spaces a paragraph may consist of; and characters the kernel's filter of
+# sentence ends lets through (their code point is a sentence end's modulo 1,024: 。 and !).
+LAYOUT_ALPHABET = list(
+    "民族團結进步abX01ＡＢ，。！？；;!?…”’」』）)】》 \t\u3000\r\n\n\x0b\x85\u2028\u3402\u0421"
+)
 
 
 @needs_kernels
@@ -149,6 +152,21 @@ def test_dedup_layout_is_the_same(text: str, window_chars: int) -> None:
         assert got.dtype == want.dtype and got.shape == want.shape
         assert got.tolist() == want.tolist()
     assert compiled.hashes == reference.hashes
+
+
+@needs_kernels
+@given(st.text(alphabet=st.sampled_from(LAYOUT_ALPHABET), min_size=1, max_size=200))
+@settings(max_examples=5, deadline=None)
+def test_dedup_layout_of_a_long_text_is_the_same(text: str) -> None:
+    # Texts longer than `_ONE_PASS_CHARS` are scanned twice (counted, then written).
+    from curate.stages.dedup import _layout
+
+    text = text * (70_000 // len(text) + 1)
+    form = minhash.comparison_form(text)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        compiled, reference = both(monkeypatch, lambda: _layout(text, form, 30))
+    for name in ("spans", "cf", "windows", "win_counts"):
+        assert getattr(compiled, name).tolist() == getattr(reference, name).tolist()
 
 
 @needs_kernels
