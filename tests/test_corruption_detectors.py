@@ -524,6 +524,30 @@ def test_spam_candidates_are_the_chains_a_full_scan_finds():
         assert found == full_scan_spans(text, lexicon), text[:40]
 
 
+def spam_pieces() -> list[str]:
+    """Gambling words, their first and second characters alone, Latin/Han filler around them."""
+    lexicon = SpamLexicon.load(default_lexicon_path())
+    anchors = sorted(set(lexicon.strong) | set(lexicon.gambling))
+    pieces = anchors + [t[0] for t in anchors] + [t[1:2] for t in anchors]
+    return pieces + ["ld", "中国", "，", "官方网站", "x", "9", " ", "\n", "。"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(st.sampled_from(spam_pieces()), max_size=12).map("".join), max_size=6))
+@example(["民族ld体", "育中国", "", "体育"])  # an opening split across two texts is not one
+def test_spam_precheck_is_the_search_for_a_gambling_word_opening(texts: list[str]) -> None:
+    """Texts the pre-check lets `spam.detect` skip have no candidate (the general path)."""
+    batched = DetectorContext(lexicon=SpamLexicon.load(default_lexicon_path()))
+    batched.prepare(texts)
+    alone = DetectorContext(lexicon=batched.lexicon, model=batched.model)
+    anchors = set(batched.lexicon.strong) | set(batched.lexicon.gambling)
+    for ctx in (batched, alone):
+        for text in texts:
+            may_have = ctx.derived("spam", text, spam._prechecks)
+            assert may_have == any(t[:2] in text for t in anchors), repr(text)
+            assert may_have or not spam.candidates(text, ctx.lexicon), repr(text)
+
+
 # The searches the detectors' batch pre-checks stand for (their specification): one text at a
 # time, with the stdlib.
 OBFUSCATION_PRECHECKS = [r"[(（][a-zü]", r"[*#|~^_+/\\][\u3400-\u9fff]", r"[\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]"]

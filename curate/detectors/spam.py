@@ -18,7 +18,10 @@ that contains a gambling word (a [strong] or [gambling] term or a brand pattern)
 A candidate scoring at least `spam_min_score` (3) is flagged.
 
 Speed: gambling words are rare, so they are found first with one literal alternation (the
-standard `re` module scans those at ~100 MB/s) and the chain is only matched around them.
+standard `re` module scans those at ~100 MB/s) and the chain is only matched around them. Even
+that scan is skipped for a text in which no gambling word can occur: one where the first two
+characters of none stand next to each other (`_prechecks`, looked up for a whole batch of texts
+at once; 4 in 5 of the benchmark's texts have no such pair).
 """
 
 from __future__ import annotations
@@ -27,11 +30,13 @@ import re
 from collections import Counter
 from functools import cache
 
+import numpy as np
 import regex
 
 from curate import patterncache
-from curate.detectors import DetectorContext, SpamLexicon
+from curate.detectors import DetectorContext, SpamLexicon, TextBatch
 from curate.document import Document, Flag
+from curate.textutil import char_table
 
 LATIN_RUN = r"(?<![A-Za-z0-9])[A-Za-z0-9]{1,12}(?![A-Za-z0-9])"
 HAN = regex.compile(r"\p{Han}")
@@ -77,6 +82,50 @@ def _compiled(
     )
     chain_re = patterncache.compile(f"(?:{brand_alt}|{term_alt}|{LATIN_RUN})+")
     return anchor_res, chain_re, token_re, weights
+
+
+# Classes of `_precheck_table`: the first character of a gambling word, its second, the whole of
+# a one-character one.
+_ANCHOR_FIRST, _ANCHOR_SECOND, _ANCHOR_WHOLE = (1 << bit for bit in range(3))
+
+
+@cache
+def _precheck_table(lexicon: SpamLexicon) -> np.ndarray:
+    """The classes of `_prechecks` for this lexicon's gambling words, by code point."""
+    anchors = set(lexicon.strong) | set(lexicon.gambling)
+    firsts = "".join(sorted({t[0] for t in anchors if len(t) > 1}))
+    seconds = "".join(sorted({t[1] for t in anchors if len(t) > 1}))
+    wholes = "".join(sorted(t for t in anchors if len(t) == 1))
+    return char_table([firsts, seconds, wholes])
+
+
+def _pair_keys(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """One int64 per pair of code points (code points are below 2**21)."""
+    return (first.astype(np.int64) << 21) | second
+
+
+@cache
+def _anchor_openings(lexicon: SpamLexicon) -> np.ndarray:
+    """`_pair_keys` of the first two characters of every gambling word, sorted."""
+    anchors = set(lexicon.strong) | set(lexicon.gambling)
+    return np.unique([(ord(t[0]) << 21) | ord(t[1]) for t in anchors if len(t) > 1])
+
+
+def _prechecks(batch: TextBatch, ctx: DetectorContext) -> list[bool]:
+    """Per text of `batch`: whether a gambling word may occur in it, i.e. the first two
+    characters of one are next to each other somewhere (or a one-character one is there). A
+    text without that has no anchor, so no candidate: `candidates` would return nothing."""
+    marks = batch.classes(_precheck_table(ctx.lexicon))
+    # A first character of some word followed by a second one of some word...
+    pairs = ((marks[:-1] & _ANCHOR_FIRST) != 0) & ((marks[1:] & _ANCHOR_SECOND) != 0)
+    last = batch.starts[1:-1] - 1  # (a pair starting on a text's last character ends in the next)
+    pairs[last[(last >= 0) & (last < pairs.size)]] = False
+    at = np.flatnonzero(pairs)
+    # ...that are the first two of the same word.
+    keys = _pair_keys(batch.codes.take(at), batch.codes.take(at + 1))
+    opening = at[np.isin(keys, _anchor_openings(ctx.lexicon))]
+    wholes = batch.held(marks & _ANCHOR_WHOLE)
+    return ((batch.per_text(opening) > 0) | (wholes != 0)).tolist()
 
 
 def _literal(term: str) -> str:
@@ -129,6 +178,8 @@ def candidates(text: str, lexicon: SpamLexicon) -> list[tuple[int, int, dict]]:
 
 def detect(doc: Document, ctx: DetectorContext) -> list[Flag]:
     text = doc.text
+    if not ctx.derived("spam", text, _prechecks):
+        return []
     found = candidates(text, ctx.lexicon)
     if not found:
         return []
