@@ -123,7 +123,9 @@ def _prechecks(batch: TextBatch, ctx: DetectorContext) -> list[bool]:
     at = np.flatnonzero(pairs)
     # ...that are the first two of the same word.
     keys = _pair_keys(batch.codes.take(at), batch.codes.take(at + 1))
-    opening = at[np.isin(keys, _anchor_openings(ctx.lexicon))]
+    openings = _anchor_openings(ctx.lexicon)  # (never empty when `at` is not)
+    found = np.searchsorted(openings, keys).clip(max=max(openings.size - 1, 0))
+    opening = at[openings.take(found) == keys] if at.size else at
     wholes = batch.held(marks & _ANCHOR_WHOLE)
     return ((batch.per_text(opening) > 0) | (wholes != 0)).tolist()
 
