@@ -468,6 +468,33 @@ def test_garbage_alone_and_in_batches_is_the_plain_computation(settings):
     assert [seen(garbage.detect(doc, ctx)) for doc in docs] == expected
 
 
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.floats(-1.0, 4000.0), st.integers(0, 64), st.booleans()),
+        min_size=1,
+        max_size=40,
+    ),
+    st.integers(0, 39),
+    st.sampled_from([-1, 0, 1]),
+    st.floats(-5.0, 300.0),
+)
+@example([(272.0, 16, True), (271.99999999999997, 16, True)], 0, 0, 17.0)  # a mean of exactly 17
+def test_garbage_reaching_windows_are_those_whose_mean_reaches(
+    windows: list[tuple[float, int, bool]], pick: int, step: int, other: float
+) -> None:
+    """The multiplication that rules windows out never rules out one whose mean (the general
+    computation) reaches the floor, down to a floor equal to a mean or one ulp either side."""
+    sums = np.array([w[0] for w in windows])
+    counts = np.array([float(w[1]) for w in windows])
+    usable = np.array([w[2] for w in windows])
+    means = garbage._means(sums, counts, usable)
+    at = float(means[pick % len(means)])
+    for floor in (float(np.nextafter(at, at + step)) if step else at, other, 17.0):
+        expected = np.flatnonzero(usable & (means >= floor))
+        assert np.array_equal(garbage._reaching(sums, counts, usable, floor), expected), floor
+
+
 def test_stage_in_batches_flags_as_document_by_document(monkeypatch):
     texts = varied_texts() * 2
     cfg = config.build({})

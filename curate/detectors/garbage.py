@@ -38,11 +38,43 @@ MIN_HAN_SHARE = 0.5
 
 @dataclass(frozen=True)
 class Windows:
-    """The windows of one text: mean surprise (0 where not usable) and whether usable."""
+    """The windows of one text: surprise sums, characters counted, whether usable. Their means
+    are divided out (`means`) only for the rare text that may flag: most never need them."""
 
-    means: np.ndarray
+    sums: np.ndarray
+    counts: np.ndarray
     usable: np.ndarray
     may_flag: bool  # a usable window reaches garbage_min_bits, below which nothing is flagged
+
+    def means(self) -> np.ndarray:
+        """Mean surprise per window, 0 where not usable. Elementwise, so a text's slice gets
+        the values the whole batch would."""
+        return _means(self.sums, self.counts, self.usable)
+
+
+def _means(sums: np.ndarray, counts: np.ndarray, usable: np.ndarray) -> np.ndarray:
+    """Mean surprise per window (0 where not usable): the definition every comparison uses."""
+    return np.where(usable, sums / np.maximum(counts, 1), 0.0)
+
+
+# `_reaching`'s slack: a mean fl(s / c) >= floor > 0 has s >= c * floor * (1 - 2**-53) exactly
+# (rounding to nearest moves s / c by at most 2**-53 of it), and c * fl(floor * (1 - 1e-12)) in
+# floating point stays below that, so the cheap test keeps every such window.
+_REACH_SLACK = 1 - 1e-12
+
+
+def _reaching(sums: np.ndarray, counts: np.ndarray, usable: np.ndarray, floor: float) -> np.ndarray:
+    """Positions of the usable windows whose mean (`_means`) is at least `floor`.
+
+    Why not `_means(...) >= floor` over the batch: a division per window for a test that almost
+    no window passes. For a positive floor, a multiplication rules out all but a few windows
+    (never one that passes: see `_REACH_SLACK`), and those few get the general test.
+    """
+    if not floor > 0:
+        return np.flatnonzero(usable & (_means(sums, counts, usable) >= floor))
+    maybe = np.flatnonzero(usable & (sums >= counts * (floor * _REACH_SLACK)))
+    kept = _means(sums.take(maybe), counts.take(maybe), usable.take(maybe)) >= floor
+    return maybe[kept]
 
 
 def _window_counts(mask: np.ndarray, width: int) -> np.ndarray:
@@ -75,23 +107,23 @@ def windows(batch: TextBatch, ctx: DetectorContext) -> list[Windows | None]:
     skipped[1:] |= space[:-1]
     firsts = batch.starts[:-1][lengths > 0]
     skipped[firsts] = space[firsts]
-    filled = np.where(skipped, 0.0, batch.surprise.astype(np.float64))
+    filled = batch.surprise.astype(np.float64)
+    np.copyto(filled, 0.0, where=skipped)
     sums = np.convolve(filled, np.ones(width), "valid")
     # Counts per window: exact integer running sums (the same values the float convolution gave).
     counts = _window_counts(~skipped, width)
     han = _window_counts(is_han, width)
     usable = (counts >= width * 0.75) & (han >= width * MIN_HAN_SHARE)
-    means = np.where(usable, sums / np.maximum(counts, 1), 0.0)
     # The threshold is never below garbage_min_bits, so a text with no usable window that high
     # has nothing to flag, and needs no baseline (a median: the costly part per text).
-    reaching = np.flatnonzero(usable & (means >= ctx.garbage_min_bits))
+    reaching = _reaching(sums, counts, usable, ctx.garbage_min_bits)
     starts = batch.starts[long_enough]
     stops = batch.starts[long_enough + 1] - width + 1
     may_flag = np.searchsorted(reaching, stops) > np.searchsorted(reaching, starts)
     for i, start, stop, flag in zip(
         long_enough.tolist(), starts.tolist(), stops.tolist(), may_flag.tolist(), strict=True
     ):
-        found[i] = Windows(means[start:stop], usable[start:stop], flag)
+        found[i] = Windows(sums[start:stop], counts[start:stop], usable[start:stop], flag)
     return found
 
 
@@ -103,7 +135,7 @@ def detect(doc: Document, ctx: DetectorContext) -> list[Flag]:
     found: Windows = ctx.derived("garbage", text, windows)
     if not found.may_flag:
         return []
-    means, usable = found.means, found.usable
+    means, usable = found.means(), found.usable
     baseline = float(np.median(means[usable]))
     threshold = max(ctx.garbage_min_bits, baseline + ctx.garbage_margin_bits)
     hot = np.flatnonzero(usable & (means >= threshold))
