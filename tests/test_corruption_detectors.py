@@ -556,7 +556,13 @@ def spam_pieces() -> list[str]:
     lexicon = SpamLexicon.load(default_lexicon_path())
     anchors = sorted(set(lexicon.strong) | set(lexicon.gambling))
     pieces = anchors + [t[0] for t in anchors] + [t[1:2] for t in anchors]
-    return pieces + ["ld", "中国", "，", "官方网站", "x", "9", " ", "\n", "。"]
+    return pieces + ["ld", "中国", "，", "官方网站", "x", "9", " ", "\n", "。", "赌", "钱"]
+
+
+# A lexicon with one-character gambling words, which the pre-check looks for alone.
+ONE_CHARACTER_WORDS = SpamLexicon(
+    strong=("赌", "bet365"), gambling=("彩", "体育"), web=("官网",), connectors=(), brand_patterns=()
+)
 
 
 @settings(max_examples=300, deadline=None)
@@ -564,15 +570,16 @@ def spam_pieces() -> list[str]:
 @example(["民族ld体", "育中国", "", "体育"])  # an opening split across two texts is not one
 def test_spam_precheck_is_the_search_for_a_gambling_word_opening(texts: list[str]) -> None:
     """Texts the pre-check lets `spam.detect` skip have no candidate (the general path)."""
-    batched = DetectorContext(lexicon=SpamLexicon.load(default_lexicon_path()))
-    batched.prepare(texts)
-    alone = DetectorContext(lexicon=batched.lexicon, model=batched.model)
-    anchors = set(batched.lexicon.strong) | set(batched.lexicon.gambling)
-    for ctx in (batched, alone):
-        for text in texts:
-            may_have = ctx.derived("spam", text, spam._prechecks)
-            assert may_have == any(t[:2] in text for t in anchors), repr(text)
-            assert may_have or not spam.candidates(text, ctx.lexicon), repr(text)
+    for lexicon in (SpamLexicon.load(default_lexicon_path()), ONE_CHARACTER_WORDS):
+        batched = DetectorContext(lexicon=lexicon)
+        batched.prepare(texts)
+        alone = DetectorContext(lexicon=lexicon, model=batched.model)
+        anchors = set(lexicon.strong) | set(lexicon.gambling)
+        for ctx in (batched, alone):
+            for text in texts:
+                may_have = ctx.derived("spam", text, spam._prechecks)
+                assert may_have == any(t[:2] in text for t in anchors), repr(text)
+                assert may_have or not spam.candidates(text, lexicon), repr(text)
 
 
 # The searches the detectors' batch pre-checks stand for (their specification): one text at a
