@@ -156,14 +156,19 @@ class TextBatch:
         np.bitwise_or.at(held, owner, marks[marked])
         return held
 
-    def holding_pair(self, marks: np.ndarray, first: int, second: int) -> np.ndarray:
-        """How many times, in each text, a character with a bit of `first` in `marks` comes
-        right before one with a bit of `second` (pairs across two texts are not counted)."""
+    def pair_starts(self, marks: np.ndarray, first: int, second: int) -> np.ndarray:
+        """Positions (in the joined texts, ascending) of the characters with a bit of `first` in
+        `marks` that come right before one with a bit of `second` in the same text."""
         starting = ((marks[:-1] & first) != 0) & ((marks[1:] & second) != 0)
         # A pair starting on a text's last character ends in the next text.
         last = self.starts[1:-1] - 1
         starting[last[(last >= 0) & (last < starting.size)]] = False
-        return self.per_text(np.flatnonzero(starting))
+        return np.flatnonzero(starting)
+
+    def holding_pair(self, marks: np.ndarray, first: int, second: int) -> np.ndarray:
+        """How many times, in each text, a character with a bit of `first` in `marks` comes
+        right before one with a bit of `second` (pairs across two texts are not counted)."""
+        return self.per_text(self.pair_starts(marks, first, second))
 
 
 @dataclass

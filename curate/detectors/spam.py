@@ -59,7 +59,7 @@ def _compiled(
     ):
         for term in terms:
             weights[term] = weight
-    anchors = set(lexicon.strong) | set(lexicon.gambling)
+    anchors = _anchor_words(lexicon)
     # Han anchors as a plain alternation (fast literal scan); Latin ones need word boundaries.
     by_length = sorted(anchors, key=lambda t: (-len(t), t))
     han = "|".join(re.escape(t) for t in by_length if not t.isascii())
@@ -84,6 +84,12 @@ def _compiled(
     return anchor_res, chain_re, token_re, weights
 
 
+@cache
+def _anchor_words(lexicon: SpamLexicon) -> frozenset[str]:
+    """The gambling words a candidate chain must hold one of: [strong] and [gambling] terms."""
+    return frozenset(lexicon.strong) | frozenset(lexicon.gambling)
+
+
 # Classes of `_precheck_table`: the first character of a gambling word, its second, the whole of
 # a one-character one.
 _ANCHOR_FIRST, _ANCHOR_SECOND, _ANCHOR_WHOLE = (1 << bit for bit in range(3))
@@ -92,7 +98,7 @@ _ANCHOR_FIRST, _ANCHOR_SECOND, _ANCHOR_WHOLE = (1 << bit for bit in range(3))
 @cache
 def _precheck_table(lexicon: SpamLexicon) -> np.ndarray:
     """The classes of `_prechecks` for this lexicon's gambling words, by code point."""
-    anchors = set(lexicon.strong) | set(lexicon.gambling)
+    anchors = _anchor_words(lexicon)
     firsts = "".join(sorted({t[0] for t in anchors if len(t) > 1}))
     seconds = "".join(sorted({t[1] for t in anchors if len(t) > 1}))
     wholes = "".join(sorted(t for t in anchors if len(t) == 1))
@@ -107,7 +113,7 @@ def _pair_keys(first: np.ndarray, second: np.ndarray) -> np.ndarray:
 @cache
 def _anchor_openings(lexicon: SpamLexicon) -> np.ndarray:
     """`_pair_keys` of the first two characters of every gambling word, sorted."""
-    anchors = set(lexicon.strong) | set(lexicon.gambling)
+    anchors = _anchor_words(lexicon)
     return np.unique([(ord(t[0]) << 21) | ord(t[1]) for t in anchors if len(t) > 1])
 
 
@@ -116,11 +122,8 @@ def _prechecks(batch: TextBatch, ctx: DetectorContext) -> list[bool]:
     characters of one are next to each other somewhere (or a one-character one is there). A
     text without that has no anchor, so no candidate: `candidates` would return nothing."""
     marks = batch.classes(_precheck_table(ctx.lexicon))
-    # A first character of some word followed by a second one of some word...
-    pairs = ((marks[:-1] & _ANCHOR_FIRST) != 0) & ((marks[1:] & _ANCHOR_SECOND) != 0)
-    last = batch.starts[1:-1] - 1  # (a pair starting on a text's last character ends in the next)
-    pairs[last[(last >= 0) & (last < pairs.size)]] = False
-    at = np.flatnonzero(pairs)
+    # A first character of some word followed by a second one of some word, in one text...
+    at = batch.pair_starts(marks, _ANCHOR_FIRST, _ANCHOR_SECOND)
     # ...that are the first two of the same word.
     keys = _pair_keys(batch.codes.take(at), batch.codes.take(at + 1))
     openings = _anchor_openings(ctx.lexicon)  # (never empty when `at` is not)
@@ -141,7 +144,7 @@ def _literal(term: str) -> str:
 def candidates(text: str, lexicon: SpamLexicon) -> list[tuple[int, int, dict]]:
     """(start, end, info) of every chain of lexicon terms that contains a gambling word."""
     anchor_res, chain_re, token_re, weights = _compiled(lexicon)
-    gambling_words = set(lexicon.strong) | set(lexicon.gambling)
+    gambling_words = _anchor_words(lexicon)
     spans: dict[tuple[int, int], None] = {}
     anchors = [
         m
