@@ -810,7 +810,10 @@ class _Engine:
         self._cache: OrderedDict[int, list[Any]] = OrderedDict()  # doc -> [text, form | None]
         # 4-gram keys of forms, sorted keys of aligned ranges (for minhash.matching_blocks)
         self._keys: dict[int, tuple[minhash.ComparisonForm, np.ndarray]] = {}
-        self._gram_cache: OrderedDict[tuple[int, int, int], Any] = OrderedDict()
+        # (id of the _Para, start, end) -> gram index; paragraphs live as long as the engine
+        self._gram_cache: OrderedDict[tuple[int, int, int], tuple[np.ndarray, np.ndarray]] = (
+            OrderedDict()
+        )
         # Candidates of the step being decided: doc -> earlier candidate docs; paragraph ->
         # earlier candidate paragraphs (whole), (paragraph, split window) pairs (passages).
         self._doc_candidates: dict[int, list[int]] = {}
@@ -952,20 +955,21 @@ class _Engine:
 
         A paragraph is aligned with up to `max_candidates` others (and kept ones with many
         later copies), so the 4-gram keys of a form and the sorted keys of a range are kept.
+        Keyed by the paragraph (its form's content never changes, even when the form is made
+        again): a hit, most calls, touches neither the form nor its cache.
         """
-        form = self._form(para)
-        key = (id(form), start, end)
-        entry = self._gram_cache.get(key)
-        if entry is not None and entry[0] is form:
+        key = (id(para), start, end)
+        index = self._gram_cache.get(key)
+        if index is not None:
             self._gram_cache.move_to_end(key)
-            return entry[1]
+            return index
+        form = self._form(para)
         keys = self._keys.get(id(form))
         if keys is None or keys[0] is not form:
             keys = self._keys[id(form)] = (form, minhash.gram_keys(form.codes))
             if len(self._keys) > self._CACHE_DOCS:
                 del self._keys[next(iter(self._keys))]
-        index = minhash.gram_index(keys[1][start : max(start, end - 3)])
-        self._gram_cache[key] = (form, index)
+        index = self._gram_cache[key] = minhash.gram_index(keys[1][start : max(start, end - 3)])
         if len(self._gram_cache) > 16 * self._CACHE_DOCS:
             self._gram_cache.popitem(last=False)
         return index
@@ -1296,10 +1300,12 @@ class _Engine:
         """Aligned regions of `para` with the kept paragraph that may be repeated passages:
         (form span in kept, form span in para, similarity), for `_consider_passage`.
 
-        Pure (no decision state), so it can run on the workers.
+        Pure (no decision state), so it can run on the workers. The forms of run paragraphs
+        are read only for an alignment: most pairs stop at the coverage bound, on cached indexes.
         """
-        form_b = self._form(para)
-        form_a = self._form(kept)
+        for p in (para, kept):
+            if self.docs[p.doc].summary is None:
+                self._form(p)  # a parent paragraph: its spans are set with its form, at first use
         if split >= 0:  # the same paragraph: its start up to the window after `split`
             cut = int(para.windows[split, 1])
             a0, a1, b0, b1 = para.cf0, cut, cut, para.cf1
@@ -1318,7 +1324,7 @@ class _Engine:
             return ()
         # difflib's matching blocks (of >= 4 characters), computed on the code arrays.
         blocks = minhash.matching_blocks(
-            form_a.codes[a0:a1], form_b.codes[b0:b1], 4, index_a, index_b
+            self._form(kept).codes[a0:a1], self._form(para).codes[b0:b1], 4, index_a, index_b
         )
         found = []
         for ra0, ra1, rb0, rb1, matched in _regions(blocks, self.s.max_gap, 4):
