@@ -37,6 +37,7 @@ import multiprocessing
 import multiprocessing.pool
 import os
 import pickle
+import signal
 import tempfile
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -102,10 +103,81 @@ class _Pool(multiprocessing.pool.Pool):
     waited on, as before); nothing else waits on that pipe.
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The workers as started. Without `maxtasksperchild` none ends while the pool runs, so
+        # one that has ended was killed, and the task it held will never come back.
+        self._started = list(self._pool) if self._maxtasksperchild is None else []
+
     def _get_sentinels(self) -> list[Any]:
         """What the thread waits on besides the workers: the pool's own, but the results pipe."""
         results = getattr(getattr(self, "_outqueue", None), "_reader", None)
         return [sentinel for sentinel in super()._get_sentinels() if sentinel is not results]
+
+    def terminate(self) -> None:
+        if self.lost_worker() is None:
+            super().terminate()
+        else:
+            self._abandon()
+
+    def _abandon(self) -> None:
+        """`terminate` after a worker was killed. CPython's takes the locks the workers share,
+        and the dead one may have died holding one (an idle worker holds the task pipe's while
+        it waits), so it would wait forever. Instead: no replacement workers, every worker
+        killed and reaped, and the pool's threads (daemons, blocked on pipes no one writes to
+        any more) left to end with the process."""
+        self._state = multiprocessing.pool.TERMINATE
+        self._terminate.cancel()  # the same teardown, at exit, would wait the same way
+        handler = self._worker_handler
+        handler._state = multiprocessing.pool.TERMINATE
+        self._change_notifier.put(None)
+        handler.join()
+        for worker in self._pool:
+            worker.kill()
+            worker.join()
+
+    def lost_worker(self) -> str | None:
+        """How a worker that ended while the pool ran ended ("worker 123 was killed by
+        SIGKILL"), or None. (CPython's pool starts another in its place and waits forever
+        for the lost task's result.)"""
+        for worker in self._started:
+            code = worker.exitcode
+            if code is not None:
+                return f"worker process {worker.pid} {_how_it_ended(code)}"
+        return None
+
+
+class WorkerLost(Exception):
+    """A worker process ended in the middle of a run (killed, most often by the system's
+    out-of-memory killer): what it held is lost, so the run stops rather than wait forever."""
+
+
+def _how_it_ended(code: int) -> str:
+    if code >= 0:
+        return f"exited with status {code}"
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        name = f"signal {-code}"
+    return f"was killed by {name}" + (" (as the out-of-memory killer does)" if -code == signal.SIGKILL else "")
+
+
+_WORKER_CHECK_SECONDS = 0.5  # how often a wait for results checks that the workers live
+
+
+def _result(pool: Any, pending: Any) -> Any:
+    """`pending.get()` (an `AsyncResult` of `pool`), raising `WorkerLost` instead of waiting
+    forever once a worker of the pool has ended."""
+    lost_worker = getattr(pool, "lost_worker", None)
+    while lost_worker is not None and not pending.ready():
+        pending.wait(_WORKER_CHECK_SECONDS)
+        how = None if pending.ready() else lost_worker()
+        if how is not None:
+            raise WorkerLost(
+                f"{how} in the middle of the run: the run stopped and wrote no version "
+                "(fewer --workers or a smaller run.batch_size need less memory)"
+            )
+    return pending.get()
 
 
 @contextlib.contextmanager
@@ -151,6 +223,9 @@ class _Ready(NamedTuple):
     """Results made in this process, queued among the workers' pending ones."""
 
     value: list[Any]
+
+    def ready(self) -> bool:
+        return True
 
     def get(self) -> list[Any]:
         return self.value
@@ -208,9 +283,9 @@ def parallel_map(
             ):
                 head = pending.popleft()
                 working -= not isinstance(head, _Ready)
-                yield from head.get()
+                yield from _result(pool, head)
         while pending:
-            yield from pending.popleft().get()
+            yield from _result(pool, pending.popleft())
 
 
 def fork_map(function: Callable[[Any], Any], items: list[Any], workers: int) -> list[Any]:
@@ -222,7 +297,7 @@ def fork_map(function: Callable[[Any], Any], items: list[Any], workers: int) -> 
     if workers <= 1 or len(items) <= 1:
         return [function(item) for item in items]
     with _forked_pool(lambda i: function(items[i]), min(workers, len(items))) as pool:
-        return pool.map(_run_task, range(len(items)), chunksize=1)
+        return _result(pool, pool.map_async(_run_task, range(len(items)), chunksize=1))
 
 
 class DecideWorkers:
@@ -257,7 +332,8 @@ class DecideWorkers:
                 _forked_pool(lambda call: getattr(owner, call[0])(call[1]), self.workers)
             )
         name = function.__name__
-        return self._pool.map(_run_task, [(name, item) for item in items], chunksize=1)
+        calls = [(name, item) for item in items]
+        return _result(self._pool, self._pool.map_async(_run_task, calls, chunksize=1))
 
     def close(self) -> None:
         self._exit.close()

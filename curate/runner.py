@@ -19,7 +19,7 @@ from typing import Any
 from curate import ingest
 from curate.config import Config
 from curate.document import Document
-from curate.engine import LocalEngine, SpillError
+from curate.engine import LocalEngine, SpillError, WorkerLost
 from curate.pipeline import build_stages
 from curate.report.model import EntryMaker, WrittenIndex
 from curate.stages.base import Artifacts, RunContext
@@ -41,7 +41,8 @@ from curate.version import (
 
 
 class RunError(Exception):
-    """A problem that stops the run before any work (bad rules, no inputs, a busy corpus)."""
+    """A problem that stops the run, said in one line: bad rules, no inputs, a busy corpus, a
+    spill folder that cannot be written, a worker process killed."""
 
 
 @dataclass
@@ -174,7 +175,7 @@ def run(
                 corpus, docs, record, lambda: _finish_record(record, skipped), on_written=written
             )
             warnings = list(record.warnings)
-    except (VersionError, SpillError) as exc:
+    except (VersionError, SpillError, WorkerLost) as exc:
         raise RunError(str(exc)) from None
     except OSError as exc:
         raise RunError(f"{corpus}: cannot write the corpus: {exc}") from None

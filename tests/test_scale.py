@@ -862,3 +862,108 @@ def test_a_spill_past_its_budget_into_a_missing_folder_says_so(tmp_path):
         spill.put(b"held")
         with pytest.raises(SpillError, match=r"missing: cannot keep documents between passes"):
             spill.put(b"to the file")
+
+
+# --------------------------------------------------------------------------- lost workers
+def _within(seconds: float, work: Any) -> Any:
+    """`work()`'s result, or the exception it raised; fails the test if it is still waiting
+    after `seconds` (it runs in a daemon thread, so a hang cannot hold up the suite)."""
+    import threading
+
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = work()
+        except BaseException as exc:  # noqa: BLE001 (the test looks at it)
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still waiting after {seconds} s"
+    return outcome.get("error", outcome.get("value"))
+
+
+def _killed_on(marker: int) -> Any:
+    """A task that kills the worker process running it when its batch holds `marker`."""
+    import signal
+
+    driver = os.getpid()
+
+    def task(batch: list[int]) -> list[int]:
+        if marker in batch and os.getpid() != driver:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return batch
+
+    return task
+
+
+def test_a_worker_killed_in_a_pass_stops_it_with_one_line_instead_of_a_hang():
+    from curate.engine import WorkerLost, parallel_map
+
+    done = _within(60, lambda: list(parallel_map(_killed_on(40), range(100), 2, 4)))
+    assert isinstance(done, WorkerLost), done
+    assert "was killed by SIGKILL" in str(done) and "\n" not in str(done)
+    # the same pool code, no worker killed: every result, in order
+    assert _within(60, lambda: list(parallel_map(_killed_on(-1), range(100), 2, 4))) == list(range(100))
+
+
+def test_a_worker_killed_during_a_decision_stops_it_instead_of_a_hang():
+    from curate.engine import DecideWorkers, WorkerLost, fork_map
+
+    task = _killed_on(7)
+
+    class Decision:
+        def verify(self, item: int) -> int:
+            return task([item])[0]
+
+    workers = DecideWorkers(2)
+    try:
+        assert isinstance(_within(60, lambda: workers(Decision().verify, list(range(20)))), WorkerLost)
+    finally:
+        workers.close()
+    assert isinstance(_within(60, lambda: fork_map(lambda n: task([n]), list(range(20)), 2)), WorkerLost)
+
+
+def test_leaving_a_pool_whose_idle_workers_were_killed_does_not_hang():
+    """An idle worker waits for a task holding the lock its pool's `terminate` takes: killed
+    there, it never gives it back. Both killed, one surely held it."""
+    import signal
+
+    from curate.engine import WorkerLost, _Pool, _result
+
+    def scenario() -> Any:
+        with _Pool(2, context=multiprocessing.get_context("fork")) as pool:
+            assert pool.lost_worker() is None
+            pool.map(abs, range(8))
+            for worker in list(pool._pool):
+                os.kill(worker.pid, signal.SIGKILL)
+            try:
+                return _result(pool, pool.map_async(abs, range(8)))
+            finally:
+                assert pool.lost_worker() is not None
+
+    assert isinstance(_within(60, scenario), WorkerLost)
+
+
+def test_a_run_whose_worker_is_killed_fails_in_one_line_and_writes_no_version(tmp_path, monkeypatch):
+    import signal
+
+    from curate.runner import RunError, run
+    from curate.stages.repair import Repair
+
+    driver, repair = os.getpid(), Repair.process
+
+    def killed_in_a_worker(self: Any, doc: Document) -> None:
+        if os.getpid() != driver:
+            os.kill(os.getpid(), signal.SIGKILL)
+        repair(self, doc)
+
+    monkeypatch.setattr(Repair, "process", killed_in_a_worker)  # inherited by the forked workers
+    config = make_config(tmp_path, {"run": {"workers": 2, "batch_size": 1}})
+    failed = _within(120, lambda: run(config, inputs=[str(p) for p in SEED_FILES], write_report=False))
+    assert isinstance(failed, RunError), failed
+    assert "was killed by SIGKILL" in str(failed) and "\n" not in str(failed)
+    versions = tmp_path / "corpus" / "versions"
+    assert not [p for p in versions.glob("*") if not p.name.startswith(".")]  # no version written
