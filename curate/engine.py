@@ -52,6 +52,7 @@ from curate.stages.base import (
     DocumentStage,
     Stage,
     fork_is_safe,
+    leave_interrupts_to_the_driver,
     widen_pipe,
 )
 
@@ -190,7 +191,9 @@ def _forked_pool(task: Callable[[Any], Any], workers: int) -> Iterator[Any]:
     # fork shares (Python's documented use of gc.freeze).
     gc.freeze()
     try:
-        with _Pool(workers, context=multiprocessing.get_context("fork")) as pool:
+        with _Pool(
+            workers, initializer=leave_interrupts_to_the_driver, context=multiprocessing.get_context("fork")
+        ) as pool:
             _widen_pipes(pool)
             yield pool
     finally:

@@ -967,3 +967,56 @@ def test_a_run_whose_worker_is_killed_fails_in_one_line_and_writes_no_version(tm
     assert "was killed by SIGKILL" in str(failed) and "\n" not in str(failed)
     versions = tmp_path / "corpus" / "versions"
     assert not [p for p in versions.glob("*") if not p.name.startswith(".")]  # no version written
+
+
+def test_workers_and_builders_leave_ctrl_c_to_the_driver():
+    """Ctrl-C reaches the whole process group; the driver stops the run and ends its workers."""
+    import signal
+
+    from curate.engine import fork_map
+    from curate.stages.base import Artifacts, defer_artifact
+
+    handler = signal.getsignal(signal.SIGINT)
+    assert fork_map(lambda _: signal.getsignal(signal.SIGINT), [0, 1], 2) == [signal.SIG_IGN] * 2
+    artifacts = Artifacts()
+    defer_artifact({"artifacts": artifacts}, "handler", lambda: str(signal.getsignal(signal.SIGINT)).encode())
+    artifacts.start()  # built in a forked builder
+    assert artifacts["handler"] == str(signal.SIG_IGN).encode()
+    assert signal.getsignal(signal.SIGINT) is handler  # the driver's own is untouched
+
+
+def test_ctrl_c_stops_a_run_with_one_word_and_no_worker_tracebacks(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    children = Path("/proc/self/task") / str(os.getpid()) / "children"
+    if not children.exists():
+        pytest.skip("this system does not list a process's children in /proc")
+    inputs = write_corpus(tmp_path / "in", 6000, per_file=500)
+    config = tmp_path / "curate.toml"
+    config.write_text(
+        f'[run]\ncorpus = "{tmp_path / "corpus"}"\nreports = "{tmp_path / "reports"}"\n'
+        f'rules = ["{Path(__file__).resolve().parents[1] / "rules"}"]\nworkers = 2\n',
+        encoding="utf-8",
+    )
+    run = subprocess.Popen(
+        [sys.executable, "-m", "curate", "run", str(inputs), "--config", str(config), "-q"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as in a terminal
+    )
+    try:
+        workers = Path(f"/proc/{run.pid}/task/{run.pid}/children")
+        deadline = time.monotonic() + 60
+        while run.poll() is None and not workers.read_text().split() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert run.poll() is None, "the run ended before it had workers to interrupt"
+        os.killpg(run.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        output = run.communicate(timeout=60)[0].decode()
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+    assert run.returncode != 0
+    assert output.strip() == "Aborted!", output
+    assert not [p for p in (tmp_path / "corpus" / "versions").glob("*") if not p.name.startswith(".")]

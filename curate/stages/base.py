@@ -17,6 +17,7 @@ import hashlib
 import itertools
 import multiprocessing
 import shutil
+import signal
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
@@ -335,6 +336,12 @@ class _ThreadBuild:
         return self.outcome[0]
 
 
+def leave_interrupts_to_the_driver() -> None:
+    """In a forked worker or builder: Ctrl-C reaches the whole process group, and the driver stops the
+    run (it ends its workers); a worker's own KeyboardInterrupt only printed a traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _build_and_send(deferred: _Pending, send: Any, receive: Any) -> None:
     """In the forked builder: `_build`'s outcome down the pipe.
 
@@ -342,6 +349,7 @@ def _build_and_send(deferred: _Pending, send: Any, receive: Any) -> None:
     then fails and the builder ends, instead of waiting forever on a pipe it holds itself
     (and holding, with the rest of what it inherited, the engine's pool pipes open).
     """
+    leave_interrupts_to_the_driver()
     receive.close()
     try:
         outcome = _build(deferred)
