@@ -141,3 +141,28 @@ def test_the_minhash_permutations_read_back_equal_those_drawn(cache: Path) -> No
     code = "import sys; from curate import minhash; minhash.permutations(128, 7); print('numpy.random' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_bigram_model_read_back_equals_the_shipped_file(cache: Path, tmp_path: Path) -> None:
+    import shutil
+    import zipfile
+
+    from curate.detectors.bigram import COMPILED_ARRAYS, DEFAULT_MODEL, BigramModel
+
+    with np.load(DEFAULT_MODEL, allow_pickle=False) as data:
+        shipped = {name: data[name] for name in COMPILED_ARRAYS}
+    for _ in range(2):  # inflated from the zip and stored, then read back from disk
+        model = BigramModel.load(DEFAULT_MODEL)
+        for name, array in shipped.items():
+            found = getattr(model, name)
+            assert found.dtype == array.dtype and np.array_equal(found, array), name
+    assert len(list(cache.iterdir())) == 1
+    # another model file (here: the same arrays, stored with another compression) is another table
+    other = tmp_path / "other.npz"
+    with zipfile.ZipFile(DEFAULT_MODEL) as source, zipfile.ZipFile(other, "w") as target:
+        for info in source.infolist():
+            target.writestr(info.filename, source.read(info), compress_type=zipfile.ZIP_STORED)
+    assert BigramModel.load(other).symbols == model.symbols
+    assert len(list(cache.iterdir())) == 2
+    shutil.rmtree(cache)
+    assert BigramModel.load(DEFAULT_MODEL).symbols == model.symbols  # and without its table
