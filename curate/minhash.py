@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import regex
 
-from curate.textutil import code_points
+from curate.textutil import code_points, text_of_codes
 
 try:
     from curate import _kernels
@@ -73,7 +73,7 @@ def _t2s_table() -> np.ndarray:
     han = np.flatnonzero(_han_code_points())
     lines = np.full(2 * han.shape[0], ord("\n"), dtype="<u4")  # one character per line
     lines[0::2] = han
-    source = lines[:-1].tobytes().decode("utf-32-le")
+    source = text_of_codes(lines[:-1])
     converted = _t2s_converter()(source).split("\n")
     table = np.arange(0x110000, dtype=np.uint32)
     if len(converted) == han.shape[0]:
@@ -89,7 +89,7 @@ def _code_point_class(pattern: str) -> np.ndarray:
     """Boolean table over all code points: True where the character matches `pattern`."""
     # The whole range as one str built from a code point array: "".join(map(chr, ...)) would
     # hold 1.1 million str objects at once (~100 MB of peak memory in every process).
-    everything = np.arange(0x110000, dtype="<u4").tobytes().decode("utf-32-le", "surrogatepass")
+    everything = text_of_codes(np.arange(0x110000))
     # regex over the whole range once (~0.1 s); surrogates match no class we use.
     marked = regex.sub(pattern, "\x01", everything)
     return code_points(marked) == 1
@@ -131,7 +131,7 @@ class ComparisonForm:
 
     def string(self, start: int = 0, end: int | None = None) -> str:
         """The comparison characters as a str (for alignment with difflib)."""
-        return self.codes[start:end].astype("<u4").tobytes().decode("utf-32-le")
+        return text_of_codes(self.codes[start:end])
 
 
 @cache
@@ -607,8 +607,5 @@ def _merge_adjacent(found: list[tuple[int, int, int]], min_size: int) -> list[tu
 def _difflib_blocks(a: np.ndarray, b: np.ndarray, min_size: int) -> list[tuple[int, int, int]]:
     from difflib import SequenceMatcher
 
-    def text(codes: np.ndarray) -> str:
-        return codes.astype("<u4").tobytes().decode("utf-32-le")
-
-    matcher = SequenceMatcher(None, text(a), text(b), autojunk=False)
+    matcher = SequenceMatcher(None, text_of_codes(a), text_of_codes(b), autojunk=False)
     return [(i, j, k) for i, j, k in matcher.get_matching_blocks() if k >= min_size]

@@ -33,7 +33,7 @@ from typing import Any
 import regex
 
 from curate import patterncache
-from curate.textutil import code_points
+from curate.textutil import code_points, text_of_codes
 
 SCOPES = ("line", "paragraph", "inline", "tail")
 # Scopes whose pattern must match the whole (stripped) line; the others search inside it.
@@ -1269,7 +1269,7 @@ class TriggerIndex:
         if len(texts) > 1 and any(_JOINER in t for t in self.by_trigger):
             return [self.locate_many([t], [ls])[0] for t, ls in zip(texts, lines, strict=True)]
         codes = _fold_codes()[code_points(_JOINER.join(texts))]
-        folded = codes.tobytes().decode("utf-32-le", "surrogatepass")
+        folded = text_of_codes(codes)
         # Each text's start in the joined text, and the starts of longer triggers in it.
         offsets = [0]
         for text in texts:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from curate.textutil import code_points
+from curate.textutil import code_points, text_of_codes
 
 CONFIGS = ("t2s", "tw2s", "hk2s")
 
@@ -134,7 +134,7 @@ def _lookup_table(table: dict[int, str]) -> Any:
 def _translate(text: str, group: _Group) -> str:
     if group.lut is None or len(text) < 64:
         return text.translate(group.table)
-    return group.lut[code_points(text)].tobytes().decode("utf-32-le", "surrogatepass")
+    return text_of_codes(group.lut[code_points(text)])
 
 
 def _longest_leftmost(text: str, keys: re.Pattern[str], mapping: dict[str, str]):

@@ -120,6 +120,14 @@ def code_points(text: str) -> Any:
     return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
 
 
+def text_of_codes(codes: Any) -> str:
+    """The text whose `code_points` are `codes` (any integer array of code points): numpy
+    lookups over whole texts (folds, conversions) give their result back as one str."""
+    import numpy as np
+
+    return np.asarray(codes, dtype="<u4").tobytes().decode("utf-32-le", "surrogatepass")
+
+
 def char_table(classes: Sequence[str | Iterable[tuple[int, int]]]) -> Any:
     """A numpy table over every code point: bit k of entry c is set when c is in `classes[k]`,
     given as the characters themselves or as (first, last) code point ranges. Looked up with
