@@ -202,11 +202,6 @@ class DetectorContext:
         self._single = TextBatch.of([text], self.model)
         return self._single, 0
 
-    def ids(self, text: str) -> np.ndarray:
-        """Bigram-model symbol ids of every character of `text`."""
-        batch, i = self.locate(text)
-        return batch.ids[batch.span(i)]
-
     def surprise(self, text: str) -> np.ndarray:
         """Bigram surprise of every character of `text`."""
         batch, i = self.locate(text)
