@@ -1011,6 +1011,7 @@ def test_ctrl_c_stops_a_run_with_one_word_and_no_worker_tracebacks(tmp_path):
         deadline = time.monotonic() + 60
         while run.poll() is None and not workers.read_text().split() and time.monotonic() < deadline:
             time.sleep(0.05)
+        time.sleep(0.3)  # past the moment between a worker's fork and its first instruction
         assert run.poll() is None, "the run ended before it had workers to interrupt"
         os.killpg(run.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         output = run.communicate(timeout=60)[0].decode()
