@@ -191,3 +191,28 @@ def test_run_says_when_the_compiled_loops_are_missing_and_gives_the_same_corpus(
         return (root / "corpus" / "versions" / version / "documents.jsonl").read_bytes()
 
     assert documents(project) == documents(other)
+
+
+def test_run_quiet_prints_only_the_result_and_paths_verbatim(project, tmp_path):
+    """-q: skipped inputs are not printed (nor rendered); the result line shows the corpus
+    folder as it is named, markup and emoji codes included; each run has the process freeze
+    what is alive when it exits (`gc.freeze`, registered with atexit)."""
+    import atexit
+    import gc
+
+    (project / "in" / "notes.bin").write_bytes(b"\x00\x01")
+    corpus = tmp_path / "c[red]x[/red]:thumbs_up:"
+    registered = []
+    original = atexit.register
+    try:
+        atexit.register = lambda func, *a, **k: registered.append(func) or original(func, *a, **k)
+        loud = invoke(project, "run", "--corpus", str(tmp_path / "loud"))
+        quiet = invoke(project, "run", "--corpus", str(corpus), "-q")
+    finally:
+        atexit.register = original
+        atexit.unregister(gc.freeze)  # (this test process is not ending)
+    assert loud.exit_code == 0 and quiet.exit_code == 0, quiet.output
+    assert "notes.bin" in loud.output
+    assert "notes.bin" not in quiet.output
+    assert "".join(str(corpus).split()) in "".join(quiet.output.split())
+    assert registered.count(gc.freeze) == 2
