@@ -712,3 +712,18 @@ def test_safe_json_escapes_exactly_what_could_end_a_script(text: str) -> None:
         assert raw.encode() not in encoded
     for kept in ("\u2027", "\u202a", "“", "”", "…", "—", "中"):  # written as themselves
         assert encoded.count(kept.encode()) == 2 * text.count(kept)
+
+
+def test_report_files_written_side_by_side_and_an_error_of_either_is_raised(
+    version: Path, tmp_path: Path
+) -> None:
+    """report.json is written in a thread beside report.html: the two files as one after the
+    other wrote them, and the thread's error raised here, with nothing half-written left."""
+    paths = write_reports(version, tmp_path / "a")
+    assert paths["html"].read_bytes().count(paths["json"].read_bytes().rstrip(b"\n")) == 1
+    blocked = tmp_path / "b" / version.name / "report.json"
+    blocked.mkdir(parents=True)  # report.json cannot replace a folder
+    with pytest.raises(OSError):
+        write_reports(version, tmp_path / "b")
+    assert sorted(p.name for p in blocked.parent.iterdir()) == ["report.html", "report.json"]
+    assert (blocked.parent / "report.html").read_bytes() == paths["html"].read_bytes()
