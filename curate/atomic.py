@@ -2,15 +2,17 @@
 
 One helper for every file curate rewrites in place: the report's two files, the corpus's
 `LATEST` pointer, the pattern cache's entries. (Folders, a version's or a cached table's, are
-built under a temporary name and renamed by their writers.)
+built under a temporary name and renamed by their writers.) And `InBackground`: file work that
+releases the GIL (a write, an fsync) done in a thread beside other work.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 
 def replace_file(path: Path, parts: Iterable[bytes], buffering: int = -1) -> None:
@@ -28,3 +30,29 @@ def replace_file(path: Path, parts: Iterable[bytes], buffering: int = -1) -> Non
     except BaseException:
         staging.unlink(missing_ok=True)
         raise
+
+
+class InBackground(threading.Thread):
+    """`function(*args)` in a daemon thread started at once, for file work that releases the GIL
+    (writing, `fsync`) beside other work; `result()` waits for it and gives its value, or raises
+    in the caller's thread what it raised."""
+
+    def __init__(self, name: str, function: Callable[..., Any], *args: Any) -> None:
+        super().__init__(name=name, daemon=True)
+        self._call = (function, args)
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        function, args = self._call
+        try:
+            self._value = function(*args)
+        except BaseException as exc:  # noqa: BLE001 - raised again by result()
+            self._error = exc
+
+    def result(self) -> Any:
+        self.join()
+        if self._error is not None:
+            raise self._error
+        return self._value

@@ -25,7 +25,6 @@ import json
 import os
 import shutil
 import signal
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -38,7 +37,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from curate import __version__
-from curate.atomic import replace_file
+from curate.atomic import InBackground, replace_file
 from curate.document import DUPLICATE, OK, QUARANTINED, Document
 from curate.stages.base import Artifacts
 
@@ -348,7 +347,7 @@ def write_version(
     # artifacts (`save`) and writes the manifest, which leave the disk idle (on the benchmark
     # 14 ms of fsync beside a wait of about 40 ms for the near-duplicate index). `_fsync_tree`
     # below still syncs every file; for these it then finds nothing left to write.
-    early = _Fsync([tmp / name for name in DATA_FILES])
+    early = InBackground("curate-fsync", _fsync_files, [tmp / name for name in DATA_FILES])
     try:
         _finish_version(tmp, record, counter, hashes, artifacts, outputs, before_manifest)
     finally:
@@ -402,34 +401,14 @@ def _finish_version(
     _checkpoint("manifest")
 
 
-class _Fsync(threading.Thread):
-    """`os.fsync` of each of `paths`, in a thread started at once (`result()` after `join()`
-    raises the OSError it met, if any)."""
-
-    def __init__(self, paths: list[Path]) -> None:
-        super().__init__(name="curate-fsync", daemon=True)
-        self.paths = paths
-        self.error: OSError | None = None
-        self.start()
-
-    def run(self) -> None:
-        try:
-            for path in self.paths:
-                with path.open("rb") as handle:
-                    os.fsync(handle.fileno())
-        except OSError as exc:
-            self.error = exc
-
-    def result(self) -> None:
-        if self.error is not None:
-            raise self.error
+def _fsync_files(paths: list[Path]) -> None:
+    for path in paths:
+        with path.open("rb") as handle:
+            os.fsync(handle.fileno())
 
 
 def _fsync_tree(folder: Path) -> None:
-    for path in folder.rglob("*"):
-        if path.is_file():
-            with path.open("rb") as handle:
-                os.fsync(handle.fileno())
+    _fsync_files([path for path in folder.rglob("*") if path.is_file()])
 
 
 class EditCounts:

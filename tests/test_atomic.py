@@ -1,4 +1,5 @@
-"""Files replaced whole (`curate.atomic.replace_file`): old or new, never part, nothing left."""
+"""Files replaced whole (`curate.atomic.replace_file`): old or new, never part, nothing left;
+and file work in the background (`InBackground`)."""
 
 from __future__ import annotations
 
@@ -37,3 +38,20 @@ def test_a_failed_rename_raises_and_leaves_no_temporary_file(tmp_path: Path) -> 
     with pytest.raises(OSError):
         replace_file(tmp_path / "taken", [b"data"])
     assert [p.name for p in tmp_path.iterdir()] == ["taken"]
+
+
+def test_in_background_gives_the_value_or_raises_the_error_in_the_caller():
+    import threading
+
+    from curate.atomic import InBackground
+
+    caller = threading.get_ident()
+    ran_in = InBackground("test", threading.get_ident).result()
+    assert ran_in != caller
+    assert InBackground("test", pow, 2, 10).result() == 1024
+
+    def fails() -> None:
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        InBackground("test", fails).result()

@@ -9,10 +9,9 @@ unordered iteration.
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
-from curate.atomic import replace_file
+from curate.atomic import InBackground, replace_file
 from curate.report.html import render_report_html
 from curate.report.model import (
     Limits,
@@ -48,7 +47,8 @@ def write_reports(
     html_path = folder / "report.html"
     # report.json is written in a thread while report.html is rendered and written here: the
     # two writes (31 MB each on the benchmark, about 15 ms each) release the GIL.
-    writing_json = _Write(json_path, [*report.data, b"\n"])
+    json_parts = [*report.data, b"\n"]
+    writing_json = InBackground("curate-report-json", replace_file, json_path, json_parts, WRITE_BUFFER)
     try:
         replace_file(html_path, render_report_html(report), WRITE_BUFFER)
     finally:
@@ -56,23 +56,3 @@ def write_reports(
     writing_json.result()
     return {"json": json_path, "html": html_path}
 
-
-class _Write(threading.Thread):
-    """`replace_file(path, parts)` in a thread started at once; `result()` after `join()`
-    raises what it raised."""
-
-    def __init__(self, path: Path, parts: list[bytes]) -> None:
-        super().__init__(name="curate-report-json", daemon=True)
-        self.path, self.parts = path, parts
-        self.error: BaseException | None = None
-        self.start()
-
-    def run(self) -> None:
-        try:
-            replace_file(self.path, self.parts, WRITE_BUFFER)
-        except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
-            self.error = exc
-
-    def result(self) -> None:
-        if self.error is not None:
-            raise self.error
