@@ -217,8 +217,8 @@ class BigramModel:
     @classmethod
     def _load_compiled(cls, path: Path) -> BigramModel:
         """The arrays come from the table cache (`curate.tablecache`, keyed by the file's
-        bytes): inflating the zip was ~30 ms of a run's serial start-up of its last pass, and
-        the cache's memory-mapped copy is one set of pages for every process of a run."""
+        bytes): inflating the zip was about 15 ms of serial work at the start of a run's last
+        pass, and the cache's memory-mapped copy is one set of pages for all of a run's processes."""
         names = ("symbols", *COMPILED_ARRAYS)
 
         def inflate() -> tuple[np.ndarray, ...]:

@@ -345,8 +345,8 @@ class _ThreadBuild:
 
 
 def leave_interrupts_to_the_driver() -> None:
-    """In a forked worker or builder: Ctrl-C reaches the whole process group, and the driver stops the
-    run (it ends its workers); a worker's own KeyboardInterrupt only printed a traceback."""
+    """In a forked worker or builder: Ctrl-C reaches the whole process group, and the driver
+    stops the run (it ends its workers); a worker's own KeyboardInterrupt only printed a traceback."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
