@@ -113,8 +113,9 @@ def _pair_keys(first: np.ndarray, second: np.ndarray) -> np.ndarray:
 @cache
 def _anchor_openings(lexicon: SpamLexicon) -> np.ndarray:
     """`_pair_keys` of the first two characters of every gambling word, sorted."""
-    anchors = _anchor_words(lexicon)
-    return np.unique([(ord(t[0]) << 21) | ord(t[1]) for t in anchors if len(t) > 1])
+    pairs = [(ord(t[0]), ord(t[1])) for t in _anchor_words(lexicon) if len(t) > 1]
+    firsts, seconds = np.array(pairs, dtype=np.int64).reshape(-1, 2).T
+    return np.unique(_pair_keys(firsts, seconds))
 
 
 def _prechecks(batch: TextBatch, ctx: DetectorContext) -> list[bool]:

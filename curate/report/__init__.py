@@ -55,4 +55,3 @@ def write_reports(
         writing_json.join()
     writing_json.result()
     return {"json": json_path, "html": html_path}
-
