@@ -32,7 +32,7 @@ from typing import Any
 
 import regex
 
-from curate import patterncache
+from curate import patterncache, tablecache
 from curate.textutil import code_points, text_of_codes
 
 SCOPES = ("line", "paragraph", "inline", "tail")
@@ -296,6 +296,20 @@ def clean_value(raw: str) -> str:
 
 
 @cache
+def _memo(name: str) -> tablecache.JsonMemo:
+    """What this module derives from a pattern, kept between runs (`tablecache.JsonMemo`):
+    a function of this module's code, OpenCC's dictionaries and `regex`."""
+    return tablecache.JsonMemo(
+        name,
+        [
+            tablecache.source_digest(__name__),
+            tablecache.package_version("opencc-python-reimplemented"),
+            tablecache.package_version("regex"),
+        ],
+    )
+
+
+@cache
 def _han_variants() -> dict[str, str]:
     """Han character -> the other characters it may be written as (OpenCC, one step both ways)."""
     base = resources.files("opencc") / "dictionary"
@@ -428,6 +442,7 @@ def load_rules(folders: list[Path] | list[str]) -> RuleSet:
         file = folder / ALLOWLIST_FILE
         if file.is_file():
             allowlist.extend(_load_allowlist(file, _read_toml(file), known))
+    _memo("rule-variants").save()
     return RuleSet(packs, allowlist, paths, digest_parts)
 
 
@@ -504,7 +519,7 @@ def _load_rule(file: Path, pack: str, number: int, raw: Any, variants_default: b
     variants = raw.get("variants", variants_default)
     if not isinstance(variants, bool):
         raise err("variants should be true or false")
-    expanded = expand_variants(source) if variants else source
+    expanded = _memo("rule-variants").get(source, expand_variants) if variants else source
     try:
         compiled = patterncache.compile(expanded, regex.MULTILINE)
     except regex.error as exc:
@@ -653,7 +668,12 @@ class _NoTrigger(Exception):
 @cache
 def _fold_table() -> dict[str, str]:
     """Character -> representative of its variant group (S/T variants, full/half-width twins,
-    and the characters a case-insensitive pattern matches for an ASCII letter)."""
+    and the characters a case-insensitive pattern matches for an ASCII letter). Kept between
+    runs (`_memo`)."""
+    return _memo("rule-fold-table").get("", _built_fold_table)
+
+
+def _built_fold_table(_: str) -> dict[str, str]:
     parent: dict[str, str] = {}
 
     def find(ch: str) -> str:
@@ -1137,6 +1157,18 @@ def pattern_requirements(
     return triggers, tuple(_minimal(extra) for extra in chosen[1:])
 
 
+def _remembered_requirements(compiled: Any) -> tuple[frozenset[str] | None, tuple[tuple[str, ...], ...]]:
+    """`pattern_requirements(compiled)`, kept between runs (parsing the patterns was ~25 ms of
+    every run's start-up)."""
+
+    def compute(argument: str) -> Any:
+        triggers, extra = pattern_requirements(compiled)
+        return [None if triggers is None else sorted(triggers), [list(strings) for strings in extra]]
+
+    triggers, extra = _memo("rule-requirements").get(f"{compiled.flags}\n{compiled.pattern}", compute)
+    return (None if triggers is None else frozenset(triggers)), tuple(tuple(strings) for strings in extra)
+
+
 @cache
 def _fold_codes() -> Any:
     """numpy code point -> code point of its representative (`fold`, for whole texts at once)."""
@@ -1172,7 +1204,7 @@ class TriggerIndex:
         self.extra_patterns: dict[str, tuple[re.Pattern[str], ...]] = {}
         by_trigger: dict[str, list[str]] = {}
         for rule in rules:
-            triggers, extra = pattern_requirements(rule.pattern)
+            triggers, extra = _remembered_requirements(rule.pattern)
             self.triggers[rule.id] = triggers
             if not triggers:
                 self.always.append(rule.id)
@@ -1211,6 +1243,8 @@ class TriggerIndex:
             if len(trigger) > 1:
                 self.starts.setdefault(trigger[:2], []).append(trigger)
         self._pair_tables: Any = None
+        _memo("rule-requirements").save()
+        _memo("rule-fold-table").save()
 
     def _pairs(self) -> tuple[Any, Any, Any]:
         """numpy tables that find the starts: code point -> row (first character of a start, as

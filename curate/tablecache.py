@@ -12,12 +12,14 @@ Where: `$CURATE_CACHE_DIR`, else `$XDG_CACHE_HOME/curate`, else `~/.cache/curate
 `CURATE_CACHE_DIR=off` switches the cache off. A cache that cannot be read or written is no
 error: the table is built in memory, as without a cache, and the run's output is the same.
 Tables are plain `.npy` files (loaded without pickle), memory-mapped read-only, so every
-process of a run shares one copy of their pages.
+process of a run shares one copy of their pages. Smaller derived values (a rule pattern's
+expansion, a character class) are kept as JSON by `JsonMemo`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import sys
@@ -26,8 +28,11 @@ from collections.abc import Callable, Iterable
 from functools import cache
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from curate.atomic import replace_file
 
 OFF = "off"
 
@@ -117,3 +122,71 @@ def _store(target: Path, built: tuple[np.ndarray, ...]) -> None:
         pass
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def value(name: str, build: Callable[[], Any], depends: Iterable[str]) -> Any:
+    """`build()` (a JSON value), or what it returned when it last ran with the same `depends`
+    (as JSON gives it back: lists for tuples)."""
+    memo = JsonMemo(name, depends)
+    found = memo.get("", lambda _: build())
+    memo.save()
+    return found
+
+
+class JsonMemo:
+    """Results of a pure function of a string (JSON values), kept on disk between runs.
+
+    For derived values too small for `arrays` that still cost start-up: the rule packs'
+    patterns expanded with their variants and the literals they require (~50 ms of every run
+    before its first document), the character classes of some stages. One JSON file per
+    `name` and `depends` (as for `arrays`), read on first use, with the SHA-256 of its entries
+    (a damaged entry could make a rule skip lines it matches); `save` writes it back, whole,
+    when something was added. Unreadable or damaged files are no error: the values are
+    computed again. Past `MAX_ENTRIES` (patterns edited many times) the older half is dropped.
+    """
+
+    MAX_ENTRIES = 4096
+
+    def __init__(self, name: str, depends: Iterable[str]) -> None:
+        folder = cache_dir()
+        self._path = folder / f"{name}-{key(name, depends)}.json" if folder is not None else None
+        self._entries: dict[str, Any] | None = None
+        self._added = False
+
+    def _loaded(self) -> dict[str, Any]:
+        if self._entries is None:
+            self._entries = {}
+            if self._path is not None:
+                try:  # the SHA-256 of the entries' JSON, a line break, the JSON
+                    digest, _, data = self._path.read_bytes().partition(b"\n")
+                    found = json.loads(data) if digest.decode("ascii") == hashlib.sha256(data).hexdigest() else None
+                except (OSError, ValueError):
+                    found = None
+                if isinstance(found, dict):
+                    self._entries = found
+        return self._entries
+
+    def get(self, argument: str, compute: Callable[[str], Any]) -> Any:
+        """`compute(argument)`, or what it returned before (as JSON gives it back: lists for
+        tuples, the first time too)."""
+        entries = self._loaded()
+        if argument in entries:
+            return entries[argument]
+        value = entries[argument] = json.loads(json.dumps(compute(argument), ensure_ascii=False))
+        self._added = True
+        return value
+
+    def save(self) -> None:
+        """Write the entries if some were added (`replace_file`: a reader never sees half a file)."""
+        if not self._added or self._path is None or self._entries is None:
+            return
+        entries = self._entries
+        if len(entries) > self.MAX_ENTRIES:
+            entries = dict(list(entries.items())[-(self.MAX_ENTRIES // 2) :])
+        data = json.dumps(entries, ensure_ascii=False).encode("utf-8")
+        try:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            replace_file(self._path, [hashlib.sha256(data).hexdigest().encode("ascii"), b"\n", data])
+        except OSError:
+            return
+        self._added = False

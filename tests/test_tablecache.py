@@ -166,3 +166,110 @@ def test_the_bigram_model_read_back_equals_the_shipped_file(cache: Path, tmp_pat
     assert len(list(cache.iterdir())) == 2
     shutil.rmtree(cache)
     assert BigramModel.load(DEFAULT_MODEL).symbols == model.symbols  # and without its table
+
+
+def counting_square(calls: list[str]):
+    def compute(argument: str) -> tuple[str, list[int]]:
+        calls.append(argument)
+        return argument, [len(argument)] * 2
+
+    return compute
+
+
+def test_a_memo_computes_once_then_reads_from_disk(cache: Path) -> None:
+    calls: list[str] = []
+    first = tablecache.JsonMemo("m", ["lib==1"])
+    assert first.get("ab", counting_square(calls)) == ["ab", [2, 2]]  # as JSON gives it back
+    assert first.get("ab", counting_square(calls)) == ["ab", [2, 2]]
+    first.save()
+    second = tablecache.JsonMemo("m", ["lib==1"])
+    assert second.get("ab", counting_square(calls)) == ["ab", [2, 2]]
+    assert second.get("网", counting_square(calls)) == ["网", [1, 1]]
+    assert calls == ["ab", "网"]
+    other = tablecache.JsonMemo("m", ["lib==2"])  # another dependency: computed again
+    other.get("ab", counting_square(calls))
+    assert calls == ["ab", "网", "ab"]
+    second.save()
+    other.save()
+    assert len(list(cache.iterdir())) == 2
+
+
+@pytest.mark.parametrize("damage", ["truncated", "an edited entry", "no digest"])
+def test_a_damaged_memo_is_computed_again_and_repaired(cache: Path, damage: str) -> None:
+    calls: list[str] = []
+    memo = tablecache.JsonMemo("m", ["lib==1"])
+    memo.get("abc", counting_square(calls))
+    memo.save()
+    (path,) = cache.iterdir()
+    data = path.read_bytes()
+    if damage == "truncated":
+        path.write_bytes(data[:-5])
+    elif damage == "an edited entry":
+        path.write_bytes(data.replace(b"[3, 3]", b"[4, 4]"))
+    else:
+        path.write_bytes(data.partition(b"\n")[2])
+    again = tablecache.JsonMemo("m", ["lib==1"])
+    assert again.get("abc", counting_square(calls)) == ["abc", [3, 3]]
+    assert calls == ["abc", "abc"]
+    again.save()
+    assert tablecache.JsonMemo("m", ["lib==1"]).get("abc", counting_square(calls)) == ["abc", [3, 3]]
+    assert calls == ["abc", "abc"]
+
+
+def test_a_memo_switched_off_or_unwritable_is_no_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    monkeypatch.setenv("CURATE_CACHE_DIR", "off")
+    memo = tablecache.JsonMemo("m", ["lib==1"])
+    assert memo.get("a", counting_square(calls)) == ["a", [1, 1]]
+    memo.save()
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("CURATE_CACHE_DIR", str(blocker / "cache"))
+    memo = tablecache.JsonMemo("m", ["lib==1"])
+    assert memo.get("a", counting_square(calls)) == ["a", [1, 1]]
+    memo.save()
+    assert calls == ["a", "a"]
+    assert list(tmp_path.iterdir()) == [blocker]
+
+
+def test_a_memo_past_its_size_keeps_its_newer_half(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tablecache.JsonMemo, "MAX_ENTRIES", 4)
+    calls: list[str] = []
+    memo = tablecache.JsonMemo("m", ["lib==1"])
+    for argument in "abcde":
+        memo.get(argument, counting_square(calls))
+    memo.save()
+    again = tablecache.JsonMemo("m", ["lib==1"])
+    for argument in "abcde":
+        again.get(argument, counting_square(calls))
+    assert calls == [*"abcde", *"abc"]  # d and e were kept
+
+
+def test_the_derived_values_read_back_equal_those_computed(cache: Path) -> None:
+    """Every shipped rule's expansion and required literals, the fold table, and the stages'
+    character classes: computed and stored, then read back from disk, equal to the computation."""
+    from curate import config, rules
+    from curate.runner import load_rules
+    from curate.stages import repair, repeated_lines
+
+    cached = [rules._memo, rules._fold_table, repair._gbk_suspect_re, repeated_lines._plain_characters]
+    for function in cached:
+        function.cache_clear()
+    try:
+        for _ in range(2):  # stored, then read back
+            for function in cached:
+                function.cache_clear()
+            ruleset = load_rules(config.build({}))
+            index = rules.TriggerIndex(ruleset.rules)
+            for rule in ruleset.rules:
+                if rule.source != rule.pattern.pattern:  # (a rule with variants)
+                    assert rule.pattern.pattern == rules.expand_variants(rule.source)
+                assert (index.triggers[rule.id], index.extra.get(rule.id, ())) == rules.pattern_requirements(rule.pattern)
+            assert rules._fold_table() == rules._built_fold_table("")
+            assert repair._gbk_suspect_re().pattern == repair._gbk_suspect_class()
+            assert [p.pattern for p in repeated_lines._plain_characters()] == list(repeated_lines._plain_patterns())
+        names = sorted(path.name.rsplit("-", 1)[0] for path in cache.iterdir() if path.suffix == ".json")
+        assert names == ["gbk-suspect-class", "repeated-lines-plain", "rule-fold-table", "rule-requirements", "rule-variants"]
+    finally:
+        for function in cached:
+            function.cache_clear()

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import opencc  # noqa: F401 - `t2s` imports it on the first Traditional text: here, before the pools fork
+
 from curate import t2s
 from curate.config import setting
 from curate.document import Change, Document
