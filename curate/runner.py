@@ -235,6 +235,13 @@ def _ingest(
     for file in files:
         digest = file.sha256
         result = ingest.read_file(file, config.ingest)
+        if file.sha256 != digest:  # (read_file hashes what it read)
+            # The version id was computed from the file as it was at the start: a version of
+            # other content under that id would break "same inputs, same version".
+            raise RunError(
+                f"{file.source}: changed while the run was reading its inputs (written to by "
+                "another program?); no version written: run again once it is complete"
+            )
         skipped.extend(result.skipped)
         input_records.append(
             {

@@ -203,3 +203,35 @@ def test_charset_detection_is_loaded_only_for_bytes_that_are_not_utf8(tmp_path):
     assert out[0] == "a.txt utf-8 False"
     source, encoding, loaded = out[1].split()
     assert (source, loaded) == ("b.txt", "True") and encoding.startswith("gb")
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_an_input_changed_during_the_run_stops_it_in_one_line_without_a_version(tmp_path, monkeypatch, workers):
+    # The version id is computed from the inputs' hashes before they are read: a file a scraper
+    # is still writing must not give a version of other content under that id.
+    from curate import runner
+
+    from .conftest import make_config
+
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    for n in range(3):
+        (folder / f"{n}.txt").write_text(f"{SIMPLIFIED}\n第{n}篇。\n", encoding="utf-8")
+    hash_inputs = runner.hash_inputs
+
+    def hashed_then_changed(files):
+        hash_inputs(files)
+        with (folder / "1.txt").open("a", encoding="utf-8") as handle:
+            handle.write("又一段。\n")
+
+    monkeypatch.setattr(runner, "hash_inputs", hashed_then_changed)
+    config = make_config(tmp_path, {"run": {"workers": workers}})
+    with pytest.raises(runner.RunError) as failed:
+        runner.run(config, inputs=[str(folder)], write_report=False)
+    message = str(failed.value)
+    assert message.startswith("1.txt: changed while the run was reading its inputs") and "\n" not in message
+    versions = tmp_path / "corpus" / "versions"
+    assert not [p for p in versions.glob("*") if not p.name.startswith(".")]
+    # unchanged, the same files make a version
+    monkeypatch.setattr(runner, "hash_inputs", hash_inputs)
+    assert runner.run(config, inputs=[str(folder)], write_report=False).created
