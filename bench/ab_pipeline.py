@@ -16,13 +16,21 @@ that imports curate from its own checkout. The version id and the sha256 of ever
 version (data files and index, from its manifest) are compared too, and with `--report` the
 documents embedded in report.html (each checkout's across its rounds, and the two checkouts').
 
+Before the rounds, each checkout's `curate/` is compiled to bytecode (where Python is told not
+to write it, or after an edit, a run would otherwise compile modules at start-up) and run once
+untimed (the table cache then holds what its code derives, as after any earlier run).
+
 `--instructions` also runs each checkout once on 1 worker under valgrind's callgrind and prints
 the instructions executed by the run's process (start-up included; not the near-duplicate index
 builder it forks, whose count callgrind starts from its parent's): a count that does not
 move with the machine's load, for a change of a few percent of CPU work that timed rounds
-cannot resolve. It is not time (memory stalls are not in it), and a run takes about 50 times
-as long as without valgrind (Debian package valgrind; "skipped" when absent).
-Exits 0 with a "skipped" line when the corpora are absent.
+cannot resolve. Both runs see the same hash seed (`PYTHONHASHSEED=0`: set and dict orders, and
+so some work, otherwise differ from run to run) and reach their checkout through paths of the
+same length (symlinks in the scratch folder: a path's length moves the count too). Identical
+code in two checkouts then counted 0.05% apart (38.04 and 38.02 G), where they had counted
+0.9% apart without. It is not time (memory stalls are not in it), and a run
+takes about 50 times as long as without valgrind (Debian package valgrind; "skipped" when
+absent). Exits 0 with a "skipped" line when the corpora are absent.
 """
 
 from __future__ import annotations
@@ -84,12 +92,15 @@ def run_once(checkout: Path, workers: int, inputs: Path, scratch: Path, report: 
 def instructions(checkout: Path, inputs: Path, scratch: Path, report: bool) -> int:
     """Instructions executed by the process of one 1-worker run of `checkout` (callgrind's
     "Collected" count). The index builder, a process the run forks, is left out: callgrind's
-    count in a forked process starts from its parent's at the fork."""
-    corpus = Path(tempfile.mkdtemp(dir=scratch))
+    count in a forked process starts from its parent's at the fork. The checkout is reached
+    through a symlink of fixed length, with a fixed hash seed (see the module)."""
+    corpus = Path(tempfile.mkdtemp(dir=scratch, prefix="count-"))
+    via = corpus / "checkout"
+    via.symlink_to(checkout, target_is_directory=True)
     done = subprocess.run(
         ["valgrind", "--tool=callgrind", f"--callgrind-out-file={corpus}/callgrind.%p",
-         sys.executable, "-c", CHILD, "1", str(inputs), str(corpus), "report" if report else "-"],
-        cwd=checkout, env={**os.environ, "PYTHONPATH": str(checkout)},
+         sys.executable, "-c", CHILD, "1", str(inputs), str(corpus / "out"), "report" if report else "-"],
+        cwd=via, env={**os.environ, "PYTHONPATH": str(via), "PYTHONHASHSEED": "0"},
         capture_output=True, text=True, check=True,
     )
     driver = re.search(r"==(\d+)==", done.stderr)  # (valgrind's first line is the run's process)
@@ -100,7 +111,7 @@ def instructions(checkout: Path, inputs: Path, scratch: Path, report: bool) -> i
 
 
 def main() -> int:
-    from bench_pipeline import corpora_parser, found_corpora, prepare_inputs
+    from bench_pipeline import compile_checkout, corpora_parser, found_corpora, prepare_inputs
 
     parser = corpora_parser(__doc__.splitlines()[0])
     parser.add_argument("other", help="the other checkout (a git worktree of another commit)")
@@ -119,6 +130,9 @@ def main() -> int:
         scratch = Path(folder)
         files, size = prepare_inputs(corpora.resolve(), scratch / "input")
         print(f"input: {files} files, {size / 1e6:.1f} MB; other = {checkouts['other']}, this = {ROOT}")
+        for checkout in checkouts.values():  # bytecode, and the table cache filled: untimed
+            compile_checkout(checkout)
+            run_once(checkout, 2, scratch / "input", scratch, args.report)
         # (--rounds 0: no timed rounds, only the instruction counts)
         worker_counts = [int(w) for w in args.workers.split(",")] if args.rounds > 0 else []
         for workers in worker_counts:
@@ -160,8 +174,9 @@ def main() -> int:
             counted = {name: instructions(checkout, scratch / "input", scratch, args.report)
                        for name, checkout in checkouts.items()}
             print("\ninstructions executed by the run's process, 1 worker, once each (valgrind callgrind): "
-                  + ", ".join(f"{name} {counted[name] / 1e9:.2f} G" for name in checkouts)
-                  + f"; this - other {(counted['this'] - counted['other']) / counted['other']:+.1%}")
+                  + ", ".join(f"{name} {counted[name] / 1e9:.3f} G" for name in checkouts)
+                  + f"; this - other {(counted['this'] - counted['other']) / 1e9:+.3f} G"
+                  f" ({(counted['this'] - counted['other']) / counted['other']:+.2%})")
     return 0
 
 

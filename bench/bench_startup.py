@@ -1,0 +1,80 @@
+"""Start-up: `curate run` on the five sample files (corpus/incoming), a run that is mostly
+start-up (imports, the rule packs, the derived tables, the first document before the pools
+fork), timed from outside, as a user waits for it.
+
+    .venv/bin/python bench/bench_startup.py [--rounds 10] [--workers 2] [--other CHECKOUT]
+
+Each round runs `python -m curate run corpus/incoming -q` in a fresh process, into a fresh
+temporary corpus and reports folder, with the table cache as it is (filled by an untimed first
+run) and then with it switched off (`CURATE_CACHE_DIR=off`: every table and memo derived
+again, as on a machine's first run). With `--other` (a git worktree of another commit), each
+round runs the other checkout first, then this one, back to back, and the median of the paired
+differences is printed (this machine's share of its cores moves from minute to minute). Each
+checkout's `curate/` is compiled to bytecode first (`bench_pipeline.compile_checkout`). The
+sample files are in the repository: no corpora needed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+
+def run_once(checkout: Path, workers: int, scratch: Path, cache: str | None) -> float:
+    """Wall seconds of one `curate run` of the sample files by `checkout`, in a new process."""
+    out = Path(tempfile.mkdtemp(dir=scratch))
+    env = {**os.environ, "PYTHONPATH": str(checkout)}
+    if cache is not None:
+        env["CURATE_CACHE_DIR"] = cache
+    started = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "curate", "run", str(ROOT / "corpus" / "incoming"), "-q",
+         "--corpus", str(out / "corpus"), "--reports", str(out / "reports"), "--workers", str(workers)],
+        cwd=checkout, env=env, check=True, stdout=subprocess.DEVNULL,
+    )
+    seconds = time.perf_counter() - started
+    shutil.rmtree(out, ignore_errors=True)
+    return seconds
+
+
+def main() -> int:
+    from bench_pipeline import compile_checkout
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--other", help="another checkout (a git worktree of another commit)")
+    args = parser.parse_args()
+    checkouts = {"this": ROOT} if args.other is None else {"other": Path(args.other).resolve(), "this": ROOT}
+    with tempfile.TemporaryDirectory(prefix="curate-startup-") as folder:
+        scratch = Path(folder)
+        for checkout in checkouts.values():
+            compile_checkout(checkout)
+            run_once(checkout, args.workers, scratch, None)  # fills the table cache: untimed
+        for label, cache in (("table cache as it is", None), ("table cache off", "off")):
+            walls: dict[str, list[float]] = {name: [] for name in checkouts}
+            for _ in range(args.rounds):
+                for name, checkout in checkouts.items():
+                    walls[name].append(run_once(checkout, args.workers, scratch, cache))
+            print(f"{label}, {args.workers} workers, {args.rounds} rounds: " + "; ".join(
+                f"{name} median {statistics.median(w):.3f} s (fastest {min(w):.3f})" for name, w in walls.items()
+            ))
+            if "other" in walls:
+                paired = [b - a for a, b in zip(walls["other"], walls["this"], strict=True)]
+                print(f"  this - other, per round: median {statistics.median(paired):+.3f} s; "
+                      f"faster in {sum(d < 0 for d in paired)} of {len(paired)} rounds")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
