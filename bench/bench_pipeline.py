@@ -22,8 +22,9 @@ Each configuration (local engine with 1 worker, local with all workers, Ray with
 runs `curate.runner.run` in its own child process (the local ones `--repeat` times, default 3,
 alternated, and the median run by wall time reported: the share of the two cores this machine
 gives a process varies from minute to minute), so imports, warm-up and peak memory are its
-own. The checkout's `curate/` is compiled to bytecode first (`compile_checkout`). The parent samples the memory of the child's whole process tree (PSS: shared pages of
-forked workers are not counted twice); the child reports its own peak RSS (the driver). The
+own; the checkout's `curate/` is compiled to bytecode first (`compile_checkout`). The parent
+samples the memory of the child's whole process tree (PSS: shared pages of forked workers are
+not counted twice); the child reports its own peak RSS (the driver). The
 outputs (sha256 of each data file, text bytes) are read by the parent once the child has ended,
 so reading them counts in neither figure.
 

@@ -172,9 +172,9 @@ class JsonMemo:
         entries = self._loaded()
         if argument in entries:
             return entries[argument]
-        value = entries[argument] = json.loads(json.dumps(compute(argument), ensure_ascii=False))
+        result = entries[argument] = json.loads(json.dumps(compute(argument), ensure_ascii=False))
         self._added = True
-        return value
+        return result
 
     def save(self) -> None:
         """Write the entries if some were added (`replace_file`: a reader never sees half a file)."""
