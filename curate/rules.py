@@ -44,7 +44,7 @@ BUILTIN_RULE_IDS = ("repeated_lines",)
 
 RULE_KEYS = {
     "id", "description", "scope", "pattern", "literals", "action", "kind", "reason", "max_len",
-    "anchor", "variants", "must_match", "must_not_match",
+    "anchor", "variants", "must_match", "must_not_match", "skip_lines_with",
 }
 PACK_KEYS = {"name", "description", "variants"}
 EXAMPLE_KEYS = {"text", "value", "removes"}
@@ -82,7 +82,7 @@ class Failure:
 
     file: str
     rule: str
-    check: str  # "must_match" | "must_not_match" | "value" | "removes" | "allowlist" | "timeout"
+    check: str  # "must_match" | "must_not_match" | "value" | "removes" | "allowlist" | "timeout" | "skip_lines_with"
     example: str
     detail: str
 
@@ -109,18 +109,28 @@ class Rule:
     anchor: bool = True
     must_match: list[Example] = field(default_factory=list)
     must_not_match: list[Example] = field(default_factory=list)
+    # Strings the rule's author says no line it matches holds: such lines are not searched.
+    skip_lines_with: tuple[str, ...] = ()
 
     @property
     def meta_field(self) -> str | None:
         return self.action.split(":", 1)[1] if self.action.startswith("meta:") else None
 
-    def match_line(self, line: str, timeout: float | None = None) -> Any:
+    def skips(self, line: str) -> bool:
+        """Whether the line holds one of `skip_lines_with` (the rule is not searched there)."""
+        return any(skipped in line for skipped in self.skip_lines_with)
+
+    def match_line(self, line: str, timeout: float | None = None, skip: bool = True) -> Any:
         """The match of this rule in one line of text (None if it does not apply).
 
         line/tail rules must match the whole line (surrounding whitespace ignored; the match
-        then spans the stripped line); paragraph/inline rules search inside it.
+        then spans the stripped line); paragraph/inline rules search inside it. `skip=False`
+        searches lines holding a `skip_lines_with` string too (`curate rules test` does, to
+        check the author's word).
         """
         if self.max_len is not None and len(line.strip()) > self.max_len:
+            return None
+        if skip and self.skip_lines_with and self.skips(line):
             return None
         if self.scope in WHOLE_LINE_SCOPES:
             stripped = line.strip()
@@ -128,9 +138,11 @@ class Rule:
             return self.pattern.fullmatch(line, lead, lead + len(stripped), timeout=timeout)
         return self.pattern.search(line, timeout=timeout)
 
-    def iter_inline(self, line: str, timeout: float | None = None) -> list[Any]:
-        """All non-overlapping matches of an inline rule in one line."""
+    def iter_inline(self, line: str, timeout: float | None = None, skip: bool = True) -> list[Any]:
+        """All non-overlapping matches of an inline rule in one line (`skip`: as in `match_line`)."""
         if self.max_len is not None and len(line.strip()) > self.max_len:
+            return []
+        if skip and self.skip_lines_with and self.skips(line):
             return []
         return [m for m in self.pattern.finditer(line, timeout=timeout) if m.end() > m.start()]
 
@@ -144,15 +156,15 @@ class Rule:
             raw = match.group(0)
         return clean_value(raw or "")
 
-    def check(self, text: str, timeout: float | None = None) -> Any:
+    def check(self, text: str, timeout: float | None = None, skip: bool = True) -> Any:
         """The first match of this rule in any line of `text` (for examples and the allowlist)."""
         for line in text.split("\n"):
             if self.scope == "inline":
-                found = self.iter_inline(line, timeout)
+                found = self.iter_inline(line, timeout, skip)
                 if found:
                     return found[0]
             else:
-                m = self.match_line(line, timeout)
+                m = self.match_line(line, timeout, skip)
                 if m:
                     return m
         return None
@@ -243,6 +255,7 @@ class RuleSet:
         for rule in self.rules:
             for example in rule.must_match:
                 failures.extend(_check_must_match(rule, example, timeout))
+                failures.extend(_check_skips(rule, example.text, timeout))
             for example in rule.must_not_match:
                 failures.extend(_check_must_not_match(rule, example.text, "must_not_match", timeout))
         for entry in self.allowlist:
@@ -267,6 +280,25 @@ def _check_must_match(rule: Rule, example: Example, timeout: float) -> list[Fail
     if example.removes is not None and m.group(0) != example.removes:
         return fail("removes", f"removes {m.group(0)!r}, expected {example.removes!r}")
     return []
+
+
+def _check_skips(rule: Rule, text: str, timeout: float) -> list[Failure]:
+    """`skip_lines_with` taken at its word, tested: a must_match example with one of the
+    strings put at its start, in its middle or at its end must not match (searched without
+    the skip)."""
+    failures: list[Failure] = []
+    middle = len(text) // 2
+    for skipped in rule.skip_lines_with:
+        for variant in (skipped + text, text[:middle] + skipped + text[middle:], text + skipped):
+            try:
+                m = rule.check(variant, timeout, skip=False)
+            except TimeoutError:
+                failures.append(Failure(rule.file, rule.id, "timeout", variant, f"pattern timed out after {timeout}s"))
+                continue
+            if m is not None:
+                detail = f"matches {m.group(0)!r} in a line holding {skipped!r}, which skip_lines_with skips"
+                failures.append(Failure(rule.file, rule.id, "skip_lines_with", variant, detail))
+    return failures
 
 
 def _check_must_not_match(
@@ -534,6 +566,9 @@ def _load_rule(file: Path, pack: str, number: int, raw: Any, variants_default: b
         raise err("anchor should be true or false")
     if "anchor" in raw and scope != "tail":
         raise err("anchor only applies to scope 'tail'")
+    skip_lines_with = raw.get("skip_lines_with", [])
+    if not isinstance(skip_lines_with, list) or not all(isinstance(x, str) and x for x in skip_lines_with):
+        raise err("skip_lines_with should be a list of non-empty strings")
     kind = raw.get("kind", "credit" if action.startswith("meta:") else "boilerplate")
     reason = raw.get("reason", description)
     if not isinstance(kind, str) or not isinstance(reason, str):
@@ -555,6 +590,7 @@ def _load_rule(file: Path, pack: str, number: int, raw: Any, variants_default: b
         anchor=anchor,
         must_match=must_match,
         must_not_match=must_not_match,
+        skip_lines_with=tuple(skip_lines_with),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import shutil
 import string
 from pathlib import Path
@@ -9,6 +10,8 @@ from pathlib import Path
 import pytest
 import regex
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from curate.cli import main
 from curate.rules import RuleError, expand_variants, load_rules, review_command
@@ -65,6 +68,8 @@ BROKEN = [
     ("meta without group", GOOD_RULE.replace('"drop"', '"meta:author"'), "rule x.one: a meta action needs a capture group"),
     ("missing id", GOOD_RULE.replace('id = "x.one"', ""), "rule #1: missing or bad id"),
     ("pattern and literals", GOOD_RULE.replace("pattern =", 'literals = ["a"]\npattern ='), "exactly one of pattern or literals"),
+    ("skip not a list", GOOD_RULE.replace("scope =", 'skip_lines_with = "。"\nscope ='), "skip_lines_with should be a list of non-empty strings"),
+    ("skip an empty string", GOOD_RULE.replace("scope =", 'skip_lines_with = [""]\nscope ='), "skip_lines_with should be a list of non-empty strings"),
 ]
 
 
@@ -247,3 +252,66 @@ def test_trigger_index_never_rules_out_a_matching_rule() -> None:
             assert rule.id in index.maybe(example.text), (rule.id, example.text)
             # and in a longer text, in the other script and with a neighbour line
             assert rule.id in index.maybe("正文第一段。\n" + example.text + "\n"), rule.id
+
+
+INLINE_CREDIT = """
+[[rule]]
+id = "x.credit"
+description = "a credit"
+scope = "inline"
+action = "meta:author"
+pattern = '^[ ]*作者：(?P<value>\\p{Han}{2,3})$'
+skip_lines_with = SKIP
+must_match = [{ text = "作者：王小明", value = "王小明" }]
+must_not_match = ["作者们说了很多"]
+"""
+
+
+def test_a_line_holding_a_skip_string_is_not_searched(tmp_path: Path) -> None:
+    # The author's word is taken at search time (here it is wrong: " 作者：王小明" matches the
+    # pattern; `rules test` says so, see the next test).
+    rule = load_rules([pack_folder(tmp_path, INLINE_CREDIT.replace("SKIP", '["。", " "]'))]).rules[0]
+    assert rule.skip_lines_with == ("。", " ")
+    assert [m.group("value") for m in rule.iter_inline("作者：王小明")] == ["王小明"]
+    assert rule.iter_inline(" 作者：王小明") == [] and rule.match_line(" 作者：王小明") is None
+    assert [m.group("value") for m in rule.iter_inline(" 作者：王小明", skip=False)] == ["王小明"]
+    assert rule.match_line(" 作者：王小明", skip=False) is not None
+    assert rule.check(" 作者：王小明") is None and rule.check(" 作者：王小明", skip=False) is not None
+
+
+def test_rules_test_takes_skip_lines_with_at_its_word_only_where_it_holds(tmp_path: Path) -> None:
+    # A full stop at the start, middle or end of the example stops the pattern (anchored at
+    # both ends of the line): the claim holds. A space does not: at the start the pattern
+    # allows it, so that variant matches and is reported; in the middle or at the end it does not.
+    holds = load_rules([pack_folder(tmp_path, INLINE_CREDIT.replace("SKIP", '["。"]'))])
+    assert holds.test() == []
+    (tmp_path / "rules" / "p.toml").unlink()
+    wrong = load_rules([pack_folder(tmp_path, INLINE_CREDIT.replace("SKIP", '[" "]'))])
+    failures = wrong.test()
+    assert failures and {f.check for f in failures} == {"skip_lines_with"}
+    assert [f.example for f in failures] == [" 作者：王小明"]  # only the variant that still matches
+    assert all("\n" not in str(f) and "x.credit" in str(f) for f in failures)
+    # an example holding the string contradicts the claim: it no longer matches
+    (tmp_path / "rules" / "p.toml").unlink()
+    contradiction = INLINE_CREDIT.replace("SKIP", '["王"]')
+    assert {f.check for f in load_rules([pack_folder(tmp_path, contradiction)]).test()} >= {"must_match"}
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_the_multi_author_credit_never_matches_a_line_with_a_full_stop(data: st.DataObject) -> None:
+    """What credit.multi.author's skip_lines_with says: no line holding 。 is made only of
+    credits. Lines built from its own examples (which it matches) and credit-like pieces, with
+    a full stop put anywhere, searched without the skip."""
+    rule = _multi_author()
+    pieces = [e.text for e in rule.must_match] + ["作者：", "记者", "通讯员", "编辑：", "来源：", " ", "、", "（", "）", "王小明", "示例日报"]
+    parts = data.draw(st.lists(st.sampled_from(pieces), min_size=1, max_size=5))
+    line = "".join(parts)
+    at = data.draw(st.integers(0, len(line)))
+    held = line[:at] + "。" + line[at:]
+    assert rule.iter_inline(held, skip=False) == []
+
+
+@functools.cache
+def _multi_author():
+    return next(r for r in load_rules([RULES]).rules if r.id == "credit.multi.author")
