@@ -283,33 +283,28 @@ def _check_must_match(rule: Rule, example: Example, timeout: float) -> list[Fail
 
 
 def _check_skips(rule: Rule, text: str, timeout: float) -> list[Failure]:
-    """`skip_lines_with` taken at its word, tested: a must_match example with one of the
-    strings put at its start, in its middle or at its end must not match (searched without
-    the skip)."""
+    """`skip_lines_with` taken at its word, tested: each line of a must_match example with one
+    of the strings put at its start, in its middle or at its end must not match (searched
+    without the skip)."""
     failures: list[Failure] = []
-    middle = len(text) // 2
-    for skipped in rule.skip_lines_with:
-        for variant in (skipped + text, text[:middle] + skipped + text[middle:], text + skipped):
-            try:
-                m = rule.check(variant, timeout, skip=False)
-            except TimeoutError:
-                failures.append(Failure(rule.file, rule.id, "timeout", variant, f"pattern timed out after {timeout}s"))
-                continue
-            if m is not None:
-                detail = f"matches {m.group(0)!r} in a line holding {skipped!r}, which skip_lines_with skips"
-                failures.append(Failure(rule.file, rule.id, "skip_lines_with", variant, detail))
+    for line in text.split("\n") if rule.skip_lines_with else ():
+        middle = len(line) // 2
+        for skipped in rule.skip_lines_with:
+            for variant in (skipped + line, line[:middle] + skipped + line[middle:], line + skipped):
+                failures.extend(_check_must_not_match(rule, variant, "skip_lines_with", timeout, skip=False))
     return failures
 
 
 def _check_must_not_match(
-    rule: Rule, text: str, check: str, timeout: float, file: str | None = None
+    rule: Rule, text: str, check: str, timeout: float, file: str | None = None, skip: bool = True
 ) -> list[Failure]:
     try:
-        m = rule.check(text, timeout)
+        m = rule.check(text, timeout, skip)
     except TimeoutError:
         return [Failure(file or rule.file, rule.id, "timeout", text, f"pattern timed out after {timeout}s")]
     if m is not None:
-        return [Failure(file or rule.file, rule.id, check, text, f"matches {m.group(0)!r}")]
+        detail = f"matches {m.group(0)!r}" + (" in a line skip_lines_with skips" if not skip else "")
+        return [Failure(file or rule.file, rule.id, check, text, detail)]
     return []
 
 
@@ -567,8 +562,10 @@ def _load_rule(file: Path, pack: str, number: int, raw: Any, variants_default: b
     if "anchor" in raw and scope != "tail":
         raise err("anchor only applies to scope 'tail'")
     skip_lines_with = raw.get("skip_lines_with", [])
-    if not isinstance(skip_lines_with, list) or not all(isinstance(x, str) and x for x in skip_lines_with):
-        raise err("skip_lines_with should be a list of non-empty strings")
+    if not isinstance(skip_lines_with, list) or not all(
+        isinstance(x, str) and x and "\n" not in x for x in skip_lines_with
+    ):
+        raise err("skip_lines_with should be a list of non-empty strings (each within a line)")
     kind = raw.get("kind", "credit" if action.startswith("meta:") else "boilerplate")
     reason = raw.get("reason", description)
     if not isinstance(kind, str) or not isinstance(reason, str):

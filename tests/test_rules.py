@@ -291,6 +291,10 @@ def test_rules_test_takes_skip_lines_with_at_its_word_only_where_it_holds(tmp_pa
     assert failures and {f.check for f in failures} == {"skip_lines_with"}
     assert [f.example for f in failures] == [" 作者：王小明"]  # only the variant that still matches
     assert all("\n" not in str(f) and "x.credit" in str(f) for f in failures)
+    # each line of an example is tried alone: a string in one line says nothing of the others
+    (tmp_path / "rules" / "p.toml").unlink()
+    two_lines = INLINE_CREDIT.replace("SKIP", '["。"]').replace('text = "作者：王小明"', 'text = "前言。\\n作者：王小明"')
+    assert load_rules([pack_folder(tmp_path, two_lines)]).test() == []
     # an example holding the string contradicts the claim: it no longer matches
     (tmp_path / "rules" / "p.toml").unlink()
     contradiction = INLINE_CREDIT.replace("SKIP", '["王"]')
