@@ -35,7 +35,9 @@ def replace_file(path: Path, parts: Iterable[bytes], buffering: int = -1) -> Non
 class InBackground(threading.Thread):
     """`function(*args)` in a daemon thread started at once, for file work that releases the GIL
     (writing, `fsync`) beside other work; `result()` waits for it and gives its value, or raises
-    in the caller's thread what it raised."""
+    in the caller's thread what it raised. As a context manager (`with InBackground(...):` the
+    other work), leaving the block waits for the thread, and raises what it raised unless the
+    block itself is raising."""
 
     def __init__(self, name: str, function: Callable[..., Any], *args: Any) -> None:
         super().__init__(name=name, daemon=True)
@@ -56,3 +58,11 @@ class InBackground(threading.Thread):
         if self._error is not None:
             raise self._error
         return self._value
+
+    def __enter__(self) -> InBackground:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        self.join()
+        if kind is None:
+            self.result()

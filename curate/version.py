@@ -345,15 +345,11 @@ def write_version(
             handle.close()
     # The data files are complete: flushed to disk in a thread while this one waits for the
     # artifacts (`save`) and writes the manifest, which leave the disk idle (on the benchmark
-    # 14 ms of fsync beside a wait of about 40 ms for the near-duplicate index). `_fsync_tree`
-    # below still syncs every file; for these it then finds nothing left to write.
-    early = InBackground("curate-fsync", _fsync_files, [tmp / name for name in DATA_FILES])
-    try:
+    # 14 ms of fsync beside a wait of about 40 ms for the near-duplicate index); `_fsync_tree`
+    # below syncs the rest.
+    with InBackground("curate-fsync", _fsync_files, [tmp / name for name in DATA_FILES]):
         _finish_version(tmp, record, counter, hashes, artifacts, outputs, before_manifest)
-    finally:
-        early.join()
-    early.result()
-    _fsync_tree(tmp)
+    _fsync_tree(tmp, done=DATA_FILES)
     os.rename(tmp, final)
     if artifacts is not None:  # its saved files moved with the folder
         artifacts.moved(final / "index")
@@ -407,8 +403,10 @@ def _fsync_files(paths: list[Path]) -> None:
             os.fsync(handle.fileno())
 
 
-def _fsync_tree(folder: Path) -> None:
-    _fsync_files([path for path in folder.rglob("*") if path.is_file()])
+def _fsync_tree(folder: Path, done: Iterable[str] = ()) -> None:
+    """Every file below `folder` flushed to disk, but those at the paths `done` (relative)."""
+    skip = {folder / name for name in done}
+    _fsync_files([path for path in folder.rglob("*") if path.is_file() and path not in skip])
 
 
 class EditCounts:

@@ -55,3 +55,22 @@ def test_in_background_gives_the_value_or_raises_the_error_in_the_caller():
 
     with pytest.raises(OSError, match="disk full"):
         InBackground("test", fails).result()
+
+
+def test_in_background_as_a_block_waits_and_raises_its_error_unless_the_block_raises():
+    import time
+
+    from curate.atomic import InBackground
+
+    done: list[str] = []
+    with InBackground("test", lambda: (time.sleep(0.05), done.append("thread"))):
+        done.append("block")
+    assert done == ["block", "thread"]  # waited for at the end of the block
+
+    def fails() -> None:
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"), InBackground("test", fails):
+        pass
+    with pytest.raises(ValueError, match="the block's"), InBackground("test", fails):  # the block's wins
+        raise ValueError("the block's")

@@ -283,3 +283,32 @@ def test_what_the_standard_encoder_refuses_is_refused(value):
 def test_what_is_not_json_is_written_null():
     """NaN and infinities, which the standard encoder writes as the non-JSON NaN and Infinity."""
     assert json_bytes({"x": [float("nan"), float("inf"), -float("inf")]}) == b'{"x":[null,null,null]}'
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_every_file_of_a_version_is_flushed_to_disk_once_before_the_rename(tmp_path, monkeypatch, workers):
+    # The data files in a thread beside the manifest, the rest at the end: each once in this
+    # process, all before the folder is renamed into place. (A forked index builder flushes its
+    # file too, unseen here.)
+    from curate import runner
+
+    synced: list[str] = []
+    at_rename: list[list[str]] = []
+    fsync, rename = os.fsync, os.rename
+
+    def recorded(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        fsync(fd)
+
+    def renaming(source, target) -> None:
+        if Path(source).name.startswith(".tmp-"):
+            at_rename.append([str(Path(p).relative_to(source)) for p in synced if Path(p).is_relative_to(source)])
+        rename(source, target)
+
+    monkeypatch.setattr(os, "fsync", recorded)
+    monkeypatch.setattr(os, "rename", renaming)
+    config = make_config(tmp_path, {"run": {"workers": workers}})
+    final = runner.run(config, inputs=[str(p) for p in SEED_FILES], write_report=False).version_dir
+    (flushed,) = at_rename
+    files = sorted(p.relative_to(final).as_posix() for p in final.rglob("*") if p.is_file())
+    assert sorted(flushed) == files  # each once, none forgotten

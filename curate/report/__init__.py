@@ -48,10 +48,6 @@ def write_reports(
     # report.json is written in a thread while report.html is rendered and written here: the
     # two writes (31 MB each on the benchmark, about 15 ms each) release the GIL.
     json_parts = [*report.data, b"\n"]
-    writing_json = InBackground("curate-report-json", replace_file, json_path, json_parts, WRITE_BUFFER)
-    try:
+    with InBackground("curate-report-json", replace_file, json_path, json_parts, WRITE_BUFFER):
         replace_file(html_path, render_report_html(report), WRITE_BUFFER)
-    finally:
-        writing_json.join()
-    writing_json.result()
     return {"json": json_path, "html": html_path}
