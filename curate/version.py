@@ -308,6 +308,33 @@ def write_version(
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
+    # A run that stops before the rename leaves no temporary folder behind (one killed cannot
+    # clean up: the next run on the corpus removes it, `remove_stale_temporaries`).
+    artifacts = record.artifacts if isinstance(record.artifacts, Artifacts) else None
+    try:
+        _fill(tmp, docs, record, artifacts, before_manifest, on_written)
+        os.rename(tmp, final)
+    except BaseException:
+        if artifacts is not None:
+            artifacts.abandon()
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if artifacts is not None:  # its saved files moved with the folder
+        artifacts.moved(final / "index")
+    _checkpoint("renamed")
+    write_latest(corpus, record.version_id)
+    return final
+
+
+def _fill(
+    tmp: Path,
+    docs: Iterable[Document | Encoded],
+    record: RunRecord,
+    artifacts: Artifacts | None,
+    before_manifest: Callable[[], None] | None,
+    on_written: Callable[[Encoded, str, int, int], None] | None,
+) -> None:
+    """Everything of a version written into `tmp` and flushed to disk (`write_version`)."""
     outputs: dict[str, str] = {}
     counter = _Counts()
     handles = {name: (tmp / name).open("wb", buffering=WRITE_BUFFER) for name in DATA_FILES}
@@ -315,7 +342,6 @@ def write_version(
     # Hashed as written: reading 100 MB back to hash it was serial work after the last document.
     hashes = {name: hashlib.sha256() for name in DATA_FILES}
     # A run's `Artifacts`: its builders write their files into the version themselves.
-    artifacts = record.artifacts if isinstance(record.artifacts, Artifacts) else None
     if artifacts is not None:
         artifacts.write_into(tmp / "index")
     to_start = artifacts
@@ -350,12 +376,6 @@ def write_version(
     with InBackground("curate-fsync", _fsync_files, [tmp / name for name in DATA_FILES]):
         _finish_version(tmp, record, counter, hashes, artifacts, outputs, before_manifest)
     _fsync_tree(tmp, done=DATA_FILES)
-    os.rename(tmp, final)
-    if artifacts is not None:  # its saved files moved with the folder
-        artifacts.moved(final / "index")
-    _checkpoint("renamed")
-    write_latest(corpus, record.version_id)
-    return final
 
 
 def _finish_version(

@@ -312,3 +312,34 @@ def test_every_file_of_a_version_is_flushed_to_disk_once_before_the_rename(tmp_p
     (flushed,) = at_rename
     files = sorted(p.relative_to(final).as_posix() for p in final.rglob("*") if p.is_file())
     assert sorted(flushed) == files  # each once, none forgotten
+
+
+def test_a_run_that_stops_before_the_rename_leaves_no_temporary_folder(tmp_path):
+    # The writer's folder goes with the error, after the index builder writing into it is
+    # stopped (it would make its folder again); a killed run's is left to the next run.
+    import multiprocessing
+    import time
+
+    from curate.document import Document
+    from curate.stages.base import Artifacts
+    from curate.version import RunRecord, write_version
+
+    def slow_index() -> bytes:
+        time.sleep(1.5)
+        return b"index"
+
+    artifacts = Artifacts()
+    artifacts.defer("index.npz", slow_index)
+    record = RunRecord("0123456789abcdef", {}, "rules", [], [], None, artifacts, [])
+
+    def documents():
+        yield Document(id="a", text="一篇。", source="a.txt")  # the writer starts the builder here
+        raise OSError("the disk went away")
+
+    with pytest.raises(OSError, match="went away"):
+        write_version(tmp_path / "corpus", documents(), record)
+    versions = tmp_path / "corpus" / "versions"
+    assert list(versions.iterdir()) == []
+    assert not [p for p in multiprocessing.active_children() if p.name == "curate-artifacts"]
+    time.sleep(2)  # past the build: nothing made the folder again
+    assert list(versions.iterdir()) == []

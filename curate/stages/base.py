@@ -173,6 +173,17 @@ class Artifacts(MutableMapping[str, bytes]):
             self._builders.append((builder, {name: self._stamps[name] for name in pending}))
             self._started.update(pending)
 
+    def abandon(self) -> None:
+        """The run stops without a version: builders still at work are stopped (a forked one
+        ended, a thread waited for) before the caller removes the folder they write into, and
+        their files go. The values built so far stay readable."""
+        builders, self._builders = self._builders, []
+        for builder, _ in builders:
+            builder.stop()
+        self._deferred, self._started = {}, set()
+        for name in [name for name, value in self._values.items() if _is_part(value)]:
+            _discard(self._values.pop(name))
+
     def _pending(self) -> _Pending:
         """The deferred values no builder has, each with the file to write it to (or None: sent
         back as bytes)."""
@@ -328,6 +339,12 @@ class _ForkedBuild:
             self.receive.close()
             self.process.join()
 
+    def stop(self) -> None:
+        """Ended where it is (its outcome no longer wanted)."""
+        self.process.kill()
+        self.process.join()
+        self.receive.close()
+
 
 class _ThreadBuild:
     """The deferred values built in a thread of this process (where forking is unsafe)."""
@@ -342,6 +359,10 @@ class _ThreadBuild:
     def result(self) -> tuple[str, Any]:
         self.thread.join()
         return self.outcome[0]
+
+    def stop(self) -> None:
+        """Waited for: a thread cannot be ended from outside."""
+        self.thread.join()
 
 
 def leave_interrupts_to_the_driver() -> None:
