@@ -710,5 +710,6 @@ def test_a_candidate_budget_below_one_is_a_clear_error(tmp_path: Path) -> None:
     from curate.runner import RunError, run
     from tests.conftest import SEEDS, make_config
 
-    with pytest.raises(RunError, match=r"^\[dedup\] max_candidates should be at least 1, got -2$"):
-        run(make_config(tmp_path, {"dedup": {"max_candidates": -2}}), inputs=[str(SEEDS)])
+    for name in ("max_candidates", "max_group_candidates"):
+        with pytest.raises(RunError, match=rf"^\[dedup\] {name} should be at least 1, got -2$"):
+            run(make_config(tmp_path, {"dedup": {name: -2}}), inputs=[str(SEEDS)])

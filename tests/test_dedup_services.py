@@ -309,11 +309,18 @@ def random_signatures(rng: np.random.Generator, count: int, num_perm: int) -> np
     return sigs
 
 
-def query_candidates(threshold: float, num_perm: int, sigs: np.ndarray) -> dict[int, set[int]]:
+def query_candidates(
+    threshold: float, num_perm: int, sigs: np.ndarray, keys: list[int] | None = None
+) -> dict[int, set[int]]:
+    """What `MinHashLSH.query` finds for each row (`sigs[i]` of `keys[i]`, default i) among the
+    rows of smaller keys (the candidates every decision reads), for the rows that have any."""
+    keys = list(range(len(sigs))) if keys is None else keys
     lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
-    for key, sig in enumerate(sigs):
+    for key, sig in zip(keys, sigs, strict=True):
         lsh.insert(key, minhash.lean(sig), check_duplication=False)
-    found = {key: set(lsh.query(minhash.lean(sig))) - {key} for key, sig in enumerate(sigs)}
+    found = {
+        key: {c for c in lsh.query(minhash.lean(sig)) if c < key} for key, sig in zip(keys, sigs, strict=True)
+    }
     return {key: others for key, others in found.items() if others}
 
 
@@ -344,13 +351,91 @@ def test_candidates_of_keys_that_are_not_row_numbers(group_by: Any) -> None:
     rng = np.random.default_rng(11)
     sigs = random_signatures(rng, 300, 128)
     keys = [1000 + 7 * i for i in range(300)][::-1]  # in no particular order
-    expected = {
-        keys[i]: {keys[j] for j in others} for i, others in query_candidates(0.6, 128, sigs).items()
-    }
+    expected = query_candidates(0.6, 128, sigs, keys)
     engine = dedup._Engine(DedupSettings(), RunContext(config=None, group_by=group_by), None)
     found = list(engine._candidates(0.6, 128, keys, sigs, lambda key: True))
     assert dict(found) == expected
     assert [key for key, _ in found] == [key for key in keys if key in expected]  # keys' order
+
+
+@pytest.mark.parametrize("group_by", [None, dict_group_by])
+def test_a_row_is_a_candidate_of_at_most_the_first_rows_of_a_group(group_by: Any) -> None:
+    # 600 copies of one signature (one group in every band), then rows that share a few bands
+    # with some of them: each row gets the earliest `max_group_candidates` rows before it of
+    # each group it is in, so the pairs grow with the rows, not with their square.
+    rng = np.random.default_rng(21)
+    sigs = np.repeat(random_signatures(rng, 1, 128), 600, axis=0)
+    partial = random_signatures(rng, 60, 128)
+    partial[:, :40] = sigs[0, :40]  # the first bands of the copies
+    sigs = np.concatenate([sigs, partial])
+    keys = list(range(len(sigs)))
+    everything = query_candidates(0.6, 128, sigs)
+    for limit in (1, 16, 1000):
+        engine = dedup._Engine(
+            DedupSettings(max_group_candidates=limit), RunContext(config=None, group_by=group_by), None
+        )
+        found = dict(engine._candidates(0.6, 128, keys, sigs, lambda key: True))
+        assert found.keys() == everything.keys()
+        for key, others in found.items():
+            assert others <= everything[key]
+            if key < 600:  # a copy: the first rows, as many as the limit allows
+                assert others == set(range(min(key, limit)))
+            else:  # the copies' group of its shared bands, and the groups of its own bands
+                assert set(range(min(600, limit))) <= others
+        assert sum(map(len, found.values())) <= len(sigs) * limit * len(engine_bands(0.6, 128))
+        if limit == 1000:
+            assert found == everything
+
+
+def engine_bands(threshold: float, num_perm: int) -> tuple[tuple[int, int], ...]:
+    from curate import lsh_params
+
+    return lsh_params.bands(threshold, num_perm)
+
+
+def test_passages_ranked_a_chunk_at_a_time_are_ranked_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(4)
+    windows_per_para = rng.integers(1, 6, size=200)
+    owner = np.array([(p, w) for p, n in enumerate(windows_per_para) for w in range(n)], dtype=np.int64)
+    candidates = [
+        (key, {int(c) for c in rng.integers(0, key, size=int(rng.integers(1, 30)))})
+        for key in range(1, len(owner))
+        if rng.random() < 0.7
+    ]
+    whole = dedup._rank_passages(owner, iter(candidates), 4)
+    assert len(whole) > 100
+    for chunk in (1, 7, 100, 1000):
+        monkeypatch.setattr(dedup, "_RANK_CHUNK_HITS", chunk)
+        assert dedup._rank_passages(owner, iter(candidates), 4) == whole
+
+
+def test_thousands_of_near_copies_of_a_paragraph_are_removed_in_linear_work(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # 400 documents with the same paragraph, one character changed in each: all but one lose
+    # it, and the candidate pairs the decision reads stay within the per-group limit.
+    rng = random.Random(5)
+    shared = SHARED
+    docs = []
+    for i in range(400):
+        at = rng.randrange(10, len(shared) - 10)
+        docs.append(document(f"n-{i:03d}.txt", [filler(900 + i), shared[:at] + "甲" + shared[at + 1 :]]))
+    pairs: list[int] = []
+    candidates = dedup._Engine._candidates
+
+    def counted(self: Any, *args: Any) -> Any:
+        for key, found in candidates(self, *args):
+            pairs.append(len(found))
+            yield key, found
+
+    monkeypatch.setattr(dedup._Engine, "_candidates", counted)
+    out, _ = run(docs, max_group_candidates=8)
+    removed = [d for d in out if any(e.rule == "dedup.paragraph" for e in d.edits)]
+    assert len(removed) == 399  # all but the kept one (the smallest id's)
+    (kept,) = [d for d in out if d not in removed]
+    assert all(e.link["doc"] == kept.id for d in removed for e in d.edits)
+    assert sum(pairs) < 400 * 8 * 40  # (about 40 rows per copy: the paragraph and its windows)
+    assert max(pairs) <= 8 * len(engine_bands(0.6, 128))
 
 
 def test_band_hash_collisions_never_join_rows(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -141,6 +141,12 @@ class DedupSettings(StageSettings):
     max_candidates: int = setting(
         16, "At most this many earlier paragraphs are aligned with one paragraph."
     )
+    max_group_candidates: int = setting(
+        256,
+        "Of the documents, paragraphs or windows that share an LSH band, each is a candidate of "
+        "at most this many of the earliest before it: near-copies by the thousand would "
+        "otherwise make pairs, time and memory grow with the square of their number.",
+    )
     paragraph_containment: float = setting(
         0.9,
         "A paragraph is removed whole when this share of its shingles lies in one kept earlier "
@@ -413,8 +419,9 @@ class NearDuplicates(CorpusStage):
 
     def __init__(self, settings: Any, context: Any) -> None:
         super().__init__(settings, context)
-        if settings.max_candidates < 1:
-            raise ValueError(f"[dedup] max_candidates should be at least 1, got {settings.max_candidates}")
+        for name in ("max_candidates", "max_group_candidates"):
+            if getattr(settings, name) < 1:
+                raise ValueError(f"[dedup] {name} should be at least 1, got {getattr(settings, name)}")
         # Read before the engine forks its workers: they reuse the parent's signatures from it
         # (numpy arrays, shared copy-on-write), and the driver adds its documents in `decide`.
         self._parent: _ParentIndex | None = None
@@ -1004,9 +1011,11 @@ class _Engine:
         sigs: np.ndarray,
         wanted: Callable[[int], bool],
     ) -> Iterator[tuple[int, set[int]]]:
-        """(key, the other keys sharing an LSH band with it), for the `wanted` keys that have
-        any, in the order of `keys`: what `MinHashLSH.query` returns, minus the key, with a
-        MinHashLSH holding every row (`sigs[i]` is the signature of `keys[i]`).
+        """(key, the smaller keys sharing an LSH band with it), for the `wanted` keys that have
+        any, in the order of `keys`: of what `MinHashLSH.query` returns with a MinHashLSH
+        holding every row (`sigs[i]` is the signature of `keys[i]`), the keys before the key,
+        at most the first `max_group_candidates` of each group of rows filed together (what
+        every decision reads: a row is compared with earlier ones only).
 
         The bands are datasketch's `MinHashLSH` banding for the threshold. The rows filed
         together in a band are found with numpy in this process (`_band_groups`), or with a
@@ -1024,18 +1033,20 @@ class _Engine:
 
             lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
             groups = group_by(_band_rows(lsh, keys, sigs))
-        # The same rows often share every band (copies): each distinct group is kept once.
-        distinct = dict.fromkeys(frozenset(group) for group in groups if len(group) > 1)
-        member_of: dict[int, list[frozenset[int]]] = {}
+        # The same rows often share every band (copies): each distinct group is kept once, its
+        # keys in ascending order. A key's candidates in a group are the keys before it, at
+        # most the first `limit`: near-copies by the thousand share their bands, and all
+        # pairs of them would grow with the square of their number.
+        limit = self.s.max_group_candidates
+        distinct = dict.fromkeys(tuple(sorted(group)) for group in groups if len(group) > 1)
+        member_of: dict[int, list[tuple[tuple[int, ...], int]]] = {}
         for group in distinct:
-            for key in group:
-                member_of.setdefault(key, []).append(group)
+            for position in range(1, len(group)):
+                member_of.setdefault(group[position], []).append((group, min(position, limit)))
         for key in keys:
             found_in = member_of.get(key)
             if found_in and wanted(key):
-                found = set().union(*found_in)
-                found.discard(key)
-                yield key, found
+                yield key, set().union(*(group[:count] for group, count in found_in))
 
     # ------------------------------------------------------------------ verification
     def _verify(self, key: tuple[Any, ...]) -> Any:
@@ -1918,6 +1929,9 @@ def _line_span(paras: list[_Para], para: _Para) -> tuple[int, int]:
     return para.start, para.end
 
 
+_RANK_CHUNK_HITS = 1 << 20  # window hits ranked at once (`_rank_passages`)
+
+
 def _rank_passages(
     owner: np.ndarray | list[tuple[int, int]],
     candidates: Iterator[tuple[int, set[int]]],
@@ -1928,16 +1942,37 @@ def _rank_passages(
     earlier paragraph, (the paragraph, window) for an earlier window of its own.
 
     `owner[key]` = (paragraph, window) of a window key; `candidates` = (window key, the window
-    keys sharing a band with it). Counted and sorted with numpy over all hits at once (about
-    165,000 on the benchmark: a Python loop over them was serial work in the decision).
+    keys sharing a band with it), keys ascending (a paragraph's windows are consecutive keys).
+    The hits are ranked a chunk of paragraphs at a time (about `_RANK_CHUNK_HITS`), so their
+    arrays stay bounded however many copies share a window.
     """
-    keys, found = [], []
+    windows = np.asarray(owner, dtype=np.int64).reshape(-1, 2)
+    ranked: dict[int, list[tuple[int, int]]] = {}
+    keys: list[int] = []
+    found: list[set[int]] = []
+    hits = 0
     for key, others in candidates:
+        if hits >= _RANK_CHUNK_HITS and windows[key, 0] != windows[keys[-1], 0]:
+            _rank_chunk(windows, keys, found, budget, ranked)
+            keys, found, hits = [], [], 0
         keys.append(key)
         found.append(others)
-    if not keys:
-        return {}
-    windows = np.asarray(owner, dtype=np.int64).reshape(-1, 2)
+        hits += len(others)
+    if keys:
+        _rank_chunk(windows, keys, found, budget, ranked)
+    return ranked
+
+
+def _rank_chunk(
+    windows: np.ndarray,
+    keys: list[int],
+    found: list[set[int]],
+    budget: int,
+    ranked: dict[int, list[tuple[int, int]]],
+) -> None:
+    """`_rank_passages` for the paragraphs of `keys` (all their windows among them), into
+    `ranked`. Counted and sorted with numpy over all hits at once (about 165,000 on the
+    benchmark: a Python loop over them was serial work in the decision)."""
     sizes = [len(others) for others in found]
     src = np.repeat(np.array(keys, dtype=np.int64), sizes)
     dst = np.fromiter(chain.from_iterable(found), dtype=np.int64, count=sum(sizes))
@@ -1949,7 +1984,7 @@ def _rank_passages(
     second = np.where(earlier, -1, other_window)[wanted]
     para = para[wanted]
     if not len(para):
-        return {}
+        return
     # Hits per (paragraph, pair): sort, then count runs of equal rows.
     order = np.lexsort((second, first, para))
     para, first, second = para[order], first[order], second[order]
@@ -1965,10 +2000,8 @@ def _rank_passages(
     # distinct pairs on the benchmark, a few thousand go on to Python.
     heads = np.flatnonzero(np.concatenate(([True], para[1:] != para[:-1])))
     kept = _offsets_in_groups(np.diff(np.append(heads, len(para)))) < budget
-    ranked: dict[int, list[tuple[int, int]]] = {}
     for k, a, b in zip(para[kept].tolist(), first[kept].tolist(), second[kept].tolist(), strict=True):
         ranked.setdefault(k, []).append((a, b))
-    return ranked
 
 
 def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:

@@ -1,0 +1,100 @@
+"""Near-copies by the thousand: time and peak memory as their number doubles.
+
+    .venv/bin/python bench/bench_copies.py [--sizes 1000,2000,4000,8000] [--workers 1]
+        [--other CHECKOUT]
+
+Scraped corpora repeat paragraphs with small changes (a self-media account's sign-off with
+today's date, a portal's notice with a number changed): every copy then shares its LSH bands
+with every other. Each input here is N documents (generated, seeded: no corpora needed) of
+three paragraphs of their own and one 300-character paragraph shared by all, one character
+changed in each. A run should take time and memory in proportion to N; a decision that pairs
+every copy with every other grows with N squared. Each size is a fresh `curate run` process
+(report included, as a user runs it) timed from outside, with the peak memory of its process
+tree (PSS, sampled); with `--other` (a git worktree of another commit) that checkout is run on
+the same inputs first. Keep the sizes small for code before 2026-12-04's limit per LSH group:
+it needed 12 GB for 4,000 copies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+from bench_pipeline import TreeMemory, compile_checkout  # noqa: E402
+
+CHARACTERS = (
+    "的一是在不了有和人这中大为上个国我以要他时来用们生到作地于出就分对成会可主发年动同工也能下过子说产"
+    "种面而方后多定行学法所民得经十三之进着等部度家电力里如水化高自二理起小物现实加量都两体制机当使点从"
+    "业本去把性好应开它合还因由其些然前外天政四日那社义事平形相全表间样与关各重新线内数正心反你明看原又"
+)
+
+
+def write_copies(count: int, path: Path) -> int:
+    """`count` documents sharing a near-copied paragraph, as JSON lines; returns the bytes."""
+    rng = random.Random(count)
+    shared = "".join(rng.choice(CHARACTERS) for _ in range(300))
+    with path.open("w", encoding="utf-8") as out:
+        for number in range(count):
+            own = ["".join(rng.choice(CHARACTERS) for _ in range(120)) + "。" for _ in range(3)]
+            at = rng.randrange(len(shared))
+            copy = shared[:at] + rng.choice(CHARACTERS) + shared[at + 1 :] + "。"
+            record = {"id": number, "text": "\n".join([*own, copy])}
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+    return path.stat().st_size
+
+
+def timed_run(checkout: Path, inputs: Path, out: Path, workers: int) -> tuple[float, int]:
+    """Wall seconds and peak PSS (KB, all processes) of one `curate run` by `checkout`."""
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "curate", "run", str(inputs), "-q", "--corpus", str(out / "corpus"),
+         "--reports", str(out / "reports"), "--workers", str(workers)],
+        cwd=checkout, env={**os.environ, "PYTHONPATH": str(checkout)}, stdout=subprocess.DEVNULL,
+    )
+    memory = TreeMemory(process.pid)
+    memory.start()
+    code = process.wait()
+    seconds = time.perf_counter() - started
+    memory.done.set()
+    memory.join()
+    if code != 0:
+        raise SystemExit(f"bench_copies: the run by {checkout} failed (exit {code})")
+    return seconds, memory.peak_kb
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1000,2000,4000,8000")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--other", help="another checkout (a git worktree of another commit)")
+    args = parser.parse_args()
+    checkouts = {"this": ROOT} if args.other is None else {"other": Path(args.other).resolve(), "this": ROOT}
+    for checkout in checkouts.values():
+        compile_checkout(checkout)
+    print(f"{args.workers} worker(s); per size: input MB, then per checkout: wall s, peak MB (PSS, all processes)")
+    with tempfile.TemporaryDirectory(prefix="curate-copies-") as folder:
+        for size in (int(s) for s in args.sizes.split(",")):
+            inputs = Path(folder) / f"in-{size}"
+            inputs.mkdir()
+            megabytes = write_copies(size, inputs / "copies.jsonl") / 1e6
+            row = [f"{size} copies ({megabytes:.1f} MB)"]
+            for name, checkout in checkouts.items():
+                out = Path(tempfile.mkdtemp(dir=folder))
+                seconds, peak_kb = timed_run(checkout, inputs, out, args.workers)
+                row.append(f"{name} {seconds:.1f} s, {peak_kb / 1024:.0f} MB")
+            print("; ".join(row), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
