@@ -1,23 +1,27 @@
 """Near-copies by the thousand: time and peak memory as their number doubles.
 
-    .venv/bin/python bench/bench_copies.py [--sizes 1000,2000,4000,8000] [--workers 1]
-        [--other CHECKOUT]
+    .venv/bin/python bench/bench_copies.py [--kind documents,sentences]
+        [--sizes 1000,2000,4000,8000] [--workers 1] [--other CHECKOUT]
 
 Scraped corpora repeat paragraphs with small changes (a self-media account's sign-off with
 today's date, a portal's notice with a number changed): every copy then shares its LSH bands
-with every other. Each input here is N documents (generated, seeded: no corpora needed) of
-three paragraphs of their own and one 300-character paragraph shared by all, one character
-changed in each. A run should take time and memory in proportion to N; a decision that pairs
-every copy with every other grows with N squared. Each size is a fresh `curate run` process
-(report included, as a user runs it) timed from outside, with the peak memory of its process
-tree (PSS, sampled); with `--other` (a git worktree of another commit) that checkout is run on
-the same inputs first. Keep the sizes small for code before 2026-12-04's limit per LSH group:
-it needed 12 GB for 4,000 copies.
+with every other. Inputs (generated, seeded: no corpora needed), N copies each:
+- documents: N documents of three paragraphs of their own and one 300-character paragraph
+  shared by all, one character changed in each;
+- sentences: one document whose one paragraph is N copies of a 40-character sentence, one
+  character changed in each (keyword stuffing).
+A run should take time and memory in proportion to N; a decision that pairs every copy with
+every other grows with N squared. Each size is a fresh `curate run` process (report included,
+as a user runs it) timed from outside, with the peak memory of its process tree (PSS,
+sampled); with `--other` (a git worktree of another commit) that checkout is run on the same
+inputs first. Keep the sizes small for code before 2026-12-04's limits: it needed 12 GB for
+4,000 documents, and 170 s for 4,000 sentences.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import random
@@ -53,6 +57,21 @@ def write_copies(count: int, path: Path) -> int:
     return path.stat().st_size
 
 
+def write_sentences(count: int, path: Path) -> int:
+    """One paragraph of `count` near-copies of a sentence, as a text file; returns the bytes."""
+    rng = random.Random(count)
+    sentence = "".join(rng.choice(CHARACTERS) for _ in range(40))
+    copies = []
+    for _ in range(count):
+        at = rng.randrange(len(sentence))
+        copies.append(sentence[:at] + rng.choice(CHARACTERS) + sentence[at + 1 :] + "。")
+    path.write_text("".join(copies) + "\n", encoding="utf-8")
+    return path.stat().st_size
+
+
+WRITERS = {"documents": (write_copies, "copies.jsonl"), "sentences": (write_sentences, "copies.txt")}
+
+
 def timed_run(checkout: Path, inputs: Path, out: Path, workers: int) -> tuple[float, int]:
     """Wall seconds and peak PSS (KB, all processes) of one `curate run` by `checkout`."""
     started = time.perf_counter()
@@ -74,6 +93,7 @@ def timed_run(checkout: Path, inputs: Path, out: Path, workers: int) -> tuple[fl
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kind", default="documents,sentences", help="comma-separated: " + ", ".join(WRITERS))
     parser.add_argument("--sizes", default="1000,2000,4000,8000")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--other", help="another checkout (a git worktree of another commit)")
@@ -82,12 +102,14 @@ def main() -> int:
     for checkout in checkouts.values():
         compile_checkout(checkout)
     print(f"{args.workers} worker(s); per size: input MB, then per checkout: wall s, peak MB (PSS, all processes)")
+    sizes = [int(size) for size in args.sizes.split(",")]
     with tempfile.TemporaryDirectory(prefix="curate-copies-") as folder:
-        for size in (int(s) for s in args.sizes.split(",")):
-            inputs = Path(folder) / f"in-{size}"
+        for kind, size in itertools.product(args.kind.split(","), sizes):
+            write, file_name = WRITERS[kind]
+            inputs = Path(folder) / f"in-{kind}-{size}"
             inputs.mkdir()
-            megabytes = write_copies(size, inputs / "copies.jsonl") / 1e6
-            row = [f"{size} copies ({megabytes:.1f} MB)"]
+            megabytes = write(size, inputs / file_name) / 1e6
+            row = [f"{size} {kind} ({megabytes:.2f} MB)"]
             for name, checkout in checkouts.items():
                 out = Path(tempfile.mkdtemp(dir=folder))
                 seconds, peak_kb = timed_run(checkout, inputs, out, args.workers)

@@ -412,8 +412,8 @@ def text_signature(
 
 
 # --------------------------------------------------------------------------- alignment
-_ALIGN_MAX_PAIRS = 4_000_000
-_PYTHON_RUNS = 48  # up to this many diagonal runs, the block recursion runs in plain Python  # equal 4-gram pairs above which `matching_blocks` uses difflib
+_ALIGN_MAX_PAIRS = 4_000_000  # equal 4-gram pairs above which `matching_blocks` uses difflib
+_PYTHON_RUNS = 48  # up to this many diagonal runs, the block recursion runs in plain Python
 
 
 def gram_keys(codes: np.ndarray) -> np.ndarray:
@@ -466,7 +466,8 @@ def matching_blocks(
     min_size: int = 4,
     a_index: tuple[np.ndarray, np.ndarray] | None = None,
     b_index: tuple[np.ndarray, np.ndarray] | None = None,
-) -> list[tuple[int, int, int]]:
+    fallback: bool = True,
+) -> list[tuple[int, int, int]] | None:
     """The blocks of at least `min_size` (>= 4) characters of difflib's matching blocks.
 
     Exactly what ``[m for m in SequenceMatcher(None, sa, sb, autojunk=False)
@@ -484,7 +485,8 @@ def matching_blocks(
       the recursion stops there (those blocks are not returned).
     `a_index` / `b_index`: `gram_index(gram_keys(a))` (and of b) when the caller has them
     (cached per paragraph). Falls back to difflib itself when there are millions of equal
-    4-gram pairs (such as a long run of one character).
+    4-gram pairs (such as a long run of one character, or a sentence repeated a thousand
+    times), where difflib can take minutes; with `fallback=False`, returns None there.
     """
     if min_size < 4:
         raise ValueError("min_size must be >= 4")
@@ -499,7 +501,7 @@ def matching_blocks(
             _ALIGN_MAX_PAIRS,
         )
         if runs is None:
-            return _difflib_blocks(a, b, min_size)
+            return _difflib_blocks(a, b, min_size) if fallback else None
         if runs[0].shape[0] == 0:
             return []
         return _merge_adjacent(_kernels.recurse_runs(*runs, la, lb), min_size)
@@ -509,7 +511,7 @@ def matching_blocks(
     if total == 0:
         return []
     if total > _ALIGN_MAX_PAIRS:
-        return _difflib_blocks(a, b, min_size)
+        return _difflib_blocks(a, b, min_size) if fallback else None
     hit = np.flatnonzero(counts)
     counts, lo = counts[hit], lo[hit]
     ia = np.repeat(order_a[hit].astype(np.int64), counts)

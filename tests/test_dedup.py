@@ -713,3 +713,28 @@ def test_a_candidate_budget_below_one_is_a_clear_error(tmp_path: Path) -> None:
     for name in ("max_candidates", "max_group_candidates"):
         with pytest.raises(RunError, match=rf"^\[dedup\] {name} should be at least 1, got -2$"):
             run(make_config(tmp_path, {"dedup": {name: -2}}), inputs=[str(SEEDS)])
+
+
+def test_a_paragraph_too_repetitive_to_align_is_left_with_a_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A sentence repeated hundreds of times in one paragraph (keyword stuffing): aligning the
+    # paragraph's halves would pair every copy of every 4-gram, and difflib (the fallback of
+    # `matching_blocks`) takes minutes past a few thousand sentences. Such alignments are not
+    # made (those of short enough parts still are), the run says so, other documents are as
+    # before.
+    sentence = "本店长期回收各类二手手机电脑，价格公道，欢迎来电咨询。"
+    stuffed = document("stuffed.txt", [filler(7), "".join(sentence.replace("各", str(i % 10)) for i in range(300))])
+    normal = engine_corpus()[:6]
+    expected, _ = run([*normal, stuffed])
+    assert any(e.rule == "dedup.passage" for e in dedup_edits(expected[-1]))  # aligned: a repeat found
+
+    def no_difflib(*args: Any) -> Any:
+        raise AssertionError("difflib called")
+
+    monkeypatch.setattr(minhash, "_ALIGN_MAX_PAIRS", 2_000)
+    monkeypatch.setattr(minhash, "_difflib_blocks", no_difflib)
+    out, context = run([*normal, stuffed])
+    made = [e.to_json() for e in dedup_edits(expected[-1])]
+    assert all(e.to_json() in made for e in dedup_edits(out[-1]))  # of those the full alignment made
+    assert [d.text for d in out[:-1]] == [d.text for d in expected[:-1]]
+    (warning,) = context.state["warnings"]
+    assert "1 document(s) with a paragraph too repetitive to align" in warning and out[-1].id in warning

@@ -125,6 +125,13 @@ def test_too_many_equal_gram_pairs_fall_back_to_difflib(monkeypatch: pytest.Monk
     assert KERNELS.gram_runs(a, b, *a_index, *b_index, 10) is None
     compiled, reference = both(monkeypatch, lambda: minhash.matching_blocks(a, b, 4))
     assert compiled == reference == difflib_blocks(a, b, 4)
+    # Without the fallback (dedup's passages: difflib takes minutes on a sentence repeated a
+    # thousand times), None on both paths; below the limit the same blocks either way.
+    compiled, reference = both(monkeypatch, lambda: minhash.matching_blocks(a, b, 4, fallback=False))
+    assert compiled is None and reference is None
+    monkeypatch.setattr(minhash, "_ALIGN_MAX_PAIRS", 729)
+    compiled, reference = both(monkeypatch, lambda: minhash.matching_blocks(a, b, 4, fallback=False))
+    assert compiled == reference == difflib_blocks(a, b, 4)
 
 
 # Sentence ends and closing marks of both widths, line ends (CRLF, NEL, LINE SEPARATOR: not

@@ -814,6 +814,7 @@ class _Engine:
         self.window_owner = np.empty((0, 2), np.int64)  # window key -> (para, window index)
         self.stats = {"paragraphs": 0, "signatures_computed": 0, "signatures_reused": 0}
         self.pending: dict[int, list[_Removal]] = {}  # doc index -> removals decided
+        self.unaligned: set[int] = set()  # docs with a passage candidate too repetitive to align
         self._cache: OrderedDict[int, list[Any]] = OrderedDict()  # doc -> [text, form | None]
         # 4-gram keys of forms, sorted keys of aligned ranges (for minhash.matching_blocks)
         self._keys: dict[int, tuple[minhash.ComparisonForm, np.ndarray]] = {}
@@ -859,6 +860,14 @@ class _Engine:
         if self.s.across_documents:
             self._decide_documents()
         self._decide_paragraphs()
+        if self.unaligned:
+            ids = sorted(self.docs[d].id for d in self.unaligned)
+            _warn(
+                self.context,
+                f"dedup: {len(ids)} document(s) with a paragraph too repetitive to align with a "
+                f"candidate (over {minhash._ALIGN_MAX_PAIRS:,} pairs of equal 4-grams): repeated "
+                f"passages there were not looked for ({', '.join(ids[:5])}{', …' if len(ids) > 5 else ''})",
+            )
         plans = self._plans()
         if self.s.incremental:
             self._save_index(plans)
@@ -1277,7 +1286,11 @@ class _Engine:
             kept = self.paras[other]
             if kept.removed_whole or not self._allowed(para, kept):
                 continue
-            for a_cf, b_cf, similarity in self._result(("passage", k, other, split)):
+            found = self._result(("passage", k, other, split))
+            if found == _UNALIGNED:
+                self.unaligned.add(para.doc)
+                continue
+            for a_cf, b_cf, similarity in found:
                 self._consider_passage(para, kept, a_cf, b_cf, similarity)
 
     def _remove_whole(self, para: _Para, kept: _Para, jaccard: float, contained: float) -> None:
@@ -1333,10 +1346,14 @@ class _Engine:
         wanted = self.s.passage_similarity * self.s.passage_min_chars - 1e-6
         if minhash.gram_coverage(index_b, index_a) < wanted:
             return ()
-        # difflib's matching blocks (of >= 4 characters), computed on the code arrays.
+        # difflib's matching blocks (of >= 4 characters), computed on the code arrays; not
+        # made for millions of equal 4-gram pairs (difflib itself would take minutes there).
         blocks = minhash.matching_blocks(
-            self._form(kept).codes[a0:a1], self._form(para).codes[b0:b1], 4, index_a, index_b
+            self._form(kept).codes[a0:a1], self._form(para).codes[b0:b1], 4, index_a, index_b,
+            fallback=False,
         )
+        if blocks is None:
+            return _UNALIGNED
         found = []
         for ra0, ra1, rb0, rb1, matched in _regions(blocks, self.s.max_gap, 4):
             # region offsets are relative to a0 / b0
@@ -1930,6 +1947,8 @@ def _line_span(paras: list[_Para], para: _Para) -> tuple[int, int]:
 
 
 _RANK_CHUNK_HITS = 1 << 20  # window hits ranked at once (`_rank_passages`)
+# `_find_passages` of a pair too repetitive to align (`minhash.matching_blocks` without fallback)
+_UNALIGNED: tuple[Any, ...] = ("unaligned",)
 
 
 def _rank_passages(
