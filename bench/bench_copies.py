@@ -1,6 +1,6 @@
 """Near-copies by the thousand: time and peak memory as their number doubles.
 
-    .venv/bin/python bench/bench_copies.py [--kind documents,sentences]
+    .venv/bin/python bench/bench_copies.py [--kind documents,sentences,paragraphs]
         [--sizes 1000,2000,4000,8000] [--workers 1] [--other CHECKOUT]
 
 Scraped corpora repeat paragraphs with small changes (a self-media account's sign-off with
@@ -9,13 +9,15 @@ with every other. Inputs (generated, seeded: no corpora needed), N copies each:
 - documents: N documents of three paragraphs of their own and one 300-character paragraph
   shared by all, one character changed in each;
 - sentences: one document whose one paragraph is N copies of a 40-character sentence, one
-  character changed in each (keyword stuffing).
+  character changed in each (keyword stuffing);
+- paragraphs: one document of N paragraphs of 120 characters, every fourth a copy of an
+  earlier one (a scraped page that repeats its blocks: thousands of edits in one document).
 A run should take time and memory in proportion to N; a decision that pairs every copy with
 every other grows with N squared. Each size is a fresh `curate run` process (report included,
 as a user runs it) timed from outside, with the peak memory of its process tree (PSS,
 sampled); with `--other` (a git worktree of another commit) that checkout is run on the same
 inputs first. Keep the sizes small for code before 2026-12-04's limits: it needed 12 GB for
-4,000 documents, and 170 s for 4,000 sentences.
+4,000 documents, and 227 s for 4,000 sentences.
 """
 
 from __future__ import annotations
@@ -69,7 +71,24 @@ def write_sentences(count: int, path: Path) -> int:
     return path.stat().st_size
 
 
-WRITERS = {"documents": (write_copies, "copies.jsonl"), "sentences": (write_sentences, "copies.txt")}
+def write_paragraphs(count: int, path: Path) -> int:
+    """One document of `count` paragraphs, every fourth a copy of an earlier one."""
+    rng = random.Random(count)
+    paragraphs: list[str] = []
+    for number in range(count):
+        if number % 4 == 3:
+            paragraphs.append(rng.choice(paragraphs))
+        else:
+            paragraphs.append("".join(rng.choice(CHARACTERS) for _ in range(120)) + "。")
+    path.write_text("\n\n".join(paragraphs) + "\n", encoding="utf-8")
+    return path.stat().st_size
+
+
+WRITERS = {
+    "documents": (write_copies, "copies.jsonl"),
+    "sentences": (write_sentences, "copies.txt"),
+    "paragraphs": (write_paragraphs, "copies.txt"),
+}
 
 
 def timed_run(checkout: Path, inputs: Path, out: Path, workers: int) -> tuple[float, int]:
@@ -93,7 +112,7 @@ def timed_run(checkout: Path, inputs: Path, out: Path, workers: int) -> tuple[fl
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--kind", default="documents,sentences", help="comma-separated: " + ", ".join(WRITERS))
+    parser.add_argument("--kind", default="documents,sentences,paragraphs", help="comma-separated: " + ", ".join(WRITERS))
     parser.add_argument("--sizes", default="1000,2000,4000,8000")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--other", help="another checkout (a git worktree of another commit)")

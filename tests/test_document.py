@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from curate.document import Change, Document, Flag, stable_id, undo_edits
+from curate.document import Change, Document, Edit, Flag, stable_id, undo_edits
 
 
 def test_id_depends_on_source_only():
@@ -94,6 +94,39 @@ def test_undo_always_gives_back_the_input(text, raw_changes):
     assert undo_edits(doc.text, doc.edits) == text
     for edit in doc.edits:
         assert 0 <= edit.src_start <= edit.src_end <= len(text)
+
+
+def undone_one_by_one(text: str, edits) -> str:
+    for edit in reversed(edits):
+        if not edit.action.startswith("flag"):
+            text = text[: edit.start] + edit.before + text[edit.start + len(edit.after) :]
+    return text
+
+
+@settings(max_examples=300)
+@given(
+    st.text(alphabet="甲乙丙丁 ,。\nab", min_size=1, max_size=60),
+    st.lists(
+        st.lists(st.tuples(st.integers(0, 60), st.integers(0, 4), st.text(alphabet="xy，", max_size=3)), max_size=5),
+        max_size=5,
+    ),
+)
+def test_undo_of_many_edits_per_batch_is_the_undo_edit_by_edit(text, batches):
+    # Each `apply` makes several edits left to right; runs of such edits are undone in one pass.
+    doc = Document.new("d.txt", text)
+    for batch in batches:
+        changes, taken = [], -1
+        for start, length, after in sorted(batch):
+            start = min(start, len(doc.text))
+            if start <= taken:
+                continue
+            end = min(start + length, len(doc.text))
+            changes.append(Change(start, end, after, rule="r", reason=""))
+            taken = end if end > start else start
+        doc.apply("s", changes)
+        doc.add_flag(Flag("spam-injection", 0, min(1, len(doc.text)), doc.text[:1], "test"))
+    edits = doc.edits + [Edit("s", "f", "flag", 0, 0, "", "", "")]
+    assert undo_edits(doc.text, edits) == undone_one_by_one(doc.text, edits) == text
 
 
 def test_pickling_keeps_every_field_of_document_edits_and_flags():

@@ -84,7 +84,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from itertools import chain
+from itertools import accumulate, chain
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -1481,20 +1481,31 @@ class _Engine:
     # ------------------------------------------------------------------ planning the edits
     def _plans(self) -> dict[int, _Plan]:
         """The edits of every run document (doc index -> plan), in final link coordinates."""
-        removed_spans: dict[int, list[tuple[int, int]]] = {}
+        # Per document, the ends of its removed spans (they do not overlap: ascending) and the
+        # characters removed before each, for the shift of a link into it (a bisection: a
+        # document with thousands of removals made the sums quadratic).
+        removed_before: dict[int, tuple[list[int], list[int]]] = {}
         spans_of: dict[int, list[tuple[_Removal, int, int]]] = {}
         for doc_index, removals in sorted(self.pending.items()):
             paras = [self.paras[p] for p in self.docs[doc_index].paras]
+            para_starts = [p.start for p in paras]  # ascending
             spans = []
             for removal in removals:
                 start, end = removal.start, removal.end
-                para = next(p for p in paras if p.start <= start and end <= p.end)
+                position = bisect_right(para_starts, start) - 1  # the first paragraph holding it
+                while position > 0 and paras[position - 1].start <= start and end <= paras[position - 1].end:
+                    position -= 1
+                para = paras[position]
+                assert para.start <= start and end <= para.end, "a removal outside its paragraph"
                 if para.removed_whole and (start, end) == (para.start, para.end):
-                    start, end = _line_span(paras, para)
+                    start, end = _line_span(paras, position)
                 spans.append((removal, start, end))
             spans.sort(key=lambda item: (item[1], item[2]))
             spans_of[doc_index] = spans
-            removed_spans[doc_index] = [(s, e) for _, s, e in spans]
+            removed_before[doc_index] = (
+                [e for _, _, e in spans],
+                list(accumulate((e - s for _, s, e in spans), initial=0)),
+            )
         plans: dict[int, _Plan] = {}
         for doc_index, spans in spans_of.items():
             plan = plans[doc_index] = _Plan()
@@ -1502,9 +1513,8 @@ class _Engine:
                 link = dict(removal.link)
                 kept = link.pop("_para", None)
                 if kept is not None:
-                    shift = sum(
-                        e - s for s, e in removed_spans.get(kept.doc, []) if e <= link["start"]
-                    )
+                    ends, removed = removed_before.get(kept.doc, ([], [0]))
+                    shift = removed[bisect_right(ends, link["start"])]
                     link["start"] -= shift
                     link["end"] -= shift
                 change = Change(
@@ -1936,9 +1946,10 @@ def _clause_start(text: str, seam: int, floor: int) -> int:
     return pos
 
 
-def _line_span(paras: list[_Para], para: _Para) -> tuple[int, int]:
-    """The span to drop for a whole paragraph: with the blank lines after it (or before, if last)."""
-    position = paras.index(para)
+def _line_span(paras: list[_Para], position: int) -> tuple[int, int]:
+    """The span to drop for the whole paragraph `paras[position]`: with the blank lines after it
+    (or before, if last)."""
+    para = paras[position]
     if position + 1 < len(paras):
         return para.start, paras[position + 1].start
     if position > 0 and not paras[position - 1].removed_whole:
