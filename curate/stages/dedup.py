@@ -1971,8 +1971,9 @@ def _rank_passages(
     (most first, then in order), the first `budget`: (earlier paragraph, -1) for a window of an
     earlier paragraph, (the paragraph, window) for an earlier window of its own.
 
-    `owner[key]` = (paragraph, window) of a window key; `candidates` = (window key, the window
-    keys sharing a band with it), keys ascending (a paragraph's windows are consecutive keys).
+    `owner[key]` = (paragraph, window) of a window key; `candidates` = (window key, window keys
+    sharing a band with it: `_candidates`), keys ascending (a paragraph's windows are
+    consecutive keys).
     The hits are ranked a chunk of paragraphs at a time (about `_RANK_CHUNK_HITS`), so their
     arrays stay bounded however many copies share a window.
     """
