@@ -15,10 +15,8 @@ and reports folder, default settings, report included.
 
 from __future__ import annotations
 
-import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,23 +31,14 @@ from bench_pipeline import (  # noqa: E402
     found_corpora,
     parallel_capacity,
     prepare_inputs,
+    start_curate_run,
 )
-
-
-def start(inputs: Path, workers: int, scratch: Path) -> subprocess.Popen[bytes]:
-    """A `curate run` of `inputs` into a fresh folder of `scratch`, started, not waited for."""
-    out = Path(tempfile.mkdtemp(dir=scratch))
-    return subprocess.Popen(
-        [sys.executable, "-m", "curate", "run", str(inputs), "-q", "--corpus", str(out / "corpus"),
-         "--reports", str(out / "reports"), "--workers", str(workers)],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL,
-    )
 
 
 def timed(inputs: Path, scratch: Path, workers: list[int]) -> float:
     """Wall seconds until every run of `workers` (one run per entry, started together) is done."""
     started = time.perf_counter()
-    runs = [start(inputs, count, scratch) for count in workers]
+    runs = [start_curate_run(ROOT, inputs, Path(tempfile.mkdtemp(dir=scratch)), count) for count in workers]
     for run in runs:
         if run.wait() != 0:
             raise SystemExit(f"bench_ceiling: a run failed (exit {run.returncode})")

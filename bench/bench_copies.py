@@ -25,9 +25,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
 import random
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_pipeline import TreeMemory, compile_checkout  # noqa: E402
+from bench_pipeline import TreeMemory, compile_checkout, start_curate_run  # noqa: E402
 
 CHARACTERS = (
     "的一是在不了有和人这中大为上个国我以要他时来用们生到作地于出就分对成会可主发年动同工也能下过子说产"
@@ -94,11 +92,7 @@ WRITERS = {
 def timed_run(checkout: Path, inputs: Path, out: Path, workers: int) -> tuple[float, int]:
     """Wall seconds and peak PSS (KB, all processes) of one `curate run` by `checkout`."""
     started = time.perf_counter()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "curate", "run", str(inputs), "-q", "--corpus", str(out / "corpus"),
-         "--reports", str(out / "reports"), "--workers", str(workers)],
-        cwd=checkout, env={**os.environ, "PYTHONPATH": str(checkout)}, stdout=subprocess.DEVNULL,
-    )
+    process = start_curate_run(checkout, inputs, out, workers)
     memory = TreeMemory(process.pid)
     memory.start()
     code = process.wait()

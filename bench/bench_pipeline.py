@@ -95,6 +95,20 @@ def compile_checkout(checkout: Path) -> None:
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(checkout / "curate")], check=True)
 
 
+def start_curate_run(
+    checkout: Path, inputs: Path, out: Path, workers: int, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """`curate run INPUTS -q` by `checkout` (its own curate/ and rules/) into `out`/corpus and
+    `out`/reports, in a new process, started: what a user runs, for the scripts that time it
+    from outside. `env`: variables added to this process's."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "curate", "run", str(inputs), "-q", "--corpus", str(out / "corpus"),
+         "--reports", str(out / "reports"), "--workers", str(workers)],
+        cwd=checkout, env={**os.environ, "PYTHONPATH": str(checkout), **(env or {})},
+        stdout=subprocess.DEVNULL,
+    )
+
+
 def prepare_inputs(corpora: Path, folder: Path) -> tuple[int, int]:
     """Link or convert the three sources into `folder`; returns (files, bytes)."""
     news = folder / "newsspider"

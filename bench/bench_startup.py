@@ -17,10 +17,8 @@ sample files are in the repository: no corpora needed.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,16 +30,15 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 def run_once(checkout: Path, workers: int, scratch: Path, cache: str | None) -> float:
     """Wall seconds of one `curate run` of the sample files by `checkout`, in a new process."""
+    from bench_pipeline import start_curate_run
+
     out = Path(tempfile.mkdtemp(dir=scratch))
-    env = {**os.environ, "PYTHONPATH": str(checkout)}
-    if cache is not None:
-        env["CURATE_CACHE_DIR"] = cache
     started = time.perf_counter()
-    subprocess.run(
-        [sys.executable, "-m", "curate", "run", str(ROOT / "corpus" / "incoming"), "-q",
-         "--corpus", str(out / "corpus"), "--reports", str(out / "reports"), "--workers", str(workers)],
-        cwd=checkout, env=env, check=True, stdout=subprocess.DEVNULL,
+    run = start_curate_run(
+        checkout, ROOT / "corpus" / "incoming", out, workers, None if cache is None else {"CURATE_CACHE_DIR": cache}
     )
+    if run.wait() != 0:
+        raise SystemExit(f"bench_startup: the run by {checkout} failed (exit {run.returncode})")
     seconds = time.perf_counter() - started
     shutil.rmtree(out, ignore_errors=True)
     return seconds
