@@ -1492,9 +1492,9 @@ class _Engine:
             spans = []
             for removal in removals:
                 start, end = removal.start, removal.end
-                position = bisect_right(para_starts, start) - 1  # the first paragraph holding it
-                while position > 0 and paras[position - 1].start <= start and end <= paras[position - 1].end:
-                    position -= 1
+                # Paragraphs are non-empty and do not overlap: the last one starting at or
+                # before the removal holds it.
+                position = bisect_right(para_starts, start) - 1
                 para = paras[position]
                 assert para.start <= start and end <= para.end, "a removal outside its paragraph"
                 if para.removed_whole and (start, end) == (para.start, para.end):
