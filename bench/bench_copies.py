@@ -28,13 +28,12 @@ import json
 import random
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_pipeline import TreeMemory, compile_checkout, start_curate_run  # noqa: E402
+from bench_pipeline import compile_checkout, timed_run  # noqa: E402
 
 CHARACTERS = (
     "的一是在不了有和人这中大为上个国我以要他时来用们生到作地于出就分对成会可主发年动同工也能下过子说产"
@@ -87,21 +86,6 @@ WRITERS = {
     "sentences": (write_sentences, "copies.txt"),
     "paragraphs": (write_paragraphs, "copies.txt"),
 }
-
-
-def timed_run(checkout: Path, inputs: Path, out: Path, workers: int) -> tuple[float, int]:
-    """Wall seconds and peak PSS (KB, all processes) of one `curate run` by `checkout`."""
-    started = time.perf_counter()
-    process = start_curate_run(checkout, inputs, out, workers)
-    memory = TreeMemory(process.pid)
-    memory.start()
-    code = process.wait()
-    seconds = time.perf_counter() - started
-    memory.done.set()
-    memory.join()
-    if code != 0:
-        raise SystemExit(f"bench_copies: the run by {checkout} failed (exit {code})")
-    return seconds, memory.peak_kb
 
 
 def main() -> int:

@@ -109,6 +109,21 @@ def start_curate_run(
     )
 
 
+def timed_run(checkout: Path, inputs: Path, out: Path, workers: int) -> tuple[float, int]:
+    """Wall seconds and peak PSS (KB, all processes) of one `curate run` by `checkout`."""
+    started = time.perf_counter()
+    process = start_curate_run(checkout, inputs, out, workers)
+    memory = TreeMemory(process.pid)
+    memory.start()
+    code = process.wait()
+    seconds = time.perf_counter() - started
+    memory.done.set()
+    memory.join()
+    if code != 0:
+        raise SystemExit(f"{Path(sys.argv[0]).name}: the run by {checkout} failed (exit {code})")
+    return seconds, memory.peak_kb
+
+
 def prepare_inputs(corpora: Path, folder: Path) -> tuple[int, int]:
     """Link or convert the three sources into `folder`; returns (files, bytes)."""
     news = folder / "newsspider"

@@ -9,6 +9,9 @@ and puts the rest in a file on disk (`Spill`): documents are never all held in m
 stage's compact state (line hashes, signatures) grows with the corpus.
 
 What keeps the driver (this process) from being the bottleneck of N workers:
+- the input files are read on the workers too (`map_inputs`: decoding, splitting, HTML
+  extraction, a few files ahead of the first pass), and their documents come back pickled, to
+  go on to the first pass's workers without being unpickled here;
 - documents are pickled once, by the worker that finished with them, into the run's
   document file (`DocumentFile`); the driver's spill holds only where each one is, the next
   pass's worker reads it from there, and `observe` reads only the summary;
@@ -42,6 +45,7 @@ import tempfile
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -81,8 +85,16 @@ def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-# Set in the parent just before a worker pool forks; workers find their task here.
+# A worker's task, set in the worker as it starts (`_start_worker`): inherited through the
+# fork, never pickled. Pools may overlap (the files being read while the first pass runs), each
+# with its own task.
 _TASK: Callable[[Any], Any] | None = None
+
+
+def _start_worker(task: Callable[[Any], Any]) -> None:
+    global _TASK
+    _TASK = task
+    leave_interrupts_to_the_driver()
 
 
 def _run_task(item: Any) -> Any:
@@ -181,24 +193,32 @@ def _result(pool: Any, pending: Any) -> Any:
     return pending.get()
 
 
+_POOLS_ALIVE = 0  # forked pools of this process not yet ended (they may overlap)
+
+
 @contextlib.contextmanager
 def _forked_pool(task: Callable[[Any], Any], workers: int) -> Iterator[Any]:
     """A pool of `workers` processes forked now, running `task` (inherited, never pickled)."""
-    global _TASK
-    _TASK = task
+    global _POOLS_ALIVE
     # Objects that exist now are moved out of the collector's reach while the pool lives: a
     # collection in a worker would otherwise write to every one of them, copying each page the
-    # fork shares (Python's documented use of gc.freeze).
+    # fork shares (Python's documented use of gc.freeze). They stay out until the last pool
+    # alive ends, whichever ends first.
     gc.freeze()
+    _POOLS_ALIVE += 1
     try:
         with _Pool(
-            workers, initializer=leave_interrupts_to_the_driver, context=multiprocessing.get_context("fork")
+            workers,
+            initializer=_start_worker,
+            initargs=(task,),
+            context=multiprocessing.get_context("fork"),
         ) as pool:
             _widen_pipes(pool)
             yield pool
     finally:
-        _TASK = None
-        gc.unfreeze()
+        _POOLS_ALIVE -= 1
+        if not _POOLS_ALIVE:
+            gc.unfreeze()
 
 
 def _widen_pipes(pool: Any) -> None:
@@ -220,6 +240,10 @@ def _batches(docs: Iterable[Any], size: int) -> Iterator[list[Any]]:
             batch = []
     if batch:
         yield batch
+
+
+def _each(function: Callable[[Any], Any], batch: list[Any]) -> list[Any]:
+    return [function(item) for item in batch]
 
 
 class _Ready(NamedTuple):
@@ -599,6 +623,20 @@ class LocalEngine:
         finally:
             self._store.close()
             self._store = None
+
+    @property
+    def takes_pickled_documents(self) -> bool:
+        """Whether `execute` may be given documents already pickled (bytes): with workers,
+        documents travel pickled anyway, so one pickled where it was made is never unpickled
+        here."""
+        return self.workers > 1
+
+    def map_inputs(self, read: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
+        """`read(item)` for every item, in order, on the workers (at most two items in each
+        one's hands). Ingest is per-file work (decoding, splitting, HTML extraction): done
+        here, it was the driver alone reading HTML pages while the workers waited for them
+        (bench/bench_ingest.py)."""
+        return parallel_map(partial(_each, read), items, self.workers, batch_size=1)
 
     def _execute(
         self, docs: Iterable[Document], stages: list[Stage], finish: Callable[[Document], Any] | None

@@ -49,7 +49,9 @@ class FileResult:
     """What reading one file gave: its documents, its skipped parts, and how it was decoded."""
 
     file: InputFile
-    documents: list[Document] = field(default_factory=list)
+    # Document objects; pickled (bytes) when a worker read the file for an engine that takes
+    # them so (`LocalEngine.takes_pickled_documents`)
+    documents: list[Any] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     encoding: str = ""
 
@@ -217,7 +219,7 @@ def read_file(file: InputFile, settings: IngestSettings) -> FileResult:
         if "\\ud" in text or "\\uD" in text:  # (the escape of a surrogate, among others)
             records = ((key, _without_lone_surrogates(value), error) for key, value, error in records)
         _read_records(records, file, settings, result, common)
-    elif suffix in (".html", ".htm"):
+    elif suffix in HTML_SUFFIXES:
         _read_html(data, file, result, common)
     else:
         if not text.strip():
@@ -225,6 +227,19 @@ def read_file(file: InputFile, settings: IngestSettings) -> FileResult:
         else:
             result.documents.append(Document.new(file.source, text, **common))
     return result
+
+
+HTML_SUFFIXES = (".html", ".htm")
+
+
+def load_readers(files: list[InputFile]) -> None:
+    """Load what reading `files` will need that is loaded on first use (the HTML reader: its
+    parser and what parsing a page imports), here: processes forked afterwards to read them
+    share it, where each would have imported it again."""
+    if any(file.path.suffix.lower() in HTML_SUFFIXES for file in files):
+        from curate import html
+
+        html.extract_article("<html><head><title>t</title></head><body><p>文字。</p></body></html>")
 
 
 def _read_html(data: bytes, file: InputFile, result: FileResult, common: dict[str, Any]) -> None:

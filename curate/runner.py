@@ -7,6 +7,7 @@ the version writer and the report writer.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import hashlib
 from collections.abc import Callable, Iterator
@@ -19,7 +20,7 @@ from typing import Any
 from curate import ingest
 from curate.config import Config
 from curate.document import Document
-from curate.engine import LocalEngine, SpillError, WorkerLost
+from curate.engine import LocalEngine, SpillError, WorkerLost, dumps
 from curate.pipeline import build_stages
 from curate.report.model import EntryMaker, WrittenIndex
 from curate.stages.base import Artifacts, RunContext
@@ -164,7 +165,7 @@ def run(
             # in the last pass's workers (`EntryMaker`; Ray's workers do not share its stop flag).
             maker = EntryMaker() if write_report and isinstance(engine, LocalEngine) else None
             docs = engine.execute(
-                _ingest(files, config, skipped, input_records, on_file),
+                _ingest(files, config, skipped, input_records, on_file, engine),
                 stages,
                 finish=encode if maker is None else partial(_encode_with_entry, maker),
             )
@@ -231,11 +232,13 @@ def _ingest(
     skipped: list[ingest.Skipped],
     input_records: list[dict[str, Any]],
     on_file: Callable[[ingest.FileResult], None] | None,
+    engine: Any,
 ) -> Iterator[Document]:
-    for file in files:
-        digest = file.sha256
-        result = ingest.read_file(file, config.ingest)
-        if file.sha256 != digest:  # (read_file hashes what it read)
+    """The documents of every file, in order; the files are read by the engine's workers."""
+    ingest.load_readers(files)
+    read = partial(_read_file, settings=config.ingest, pickled=engine.takes_pickled_documents)
+    for file, result in zip(files, engine.map_inputs(read, files), strict=True):
+        if result.file.sha256 != file.sha256:  # (read_file hashes what it read)
             # The version id was computed from the file as it was at the start: a version of
             # other content under that id would break "same inputs, same version".
             raise RunError(
@@ -246,7 +249,7 @@ def _ingest(
         input_records.append(
             {
                 "path": file.source,
-                "sha256": digest,
+                "sha256": file.sha256,
                 "bytes": file.size,
                 "encoding": result.encoding,
                 "documents": len(result.documents),
@@ -255,6 +258,16 @@ def _ingest(
         if on_file:
             on_file(result)
         yield from result.documents
+
+
+def _read_file(file: ingest.InputFile, settings: Any, pickled: bool) -> ingest.FileResult:
+    """`ingest.read_file` of a copy of `file` (the run's list keeps the hashes it started
+    with), its documents pickled if asked: made on a worker, they then go to the next one
+    without being unpickled in between."""
+    result = ingest.read_file(dataclasses.replace(file), settings)
+    if pickled:
+        result.documents = [dumps(doc) for doc in result.documents]
+    return result
 
 
 def _write_reports(

@@ -122,18 +122,20 @@ def test_decode_prefers_utf8_over_legacy_guesses():
     assert decode_bytes("中文".encode()) == ("中文", "utf-8")
 
 
+PAGE = (
+    '<html><head><meta charset="gb2312"><title>海西州推进民族团结</title></head><body>'
+    '<div class="nav"><a href="/">首页</a> <a href="/news">新闻</a> <a href="/gov">政务</a></div>'
+    '<div id="article"><h1>海西州推进民族团结</h1>'
+    "<p>近年来，海西州坚持以铸牢中华民族共同体意识为主线，加快构建互嵌式社会结构和社区环境。</p>"
+    "<p>全州上下坚持把各民族文化作为中华文化的有机组成部分，大力实施中华优秀传统文化传承和发展工程。</p>"
+    "</div>"
+    '<div class="post_statement">特别声明：以上内容为自媒体平台“网易号”用户上传并发布，本平台仅提供信息存储服务。</div>'
+    "<script>window.__pwned = 1</script></body></html>"
+)
+
+
 def test_html_page_becomes_a_document_with_chrome_edits(tmp_path):
-    page = (
-        '<html><head><meta charset="gb2312"><title>海西州推进民族团结</title></head><body>'
-        '<div class="nav"><a href="/">首页</a> <a href="/news">新闻</a> <a href="/gov">政务</a></div>'
-        '<div id="article"><h1>海西州推进民族团结</h1>'
-        "<p>近年来，海西州坚持以铸牢中华民族共同体意识为主线，加快构建互嵌式社会结构和社区环境。</p>"
-        "<p>全州上下坚持把各民族文化作为中华文化的有机组成部分，大力实施中华优秀传统文化传承和发展工程。</p>"
-        "</div>"
-        '<div class="post_statement">特别声明：以上内容为自媒体平台“网易号”用户上传并发布，本平台仅提供信息存储服务。</div>'
-        "<script>window.__pwned = 1</script></body></html>"
-    )
-    (tmp_path / "page.html").write_bytes(page.encode("utf-8"))  # declares gb2312, is UTF-8
+    (tmp_path / "page.html").write_bytes(PAGE.encode("utf-8"))  # declares gb2312, is UTF-8
     results, skipped = ingest_folder(tmp_path)
     assert not skipped
     (doc,) = results["page.html"].documents
@@ -235,3 +237,53 @@ def test_an_input_changed_during_the_run_stops_it_in_one_line_without_a_version(
     # unchanged, the same files make a version
     monkeypatch.setattr(runner, "hash_inputs", hash_inputs)
     assert runner.run(config, inputs=[str(folder)], write_report=False).created
+
+
+def test_files_read_by_the_workers_give_what_one_process_gives(tmp_path, monkeypatch):
+    # With workers, the files are read (decoded, split, pages extracted) on them, and their
+    # documents reach the engine pickled: never unpickled in the driver on their way to a pass.
+    from curate import runner
+    from curate.engine import LocalEngine
+
+    from .conftest import make_config
+
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    for n in range(5):
+        (folder / f"page{n}.html").write_bytes(PAGE.replace("海西州", f"第{n}州").encode("utf-8"))
+    records = [{"id": n, "text": f"{SIMPLIFIED}第{n}条。"} for n in range(3)]
+    lines = [json.dumps(r, ensure_ascii=False) for r in records]
+    (folder / "records.jsonl").write_text("\n".join([lines[0], "{not json", *lines[1:]]), encoding="utf-8")
+    (folder / "gbk.txt").write_bytes(SIMPLIFIED.encode("gbk"))
+    (folder / "traditional.txt").write_text(TRADITIONAL, encoding="utf-8")
+    (folder / "empty.txt").write_bytes(b"")
+    (folder / "binary.txt").write_bytes(bytes(range(256)) * 4)
+    reached: dict[int, set[str]] = {}
+    execute = LocalEngine.execute
+
+    def watched_execute(self, docs, stages, finish=None):
+        kinds = reached.setdefault(self.workers, set())
+
+        def watched():
+            for item in docs:
+                kinds.add(type(item).__name__)
+                yield item
+
+        return execute(self, watched(), stages, finish)
+
+    monkeypatch.setattr(LocalEngine, "execute", watched_execute)
+    made = {}
+    for workers in (1, 2):
+        config = make_config(tmp_path / f"w{workers}", {"run": {"workers": workers}})
+        made[workers] = runner.run(config, inputs=[str(folder)], write_report=False)
+    assert reached == {1: {"Document"}, 2: {"bytes"}}
+    one, two = made[1], made[2]
+    assert one.version_id == two.version_id
+    manifests = [json.loads((r.version_dir / "manifest.json").read_text(encoding="utf-8")) for r in (one, two)]
+    for key in ("inputs", "skipped", "counts"):
+        assert manifests[0][key] == manifests[1][key], key
+    assert {s["path"] for s in manifests[0]["skipped"]} >= {"empty.txt", "binary.txt"}
+    assert any(s["path"].startswith("records.jsonl#") for s in manifests[0]["skipped"])
+    for name in ("documents.jsonl", "edits.jsonl"):
+        assert (one.version_dir / name).read_bytes() == (two.version_dir / name).read_bytes(), name
+    assert b"html-chrome" in (two.version_dir / "edits.jsonl").read_bytes()

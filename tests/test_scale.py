@@ -151,7 +151,14 @@ noise = "".join(chr(0x4E00 + (i * 7919) % 20000) for i in range(48))
 prose = articles(2, seed=99)  # (unlike the others: a copy would be dropped before the detectors)
 (tmp / "noisy").mkdir()
 (tmp / "noisy" / "1.txt").write_text(prose[0] + "\\n附件内容：" + noise + "\\n" + prose[1], encoding="utf-8")
+# And a page: files are read by the workers (the HTML reader imports its parser on first use).
+(tmp / "pages").mkdir()
+(tmp / "pages" / "2.html").write_text(
+    "<html><head><title>一页</title></head><body><div class=nav>首页</div><p>" + prose[1] + "</p></body></html>",
+    encoding="utf-8",
+)
 inputs = [str(tmp / "first"), str(write_corpus(tmp / "built", 120, per_file=40)), str(tmp / "noisy")]
+inputs.append(str(tmp / "pages"))
 inputs += [str(p) for p in SEED_FILES]
 config = make_config(tmp, {{"run": {{"input": inputs, "workers": 2, "batch_size": 7}}}})
 sys.meta_path.insert(0, Watch())
@@ -1028,3 +1035,33 @@ def test_ctrl_c_stops_a_run_with_one_word_and_no_worker_tracebacks(tmp_path):
     assert run.returncode != 0
     assert output.strip() == "Aborted!", output
     assert not [p for p in (tmp_path / "corpus" / "versions").glob("*") if not p.name.startswith(".")]
+
+
+def test_map_inputs_reads_on_forked_workers_in_input_order_a_few_at_a_time():
+    # Ingest's per-file work: the first item here (as every pass's first batch), the rest on
+    # the workers, results in input order, no more than two items per worker ahead of the reader.
+    import time
+
+    driver = os.getpid()
+    engine = LocalEngine(workers=2)
+    started: multiprocessing.Queue = multiprocessing.get_context("fork").Queue()
+
+    def read(n: int) -> tuple[int, int]:
+        started.put(n)
+        time.sleep(0.01)
+        return n * n, os.getpid()
+
+    results = engine.map_inputs(read, range(40))
+    taken = [next(results) for _ in range(3)]
+    assert taken[0] == (0, driver)
+    time.sleep(0.3)  # the reader waits: the workers must not run ahead of it
+    begun = []
+    while not started.empty():
+        begun.append(started.get())
+    assert 3 <= max(begun) < len(taken) + 2 * 2
+    rest = taken[1:] + list(results)
+    assert [value for value, _ in rest] == [n * n for n in range(1, 40)]
+    assert driver not in {pid for _, pid in rest}
+    assert list(LocalEngine(workers=1).map_inputs(lambda n: (n, os.getpid()), range(5))) == [
+        (n, driver) for n in range(5)
+    ]
