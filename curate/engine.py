@@ -9,9 +9,9 @@ and puts the rest in a file on disk (`Spill`): documents are never all held in m
 stage's compact state (line hashes, signatures) grows with the corpus.
 
 What keeps the driver (this process) from being the bottleneck of N workers:
-- the input files are read on the workers too (`map_inputs`: decoding, splitting, HTML
-  extraction, a few files ahead of the first pass), and their documents come back pickled, to
-  go on to the first pass's workers without being unpickled here;
+- the input files that are slow to read (HTML pages: parsing, extraction) are read on the
+  workers (`map_inputs`, a few files ahead of the first pass), and their documents come back
+  pickled, to go on to the first pass's workers without being unpickled here;
 - documents are pickled once, by the worker that finished with them, into the run's
   document file (`DocumentFile`); the driver's spill holds only where each one is, the next
   pass's worker reads it from there, and `observe` reads only the summary;
@@ -244,6 +244,17 @@ def _batches(docs: Iterable[Any], size: int) -> Iterator[list[Any]]:
 
 def _each(function: Callable[[Any], Any], batch: list[Any]) -> list[Any]:
     return [function(item) for item in batch]
+
+
+def _each_or_none(function: Callable[[Any], Any | None], batch: list[Any]) -> list[Any] | None:
+    """[function(item) for item in batch], or None if it gave None for any item."""
+    results = []
+    for item in batch:
+        result = function(item)
+        if result is None:
+            return None
+        results.append(result)
+    return results
 
 
 class _Ready(NamedTuple):
@@ -631,12 +642,19 @@ class LocalEngine:
         here."""
         return self.workers > 1
 
-    def map_inputs(self, read: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
+    def map_inputs(
+        self,
+        read: Callable[[Any], Any],
+        items: Iterable[Any],
+        here: Callable[[Any], Any | None] | None = None,
+    ) -> Iterator[Any]:
         """`read(item)` for every item, in order, on the workers (at most two items in each
-        one's hands). Ingest is per-file work (decoding, splitting, HTML extraction): done
-        here, it was the driver alone reading HTML pages while the workers waited for them
-        (bench/bench_ingest.py)."""
-        return parallel_map(partial(_each, read), items, self.workers, batch_size=1)
+        one's hands); `here(item)`, when given, may answer for an item quick to read (its
+        result, or None to send it to the workers). Ingest is per-file work: reading HTML
+        pages (parsing, extraction) here, the driver worked alone while the workers waited
+        for their text (bench/bench_ingest.py)."""
+        local = None if here is None else partial(_each_or_none, here)
+        return parallel_map(partial(_each, read), items, self.workers, batch_size=1, local=local)
 
     def _execute(
         self, docs: Iterable[Document], stages: list[Stage], finish: Callable[[Document], Any] | None

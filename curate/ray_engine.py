@@ -209,9 +209,12 @@ class RayEngine:
     # -- execution
     takes_pickled_documents = False  # (`LocalEngine`'s): documents reach `execute` as objects
 
-    def map_inputs(self, read: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
-        """`read(item)` for every item, in order, here (reading the inputs on the cluster is
-        not done yet: on a shared filesystem each task could read its own files)."""
+    def map_inputs(
+        self, read: Callable[[Any], Any], items: Iterable[Any], here: Callable[[Any], Any] | None = None
+    ) -> Iterator[Any]:
+        """`read(item)` for every item, in order, here (`LocalEngine.map_inputs`; reading the
+        inputs on the cluster is not done yet: on a shared filesystem each task could read its
+        own files)."""
         return map(read, items)
 
     def execute(

@@ -236,8 +236,18 @@ def _ingest(
 ) -> Iterator[Document]:
     """The documents of every file, in order; the files are read by the engine's workers."""
     ingest.load_readers(files)
-    read = partial(_read_file, settings=config.ingest, pickled=engine.takes_pickled_documents)
-    for file, result in zip(files, engine.map_inputs(read, files), strict=True):
+    read = partial(_read_files, settings=config.ingest, pickled=engine.takes_pickled_documents)
+
+    def here(group: list[ingest.InputFile]) -> list[ingest.FileResult] | None:
+        """Files quick to read (text, JSON) are read here: a worker would cost more in
+        passing them than in reading them."""
+        if any(ingest.slow_to_read(file) for file in group):
+            return None
+        return _read_files(group, config.ingest, pickled=False)
+
+    groups = engine.map_inputs(read, _file_groups(files), here)
+    results = (result for group in groups for result in group)
+    for file, result in zip(files, results, strict=True):
         if result.file.sha256 != file.sha256:  # (read_file hashes what it read)
             # The version id was computed from the file as it was at the start: a version of
             # other content under that id would break "same inputs, same version".
@@ -260,14 +270,37 @@ def _ingest(
         yield from result.documents
 
 
-def _read_file(file: ingest.InputFile, settings: Any, pickled: bool) -> ingest.FileResult:
-    """`ingest.read_file` of a copy of `file` (the run's list keeps the hashes it started
-    with), its documents pickled if asked: made on a worker, they then go to the next one
+# Files read as one task: up to this many, of up to this many bytes (a larger file alone). A
+# task per file of a folder of small pages costs more in passing it to a worker than in reading
+# it there; a task of many files delays the first pass, which starts once the first is read.
+READ_TASK_FILES = 64
+READ_TASK_BYTES = 1 << 20
+
+
+def _file_groups(files: list[ingest.InputFile]) -> Iterator[list[ingest.InputFile]]:
+    """Consecutive files, in groups of at most `READ_TASK_FILES` and `READ_TASK_BYTES` (or
+    one larger file)."""
+    group: list[ingest.InputFile] = []
+    size = 0
+    for file in files:
+        if group and (size + file.size > READ_TASK_BYTES or len(group) == READ_TASK_FILES):
+            yield group
+            group, size = [], 0
+        group.append(file)
+        size += file.size
+    if group:
+        yield group
+
+
+def _read_files(files: list[ingest.InputFile], settings: Any, pickled: bool) -> list[ingest.FileResult]:
+    """`ingest.read_file` of a copy of each file (the run's list keeps the hashes it started
+    with), the documents pickled if asked: made on a worker, they then go to the next one
     without being unpickled in between."""
-    result = ingest.read_file(dataclasses.replace(file), settings)
+    results = [ingest.read_file(dataclasses.replace(file), settings) for file in files]
     if pickled:
-        result.documents = [dumps(doc) for doc in result.documents]
-    return result
+        for result in results:
+            result.documents = [dumps(doc) for doc in result.documents]
+    return results
 
 
 def _write_reports(

@@ -239,10 +239,13 @@ def test_an_input_changed_during_the_run_stops_it_in_one_line_without_a_version(
     assert runner.run(config, inputs=[str(folder)], write_report=False).created
 
 
-def test_files_read_by_the_workers_give_what_one_process_gives(tmp_path, monkeypatch):
-    # With workers, the files are read (decoded, split, pages extracted) on them, and their
+def test_pages_read_by_the_workers_give_what_one_process_gives(tmp_path, monkeypatch):
+    # With workers, HTML pages are read (decoded, parsed, extracted) on them, and their
     # documents reach the engine pickled: never unpickled in the driver on their way to a pass.
-    from curate import runner
+    # Text and JSON, quick to read, are read in the driver, as with one worker.
+    import os
+
+    from curate import ingest, runner
     from curate.engine import LocalEngine
 
     from .conftest import make_config
@@ -272,11 +275,28 @@ def test_files_read_by_the_workers_give_what_one_process_gives(tmp_path, monkeyp
         return execute(self, watched(), stages, finish)
 
     monkeypatch.setattr(LocalEngine, "execute", watched_execute)
+    read_by = tmp_path / "read_by.txt"
+    read_file = ingest.read_file
+
+    def logged_read_file(file, settings):
+        with read_by.open("a", encoding="utf-8") as log:
+            log.write(f"{file.source} {os.getpid()}\n")
+        return read_file(file, settings)
+
+    monkeypatch.setattr(ingest, "read_file", logged_read_file)
+    monkeypatch.setattr(runner, "READ_TASK_FILES", 2)  # groups of two files: (binary, empty),
+    # (gbk, page0): the first with work, read in the driver before the pool forks, (page1,
+    # page2), (page3, page4): on the workers, (records, traditional): in the driver
     made = {}
     for workers in (1, 2):
+        read_by.write_text("", encoding="utf-8")
         config = make_config(tmp_path / f"w{workers}", {"run": {"workers": workers}})
         made[workers] = runner.run(config, inputs=[str(folder)], write_report=False)
-    assert reached == {1: {"Document"}, 2: {"bytes"}}
+    assert reached == {1: {"Document"}, 2: {"Document", "bytes"}}
+    readers = dict(line.split() for line in read_by.read_text(encoding="utf-8").splitlines())
+    assert sorted(readers) == sorted(p.name for p in folder.iterdir())
+    driver = str(os.getpid())
+    assert {name for name, pid in readers.items() if pid != driver} == {f"page{n}.html" for n in range(1, 5)}
     one, two = made[1], made[2]
     assert one.version_id == two.version_id
     manifests = [json.loads((r.version_dir / "manifest.json").read_text(encoding="utf-8")) for r in (one, two)]
