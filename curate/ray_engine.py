@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import logging
 import pickle
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -212,10 +212,28 @@ class RayEngine:
     def map_inputs(
         self, read: Callable[[Any], Any], items: Iterable[Any], here: Callable[[Any], Any] | None = None
     ) -> Iterator[Any]:
-        """`read(item)` for every item, in order, here (`LocalEngine.map_inputs`; reading the
-        inputs on the cluster is not done yet: on a shared filesystem each task could read its
-        own files)."""
-        return map(read, items)
+        """`read(item)` for every item, in order, as Ray tasks (at most two per CPU of the run
+        ahead of the reader); `here(item)`, when given, may answer for an item quick to read,
+        in this process (None: a task reads it). As `LocalEngine.map_inputs`: a driver parsing
+        every HTML page alone would hold back the whole cluster. The tasks read the files at
+        the paths the run was given: a cluster needs them on a shared filesystem, as it needs
+        the corpus. Outside a run (no Ray connected) everything is read here."""
+        import ray
+
+        if not ray.is_initialized():
+            yield from map(read, items)
+            return
+        target = (ray.put(read), None)  # (see `ray_map`)
+        task = ray.remote(_call)
+        pending: deque[tuple[bool, Any]] = deque()  # (read here, its result or its task)
+        for item in items:
+            result = here(item) if here is not None else None
+            pending.append((True, result) if result is not None else (False, task.remote(target, item)))
+            while pending and (pending[0][0] or len(pending) > 2 * self.workers):
+                done_here, value = pending.popleft()
+                yield value if done_here else ray.get(value)
+        for done_here, value in pending:
+            yield value if done_here else ray.get(value)
 
     def execute(
         self, docs: Iterable[Document], stages: list[Stage], finish: Callable[[Document], Any] | None = None

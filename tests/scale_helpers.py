@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from curate import runner
 from curate.document import DUPLICATE, Change, Document, Flag
 from curate.stages.base import CorpusStage, DocumentStage, Stage, StageSettings
 from curate.version import json_bytes
@@ -226,3 +227,17 @@ class NumberInDriver(Stage):
         for position, doc in enumerate(docs):
             doc.set_meta("position", position)
             yield doc
+
+
+def logged_read_files(files: list[Any], settings: Any, pickled: bool) -> list[Any]:
+    """`runner._read_files`, noting which process read each file in `read_by.log` beside
+    the files' folder (importable where an engine's workers read files: Ray's included)."""
+    import os
+
+    for file in files:
+        with (file.path.parent.parent / "read_by.log").open("a", encoding="utf-8") as log:
+            log.write(f"{file.source} {os.getpid()}\n")
+    return _read_files_as_is(files, settings, pickled)
+
+
+_read_files_as_is = runner._read_files  # (what a test replaces with `logged_read_files`)

@@ -302,3 +302,35 @@ def test_blocks_are_cut_at_a_size_or_a_count_in_order(block_bytes, max_items):
     assert all(block for block in blocks)
     if max_items:
         assert all(len(block) <= max_items for block in blocks)
+
+
+def test_pages_are_read_by_ray_tasks_and_give_what_the_local_engine_gives(ray_cluster, tmp_path, monkeypatch):
+    # A driver parsing every page alone would hold back a whole cluster: pages are read in Ray
+    # tasks (text and JSON, quick to read, in the driver).
+    from curate import runner
+
+    from .scale_helpers import logged_read_files
+    from .test_ingest import PAGE, SIMPLIFIED
+
+    folder = tmp_path / "inputs" / "incoming"
+    folder.mkdir(parents=True)
+    for n in range(6):
+        (folder / f"page{n}.html").write_bytes(PAGE.replace("海西州", f"第{n}州").encode("utf-8"))
+    (folder / "z-notes.txt").write_text(SIMPLIFIED, encoding="utf-8")  # (last: a group of its own)
+    monkeypatch.setattr(runner, "_read_files", logged_read_files)
+    monkeypatch.setattr(runner, "READ_TASK_FILES", 2)
+    log = folder.parent / "read_by.log"
+    made = {}
+    for engine in ("local", "ray"):
+        log.write_text("", encoding="utf-8")
+        made[engine] = _version(tmp_path, engine, [folder], workers=1 if engine == "local" else 2)
+    readers = dict(line.split() for line in log.read_text(encoding="utf-8").splitlines())
+    assert sorted(readers) == sorted(p.name for p in folder.iterdir())
+    driver = str(os.getpid())
+    assert readers["z-notes.txt"] == driver
+    assert all(pid != driver for name, pid in readers.items() if name.endswith(".html"))
+    (local_id, local_dir), (ray_id, ray_dir) = made["local"], made["ray"]
+    assert ray_id == local_id
+    for name in DATA_FILES:
+        assert (ray_dir / name).read_bytes() == (local_dir / name).read_bytes(), name
+    assert b"html-chrome" in (ray_dir / "edits.jsonl").read_bytes()
