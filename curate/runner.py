@@ -234,7 +234,8 @@ def _ingest(
     on_file: Callable[[ingest.FileResult], None] | None,
     engine: Any,
 ) -> Iterator[Document]:
-    """The documents of every file, in order; the files are read by the engine's workers."""
+    """The documents of every file, in order: files slow to read (HTML pages) are read by the
+    engine's workers (`map_inputs`), the others here."""
     ingest.load_readers(files)
     read = partial(_read_files, settings=config.ingest, pickled=engine.takes_pickled_documents)
 

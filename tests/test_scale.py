@@ -1065,3 +1065,23 @@ def test_map_inputs_reads_on_forked_workers_in_input_order_a_few_at_a_time():
     assert list(LocalEngine(workers=1).map_inputs(lambda n: (n, os.getpid()), range(5))) == [
         (n, driver) for n in range(5)
     ]
+
+
+def test_overlapping_pools_each_run_their_own_task_and_unfreeze_once_the_last_ends():
+    # The files are read by one pool while the first pass forks another: each pool's workers
+    # run the task they were started with, and the objects frozen for the forks stay frozen
+    # until the last pool alive ends, whichever ends first.
+    import gc
+
+    from curate.engine import _forked_pool, _run_task
+
+    assert gc.get_freeze_count() == 0
+    first = _forked_pool(lambda n: ("first", n), 2)
+    first_pool = first.__enter__()
+    with _forked_pool(lambda n: ("second", n), 2) as second_pool:
+        assert first_pool.apply_async(_run_task, (1,)).get(timeout=30) == ("first", 1)
+        assert second_pool.apply_async(_run_task, (2,)).get(timeout=30) == ("second", 2)
+        first.__exit__(None, None, None)
+        assert gc.get_freeze_count() > 0
+        assert second_pool.apply_async(_run_task, (3,)).get(timeout=30) == ("second", 3)
+    assert gc.get_freeze_count() == 0
