@@ -983,6 +983,35 @@ def test_a_run_whose_worker_is_killed_fails_in_one_line_and_writes_no_version(tm
     assert not [p for p in versions.glob("*") if not p.name.startswith(".")]  # no version written
 
 
+def test_a_worker_killed_while_reading_pages_fails_the_run_in_one_line(tmp_path, monkeypatch):
+    # The files slow to read are read on a pool of their own, beside the first pass's.
+    import signal
+
+    from curate import ingest, runner
+
+    from .test_ingest import PAGE
+
+    pages = tmp_path / "pages"
+    pages.mkdir()
+    for n in range(8):
+        (pages / f"{n}.html").write_text(PAGE.replace("海西州", f"第{n}州"), encoding="utf-8")
+    driver, read_file = os.getpid(), ingest.read_file
+
+    def killed_in_a_worker(file: Any, settings: Any) -> Any:
+        if os.getpid() != driver:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return read_file(file, settings)
+
+    monkeypatch.setattr(ingest, "read_file", killed_in_a_worker)  # inherited by the forked workers
+    monkeypatch.setattr(runner, "READ_TASK_FILES", 1)
+    config = make_config(tmp_path, {"run": {"workers": 2}})
+    failed = _within(120, lambda: runner.run(config, inputs=[str(pages)], write_report=False))
+    assert isinstance(failed, runner.RunError), failed
+    assert "was killed by SIGKILL" in str(failed) and "\n" not in str(failed)
+    versions = tmp_path / "corpus" / "versions"
+    assert not [p for p in versions.glob("*") if not p.name.startswith(".")]  # no version written
+
+
 def test_workers_and_builders_leave_ctrl_c_to_the_driver():
     """Ctrl-C reaches the whole process group; the driver stops the run and ends its workers."""
     import signal
