@@ -6,11 +6,12 @@
 A page's text is its article, taken out of the page at ingest (decoding, parsing, chrome): on
 the corpora's pages nearly all of a run's work, where the stages after it see a few kilobytes
 per page. The input: every HTML page of GeneralNewsExtractor (71 pages of 30+ sites) and of
-magic-html's article benchmark (52 pages), 24 MB, linked one by one into a temporary folder.
+magic-html's article benchmark (52 pages), 23 MB, linked one by one into a temporary folder.
 Each run is a fresh `curate run` (report included, as a user runs it) timed from outside,
 with the peak memory of its process tree (PSS, sampled); rounds alternate the checkouts
-(`--other`: a git worktree of another commit, run on the same input), and the median run of
-each is printed, with the version id every run of it wrote.
+(`--other`: a git worktree of another commit, run on the same input), and each checkout's
+median wall time is printed, with the highest peak of its runs and the version id every run of
+it wrote.
 """
 
 from __future__ import annotations
