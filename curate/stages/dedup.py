@@ -86,7 +86,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import accumulate, chain
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import lz4.block
 import numpy as np
@@ -409,6 +409,20 @@ class _Layout:
     hashes: list[int]  # text hashes of the paragraphs
     windows: np.ndarray  # (W, 2) int64 window spans in the form, paragraph after paragraph
     win_counts: np.ndarray  # (P,) int64 windows per paragraph
+
+
+class _IndexBlock(NamedTuple):
+    """One document's rows of the saved index (`_Engine._index_bytes` concatenates the blocks
+    column by column)."""
+
+    spans: np.ndarray  # (P, 2) paragraph spans in the text
+    cf: np.ndarray  # (P, 2) paragraph spans in the comparison form
+    hashes: Any  # (P,) text hashes: an array or a list
+    sigs: np.ndarray  # (P, num_perm) paragraph signatures
+    texts: list[str]  # the paragraphs' texts
+    win_counts: Any  # (P,) windows per paragraph: an array or a list
+    windows: np.ndarray  # (W, 2) window spans in the comparison form
+    win_sigs: np.ndarray  # (W, window_num_perm) window signatures
 
 
 class NearDuplicates(CorpusStage):
@@ -1591,7 +1605,7 @@ class _Engine:
             for doc_index, plan in sorted(plans.items())
             if not self.docs[doc_index].duplicate and self.docs[doc_index].summary is not None
         }
-        blocks: dict[int, tuple[dict[str, Any], int]] = {}
+        blocks: dict[int, tuple[_IndexBlock, int]] = {}
         parallel = getattr(self.context, "parallel", None)
         if parallel is not None and edited:
             items = list(edited.items())
@@ -1610,7 +1624,7 @@ class _Engine:
     def _index_bytes(
         self,
         edited: dict[int, list[tuple[int, int]]],
-        blocks: dict[int, tuple[dict[str, Any], int]],
+        blocks: dict[int, tuple[_IndexBlock, int]],
     ) -> bytes:
         """This version's index: the parent's documents not re-curated, plus this run's kept ones.
 
@@ -1619,75 +1633,62 @@ class _Engine:
         this stage removed from each kept document it changed; `blocks`: the blocks of those
         documents, re-signed after the edits, by document.
         """
-        rows: list[tuple[str, np.ndarray | None, dict[str, Any]]] = []
+        rows: list[tuple[str, np.ndarray | None, _IndexBlock]] = []
         for doc_index, doc in enumerate(self.docs):
             if doc.duplicate:
                 continue
             summary = doc.summary
             if summary is None:
                 rows.append((doc.id, doc.sig, self._parent_block(doc)))
-                continue
-            if doc_index not in edited:  # unchanged by this stage: as collected
-                text = _decompressed(summary.text_z)
-                block = {
-                    "start": summary.spans[:, 0],
-                    "end": summary.spans[:, 1],
-                    "hash": summary.hashes,
-                    "chars": summary.cf[:, 1] - summary.cf[:, 0],
-                    "sig": summary.para_sigs,
-                    "text": _slices(text, summary.spans),
-                    "win_count": summary.win_counts,
-                    "win_base": summary.cf[:, 0],
-                    "win_start": summary.win_spans[:, 0],
-                    "win_end": summary.win_spans[:, 1],
-                    "win_sig": summary.win_sigs,
-                }
+            elif doc_index not in edited:  # unchanged by this stage: as collected
+                text = _slices(_decompressed(summary.text_z), summary.spans)
+                block = _IndexBlock(
+                    summary.spans, summary.cf, summary.hashes, summary.para_sigs, text,
+                    summary.win_counts, summary.win_spans, summary.win_sigs,
+                )  # fmt: skip
                 rows.append((doc.id, doc.sig, block))
-                continue
-            rows.append((doc.id, None, blocks[doc_index][0]))
+            else:
+                rows.append((doc.id, None, blocks[doc_index][0]))
         rows.sort(key=lambda row: row[0])
+        ordered = [block for _, _, block in rows]
         perm, wperm = self.s.num_perm, self.s.window_num_perm
-        doc_sigs = [
-            sig if sig is not None else _min_rows(list(block["sig"]), perm)
-            for _, sig, block in rows
-        ]
-        para_counts = [len(block["text"]) for _, _, block in rows]
-        win_counts = _ints([block["win_count"] for _, _, block in rows], np.int64)
-        texts = [t for _, _, block in rows for t in block["text"]]
-
-        def column(key: str, dtype: Any) -> np.ndarray:
-            return _ints([block[key] for _, _, block in rows], dtype)
-
+        doc_sigs = [sig if sig is not None else _min_rows(block.sigs, perm) for _, sig, block in rows]
+        win_counts = _ints([block.win_counts for block in ordered], np.int64)
+        texts = [t for block in ordered for t in block.texts]
+        spans = _pairs([block.spans for block in ordered])
+        cf = _pairs([block.cf for block in ordered])
+        windows = _pairs([block.windows for block in ordered])
         # Window spans are stored relative to their paragraph's comparison form.
-        win_base = np.repeat(column("win_base", np.int64), win_counts)
-
+        win_base = np.repeat(cf[:, 0], win_counts)
         arrays = {
             "params": np.array([json.dumps(_params(self.s), sort_keys=True)]),
             "doc_ids": np.array([doc_id for doc_id, _, _ in rows], dtype="<U64"),
             "doc_sigs": _stack(doc_sigs, perm),
-            "para_doc": np.repeat(np.arange(len(rows), dtype=np.int32), para_counts),
-            "para_start": column("start", np.int64),
-            "para_end": column("end", np.int64),
-            "para_hash": column("hash", np.uint64),
-            "para_chars": column("chars", np.int32),
-            "para_sigs": _concat([block["sig"] for _, _, block in rows], perm),
+            "para_doc": np.repeat(
+                np.arange(len(rows), dtype=np.int32), [len(block.texts) for block in ordered]
+            ),
+            "para_start": spans[:, 0],
+            "para_end": spans[:, 1],
+            "para_hash": _ints([block.hashes for block in ordered], np.uint64),
+            "para_chars": (cf[:, 1] - cf[:, 0]).astype(np.int32),
+            "para_sigs": _concat([block.sigs for block in ordered], perm),
             "para_text": np.frombuffer("\n".join(texts).encode("utf-8"), dtype=np.uint8),
             "win_para": np.repeat(np.arange(len(texts), dtype=np.int32), win_counts),
-            "win_start": (column("win_start", np.int64) - win_base).astype(np.int32),
-            "win_end": (column("win_end", np.int64) - win_base).astype(np.int32),
-            "win_sigs": _concat([block["win_sig"] for _, _, block in rows], wperm),
+            "win_start": (windows[:, 0] - win_base).astype(np.int32),
+            "win_end": (windows[:, 1] - win_base).astype(np.int32),
+            "win_sigs": _concat([block.win_sigs for block in ordered], wperm),
         }
         return _npz_bytes(arrays)
 
     def _edited_blocks(
         self, items: list[tuple[int, list[tuple[int, int]]]]
-    ) -> list[tuple[dict[str, Any], int]]:
+    ) -> list[tuple[_IndexBlock, int]]:
         """`_edited_block` over a chunk of documents (the function given to `parallel`)."""
         return [self._edited_block(doc_index, cuts) for doc_index, cuts in items]
 
     def _edited_block(
         self, doc_index: int, cuts: list[tuple[int, int]]
-    ) -> tuple[dict[str, Any], int]:
+    ) -> tuple[_IndexBlock, int]:
         """The index block of a run document after its planned removals (`cuts`, in order),
         and how many paragraph signatures were computed for it: pure, per document."""
         summary = self.docs[doc_index].summary
@@ -1705,19 +1706,10 @@ class _Engine:
         ((para_sigs, win_sigs, computed),) = _sign_layouts(
             [form], [layout], self.s, self.parent, self._signatures()
         )
-        block = {
-            "start": layout.spans[:, 0],
-            "end": layout.spans[:, 1],
-            "hash": layout.hashes,
-            "chars": layout.cf[:, 1] - layout.cf[:, 0],
-            "sig": para_sigs,
-            "text": _slices(text, layout.spans),
-            "win_count": layout.win_counts,
-            "win_base": layout.cf[:, 0],
-            "win_start": layout.windows[:, 0],
-            "win_end": layout.windows[:, 1],
-            "win_sig": win_sigs,
-        }
+        block = _IndexBlock(
+            layout.spans, layout.cf, layout.hashes, para_sigs, _slices(text, layout.spans),
+            layout.win_counts, layout.windows, win_sigs,
+        )  # fmt: skip
         return block, computed
 
     def _signatures(self) -> dict[int, tuple[np.ndarray, np.ndarray]]:
@@ -1729,23 +1721,19 @@ class _Engine:
                     self._run_sigs.setdefault(para.text_hash, (para.sig, para.window_sigs))
         return self._run_sigs
 
-    def _parent_block(self, doc: _Doc) -> dict[str, Any]:
+    def _parent_block(self, doc: _Doc) -> _IndexBlock:
         """A parent document's paragraphs as stored (windows in each paragraph's own form)."""
         paras = [self.paras[p] for p in doc.paras]
-        windows = np.concatenate([p.windows for p in paras]) if paras else np.empty((0, 2), np.int64)
-        return {
-            "start": [p.start for p in paras],
-            "end": [p.end for p in paras],
-            "hash": [p.text_hash for p in paras],
-            "chars": [p.cf1 - p.cf0 for p in paras],
-            "sig": _stack([p.sig for p in paras], self.s.num_perm),
-            "text": [p.text for p in paras],
-            "win_count": [len(p.windows) for p in paras],
-            "win_base": [p.cf0 for p in paras],
-            "win_start": windows[:, 0],
-            "win_end": windows[:, 1],
-            "win_sig": _concat([p.window_sigs for p in paras], self.s.window_num_perm),
-        }
+        return _IndexBlock(
+            spans=np.array([(p.start, p.end) for p in paras], np.int64).reshape(-1, 2),
+            cf=np.array([(p.cf0, p.cf1) for p in paras], np.int64).reshape(-1, 2),
+            hashes=[p.text_hash for p in paras],
+            sigs=_stack([p.sig for p in paras], self.s.num_perm),
+            texts=[p.text for p in paras],
+            win_counts=[len(p.windows) for p in paras],
+            windows=_pairs([p.windows for p in paras]),
+            win_sigs=_concat([p.window_sigs for p in paras], self.s.window_num_perm),
+        )
 
 
 # --------------------------------------------------------------------------- helpers
@@ -1897,6 +1885,13 @@ def _ints(parts: list[Any], dtype: Any) -> np.ndarray:
         for part in parts
     ]
     return np.concatenate(arrays, dtype=dtype, casting="unsafe")
+
+
+def _pairs(blocks: list[np.ndarray]) -> np.ndarray:
+    """Blocks of (start, end) rows one under the other, as int64."""
+    if not blocks:
+        return np.empty((0, 2), dtype=np.int64)
+    return np.concatenate(blocks).astype(np.int64, copy=False).reshape(-1, 2)
 
 
 def _concat(blocks: list[np.ndarray], width: int) -> np.ndarray:
