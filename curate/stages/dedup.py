@@ -1641,9 +1641,9 @@ class _Engine:
             if summary is None:
                 rows.append((doc.id, doc.sig, self._parent_block(doc)))
             elif doc_index not in edited:  # unchanged by this stage: as collected
-                text = _slices(_decompressed(summary.text_z), summary.spans)
+                texts = _slices(_decompressed(summary.text_z), summary.spans)
                 block = _IndexBlock(
-                    summary.spans, summary.cf, summary.hashes, summary.para_sigs, text,
+                    summary.spans, summary.cf, summary.hashes, summary.para_sigs, texts,
                     summary.win_counts, summary.win_spans, summary.win_sigs,
                 )  # fmt: skip
                 rows.append((doc.id, doc.sig, block))
@@ -1654,7 +1654,7 @@ class _Engine:
         perm, wperm = self.s.num_perm, self.s.window_num_perm
         doc_sigs = [sig if sig is not None else _min_rows(block.sigs, perm) for _, sig, block in rows]
         win_counts = _ints([block.win_counts for block in ordered], np.int64)
-        texts = [t for block in ordered for t in block.texts]
+        texts = [text for block in ordered for text in block.texts]
         spans = _pairs([block.spans for block in ordered])
         cf = _pairs([block.cf for block in ordered])
         windows = _pairs([block.windows for block in ordered])
