@@ -252,9 +252,13 @@ def _read_html(data: bytes, file: InputFile, result: FileResult, common: dict[st
     from curate import html
 
     html_text, encoding = html.decode_html(data)
-    article = html.extract_article(normalise_newlines(html_text), source=file.source)
-    common = {**common, "encoding": encoding}
     result.encoding = encoding
+    try:
+        article = html.extract_article(normalise_newlines(html_text), source=file.source)
+    except ValueError as exc:  # a page the parser rejects: skipped, as any unusable file
+        result.skipped.append(Skipped(file.source, str(exc).removeprefix(f"{file.source}: ")))
+        return
+    common = {**common, "encoding": encoding}
     if not article.text.strip():
         result.skipped.append(Skipped(file.source, "HTML page without visible text"))
         return

@@ -307,3 +307,22 @@ def test_pages_read_by_the_workers_give_what_one_process_gives(tmp_path, monkeyp
     for name in ("documents.jsonl", "edits.jsonl"):
         assert (one.version_dir / name).read_bytes() == (two.version_dir / name).read_bytes(), name
     assert b"html-chrome" in (two.version_dir / "edits.jsonl").read_bytes()
+
+
+def test_a_page_the_parser_rejects_is_skipped_with_its_reason(tmp_path, monkeypatch):
+    from curate import html
+
+    extract = html.extract_article
+
+    def rejecting(text, *, source=""):
+        if "拒绝" in text:
+            raise ValueError(f"{source}: cannot parse HTML (Document is empty)")
+        return extract(text, source=source)
+
+    monkeypatch.setattr(html, "extract_article", rejecting)
+    (tmp_path / "bad.html").write_text("<html><body><p>拒绝</p></body></html>", encoding="utf-8")
+    (tmp_path / "good.html").write_bytes(PAGE.encode("utf-8"))
+    results, skipped = ingest_folder(tmp_path)
+    assert skipped == {"bad.html": "cannot parse HTML (Document is empty)"}
+    assert results["bad.html"].documents == [] and results["bad.html"].encoding == "utf-8"
+    assert len(results["good.html"].documents) == 1
