@@ -652,7 +652,7 @@ class LocalEngine:
         one's hands); `here(item)`, when given, may answer for an item quick to read (its
         result, or None to send it to the workers). Ingest is per-file work: reading HTML
         pages (parsing, extraction) here, the driver worked alone while the workers waited
-        for their text (bench/bench_ingest.py)."""
+        for their text (bench/bench_shapes.py)."""
         local = None if here is None else partial(_each_or_none, here)
         return parallel_map(partial(_each, read), items, self.workers, batch_size=1, local=local)
 
