@@ -1655,9 +1655,9 @@ class _Engine:
         doc_sigs = [sig if sig is not None else _min_rows(block.sigs, perm) for _, sig, block in rows]
         win_counts = _ints([block.win_counts for block in ordered], np.int64)
         texts = [text for block in ordered for text in block.texts]
-        spans = _pairs([block.spans for block in ordered])
-        cf = _pairs([block.cf for block in ordered])
-        windows = _pairs([block.windows for block in ordered])
+        spans = _concat([block.spans for block in ordered], 2, np.int64)
+        cf = _concat([block.cf for block in ordered], 2, np.int64)
+        windows = _concat([block.windows for block in ordered], 2, np.int64)
         # Window spans are stored relative to their paragraph's comparison form.
         win_base = np.repeat(cf[:, 0], win_counts)
         arrays = {
@@ -1731,7 +1731,7 @@ class _Engine:
             sigs=_stack([p.sig for p in paras], self.s.num_perm),
             texts=[p.text for p in paras],
             win_counts=[len(p.windows) for p in paras],
-            windows=_pairs([p.windows for p in paras]),
+            windows=_concat([p.windows for p in paras], 2, np.int64),
             win_sigs=_concat([p.window_sigs for p in paras], self.s.window_num_perm),
         )
 
@@ -1887,20 +1887,11 @@ def _ints(parts: list[Any], dtype: Any) -> np.ndarray:
     return np.concatenate(arrays, dtype=dtype, casting="unsafe")
 
 
-def _pairs(blocks: list[np.ndarray]) -> np.ndarray:
-    """Blocks of (start, end) rows one under the other, as int64."""
+def _concat(blocks: list[np.ndarray], width: int, dtype: Any = np.uint32) -> np.ndarray:
+    """Blocks of rows (k x width) one under the other (signatures; (start, end) pairs as int64)."""
     if not blocks:
-        return np.empty((0, 2), dtype=np.int64)
-    return np.concatenate(blocks).astype(np.int64, copy=False).reshape(-1, 2)
-
-
-def _concat(blocks: list[np.ndarray], width: int) -> np.ndarray:
-    """Blocks of rows (k x width) one under the other."""
-    if not blocks:
-        return np.empty((0, width), dtype=np.uint32)
-    return np.ascontiguousarray(
-        np.concatenate(blocks).astype(np.uint32, copy=False).reshape(-1, width)
-    )
+        return np.empty((0, width), dtype=dtype)
+    return np.ascontiguousarray(np.concatenate(blocks).astype(dtype, copy=False).reshape(-1, width))
 
 
 def _regions(
