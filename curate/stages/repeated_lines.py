@@ -22,7 +22,7 @@ import unicodedata
 from collections import defaultdict
 from collections.abc import Container
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
@@ -145,6 +145,13 @@ _PLAIN_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://([A-Za-z0-9.-]+)(?:[/?#][^\x
 _TEXT_HASH = (1 << 64) - 1  # the text hash part of an entry of `RepeatedLines.seen`
 
 
+@lru_cache(maxsize=4096)
+def _folder_of(source_file: str) -> str:
+    """The folder of an input file: every document of a JSON-lines file asks for the same one,
+    and a path parsed per document cost more than the rest of its grouping."""
+    return str(PurePosixPath(source_file).parent)
+
+
 def _key_hash(text: str) -> int:
     """8 bytes are plenty to tell lines apart, and keep the counting state small."""
     return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little")
@@ -187,8 +194,7 @@ class RepeatedLines(CorpusStage):
                 host = plain.group(1).lower() if plain else urlsplit(url).hostname or ""
                 if host:
                     return host.removeprefix("www.")
-        source = doc.source.split("#", 1)[0]
-        return str(PurePosixPath(source).parent)
+        return _folder_of(doc.source.split("#", 1)[0])
 
     def line_keys(self, doc: Document) -> list[int | None]:
         """The key hash of every non-blank line (None: too short or too long to count)."""
