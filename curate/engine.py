@@ -17,6 +17,8 @@ What keeps the driver (this process) from being the bottleneck of N workers:
   pass's worker reads it from there, and `observe` reads only the summary;
 - the pools' pipes hold a batch (`_widen_pipes`), so what does cross them (documents on their
   way in, summaries and encoded lines on their way out) costs no round trip per 64 KiB;
+- a task holds `run.batch_size` documents, or more of small ones (`BatchSize`): a task costs
+  a round trip and every stage's per-batch calls, whatever its documents' size;
 - the last pass encodes each document for the writer (`finish`) in the workers, so the driver
   only appends ready-made JSON lines;
 - a corpus stage's `decide` may hand pure work over its state to the workers (`parallel`, a
@@ -242,6 +244,60 @@ def _batches(docs: Iterable[Any], size: int) -> Iterator[list[Any]]:
         yield batch
 
 
+class BatchSize:
+    """Documents per worker task: `documents`, or more when documents are small.
+
+    A task costs the same round trip and the same per-batch numpy calls of every stage
+    whatever its documents' size: 64 one-sentence documents are 4,000 characters, and the
+    workers then spend more on batches than on text (`bench/bench_shapes.py --shape short`).
+    So a batch of the first pass, whose items are documents (or documents pickled), also waits
+    for `BATCH_TEXT` characters (bytes, pickled), up to `MOST` times `documents`; its mean
+    document sets the count for the passes after it, whose items only say where a document
+    is. A pass tells which it is at its first item: a later pass gets one only once the first
+    has ended (a corpus stage observes every document before it yields any). Batches never
+    change a result, only how many documents travel together.
+    """
+
+    BATCH_TEXT = 32 * 1024  # (64 of the benchmark's news articles hold more)
+    MOST = 8
+
+    def __init__(self, documents: int) -> None:
+        self.documents = max(1, documents)
+        self.learned: int | None = None  # documents per batch, from the first pass
+
+    def batches(self, items: Iterable[Any]) -> Iterator[list[Any]]:
+        most = self.documents * self.MOST
+        learning: bool | None = None  # (known at the first item)
+        seen = total = weight = 0
+        batch: list[Any] = []
+        for item in items:
+            if learning is None:
+                learning = self.learned is None
+            batch.append(item)
+            if learning:
+                weight += _text_size(item)
+                full = len(batch) >= most or (len(batch) >= self.documents and weight >= self.BATCH_TEXT)
+            else:
+                full = len(batch) >= self.learned  # type: ignore[operator]
+            if full:
+                seen, total = seen + len(batch), total + weight
+                yield batch
+                batch, weight = [], 0
+        if batch:
+            seen, total = seen + len(batch), total + weight
+            yield batch
+        if learning and seen:
+            wanted = -(-self.BATCH_TEXT * seen // max(total, 1))
+            self.learned = min(max(wanted, self.documents), most)
+
+
+def _text_size(item: Any) -> int:
+    """What a document of the first pass weighs: its text's length, or its pickle's."""
+    if isinstance(item, Document):
+        return len(item.text)
+    return len(item) if isinstance(item, bytes) else 0
+
+
 def _each(function: Callable[[Any], Any], batch: list[Any]) -> list[Any]:
     return [function(item) for item in batch]
 
@@ -273,17 +329,18 @@ def parallel_map(
     task: Callable[[list[Any]], list[Any]],
     docs: Iterable[Any],
     workers: int,
-    batch_size: int,
+    batch_size: int | BatchSize,
     local: Callable[[list[Any]], list[Any] | None] | None = None,
 ) -> Iterator[Any]:
     """Apply `task` to batches of documents in worker processes; results in input order.
+    `batch_size`: documents per batch, or a `BatchSize` that chooses.
 
     At most 2 × workers batches are in flight, so memory stays bounded however long the stream.
     `local(batch)`, when given, may answer for a batch that needs no work here (its results,
     or None to send the batch to `task`). In a process connected to Ray (the report of a Ray
     run) nothing is forked: the batches run here.
     """
-    batches = _batches(docs, batch_size)
+    batches = batch_size.batches(docs) if isinstance(batch_size, BatchSize) else _batches(docs, batch_size)
     if local is not None:
         batches = (_Ready(ready) if (ready := local(batch)) is not None else batch for batch in batches)
     if workers <= 1 or not fork_is_safe():
@@ -616,6 +673,7 @@ class LocalEngine:
     ) -> None:
         self.workers = workers if workers > 0 else default_workers()
         self.batch_size = batch_size
+        self._batch_size = BatchSize(batch_size)  # (learns the documents' size: see there)
         self.spill_dir = Path(spill_dir) if spill_dir else None
         self.spill_memory = int(spill_memory_mb * (1 << 20))  # per spill (`Spill`)
         self.fuse = fuse  # adjacent corpus stages in one pass where possible (`_fused`)
@@ -625,6 +683,7 @@ class LocalEngine:
         self, docs: Iterable[Document], stages: list[Stage], finish: Callable[[Document], Any] | None = None
     ) -> Iterator[Any]:
         """Documents after `stages`, in input order (or `finish(document)` of each, if given)."""
+        self._batch_size = BatchSize(self.batch_size)  # (sized afresh for each run's documents)
         if self.workers <= 1:
             yield from self._execute(docs, stages, finish)
             return
@@ -692,7 +751,7 @@ class LocalEngine:
         return Phase(apply=apply, pack=self.workers > 1, store=self._store)
 
     def _run(self, phase: Phase, docs: Iterable[Any]) -> Iterator[Result]:
-        return parallel_map(phase.run, docs, self.workers, self.batch_size)
+        return parallel_map(phase.run, docs, self.workers, self._batch_size)
 
     def _documents(self, phase: Phase, docs: Iterable[Any]) -> Iterable[Document]:
         if not phase:
@@ -791,7 +850,7 @@ class LocalEngine:
                         results.append(Result(payload, ok, early))
                 return results
 
-            final = parallel_map(redo, records(), self.workers, self.batch_size, local=here)
+            final = parallel_map(redo, records(), self.workers, self._batch_size, local=here)
             yield from self._barrier(
                 ahead,
                 (Result(r.payload, r.ok, phase.unpacked(r.summary) if r.ok else None) for r in final),

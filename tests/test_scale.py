@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
+import pickle
 import tracemalloc
 from collections.abc import Iterable
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 
 from curate.document import Document
 from curate.engine import LocalEngine
-from curate.stages.base import defer_artifact
+from curate.stages.base import DocumentStage, StageSettings, defer_artifact
 from curate.version import DATA_FILES, json_bytes
 
 from .conftest import SEED_FILES, make_config
@@ -724,6 +725,67 @@ def test_parallel_map_answers_local_batches_here_and_keeps_the_order():
             batch = range(start, min(start + 4, 100))
             worked = any(n % 7 == 0 for n in batch)
             assert all((results[n][1] != -1) == worked for n in batch), (workers, start)
+
+
+def _tiny(count: int) -> list[Document]:
+    return [Document.new(f"tiny/{n:04d}.txt", f"第{n}句。") for n in range(count)]
+
+
+def test_small_documents_are_batched_by_their_text_and_later_passes_take_the_count_learned():
+    from curate.engine import BatchSize
+
+    sizer = BatchSize(4)
+    assert [len(b) for b in sizer.batches(_tiny(70))] == [32, 32, 6]  # up to 8 x 4 documents
+    assert sizer.learned == 32
+    # Items of a later pass say nothing of their document's size: the count learned holds,
+    # also for a pass whose batches began waiting before the first pass ended (the engine's
+    # passes are chained generators: a corpus stage yields nothing before it has seen all).
+    later = BatchSize(4)
+
+    def spilled() -> Iterable[bytes]:
+        assert len(list(later.batches(_tiny(70)))) == 3
+        yield from [b"x" * BatchSize.BATCH_TEXT] * 40  # (weighed, each would fill a batch of 4)
+
+    assert [len(b) for b in later.batches(spilled())] == [32, 8]
+
+
+def test_documents_big_enough_keep_the_batch_size():
+    from curate.engine import BatchSize
+
+    for chars, expected in [(BatchSize.BATCH_TEXT, 4), (-(-BatchSize.BATCH_TEXT // 6), 6)]:
+        sizer = BatchSize(4)
+        docs = [Document.new(f"big/{n}.txt", "字" * chars) for n in range(12)]
+        assert [len(b) for b in sizer.batches(docs)] == [expected] * (12 // expected), chars
+        assert sizer.learned == expected
+        pickled = [pickle.dumps(doc) for doc in docs]  # (as pages read on the workers come)
+        assert len(next(BatchSize(4).batches(pickled))) <= expected
+
+
+class _BatchLength(DocumentStage):
+    """Writes into each document how many documents its batch (of the engine) held."""
+
+    name = "test_batch_first"
+    Settings = StageSettings
+    batch_documents = 1 << 20  # (the stage sees the engine's batch whole)
+
+    def process_batch(self, docs: list[Document]) -> None:
+        for doc in docs:
+            doc.set_meta(self.name, len(docs))
+
+
+class _BatchLengthLater(_BatchLength):
+    name = "test_batch_later"
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_small_documents_reach_the_stages_in_larger_batches_in_every_pass(workers):
+    docs = _tiny(600)
+    stages = make_stages(_BatchLength, ExactDuplicates, _BatchLengthLater)
+    out = list(LocalEngine(workers=workers, batch_size=4).execute(iter(docs), stages))
+    assert [doc.id for doc in out] == [doc.id for doc in docs]
+    for name in ("test_batch_first", "test_batch_later"):
+        lengths = [doc.meta[name] for doc in out]
+        assert max(lengths) == 32 and lengths.count(32) >= 500, (name, sorted(set(lengths)))
 
 
 @pytest.mark.parametrize("budget", [0, 100, 10_000])
