@@ -117,7 +117,7 @@ def main() -> int:
 
     def counted_observe(self: Any, summary: Any) -> None:
         observed[0] += len(summary.id.encode()) + np.asarray(summary.text_z).nbytes
-        observed[0] += sum(getattr(summary, name).nbytes for name, _, _ in dedup._ARRAYS)
+        observed[0] += sum(getattr(summary, name).nbytes for name in dedup._ARRAYS)
         observed[1] += summary.spans.shape[0]
         observe(self, summary)
 

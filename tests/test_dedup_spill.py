@@ -48,13 +48,16 @@ def test_spilled_index_is_not_held_in_the_heap():
 
 
 def _fields(summary) -> list:
-    import numpy as np
+    """Every field of a summary (as made, or as read back from its record)."""
+    from curate.stages.dedup import _ARRAYS
 
+    arrays = [(name, getattr(summary, name)) for name in _ARRAYS]
     return [
-        (name, value.dtype.str, value.shape, value.tobytes())
-        if isinstance(value, np.ndarray) and name != "text_z"
-        else (name, bytes(value) if name == "text_z" else value)
-        for name, value in ((n, getattr(summary, n)) for n in summary.__slots__)
+        summary.id,
+        bytes(summary.text_z),
+        summary.computed,
+        summary.reused,
+        *((name, a.dtype.str, a.shape, a.tobytes()) for name, a in arrays),
     ]
 
 
@@ -80,3 +83,23 @@ def test_a_summary_travels_as_one_record_read_back_as_views(settings):
         assert not travelled.para_sigs.flags.owndata and not travelled.para_sigs.flags.writeable
         record = np.frombuffer(_pack(summary), np.uint8)  # as a slice of a memory map gives it
         assert _fields(_unpack(record)) == _fields(summary)
+        assert _pack(travelled) == _pack(summary)  # (a summary read back travels on as it came)
+        assert travelled.paragraph_numbers() == summary.paragraph_numbers()
+
+
+def test_a_summary_of_strided_arrays_packs_the_same_and_one_of_wrong_shapes_is_refused():
+    import dataclasses
+
+    import numpy as np
+
+    from curate.stages.dedup import _pack, _unpack
+
+    doc = Document.new("built/0.txt", articles(1, seed=5)[0])
+    summary = NearDuplicates(DedupSettings(), RunContext(config=None)).summarise_many([doc])[0]
+    assert summary.para_sigs.shape[0] > 1
+    strided = dataclasses.replace(summary, para_sigs=np.asfortranarray(summary.para_sigs))
+    assert not strided.para_sigs.flags.c_contiguous
+    assert _pack(strided) == _pack(summary)
+    assert _fields(_unpack(_pack(strided))) == _fields(summary)
+    with pytest.raises(ValueError, match="inconsistent shapes"):
+        _pack(dataclasses.replace(summary, win_counts=summary.win_counts[:-1]))

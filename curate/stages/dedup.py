@@ -194,12 +194,12 @@ class _Summary:
     the comparison form from it on demand costs ~10 ms per MB). No per-paragraph Python objects.
 
     It travels (pickled) and is spilled as one flat record (`_pack`), which the receiver reads
-    as views (`_unpack`): ten arrays pickled one by one cost the driver, which unpickles every
-    summary while the workers wait, several times as much.
+    back as a `_Record`: the same fields, views of the record. Ten arrays pickled one by one
+    cost the driver, which unpickles every summary while the workers wait, several times as much.
     """
 
     id: str
-    text_z: bytes | np.ndarray  # the UTF-8 text compressed (`_compressed`; or a uint8 view of a record holding it)
+    text_z: bytes  # the UTF-8 text compressed (`_compressed`)
     src_pos: np.ndarray  # int64: where the text -> decoded-input offset changes (first is 0)
     src_off: np.ndarray  # int64: that offset, from src_pos on (Document.source_span, compact)
     spans: np.ndarray  # (P, 2) int64 paragraph spans in the text
@@ -213,94 +213,173 @@ class _Summary:
     computed: int  # paragraph signatures computed
     reused: int  # ... and taken from the parent's index
 
+    @property
+    def dims(self) -> tuple[int, int, int, int, int]:
+        """(source breakpoints, paragraphs, windows, num_perm, window_num_perm)."""
+        return (
+            self.src_pos.shape[0],
+            self.spans.shape[0],
+            self.win_spans.shape[0],
+            self.sig.shape[0],
+            self.win_sigs.shape[1],
+        )
+
+    def paragraph_numbers(self) -> list[int]:
+        """Paragraph spans, comparison-form spans (both flat), text hashes, window counts."""
+        return [
+            *self.spans.ravel().tolist(),
+            *self.cf.ravel().tolist(),
+            *self.hashes.tolist(),
+            *self.win_counts.tolist(),
+        ]
+
     def __reduce__(self) -> tuple[Any, tuple[bytes]]:
         return _unpack, (_pack(self),)
 
 
+class _Record:
+    """A `_Summary` read back from its record (`_unpack`): the same fields, views of two
+    blocks of the record, `wide` (its 8-byte arrays, end to end: `_WIDE`) and `narrow` (the
+    signatures: `_NARROW`), made when asked for. The driver reads every document's summary
+    while the workers wait: two views a record instead of ten, and the numbers filing needs
+    (`paragraph_numbers`) read from the block in one call."""
+
+    __slots__ = ("id", "text_z", "wide", "narrow", "dims", "computed", "reused")
+
+    def __init__(
+        self,
+        doc_id: str,
+        text_z: np.ndarray,
+        wide: np.ndarray,
+        narrow: np.ndarray,
+        dims: tuple[int, int, int, int, int],
+        computed: int,
+        reused: int,
+    ) -> None:
+        self.id, self.text_z, self.wide, self.narrow = doc_id, text_z, wide, narrow
+        self.dims, self.computed, self.reused = dims, computed, reused
+
+    @property
+    def src_pos(self) -> np.ndarray:
+        return self.wide[: self.dims[0]]
+
+    @property
+    def src_off(self) -> np.ndarray:
+        n = self.dims[0]
+        return self.wide[n : 2 * n]
+
+    @property
+    def spans(self) -> np.ndarray:
+        at, p = 2 * self.dims[0], self.dims[1]
+        return self.wide[at : at + 2 * p].reshape(p, 2)
+
+    @property
+    def cf(self) -> np.ndarray:
+        at, p = 2 * self.dims[0], self.dims[1]
+        return self.wide[at + 2 * p : at + 4 * p].reshape(p, 2)
+
+    @property
+    def hashes(self) -> np.ndarray:
+        at, p = 2 * self.dims[0], self.dims[1]
+        return self.wide[at + 4 * p : at + 5 * p].view(np.uint64)
+
+    @property
+    def win_counts(self) -> np.ndarray:
+        at, p = 2 * self.dims[0], self.dims[1]
+        return self.wide[at + 5 * p : at + 6 * p]
+
+    @property
+    def win_spans(self) -> np.ndarray:
+        at, p, w = 2 * self.dims[0], self.dims[1], self.dims[2]
+        return self.wide[at + 6 * p : at + 6 * p + 2 * w].reshape(w, 2)
+
+    @property
+    def para_sigs(self) -> np.ndarray:
+        _, p, _, k, _ = self.dims
+        return self.narrow[: p * k].reshape(p, k)
+
+    @property
+    def win_sigs(self) -> np.ndarray:
+        _, p, w, k, kw = self.dims
+        return self.narrow[p * k : p * k + w * kw].reshape(w, kw)
+
+    @property
+    def sig(self) -> np.ndarray:
+        _, p, w, k, kw = self.dims
+        return self.narrow[p * k + w * kw :]
+
+    def paragraph_numbers(self) -> list[int]:
+        """As `_Summary.paragraph_numbers`: one slice of `wide`, read as uint64 (the hashes'
+        type; the other numbers are never negative)."""
+        at, p = 2 * self.dims[0], self.dims[1]
+        return self.wide[at : at + 6 * p].view(np.uint64).tolist()
+
+    def __reduce__(self) -> tuple[Any, tuple[bytes]]:
+        return _unpack, (_pack(self),)
+
+
+_Summarised = _Summary | _Record  # (as made in a worker, or as read back from its record)
+
 _ALIGN = 8  # every part of a record starts at a multiple of 8 bytes (aligned array views)
+_PADDING = b"\0" * _ALIGN
 # The record's header: id bytes, text_z bytes, source breakpoints (n), paragraphs (p),
 # windows (w), num_perm, window_num_perm, computed, reused.
 _HEADER = 9
-# The arrays after the id and text_z: (field, dtype, shape from (n, p, w, num_perm, window_num_perm)).
-# The 8-byte arrays come first, then the 4-byte ones: `_unpack` reads each run as one view.
-_ARRAYS: tuple[tuple[str, Any, Callable[..., tuple[int, ...]]], ...] = (
-    ("src_pos", np.int64, lambda n, p, w, k, kw: (n,)),
-    ("src_off", np.int64, lambda n, p, w, k, kw: (n,)),
-    ("spans", np.int64, lambda n, p, w, k, kw: (p, 2)),
-    ("cf", np.int64, lambda n, p, w, k, kw: (p, 2)),
-    ("hashes", np.uint64, lambda n, p, w, k, kw: (p,)),
-    ("win_counts", np.int64, lambda n, p, w, k, kw: (p,)),
-    ("win_spans", np.int64, lambda n, p, w, k, kw: (w, 2)),
-    ("para_sigs", np.uint32, lambda n, p, w, k, kw: (p, k)),
-    ("win_sigs", np.uint32, lambda n, p, w, k, kw: (w, kw)),
-    ("sig", np.uint32, lambda n, p, w, k, kw: (k,)),
-)
-
 _HEADER_STRUCT = struct.Struct(f"={_HEADER}q")  # (native order, as `_pack` writes it)
+# The arrays after the id and text_z, in this order, with no gap: the 8-byte ones (the wide
+# block; hashes as their bits), then the 4-byte ones (the narrow block, padded at its end).
+_WIDE = ("src_pos", "src_off", "spans", "cf", "hashes", "win_counts", "win_spans")
+_NARROW = ("para_sigs", "win_sigs", "sig")
+_ARRAYS = (*_WIDE, *_NARROW)
 
 
-def _padded(data: bytes) -> list[bytes]:
-    pad = -len(data) % _ALIGN
-    return [data, b"\0" * pad] if pad else [data]
-
-
-def _pack(summary: _Summary) -> bytes:
-    """A summary as one flat record: a header of counts, then the id, the compressed text and
-    every array, each padded to `_ALIGN` bytes."""
-    doc_id = summary.id.encode("utf-8")
-    text_z = bytes(summary.text_z)
-    dims = (
-        summary.src_pos.shape[0],
-        summary.spans.shape[0],
-        summary.win_spans.shape[0],
-        summary.sig.shape[0],
-        summary.win_sigs.shape[1],
-    )
-    header = (len(doc_id), len(text_z), *dims, summary.computed, summary.reused)
-    parts = [np.array(header, np.int64).tobytes(), *_padded(doc_id), *_padded(text_z)]
-    for name, dtype, shape in _ARRAYS:
-        values = np.ascontiguousarray(getattr(summary, name), dtype=dtype)
-        if values.shape != shape(*dims):
-            raise ValueError(f"dedup summary field {name}: shape {values.shape}, expected {shape(*dims)}")
-        parts.extend(_padded(values.tobytes()))
-    return b"".join(parts)
-
-
-def _unpack(record: bytes | np.ndarray) -> _Summary:
-    """The summary in a `_pack` record; its arrays are read-only views of the record (bytes,
-    or a slice of a memory map), nothing is copied.
-
-    The record's 8-byte arrays lie one after the other, then its 4-byte ones (the signatures):
-    one view of each run, sliced, costs half as much as a view per array (the driver reads
-    every document's summary while the workers wait)."""
-    id_bytes, text_bytes, *dims, computed, reused = _HEADER_STRUCT.unpack_from(record)
+def _sizes(dims: tuple[int, int, int, int, int]) -> tuple[int, int]:
+    """The numbers in the wide and in the narrow block of a summary of these dimensions."""
     n, p, w, k, kw = dims
+    return 2 * n + 6 * p + 2 * w, (p + 1) * k + w * kw
+
+
+def _pack(summary: _Summarised) -> bytes:
+    """A summary as one flat record: a header of counts, then the id, the compressed text, the
+    wide block and the narrow block, each padded to `_ALIGN` bytes (no array is copied but
+    into the record)."""
+    doc_id = summary.id.encode("utf-8")
+    text_z = summary.text_z
+    dims = summary.dims
+    if isinstance(summary, _Record):
+        blocks = [summary.wide, summary.narrow]
+    else:
+        blocks = [getattr(summary, name) for name in _ARRAYS]
+    wide, narrow = _sizes(dims)
+    if sum(block.nbytes for block in blocks) != 8 * wide + 4 * narrow:
+        shapes = {name: getattr(summary, name).shape for name in _ARRAYS}
+        raise ValueError(f"dedup summary of {summary.id}: arrays of inconsistent shapes {shapes}")
+    header = _HEADER_STRUCT.pack(len(doc_id), len(text_z), *dims, summary.computed, summary.reused)
+    parts = [header, doc_id, _PADDING[: -len(doc_id) % _ALIGN], text_z, _PADDING[: -len(text_z) % _ALIGN]]
+    views = [block.data for block in blocks]
+    if not all(view.c_contiguous for view in views):  # (a view with strides: copied first)
+        views = [np.ascontiguousarray(block).data for block in blocks]
+    return b"".join([*parts, *views, _PADDING[: -4 * narrow % _ALIGN]])
+
+
+def _unpack(record: bytes | np.ndarray) -> _Record:
+    """The summary in a `_pack` record: views of the record (bytes, or a slice of a memory
+    map), nothing is copied."""
+    id_bytes, text_bytes, *dims, computed, reused = _HEADER_STRUCT.unpack_from(record)
     offset = 8 * _HEADER
     doc_id = bytes(memoryview(record)[offset : offset + id_bytes]).decode("utf-8")
     offset += id_bytes + (-id_bytes % _ALIGN)
     text_z = np.frombuffer(record, np.uint8, text_bytes, offset)
     offset += text_bytes + (-text_bytes % _ALIGN)
-    wide = np.frombuffer(record, np.int64, 2 * n + 6 * p + 2 * w, offset)
-    offset += wide.nbytes
-    narrow = np.frombuffer(record, np.uint32, (len(record) - offset) // 4, offset)
-    sig_at = p * k + (p * k) % 2  # (each signature array padded to 8 bytes)
-    win_at = sig_at + w * kw + (w * kw) % 2
-    spans_at = 2 * n
-    return _Summary(
-        id=doc_id,
-        text_z=text_z,
-        src_pos=wide[:n],
-        src_off=wide[n:spans_at],
-        spans=wide[spans_at : spans_at + 2 * p].reshape(p, 2),
-        cf=wide[spans_at + 2 * p : spans_at + 4 * p].reshape(p, 2),
-        hashes=wide[spans_at + 4 * p : spans_at + 5 * p].view(np.uint64),
-        win_counts=wide[spans_at + 5 * p : spans_at + 6 * p],
-        win_spans=wide[spans_at + 6 * p :].reshape(w, 2),
-        para_sigs=narrow[: p * k].reshape(p, k),
-        win_sigs=narrow[sig_at : sig_at + w * kw].reshape(w, kw),
-        sig=narrow[win_at : win_at + k],
-        computed=computed,
-        reused=reused,
+    wide, narrow = _sizes(dims)  # type: ignore[arg-type]
+    return _Record(
+        doc_id,
+        text_z,
+        np.frombuffer(record, np.int64, wide, offset),
+        np.frombuffer(record, np.uint32, narrow, offset + 8 * wide),
+        tuple(dims),  # type: ignore[arg-type]
+        computed,
+        reused,
     )
 
 
@@ -318,14 +397,13 @@ class _SummarySpill:
         self.size = 0
         self.records = array("q")  # offset and length of each record
 
-    def append(self, summary: _Summary) -> None:
-        record = _pack(summary)
+    def append(self, summary: _Summarised) -> None:
+        record = _pack(summary)  # (a multiple of `_ALIGN` bytes long)
         self.records.extend((self.size, len(record)))
-        for part in _padded(record):
-            self.file.write(part)
-        self.size += len(record) + (-len(record) % _ALIGN)
+        self.file.write(record)
+        self.size += len(record)
 
-    def summaries(self) -> list[_Summary]:
+    def summaries(self) -> list[_Record]:
         self.file.flush()
         if self.size == 0:
             return []
@@ -358,7 +436,7 @@ class _Plan:
 class _Doc:
     id: str
     rank: int  # order of preference: smaller is kept
-    summary: _Summary | None  # None for documents known only from the parent index
+    summary: _Summarised | None  # None for documents known only from the parent index
     position: int = -1  # order of observation (run documents)
     paras: list[int] = field(default_factory=list)
     sig: np.ndarray | None = None
@@ -442,7 +520,7 @@ class NearDuplicates(CorpusStage):
         if settings.enabled and settings.incremental:
             arrays = _read_parent_index(settings, context)
             self._parent = _ParentIndex(arrays) if arrays is not None else None
-        self._observed: list[_Summary] | _SummarySpill = []
+        self._observed: list[_Summarised] | _SummarySpill = []
         self._plans: dict[str, list[_Plan | None]] = {}
 
     def summarise(self, doc: Document) -> _Summary:
@@ -864,7 +942,7 @@ class _Engine:
             self._add_run_doc(summary, position)
 
     # ------------------------------------------------------------------ main
-    def decide(self, summaries: list[_Summary]) -> dict[int, _Plan]:
+    def decide(self, summaries: list[_Summarised]) -> dict[int, _Plan]:
         """Plans by position of observation; sets the index artifact and the statistics."""
         if self.parent is not None:
             self._add_parent(self.parent.arrays, skip={summary.id for summary in summaries})
@@ -889,32 +967,33 @@ class _Engine:
         return {self.docs[d].position: plan for d, plan in plans.items()}
 
     # ------------------------------------------------------------------ collecting
-    def _add_run_doc(self, summary: _Summary, position: int) -> None:
+    def _add_run_doc(self, summary: _Summarised, position: int) -> None:
         doc_index = len(self.docs)
         entry = _Doc(
             id=summary.id, rank=doc_index, summary=summary, position=position, sig=summary.sig
         )
         self.docs.append(entry)
-        # Flat lists: far fewer Python objects than the nested lists of 2-D `tolist`. A
-        # paragraph's windows and signatures are views of the summary's arrays.
-        spans, cf = summary.spans.ravel().tolist(), summary.cf.ravel().tolist()
-        hashes = summary.hashes.tolist()
+        # One flat list of numbers: far fewer Python objects than the nested lists of 2-D
+        # `tolist`. A paragraph's windows and signatures are views of the summary's arrays.
+        p = summary.dims[1]
+        numbers = summary.paragraph_numbers()  # spans, form spans, hashes, window counts
         para_sigs = list(summary.para_sigs)  # (row views, made in one call)
         windows, window_sigs = summary.win_spans, summary.win_sigs
         paras = self.paras
         first = len(paras)
         w = 0
-        for index, count in enumerate(summary.win_counts.tolist()):
+        for index in range(p):
+            count = numbers[5 * p + index]
             paras.append(
                 _Para(
                     doc=doc_index,
                     index=index,
-                    start=spans[2 * index],
-                    end=spans[2 * index + 1],
-                    text_hash=hashes[index],
+                    start=numbers[2 * index],
+                    end=numbers[2 * index + 1],
+                    text_hash=numbers[4 * p + index],
                     form=None,
-                    cf0=cf[2 * index],
-                    cf1=cf[2 * index + 1],
+                    cf0=numbers[2 * p + 2 * index],
+                    cf1=numbers[2 * p + 2 * index + 1],
                     offset=0,
                     windows=windows[w : w + count],
                     sig=para_sigs[index],
