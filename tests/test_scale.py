@@ -820,7 +820,7 @@ def test_spilling_to_disk_gives_what_holding_in_memory_gives(tmp_path, spill_mem
 
 
 def test_the_document_file_gives_back_what_any_process_put(tmp_path):
-    from curate.engine import DocumentFile, fork_map
+    from curate.engine import DocumentFile, Stored, dumps, fork_map, unpickled
 
     store = DocumentFile(tmp_path)
     assert list(tmp_path.iterdir()) == []  # unlinked from the start: nothing can be left behind
@@ -831,14 +831,19 @@ def test_the_document_file_gives_back_what_any_process_put(tmp_path):
     expected = [b"driver", b"", b"again"] + [part for n in range(1, 9) for part in (bytes([n]) * n, b"-" * n)]
     assert fork_map(store.read, everything, 2) == expected
     assert [store.read(stored) for stored in everything] == expected
+    # Where a document is travels and waits as 17 bytes, read back as what it was.
+    records = [dumps(stored) for stored in everything]
+    assert {len(record) for record in records} == {17}
+    assert [unpickled(record) for record in records] == everything
+    assert [store.read(unpickled(record)) for record in records] == expected
+    for value in ("S" * 17, 12345, Stored(1, 2)._asdict()):  # pickles are never taken for one
+        assert unpickled(dumps(value)) == value
     store.close()
     assert store.file.closed
 
 
 def test_with_workers_documents_wait_in_the_document_file_not_in_the_driver(tmp_path, monkeypatch):
-    import pickle
-
-    from curate.engine import Spill, Stored
+    from curate.engine import Spill, Stored, unpickled
     from curate.version import encode
 
     spilled: list[bytes] = []
@@ -853,7 +858,7 @@ def test_with_workers_documents_wait_in_the_document_file_not_in_the_driver(tmp_
         engine = LocalEngine(workers=workers, batch_size=16, spill_dir=folder)
         stages = _real_pipeline(tmp_path / f"stages-{workers}")
         outputs.append([(e.line, e.edit_lines) for e in engine.execute(iter(docs), stages, finish=encode)])
-        records = [pickle.loads(data) for data in spilled]
+        records = [unpickled(data) for data in spilled]
         if workers == 1:
             assert sum(isinstance(record, Document) for record in records) >= len(docs)
         else:
