@@ -331,6 +331,9 @@ _HEADER_STRUCT = struct.Struct(f"={_HEADER}q")  # (native order, as `_pack` writ
 _WIDE = ("src_pos", "src_off", "spans", "cf", "hashes", "win_counts", "win_spans")
 _NARROW = ("para_sigs", "win_sigs", "sig")
 _ARRAYS = (*_WIDE, *_NARROW)
+_TYPES = tuple((name, np.uint64 if name == "hashes" else np.int64) for name in _WIDE) + tuple(
+    (name, np.uint32) for name in _NARROW
+)
 
 
 def _sizes(dims: tuple[int, int, int, int, int]) -> tuple[int, int]:
@@ -348,18 +351,15 @@ def _pack(summary: _Summarised) -> bytes:
     dims = summary.dims
     if isinstance(summary, _Record):
         blocks = [summary.wide, summary.narrow]
-    else:
-        blocks = [getattr(summary, name) for name in _ARRAYS]
+    else:  # (each array as the record holds it: a copy only of one of another type or layout)
+        blocks = [np.ascontiguousarray(getattr(summary, name), dtype) for name, dtype in _TYPES]
     wide, narrow = _sizes(dims)
     if sum(block.nbytes for block in blocks) != 8 * wide + 4 * narrow:
         shapes = {name: getattr(summary, name).shape for name in _ARRAYS}
         raise ValueError(f"dedup summary of {summary.id}: arrays of inconsistent shapes {shapes}")
     header = _HEADER_STRUCT.pack(len(doc_id), len(text_z), *dims, summary.computed, summary.reused)
     parts = [header, doc_id, _PADDING[: -len(doc_id) % _ALIGN], text_z, _PADDING[: -len(text_z) % _ALIGN]]
-    views = [block.data for block in blocks]
-    if not all(view.c_contiguous for view in views):  # (a view with strides: copied first)
-        views = [np.ascontiguousarray(block).data for block in blocks]
-    return b"".join([*parts, *views, _PADDING[: -4 * narrow % _ALIGN]])
+    return b"".join([*parts, *(block.data for block in blocks), _PADDING[: -4 * narrow % _ALIGN]])
 
 
 def _unpack(record: bytes | np.ndarray) -> _Record:
