@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import itertools
 import multiprocessing
 import multiprocessing.pool
 import os
@@ -267,29 +268,32 @@ class BatchSize:
         self.learned: int | None = None  # documents per batch, from the first pass
 
     def batches(self, items: Iterable[Any]) -> Iterator[list[Any]]:
+        stream = iter(items)
+        first = next(stream, _NOTHING)
+        if first is _NOTHING:
+            return
+        stream = itertools.chain((first,), stream)
+        if self.learned is not None:  # a later pass (see above: known at its first item)
+            yield from _batches(stream, self.learned)
+            return
         most = self.documents * self.MOST
-        learning: bool | None = None  # (known at the first item)
         seen = total = weight = 0
         batch: list[Any] = []
-        for item in items:
-            if learning is None:
-                learning = self.learned is None
+        for item in stream:
             batch.append(item)
-            if learning:
-                weight += _text_size(item)
-                full = len(batch) >= most or (len(batch) >= self.documents and weight >= self.BATCH_TEXT)
-            else:
-                full = len(batch) >= self.learned  # type: ignore[operator]
-            if full:
+            weight += _text_size(item)
+            if len(batch) >= most or (len(batch) >= self.documents and weight >= self.BATCH_TEXT):
                 seen, total = seen + len(batch), total + weight
                 yield batch
                 batch, weight = [], 0
         if batch:
             seen, total = seen + len(batch), total + weight
             yield batch
-        if learning and seen:
-            wanted = -(-self.BATCH_TEXT * seen // max(total, 1))
-            self.learned = min(max(wanted, self.documents), most)
+        wanted = -(-self.BATCH_TEXT * seen // max(total, 1))
+        self.learned = min(max(wanted, self.documents), most)
+
+
+_NOTHING = object()  # (an empty stream's first item)
 
 
 def _text_size(item: Any) -> int:
