@@ -239,8 +239,8 @@ class _Summary:
 
 class _Record:
     """A `_Summary` read back from its record (`_unpack`): the same fields, views of two
-    blocks of the record, `wide` (its 8-byte arrays, end to end: `_WIDE`) and `narrow` (the
-    signatures: `_NARROW`), made when asked for. The driver reads every document's summary
+    blocks of the record, `wide` (its 8-byte arrays, end to end: `_TYPES`) and `narrow` (the
+    signatures), made when asked for. The driver reads every document's summary
     while the workers wait: two views a record instead of ten, and the numbers filing needs
     (`paragraph_numbers`) read from the block in one call."""
 
@@ -326,14 +326,22 @@ _PADDING = b"\0" * _ALIGN
 # windows (w), num_perm, window_num_perm, computed, reused.
 _HEADER = 9
 _HEADER_STRUCT = struct.Struct(f"={_HEADER}q")  # (native order, as `_pack` writes it)
-# The arrays after the id and text_z, in this order, with no gap: the 8-byte ones (the wide
-# block; hashes as their bits), then the 4-byte ones (the narrow block, padded at its end).
-_WIDE = ("src_pos", "src_off", "spans", "cf", "hashes", "win_counts", "win_spans")
-_NARROW = ("para_sigs", "win_sigs", "sig")
-_ARRAYS = (*_WIDE, *_NARROW)
-_TYPES = tuple((name, np.uint64 if name == "hashes" else np.int64) for name in _WIDE) + tuple(
-    (name, np.uint32) for name in _NARROW
+# The arrays after the id and text_z, in this order, with no gap, each in the type the record
+# holds: the 8-byte ones (the wide block; the hashes' bits read as int64 there), then the
+# 4-byte ones (the narrow block, the signatures, padded at its end).
+_TYPES = (
+    ("src_pos", np.int64),
+    ("src_off", np.int64),
+    ("spans", np.int64),
+    ("cf", np.int64),
+    ("hashes", np.uint64),
+    ("win_counts", np.int64),
+    ("win_spans", np.int64),
+    ("para_sigs", np.uint32),
+    ("win_sigs", np.uint32),
+    ("sig", np.uint32),
 )
+_ARRAYS = tuple(name for name, _ in _TYPES)
 
 
 def _sizes(dims: tuple[int, int, int, int, int]) -> tuple[int, int]:
