@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from curate.document import Document
+from curate.document import Change, Document, Flag
 from curate.engine import LocalEngine
 from curate.stages.base import DocumentStage, StageSettings, defer_artifact
 from curate.version import DATA_FILES, json_bytes
@@ -221,8 +221,11 @@ def test_finish_runs_in_the_workers_and_gives_what_the_writer_would_make():
     from curate.version import Encoded, encode
 
     stages = make_stages(*KINDS)
-    docs = [Document.new(f"built/{n:04d}.txt", text) for n, text in enumerate(articles(120, seed=5))]
-    expected = [encode(doc) for doc in LocalEngine(workers=1).execute(iter(docs), make_stages(*KINDS))]
+    texts = list(enumerate(articles(120, seed=5)))
+    docs = [Document.new(f"built/{n:04d}.txt", text) for n, text in texts]
+    # (the stages change the documents they are given: the run on 1 worker gets its own)
+    alike = [Document.new(f"built/{n:04d}.txt", text) for n, text in texts]
+    expected = [encode(doc) for doc in LocalEngine(workers=1).execute(iter(alike), make_stages(*KINDS))]
     pids: set[int] = set()
 
     def finish(doc: Document) -> tuple[int, Encoded]:
@@ -806,14 +809,56 @@ def test_a_spill_gives_its_records_back_in_order_held_up_to_its_budget(tmp_path,
     assert list(tmp_path.iterdir()) == []  # the file is unlinked
 
 
+def test_a_spill_holds_documents_as_they_are_within_its_budget_and_files_the_rest(tmp_path):
+    from curate.engine import Spill, loads
+
+    docs = _built_documents()[:40]
+    for doc in docs[::3]:  # (some with edits and flags)
+        doc.apply("test", [Change(0, 2, "", "test", "a test edit")])
+        doc.add_flag(Flag(kind="test", start=0, end=1, text=doc.text[:1], reason="a test flag"))
+    budget = sum(doc.memory_size() for doc in docs[:25])
+    with Spill(tmp_path, "test-", budget) as spill:
+        for doc in docs:
+            spill.put(doc)
+        assert list(spill.held) == docs[:25] and all(a is b for a, b in zip(spill.held, docs, strict=False))
+        assert spill.held_bytes == budget and spill.in_file == 15
+        back = list(spill.records())
+    assert all(back[n] is docs[n] for n in range(25))  # never pickled
+    assert all(isinstance(record, bytes) for record in back[25:])  # pickled into the file
+    assert [loads(record) for record in back] == docs
+
+
+def test_a_documents_memory_size_is_at_least_what_it_holds(tmp_path):
+    import pickle
+    import tracemalloc
+
+    from curate.version import encode
+
+    docs = list(LocalEngine(workers=1).execute(iter(_built_documents()), _real_pipeline(tmp_path)))
+    assert any(doc.edits for doc in docs) and any(doc.flags for doc in docs) and any(doc.meta for doc in docs)
+    pickles = [pickle.dumps(doc, pickle.HIGHEST_PROTOCOL) for doc in docs]
+    tracemalloc.start()
+    try:
+        for doc, data in zip(docs, pickles, strict=True):
+            before = tracemalloc.get_traced_memory()[0]
+            copy = pickle.loads(data)
+            held = tracemalloc.get_traced_memory()[0] - before
+            assert encode(copy).line == encode(doc).line
+            assert held <= doc.memory_size() <= 3 * held + 4096, doc.source
+            del copy
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
 @pytest.mark.parametrize("spill_memory_mb", [0, 0.05])
-def test_spilling_to_disk_gives_what_holding_in_memory_gives(tmp_path, spill_memory_mb):
+def test_spilling_to_disk_gives_what_holding_in_memory_gives(tmp_path, spill_memory_mb, workers):
     from curate.version import encode
 
     outputs = []
     for budget in (spill_memory_mb, 256):
         stages = _real_pipeline(tmp_path / f"budget-{budget}")
-        engine = LocalEngine(workers=2, batch_size=16, spill_dir=tmp_path, spill_memory_mb=budget)
+        engine = LocalEngine(workers=workers, batch_size=16, spill_dir=tmp_path, spill_memory_mb=budget)
         encoded = list(engine.execute(iter(_built_documents()), stages, finish=encode))
         outputs.append(([(e.line, e.edit_lines) for e in encoded], dict(stages[0].context.state["artifacts"])))
     assert outputs[0] == outputs[1]
@@ -857,10 +902,11 @@ def test_with_workers_documents_wait_in_the_document_file_not_in_the_driver(tmp_
         spilled.clear()
         engine = LocalEngine(workers=workers, batch_size=16, spill_dir=folder)
         stages = _real_pipeline(tmp_path / f"stages-{workers}")
-        outputs.append([(e.line, e.edit_lines) for e in engine.execute(iter(docs), stages, finish=encode)])
+        run = engine.execute(iter(_built_documents()), stages, finish=encode)  # (documents of its own)
+        outputs.append([(e.line, e.edit_lines) for e in run])
         records = [unpickled(data) for data in spilled]
-        if workers == 1:
-            assert sum(isinstance(record, Document) for record in records) >= len(docs)
+        if workers == 1:  # documents, as they are: never pickled while they wait
+            assert sum(isinstance(data, Document) for data in spilled) >= len(docs)
         else:
             assert not any(isinstance(record, Document) for record in records)
             stored = [record for record in records if isinstance(record, Stored)]
