@@ -235,7 +235,8 @@ def _ingest(
     engine: Any,
 ) -> Iterator[Document]:
     """The documents of every file, in order: files slow to read (HTML pages) are read by the
-    engine's workers (`map_inputs`), the others here."""
+    engine's workers (`map_inputs`), the others here, each file's documents made as they are
+    wanted (`ingest.read_file_lazily`)."""
     ingest.load_readers(files)
     read = partial(_read_files, settings=config.ingest, pickled=engine.takes_pickled_documents)
 
@@ -244,7 +245,7 @@ def _ingest(
         passing them than in reading them."""
         if any(ingest.slow_to_read(file) for file in group):
             return None
-        return _read_files(group, config.ingest, pickled=False)
+        return _read_files(group, config.ingest, pickled=False, lazily=True)
 
     groups = engine.map_inputs(read, _file_groups(files), here)
     results = (result for group in groups for result in group)
@@ -256,19 +257,21 @@ def _ingest(
                 f"{file.source}: changed while the run was reading its inputs (written to by "
                 "another program?); no version written: run again once it is complete"
             )
+        record = {
+            "path": file.source,
+            "sha256": file.sha256,
+            "bytes": file.size,
+            "encoding": result.encoding,
+            "documents": 0,
+        }
+        input_records.append(record)
+        for doc in result.documents:
+            record["documents"] += 1
+            yield doc
+        # (what a file skipped is known once its documents are made)
         skipped.extend(result.skipped)
-        input_records.append(
-            {
-                "path": file.source,
-                "sha256": file.sha256,
-                "bytes": file.size,
-                "encoding": result.encoding,
-                "documents": len(result.documents),
-            }
-        )
         if on_file:
             on_file(result)
-        yield from result.documents
 
 
 # Files read as one task: up to this many, of up to this many bytes (a larger file alone). A
@@ -293,11 +296,15 @@ def _file_groups(files: list[ingest.InputFile]) -> Iterator[list[ingest.InputFil
         yield group
 
 
-def _read_files(files: list[ingest.InputFile], settings: Any, pickled: bool) -> list[ingest.FileResult]:
+def _read_files(
+    files: list[ingest.InputFile], settings: Any, pickled: bool, lazily: bool = False
+) -> list[ingest.FileResult]:
     """`ingest.read_file` of a copy of each file (the run's list keeps the hashes it started
     with), the documents pickled if asked: made on a worker, they then go to the next one
-    without being unpickled in between."""
-    results = [ingest.read_file(dataclasses.replace(file), settings) for file in files]
+    without being unpickled in between; `lazily`: `ingest.read_file_lazily` (where the
+    documents are made where they are used: not on a worker, whose results are sent whole)."""
+    read = ingest.read_file_lazily if lazily else ingest.read_file
+    results = [read(dataclasses.replace(file), settings) for file in files]
     if pickled:
         for result in results:
             result.documents = [dumps(doc) for doc in result.documents]

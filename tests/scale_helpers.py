@@ -229,7 +229,7 @@ class NumberInDriver(Stage):
             yield doc
 
 
-def logged_read_files(files: list[Any], settings: Any, pickled: bool) -> list[Any]:
+def logged_read_files(files: list[Any], settings: Any, pickled: bool, lazily: bool = False) -> list[Any]:
     """`runner._read_files`, noting which process read each file in `read_by.log` beside
     the files' folder (importable where an engine's workers read files: Ray's included)."""
     import os
@@ -237,7 +237,7 @@ def logged_read_files(files: list[Any], settings: Any, pickled: bool) -> list[An
     for file in files:
         with (file.path.parent.parent / "read_by.log").open("a", encoding="utf-8") as log:
             log.write(f"{file.source} {os.getpid()}\n")
-    return _read_files_as_is(files, settings, pickled)
+    return _read_files_as_is(files, settings, pickled, lazily)
 
 
 _read_files_as_is = runner._read_files  # (what a test replaces with `logged_read_files`)

@@ -91,6 +91,72 @@ def test_jsonl_broken_line_costs_only_that_line(tmp_path):
     assert "has no text" in skipped["news.jsonl#L4"]
 
 
+@pytest.mark.parametrize("suffix", [".jsonl", ".json"])
+def test_a_json_files_documents_are_made_as_they_are_walked(tmp_path, suffix):
+    from curate.ingest import InputFile, read_file_lazily
+
+    records = [{"text": f"第{n}篇。"} if n % 5 else {"title": "没有正文"} for n in range(1, 41)]
+    if suffix == ".jsonl":
+        lines = [json.dumps(r, ensure_ascii=False) for r in records]
+        lines.insert(20, '{"text": "没有结束')  # a malformed line halfway
+        data = "\n".join(lines)
+    else:
+        data = json.dumps(records, ensure_ascii=False)
+    path = tmp_path / f"news{suffix}"
+    path.write_text(data, encoding="utf-8")
+
+    def opened() -> InputFile:
+        return InputFile(path=path, source=path.name, size=path.stat().st_size)
+
+    whole = read_file(opened(), IngestSettings())
+    lazy = read_file_lazily(opened(), IngestSettings())
+    assert lazy.file.sha256 == whole.file.sha256 and lazy.encoding == whole.encoding
+    first = next(lazy.documents)  # (an iterator: nothing is made until asked for)
+    assert first.source == whole.documents[0].source and lazy.skipped == []  # record 5 not reached yet
+    rest = list(lazy.documents)
+    assert [d.source for d in [first, *rest]] == [d.source for d in whole.documents]
+    assert [d.text for d in [first, *rest]] == [d.text for d in whole.documents]
+    assert lazy.skipped == whole.skipped and len(whole.skipped) == 8 + (suffix == ".jsonl")
+
+
+def test_a_run_sends_a_json_files_first_documents_before_it_makes_the_rest(tmp_path, monkeypatch):
+    from curate import ingest, runner
+    from curate.engine import LocalEngine
+
+    from .conftest import make_config
+
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    lines = [json.dumps({"id": n, "text": f"{SIMPLIFIED}第{n}条。"}, ensure_ascii=False) for n in range(600)]
+    (folder / "records.jsonl").write_text("\n".join([*lines[:300], "{not json", *lines[300:]]), encoding="utf-8")
+    made: list[str] = []
+    new = ingest.Document.new
+
+    def counted(source, text, **kwargs):
+        made.append(source)
+        return new(source, text, **kwargs)
+
+    monkeypatch.setattr(ingest.Document, "new", staticmethod(counted))
+    made_when_first_arrived: list[int] = []
+    execute = LocalEngine.execute
+
+    def watched_execute(self, docs, stages, finish=None):
+        def watched():
+            for item in docs:
+                if not made_when_first_arrived:
+                    made_when_first_arrived.append(len(made))
+                yield item
+
+        return execute(self, watched(), stages, finish)
+
+    monkeypatch.setattr(LocalEngine, "execute", watched_execute)
+    result = runner.run(make_config(tmp_path, {"run": {"workers": 1}}), inputs=[str(folder)], write_report=False)
+    assert made_when_first_arrived == [1] and len(made) == 600
+    manifest = json.loads((result.version_dir / "manifest.json").read_text(encoding="utf-8"))
+    assert [(i["path"], i["documents"]) for i in manifest["inputs"]] == [("records.jsonl", 600)]
+    assert [s["path"] for s in manifest["skipped"]] == ["records.jsonl#L301"]
+
+
 def test_json_records_use_their_own_id_and_salvage_broken_files(tmp_path):
     good = [{"id": 7, "content": "第一篇。"}, {"id": 9, "body": "第二篇。"}]
     (tmp_path / "a.json").write_text(json.dumps(good, ensure_ascii=False), encoding="utf-8")
@@ -276,14 +342,14 @@ def test_pages_read_by_the_workers_give_what_one_process_gives(tmp_path, monkeyp
 
     monkeypatch.setattr(LocalEngine, "execute", watched_execute)
     read_by = tmp_path / "read_by.txt"
-    read_file = ingest.read_file
+    read_file = ingest.read_file_lazily  # (which `read_file` calls)
 
     def logged_read_file(file, settings):
         with read_by.open("a", encoding="utf-8") as log:
             log.write(f"{file.source} {os.getpid()}\n")
         return read_file(file, settings)
 
-    monkeypatch.setattr(ingest, "read_file", logged_read_file)
+    monkeypatch.setattr(ingest, "read_file_lazily", logged_read_file)
     monkeypatch.setattr(runner, "READ_TASK_FILES", 2)  # groups of two files: (binary, empty),
     # (gbk, page0): the first with work, read in the driver before the pool forks, (page1,
     # page2), (page3, page4): on the workers, (records, traditional): in the driver
