@@ -1,7 +1,8 @@
 """Where the wall time of one run goes: the passes over the documents, the corpus stages' decisions
-and the driver's own CPU, on the whole-pipeline benchmark input (see bench_pipeline.py).
+and the driver's own CPU, on the whole-pipeline benchmark input (see bench_pipeline.py), or with
+`--shape short` on bench_shapes.py's one-sentence documents.
 
-    .venv/bin/python bench/pipeline_timeline.py [--corpora ../shared/corpora] [--workers 2]
+    .venv/bin/python bench/pipeline_timeline.py [--corpora ../shared/corpora] [--workers 2] [--shape short]
 
 Prints one line per event: seconds since the run started (wall), the driver's CPU seconds so far,
 and the event (a pass over the documents yields its first result / ends; a `parallel`
@@ -38,6 +39,10 @@ def main() -> int:
 
     parser = corpora_parser(__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--shape", choices=["news", "short"], default="news",
+        help="the input: the whole-pipeline benchmark's (news) or bench_shapes.py's one-sentence documents",
+    )
     args = parser.parse_args()
     corpora = found_corpora(args.corpora)
     if corpora is None:
@@ -124,7 +129,12 @@ def main() -> int:
     dedup.NearDuplicates.observe = counted_observe  # type: ignore[method-assign]
     folder = Path(tempfile.mkdtemp(prefix="curate-timeline-"))
     try:
-        files, size = prepare_inputs(corpora, folder / "input")
+        if args.shape == "short":
+            from bench_shapes import write_sentences
+
+            files, size = 1, write_sentences(corpora, folder / "input")
+        else:
+            files, size = prepare_inputs(corpora, folder / "input")
         start = time.time()
         settings = config.build({"run": {"workers": args.workers}})
         runner.run(
