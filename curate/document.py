@@ -351,8 +351,8 @@ class Document:
     def memory_size(self) -> int:
         """About the bytes this document holds: its text, its offset map, its edits' and flags'
         texts, and a fixed share per object. What a spill that keeps it as it is counts against
-        its budget (`curate.engine.Spill`). A bound, not a measure: for each of the benchmark's
-        documents at least what `tracemalloc` finds it to hold, for all of them 1.6 times it."""
+        its budget (`curate.engine.Spill`). A bound, not a measure: at least what `tracemalloc`
+        finds a document to hold, and at most about three times it (tested)."""
         size = _OBJECT_SIZE + sys.getsizeof(self.text) + self._src.itemsize * len(self._src)
         for edit in self.edits:
             size += _PART_SIZE + sys.getsizeof(edit.before) + sys.getsizeof(edit.after)

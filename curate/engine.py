@@ -471,11 +471,11 @@ class Spill:
     Why not always a file: moving a pickled document through the page cache costs the driver
     a write and a read of its bytes, while the workers wait at the barrier; held, a record is
     only a reference, and a record read from one spill and put into the next is not copied at
-    all. With one worker, a document held as it is is neither pickled nor unpickled: 0.5 s of
-    the benchmark's 5 s (its two spills), for memory that holds it unpickled (about twice its
-    pickle). The budget keeps memory bounded however many documents a corpus has (setting
-    `run.spill_memory_mb`). Records read are released, so a spill being read while the next
-    fills holds about one budget between the two.
+    all. With one worker, a document held as it is is neither pickled nor unpickled (on the
+    benchmark's 1-worker run 5% less time: `bench/ab_pipeline.py --workers 1`), for memory that
+    holds it unpickled (about twice its pickle). The budget keeps memory bounded however many
+    documents a corpus has (setting `run.spill_memory_mb`). Records read are released, so a
+    spill being read while the next fills holds about one budget between the two.
     """
 
     def __init__(self, folder: Path | None, prefix: str, budget: int) -> None:
