@@ -71,7 +71,11 @@ class IngestSettings:
     extensions: list = setting(
         [".txt", ".md", ".html", ".htm", ".jsonl", ".json"], "File endings that are read."
     )
-    max_file_mb: float = setting(64.0, "Files larger than this are skipped (with a reason).")
+    max_file_mb: float = setting(
+        64.0,
+        "Files larger than this are skipped (with a reason), but JSON lines in UTF-8, which are "
+        "read a block at a time.",
+    )
     text_fields: list = setting(
         ["text", "content", "body"], "JSON fields holding the text (first present wins)."
     )

@@ -16,7 +16,7 @@ import codecs
 import hashlib
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -207,7 +207,11 @@ def read_file_lazily(file: InputFile, settings: IngestSettings) -> FileResult:
     result = FileResult(file=file)
     max_bytes = settings.max_file_mb * 1024 * 1024
     if file.size > max_bytes:
-        result.skipped.append(Skipped(file.source, f"larger than {settings.max_file_mb:g} MB"))
+        jsonl = file.path.suffix.lower() == ".jsonl"
+        if jsonl and _stream_jsonl(file, settings, result):
+            return result
+        why = " and not UTF-8 (JSON lines past that size are read only in UTF-8)" if jsonl else ""
+        result.skipped.append(Skipped(file.source, f"larger than {settings.max_file_mb:g} MB{why}"))
         return result
     try:
         data = file.path.read_bytes()
@@ -228,9 +232,12 @@ def read_file_lazily(file: InputFile, settings: IngestSettings) -> FileResult:
     suffix = file.path.suffix.lower()
     common = {"raw_sha256": file.sha256, "encoding": encoding}
     if suffix in (".jsonl", ".json"):
-        records = _jsonl_records(text) if suffix == ".jsonl" else _json_records(text)
-        if "\\ud" in text or "\\uD" in text:  # (the escape of a surrogate, among others)
-            records = ((key, _without_lone_surrogates(value), error) for key, value, error in records)
+        if suffix == ".jsonl":
+            records = _jsonl_records(text.split("\n"))
+        else:
+            records = _json_records(text)
+            if "\\ud" in text or "\\uD" in text:  # (the escape of a surrogate, among others)
+                records = ((key, _without_lone_surrogates(value), error) for key, value, error in records)
         result.documents = _record_documents(records, file, settings, result, common)
     elif suffix in HTML_SUFFIXES:
         _read_html(data, file, result, common)
@@ -319,14 +326,99 @@ def _without_lone_surrogates(value: Any) -> Any:
     return value
 
 
-def _jsonl_records(text: str) -> Iterator[tuple[str, Any, str | None]]:
-    for number, line in enumerate(text.split("\n"), start=1):
+def _jsonl_records(lines: Iterable[str]) -> Iterator[tuple[str, Any, str | None]]:
+    """The records of a JSON-lines file's lines (its text split at newlines, normalised)."""
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            yield f"L{number}", json.loads(line), None
+            value = json.loads(line)
         except json.JSONDecodeError as exc:
             yield f"L{number}", None, f"malformed JSON: {exc.msg} (column {exc.colno})"
+            continue
+        if "\\ud" in line or "\\uD" in line:  # (the escape of a surrogate, among others)
+            value = _without_lone_surrogates(value)
+        yield f"L{number}", value, None
+
+
+# A JSON-lines file larger than `max_file_mb` is read a block of this many bytes at a time when
+# it is UTF-8 throughout (`_stream_jsonl`): its documents come as its lines are read, and
+# memory holds a block and a line, never the file.
+STREAM_BLOCK = 1 << 20
+
+
+def _stream_jsonl(file: InputFile, settings: IngestSettings, result: FileResult) -> bool:
+    """Read a JSON-lines file block by block, if it is UTF-8 throughout (True; the documents
+    in `result.documents`, the same as reading it whole would give: the same decoding,
+    newlines, line numbers and records), else False (it is not read).
+
+    What reading it whole decodes otherwise (a UTF-16 or UTF-32 byte-order mark, UTF-16 without
+    one, a legacy encoding) needs the whole text: such a file stays skipped past `max_file_mb`. One read
+    first checks the UTF-8 and hashes the file (its documents carry the hash); the read that
+    makes the documents hashes it again, and a file changed in between is told by
+    `result.file.sha256` once its documents are made (`curate.runner` stops the run)."""
+    digest = hashlib.sha256()
+    decoder = codecs.getincrementaldecoder("utf-8")("strict")
+    try:
+        with file.path.open("rb") as handle:
+            head = handle.read(max(STREAM_BLOCK, 8192))  # (what `decode_bytes` looks at first)
+            bom = len(codecs.BOM_UTF8) if head.startswith(codecs.BOM_UTF8) else 0
+            # (as `decode_bytes`: a UTF-8 mark decides; else no other mark, and nothing binary,
+            # which UTF-16 without a mark, with its zero bytes, also is)
+            if not bom and (any(head.startswith(mark) for mark, _ in _BOMS) or _looks_binary(head)):
+                return False
+            digest.update(head)
+            decoder.decode(head[bom:])
+            blank = not head.strip()  # (as `read_file`'s "empty file": ASCII white space only)
+            for block in iter(lambda: handle.read(STREAM_BLOCK), b""):
+                digest.update(block)
+                decoder.decode(block)
+                blank = blank and not block.strip()
+            decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    except OSError as exc:
+        result.skipped.append(Skipped(file.source, f"cannot read: {exc.strerror or exc}"))
+        return True
+    file.sha256 = digest.hexdigest()
+    if blank:
+        result.skipped.append(Skipped(file.source, "empty file"))
+        return True
+    result.encoding = "utf-8-sig" if bom else "utf-8"
+    common = {"raw_sha256": file.sha256, "encoding": result.encoding}
+    records = _jsonl_records(_streamed_lines(file, bom, result))
+    result.documents = _record_documents(records, file, settings, result, common)
+    return True
+
+
+def _streamed_lines(file: InputFile, bom: int, result: FileResult) -> Iterator[str]:
+    """The lines of a UTF-8 file as `normalise_newlines(text).split("\\n")` of its whole text
+    gives them, decoded a block at a time (a carriage return that ends a block waits for the
+    next: it may begin a CR LF). The file is hashed again as it is read: its hash goes to
+    `result.file.sha256` at the end (empty if it could not be read again as UTF-8: it changed)."""
+    digest = hashlib.sha256()
+    decoder = codecs.getincrementaldecoder("utf-8")("strict")
+    rest = ""  # the start of a line the blocks so far have not ended, and a carriage return
+    skip = bom
+    try:
+        with file.path.open("rb") as handle:
+            while True:
+                raw = handle.read(STREAM_BLOCK)
+                digest.update(raw)
+                block, skip = raw[skip:], max(0, skip - len(raw))
+                text = rest + decoder.decode(block, final=not raw)
+                if not raw:  # the end of the file
+                    yield from normalise_newlines(text).split("\n")
+                    break
+                carry = "\r" if text.endswith("\r") else ""
+                lines = normalise_newlines(text[: len(text) - len(carry)]).split("\n")
+                rest = lines.pop() + carry
+                yield from lines
+    except (OSError, UnicodeDecodeError):  # (gone, or no longer UTF-8, since it was checked)
+        result.file.sha256 = ""
+        return
+    result.file.sha256 = digest.hexdigest()
+
 
 
 def _json_records(text: str) -> Iterator[tuple[str, Any, str | None]]:

@@ -250,13 +250,7 @@ def _ingest(
     groups = engine.map_inputs(read, _file_groups(files), here)
     results = (result for group in groups for result in group)
     for file, result in zip(files, results, strict=True):
-        if result.file.sha256 != file.sha256:  # (read_file hashes what it read)
-            # The version id was computed from the file as it was at the start: a version of
-            # other content under that id would break "same inputs, same version".
-            raise RunError(
-                f"{file.source}: changed while the run was reading its inputs (written to by "
-                "another program?); no version written: run again once it is complete"
-            )
+        _check_unchanged(file, result)
         record = {
             "path": file.source,
             "sha256": file.sha256,
@@ -268,10 +262,23 @@ def _ingest(
         for doc in result.documents:
             record["documents"] += 1
             yield doc
+        _check_unchanged(file, result)  # (a file read block by block is hashed as it is read)
         # (what a file skipped is known once its documents are made)
         skipped.extend(result.skipped)
         if on_file:
             on_file(result)
+
+
+def _check_unchanged(file: ingest.InputFile, result: ingest.FileResult) -> None:
+    """Stop the run if the file read is not the file hashed at the start (`read_file` hashes
+    what it read)."""
+    if result.file.sha256 != file.sha256:
+        # The version id was computed from the file as it was at the start: a version of
+        # other content under that id would break "same inputs, same version".
+        raise RunError(
+            f"{file.source}: changed while the run was reading its inputs (written to by "
+            "another program?); no version written: run again once it is complete"
+        )
 
 
 # Files read as one task: up to this many, of up to this many bytes (a larger file alone). A

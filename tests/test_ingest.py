@@ -392,3 +392,138 @@ def test_a_page_the_parser_rejects_is_skipped_with_its_reason(tmp_path, monkeypa
     assert skipped == {"bad.html": "cannot parse HTML (Document is empty)"}
     assert results["bad.html"].documents == [] and results["bad.html"].encoding == "utf-8"
     assert len(results["good.html"].documents) == 1
+
+
+# --------------------------------------------------------------------------- JSON lines past max_file_mb
+def _varied_jsonl() -> str:
+    """JSON lines with every kind of line break, blank and malformed lines, a lone surrogate,
+    multi-byte characters and no newline at the end."""
+    records = [json.dumps({"id": n, "text": f"{SIMPLIFIED}第{n}条。", "url": f"http://a.example/{n}"},
+                          ensure_ascii=False) for n in range(40)]
+    breaks = ["\n", "\r\n", "\r", "\n\n", "\r\r\n", "\n \u3000\n"]
+    parts = []
+    for n, record in enumerate(records):
+        parts += [record, breaks[n % len(breaks)]]
+        if n == 17:
+            parts += ['{"text": "没有结束', "\r\n"]
+        if n == 23:
+            parts += [SURROGATE_RECORDS.split("\n")[0], "\r"]
+    return "".join(parts)
+
+
+def _read(path: Path, max_file_mb: float, lazily: bool = False):
+    from curate.ingest import InputFile, read_file_lazily
+
+    file = InputFile(path=path, source=path.name, size=path.stat().st_size)
+    result = (read_file_lazily if lazily else read_file)(file, IngestSettings(max_file_mb=max_file_mb))
+    docs = [(d.id, d.source, d.text, d.meta, d.raw_sha256, d.encoding) for d in result.documents]
+    return docs, result.skipped, result.encoding, result.file.sha256
+
+
+@pytest.mark.parametrize("block", [1, 2, 3, 5, 64, 1 << 20])
+@pytest.mark.parametrize("bom", [b"", b"\xef\xbb\xbf"])
+def test_json_lines_past_max_file_mb_are_read_block_by_block_as_they_are_read_whole(tmp_path, monkeypatch, block, bom):
+    from curate import ingest
+
+    path = tmp_path / "big.jsonl"
+    path.write_bytes(bom + _varied_jsonl().encode("utf-8"))
+    whole = _read(path, 64)
+    monkeypatch.setattr(ingest, "STREAM_BLOCK", block)
+    streamed = _read(path, 0.001, lazily=True)  # (1 KB: the file is past it)
+    assert streamed == whole
+    docs, skipped, encoding, sha256 = whole
+    assert len(docs) == 41 and encoding == ("utf-8-sig" if bom else "utf-8") and sha256
+    assert any("\ufffd" in text for _, _, text, *_ in docs)  # (the lone surrogate, replaced)
+    assert len(skipped) == 1 and skipped[0].reason.startswith("malformed JSON")
+
+
+def test_json_lines_past_max_file_mb_that_are_not_utf8_stay_skipped(tmp_path):
+    records = "".join(json.dumps({"text": f"{SIMPLIFIED}{n}"}, ensure_ascii=False) + "\n" for n in range(40))
+    (tmp_path / "gbk.jsonl").write_bytes(records.encode("gbk"))
+    (tmp_path / "big.txt").write_text(SIMPLIFIED * 40, encoding="utf-8")
+    (tmp_path / "blank.jsonl").write_bytes(b" \n" * 1000)
+    settings = IngestSettings(max_file_mb=0.001)
+    files, _ = scan([tmp_path], settings)
+    reasons = {f.source: [s.reason for s in read_file(f, settings).skipped] for f in files}
+    assert reasons == {
+        "big.txt": ["larger than 0.001 MB"],
+        "blank.jsonl": ["empty file"],
+        "gbk.jsonl": ["larger than 0.001 MB and not UTF-8 (JSON lines past that size are read only in UTF-8)"],
+    }
+
+
+def test_json_lines_read_block_by_block_never_hold_the_file(tmp_path, monkeypatch):
+    import tracemalloc
+
+    from curate import ingest
+    from curate.ingest import InputFile, read_file_lazily
+
+    monkeypatch.setattr(ingest, "STREAM_BLOCK", 1 << 16)
+    line = json.dumps({"text": SIMPLIFIED * 3}, ensure_ascii=False)
+    peaks, sizes = [], []
+    for lines in (2000, 8000):
+        path = tmp_path / f"{lines}.jsonl"
+        path.write_text((line + "\n") * lines, encoding="utf-8")  # 0.8 and 3.2 MB
+        file = InputFile(path=path, source=path.name, size=path.stat().st_size)
+        tracemalloc.start()
+        try:
+            result = read_file_lazily(file, IngestSettings(max_file_mb=0.5))
+            count = sum(1 for _ in result.documents)  # (each document dropped once made)
+            peaks.append(tracemalloc.get_traced_memory()[1])
+        finally:
+            tracemalloc.stop()
+        assert count == lines and not result.skipped and result.encoding == "utf-8"
+        sizes.append(file.size)
+    assert peaks[1] < 1.25 * peaks[0] and peaks[1] < sizes[1] / 4, (peaks, sizes)  # blocks, not the file
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_run_reads_json_lines_past_max_file_mb_as_it_reads_them_whole(tmp_path, workers):
+    from curate import runner
+
+    from .conftest import make_config
+
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    (folder / "big.jsonl").write_text(_varied_jsonl(), encoding="utf-8")
+    (folder / "small.txt").write_text(SIMPLIFIED, encoding="utf-8")
+    made = {}
+    for max_file_mb in (64, 0.001):
+        config = make_config(tmp_path / f"max-{max_file_mb}", {"run": {"workers": workers},
+                                                              "ingest": {"max_file_mb": max_file_mb}})
+        made[max_file_mb] = runner.run(config, inputs=[str(folder)], write_report=False)
+    whole, streamed = (made[m].version_dir for m in (64, 0.001))
+    for name in ("documents.jsonl", "edits.jsonl"):
+        assert (streamed / name).read_bytes() == (whole / name).read_bytes(), name
+    manifests = [json.loads((d / "manifest.json").read_text(encoding="utf-8")) for d in (whole, streamed)]
+    assert manifests[0]["inputs"] == manifests[1]["inputs"] and manifests[0]["skipped"] == manifests[1]["skipped"]
+    assert [i["documents"] for i in manifests[1]["inputs"]] == [41, 1]
+
+
+def test_json_lines_changed_while_read_block_by_block_stop_the_run(tmp_path, monkeypatch):
+    from curate import runner
+    from curate.engine import LocalEngine
+
+    from .conftest import make_config
+
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    path = folder / "big.jsonl"
+    path.write_text(_varied_jsonl(), encoding="utf-8")
+    execute = LocalEngine.execute
+
+    def changed_once_reading(self, docs, stages, finish=None):
+        def watched():
+            for n, item in enumerate(docs):
+                if n == 0:  # (a scraper appends to the file while the run reads it)
+                    with path.open("a", encoding="utf-8") as handle:
+                        handle.write('\n{"text": "又一篇。"}\n')
+                yield item
+
+        return execute(self, watched(), stages, finish)
+
+    monkeypatch.setattr(LocalEngine, "execute", changed_once_reading)
+    config = make_config(tmp_path, {"run": {"workers": 1}, "ingest": {"max_file_mb": 0.001}})
+    with pytest.raises(runner.RunError, match=r"^big.jsonl: changed while the run was reading its inputs"):
+        runner.run(config, inputs=[str(folder)], write_report=False)
+    assert list((tmp_path / "corpus" / "versions").iterdir()) == []
