@@ -13,13 +13,16 @@ Then the bytes the driver sent to and received from other processes through pipe
 tasks and results, the index builder's result), counted by wrapping multiprocessing's
 `Connection`: what the driver copies while the workers wait; and the bytes of pickled documents
 the workers wrote to the run's document file between passes (`engine.DocumentFile`); and the
-size of the near-duplicate summaries the driver keeps until `decide` (what grows with the corpus).
+size of the near-duplicate summaries the driver keeps until `decide` (what grows with the corpus),
+and the driver's peak memory (the run's tables and rules, the summaries, the decision's own
+structures, the writer's index of the version).
 Exits 0 with a "skipped" line when the corpora are absent.
 """
 
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import sys
 import tempfile
@@ -135,6 +138,7 @@ def main() -> int:
             files, size = 1, write_sentences(corpora, folder / "input")
         else:
             files, size = prepare_inputs(corpora, folder / "input")
+        at_start = _rss_mib()
         start = time.time()
         settings = config.build({"run": {"workers": args.workers}})
         runner.run(
@@ -160,7 +164,21 @@ def main() -> int:
         )
     if stored:
         print(f"pickled documents written to the run's document file: {sum(stored) / 1e6:.1f} MB")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # (KiB on Linux)
+    print(f"driver's peak RSS: {peak:.0f} MiB, {peak - at_start:.0f} MiB more than when the run started")
     return 0
+
+
+def _rss_mib() -> float:
+    """This process's resident memory now (Linux's /proc; 0 elsewhere)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
 
 
 if __name__ == "__main__":
