@@ -347,6 +347,28 @@ def test_band_key_candidates_are_what_minhashlsh_query_returns(
 
 
 @pytest.mark.parametrize("group_by", [None, dict_group_by])
+def test_candidates_let_go_of_the_signatures_and_the_bands_groups_before_the_first(group_by: Any) -> None:
+    # The caller decides key after key (verifying on the way) while the generator waits: what
+    # it needs no more must not wait with it: the signatures, and a list of keys per band and
+    # group, all held at once (measured by hand: the driver's peak 1,119 -> 930 MB on 213,000
+    # one-sentence documents in groups of 12 copies).
+    import inspect
+    import weakref
+
+    rng = np.random.default_rng(5)
+    sigs = np.repeat(random_signatures(rng, 50, 128), 4, axis=0)  # 50 groups of 4 copies
+    expected = query_candidates(0.6, 128, sigs)
+    kept = weakref.ref(sigs)
+    engine = dedup._Engine(DedupSettings(), RunContext(config=None, group_by=group_by), None)
+    found = engine._candidates(0.6, 128, list(range(200)), sigs, lambda key: True)
+    del sigs
+    first = next(found)
+    assert kept() is None  # released once grouped
+    assert {first[0]: first[1], **dict(found)} == expected
+    assert inspect.isgeneratorfunction(dedup._band_groups)  # groups made band by band, as used
+
+
+@pytest.mark.parametrize("group_by", [None, dict_group_by])
 def test_candidates_of_keys_that_are_not_row_numbers(group_by: Any) -> None:
     rng = np.random.default_rng(11)
     sigs = random_signatures(rng, 300, 128)

@@ -1149,6 +1149,9 @@ class _Engine:
         # pairs of them would grow with the square of their number.
         limit = self.s.max_group_candidates
         distinct = dict.fromkeys(tuple(sorted(group)) for group in groups if len(group) > 1)
+        # (this generator lives until its caller has decided every key: what is no longer
+        # needed goes now, not then)
+        del groups, sigs
         member_of: dict[int, list[tuple[tuple[int, ...], int]]] = {}
         for group in distinct:
             for position in range(1, len(group)):
@@ -1826,7 +1829,7 @@ class _Engine:
 # --------------------------------------------------------------------------- helpers
 def _band_groups(
     bands: tuple[tuple[int, int], ...], keys: list[int], sigs: np.ndarray
-) -> list[list[int]]:
+) -> Iterator[list[int]]:
     """The keys whose signatures (`sigs[i]` of `keys[i]`) a MinHashLSH with these bands files
     together (equal values in a band), for every group of two or more: what it holds with
     all the rows inserted, without an insert or a query per row. Rows are told apart by a
@@ -1837,7 +1840,6 @@ def _band_groups(
     puts two rows together."""
     key_array = np.array(keys, dtype=np.int64)
     count = key_array.shape[0]
-    groups: list[list[int]] = []
     slot_bits = max(10, min(24, count.bit_length() + 3))  # 8 to 16 slots a row
     mask = np.uint64((1 << slot_bits) - 1)
     with np.errstate(over="ignore"):
@@ -1866,15 +1868,14 @@ def _band_groups(
             member_keys = key_array[members].tolist()
             bounds = zip((ends - sizes).tolist(), ends.tolist(), strict=True)
             if exact.all():
-                groups.extend(member_keys[g0:g1] for g0, g1 in bounds)
+                yield from (member_keys[g0:g1] for g0, g1 in bounds)
                 continue
             member_rows = members.tolist()
             for g0, g1 in bounds:  # a hash collision in some group: group by the values
                 by_value: dict[bytes, list[int]] = {}
                 for row, key in zip(member_rows[g0:g1], member_keys[g0:g1], strict=True):
                     by_value.setdefault(band[row].tobytes(), []).append(key)
-                groups.extend(found for found in by_value.values() if len(found) > 1)
-    return groups
+                yield from (found for found in by_value.values() if len(found) > 1)
 
 
 def _band_rows(
