@@ -1,6 +1,6 @@
 """Inputs of other shapes than the news benchmark's, end to end, on 1 and on 2 workers.
 
-    .venv/bin/python bench/bench_shapes.py [--corpora ../shared/corpora] [--shape pages,short]
+    .venv/bin/python bench/bench_shapes.py [--corpora ../shared/corpora] [--shape pages,short,copies]
         [--workers 1,2] [--rounds 3] [--other CHECKOUT]
 
 - pages: every HTML page of GeneralNewsExtractor (71 pages of 30+ sites) and of magic-html's
@@ -11,6 +11,9 @@
   JSON-lines document per sentence of at least 15 characters (17,822 documents, 3.3 MB): the
   work per document (documents made, pickled, summarised, indexed, encoded) outweighs the work
   per character, as in corpora of posts, titles or comments.
+- copies: those sentences 12 times over, each copy under its own ids (213,864 documents, 40 MB):
+  every document a near-duplicate of 11 others, what the near-duplicate decision's memory and
+  serial work grow with (a corpus scraped again and again).
 
 Each run is a fresh `curate run` (report included, as a user runs it) timed from outside, with
 the peak memory of its process tree (PSS, sampled); rounds alternate the checkouts (`--other`:
@@ -64,7 +67,33 @@ def write_sentences(corpora: Path, folder: Path) -> int:
     return out.stat().st_size
 
 
-SHAPES = {"pages": (PAGES, link_pages), "short": ([THUCNEWS], write_sentences)}
+COPIES = 12
+
+
+def write_sentence_copies(corpora: Path, folder: Path) -> int:
+    """`write_sentences`'s documents `COPIES` times over, each copy's ids its own, in one file
+    (40 MB, past no limit); returns the bytes."""
+    single = folder.parent / f".{folder.name}-once"
+    write_sentences(corpora, single)
+    lines = (single / "sentences.jsonl").read_text(encoding="utf-8").splitlines()
+    folder.mkdir(parents=True)
+    out = folder / "sentences.jsonl"
+    with out.open("w", encoding="utf-8") as sink:
+        for copy in range(COPIES):
+            for line in lines:
+                record = json.loads(line)
+                record["id"] = f"{copy}-{record['id']}"
+                sink.write(json.dumps(record, ensure_ascii=False) + "\n")
+    (single / "sentences.jsonl").unlink()
+    single.rmdir()
+    return out.stat().st_size
+
+
+SHAPES = {
+    "pages": (PAGES, link_pages),
+    "short": ([THUCNEWS], write_sentences),
+    "copies": ([THUCNEWS], write_sentence_copies),
+}
 
 
 def version_of(out: Path) -> str:
