@@ -353,9 +353,9 @@ def _stream_jsonl(file: InputFile, settings: IngestSettings, result: FileResult)
     newlines, line numbers and records), else False (it is not read).
 
     What reading it whole decodes otherwise (a UTF-16 or UTF-32 byte-order mark, UTF-16 without
-    one, a legacy encoding) needs the whole text: such a file stays skipped past `max_file_mb`. One read
-    first checks the UTF-8 and hashes the file (its documents carry the hash); the read that
-    makes the documents hashes it again, and a file changed in between is told by
+    one, a legacy encoding) needs the whole text: such a file stays skipped past `max_file_mb`.
+    One read first checks the UTF-8 and hashes the file (its documents carry the hash); the read
+    that makes the documents hashes it again, and a file changed in between is told by
     `result.file.sha256` once its documents are made (`curate.runner` stops the run)."""
     digest = hashlib.sha256()
     decoder = codecs.getincrementaldecoder("utf-8")("strict")
@@ -418,7 +418,6 @@ def _streamed_lines(file: InputFile, bom: int, result: FileResult) -> Iterator[s
         result.file.sha256 = ""
         return
     result.file.sha256 = digest.hexdigest()
-
 
 
 def _json_records(text: str) -> Iterator[tuple[str, Any, str | None]]:

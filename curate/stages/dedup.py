@@ -1831,7 +1831,8 @@ def _band_groups(
     bands: tuple[tuple[int, int], ...], keys: list[int], sigs: np.ndarray
 ) -> Iterator[list[int]]:
     """The keys whose signatures (`sigs[i]` of `keys[i]`) a MinHashLSH with these bands files
-    together (equal values in a band), for every group of two or more: what it holds with
+    together (equal values in a band), for every group of two or more, band after band (a
+    band's groups are made only when the ones before are taken): what it holds with
     all the rows inserted, without an insert or a query per row. Rows are told apart by a
     64-bit hash of the band's values: a row alone in its slot of a small table of hash bits
     (`np.bincount`) shares its hash with no other row, so only the others are sorted (most
