@@ -1,8 +1,8 @@
 """Where the wall time of one run goes: the passes over the documents, the corpus stages' decisions
 and the driver's own CPU, on the whole-pipeline benchmark input (see bench_pipeline.py), or with
-`--shape short` on bench_shapes.py's one-sentence documents.
+`--shape short` (or `copies`) on bench_shapes.py's one-sentence documents (or 12 copies of them).
 
-    .venv/bin/python bench/pipeline_timeline.py [--corpora ../shared/corpora] [--workers 2] [--shape short]
+    .venv/bin/python bench/pipeline_timeline.py [--corpora ../shared/corpora] [--workers 2] [--shape short|copies]
 
 Prints one line per event: seconds since the run started (wall), the driver's CPU seconds so far,
 and the event (a pass over the documents yields its first result / ends; a `parallel`
@@ -43,8 +43,8 @@ def main() -> int:
     parser = corpora_parser(__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument(
-        "--shape", choices=["news", "short"], default="news",
-        help="the input: the whole-pipeline benchmark's (news) or bench_shapes.py's one-sentence documents",
+        "--shape", choices=["news", "short", "copies"], default="news",
+        help="the input: the whole-pipeline benchmark's (news) or one of bench_shapes.py's",
     )
     args = parser.parse_args()
     corpora = found_corpora(args.corpora)
@@ -132,10 +132,10 @@ def main() -> int:
     dedup.NearDuplicates.observe = counted_observe  # type: ignore[method-assign]
     folder = Path(tempfile.mkdtemp(prefix="curate-timeline-"))
     try:
-        if args.shape == "short":
-            from bench_shapes import write_sentences
+        if args.shape != "news":
+            from bench_shapes import SHAPES
 
-            files, size = 1, write_sentences(corpora, folder / "input")
+            files, size = 1, SHAPES[args.shape][1](corpora, folder / "input")
         else:
             files, size = prepare_inputs(corpora, folder / "input")
         at_start = _rss_mib()
