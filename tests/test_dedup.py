@@ -738,3 +738,36 @@ def test_a_paragraph_too_repetitive_to_align_is_left_with_a_warning(monkeypatch:
     assert [d.text for d in out[:-1]] == [d.text for d in expected[:-1]]
     (warning,) = context.state["warnings"]
     assert "1 document(s) with a paragraph too repetitive to align" in warning and out[-1].id in warning
+
+
+def test_exact_copies_are_verified_by_their_text_with_the_result_shingles_give(monkeypatch) -> None:
+    # A corpus scraped twice is mostly exact copies: their pairs are verified by comparing the
+    # texts (one bytes comparison), not their shingle sets; the decisions are the same.
+    from curate import minhash
+
+    def copies() -> list[Document]:
+        docs = engine_corpus()
+        again = [Document.new(f"again/{d.source}", d.text) for d in docs[:5]]
+        near = Document.new("near.txt", docs[0].text.replace("。", "！", 1))  # not a copy
+        return docs + again + [near]
+
+    overlaps: list[int] = []
+    exact_overlap = minhash.exact_overlap
+
+    def counted(a: Any, b: Any) -> Any:
+        overlaps.append(1)
+        return exact_overlap(a, b)
+
+    monkeypatch.setattr(minhash, "exact_overlap", counted)
+    with_texts, context = run_engine(copies(), workers=1)
+    compared = len(overlaps)
+    monkeypatch.setattr(dedup, "_same_text", lambda doc, other: False)  # shingles for every pair
+    overlaps.clear()
+    with_shingles, context_s = run_engine(copies(), workers=1)
+    assert snapshot(with_texts) == snapshot(with_shingles)
+    assert context.state["artifacts"][INDEX_NAME] == context_s.state["artifacts"][INDEX_NAME]
+    by_source = {d.source: d for d in with_texts}
+    pairs = [(by_source[d.source], by_source[f"again/{d.source}"]) for d in copies()[:5]]
+    marked = [b if b.status == DUPLICATE else a for a, b in pairs if DUPLICATE in (a.status, b.status)]
+    assert len(marked) >= 3 and any("exact Jaccard 1.00, 100%" in d.status_reason for d in marked)
+    assert compared < len(overlaps)  # the pairs of copies that were compared took no shingles
