@@ -28,6 +28,7 @@ import re
 import statistics
 import sys
 import tempfile
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,48 +52,33 @@ def link_pages(corpora: Path, folder: Path) -> int:
     return size
 
 
-def write_sentences(corpora: Path, folder: Path) -> int:
-    """THUCNews's articles as one document per sentence (JSON lines); returns the bytes."""
-    folder.mkdir(parents=True)
-    out = folder / "sentences.jsonl"
-    count = 0
-    with (corpora / THUCNEWS).open(encoding="utf-8") as source, out.open("w", encoding="utf-8") as sink:
-        for line in source:
-            text = line.rstrip("\n").partition("\t")[2]
-            for sentence in SENTENCE.findall(text):
-                sentence = sentence.strip()
-                if len(sentence) >= 15:
-                    sink.write(json.dumps({"id": count, "text": sentence}, ensure_ascii=False) + "\n")
-                    count += 1
-    return out.stat().st_size
-
-
-COPIES = 12
-
-
-def write_sentence_copies(corpora: Path, folder: Path) -> int:
-    """`write_sentences`'s documents `COPIES` times over, each copy's ids its own, in one file
-    (40 MB, past no limit); returns the bytes."""
-    single = folder.parent / f".{folder.name}-once"
-    write_sentences(corpora, single)
-    lines = (single / "sentences.jsonl").read_text(encoding="utf-8").splitlines()
+def write_sentences(corpora: Path, folder: Path, copies: int = 1) -> int:
+    """THUCNews's articles as one document per sentence (JSON lines), `copies` times over (each
+    copy's ids its own: "copy-n"); returns the bytes."""
     folder.mkdir(parents=True)
     out = folder / "sentences.jsonl"
     with out.open("w", encoding="utf-8") as sink:
-        for copy in range(COPIES):
-            for line in lines:
-                record = json.loads(line)
-                record["id"] = f"{copy}-{record['id']}"
-                sink.write(json.dumps(record, ensure_ascii=False) + "\n")
-    (single / "sentences.jsonl").unlink()
-    single.rmdir()
+        for copy in range(copies):
+            count = 0
+            with (corpora / THUCNEWS).open(encoding="utf-8") as source:
+                for line in source:
+                    text = line.rstrip("\n").partition("\t")[2]
+                    for sentence in SENTENCE.findall(text):
+                        sentence = sentence.strip()
+                        if len(sentence) >= 15:
+                            doc_id = count if copies == 1 else f"{copy}-{count}"
+                            sink.write(json.dumps({"id": doc_id, "text": sentence}, ensure_ascii=False) + "\n")
+                            count += 1
     return out.stat().st_size
+
+
+COPIES = 12  # (the "copies" shape: 40 MB, past no limit)
 
 
 SHAPES = {
     "pages": (PAGES, link_pages),
     "short": ([THUCNEWS], write_sentences),
-    "copies": ([THUCNEWS], write_sentence_copies),
+    "copies": ([THUCNEWS], partial(write_sentences, copies=COPIES)),
 }
 
 

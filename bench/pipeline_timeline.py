@@ -1,8 +1,8 @@
 """Where the wall time of one run goes: the passes over the documents, the corpus stages' decisions
 and the driver's own CPU, on the whole-pipeline benchmark input (see bench_pipeline.py), or with
-`--shape short` (or `copies`) on bench_shapes.py's one-sentence documents (or 12 copies of them).
+`--shape` one of bench_shapes.py's inputs (`short`: one-sentence documents; `copies`: 12 of each).
 
-    .venv/bin/python bench/pipeline_timeline.py [--corpora ../shared/corpora] [--workers 2] [--shape short|copies]
+    .venv/bin/python bench/pipeline_timeline.py [--corpora ../shared/corpora] [--workers 2] [--shape short|copies|pages]
 
 Prints one line per event: seconds since the run started (wall), the driver's CPU seconds so far,
 and the event (a pass over the documents yields its first result / ends; a `parallel`
@@ -42,8 +42,10 @@ def main() -> int:
 
     parser = corpora_parser(__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
+    from bench_shapes import SHAPES
+
     parser.add_argument(
-        "--shape", choices=["news", "short", "copies"], default="news",
+        "--shape", choices=["news", *SHAPES], default="news",
         help="the input: the whole-pipeline benchmark's (news) or one of bench_shapes.py's",
     )
     args = parser.parse_args()
@@ -133,9 +135,8 @@ def main() -> int:
     folder = Path(tempfile.mkdtemp(prefix="curate-timeline-"))
     try:
         if args.shape != "news":
-            from bench_shapes import SHAPES
-
-            files, size = 1, SHAPES[args.shape][1](corpora, folder / "input")
+            size = SHAPES[args.shape][1](corpora, folder / "input")
+            files = sum(1 for path in (folder / "input").rglob("*") if not path.is_dir())
         else:
             files, size = prepare_inputs(corpora, folder / "input")
         at_start = _rss_mib()
