@@ -55,6 +55,12 @@ class RunSettings:
         "How much of what a corpus-wide stage spills between passes is held in memory instead "
         "(MB, per stage; the rest goes to run.spill_dir). 0: everything to disk.",
     )
+    early_pass: bool = setting(
+        True,
+        "Engine 'local', several workers: while a corpus-wide stage decides (serial work), run "
+        "the pass after it on the cores left idle, for the documents it turns out to leave alone "
+        "(same output; false: that pass waits for the decision).",
+    )
     engine: str = setting("local", "Execution engine: 'local' (processes on this machine) or 'ray'.")
     ray_address: str = setting("", "Ray cluster address for engine 'ray' (empty: start a local Ray).")
     ray_block_mb: float = setting(

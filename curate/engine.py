@@ -28,7 +28,10 @@ What keeps the driver (this process) from being the bottleneck of N workers:
   lazily (dictionaries, rules, the bigram model) are loaded once and shared by the workers;
 - two corpus stages in a row share a pass when the first can tell which documents it leaves
   alone (`CorpusStage.unchanged_by`): the pass computes both stages' summaries, and only the
-  documents the first stage changes make a second round trip (`LocalEngine._fused`).
+  documents the first stage changes make a second round trip (`LocalEngine._fused`);
+- the pass after a corpus stage that can tell, once decided, which documents it leaves alone
+  (`CorpusStage.leaves_alone`) starts while it decides, on the cores the decision leaves idle,
+  and keeps what it made of those documents (`_EarlyPass`).
 
 Results come back in input order whatever the number of workers, so the output is byte-identical
 for 1 or N workers.
@@ -46,9 +49,10 @@ import pickle
 import signal
 import struct
 import tempfile
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -95,10 +99,12 @@ def default_workers() -> int:
 _TASK: Callable[[Any], Any] | None = None
 
 
-def _start_worker(task: Callable[[Any], Any]) -> None:
+def _start_worker(task: Callable[[Any], Any], nice: int = 0) -> None:
     global _TASK
     _TASK = task
     leave_interrupts_to_the_driver()
+    if nice:
+        os.nice(nice)
 
 
 def _run_task(item: Any) -> Any:
@@ -201,8 +207,9 @@ _POOLS_ALIVE = 0  # forked pools of this process not yet ended (they may overlap
 
 
 @contextlib.contextmanager
-def _forked_pool(task: Callable[[Any], Any], workers: int) -> Iterator[Any]:
-    """A pool of `workers` processes forked now, running `task` (inherited, never pickled)."""
+def _forked_pool(task: Callable[[Any], Any], workers: int, nice: int = 0) -> Iterator[Any]:
+    """A pool of `workers` processes forked now, running `task` (inherited, never pickled),
+    at `nice` more than this process's niceness (lower priority)."""
     global _POOLS_ALIVE
     # Objects that exist now are moved out of the collector's reach while the pool lives: a
     # collection in a worker would otherwise write to every one of them, copying each page the
@@ -214,7 +221,7 @@ def _forked_pool(task: Callable[[Any], Any], workers: int) -> Iterator[Any]:
         with _Pool(
             workers,
             initializer=_start_worker,
-            initargs=(task,),
+            initargs=(task, nice),
             context=multiprocessing.get_context("fork"),
         ) as pool:
             _widen_pipes(pool)
@@ -711,6 +718,7 @@ class LocalEngine:
         spill_dir: str | Path | None = None,
         fuse: bool = True,
         spill_memory_mb: float = 256,
+        early: bool = True,
     ) -> None:
         self.workers = workers if workers > 0 else default_workers()
         self.batch_size = batch_size
@@ -718,6 +726,7 @@ class LocalEngine:
         self.spill_dir = Path(spill_dir) if spill_dir else None
         self.spill_memory = int(spill_memory_mb * (1 << 20))  # per spill (`Spill`)
         self.fuse = fuse  # adjacent corpus stages in one pass where possible (`_fused`)
+        self.early = early  # a pass started before a decision is made, where possible (`_EarlyPass`)
         self._store: DocumentFile | None = None  # set for the length of `execute`
 
     def execute(
@@ -792,6 +801,8 @@ class LocalEngine:
         return Phase(apply=apply, pack=self.workers > 1, store=self._store)
 
     def _run(self, phase: Phase, docs: Iterable[Any]) -> Iterator[Result]:
+        if isinstance(docs, _Barrier):  # (it may start the phase ahead of its decision)
+            return docs.through(phase)
         return parallel_map(phase.run, docs, self.workers, self._batch_size)
 
     def _documents(self, phase: Phase, docs: Iterable[Any]) -> Iterable[Document]:
@@ -799,16 +810,10 @@ class LocalEngine:
             return (loads(item, self._store) for item in docs)
         return (loads(result.payload, self._store) for result in self._run(phase, docs))
 
-    def _barrier(self, stage: CorpusStage, results: Iterable[Result]) -> Iterator[Any]:
+    def _barrier(self, stage: CorpusStage, results: Iterable[Result]) -> _Barrier:
         """Observe every document (spilling it: `Spill`), decide, then stream the spill back
-        for the next phase's workers."""
-        with self._spill(stage) as spill:
-            for payload, ok, summary in results:
-                if ok:
-                    stage.observe(summary)
-                spill.put(payload)
-            self._decide(stage)
-            yield from spill.records()
+        for the next phase's workers (see `_Barrier`)."""
+        return _Barrier(self, stage, results)
 
     def _spill(self, stage: CorpusStage) -> Spill:
         return Spill(self.spill_dir, f"curate-{stage.name}-", self.spill_memory)
@@ -832,9 +837,7 @@ class LocalEngine:
         if isinstance(artifacts, Artifacts):
             artifacts.start()
 
-    def _fused(
-        self, stage: CorpusStage, ahead: CorpusStage, results: Iterable[Result]
-    ) -> Iterator[Any]:
+    def _fused(self, stage: CorpusStage, ahead: CorpusStage, results: Iterable[Result]) -> _Barrier:
         """Two adjacent corpus stages for the price of one pass, where the first can tell which
         documents its `apply` leaves alone (`CorpusStage.unchanged_by`).
 
@@ -847,6 +850,12 @@ class LocalEngine:
         repeated lines change 32 documents of 6,024). The first `REDO_HERE` documents to redo
         are redone here, not in a pool: a pass with few forks none.
         """
+        return self._barrier(ahead, self._fused_results(stage, ahead, results))
+
+    def _fused_results(
+        self, stage: CorpusStage, ahead: CorpusStage, results: Iterable[Result]
+    ) -> Iterator[Result]:
+        """The documents of `_fused` with `ahead`'s summaries, in order, once `stage` decided."""
         phase = self._phase(apply=stage)
         phase.summarise = ahead
         with self._spill(stage) as spill:
@@ -892,7 +901,209 @@ class LocalEngine:
                 return results
 
             final = parallel_map(redo, records(), self.workers, self._batch_size, local=here)
-            yield from self._barrier(
-                ahead,
-                (Result(r.payload, r.ok, phase.unpacked(r.summary) if r.ok else None) for r in final),
+            for r in final:
+                yield Result(r.payload, r.ok, phase.unpacked(r.summary) if r.ok else None)
+
+
+class _Barrier:
+    """The documents after a corpus stage (`LocalEngine._barrier`). Iterated: every document
+    observed (and spilled: `Spill`), the stage's decision, then the spill's records in order,
+    for the next phase's workers. `through(phase)`: that next phase's results, with the phase
+    started ahead of the decision (`_EarlyPass`) where the stage can tell which documents it leaves
+    alone (`CorpusStage.leaves_alone`); the same results in the same order either way."""
+
+    def __init__(self, engine: LocalEngine, stage: CorpusStage, results: Iterable[Result]) -> None:
+        self.engine, self.stage, self.results = engine, stage, results
+
+    def __iter__(self) -> Iterator[Any]:
+        with self.engine._spill(self.stage) as spill:
+            self._observe(spill)
+            self.engine._decide(self.stage)
+            yield from spill.records()
+
+    def _observe(self, spill: Spill) -> bytearray:
+        """Observe and spill every document; whether each was observed (status OK)."""
+        stage, observed = self.stage, bytearray()
+        for payload, ok, summary in self.results:
+            if ok:
+                stage.observe(summary)
+            spill.put(payload)
+            observed.append(ok)
+        return observed
+
+    def through(self, phase: Phase) -> Iterator[Result]:
+        engine = self.engine
+        if engine.early and engine.workers > 1 and self.stage.tells_left_alone() and fork_is_safe():
+            return self._early(phase)
+        return parallel_map(phase.run, iter(self), engine.workers, engine._batch_size)
+
+    def _early(self, phase: Phase) -> Iterator[Result]:
+        engine, stage = self.engine, self.stage
+        assert engine._store is not None  # (several workers: `LocalEngine.execute`)
+        with engine._spill(stage) as spill, contextlib.ExitStack() as stack:
+            observed = self._observe(spill)  # (a byte a document)
+            records = spill.records()
+            batch = engine._batch_size.learned or engine._batch_size.documents
+            workers = max(1, engine.workers - 1)  # (the decision keeps a core of its own)
+            early = _EarlyPass(
+                replace(phase, apply=None), records, workers, batch, engine._store, engine.spill_memory
             )
+            stack.enter_context(early)  # (its workers may finish a batch while the pass runs)
+            engine._decide(stage)
+            made = early.made()
+            # A result made early stands for a document the stage leaves alone (or never
+            # observed: `apply` is for documents of status OK); the rest go through the phase.
+            kept, number = [], 0
+            for (_, has_result), ok in zip(made, observed, strict=False):
+                kept.append(has_result and (not ok or stage.leaves_alone(number)))
+                number += ok
+            del observed
+            again = (record for (record, _), keep in zip(made, kept, strict=True) if not keep)
+            rest = parallel_map(
+                phase.run, itertools.chain(again, records), engine.workers, engine._batch_size
+            )
+            results = early.results(kept)
+            for keep in kept:
+                result = next(results)
+                yield result if keep else next(rest)
+            del made, kept
+            yield from rest
+
+
+def _stored_run(task: Callable[[list[Any]], list[Any]], store: DocumentFile, batch: list[Any]) -> bytes:
+    """`task(batch)`, its results pickled into `store`: what travels back is where they are."""
+    return store.put([pickle.dumps(task(batch), pickle.HIGHEST_PROTOCOL)])[0].record()
+
+
+class _EarlyPass:
+    """The pass after a corpus stage, run before its decision is made (`_Barrier.through`).
+
+    A decision is serial work in the driver for the most part (dedup's, on the benchmark: about
+    0.5 s with a core idle), and the pass after it waited for it whole. Here, while the stage
+    decides, workers (one fewer than the run's: the decision keeps a core) run that pass
+    without the stage's `apply`, on the documents in order, for as long as the decision
+    lasts. Once decided, what they made of a document the stage leaves alone
+    (`CorpusStage.leaves_alone`) is what the pass would make of it (its `apply` would leave it
+    as it is): that result stands, and only the other documents go through the pass. A batch
+    not done by then is not waited for: its documents go through the pass too.
+
+    What keeps it from slowing the decision down: the workers run at the lowest priority, so
+    the decision's own (its `parallel` work) come first, and they put their results in the
+    run's document file (`_stored_run`), so the driver, while it decides, only hands out and
+    takes back where documents are, and reads back only the results that stand.
+    """
+
+    NICE = 19  # the workers' niceness above the driver's: the lowest priority
+
+    def __init__(
+        self,
+        phase: Phase,
+        records: Iterator[Any],
+        workers: int,
+        batch: int,
+        store: DocumentFile,
+        budget: int,
+    ) -> None:
+        self.phase, self.records, self.workers, self.store = phase, records, workers, store
+        self.batch = batch  # documents a task
+        self.budget = budget  # bytes of records taken at most (they wait here: `Spill`'s weight)
+        self.taken: list[Any] = []  # the records taken from `records`, in order
+        self.sent: list[tuple[int, Any]] = []  # (documents, pending result) of each batch
+        self.stopping = threading.Event()
+        self.slots = threading.Semaphore(2 * workers)  # batches in the workers' hands
+        self.error: BaseException | None = None
+        self.pool: Any = None
+        self.thread: threading.Thread | None = None
+        self.done: list[Any] = []  # each batch's results (or where they are), or None
+        self._exit = contextlib.ExitStack()
+
+    def __enter__(self) -> _EarlyPass:
+        first = next(self.records, _NOTHING)
+        if first is _NOTHING:
+            return self
+        self.taken.append(first)
+        # The first document here, before the fork (as `parallel_map` does): the tables the
+        # phase's stages load lazily are loaded once, shared by these workers and the pass's.
+        try:
+            self.sent.append((1, _Ready(self.phase.run([first]))))
+        except Exception:  # (the pass after the decision meets it again, as it would have)
+            self.sent.append((1, _Ready(None)))
+        task = partial(_stored_run, self.phase.run, self.store)
+        self.pool = self._exit.enter_context(_forked_pool(task, self.workers, self.NICE))
+        self._exit.callback(self._finish)  # (before the pool ends)
+        self.thread = threading.Thread(target=self._feed, name="curate-early-pass", daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._exit.close()
+
+    def _feed(self) -> None:
+        """In a thread of the driver: hand the workers batches until the decision is made."""
+        try:
+            weight = 0
+            while not self.stopping.is_set() and weight < self.budget:
+                batch = list(itertools.islice(self.records, self.batch))
+                if not batch:
+                    return
+                self.taken.extend(batch)
+                weight += sum(len(record) if isinstance(record, bytes) else 0 for record in batch)
+                self.slots.acquire()
+                if self.stopping.is_set():
+                    return
+                pending = self.pool.apply_async(
+                    _run_task, (batch,), callback=self._free, error_callback=self._free
+                )
+                self.sent.append((len(batch), pending))
+        except BaseException as exc:  # (the spill's file unreadable: raised in the driver)
+            self.error = exc
+
+    def _free(self, _: Any) -> None:
+        self.slots.release()
+
+    def _stop(self) -> None:
+        self.stopping.set()
+        if self.thread is not None:
+            self.slots.release()
+            self.thread.join()
+            self.thread = None
+
+    def _finish(self) -> None:
+        """The feeder stopped, and the batches still in the workers' hands done: a worker is
+        never ended in the middle of one (it may hold the document file's lock)."""
+        self._stop()
+        for _, pending in self.sent:  # (a worker lost leaves its batch pending for ever)
+            while not pending.ready() and self.pool.lost_worker() is None:
+                pending.wait(_WORKER_CHECK_SECONDS)
+
+    def made(self) -> list[tuple[Any, bool]]:
+        """(record, whether it has a result), for every record taken, in order: the results of
+        the batches done by now; the batches still in the workers' hands are not waited for
+        (their documents go through the pass after the decision)."""
+        self._stop()
+        if self.error is not None:
+            raise self.error
+        made: list[tuple[Any, bool]] = []
+        taken = iter(self.taken)
+        for count, pending in self.sent:
+            try:
+                where = pending.get() if pending.ready() else None
+            except Exception:  # (the pass after the decision meets it again, as it would have)
+                where = None
+            self.done.append(where)
+            made.extend((record, where is not None) for record in itertools.islice(taken, count))
+        made.extend((record, False) for record in taken)
+        return made
+
+    def results(self, wanted: list[bool]) -> Iterator[Result | None]:
+        """The result of every record taken, in order, read back from the document file batch
+        by batch; None where none was made, or where not `wanted` (a batch with no result
+        wanted is not read)."""
+        at = 0
+        for (count, _), where in zip(self.sent, self.done, strict=True):
+            if where is None or not any(wanted[at : at + count]):
+                yield from itertools.repeat(None, count)
+            else:
+                yield from where if isinstance(where, list) else loads(where, self.store)
+            at += count
+        yield from itertools.repeat(None, len(self.taken) - at)

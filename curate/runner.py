@@ -204,6 +204,7 @@ def make_engine(config: Config) -> Any:
             settings.batch_size,
             settings.spill_dir or None,
             spill_memory_mb=settings.spill_memory_mb,
+            early=settings.early_pass,
         )
     if settings.engine == "ray":
         from curate.ray_engine import RayEngine

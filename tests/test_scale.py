@@ -675,9 +675,9 @@ def test_a_fused_pass_with_few_documents_to_redo_forks_no_pool(tmp_path, monkeyp
     forked: list[str] = []
     fork = engine_module._forked_pool
 
-    def watched(task: Any, workers: int) -> Any:
+    def watched(task: Any, workers: int, *nice: int) -> Any:
         forked.append(getattr(task, "__name__", "?"))
-        return fork(task, workers)
+        return fork(task, workers, *nice)
 
     monkeypatch.setattr(engine_module, "_forked_pool", watched)
     outputs = {}

@@ -528,6 +528,20 @@ class CorpusStage(Stage):
     def tells_unchanged(cls) -> bool:
         return cls.unchanged_by is not CorpusStage.unchanged_by
 
+    def leaves_alone(self, observed: int) -> bool:
+        """After `decide`: True only when `apply` is sure to leave the `observed`-th document
+        it observed (counted from 0, in input order) exactly as it is.
+
+        A stage that can tell lets the engine run the pass after it ahead of its decision, on
+        the cores the decision leaves idle, and keep what that pass made of the documents the
+        stage leaves alone (see `curate.engine`). The default, False, is never wrong.
+        """
+        return False
+
+    @classmethod
+    def tells_left_alone(cls) -> bool:
+        return cls.leaves_alone is not CorpusStage.leaves_alone
+
     def run(self, docs: Iterable[Document]) -> Iterator[Document]:
         if not self.settings.enabled:
             yield from docs

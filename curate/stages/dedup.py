@@ -530,6 +530,7 @@ class NearDuplicates(CorpusStage):
             self._parent = _ParentIndex(arrays) if arrays is not None else None
         self._observed: list[_Summarised] | _SummarySpill = []
         self._plans: dict[str, list[_Plan | None]] = {}
+        self._touched: set[int] = set()  # observed documents `apply` changes (by number)
 
     def summarise(self, doc: Document) -> _Summary:
         return _summarise_many([doc], self.settings, self._parent)[0]
@@ -561,6 +562,13 @@ class NearDuplicates(CorpusStage):
         for doc_id, queue in list(self._plans.items()):
             if all(plan is None for plan in queue):
                 del self._plans[doc_id]
+        # `apply` changes, or takes a queued plan for, the documents of these ids: the rest it
+        # leaves alone (`leaves_alone`).
+        plans_of = self._plans
+        self._touched = {n for n, summary in enumerate(observed) if summary.id in plans_of}
+
+    def leaves_alone(self, observed: int) -> bool:
+        return observed not in self._touched
 
     def apply(self, doc: Document) -> None:
         queue = self._plans.get(doc.id)

@@ -1,0 +1,162 @@
+"""The pass after a corpus stage, run while the stage decides (`curate.engine._EarlyPass`): what
+it made of a document the stage leaves alone stands, every other document goes through the pass
+again after the decision, and the output is the output of a pass that waited."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from curate import engine as engine_module
+from curate.document import DUPLICATE, OK, Document
+from curate.engine import LocalEngine
+from curate.stages.base import CorpusStage, DocumentStage, RunContext, StageSettings
+from curate.stages.dedup import INDEX_NAME, DedupSettings, NearDuplicates
+
+from .scale_helpers import FailOnMarker, FlagLongSentences, articles, serialised
+from .test_dedup import dedup_edits, engine_corpus
+
+
+class LogDocuments(DocumentStage):
+    """Appends the id of each document it processes to `path`, in whichever process runs it
+    (one short write in append mode: whole lines)."""
+
+    name = "test_log"
+    Settings = StageSettings
+    path: ClassVar[Path]
+
+    def process(self, doc: Document) -> None:
+        with open(self.path, "a", encoding="utf-8") as log:
+            log.write(doc.id + "\n")
+
+
+def _corpus() -> list[Document]:
+    """The dedup engine corpus (duplicates, repeated passages, splices) and articles that share
+    nothing: documents dedup changes and documents it leaves alone."""
+    built = [Document.new(f"built/{n:03d}.txt", text) for n, text in enumerate(articles(40, seed=5))]
+    return [*engine_corpus()[:6], *built[:20], *engine_corpus()[6:], *built[20:]]
+
+
+def _run(tmp_path: Path, name: str, workers: int, early: bool, extra: tuple[type, ...] = (), **engine: Any):
+    """The documents, the index and the log of which documents the pass after dedup processed."""
+    LogDocuments.path = tmp_path / f"{name}.log"
+    context = RunContext(config=None, state={"artifacts": {}, "warnings": []})
+    stages = [
+        NearDuplicates(DedupSettings(), context),
+        LogDocuments(StageSettings(), context),
+        FlagLongSentences(StageSettings(), context),
+        *(kind(StageSettings(), context) for kind in extra),
+    ]
+    local = LocalEngine(workers=workers, batch_size=3, early=early, **engine)
+    docs = list(local.execute(_corpus(), stages))
+    log = LogDocuments.path.read_text(encoding="utf-8").split() if LogDocuments.path.exists() else []
+    return docs, context.state["artifacts"][INDEX_NAME], log
+
+
+@pytest.fixture
+def early_pass_takes_everything(monkeypatch):
+    """The early pass goes on until it has taken every document (or its budget), and made
+    their results, however short the decision."""
+    made = engine_module._EarlyPass.made
+    taken: list[int] = []
+
+    def made_once_all_done(self: Any) -> Any:
+        if self.thread is not None:
+            self.thread.join()  # (it ends when the documents, or the budget, do)
+            for _, pending in self.sent:
+                while not pending.ready():
+                    pending.wait(0.1)
+            taken.append(len(self.taken))
+        return made(self)
+
+    monkeypatch.setattr(engine_module._EarlyPass, "made", made_once_all_done)
+    return taken
+
+
+def test_results_made_early_stand_for_the_documents_dedup_leaves_alone(tmp_path, early_pass_takes_everything):
+    waited, waited_index, waited_log = _run(tmp_path, "waited", workers=2, early=False)
+    one, one_index, _ = _run(tmp_path, "one", workers=1, early=True)
+    docs, index, log = _run(tmp_path, "early", workers=2, early=True)
+    assert early_pass_takes_everything == [len(docs)]  # it ran, on every document
+    # The output of a pass that waited for the decision (and of one worker), byte for byte.
+    assert serialised(docs) == serialised(waited) == serialised(one)
+    assert index == waited_index == one_index
+    # Waiting, the pass's document stages process each document left OK once; early, every
+    # document once before the decision, and the ones dedup then edits once more after it (its
+    # duplicates, no longer OK, are not processed after it), and only they.
+    assert sorted(waited_log) == sorted(d.id for d in waited if d.status == OK)
+    assert sorted(set(log)) == sorted(d.id for d in docs)
+    edited = {d.id for d in docs if dedup_edits(d)}
+    assert {doc_id for doc_id in log if log.count(doc_id) == 2} == edited
+    assert edited and any(d.status == DUPLICATE for d in docs) and max(map(log.count, log)) == 2
+
+
+def test_an_early_pass_cut_short_by_its_budget_gives_the_same_output(tmp_path, early_pass_takes_everything):
+    waited, waited_index, _ = _run(tmp_path, "waited", workers=2, early=False)
+    # A budget of a byte: one batch is all it takes.
+    docs, index, log = _run(tmp_path, "early", workers=2, early=True, spill_memory_mb=1e-6)
+    [taken] = early_pass_takes_everything
+    assert 0 < taken < len(docs) / 2
+    assert serialised(docs) == serialised(waited) and index == waited_index
+
+
+def test_a_failing_document_fails_the_run_as_without_an_early_pass(tmp_path, early_pass_takes_everything):
+    corpus = _corpus()
+    failing = corpus[30].source  # an article dedup leaves alone
+
+    def marked() -> list[Document]:
+        return [Document.new(d.source, d.text + ("FAIL" if d.source == failing else "")) for d in corpus]
+
+    errors = []
+    for early in (False, True):
+        context = RunContext(config=None, state={"artifacts": {}, "warnings": []})
+        stages = [NearDuplicates(DedupSettings(), context), FailOnMarker(StageSettings(), context)]
+        with pytest.raises(ValueError) as raised:
+            list(LocalEngine(workers=2, batch_size=3, early=early).execute(marked(), stages))
+        errors.append(str(raised.value))
+    assert errors[0] == errors[1] and failing in errors[0]
+
+
+def _observed_and_decided(docs: list[Document]) -> NearDuplicates:
+    stage = NearDuplicates(DedupSettings(), RunContext(config=None, state={"artifacts": {}, "warnings": []}))
+    for summary in stage.summarise_many([d for d in docs if d.status == OK]):
+        stage.observe(summary)
+    stage.decide()
+    return stage
+
+
+def _fingerprint(doc: Document) -> str:
+    return json.dumps([doc.to_json(), [e.to_json() for e in doc.edits], doc.status], ensure_ascii=False)
+
+
+def test_dedup_leaves_alone_exactly_the_documents_its_apply_leaves_as_they_are():
+    docs = _corpus()
+    stage = _observed_and_decided(docs)
+    assert stage.tells_left_alone() and not CorpusStage.tells_left_alone()
+    alone = []
+    for number, doc in enumerate(docs):
+        applied = copy.deepcopy(doc)
+        stage.apply(applied)
+        assert stage.leaves_alone(number) == (_fingerprint(applied) == _fingerprint(doc)), doc.source
+        alone.append(stage.leaves_alone(number))
+    assert 0 < alone.count(False) < alone.count(True)
+
+
+def test_documents_of_an_id_with_a_plan_are_never_left_alone():
+    """Two documents with the same id (the same source twice): one is kept as it is, the other
+    is its duplicate; `apply` takes their plans from one queue in input order, so the one kept
+    must be applied where the other is, not left to a pass made before the decision."""
+    article = articles(1, seed=11)[0]
+    docs = [Document.new("same.txt", article), Document.new("other.txt", articles(2, seed=12)[1])]
+    docs.append(Document.new("same.txt", article))
+    assert docs[0].id == docs[2].id
+    stage = _observed_and_decided(docs)
+    assert [stage.leaves_alone(n) for n in range(3)] == [False, True, False]
+    first, second = copy.deepcopy(docs[0]), copy.deepcopy(docs[2])
+    stage.apply(first)
+    stage.apply(second)
+    assert sorted([first.status, second.status]) == sorted([OK, DUPLICATE])
