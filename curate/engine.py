@@ -909,8 +909,9 @@ class _Barrier:
     """The documents after a corpus stage (`LocalEngine._barrier`). Iterated: every document
     observed (and spilled: `Spill`), the stage's decision, then the spill's records in order,
     for the next phase's workers. `through(phase)`: that next phase's results, with the phase
-    started ahead of the decision (`_EarlyPass`) where the stage can tell which documents it leaves
-    alone (`CorpusStage.leaves_alone`); the same results in the same order either way."""
+    started ahead of the decision (`_EarlyPass`) when it is the last pass and the stage can tell
+    which documents it leaves alone (`CorpusStage.leaves_alone`); the same results in the same
+    order either way."""
 
     def __init__(self, engine: LocalEngine, stage: CorpusStage, results: Iterable[Result]) -> None:
         self.engine, self.stage, self.results = engine, stage, results
@@ -933,20 +934,23 @@ class _Barrier:
 
     def through(self, phase: Phase) -> Iterator[Result]:
         engine = self.engine
-        if engine.early and engine.workers > 1 and self.stage.tells_left_alone() and fork_is_safe():
+        # Only into the last pass: its results travel back to the driver, so the early pass's
+        # workers write nothing the other passes read (a worker of it lost costs nothing but
+        # its work: `_EarlyPass`).
+        last = phase.finish is not None and phase.summarise is None
+        if engine.early and last and engine.workers > 1 and self.stage.tells_left_alone() and fork_is_safe():
             return self._early(phase)
         return parallel_map(phase.run, iter(self), engine.workers, engine._batch_size)
 
     def _early(self, phase: Phase) -> Iterator[Result]:
         engine, stage = self.engine, self.stage
-        assert engine._store is not None  # (several workers: `LocalEngine.execute`)
         with engine._spill(stage) as spill, contextlib.ExitStack() as stack:
             observed = self._observe(spill)  # (a byte a document)
             records = spill.records()
             batch = engine._batch_size.learned or engine._batch_size.documents
             workers = max(1, engine.workers - 1)  # (the decision keeps a core of its own)
             early = _EarlyPass(
-                replace(phase, apply=None), records, workers, batch, engine._store, engine.spill_memory
+                replace(phase, apply=None), records, workers, batch, engine.spill_dir, engine.spill_memory
             )
             stack.enter_context(early)  # (its workers may finish a batch while the pass runs)
             engine._decide(stage)
@@ -1001,10 +1005,10 @@ class _EarlyPass:
         records: Iterator[Any],
         workers: int,
         batch: int,
-        store: DocumentFile,
+        folder: Path | None,
         budget: int,
     ) -> None:
-        self.phase, self.records, self.workers, self.store = phase, records, workers, store
+        self.phase, self.records, self.workers, self.folder = phase, records, workers, folder
         self.batch = batch  # documents a task
         self.budget = budget  # bytes of records taken at most (they wait here: `Spill`'s weight)
         self.taken: list[Any] = []  # the records taken from `records`, in order
@@ -1015,6 +1019,7 @@ class _EarlyPass:
         self.pool: Any = None
         self.thread: threading.Thread | None = None
         self.done: list[Any] = []  # each batch's results (or where they are), or None
+        self.store: DocumentFile | None = None  # where the workers put their results
         self._exit = contextlib.ExitStack()
 
     def __enter__(self) -> _EarlyPass:
@@ -1028,6 +1033,11 @@ class _EarlyPass:
             self.sent.append((1, _Ready(self.phase.run([first]))))
         except Exception:  # (the pass after the decision meets it again, as it would have)
             self.sent.append((1, _Ready(None)))
+        # A file of its own: a worker of this pass killed while it reserves room there (holding
+        # the file's lock) can only hold up this pass's other workers, whose batches are then
+        # left to the pass after the decision.
+        self.store = DocumentFile(self.folder)
+        self._exit.callback(self.store.close)
         task = partial(_stored_run, self.phase.run, self.store)
         self.pool = self._exit.enter_context(_forked_pool(task, self.workers, self.NICE))
         self._exit.callback(self._finish)  # (before the pool ends)
@@ -1072,7 +1082,7 @@ class _EarlyPass:
         """The feeder stopped, and the batches still in the workers' hands done: a worker is
         never ended in the middle of one (it may hold the document file's lock)."""
         self._stop()
-        for _, pending in self.sent:  # (a worker lost leaves its batch pending for ever)
+        for _, pending in self.sent:  # (a worker lost leaves its batch, or more, pending for ever)
             while not pending.ready() and self.pool.lost_worker() is None:
                 pending.wait(_WORKER_CHECK_SECONDS)
 

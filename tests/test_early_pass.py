@@ -16,9 +16,10 @@ from curate.document import DUPLICATE, OK, Document
 from curate.engine import LocalEngine
 from curate.stages.base import CorpusStage, DocumentStage, RunContext, StageSettings
 from curate.stages.dedup import INDEX_NAME, DedupSettings, NearDuplicates
+from curate.version import Encoded, encode
 
-from .scale_helpers import FailOnMarker, FlagLongSentences, articles, serialised
-from .test_dedup import dedup_edits, engine_corpus
+from .scale_helpers import FailOnMarker, FlagLongSentences, articles
+from .test_dedup import engine_corpus
 
 
 class LogDocuments(DocumentStage):
@@ -41,20 +42,29 @@ def _corpus() -> list[Document]:
     return [*engine_corpus()[:6], *built[:20], *engine_corpus()[6:], *built[20:]]
 
 
-def _run(tmp_path: Path, name: str, workers: int, early: bool, extra: tuple[type, ...] = (), **engine: Any):
-    """The documents, the index and the log of which documents the pass after dedup processed."""
+def _run(tmp_path: Path, name: str, workers: int, early: bool, **engine: Any):
+    """The documents encoded, the index and the log of which documents the pass after dedup
+    processed (the last pass: the early pass only ever runs that one)."""
     LogDocuments.path = tmp_path / f"{name}.log"
     context = RunContext(config=None, state={"artifacts": {}, "warnings": []})
     stages = [
         NearDuplicates(DedupSettings(), context),
         LogDocuments(StageSettings(), context),
         FlagLongSentences(StageSettings(), context),
-        *(kind(StageSettings(), context) for kind in extra),
     ]
     local = LocalEngine(workers=workers, batch_size=3, early=early, **engine)
-    docs = list(local.execute(_corpus(), stages))
+    docs = list(local.execute(_corpus(), stages, finish=encode))
     log = LogDocuments.path.read_text(encoding="utf-8").split() if LogDocuments.path.exists() else []
     return docs, context.state["artifacts"][INDEX_NAME], log
+
+
+def _written(docs: list[Encoded]) -> list[tuple[bytes, bytes]]:
+    """What the writer writes of each document, in order."""
+    return [(doc.line, doc.edit_lines) for doc in docs]
+
+
+def _edited_by_dedup(doc: Encoded) -> bool:
+    return any(json.loads(line)["stage"] == "dedup" for line in doc.edit_lines.splitlines())
 
 
 @pytest.fixture
@@ -83,14 +93,14 @@ def test_results_made_early_stand_for_the_documents_dedup_leaves_alone(tmp_path,
     docs, index, log = _run(tmp_path, "early", workers=2, early=True)
     assert early_pass_takes_everything == [len(docs)]  # it ran, on every document
     # The output of a pass that waited for the decision (and of one worker), byte for byte.
-    assert serialised(docs) == serialised(waited) == serialised(one)
+    assert _written(docs) == _written(waited) == _written(one)
     assert index == waited_index == one_index
     # Waiting, the pass's document stages process each document left OK once; early, every
     # document once before the decision, and the ones dedup then edits once more after it (its
     # duplicates, no longer OK, are not processed after it), and only they.
     assert sorted(waited_log) == sorted(d.id for d in waited if d.status == OK)
     assert sorted(set(log)) == sorted(d.id for d in docs)
-    edited = {d.id for d in docs if dedup_edits(d)}
+    edited = {d.id for d in docs if _edited_by_dedup(d)}
     assert {doc_id for doc_id in log if log.count(doc_id) == 2} == edited
     assert edited and any(d.status == DUPLICATE for d in docs) and max(map(log.count, log)) == 2
 
@@ -101,7 +111,7 @@ def test_an_early_pass_cut_short_by_its_budget_gives_the_same_output(tmp_path, e
     docs, index, log = _run(tmp_path, "early", workers=2, early=True, spill_memory_mb=1e-6)
     [taken] = early_pass_takes_everything
     assert 0 < taken < len(docs) / 2
-    assert serialised(docs) == serialised(waited) and index == waited_index
+    assert _written(docs) == _written(waited) and index == waited_index
 
 
 def test_a_failing_document_fails_the_run_as_without_an_early_pass(tmp_path, early_pass_takes_everything):
@@ -116,9 +126,10 @@ def test_a_failing_document_fails_the_run_as_without_an_early_pass(tmp_path, ear
         context = RunContext(config=None, state={"artifacts": {}, "warnings": []})
         stages = [NearDuplicates(DedupSettings(), context), FailOnMarker(StageSettings(), context)]
         with pytest.raises(ValueError) as raised:
-            list(LocalEngine(workers=2, batch_size=3, early=early).execute(marked(), stages))
+            list(LocalEngine(workers=2, batch_size=3, early=early).execute(marked(), stages, finish=encode))
         errors.append(str(raised.value))
     assert errors[0] == errors[1] and failing in errors[0]
+    assert early_pass_takes_everything == [len(corpus)]  # (the early pass met it first)
 
 
 def _observed_and_decided(docs: list[Document]) -> NearDuplicates:
@@ -160,3 +171,29 @@ def test_documents_of_an_id_with_a_plan_are_never_left_alone():
     stage.apply(first)
     stage.apply(second)
     assert sorted([first.status, second.status]) == sorted([OK, DUPLICATE])
+
+
+def test_an_early_worker_killed_while_the_stage_decides_costs_nothing_but_its_work(tmp_path, monkeypatch):
+    """Its documents go through the pass after the decision; the run ends as it would have."""
+    waited, waited_index, _ = _run(tmp_path, "waited", workers=2, early=False)
+    enter, decide = engine_module._EarlyPass.__enter__, NearDuplicates.decide
+    passes: list[Any] = []
+    killed: list[int] = []
+
+    def entered(self: Any) -> Any:
+        passes.append(self)
+        return enter(self)
+
+    def decide_after_a_kill(self: Any) -> None:
+        if passes and passes[-1].pool is not None:
+            worker = passes[-1].pool._pool[0]
+            worker.kill()
+            worker.join()
+            killed.append(worker.exitcode)
+        decide(self)
+
+    monkeypatch.setattr(engine_module._EarlyPass, "__enter__", entered)
+    monkeypatch.setattr(NearDuplicates, "decide", decide_after_a_kill)
+    docs, index, _ = _run(tmp_path, "early", workers=2, early=True)
+    assert killed == [-9]
+    assert _written(docs) == _written(waited) and index == waited_index
