@@ -50,6 +50,7 @@ import signal
 import struct
 import tempfile
 import threading
+from array import array
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
@@ -343,6 +344,7 @@ def parallel_map(
     workers: int,
     batch_size: int | BatchSize,
     local: Callable[[list[Any]], list[Any] | None] | None = None,
+    warmed: bool = False,
 ) -> Iterator[Any]:
     """Apply `task` to batches of documents in worker processes; results in input order.
     `batch_size`: documents per batch, or a `BatchSize` that chooses.
@@ -350,7 +352,8 @@ def parallel_map(
     At most 2 × workers batches are in flight, so memory stays bounded however long the stream.
     `local(batch)`, when given, may answer for a batch that needs no work here (its results,
     or None to send the batch to `task`). In a process connected to Ray (the report of a Ray
-    run) nothing is forked: the batches run here.
+    run) nothing is forked: the batches run here. `warmed`: what the task's stages load lazily
+    is loaded already (a document of the task ran here): no first document runs here.
     """
     batches = batch_size.batches(docs) if isinstance(batch_size, BatchSize) else _batches(docs, batch_size)
     if local is not None:
@@ -369,11 +372,12 @@ def parallel_map(
         first = next(batches, None)
     if first is None:
         return
-    first_results = task(first[:1])
+    here = 0 if warmed else 1  # documents of the first batch run here
+    first_results = task(first[:here]) if here else []
     with _forked_pool(task, workers) as pool:
         pending: deque[Any] = deque()
-        if len(first) > 1:
-            pending.append(pool.apply_async(_run_task, (first[1:],)))
+        if len(first) > here:
+            pending.append(pool.apply_async(_run_task, (first[here:],)))
         yield from first_results
         del first_results
         working = len(pending)  # batches in the workers' hands
@@ -952,26 +956,41 @@ class _Barrier:
             early = _EarlyPass(
                 replace(phase, apply=None), records, workers, batch, engine.spill_dir, engine.spill_memory
             )
+            early.skip = self._probably_changed(observed)
             stack.enter_context(early)  # (its workers may finish a batch while the pass runs)
             engine._decide(stage)
             made = early.made()
             # A result made early stands for a document the stage leaves alone (or never
             # observed: `apply` is for documents of status OK); the rest go through the phase.
             kept, number = [], 0
-            for (_, has_result), ok in zip(made, observed, strict=False):
+            for has_result, ok in zip(made, observed, strict=False):
                 kept.append(has_result and (not ok or stage.leaves_alone(number)))
                 number += ok
-            del observed
-            again = (record for (record, _), keep in zip(made, kept, strict=True) if not keep)
+            del observed, made
+            again = (record for record, keep in zip(early.taken, kept, strict=True) if not keep)
             rest = parallel_map(
-                phase.run, itertools.chain(again, records), engine.workers, engine._batch_size
+                phase.run,
+                itertools.chain(again, records),
+                engine.workers,
+                engine._batch_size,
+                warmed=early.warmed,
             )
             results = early.results(kept)
             for keep in kept:
                 result = next(results)
                 yield result if keep else next(rest)
-            del made, kept
+            del kept
             yield from rest
+
+    def _probably_changed(self, observed: bytearray) -> bytearray:
+        """Per document, whether the stage will most likely change it
+        (`CorpusStage.probably_changes`): not worth running early."""
+        stage, number, skip = self.stage, 0, bytearray(len(observed))
+        for i, ok in enumerate(observed):
+            if ok:
+                skip[i] = stage.probably_changes(number)
+                number += 1
+        return skip
 
 
 def _stored_run(task: Callable[[list[Any]], list[Any]], store: DocumentFile, batch: list[Any]) -> bytes:
@@ -1012,7 +1031,10 @@ class _EarlyPass:
         self.batch = batch  # documents a task
         self.budget = budget  # bytes of records taken at most (they wait here: `Spill`'s weight)
         self.taken: list[Any] = []  # the records taken from `records`, in order
-        self.sent: list[tuple[int, Any]] = []  # (documents, pending result) of each batch
+        self.batch_of = array("q")  # of each record taken, the batch it went in (-1: none)
+        self.sent: list[Any] = []  # the pending results of each batch
+        self.skip = bytearray()  # of each record, whether not to run it (`_probably_changed`)
+        self.warmed = False  # a first document ran here (see `parallel_map`)
         self.stopping = threading.Event()
         self.slots = threading.Semaphore(2 * workers)  # batches in the workers' hands
         self.error: BaseException | None = None
@@ -1028,11 +1050,14 @@ class _EarlyPass:
             return self
         self.taken.append(first)
         # The first document here, before the fork (as `parallel_map` does): the tables the
-        # phase's stages load lazily are loaded once, shared by these workers and the pass's.
+        # phase's stages load lazily are loaded once, shared by these workers and the pass's
+        # (which then runs no first document here: `warmed`).
         try:
-            self.sent.append((1, _Ready(self.phase.run([first]))))
+            self.sent.append(_Ready(self.phase.run([first])))
         except Exception:  # (the pass after the decision meets it again, as it would have)
-            self.sent.append((1, _Ready(None)))
+            self.sent.append(_Ready(None))
+        self.batch_of.append(0)
+        self.warmed = True
         # A file of its own: a worker of this pass killed while it reserves room there (holding
         # the file's lock) can only hold up this pass's other workers, whose batches are then
         # left to the pass after the decision.
@@ -1051,22 +1076,37 @@ class _EarlyPass:
     def _feed(self) -> None:
         """In a thread of the driver: hand the workers batches until the decision is made."""
         try:
-            weight = 0
-            while not self.stopping.is_set() and weight < self.budget:
-                batch = list(itertools.islice(self.records, self.batch))
-                if not batch:
-                    return
-                self.taken.extend(batch)
-                weight += sum(len(record) if isinstance(record, bytes) else 0 for record in batch)
-                self.slots.acquire()
-                if self.stopping.is_set():
-                    return
-                pending = self.pool.apply_async(
-                    _run_task, (batch,), callback=self._free, error_callback=self._free
-                )
-                self.sent.append((len(batch), pending))
+            weight, batch = 0, []
+            for record in self.records:
+                skip = self.skip[len(self.taken)] if len(self.taken) < len(self.skip) else 0
+                self.taken.append(record)
+                weight += len(record) if isinstance(record, bytes) else 0
+                self.batch_of.append(-1 if skip else len(self.sent))
+                if not skip:
+                    batch.append(record)
+                if len(batch) >= self.batch or weight >= self.budget:
+                    self.slots.acquire()
+                    if self.stopping.is_set():
+                        break
+                    self._send(batch)
+                    batch = []
+                if self.stopping.is_set() or weight >= self.budget:
+                    break
+            if batch and not self.stopping.is_set():
+                self._send(batch)
         except BaseException as exc:  # (the spill's file unreadable: raised in the driver)
             self.error = exc
+        finally:  # (the records taken for a batch never sent, the last ones, have no result)
+            sent = len(self.sent)
+            for i in range(len(self.batch_of) - 1, -1, -1):
+                if self.batch_of[i] >= sent:
+                    self.batch_of[i] = -1
+                elif self.batch_of[i] >= 0:
+                    break
+
+    def _send(self, batch: list[Any]) -> None:
+        pending = self.pool.apply_async(_run_task, (batch,), callback=self._free, error_callback=self._free)
+        self.sent.append(pending)
 
     def _free(self, _: Any) -> None:
         self.slots.release()
@@ -1082,38 +1122,40 @@ class _EarlyPass:
         """The feeder stopped, and the batches still in the workers' hands done: a worker is
         never ended in the middle of one (it may hold the document file's lock)."""
         self._stop()
-        for _, pending in self.sent:  # (a worker lost leaves its batch, or more, pending for ever)
+        for pending in self.sent:  # (a worker lost leaves its batch, or more, pending for ever)
             while not pending.ready() and self.pool.lost_worker() is None:
                 pending.wait(_WORKER_CHECK_SECONDS)
 
-    def made(self) -> list[tuple[Any, bool]]:
-        """(record, whether it has a result), for every record taken, in order: the results of
-        the batches done by now; the batches still in the workers' hands are not waited for
-        (their documents go through the pass after the decision)."""
+    def made(self) -> list[bool]:
+        """Whether each record taken has a result, in order: the results of the batches done
+        by now; the batches still in the workers' hands are not waited for (their documents
+        go through the pass after the decision)."""
         self._stop()
         if self.error is not None:
             raise self.error
-        made: list[tuple[Any, bool]] = []
-        taken = iter(self.taken)
-        for count, pending in self.sent:
+        for pending in self.sent:
             try:
-                where = pending.get() if pending.ready() else None
+                self.done.append(pending.get() if pending.ready() else None)
             except Exception:  # (the pass after the decision meets it again, as it would have)
-                where = None
-            self.done.append(where)
-            made.extend((record, where is not None) for record in itertools.islice(taken, count))
-        made.extend((record, False) for record in taken)
-        return made
+                self.done.append(None)
+        done = self.done
+        return [b >= 0 and done[b] is not None for b in self.batch_of]
 
     def results(self, wanted: list[bool]) -> Iterator[Result | None]:
         """The result of every record taken, in order, read back from the document file batch
-        by batch; None where none was made, or where not `wanted` (a batch with no result
-        wanted is not read)."""
-        at = 0
-        for (count, _), where in zip(self.sent, self.done, strict=True):
-            if where is None or not any(wanted[at : at + count]):
-                yield from itertools.repeat(None, count)
-            else:
-                yield from where if isinstance(where, list) else loads(where, self.store)
-            at += count
-        yield from itertools.repeat(None, len(self.taken) - at)
+        by batch; None where none was made, or where not `wanted` (a batch is read when the
+        first result wanted of it is reached, and only then)."""
+        at = [0] * len(self.sent)  # the next result of each batch
+        loaded, results = -1, []
+        for b, want in zip(self.batch_of, wanted, strict=True):
+            if b < 0:
+                yield None
+                continue
+            k, at[b] = at[b], at[b] + 1
+            where = self.done[b]
+            if where is None or not want:
+                yield None
+                continue
+            if loaded != b:
+                loaded, results = b, where if isinstance(where, list) else loads(where, self.store)
+            yield results[k]

@@ -531,6 +531,10 @@ class NearDuplicates(CorpusStage):
         self._observed: list[_Summarised] | _SummarySpill = []
         self._plans: dict[str, list[_Plan | None]] = {}
         self._touched: set[int] = set()  # observed documents `apply` changes (by number)
+        # Until `decide`, for `probably_changes`: a hash of each observed document's paragraph
+        # hashes, and for each such hash the (id, number) of its document that comes first.
+        self._texts = array("q")
+        self._first: dict[int, tuple[str, int]] = {}
 
     def summarise(self, doc: Document) -> _Summary:
         return _summarise_many([doc], self.settings, self._parent)[0]
@@ -544,10 +548,23 @@ class NearDuplicates(CorpusStage):
     def observe(self, summary: Any) -> None:
         if self.settings.spill_index and isinstance(self._observed, list):
             self._observed = _SummarySpill(_spill_dir(self.context))
+        # Of exact copies (the same paragraphs, in order), all but the first in `decide`'s
+        # order (id, then input order) will most likely be duplicates (`probably_changes`): a
+        # hint, so Python's hash of the hashes will do.
+        text, first = hash(summary.hashes.tobytes()), (summary.id, len(self._texts))
+        self._texts.append(text)
+        known = self._first.get(text)
+        if known is None or first < known:
+            self._first[text] = first
         self._observed.append(summary)
+
+    def probably_changes(self, observed: int) -> bool:
+        texts = self._texts
+        return observed < len(texts) and self._first[texts[observed]][1] != observed
 
     def decide(self) -> None:
         held, self._observed = self._observed, []
+        self._texts, self._first = array("q"), {}
         observed = held.summaries() if isinstance(held, _SummarySpill) else held
         engine = _Engine(self.settings, self.context, self._parent)
         with _cyclic_gc_paused():
