@@ -948,16 +948,19 @@ class _Barrier:
 
     def _early(self, phase: Phase) -> Iterator[Result]:
         engine, stage = self.engine, self.stage
-        with engine._spill(stage) as spill, contextlib.ExitStack() as stack:
+        batch = engine._batch_size.learned or engine._batch_size.documents
+        workers = max(1, engine.workers - 1)  # (the decision keeps a core of its own)
+        early = _EarlyPass(replace(phase, apply=None), workers, batch, engine.spill_dir, engine.spill_memory)
+        with engine._spill(stage) as spill, early:
             observed = self._observe(spill)  # (a byte a document)
+            # Its workers fork now, not at the first document observed (`fork`): what the
+            # driver lets go of and writes after a fork is copied, and it lets go of the fused
+            # pass's spill while it observes (the copies shape's run then held 320 MB more).
             records = spill.records()
-            batch = engine._batch_size.learned or engine._batch_size.documents
-            workers = max(1, engine.workers - 1)  # (the decision keeps a core of its own)
-            early = _EarlyPass(
-                replace(phase, apply=None), records, workers, batch, engine.spill_dir, engine.spill_memory
-            )
-            early.skip = self._probably_changed(observed)
-            stack.enter_context(early)  # (its workers may finish a batch while the pass runs)
+            first = next(records, _NOTHING)
+            if first is not _NOTHING:
+                early.fork(first)
+            early.start(records, self._probably_changed(observed))
             engine._decide(stage)
             made = early.made()
             # A result made early stands for a document the stage leaves alone (or never
@@ -1018,18 +1021,11 @@ class _EarlyPass:
 
     NICE = 19  # the workers' niceness above the driver's: the lowest priority
 
-    def __init__(
-        self,
-        phase: Phase,
-        records: Iterator[Any],
-        workers: int,
-        batch: int,
-        folder: Path | None,
-        budget: int,
-    ) -> None:
-        self.phase, self.records, self.workers, self.folder = phase, records, workers, folder
+    def __init__(self, phase: Phase, workers: int, batch: int, folder: Path | None, budget: int) -> None:
+        self.phase, self.workers, self.folder = phase, workers, folder
         self.batch = batch  # documents a task
         self.budget = budget  # bytes of records taken at most (they wait here: `Spill`'s weight)
+        self.records: Iterator[Any] = iter(())
         self.taken: list[Any] = []  # the records taken from `records`, in order
         self.batch_of = array("q")  # of each record taken, the batch it went in (-1: none)
         self.sent: list[Any] = []  # the pending results of each batch
@@ -1042,36 +1038,45 @@ class _EarlyPass:
         self.thread: threading.Thread | None = None
         self.done: list[Any] = []  # each batch's results (or where they are), or None
         self.store: DocumentFile | None = None  # where the workers put their results
-        self._exit = contextlib.ExitStack()
+        self._exit = contextlib.ExitStack()  # the file (last), the workers and their feeder
+        self._workers = contextlib.ExitStack()  # the workers and their feeder
 
     def __enter__(self) -> _EarlyPass:
-        first = next(self.records, _NOTHING)
-        if first is _NOTHING:
-            return self
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._exit.close()
+
+    def fork(self, first: Any) -> None:
+        """Run the first document here and fork the workers (idle until `start`).
+
+        The first document runs here, before the fork (as `parallel_map` does): the tables
+        the phase's stages load lazily are loaded once, shared by these workers and the pass's
+        (which then runs no first document here: `warmed`)."""
         self.taken.append(first)
-        # The first document here, before the fork (as `parallel_map` does): the tables the
-        # phase's stages load lazily are loaded once, shared by these workers and the pass's
-        # (which then runs no first document here: `warmed`).
         try:
             self.sent.append(_Ready(self.phase.run([first])))
         except Exception:  # (the pass after the decision meets it again, as it would have)
             self.sent.append(_Ready(None))
         self.batch_of.append(0)
         self.warmed = True
-        # A file of its own: a worker of this pass killed while it reserves room there (holding
-        # the file's lock) can only hold up this pass's other workers, whose batches are then
-        # left to the pass after the decision.
+        # A file of its own: a worker of this pass ended in the middle of a batch (holding the
+        # file's lock, maybe) can only hold up this pass's other workers.
         self.store = DocumentFile(self.folder)
         self._exit.callback(self.store.close)
         task = partial(_stored_run, self.phase.run, self.store)
-        self.pool = self._exit.enter_context(_forked_pool(task, self.workers, self.NICE))
-        self._exit.callback(self._finish)  # (before the pool ends)
+        self._exit.enter_context(self._workers)
+        self.pool = self._workers.enter_context(_forked_pool(task, self.workers, self.NICE))
+        self._workers.callback(self._stop)  # (before the pool ends)
+
+    def start(self, records: Iterator[Any], skip: bytearray) -> None:
+        """Hand the workers the documents of `records` (the first already taken), but those
+        `skip` marks, until the decision is made (`made`)."""
+        if not self.warmed:
+            return
+        self.records, self.skip = records, skip
         self.thread = threading.Thread(target=self._feed, name="curate-early-pass", daemon=True)
         self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._exit.close()
 
     def _feed(self) -> None:
         """In a thread of the driver: hand the workers batches until the decision is made."""
@@ -1118,18 +1123,10 @@ class _EarlyPass:
             self.thread.join()
             self.thread = None
 
-    def _finish(self) -> None:
-        """The feeder stopped, and the batches still in the workers' hands done: a worker is
-        never ended in the middle of one (it may hold the document file's lock)."""
-        self._stop()
-        for pending in self.sent:  # (a worker lost leaves its batch, or more, pending for ever)
-            while not pending.ready() and self.pool.lost_worker() is None:
-                pending.wait(_WORKER_CHECK_SECONDS)
-
     def made(self) -> list[bool]:
         """Whether each record taken has a result, in order: the results of the batches done
-        by now; the batches still in the workers' hands are not waited for (their documents
-        go through the pass after the decision)."""
+        by now. The workers end: the batches still in their hands are not waited for (their
+        documents go through the pass after the decision)."""
         self._stop()
         if self.error is not None:
             raise self.error
@@ -1138,6 +1135,7 @@ class _EarlyPass:
                 self.done.append(pending.get() if pending.ready() else None)
             except Exception:  # (the pass after the decision meets it again, as it would have)
                 self.done.append(None)
+        self._workers.close()
         done = self.done
         return [b >= 0 and done[b] is not None for b in self.batch_of]
 
