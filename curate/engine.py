@@ -955,7 +955,7 @@ class _Barrier:
             observed = self._observe(spill)  # (a byte a document)
             # Its workers fork now, not at the first document observed (`fork`): what the
             # driver lets go of and writes after a fork is copied, and it lets go of the fused
-            # pass's spill while it observes (the copies shape's run then held 320 MB more).
+            # pass's spill while it observes (the copies shape's run then peaked 150 MB higher).
             records = spill.records()
             first = next(records, _NOTHING)
             if first is not _NOTHING:
