@@ -29,9 +29,9 @@ What keeps the driver (this process) from being the bottleneck of N workers:
 - two corpus stages in a row share a pass when the first can tell which documents it leaves
   alone (`CorpusStage.unchanged_by`): the pass computes both stages' summaries, and only the
   documents the first stage changes make a second round trip (`LocalEngine._fused`);
-- the pass after a corpus stage that can tell, once decided, which documents it leaves alone
-  (`CorpusStage.leaves_alone`) starts while it decides, on the cores the decision leaves idle,
-  and keeps what it made of those documents (`_EarlyPass`).
+- the last pass, after a corpus stage that can tell, once decided, which documents it leaves
+  alone (`CorpusStage.leaves_alone`), starts while the stage decides, on the cores the decision
+  leaves idle, and keeps what it made of those documents (`_EarlyPass`).
 
 Results come back in input order whatever the number of workers, so the output is byte-identical
 for 1 or N workers.
