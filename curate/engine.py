@@ -1017,8 +1017,9 @@ class _EarlyPass:
     the decision's own (its `parallel` work) come first, and they put their results in a
     document file of their own (`_stored_run`), so the driver, while it decides, only hands out
     and takes back where documents are, and reads back only the results that stand. What it
-    costs: the workers fork when the decision starts, and each page of the driver's that the
-    decision then writes is copied (on a corpus of many copies, 0.8 KB a document).
+    costs: memory, the workers' own and the pages they share with the driver when it writes
+    them (they fork when the decision starts): on a corpus of many copies 0.8 KB a document
+    more at the peak (`bench/bench_shapes.py --shape copies`).
     """
 
     NICE = 19  # the workers' niceness above the driver's: the lowest priority
