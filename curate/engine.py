@@ -344,7 +344,6 @@ def parallel_map(
     workers: int,
     batch_size: int | BatchSize,
     local: Callable[[list[Any]], list[Any] | None] | None = None,
-    warmed: bool = False,
 ) -> Iterator[Any]:
     """Apply `task` to batches of documents in worker processes; results in input order.
     `batch_size`: documents per batch, or a `BatchSize` that chooses.
@@ -352,8 +351,7 @@ def parallel_map(
     At most 2 × workers batches are in flight, so memory stays bounded however long the stream.
     `local(batch)`, when given, may answer for a batch that needs no work here (its results,
     or None to send the batch to `task`). In a process connected to Ray (the report of a Ray
-    run) nothing is forked: the batches run here. `warmed`: what the task's stages load lazily
-    is loaded already (a document of the task ran here): no first document runs here.
+    run) nothing is forked: the batches run here.
     """
     batches = batch_size.batches(docs) if isinstance(batch_size, BatchSize) else _batches(docs, batch_size)
     if local is not None:
@@ -372,12 +370,11 @@ def parallel_map(
         first = next(batches, None)
     if first is None:
         return
-    here = 0 if warmed else 1  # documents of the first batch run here
-    first_results = task(first[:here]) if here else []
+    first_results = task(first[:1])
     with _forked_pool(task, workers) as pool:
         pending: deque[Any] = deque()
-        if len(first) > here:
-            pending.append(pool.apply_async(_run_task, (first[here:],)))
+        if len(first) > 1:
+            pending.append(pool.apply_async(_run_task, (first[1:],)))
         yield from first_results
         del first_results
         working = len(pending)  # batches in the workers' hands
@@ -952,14 +949,9 @@ class _Barrier:
         workers = max(1, engine.workers - 1)  # (the decision keeps a core of its own)
         early = _EarlyPass(replace(phase, apply=None), workers, batch, engine.spill_dir, engine.spill_memory)
         with engine._spill(stage) as spill, early:
+            early.fork()  # (as the run's documents start to flow: see there)
             observed = self._observe(spill)  # (a byte a document)
-            # Its workers fork now, not at the first document observed (`fork`): what the
-            # driver lets go of and writes after a fork is copied, and it lets go of the fused
-            # pass's spill while it observes (the copies shape's run then peaked 150 MB higher).
             records = spill.records()
-            first = next(records, _NOTHING)
-            if first is not _NOTHING:
-                early.fork(first)
             early.start(records, self._probably_changed(observed))
             engine._decide(stage)
             made = early.made()
@@ -976,7 +968,6 @@ class _Barrier:
                 itertools.chain(again, records),
                 engine.workers,
                 engine._batch_size,
-                warmed=early.warmed,
             )
             results = early.results(kept)
             for keep in kept:
@@ -1016,10 +1007,15 @@ class _EarlyPass:
     What keeps it from slowing the decision down: the workers run at the lowest priority, so
     the decision's own (its `parallel` work) come first, and they put their results in a
     document file of their own (`_stored_run`), so the driver, while it decides, only hands out
-    and takes back where documents are, and reads back only the results that stand. What it
-    costs: memory, the workers' own and the pages they share with the driver when it writes
-    them (they fork when the decision starts): on a corpus of many copies 0.8 KB a document
-    more at the peak (`bench/bench_shapes.py --shape copies`).
+    and takes back where documents are, and reads back only the results that stand.
+
+    What keeps it from costing memory: the workers fork before the run's documents flow (idle,
+    they wait for the decision), when the driver holds nothing large. A page a fork shares
+    stays with the fork when the driver writes it: forked when the decision started, they
+    held the pages the decision then wrote, 0.8 KB a document on a corpus of many copies
+    (`bench/bench_shapes.py --shape copies`). So no document runs in the driver before they
+    fork: they load the pass's tables themselves, on the core they use (the modules those
+    need are imported with the stages).
     """
 
     NICE = 19  # the workers' niceness above the driver's: the lowest priority
@@ -1033,7 +1029,6 @@ class _EarlyPass:
         self.batch_of = array("q")  # of each record taken, the batch it went in (-1: none)
         self.sent: list[Any] = []  # the pending results of each batch
         self.skip = bytearray()  # of each record, whether not to run it (`_probably_changed`)
-        self.warmed = False  # a first document ran here (see `parallel_map`)
         self.stopping = threading.Event()
         self.slots = threading.Semaphore(2 * workers)  # batches in the workers' hands
         self.error: BaseException | None = None
@@ -1050,19 +1045,8 @@ class _EarlyPass:
     def __exit__(self, *exc: object) -> None:
         self._exit.close()
 
-    def fork(self, first: Any) -> None:
-        """Run the first document here and fork the workers (idle until `start`).
-
-        The first document runs here, before the fork (as `parallel_map` does): the tables
-        the phase's stages load lazily are loaded once, shared by these workers and the pass's
-        (which then runs no first document here: `warmed`)."""
-        self.taken.append(first)
-        try:
-            self.sent.append(_Ready(self.phase.run([first])))
-        except Exception:  # (the pass after the decision meets it again, as it would have)
-            self.sent.append(_Ready(None))
-        self.batch_of.append(0)
-        self.warmed = True
+    def fork(self) -> None:
+        """Fork the workers, idle until `start` (see the class: before the documents flow)."""
         # A file of its own: a worker of this pass ended in the middle of a batch (holding the
         # file's lock, maybe) can only hold up this pass's other workers.
         self.store = DocumentFile(self.folder)
@@ -1073,10 +1057,8 @@ class _EarlyPass:
         self._workers.callback(self._stop)  # (before the pool ends)
 
     def start(self, records: Iterator[Any], skip: bytearray) -> None:
-        """Hand the workers the documents of `records` (the first already taken), but those
-        `skip` marks, until the decision is made (`made`)."""
-        if not self.warmed:
-            return
+        """Hand the workers the documents of `records`, but those `skip` marks, until the
+        decision is made (`made`)."""
         self.records, self.skip = records, skip
         self.thread = threading.Thread(target=self._feed, name="curate-early-pass", daemon=True)
         self.thread.start()
@@ -1086,7 +1068,7 @@ class _EarlyPass:
         try:
             weight, batch = 0, []
             for record in self.records:
-                skip = self.skip[len(self.taken)] if len(self.taken) < len(self.skip) else 0
+                skip = self.skip[len(self.taken)]
                 self.taken.append(record)
                 weight += len(record) if isinstance(record, bytes) else 0
                 self.batch_of.append(-1 if skip else len(self.sent))

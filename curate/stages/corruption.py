@@ -13,13 +13,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from curate.config import setting
-from curate.detectors import (
+from curate.detectors import (  # noqa: F401  (the detector modules, which `detectors()` uses: imported before any fork)
     KINDS,
     DetectorContext,
     SpamLexicon,
     default_lexicon_path,
     find_lexicon,
+    garbage,
+    mojibake,
+    obfuscation,
     run_detectors,
+    spam,
+    splice,
+    truncated,
 )
 from curate.detectors.bigram import BigramModel, default_model
 from curate.document import Document
