@@ -675,9 +675,9 @@ def test_a_fused_pass_with_few_documents_to_redo_forks_no_pool(tmp_path, monkeyp
     forked: list[str] = []
     fork = engine_module._forked_pool
 
-    def watched(task: Any, workers: int, *nice: int) -> Any:
+    def watched(task: Any, workers: int, *args: Any, **kwargs: Any) -> Any:
         forked.append(getattr(task, "__name__", "?"))
-        return fork(task, workers, *nice)
+        return fork(task, workers, *args, **kwargs)
 
     monkeypatch.setattr(engine_module, "_forked_pool", watched)
     outputs = {}
