@@ -531,10 +531,9 @@ class NearDuplicates(CorpusStage):
         self._observed: list[_Summarised] | _SummarySpill = []
         self._plans: dict[str, list[_Plan | None]] = {}
         self._touched: set[int] = set()  # observed documents `apply` changes (by number)
-        # Until `decide`, for `probably_changes`: a hash of each observed document's paragraph
-        # hashes, and for each such hash the (id, number) of its document that comes first.
-        self._texts = array("q")
-        self._first: dict[int, tuple[str, int]] = {}
+        # Until `decide`, for `probably_changes` (made when first asked): of each observed
+        # document, the number of the first of its exact copies in `decide`'s order.
+        self._first_copy: array[int] | None = None
 
     def summarise(self, doc: Document) -> _Summary:
         return _summarise_many([doc], self.settings, self._parent)[0]
@@ -548,23 +547,21 @@ class NearDuplicates(CorpusStage):
     def observe(self, summary: Any) -> None:
         if self.settings.spill_index and isinstance(self._observed, list):
             self._observed = _SummarySpill(_spill_dir(self.context))
-        # Of exact copies (the same paragraphs, in order), all but the first in `decide`'s
-        # order (id, then input order) will most likely be duplicates (`probably_changes`): a
-        # hint, so Python's hash of the hashes will do.
-        text, first = hash(summary.hashes.tobytes()), (summary.id, len(self._texts))
-        self._texts.append(text)
-        known = self._first.get(text)
-        if known is None or first < known:
-            self._first[text] = first
         self._observed.append(summary)
 
     def probably_changes(self, observed: int) -> bool:
-        texts = self._texts
-        return observed < len(texts) and self._first[texts[observed]][1] != observed
+        """Of exact copies (the same paragraphs, in order), all but the first in `decide`'s
+        order (id, then input order) will most likely be duplicates. Worked out when first
+        asked (only an engine that runs a pass ahead asks), from the summaries held in memory
+        (none with `spill_index`: no hint)."""
+        if self._first_copy is None:
+            self._first_copy = _first_copies(self._observed if isinstance(self._observed, list) else [])
+        first = self._first_copy
+        return observed < len(first) and first[observed] != observed
 
     def decide(self) -> None:
         held, self._observed = self._observed, []
-        self._texts, self._first = array("q"), {}
+        self._first_copy = None
         observed = held.summaries() if isinstance(held, _SummarySpill) else held
         engine = _Engine(self.settings, self.context, self._parent)
         with _cyclic_gc_paused():
@@ -596,6 +593,19 @@ class NearDuplicates(CorpusStage):
             del self._plans[doc.id]
         if plan is not None:
             _apply_plan(doc, plan)
+
+
+def _first_copies(summaries: list[_Summarised]) -> array[int]:
+    """Of each summary, the number of the first summary with the same paragraphs in `decide`'s
+    order (id, then number). A hint (`NearDuplicates.probably_changes`): Python's hash of the
+    paragraph hashes will do."""
+    texts = [hash(summary.hashes.tobytes()) for summary in summaries]
+    first: dict[int, tuple[str, int]] = {}
+    for number, (summary, text) in enumerate(zip(summaries, texts, strict=True)):
+        known = first.get(text)
+        if known is None or (summary.id, number) < known:
+            first[text] = (summary.id, number)
+    return array("q", (first[text][1] for text in texts))
 
 
 def _apply_plan(doc: Document, plan: _Plan) -> None:
