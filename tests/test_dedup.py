@@ -11,6 +11,7 @@ import random
 from pathlib import Path
 from typing import Any
 
+import lz4.frame
 import numpy as np
 import opencc
 import pytest
@@ -22,7 +23,7 @@ from curate import minhash
 from curate.document import DUPLICATE, OK, Document, stable_id
 from curate.stages import dedup
 from curate.stages.base import RunContext
-from curate.stages.dedup import INDEX_NAME, DedupSettings, NearDuplicates
+from curate.stages.dedup import INDEX_NAME, PARA_TEXT_LZ4, DedupSettings, NearDuplicates
 from curate.textutil import paragraph_spans
 
 from .scale_helpers import articles
@@ -452,6 +453,32 @@ def test_parent_index_with_other_settings_is_ignored_with_a_warning(tmp_path: Pa
     _, context_2 = run([new_c], parent=parent)
     assert dedup_edits(new_c) == []
     assert any("other settings" in w and INDEX_NAME in w for w in context_2.state["warnings"])
+
+
+def test_parent_index_of_the_earlier_layout_deflated_text_is_read_the_same(tmp_path: Path) -> None:
+    """An index written before the paragraph texts went into LZ4 (`para_text`: UTF-8 that the
+    npz deflates) serves the next run as the index of today does."""
+    _, context = run([document("old-a.txt", [OWN["a"][0], SHARED, OWN["a"][1]])])
+    parent = write_version(tmp_path / "v1", context)
+    path = parent / "index" / INDEX_NAME
+    with np.load(path) as index:
+        arrays = {name: index[name] for name in index.files}
+    texts = lz4.frame.decompress(arrays.pop(PARA_TEXT_LZ4).tobytes())
+    assert SHARED.encode() in texts
+    earlier = tmp_path / "v0"
+    (earlier / "index").mkdir(parents=True)
+    np.savez_compressed(earlier / "index" / INDEX_NAME, para_text=np.frombuffer(texts, np.uint8), **arrays)
+
+    def next_run(parent: Path) -> list[Document]:
+        new_c = document("new-c.txt", ["这是一篇新稿件的导语，介绍夜班公交开通后的反响。", SHARED])
+        out, context_2 = run([new_c], parent=parent)
+        assert not context_2.state.get("warnings")
+        return out
+
+    today, before = next_run(parent), next_run(earlier)
+    assert [edit.link for edit in dedup_edits(before[0])] == [edit.link for edit in dedup_edits(today[0])]
+    assert len(dedup_edits(today[0])) == 1  # the shared passage, known only from the parent
+    assert snapshot(before) == snapshot(today)
 
 
 # --------------------------------------------------------------------------- the engine path
