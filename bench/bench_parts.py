@@ -15,8 +15,9 @@ fastest and the median printed:
   (`json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))`, what the writer used before);
 - counts: the report's summary tally (`report.model._Tally`) and the manifest's counts
   (`version._Counts`) over every written document;
-- index: building the near-duplicate index the version keeps (`dedup._Engine._index_bytes`,
-  the deferred artifact the run builds beside its last pass), from the run's decision;
+- index: building the near-duplicate index the version keeps (`dedup._Engine._write_index`,
+  the deferred artifact the run builds beside its last pass, straight into the version's file;
+  here into memory), from the run's decision;
 - detectors: the corrupted-span stage (`CorruptedSpans.process_batch`: every detector) over the
   batches of texts it was given in the run, on fresh documents;
 - decide: the near-duplicate decision (`dedup._Engine.decide`), timed inside further runs of the

@@ -6,6 +6,7 @@ tests/fixtures/seeds/EXPECTED.md, never copied from the stage's output.
 
 from __future__ import annotations
 
+import io
 import json
 import random
 from pathlib import Path
@@ -23,7 +24,7 @@ from curate import minhash
 from curate.document import DUPLICATE, OK, Document, stable_id
 from curate.stages import dedup
 from curate.stages.base import RunContext
-from curate.stages.dedup import INDEX_NAME, PARA_TEXT_LZ4, DedupSettings, NearDuplicates
+from curate.stages.dedup import INDEX_NAME, PARA_TEXT, DedupSettings, NearDuplicates
 from curate.textutil import paragraph_spans
 
 from .scale_helpers import articles
@@ -399,6 +400,29 @@ def test_two_runs_give_identical_output_and_index() -> None:
     assert any(dedup_edits(d) for d in first) and any(d.status == DUPLICATE for d in first)
 
 
+@pytest.mark.parametrize("rows", [1, 3])
+def test_the_index_written_a_few_paragraphs_at_a_time_is_the_index_written_at_once(
+    monkeypatch: pytest.MonkeyPatch, rows: int
+) -> None:
+    """The index's columns go into the file a chunk of documents at a time (`_chunks`):
+    whatever the chunk, the same bytes, and each column of the sum of the blocks."""
+    _, whole = run(corpus())
+    monkeypatch.setattr(dedup, "_INDEX_CHUNK_ROWS", rows)
+    out, chunked = run(corpus())
+    index = chunked.state["artifacts"][INDEX_NAME]
+    assert index == whole.state["artifacts"][INDEX_NAME]
+    with np.load(io.BytesIO(index)) as arrays:
+        kept = sorted(d.id for d in out if d.status != DUPLICATE)
+        assert arrays["doc_ids"].tolist() == kept
+        paragraphs = arrays["para_doc"].shape[0]
+        assert arrays["para_sigs"].shape == (paragraphs, DedupSettings().num_perm) and paragraphs > 2 * rows
+        texts = lz4.frame.decompress(arrays[PARA_TEXT]).decode().split("\n")
+        assert len(texts) == paragraphs and SHARED in texts
+        assert arrays["win_sigs"].shape[0] == arrays["win_para"].shape[0]
+    assert dedup._chunks([2, 0, 1, 5, 0], 3) == [(0, 3), (3, 4), (4, 5)]
+    assert dedup._chunks([], 3) == [] and dedup._chunks([4], 3) == [(0, 1)]
+
+
 # --------------------------------------------------------------------------- incremental
 def write_version(folder: Path, context: RunContext) -> Path:
     (folder / "index").mkdir(parents=True)
@@ -463,7 +487,7 @@ def test_parent_index_of_the_earlier_layout_deflated_text_is_read_the_same(tmp_p
     path = parent / "index" / INDEX_NAME
     with np.load(path) as index:
         arrays = {name: index[name] for name in index.files}
-    texts = lz4.frame.decompress(arrays.pop(PARA_TEXT_LZ4).tobytes())
+    texts = lz4.frame.decompress(arrays.pop(PARA_TEXT))
     assert SHARED.encode() in texts
     earlier = tmp_path / "v0"
     (earlier / "index").mkdir(parents=True)

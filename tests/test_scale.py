@@ -477,6 +477,50 @@ def test_builders_write_their_artifacts_into_the_writers_folder_and_send_back_di
     assert sorted(p.name for p in final.iterdir()) == sorted(files) == sorted(p.name for p in (tmp_path / "copy").iterdir())
 
 
+def test_a_streamed_artifact_writes_itself_into_the_builders_file_and_nowhere_else(tmp_path):
+    """A `Streamed` build writes into the file it is given (seeking back, as a zip writer
+    does), its digest that of the file; without a file to go to, its bytes are the same; one
+    that fails half-way leaves no part of its file."""
+    from curate.stages.base import Artifacts, Streamed, _Saved
+
+    def write(file) -> None:
+        file.write(b"header: ....\n")
+        file.write(f"body written by {os.getpid()}\n".encode())
+        end = file.tell()
+        file.seek(8)
+        file.write(b"done")  # (what a zip writer does to a member's header once written)
+        file.seek(end)
+
+    def fails(file) -> None:
+        file.write(b"half of it")
+        raise ValueError("the build went wrong")
+
+    folder = tmp_path / "index"
+    artifacts = Artifacts()
+    artifacts.write_into(folder)
+    artifacts.defer("index.npz", Streamed(write))
+    artifacts.start()
+    artifacts._settle()
+    saved = artifacts._values["index.npz"]
+    assert isinstance(saved, _Saved) and saved.path.parent == folder
+    data = saved.path.read_bytes()
+    assert data.startswith(b"header: done\nbody written by ") and str(os.getpid()).encode() not in data
+    assert artifacts.save(folder) == {"index.npz": hashlib.sha256(data).hexdigest()}
+    assert (folder / "index.npz").read_bytes() == data
+
+    here = Artifacts()
+    here.defer("index.npz", Streamed(write))  # no folder: built here when read, as bytes
+    assert here["index.npz"] == f"header: done\nbody written by {os.getpid()}\n".encode()
+
+    failing = Artifacts()
+    failing.write_into(tmp_path / "failing")
+    failing.defer("index.npz", Streamed(fails))
+    failing.start()
+    with pytest.raises(ValueError, match="went wrong"):
+        failing.save(tmp_path / "failing")
+    assert not list((tmp_path / "failing").iterdir())
+
+
 def test_the_last_definition_of_an_artifact_wins_and_leaves_no_file_behind(tmp_path):
     from curate.stages.base import Artifacts
 

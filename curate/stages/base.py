@@ -14,6 +14,7 @@ A stage declares its settings as a dataclass (`Settings`); its section in the co
 from __future__ import annotations
 
 import hashlib
+import io
 import itertools
 import multiprocessing
 import os
@@ -24,7 +25,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, BinaryIO, ClassVar
 
 try:
     import fcntl
@@ -266,6 +267,36 @@ class _Saved:
     sha256: str
 
 
+@dataclass(frozen=True)
+class Streamed:
+    """A deferred artifact that writes itself into a file (`write`) rather than returning its
+    bytes: a builder given a file to write to (`Artifacts.write_into`) then never holds them
+    all (the near-duplicate index grows with the corpus). Called, it returns the bytes."""
+
+    write: Callable[[BinaryIO], None]
+
+    def __call__(self) -> bytes:
+        buffer = io.BytesIO()
+        self.write(buffer)
+        return buffer.getvalue()
+
+
+def _write_streamed(path: Path, build: Streamed) -> _Saved:
+    """`build` written to `path` and flushed to disk; its SHA-256 read back from the page cache
+    (the writer seeks back to finish what it wrote: a digest taken as it goes would be wrong)."""
+    try:
+        with path.open("w+b") as file:
+            build.write(file)
+            file.flush()
+            os.fsync(file.fileno())
+            file.seek(0)
+            digest = hashlib.file_digest(file, "sha256").hexdigest()
+    except BaseException:
+        path.unlink(missing_ok=True)  # (no part of a failed build is left behind)
+        raise
+    return _Saved(path, digest)
+
+
 def _write(path: Path, data: bytes, durable: bool = False) -> _Saved:
     """`data` written to `path`, and with `durable` flushed to disk (`os.fsync`) too."""
     with path.open("wb") as file:
@@ -299,14 +330,16 @@ def _build(deferred: _Pending) -> tuple[str, Any]:
     try:
         for name in sorted(deferred):
             build, part = deferred[name]
-            data = build()
-            if part is not None:
-                part.parent.mkdir(parents=True, exist_ok=True)
-                # Flushed to disk here, where it overlaps the last pass, and not by the version
-                # writer's final fsync of every file (the benchmark's index: 32 MB, ~11 ms).
-                built[name] = _write(part, data, durable=True)
+            if part is None:
+                built[name] = build()
+                continue
+            part.parent.mkdir(parents=True, exist_ok=True)
+            # Flushed to disk here, where it overlaps the last pass, and not by the version
+            # writer's final fsync of every file (the benchmark's index: 35 MB, ~11 ms).
+            if isinstance(build, Streamed):
+                built[name] = _write_streamed(part, build)
             else:
-                built[name] = data
+                built[name] = _write(part, build(), durable=True)
         return "ok", built
     except BaseException as exc:
         for value in built.values():  # (no file of a failed build is left behind)
@@ -392,7 +425,8 @@ def _build_and_send(deferred: _Pending, send: Any, receive: Any) -> None:
 
 def defer_artifact(state: dict[str, Any], name: str, build: Callable[[], bytes]) -> None:
     """`state["artifacts"][name] = build()`, built later in the background when the run's
-    artifacts allow it (an `Artifacts`), now otherwise (a plain dict, e.g. in tests)."""
+    artifacts allow it (an `Artifacts`), now otherwise (a plain dict, e.g. in tests). A
+    `Streamed` build writes itself into the version's file where there is one."""
     artifacts = state.setdefault("artifacts", Artifacts())
     if isinstance(artifacts, Artifacts):
         artifacts.defer(name, build)

@@ -66,7 +66,7 @@ news text (NewsSpider, bench/bench_dedup.py): 512 B paragraph signature (128 x u
 window signatures (32 x uint32 per sentence window), ~150 B paragraph text in LZ4 (needed to
 verify new copies exactly against old paragraphs), ~35 B for document signatures, ~20 B for
 spans and text hashes. Signatures are stored uncompressed (random bits), the text in LZ4 (6x
-faster to write than deflate, 40% larger: `_packed_text`), the rest deflated; the file is
+faster to write than deflate, 40% larger: `_Npz.text`), the rest deflated; the file is
 byte-identical for identical input (fixed zip timestamps).
 """
 
@@ -82,12 +82,12 @@ import zipfile
 from array import array
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import accumulate, chain
 from pathlib import Path
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, BinaryIO, ClassVar, NamedTuple
 
 import lz4.block
 import lz4.frame
@@ -97,12 +97,13 @@ import regex
 from curate import lsh_params, minhash
 from curate.config import setting
 from curate.document import DUPLICATE, Change, Document, Flag, source_breaks
-from curate.stages.base import CorpusStage, StageSettings, defer_artifact
+from curate.stages.base import CorpusStage, StageSettings, Streamed, defer_artifact
 from curate.textutil import CLOSERS, SENTENCE_END, paragraph_spans, sentence_spans
 
 INDEX_NAME = "dedup-index.npz"
 INDEX_FORMAT = 1
-PARA_TEXT_LZ4 = "para_text_lz4"  # the member holding the paragraph texts (`_packed_text`)
+PARA_TEXT = "para_text.lz4"  # the member holding the paragraph texts (`_Npz.text`)
+_INDEX_CHUNK_ROWS = 4096  # paragraphs (with their windows) written into the index at a time
 _BAND_HASH_BASE = np.uint64(0x100000001B3)  # the polynomial hash `_band_groups` sorts bands on
 # Characters that close a clause: a splice flag covers the clause fragment up to the seam.
 _CLAUSE_MARKS = set("，。、；：？！,.;:?!…—“”‘’（）()《》【】「」『』 \t\u3000")
@@ -501,14 +502,14 @@ class _Layout:
 
 
 class _IndexBlock(NamedTuple):
-    """One document's rows of the saved index (`_Engine._index_bytes` concatenates the blocks
-    column by column)."""
+    """One document's rows of the saved index (`_Engine._write_index` writes the blocks column
+    by column)."""
 
     spans: np.ndarray  # (P, 2) paragraph spans in the text
     cf: np.ndarray  # (P, 2) paragraph spans in the comparison form
     hashes: Any  # (P,) text hashes: an array or a list
     sigs: np.ndarray  # (P, num_perm) paragraph signatures
-    texts: list[str]  # the paragraphs' texts
+    texts: list[str] | bytes | np.ndarray  # the paragraphs' texts, or the text they are cut from, compressed
     win_counts: Any  # (P,) windows per paragraph: an array or a list
     windows: np.ndarray  # (W, 2) window spans in the comparison form
     win_sigs: np.ndarray  # (W, window_num_perm) window signatures
@@ -1725,7 +1726,7 @@ class _Engine:
             self.paras.append(para)
 
     def _save_index(self, plans: dict[int, _Plan]) -> None:
-        """The index artifact of this version (see `_index_bytes`).
+        """The index artifact of this version (see `_write_index`).
 
         Only the re-signing of edited documents needs the engine's workers (`parallel`), so
         it runs now; the rest, about a second of serial work on 19 MB (copying the kept
@@ -1751,19 +1752,27 @@ class _Engine:
         fresh = sum(computed for _, computed in blocks.values())
         if fresh:
             self.stats["signatures_computed_after_edits"] = fresh
-        defer_artifact(self.context.state, INDEX_NAME, lambda: self._index_bytes(edited, blocks))
+        defer_artifact(
+            self.context.state, INDEX_NAME, Streamed(lambda file: self._write_index(file, edited, blocks))
+        )
 
-    def _index_bytes(
+    def _write_index(
         self,
+        file: BinaryIO,
         edited: dict[int, list[tuple[int, int]]],
         blocks: dict[int, tuple[_IndexBlock, int]],
-    ) -> bytes:
-        """This version's index: the parent's documents not re-curated, plus this run's kept ones.
+    ) -> None:
+        """This version's index, written into `file`: the parent's documents not re-curated, plus
+        this run's kept ones, in document id order.
 
         Built from per-document blocks of arrays (a run document unchanged by this stage is
-        stored straight from its summary), one concatenation per column. `edited`: the spans
-        this stage removed from each kept document it changed; `blocks`: the blocks of those
-        documents, re-signed after the edits, by document.
+        stored straight from its summary, its paragraphs' texts cut from its compressed text
+        only as they are written), column by column. The signatures and the texts, nearly all
+        of it, go into the file a few thousand documents at a time (`_Npz.columns`, `_Npz.text`):
+        the builder holds the integer columns and a chunk, not the index (on the benchmark its
+        process peaked at 169 MB, PSS, when it made the file's bytes first, for 35 MB of index).
+        `edited`: the spans this stage removed from each kept document it changed; `blocks`:
+        the blocks of those documents, re-signed after the edits, by document.
         """
         rows: list[tuple[str, np.ndarray | None, _IndexBlock]] = []
         for doc_index, doc in enumerate(self.docs):
@@ -1773,9 +1782,8 @@ class _Engine:
             if summary is None:
                 rows.append((doc.id, doc.sig, self._parent_block(doc)))
             elif doc_index not in edited:  # unchanged by this stage: as collected
-                texts = _slices(_decompressed(summary.text_z), summary.spans)
                 block = _IndexBlock(
-                    summary.spans, summary.cf, summary.hashes, summary.para_sigs, texts,
+                    summary.spans, summary.cf, summary.hashes, summary.para_sigs, summary.text_z,
                     summary.win_counts, summary.win_spans, summary.win_sigs,
                 )  # fmt: skip
                 rows.append((doc.id, doc.sig, block))
@@ -1784,33 +1792,51 @@ class _Engine:
         rows.sort(key=lambda row: row[0])
         ordered = [block for _, _, block in rows]
         perm, wperm = self.s.num_perm, self.s.window_num_perm
-        doc_sigs = [sig if sig is not None else _min_rows(block.sigs, perm) for _, sig, block in rows]
+        para_counts = [block.spans.shape[0] for block in ordered]
         win_counts = _ints([block.win_counts for block in ordered], np.int64)
-        texts = [text for block in ordered for text in block.texts]
         spans = _concat([block.spans for block in ordered], 2, np.int64)
         cf = _concat([block.cf for block in ordered], 2, np.int64)
         windows = _concat([block.windows for block in ordered], 2, np.int64)
         # Window spans are stored relative to their paragraph's comparison form.
         win_base = np.repeat(cf[:, 0], win_counts)
-        arrays = {
-            "params": np.array([json.dumps(_params(self.s), sort_keys=True)]),
-            "doc_ids": np.array([doc_id for doc_id, _, _ in rows], dtype="<U64"),
-            "doc_sigs": _stack(doc_sigs, perm),
-            "para_doc": np.repeat(
-                np.arange(len(rows), dtype=np.int32), [len(block.texts) for block in ordered]
-            ),
-            "para_start": spans[:, 0],
-            "para_end": spans[:, 1],
-            "para_hash": _ints([block.hashes for block in ordered], np.uint64),
-            "para_chars": (cf[:, 1] - cf[:, 0]).astype(np.int32),
-            "para_sigs": _concat([block.sigs for block in ordered], perm),
-            PARA_TEXT_LZ4: np.frombuffer(_packed_text("\n".join(texts)), dtype=np.uint8),
-            "win_para": np.repeat(np.arange(len(texts), dtype=np.int32), win_counts),
-            "win_start": (windows[:, 0] - win_base).astype(np.int32),
-            "win_end": (windows[:, 1] - win_base).astype(np.int32),
-            "win_sigs": _concat([block.win_sigs for block in ordered], wperm),
-        }
-        return _npz_bytes(arrays)
+        chunks = _chunks(para_counts, _INDEX_CHUNK_ROWS)
+        with _Npz(file) as npz:  # (members in name order, as `np.savez` writes them)
+            npz.array("doc_ids", np.array([doc_id for doc_id, _, _ in rows], dtype="<U64"))
+            npz.columns(
+                "doc_sigs",
+                (len(rows), perm),
+                (
+                    _stack(
+                        [sig if sig is not None else _min_rows(block.sigs, perm) for _, sig, block in rows[a:b]],
+                        perm,
+                    )
+                    for a, b in chunks
+                ),
+            )
+            npz.array("para_chars", (cf[:, 1] - cf[:, 0]).astype(np.int32))
+            npz.array("para_doc", np.repeat(np.arange(len(rows), dtype=np.int32), para_counts))
+            npz.array("para_end", spans[:, 1])
+            npz.array("para_hash", _ints([block.hashes for block in ordered], np.uint64))
+            npz.columns(
+                "para_sigs",
+                (spans.shape[0], perm),
+                (_concat([block.sigs for block in ordered[a:b]], perm) for a, b in chunks),
+            )
+            npz.array("para_start", spans[:, 0])
+            npz.text(
+                PARA_TEXT,
+                ([text for block in ordered[a:b] for text in _block_texts(block)] for a, b in chunks),
+                int((spans[:, 1] - spans[:, 0]).sum()) + spans.shape[0],
+            )
+            npz.array("params", np.array([json.dumps(_params(self.s), sort_keys=True)]))
+            npz.array("win_end", (windows[:, 1] - win_base).astype(np.int32))
+            npz.array("win_para", np.repeat(np.arange(spans.shape[0], dtype=np.int32), win_counts))
+            npz.columns(
+                "win_sigs",
+                (windows.shape[0], wperm),
+                (_concat([block.win_sigs for block in ordered[a:b]], wperm) for a, b in chunks),
+            )
+            npz.array("win_start", (windows[:, 0] - win_base).astype(np.int32))
 
     def _edited_blocks(
         self, items: list[tuple[int, list[tuple[int, int]]]]
@@ -1985,21 +2011,34 @@ def _decompressed(data: bytes | np.ndarray) -> str:
     return lz4.block.decompress(data).decode("utf-8")
 
 
-def _packed_text(text: str) -> bytes:
-    """The index's paragraph texts: UTF-8 in an LZ4 frame (blocks: no size limit).
-
-    On the benchmark, 11.5 MB of text: 0.024 s for 8.2 MB, where deflate at level 1 (what the
-    index used before, through zipfile) took 0.14 s for 5.7 MB, in the process that builds the
-    index beside the last pass, when every core is busy."""
-    return lz4.frame.compress(text.encode("utf-8"))
-
-
-def _index_text(index: dict[str, np.ndarray]) -> str:
-    """The paragraph texts of an index, "\n"-joined: LZ4 (`_packed_text`), or, in an index
-    written before 2026-12-05, UTF-8 that the npz deflated."""
-    if PARA_TEXT_LZ4 in index:
-        return lz4.frame.decompress(index[PARA_TEXT_LZ4].tobytes()).decode("utf-8")
+def _index_text(index: dict[str, Any]) -> str:
+    """The paragraph texts of an index, "\\n"-joined: an LZ4 frame (`_Npz.text`), or, in an
+    index written before 2026-12-05, UTF-8 that the npz deflated."""
+    if PARA_TEXT in index:
+        return lz4.frame.decompress(index[PARA_TEXT]).decode("utf-8")
     return bytes(index["para_text"]).decode("utf-8")
+
+
+def _block_texts(block: _IndexBlock) -> list[str]:
+    """The texts of a block's paragraphs (cut from its document's compressed text if that is
+    what it holds)."""
+    if isinstance(block.texts, list):
+        return block.texts
+    return _slices(_decompressed(block.texts), block.spans)
+
+
+def _chunks(counts: list[int], rows: int) -> list[tuple[int, int]]:
+    """(start, end) of consecutive runs of items holding about `rows` rows each (`counts`: the
+    rows of each item), the last run shorter."""
+    bounds, total = [0], 0
+    for i, count in enumerate(counts, start=1):
+        total += count
+        if total >= rows:
+            bounds.append(i)
+            total = 0
+    if bounds[-1] != len(counts):
+        bounds.append(len(counts))
+    return list(zip(bounds[:-1], bounds[1:], strict=False))
 
 
 def _text_hash(text: str) -> int:
@@ -2178,30 +2217,74 @@ def _rank_chunk(
         ranked.setdefault(k, []).append((a, b))
 
 
-def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
-    """An .npz (readable by numpy.load) with fixed timestamps: same index, same bytes."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for name in sorted(arrays):
-            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            # Signatures are uniform random bits, the texts compressed already: deflate cannot
-            # shrink them (much), only cost time.
-            stored = name.endswith("_sigs") or name == PARA_TEXT_LZ4
-            info.compress_type = zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED
-            info.external_attr = 0o644 << 16
-            info.create_system = 3
-            array = np.ascontiguousarray(arrays[name])
-            if stored:  # the large members: written into the archive as they are made (no copy)
-                with archive.open(info, "w", force_zip64=array.nbytes >= _ZIP64_FROM) as member:
-                    np.lib.format.write_array(member, array, allow_pickle=False)
-                continue
-            member = io.BytesIO()
-            np.lib.format.write_array(member, array, allow_pickle=False)
-            # Level 1: ~3x faster than the default 6, ~10% larger.
-            archive.writestr(info, member.getvalue(), compresslevel=1)
-    return buffer.getvalue()
+class _Npz:
+    """An .npz (readable by `numpy.load`) written into a file member by member, with fixed
+    timestamps (same index, same bytes). Signatures are uniform random bits and the texts go in
+    compressed already: deflate cannot shrink those, only cost time; the integer columns are
+    deflated (level 1: ~3x faster than the default 6, ~10% larger)."""
+
+    def __init__(self, file: BinaryIO) -> None:
+        self.archive = zipfile.ZipFile(file, "w")
+
+    def __enter__(self) -> _Npz:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.archive.close()
+
+    def array(self, name: str, array: np.ndarray) -> None:
+        """A whole array, deflated."""
+        member = io.BytesIO()
+        np.lib.format.write_array(member, np.ascontiguousarray(array), allow_pickle=False)
+        self.archive.writestr(self._info(f"{name}.npy", zipfile.ZIP_DEFLATED), member.getvalue(), compresslevel=1)
+
+    def columns(self, name: str, shape: tuple[int, int], parts: Iterable[np.ndarray]) -> None:
+        """An array of `shape` (uint32) given as consecutive blocks of its rows, stored: the
+        same bytes `array` would give the whole, never held whole."""
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(
+            header, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint32)), "fortran_order": False, "shape": shape}
+        )
+        size = 4 * shape[0] * shape[1]
+        rows = 0
+        with self._open(name + ".npy", size) as member:
+            member.write(header.getvalue())
+            for part in parts:
+                assert part.dtype == np.uint32 and part.shape[1:] == shape[1:], (name, part.shape)
+                member.write(np.ascontiguousarray(part).data.cast("B"))
+                rows += part.shape[0]
+        if rows != shape[0]:
+            raise ValueError(f"dedup index: {name} has {rows} rows, {shape[0]} expected")
+
+    def text(self, name: str, parts: Iterable[list[str]], characters: int) -> None:
+        """Lines, "\\n"-joined, in UTF-8 in one LZ4 frame (a member of its own, not an array:
+        its length is known only once written; `characters`: how many they hold, which bounds
+        it). On the benchmark, 11.5 MB of text: 0.024 s for
+        8.2 MB, where deflate at level 1 (what the index used before) took 0.14 s for 5.7 MB,
+        in the process that builds the index beside the last pass, when every core is busy."""
+        compressor = lz4.frame.LZ4FrameCompressor()
+        with self._open(name, 5 * characters + (1 << 16)) as member:  # (LZ4's worst case, and more)
+            member.write(compressor.begin())
+            first = True
+            for lines in parts:
+                if lines:  # (a part of no lines adds no separator)
+                    text = "\n".join(lines) if first else "\n" + "\n".join(lines)
+                    member.write(compressor.compress(text.encode("utf-8")))
+                    first = False
+            member.write(compressor.flush())
+
+    def _open(self, name: str, size: int) -> Any:
+        """A stored member of at most `size` bytes: zip64 only where that may need it (zipfile's
+        limit without: 2 GiB - 1), decided by the data alone."""
+        return self.archive.open(self._info(name, zipfile.ZIP_STORED), "w", force_zip64=size >= _ZIP64_FROM)
+
+    @staticmethod
+    def _info(name: str, compression: int) -> zipfile.ZipInfo:
+        info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+        info.compress_type = compression
+        info.external_attr = 0o644 << 16
+        info.create_system = 3
+        return info
 
 
-# Array bytes from which a member written as it is made is zip64 (zipfile's limit without:
-# 2 GiB - 1; `writestr` knows the size and decides itself): decided by the data alone.
-_ZIP64_FROM = 1 << 30
+_ZIP64_FROM = 1 << 30  # bytes from which a member written as it is made is zip64
