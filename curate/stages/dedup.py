@@ -2250,7 +2250,8 @@ class _Npz:
         with self._open(name + ".npy", size) as member:
             member.write(header.getvalue())
             for part in parts:
-                assert part.dtype == np.uint32 and part.shape[1:] == shape[1:], (name, part.shape)
+                if part.dtype != np.uint32 or part.shape[1:] != shape[1:]:
+                    raise ValueError(f"dedup index: {name}: a block of {part.dtype} {part.shape}, rows of {shape[1]} uint32 expected")
                 member.write(np.ascontiguousarray(part).data.cast("B"))
                 rows += part.shape[0]
         if rows != shape[0]:
@@ -2259,9 +2260,9 @@ class _Npz:
     def text(self, name: str, parts: Iterable[list[str]], characters: int) -> None:
         """Lines, "\\n"-joined, in UTF-8 in one LZ4 frame (a member of its own, not an array:
         its length is known only once written; `characters`: how many they hold, which bounds
-        it). On the benchmark, 11.5 MB of text: 0.024 s for
-        8.2 MB, where deflate at level 1 (what the index used before) took 0.14 s for 5.7 MB,
-        in the process that builds the index beside the last pass, when every core is busy."""
+        it). On the benchmark, 11.5 MB of text: 0.024 s for 8.2 MB, where deflate at level 1
+        (what the index used before) took 0.14 s for 5.7 MB, in the process that builds the
+        index beside the last pass, when every core is busy."""
         compressor = lz4.frame.LZ4FrameCompressor()
         with self._open(name, 5 * characters + (1 << 16)) as member:  # (LZ4's worst case, and more)
             member.write(compressor.begin())
