@@ -423,6 +423,19 @@ def test_the_index_written_a_few_paragraphs_at_a_time_is_the_index_written_at_on
     assert dedup._chunks([], 3) == [] and dedup._chunks([4], 3) == [(0, 1)]
 
 
+def test_run_signatures_are_found_by_text_hash_the_first_run_paragraph_of_each() -> None:
+    """What a document re-signed after its edits reuses (`_RunSignatures`): of the run's
+    paragraphs (those from `first` on: the parent's come before), the first with each hash."""
+    from types import SimpleNamespace
+
+    hashes = [5, 7, 7, 9, 7, 5, 2**64 - 1]  # (the first two: the parent's paragraphs)
+    paras = [SimpleNamespace(text_hash=h, sig=f"sig{i}", window_sigs=f"win{i}") for i, h in enumerate(hashes)]
+    found = dedup._RunSignatures(paras, first=2).lookup_all([7, 5, 9, 11, 2**64 - 1])
+    assert found == [("sig2", "win2"), ("sig5", "win5"), ("sig3", "win3"), None, ("sig6", "win6")]
+    assert dedup._RunSignatures(paras, first=len(paras)).lookup_all([7]) == [None]
+    assert dedup._RunSignatures(paras, first=2).lookup_all([]) == []
+
+
 # --------------------------------------------------------------------------- incremental
 def write_version(folder: Path, context: RunContext) -> Path:
     (folder / "index").mkdir(parents=True)

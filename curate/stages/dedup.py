@@ -740,7 +740,7 @@ def _sign(
 def _known_signatures(
     layout: _Layout,
     parent: _ParentIndex | None,
-    extra: dict[int, tuple[np.ndarray, np.ndarray]] | None,
+    extra: _RunSignatures | None,
 ) -> list[tuple[int, tuple[np.ndarray, np.ndarray]]]:
     """(paragraph, (signature, window signatures)) of the paragraphs of a layout whose
     signatures are known: the parent index's by text hash, else `extra`'s, when the window
@@ -749,13 +749,12 @@ def _known_signatures(
         return []
     count = layout.win_counts.shape[0]
     known = parent.lookup_all(layout.hashes) if parent is not None else [None] * count
+    more = extra.lookup_all(layout.hashes) if extra is not None else None
     found = []
-    for k, (text_hash, windows) in enumerate(
-        zip(layout.hashes, layout.win_counts.tolist(), strict=True)
-    ):
+    for k, windows in enumerate(layout.win_counts.tolist()):
         cached = known[k]
-        if cached is None and extra is not None:
-            cached = extra.get(text_hash)
+        if cached is None and more is not None:
+            cached = more[k]
         if cached is not None and len(cached[1]) == windows:
             found.append((k, cached))
     return found
@@ -766,7 +765,7 @@ def _sign_layouts(
     layouts: list[_Layout],
     s: DedupSettings,
     parent: _ParentIndex | None,
-    extra: dict[int, tuple[np.ndarray, np.ndarray]] | None = None,
+    extra: _RunSignatures | None = None,
 ) -> list[tuple[np.ndarray, np.ndarray, int]]:
     """(paragraph signatures, window signatures, how many paragraph signatures computed) of
     each layout, reusing known ones (`_known_signatures`); the others are computed for all
@@ -910,8 +909,7 @@ class _ParentIndex:
     def __init__(self, arrays: dict[str, np.ndarray]) -> None:
         self.arrays = arrays
         hashes = arrays["para_hash"]
-        self.order = np.argsort(hashes, kind="stable")  # first occurrence first
-        self.sorted = hashes[self.order]
+        self.by_hash = _FirstByHash(hashes)
         self.win_bounds = np.searchsorted(
             arrays["win_para"], np.arange(hashes.shape[0] + 1), side="left"
         )
@@ -920,15 +918,47 @@ class _ParentIndex:
         """(paragraph signature, window signatures) of the first parent paragraph with each
         text hash, or None: one vectorised search for a document's paragraphs."""
         found: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(hashes)
+        for k, p in self.by_hash.first(hashes):
+            w0, w1 = int(self.win_bounds[p]), int(self.win_bounds[p + 1])
+            found[k] = (self.arrays["para_sigs"][p], self.arrays["win_sigs"][w0:w1])
+        return found
+
+
+class _FirstByHash:
+    """Where each hash first occurs in an array of hashes (a stable sort of it, searched)."""
+
+    def __init__(self, hashes: np.ndarray) -> None:
+        self.order = np.argsort(hashes, kind="stable")  # first occurrence first
+        self.sorted = hashes[self.order]
+
+    def first(self, hashes: list[int]) -> Iterator[tuple[int, int]]:
+        """(k, the first position of hashes[k]) for each of `hashes` that occurs."""
         if not hashes or self.sorted.shape[0] == 0:
-            return found
+            return iter(())
         wanted = np.array(hashes, dtype=np.uint64)
         at = np.minimum(np.searchsorted(self.sorted, wanted, side="left"), self.sorted.shape[0] - 1)
         hit = np.flatnonzero(self.sorted[at] == wanted)
-        paras = self.order[at[hit]].tolist()
-        for k, p in zip(hit.tolist(), paras, strict=True):
-            w0, w1 = int(self.win_bounds[p]), int(self.win_bounds[p + 1])
-            found[k] = (self.arrays["para_sigs"][p], self.arrays["win_sigs"][w0:w1])
+        return zip(hit.tolist(), self.order[at[hit]].tolist(), strict=True)
+
+
+class _RunSignatures:
+    """This run's paragraph signatures by text hash (the first paragraph with it), for the
+    documents re-signed after their edits (`_Engine._edited_block`). Built in the driver before
+    the decision's workers fork, from the paragraphs' hashes alone: a worker then reads the few
+    paragraphs it looks up. Built in each worker from every paragraph (a dict of them), it had
+    touched every paragraph's page there: 100 MB more in each on the copies shape.
+    `first`: the first of the run's paragraphs (the parent's come before them)."""
+
+    def __init__(self, paras: list[_Para], first: int) -> None:
+        self.paras, self.first = paras, first
+        count = len(paras) - first
+        self.by_hash = _FirstByHash(np.fromiter((paras[i].text_hash for i in range(first, len(paras))), np.uint64, count))
+
+    def lookup_all(self, hashes: list[int]) -> list[tuple[np.ndarray, np.ndarray] | None]:
+        found: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(hashes)
+        for k, p in self.by_hash.first(hashes):
+            para = self.paras[self.first + p]
+            found[k] = (para.sig, para.window_sigs)
         return found
 
 
@@ -967,7 +997,8 @@ class _Engine:
         self._whole: dict[int, list[int]] = {}
         self._ranked: dict[int, list[tuple[int, int]]] = {}
         self._verified: dict[tuple[Any, ...], Any] = {}  # verification key -> result
-        self._run_sigs: dict[int, tuple[np.ndarray, np.ndarray]] | None = None
+        self._run_signatures: _RunSignatures | None = None  # (`_signatures`)
+        self._first_run_para = -1  # the first paragraph of a run document (the parent's first)
 
     def __getstate__(self) -> dict[str, Any]:
         """A pickled engine (`parallel` on other machines) is rebuilt from its inputs.
@@ -996,6 +1027,7 @@ class _Engine:
         order = sorted(range(len(summaries)), key=lambda i: (summaries[i].id, i))
         for i in order:
             self._add_run_doc(summaries[i], i)
+        self._signatures()  # (now, before the decision's workers fork: see `_RunSignatures`)
         if self.s.across_documents:
             self._decide_documents()
         self._decide_paragraphs()
@@ -1015,6 +1047,8 @@ class _Engine:
 
     # ------------------------------------------------------------------ collecting
     def _add_run_doc(self, summary: _Summarised, position: int) -> None:
+        if self._first_run_para < 0:
+            self._first_run_para = len(self.paras)
         doc_index = len(self.docs)
         entry = _Doc(
             id=summary.id, rank=doc_index, summary=summary, position=position, sig=summary.sig
@@ -1870,14 +1904,12 @@ class _Engine:
         )  # fmt: skip
         return block, computed
 
-    def _signatures(self) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    def _signatures(self) -> _RunSignatures:
         """Signatures of this run's paragraphs by text hash (the first one), built once."""
-        if self._run_sigs is None:
-            self._run_sigs = {}
-            for para in self.paras:
-                if self.docs[para.doc].summary is not None:
-                    self._run_sigs.setdefault(para.text_hash, (para.sig, para.window_sigs))
-        return self._run_sigs
+        if self._run_signatures is None:
+            first = self._first_run_para if self._first_run_para >= 0 else len(self.paras)
+            self._run_signatures = _RunSignatures(self.paras, first)
+        return self._run_signatures
 
     def _parent_block(self, doc: _Doc) -> _IndexBlock:
         """A parent document's paragraphs as stored (windows in each paragraph's own form)."""
