@@ -61,7 +61,7 @@ How it runs (a `CorpusStage`, so the engine streams documents through a spill fi
 Incremental: the index of the version (signatures, paragraph texts and spans, window
 signatures) is saved as the artifact `dedup-index.npz`; the next run reads it from the parent
 version, deduplicates new documents against it and reuses the signatures of paragraphs whose
-text hash is unchanged instead of recomputing them. Size: about 900 bytes per paragraph on
+text hash is unchanged instead of recomputing them. Size: about 950 bytes per paragraph on
 news text (NewsSpider, bench/bench_dedup.py): 512 B paragraph signature (128 x uint32), ~250 B
 window signatures (32 x uint32 per sentence window), ~150 B paragraph text in LZ4 (needed to
 verify new copies exactly against old paragraphs), ~35 B for document signatures, ~20 B for
@@ -1763,9 +1763,10 @@ class _Engine:
         """The index artifact of this version (see `_write_index`).
 
         Only the re-signing of edited documents needs the engine's workers (`parallel`), so
-        it runs now; the rest, about a second of serial work on 19 MB (copying the kept
-        paragraphs' texts and signatures into columns, deflating), is handed to the writer
-        as a deferred artifact, built while the next pass runs (`defer_artifact`).
+        it runs now; the rest, about a quarter of a second of serial work on 19 MB (the kept
+        paragraphs' texts and signatures written column by column), is handed to the writer
+        as a deferred artifact that writes itself into the version (`Streamed`), built while
+        the next pass runs (`defer_artifact`).
         """
         edited = {
             doc_index: [(change.start, change.end) for change, _ in plan.changes]
@@ -1802,7 +1803,7 @@ class _Engine:
         Built from per-document blocks of arrays (a run document unchanged by this stage is
         stored straight from its summary, its paragraphs' texts cut from its compressed text
         only as they are written), column by column. The signatures and the texts, nearly all
-        of it, go into the file a few thousand documents at a time (`_Npz.columns`, `_Npz.text`):
+        of it, go into the file a few thousand paragraphs at a time (`_Npz.columns`, `_Npz.text`):
         the builder holds the integer columns and a chunk, not the index (on the benchmark its
         process peaked at 169 MB, PSS, when it made the file's bytes first, for 35 MB of index).
         `edited`: the spans this stage removed from each kept document it changed; `blocks`:
