@@ -43,6 +43,7 @@ import contextlib
 import gc
 import itertools
 import multiprocessing
+import multiprocessing.connection
 import multiprocessing.pool
 import os
 import pickle
@@ -50,6 +51,7 @@ import signal
 import struct
 import tempfile
 import threading
+import time
 from array import array
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -163,11 +165,18 @@ class _Pool(multiprocessing.pool.Pool):
     def lost_worker(self) -> str | None:
         """How a worker that ended while the pool ran ended ("worker 123 was killed by
         SIGKILL"), or None. (CPython's pool starts another in its place and waits forever
-        for the lost task's result.)"""
+        for the lost task's result.)
+
+        A worker's exit code alone does not tell: the pool's thread that keeps its workers
+        reaps an ended one, and a wait in another thread that comes in between its reaping and
+        its recording the code finds neither the process nor a code (seen as a run's killed
+        worker taken for alive, whose pool `terminate` then waited on forever). A worker's
+        sentinel, which becomes readable when it ends, says whether it has."""
         for worker in self._started:
             code = worker.exitcode
-            if code is not None:
-                return f"worker process {worker.pid} {_how_it_ended(code)}"
+            if code is None and not multiprocessing.connection.wait([worker.sentinel], 0):
+                continue  # (running)
+            return f"worker process {worker.pid} {_how_it_ended(_exit_code(worker, code))}"
         return None
 
 
@@ -176,7 +185,19 @@ class WorkerLost(Exception):
     out-of-memory killer): what it held is lost, so the run stops rather than wait forever."""
 
 
-def _how_it_ended(code: int) -> str:
+def _exit_code(worker: Any, code: int | None) -> int | None:
+    """The exit code of a worker that has ended, once whichever thread reaped it has recorded
+    it (None if it is not known within a second: reaped by a wait of some other code)."""
+    deadline = time.monotonic() + 1
+    while code is None and time.monotonic() < deadline:
+        time.sleep(0.001)
+        code = worker.exitcode
+    return code
+
+
+def _how_it_ended(code: int | None) -> str:
+    if code is None:
+        return "ended"
     if code >= 0:
         return f"exited with status {code}"
     try:

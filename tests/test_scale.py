@@ -1118,6 +1118,31 @@ def test_leaving_a_pool_whose_idle_workers_were_killed_does_not_hang():
     assert isinstance(_within(60, scenario), WorkerLost)
 
 
+def test_a_killed_worker_reaped_by_another_wait_is_still_seen_lost():
+    """The pool's thread that keeps its workers reaps an ended one; a wait elsewhere that comes
+    before it records the exit code finds no process and no code. Here the test reaps the
+    killed worker itself: the pool must still see it lost (its sentinel says it ended), and
+    leaving the pool must not wait forever on the lock the worker died holding."""
+    import signal
+
+    from curate.engine import WorkerLost, _Pool, _result
+
+    def scenario() -> Any:
+        with _Pool(1, context=multiprocessing.get_context("fork")) as pool:
+            pool.map(abs, range(4))
+            (worker,) = pool._pool
+            os.kill(worker.pid, signal.SIGKILL)
+            try:
+                os.waitpid(worker.pid, 0)  # (reaped here: its `Process` never learns the code)
+            except ChildProcessError:  # (the pool's thread was first: the code is recorded)
+                pass
+            lost = pool.lost_worker()
+            assert lost is not None and lost.startswith(f"worker process {worker.pid} ")
+            return _result(pool, pool.map_async(abs, range(4)))
+
+    assert isinstance(_within(60, scenario), WorkerLost)
+
+
 def test_a_run_whose_worker_is_killed_fails_in_one_line_and_writes_no_version(tmp_path, monkeypatch):
     import signal
 
