@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -190,7 +191,11 @@ def test_an_early_worker_killed_while_the_stage_decides_costs_nothing_but_its_wo
         if passes and passes[-1].pool is not None:
             worker = passes[-1].pool._pool[0]
             worker.kill()
-            worker.join()
+            # (the pool's thread that keeps its workers polls the same process: whichever
+            # reaps it first sets its exit code, and the other's wait may return before that)
+            deadline = time.monotonic() + 30
+            while worker.exitcode is None and time.monotonic() < deadline:
+                time.sleep(0.01)
             killed.append(worker.exitcode)
         decide(self)
 
