@@ -1835,7 +1835,7 @@ class _Engine:
         # Window spans are stored relative to their paragraph's comparison form.
         win_base = np.repeat(cf[:, 0], win_counts)
         chunks = _chunks(para_counts, _INDEX_CHUNK_ROWS)
-        with _Npz(file) as npz:  # (members in name order, as `np.savez` writes them)
+        with _Npz(file) as npz:  # (members in name order, as the index has always had them)
             npz.array("doc_ids", np.array([doc_id for doc_id, _, _ in rows], dtype="<U64"))
             npz.columns(
                 "doc_sigs",
