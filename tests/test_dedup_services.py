@@ -291,6 +291,45 @@ def test_parallel_verification_does_not_check_every_candidate_pair_of_many_copie
     assert ahead == serial
 
 
+def test_a_key_that_needs_nothing_for_good_is_not_asked_again() -> None:
+    # Each round of verifications ahead asks the keys after the one being decided what they
+    # need. A key that needs nothing, having read only decisions already made, needs nothing
+    # in any later round: asked once more in each, it cost the copies shape a second.
+    # Keys 0-599: each needs ("v", k); then every third from 102 on ("w", k); then every third
+    # from 300 on ("x", k). All read the decision of key 0 only.
+    rounds: list[int] = []
+
+    def parallel(function: Callable[[Any], Any], items: list[Any]) -> list[Any]:
+        rounds.append(len(decided))
+        return list_parallel(function, items)
+
+    engine = dedup._Engine(DedupSettings(), RunContext(config=None, parallel=parallel), None)
+    engine._verify = lambda key: "checked"  # type: ignore[method-assign]
+    order = list(range(600))
+    asked: dict[int, list[int]] = {k: [] for k in order}  # key -> the key decided at each ask
+    decided: list[int] = []
+
+    def needs(k: int) -> tuple[list[tuple[Any, ...]], int]:
+        asked[k].append(len(decided))
+        stages = ["v"] + (["w"] if k % 3 == 0 and k >= 102 else []) + (["x"] if k % 3 == 0 and k >= 300 else [])
+        missing = [(stage, k) for stage in stages if (stage, k) not in engine._verified]
+        return missing[:1], 0
+
+    def decide(k: int) -> None:
+        assert needs(k)[0] == []  # everything it reads was verified ahead, in rounds
+        decided.append(k)
+
+    engine._in_waves(order, needs, decide)
+    assert decided == order
+    assert rounds == [0, 102, 300]  # (the rounds ahead: at keys 0, 102 and 300)
+    # The keys after 300 that need no "w": asked in round 1, then in round 2, where they need
+    # nothing, having read key 0's decision; not in round 3 nor before their own decision
+    # (`decide` asks once more, to check). The others: in the three rounds, then at their
+    # decision, then by `decide`.
+    assert all(len(asked[k]) == 3 for k in order if k > 300 and k % 3)
+    assert all(len(asked[k]) == 5 for k in order if k > 300 and k % 3 == 0)
+
+
 # --------------------------------------------------------------------------- candidates
 def random_signatures(rng: np.random.Generator, count: int, num_perm: int) -> np.ndarray:
     """Signatures with copies, rows sharing some bands, and near collisions (one value off)."""

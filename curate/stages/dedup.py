@@ -1271,7 +1271,7 @@ class _Engine:
     def _in_waves(
         self,
         order: list[int],
-        needs: Callable[[int], list[tuple[Any, ...]]],
+        needs: Callable[[int], tuple[list[tuple[Any, ...]], int]],
         decide_one: Callable[[int], None],
     ) -> None:
         """`decide_one` for every key of `order`, in order; with `parallel`, verified ahead.
@@ -1284,12 +1284,26 @@ class _Engine:
         will read rather than every candidate pair keeps the total work that of one process
         when copies are many (a pair is checked only while its earlier copy is kept). Rounds
         too small for a chunk, and all after `_MAX_WAVES`, are left to `_result`, on demand.
+
+        `needs(k)` also gives the largest key whose decision it read (`order` is ascending:
+        a key's decision reads those of smaller keys only). A key that needs nothing, having
+        read decisions already made, needs nothing for good: it is not asked again (on the
+        copies shape, 196,000 keys asked in each of six rounds, a second of the decision).
         """
         parallel = getattr(self.context, "parallel", None)
         waves = 0 if parallel is not None else self._MAX_WAVES
+        settled: set[int] = set()
         for position, k in enumerate(order):
-            if waves < self._MAX_WAVES and needs(k):
-                wave = [key for j in order[position:] for key in needs(j)]
+            if waves < self._MAX_WAVES and k not in settled and needs(k)[0]:
+                wave = []
+                for j in order[position:]:
+                    if j in settled:
+                        continue
+                    needed, read = needs(j)
+                    if needed:
+                        wave.extend(needed)
+                    elif read < k:
+                        settled.add(j)
                 if len(wave) < self._CHUNK:
                     waves = self._MAX_WAVES  # little is left: verified here, on demand
                 else:
@@ -1318,26 +1332,26 @@ class _Engine:
             _stack([self.docs[k].sig for k in keys], self.s.num_perm),
             lambda key: self.docs[key].summary is not None,
         ):
-            earlier = sorted(c for c in found if c < k)
-            if earlier:
-                self._doc_candidates[k] = earlier
-        self._in_waves(sorted(self._doc_candidates), self._document_needs, self._decide_document)
+            self._doc_candidates[k] = sorted(found)  # (all before k: see `_candidates`)
+        self._in_waves(list(self._doc_candidates), self._document_needs, self._decide_document)
         self._doc_candidates = {}
 
     def _is_duplicate(self, jaccard: float, contained: float) -> bool:
         return jaccard >= self.s.document_jaccard and contained >= self.s.document_containment
 
-    def _document_needs(self, k: int) -> list[tuple[Any, ...]]:
-        """The verification `_decide_document(k)` lacks next (its candidates until one passes)."""
-        for c in self._doc_candidates[k]:
+    def _document_needs(self, k: int) -> tuple[list[tuple[Any, ...]], int]:
+        """The verification `_decide_document(k)` lacks next (its candidates until one
+        passes), and the last candidate it read (see `_in_waves`)."""
+        candidates = self._doc_candidates[k]
+        for c in candidates:
             if self.docs[c].duplicate:
                 continue
             result = self._verified.get(("doc", k, c))
             if result is None:
-                return [("doc", k, c)]
+                return [("doc", k, c)], c
             if self._is_duplicate(*result):
-                return []
-        return []
+                return [], c
+        return [], candidates[-1]
 
     def _decide_document(self, k: int) -> None:
         """Document k duplicates its first candidate that is kept and passes the exact check."""
@@ -1429,27 +1443,31 @@ class _Engine:
         same = para.doc == other.doc
         return self.s.within_documents if same else self.s.across_documents
 
-    def _paragraph_needs(self, k: int) -> list[tuple[Any, ...]]:
+    def _paragraph_needs(self, k: int) -> tuple[list[tuple[Any, ...]], int]:
         """The verifications `_decide_paragraph(k)` lacks next: its whole candidates until one
-        passes (one at a time), else the alignments of all its passage candidates."""
+        passes (one at a time), else the alignments of all its passage candidates; and the
+        largest candidate it read (see `_in_waves`)."""
         para = self.paras[k]
+        read = -1
         for c in self._whole.get(k, ()):
+            read = c
             kept = self.paras[c]
             if kept.removed_whole or not self._allowed(para, kept):
                 continue
             result = self._verified.get(("whole", k, c))
             if result is None:
-                return [("whole", k, c)]
+                return [("whole", k, c)], read
             if result[1] >= self.s.paragraph_containment:
-                return []
+                return [], read
         needed = []
         for other, split in self._ranked.get(k, ()):
+            read = max(read, other)
             kept = self.paras[other]
             if kept.removed_whole or not self._allowed(para, kept):
                 continue
             if ("passage", k, other, split) not in self._verified:
                 needed.append(("passage", k, other, split))
-        return needed
+        return needed, read
 
     def _decide_paragraph(self, k: int) -> None:
         para = self.paras[k]
