@@ -407,6 +407,35 @@ def test_candidates_let_go_of_the_signatures_and_the_bands_groups_before_the_fir
     assert inspect.isgeneratorfunction(dedup._band_groups)  # groups made band by band, as used
 
 
+def test_a_band_gives_a_group_the_band_before_made_only_if_its_rows_differ() -> None:
+    # Copies share every band: their group is given once, not once a band (the caller keeps
+    # one of each anyway: a tuple and a dict entry for each it is given). A group is given
+    # again when its rows differ from the band before's group of its smallest row: one
+    # more, one fewer, or another row instead of one.
+    grouping = [  # per band, each row's group (None: alone)
+        [1, 1, 1, 1, None, None],  # {0, 1, 2, 3}
+        [1, 1, 1, 1, None, None],  # the same: not given
+        [1, 1, 1, None, 1, None],  # {0, 1, 2, 4}: the same size and smallest row, another row
+        [1, 1, 1, 1, 1, None],  # {0, 1, 2, 3, 4}: one more
+        [1, 1, 1, 1, None, None],  # {0, 1, 2, 3}: one fewer (and made two bands before)
+        [1, 1, 1, 2, 2, None],  # {0, 1, 2} and {3, 4}
+        [2, 2, 2, 1, 1, None],  # the same two: not given
+        [None, None, None, None, None, None],  # none
+        [1, 1, 1, 2, 2, None],  # {0, 1, 2} and {3, 4} again: not the band before's
+    ]
+    rng = np.random.default_rng(3)
+    sigs = rng.integers(1 << 20, 1 << 31, size=(6, 2 * len(grouping)), dtype=np.uint32)
+    for band, groups in enumerate(grouping):
+        for row, group in enumerate(groups):
+            if group is not None:
+                sigs[row, 2 * band : 2 * band + 2] = group
+    bands = tuple((2 * band, 2 * band + 2) for band in range(len(grouping)))
+    keys = [100 + 7 * row for row in range(6)]
+    given = sorted(tuple(sorted(group)) for group in dedup._band_groups(bands, keys, sigs))
+    expected = [(0, 1, 2, 3), (0, 1, 2, 4), (0, 1, 2, 3, 4), (0, 1, 2, 3), (0, 1, 2), (3, 4), (0, 1, 2), (3, 4)]
+    assert given == sorted(tuple(keys[row] for row in group) for group in expected)
+
+
 @pytest.mark.parametrize("group_by", [None, dict_group_by])
 def test_candidates_of_keys_that_are_not_row_numbers(group_by: Any) -> None:
     rng = np.random.default_rng(11)

@@ -1968,9 +1968,16 @@ def _band_groups(
     (`np.bincount`) shares its hash with no other row, so only the others are sorted (most
     rows share no band: on the benchmark's 81,772 windows the sorts were half the time).
     Rows with equal hashes are then checked value by value, so that a hash collision never
-    puts two rows together."""
+    puts two rows together.
+
+    A group the band before made too (the same rows) is not given again: copies share every
+    band (25 for documents), and the caller keeps each distinct group once, a tuple and a
+    dict entry per group given (1.2 s of the decision on `bench_shapes.py --shape copies`).
+    A group of band b is one of band b-1 when each of its rows was in the group of its
+    smallest row there, a group of its size."""
     key_array = np.array(keys, dtype=np.int64)
     count = key_array.shape[0]
+    before: tuple[np.ndarray, np.ndarray] | None = None  # the band before: `_groups_by_row`
     slot_bits = max(10, min(24, count.bit_length() + 3))  # 8 to 16 slots a row
     mask = np.uint64((1 << slot_bits) - 1)
     with np.errstate(over="ignore"):
@@ -1983,6 +1990,7 @@ def _band_groups(
             slots = ((hashed ^ (hashed >> np.uint64(29))) & mask).astype(np.intp)
             crowded = np.flatnonzero(np.bincount(slots, minlength=1 << slot_bits)[slots] > 1)
             if crowded.size == 0:
+                before = None
                 continue
             order = crowded[np.argsort(hashed[crowded])]  # any order: groups become sets
             hashed = hashed[order]
@@ -1990,23 +1998,47 @@ def _band_groups(
             sizes = np.diff(np.append(heads, order.shape[0]))
             shared = sizes > 1
             if not shared.any():
+                before = None
                 continue
             heads, sizes = heads[shared], sizes[shared]
             ends = np.cumsum(sizes)
             # The rows of the groups, group after group (each a run of the sorted order).
             members = order[np.repeat(heads - ends + sizes, sizes) + np.arange(int(ends[-1]))]
             exact = (band[members] == band[np.repeat(order[heads], sizes)]).all(axis=1)
+            if exact.all():
+                grouped = _groups_by_row(count, members, ends - sizes, sizes)
+                if before is not None:  # each row in its smallest row's group there, of this size
+                    label = grouped[0][members]
+                    alike = np.logical_and.reduceat(before[0][members] == label, ends - sizes)
+                    new = ~(alike & (before[1][label[ends - sizes]] == sizes))
+                    members, sizes = members[np.repeat(new, sizes)], sizes[new]
+                    ends = np.cumsum(sizes)
+                before = grouped
+                member_keys = key_array[members].tolist()
+                yield from (member_keys[g0:g1] for g0, g1 in zip((ends - sizes).tolist(), ends.tolist(), strict=True))
+                continue
+            before = None  # (groups by value below: not compared with the next band's)
             member_keys = key_array[members].tolist()
             bounds = zip((ends - sizes).tolist(), ends.tolist(), strict=True)
-            if exact.all():
-                yield from (member_keys[g0:g1] for g0, g1 in bounds)
-                continue
             member_rows = members.tolist()
             for g0, g1 in bounds:  # a hash collision in some group: group by the values
                 by_value: dict[bytes, list[int]] = {}
                 for row, key in zip(member_rows[g0:g1], member_keys[g0:g1], strict=True):
                     by_value.setdefault(band[row].tobytes(), []).append(key)
                 yield from (found for found in by_value.values() if len(found) > 1)
+
+
+def _groups_by_row(
+    count: int, members: np.ndarray, starts: np.ndarray, sizes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """A band's groups (`members`, group after group, from `starts`) by row: each row's group
+    named by its smallest row (-1: in none), and the size of the group each smallest row names."""
+    smallest = np.minimum.reduceat(members, starts)
+    label = np.full(count, -1, dtype=np.int64)
+    label[members] = np.repeat(smallest, sizes)
+    size = np.zeros(count, dtype=np.int64)
+    size[smallest] = sizes
+    return label, size
 
 
 def _band_rows(
