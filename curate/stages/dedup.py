@@ -1024,7 +1024,8 @@ class _Engine:
         """Plans by position of observation; sets the index artifact and the statistics."""
         if self.parent is not None:
             self._add_parent(self.parent.arrays, skip={summary.id for summary in summaries})
-        order = sorted(range(len(summaries)), key=lambda i: (summaries[i].id, i))
+        # By id, then position (a stable sort keeps equal ids in order): no tuple per summary.
+        order = sorted(range(len(summaries)), key=[summary.id for summary in summaries].__getitem__)
         for i in order:
             self._add_run_doc(summaries[i], i)
         self._signatures()  # (now, before the decision's workers fork: see `_RunSignatures`)
