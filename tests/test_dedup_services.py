@@ -331,6 +331,23 @@ def test_a_key_that_needs_nothing_for_good_is_not_asked_again() -> None:
 
 
 # --------------------------------------------------------------------------- candidates
+def test_signatures_are_stacked_whatever_their_rows() -> None:
+    # Rows as the summaries hold them (uint32 views of one record each) are joined as bytes;
+    # rows of another type or not contiguous take numpy's way; the same rows either way.
+    rng = np.random.default_rng(4)
+    table = rng.integers(0, 1 << 32, size=(6, 8), dtype=np.uint64)
+    expected = table.astype(np.uint32)
+    records = [np.frombuffer(row.astype(np.uint32).tobytes() + b"tail", np.uint8)[:32].view(np.uint32) for row in table]
+    strided = [np.ascontiguousarray(np.stack([row, row], axis=1).astype(np.uint32))[:, 0] for row in table]
+    for rows in (records, strided, list(table), records[:3] + list(table[3:])):
+        stacked = dedup._stack(rows, 8)
+        assert stacked.dtype == np.uint32 and stacked.shape == (6, 8)
+        assert (stacked == expected).all()
+    with pytest.raises(ValueError, match="6 signatures of 7 values"):
+        dedup._stack(records, 7)
+    assert dedup._stack([], 8).shape == (0, 8)
+
+
 def random_signatures(rng: np.random.Generator, count: int, num_perm: int) -> np.ndarray:
     """Signatures with copies, rows sharing some bands, and near collisions (one value off)."""
     sigs = rng.integers(0, 2**32, size=(count, num_perm), dtype=np.uint64).astype(np.uint32)
