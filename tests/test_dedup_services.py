@@ -291,6 +291,29 @@ def test_parallel_verification_does_not_check_every_candidate_pair_of_many_copie
     assert ahead == serial
 
 
+def test_exact_copies_are_known_in_the_decision_and_not_sent_to_the_workers(small_chunks: None) -> None:
+    # A corpus scraped twice is mostly documents of the same text: a copy's pair with its
+    # first is known equal from the texts (the same compressed bytes) at less cost than
+    # sending it to a worker. Near copies (two characters changed) are verified there still.
+    texts = [[filler(900 + 4 * i + j) for j in range(4)] for i in range(12)]
+
+    def corpus() -> list[Document]:
+        docs = [document(f"{copy}-{i}.txt", paragraphs) for copy in "ab" for i, paragraphs in enumerate(texts)]
+        return docs + [document(f"c-{i}.txt", [*p[:3], p[3][:-3] + "王王。"]) for i, p in enumerate(texts)]
+
+    sent: list[tuple[Any, ...]] = []
+
+    def parallel(function: Callable[[Any], Any], items: list[Any]) -> list[Any]:
+        sent.extend(key for item in items for key in item if isinstance(key, tuple) and key[0] == "doc")
+        return list_parallel(function, items)
+
+    docs, context = run(corpus(), services={"parallel": parallel})
+    assert outcome(docs, context) == outcome(*run(corpus()))  # as decided in one process
+    assert sum(doc.status == DUPLICATE for doc in docs) == 24  # the second copies, the near ones
+    ranked = [doc.text for doc in sorted(corpus(), key=lambda doc: doc.id)]  # (the engine's order)
+    assert sent and all(ranked[k] != ranked[c] for _, k, c in sent)
+
+
 def test_a_key_that_needs_nothing_for_good_is_not_asked_again() -> None:
     # Each round of verifications ahead asks the keys after the one being decided what they
     # need. A key that needs nothing, having read only decisions already made, needs nothing
