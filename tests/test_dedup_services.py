@@ -447,6 +447,17 @@ def test_candidates_let_go_of_the_signatures_and_the_bands_groups_before_the_fir
     assert inspect.isgeneratorfunction(dedup._band_groups)  # groups made band by band, as used
 
 
+def test_band_columns_are_each_bands_values_whatever_the_bands() -> None:
+    # Transposed a few columns at a time: bands in order, one wider than those few, one going
+    # back, one at the end of a block; each is its columns of the signatures, row after row.
+    rng = np.random.default_rng(6)
+    sigs = rng.integers(0, 1 << 32, size=(2500, 80), dtype=np.uint64).astype(np.uint32)
+    bands = ((0, 5), (5, 10), (30, 32), (32, 70), (3, 8), (75, 80))
+    for band, (start, end) in zip(dedup._band_columns(bands, sigs), bands, strict=True):
+        assert band.shape == (end - start, 2500)
+        assert (band == sigs[:, start:end].T).all()
+
+
 def test_a_band_gives_a_group_the_band_before_made_only_if_its_rows_differ() -> None:
     # Copies share every band: their group is given once, not once a band (the caller keeps
     # one of each anyway: a tuple and a dict entry for each it is given). A group is given

@@ -105,7 +105,8 @@ INDEX_FORMAT = 1
 PARA_TEXT = "para_text.lz4"  # the member holding the paragraph texts (`_Npz.text`)
 _INDEX_CHUNK_ROWS = 4096  # paragraphs (with their windows) written into the index at a time
 _BAND_HASH_BASE = np.uint64(0x100000001B3)  # the polynomial hash `_band_groups` sorts bands on
-_TRANSPOSE_ROWS = 1024  # rows `_band_groups` turns into columns at a time (their values stay in cache)
+_TRANSPOSE_ROWS = 1024  # signatures `_band_columns` turns into columns at a time (in cache)
+_TRANSPOSE_COLUMNS = 32  # ... and their values at a time: a quarter of 128 held twice
 # Characters that close a clause: a splice flag covers the clause fragment up to the seam.
 _CLAUSE_MARKS = set("，。、；：？！,.;:?!…—“”‘’（）()《》【】「」『』 \t\u3000")
 _SPLICE_CONTEXT = 30  # at most this many characters of context in a splice flag
@@ -1294,7 +1295,7 @@ class _Engine:
         `needs(k)` also gives the largest key whose decision it read (`order` is ascending:
         a key's decision reads those of smaller keys only). A key that needs nothing, having
         read decisions already made, needs nothing for good: it is not asked again (on the
-        copies shape, 196,000 keys asked in each of six rounds, a second of the decision).
+        copies shape, 196,000 keys were asked again in each of five later rounds).
         """
         parallel = getattr(self.context, "parallel", None)
         waves = 0 if parallel is not None else self._MAX_WAVES
@@ -1354,8 +1355,8 @@ class _Engine:
                 continue
             result = self._verified.get(("doc", k, c))
             if result is None and self._exact_copies(self.docs[k], self.docs[c]):
-                # (answered here, not sent to a worker: the pair, and the answer, cost more to
-                # send than to find; 0.8 s of the copies shape's decision waited for them)
+                # (answered here, not sent to a worker: the pair and its answer cost more to
+                # send than to find; the copies shape's first round sent 178,000, 0.8 s)
                 result = self._verified["doc", k, c] = 1.0, 1.0
             if result is None:
                 return [("doc", k, c)], c
@@ -1987,7 +1988,7 @@ def _band_groups(
 
     A group the band before made too (the same rows) is not given again: copies share every
     band (25 for documents), and the caller keeps each distinct group once, a tuple and a
-    dict entry per group given (1.2 s of the decision on `bench_shapes.py --shape copies`).
+    dict entry per group given (`bench_shapes.py --shape copies`: `_candidates` 1.7 -> 1.2 s).
     A group of band b is one of band b-1 when each of its rows was in the group of its
     smallest row there, a group of its size."""
     key_array = np.array(keys, dtype=np.int64)
@@ -1995,19 +1996,12 @@ def _band_groups(
     before: tuple[np.ndarray, np.ndarray] | None = None  # the band before: `_groups_by_row`
     slot_bits = max(10, min(24, count.bit_length() + 3))  # 8 to 16 slots a row
     mask = np.uint64((1 << slot_bits) - 1)
-    # The signatures column by column, each band's values end to end: a transpose a block of
-    # rows at a time (0.06 s for 213,000 rows of 128 values; numpy's own transpose of the whole
-    # took 0.7 s, and cutting each band's columns out of the rows, 6 ms a band, cost as much).
-    width = max(end for _, end in bands)
-    columns = np.empty((width, count), dtype=sigs.dtype)
-    for row in range(0, count, _TRANSPOSE_ROWS):
-        columns[:, row : row + _TRANSPOSE_ROWS] = sigs[row : row + _TRANSPOSE_ROWS, :width].T
     with np.errstate(over="ignore"):
-        for start, end in bands:
+        for band in _band_columns(bands, sigs):
             hashed = np.zeros(count, dtype=np.uint64)
-            for column in range(start, end):
+            for values in band:
                 hashed *= _BAND_HASH_BASE
-                hashed += columns[column]
+                hashed += values
             slots = ((hashed ^ (hashed >> np.uint64(29))) & mask).astype(np.intp)
             crowded = np.flatnonzero(np.bincount(slots, minlength=1 << slot_bits)[slots] > 1)
             if crowded.size == 0:
@@ -2027,7 +2021,7 @@ def _band_groups(
             members = order[np.repeat(heads - ends + sizes, sizes) + np.arange(int(ends[-1]))]
             head_rows = np.repeat(order[heads], sizes)
             exact = np.ones(members.shape[0], dtype=bool)
-            for values in columns[start:end]:  # (each row as its group's first, value by value)
+            for values in band:  # (each row as its group's first, value by value)
                 exact &= values[members] == values[head_rows]
             if exact.all():
                 grouped = _groups_by_row(count, members, ends - sizes, sizes)
@@ -2048,8 +2042,26 @@ def _band_groups(
             for g0, g1 in bounds:  # a hash collision in some group: group by the values
                 by_value: dict[bytes, list[int]] = {}
                 for row, key in zip(member_rows[g0:g1], member_keys[g0:g1], strict=True):
-                    by_value.setdefault(columns[start:end, row].tobytes(), []).append(key)
+                    by_value.setdefault(band[:, row].tobytes(), []).append(key)
                 yield from (found for found in by_value.values() if len(found) > 1)
+
+
+def _band_columns(bands: tuple[tuple[int, int], ...], sigs: np.ndarray) -> Iterator[np.ndarray]:
+    """Each band's columns of `sigs` (rows: signatures), as rows of their own: a band's values,
+    row after row, end to end. Transposed a block of rows and `_TRANSPOSE_COLUMNS` columns at
+    a time (0.06 s for 213,000 signatures of 128 values: each cache line of them read once,
+    where cutting each band's few columns out of every row read it again for the next band,
+    6 ms a band, and numpy's own transpose took 0.7 s), so that at most those columns are
+    held twice."""
+    count = sigs.shape[0]
+    held, first, last = None, 0, 0  # columns first..last of sigs, transposed
+    for start, end in bands:
+        if held is None or start < first or end > last:
+            first, last = start, max(end, min(sigs.shape[1], start + _TRANSPOSE_COLUMNS))
+            held = np.empty((last - first, count), dtype=sigs.dtype)
+            for row in range(0, count, _TRANSPOSE_ROWS):
+                held[:, row : row + _TRANSPOSE_ROWS] = sigs[row : row + _TRANSPOSE_ROWS, first:last].T
+        yield held[start - first : end - first]
 
 
 def _groups_by_row(
