@@ -103,3 +103,24 @@ def test_a_summary_of_strided_arrays_packs_the_same_and_one_of_wrong_shapes_is_r
     assert _fields(_unpack(_pack(strided))) == _fields(summary)
     with pytest.raises(ValueError, match="inconsistent shapes"):
         _pack(dataclasses.replace(summary, win_counts=summary.win_counts[:-1]))
+
+
+def test_a_one_paragraph_documents_record_holds_its_signature_once():
+    # A document of one paragraph has that paragraph's signature: its record keeps one copy
+    # (on a corpus of one-sentence documents, a third of each record). A summary whose
+    # signature differs from its one paragraph's (none is made so) keeps both, and reads back.
+    import dataclasses
+
+    import numpy as np
+
+    from curate.stages.dedup import _pack, _unpack
+
+    doc = Document.new("built/one.txt", "一段只有一个句子的文字，用来看它的记录有多长。")
+    summary = NearDuplicates(DedupSettings(), RunContext(config=None)).summarise_many([doc])[0]
+    assert summary.para_sigs.shape[0] == 1
+    other = dataclasses.replace(summary, sig=summary.sig // 2)
+    once, twice = _pack(summary), _pack(other)
+    assert len(twice) - len(once) == summary.sig.nbytes == 4 * DedupSettings().num_perm
+    assert _fields(_unpack(once)) == _fields(summary)
+    assert _fields(_unpack(twice)) == _fields(other)
+    assert np.array_equal(_unpack(once).sig, summary.para_sigs[0])

@@ -250,7 +250,7 @@ class _Record:
     while the workers wait: two views a record instead of ten, and the numbers filing needs
     (`paragraph_numbers`) read from the block in one call."""
 
-    __slots__ = ("id", "text_z", "wide", "narrow", "dims", "computed", "reused")
+    __slots__ = ("id", "text_z", "wide", "narrow", "dims", "computed", "reused", "one_sig")
 
     def __init__(
         self,
@@ -261,9 +261,10 @@ class _Record:
         dims: tuple[int, int, int, int, int],
         computed: int,
         reused: int,
+        one_sig: bool,
     ) -> None:
         self.id, self.text_z, self.wide, self.narrow = doc_id, text_z, wide, narrow
-        self.dims, self.computed, self.reused = dims, computed, reused
+        self.dims, self.computed, self.reused, self.one_sig = dims, computed, reused, one_sig
 
     @property
     def src_pos(self) -> np.ndarray:
@@ -312,6 +313,8 @@ class _Record:
     @property
     def sig(self) -> np.ndarray:
         _, p, w, k, kw = self.dims
+        if self.one_sig:  # (the document's one paragraph's: `_shares_its_sig`)
+            return self.narrow[:k]
         return self.narrow[p * k + w * kw :]
 
     def paragraph_numbers(self) -> list[int]:
@@ -329,8 +332,9 @@ _Summarised = _Summary | _Record  # (as made in a worker, or as read back from i
 _ALIGN = 8  # every part of a record starts at a multiple of 8 bytes (aligned array views)
 _PADDING = b"\0" * _ALIGN
 # The record's header: id bytes, text_z bytes, source breakpoints (n), paragraphs (p),
-# windows (w), num_perm, window_num_perm, computed, reused.
-_HEADER = 9
+# windows (w), num_perm, window_num_perm, computed, reused, and 1 when the document's signature
+# is its one paragraph's, not stored again (`_shares_its_sig`), else 0.
+_HEADER = 10
 _HEADER_STRUCT = struct.Struct(f"={_HEADER}q")  # (native order, as `_pack` writes it)
 # The arrays after the id and text_z, in this order, with no gap, each in the type the record
 # holds: the 8-byte ones (the wide block; the hashes' bits read as int64 there), then the
@@ -350,10 +354,17 @@ _TYPES = (
 _ARRAYS = tuple(name for name, _ in _TYPES)
 
 
-def _sizes(dims: tuple[int, int, int, int, int]) -> tuple[int, int]:
+def _sizes(dims: tuple[int, int, int, int, int], one_sig: bool) -> tuple[int, int]:
     """The numbers in the wide and in the narrow block of a summary of these dimensions."""
     n, p, w, k, kw = dims
-    return 2 * n + 6 * p + 2 * w, (p + 1) * k + w * kw
+    return 2 * n + 6 * p + 2 * w, (p + (not one_sig)) * k + w * kw
+
+
+def _shares_its_sig(summary: _Summary) -> bool:
+    """A document of one paragraph has that paragraph's signature: its record holds it once.
+    Most documents of a corpus of many short ones are one paragraph (the copies shape's
+    213,864), and the second copy was a third of their records (512 of 1,421 bytes)."""
+    return summary.para_sigs.shape[0] == 1 and np.array_equal(summary.sig, summary.para_sigs[0])
 
 
 def _pack(summary: _Summarised) -> bytes:
@@ -364,14 +375,17 @@ def _pack(summary: _Summarised) -> bytes:
     text_z = summary.text_z
     dims = summary.dims
     if isinstance(summary, _Record):
+        one_sig = summary.one_sig
         blocks = [summary.wide, summary.narrow]
     else:  # (each array as the record holds it: a copy only of one of another type or layout)
-        blocks = [np.ascontiguousarray(getattr(summary, name), dtype) for name, dtype in _TYPES]
-    wide, narrow = _sizes(dims)
+        one_sig = _shares_its_sig(summary)
+        types = _TYPES[:-1] if one_sig else _TYPES  # (the signature last: `_TYPES`)
+        blocks = [np.ascontiguousarray(getattr(summary, name), dtype) for name, dtype in types]
+    wide, narrow = _sizes(dims, one_sig)
     if sum(block.nbytes for block in blocks) != 8 * wide + 4 * narrow:
         shapes = {name: getattr(summary, name).shape for name in _ARRAYS}
         raise ValueError(f"dedup summary of {summary.id}: arrays of inconsistent shapes {shapes}")
-    header = _HEADER_STRUCT.pack(len(doc_id), len(text_z), *dims, summary.computed, summary.reused)
+    header = _HEADER_STRUCT.pack(len(doc_id), len(text_z), *dims, summary.computed, summary.reused, one_sig)
     parts = [header, doc_id, _PADDING[: -len(doc_id) % _ALIGN], text_z, _PADDING[: -len(text_z) % _ALIGN]]
     return b"".join([*parts, *(block.data for block in blocks), _PADDING[: -4 * narrow % _ALIGN]])
 
@@ -379,13 +393,13 @@ def _pack(summary: _Summarised) -> bytes:
 def _unpack(record: bytes | np.ndarray) -> _Record:
     """The summary in a `_pack` record: views of the record (bytes, or a slice of a memory
     map), nothing is copied."""
-    id_bytes, text_bytes, *dims, computed, reused = _HEADER_STRUCT.unpack_from(record)
+    id_bytes, text_bytes, *dims, computed, reused, one_sig = _HEADER_STRUCT.unpack_from(record)
     offset = 8 * _HEADER
     doc_id = bytes(memoryview(record)[offset : offset + id_bytes]).decode("utf-8")
     offset += id_bytes + (-id_bytes % _ALIGN)
     text_z = np.frombuffer(record, np.uint8, text_bytes, offset)
     offset += text_bytes + (-text_bytes % _ALIGN)
-    wide, narrow = _sizes(dims)  # type: ignore[arg-type]
+    wide, narrow = _sizes(dims, one_sig)  # type: ignore[arg-type]
     return _Record(
         doc_id,
         text_z,
@@ -394,6 +408,7 @@ def _unpack(record: bytes | np.ndarray) -> _Record:
         tuple(dims),  # type: ignore[arg-type]
         computed,
         reused,
+        bool(one_sig),
     )
 
 
