@@ -365,7 +365,7 @@ def _shares_its_sig(summary: _Summary) -> bool:
     Most documents of a corpus of many short ones are one paragraph (the copies shape's
     213,864), and the second copy was a third of their records (512 of 1,421 bytes)."""
     one = summary.para_sigs.shape[0] == 1
-    return one and summary.sig.tobytes() == summary.para_sigs[0].astype(summary.sig.dtype).tobytes()
+    return one and summary.sig.tobytes() == summary.para_sigs[0].astype(summary.sig.dtype, copy=False).tobytes()
 
 
 def _pack(summary: _Summarised) -> bytes:
