@@ -42,6 +42,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import itertools
+import mmap
 import multiprocessing
 import multiprocessing.connection
 import multiprocessing.pool
@@ -144,18 +145,19 @@ class _Pool(multiprocessing.pool.Pool):
         if self.lost_worker() is None:
             super().terminate()
         else:
-            self._abandon()
+            self.abandon()
 
-    def _abandon(self) -> None:
-        """`terminate` after a worker was killed. CPython's takes the locks the workers share,
-        and the dead one may have died holding one (an idle worker holds the task pipe's while
-        it waits), so it would wait forever. Instead: no replacement workers, every worker
+    def abandon(self) -> None:
+        """`terminate` after a worker was killed, or to kill one still busy. CPython's takes the
+        locks the workers share, and the dead one may have died holding one (an idle worker
+        holds the task pipe's while it waits), so it would wait forever. Instead: no replacement workers, every worker
         killed and reaped, and the pool's threads (daemons, blocked on pipes no one writes to
         any more) left to end with the process."""
         self._state = multiprocessing.pool.TERMINATE
         self._terminate.cancel()  # the same teardown, at exit, would wait the same way
         handler = self._worker_handler
         handler._state = multiprocessing.pool.TERMINATE
+        self._result_handler._state = multiprocessing.pool.TERMINATE  # (ends at the next result)
         self._change_notifier.put(None)
         handler.join()
         for worker in self._pool:
@@ -661,6 +663,17 @@ def dumps(item: Any) -> bytes:
     return pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
 
 
+class Halted(Exception):
+    """A task stopped in the middle because its pass was told to (`Phase.halted`)."""
+
+
+def _until_halted(docs: list[Document], halted: Callable[[], bool]) -> Iterator[Document]:
+    for doc in docs:
+        if halted():
+            raise Halted
+        yield doc
+
+
 @dataclass
 class Phase:
     """The work of one pass of documents through the workers, in order: `apply` of a decided
@@ -678,6 +691,7 @@ class Phase:
     finish: Callable[[Document], Any] | None = None
     pack: bool = True
     store: DocumentFile | None = None  # where pickled documents go, if not back to the driver
+    halted: Callable[[], bool] | None = None  # when true, a task stops at its next document
 
     def __bool__(self) -> bool:
         return bool(self.apply or self.stages or self.summarise or self.finish)
@@ -690,12 +704,14 @@ class Phase:
         return pickle.loads(summary) if self.pack else summary
 
     def run(self, batch: list[Any]) -> list[Result]:
+        if self.halted is not None and self.halted():
+            raise Halted
         docs: list[Document] = [loads(item, self.store) for item in batch]
         if self.apply is not None:
             for doc in docs:
                 if doc.status == OK:
                     self.apply.apply(doc)
-        stream: Iterable[Document] = docs
+        stream: Iterable[Document] = docs if self.halted is None else _until_halted(docs, self.halted)
         for stage in self.stages:
             stream = stage.run(stream)
         done = list(stream)
@@ -1047,6 +1063,7 @@ class _EarlyPass:
     """
 
     NICE = 19  # the workers' niceness above the driver's: the lowest priority
+    HALT_SECONDS = 5.0  # how long a worker told to stop may take to end its document
 
     def __init__(self, phase: Phase, workers: int, batch: int, folder: Path | None, budget: int) -> None:
         self.phase, self.workers, self.folder = phase, workers, folder
@@ -1066,6 +1083,12 @@ class _EarlyPass:
         self.store: DocumentFile | None = None  # where the workers put their results
         self._exit = contextlib.ExitStack()  # the file (last), the workers and their feeder
         self._workers = contextlib.ExitStack()  # the workers and their feeder
+        self.halt = mmap.mmap(-1, 1)  # shared with the workers: its byte set, they stop
+        self._exit.callback(self.halt.close)
+        self.phase = replace(phase, halted=self._halted)
+
+    def _halted(self) -> bool:
+        return self.halt[0] != 0
 
     def __enter__(self) -> _EarlyPass:
         return self
@@ -1082,7 +1105,8 @@ class _EarlyPass:
         task = partial(_stored_run, self.phase.run, self.store)
         self._exit.enter_context(self._workers)
         self.pool = self._workers.enter_context(_forked_pool(task, self.workers, self.NICE, freeze=False))
-        self._workers.callback(self._stop)  # (before the pool ends)
+        self._workers.callback(self._end_workers)  # (before the pool ends)
+        self._workers.callback(self._stop)  # (before that)
 
     def start(self, records: Iterator[Any], skip: bytearray) -> None:
         """Hand the workers the documents of `records`, but those `skip` marks, until the
@@ -1138,19 +1162,47 @@ class _EarlyPass:
 
     def made(self) -> list[bool]:
         """Whether each record taken has a result, in order: the results of the batches done
-        by now. The workers end: the batches still in their hands are not waited for (their
-        documents go through the pass after the decision)."""
+        by now. The workers are told to stop (`_halt`): the batches still in their hands are not
+        waited for (their documents go through the pass after the decision)."""
         self._stop()
         if self.error is not None:
             raise self.error
+        self._halt()
         for pending in self.sent:
             try:
                 self.done.append(pending.get() if pending.ready() else None)
             except Exception:  # (the pass after the decision meets it again, as it would have)
                 self.done.append(None)
-        self._workers.close()
         done = self.done
         return [b >= 0 and done[b] is not None for b in self.batch_of]
+
+    def _halt(self) -> None:
+        """Tell the workers to stop: a task stops at its next document (`Phase.halted`), and
+        the workers end on their own once every task has come back (`_end_workers`)."""
+        if self.pool is not None:
+            self.halt[0] = 1
+            self.pool.close()
+
+    def _end_workers(self) -> None:
+        """Halted, the workers are waited for, not killed by a signal: a worker killed in the
+        middle of a task may die holding the lock of the pipe results go back through (a worker
+        holds it while it writes one), and CPython's pool, ending, writes to that pipe under
+        that lock: it then waits forever (a test run hung so; `bench/pool_teardown.py --way
+        terminate` makes CPython's teardown hang within a few hundred pools ended with tasks in
+        hand). Only a worker lost, or still in one document after `HALT_SECONDS`, is killed, and
+        the pool's threads are then left behind (`_Pool.abandon`)."""
+        if self.pool is None:
+            return
+        self._halt()
+        deadline = time.monotonic() + self.HALT_SECONDS
+        for pending in self.sent:
+            if self.pool.lost_worker() is not None:
+                break
+            pending.wait(max(0.0, deadline - time.monotonic()))
+        if self.pool.lost_worker() is None and all(pending.ready() for pending in self.sent):
+            self.pool.join()
+        else:
+            self.pool.abandon()
 
     def results(self, wanted: list[bool]) -> Iterator[Result | None]:
         """The result of every record taken, in order, read back from the document file batch

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import copy
 import json
+import pickle
+import signal
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -220,3 +223,70 @@ def test_dedup_takes_an_exact_copy_of_an_earlier_document_for_a_probable_change(
     stage.decide()
     assert not stage.leaves_alone(copy)  # (the hint was right: a duplicate)
     assert not any(stage.probably_changes(n) for n in range(4))  # (let go by the decision)
+
+
+class SleepOnEach(DocumentStage):
+    """Sleeps on each document as many seconds as its text says; counts the documents it
+    processed in this process."""
+
+    name = "test_sleep"
+    Settings = StageSettings
+    processed: ClassVar[int] = 0
+
+    def process(self, doc: Document) -> None:
+        SleepOnEach.processed += 1
+        time.sleep(float(doc.text))
+
+
+def _sleepy(seconds: float, count: int) -> list[bytes]:
+    return [pickle.dumps(Document.new(f"d{n}", str(seconds))) for n in range(count)]
+
+
+def _sleep_phase() -> engine_module.Phase:
+    return engine_module.Phase(stages=[SleepOnEach(StageSettings(), RunContext(config=None))], finish=encode)
+
+
+def test_a_halted_task_stops_at_its_next_document():
+    SleepOnEach.processed = 0
+    phase = replace(_sleep_phase(), halted=lambda: SleepOnEach.processed >= 2)
+    with pytest.raises(engine_module.Halted):
+        phase.run(_sleepy(0, 5))
+    assert SleepOnEach.processed == 2
+    with pytest.raises(engine_module.Halted):  # (a task that comes after: not started at all)
+        phase.run(_sleepy(0, 5))
+    assert SleepOnEach.processed == 2
+    assert len(replace(phase, halted=None).run(_sleepy(0, 5))) == 5
+
+
+def test_the_early_pass_ends_its_workers_without_killing_them_in_the_middle_of_a_task(tmp_path):
+    """Killed by a signal in the middle of a task, a worker may die holding the lock of the
+    pipe results go back through, and CPython's pool, ending, then waits for that lock forever
+    (bench/pool_teardown.py --way terminate). Told to stop, the workers end at their next
+    document, on their own."""
+    with engine_module._EarlyPass(_sleep_phase(), 2, 4, tmp_path, 1 << 30) as early:
+        early.fork()
+        workers = list(early.pool._pool)
+        early.start(iter(_sleepy(0.1, 40)), bytearray(40))  # (4 s of work, 2 s on 2 workers)
+        time.sleep(0.6)  # (a batch each done, the next ones in their hands)
+        start = time.monotonic()
+        made = early.made()
+        took = time.monotonic() - start
+    assert [worker.exitcode for worker in workers] == [0, 0]  # ended on their own, no signal
+    assert 0 < sum(made) < 32  # (batches were in the workers' hands; what was done counts)
+    assert made == sorted(made, reverse=True)
+    assert took < 1.5  # (the batches in hand not finished: 1.6 s more)
+
+
+def test_an_early_worker_still_in_one_document_after_it_was_told_to_stop_is_killed(tmp_path, monkeypatch):
+    monkeypatch.setattr(engine_module._EarlyPass, "HALT_SECONDS", 0.2)
+    with engine_module._EarlyPass(_sleep_phase(), 2, 1, tmp_path, 1 << 30) as early:
+        early.fork()
+        workers = list(early.pool._pool)
+        early.start(iter(_sleepy(30, 4)), bytearray(4))
+        time.sleep(0.2)
+        start = time.monotonic()
+        made = early.made()
+        took = time.monotonic() - start
+    assert made == [False] * 4
+    assert [worker.exitcode for worker in workers] == [-signal.SIGKILL] * 2
+    assert took < 10
