@@ -1,7 +1,7 @@
 """Ending the early pass's workers with tasks in their hands (`curate.engine._EarlyPass`), many
-times over: whether an end ever hangs, and how long ending takes, the way curate ends them
-(told to stop, they end on their own: `_EarlyPass._end_workers`) and by CPython's pool
-`terminate` alone (each worker killed by a signal, wherever it is).
+times over: whether an end ever hangs, and how long ending takes, the way curate ends a pool
+(its workers told to stop, they end on their own: `curate.engine._Pool.terminate`) and by
+CPython's pool `terminate` alone (each worker killed by a signal, wherever it is).
 
     .venv/bin/python bench/pool_teardown.py [--pools 3000] [--way halt|terminate] [--seed 0]
 
@@ -11,7 +11,7 @@ decision), then ends the pass. An end that takes more than --hang seconds is a h
 thread's stack is printed and the script exits with status 1. Otherwise it prints the rounds
 and how long ending took (median, 99th percentile, longest). A worker killed while it writes
 a result holds the results pipe's lock for good, and CPython's teardown then waits for that
-lock forever: with --way terminate that shows within a few thousand rounds on a 2-core machine.
+lock forever: with --way terminate that shows within a few hundred rounds on a 2-core machine.
 """
 
 from __future__ import annotations
@@ -69,8 +69,9 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--hang", type=float, default=20.0, help="seconds an end may take")
     args = parser.parse_args()
-    if args.way == "terminate":  # (made() then takes what is done, and the pool is terminated)
-        engine._EarlyPass._halt = engine._EarlyPass._end_workers = lambda self: None  # type: ignore[method-assign]
+    if args.way == "terminate":  # (tasks never halt, and CPython's terminate ends the pool)
+        engine.halted = lambda: False
+        engine._Pool._halted_workers_ended = lambda self: True  # type: ignore[method-assign]
     rng = random.Random(args.seed)
     phase = engine.Phase(stages=[Spin(StageSettings(), RunContext(config=None))], finish=_text)
     faulthandler.enable()

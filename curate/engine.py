@@ -99,13 +99,15 @@ def default_workers() -> int:
 
 # A worker's task, set in the worker as it starts (`_start_worker`): inherited through the
 # fork, never pickled. Pools may overlap (the files being read while the first pass runs), each
-# with its own task.
+# with its own task. And its pool's halt: a byte the pool's processes share, set when the pool
+# ends (`_Pool.terminate`) or its work is no longer wanted (`_EarlyPass.made`).
 _TASK: Callable[[Any], Any] | None = None
+_HALT: mmap.mmap | None = None
 
 
-def _start_worker(task: Callable[[Any], Any], nice: int = 0) -> None:
-    global _TASK
-    _TASK = task
+def _start_worker(task: Callable[[Any], Any], nice: int = 0, halt: mmap.mmap | None = None) -> None:
+    global _TASK, _HALT
+    _TASK, _HALT = task, halt
     leave_interrupts_to_the_driver()
     if nice:
         os.nice(nice)
@@ -113,7 +115,19 @@ def _start_worker(task: Callable[[Any], Any], nice: int = 0) -> None:
 
 def _run_task(item: Any) -> Any:
     assert _TASK is not None
+    if halted():
+        raise Halted
     return _TASK(item)
+
+
+class Halted(Exception):
+    """A task stopped, or not started, because its pool was told to stop (`halted`)."""
+
+
+def halted() -> bool:
+    """Whether this process is a worker whose pool was told to stop: a task then stops at its
+    next document (`Phase.run`). Never in the driver."""
+    return _HALT is not None and _HALT[0] != 0
 
 
 class _Pool(multiprocessing.pool.Pool):
@@ -130,7 +144,10 @@ class _Pool(multiprocessing.pool.Pool):
     waited on, as before); nothing else waits on that pipe.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    HALT_SECONDS = 5.0  # how long `terminate` waits for workers told to stop to end
+
+    def __init__(self, *args: Any, halt: mmap.mmap | None = None, **kwargs: Any) -> None:
+        self.halt = halt  # the byte its workers read (`halted`), if they do
         super().__init__(*args, **kwargs)
         # The workers as started. Without `maxtasksperchild` none ends while the pool runs, so
         # one that has ended was killed, and the task it held will never come back.
@@ -142,13 +159,36 @@ class _Pool(multiprocessing.pool.Pool):
         return [sentinel for sentinel in super()._get_sentinels() if sentinel is not results]
 
     def terminate(self) -> None:
-        if self.lost_worker() is None:
+        if self.lost_worker() is None and self._halted_workers_ended():
             super().terminate()
         else:
             self.abandon()
 
+    def _halted_workers_ended(self) -> bool:
+        """Whether every worker, told to stop, has ended on its own (at once if it was idle;
+        else at its task's next document, `halted`), within `HALT_SECONDS`. True without a
+        halt: CPython's `terminate` then kills them as they are.
+
+        Killed by a signal in the middle of a task, a worker may die holding the lock of the
+        pipe results go back through (a worker holds it while it writes one), and CPython's
+        pool, ending, writes to that pipe under that lock: it then waits forever (a test run
+        hung so; `bench/pool_teardown.py --way terminate` makes it hang within a few hundred
+        pools ended with tasks in hand). Ended on their own, the workers hold nothing."""
+        if self.halt is None or self._state == multiprocessing.pool.TERMINATE:
+            return True
+        self.halt[0] = 1
+        handler = self._worker_handler
+        handler._state = multiprocessing.pool.TERMINATE  # (no worker started for one that ends)
+        self._change_notifier.put(None)
+        handler.join()  # (ending, it tells the task handler to send each worker its sentinel)
+        self._task_handler._state = multiprocessing.pool.TERMINATE  # (no task after the one it sends)
+        deadline = time.monotonic() + self.HALT_SECONDS
+        for worker in self._pool:
+            worker.join(max(0.0, deadline - time.monotonic()))
+        return all(worker.exitcode == 0 for worker in self._pool)
+
     def abandon(self) -> None:
-        """`terminate` after a worker was killed, or to kill one still busy. CPython's takes the
+        """`terminate` after a worker was lost, or to kill one that did not stop. CPython's takes the
         locks the workers share, and the dead one may have died holding one (an idle worker
         holds the task pipe's while it waits), so it would wait forever. Instead: no replacement workers, every worker
         killed and reaped, and the pool's threads (daemons, blocked on pipes no one writes to
@@ -248,12 +288,16 @@ def _forked_pool(task: Callable[[Any], Any], workers: int, nice: int = 0, freeze
         gc.freeze()
         _POOLS_ALIVE += 1
     try:
-        with _Pool(
-            workers,
-            initializer=_start_worker,
-            initargs=(task, nice),
-            context=multiprocessing.get_context("fork"),
-        ) as pool:
+        with (
+            mmap.mmap(-1, 1) as halt,  # (shared with the forks: `halted`)
+            _Pool(
+                workers,
+                initializer=_start_worker,
+                initargs=(task, nice, halt),
+                context=multiprocessing.get_context("fork"),
+                halt=halt,
+            ) as pool,
+        ):
             _widen_pipes(pool)
             yield pool
     finally:
@@ -663,11 +707,7 @@ def dumps(item: Any) -> bytes:
     return pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-class Halted(Exception):
-    """A task stopped in the middle because its pass was told to (`Phase.halted`)."""
-
-
-def _until_halted(docs: list[Document], halted: Callable[[], bool]) -> Iterator[Document]:
+def _until_halted(docs: list[Document]) -> Iterator[Document]:
     for doc in docs:
         if halted():
             raise Halted
@@ -691,7 +731,6 @@ class Phase:
     finish: Callable[[Document], Any] | None = None
     pack: bool = True
     store: DocumentFile | None = None  # where pickled documents go, if not back to the driver
-    halted: Callable[[], bool] | None = None  # when true, a task stops at its next document
 
     def __bool__(self) -> bool:
         return bool(self.apply or self.stages or self.summarise or self.finish)
@@ -704,14 +743,12 @@ class Phase:
         return pickle.loads(summary) if self.pack else summary
 
     def run(self, batch: list[Any]) -> list[Result]:
-        if self.halted is not None and self.halted():
-            raise Halted
         docs: list[Document] = [loads(item, self.store) for item in batch]
         if self.apply is not None:
             for doc in docs:
                 if doc.status == OK:
                     self.apply.apply(doc)
-        stream: Iterable[Document] = docs if self.halted is None else _until_halted(docs, self.halted)
+        stream: Iterable[Document] = docs if _HALT is None else _until_halted(docs)
         for stage in self.stages:
             stream = stage.run(stream)
         done = list(stream)
@@ -1063,7 +1100,6 @@ class _EarlyPass:
     """
 
     NICE = 19  # the workers' niceness above the driver's: the lowest priority
-    HALT_SECONDS = 5.0  # how long a worker told to stop may take to end its document
 
     def __init__(self, phase: Phase, workers: int, batch: int, folder: Path | None, budget: int) -> None:
         self.phase, self.workers, self.folder = phase, workers, folder
@@ -1083,12 +1119,6 @@ class _EarlyPass:
         self.store: DocumentFile | None = None  # where the workers put their results
         self._exit = contextlib.ExitStack()  # the file (last), the workers and their feeder
         self._workers = contextlib.ExitStack()  # the workers and their feeder
-        self.halt = mmap.mmap(-1, 1)  # shared with the workers: its byte set, they stop
-        self._exit.callback(self.halt.close)
-        self.phase = replace(phase, halted=self._halted)
-
-    def _halted(self) -> bool:
-        return self.halt[0] != 0
 
     def __enter__(self) -> _EarlyPass:
         return self
@@ -1105,8 +1135,7 @@ class _EarlyPass:
         task = partial(_stored_run, self.phase.run, self.store)
         self._exit.enter_context(self._workers)
         self.pool = self._workers.enter_context(_forked_pool(task, self.workers, self.NICE, freeze=False))
-        self._workers.callback(self._end_workers)  # (before the pool ends)
-        self._workers.callback(self._stop)  # (before that)
+        self._workers.callback(self._stop)  # (before the pool ends)
 
     def start(self, records: Iterator[Any], skip: bytearray) -> None:
         """Hand the workers the documents of `records`, but those `skip` marks, until the
@@ -1162,12 +1191,14 @@ class _EarlyPass:
 
     def made(self) -> list[bool]:
         """Whether each record taken has a result, in order: the results of the batches done
-        by now. The workers are told to stop (`_halt`): the batches still in their hands are not
-        waited for (their documents go through the pass after the decision)."""
+        by now. The workers are told to stop (`halted`): the batches still in their hands are
+        not waited for (their documents go through the pass after the decision), and the workers
+        end with the early pass, after the last pass (`_Pool.terminate`)."""
         self._stop()
         if self.error is not None:
             raise self.error
-        self._halt()
+        if self.pool is not None:
+            self.pool.halt[0] = 1
         for pending in self.sent:
             try:
                 self.done.append(pending.get() if pending.ready() else None)
@@ -1175,34 +1206,6 @@ class _EarlyPass:
                 self.done.append(None)
         done = self.done
         return [b >= 0 and done[b] is not None for b in self.batch_of]
-
-    def _halt(self) -> None:
-        """Tell the workers to stop: a task stops at its next document (`Phase.halted`), and
-        the workers end on their own once every task has come back (`_end_workers`)."""
-        if self.pool is not None:
-            self.halt[0] = 1
-            self.pool.close()
-
-    def _end_workers(self) -> None:
-        """Halted, the workers are waited for, not killed by a signal: a worker killed in the
-        middle of a task may die holding the lock of the pipe results go back through (a worker
-        holds it while it writes one), and CPython's pool, ending, writes to that pipe under
-        that lock: it then waits forever (a test run hung so; `bench/pool_teardown.py --way
-        terminate` makes CPython's teardown hang within a few hundred pools ended with tasks in
-        hand). Only a worker lost, or still in one document after `HALT_SECONDS`, is killed, and
-        the pool's threads are then left behind (`_Pool.abandon`)."""
-        if self.pool is None:
-            return
-        self._halt()
-        deadline = time.monotonic() + self.HALT_SECONDS
-        for pending in self.sent:
-            if self.pool.lost_worker() is not None:
-                break
-            pending.wait(max(0.0, deadline - time.monotonic()))
-        if self.pool.lost_worker() is None and all(pending.ready() for pending in self.sent):
-            self.pool.join()
-        else:
-            self.pool.abandon()
 
     def results(self, wanted: list[bool]) -> Iterator[Result | None]:
         """The result of every record taken, in order, read back from the document file batch

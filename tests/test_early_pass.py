@@ -9,7 +9,6 @@ import json
 import pickle
 import signal
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -227,14 +226,19 @@ def test_dedup_takes_an_exact_copy_of_an_earlier_document_for_a_probable_change(
 
 class SleepOnEach(DocumentStage):
     """Sleeps on each document as many seconds as its text says; counts the documents it
-    processed in this process."""
+    processed in this process, and sets `halt` (a pool's halt, as a worker sees it) at the
+    `halt_after`th."""
 
     name = "test_sleep"
     Settings = StageSettings
     processed: ClassVar[int] = 0
+    halt_after: ClassVar[int] = 0
+    halt: ClassVar[bytearray] = bytearray(1)
 
     def process(self, doc: Document) -> None:
         SleepOnEach.processed += 1
+        if SleepOnEach.processed == self.halt_after:
+            self.halt[0] = 1
         time.sleep(float(doc.text))
 
 
@@ -246,47 +250,75 @@ def _sleep_phase() -> engine_module.Phase:
     return engine_module.Phase(stages=[SleepOnEach(StageSettings(), RunContext(config=None))], finish=encode)
 
 
-def test_a_halted_task_stops_at_its_next_document():
+def test_a_halted_task_stops_at_its_next_document(monkeypatch):
+    halt = bytearray(1)
+    monkeypatch.setattr(engine_module, "_HALT", halt)  # (this process as a worker sees its pool)
+    monkeypatch.setattr(engine_module, "_TASK", _sleep_phase().run)
+    monkeypatch.setattr(SleepOnEach, "halt", halt)
+    monkeypatch.setattr(SleepOnEach, "halt_after", 2)
     SleepOnEach.processed = 0
-    phase = replace(_sleep_phase(), halted=lambda: SleepOnEach.processed >= 2)
     with pytest.raises(engine_module.Halted):
-        phase.run(_sleepy(0, 5))
+        engine_module._run_task(_sleepy(0, 5))
     assert SleepOnEach.processed == 2
     with pytest.raises(engine_module.Halted):  # (a task that comes after: not started at all)
-        phase.run(_sleepy(0, 5))
+        engine_module._run_task(_sleepy(0, 5))
     assert SleepOnEach.processed == 2
-    assert len(replace(phase, halted=None).run(_sleepy(0, 5))) == 5
+    halt[0] = 0
+    assert len(engine_module._run_task(_sleepy(0, 5))) == 5
 
 
-def test_the_early_pass_ends_its_workers_without_killing_them_in_the_middle_of_a_task(tmp_path):
+def _workers_of_each_pool(monkeypatch) -> list[list[Any]]:
+    """The workers of every pool forked from now on, as each pool started them."""
+    pools: list[list[Any]] = []
+
+    class Recorded(engine_module._Pool):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            pools.append(list(self._pool))
+
+    monkeypatch.setattr(engine_module, "_Pool", Recorded)
+    return pools
+
+
+def test_the_early_pass_ends_its_workers_without_killing_them_in_the_middle_of_a_task(tmp_path, monkeypatch):
     """Killed by a signal in the middle of a task, a worker may die holding the lock of the
     pipe results go back through, and CPython's pool, ending, then waits for that lock forever
     (bench/pool_teardown.py --way terminate). Told to stop, the workers end at their next
     document, on their own."""
+    pools = _workers_of_each_pool(monkeypatch)
     with engine_module._EarlyPass(_sleep_phase(), 2, 4, tmp_path, 1 << 30) as early:
         early.fork()
-        workers = list(early.pool._pool)
         early.start(iter(_sleepy(0.1, 40)), bytearray(40))  # (4 s of work, 2 s on 2 workers)
         time.sleep(0.6)  # (a batch each done, the next ones in their hands)
-        start = time.monotonic()
         made = early.made()
-        took = time.monotonic() - start
-    assert [worker.exitcode for worker in workers] == [0, 0]  # ended on their own, no signal
+        start = time.monotonic()
+    took = time.monotonic() - start
+    assert [[worker.exitcode for worker in workers] for workers in pools] == [[0, 0]]  # no signal
     assert 0 < sum(made) < 32  # (batches were in the workers' hands; what was done counts)
     assert made == sorted(made, reverse=True)
     assert took < 1.5  # (the batches in hand not finished: 1.6 s more)
 
 
-def test_an_early_worker_still_in_one_document_after_it_was_told_to_stop_is_killed(tmp_path, monkeypatch):
-    monkeypatch.setattr(engine_module._EarlyPass, "HALT_SECONDS", 0.2)
-    with engine_module._EarlyPass(_sleep_phase(), 2, 1, tmp_path, 1 << 30) as early:
-        early.fork()
-        workers = list(early.pool._pool)
-        early.start(iter(_sleepy(30, 4)), bytearray(4))
-        time.sleep(0.2)
-        start = time.monotonic()
-        made = early.made()
-        took = time.monotonic() - start
-    assert made == [False] * 4
-    assert [worker.exitcode for worker in workers] == [-signal.SIGKILL] * 2
+def test_a_pass_left_in_the_middle_ends_its_workers_without_killing_them(monkeypatch):
+    """The same for any pass: its results no longer wanted (the run failed elsewhere)."""
+    pools = _workers_of_each_pool(monkeypatch)
+    results = engine_module.parallel_map(_sleep_phase().run, _sleepy(0.1, 40), 2, 4)
+    next(results), next(results)  # (the first in this process, the second a worker's: 4 batches out)
+    start = time.monotonic()
+    results.close()
+    took = time.monotonic() - start
+    assert [[worker.exitcode for worker in workers] for workers in pools] == [[0, 0]]
+    assert took < 1.5
+
+
+def test_a_worker_still_in_one_document_after_it_was_told_to_stop_is_killed(monkeypatch):
+    monkeypatch.setattr(engine_module._Pool, "HALT_SECONDS", 0.2)
+    pools = _workers_of_each_pool(monkeypatch)
+    results = engine_module.parallel_map(_sleep_phase().run, _sleepy(0, 2) + _sleepy(30, 4), 2, 1)
+    next(results), next(results)  # (the first in this process, the second a worker's: 3 batches out)
+    time.sleep(0.2)
+    start = time.monotonic()
+    results.close()
+    took = time.monotonic() - start
+    assert [[worker.exitcode for worker in workers] for workers in pools] == [[-signal.SIGKILL] * 2]
     assert took < 10
