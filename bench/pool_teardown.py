@@ -7,8 +7,8 @@ CPython's pool `terminate` alone (each worker killed by a signal, wherever it is
 
 Each round forks an early pass of 2 workers (at the lowest priority, as in a run), hands them
 batches of documents whose one stage spins up to 4 ms on each, waits a random 0-10 ms (the
-decision), then ends the pass. An end that takes more than --hang seconds is a hang: every
-thread's stack is printed and the script exits with status 1. Otherwise it prints the rounds
+decision), then ends the pass. An end that takes more than --hang seconds is a hang: the round
+and every thread's stack are printed and the script exits with status 1. Otherwise it prints the rounds
 and how long ending took (median, 99th percentile, longest). A worker killed while it writes
 a result holds the results pipe's lock for good, and CPython's teardown then waits for that
 lock forever: with --way terminate that shows within a few hundred rounds on a 2-core machine.
@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import argparse
 import faulthandler
+import os
 import pickle
 import random
 import statistics
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -62,6 +64,13 @@ def one_round(rng: random.Random, phase: engine.Phase) -> float:
         return time.perf_counter() - start
 
 
+def _hung(round_number: int) -> None:
+    """A round's end took too long: every thread's stack, and exit with status 1."""
+    print(f"hung in round {round_number}: every thread's stack follows", file=sys.stderr, flush=True)
+    faulthandler.dump_traceback(all_threads=True)
+    os._exit(1)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pools", type=int, default=3000)
@@ -74,12 +83,12 @@ def main() -> int:
         engine._Pool._halted_workers_ended = lambda self: True  # type: ignore[method-assign]
     rng = random.Random(args.seed)
     phase = engine.Phase(stages=[Spin(StageSettings(), RunContext(config=None))], finish=_text)
-    faulthandler.enable()
     ends = []
     for n in range(args.pools):
-        faulthandler.dump_traceback_later(args.hang, exit=True)  # (a hang: stacks, status 1)
+        watchdog = threading.Timer(args.hang, _hung, (n + 1,))
+        watchdog.start()
         ends.append(one_round(rng, phase))
-        faulthandler.cancel_dump_traceback_later()
+        watchdog.cancel()
         if (n + 1) % 500 == 0:
             print(f"{n + 1} rounds", file=sys.stderr, flush=True)
     ends.sort()
