@@ -162,7 +162,7 @@ class _Pool(multiprocessing.pool.Pool):
         if self.lost_worker() is None and self._halted_workers_ended():
             super().terminate()
         else:
-            self.abandon()
+            self._abandon()
 
     def _halted_workers_ended(self) -> bool:
         """Whether every worker, told to stop, has ended on its own (at once if it was idle;
@@ -187,12 +187,12 @@ class _Pool(multiprocessing.pool.Pool):
             worker.join(max(0.0, deadline - time.monotonic()))
         return all(worker.exitcode == 0 for worker in self._pool)
 
-    def abandon(self) -> None:
-        """`terminate` after a worker was lost, or to kill one that did not stop. CPython's takes the
-        locks the workers share, and the dead one may have died holding one (an idle worker
-        holds the task pipe's while it waits), so it would wait forever. Instead: no replacement workers, every worker
-        killed and reaped, and the pool's threads (daemons, blocked on pipes no one writes to
-        any more) left to end with the process."""
+    def _abandon(self) -> None:
+        """`terminate` after a worker was lost, or one did not stop. CPython's takes the locks
+        the workers share, and a dead one may have died holding one (an idle worker holds the
+        task pipe's while it waits), so it would wait forever. Instead: no replacement workers,
+        every worker killed and reaped, and the pool's threads (daemons, blocked on pipes no
+        one writes to any more) left to end with the process."""
         self._state = multiprocessing.pool.TERMINATE
         self._terminate.cancel()  # the same teardown, at exit, would wait the same way
         handler = self._worker_handler
@@ -1191,14 +1191,16 @@ class _EarlyPass:
 
     def made(self) -> list[bool]:
         """Whether each record taken has a result, in order: the results of the batches done
-        by now. The workers are told to stop (`halted`): the batches still in their hands are
-        not waited for (their documents go through the pass after the decision), and the workers
-        end with the early pass, after the last pass (`_Pool.terminate`)."""
+        by now. The workers are told to stop (`halted`) and the pool closed: the batches still
+        in their hands are not waited for (their documents go through the pass after the
+        decision), and the workers end on their own as the last pass starts, never killed in the
+        middle of a task (`_Pool.terminate`, when the early pass ends)."""
         self._stop()
         if self.error is not None:
             raise self.error
         if self.pool is not None:
             self.pool.halt[0] = 1
+            self.pool.close()
         for pending in self.sent:
             try:
                 self.done.append(pending.get() if pending.ready() else None)

@@ -290,13 +290,16 @@ def test_the_early_pass_ends_its_workers_without_killing_them_in_the_middle_of_a
         early.fork()
         early.start(iter(_sleepy(0.1, 40)), bytearray(40))  # (4 s of work, 2 s on 2 workers)
         time.sleep(0.6)  # (a batch each done, the next ones in their hands)
-        made = early.made()
         start = time.monotonic()
-    took = time.monotonic() - start
-    assert [[worker.exitcode for worker in workers] for workers in pools] == [[0, 0]]  # no signal
+        made = early.made()
+        for worker in pools[0]:  # (they end as the last pass starts, not with the early pass)
+            worker.join(5)
+        took = time.monotonic() - start
+        assert [[worker.exitcode for worker in workers] for workers in pools] == [[0, 0]]  # no signal
     assert 0 < sum(made) < 32  # (batches were in the workers' hands; what was done counts)
     assert made == sorted(made, reverse=True)
     assert took < 1.5  # (the batches in hand not finished: 1.6 s more)
+    assert [[worker.exitcode for worker in workers] for workers in pools] == [[0, 0]]
 
 
 def test_a_pass_left_in_the_middle_ends_its_workers_without_killing_them(monkeypatch):
