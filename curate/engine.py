@@ -679,6 +679,16 @@ class DocumentFile:
         self.file.close()
 
 
+def pickled_size(item: Any) -> int:
+    """The bytes of a document as `dumps` made it (where a `Stored` record says), without
+    reading it; 0 for a document as it is."""
+    if not isinstance(item, bytes):
+        return 0
+    if len(item) == _STORED.size and item[:1] == b"S":
+        return int(_STORED.unpack(item)[2])
+    return len(item)
+
+
 def unpickled(item: Any) -> Any:
     """An item as `dumps` made it, back as an object (a `Stored` from its record)."""
     if not isinstance(item, bytes):
@@ -1100,6 +1110,10 @@ class _EarlyPass:
     """
 
     NICE = 19  # the workers' niceness above the driver's: the lowest priority
+    # A document larger than this (pickled) is left to the pass after the decision: told to
+    # stop, a worker ends the document it is in first (`halted`), and one of many megabytes,
+    # still being run there when the last pass runs it too, would take its time and memory.
+    LARGEST = 1 << 20
 
     def __init__(self, phase: Phase, workers: int, batch: int, folder: Path | None, budget: int) -> None:
         self.phase, self.workers, self.folder = phase, workers, folder
@@ -1149,7 +1163,7 @@ class _EarlyPass:
         try:
             weight, batch = 0, []
             for record in self.records:
-                skip = self.skip[len(self.taken)]
+                skip = self.skip[len(self.taken)] or pickled_size(record) > self.LARGEST
                 self.taken.append(record)
                 weight += len(record) if isinstance(record, bytes) else 0
                 self.batch_of.append(-1 if skip else len(self.sent))

@@ -325,3 +325,24 @@ def test_a_worker_still_in_one_document_after_it_was_told_to_stop_is_killed(monk
     took = time.monotonic() - start
     assert [[worker.exitcode for worker in workers] for workers in pools] == [[-signal.SIGKILL] * 2]
     assert took < 10
+
+
+def test_the_early_pass_leaves_a_large_document_to_the_pass_after_the_decision(tmp_path, monkeypatch):
+    """Told to stop, a worker ends the document it is in first: one of many megabytes is not
+    started early (`_EarlyPass.LARGEST`), whether it travels pickled or as where it is stored."""
+    monkeypatch.setattr(engine_module._EarlyPass, "LARGEST", 500)
+    records = _sleepy(0, 6)
+    records[2] = pickle.dumps(Document.new("big", "0" + " " * 1000))  # (sleeps 0 s)
+    records[4] = engine_module.Stored(0, 501).record()  # (never read: not started)
+    with engine_module._EarlyPass(_sleep_phase(), 1, 1, tmp_path, 1 << 30) as early:
+        early.fork()
+        early.start(iter(records), bytearray(6))
+        assert early.thread is not None
+        early.thread.join()  # (every record taken)
+        for pending in early.sent:
+            pending.wait(30)
+        made = early.made()
+    assert made == [True, True, False, True, False, True]
+    assert engine_module.pickled_size(records[4]) == 501
+    assert engine_module.pickled_size(records[0]) == len(records[0])
+    assert engine_module.pickled_size(Document.new("d", "x")) == 0
