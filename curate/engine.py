@@ -172,8 +172,8 @@ class _Pool(multiprocessing.pool.Pool):
         Killed by a signal in the middle of a task, a worker may die holding the lock of the
         pipe results go back through (a worker holds it while it writes one), and CPython's
         pool, ending, writes to that pipe under that lock: it then waits forever (a test run
-        hung so; `bench/pool_teardown.py --way terminate` makes it hang within a few hundred
-        pools ended with tasks in hand). Ended on their own, the workers hold nothing."""
+        hung so; `bench/pool_teardown.py --way terminate` hung it in two of five runs of 1,000
+        early passes ended with tasks in hand). Ended on their own, the workers hold nothing."""
         if self.halt is None or self._state == multiprocessing.pool.TERMINATE:
             return True
         self.halt[0] = 1
@@ -679,23 +679,28 @@ class DocumentFile:
         self.file.close()
 
 
+def _stored(item: bytes) -> Stored | None:
+    """The `Stored` whose record `item` is, or None (`item` is then a pickle)."""
+    if len(item) == _STORED.size and item[:1] == b"S":
+        return Stored(*_STORED.unpack(item)[1:])
+    return None
+
+
 def pickled_size(item: Any) -> int:
     """The bytes of a document as `dumps` made it (where a `Stored` record says), without
     reading it; 0 for a document as it is."""
     if not isinstance(item, bytes):
         return 0
-    if len(item) == _STORED.size and item[:1] == b"S":
-        return int(_STORED.unpack(item)[2])
-    return len(item)
+    stored = _stored(item)
+    return len(item) if stored is None else stored.length
 
 
 def unpickled(item: Any) -> Any:
     """An item as `dumps` made it, back as an object (a `Stored` from its record)."""
     if not isinstance(item, bytes):
         return item
-    if len(item) == _STORED.size and item[:1] == b"S":
-        return Stored(*_STORED.unpack(item)[1:])
-    return pickle.loads(item)
+    stored = _stored(item)
+    return pickle.loads(item) if stored is None else stored
 
 
 def loads(item: Any, store: DocumentFile | None = None) -> Any:
