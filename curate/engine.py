@@ -213,12 +213,18 @@ class _Pool(multiprocessing.pool.Pool):
         reaps an ended one, and a wait in another thread that comes in between its reaping and
         its recording the code finds neither the process nor a code (seen as a run's killed
         worker taken for alive, whose pool `terminate` then waited on forever). A worker's
-        sentinel, which becomes readable when it ends, says whether it has."""
+        sentinel, which becomes readable when it ends, says whether it has.
+
+        Once the pool is closed (`_EarlyPass.made`), its workers end on their own, status 0:
+        not lost (taken for lost, the pool was abandoned instead of ended)."""
         for worker in self._started:
             code = worker.exitcode
             if code is None and not multiprocessing.connection.wait([worker.sentinel], 0):
                 continue  # (running)
-            return f"worker process {worker.pid} {_how_it_ended(_exit_code(worker, code))}"
+            code = _exit_code(worker, code)
+            if code == 0 and self._state != multiprocessing.pool.RUN:
+                continue  # (ended on its own, told to)
+            return f"worker process {worker.pid} {_how_it_ended(code)}"
         return None
 
 

@@ -346,3 +346,20 @@ def test_the_early_pass_leaves_a_large_document_to_the_pass_after_the_decision(t
     assert engine_module.pickled_size(records[4]) == 501
     assert engine_module.pickled_size(records[0]) == len(records[0])
     assert engine_module.pickled_size(Document.new("d", "x")) == 0
+
+
+def test_a_closed_pool_whose_workers_ended_on_their_own_is_ended_not_abandoned(tmp_path, monkeypatch):
+    """Workers that ended, status 0, after their pool was closed (`_EarlyPass.made`) were told
+    to: not lost, so the pool goes through CPython's teardown (nothing left behind)."""
+    abandoned: list[Any] = []
+    monkeypatch.setattr(engine_module._Pool, "_abandon", lambda self: abandoned.append(self))
+    pools = _workers_of_each_pool(monkeypatch)
+    with engine_module._EarlyPass(_sleep_phase(), 2, 4, tmp_path, 1 << 30) as early:
+        early.fork()
+        early.start(iter(_sleepy(0, 8)), bytearray(8))
+        early.made()
+        for worker in pools[0]:
+            worker.join(5)
+        assert early.pool.lost_worker() is None
+    assert abandoned == []
+    assert [[worker.exitcode for worker in workers] for workers in pools] == [[0, 0]]
