@@ -5,13 +5,14 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: curate test setup setup-test browser lint bench bench-peers clean
+.PHONY: curate test setup setup-test compile browser lint bench bench-peers clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# setup.py and curate/_kernels.pyx: the compiled loops, built by the install (editable: in place).
+# setup.py: the compiled loops (curate/_kernels.pyx) and the modules compiled as they are (its
+# COMPILED), built by the install (editable: in place).
 # compileall: an editable install leaves curate/ without bytecode, and where Python is told not to
 # write it (PYTHONDONTWRITEBYTECODE) every run would compile the package again (~0.1 s of start-up).
 $(VENV)/.installed: $(BIN)/python pyproject.toml setup.py curate/_kernels.pyx
@@ -26,6 +27,11 @@ $(VENV)/.installed-test: $(BIN)/python pyproject.toml setup.py curate/_kernels.p
 
 setup: $(VENV)/.installed
 setup-test: $(VENV)/.installed-test
+
+# A compiled module whose source was edited since it was built runs as Python (curate/_compiled.py)
+# until it is built again: this builds, in place, the modules whose source changed.
+compile: setup-test
+	$(BIN)/python setup.py -q build_ext --inplace
 
 curate: setup
 	$(BIN)/curate run
@@ -57,4 +63,5 @@ bench: setup bench-peers
 	@for script in bench/bench_*.py bench/pipeline_timeline.py bench/pool_rounds.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 clean:
-	rm -rf $(VENV) corpus/versions corpus/LATEST reports/*/ curate/_kernels.c curate/_kernels.*.so
+	rm -rf $(VENV) build corpus/versions corpus/LATEST reports/*/ curate/_kernels.c curate/compiled.sha256
+	find curate -name '*.so' -delete

@@ -91,8 +91,17 @@ def found_corpora(path: str) -> Path | None:
 def compile_checkout(checkout: Path) -> None:
     """Bytecode for every module of the checkout's `curate/`, written now: where Python is told
     not to write it (PYTHONDONTWRITEBYTECODE, as on this machine) or after an edit, every timed
-    run would compile modules at start-up (~0.1-0.2 s)."""
+    run would compile modules at start-up (~0.1-0.2 s). And, for a checkout whose setup.py
+    compiles modules (`COMPILED`), those whose source changed since they were built, built in
+    place (`make compile`): else they would run as Python (`curate._compiled`), and a
+    comparison of two checkouts would compare compiled code with Python."""
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(checkout / "curate")], check=True)
+    setup = checkout / "setup.py"
+    if setup.is_file() and "COMPILED" in setup.read_text(encoding="utf-8"):
+        subprocess.run(
+            [sys.executable, "setup.py", "-q", "build_ext", "--inplace"],
+            cwd=checkout, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
 
 
 def start_curate_run(
