@@ -56,9 +56,9 @@ def curate_run(tmp_path: Path):
     return _run
 
 
-# In CI (.ci/run sets CURATE_STRICT_SKIPS=1) the browser, Ray engine and compiled-loop tests must run:
-# a skip there means a missing install step, so it fails the run instead of hiding.
-STRICT_MODULES = ("test_report_browser", "test_ray_engine", "test_kernels")
+# In CI (.ci/run sets CURATE_STRICT_SKIPS=1) the browser, Ray engine, compiled-loop and compiled-module
+# tests must run: a skip there means a missing install step, so it fails the run instead of hiding.
+STRICT_MODULES = ("test_report_browser", "test_ray_engine", "test_kernels", "test_compiled")
 
 
 @pytest.hookimpl(hookwrapper=True)
