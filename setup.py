@@ -4,8 +4,8 @@ compiled extensions.
 - `curate/_kernels.pyx`: the compiled loops of near-duplicate detection.
 - The modules in `COMPILED`, compiled as they are by Cython (its pure-Python mode: the same
   source, no type annotation read as a C type): the per-document stages and what they call,
-  where a run spends its time in Python code. A run takes 5-10% less time
-  (`bench/ab_pipeline.py` against the commit before).
+  where a run spends its time in Python code. A run takes 4-8% less time
+  (`bench/ab_pipeline.py`, `bench/bench_shapes.py` against the commit before).
 
 All optional: where one cannot be built (no C compiler), the install still succeeds and curate
 runs that source as Python (the same results, slower). The build lists the sha256 of every
@@ -71,6 +71,21 @@ def source_digest(source: str) -> str:
     return hashlib.sha256((HERE / "curate" / source).read_bytes()).hexdigest()
 
 
+def forget_changed(build_dir: Path) -> None:
+    """Delete the generated C of each module whose source is not, by content, the one it was
+    generated from: cythonize, which goes by modification times (a source put back as it was,
+    with its old time, would look older than C made from another), then makes it again, and
+    build_ext the module. The source's sha256 is kept beside its C."""
+    for source in COMPILED:
+        generated = build_dir / "curate" / source.replace(".py", ".c")
+        stamp = generated.with_suffix(".sha256")
+        digest = source_digest(source)
+        if not stamp.is_file() or stamp.read_text(encoding="utf-8") != digest:
+            generated.unlink(missing_ok=True)
+            stamp.parent.mkdir(parents=True, exist_ok=True)
+            stamp.write_text(digest, encoding="utf-8")
+
+
 class BuildExtensions(build_ext):
     """build_ext, which also writes `TABLE` beside the compiled modules: the sha256 of each
     source whose module it built (or found up to date). A module whose build failed is not in
@@ -104,6 +119,8 @@ class BuildExtensions(build_ext):
 # long (by hand, on 2 cores), and code built at -O1 ran no slower than at -O3 in paired rounds.
 FLAGS = ["-O2", "-g0"]
 
+BUILD_DIR = Path("build/cython")  # (the generated C, out of the source tree)
+forget_changed(BUILD_DIR)
 modules = [
     Extension(module_name(source), [f"curate/{source}"], optional=True, extra_compile_args=FLAGS)
     for source in COMPILED
@@ -113,7 +130,7 @@ setup(
         Extension("curate._kernels", ["curate/_kernels.pyx"], optional=True),
         *cythonize(
             modules,
-            build_dir="build/cython",  # (the generated C, out of the source tree)
+            build_dir=str(BUILD_DIR),
             compiler_directives={"language_level": 3, "annotation_typing": False, "binding": True},
             quiet=True,
             nthreads=os.cpu_count() or 1,

@@ -1,7 +1,7 @@
 """Which of curate's modules run compiled, and a guard that they are compiled from their source.
 
 The build compiles some modules with Cython as they are (`setup.py`: the same source, a run
-5-10% faster) and lists the sha256 of each source it compiled in `compiled.sha256`. Python
+4-8% faster) and lists the sha256 of each source it compiled in `compiled.sha256`. Python
 imports a compiled module before its source, whatever the source says now: after an edit, the
 tests and runs would go on with the code before it. `SourceWhereNotCompiled`, first among the
 import system's finders, lets a compiled module be imported only where it was compiled from the
