@@ -92,6 +92,15 @@ def install(package: str, root: Path) -> None:
     sys.meta_path.insert(0, SourceWhereNotCompiled(package, read_table(root / TABLE), pure))
 
 
+def source_path(path: str) -> str:
+    """The source file of a module's file: itself, or for a compiled module the source beside
+    it, which it was compiled from (`SourceWhereNotCompiled` imports it only then)."""
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        if path.endswith(suffix) and os.path.isfile(source := path[: -len(suffix)] + ".py"):
+            return source
+    return path
+
+
 def compiled_modules(package: str = "curate") -> list[str]:
     """The modules of `package` imported so far from compiled files."""
     return sorted(

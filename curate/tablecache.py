@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from curate import _compiled
 from curate.atomic import replace_file
 
 OFF = "off"
@@ -48,9 +49,11 @@ def cache_dir() -> Path | None:
 
 @cache
 def source_digest(module: str) -> str:
-    """sha256 of an imported module's source file: a table built by it changes with it."""
+    """sha256 of an imported module's source file: a table built by it changes with it. Of a
+    compiled module, its source's too (the same source builds the same table, compiled or not;
+    hashing the compiled files cost 5 ms a run)."""
     path = getattr(sys.modules[module], "__file__", None)
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else module
+    return hashlib.sha256(Path(_compiled.source_path(path)).read_bytes()).hexdigest() if path else module
 
 
 @cache

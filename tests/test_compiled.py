@@ -174,3 +174,13 @@ def test_a_run_compiled_writes_what_the_same_run_in_python_does(tmp_path: Path) 
     assert "curate.stages.dedup" in compiled["compiled"]
     assert compiled["version"] == source["version"]
     assert compiled["files"] == source["files"] and "documents.jsonl" in compiled["files"]
+
+
+def test_tables_are_keyed_by_the_source_compiled_or_not() -> None:
+    """A table's cache key (`tablecache.source_digest`) is its builder's source's sha256, whether
+    the builder runs compiled or not: the same source builds the same table."""
+    from curate import rules, tablecache
+
+    assert tablecache.source_digest("curate.rules") == digest(ROOT / "curate" / "rules.py")
+    assert _compiled.source_path(rules.__file__) == str(ROOT / "curate" / "rules.py")
+    assert _compiled.source_path(f"/nowhere/mod{SUFFIX}") == f"/nowhere/mod{SUFFIX}"
