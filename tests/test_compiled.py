@@ -116,8 +116,11 @@ def test_the_guard_decides_what_python_imports(package: Path, monkeypatch: pytes
             sys.modules.pop(name, None)
 
 
-def test_read_table() -> None:
-    assert _compiled.read_table(Path("/nonexistent/compiled.sha256")) == {}
+def test_read_table(tmp_path: Path) -> None:
+    table = tmp_path / _compiled.TABLE
+    table.write_text(f"{'a' * 64}  rules.py\n{'b' * 64}  stages/dedup.py\n\nnot a line of the table\n")
+    assert _compiled.read_table(table) == {"rules.py": "a" * 64, "stages/dedup.py": "b" * 64}
+    assert _compiled.read_table(tmp_path / "missing") == {}
 
 
 # --------------------------------------------------------------------------- the real build
