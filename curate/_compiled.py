@@ -18,6 +18,7 @@ import importlib.util
 import os
 import sys
 from collections.abc import Sequence
+from functools import cache
 from pathlib import Path
 from types import ModuleType
 
@@ -77,10 +78,16 @@ class SourceWhereNotCompiled:
         """Whether the build compiled this very source (`key`: its path in the package; its
         sha256 is the table's)."""
         digest = self.table.get(key)
-        if digest is None:
-            return False
-        with open(source, "rb") as handle:
-            return hashlib.sha256(handle.read()).hexdigest() == digest
+        return digest is not None and file_sha256(source) == digest
+
+
+@cache
+def file_sha256(path: str) -> str:
+    """sha256 of a file, read once a process: the guard's check of a compiled module's source
+    and the table cache's key of what that module builds (`tablecache.source_digest`) are the
+    same hash of the same file."""
+    with open(path, "rb") as handle:
+        return hashlib.sha256(handle.read()).hexdigest()
 
 
 def install(package: str, root: Path) -> None:

@@ -158,6 +158,16 @@ class _Pool(multiprocessing.pool.Pool):
         results = getattr(getattr(self, "_outqueue", None), "_reader", None)
         return [sentinel for sentinel in super()._get_sentinels() if sentinel is not results]
 
+    def wind_down(self) -> None:
+        """No task after those in hand, and those stop at their next document (`halted`): the
+        workers end on their own, soon, and `terminate` then finds them ended."""
+        self._tell_workers_to_stop()
+        self.close()
+
+    def _tell_workers_to_stop(self) -> None:
+        if self.halt is not None:
+            self.halt[0] = 1
+
     def terminate(self) -> None:
         if self.lost_worker() is None and self._halted_workers_ended():
             super().terminate()
@@ -176,7 +186,7 @@ class _Pool(multiprocessing.pool.Pool):
         early passes ended with tasks in hand). Ended on their own, the workers hold nothing."""
         if self.halt is None or self._state == multiprocessing.pool.TERMINATE:
             return True
-        self.halt[0] = 1
+        self._tell_workers_to_stop()
         handler = self._worker_handler
         handler._state = multiprocessing.pool.TERMINATE  # (no worker started for one that ends)
         self._change_notifier.put(None)
@@ -1224,8 +1234,7 @@ class _EarlyPass:
         if self.error is not None:
             raise self.error
         if self.pool is not None:
-            self.pool.halt[0] = 1
-            self.pool.close()
+            self.pool.wind_down()
         for pending in self.sent:
             try:
                 self.done.append(pending.get() if pending.ready() else None)

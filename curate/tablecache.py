@@ -53,7 +53,7 @@ def source_digest(module: str) -> str:
     compiled module, its source's too (the same source builds the same table, compiled or not;
     hashing the compiled files cost 5 ms a run)."""
     path = getattr(sys.modules[module], "__file__", None)
-    return hashlib.sha256(Path(_compiled.source_path(path)).read_bytes()).hexdigest() if path else module
+    return _compiled.file_sha256(_compiled.source_path(path)) if path else module
 
 
 @cache
