@@ -1,8 +1,16 @@
 """curate: clean, versioned corpora from scraped Chinese text, with a diff report."""
 
+import os
 from pathlib import Path
 
-from curate import _compiled
+# One BLAS thread in a curate process, unless the user set their own: curate runs in parallel
+# by processes and does no linear algebra, but numpy's OpenBLAS starts a thread per core when
+# numpy is imported, and numpy's import-time check (a dot product) leaves them spinning for a
+# quarter of a second: CPU taken from the run's own workers (0.1 CPU-s of every run on 2 cores,
+# `perf`). Set before curate imports numpy; forked workers and a local Ray inherit it.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+from curate import _compiled  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -1295,3 +1295,31 @@ def test_overlapping_pools_each_run_their_own_task_and_unfreeze_once_the_last_en
         assert gc.get_freeze_count() > 0
         assert second_pool.apply_async(_run_task, (3,)).get(timeout=30) == ("second", 3)
     assert gc.get_freeze_count() == 0
+
+
+_BLAS_THREADS = """
+import os
+import curate
+import numpy
+print(os.environ.get("OPENBLAS_NUM_THREADS"), len(os.listdir("/proc/self/task")))
+"""
+
+
+@pytest.mark.parametrize("given", [None, "2"])
+def test_numpy_starts_no_blas_threads_in_curate_unless_the_user_asks(given):
+    # numpy's OpenBLAS started a thread per core, which spun after numpy's import-time check
+    # while the run's workers wanted the cores. Imported after curate: one thread in all
+    # (this one); a setting of the user's own is left as it is.
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    if given is not None:
+        env["OPENBLAS_NUM_THREADS"] = given
+    out = subprocess.run(
+        [sys.executable, "-c", _BLAS_THREADS], check=True, env=env, capture_output=True, text=True, timeout=120
+    ).stdout.split()
+    assert out[0] == (given or "1")
+    if given is None:
+        assert out[1] == "1"
