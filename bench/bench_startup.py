@@ -1,6 +1,6 @@
 """Start-up: `curate run` on the five sample files (corpus/incoming), a run that is mostly
 start-up (imports, the rule packs, the derived tables, the first document before the pools
-fork), timed from outside, as a user waits for it.
+fork), timed from outside, as a user waits for it, and the CPU time its processes take.
 
     .venv/bin/python bench/bench_startup.py [--rounds 10] [--workers 2] [--other CHECKOUT]
 
@@ -17,6 +17,7 @@ sample files are in the repository: no corpora needed.
 from __future__ import annotations
 
 import argparse
+import resource
 import shutil
 import statistics
 import sys
@@ -28,11 +29,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
 
-def run_once(checkout: Path, workers: int, scratch: Path, cache: str | None) -> float:
-    """Wall seconds of one `curate run` of the sample files by `checkout`, in a new process."""
+def run_once(checkout: Path, workers: int, scratch: Path, cache: str | None) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + system, the run's process and every process it
+    waited for) of one `curate run` of the sample files by `checkout`, in a new process."""
     from bench_pipeline import start_curate_run
 
     out = Path(tempfile.mkdtemp(dir=scratch))
+    before = _children_cpu()
     started = time.perf_counter()
     run = start_curate_run(
         checkout, ROOT / "corpus" / "incoming", out, workers, None if cache is None else {"CURATE_CACHE_DIR": cache}
@@ -41,7 +44,12 @@ def run_once(checkout: Path, workers: int, scratch: Path, cache: str | None) -> 
         raise SystemExit(f"bench_startup: the run by {checkout} failed (exit {run.returncode})")
     seconds = time.perf_counter() - started
     shutil.rmtree(out, ignore_errors=True)
-    return seconds
+    return seconds, _children_cpu() - before
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> int:
@@ -60,16 +68,22 @@ def main() -> int:
             run_once(checkout, args.workers, scratch, None)  # fills the table cache: untimed
         for label, cache in (("table cache as it is", None), ("table cache off", "off")):
             walls: dict[str, list[float]] = {name: [] for name in checkouts}
+            cpus: dict[str, list[float]] = {name: [] for name in checkouts}
             for _ in range(args.rounds):
                 for name, checkout in checkouts.items():
-                    walls[name].append(run_once(checkout, args.workers, scratch, cache))
+                    wall, cpu = run_once(checkout, args.workers, scratch, cache)
+                    walls[name].append(wall)
+                    cpus[name].append(cpu)
             print(f"{label}, {args.workers} workers, {args.rounds} rounds: " + "; ".join(
-                f"{name} median {statistics.median(w):.3f} s (fastest {min(w):.3f})" for name, w in walls.items()
+                f"{name} median {statistics.median(walls[name]):.3f} s (fastest {min(walls[name]):.3f}), "
+                f"CPU median {statistics.median(cpus[name]):.3f} s"
+                for name in checkouts
             ))
             if "other" in walls:
-                paired = [b - a for a, b in zip(walls["other"], walls["this"], strict=True)]
-                print(f"  this - other, per round: median {statistics.median(paired):+.3f} s; "
-                      f"faster in {sum(d < 0 for d in paired)} of {len(paired)} rounds")
+                for what, seconds in (("wall", walls), ("CPU", cpus)):
+                    paired = [b - a for a, b in zip(seconds["other"], seconds["this"], strict=True)]
+                    print(f"  this - other, {what}, per round: median {statistics.median(paired):+.3f} s; "
+                          f"less in {sum(d < 0 for d in paired)} of {len(paired)} rounds")
     return 0
 
 
