@@ -1,7 +1,7 @@
 """Two checkouts of curate, the whole pipeline, alternated: is one faster than the other?
 
     .venv/bin/python bench/ab_pipeline.py OTHER_CHECKOUT [--rounds 6] [--workers 1,2]
-        [--corpora ../shared/corpora] [--report] [--instructions]
+        [--corpora ../shared/corpora] [--report] [--instructions] [--engine local|ray]
 
     (an older commit: git worktree add /tmp/curate-base <commit>)
 
@@ -15,6 +15,8 @@ process (`curate.runner.run`; with `--report` it writes the report too, as `cura
 that imports curate from its own checkout. The version id and the sha256 of every file of the
 version (data files and index, from its manifest) are compared too, and with `--report` the
 documents embedded in report.html (each checkout's across its rounds, and the two checkouts').
+`--engine ray` runs both on a local Ray of `--workers` CPUs, started and stopped by each run
+(its start, seconds, is in every run's wall; the CPU of Ray's own processes is not all counted).
 
 Before the rounds, each checkout's `curate/` is compiled to bytecode (where Python is told not
 to write it, or after an edit, a run would otherwise compile modules at start-up) and run once
@@ -53,7 +55,7 @@ CHILD = """
 import json, sys, time
 from curate import config, runner
 started = time.perf_counter()
-settings = config.build({"run": {"workers": int(sys.argv[1])}})
+settings = config.build({"run": {"workers": int(sys.argv[1]), "engine": sys.argv[5]}})
 report = sys.argv[4] == "report"
 result = runner.run(settings, inputs=[sys.argv[2]], corpus=sys.argv[3], reports=sys.argv[3] + "/reports",
                     write_report=report)
@@ -73,13 +75,15 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_once(checkout: Path, workers: int, inputs: Path, scratch: Path, report: bool) -> dict:
+def run_once(
+    checkout: Path, workers: int, inputs: Path, scratch: Path, report: bool, engine: str = "local"
+) -> dict:
     """One run in a child process: its figures, plus the CPU seconds of the child and every
     process it started and waited for (workers, the index builder), start-up included."""
     corpus = Path(tempfile.mkdtemp(dir=scratch))
     cpu = _children_cpu()
     done = subprocess.run(
-        [sys.executable, "-c", CHILD, str(workers), str(inputs), str(corpus), "report" if report else "-"],
+        [sys.executable, "-c", CHILD, str(workers), str(inputs), str(corpus), "report" if report else "-", engine],
         cwd=checkout,  # the checkout's own rules/ and curate/
         env={**os.environ, "PYTHONPATH": str(checkout)},
         capture_output=True, text=True, check=True,
@@ -99,7 +103,7 @@ def instructions(checkout: Path, inputs: Path, scratch: Path, report: bool) -> i
     via.symlink_to(checkout, target_is_directory=True)
     done = subprocess.run(
         ["valgrind", "--tool=callgrind", f"--callgrind-out-file={corpus}/callgrind.%p",
-         sys.executable, "-c", CHILD, "1", str(inputs), str(corpus / "out"), "report" if report else "-"],
+         sys.executable, "-c", CHILD, "1", str(inputs), str(corpus / "out"), "report" if report else "-", "local"],
         cwd=via, env={**os.environ, "PYTHONPATH": str(via), "PYTHONHASHSEED": "0"},
         capture_output=True, text=True, check=True,
     )
@@ -118,6 +122,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--report", action="store_true", help="runs write the report too, as `curate run` does")
+    parser.add_argument("--engine", choices=["local", "ray"], default="local")
     parser.add_argument("--instructions", action="store_true",
                         help="also count each checkout's instructions on 1 worker (valgrind callgrind)")
     args = parser.parse_args()
@@ -132,7 +137,7 @@ def main() -> int:
         print(f"input: {files} files, {size / 1e6:.1f} MB; other = {checkouts['other']}, this = {ROOT}")
         for checkout in checkouts.values():  # bytecode, and the table cache filled: untimed
             compile_checkout(checkout)
-            run_once(checkout, 2, scratch / "input", scratch, args.report)
+            run_once(checkout, 2, scratch / "input", scratch, args.report, args.engine)
         # (--rounds 0: no timed rounds, only the instruction counts)
         worker_counts = [int(w) for w in args.workers.split(",")] if args.rounds > 0 else []
         for workers in worker_counts:
@@ -141,14 +146,14 @@ def main() -> int:
             outputs, reports = set(), set()
             for _ in range(args.rounds):
                 for name, checkout in checkouts.items():
-                    figures = run_once(checkout, workers, scratch / "input", scratch, args.report)
+                    figures = run_once(checkout, workers, scratch / "input", scratch, args.report, args.engine)
                     walls[name].append(figures["seconds"])
                     cpus[name].append(figures["cpu"])
                     page = figures["files"].pop("report.html documents", None)
                     outputs.add(json.dumps([figures["version"], figures["files"]], sort_keys=True))
                     reports.add((name, page))
             paired = [b - a for a, b in zip(walls["other"], walls["this"], strict=True)]
-            print(f"\n{workers} worker(s), {args.rounds} rounds, wall seconds in run order")
+            print(f"\n{workers} worker(s), engine {args.engine}, {args.rounds} rounds, wall seconds in run order")
             for name in checkouts:
                 print(f"  {name}: " + ", ".join(f"{w:.2f}" for w in walls[name])
                       + f"  (median {statistics.median(walls[name]):.2f}, "
