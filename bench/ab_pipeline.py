@@ -40,7 +40,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import resource
 import shutil
 import statistics
 import subprocess
@@ -70,18 +69,15 @@ print(json.dumps({"seconds": seconds, "version": result.version_id, "files": fil
 """
 
 
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
 def run_once(
     checkout: Path, workers: int, inputs: Path, scratch: Path, report: bool, engine: str = "local"
 ) -> dict:
     """One run in a child process: its figures, plus the CPU seconds of the child and every
     process it started and waited for (workers, the index builder), start-up included."""
+    from bench_pipeline import children_cpu
+
     corpus = Path(tempfile.mkdtemp(dir=scratch))
-    cpu = _children_cpu()
+    cpu = children_cpu()
     done = subprocess.run(
         [sys.executable, "-c", CHILD, str(workers), str(inputs), str(corpus), "report" if report else "-", engine],
         cwd=checkout,  # the checkout's own rules/ and curate/
@@ -89,7 +85,7 @@ def run_once(
         capture_output=True, text=True, check=True,
     )
     figures = json.loads(done.stdout.strip().splitlines()[-1])
-    figures["cpu"] = _children_cpu() - cpu
+    figures["cpu"] = children_cpu() - cpu
     return figures
 
 

@@ -50,6 +50,7 @@ import argparse
 import hashlib
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -75,6 +76,13 @@ def corpora_parser(description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--corpora", default=str(ROOT.parent / "shared" / "corpora"))
     return parser
+
+
+def children_cpu() -> float:
+    """CPU seconds (user + system) of every process this one has waited for so far: read
+    before and after a run started as a child, the run's own and its workers'."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def found_corpora(path: str) -> Path | None:
@@ -328,8 +336,6 @@ def _timed_iterator(timers: Timers, index: int, items: Iterator[Any]) -> Iterato
 
 def child(spec: dict[str, Any]) -> dict[str, Any]:
     """One pipeline run as described by `spec`; returns its figures."""
-    import resource
-
     from curate import config as config_module
     from curate import runner
     from curate.pipeline import stage_classes

@@ -17,7 +17,6 @@ sample files are in the repository: no corpora needed.
 from __future__ import annotations
 
 import argparse
-import resource
 import shutil
 import statistics
 import sys
@@ -32,10 +31,10 @@ sys.path.insert(0, str(ROOT / "bench"))
 def run_once(checkout: Path, workers: int, scratch: Path, cache: str | None) -> tuple[float, float]:
     """Wall seconds and CPU seconds (user + system, the run's process and every process it
     waited for) of one `curate run` of the sample files by `checkout`, in a new process."""
-    from bench_pipeline import start_curate_run
+    from bench_pipeline import children_cpu, start_curate_run
 
     out = Path(tempfile.mkdtemp(dir=scratch))
-    before = _children_cpu()
+    before = children_cpu()
     started = time.perf_counter()
     run = start_curate_run(
         checkout, ROOT / "corpus" / "incoming", out, workers, None if cache is None else {"CURATE_CACHE_DIR": cache}
@@ -44,12 +43,7 @@ def run_once(checkout: Path, workers: int, scratch: Path, cache: str | None) -> 
         raise SystemExit(f"bench_startup: the run by {checkout} failed (exit {run.returncode})")
     seconds = time.perf_counter() - started
     shutil.rmtree(out, ignore_errors=True)
-    return seconds, _children_cpu() - before
-
-
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+    return seconds, children_cpu() - before
 
 
 def main() -> int:
