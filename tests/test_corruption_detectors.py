@@ -480,6 +480,7 @@ def test_garbage_alone_and_in_batches_is_the_plain_computation(settings):
     st.floats(-5.0, 300.0),
 )
 @example([(272.0, 16, True), (271.99999999999997, 16, True)], 0, 0, 17.0)  # a mean of exactly 17
+@example([(2.2250738585e-313, 12, True)], 0, 0, 0.0)  # a subnormal mean (found by hypothesis)
 def test_garbage_reaching_windows_are_those_whose_mean_reaches(
     windows: list[tuple[float, int, bool]], pick: int, step: int, other: float
 ) -> None:

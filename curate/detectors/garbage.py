@@ -59,18 +59,21 @@ def _means(sums: np.ndarray, counts: np.ndarray, usable: np.ndarray) -> np.ndarr
 
 # `_reaching`'s slack: a mean fl(s / c) >= floor > 0 has s >= c * floor * (1 - 2**-53) exactly
 # (rounding to nearest moves s / c by at most 2**-53 of it), and c * fl(floor * (1 - 1e-12)) in
-# floating point stays below that, so the cheap test keeps every such window.
+# floating point stays below that, so the cheap test keeps every such window. Relative errors
+# that small hold for normal numbers only: below `_REACH_FLOOR_MIN` (near subnormals, where
+# s / c rounds to fewer bits) the general test decides.
 _REACH_SLACK = 1 - 1e-12
+_REACH_FLOOR_MIN = 1e-290
 
 
 def _reaching(sums: np.ndarray, counts: np.ndarray, usable: np.ndarray, floor: float) -> np.ndarray:
     """Positions of the usable windows whose mean (`_means`) is at least `floor`.
 
     Why not `_means(...) >= floor` over the batch: a division per window for a test that almost
-    no window passes. For a positive floor, a multiplication rules out all but a few windows
+    no window passes. For a positive floor (not a tiny one), a multiplication rules out all but a few windows
     (never one that passes: see `_REACH_SLACK`), and those few get the general test.
     """
-    if not floor > 0:
+    if not floor >= _REACH_FLOOR_MIN:
         return np.flatnonzero(usable & (_means(sums, counts, usable) >= floor))
     maybe = np.flatnonzero(usable & (sums >= counts * (floor * _REACH_SLACK)))
     kept = _means(sums.take(maybe), counts.take(maybe), usable.take(maybe)) >= floor
