@@ -804,9 +804,10 @@ def test_a_paragraph_too_repetitive_to_align_is_left_with_a_warning(monkeypatch:
     assert "1 document(s) with a paragraph too repetitive to align" in warning and out[-1].id in warning
 
 
-def test_exact_copies_are_verified_by_their_text_with_the_result_shingles_give(monkeypatch) -> None:
-    # A corpus scraped twice is mostly exact copies: their pairs are verified by comparing the
-    # texts (one bytes comparison), not their shingle sets; the decisions are the same.
+def test_exact_copies_are_decided_by_their_text_with_the_result_shingles_give(monkeypatch) -> None:
+    # A corpus scraped twice is mostly exact copies: a later copy is found by its text (bytes
+    # compared) and decided from its first copy, with no shingle sets compared; the decisions
+    # are those of comparing every candidate pair's shingles.
     from curate import minhash
 
     def copies() -> list[Document]:
@@ -825,7 +826,7 @@ def test_exact_copies_are_verified_by_their_text_with_the_result_shingles_give(m
     monkeypatch.setattr(minhash, "exact_overlap", counted)
     with_texts, context = run_engine(copies(), workers=1)
     compared = len(overlaps)
-    monkeypatch.setattr(dedup, "_same_text", lambda doc, other: False)  # shingles for every pair
+    monkeypatch.setattr(dedup._Engine, "_earlier_copies", lambda self, keys: {})  # shingles
     overlaps.clear()
     with_shingles, context_s = run_engine(copies(), workers=1)
     assert snapshot(with_texts) == snapshot(with_shingles)

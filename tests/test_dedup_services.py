@@ -22,7 +22,7 @@ import pytest
 from datasketch import MinHashLSH
 
 from curate import minhash
-from curate.document import DUPLICATE, Document
+from curate.document import DUPLICATE, Document, stable_id
 from curate.stages import dedup
 from curate.stages.base import RunContext
 from curate.stages.dedup import INDEX_NAME, DedupSettings, NearDuplicates
@@ -312,6 +312,96 @@ def test_exact_copies_are_known_in_the_decision_and_not_sent_to_the_workers(smal
     assert sum(doc.status == DUPLICATE for doc in docs) == 24  # the second copies, the near ones
     ranked = [doc.text for doc in sorted(corpus(), key=lambda doc: doc.id)]  # (the engine's order)
     assert sent and all(ranked[k] != ranked[c] for _, k, c in sent)
+
+
+def scraped_many_times() -> list[Document]:
+    """Eight texts, each under five sources, and for half of them a near copy (two characters
+    changed) under a source whose id comes before theirs (so the near copy is kept, and the
+    first exact copy is its duplicate); the other half have their first copy kept."""
+    texts = [[filler(1200 + 4 * i + j) for j in range(4)] for i in range(8)]
+    docs = [document(f"{copy}-{i}.txt", text) for copy in "abcde" for i, text in enumerate(texts)]
+    for i, text in enumerate(texts[:4]):
+        first = min(stable_id(f"{copy}-{i}.txt") for copy in "abcde")
+        source = next(f"near-{i}-{n}.txt" for n in range(1000) if stable_id(f"near-{i}-{n}.txt") < first)
+        docs.append(document(source, [*text[:3], text[3][:-3] + "王王。"]))
+    return docs
+
+
+def decided_in_full(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every later exact copy decided as any other document: its candidates, its checks."""
+    monkeypatch.setattr(dedup._Engine, "_earlier_copies", lambda self, keys: {})
+
+
+def doc_checks(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
+    """The document pairs verified, in any process (the list fills in this one only)."""
+    checked: list[tuple[Any, ...]] = []
+    verify = dedup._Engine._verify
+
+    def counting(self: Any, key: tuple[Any, ...]) -> Any:
+        if key[0] == "doc":
+            checked.append(key)
+        return verify(self, key)
+
+    monkeypatch.setattr(dedup._Engine, "_verify", counting)
+    return checked
+
+
+@pytest.mark.parametrize("limit", [1, 2, 256])
+@pytest.mark.parametrize("services", ["none", "both-shuffled-fork", "parallel-list"])
+def test_later_exact_copies_decide_as_their_first_copy_did(
+    monkeypatch: pytest.MonkeyPatch, small_chunks: None, limit: int, services: str
+) -> None:
+    # A corpus scraped many times: a later exact copy takes its first copy's decision (its
+    # duplicate status, or a duplicate of it when kept), its own candidates not gathered nor
+    # checked. The decisions are those of deciding every copy in full, whatever the limit of
+    # candidates a group gives (1: a copy's candidates may be its first copy's only).
+    given = SERVICES.get(services, {})
+    checked = doc_checks(monkeypatch)
+    docs, context = run(scraped_many_times(), services=given, max_group_candidates=limit)
+    taken = list(checked)
+    with monkeypatch.context() as full:
+        decided_in_full(full)
+        checked.clear()
+        expected = outcome(*run(scraped_many_times(), services=given, max_group_candidates=limit))
+    assert outcome(docs, context) == expected
+    if services != "both-shuffled-fork":  # (checks in forked workers are not counted here)
+        assert len(taken) < len(checked)
+    by_id = {doc.id: doc for doc in docs}
+    duplicates = [doc for doc in docs if doc.status == DUPLICATE]
+    assert len(duplicates) >= 4 * 8  # every later copy
+    # Some copies took their first copy's status: a duplicate of the near copy.
+    assert any(by_id[doc.duplicate_of].source.startswith("near-") for doc in duplicates if doc.source[0] in "abcde")
+
+
+def test_a_copy_whose_first_copy_is_not_its_candidate_is_decided_as_the_first_copy(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # The parent version holds a text; this run holds three copies of it. With one candidate
+    # a group, each copy's only candidate is the parent's document; let its check fail (as
+    # for a colliding signature): in full, the first copy is kept and so are the later ones,
+    # which never see it. With two, the later ones are its duplicates. The same either way.
+    text = [filler(1300 + j) for j in range(4)]
+    _, context = run([document("old.txt", text)])
+    parent = write_version(tmp_path / "v1", context)
+    verify = dedup._Engine._verify
+
+    def parent_never_passes(self: Any, key: tuple[Any, ...]) -> Any:
+        if key[0] == "doc" and self.docs[key[2]].summary is None:
+            return 0.0, 0.0
+        return verify(self, key)
+
+    monkeypatch.setattr(dedup._Engine, "_verify", parent_never_passes)
+
+    def copies() -> list[Document]:
+        return [document(f"new-{i}.txt", text) for i in range(3)]
+
+    for limit, duplicates in ((1, 0), (2, 2)):
+        docs, context = run(copies(), parent=parent, max_group_candidates=limit)
+        with monkeypatch.context() as full:
+            decided_in_full(full)
+            expected = outcome(*run(copies(), parent=parent, max_group_candidates=limit))
+        assert outcome(docs, context) == expected
+        assert sum(doc.status == DUPLICATE for doc in docs) == duplicates
 
 
 def test_a_key_that_needs_nothing_for_good_is_not_asked_again() -> None:

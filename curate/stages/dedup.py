@@ -23,7 +23,9 @@ How a decision is made (LSH proposes, exact comparison decides):
 4. Who is kept: the copy with the smallest (origin, document id, position) - documents of the
    parent version first, then this run's by stable id. Each later copy is compared only with
    copies that are themselves kept, so a chain of weak collisions (A~B, B~C) never removes C for
-   resembling A through B: no clusters by transitive closure.
+   resembling A through B: no clusters by transitive closure. A later exact copy of a run
+   document (the same text) is decided from its first copy's decision (`_decide_copy`): the
+   decision comparing it would make, with no candidates gathered and no pair checked.
 5. Never removed: paragraphs shorter than `min_chars` comparison characters (headings,
    datelines), and shared phrases inside otherwise different paragraphs (a region must hold
    `passage_min_sentences` complete sentences or a whole earlier paragraph).
@@ -1012,6 +1014,7 @@ class _Engine:
         # Candidates of the step being decided: doc -> earlier candidate docs; paragraph ->
         # earlier candidate paragraphs (whole), (paragraph, split window) pairs (passages).
         self._doc_candidates: dict[int, list[int]] = {}
+        self._copy_of: dict[int, int] = {}  # later exact copy -> first (`_earlier_copies`)
         self._whole: dict[int, list[int]] = {}
         self._ranked: dict[int, list[tuple[int, int]]] = {}
         self._verified: dict[tuple[Any, ...], Any] = {}  # verification key -> result
@@ -1212,12 +1215,15 @@ class _Engine:
         keys: list[int],
         sigs: np.ndarray,
         wanted: Callable[[int], bool],
+        asked: dict[int, int] | None = None,
     ) -> Iterator[tuple[int, set[int]]]:
         """(key, the smaller keys sharing an LSH band with it), for the `wanted` keys that have
         any, in the order of `keys`: of what `MinHashLSH.query` returns with a MinHashLSH
         holding every row (`sigs[i]` is the signature of `keys[i]`), the keys before the key,
         at most the first `max_group_candidates` of each group of rows filed together (what
-        every decision reads: a row is compared with earlier ones only).
+        every decision reads: a row is compared with earlier ones only). Of a key in `asked`,
+        only whether `asked[key]` is one of them: (key, {asked[key]}) if it is, nothing if not
+        (see `_decide_copy`).
 
         The bands are datasketch's `MinHashLSH` banding for the threshold. The rows filed
         together in a band are found with numpy in this process (`_band_groups`), or with a
@@ -1248,10 +1254,15 @@ class _Engine:
         for group in distinct:
             for position in range(1, len(group)):
                 member_of.setdefault(group[position], []).append((group, min(position, limit)))
+        asked = asked or {}
         for key in keys:
             found_in = member_of.get(key)
             if found_in and wanted(key):
-                yield key, set().union(*(group[:count] for group, count in found_in))
+                probe = asked.get(key)
+                if probe is None:
+                    yield key, set().union(*(group[:count] for group, count in found_in))
+                elif any(_among_first(group, count, probe) for group, count in found_in):
+                    yield key, {probe}
 
     # ------------------------------------------------------------------ verification
     def _verify(self, key: tuple[Any, ...]) -> Any:
@@ -1263,8 +1274,6 @@ class _Engine:
         kind = key[0]
         if kind == "doc":
             doc, other = self.docs[key[1]], self.docs[key[2]]
-            if self._exact_copies(doc, other):
-                return 1.0, 1.0
             jaccard, contained, _ = minhash.exact_overlap(self._doc_shingles(doc), self._doc_shingles(other))
             return jaccard, contained
         para, kept = self.paras[key[1]], self.paras[key[2]]
@@ -1274,13 +1283,6 @@ class _Engine:
             )
             return jaccard, contained
         return self._find_passages(para, kept, key[3])
-
-    def _exact_copies(self, doc: _Doc, other: _Doc) -> bool:
-        """Documents of the same (non-empty) text: the same paragraphs and forms, so the same
-        shingle sets, which `exact_overlap` would find equal: (1.0, 1.0), known at once (a
-        corpus scraped twice is mostly these: 196,000 of the `bench_shapes.py --shape copies`
-        pairs)."""
-        return _same_text(doc, other) and self._doc_chars(doc) > 0
 
     def _verify_chunk(self, keys: list[tuple[Any, ...]]) -> list[Any]:
         """`_verify` over a chunk of keys (the function given to `context.parallel`)."""
@@ -1341,12 +1343,17 @@ class _Engine:
 
     # ------------------------------------------------------------------ documents
     def _decide_documents(self) -> None:
-        """Candidates (LSH) -> exact verification -> choice, in rank order (see the module)."""
+        """Candidates (LSH) -> exact verification -> choice, in rank order (see the module).
+
+        A later exact copy of a run document is decided from the first copy's decision
+        (`_decide_copy`), its candidates not gathered nor verified: 178,000 of the 214,000
+        documents of `bench_shapes.py --shape copies`."""
         keys = [
             k
             for k, doc in enumerate(self.docs)
             if doc.sig is not None and self._doc_chars(doc) >= self.s.min_chars
         ]
+        self._copy_of = self._earlier_copies(keys)
         self._doc_candidates = {}
         for k, found in self._candidates(
             self.s.candidate_threshold,
@@ -1354,10 +1361,31 @@ class _Engine:
             keys,
             _stack([self.docs[k].sig for k in keys], self.s.num_perm),
             lambda key: self.docs[key].summary is not None,
+            self._copy_of,
         ):
             self._doc_candidates[k] = sorted(found)  # (all before k: see `_candidates`)
-        self._in_waves(list(self._doc_candidates), self._document_needs, self._decide_document)
-        self._doc_candidates = {}
+        order = sorted(self._doc_candidates.keys() | self._copy_of.keys())
+        self._in_waves(order, self._document_needs, self._decide_document)
+        self._doc_candidates, self._copy_of = {}, {}
+
+    def _earlier_copies(self, keys: list[int]) -> dict[int, int]:
+        """Each key of a run document of the same (non-empty) text as an earlier one -> the
+        first key of that text. Texts are compared compressed (the compression is lossless
+        and the same for all; a record's text is a numpy view: `tobytes`, a fifth of
+        `bytes()`'s time). Empty when an exact copy would not pass as a duplicate (the
+        thresholds above 1): `_decide_copy` relies on it, and nothing is a duplicate then."""
+        if not self._is_duplicate(1.0, 1.0):
+            return {}
+        firsts: dict[bytes, int] = {}  # (the texts of the first copies: compressed, a while)
+        copy_of: dict[int, int] = {}
+        docs, nonempty = self.docs, self.s.min_chars > 0  # (keys are of min_chars or more)
+        for k in keys:
+            doc = docs[k]
+            if doc.summary is not None and (nonempty or self._doc_chars(doc) > 0):
+                first = firsts.setdefault(_as_bytes(doc.summary.text_z), k)
+                if first != k:
+                    copy_of[k] = first
+        return copy_of
 
     def _is_duplicate(self, jaccard: float, contained: float) -> bool:
         return jaccard >= self.s.document_jaccard and contained >= self.s.document_containment
@@ -1365,15 +1393,14 @@ class _Engine:
     def _document_needs(self, k: int) -> tuple[list[tuple[Any, ...]], int]:
         """The verification `_decide_document(k)` lacks next (its candidates until one
         passes), and the last candidate it read (see `_in_waves`)."""
+        first = self._copy_of.get(k)
+        if first is not None:
+            return [], first
         candidates = self._doc_candidates[k]
         for c in candidates:
             if self.docs[c].duplicate:
                 continue
             result = self._verified.get(("doc", k, c))
-            if result is None and self._exact_copies(self.docs[k], self.docs[c]):
-                # (answered here, not sent to a worker: the pair and its answer cost more to
-                # send than to find; the copies shape's first round sent 178,000, 0.8 s)
-                result = self._verified["doc", k, c] = 1.0, 1.0
             if result is None:
                 return [("doc", k, c)], c
             if self._is_duplicate(*result):
@@ -1382,6 +1409,9 @@ class _Engine:
 
     def _decide_document(self, k: int) -> None:
         """Document k duplicates its first candidate that is kept and passes the exact check."""
+        if k in self._copy_of:
+            self._decide_copy(k, self._copy_of[k])
+            return
         doc = self.docs[k]
         for c in self._doc_candidates[k]:
             kept = self.docs[c]
@@ -1389,13 +1419,33 @@ class _Engine:
                 continue
             jaccard, contained = self._result(("doc", k, c))
             if self._is_duplicate(jaccard, contained):
-                doc.duplicate = True
-                doc.duplicate_of = kept.id
-                doc.status_reason = (
-                    f"dedup.document: near-duplicate of document {kept.id} (exact Jaccard "
-                    f"{jaccard:.2f}, {contained:.0%} of its {self.s.shingle_size}-grams in it)"
-                )
+                self._mark_duplicate(doc, kept, jaccard, contained)
                 break
+
+    def _decide_copy(self, k: int, first: int) -> None:
+        """What `_decide_document(k)` decides, from the decision of `first`, an earlier
+        document of the same text (`_earlier_copies`), and whether `first` is a candidate of k.
+
+        The two have the same signature, so the same LSH groups, where `first` comes before
+        k; k's candidates before `first` are then exactly `first`'s (the first
+        `max_group_candidates` of each group, or all before `first`), and verify as
+        `first`'s did (the same shingles), against the same decisions. So k duplicates what
+        `first` duplicates; and when `first` is kept, k duplicates it if it is a candidate
+        (an exact copy passes: checked in `_earlier_copies`), else k has only `first`'s
+        candidates, none of which passed, and is kept too."""
+        doc, model = self.docs[k], self.docs[first]
+        if model.duplicate:
+            doc.duplicate, doc.duplicate_of, doc.status_reason = True, model.duplicate_of, model.status_reason
+        elif k in self._doc_candidates:  # (`first` is: see `_candidates`' `asked`)
+            self._mark_duplicate(doc, model, 1.0, 1.0)
+
+    def _mark_duplicate(self, doc: _Doc, kept: _Doc, jaccard: float, contained: float) -> None:
+        doc.duplicate = True
+        doc.duplicate_of = kept.id
+        doc.status_reason = (
+            f"dedup.document: near-duplicate of document {kept.id} (exact Jaccard "
+            f"{jaccard:.2f}, {contained:.0%} of its {self.s.shingle_size}-grams in it)"
+        )
 
     def _doc_chars(self, doc: _Doc) -> int:
         return sum(self.paras[p].cf1 - self.paras[p].cf0 for p in doc.paras)
@@ -1973,16 +2023,10 @@ class _Engine:
 
 
 # --------------------------------------------------------------------------- helpers
-def _same_text(doc: _Doc, other: _Doc) -> bool:
-    """Whether two documents of the run have the same text (their compressed texts are the
-    same bytes: the compression is lossless and the same for both)."""
-    if doc.summary is None or other.summary is None:
-        return False
-    text, other_text = doc.summary.text_z, other.summary.text_z
-    # (as bytes: a memoryview compares item by item, 20 times slower; 179,000 pairs on the
-    # copies shape, 0.6 s of the decision. A record's text is a numpy view: `tobytes`, a fifth
-    # of `bytes()`'s time, which goes through the buffer protocol)
-    return len(text) == len(other_text) and _as_bytes(text) == _as_bytes(other_text)
+def _among_first(group: tuple[int, ...], count: int, key: int) -> bool:
+    """Whether `key` is one of the first `count` keys of a group (ascending)."""
+    at = bisect_left(group, key, 0, count)
+    return at < count and group[at] == key
 
 
 def _as_bytes(data: bytes | np.ndarray) -> bytes:
