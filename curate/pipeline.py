@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterable, Iterator
 from functools import cache
+from typing import Any
 
 from curate.document import Document
 from curate.stages.base import RunContext, Stage
@@ -38,6 +39,11 @@ def stage_classes() -> tuple[type[Stage], ...]:
 
 def build_stages(context: RunContext) -> list[Stage]:
     return [cls(context.config[cls.name], context) for cls in stage_classes()]
+
+
+def reads_parent(config: Any) -> bool:
+    """Whether a stage's output depends on the parent version, with this configuration."""
+    return any(cls.reads_parent(config[cls.name]) for cls in stage_classes())
 
 
 def run_stages(docs: Iterable[Document], stages: list[Stage]) -> Iterator[Document]:

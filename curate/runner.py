@@ -21,7 +21,7 @@ from curate import ingest
 from curate.config import Config
 from curate.document import Document
 from curate.engine import LocalEngine, SpillError, WorkerLost, dumps
-from curate.pipeline import build_stages
+from curate.pipeline import build_stages, reads_parent
 from curate.report.model import EntryMaker, WrittenIndex
 from curate.stages.base import Artifacts, RunContext
 from curate.version import (
@@ -121,13 +121,12 @@ def run(
     if not files and not skipped:
         raise RunError(f"no input files found in {', '.join(map(str, inputs or config.run.input))}")
     hash_inputs(files)
-    version_id = compute_version_id(
-        config.digest_source(), rules.digest(), [(f.source, f.sha256) for f in files]
-    )
+    made_of = config.digest_source(), rules.digest(), [(f.source, f.sha256) for f in files]
     try:
         with corpus_lock(corpus, config.run.lock_wait_seconds):
             remove_stale_temporaries(corpus)
             parent = read_latest(corpus)
+            version_id = _version_id(corpus, made_of, parent, reads_parent(config))
             existing = versions_dir(corpus) / version_id
             if existing.is_dir():
                 moved = parent != version_id
@@ -193,6 +192,28 @@ def run(
     if write_report:
         result.reports = _write_reports(folder, reports_dir, config.run.workers, written)
     return result
+
+
+def _version_id(
+    corpus: Path, made_of: tuple[str, str, list[tuple[str, str]]], parent: str | None, reads: bool
+) -> str:
+    """The id of the version these inputs, configuration and rules (`made_of`) make on top of
+    `parent`, the latest version.
+
+    When a stage's output depends on the parent (`reads`: incremental near-duplicates keep
+    the parent's documents first), so does the id: the same files curated into an empty
+    corpus and into one that holds copies of them make different versions, and must not share
+    an id. The latest version made of the same on its own parent is this run again (a rerun
+    creates nothing)."""
+    if not reads or parent is None:
+        return compute_version_id(*made_of)
+    try:
+        grandparent = read_manifest(versions_dir(corpus) / parent).get("parent")
+    except (OSError, ValueError):  # (a version whose manifest cannot be read: not this run)
+        grandparent = ""
+    if grandparent != "" and compute_version_id(*made_of, grandparent) == parent:
+        return parent
+    return compute_version_id(*made_of, parent)
 
 
 def make_engine(config: Config) -> Any:

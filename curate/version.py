@@ -94,14 +94,19 @@ def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def compute_version_id(config_digest: str, rules_digest: str, inputs: Iterable[tuple[str, str]]) -> str:
-    """Hash of tool version, configuration, rules and (source, sha256) of every input."""
+def compute_version_id(
+    config_digest: str, rules_digest: str, inputs: Iterable[tuple[str, str]], parent: str | None = None
+) -> str:
+    """Hash of tool version, configuration, rules and (source, sha256) of every input, and of
+    the parent version's id when the output depends on it (given: see `curate.runner`)."""
     h = hashlib.sha256()
     h.update(f"curate {__version__}\n".encode())
     h.update(config_digest.encode("utf-8") + b"\n")
     h.update(rules_digest.encode("utf-8") + b"\n")
     for source, digest in sorted(inputs):
         h.update(f"{source}\t{digest}\n".encode())
+    if parent is not None:  # (after a NUL, which no source holds)
+        h.update(f"\0parent\t{parent}\n".encode())
     return h.hexdigest()[:16]
 
 

@@ -128,6 +128,45 @@ def test_rerun_creates_nothing(curate_run, tmp_path):
     assert len(list((tmp_path / "corpus" / "versions").iterdir())) == 1
 
 
+def test_a_version_made_on_a_parent_it_reads_has_an_id_of_its_own(tmp_path):
+    # Incremental near-duplicates keep the parent version's documents first: the same files
+    # curated into an empty corpus and into one that holds their copies make different
+    # versions (there, every copy is a duplicate), so they must not share an id; a rerun on
+    # the latest version still creates nothing. Without a stage that reads the parent, the
+    # parent is no part of the id.
+    from curate.runner import run
+
+    copies = tmp_path / "again"
+    copies.mkdir()
+    for path in SEED_FILES:  # (other names: other sources, so other document ids)
+        (copies / f"again-{path.name}").write_bytes(path.read_bytes())
+
+    def curate(corpus: str, inputs: list[Path], overrides: dict | None = None):
+        config = make_config(tmp_path / corpus, overrides)
+        return run(config, inputs=[str(p) for p in inputs], write_report=False)
+
+    def duplicates(result) -> int:
+        return len((result.version_dir / "duplicates.jsonl").read_text(encoding="utf-8").splitlines())
+
+    alone = curate("alone", [copies])
+    first = curate("both", SEED_FILES)
+    on_parent = curate("both", [copies])
+    assert on_parent.created and on_parent.version_id not in (alone.version_id, first.version_id)
+    assert duplicates(alone) < duplicates(on_parent) == len(SEED_FILES)
+    again = curate("both", [copies])
+    assert not again.created and again.version_id == on_parent.version_id
+    assert len(list((tmp_path / "both" / "corpus" / "versions").iterdir())) == 2
+
+    off = {"dedup": {"incremental": False}}
+    alone_off = curate("alone-off", [copies], off)
+    curate("both-off", SEED_FILES, off)
+    on_parent_off = curate("both-off", [copies], off)
+    assert on_parent_off.created and on_parent_off.version_id == alone_off.version_id
+    assert (on_parent_off.version_dir / "documents.jsonl").read_bytes() == (
+        alone_off.version_dir / "documents.jsonl"
+    ).read_bytes()
+
+
 def test_config_change_makes_a_new_version_with_parent(curate_run):
     first = curate_run()
     second = curate_run(overrides={"punctuation": {"enabled": False}})

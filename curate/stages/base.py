@@ -474,6 +474,12 @@ class Stage:
         self.settings = settings
         self.context = context
 
+    @classmethod
+    def reads_parent(cls, settings: Any) -> bool:
+        """Whether, with these settings, what the stage makes depends on the parent version
+        (`RunContext.parent`): then the parent's id is part of the version id."""
+        return False
+
     def run(self, docs: Iterable[Document]) -> Iterator[Document]:
         raise NotImplementedError
 

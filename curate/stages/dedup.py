@@ -541,6 +541,11 @@ class NearDuplicates(CorpusStage):
     name: ClassVar[str] = "dedup"
     Settings: ClassVar[type] = DedupSettings
 
+    @classmethod
+    def reads_parent(cls, settings: Any) -> bool:
+        """Incremental: documents of the parent version's index are kept first."""
+        return bool(settings.enabled and settings.incremental)
+
     def __init__(self, settings: Any, context: Any) -> None:
         super().__init__(settings, context)
         for name in ("max_candidates", "max_group_candidates"):
