@@ -203,15 +203,17 @@ def _version_id(
     When a stage's output depends on the parent (`reads`: incremental near-duplicates keep
     the parent's documents first), so does the id: the same files curated into an empty
     corpus and into one that holds copies of them make different versions, and must not share
-    an id. The latest version made of the same on its own parent is this run again (a rerun
-    creates nothing)."""
-    if not reads or parent is None:
-        return compute_version_id(*made_of)
+    an id. The latest version made of the same, on its own parent or on none (an empty corpus;
+    or by a curate whose ids did not name the parent), is this run again: a rerun creates
+    nothing."""
+    alone = compute_version_id(*made_of)
+    if not reads or parent is None or parent == alone:
+        return alone
     try:
         grandparent = read_manifest(versions_dir(corpus) / parent).get("parent")
     except (OSError, ValueError):  # (a version whose manifest cannot be read: not this run)
-        grandparent = ""
-    if grandparent != "" and compute_version_id(*made_of, grandparent) == parent:
+        grandparent = None
+    if grandparent and compute_version_id(*made_of, grandparent) == parent:
         return parent
     return compute_version_id(*made_of, parent)
 

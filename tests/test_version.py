@@ -128,6 +128,24 @@ def test_rerun_creates_nothing(curate_run, tmp_path):
     assert len(list((tmp_path / "corpus" / "versions").iterdir())) == 1
 
 
+def test_a_version_whose_id_did_not_name_its_parent_is_still_a_rerun(tmp_path, monkeypatch):
+    # A corpus curated before ids named the parent: its latest version, made on a parent, has
+    # the id of the same inputs alone. Curating them again creates nothing.
+    from curate import runner
+
+    copies = tmp_path / "again"
+    copies.mkdir()
+    for path in SEED_FILES:
+        (copies / f"again-{path.name}").write_bytes(path.read_bytes())
+    config = make_config(tmp_path)
+    runner.run(config, inputs=[str(p) for p in SEED_FILES], write_report=False)
+    with monkeypatch.context() as before:
+        before.setattr(runner, "reads_parent", lambda config: False)  # (ids as they were)
+        old = runner.run(config, inputs=[str(copies)], write_report=False)
+    again = runner.run(config, inputs=[str(copies)], write_report=False)
+    assert old.created and old.parent and not again.created and again.version_id == old.version_id
+
+
 def test_a_version_made_on_a_parent_it_reads_has_an_id_of_its_own(tmp_path):
     # Incremental near-duplicates keep the parent version's documents first: the same files
     # curated into an empty corpus and into one that holds their copies make different
