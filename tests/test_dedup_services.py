@@ -252,9 +252,9 @@ def test_the_alignment_bound_skips_no_passage(
 
 
 # --------------------------------------------------------------------------- work done
-def count_verifications(
-    monkeypatch: pytest.MonkeyPatch, docs: list[Document], **services: Any
-) -> dict[str, int]:
+def counting_verifications(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """The verifications made from now on, by kind (those in this process: not in forked
+    workers)."""
     counts: dict[str, int] = {}
     verify = dedup._Engine._verify
 
@@ -263,8 +263,15 @@ def count_verifications(
         return verify(self, key)
 
     monkeypatch.setattr(dedup._Engine, "_verify", counting)
-    run(docs, services=services)
-    monkeypatch.setattr(dedup._Engine, "_verify", verify)
+    return counts
+
+
+def count_verifications(
+    monkeypatch: pytest.MonkeyPatch, docs: list[Document], **services: Any
+) -> dict[str, int]:
+    with monkeypatch.context() as counted:
+        counts = counting_verifications(counted)
+        run(docs, services=services)
     return counts
 
 
@@ -332,20 +339,6 @@ def decided_in_full(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(dedup._Engine, "_earlier_copies", lambda self, keys: {})
 
 
-def doc_checks(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
-    """The document pairs verified, in any process (the list fills in this one only)."""
-    checked: list[tuple[Any, ...]] = []
-    verify = dedup._Engine._verify
-
-    def counting(self: Any, key: tuple[Any, ...]) -> Any:
-        if key[0] == "doc":
-            checked.append(key)
-        return verify(self, key)
-
-    monkeypatch.setattr(dedup._Engine, "_verify", counting)
-    return checked
-
-
 @pytest.mark.parametrize("limit", [1, 2, 256])
 @pytest.mark.parametrize("services", ["none", "both-shuffled-fork", "parallel-list"])
 def test_later_exact_copies_decide_as_their_first_copy_did(
@@ -356,16 +349,16 @@ def test_later_exact_copies_decide_as_their_first_copy_did(
     # checked. The decisions are those of deciding every copy in full, whatever the limit of
     # candidates a group gives (1: a copy's candidates may be its first copy's only).
     given = SERVICES.get(services, {})
-    checked = doc_checks(monkeypatch)
+    checked = counting_verifications(monkeypatch)
     docs, context = run(scraped_many_times(), services=given, max_group_candidates=limit)
-    taken = list(checked)
+    taken = checked.get("doc", 0)
     with monkeypatch.context() as full:
         decided_in_full(full)
         checked.clear()
         expected = outcome(*run(scraped_many_times(), services=given, max_group_candidates=limit))
     assert outcome(docs, context) == expected
     if services != "both-shuffled-fork":  # (checks in forked workers are not counted here)
-        assert len(taken) < len(checked)
+        assert taken < checked.get("doc", 0)
     by_id = {doc.id: doc for doc in docs}
     duplicates = [doc for doc in docs if doc.status == DUPLICATE]
     assert len(duplicates) >= 4 * 8  # every later copy
