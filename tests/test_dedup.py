@@ -443,6 +443,13 @@ def write_version(folder: Path, context: RunContext) -> Path:
     return folder
 
 
+def whole_index(folder: Path, **overrides: Any) -> dict[str, np.ndarray]:
+    """A version's index as the next run reads it: its segments merged (`_ParentIndex`)."""
+    parent = dedup._read_parent_index(DedupSettings(**overrides), RunContext(config=None, parent=folder))
+    assert parent is not None
+    return parent.arrays
+
+
 def test_next_run_deduplicates_against_the_parent_index_and_reuses_signatures(
     tmp_path: Path,
 ) -> None:
@@ -467,13 +474,11 @@ def test_next_run_deduplicates_against_the_parent_index_and_reuses_signatures(
 
     with np.load(tmp_path / "v1" / "index" / INDEX_NAME) as v1:
         v1_sigs = {int(h): v1["para_sigs"][i] for i, h in enumerate(v1["para_hash"])}
-    new_index = tmp_path / "v2.npz"
-    new_index.write_bytes(context_2.state["artifacts"][INDEX_NAME])
-    with np.load(new_index) as v2:
-        assert sorted(v2["doc_ids"].tolist()) == sorted([old_a.id, old_b.id, new_c.id])
-        for i, h in enumerate(v2["para_hash"]):
-            if int(h) in v1_sigs:
-                assert np.array_equal(v2["para_sigs"][i], v1_sigs[int(h)])
+    v2 = whole_index(write_version(tmp_path / "v2", context_2))
+    assert sorted(v2["doc_ids"].tolist()) == sorted([old_a.id, old_b.id, new_c.id])
+    for i, h in enumerate(v2["para_hash"]):
+        if int(h) in v1_sigs:
+            assert np.array_equal(v2["para_sigs"][i], v1_sigs[int(h)])
     # Reused signatures are the ones a fresh computation gives.
     fresh, _ = run([document("old-b.txt", [OWN["b"][0], OWN["b"][1]]), new_c_copy(new_c)])
     assert snapshot([d for d in fresh if d.source == "old-b.txt"]) == snapshot([again_b])
@@ -516,6 +521,108 @@ def test_parent_index_of_the_earlier_layout_deflated_text_is_read_the_same(tmp_p
     assert [edit.link for edit in dedup_edits(before[0])] == [edit.link for edit in dedup_edits(today[0])]
     assert len(dedup_edits(today[0])) == 1  # the shared passage, known only from the parent
     assert snapshot(before) == snapshot(today)
+
+
+# --------------------------------------------------------------------------- index segments
+def test_merge_point_keeps_the_older_segments_larger_than_what_merges_into_the_new_one() -> None:
+    assert dedup._merge_point([], 5) == 0
+    assert dedup._merge_point([100], 5) == 1  # a small run refers to its parent's index
+    assert dedup._merge_point([100], 100) == 0  # one as large: merged, one whole index
+    assert dedup._merge_point([100, 5], 5) == 1 and dedup._merge_point([100, 6], 5) == 2
+    assert dedup._merge_point([4, 2, 1], 1) == 0  # 1 + 1 -> 2, + 2 -> 4, + 4 -> 8
+    # Runs of one row each: segments as a binary counter's digits, at most log2(n) + 1.
+    segments: list[int] = []
+    for n in range(1, 65):
+        keep = dedup._merge_point(segments, 1)
+        segments = segments[:keep] + [1 + sum(segments[keep:])]
+        assert sum(segments) == n and len(segments) == bin(n).count("1")
+
+
+def incremental_runs() -> list[list[Document]]:
+    """Runs of a corpus curated again and again: a first batch, then small ones adding
+    articles (some copies of earlier ones), re-curating earlier sources with new text, or
+    with the text of another document (a duplicate then: dropped from the index)."""
+    texts = articles(90, seed=11)
+    runs = [[Document.new(f"d{i:03}.txt", texts[i]) for i in range(30)]]
+    for step in range(10):
+        new = 30 + 6 * step
+        batch = [Document.new(f"d{i:03}.txt", texts[i]) for i in range(new, new + 6)]
+        batch.append(Document.new(f"d{step:03}.txt", texts[new - 1] + "\n" + texts[step]))  # changed
+        batch.append(Document.new(f"d{step + 10:03}.txt", texts[step + 20]))  # now a copy of d0{step+20}
+        runs.append(batch)
+    return runs
+
+
+def curate_runs(folder: Path, runs: list[list[Document]]) -> list[tuple[Path, list[Document], RunContext]]:
+    versions, parent = [], None
+    for number, docs in enumerate(runs, 1):
+        out, context = run(docs, parent=parent)
+        assert not context.state.get("warnings")
+        parent = write_version(folder / f"v{number:02}", context)
+        versions.append((parent, out, context))
+    return versions
+
+
+def test_an_index_of_segments_reads_as_the_whole_index_and_decides_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Versions whose index files refer to their parents' (`base`, `gone`) give the documents,
+    and read back as the index, that whole indexes (every file holding everything) give."""
+    segmented = curate_runs(tmp_path / "segmented", incremental_runs())
+    with monkeypatch.context() as patched:
+        patched.setattr(dedup, "_merge_point", lambda segments, rows: 0)
+        whole = curate_runs(tmp_path / "whole", incremental_runs())  # (a run edits its documents)
+    names = (*dedup._DOC_COLUMNS, *dedup._PARA_COLUMNS, *dedup._WINDOW_COLUMNS, "para_doc", "win_para")
+    chains, dropped = [], 0
+    for (folder, out, context), (whole_folder, whole_out, whole_context) in zip(segmented, whole, strict=True):
+        assert snapshot(out) == snapshot(whole_out)
+        assert context.state["dedup"] == whole_context.state["dedup"]
+        merged = dedup._read_parent_index(DedupSettings(), RunContext(config=None, parent=folder))
+        assert merged is not None
+        with np.load(whole_folder / "index" / INDEX_NAME) as data:
+            assert "base" not in data.files and "gone" not in data.files
+            for name in names:
+                assert np.array_equal(merged.arrays[name], data[name]), name
+            assert merged.texts == (dedup._index_text(data).split("\n") if data["para_doc"].shape[0] else [])
+        with np.load(folder / "index" / INDEX_NAME) as data:
+            chains.append(len(json.loads(str(data["base"][0]))) if "base" in data.files else 0)
+            dropped += data["gone"].shape[0] if "gone" in data.files else 0
+        assert len(merged.segments) == chains[-1] + 1
+    assert any(d.status == DUPLICATE for _, out, _ in segmented[1:] for d in out)
+    # The chain stays short (a binary counter of the small runs) and some files drop ids.
+    assert max(chains) >= 2 and max(chains) <= 4 and chains[-1] >= 1 and dropped > 0
+    sizes = [(folder / "index" / INDEX_NAME).stat().st_size for folder, _, _ in segmented]
+    whole_sizes = [(folder / "index" / INDEX_NAME).stat().st_size for folder, _, _ in whole]
+    assert sizes[0] == whole_sizes[0] and sum(sizes[1:]) < sum(whole_sizes[1:]) / 2
+
+
+def test_a_segment_missing_or_changed_leaves_the_parent_index_unused_with_a_warning(tmp_path: Path) -> None:
+    runs = incremental_runs()[:3]
+    versions = curate_runs(tmp_path, runs)
+    first = incremental_runs()[0]  # (as they were before the run edited them)
+    parent = versions[-1][0]
+    with np.load(parent / "index" / INDEX_NAME) as data:
+        (ref,) = json.loads(str(data["base"][0]))
+    referred = tmp_path / ref["version"] / "index" / INDEX_NAME
+    again = [Document.new("late.txt", first[3].text)]  # a copy of a document of the first run
+    out, context = run(again, parent=parent)
+    assert out[0].status == DUPLICATE and not context.state.get("warnings")
+
+    original = referred.read_bytes()
+    referred.write_bytes((versions[1][0] / "index" / INDEX_NAME).read_bytes())  # another index
+    out, context = run([Document.new("late.txt", first[3].text)], parent=parent)
+    assert out[0].status == OK
+    (warning,) = context.state["warnings"]
+    assert str(referred) in warning and "not the file the parent's index was built on" in warning
+
+    referred.unlink()
+    out, context = run([Document.new("late.txt", first[3].text)], parent=parent)
+    assert out[0].status == OK
+    (warning,) = context.state["warnings"]
+    assert str(referred) in warning and "unreadable" in warning
+    referred.write_bytes(original)
+    out, _ = run([Document.new("late.txt", first[3].text)], parent=parent)
+    assert out[0].status == DUPLICATE
 
 
 # --------------------------------------------------------------------------- the engine path

@@ -476,6 +476,7 @@ class _Doc:
     duplicate: bool = False
     duplicate_of: str = ""
     status_reason: str = ""
+    segment: int = -1  # (parent documents) the segment of the parent's index it came from
 
 
 @dataclass(slots=True)
@@ -555,8 +556,7 @@ class NearDuplicates(CorpusStage):
         # (numpy arrays, shared copy-on-write), and the driver adds its documents in `decide`.
         self._parent: _ParentIndex | None = None
         if settings.enabled and settings.incremental:
-            arrays = _read_parent_index(settings, context)
-            self._parent = _ParentIndex(arrays) if arrays is not None else None
+            self._parent = _read_parent_index(settings, context)
         self._observed: list[_Summarised] | _SummarySpill = []
         self._plans: dict[str, list[_Plan | None]] = {}
         self._touched: set[int] = set()  # observed documents `apply` changes (by number)
@@ -906,7 +906,10 @@ def _warn(context: Any, message: str) -> None:
     context.state.setdefault("warnings", []).append(message)
 
 
-def _read_parent_index(s: DedupSettings, context: Any) -> dict[str, np.ndarray] | None:
+def _read_parent_index(s: DedupSettings, context: Any) -> _ParentIndex | None:
+    """The parent version's index: its own segment and those it builds on (`base`, in the
+    folders of earlier versions of the corpus), or None (with a warning when one is unusable:
+    unreadable, built with other settings, or not the file its parent recorded)."""
     parent = context.parent
     if not isinstance(parent, Path):
         return None
@@ -914,29 +917,81 @@ def _read_parent_index(s: DedupSettings, context: Any) -> dict[str, np.ndarray] 
     if not path.is_file():
         return None
     try:
+        top = _read_segment(parent.name, path, s, None)
+        refs = json.loads(str(top.arrays["base"].reshape(-1)[0])) if "base" in top.arrays else []
+        segments = [
+            _read_segment(ref["version"], parent.parent / ref["version"] / "index" / INDEX_NAME, s, ref["sha256"])
+            for ref in refs
+        ]
+    except _Unusable as exc:
+        _warn(context, str(exc))
+        return None
+    return _ParentIndex([*segments, top])
+
+
+class _Unusable(Exception):
+    """A segment of the parent's index that cannot serve (the message names its file)."""
+
+
+class _Segment(NamedTuple):
+    """One file of a version's index: the rows its version wrote (see `_Engine._write_index`)."""
+
+    version: str  # the version whose folder holds it
+    sha256: str
+    arrays: dict[str, np.ndarray]
+
+    @property
+    def rows(self) -> int:
+        """Its paragraph rows (what reading or merging it costs)."""
+        return int(self.arrays["para_doc"].shape[0])
+
+    @property
+    def gone(self) -> np.ndarray:
+        """Ids of documents of the segments before it that the index no longer holds."""
+        return self.arrays.get("gone", np.empty(0, "<U64"))
+
+
+def _read_segment(version: str, path: Path, s: DedupSettings, sha256: str | None) -> _Segment:
+    """One index file, checked: readable, made with these settings, and (`sha256` given) the
+    file that the version which refers to it recorded."""
+    try:
+        with path.open("rb") as file:
+            digest = hashlib.file_digest(file, "sha256").hexdigest()
         with np.load(path, allow_pickle=False) as data:
             arrays = {name: data[name] for name in data.files}
         params = json.loads(str(arrays["params"].reshape(-1)[0]))
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
-        _warn(context, f"{path}: near-duplicate index unreadable, not used: {exc}")
-        return None
+        raise _Unusable(f"{path}: near-duplicate index unreadable, not used: {exc}") from exc
     if params != _params(s):
-        _warn(
-            context, f"{path}: near-duplicate index built with other settings ({params}), not used"
+        raise _Unusable(f"{path}: near-duplicate index built with other settings ({params}), not used")
+    if sha256 is not None and digest != sha256:
+        raise _Unusable(
+            f"{path}: near-duplicate index is not the file the parent's index was built on "
+            f"(sha256 {digest[:16]}…, recorded {sha256[:16]}…), not used"
         )
-        return None
-    return arrays
+    return _Segment(version, digest, arrays)
 
 
 class _ParentIndex:
-    """The parent version's index, with its paragraph signatures looked up by text hash."""
+    """The parent version's index, as one set of rows, with its paragraph signatures looked up
+    by text hash.
 
-    def __init__(self, arrays: dict[str, np.ndarray]) -> None:
-        self.arrays = arrays
-        hashes = arrays["para_hash"]
+    A version's index file holds the rows of its own run and names the files of earlier
+    versions it builds on (`base`), so that a run writes what is new, not the whole corpus
+    again (`_Engine._write_index`). Read here, the segments are merged into the rows one index
+    file holding everything would have: by document id, each id from the newest segment that
+    names it (its `gone` ids name documents it dropped). `doc_segment`: which segment each
+    document came from.
+    """
+
+    def __init__(self, segments: list[_Segment]) -> None:
+        self.segments = [(segment.version, segment.sha256, segment.rows) for segment in segments]
+        self.gone = [segment.gone for segment in segments]
+        self.arrays, self.texts = _merged(segments)
+        hashes = self.arrays["para_hash"]
         self.by_hash = _FirstByHash(hashes)
         self.win_bounds = np.searchsorted(
-            arrays["win_para"], np.arange(hashes.shape[0] + 1), side="left"
+            self.arrays["win_para"], np.arange(hashes.shape[0] + 1), side="left"
         )
 
     def lookup_all(self, hashes: list[int]) -> list[tuple[np.ndarray, np.ndarray] | None]:
@@ -947,6 +1002,57 @@ class _ParentIndex:
             w0, w1 = int(self.win_bounds[p]), int(self.win_bounds[p + 1])
             found[k] = (self.arrays["para_sigs"][p], self.arrays["win_sigs"][w0:w1])
         return found
+
+
+_DOC_COLUMNS = ("doc_ids", "doc_sigs")
+_PARA_COLUMNS = ("para_chars", "para_end", "para_hash", "para_sigs", "para_start")
+_WINDOW_COLUMNS = ("win_end", "win_sigs", "win_start")
+
+
+def _merged(segments: list[_Segment]) -> tuple[dict[str, np.ndarray], list[str]]:
+    """The rows of an index's segments (oldest first) as one index holds them, and the
+    paragraphs' texts: documents in id order, each id from the newest segment naming it (an
+    entry, or a `gone` id that drops it), paragraphs and windows following their documents."""
+    texts = [_index_text(s.arrays).split("\n") if s.rows else [] for s in segments]
+    if len(segments) == 1 and not segments[0].gone.shape[0]:  # one whole index, as written
+        arrays = {name: segments[0].arrays[name] for name in (*_DOC_COLUMNS, *_PARA_COLUMNS, *_WINDOW_COLUMNS, "para_doc", "win_para")}
+        arrays["doc_segment"] = np.zeros(arrays["doc_ids"].shape[0], np.int32)
+        return arrays, texts[0]
+    numbers = np.arange(len(segments))
+    ids = np.concatenate([s.arrays["doc_ids"] for s in segments])
+    entries = ids.shape[0]
+    keys = np.concatenate([ids, *(s.gone for s in segments)])
+    owner = np.concatenate(
+        [np.repeat(numbers, [s.arrays["doc_ids"].shape[0] for s in segments]), np.repeat(numbers, [s.gone.shape[0] for s in segments])]
+    )
+    row = np.concatenate([np.arange(entries), np.full(keys.shape[0] - entries, -1)])
+    order = np.lexsort((-owner, keys))  # by id, the newest segment first, then as stored
+    keys, owner, row = keys[order], owner[order], row[order]
+    first = np.ones(keys.shape[0], bool)
+    first[1:] = keys[1:] != keys[:-1]
+    starts = np.flatnonzero(first)
+    newest = np.repeat(owner[starts], np.diff(np.append(starts, keys.shape[0])))
+    take = row[(owner == newest) & (row >= 0)]  # documents kept, in id order
+
+    def column(name: str) -> np.ndarray:
+        return np.concatenate([s.arrays[name] for s in segments])
+
+    para_count = np.concatenate(
+        [np.bincount(s.arrays["para_doc"], minlength=s.arrays["doc_ids"].shape[0]) for s in segments]
+    )
+    win_count = np.concatenate([np.bincount(s.arrays["win_para"], minlength=s.rows) for s in segments])
+    para_counts = para_count[take]
+    paras = np.repeat((np.cumsum(para_count) - para_count)[take], para_counts) + _offsets_in_groups(para_counts)
+    win_counts = win_count[paras]
+    windows = np.repeat((np.cumsum(win_count) - win_count)[paras], win_counts) + _offsets_in_groups(win_counts)
+    arrays = {name: column(name)[take] for name in _DOC_COLUMNS}
+    arrays.update({name: column(name)[paras] for name in _PARA_COLUMNS})
+    arrays.update({name: column(name)[windows] for name in _WINDOW_COLUMNS})
+    arrays["para_doc"] = np.repeat(np.arange(take.shape[0], dtype=np.int32), para_counts)
+    arrays["win_para"] = np.repeat(np.arange(paras.shape[0], dtype=np.int32), win_counts)
+    arrays["doc_segment"] = np.repeat(numbers, [s.arrays["doc_ids"].shape[0] for s in segments])[take].astype(np.int32)
+    all_texts = list(chain.from_iterable(texts))
+    return arrays, [all_texts[p] for p in paras.tolist()]
 
 
 class _FirstByHash:
@@ -1025,6 +1131,7 @@ class _Engine:
         self._verified: dict[tuple[Any, ...], Any] = {}  # verification key -> result
         self._run_signatures: _RunSignatures | None = None  # (`_signatures`)
         self._first_run_para = -1  # the first paragraph of a run document (the parent's first)
+        self.dropped: list[str] = []  # ids of parent documents this run re-curated (`_add_parent`)
 
     def __getstate__(self) -> dict[str, Any]:
         """A pickled engine (`parallel` on other machines) is rebuilt from its inputs.
@@ -1041,7 +1148,7 @@ class _Engine:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["settings"], None, state["parent"])  # type: ignore[misc]
         if self.parent is not None:
-            self._add_parent(self.parent.arrays, skip={summary.id for summary, _ in state["run"]})
+            self._add_parent(self.parent, skip={summary.id for summary, _ in state["run"]})
         for summary, position in state["run"]:
             self._add_run_doc(summary, position)
 
@@ -1049,7 +1156,7 @@ class _Engine:
     def decide(self, summaries: list[_Summarised]) -> dict[int, _Plan]:
         """Plans by position of observation; sets the index artifact and the statistics."""
         if self.parent is not None:
-            self._add_parent(self.parent.arrays, skip={summary.id for summary in summaries})
+            self._add_parent(self.parent, skip={summary.id for summary in summaries})
         # By id, then position (a stable sort keeps equal ids in order): no tuple per summary.
         order = sorted(range(len(summaries)), key=[summary.id for summary in summaries].__getitem__)
         for i in order:
@@ -1819,20 +1926,23 @@ class _Engine:
         return plans
 
     # ------------------------------------------------------------------ the index on disk
-    def _add_parent(self, index: dict[str, np.ndarray], skip: set[str]) -> None:
-        """Documents of the parent version (kept first)."""
+    def _add_parent(self, parent: _ParentIndex, skip: set[str]) -> None:
+        """Documents of the parent version (kept first), but those of the ids in `skip` (this
+        run's: `dropped`)."""
+        index, texts = parent.arrays, parent.texts
         para_doc = index["para_doc"]
-        texts = _index_text(index).split("\n") if para_doc.shape[0] else []
         win_para = index["win_para"]
         win_bounds = np.searchsorted(win_para, np.arange(len(texts) + 1), side="left")
         win_spans = np.stack([index["win_start"], index["win_end"]], axis=1).astype(np.int64)
         doc_map: dict[int, int] = {}
+        segments = index["doc_segment"].tolist()
         for d, doc_id in enumerate(index["doc_ids"].tolist()):
             if doc_id in skip:
+                self.dropped.append(doc_id)
                 continue
             doc_map[d] = len(self.docs)
             self.docs.append(
-                _Doc(id=doc_id, rank=len(self.docs), summary=None, sig=index["doc_sigs"][d])
+                _Doc(id=doc_id, rank=len(self.docs), summary=None, sig=index["doc_sigs"][d], segment=segments[d])
             )
         for p, text in enumerate(texts):
             d = int(para_doc[p])
@@ -1897,8 +2007,19 @@ class _Engine:
         edited: dict[int, list[tuple[int, int]]],
         blocks: dict[int, tuple[_IndexBlock, int]],
     ) -> None:
-        """This version's index, written into `file`: the parent's documents not re-curated, plus
-        this run's kept ones, in document id order.
+        """This version's index, written into `file`: this run's kept documents, and the parent's
+        documents not re-curated, in document id order; or only some of the parent's, with the
+        segments that hold the rest named (`base`) and the ids of the documents this version no
+        longer holds listed (`gone`).
+
+        The segments: the parent's index is the newest of a list of files, each in the folder
+        of the version that wrote it (see `_ParentIndex`). This version's file takes the place
+        of the newest ones of them that are no larger, together, than what it holds
+        (`_merge_point`), and refers to the older ones: so a run writes about as many rows as
+        it adds, not the whole corpus again, and a corpus curated n times is read from at most
+        about log2(n) files, each row rewritten about as often (the rows merge as a binary
+        counter's digits carry). With no parent, or one whose index holds no more than this
+        run adds, it is one whole index, as before segments.
 
         Built from per-document blocks of arrays (a run document unchanged by this stage is
         stored straight from its summary, its paragraphs' texts cut from its compressed text
@@ -1910,12 +2031,13 @@ class _Engine:
         the blocks of those documents, re-signed after the edits, by document.
         """
         rows: list[tuple[str, np.ndarray | None, _IndexBlock]] = []
+        parent_docs: list[_Doc] = []
         for doc_index, doc in enumerate(self.docs):
             if doc.duplicate:
                 continue
             summary = doc.summary
             if summary is None:
-                rows.append((doc.id, doc.sig, self._parent_block(doc)))
+                parent_docs.append(doc)
             elif doc_index not in edited:  # unchanged by this stage: as collected
                 block = _IndexBlock(
                     summary.spans, summary.cf, summary.hashes, summary.para_sigs, summary.text_z,
@@ -1924,6 +2046,15 @@ class _Engine:
                 rows.append((doc.id, doc.sig, block))
             else:
                 rows.append((doc.id, None, blocks[doc_index][0]))
+        segments = self.parent.segments if self.parent is not None else []
+        keep = _merge_point([rows for _, _, rows in segments], sum(block.spans.shape[0] for _, _, block in rows))
+        rows.extend((doc.id, doc.sig, self._parent_block(doc)) for doc in parent_docs if doc.segment >= keep)
+        base = [{"version": version, "sha256": sha256} for version, sha256, _ in segments[:keep]]
+        gone: list[str] = []
+        if keep:  # the ids the older segments may hold that this version does not
+            assert self.parent is not None
+            written = {doc_id for doc_id, _, _ in rows}
+            gone = sorted(set(chain(self.dropped, *(ids.tolist() for ids in self.parent.gone[keep:]))) - written)
         rows.sort(key=lambda row: row[0])
         ordered = [block for _, _, block in rows]
         perm, wperm = self.s.num_perm, self.s.window_num_perm
@@ -1936,6 +2067,8 @@ class _Engine:
         win_base = np.repeat(cf[:, 0], win_counts)
         chunks = _chunks(para_counts, _INDEX_CHUNK_ROWS)
         with _Npz(file) as npz:  # (members in name order, as the index has always had them)
+            if base:
+                npz.array("base", np.array([json.dumps(base, sort_keys=True)]))
             npz.array("doc_ids", np.array([doc_id for doc_id, _, _ in rows], dtype="<U64"))
             npz.columns(
                 "doc_sigs",
@@ -1948,6 +2081,8 @@ class _Engine:
                     for a, b in chunks
                 ),
             )
+            if gone:
+                npz.array("gone", np.array(gone, dtype="<U64"))
             npz.array("para_chars", (cf[:, 1] - cf[:, 0]).astype(np.int32))
             npz.array("para_doc", np.repeat(np.arange(len(rows), dtype=np.int32), para_counts))
             npz.array("para_end", spans[:, 1])
@@ -2028,6 +2163,17 @@ class _Engine:
 
 
 # --------------------------------------------------------------------------- helpers
+def _merge_point(segments: list[int], rows: int) -> int:
+    """How many of the parent index's segments (their paragraph rows, oldest first) a version
+    adding `rows` keeps as they are: the newest ones, while each is no larger than the rows
+    merged so far, are rewritten into its own (`_Engine._write_index`)."""
+    keep = len(segments)
+    while keep and segments[keep - 1] <= rows:
+        keep -= 1
+        rows += segments[keep]
+    return keep
+
+
 def _among_first(group: tuple[int, ...], count: int, key: int) -> bool:
     """Whether `key` is one of the first `count` keys of a group (ascending)."""
     at = bisect_left(group, key, 0, count)
@@ -2445,7 +2591,8 @@ class _Npz:
             for part in parts:
                 if part.dtype != np.uint32 or part.shape[1:] != shape[1:]:
                     raise ValueError(f"dedup index: {name}: a block of {part.dtype} {part.shape}, rows of {shape[1]} uint32 expected")
-                member.write(np.ascontiguousarray(part).data.cast("B"))
+                if part.size:  # (a view with a zero in its shape cannot be cast)
+                    member.write(np.ascontiguousarray(part).data.cast("B"))
                 rows += part.shape[0]
         if rows != shape[0]:
             raise ValueError(f"dedup index: {name} has {rows} rows, {shape[0]} expected")
