@@ -142,7 +142,7 @@ def run(
                 config=config,
                 rules=rules,
                 parent=versions_dir(corpus) / parent if parent else None,
-                state={"artifacts": Artifacts(), "warnings": []},
+                state={"artifacts": Artifacts(), "warnings": [], "references": {}},
             )
             input_records: list[dict[str, Any]] = []
             record = RunRecord(
@@ -154,6 +154,7 @@ def run(
                 parent=parent,
                 artifacts=context.state["artifacts"],
                 warnings=context.state["warnings"],
+                references=context.state["references"],
             )
             engine = make_engine(config)
             try:

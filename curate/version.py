@@ -29,7 +29,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -231,6 +231,9 @@ class RunRecord:
     parent: str | None
     artifacts: Mapping[str, bytes]  # an `Artifacts` in a run: values may still be being built
     warnings: list[str]
+    # Files of earlier versions this one's artifacts build on (path in the versions folder ->
+    # sha256: a near-duplicate index names its parent's files rather than copying them).
+    references: dict[str, str] = field(default_factory=dict)
 
 
 class EditRow(NamedTuple):
@@ -418,6 +421,7 @@ def _finish_version(
         "counts": counts,
         "outputs": outputs,
         "files": files,
+        **({"references": dict(sorted(record.references.items()))} if record.references else {}),
     }
     (tmp / "manifest.json").write_text(
         json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
@@ -542,4 +546,10 @@ def verify(version_dir: Path) -> list[str]:
                     problems.append(f"document {doc_id}: sha256 differs from the manifest")
     for doc_id in sorted(outputs):
         problems.append(f"document {doc_id}: listed in the manifest but missing")
+    for name, expected in sorted(manifest.get("references", {}).items()):
+        path = version_dir.parent / name
+        if not path.is_file():
+            problems.append(f"refers to {name}: missing")
+        elif hashlib.sha256(path.read_bytes()).hexdigest() != expected:
+            problems.append(f"refers to {name}: sha256 differs from the one recorded")
     return problems

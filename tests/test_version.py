@@ -185,6 +185,42 @@ def test_a_version_made_on_a_parent_it_reads_has_an_id_of_its_own(tmp_path):
     ).read_bytes()
 
 
+def test_a_version_whose_index_refers_to_earlier_ones_names_them_and_verify_checks_them(tmp_path):
+    # A small run on a larger parent writes only its own rows into its near-duplicate index
+    # and refers to the parent's file: the manifest names it with its sha256, `verify` checks
+    # it, and the next run reads both (a copy of a sample file is a duplicate there).
+    from curate.runner import run
+
+    config = make_config(tmp_path)
+    first = run(config, inputs=[str(p) for p in SEED_FILES], write_report=False)
+    news = tmp_path / "news"
+    news.mkdir()
+    (news / "brief.txt").write_text("市气象台今天发布寒潮蓝色预警，预计未来三天气温下降八到十度。\n", encoding="utf-8")
+    second = run(config, inputs=[str(news)], write_report=False)
+    name = f"{first.version_id}/index/dedup-index.npz"
+    first_index = first.version_dir / "index" / "dedup-index.npz"
+    manifest = json.loads((second.version_dir / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["references"] == {name: hashlib.sha256(first_index.read_bytes()).hexdigest()}
+    assert "references" not in json.loads((first.version_dir / "manifest.json").read_text(encoding="utf-8"))
+    own = (second.version_dir / "index" / "dedup-index.npz").stat().st_size
+    assert own < first_index.stat().st_size / 5
+    assert verify(second.version_dir) == []
+
+    copies = tmp_path / "copies"
+    copies.mkdir()
+    (copies / "again.txt").write_bytes(SEED_FILES[0].read_bytes())
+    original = first_index.read_bytes()
+    first_index.write_bytes(original + b"\0")
+    assert verify(second.version_dir) == [f"refers to {name}: sha256 differs from the one recorded"]
+    first_index.unlink()
+    assert verify(second.version_dir) == [f"refers to {name}: missing"]
+    first_index.write_bytes(original)
+    third = run(config, inputs=[str(copies)], write_report=False)
+    assert third.parent == second.version_id and not third.warnings
+    duplicates = (third.version_dir / "duplicates.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(duplicates) == 1 and verify(third.version_dir) == []
+
+
 def test_config_change_makes_a_new_version_with_parent(curate_run):
     first = curate_run()
     second = curate_run(overrides={"punctuation": {"enabled": False}})

@@ -1997,8 +1997,20 @@ class _Engine:
         fresh = sum(computed for _, computed in blocks.values())
         if fresh:
             self.stats["signatures_computed_after_edits"] = fresh
+        # The parent's segments this version's index refers to (see `_write_index`), named in
+        # the manifest (`curate verify` checks them).
+        rows = sum(
+            (blocks[doc_index][0] if doc_index in edited else doc.summary).spans.shape[0]
+            for doc_index, doc in enumerate(self.docs)
+            if not doc.duplicate and doc.summary is not None
+        )
+        segments = self.parent.segments if self.parent is not None else []
+        keep = _merge_point([size for _, _, size in segments], rows)
+        references = self.context.state.setdefault("references", {})
+        for version, sha256, _ in segments[:keep]:
+            references[f"{version}/index/{INDEX_NAME}"] = sha256
         defer_artifact(
-            self.context.state, INDEX_NAME, Streamed(lambda file: self._write_index(file, edited, blocks))
+            self.context.state, INDEX_NAME, Streamed(lambda file: self._write_index(file, edited, blocks, keep))
         )
 
     def _write_index(
@@ -2006,6 +2018,7 @@ class _Engine:
         file: BinaryIO,
         edited: dict[int, list[tuple[int, int]]],
         blocks: dict[int, tuple[_IndexBlock, int]],
+        keep: int,
     ) -> None:
         """This version's index, written into `file`: this run's kept documents, and the parent's
         documents not re-curated, in document id order; or only some of the parent's, with the
@@ -2028,7 +2041,8 @@ class _Engine:
         the builder holds the integer columns and a chunk, not the index (on the benchmark its
         process peaked at 169 MB, PSS, when it made the file's bytes first, for 35 MB of index).
         `edited`: the spans this stage removed from each kept document it changed; `blocks`:
-        the blocks of those documents, re-signed after the edits, by document.
+        the blocks of those documents, re-signed after the edits, by document; `keep`: how many
+        of the parent's segments this one refers to (`_merge_point`).
         """
         rows: list[tuple[str, np.ndarray | None, _IndexBlock]] = []
         parent_docs: list[_Doc] = []
@@ -2047,7 +2061,6 @@ class _Engine:
             else:
                 rows.append((doc.id, None, blocks[doc_index][0]))
         segments = self.parent.segments if self.parent is not None else []
-        keep = _merge_point([rows for _, _, rows in segments], sum(block.spans.shape[0] for _, _, block in rows))
         rows.extend((doc.id, doc.sig, self._parent_block(doc)) for doc in parent_docs if doc.segment >= keep)
         base = [{"version": version, "sha256": sha256} for version, sha256, _ in segments[:keep]]
         gone: list[str] = []
