@@ -568,6 +568,30 @@ def test_a_band_gives_a_group_the_band_before_made_only_if_its_rows_differ() -> 
     given = sorted(tuple(sorted(group)) for group in dedup._band_groups(bands, keys, sigs))
     expected = [(0, 1, 2, 3), (0, 1, 2, 4), (0, 1, 2, 3, 4), (0, 1, 2, 3), (0, 1, 2), (3, 4), (0, 1, 2), (3, 4)]
     assert given == sorted(tuple(keys[row] for row in group) for group in expected)
+    # Rows before `first_wanted` (a parent's): the groups of those rows alone are left out.
+    for first_wanted in (1, 3, 4, 5, 6):
+        given = sorted(tuple(sorted(group)) for group in dedup._band_groups(bands, keys, sigs, first_wanted))
+        kept = [group for group in expected if max(group) >= first_wanted]
+        assert given == sorted(tuple(keys[row] for row in group) for group in kept)
+
+
+def test_candidates_of_the_wanted_rows_are_the_same_when_the_rows_before_them_are_not_grouped() -> None:
+    # A parent's rows come first and are never asked for: grouping them among themselves
+    # (`first_wanted`) changes no candidates of a run's row, whatever the group limit.
+    rng = np.random.default_rng(8)
+    copies = np.repeat(random_signatures(rng, 30, 128), 5, axis=0)  # 30 groups of 5, in the parent
+    run = np.concatenate([copies[::25], random_signatures(rng, 20, 128)])  # 6 copies, 20 others
+    partial = random_signatures(rng, 10, 128)
+    partial[:, :40] = copies[7, :40]  # some bands shared with a parent group
+    sigs = np.concatenate([copies, run, partial])
+    keys = list(range(len(sigs)))
+    first = copies.shape[0]
+    for limit in (1, 3, 256):
+        engine = dedup._Engine(DedupSettings(max_group_candidates=limit), RunContext(config=None), None)
+        every = dict(engine._candidates(0.6, 128, keys, sigs, lambda key: key >= first))
+        assert any(min(found) < first for found in every.values())  # (candidates in the parent
+        assert any(min(found) >= first for found in every.values())  # and in the run alone)
+        assert dict(engine._candidates(0.6, 128, keys, sigs, lambda key: key >= first, first_wanted=first)) == every
 
 
 @pytest.mark.parametrize("group_by", [None, dict_group_by])
@@ -647,8 +671,8 @@ def test_thousands_of_near_copies_of_a_paragraph_are_removed_in_linear_work(
     pairs: list[int] = []
     candidates = dedup._Engine._candidates
 
-    def counted(self: Any, *args: Any) -> Any:
-        for key, found in candidates(self, *args):
+    def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        for key, found in candidates(self, *args, **kwargs):
             pairs.append(len(found))
             yield key, found
 

@@ -500,6 +500,17 @@ class _Para:
     sentences: tuple[list[int], list[int]] | None = None  # cached by _Engine._sentences
 
 
+class _ParentRows(NamedTuple):
+    """The parent's paragraphs in a decision (`_Engine._parent_rows_of_eligible`)."""
+
+    keys: np.ndarray  # their numbers in the engine's paragraphs
+    para_sigs: np.ndarray  # (P, num_perm)
+    window_counts: np.ndarray  # (P,) windows a paragraph
+    window_rows: np.ndarray  # (W,) rows of the index's windows, paragraph after paragraph
+    window_lengths: np.ndarray  # (W,) characters
+    index_window_sigs: np.ndarray  # every window signature of the index (window_rows' rows)
+
+
 @dataclass(slots=True)
 class _Removal:
     start: int
@@ -1132,6 +1143,8 @@ class _Engine:
         self._run_signatures: _RunSignatures | None = None  # (`_signatures`)
         self._first_run_para = -1  # the first paragraph of a run document (the parent's first)
         self.dropped: list[str] = []  # ids of parent documents this run re-curated (`_add_parent`)
+        self._parent_rows = np.empty(0, np.int64)  # the index row of each parent paragraph here
+        self._first_run_doc = 0  # the first run document (the parent's come first)
 
     def __getstate__(self) -> dict[str, Any]:
         """A pickled engine (`parallel` on other machines) is rebuilt from its inputs.
@@ -1328,6 +1341,7 @@ class _Engine:
         sigs: np.ndarray,
         wanted: Callable[[int], bool],
         asked: dict[int, int] | None = None,
+        first_wanted: int = 0,
     ) -> Iterator[tuple[int, set[int]]]:
         """(key, the smaller keys sharing an LSH band with it), for the `wanted` keys that have
         any, in the order of `keys`: of what `MinHashLSH.query` returns with a MinHashLSH
@@ -1335,7 +1349,8 @@ class _Engine:
         at most the first `max_group_candidates` of each group of rows filed together (what
         every decision reads: a row is compared with earlier ones only). Of a key in `asked`,
         only whether `asked[key]` is one of them: (key, {asked[key]}) if it is, nothing if not
-        (see `_decide_copy`).
+        (see `_decide_copy`). No key before `keys[first_wanted]` is wanted (the parent's rows,
+        which come first): a group of those alone is not made.
 
         The bands are datasketch's `MinHashLSH` banding for the threshold. The rows filed
         together in a band are found with numpy in this process (`_band_groups`), or with a
@@ -1347,7 +1362,7 @@ class _Engine:
             return
         group_by = getattr(self.context, "group_by", None)
         if group_by is None:
-            groups = _band_groups(bands, keys, sigs)
+            groups = _band_groups(bands, keys, sigs, first_wanted)
         else:
             from datasketch import MinHashLSH  # only with a shuffle service (Ray)
 
@@ -1474,6 +1489,7 @@ class _Engine:
             _stack([self.docs[k].sig for k in keys], self.s.num_perm),
             lambda key: self.docs[key].summary is not None,
             self._copy_of,
+            bisect_left(keys, self._first_run_doc),
         ):
             self._doc_candidates[k] = sorted(found)  # (all before k: see `_candidates`)
         order = sorted(self._doc_candidates.keys() | self._copy_of.keys())
@@ -1568,8 +1584,12 @@ class _Engine:
 
     def _decide_paragraphs(self) -> None:
         """Candidates of every paragraph -> verification -> choice, in rank order."""
-        para_keys, para_sigs, window_blocks, window_spans = [], [], [], []
-        for k, para in enumerate(self.paras):
+        parent = self._parent_rows_of_eligible()  # (the parent's paragraphs come first)
+        para_keys = parent.keys.tolist()
+        para_sigs, window_blocks, window_spans = [], [], []
+        first = self._first_run_para if self._first_run_para >= 0 else len(self.paras)
+        for k in range(first, len(self.paras)):
+            para = self.paras[k]
             if not self._eligible(para) or para.sig is None:
                 continue
             para_keys.append(k)
@@ -1579,19 +1599,30 @@ class _Engine:
         # The windows long enough to be LSH keys, picked with numpy (82,000 windows on the
         # benchmark: a Python loop over them was serial work in the decision). A paragraph's
         # windows and its rows of window signatures line up; `rows` are the picked ones in the
-        # concatenated blocks, `local` every row's window index in its paragraph.
-        counts = np.fromiter((len(block) for block in window_blocks), np.int64, len(window_blocks))
+        # concatenated blocks (the parent's, then the run's), `local` every row's window index
+        # in its paragraph.
+        run_counts = np.fromiter((len(block) for block in window_blocks), np.int64, len(window_blocks))
+        counts = np.concatenate([parent.window_counts, run_counts])
         local = _offsets_in_groups(counts)
         spans = np.concatenate(window_spans) if window_spans else np.empty((0, 2), np.int64)
-        assert spans.shape[0] == local.shape[0], "windows and window signatures differ"
-        rows = np.flatnonzero(spans[:, 1] - spans[:, 0] >= self.s.window_min_chars)
+        lengths = np.concatenate([parent.window_lengths, spans[:, 1] - spans[:, 0]])
+        assert lengths.shape[0] == local.shape[0], "windows and window signatures differ"
+        rows = np.flatnonzero(lengths >= self.s.window_min_chars)
         owner_para = np.repeat(np.array(para_keys, dtype=np.int64), counts)[rows]
         self.window_owner = np.stack([owner_para, local[rows]], axis=1)
         window_keys = list(range(len(rows)))
-        window_sigs = (
-            np.concatenate(window_blocks)[rows]
-            if len(rows)
-            else np.empty((0, self.s.window_num_perm), np.uint32)
+        # Gathered once from where they are (not a block a paragraph, then picked: 163,000
+        # parent paragraphs' windows took a second so, copied twice).
+        from_parent = parent.window_rows.shape[0]
+        split = int(np.searchsorted(rows, from_parent))
+        window_sigs = _concat(
+            [
+                parent.index_window_sigs[parent.window_rows[rows[:split]]],
+                np.concatenate(window_blocks)[rows[split:] - from_parent]
+                if split < rows.shape[0]
+                else np.empty((0, self.s.window_num_perm), np.uint32),
+            ],
+            self.s.window_num_perm,
         )
         budget = self.s.max_candidates
 
@@ -1604,8 +1635,9 @@ class _Engine:
             self.s.candidate_threshold,
             self.s.num_perm,
             para_keys,
-            _stack(para_sigs, self.s.num_perm),
+            _concat([parent.para_sigs, _stack(para_sigs, self.s.num_perm)], self.s.num_perm),
             in_run,
+            first_wanted=parent.keys.shape[0],
         ):
             earlier = sorted(c for c in found if c < k)[:budget]
             if earlier:
@@ -1621,12 +1653,32 @@ class _Engine:
                 window_keys,
                 window_sigs,
                 lambda key: in_run(owner_of[key]),
+                first_wanted=split,
             ),
             budget,
         )
         order = sorted(self._whole.keys() | self._ranked.keys())
         self._in_waves(order, self._paragraph_needs, self._decide_paragraph)
         self._whole, self._ranked = {}, {}
+
+    def _parent_rows_of_eligible(self) -> _ParentRows:
+        """The parent's paragraphs that take part in the decision (those long enough: a parent
+        document is never a duplicate), as arrays, from the parent's index: their paragraph
+        numbers here, signatures, and windows (rows of the index's windows, their lengths,
+        their number a paragraph)."""
+        parent, rows = self.parent, self._parent_rows
+        if parent is None or not rows.shape[0]:
+            empty = np.empty(0, np.int64)
+            no_sigs = np.empty((0, self.s.num_perm), np.uint32)
+            return _ParentRows(empty, no_sigs, empty, empty, empty, np.empty((0, self.s.window_num_perm), np.uint32))
+        index = parent.arrays
+        keys = np.flatnonzero(index["para_chars"][rows] >= self.s.min_chars)
+        rows = rows[keys]
+        w0, w1 = parent.win_bounds[rows], parent.win_bounds[rows + 1]
+        counts = (w1 - w0).astype(np.int64)
+        window_rows = np.repeat(w0, counts) + _offsets_in_groups(counts)
+        lengths = (index["win_end"][window_rows] - index["win_start"][window_rows]).astype(np.int64)
+        return _ParentRows(keys, index["para_sigs"][rows], counts, window_rows, lengths, index["win_sigs"])
 
     def _allowed(self, para: _Para, other: _Para) -> bool:
         same = para.doc == other.doc
@@ -1935,15 +1987,19 @@ class _Engine:
         win_bounds = np.searchsorted(win_para, np.arange(len(texts) + 1), side="left")
         win_spans = np.stack([index["win_start"], index["win_end"]], axis=1).astype(np.int64)
         doc_map: dict[int, int] = {}
+        kept_docs = np.ones(index["doc_ids"].shape[0], bool)
         segments = index["doc_segment"].tolist()
         for d, doc_id in enumerate(index["doc_ids"].tolist()):
             if doc_id in skip:
                 self.dropped.append(doc_id)
+                kept_docs[d] = False
                 continue
             doc_map[d] = len(self.docs)
             self.docs.append(
                 _Doc(id=doc_id, rank=len(self.docs), summary=None, sig=index["doc_sigs"][d], segment=segments[d])
             )
+        self._parent_rows = np.flatnonzero(kept_docs[para_doc])  # of each parent paragraph here
+        self._first_run_doc = len(self.docs)
         for p, text in enumerate(texts):
             d = int(para_doc[p])
             if d not in doc_map:
@@ -2198,7 +2254,7 @@ def _as_bytes(data: bytes | np.ndarray) -> bytes:
 
 
 def _band_groups(
-    bands: tuple[tuple[int, int], ...], keys: list[int], sigs: np.ndarray
+    bands: tuple[tuple[int, int], ...], keys: list[int], sigs: np.ndarray, first_wanted: int = 0
 ) -> Iterator[list[int]]:
     """The keys whose signatures (`sigs[i]` of `keys[i]`) a MinHashLSH with these bands files
     together (equal values in a band), for every group of two or more, band after band (a
@@ -2214,7 +2270,11 @@ def _band_groups(
     band (25 for documents), and the caller keeps each distinct group once, a tuple and a
     dict entry per group given (`bench_shapes.py --shape copies`: `_candidates` 1.7 -> 1.2 s).
     A group of band b is one of band b-1 when each of its rows was in the group of its
-    smallest row there, a group of its size."""
+    smallest row there, a group of its size.
+
+    Groups of rows before `first_wanted` alone (the parent version's, whose candidates nobody
+    asks for) are left out, however many: 568,000 windows of a parent grouped among themselves
+    for the few hundred of a small run took a third of a second."""
     key_array = np.array(keys, dtype=np.int64)
     count = key_array.shape[0]
     before: tuple[np.ndarray, np.ndarray] | None = None  # the band before: `_groups_by_row`
@@ -2256,6 +2316,10 @@ def _band_groups(
                     members, sizes = members[np.repeat(new, sizes)], sizes[new]
                     ends = np.cumsum(sizes)
                 before = grouped
+                if first_wanted and sizes.shape[0]:
+                    wanted = np.maximum.reduceat(members, ends - sizes) >= first_wanted
+                    members, sizes = members[np.repeat(wanted, sizes)], sizes[wanted]
+                    ends = np.cumsum(sizes)
                 member_keys = key_array[members].tolist()
                 yield from (member_keys[g0:g1] for g0, g1 in zip((ends - sizes).tolist(), ends.tolist(), strict=True))
                 continue
@@ -2436,10 +2500,13 @@ def _ints(parts: list[Any], dtype: Any) -> np.ndarray:
 
 
 def _concat(blocks: list[np.ndarray], width: int, dtype: Any = np.uint32) -> np.ndarray:
-    """Blocks of rows (k x width) one under the other (signatures; (start, end) pairs as int64)."""
+    """Blocks of rows (k x width) one under the other (signatures; (start, end) pairs as int64);
+    the one block that has rows, if only one has, as it is (not copied)."""
+    blocks = [block for block in blocks if block.size]
     if not blocks:
         return np.empty((0, width), dtype=dtype)
-    return np.ascontiguousarray(np.concatenate(blocks).astype(dtype, copy=False).reshape(-1, width))
+    joined = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+    return np.ascontiguousarray(joined.astype(dtype, copy=False).reshape(-1, width))
 
 
 def _regions(
