@@ -3,7 +3,7 @@ small batch of new articles, each run on top of the version before (what `curate
 a corpus that has a LATEST).
 
     .venv/bin/python bench/bench_incremental.py [--corpora ../shared/corpora] [--days 8]
-        [--per-day 100] [--workers 2] [--checkout PATH]
+        [--per-day 100] [--workers 2] [--checkout PATH] [--synthetic N]
 
 The input is bench_pipeline's (NewsSpider, TaiwanStat, THUCNews), but for the last
 `--days` x `--per-day` THUCNews records: those are the days' batches, one JSON lines file each
@@ -11,7 +11,9 @@ The input is bench_pipeline's (NewsSpider, TaiwanStat, THUCNews), but for the la
 `curate run` process, default settings, report included. Printed per run: wall seconds, the
 documents curated, the size of the near-duplicate index file the version wrote, and how many
 index files the next run reads (the version's own and those it refers to); then the last
-version's id and a digest of every version's documents.
+version's id and a digest of every version's documents. `--synthetic N` adds N generated
+articles to the first run (`tests/scale_helpers.write_corpus`: 60,000 make a parent index of
+about 163,000 paragraphs), for a corpus larger than the benchmark's.
 
 A version's index refers to its parent's instead of copying it (`dedup._Engine._write_index`):
 what a day costs should follow the day's batch, not the corpus. `--checkout PATH` runs the
@@ -92,6 +94,7 @@ def main() -> int:
     parser.add_argument("--per-day", type=int, default=100)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--checkout", help="run the curate of this checkout")
+    parser.add_argument("--synthetic", type=int, default=0, help="generated articles added to the first run")
     args = parser.parse_args()
     corpora = found_corpora(args.corpora)
     if corpora is None:
@@ -103,8 +106,15 @@ def main() -> int:
         inputs = scratch / "inputs"
         prepare_inputs(corpora, inputs)
         batches = split_days(inputs, args.days, args.per_day, scratch / "days")
+        if args.synthetic:
+            from tests.scale_helpers import write_corpus
+
+            write_corpus(inputs / "synthetic", args.synthetic, per_file=2000)
         out = scratch / "out"
-        print(f"checkout {checkout}; {args.workers} workers; {args.days} days of {args.per_day} THUCNews records")
+        print(
+            f"checkout {checkout}; {args.workers} workers; {args.days} days of {args.per_day} THUCNews records"
+            + (f"; {args.synthetic:,} generated articles in the first run" if args.synthetic else "")
+        )
         print("| run | wall s | documents | index file written | index files read next |")
         print("|---|---:|---:|---:|---:|")
         total_index = 0

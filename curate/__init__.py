@@ -9,6 +9,12 @@ from pathlib import Path
 # quarter of a second: CPU taken from the run's own workers (0.1 CPU-s of every run on 2 cores,
 # `perf`). Set before curate imports numpy; forked workers and a local Ray inherit it.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+# numpy asks Linux for transparent huge pages for its large arrays (2 MB pages, fewer TLB
+# misses). On a virtual machine such as the one curate is measured on, a huge page is often
+# fresh memory the host backs on first touch: the near-duplicate decision on a parent index of
+# 163,000 paragraphs spent 3.0-3.4 s gathering its signatures with them, 0.6 s without
+# (`bench/bench_incremental.py`). Off unless the user set their own (`NUMPY_MADVISE_HUGEPAGE=1`).
+os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
 
 from curate import _compiled  # noqa: E402
 
