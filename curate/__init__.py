@@ -11,9 +11,10 @@ from pathlib import Path
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 # numpy asks Linux for transparent huge pages for its large arrays (2 MB pages, fewer TLB
 # misses). On a virtual machine such as the one curate is measured on, a huge page is often
-# fresh memory the host backs on first touch: the near-duplicate decision on a parent index of
-# 163,000 paragraphs spent 3.0-3.4 s gathering its signatures with them, 0.6 s without
-# (`bench/bench_incremental.py`). Off unless the user set their own (`NUMPY_MADVISE_HUGEPAGE=1`).
+# fresh memory the host backs on first touch, slowly: a day's run on a parent index of 163,000
+# paragraphs took 2.6-3.0 s without them, 2.8-6.7 s with (`bench/bench_incremental.py
+# --synthetic 60000 --days 4`, and the same with NUMPY_MADVISE_HUGEPAGE=1); the benchmark's
+# runs are no slower without. Off unless the user set their own (`NUMPY_MADVISE_HUGEPAGE=1`).
 os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
 
 from curate import _compiled  # noqa: E402
