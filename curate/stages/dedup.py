@@ -477,6 +477,7 @@ class _Doc:
     duplicate_of: str = ""
     status_reason: str = ""
     segment: int = -1  # (parent documents) the segment of the parent's index it came from
+    chars: int = -1  # (parent documents) characters of its paragraphs' comparison forms
 
 
 @dataclass(slots=True)
@@ -1020,15 +1021,15 @@ _PARA_COLUMNS = ("para_chars", "para_end", "para_hash", "para_sigs", "para_start
 _WINDOW_COLUMNS = ("win_end", "win_sigs", "win_start")
 
 
-def _merged(segments: list[_Segment]) -> tuple[dict[str, np.ndarray], list[str]]:
+def _merged(segments: list[_Segment]) -> tuple[dict[str, np.ndarray], _Texts]:
     """The rows of an index's segments (oldest first) as one index holds them, and the
     paragraphs' texts: documents in id order, each id from the newest segment naming it (an
     entry, or a `gone` id that drops it), paragraphs and windows following their documents."""
-    texts = [_index_text(s.arrays).split("\n") if s.rows else [] for s in segments]
+    texts = _Texts.of(segments)
     if len(segments) == 1 and not segments[0].gone.shape[0]:  # one whole index, as written
         arrays = {name: segments[0].arrays[name] for name in (*_DOC_COLUMNS, *_PARA_COLUMNS, *_WINDOW_COLUMNS, "para_doc", "win_para")}
         arrays["doc_segment"] = np.zeros(arrays["doc_ids"].shape[0], np.int32)
-        return arrays, texts[0]
+        return arrays, texts
     numbers = np.arange(len(segments))
     ids = np.concatenate([s.arrays["doc_ids"] for s in segments])
     entries = ids.shape[0]
@@ -1062,8 +1063,44 @@ def _merged(segments: list[_Segment]) -> tuple[dict[str, np.ndarray], list[str]]
     arrays["para_doc"] = np.repeat(np.arange(take.shape[0], dtype=np.int32), para_counts)
     arrays["win_para"] = np.repeat(np.arange(paras.shape[0], dtype=np.int32), win_counts)
     arrays["doc_segment"] = np.repeat(numbers, [s.arrays["doc_ids"].shape[0] for s in segments])[take].astype(np.int32)
-    all_texts = list(chain.from_iterable(texts))
-    return arrays, [all_texts[p] for p in paras.tolist()]
+    return arrays, texts.rows(paras)
+
+
+class _Texts:
+    """The paragraph texts of an index, each cut from its segment's text when asked for (most
+    are never read: a parent paragraph's text serves only when it is a candidate, or rewritten
+    into a merged file), not one string object a paragraph."""
+
+    def __init__(self, joined: list[str], segment: np.ndarray, start: np.ndarray, end: np.ndarray) -> None:
+        self.joined = joined  # each segment's texts, "\n"-joined
+        self.segment, self.start, self.end = segment, start, end  # of each row
+
+    @classmethod
+    def of(cls, segments: list[_Segment]) -> _Texts:
+        """The texts of the segments' rows, one after the other."""
+        joined, starts, ends = [], [], []
+        for segment in segments:
+            text = _index_text(segment.arrays) if segment.rows else ""
+            lengths = (segment.arrays["para_end"] - segment.arrays["para_start"]).astype(np.int64)
+            if segment.rows and int(lengths.sum()) + segment.rows - 1 != len(text):
+                # (not the spans' lengths: split at the separators)
+                lengths = np.array([len(line) for line in text.split("\n")], np.int64)
+            start = np.cumsum(lengths + 1) - (lengths + 1)
+            joined.append(text)
+            starts.append(start)
+            ends.append(start + lengths)
+        numbers = np.repeat(np.arange(len(segments)), [segment.rows for segment in segments])
+        return cls(joined, numbers, np.concatenate(starts), np.concatenate(ends))
+
+    def rows(self, rows: np.ndarray) -> _Texts:
+        """These rows' texts, in this order."""
+        return _Texts(self.joined, self.segment[rows], self.start[rows], self.end[rows])
+
+    def __len__(self) -> int:
+        return int(self.segment.shape[0])
+
+    def __getitem__(self, row: int) -> str:
+        return self.joined[self.segment[row]][self.start[row] : self.end[row]]
 
 
 class _FirstByHash:
@@ -1144,6 +1181,10 @@ class _Engine:
         self._first_run_para = -1  # the first paragraph of a run document (the parent's first)
         self.dropped: list[str] = []  # ids of parent documents this run re-curated (`_add_parent`)
         self._parent_rows = np.empty(0, np.int64)  # the index row of each parent paragraph here
+        self._parent_first = 0  # the number of the first (`_add_parent`)
+        self._parent_para_doc: list[int] = []  # of each, its document's number here
+        self._parent_para_index: list[int] = []  # ... and its number in that document
+        self._parent_win_spans = np.empty((0, 2), np.int64)  # (the index's windows' spans)
         self._first_run_doc = 0  # the first run document (the parent's come first)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -1271,7 +1312,7 @@ class _Engine:
             ids, _ = minhash.shingle_ids(codes, bounds, self.s.shingle_size)
             doc.ids = minhash.sorted_unique(ids)
         if doc.ids is None:
-            parts = [self._shingles(self.paras[p]) for p in doc.paras]
+            parts = [self._shingles(self._para(p)) for p in doc.paras]
             doc.ids = minhash.sorted_unique(np.concatenate(parts)) if parts else np.empty(0, np.uint64)
         return doc.ids
 
@@ -1403,7 +1444,7 @@ class _Engine:
             doc, other = self.docs[key[1]], self.docs[key[2]]
             jaccard, contained, _ = minhash.exact_overlap(self._doc_shingles(doc), self._doc_shingles(other))
             return jaccard, contained
-        para, kept = self.paras[key[1]], self.paras[key[2]]
+        para, kept = self._para(key[1]), self._para(key[2])
         if kind == "whole":
             jaccard, contained, _ = minhash.exact_overlap(
                 self._shingles(para), self._shingles(kept)
@@ -1576,6 +1617,8 @@ class _Engine:
         )
 
     def _doc_chars(self, doc: _Doc) -> int:
+        if doc.chars >= 0:
+            return doc.chars
         return sum(self.paras[p].cf1 - self.paras[p].cf0 for p in doc.paras)
 
     # ------------------------------------------------------------------ paragraphs and passages
@@ -1627,7 +1670,7 @@ class _Engine:
         budget = self.s.max_candidates
 
         def in_run(k: int) -> bool:
-            return self.docs[self.paras[k].doc].summary is not None
+            return k >= first
 
         # 1. Whole paragraphs: the first `max_candidates` earlier candidates.
         self._whole = {}
@@ -1672,8 +1715,8 @@ class _Engine:
             no_sigs = np.empty((0, self.s.num_perm), np.uint32)
             return _ParentRows(empty, no_sigs, empty, empty, empty, np.empty((0, self.s.window_num_perm), np.uint32))
         index = parent.arrays
-        keys = np.flatnonzero(index["para_chars"][rows] >= self.s.min_chars)
-        rows = rows[keys]
+        eligible = np.flatnonzero(index["para_chars"][rows] >= self.s.min_chars)
+        keys, rows = self._parent_first + eligible, rows[eligible]
         w0, w1 = parent.win_bounds[rows], parent.win_bounds[rows + 1]
         counts = (w1 - w0).astype(np.int64)
         window_rows = np.repeat(w0, counts) + _offsets_in_groups(counts)
@@ -1692,7 +1735,7 @@ class _Engine:
         read = -1
         for c in self._whole.get(k, ()):
             read = c
-            kept = self.paras[c]
+            kept = self._para(c)
             if kept.removed_whole or not self._allowed(para, kept):
                 continue
             result = self._verified.get(("whole", k, c))
@@ -1703,7 +1746,7 @@ class _Engine:
         needed = []
         for other, split in self._ranked.get(k, ()):
             read = max(read, other)
-            kept = self.paras[other]
+            kept = self._para(other)
             if kept.removed_whole or not self._allowed(para, kept):
                 continue
             if ("passage", k, other, split) not in self._verified:
@@ -1714,7 +1757,7 @@ class _Engine:
         para = self.paras[k]
         # 1. The whole paragraph repeats a kept earlier one.
         for c in self._whole.get(k, ()):
-            kept = self.paras[c]
+            kept = self._para(c)
             if kept.removed_whole or not self._allowed(para, kept):
                 continue
             jaccard, contained = self._result(("whole", k, c))
@@ -1723,7 +1766,7 @@ class _Engine:
                 return
         # 2. A passage of it repeats (part of) a kept earlier paragraph, or an earlier part of itself.
         for other, split in self._ranked.get(k, ()):
-            kept = self.paras[other]
+            kept = self._para(other)
             if kept.removed_whole or not self._allowed(para, kept):
                 continue
             found = self._result(("passage", k, other, split))
@@ -1980,50 +2023,65 @@ class _Engine:
     # ------------------------------------------------------------------ the index on disk
     def _add_parent(self, parent: _ParentIndex, skip: set[str]) -> None:
         """Documents of the parent version (kept first), but those of the ids in `skip` (this
-        run's: `dropped`)."""
-        index, texts = parent.arrays, parent.texts
+        run's: `dropped`). Their paragraphs are numbered here, but made objects (`_Para`) only
+        when read (`_para`): of a large parent's, few are candidates of a small run's."""
+        index = parent.arrays
         para_doc = index["para_doc"]
-        win_para = index["win_para"]
-        win_bounds = np.searchsorted(win_para, np.arange(len(texts) + 1), side="left")
-        win_spans = np.stack([index["win_start"], index["win_end"]], axis=1).astype(np.int64)
-        doc_map: dict[int, int] = {}
         kept_docs = np.ones(index["doc_ids"].shape[0], bool)
         segments = index["doc_segment"].tolist()
+        first_doc = len(self.docs)
         for d, doc_id in enumerate(index["doc_ids"].tolist()):
             if doc_id in skip:
                 self.dropped.append(doc_id)
                 kept_docs[d] = False
                 continue
-            doc_map[d] = len(self.docs)
             self.docs.append(
                 _Doc(id=doc_id, rank=len(self.docs), summary=None, sig=index["doc_sigs"][d], segment=segments[d])
             )
-        self._parent_rows = np.flatnonzero(kept_docs[para_doc])  # of each parent paragraph here
         self._first_run_doc = len(self.docs)
-        for p, text in enumerate(texts):
-            d = int(para_doc[p])
-            if d not in doc_map:
-                continue
-            w0, w1 = int(win_bounds[p]), int(win_bounds[p + 1])
-            doc = self.docs[doc_map[d]]
-            start = int(index["para_start"][p])
-            para = _Para(
-                doc=doc_map[d],
-                index=len(doc.paras),
-                start=start,
-                end=int(index["para_end"][p]),
-                text_hash=int(index["para_hash"][p]),
-                form=None,
-                cf0=0,
-                cf1=int(index["para_chars"][p]),
-                offset=start,
-                windows=win_spans[w0:w1],
-                text=text,
-                sig=index["para_sigs"][p],
-                window_sigs=index["win_sigs"][w0:w1],
-            )
-            doc.paras.append(len(self.paras))
-            self.paras.append(para)
+        rows = self._parent_rows = np.flatnonzero(kept_docs[para_doc])  # of each parent paragraph here
+        # Each kept document's paragraphs, and its characters (as `_doc_chars` counts them).
+        counts = np.bincount(para_doc, minlength=kept_docs.shape[0])[kept_docs]
+        chars = np.bincount(para_doc, weights=index["para_chars"], minlength=kept_docs.shape[0])[kept_docs]
+        bounds = (len(self.paras) + np.concatenate([[0], np.cumsum(counts)])).tolist()
+        for number, doc_chars in enumerate(chars.tolist()):
+            doc = self.docs[first_doc + number]
+            doc.paras = list(range(bounds[number], bounds[number + 1]))
+            doc.chars = int(doc_chars)
+        self._parent_para_doc = np.repeat(np.arange(first_doc, len(self.docs)), counts).tolist()
+        self._parent_para_index = _offsets_in_groups(counts).tolist()
+        self._parent_win_spans = np.stack([index["win_start"], index["win_end"]], axis=1).astype(np.int64)
+        self._parent_first = len(self.paras)
+        self.paras.extend([None] * rows.shape[0])  # type: ignore[list-item]
+
+    def _para(self, k: int) -> _Para:
+        """Paragraph `k`: a parent's made from its rows of the index when first read."""
+        para = self.paras[k]
+        if para is None:
+            para = self.paras[k] = self._parent_para(k)
+        return para
+
+    def _parent_para(self, k: int) -> _Para:
+        assert self.parent is not None
+        index, j = self.parent.arrays, k - self._parent_first
+        r = int(self._parent_rows[j])
+        w0, w1 = int(self.parent.win_bounds[r]), int(self.parent.win_bounds[r + 1])
+        start = int(index["para_start"][r])
+        return _Para(
+            doc=self._parent_para_doc[j],
+            index=self._parent_para_index[j],
+            start=start,
+            end=int(index["para_end"][r]),
+            text_hash=int(index["para_hash"][r]),
+            form=None,
+            cf0=0,
+            cf1=int(index["para_chars"][r]),
+            offset=start,
+            windows=self._parent_win_spans[w0:w1],
+            text=self.parent.texts[r],
+            sig=index["para_sigs"][r],
+            window_sigs=index["win_sigs"][w0:w1],
+        )
 
     def _save_index(self, plans: dict[int, _Plan]) -> None:
         """The index artifact of this version (see `_write_index`).
@@ -2218,7 +2276,7 @@ class _Engine:
 
     def _parent_block(self, doc: _Doc) -> _IndexBlock:
         """A parent document's paragraphs as stored (windows in each paragraph's own form)."""
-        paras = [self.paras[p] for p in doc.paras]
+        paras = [self._para(p) for p in doc.paras]
         return _IndexBlock(
             spans=np.array([(p.start, p.end) for p in paras], np.int64).reshape(-1, 2),
             cf=np.array([(p.cf0, p.cf1) for p in paras], np.int64).reshape(-1, 2),
