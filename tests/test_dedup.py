@@ -598,6 +598,21 @@ def test_an_index_of_segments_reads_as_the_whole_index_and_decides_the_same(
     assert sizes[0] == whole_sizes[0] and sum(sizes[1:]) < sum(whole_sizes[1:]) / 2
 
 
+def test_an_index_is_read_as_numpy_reads_it_its_stored_arrays_mapped(tmp_path: Path) -> None:
+    _, context = run(corpus())
+    path = write_version(tmp_path / "v1", context) / "index" / INDEX_NAME
+    read = dedup._npz_arrays(path)
+    with np.load(path) as data:
+        assert sorted(read) == sorted(data.files)
+        for name in data.files:
+            expected = data[name]
+            if isinstance(expected, np.ndarray):
+                assert read[name].dtype == expected.dtype and np.array_equal(read[name], expected), name
+            else:
+                assert read[name] == expected, name
+    assert {name for name, array in read.items() if isinstance(array, np.memmap)} == {"doc_sigs", "para_sigs", "win_sigs"}
+
+
 def test_a_segment_missing_or_changed_leaves_the_parent_index_unused_with_a_warning(tmp_path: Path) -> None:
     runs = incremental_runs()[:3]
     versions = curate_runs(tmp_path, runs)
