@@ -2147,7 +2147,7 @@ class _Engine:
         # The parent's segments this version's index refers to (see `_write_index`), named in
         # the manifest (`curate verify` checks them).
         rows = sum(
-            (blocks[doc_index][0] if doc_index in edited else doc.summary).spans.shape[0]
+            blocks[doc_index][0].spans.shape[0] if doc_index in edited else doc.summary.dims[1]
             for doc_index, doc in enumerate(self.docs)
             if not doc.duplicate and doc.summary is not None
         )
