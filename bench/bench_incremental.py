@@ -11,7 +11,8 @@ The input is bench_pipeline's (NewsSpider, TaiwanStat, THUCNews), but for the la
 `curate run` process, default settings, report included. Printed per run: wall seconds, the
 documents curated, the size of the near-duplicate index file the version wrote, and how many
 index files the next run reads (the version's own and those it refers to); then the last
-version's id and a digest of every version's documents. `--synthetic N` adds N generated
+version's id and a digest of every version's documents, and what day 1 takes into an empty
+corpus (what a run costs without a corpus behind it). `--synthetic N` adds N generated
 articles to the first run (`tests/scale_helpers.write_corpus`: 60,000 make a parent index of
 about 163,000 paragraphs), for a corpus larger than the benchmark's.
 
@@ -131,6 +132,8 @@ def main() -> int:
                 total_index += size
             print(f"| {name} | {seconds:.2f} | {documents:,} | {size / 1e6:.2f} MB | {index_files(version)} |")
         print(f"index written by the {args.days} days: {total_index / 1e6:.2f} MB")
+        alone, _ = curate_once(checkout, batches[0], scratch / "alone", args.workers)
+        print(f"day 1 into an empty corpus instead: {alone:.2f} s")
         # (to compare checkouts: the same inputs give the same versions and documents)
         print(f"last version {version.name}; sha256 of every version's documents.jsonl digest: {documents_digest.hexdigest()[:16]}")
     finally:

@@ -1010,7 +1010,8 @@ def _npz_arrays(path: Path) -> dict[str, np.ndarray]:
                     shape, fortran, dtype = np.lib.format.read_array_header_2_0(raw)
                 size = int(np.prod(shape)) * dtype.itemsize
                 if not fortran and not dtype.hasobject and size and raw.tell() + size <= path.stat().st_size:
-                    arrays[name] = np.memmap(path, dtype=dtype, mode="r", offset=raw.tell(), shape=shape)
+                    mapped = np.memmap(path, dtype=dtype, mode="r", offset=raw.tell(), shape=shape)
+                    arrays[name] = mapped.view(np.ndarray)  # (a row of a memmap is slow to cut)
                     continue
             with archive.open(info) as member:
                 arrays[name] = np.lib.format.read_array(member, allow_pickle=False)
