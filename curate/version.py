@@ -90,6 +90,12 @@ def json_bytes(value: Any) -> bytes:
         return _STANDARD_ENCODER.encode(value).encode("utf-8")
 
 
+def file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes, read a block at a time (an index file may be large)."""
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
 def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -519,7 +525,7 @@ def verify(version_dir: Path) -> list[str]:
         path = version_dir / name
         if not path.is_file():
             problems.append(f"{name}: missing")
-        elif hashlib.sha256(path.read_bytes()).hexdigest() != expected:
+        elif file_sha256(path) != expected:
             problems.append(f"{name}: sha256 differs from the manifest")
     present = {
         path.relative_to(version_dir).as_posix()
@@ -550,6 +556,6 @@ def verify(version_dir: Path) -> list[str]:
         path = version_dir.parent / name
         if not path.is_file():
             problems.append(f"refers to {name}: missing")
-        elif hashlib.sha256(path.read_bytes()).hexdigest() != expected:
+        elif file_sha256(path) != expected:
             problems.append(f"refers to {name}: sha256 differs from the one recorded")
     return problems

@@ -536,19 +536,34 @@ def test_merge_point_keeps_the_older_segments_larger_than_what_merges_into_the_n
         keep = dedup._merge_point(segments, 1)
         segments = segments[:keep] + [1 + sum(segments[keep:])]
         assert sum(segments) == n and len(segments) == bin(n).count("1")
+    # Runs of any sizes: each segment holds more rows than all the newer ones together, so
+    # there are at most log2(rows) + 1 of them (runs of 100, 99, ..., 81 rows made 20 files
+    # when only the newest segment was compared).
+    rng = random.Random(4)
+    for sizes in ([100 - n for n in range(20)], [rng.randint(50, 150) for _ in range(365)], [1000] + [1] * 50):
+        segments = []
+        for rows in sizes:
+            keep = dedup._merge_point(segments, rows)
+            segments = segments[:keep] + [rows + sum(segments[keep:])]
+            assert all(size > sum(segments[number + 1 :]) for number, size in enumerate(segments[:-1]))
+            assert len(segments) <= sum(segments).bit_length()
 
 
 def incremental_runs() -> list[list[Document]]:
     """Runs of a corpus curated again and again: a first batch, then small ones adding
     articles (some copies of earlier ones), re-curating earlier sources with new text, or
     with the text of another document (a duplicate then: dropped from the index)."""
-    texts = articles(90, seed=11)
+    texts = articles(100, seed=11)
     runs = [[Document.new(f"d{i:03}.txt", texts[i]) for i in range(30)]]
     for step in range(10):
         new = 30 + 6 * step
         batch = [Document.new(f"d{i:03}.txt", texts[i]) for i in range(new, new + 6)]
         batch.append(Document.new(f"d{step:03}.txt", texts[new - 1] + "\n" + texts[step]))  # changed
         batch.append(Document.new(f"d{step + 10:03}.txt", texts[step + 20]))  # now a copy of d0{step+20}
+        if step >= 2:  # a document of a later run (in a later segment), changed
+            batch.append(Document.new(f"d{new - 12:03}.txt", texts[new - 11] + "\n" + texts[new - 12]))
+        if step >= 3:  # a document dropped as a copy three runs before, itself again
+            batch.append(Document.new(f"d{step + 7:03}.txt", texts[90 + step]))
         runs.append(batch)
     return runs
 
@@ -573,7 +588,7 @@ def test_an_index_of_segments_reads_as_the_whole_index_and_decides_the_same(
         patched.setattr(dedup, "_merge_point", lambda segments, rows: 0)
         whole = curate_runs(tmp_path / "whole", incremental_runs())  # (a run edits its documents)
     names = (*dedup._DOC_COLUMNS, *dedup._PARA_COLUMNS, *dedup._WINDOW_COLUMNS, "para_doc", "win_para")
-    chains, dropped = [], 0
+    chains, dropped, gone_ids, revived = [], 0, set(), set()
     for (folder, out, context), (whole_folder, whole_out, whole_context) in zip(segmented, whole, strict=True):
         assert snapshot(out) == snapshot(whole_out)
         assert context.state["dedup"] == whole_context.state["dedup"]
@@ -586,13 +601,16 @@ def test_an_index_of_segments_reads_as_the_whole_index_and_decides_the_same(
             assert [merged.texts[row] for row in range(len(merged.texts))] == (
                 dedup._index_text(data).split("\n") if data["para_doc"].shape[0] else []
             )
+        revived |= gone_ids & set(merged.arrays["doc_ids"].tolist())
         with np.load(folder / "index" / INDEX_NAME) as data:
             chains.append(len(json.loads(str(data["base"][0]))) if "base" in data.files else 0)
             dropped += data["gone"].shape[0] if "gone" in data.files else 0
+            gone_ids |= set(data["gone"].tolist()) if "gone" in data.files else set()
         assert len(merged.segments) == chains[-1] + 1
     assert any(d.status == DUPLICATE for _, out, _ in segmented[1:] for d in out)
     # The chain stays short (a binary counter of the small runs) and some files drop ids.
     assert max(chains) >= 2 and max(chains) <= 4 and chains[-1] >= 1 and dropped > 0
+    assert revived  # ids a file dropped, held again by a later version
     sizes = [(folder / "index" / INDEX_NAME).stat().st_size for folder, _, _ in segmented]
     whole_sizes = [(folder / "index" / INDEX_NAME).stat().st_size for folder, _, _ in whole]
     assert sizes[0] == whole_sizes[0] and sum(sizes[1:]) < sum(whole_sizes[1:]) / 2
@@ -631,7 +649,7 @@ def test_a_segment_missing_or_changed_leaves_the_parent_index_unused_with_a_warn
     out, context = run([Document.new("late.txt", first[3].text)], parent=parent)
     assert out[0].status == OK
     (warning,) = context.state["warnings"]
-    assert str(referred) in warning and "not the file the parent's index was built on" in warning
+    assert str(referred) in warning and "not the file recorded for it" in warning
 
     referred.unlink()
     out, context = run([Document.new("late.txt", first[3].text)], parent=parent)

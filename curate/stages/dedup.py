@@ -63,7 +63,9 @@ How it runs (a `CorpusStage`, so the engine streams documents through a spill fi
 Incremental: the index of the version (signatures, paragraph texts and spans, window
 signatures) is saved as the artifact `dedup-index.npz`; the next run reads it from the parent
 version, deduplicates new documents against it and reuses the signatures of paragraphs whose
-text hash is unchanged instead of recomputing them. Size: about 950 bytes per paragraph on
+text hash is unchanged instead of recomputing them. The file holds the rows its run added and
+names the files of earlier versions it builds on (`base`) and the ids it drops from them
+(`gone`): see `_Engine._write_index` and `_ParentIndex`. Size: about 950 bytes per paragraph on
 news text (NewsSpider, bench/bench_dedup.py): 512 B paragraph signature (128 x uint32), ~250 B
 window signatures (32 x uint32 per sentence window), ~150 B paragraph text in LZ4 (needed to
 verify new copies exactly against old paragraphs), ~35 B for document signatures, ~20 B for
@@ -101,6 +103,7 @@ from curate.config import setting
 from curate.document import DUPLICATE, Change, Document, Flag, source_breaks
 from curate.stages.base import CorpusStage, StageSettings, Streamed, defer_artifact
 from curate.textutil import CLOSERS, SENTENCE_END, paragraph_spans, sentence_spans
+from curate.version import file_sha256
 
 INDEX_NAME = "dedup-index.npz"
 INDEX_FORMAT = 1
@@ -929,20 +932,38 @@ def _read_parent_index(s: DedupSettings, context: Any) -> _ParentIndex | None:
     if not path.is_file():
         return None
     try:
-        top = _read_segment(parent.name, path, s, None)
-        refs = json.loads(str(top.arrays["base"].reshape(-1)[0])) if "base" in top.arrays else []
+        top = _read_segment(parent.name, path, s, _recorded_digest(parent))
+        try:
+            refs = json.loads(str(top.arrays["base"].reshape(-1)[0])) if "base" in top.arrays else []
+            places = [(str(ref["version"]), str(ref["sha256"])) for ref in refs]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise _Unusable(f"{path}: near-duplicate index names its base unreadably ({exc})") from exc
         segments = [
-            _read_segment(ref["version"], parent.parent / ref["version"] / "index" / INDEX_NAME, s, ref["sha256"])
-            for ref in refs
+            _read_segment(version, parent.parent / version / "index" / INDEX_NAME, s, sha256)
+            for version, sha256 in places
         ]
     except _Unusable as exc:
-        _warn(context, str(exc))
+        _warn(
+            context,
+            f"{exc}, not used: this version is not compared with the documents of the versions "
+            "before it, and its index starts anew",
+        )
         return None
     return _ParentIndex([*segments, top])
 
 
 class _Unusable(Exception):
     """A segment of the parent's index that cannot serve (the message names its file)."""
+
+
+def _recorded_digest(version: Path) -> str | None:
+    """The sha256 a version's manifest records for its index file, if it has a manifest (its
+    signatures are mapped from the file, unchecked by zip's CRC: `_npz_arrays`)."""
+    try:
+        manifest = json.loads((version / "manifest.json").read_text(encoding="utf-8"))
+        return str(manifest["files"][f"index/{INDEX_NAME}"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 class _Segment(NamedTuple):
@@ -965,20 +986,19 @@ class _Segment(NamedTuple):
 
 def _read_segment(version: str, path: Path, s: DedupSettings, sha256: str | None) -> _Segment:
     """One index file, checked: readable, made with these settings, and (`sha256` given) the
-    file that the version which refers to it recorded."""
+    file recorded for it (by its version's manifest, or by the index that refers to it)."""
     try:
-        with path.open("rb") as file:
-            digest = hashlib.file_digest(file, "sha256").hexdigest()
+        digest = file_sha256(path)
         arrays = _npz_arrays(path)
         params = json.loads(str(arrays["params"].reshape(-1)[0]))
     except (OSError, ValueError, KeyError, struct.error, zipfile.BadZipFile) as exc:
-        raise _Unusable(f"{path}: near-duplicate index unreadable, not used: {exc}") from exc
+        raise _Unusable(f"{path}: near-duplicate index unreadable ({exc})") from exc
     if params != _params(s):
-        raise _Unusable(f"{path}: near-duplicate index built with other settings ({params}), not used")
+        raise _Unusable(f"{path}: near-duplicate index built with other settings ({params})")
     if sha256 is not None and digest != sha256:
         raise _Unusable(
-            f"{path}: near-duplicate index is not the file the parent's index was built on "
-            f"(sha256 {digest[:16]}…, recorded {sha256[:16]}…), not used"
+            f"{path}: near-duplicate index is not the file recorded for it "
+            f"(sha256 {digest[:16]}…, recorded {sha256[:16]}…)"
         )
     return _Segment(version, digest, arrays)
 
@@ -1068,9 +1088,8 @@ def _merged(segments: list[_Segment]) -> tuple[dict[str, np.ndarray], _Texts]:
     ids = np.concatenate([s.arrays["doc_ids"] for s in segments])
     entries = ids.shape[0]
     keys = np.concatenate([ids, *(s.gone for s in segments)])
-    owner = np.concatenate(
-        [np.repeat(numbers, [s.arrays["doc_ids"].shape[0] for s in segments]), np.repeat(numbers, [s.gone.shape[0] for s in segments])]
-    )
+    segment_of_doc = np.repeat(numbers, [s.arrays["doc_ids"].shape[0] for s in segments])
+    owner = np.concatenate([segment_of_doc, np.repeat(numbers, [s.gone.shape[0] for s in segments])])
     row = np.concatenate([np.arange(entries), np.full(keys.shape[0] - entries, -1)])
     order = np.lexsort((-owner, keys))  # by id, the newest segment first, then as stored
     keys, owner, row = keys[order], owner[order], row[order]
@@ -1080,8 +1099,8 @@ def _merged(segments: list[_Segment]) -> tuple[dict[str, np.ndarray], _Texts]:
     newest = np.repeat(owner[starts], np.diff(np.append(starts, keys.shape[0])))
     take = row[(owner == newest) & (row >= 0)]  # documents kept, in id order
 
-    def column(name: str) -> np.ndarray:
-        return np.concatenate([s.arrays[name] for s in segments])
+    def column(name: str, rows: np.ndarray) -> np.ndarray:
+        return _gather([s.arrays[name] for s in segments], rows)
 
     para_count = np.concatenate(
         [np.bincount(s.arrays["para_doc"], minlength=s.arrays["doc_ids"].shape[0]) for s in segments]
@@ -1091,13 +1110,28 @@ def _merged(segments: list[_Segment]) -> tuple[dict[str, np.ndarray], _Texts]:
     paras = np.repeat((np.cumsum(para_count) - para_count)[take], para_counts) + _offsets_in_groups(para_counts)
     win_counts = win_count[paras]
     windows = np.repeat((np.cumsum(win_count) - win_count)[paras], win_counts) + _offsets_in_groups(win_counts)
-    arrays = {name: column(name)[take] for name in _DOC_COLUMNS}
-    arrays.update({name: column(name)[paras] for name in _PARA_COLUMNS})
-    arrays.update({name: column(name)[windows] for name in _WINDOW_COLUMNS})
+    arrays = {name: column(name, take) for name in _DOC_COLUMNS}
+    arrays.update({name: column(name, paras) for name in _PARA_COLUMNS})
+    arrays.update({name: column(name, windows) for name in _WINDOW_COLUMNS})
     arrays["para_doc"] = np.repeat(np.arange(take.shape[0], dtype=np.int32), para_counts)
     arrays["win_para"] = np.repeat(np.arange(paras.shape[0], dtype=np.int32), win_counts)
-    arrays["doc_segment"] = np.repeat(numbers, [s.arrays["doc_ids"].shape[0] for s in segments])[take].astype(np.int32)
+    arrays["doc_segment"] = segment_of_doc[take].astype(np.int32)
     return arrays, texts.rows(paras)
+
+
+def _gather(parts: list[np.ndarray], rows: np.ndarray) -> np.ndarray:
+    """`np.concatenate(parts)[rows]`, made without the concatenation (the parts may be mapped
+    from files: only the rows taken are read, into the one array made)."""
+    if len(parts) == 1:
+        return parts[0][rows]
+    bounds = np.cumsum([0, *(part.shape[0] for part in parts)])
+    result = np.empty((rows.shape[0], *parts[0].shape[1:]), dtype=np.result_type(*parts))
+    owner = np.searchsorted(bounds, rows, side="right") - 1
+    for number, part in enumerate(parts):
+        picked = np.flatnonzero(owner == number)
+        if picked.shape[0]:
+            result[picked] = part[rows[picked] - bounds[number]]
+    return result
 
 
 class _Texts:
@@ -1192,6 +1226,7 @@ class _Engine:
         self.context = context
         self.parent = parent
         self.docs: list[_Doc] = []
+        # Parent paragraphs first, None until read (`_para`), then the run's.
         self.paras: list[_Para] = []
         self.window_owner = np.empty((0, 2), np.int64)  # window key -> (para, window index)
         self.stats = {"paragraphs": 0, "signatures_computed": 0, "signatures_reused": 0}
@@ -1664,7 +1699,7 @@ class _Engine:
         parent = self._parent_rows_of_eligible()  # (the parent's paragraphs come first)
         para_keys = parent.keys.tolist()
         para_sigs, window_blocks, window_spans = [], [], []
-        first = self._first_run_para if self._first_run_para >= 0 else len(self.paras)
+        first = self._run_paras_from()
         for k in range(first, len(self.paras)):
             para = self.paras[k]
             if not self._eligible(para) or para.sig is None:
@@ -2088,6 +2123,10 @@ class _Engine:
         self._parent_first = len(self.paras)
         self.paras.extend([None] * rows.shape[0])  # type: ignore[list-item]
 
+    def _run_paras_from(self) -> int:
+        """The number of the first run paragraph (all before it are the parent's)."""
+        return self._first_run_para if self._first_run_para >= 0 else len(self.paras)
+
     def _para(self, k: int) -> _Para:
         """Paragraph `k`: a parent's made from its rows of the index when first read."""
         para = self.paras[k]
@@ -2175,12 +2214,12 @@ class _Engine:
 
         The segments: the parent's index is the newest of a list of files, each in the folder
         of the version that wrote it (see `_ParentIndex`). This version's file takes the place
-        of the newest ones of them that are no larger, together, than what it holds
-        (`_merge_point`), and refers to the older ones: so a run writes about as many rows as
-        it adds, not the whole corpus again, and a corpus curated n times is read from at most
-        about log2(n) files, each row rewritten about as often (the rows merge as a binary
-        counter's digits carry). With no parent, or one whose index holds no more than this
-        run adds, it is one whole index, as before segments.
+        of the newest of them and refers to the older ones, each larger than all the newer
+        ones and what this run adds together (`_merge_point`): so a run writes about as many
+        rows as it adds, not the whole corpus again, a corpus of n rows is read from at most
+        log2(n) + 1 files, and a row is rewritten about log2(n) times at most. With no parent,
+        or one whose index holds no more than this run adds, it is one whole index, as before
+        segments.
 
         Built from per-document blocks of arrays (a run document unchanged by this stage is
         stored straight from its summary, its paragraphs' texts cut from its compressed text
@@ -2304,8 +2343,7 @@ class _Engine:
     def _signatures(self) -> _RunSignatures:
         """Signatures of this run's paragraphs by text hash (the first one), built once."""
         if self._run_signatures is None:
-            first = self._first_run_para if self._first_run_para >= 0 else len(self.paras)
-            self._run_signatures = _RunSignatures(self.paras, first)
+            self._run_signatures = _RunSignatures(self.paras, self._run_paras_from())
         return self._run_signatures
 
     def _parent_block(self, doc: _Doc) -> _IndexBlock:
@@ -2326,12 +2364,17 @@ class _Engine:
 # --------------------------------------------------------------------------- helpers
 def _merge_point(segments: list[int], rows: int) -> int:
     """How many of the parent index's segments (their paragraph rows, oldest first) a version
-    adding `rows` keeps as they are: the newest ones, while each is no larger than the rows
-    merged so far, are rewritten into its own (`_Engine._write_index`)."""
+    adding `rows` keeps as they are (`_Engine._write_index`): the oldest ones that each hold
+    more rows than all those after them and the new ones together. The rest are rewritten into
+    the version's own file. So every segment is larger than all the newer ones together: their
+    sizes at least double going back, and a corpus of n rows in all is read from at most
+    log2(n) + 1 files (runs of equal size merge as a binary counter's digits carry)."""
+    after = rows  # the rows after each segment, this run's included
     keep = len(segments)
-    while keep and segments[keep - 1] <= rows:
-        keep -= 1
-        rows += segments[keep]
+    for number in range(len(segments) - 1, -1, -1):
+        if segments[number] <= after:
+            keep = number
+        after += segments[number]
     return keep
 
 
