@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from datasketch import MinHashLSH
 
-from curate import minhash
+from curate import lsh_params, minhash
 from curate.document import DUPLICATE, Document, stable_id
 from curate.stages import dedup
 from curate.stages.base import RunContext
@@ -573,6 +573,28 @@ def test_a_band_gives_a_group_the_band_before_made_only_if_its_rows_differ() -> 
         given = sorted(tuple(sorted(group)) for group in dedup._band_groups(bands, keys, sigs, first_wanted))
         kept = [group for group in expected if max(group) >= first_wanted]
         assert given == sorted(tuple(keys[row] for row in group) for group in kept)
+
+
+@pytest.mark.parametrize("block", [7, 64, 1024])
+def test_signatures_stacked_from_parts_band_as_the_joined_array(monkeypatch: pytest.MonkeyPatch, block: int) -> None:
+    # A parent's rows picked from its index's array, then the run's: read a block of rows at a
+    # time (blocks crossing from one part to the next), the same groups and band keys as the
+    # array the parts make joined.
+    monkeypatch.setattr(dedup, "_TRANSPOSE_ROWS", block)
+    rng = np.random.default_rng(12)
+    index = np.repeat(random_signatures(rng, 40, 128), 3, axis=0)
+    picked = rng.permutation(index.shape[0])[:70]
+    run = np.concatenate([index[picked[:10]], random_signatures(rng, 30, 128)])
+    joined = np.concatenate([index[picked], run])
+    stacked = dedup._Stacked([(index, picked), (np.empty((0, 128), np.uint32), None), (run, None)], 128)
+    assert stacked.shape == joined.shape and np.array_equal(stacked.block(0, joined.shape[0]), joined)
+    assert np.array_equal(stacked.block(65, 75), joined[65:75]) and stacked.block(200, 300).shape == (0, 128)
+    bands = lsh_params.bands(0.6, 128)
+    keys = list(range(joined.shape[0]))
+    groups = sorted(map(sorted, dedup._band_groups(bands, keys, joined)))
+    assert groups and sorted(map(sorted, dedup._band_groups(bands, keys, stacked))) == groups
+    lsh = MinHashLSH(threshold=0.6, num_perm=128)
+    assert list(dedup._band_rows(lsh, keys, stacked)) == list(dedup._band_rows(lsh, keys, joined))
 
 
 def test_candidates_of_the_wanted_rows_are_the_same_when_the_rows_before_them_are_not_grouped() -> None:

@@ -508,7 +508,8 @@ class _ParentRows(NamedTuple):
     """The parent's paragraphs in a decision (`_Engine._parent_rows_of_eligible`)."""
 
     keys: np.ndarray  # their numbers in the engine's paragraphs
-    para_sigs: np.ndarray  # (P, num_perm)
+    rows: np.ndarray  # (P,) their rows of the index's paragraphs
+    index_para_sigs: np.ndarray  # every paragraph signature of the index (rows' rows)
     window_counts: np.ndarray  # (P,) windows a paragraph
     window_rows: np.ndarray  # (W,) rows of the index's windows, paragraph after paragraph
     window_lengths: np.ndarray  # (W,) characters
@@ -1448,7 +1449,7 @@ class _Engine:
         threshold: float,
         num_perm: int,
         keys: list[int],
-        sigs: np.ndarray,
+        sigs: np.ndarray | _Stacked,
         wanted: Callable[[int], bool],
         asked: dict[int, int] | None = None,
         first_wanted: int = 0,
@@ -1723,16 +1724,17 @@ class _Engine:
         owner_para = np.repeat(np.array(para_keys, dtype=np.int64), counts)[rows]
         self.window_owner = np.stack([owner_para, local[rows]], axis=1)
         window_keys = list(range(len(rows)))
-        # Gathered once from where they are (not a block a paragraph, then picked: 163,000
-        # parent paragraphs' windows took a second so, copied twice).
+        # The parent's read where they are, a block of rows at a time as they are banded
+        # (`_Stacked`): a block a paragraph joined, then picked, took a second for 163,000
+        # parent paragraphs' windows, and gathered whole they were 150 MB more at the peak.
         from_parent = parent.window_rows.shape[0]
         split = int(np.searchsorted(rows, from_parent))
-        window_sigs = _concat(
+        window_sigs = _Stacked(
             [
-                parent.index_window_sigs[parent.window_rows[rows[:split]]],
-                np.concatenate(window_blocks)[rows[split:] - from_parent]
+                (parent.index_window_sigs, parent.window_rows[rows[:split]]),
+                (np.concatenate(window_blocks)[rows[split:] - from_parent], None)
                 if split < rows.shape[0]
-                else np.empty((0, self.s.window_num_perm), np.uint32),
+                else (np.empty((0, self.s.window_num_perm), np.uint32), None),
             ],
             self.s.window_num_perm,
         )
@@ -1747,7 +1749,10 @@ class _Engine:
             self.s.candidate_threshold,
             self.s.num_perm,
             para_keys,
-            _concat([parent.para_sigs, _stack(para_sigs, self.s.num_perm)], self.s.num_perm),
+            _Stacked(
+                [(parent.index_para_sigs, parent.rows), (_stack(para_sigs, self.s.num_perm), None)],
+                self.s.num_perm,
+            ),
             in_run,
             first_wanted=parent.keys.shape[0],
         ):
@@ -1782,7 +1787,7 @@ class _Engine:
         if parent is None or not rows.shape[0]:
             empty = np.empty(0, np.int64)
             no_sigs = np.empty((0, self.s.num_perm), np.uint32)
-            return _ParentRows(empty, no_sigs, empty, empty, empty, np.empty((0, self.s.window_num_perm), np.uint32))
+            return _ParentRows(empty, empty, no_sigs, empty, empty, empty, np.empty((0, self.s.window_num_perm), np.uint32))
         index = parent.arrays
         eligible = np.flatnonzero(index["para_chars"][rows] >= self.s.min_chars)
         keys, rows = self._parent_first + eligible, rows[eligible]
@@ -1790,7 +1795,7 @@ class _Engine:
         counts = (w1 - w0).astype(np.int64)
         window_rows = np.repeat(w0, counts) + _offsets_in_groups(counts)
         lengths = (index["win_end"][window_rows] - index["win_start"][window_rows]).astype(np.int64)
-        return _ParentRows(keys, index["para_sigs"][rows], counts, window_rows, lengths, index["win_sigs"])
+        return _ParentRows(keys, rows, index["para_sigs"], counts, window_rows, lengths, index["win_sigs"])
 
     def _allowed(self, para: _Para, other: _Para) -> bool:
         same = para.doc == other.doc
@@ -2389,7 +2394,7 @@ def _as_bytes(data: bytes | np.ndarray) -> bytes:
 
 
 def _band_groups(
-    bands: tuple[tuple[int, int], ...], keys: list[int], sigs: np.ndarray, first_wanted: int = 0
+    bands: tuple[tuple[int, int], ...], keys: list[int], sigs: np.ndarray | _Stacked, first_wanted: int = 0
 ) -> Iterator[list[int]]:
     """The keys whose signatures (`sigs[i]` of `keys[i]`) a MinHashLSH with these bands files
     together (equal values in a band), for every group of two or more, band after band (a
@@ -2469,7 +2474,37 @@ def _band_groups(
                 yield from (found for found in by_value.values() if len(found) > 1)
 
 
-def _band_columns(bands: tuple[tuple[int, int], ...], sigs: np.ndarray) -> Iterator[np.ndarray]:
+class _Stacked:
+    """Signatures, the rows of `parts` one under the other, each part a whole array or its
+    `rows` (an array of row numbers), never joined whole: read a block of rows at a time
+    (`_row_block`). The parent's rows in a decision are rows of its index's arrays (mapped from
+    the file): gathered whole, a large parent's were a copy of 150 MB."""
+
+    def __init__(self, parts: list[tuple[np.ndarray, np.ndarray | None]], width: int) -> None:
+        self.parts = [(part, rows) for part, rows in parts if (part if rows is None else rows).shape[0]]
+        sizes = [(part if rows is None else rows).shape[0] for part, rows in self.parts]
+        self.bounds = [0, *accumulate(sizes)]
+        self.shape = (self.bounds[-1], width)
+        self.dtype = np.result_type(np.uint32, *(part.dtype for part, _ in self.parts))
+
+    def block(self, start: int, end: int) -> np.ndarray:
+        """Rows start..end (as `np.concatenate` of the parts would give them)."""
+        pieces = []
+        for (part, rows), low, high in zip(self.parts, self.bounds, self.bounds[1:], strict=False):
+            a, b = max(start, low), min(end, high)
+            if a < b:
+                pieces.append(part[a - low : b - low] if rows is None else part[rows[a - low : b - low]])
+        if not pieces:
+            return np.empty((0, self.shape[1]), np.uint32)
+        return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+
+
+def _row_block(sigs: np.ndarray | _Stacked, start: int, end: int) -> np.ndarray:
+    """Rows start..end of signatures held either way."""
+    return sigs.block(start, end) if isinstance(sigs, _Stacked) else sigs[start:end]
+
+
+def _band_columns(bands: tuple[tuple[int, int], ...], sigs: np.ndarray | _Stacked) -> Iterator[np.ndarray]:
     """Each band's columns of `sigs` (rows: signatures), as rows of their own: a band's values,
     row after row, end to end. Transposed a block of rows and `_TRANSPOSE_COLUMNS` columns at
     a time (0.06 s for 213,000 signatures of 128 values: each cache line of them read once,
@@ -2483,7 +2518,7 @@ def _band_columns(bands: tuple[tuple[int, int], ...], sigs: np.ndarray) -> Itera
             first, last = start, max(end, min(sigs.shape[1], start + _TRANSPOSE_COLUMNS))
             held = np.empty((last - first, count), dtype=sigs.dtype)
             for row in range(0, count, _TRANSPOSE_ROWS):
-                held[:, row : row + _TRANSPOSE_ROWS] = sigs[row : row + _TRANSPOSE_ROWS, first:last].T
+                held[:, row : row + _TRANSPOSE_ROWS] = _row_block(sigs, row, row + _TRANSPOSE_ROWS)[:, first:last].T
         yield held[start - first : end - first]
 
 
@@ -2501,12 +2536,13 @@ def _groups_by_row(
 
 
 def _band_rows(
-    lsh: Any, keys: list[int], sigs: np.ndarray
+    lsh: Any, keys: list[int], sigs: np.ndarray | _Stacked
 ) -> Iterator[tuple[bytes, int]]:
     """(band key, row key) for every band of every row (`sigs[i]` of `keys[i]`): the key `lsh`
     files the row under in that band (`lsh._H(hashvalues[start:end])`: the band's values,
     big-endian), after the band's number (2 bytes) so that bands do not mix. One numpy pass
     per band."""
+    sigs = _row_block(sigs, 0, sigs.shape[0])  # (joined: a shuffle of every band of every row)
     for band, (start, end) in enumerate(lsh.hashranges):
         swapped = np.ascontiguousarray(sigs[:, start:end]).byteswap()
         keyed = np.empty((len(keys), 2 + swapped.itemsize * (end - start)), dtype=np.uint8)
