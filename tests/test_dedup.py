@@ -616,7 +616,13 @@ def test_an_index_of_segments_reads_as_the_whole_index_and_decides_the_same(
     assert sizes[0] == whole_sizes[0] and sum(sizes[1:]) < sum(whole_sizes[1:]) / 2
 
 
-def test_an_index_is_read_as_numpy_reads_it_its_stored_arrays_mapped(tmp_path: Path) -> None:
+@pytest.mark.parametrize("zip64_from", [dedup._ZIP64_FROM, 0])
+def test_an_index_is_read_as_numpy_reads_it_its_stored_arrays_mapped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, zip64_from: int
+) -> None:
+    # (with every stored member zip64, as a member of 1 GiB or more is: its local header
+    # carries the zip64 extra field, which the mapping skips)
+    monkeypatch.setattr(dedup, "_ZIP64_FROM", zip64_from)
     _, context = run(corpus())
     path = write_version(tmp_path / "v1", context) / "index" / INDEX_NAME
     read = dedup._npz_arrays(path)
@@ -630,6 +636,24 @@ def test_an_index_is_read_as_numpy_reads_it_its_stored_arrays_mapped(tmp_path: P
                 assert read[name] == expected, name
     mapped = {name for name, array in read.items() if isinstance(getattr(array, "base", None), np.memmap)}
     assert mapped == {"doc_sigs", "para_sigs", "win_sigs"}  # (views of the file's pages)
+
+
+def test_texts_of_a_segment_are_cut_at_its_spans_or_at_its_separators() -> None:
+    # A paragraph's text is its span of the document: its length, end - start. An index whose
+    # spans do not tell the lengths (not one curate writes) is cut at its separators instead.
+    texts = ["第一段文字。", "第二段，较长一些的文字。", "三"]
+    joined = lz4.frame.compress("\n".join(texts).encode())
+    starts = np.array([0, 10, 40])
+
+    def segment(ends: np.ndarray) -> dedup._Segment:
+        arrays = {PARA_TEXT: joined, "para_start": starts, "para_end": ends, "para_doc": np.zeros(3, np.int32)}
+        return dedup._Segment("v1", "0" * 64, arrays)
+
+    spans = np.array([0 + len(texts[0]), 10 + len(texts[1]), 40 + len(texts[2])])
+    for ends in (spans, spans + 1):
+        cut = dedup._Texts.of([segment(ends), segment(ends)])
+        assert [cut[row] for row in range(len(cut))] == texts + texts
+        assert [cut.rows(np.array([4, 0]))[row] for row in range(2)] == [texts[1], texts[0]]
 
 
 def test_a_segment_missing_or_changed_leaves_the_parent_index_unused_with_a_warning(tmp_path: Path) -> None:
