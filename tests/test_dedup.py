@@ -443,11 +443,11 @@ def write_version(folder: Path, context: RunContext) -> Path:
     return folder
 
 
-def whole_index(folder: Path, **overrides: Any) -> dict[str, np.ndarray]:
+def whole_index(folder: Path, **overrides: Any) -> dedup._ParentIndex:
     """A version's index as the next run reads it: its segments merged (`_ParentIndex`)."""
     parent = dedup._read_parent_index(DedupSettings(**overrides), RunContext(config=None, parent=folder))
     assert parent is not None
-    return parent.arrays
+    return parent
 
 
 def test_next_run_deduplicates_against_the_parent_index_and_reuses_signatures(
@@ -474,7 +474,7 @@ def test_next_run_deduplicates_against_the_parent_index_and_reuses_signatures(
 
     with np.load(tmp_path / "v1" / "index" / INDEX_NAME) as v1:
         v1_sigs = {int(h): v1["para_sigs"][i] for i, h in enumerate(v1["para_hash"])}
-    v2 = whole_index(write_version(tmp_path / "v2", context_2))
+    v2 = whole_index(write_version(tmp_path / "v2", context_2)).arrays
     assert sorted(v2["doc_ids"].tolist()) == sorted([old_a.id, old_b.id, new_c.id])
     for i, h in enumerate(v2["para_hash"]):
         if int(h) in v1_sigs:
@@ -592,8 +592,7 @@ def test_an_index_of_segments_reads_as_the_whole_index_and_decides_the_same(
     for (folder, out, context), (whole_folder, whole_out, whole_context) in zip(segmented, whole, strict=True):
         assert snapshot(out) == snapshot(whole_out)
         assert context.state["dedup"] == whole_context.state["dedup"]
-        merged = dedup._read_parent_index(DedupSettings(), RunContext(config=None, parent=folder))
-        assert merged is not None
+        merged = whole_index(folder)
         with np.load(whole_folder / "index" / INDEX_NAME) as data:
             assert "base" not in data.files and "gone" not in data.files
             for name in names:

@@ -103,7 +103,7 @@ from curate.config import setting
 from curate.document import DUPLICATE, Change, Document, Flag, source_breaks
 from curate.stages.base import CorpusStage, StageSettings, Streamed, defer_artifact
 from curate.textutil import CLOSERS, SENTENCE_END, paragraph_spans, sentence_spans
-from curate.version import file_sha256
+from curate.version import file_sha256, read_manifest
 
 INDEX_NAME = "dedup-index.npz"
 INDEX_FORMAT = 1
@@ -961,8 +961,7 @@ def _recorded_digest(version: Path) -> str | None:
     """The sha256 a version's manifest records for its index file, if it has a manifest (its
     signatures are mapped from the file, unchecked by zip's CRC: `_npz_arrays`)."""
     try:
-        manifest = json.loads((version / "manifest.json").read_text(encoding="utf-8"))
-        return str(manifest["files"][f"index/{INDEX_NAME}"])
+        return str(read_manifest(version)["files"][f"index/{INDEX_NAME}"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
