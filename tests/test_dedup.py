@@ -615,6 +615,85 @@ def test_an_index_of_segments_reads_as_the_whole_index_and_decides_the_same(
     assert sizes[0] == whole_sizes[0] and sum(sizes[1:]) < sum(whole_sizes[1:]) / 2
 
 
+def test_band_tables_find_the_parent_rows_of_the_runs_groups_and_decide_as_banding_every_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A decision reads of the parent's rows only those its band tables say may share a band
+    with a run row (`_sharing_a_band`): the same documents and statistics as when every parent
+    row is banded (indexes without tables), and as when only some files have tables."""
+    picked: list[tuple[str, int, int]] = []  # (kind, parent rows, of them picked)
+    sharing = dedup._Engine._sharing_a_band
+
+    def spied(self: Any, kind: str, threshold: float, num_perm: int, rows: np.ndarray, sigs: np.ndarray) -> np.ndarray:
+        found = sharing(self, kind, threshold, num_perm, rows, sigs)
+        picked.append((kind, rows.shape[0], found.shape[0]))
+        return found
+
+    monkeypatch.setattr(dedup._Engine, "_sharing_a_band", spied)
+    with_tables = curate_runs(tmp_path / "tables", incremental_runs())
+    picked_with_tables = list(picked)
+    read_tables = dedup._band_tables_of
+    for folder, without in (("none", lambda version: True), ("some", lambda version: int(version[1:]) % 2 == 0)):
+        with monkeypatch.context() as patched:  # (as files written before band tables read)
+            patched.setattr(
+                dedup,
+                "_band_tables_of",
+                lambda segment, without=without: {"bands": {}} if without(segment.version) else read_tables(segment),
+            )
+            other = curate_runs(tmp_path / folder, incremental_runs())
+        for (_, out, context), (_, other_out, other_context) in zip(with_tables, other, strict=True):
+            assert snapshot(out) == snapshot(other_out)
+            assert context.state["dedup"] == other_context.state["dedup"]
+    # The tables left most parent rows out, and found some (the runs copy their parents).
+    kinds = {kind for kind, _, _ in picked_with_tables}
+    assert kinds == {"doc", "para", "win"}
+    for kind in kinds:
+        rows = sum(total for k, total, _ in picked_with_tables if k == kind)
+        found = sum(count for k, _, count in picked_with_tables if k == kind)
+        assert 0 < found < rows / 2, kind
+    assert any(dedup_edits(d) for _, out, _ in with_tables[1:] for d in out)
+
+
+def test_band_tables_made_for_other_bands_are_not_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A run with other LSH thresholds than its parent's bands every parent row, as before.
+    runs = incremental_runs()[:3]
+    versions = curate_runs(tmp_path / "v", runs[:2])
+    searched: list[int] = []
+    rows_sharing = dedup._BandTable.rows_sharing
+    monkeypatch.setattr(
+        dedup._BandTable, "rows_sharing", staticmethod(lambda *args: searched.append(1) or rows_sharing(*args))
+    )
+    other = {"candidate_threshold": 0.5, "window_threshold": 0.7}
+    out, context = run(incremental_runs()[2], parent=versions[-1][0], **other)
+    assert not searched
+    with monkeypatch.context() as patched:
+        patched.setattr(dedup, "_band_tables_of", lambda segment: {"bands": {}})
+        expected, expected_context = run(incremental_runs()[2], parent=versions[-1][0], **other)
+    assert snapshot(out) == snapshot(expected) and context.state["dedup"] == expected_context.state["dedup"]
+    run(incremental_runs()[2], parent=versions[-1][0])  # (the same bands: searched)
+    assert searched
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 300), st.integers(0, 40), st.integers(1, 97))
+def test_a_band_table_names_every_row_equal_to_a_query_in_some_band(seed: int, rows: int, queries: int, block: int) -> None:
+    rng = np.random.default_rng(seed)
+    bands = ((0, 3), (3, 6), (6, 8))
+    sigs = rng.integers(0, 4, size=(rows, 8), dtype=np.uint32)  # (small values: many rows share a band)
+    table = dedup._BandTable(bands)
+    for start in range(0, rows, block):  # (filed a block of rows at a time)
+        assert table.add(sigs[start : start + block]) is not None
+    entries = np.stack(list(table.entries()))
+    assert entries.shape == table.shape == (3, rows) and (np.diff(entries.astype(np.float64), axis=1) >= 0).all()
+    asked = np.concatenate([sigs[rng.integers(0, rows, size=queries // 2)], rng.integers(0, 4, size=(queries - queries // 2, 8), dtype=np.uint32)])
+    found = dedup._BandTable.rows_sharing(entries, bands, asked)
+    expected = [
+        row
+        for row in range(rows)
+        if any((sigs[row, a:b] == asked[:, a:b]).all(axis=1).any() for a, b in bands)
+    ]
+    assert found.tolist() == expected  # (32-bit hashes of 4**3 values a band: none collide here)
+
 @pytest.mark.parametrize("zip64_from", [dedup._ZIP64_FROM, 0])
 def test_an_index_is_read_as_numpy_reads_it_its_stored_arrays_mapped(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, zip64_from: int
@@ -634,7 +713,7 @@ def test_an_index_is_read_as_numpy_reads_it_its_stored_arrays_mapped(
             else:
                 assert read[name] == expected, name
     mapped = {name for name, array in read.items() if isinstance(getattr(array, "base", None), np.memmap)}
-    assert mapped == {"doc_sigs", "para_sigs", "win_sigs"}  # (views of the file's pages)
+    assert mapped == {"doc_sigs", "para_sigs", "win_sigs", "lsh_doc", "lsh_para", "lsh_win"}  # (views of the file's pages)
 
 
 def test_texts_of_a_segment_are_cut_at_its_spans_or_at_its_separators() -> None:

@@ -918,6 +918,15 @@ def _params(s: DedupSettings) -> dict[str, Any]:
     }
 
 
+_TABLE_BANDS = "lsh_bands"  # the member naming the bands of an index file's band tables
+
+
+def _table_bands(s: DedupSettings) -> dict[str, tuple[tuple[int, int], ...]]:
+    """The LSH bands a decision with these settings uses, by kind of row (`_BandTable`)."""
+    rows = lsh_params.bands(s.candidate_threshold, s.num_perm)
+    return {"doc": rows, "para": rows, "win": lsh_params.bands(s.window_threshold, s.window_num_perm)}
+
+
 def _warn(context: Any, message: str) -> None:
     context.state.setdefault("warnings", []).append(message)
 
@@ -1055,7 +1064,20 @@ class _ParentIndex:
     def __init__(self, segments: list[_Segment]) -> None:
         self.segments = [(segment.version, segment.sha256, segment.rows) for segment in segments]
         self.gone = [segment.gone for segment in segments]
-        self.arrays, self.texts = _merged(segments)
+        self.arrays, self.texts, picked = _merged(segments)
+        # Band tables: each segment's (`_BandTable`), what they were made for, and where a
+        # segment's rows of each kind went in the merged rows (None: row for row).
+        self.band_tables = [_band_tables_of(segment) for segment in segments]
+        self.merged_row: dict[str, np.ndarray | None] = {}
+        self.first_row: dict[str, list[int]] = {}
+        for kind, column in _KIND_COLUMN.items():
+            counts = [segment.arrays[column].shape[0] for segment in segments]
+            self.first_row[kind] = [0, *accumulate(counts)]
+            if picked is None:
+                self.merged_row[kind] = None
+            else:
+                where = self.merged_row[kind] = np.full(sum(counts), -1, np.int64)
+                where[picked[kind]] = np.arange(picked[kind].shape[0])
         hashes = self.arrays["para_hash"]
         self.by_hash = _FirstByHash(hashes)
         self.win_bounds = np.searchsorted(
@@ -1071,21 +1093,64 @@ class _ParentIndex:
             found[k] = (self.arrays["para_sigs"][p], self.arrays["win_sigs"][w0:w1])
         return found
 
+    def rows_sharing_a_band(self, kind: str, bands: tuple[tuple[int, int], ...], sigs: np.ndarray) -> np.ndarray:
+        """The merged rows of `kind` (doc, para, win) that may share one of `bands` with a row
+        of `sigs`, ascending: found in each segment's band table, or every row of a segment
+        that has none for these bands (written before band tables, or for other thresholds)."""
+        found = []
+        for number, tables in enumerate(self.band_tables):
+            first, end = self.first_row[kind][number], self.first_row[kind][number + 1]
+            table = tables.get(kind)
+            if table is not None and table.shape == (len(bands), end - first) and tables["bands"].get(kind) == bands:
+                found.append(first + _BandTable.rows_sharing(table, bands, sigs))
+            else:
+                found.append(np.arange(first, end))
+        rows = np.concatenate(found)
+        where = self.merged_row[kind]
+        if where is None:
+            return rows
+        rows = where[rows]
+        return np.sort(rows[rows >= 0])
+
+
+_KIND_COLUMN = {"doc": "doc_ids", "para": "para_doc", "win": "win_para"}  # a column a row of each
+
+
+def _band_tables_of(segment: _Segment) -> dict[str, Any]:
+    """A segment's band tables by kind, and under "bands" the bands each was made for ({}
+    when it has none, or names them unreadably: then none serves)."""
+    try:
+        bands = json.loads(str(segment.arrays[_TABLE_BANDS].reshape(-1)[0]))
+        tables: dict[str, Any] = {
+            "bands": {kind: tuple((int(a), int(b)) for a, b in value) for kind, value in bands.items()}
+        }
+    except (KeyError, ValueError, TypeError, AttributeError):
+        return {"bands": {}}
+    for kind in _KIND_COLUMN:
+        table = segment.arrays.get(f"lsh_{kind}")
+        if table is not None and table.dtype == np.uint64 and table.ndim == 2:
+            tables[kind] = table
+    return tables
+
 
 _DOC_COLUMNS = ("doc_ids", "doc_sigs")
 _PARA_COLUMNS = ("para_chars", "para_end", "para_hash", "para_sigs", "para_start")
 _WINDOW_COLUMNS = ("win_end", "win_sigs", "win_start")
 
 
-def _merged(segments: list[_Segment]) -> tuple[dict[str, np.ndarray], _Texts]:
+def _merged(
+    segments: list[_Segment],
+) -> tuple[dict[str, np.ndarray], _Texts, dict[str, np.ndarray] | None]:
     """The rows of an index's segments (oldest first) as one index holds them, and the
     paragraphs' texts: documents in id order, each id from the newest segment naming it (an
-    entry, or a `gone` id that drops it), paragraphs and windows following their documents."""
+    entry, or a `gone` id that drops it), paragraphs and windows following their documents.
+    And by kind of row (doc, para, win), the rows of the segments (one after the other) that
+    the merged rows are, in order (None: all of one segment's, as they are)."""
     texts = _Texts.of(segments)
     if len(segments) == 1 and not segments[0].gone.shape[0]:  # one whole index, as written
         arrays = {name: segments[0].arrays[name] for name in (*_DOC_COLUMNS, *_PARA_COLUMNS, *_WINDOW_COLUMNS, "para_doc", "win_para")}
         arrays["doc_segment"] = np.zeros(arrays["doc_ids"].shape[0], np.int32)
-        return arrays, texts
+        return arrays, texts, None
     numbers = np.arange(len(segments))
     ids = np.concatenate([s.arrays["doc_ids"] for s in segments])
     entries = ids.shape[0]
@@ -1113,12 +1178,38 @@ def _merged(segments: list[_Segment]) -> tuple[dict[str, np.ndarray], _Texts]:
     win_counts = win_count[paras]
     windows = np.repeat((np.cumsum(win_count) - win_count)[paras], win_counts) + _offsets_in_groups(win_counts)
     arrays = {name: column(name, take) for name in _DOC_COLUMNS}
-    arrays.update({name: column(name, paras) for name in _PARA_COLUMNS})
-    arrays.update({name: column(name, windows) for name in _WINDOW_COLUMNS})
+    arrays.update({name: column(name, paras) for name in _PARA_COLUMNS if name != "para_sigs"})
+    arrays.update({name: column(name, windows) for name in _WINDOW_COLUMNS if name != "win_sigs"})
+    # (the signatures, most of an index, are read where they are: `_Taken`)
+    arrays["para_sigs"] = _Taken([s.arrays["para_sigs"] for s in segments], paras)  # type: ignore[assignment]
+    arrays["win_sigs"] = _Taken([s.arrays["win_sigs"] for s in segments], windows)  # type: ignore[assignment]
     arrays["para_doc"] = np.repeat(np.arange(take.shape[0], dtype=np.int32), para_counts)
     arrays["win_para"] = np.repeat(np.arange(paras.shape[0], dtype=np.int32), win_counts)
     arrays["doc_segment"] = segment_of_doc[take].astype(np.int32)
-    return arrays, texts.rows(paras)
+    return arrays, texts.rows(paras), {"doc": take, "para": paras, "win": windows}
+
+
+class _Taken:
+    """`np.concatenate(parts)[rows]` as an array to index, each read made when asked for: the
+    parts are a merged index's segments, mapped from their files, and a decision reads few of
+    their signatures (a large parent's gathered whole were 160 MB, a quarter of a second)."""
+
+    def __init__(self, parts: list[np.ndarray], rows: np.ndarray) -> None:
+        self.parts, self.rows = parts, rows
+        self.bounds = [0, *accumulate(part.shape[0] for part in parts)]
+        self.shape = (rows.shape[0], *parts[0].shape[1:])
+        self.dtype = np.result_type(*parts)
+
+    def __getitem__(self, key: int | slice | np.ndarray) -> np.ndarray:
+        if isinstance(key, (int, np.integer)):  # a row: a view of its part
+            row = int(self.rows[key])
+            number = bisect_right(self.bounds, row) - 1
+            return self.parts[number][row - self.bounds[number]]
+        return _gather(self.parts, self.rows[key])
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        whole = _gather(self.parts, self.rows)
+        return whole if dtype is None else whole.astype(dtype)
 
 
 def _gather(parts: list[np.ndarray], rows: np.ndarray) -> np.ndarray:
@@ -1257,6 +1348,7 @@ class _Engine:
         self._parent_para_index: list[int] = []  # ... and its number in that document
         self._parent_win_spans = np.empty((0, 2), np.int64)  # (the index's windows' spans)
         self._first_run_doc = 0  # the first run document (the parent's come first)
+        self._parent_doc_rows = np.empty(0, np.int64)  # the index row of each parent document
 
     def __getstate__(self) -> dict[str, Any]:
         """A pickled engine (`parallel` on other machines) is rebuilt from its inputs.
@@ -1594,16 +1686,26 @@ class _Engine:
         ]
         self._copy_of = self._earlier_copies(keys)
         self._doc_candidates = {}
+        # (the parent's documents come first: those of them that may share a band with the
+        # run's, as rows of the parent's index; their number here is their position)
+        split = bisect_left(keys, self._first_run_doc)
+        run_sigs = _stack([self.docs[k].sig for k in keys[split:]], self.s.num_perm)
+        parent_keys = np.array(keys[:split], np.int64)
+        parent_rows = self._parent_doc_rows[parent_keys]
+        picked = self._sharing_a_band("doc", self.s.candidate_threshold, self.s.num_perm, parent_rows, run_sigs)
+        keys = [*parent_keys[picked].tolist(), *keys[split:]]
+        parent_sigs = self.parent.arrays["doc_sigs"] if self.parent is not None else run_sigs[:0]
         for k, found in self._candidates(
             self.s.candidate_threshold,
             self.s.num_perm,
             keys,
-            _stack([self.docs[k].sig for k in keys], self.s.num_perm),
+            _Stacked([(parent_sigs, parent_rows[picked]), (run_sigs, None)], self.s.num_perm),
             lambda key: self.docs[key].summary is not None,
             self._copy_of,
-            bisect_left(keys, self._first_run_doc),
+            picked.shape[0],
         ):
             self._doc_candidates[k] = sorted(found)  # (all before k: see `_candidates`)
+        del run_sigs  # (not held while deciding: see `_candidates`)
         order = sorted(self._doc_candidates.keys() | self._copy_of.keys())
         self._in_waves(order, self._document_needs, self._decide_document)
         self._doc_candidates, self._copy_of = {}, {}
@@ -1724,20 +1826,30 @@ class _Engine:
         rows = np.flatnonzero(lengths >= self.s.window_min_chars)
         owner_para = np.repeat(np.array(para_keys, dtype=np.int64), counts)[rows]
         self.window_owner = np.stack([owner_para, local[rows]], axis=1)
-        window_keys = list(range(len(rows)))
         # The parent's read where they are, a block of rows at a time as they are banded
         # (`_Stacked`): a block a paragraph joined, then picked, took a second for 163,000
         # parent paragraphs' windows, and gathered whole they were 150 MB more at the peak.
+        # Of the parent's rows, only those that may share an LSH band with one of the run's
+        # (`_sharing_a_band`).
         from_parent = parent.window_rows.shape[0]
         split = int(np.searchsorted(rows, from_parent))
+        run_window_sigs = (
+            np.concatenate(window_blocks)[rows[split:] - from_parent]
+            if split < rows.shape[0]
+            else np.empty((0, self.s.window_num_perm), np.uint32)
+        )
+        parent_windows = parent.window_rows[rows[:split]]
+        picked_windows = self._sharing_a_band(
+            "win", self.s.window_threshold, self.s.window_num_perm, parent_windows, run_window_sigs
+        )
+        window_keys = [*picked_windows.tolist(), *range(split, rows.shape[0])]
         window_sigs = _Stacked(
-            [
-                (parent.index_window_sigs, parent.window_rows[rows[:split]]),
-                (np.concatenate(window_blocks)[rows[split:] - from_parent], None)
-                if split < rows.shape[0]
-                else (np.empty((0, self.s.window_num_perm), np.uint32), None),
-            ],
+            [(parent.index_window_sigs, parent_windows[picked_windows]), (run_window_sigs, None)],
             self.s.window_num_perm,
+        )
+        run_para_sigs = _stack(para_sigs, self.s.num_perm)
+        picked = self._sharing_a_band(
+            "para", self.s.candidate_threshold, self.s.num_perm, parent.rows, run_para_sigs
         )
         budget = self.s.max_candidates
 
@@ -1749,17 +1861,15 @@ class _Engine:
         for k, found in self._candidates(
             self.s.candidate_threshold,
             self.s.num_perm,
-            para_keys,
-            _Stacked(
-                [(parent.index_para_sigs, parent.rows), (_stack(para_sigs, self.s.num_perm), None)],
-                self.s.num_perm,
-            ),
+            [*parent.keys[picked].tolist(), *para_keys[parent.keys.shape[0] :]],
+            _Stacked([(parent.index_para_sigs, parent.rows[picked]), (run_para_sigs, None)], self.s.num_perm),
             in_run,
-            first_wanted=parent.keys.shape[0],
+            first_wanted=picked.shape[0],
         ):
             earlier = sorted(c for c in found if c < k)[:budget]
             if earlier:
                 self._whole[k] = earlier
+        del run_para_sigs  # (not held while deciding: see `_candidates`)
         # 2. Passages: (earlier paragraph, -1) or (the same paragraph, split window), ranked by
         # how many windows hit them.
         owner_of = owner_para.tolist()
@@ -1771,13 +1881,32 @@ class _Engine:
                 window_keys,
                 window_sigs,
                 lambda key: in_run(owner_of[key]),
-                first_wanted=split,
+                first_wanted=picked_windows.shape[0],
             ),
             budget,
         )
+        del run_window_sigs, window_sigs
         order = sorted(self._whole.keys() | self._ranked.keys())
         self._in_waves(order, self._paragraph_needs, self._decide_paragraph)
         self._whole, self._ranked = {}, {}
+
+    def _sharing_a_band(
+        self, kind: str, threshold: float, num_perm: int, parent_rows: np.ndarray, run_sigs: np.ndarray
+    ) -> np.ndarray:
+        """Of the parent's rows of `kind` in a decision (`parent_rows`: rows of its index,
+        ascending), the positions of those that may share an LSH band with a run row
+        (`run_sigs`): the only parent rows a decision reads, for `_band_groups` leaves out the
+        groups of parent rows alone, and a group with a run row in it holds every row sharing
+        that band. Found in the index's band tables (`_ParentIndex.rows_sharing_a_band`): a
+        day's run on 163,000 parent paragraphs banded them all, and their 568,000 windows."""
+        if self.parent is None or not parent_rows.shape[0] or not run_sigs.shape[0]:
+            return np.empty(0, np.int64)
+        bands = lsh_params.bands(threshold, num_perm)
+        sharing = self.parent.rows_sharing_a_band(kind, bands, run_sigs)
+        at = np.searchsorted(parent_rows, sharing)
+        inside = at < parent_rows.shape[0]
+        at = at[inside]
+        return at[parent_rows[at] == sharing[inside]]
 
     def _parent_rows_of_eligible(self) -> _ParentRows:
         """The parent's paragraphs that take part in the decision (those long enough: a parent
@@ -2114,6 +2243,7 @@ class _Engine:
                 _Doc(id=doc_id, rank=len(self.docs), summary=None, sig=index["doc_sigs"][d], segment=segments[d])
             )
         self._first_run_doc = len(self.docs)
+        self._parent_doc_rows = np.flatnonzero(kept_docs)  # (the index row of each parent document)
         rows = self._parent_rows = np.flatnonzero(kept_docs[para_doc])  # of each parent paragraph here
         # Each kept document's paragraphs, and its characters (as `_doc_chars` counts them).
         counts = np.bincount(para_doc, minlength=kept_docs.shape[0])[kept_docs]
@@ -2272,7 +2402,10 @@ class _Engine:
         # Window spans are stored relative to their paragraph's comparison form.
         win_base = np.repeat(cf[:, 0], win_counts)
         chunks = _chunks(para_counts, _INDEX_CHUNK_ROWS)
-        with _Npz(file) as npz:  # (members in name order, as the index has always had them)
+        # The band tables of the rows, filled as their signatures are written (`_BandTable`).
+        tables = {kind: _BandTable(bands) for kind, bands in _table_bands(self.s).items()}
+        # (members in name order, as the index has always had them, then the band tables)
+        with _Npz(file) as npz:
             if base:
                 npz.array("base", np.array([json.dumps(base, sort_keys=True)]))
             npz.array("doc_ids", np.array([doc_id for doc_id, _, _ in rows], dtype="<U64"))
@@ -2280,9 +2413,11 @@ class _Engine:
                 "doc_sigs",
                 (len(rows), perm),
                 (
-                    _stack(
-                        [sig if sig is not None else _min_rows(block.sigs, perm) for _, sig, block in rows[a:b]],
-                        perm,
+                    tables["doc"].add(
+                        _stack(
+                            [sig if sig is not None else _min_rows(block.sigs, perm) for _, sig, block in rows[a:b]],
+                            perm,
+                        )
                     )
                     for a, b in chunks
                 ),
@@ -2296,7 +2431,7 @@ class _Engine:
             npz.columns(
                 "para_sigs",
                 (spans.shape[0], perm),
-                (_concat([block.sigs for block in ordered[a:b]], perm) for a, b in chunks),
+                (tables["para"].add(_concat([block.sigs for block in ordered[a:b]], perm)) for a, b in chunks),
             )
             npz.array("para_start", spans[:, 0])
             npz.text(
@@ -2310,9 +2445,12 @@ class _Engine:
             npz.columns(
                 "win_sigs",
                 (windows.shape[0], wperm),
-                (_concat([block.win_sigs for block in ordered[a:b]], wperm) for a, b in chunks),
+                (tables["win"].add(_concat([block.win_sigs for block in ordered[a:b]], wperm)) for a, b in chunks),
             )
             npz.array("win_start", (windows[:, 0] - win_base).astype(np.int32))
+            npz.array(_TABLE_BANDS, np.array([json.dumps({kind: table.bands for kind, table in tables.items()})]))
+            for kind, table in tables.items():
+                npz.columns(f"lsh_{kind}", table.shape, table.entries(), np.uint64)
 
     def _edited_blocks(
         self, items: list[tuple[int, list[tuple[int, int]]]]
@@ -2422,11 +2560,7 @@ def _band_groups(
     slot_bits = max(10, min(24, count.bit_length() + 3))  # 8 to 16 slots a row
     mask = np.uint64((1 << slot_bits) - 1)
     with np.errstate(over="ignore"):
-        for band in _band_columns(bands, sigs):
-            hashed = np.zeros(count, dtype=np.uint64)
-            for values in band:
-                hashed *= _BAND_HASH_BASE
-                hashed += values
+        for band, hashed in _band_hashes(bands, sigs):
             slots = ((hashed ^ (hashed >> np.uint64(29))) & mask).astype(np.intp)
             crowded = np.flatnonzero(np.bincount(slots, minlength=1 << slot_bits)[slots] > 1)
             if crowded.size == 0:
@@ -2521,6 +2655,80 @@ def _band_columns(bands: tuple[tuple[int, int], ...], sigs: np.ndarray | _Stacke
             for row in range(0, count, _TRANSPOSE_ROWS):
                 held[:, row : row + _TRANSPOSE_ROWS] = _row_block(sigs, row, row + _TRANSPOSE_ROWS)[:, first:last].T
         yield held[start - first : end - first]
+
+
+def _band_hashes(
+    bands: tuple[tuple[int, int], ...], sigs: np.ndarray | _Stacked
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Each band's columns of `sigs` (`_band_columns`) and a 64-bit polynomial hash of each
+    row's values in it: rows equal in a band hash equal (what `_band_groups` sorts and a
+    `_BandTable` stores)."""
+    with np.errstate(over="ignore"):
+        for band in _band_columns(bands, sigs):
+            hashed = np.zeros(band.shape[1], dtype=np.uint64)
+            for values in band:
+                hashed *= _BAND_HASH_BASE
+                hashed += values
+            yield band, hashed
+
+
+class _BandTable:
+    """The LSH band hashes of an index file's rows (documents, paragraphs or windows), sorted
+    band by band, written into the file beside the signatures (`lsh_<kind>`), so that a later
+    run finds the parent's rows that share a band with its own by a search: banding every
+    parent row each run cost as much as the run's own decision on a large corpus.
+
+    An entry is a row's hash (32 bits of it) above its row number (32 bits), so one sort of
+    a band's entries orders them by hash; a hash names the rows that may share the band's
+    values with a run row (equal values hash equal; rows whose hashes alone agree are told
+    apart later, value by value, by `_band_groups`)."""
+
+    def __init__(self, bands: tuple[tuple[int, int], ...]) -> None:
+        self.bands = bands
+        self.parts: list[np.ndarray] = []
+        self.rows = 0
+
+    def add(self, sigs: np.ndarray) -> np.ndarray:
+        """File the next rows' signatures; returns them (to tap a stream of blocks)."""
+        if sigs.shape[0]:
+            self.parts.append(np.stack([_folded(hashed).astype(np.uint32) for _, hashed in _band_hashes(self.bands, sigs)]))
+            self.rows += sigs.shape[0]
+        return sigs
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (len(self.bands), self.rows)
+
+    def entries(self) -> Iterator[np.ndarray]:
+        """Each band's entries (uint64), in ascending order, a band at a time: the table is
+        (bands, rows), and what it was filed from is held as 32-bit hashes until then."""
+        if self.rows > 0xFFFFFFFF:
+            raise ValueError(f"dedup index: {self.rows} rows, more than a band table numbers")
+        row = np.arange(self.rows, dtype=np.uint64)
+        for number in range(len(self.bands)):
+            hashes = np.concatenate([part[number] for part in self.parts]) if self.parts else np.empty(0, np.uint32)
+            entries = hashes.astype(np.uint64) << np.uint64(32) | row
+            entries.sort()
+            yield entries
+
+    @staticmethod
+    def rows_sharing(table: np.ndarray, bands: tuple[tuple[int, int], ...], sigs: np.ndarray) -> np.ndarray:
+        """The rows of a stored `table` (made for these `bands`) that hash equal to one of
+        `sigs` in some band, ascending, without repeats."""
+        found = []
+        low_bits = np.uint64(0xFFFFFFFF)
+        for number, (_, hashed) in enumerate(_band_hashes(bands, sigs)):
+            entries = table[number]
+            first = np.unique(_folded(hashed)) << np.uint64(32)
+            start = np.searchsorted(entries, first, side="left")
+            counts = np.searchsorted(entries, first | low_bits, side="right") - start
+            found.append(entries[np.repeat(start, counts) + _offsets_in_groups(counts)] & low_bits)
+        return np.unique(np.concatenate(found)).astype(np.int64) if found else np.empty(0, np.int64)
+
+
+def _folded(hashed: np.ndarray) -> np.ndarray:
+    """32 bits of 64-bit hashes (both halves mixed), as uint64."""
+    return (hashed ^ (hashed >> np.uint64(32))) & np.uint64(0xFFFFFFFF)
 
 
 def _groups_by_row(
@@ -2829,20 +3037,26 @@ class _Npz:
         np.lib.format.write_array(member, np.ascontiguousarray(array), allow_pickle=False)
         self.archive.writestr(self._info(f"{name}.npy", zipfile.ZIP_DEFLATED), member.getvalue(), compresslevel=1)
 
-    def columns(self, name: str, shape: tuple[int, int], parts: Iterable[np.ndarray]) -> None:
-        """An array of `shape` (uint32) given as consecutive blocks of its rows, stored: the
-        same bytes `array` would give the whole, never held whole."""
+    def columns(
+        self, name: str, shape: tuple[int, int], parts: Iterable[np.ndarray], dtype: Any = np.uint32
+    ) -> None:
+        """An array of `shape` (of `dtype`) given as consecutive blocks of its rows (or single
+        rows), stored (mapped when read: `_npz_arrays`): the same bytes `array` would give the
+        whole, never held whole."""
+        dtype = np.dtype(dtype)
         header = io.BytesIO()
         np.lib.format.write_array_header_1_0(
-            header, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint32)), "fortran_order": False, "shape": shape}
+            header, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
         )
-        size = 4 * shape[0] * shape[1]
+        size = dtype.itemsize * shape[0] * shape[1]
         rows = 0
         with self._open(name + ".npy", size) as member:
             member.write(header.getvalue())
             for part in parts:
-                if part.dtype != np.uint32 or part.shape[1:] != shape[1:]:
-                    raise ValueError(f"dedup index: {name}: a block of {part.dtype} {part.shape}, rows of {shape[1]} uint32 expected")
+                if part.ndim == 1:
+                    part = part[None, :]
+                if part.dtype != dtype or part.shape[1:] != shape[1:]:
+                    raise ValueError(f"dedup index: {name}: a block of {part.dtype} {part.shape}, rows of {shape[1]} {dtype} expected")
                 if part.size:  # (a view with a zero in its shape cannot be cast)
                     member.write(np.ascontiguousarray(part).data.cast("B"))
                 rows += part.shape[0]
