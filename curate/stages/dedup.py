@@ -474,7 +474,7 @@ class _Doc:
     summary: _Summarised | None  # None for documents known only from the parent index
     position: int = -1  # order of observation (run documents)
     paras: list[int] = field(default_factory=list)
-    sig: np.ndarray | None = None
+    sig: np.ndarray | None = None  # (run documents: a parent's is in its index, `_parent_doc_rows`)
     ids: np.ndarray | None = None  # sorted unique shingle ids of the whole document
     duplicate: bool = False
     duplicate_of: str = ""
@@ -1177,10 +1177,11 @@ def _merged(
     paras = np.repeat((np.cumsum(para_count) - para_count)[take], para_counts) + _offsets_in_groups(para_counts)
     win_counts = win_count[paras]
     windows = np.repeat((np.cumsum(win_count) - win_count)[paras], win_counts) + _offsets_in_groups(win_counts)
-    arrays = {name: column(name, take) for name in _DOC_COLUMNS}
+    arrays = {name: column(name, take) for name in _DOC_COLUMNS if name != "doc_sigs"}
     arrays.update({name: column(name, paras) for name in _PARA_COLUMNS if name != "para_sigs"})
     arrays.update({name: column(name, windows) for name in _WINDOW_COLUMNS if name != "win_sigs"})
     # (the signatures, most of an index, are read where they are: `_Taken`)
+    arrays["doc_sigs"] = _Taken([s.arrays["doc_sigs"] for s in segments], take)  # type: ignore[assignment]
     arrays["para_sigs"] = _Taken([s.arrays["para_sigs"] for s in segments], paras)  # type: ignore[assignment]
     arrays["win_sigs"] = _Taken([s.arrays["win_sigs"] for s in segments], windows)  # type: ignore[assignment]
     arrays["para_doc"] = np.repeat(np.arange(take.shape[0], dtype=np.int32), para_counts)
@@ -1682,7 +1683,7 @@ class _Engine:
         keys = [
             k
             for k, doc in enumerate(self.docs)
-            if doc.sig is not None and self._doc_chars(doc) >= self.s.min_chars
+            if (doc.sig is not None or doc.summary is None) and self._doc_chars(doc) >= self.s.min_chars
         ]
         self._copy_of = self._earlier_copies(keys)
         self._doc_candidates = {}
@@ -2239,9 +2240,7 @@ class _Engine:
                 self.dropped.append(doc_id)
                 kept_docs[d] = False
                 continue
-            self.docs.append(
-                _Doc(id=doc_id, rank=len(self.docs), summary=None, sig=index["doc_sigs"][d], segment=segments[d])
-            )
+            self.docs.append(_Doc(id=doc_id, rank=len(self.docs), summary=None, segment=segments[d]))
         self._first_run_doc = len(self.docs)
         self._parent_doc_rows = np.flatnonzero(kept_docs)  # (the index row of each parent document)
         rows = self._parent_rows = np.flatnonzero(kept_docs[para_doc])  # of each parent paragraph here
@@ -2368,13 +2367,13 @@ class _Engine:
         of the parent's segments this one refers to (`_merge_point`).
         """
         rows: list[tuple[str, np.ndarray | None, _IndexBlock]] = []
-        parent_docs: list[_Doc] = []
+        parent_docs: list[int] = []
         for doc_index, doc in enumerate(self.docs):
             if doc.duplicate:
                 continue
             summary = doc.summary
             if summary is None:
-                parent_docs.append(doc)
+                parent_docs.append(doc_index)
             elif doc_index not in edited:  # unchanged by this stage: as collected
                 block = _IndexBlock(
                     summary.spans, summary.cf, summary.hashes, summary.para_sigs, summary.text_z,
@@ -2384,7 +2383,12 @@ class _Engine:
             else:
                 rows.append((doc.id, None, blocks[doc_index][0]))
         segments = self.parent.segments if self.parent is not None else []
-        rows.extend((doc.id, doc.sig, self._parent_block(doc)) for doc in parent_docs if doc.segment >= keep)
+        for doc_index in parent_docs:  # (its signature as the parent's index holds it)
+            doc = self.docs[doc_index]
+            if doc.segment >= keep:
+                assert self.parent is not None
+                sig = self.parent.arrays["doc_sigs"][int(self._parent_doc_rows[doc_index])]
+                rows.append((doc.id, sig, self._parent_block(doc)))
         base = [{"version": version, "sha256": sha256} for version, sha256, _ in segments[:keep]]
         gone: list[str] = []
         if keep:  # the ids the older segments may hold that this version does not
