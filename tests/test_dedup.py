@@ -416,7 +416,7 @@ def test_the_index_written_a_few_paragraphs_at_a_time_is_the_index_written_at_on
         assert arrays["doc_ids"].tolist() == kept
         paragraphs = arrays["para_doc"].shape[0]
         assert arrays["para_sigs"].shape == (paragraphs, DedupSettings().num_perm) and paragraphs > 2 * rows
-        texts = lz4.frame.decompress(arrays[PARA_TEXT]).decode().split("\n")
+        texts = dedup._index_text(arrays).split("\n")
         assert len(texts) == paragraphs and SHARED in texts
         assert arrays["win_sigs"].shape[0] == arrays["win_para"].shape[0]
     assert dedup._chunks([2, 0, 1, 5, 0], 3) == [(0, 3), (3, 4), (4, 5)]
@@ -714,6 +714,40 @@ def test_an_index_is_read_as_numpy_reads_it_its_stored_arrays_mapped(
                 assert read[name] == expected, name
     mapped = {name for name, array in read.items() if isinstance(getattr(array, "base", None), np.memmap)}
     assert mapped == {"doc_sigs", "para_sigs", "win_sigs", "lsh_doc", "lsh_para", "lsh_win"}  # (views of the file's pages)
+
+
+def test_texts_in_many_frames_read_as_in_one_and_a_row_decodes_its_frame_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An index's texts go in LZ4 frames of `_TEXT_FRAME_LINES` paragraphs (`_Npz.text`), each
+    decoded when one of its rows is read: the same texts and decisions as one frame of all of
+    them (and as an index of one frame with no frame table, written before frames)."""
+    runs = incremental_runs()[:4]
+    one_frame = curate_runs(tmp_path / "one", runs)
+    monkeypatch.setattr(dedup, "_TEXT_FRAME_LINES", 3)
+    framed = curate_runs(tmp_path / "framed", incremental_runs()[:4])
+    for (folder, out, _), (one_folder, one_out, _) in zip(framed, one_frame, strict=True):
+        assert snapshot(out) == snapshot(one_out)
+        index, one_index = whole_index(folder), whole_index(one_folder)
+        texts = [index.texts[row] for row in range(len(index.texts))]
+        assert texts == [one_index.texts[row] for row in range(len(one_index.texts))]
+        with np.load(folder / "index" / INDEX_NAME) as data:
+            frames = data[dedup.PARA_TEXT_FRAMES]
+            assert frames.shape[0] == -(-data["para_doc"].shape[0] // 3) > 1
+    # A row read decodes its frame, not the others.
+    arrays = dedup._npz_arrays(framed[0][0] / "index" / INDEX_NAME)
+    rows = dedup._Segment("v01", "", arrays).rows
+    reader = dedup._SegmentTexts(dedup._Segment("v01", "", arrays))
+    every = [reader[row] for row in range(rows)]
+    source = dedup._SegmentTexts(dedup._Segment("v01", "", arrays))
+    assert source[7] == every[7] and list(source.frames) == [2]
+    whole = dedup._index_text(arrays)
+    assert "\n".join(every) == whole and rows > 9
+    # An index of one frame and no frame table (as written before frames) reads the same.
+    earlier = {name: value for name, value in arrays.items() if name != dedup.PARA_TEXT_FRAMES}
+    earlier[PARA_TEXT] = lz4.frame.compress(whole.encode())
+    reader = dedup._SegmentTexts(dedup._Segment("v01", "", earlier))
+    assert [reader[row] for row in range(rows)] == every
 
 
 def test_texts_of_a_segment_are_cut_at_its_spans_or_at_its_separators() -> None:

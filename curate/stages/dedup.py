@@ -108,7 +108,9 @@ from curate.version import file_sha256, read_manifest
 INDEX_NAME = "dedup-index.npz"
 INDEX_FORMAT = 1
 PARA_TEXT = "para_text.lz4"  # the member holding the paragraph texts (`_Npz.text`)
+PARA_TEXT_FRAMES = "para_text_frames"  # ... where its frames end: (byte, row) a frame
 _INDEX_CHUNK_ROWS = 4096  # paragraphs (with their windows) written into the index at a time
+_TEXT_FRAME_LINES = 4096  # paragraph texts an LZ4 frame of the index (`_Npz.text`)
 _BAND_HASH_BASE = np.uint64(0x100000001B3)  # the polynomial hash `_band_groups` sorts bands on
 _TRANSPOSE_ROWS = 1024  # signatures `_band_columns` turns into columns at a time (in cache)
 _TRANSPOSE_COLUMNS = 32  # ... and their values at a time: a quarter of 128 held twice
@@ -1233,36 +1235,66 @@ class _Texts:
     are never read: a parent paragraph's text serves only when it is a candidate, or rewritten
     into a merged file), not one string object a paragraph."""
 
-    def __init__(self, joined: list[str], segment: np.ndarray, start: np.ndarray, end: np.ndarray) -> None:
-        self.joined = joined  # each segment's texts, "\n"-joined
-        self.segment, self.start, self.end = segment, start, end  # of each row
+    def __init__(self, sources: list[_SegmentTexts], segment: np.ndarray, row: np.ndarray) -> None:
+        self.sources = sources
+        self.segment, self.row = segment, row  # of each row: its segment, its row there
 
     @classmethod
     def of(cls, segments: list[_Segment]) -> _Texts:
         """The texts of the segments' rows, one after the other."""
-        joined, starts, ends = [], [], []
-        for segment in segments:
-            text = _index_text(segment.arrays) if segment.rows else ""
-            lengths = (segment.arrays["para_end"] - segment.arrays["para_start"]).astype(np.int64)
-            if segment.rows and int(lengths.sum()) + segment.rows - 1 != len(text):
-                # (not the spans' lengths: split at the separators)
-                lengths = np.array([len(line) for line in text.split("\n")], np.int64)
-            start = np.cumsum(lengths + 1) - (lengths + 1)
-            joined.append(text)
-            starts.append(start)
-            ends.append(start + lengths)
         numbers = np.repeat(np.arange(len(segments)), [segment.rows for segment in segments])
-        return cls(joined, numbers, np.concatenate(starts), np.concatenate(ends))
+        rows = _offsets_in_groups(np.array([segment.rows for segment in segments], np.int64))
+        return cls([_SegmentTexts(segment) for segment in segments], numbers, rows)
 
     def rows(self, rows: np.ndarray) -> _Texts:
         """These rows' texts, in this order."""
-        return _Texts(self.joined, self.segment[rows], self.start[rows], self.end[rows])
+        return _Texts(self.sources, self.segment[rows], self.row[rows])
 
     def __len__(self) -> int:
         return int(self.segment.shape[0])
 
     def __getitem__(self, row: int) -> str:
-        return self.joined[self.segment[row]][self.start[row] : self.end[row]]
+        return self.sources[self.segment[row]][int(self.row[row])]
+
+
+class _SegmentTexts:
+    """One index file's paragraph texts: LZ4 frames of consecutive rows (`_Npz.text`), a frame
+    decoded when one of its rows is first read (a day's run reads few of a large parent's
+    texts: decoded whole, they were its largest part in memory). An index written before
+    frames has one frame of every row."""
+
+    def __init__(self, segment: _Segment) -> None:
+        arrays = segment.arrays
+        self.arrays = arrays
+        self.lengths = (arrays["para_end"] - arrays["para_start"]).astype(np.int64)
+        frames = arrays.get(PARA_TEXT_FRAMES)
+        if frames is None or PARA_TEXT not in arrays:
+            frames = np.array([[-1, segment.rows]], np.int64)  # (-1: the whole text)
+        self.byte_ends = [0, *frames[:, 0].tolist()]
+        self.row_ends = [0, *frames[:, 1].tolist()]
+        self.frames: dict[int, tuple[str, list[int]]] = {}  # decoded: text, each row's start
+
+    def __getitem__(self, row: int) -> str:
+        number = bisect_right(self.row_ends, row) - 1
+        found = self.frames.get(number)
+        if found is None:
+            found = self.frames[number] = self._decoded(number)
+        text, starts = found
+        at = row - self.row_ends[number]
+        return text[starts[at] : starts[at + 1] - 1]
+
+    def _decoded(self, number: int) -> tuple[str, list[int]]:
+        first, end = self.row_ends[number], self.row_ends[number + 1]
+        if self.byte_ends[number + 1] < 0:
+            text = _index_text(self.arrays) if end > first else ""
+        else:
+            data = self.arrays[PARA_TEXT][self.byte_ends[number] : self.byte_ends[number + 1]]
+            text = lz4.frame.decompress(data).decode("utf-8").removeprefix("\n" if number else "")
+        lengths = self.lengths[first:end]
+        if end > first and int(lengths.sum()) + end - first - 1 != len(text):
+            # (not the spans' lengths: split at the separators)
+            lengths = np.array([len(line) for line in text.split("\n")], np.int64)
+        return text, [0, *accumulate((lengths + 1).tolist())]
 
 
 class _FirstByHash:
@@ -2438,11 +2470,12 @@ class _Engine:
                 (tables["para"].add(_concat([block.sigs for block in ordered[a:b]], perm)) for a, b in chunks),
             )
             npz.array("para_start", spans[:, 0])
-            npz.text(
+            frames = npz.text(
                 PARA_TEXT,
                 ([text for block in ordered[a:b] for text in _block_texts(block)] for a, b in chunks),
                 int((spans[:, 1] - spans[:, 0]).sum()) + spans.shape[0],
             )
+            npz.array(PARA_TEXT_FRAMES, frames)
             npz.array("params", np.array([json.dumps(_params(self.s), sort_keys=True)]))
             npz.array("win_end", (windows[:, 1] - win_base).astype(np.int32))
             npz.array("win_para", np.repeat(np.arange(spans.shape[0], dtype=np.int32), win_counts))
@@ -2808,7 +2841,11 @@ def _index_text(index: dict[str, Any]) -> str:
     """The paragraph texts of an index, "\\n"-joined: an LZ4 frame (`_Npz.text`), or, in an
     index written before 2026-12-05, UTF-8 that the npz deflated."""
     if PARA_TEXT in index:
-        return lz4.frame.decompress(index[PARA_TEXT]).decode("utf-8")
+        data, frames = index[PARA_TEXT], index.get(PARA_TEXT_FRAMES)
+        if frames is None:
+            return lz4.frame.decompress(data).decode("utf-8")
+        starts = [0, *frames[:, 0].tolist()]
+        return "".join(lz4.frame.decompress(data[a:b]).decode("utf-8") for a, b in zip(starts, starts[1:], strict=False))
     return bytes(index["para_text"]).decode("utf-8")
 
 
@@ -3067,22 +3104,31 @@ class _Npz:
         if rows != shape[0]:
             raise ValueError(f"dedup index: {name} has {rows} rows, {shape[0]} expected")
 
-    def text(self, name: str, parts: Iterable[list[str]], characters: int) -> None:
-        """Lines, "\\n"-joined, in UTF-8 in one LZ4 frame (a member of its own, not an array:
-        its length is known only once written; `characters`: how many they hold, which bounds
-        it). On the benchmark, 11.5 MB of text: 0.024 s for 8.2 MB, where deflate at level 1
-        (what the index used before) took 0.14 s for 5.7 MB, in the process that builds the
-        index beside the last pass, when every core is busy."""
-        compressor = lz4.frame.LZ4FrameCompressor()
+    def text(self, name: str, parts: Iterable[list[str]], characters: int) -> np.ndarray:
+        """Lines, "\\n"-joined, in UTF-8, `_TEXT_FRAME_LINES` of them an LZ4 frame, the frames one after the
+        other in a member of their own (not an array: its length is known only once written;
+        `characters`: how many they hold, which bounds it). Returns where the frames end,
+        (byte, line) a frame, for a reader that decodes only the frames it needs
+        (`_SegmentTexts`); a frame after the first starts with its separator. On the benchmark,
+        11.5 MB of text: 0.024 s for 8.2 MB, where deflate at level 1 (what the index used
+        before) took 0.14 s for 5.7 MB, in the process that builds the index beside the last
+        pass, when every core is busy."""
+        ends: list[tuple[int, int]] = []
+        written = 0
+        held: list[str] = []
         with self._open(name, 5 * characters + (1 << 16)) as member:  # (LZ4's worst case, and more)
-            member.write(compressor.begin())
-            first = True
-            for lines in parts:
-                if lines:  # (a part of no lines adds no separator)
-                    text = "\n".join(lines) if first else "\n" + "\n".join(lines)
-                    member.write(compressor.compress(text.encode("utf-8")))
-                    first = False
-            member.write(compressor.flush())
+            for lines in chain(parts, [None]):
+                if lines is not None:
+                    held.extend(lines)
+                # (frames of a fixed number of lines, whatever the parts: the same bytes)
+                while len(held) >= _TEXT_FRAME_LINES or (lines is None and held):
+                    frame_lines, held = held[:_TEXT_FRAME_LINES], held[_TEXT_FRAME_LINES:]
+                    text = "\n".join(frame_lines) if not ends else "\n" + "\n".join(frame_lines)
+                    frame = lz4.frame.compress(text.encode("utf-8"))
+                    member.write(frame)
+                    written += len(frame)
+                    ends.append((written, (ends[-1][1] if ends else 0) + len(frame_lines)))
+        return np.array(ends, np.int64).reshape(-1, 2)
 
     def _open(self, name: str, size: int) -> Any:
         """A stored member of at most `size` bytes: zip64 only where that may need it (zipfile's
