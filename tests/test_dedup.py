@@ -523,6 +523,33 @@ def test_parent_index_of_the_earlier_layout_deflated_text_is_read_the_same(tmp_p
     assert snapshot(before) == snapshot(today)
 
 
+@pytest.mark.parametrize("index_format", [1, 99])
+def test_an_index_of_format_1_serves_without_band_tables_one_of_an_unknown_format_does_not(
+    tmp_path: Path, index_format: int
+) -> None:
+    """Format 2 added the band tables and the texts' frames: an index of format 1 (neither) is
+    read as before; one of a format this curate does not know is not used, with a warning."""
+    _, context = run([document("old-a.txt", [OWN["a"][0], SHARED, OWN["a"][1]])])
+    parent = write_version(tmp_path / "v2", context)
+    with np.load(parent / "index" / INDEX_NAME) as index:
+        arrays = {name: index[name] for name in index.files if "lsh_" not in name and "frames" not in name}
+    params = json.loads(str(arrays["params"][0]))
+    assert params["format"] == dedup.INDEX_FORMAT == 2
+    arrays["params"] = np.array([json.dumps({**params, "format": index_format}, sort_keys=True)])
+    texts = lz4.frame.decompress(arrays.pop(PARA_TEXT))
+    earlier = tmp_path / "v1"
+    (earlier / "index").mkdir(parents=True)
+    np.savez_compressed(earlier / "index" / INDEX_NAME, para_text=np.frombuffer(texts, np.uint8), **arrays)
+    new_c = document("new-c.txt", ["这是一篇新稿件的导语，介绍夜班公交开通后的反响。", SHARED])
+    out, context_2 = run([new_c], parent=earlier)
+    if index_format == 1:
+        assert not context_2.state.get("warnings")
+        assert [edit.link["doc"] for edit in dedup_edits(out[0])] == [stable_id("old-a.txt")]
+    else:
+        (warning,) = context_2.state["warnings"]
+        assert "built with other settings" in warning and dedup_edits(out[0]) == []
+
+
 # --------------------------------------------------------------------------- index segments
 def test_merge_point_keeps_the_older_segments_larger_than_what_merges_into_the_new_one() -> None:
     assert dedup._merge_point([], 5) == 0
@@ -633,6 +660,11 @@ def test_band_tables_find_the_parent_rows_of_the_runs_groups_and_decide_as_bandi
     with_tables = curate_runs(tmp_path / "tables", incremental_runs())
     picked_with_tables = list(picked)
     read_tables = dedup._band_tables_of
+    with monkeypatch.context() as patched:  # every band of every row hashed alike but 8 ways
+        patched.setattr(dedup, "_folded", lambda hashed: hashed & np.uint64(7))
+        colliding = curate_runs(tmp_path / "colliding", incremental_runs())
+    for (_, out, context), (_, other_out, other_context) in zip(with_tables, colliding, strict=True):
+        assert snapshot(out) == snapshot(other_out) and context.state["dedup"] == other_context.state["dedup"]
     for folder, without in (("none", lambda version: True), ("some", lambda version: int(version[1:]) % 2 == 0)):
         with monkeypatch.context() as patched:  # (as files written before band tables read)
             patched.setattr(
@@ -693,6 +725,14 @@ def test_a_band_table_names_every_row_equal_to_a_query_in_some_band(seed: int, r
         if any((sigs[row, a:b] == asked[:, a:b]).all(axis=1).any() for a, b in bands)
     ]
     assert found.tolist() == expected  # (32-bit hashes of 4**3 values a band: none collide here)
+    # With hashes of one bit, rows whose hashes alone agree are named too (`_band_groups` tells
+    # them apart by their values): never fewer.
+    with pytest.MonkeyPatch.context() as patched:
+        patched.setattr(dedup, "_folded", lambda hashed: hashed & np.uint64(1))
+        coarse = dedup._BandTable(bands)
+        coarse.add(sigs)
+        named = dedup._BandTable.rows_sharing(np.stack(list(coarse.entries())), bands, asked)
+    assert set(expected) <= set(named.tolist())
 
 @pytest.mark.parametrize("zip64_from", [dedup._ZIP64_FROM, 0])
 def test_an_index_is_read_as_numpy_reads_it_its_stored_arrays_mapped(
@@ -714,6 +754,8 @@ def test_an_index_is_read_as_numpy_reads_it_its_stored_arrays_mapped(
                 assert read[name] == expected, name
     mapped = {name for name, array in read.items() if isinstance(getattr(array, "base", None), np.memmap)}
     assert mapped == {"doc_sigs", "para_sigs", "win_sigs", "lsh_doc", "lsh_para", "lsh_win"}  # (views of the file's pages)
+    # ... each starting at a multiple of 64 bytes of the file (`_Npz._open`): aligned
+    assert all(read[name].flags.aligned and read[name].ctypes.data % 64 == 0 for name in mapped)
 
 
 def test_texts_in_many_frames_read_as_in_one_and_a_row_decodes_its_frame_alone(

@@ -191,12 +191,20 @@ def test_services_give_the_output_of_the_run_without_them_with_default_chunks() 
     assert served == plain
 
 
-@pytest.mark.parametrize("services", ["parallel-pickled", "both-shuffled-fork"])
+@pytest.mark.parametrize("files", [1, 2])
+@pytest.mark.parametrize("services", ["parallel-pickled", "both-shuffled-fork", "group_by"])
 def test_services_give_the_same_incremental_run(
-    tmp_path: Path, services: str, small_chunks: None
+    tmp_path: Path, services: str, files: int, small_chunks: None
 ) -> None:
+    # (files: the parent's index in one file, or in its own and its parent's, merged when
+    # read: its signatures then read through `_Taken`, pickled with the engine)
     _, first = run(built_corpus()[:20])
     parent = write_version(tmp_path / "v1", first)
+    if files == 2:
+        again = [Document.new(d.source, d.reconstruct_input() + "\n\n" + SHARED) for d in built_corpus()[18:20]]
+        _, second = run([*built_corpus()[40:46], *again], parent=parent)
+        parent = write_version(tmp_path / "v2", second)
+        assert len(dedup._read_parent_index(DedupSettings(), RunContext(config=None, parent=parent)).segments) == 2
     new = [
         document("new-c.txt", ["这是一篇新稿件的导语，介绍夜班公交开通后的反响。", SHARED]),
         document("new-d.txt", [OWN["b"][0], filler(400) + SUNITE_COPY, OWN["b"][1]]),

@@ -106,7 +106,8 @@ from curate.textutil import CLOSERS, SENTENCE_END, paragraph_spans, sentence_spa
 from curate.version import file_sha256, read_manifest
 
 INDEX_NAME = "dedup-index.npz"
-INDEX_FORMAT = 1
+INDEX_FORMAT = 2  # 2: band tables, texts in frames (an older curate warns and starts anew)
+_READ_FORMATS = (1, 2)  # the formats an index is read in (1: as if it had no band tables)
 PARA_TEXT = "para_text.lz4"  # the member holding the paragraph texts (`_Npz.text`)
 PARA_TEXT_FRAMES = "para_text_frames"  # ... where its frames end: (byte, row) a frame
 _INDEX_CHUNK_ROWS = 4096  # paragraphs (with their windows) written into the index at a time
@@ -920,10 +921,13 @@ def _params(s: DedupSettings) -> dict[str, Any]:
     }
 
 
-_TABLE_BANDS = "lsh_bands"  # the member naming the bands of an index file's band tables
+_BAND_TABLES_MEMBER = "lsh_bands"  # the member naming the bands of an index file's band tables
+# ... and how their entries were made (`_band_hashes`, `_folded`, `_BandTable.entries`): tables
+# made otherwise are not read (they would name other rows).
+_BAND_TABLE_HASH = "polynomial-0x100000001B3, 32 bits folded, above a 32-bit row"
 
 
-def _table_bands(s: DedupSettings) -> dict[str, tuple[tuple[int, int], ...]]:
+def _bands_by_kind(s: DedupSettings) -> dict[str, tuple[tuple[int, int], ...]]:
     """The LSH bands a decision with these settings uses, by kind of row (`_BandTable`)."""
     rows = lsh_params.bands(s.candidate_threshold, s.num_perm)
     return {"doc": rows, "para": rows, "win": lsh_params.bands(s.window_threshold, s.window_num_perm)}
@@ -1004,7 +1008,7 @@ def _read_segment(version: str, path: Path, s: DedupSettings, sha256: str | None
         params = json.loads(str(arrays["params"].reshape(-1)[0]))
     except (OSError, ValueError, KeyError, struct.error, zipfile.BadZipFile) as exc:
         raise _Unusable(f"{path}: near-duplicate index unreadable ({exc})") from exc
-    if params != _params(s):
+    if params.get("format") not in _READ_FORMATS or {**params, "format": INDEX_FORMAT} != _params(s):
         raise _Unusable(f"{path}: near-duplicate index built with other settings ({params})")
     if sha256 is not None and digest != sha256:
         raise _Unusable(
@@ -1095,6 +1099,13 @@ class _ParentIndex:
             found[k] = (self.arrays["para_sigs"][p], self.arrays["win_sigs"][w0:w1])
         return found
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (for `parallel` on other machines), without what only the decision's
+        candidates read: the band tables and where the segments' rows went."""
+        state = dict(self.__dict__)
+        state["band_tables"] = [{"bands": {}} for _ in self.band_tables]
+        return state
+
     def rows_sharing_a_band(self, kind: str, bands: tuple[tuple[int, int], ...], sigs: np.ndarray) -> np.ndarray:
         """The merged rows of `kind` (doc, para, win) that may share one of `bands` with a row
         of `sigs`, ascending: found in each segment's band table, or every row of a segment
@@ -1122,11 +1133,13 @@ def _band_tables_of(segment: _Segment) -> dict[str, Any]:
     """A segment's band tables by kind, and under "bands" the bands each was made for ({}
     when it has none, or names them unreadably: then none serves)."""
     try:
-        bands = json.loads(str(segment.arrays[_TABLE_BANDS].reshape(-1)[0]))
+        bands = json.loads(str(segment.arrays[_BAND_TABLES_MEMBER].reshape(-1)[0]))
+        if bands.pop("hash") != _BAND_TABLE_HASH:  # (made with another hash: none serves)
+            return {"bands": {}}
         tables: dict[str, Any] = {
             "bands": {kind: tuple((int(a), int(b)) for a, b in value) for kind, value in bands.items()}
         }
-    except (KeyError, ValueError, TypeError, AttributeError):
+    except (KeyError, IndexError, ValueError, TypeError, AttributeError):
         return {"bands": {}}
     for kind in _KIND_COLUMN:
         table = segment.arrays.get(f"lsh_{kind}")
@@ -1203,12 +1216,21 @@ class _Taken:
         self.shape = (rows.shape[0], *parts[0].shape[1:])
         self.dtype = np.result_type(*parts)
 
+    def __len__(self) -> int:
+        return int(self.rows.shape[0])
+
     def __getitem__(self, key: int | slice | np.ndarray) -> np.ndarray:
         if isinstance(key, (int, np.integer)):  # a row: a view of its part
             row = int(self.rows[key])
             number = bisect_right(self.bounds, row) - 1
             return self.parts[number][row - self.bounds[number]]
-        return _gather(self.parts, self.rows[key])
+        rows = self.rows[key]
+        if isinstance(key, slice) and rows.shape[0]:  # consecutive rows of one part (a paragraph's windows): a view
+            first, last = int(rows[0]), int(rows[-1])
+            number = bisect_right(self.bounds, first) - 1
+            if last - first == rows.shape[0] - 1 and last < self.bounds[number + 1] and (np.diff(rows) == 1).all():
+                return self.parts[number][first - self.bounds[number] : last + 1 - self.bounds[number]]
+        return _gather(self.parts, rows)
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         whole = _gather(self.parts, self.rows)
@@ -1265,7 +1287,7 @@ class _SegmentTexts:
 
     def __init__(self, segment: _Segment) -> None:
         arrays = segment.arrays
-        self.arrays = arrays
+        self.arrays = {name: arrays[name] for name in (PARA_TEXT, PARA_TEXT_FRAMES, "para_text") if name in arrays}
         self.lengths = (arrays["para_end"] - arrays["para_start"]).astype(np.int64)
         frames = arrays.get(PARA_TEXT_FRAMES)
         if frames is None or PARA_TEXT not in arrays:
@@ -1288,8 +1310,8 @@ class _SegmentTexts:
         if self.byte_ends[number + 1] < 0:
             text = _index_text(self.arrays) if end > first else ""
         else:
-            data = self.arrays[PARA_TEXT][self.byte_ends[number] : self.byte_ends[number + 1]]
-            text = lz4.frame.decompress(data).decode("utf-8").removeprefix("\n" if number else "")
+            text = _frame_text(self.arrays[PARA_TEXT], self.byte_ends[number], self.byte_ends[number + 1])
+            text = text.removeprefix("\n" if number else "")
         lengths = self.lengths[first:end]
         if end > first and int(lengths.sum()) + end - first - 1 != len(text):
             # (not the spans' lengths: split at the separators)
@@ -1715,6 +1737,7 @@ class _Engine:
         keys = [
             k
             for k, doc in enumerate(self.docs)
+            # (a parent document's signature is in the parent's index: `_parent_doc_rows`)
             if (doc.sig is not None or doc.summary is None) and self._doc_chars(doc) >= self.s.min_chars
         ]
         self._copy_of = self._earlier_copies(keys)
@@ -1727,7 +1750,9 @@ class _Engine:
         parent_rows = self._parent_doc_rows[parent_keys]
         picked = self._sharing_a_band("doc", self.s.candidate_threshold, self.s.num_perm, parent_rows, run_sigs)
         keys = [*parent_keys[picked].tolist(), *keys[split:]]
-        parent_sigs = self.parent.arrays["doc_sigs"] if self.parent is not None else run_sigs[:0]
+        parent_sigs = (  # (not a view of run_sigs: it would hold them while deciding)
+            self.parent.arrays["doc_sigs"] if self.parent is not None else np.empty((0, self.s.num_perm), np.uint32)
+        )
         for k, found in self._candidates(
             self.s.candidate_threshold,
             self.s.num_perm,
@@ -2267,6 +2292,7 @@ class _Engine:
         kept_docs = np.ones(index["doc_ids"].shape[0], bool)
         segments = index["doc_segment"].tolist()
         first_doc = len(self.docs)
+        assert first_doc == 0, "the parent's documents come first (`_parent_doc_rows`)"
         for d, doc_id in enumerate(index["doc_ids"].tolist()):
             if doc_id in skip:
                 self.dropped.append(doc_id)
@@ -2393,7 +2419,8 @@ class _Engine:
         only as they are written), column by column. The signatures and the texts, nearly all
         of it, go into the file a few thousand paragraphs at a time (`_Npz.columns`, `_Npz.text`):
         the builder holds the integer columns and a chunk, not the index (on the benchmark its
-        process peaked at 169 MB, PSS, when it made the file's bytes first, for 35 MB of index).
+        process peaked at 169 MB, PSS, when it made the file's bytes first, for 35 MB of index),
+        and the rows' band hashes (4 bytes a row and band) until it writes the band tables.
         `edited`: the spans this stage removed from each kept document it changed; `blocks`:
         the blocks of those documents, re-signed after the edits, by document; `keep`: how many
         of the parent's segments this one refers to (`_merge_point`).
@@ -2439,7 +2466,7 @@ class _Engine:
         win_base = np.repeat(cf[:, 0], win_counts)
         chunks = _chunks(para_counts, _INDEX_CHUNK_ROWS)
         # The band tables of the rows, filled as their signatures are written (`_BandTable`).
-        tables = {kind: _BandTable(bands) for kind, bands in _table_bands(self.s).items()}
+        tables = {kind: _BandTable(bands) for kind, bands in _bands_by_kind(self.s).items()}
         # (members in name order, as the index has always had them, then the band tables)
         with _Npz(file) as npz:
             if base:
@@ -2485,7 +2512,8 @@ class _Engine:
                 (tables["win"].add(_concat([block.win_sigs for block in ordered[a:b]], wperm)) for a, b in chunks),
             )
             npz.array("win_start", (windows[:, 0] - win_base).astype(np.int32))
-            npz.array(_TABLE_BANDS, np.array([json.dumps({kind: table.bands for kind, table in tables.items()})]))
+            named = {"hash": _BAND_TABLE_HASH, **{kind: table.bands for kind, table in tables.items()}}
+            npz.array(_BAND_TABLES_MEMBER, np.array([json.dumps(named)]))
             for kind, table in tables.items():
                 npz.columns(f"lsh_{kind}", table.shape, table.entries(), np.uint64)
 
@@ -2845,8 +2873,14 @@ def _index_text(index: dict[str, Any]) -> str:
         if frames is None:
             return lz4.frame.decompress(data).decode("utf-8")
         starts = [0, *frames[:, 0].tolist()]
-        return "".join(lz4.frame.decompress(data[a:b]).decode("utf-8") for a, b in zip(starts, starts[1:], strict=False))
+        return "".join(_frame_text(data, a, b) for a, b in zip(starts, starts[1:], strict=False))
     return bytes(index["para_text"]).decode("utf-8")
+
+
+def _frame_text(data: bytes, start: int, end: int) -> str:
+    """The text of the LZ4 frame at data[start:end] (a frame after the first starts with
+    the separator: `_Npz.text`)."""
+    return lz4.frame.decompress(data[start:end]).decode("utf-8")
 
 
 def _block_texts(block: _IndexBlock) -> list[str]:
@@ -3132,8 +3166,16 @@ class _Npz:
 
     def _open(self, name: str, size: int) -> Any:
         """A stored member of at most `size` bytes: zip64 only where that may need it (zipfile's
-        limit without: 2 GiB - 1), decided by the data alone."""
-        return self.archive.open(self._info(name, zipfile.ZIP_STORED), "w", force_zip64=size >= _ZIP64_FROM)
+        limit without: 2 GiB - 1), decided by the data alone. Its data starts at a multiple of
+        64 bytes in the file (padding in its local header's extra field, as Android's zipalign
+        pads; an .npy header is a multiple of 64 bytes long), so that an array mapped from the
+        file is aligned: numpy copies an unaligned array whole for a binary search in it."""
+        info = self._info(name, zipfile.ZIP_STORED)
+        zip64 = size >= _ZIP64_FROM
+        data = self.archive.fp.tell() + 30 + len(name.encode()) + (20 if zip64 else 0) + 4  # type: ignore[union-attr]
+        padding = -data % _MEMBER_ALIGN
+        info.extra = struct.pack("<HH", _ALIGN_EXTRA_ID, padding) + bytes(padding)
+        return self.archive.open(info, "w", force_zip64=zip64)
 
     @staticmethod
     def _info(name: str, compression: int) -> zipfile.ZipInfo:
@@ -3145,3 +3187,5 @@ class _Npz:
 
 
 _ZIP64_FROM = 1 << 30  # bytes from which a member written as it is made is zip64
+_MEMBER_ALIGN = 64  # where a stored member's data starts in the file (`_Npz._open`)
+_ALIGN_EXTRA_ID = 0xD935  # the extra field that pads it there (zipalign's id)
