@@ -1022,9 +1022,10 @@ def _npz_arrays(path: Path) -> dict[str, np.ndarray]:
     """The members of an .npz, as `numpy.load` gives them, but a stored (not deflated) array
     mapped from the file rather than read: the signatures, most of an index, are then pages of
     the file that the OS reads as they are used and may drop, not a copy in the heap (a parent
-    index of 247 MB: 0.34 s to read whole). A member's data starts where the zip put it: such
-    an array may be unaligned, which numpy reads correctly (copying, where an operation needs
-    aligned values); the code that reads these arrays only indexes and compares them.
+    index of 247 MB: 0.34 s to read whole). A member's data starts where the zip put it: at a
+    multiple of 64 bytes in a file curate writes (`_Npz._open`), anywhere in one written before
+    index format 2, whose arrays numpy reads correctly unaligned (copying, where an operation
+    needs aligned values).
     """
     arrays: dict[str, Any] = {}
     with zipfile.ZipFile(path) as archive, path.open("rb") as raw:
