@@ -1101,8 +1101,8 @@ class _ParentIndex:
         return found
 
     def __getstate__(self) -> dict[str, Any]:
-        """Pickled (for `parallel` on other machines), without what only the decision's
-        candidates read: the band tables and where the segments' rows went."""
+        """Pickled (for `parallel` on other machines) without its band tables, which only the
+        decision's candidates read, in the driver (the tables then read as absent)."""
         state = dict(self.__dict__)
         state["band_tables"] = [{"bands": {}} for _ in self.band_tables]
         return state
@@ -1743,8 +1743,8 @@ class _Engine:
         ]
         self._copy_of = self._earlier_copies(keys)
         self._doc_candidates = {}
-        # (the parent's documents come first: those of them that may share a band with the
-        # run's, as rows of the parent's index; their number here is their position)
+        # Of the parent's documents (they come first; `_parent_doc_rows`: their rows of its
+        # index), only those that may share an LSH band with one of the run's.
         split = bisect_left(keys, self._first_run_doc)
         run_sigs = _stack([self.docs[k].sig for k in keys[split:]], self.s.num_perm)
         parent_keys = np.array(keys[:split], np.int64)
