@@ -981,6 +981,10 @@ class _Unusable(Exception):
     """A segment of the parent's index that cannot serve (the message names its file)."""
 
 
+def _unreadable(path: Path, exc: Exception) -> _Unusable:
+    return _Unusable(f"{path}: near-duplicate index unreadable ({exc})")
+
+
 def _recorded_digest(version: Path) -> str | None:
     """The sha256 a version's manifest records for its index file, if it has a manifest (its
     signatures are mapped from the file, unchecked by zip's CRC: `_npz_arrays`)."""
@@ -1022,7 +1026,7 @@ class _Read(NamedTuple):
         try:
             digest = self.digest.result()
         except OSError as exc:
-            raise _Unusable(f"{self.path}: near-duplicate index unreadable ({exc})") from exc
+            raise _unreadable(self.path, exc) from exc
         if self.recorded is not None and digest != self.recorded:
             raise _Unusable(
                 f"{self.path}: near-duplicate index is not the file recorded for it "
@@ -1042,7 +1046,7 @@ def _read_segment(
         arrays = _npz_arrays(path)
         params = json.loads(str(arrays["params"].reshape(-1)[0]))
     except (OSError, ValueError, KeyError, struct.error, zipfile.BadZipFile) as exc:
-        raise _Unusable(f"{path}: near-duplicate index unreadable ({exc})") from exc
+        raise _unreadable(path, exc) from exc
     if params.get("format") not in _READ_FORMATS or {**params, "format": INDEX_FORMAT} != _params(s):
         raise _Unusable(f"{path}: near-duplicate index built with other settings ({params})")
     return _Read(version, path, sha256, digest, arrays)
@@ -1776,25 +1780,26 @@ class _Engine:
         # Of the parent's documents (they come first; `_parent_doc_rows`: their rows of its
         # index), only those that may share an LSH band with one of the run's.
         split = bisect_left(keys, self._first_run_doc)
-        run_sigs = _stack([self.docs[k].sig for k in keys[split:]], self.s.num_perm)
         parent_keys = np.array(keys[:split], np.int64)
-        parent_rows = self._parent_doc_rows[parent_keys]
-        picked = self._sharing_a_band("doc", self.s.candidate_threshold, self.s.num_perm, parent_rows, run_sigs)
-        keys = [*parent_keys[picked].tolist(), *keys[split:]]
-        parent_sigs = (  # (not a view of run_sigs: it would hold them while deciding)
+        parent_sigs = (  # (not a view of the run's: it would hold them while deciding)
             self.parent.arrays["doc_sigs"] if self.parent is not None else np.empty((0, self.s.num_perm), np.uint32)
         )
+        keys, sigs, first_wanted = self._rows_to_group(
+            "doc", self.s.candidate_threshold, self.s.num_perm,
+            parent_keys, self._parent_doc_rows[parent_keys], parent_sigs,
+            keys[split:], _stack([self.docs[k].sig for k in keys[split:]], self.s.num_perm),
+        )  # fmt: skip
         for k, found in self._candidates(
             self.s.candidate_threshold,
             self.s.num_perm,
             keys,
-            _Stacked([(parent_sigs, parent_rows[picked]), (run_sigs, None)], self.s.num_perm),
+            sigs,
             lambda key: self.docs[key].summary is not None,
             self._copy_of,
-            picked.shape[0],
+            first_wanted,
         ):
             self._doc_candidates[k] = sorted(found)  # (all before k: see `_candidates`)
-        del run_sigs  # (not held while deciding: see `_candidates`)
+        del sigs  # (not held while deciding: see `_candidates`)
         order = sorted(self._doc_candidates.keys() | self._copy_of.keys())
         self._in_waves(order, self._document_needs, self._decide_document)
         self._doc_candidates, self._copy_of = {}, {}
@@ -1927,19 +1932,17 @@ class _Engine:
             if split < rows.shape[0]
             else np.empty((0, self.s.window_num_perm), np.uint32)
         )
-        parent_windows = parent.window_rows[rows[:split]]
-        picked_windows = self._sharing_a_band(
-            "win", self.s.window_threshold, self.s.window_num_perm, parent_windows, run_window_sigs
-        )
-        window_keys = [*picked_windows.tolist(), *range(split, rows.shape[0])]
-        window_sigs = _Stacked(
-            [(parent.index_window_sigs, parent_windows[picked_windows]), (run_window_sigs, None)],
-            self.s.window_num_perm,
-        )
-        run_para_sigs = _stack(para_sigs, self.s.num_perm)
-        picked = self._sharing_a_band(
-            "para", self.s.candidate_threshold, self.s.num_perm, parent.rows, run_para_sigs
-        )
+        window_keys, window_sigs, parent_windows = self._rows_to_group(
+            "win", self.s.window_threshold, self.s.window_num_perm,
+            np.arange(split), parent.window_rows[rows[:split]], parent.index_window_sigs,
+            range(split, rows.shape[0]), run_window_sigs,
+        )  # fmt: skip
+        del run_window_sigs
+        whole_keys, whole_sigs, parent_paras = self._rows_to_group(
+            "para", self.s.candidate_threshold, self.s.num_perm,
+            parent.keys, parent.rows, parent.index_para_sigs,
+            para_keys[parent.keys.shape[0] :], _stack(para_sigs, self.s.num_perm),
+        )  # fmt: skip
         budget = self.s.max_candidates
 
         def in_run(k: int) -> bool:
@@ -1950,15 +1953,15 @@ class _Engine:
         for k, found in self._candidates(
             self.s.candidate_threshold,
             self.s.num_perm,
-            [*parent.keys[picked].tolist(), *para_keys[parent.keys.shape[0] :]],
-            _Stacked([(parent.index_para_sigs, parent.rows[picked]), (run_para_sigs, None)], self.s.num_perm),
+            whole_keys,
+            whole_sigs,
             in_run,
-            first_wanted=picked.shape[0],
+            first_wanted=parent_paras,
         ):
             earlier = sorted(c for c in found if c < k)[:budget]
             if earlier:
                 self._whole[k] = earlier
-        del run_para_sigs  # (not held while deciding: see `_candidates`)
+        del whole_sigs  # (not held while deciding: see `_candidates`)
         # 2. Passages: (earlier paragraph, -1) or (the same paragraph, split window), ranked by
         # how many windows hit them.
         owner_of = owner_para.tolist()
@@ -1970,14 +1973,33 @@ class _Engine:
                 window_keys,
                 window_sigs,
                 lambda key: in_run(owner_of[key]),
-                first_wanted=picked_windows.shape[0],
+                first_wanted=parent_windows,
             ),
             budget,
         )
-        del run_window_sigs, window_sigs
+        del window_sigs
         order = sorted(self._whole.keys() | self._ranked.keys())
         self._in_waves(order, self._paragraph_needs, self._decide_paragraph)
         self._whole, self._ranked = {}, {}
+
+    def _rows_to_group(
+        self,
+        kind: str,
+        threshold: float,
+        num_perm: int,
+        parent_keys: np.ndarray,
+        parent_rows: np.ndarray,
+        parent_sigs: Any,
+        run_keys: Iterable[int],
+        run_sigs: np.ndarray,
+    ) -> tuple[list[int], _Stacked, int]:
+        """The keys and signatures `_candidates` groups: of the parent's (`parent_keys`, each
+        signature the row of `parent_sigs` in `parent_rows`), those `_sharing_a_band` picks,
+        then the run's; and how many of the parent's come first (`first_wanted`)."""
+        picked = self._sharing_a_band(kind, threshold, num_perm, parent_rows, run_sigs)
+        keys = [*parent_keys[picked].tolist(), *run_keys]
+        sigs = _Stacked([(parent_sigs, parent_rows[picked]), (run_sigs, None)], num_perm)
+        return keys, sigs, int(picked.shape[0])
 
     def _sharing_a_band(
         self, kind: str, threshold: float, num_perm: int, parent_rows: np.ndarray, run_sigs: np.ndarray
