@@ -11,16 +11,27 @@ alone, the two copies at once, and one 2-worker run; the medians of the per-roun
 printed (this machine's share of its cores moves from minute to minute), with the 2-worker
 run's speed-up as a share of the ceiling. Every run is a fresh process writing a fresh corpus
 and reports folder, default settings, report included.
+
+Then where the 2-worker run's time goes against that ceiling, from the same rounds: a run on
+two cores lasts (its CPU seconds + core-seconds left idle) / 2, so its wall above the ceiling's
+(both copies' wall / 2) is split into the CPU it spends beyond the two copies' (per copy of the
+work) and the idle core-seconds beyond theirs. CPU seconds are each run's and its waited-for
+children's (`os.wait4`, as `/usr/bin/time` counts them); idle core-seconds are the machine's
+(`/proc/stat`: other work on it counts as busy), sampled every 20 ms, and for the last 2-worker
+run printed as busy cores per quarter second (the start-up, before the workers fork, shows as
+one core busy).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
@@ -35,17 +46,51 @@ from bench_pipeline import (  # noqa: E402
 )
 
 
-def timed(inputs: Path, scratch: Path, workers: list[int]) -> float:
-    """Wall seconds until every run of `workers` (one run per entry, started together) is done."""
+class Timed(NamedTuple):
+    wall: float  # seconds until every run started together is done
+    cpu: float  # CPU seconds of the runs and their children
+    idle: float  # core-seconds the machine left idle meanwhile
+    busy: list[float]  # busy cores in each quarter second
+
+
+def _idle_ticks() -> tuple[int, int]:
+    """The machine's (idle + iowait ticks, all ticks) so far, over every core."""
+    with open("/proc/stat") as stat:
+        values = [int(v) for v in stat.readline().split()[1:]]
+    return values[3] + values[4], sum(values)
+
+
+def timed(inputs: Path, scratch: Path, workers: list[int]) -> Timed:
+    """One run per entry of `workers` (its worker count), started together."""
+    ticks = os.sysconf("SC_CLK_TCK")
     started = time.perf_counter()
-    runs = [start_curate_run(ROOT, inputs, Path(tempfile.mkdtemp(dir=scratch)), count) for count in workers]
-    for run in runs:
-        if run.wait() != 0:
-            raise SystemExit(f"bench_ceiling: a run failed (exit {run.returncode})")
+    idle0, all0 = _idle_ticks()
+    runs = {start_curate_run(ROOT, inputs, Path(tempfile.mkdtemp(dir=scratch)), count).pid for count in workers}
+    cpu, samples = 0.0, [(0.0, idle0, all0)]
+    while runs:
+        for pid in list(runs):
+            done, status, usage = os.wait4(pid, os.WNOHANG)
+            if done:
+                runs.discard(pid)
+                cpu += usage.ru_utime + usage.ru_stime
+                if os.waitstatus_to_exitcode(status) != 0:
+                    raise SystemExit(f"bench_ceiling: a run failed (exit {os.waitstatus_to_exitcode(status)})")
+        samples.append((time.perf_counter() - started, *_idle_ticks()))
+        if runs:
+            time.sleep(0.02)
     seconds = time.perf_counter() - started
     for child in scratch.iterdir():
         shutil.rmtree(child, ignore_errors=True)
-    return seconds
+    cores = os.cpu_count() or 1
+    idle = (samples[-1][1] - idle0) / ticks
+    busy, mark = [], 0
+    for quarter in range(1, int(seconds * 4) + 2):
+        end = next((i for i, sample in enumerate(samples) if sample[0] >= quarter / 4), len(samples) - 1)
+        if end > mark:
+            span = samples[end][2] - samples[mark][2]
+            busy.append(cores * (1 - (samples[end][1] - samples[mark][1]) / span) if span else 0.0)
+            mark = end
+    return Timed(seconds, cpu, idle, busy)
 
 
 def main() -> int:
@@ -64,15 +109,17 @@ def main() -> int:
         print(f"input: {files} files, {size / 1e6:.1f} MB; parallel capacity of 2 processes before: "
               f"{parallel_capacity(2):.2f} cores")
         timed(inputs, scratch, [1])  # untimed: the table cache filled, the files in the page cache
-        walls: dict[str, list[float]] = {kind: [] for kind in kinds}
+        walls: dict[str, list[Timed]] = {kind: [] for kind in kinds}
         names = list(kinds)
         for round_number in range(args.rounds):
             for kind in names[round_number % 3 :] + names[: round_number % 3]:
                 walls[kind].append(timed(inputs, scratch, kinds[kind]))
         print(f"parallel capacity after: {parallel_capacity(2):.2f} cores")
-    alone, pair, two = (walls[kind] for kind in names)
+    alone, pair, two = ([t.wall for t in walls[kind]] for kind in names)
     for kind in names:
-        print(f"{kind}: " + ", ".join(f"{w:.2f}" for w in walls[kind]) + f" s (median {statistics.median(walls[kind]):.2f})")
+        runs = walls[kind]
+        print(f"{kind}: " + ", ".join(f"{t.wall:.2f}" for t in runs) + f" s (median {median(runs, 'wall'):.2f}); "
+              f"CPU {median(runs, 'cpu'):.2f} s, idle {median(runs, 'idle'):.2f} core-s (medians)")
     ceiling = [2 * a / p for a, p in zip(alone, pair, strict=True)]
     speedup = [a / t for a, t in zip(alone, two, strict=True)]
     share = [s / c for s, c in zip(speedup, ceiling, strict=True)]
@@ -80,8 +127,22 @@ def main() -> int:
           f"({min(ceiling):.2f}-{max(ceiling):.2f})")
     print(f"2-worker speed-up (alone / 2 workers): {statistics.median(speedup):.2f}x "
           f"({min(speedup):.2f}-{max(speedup):.2f}); share of the ceiling {statistics.median(share):.0%}")
+    # A run on `cores` cores lasts (CPU + idle core-seconds) / cores: the 2-worker run against
+    # half of the two copies (one copy's work), term by term, medians of the rounds' differences.
+    cores = os.cpu_count() or 1
+    pairs, twos = walls["two 1-worker runs at once"], walls["2 workers"]
+    above = statistics.median(t.wall - p.wall / 2 for t, p in zip(twos, pairs, strict=True))
+    more_cpu = statistics.median(t.cpu - p.cpu / 2 for t, p in zip(twos, pairs, strict=True))
+    more_idle = statistics.median(t.idle - p.idle / 2 for t, p in zip(twos, pairs, strict=True))
+    print(f"2 workers against the ceiling (half of the two copies): {above:+.2f} s of wall; "
+          f"{more_cpu:+.2f} CPU-s ({more_cpu / cores:+.2f} s on {cores} cores) and "
+          f"{more_idle:+.2f} idle core-s ({more_idle / cores:+.2f} s) (medians of the rounds)")
+    print("busy cores per quarter second, the last 2-worker run: " + " ".join(f"{b:.1f}" for b in twos[-1].busy))
     return 0
 
+
+def median(runs: list[Timed], field: str) -> float:
+    return statistics.median(getattr(run, field) for run in runs)
 
 if __name__ == "__main__":
     sys.exit(main())
