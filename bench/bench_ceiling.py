@@ -27,8 +27,10 @@ from __future__ import annotations
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -65,20 +67,26 @@ def timed(inputs: Path, scratch: Path, workers: list[int]) -> Timed:
     ticks = os.sysconf("SC_CLK_TCK")
     started = time.perf_counter()
     idle0, all0 = _idle_ticks()
-    runs = {start_curate_run(ROOT, inputs, Path(tempfile.mkdtemp(dir=scratch)), count).pid for count in workers}
-    cpu, samples = 0.0, [(0.0, idle0, all0)]
-    while runs:
-        for pid in list(runs):
-            done, status, usage = os.wait4(pid, os.WNOHANG)
-            if done:
-                runs.discard(pid)
-                cpu += usage.ru_utime + usage.ru_stime
-                if os.waitstatus_to_exitcode(status) != 0:
-                    raise SystemExit(f"bench_ceiling: a run failed (exit {os.waitstatus_to_exitcode(status)})")
+    runs = [start_curate_run(ROOT, inputs, Path(tempfile.mkdtemp(dir=scratch)), count) for count in workers]
+    ended: list[tuple[float, float, int]] = []  # (seconds, CPU seconds, exit code) of each run
+
+    def reap(run: subprocess.Popen[bytes]) -> None:
+        """Wait for a run as `wait` does, keeping its rusage (which `wait` drops) and the moment."""
+        _, status, usage = os.wait4(run.pid, 0)
+        run.returncode = os.waitstatus_to_exitcode(status)
+        ended.append((time.perf_counter() - started, usage.ru_utime + usage.ru_stime, run.returncode))
+
+    reapers = [threading.Thread(target=reap, args=(run,)) for run in runs]
+    for reaper in reapers:
+        reaper.start()
+    samples = [(0.0, idle0, all0)]
+    while any(reaper.is_alive() for reaper in reapers):
+        time.sleep(0.02)
         samples.append((time.perf_counter() - started, *_idle_ticks()))
-        if runs:
-            time.sleep(0.02)
-    seconds = time.perf_counter() - started
+    if any(code != 0 for _, _, code in ended):
+        raise SystemExit(f"bench_ceiling: a run failed (exit codes {[code for _, _, code in ended]})")
+    seconds = max(at for at, _, _ in ended)
+    cpu = sum(used for _, used, _ in ended)
     for child in scratch.iterdir():
         shutil.rmtree(child, ignore_errors=True)
     cores = os.cpu_count() or 1
@@ -143,6 +151,7 @@ def main() -> int:
 
 def median(runs: list[Timed], field: str) -> float:
     return statistics.median(getattr(run, field) for run in runs)
+
 
 if __name__ == "__main__":
     sys.exit(main())
