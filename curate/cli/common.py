@@ -8,10 +8,12 @@ import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
-from typing import NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
-from rich.console import Console
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -20,12 +22,26 @@ def fail(message: str, code: int = 2) -> NoReturn:
     sys.exit(code)
 
 
-class _PagerConsole(Console):
-    def on_broken_pipe(self) -> None:
-        """The reader quit the pager: end the `paged` block (rich's own handling points standard
-        output at /dev/null and exits the program)."""
-        self.quiet = True
-        raise BrokenPipeError
+def rich_console(**options: Any) -> Console:
+    """A rich `Console`. rich is imported here, by the commands that show something: its
+    modules take 20-30 ms to import, which a quiet `curate run` (one line of result) does
+    without at every start."""
+    from rich.console import Console
+
+    return Console(**options)
+
+
+def _pager_console(**options: Any) -> Console:
+    """A console whose reader may quit: a broken pipe ends the `paged` block (rich's own
+    handling points standard output at /dev/null and exits the program)."""
+    from rich.console import Console
+
+    class PagerConsole(Console):
+        def on_broken_pipe(self) -> None:
+            self.quiet = True
+            raise BrokenPipeError
+
+    return PagerConsole(**options)
 
 
 @contextlib.contextmanager
@@ -55,7 +71,7 @@ def paged(console: Console, *, off: bool = False) -> Iterator[Console]:
         return
     stream = pager.stdin
     assert stream is not None
-    piped = _PagerConsole(file=stream, width=console.width, color_system=console.color_system,
+    piped = _pager_console(file=stream, width=console.width, color_system=console.color_system,
                           force_terminal=True, highlight=False, emoji=False, markup=False)
     try:
         yield piped

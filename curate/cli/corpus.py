@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import gc
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from curate import config as config_module
-from curate.cli.common import fail
+from curate.cli.common import fail, rich_console
 from curate.version import (
     STATUS_FILES,
     VersionError,
@@ -26,6 +24,9 @@ from curate.version import (
     resolve,
     verify,
 )
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 
 def load_config(path: str | None) -> config_module.Config:
@@ -88,50 +89,62 @@ def run(
     for key, value in [("workers", workers), ("engine", engine), ("ray_address", address)]:
         if value is not None:
             setattr(cfg.run, key, value)
-    console = Console(stderr=True, quiet=quiet)
+    # A quiet run shows nothing but errors and its one-line result: rich (a console, a progress
+    # bar) is loaded only for a run that shows more (`rich_console`).
+    console = None if quiet else rich_console(stderr=True)
     from curate import minhash
 
-    if minhash._kernels is None:
+    if minhash._kernels is None and console is not None:
         console.print(
             "[yellow]note: curate's compiled loops (curate._kernels) are not built, so "
             "near-duplicate detection runs on numpy: the same output, slower. Reinstall with a "
             "C compiler present (`make setup` or `pip install -e .`) to build them.[/]",
             highlight=False,
         )
-    progress = Progress(
-        TextColumn("[bold]curating"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
-        TimeElapsedColumn(), console=console, transient=True, disable=quiet or not console.is_terminal,
-    )
-    task = progress.add_task("", total=None)
+    shown: Any = contextlib.nullcontext()
+    on_file = on_plan = None
+    if console is not None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
 
-    def on_file(result: Any) -> None:
-        progress.update(task, advance=1, description=result.file.source)
-        if quiet:  # (a quiet console renders what it is given, then drops it: 0.2 ms a line)
-            return
-        for skip in result.skipped:
-            console.print(f"[yellow]{skip.line()}[/]", highlight=False, markup=True)
+        progress = shown = Progress(
+            TextColumn("[bold]curating"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+            TimeElapsedColumn(), console=console, transient=True, disable=not console.is_terminal,
+        )
+        task = progress.add_task("", total=None)
+
+        def on_file(result: Any) -> None:
+            progress.update(task, advance=1, description=result.file.source)
+            for skip in result.skipped:
+                console.print(f"[yellow]{skip.line()}[/]", highlight=False, markup=True)
+
+        def on_plan(files: int) -> None:
+            progress.update(task, total=files)
 
     try:
-        with progress:
+        with shown:
             result = run_pipeline(
                 cfg, inputs=list(inputs) or None, corpus=corpus, reports=reports,
-                on_file=on_file, on_plan=lambda n: progress.update(task, total=n),
+                on_file=on_file, on_plan=on_plan,
             )
     except RunError as exc:
         fail(str(exc))
-    out = Console(quiet=False)
     if not result.created:
         note = " (LATEST now points to it)" if result.latest_moved else ""
-        out.print(f"nothing changed: version {result.version_id} already has these inputs, "
-                  f"configuration and rules{note}", highlight=False)
+        click.echo(f"nothing changed: version {result.version_id} already has these inputs, "
+                   f"configuration and rules{note}")
         return
-    for warning in result.warnings:
-        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
-    if not quiet:
-        out.print(summary_table(result.counts, result.skipped))
-    out.print(f"version {result.version_id} written to {result.version_dir}"
-              + (f"; report {result.reports['html']}" if result.reports.get("html") else ""),
-              highlight=False, markup=False, emoji=False)
+    if console is not None:
+        for warning in result.warnings:
+            console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        rich_console().print(summary_table(result.counts, result.skipped))
+    click.echo(f"version {result.version_id} written to {result.version_dir}"
+               + (f"; report {result.reports['html']}" if result.reports.get("html") else ""))
     # The process ends next. Python's collections at exit would walk every object still alive
     # (about 40,000, 30-40 ms after a run of the benchmark) for garbage it has no need to free:
     # the objects alive then are left out of them, as `gc.freeze` leaves them out for a fork.
@@ -140,6 +153,8 @@ def run(
 
 
 def summary_table(counts: dict[str, Any], skipped: list[Any]) -> Table:
+    from rich.table import Table
+
     table = Table(title="curate run", show_header=True, header_style="bold")
     table.add_column("what")
     table.add_column("count", justify="right")
@@ -169,6 +184,8 @@ def log(corpus: str | None, config_path: str | None) -> None:
         fail(f"{root}: no versions yet (run `curate run` first)")
     by_id = {m["version"]: m for m in manifests}
     latest = read_latest(root)
+    from rich.table import Table
+
     table = Table(show_header=True, header_style="bold")
     for column in ["version", "created", "parent", "docs", "what changed"]:
         table.add_column(column)
@@ -179,7 +196,7 @@ def log(corpus: str | None, config_path: str | None) -> None:
             manifest["version"] + marker, manifest.get("created", ""), manifest.get("parent") or "-",
             str(manifest["counts"]["documents_out"]), describe_change(parent, manifest),
         )
-    Console().print(table)
+    rich_console().print(table)
 
 
 def describe_change(parent: dict[str, Any] | None, manifest: dict[str, Any]) -> str:
@@ -222,7 +239,7 @@ def config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 def show(version: str | None, doc: str | None, corpus: str | None, config_path: str | None) -> None:
     """Show a version's manifest summary, or one document (by id or source) with its edits."""
     folder = resolve_version(corpus_path(corpus, config_path), version)
-    console = Console()
+    console = rich_console()
     manifest = read_manifest(folder)
     if doc is None:
         console.print(f"[bold]version {manifest['version']}[/] created {manifest.get('created')} "

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
 
-from curate.cli.common import fail, paged
+from curate.cli.common import fail, paged, rich_console
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def _corpus_dir(corpus: str | None) -> Path:
@@ -33,7 +36,7 @@ def _version_dir(corpus: Path, ref: str | None) -> Path:
 
 def _console(no_color: bool) -> Console:
     # color_system=None: no escape sequences at all (no_color alone still emits bold and strike).
-    return Console(color_system=None if no_color else "auto", highlight=False, emoji=False, markup=False)
+    return rich_console(color_system=None if no_color else "auto", highlight=False, emoji=False, markup=False)
 
 
 @click.command("report")

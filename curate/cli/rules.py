@@ -8,11 +8,9 @@ from typing import Any
 
 import click
 import tomli_w
-from rich.console import Console
-from rich.table import Table
 
 from curate import config as config_module
-from curate.cli.common import fail
+from curate.cli.common import fail, rich_console
 from curate.rules import (
     ALLOWLIST_FILE,
     BUILTIN_RULE_IDS,
@@ -63,7 +61,9 @@ def rules_group() -> None:
 def list_rules(config_path: str | None, rules_dirs: tuple[str, ...], pack_filter: str | None) -> None:
     """Show the packs and their rules (id, scope, action, description, examples)."""
     ruleset = load(config_path, rules_dirs)
-    console = Console(no_color=not sys.stdout.isatty(), soft_wrap=not sys.stdout.isatty())
+    from rich.table import Table
+
+    console = rich_console(no_color=not sys.stdout.isatty(), soft_wrap=not sys.stdout.isatty())
     packs = [p for p in ruleset.packs if pack_filter in (None, p.name)]
     if pack_filter and not packs:
         fail(f"no pack named {pack_filter!r} (packs: {', '.join(p.name for p in ruleset.packs)})")
