@@ -521,12 +521,7 @@ def verify(version_dir: Path) -> list[str]:
     if not manifest_path.is_file():
         return [f"{version_dir}: no manifest.json"]
     manifest = read_manifest(version_dir)
-    for name, expected in sorted(manifest.get("files", {}).items()):
-        path = version_dir / name
-        if not path.is_file():
-            problems.append(f"{name}: missing")
-        elif file_sha256(path) != expected:
-            problems.append(f"{name}: sha256 differs from the manifest")
+    problems += _hash_problems(version_dir, manifest.get("files", {}), "", "the manifest")
     present = {
         path.relative_to(version_dir).as_posix()
         for path in version_dir.rglob("*")
@@ -552,10 +547,19 @@ def verify(version_dir: Path) -> list[str]:
                     problems.append(f"document {doc_id}: sha256 differs from the manifest")
     for doc_id in sorted(outputs):
         problems.append(f"document {doc_id}: listed in the manifest but missing")
-    for name, expected in sorted(manifest.get("references", {}).items()):
-        path = version_dir.parent / name
+    # The files of other versions this one refers to (its near-duplicate index's older parts).
+    problems += _hash_problems(version_dir.parent, manifest.get("references", {}), "refers to ", "the one recorded")
+    return problems
+
+
+def _hash_problems(folder: Path, recorded: dict[str, str], prefix: str, source: str) -> list[str]:
+    """The files named in `recorded` (paths under `folder`) that are missing or whose sha256
+    is not the one recorded (`source` names where it was), each as one line."""
+    problems = []
+    for name, expected in sorted(recorded.items()):
+        path = folder / name
         if not path.is_file():
-            problems.append(f"refers to {name}: missing")
+            problems.append(f"{prefix}{name}: missing")
         elif file_sha256(path) != expected:
-            problems.append(f"refers to {name}: sha256 differs from the one recorded")
+            problems.append(f"{prefix}{name}: sha256 differs from {source}")
     return problems

@@ -311,7 +311,9 @@ def test_verify_detects_a_tampered_document(curate_run):
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     problems = verify(folder)
     assert any(record["id"] in p and "sha256 differs" in p for p in problems)
-    assert any(p.startswith("documents.jsonl: sha256") for p in problems)
+    assert "documents.jsonl: sha256 differs from the manifest" in problems
+    (folder / "edits.jsonl").unlink()
+    assert "edits.jsonl: missing" in verify(folder)
 
 
 def test_a_second_run_on_a_locked_corpus_fails_clearly(tmp_path):
