@@ -670,7 +670,7 @@ def test_band_tables_find_the_parent_rows_of_the_runs_groups_and_decide_as_bandi
             patched.setattr(
                 dedup,
                 "_band_tables_of",
-                lambda segment, without=without: {"bands": {}} if without(segment.version) else read_tables(segment),
+                lambda segment, without=without: dedup._NO_BAND_TABLES if without(segment.version) else read_tables(segment),
             )
             other = curate_runs(tmp_path / folder, incremental_runs())
         for (_, out, context), (_, other_out, other_context) in zip(with_tables, other, strict=True):
@@ -699,7 +699,7 @@ def test_band_tables_made_for_other_bands_are_not_used(tmp_path: Path, monkeypat
     out, context = run(incremental_runs()[2], parent=versions[-1][0], **other)
     assert not searched
     with monkeypatch.context() as patched:
-        patched.setattr(dedup, "_band_tables_of", lambda segment: {"bands": {}})
+        patched.setattr(dedup, "_band_tables_of", lambda segment: dedup._NO_BAND_TABLES)
         expected, expected_context = run(incremental_runs()[2], parent=versions[-1][0], **other)
     assert snapshot(out) == snapshot(expected) and context.state["dedup"] == expected_context.state["dedup"]
     run(incremental_runs()[2], parent=versions[-1][0])  # (the same bands: searched)

@@ -1138,7 +1138,7 @@ class _ParentIndex:
         """Pickled (for `parallel` on other machines) without its band tables, which only the
         decision's candidates read, in the driver (the tables then read as absent)."""
         state = dict(self.__dict__)
-        state["band_tables"] = [{"bands": {}} for _ in self.band_tables]
+        state["band_tables"] = [_NO_BAND_TABLES for _ in self.band_tables]
         return state
 
     def rows_sharing_a_band(self, kind: str, bands: tuple[tuple[int, int], ...], sigs: np.ndarray) -> np.ndarray:
@@ -1148,8 +1148,8 @@ class _ParentIndex:
         found = []
         for number, tables in enumerate(self.band_tables):
             first, end = self.first_row[kind][number], self.first_row[kind][number + 1]
-            table = tables.get(kind)
-            if table is not None and table.shape == (len(bands), end - first) and tables["bands"].get(kind) == bands:
+            table = tables.table(kind, bands, end - first)
+            if table is not None:
                 found.append(first + _BandTable.rows_sharing(table, bands, sigs))
             else:
                 found.append(np.arange(first, end))
@@ -1164,23 +1164,40 @@ class _ParentIndex:
 _KIND_COLUMN = {"doc": "doc_ids", "para": "para_doc", "win": "win_para"}  # a column a row of each
 
 
-def _band_tables_of(segment: _Segment) -> dict[str, Any]:
-    """A segment's band tables by kind, and under "bands" the bands each was made for ({}
-    when it has none, or names them unreadably: then none serves)."""
+class _BandTables(NamedTuple):
+    """An index file's band tables (`_BandTable`): by kind (doc, para, win), each table and the
+    bands it was made for. A kind without both has no table that serves."""
+
+    bands: dict[str, tuple[tuple[int, int], ...]]
+    tables: dict[str, np.ndarray]
+
+    def table(self, kind: str, bands: tuple[tuple[int, int], ...], rows: int) -> np.ndarray | None:
+        """The table of `kind` if it was made for these `bands` over `rows` rows, else None."""
+        table = self.tables.get(kind)
+        if table is None or self.bands.get(kind) != bands or table.shape != (len(bands), rows):
+            return None
+        return table
+
+
+_NO_BAND_TABLES = _BandTables({}, {})
+
+
+def _band_tables_of(segment: _Segment) -> _BandTables:
+    """A segment's band tables (none when it has none, or names them unreadably, or made them
+    with another hash)."""
     try:
-        bands = json.loads(str(segment.arrays[_BAND_TABLES_MEMBER].reshape(-1)[0]))
-        if bands.pop("hash") != _BAND_TABLE_HASH:  # (made with another hash: none serves)
-            return {"bands": {}}
-        tables: dict[str, Any] = {
-            "bands": {kind: tuple((int(a), int(b)) for a, b in value) for kind, value in bands.items()}
-        }
+        named = json.loads(str(segment.arrays[_BAND_TABLES_MEMBER].reshape(-1)[0]))
+        if named.pop("hash") != _BAND_TABLE_HASH:  # (made with another hash: none serves)
+            return _NO_BAND_TABLES
+        bands = {kind: tuple((int(a), int(b)) for a, b in value) for kind, value in named.items()}
     except (KeyError, IndexError, ValueError, TypeError, AttributeError):
-        return {"bands": {}}
+        return _NO_BAND_TABLES
+    tables = {}
     for kind in _KIND_COLUMN:
         table = segment.arrays.get(f"lsh_{kind}")
         if table is not None and table.dtype == np.uint64 and table.ndim == 2:
             tables[kind] = table
-    return tables
+    return _BandTables(bands, tables)
 
 
 _DOC_COLUMNS = ("doc_ids", "doc_sigs")
