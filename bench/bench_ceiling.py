@@ -15,11 +15,12 @@ and reports folder, default settings, report included.
 Then where the 2-worker run's time goes against that ceiling, from the same rounds: a run on
 two cores lasts (its CPU seconds + core-seconds left idle) / 2, so its wall above the ceiling's
 (both copies' wall / 2) is split into the CPU it spends beyond the two copies' (per copy of the
-work) and the idle core-seconds beyond theirs. CPU seconds are each run's and its waited-for
-children's (`os.wait4`, as `/usr/bin/time` counts them); idle core-seconds are the machine's
-(`/proc/stat`: other work on it counts as busy), sampled every 20 ms, and for the last 2-worker
-run printed as busy cores per quarter second (the start-up, before the workers fork, shows as
-one core busy).
+work) and the idle core-seconds beyond theirs; what the two leave is printed as the rest (other
+work on the machine, busy without being any run's CPU; and medians of differences, which need
+not add up). CPU seconds are each run's and its waited-for children's (`os.wait4`, as
+`/usr/bin/time` counts them); idle core-seconds are the machine's (`/proc/stat`), from the start
+to the end of the last run, sampled every 20 ms, and for the last 2-worker run printed as busy
+cores per quarter second (the start-up, before the workers fork, shows as one core busy).
 """
 
 from __future__ import annotations
@@ -56,9 +57,10 @@ class Timed(NamedTuple):
 
 
 def _idle_ticks() -> tuple[int, int]:
-    """The machine's (idle + iowait ticks, all ticks) so far, over every core."""
+    """The machine's (idle + iowait ticks, all ticks) so far, over every core (the first eight
+    fields of /proc/stat's "cpu" line: guest time is already inside user time)."""
     with open("/proc/stat") as stat:
-        values = [int(v) for v in stat.readline().split()[1:]]
+        values = [int(v) for v in stat.readline().split()[1:9]]
     return values[3] + values[4], sum(values)
 
 
@@ -66,39 +68,55 @@ def timed(inputs: Path, scratch: Path, workers: list[int]) -> Timed:
     """One run per entry of `workers` (its worker count), started together."""
     ticks = os.sysconf("SC_CLK_TCK")
     started = time.perf_counter()
-    idle0, all0 = _idle_ticks()
+    samples = [(0.0, *_idle_ticks())]  # (seconds, idle ticks, all ticks), every 20 ms
     runs = [start_curate_run(ROOT, inputs, Path(tempfile.mkdtemp(dir=scratch)), count) for count in workers]
-    ended: list[tuple[float, float, int]] = []  # (seconds, CPU seconds, exit code) of each run
+    ended: list[tuple[float, int, int, float, int]] = []  # of each run: its end, as a sample; CPU-s; exit code
 
     def reap(run: subprocess.Popen[bytes]) -> None:
-        """Wait for a run as `wait` does, keeping its rusage (which `wait` drops) and the moment."""
+        """Wait for a run as `wait` does, keeping its rusage (which `wait` drops), the moment and
+        the machine's ticks then."""
         _, status, usage = os.wait4(run.pid, 0)
         run.returncode = os.waitstatus_to_exitcode(status)
-        ended.append((time.perf_counter() - started, usage.ru_utime + usage.ru_stime, run.returncode))
+        at = (time.perf_counter() - started, *_idle_ticks())
+        ended.append((*at, usage.ru_utime + usage.ru_stime, run.returncode))
 
     reapers = [threading.Thread(target=reap, args=(run,)) for run in runs]
     for reaper in reapers:
         reaper.start()
-    samples = [(0.0, idle0, all0)]
     while any(reaper.is_alive() for reaper in reapers):
         time.sleep(0.02)
         samples.append((time.perf_counter() - started, *_idle_ticks()))
-    if any(code != 0 for _, _, code in ended):
-        raise SystemExit(f"bench_ceiling: a run failed (exit codes {[code for _, _, code in ended]})")
-    seconds = max(at for at, _, _ in ended)
-    cpu = sum(used for _, used, _ in ended)
+    codes = [code for *_, code in ended]
+    if len(ended) != len(runs) or any(codes):
+        raise SystemExit(f"bench_ceiling: a run failed (exit codes {codes}, of {len(runs)} runs)")
     for child in scratch.iterdir():
         shutil.rmtree(child, ignore_errors=True)
-    cores = os.cpu_count() or 1
-    idle = (samples[-1][1] - idle0) / ticks
-    busy, mark = [], 0
-    for quarter in range(1, int(seconds * 4) + 2):
-        end = next((i for i, sample in enumerate(samples) if sample[0] >= quarter / 4), len(samples) - 1)
-        if end > mark:
+    last = max(ended)[:3]  # the end of the last run: the samples stop there
+    samples = [sample for sample in samples if sample[0] < last[0]] + [last]
+    seconds = last[0]
+    cpu = sum(used for *_, used, _ in ended)
+    idle = (last[1] - samples[0][1]) / ticks
+    return Timed(seconds, cpu, idle, _busy_quarters(samples, os.cpu_count() or 1))
+
+
+def _busy_quarters(samples: list[tuple[float, int, int]], cores: int) -> list[float]:
+    """Busy cores in each quarter second from the samples (NaN for a quarter no sample ends,
+    the machine too busy to sample); the last value is the rest of the run, under a quarter."""
+    busy, mark, quarter = [], 0, 1
+    while True:
+        if quarter / 4 >= samples[-1][0]:
+            end = len(samples) - 1
+        else:
+            end = next(i for i, sample in enumerate(samples) if sample[0] >= quarter / 4)
+        if end == mark:
+            busy.append(float("nan"))
+        else:
             span = samples[end][2] - samples[mark][2]
-            busy.append(cores * (1 - (samples[end][1] - samples[mark][1]) / span) if span else 0.0)
+            busy.append(cores * (1 - (samples[end][1] - samples[mark][1]) / span) if span else float("nan"))
             mark = end
-    return Timed(seconds, cpu, idle, busy)
+        if end == len(samples) - 1:
+            return busy
+        quarter += 1
 
 
 def main() -> int:
@@ -142,10 +160,18 @@ def main() -> int:
     above = statistics.median(t.wall - p.wall / 2 for t, p in zip(twos, pairs, strict=True))
     more_cpu = statistics.median(t.cpu - p.cpu / 2 for t, p in zip(twos, pairs, strict=True))
     more_idle = statistics.median(t.idle - p.idle / 2 for t, p in zip(twos, pairs, strict=True))
+    # What the two terms leave: other work on the machine (busy, yet no run's CPU), and medians
+    # of differences, which need not add up.
+    rest = statistics.median(
+        (t.wall - p.wall / 2) - ((t.cpu - p.cpu / 2) + (t.idle - p.idle / 2)) / cores
+        for t, p in zip(twos, pairs, strict=True)
+    )
     print(f"2 workers against the ceiling (half of the two copies): {above:+.2f} s of wall; "
           f"{more_cpu:+.2f} CPU-s ({more_cpu / cores:+.2f} s on {cores} cores) and "
-          f"{more_idle:+.2f} idle core-s ({more_idle / cores:+.2f} s) (medians of the rounds)")
-    print("busy cores per quarter second, the last 2-worker run: " + " ".join(f"{b:.1f}" for b in twos[-1].busy))
+          f"{more_idle:+.2f} idle core-s ({more_idle / cores:+.2f} s); the rest {rest:+.2f} s "
+          "(other work on the machine) (medians of the rounds)")
+    print("busy cores per quarter second, the last 2-worker run (the last value: under a quarter): "
+          + " ".join(f"{b:.1f}" for b in twos[-1].busy))
     return 0
 
 
