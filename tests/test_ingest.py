@@ -287,10 +287,11 @@ def test_an_input_changed_during_the_run_stops_it_in_one_line_without_a_version(
         (folder / f"{n}.txt").write_text(f"{SIMPLIFIED}\n第{n}篇。\n", encoding="utf-8")
     hash_inputs = runner.hash_inputs
 
-    def hashed_then_changed(files):
-        hash_inputs(files)
+    def hashed_then_changed(files, *threads):
+        skipped = hash_inputs(files, *threads)
         with (folder / "1.txt").open("a", encoding="utf-8") as handle:
             handle.write("又一段。\n")
+        return skipped
 
     monkeypatch.setattr(runner, "hash_inputs", hashed_then_changed)
     config = make_config(tmp_path, {"run": {"workers": workers}})
@@ -303,6 +304,65 @@ def test_an_input_changed_during_the_run_stops_it_in_one_line_without_a_version(
     # unchanged, the same files make a version
     monkeypatch.setattr(runner, "hash_inputs", hash_inputs)
     assert runner.run(config, inputs=[str(folder)], write_report=False).created
+
+
+def test_inputs_are_hashed_on_several_threads_as_on_one(tmp_path, monkeypatch):
+    """The inputs' sha256 (what the version id is made of) on threads: the same digests, each
+    on its own file, in the files' order, the work spread over the threads."""
+    import hashlib
+    import threading
+
+    from curate import runner
+
+    sizes = [0, 1, 3 << 20, 5000, 1 << 20, 7, (2 << 20) + 1]
+    for n, size in enumerate(sizes):
+        (tmp_path / f"{n}.txt").write_bytes(bytes((n * 7 + i) % 251 for i in range(size)))
+    expected = [hashlib.sha256((tmp_path / f"{n}.txt").read_bytes()).hexdigest() for n in range(len(sizes))]
+    hashed_on: set[str] = set()
+    file_sha256 = runner.file_sha256
+
+    def spied(path):
+        hashed_on.add(threading.current_thread().name)
+        return file_sha256(path)
+
+    monkeypatch.setattr(runner, "file_sha256", spied)
+    for threads in (1, 4):
+        files, _ = scan([tmp_path], IngestSettings())
+        files.sort(key=lambda file: int(file.path.stem))
+        hashed_on.clear()
+        assert runner.hash_inputs(files, threads) == []
+        assert [file.sha256 for file in files] == expected
+        if threads == 1:
+            assert hashed_on == {threading.current_thread().name}
+        else:
+            assert hashed_on and all(name.startswith("curate-hash") for name in hashed_on)
+
+
+def test_an_input_gone_before_it_is_hashed_is_skipped_with_the_reason(tmp_path, monkeypatch):
+    """A file the scan found and that is gone (or unreadable) when hashed: skipped, named in the
+    manifest with the reason; the run goes on with the others."""
+    from curate import ingest, runner
+    from curate.version import read_manifest
+
+    from .conftest import make_config
+
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    for n in range(3):
+        (folder / f"{n}.txt").write_text(f"{SIMPLIFIED}\n第{n}篇。\n", encoding="utf-8")
+    found = ingest.scan
+
+    def scanned_then_gone(*args):
+        result = found(*args)
+        (folder / "1.txt").unlink()
+        return result
+
+    monkeypatch.setattr(ingest, "scan", scanned_then_gone)
+    result = runner.run(make_config(tmp_path, {"run": {"workers": 2}}), inputs=[str(folder)], write_report=False)
+    manifest = read_manifest(result.version_dir)
+    assert manifest["skipped"] == [{"path": "1.txt", "reason": "cannot read: No such file or directory"}]
+    assert [record["path"] for record in manifest["inputs"]] == ["0.txt", "2.txt"]
+    assert manifest["counts"]["documents_in"] == 2
 
 
 def test_pages_read_by_the_workers_give_what_one_process_gives(tmp_path, monkeypatch):
