@@ -308,34 +308,35 @@ def test_an_input_changed_during_the_run_stops_it_in_one_line_without_a_version(
 
 def test_inputs_are_hashed_on_several_threads_as_on_one(tmp_path, monkeypatch):
     """The inputs' sha256 (what the version id is made of) on threads: the same digests, each
-    on its own file, in the files' order, the work spread over the threads."""
+    on its own file, in the files' order; the large files on the hashing threads, the small
+    ones (a thread's turn would cost more than their hashing) on the run's own thread."""
     import hashlib
     import threading
 
     from curate import runner
 
-    sizes = [0, 1, 3 << 20, 5000, 1 << 20, 7, (2 << 20) + 1]
+    sizes = [0, 1, 3 << 20, 5000, runner.THREADED_HASH_BYTES, 7, (2 << 20) + 1]
     for n, size in enumerate(sizes):
         (tmp_path / f"{n}.txt").write_bytes(bytes((n * 7 + i) % 251 for i in range(size)))
     expected = [hashlib.sha256((tmp_path / f"{n}.txt").read_bytes()).hexdigest() for n in range(len(sizes))]
-    hashed_on: set[str] = set()
+    hashed_on: dict[str, str] = {}
     file_sha256 = runner.file_sha256
 
     def spied(path):
-        hashed_on.add(threading.current_thread().name)
+        hashed_on[path.name] = threading.current_thread().name
         return file_sha256(path)
 
     monkeypatch.setattr(runner, "file_sha256", spied)
+    here = threading.current_thread().name
     for threads in (1, 4):
         files, _ = scan([tmp_path], IngestSettings())
         files.sort(key=lambda file: int(file.path.stem))
         hashed_on.clear()
         assert runner.hash_inputs(files, threads) == []
         assert [file.sha256 for file in files] == expected
-        if threads == 1:
-            assert hashed_on == {threading.current_thread().name}
-        else:
-            assert hashed_on and all(name.startswith("curate-hash") for name in hashed_on)
+        for n, size in enumerate(sizes):
+            threaded = threads > 1 and size >= runner.THREADED_HASH_BYTES
+            assert hashed_on[f"{n}.txt"].startswith("curate-hash") if threaded else hashed_on[f"{n}.txt"] == here
 
 
 def test_an_input_gone_before_it_is_hashed_is_skipped_with_the_reason(tmp_path, monkeypatch):
