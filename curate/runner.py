@@ -76,14 +76,18 @@ THREADED_HASH_BYTES = 1 << 20
 def hash_inputs(files: list[ingest.InputFile], threads: int = 1) -> list[ingest.Skipped]:
     """The sha256 of every input file (`file.sha256`), which the version id is made of, so
     before any other work: the large files on `threads` threads, since hashlib lets go of the
-    GIL while it hashes a block (a terabyte of inputs took about ten minutes on one core, with
-    the others idle), the small ones here meanwhile. The files that can no longer be read (gone
+    GIL while it hashes a block (a terabyte of inputs would take about ten minutes on one core,
+    with the others idle, from storage that reads faster than that), the small ones here
+    meanwhile. The files that can no longer be read (gone
     since the scan, say) are taken out of `files` and returned, skipped with the reason."""
     large = [n for n, file in enumerate(files) if file.size >= THREADED_HASH_BYTES] if threads > 1 else []
-    with ThreadPoolExecutor(max(1, min(threads, len(large))), thread_name_prefix="curate-hash") as pool:
+    pool = ThreadPoolExecutor(max(1, min(threads, len(large))), thread_name_prefix="curate-hash")
+    try:
         pending = {n: pool.submit(_sha256_or_error, files[n].path) for n in large}
         here = {n: _sha256_or_error(file.path) for n, file in enumerate(files) if n not in pending}
         digests = [pending[n].result() if n in pending else here[n] for n in range(len(files))]
+    finally:  # (stopped, by an error or Ctrl-C: the files not begun are not hashed first)
+        pool.shutdown(cancel_futures=True)
     skipped = []
     for file, digest in zip(files, digests, strict=True):
         if isinstance(digest, OSError):
@@ -158,7 +162,10 @@ def run(
                 moved = parent != version_id
                 if moved:
                     write_latest(corpus, version_id)
-                result = RunResult(version_id, existing, False, parent, latest_moved=moved)
+                result = RunResult(
+                    version_id, existing, False, parent, latest_moved=moved,
+                    skipped=sorted(skipped, key=lambda s: s.path),
+                )
                 if write_report and not (reports_dir / version_id / "report.json").is_file():
                     result.reports = _write_reports(existing, reports_dir, config.run.workers)
                 return result

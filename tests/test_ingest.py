@@ -339,9 +339,40 @@ def test_inputs_are_hashed_on_several_threads_as_on_one(tmp_path, monkeypatch):
             assert hashed_on[f"{n}.txt"].startswith("curate-hash") if threaded else hashed_on[f"{n}.txt"] == here
 
 
+def test_hashing_stopped_by_an_error_does_not_hash_the_files_still_queued(tmp_path, monkeypatch):
+    """An error (or Ctrl-C) while the inputs are hashed comes out at once: the large files still
+    queued for the threads are not hashed first (a terabyte's worth would take minutes)."""
+    import time
+
+    from curate import runner
+
+    for n in range(24):  # (0.6 s of hashing on two threads, all of it without the cancel)
+        (tmp_path / f"{n:02d}.txt").write_bytes(b"x" * runner.THREADED_HASH_BYTES)
+    (tmp_path / "small.txt").write_text("短。", encoding="utf-8")
+    hashed = []
+
+    def slow_or_failing(path):
+        if path.name == "small.txt":
+            time.sleep(0.05)  # (the threads have begun)
+            raise ValueError("stop")
+        time.sleep(0.05)
+        hashed.append(path.name)
+        return "0" * 64
+
+    monkeypatch.setattr(runner, "file_sha256", slow_or_failing)
+    files, _ = scan([tmp_path], IngestSettings())
+    with pytest.raises(ValueError, match="stop"):
+        runner.hash_inputs(files, 2)
+    assert len(hashed) < 16
+
+
 def test_an_input_gone_before_it_is_hashed_is_skipped_with_the_reason(tmp_path, monkeypatch):
     """A file the scan found and that is gone (or unreadable) when hashed: skipped, named in the
-    manifest with the reason; the run goes on with the others."""
+    manifest with the reason; the run goes on with the others. Again when the others make a
+    version that exists: the result says so (the CLI shows it beside "nothing changed")."""
+    import errno
+    import os
+
     from curate import ingest, runner
     from curate.version import read_manifest
 
@@ -349,7 +380,7 @@ def test_an_input_gone_before_it_is_hashed_is_skipped_with_the_reason(tmp_path, 
 
     folder = tmp_path / "incoming"
     folder.mkdir()
-    for n in range(3):
+    for n in (0, 2):
         (folder / f"{n}.txt").write_text(f"{SIMPLIFIED}\n第{n}篇。\n", encoding="utf-8")
     found = ingest.scan
 
@@ -359,9 +390,16 @@ def test_an_input_gone_before_it_is_hashed_is_skipped_with_the_reason(tmp_path, 
         return result
 
     monkeypatch.setattr(ingest, "scan", scanned_then_gone)
-    result = runner.run(make_config(tmp_path, {"run": {"workers": 2}}), inputs=[str(folder)], write_report=False)
+    config = make_config(tmp_path, {"run": {"workers": 2}})
+    gone = [{"path": "1.txt", "reason": f"cannot read: {os.strerror(errno.ENOENT)}"}]
+    for created in (True, False):
+        # (large enough to be hashed on a thread: its error comes back from there)
+        (folder / "1.txt").write_bytes(b"x" * runner.THREADED_HASH_BYTES)
+        result = runner.run(config, inputs=[str(folder)], write_report=False)
+        assert result.created == created
+        assert [{"path": s.path, "reason": s.reason} for s in result.skipped] == gone
     manifest = read_manifest(result.version_dir)
-    assert manifest["skipped"] == [{"path": "1.txt", "reason": "cannot read: No such file or directory"}]
+    assert manifest["skipped"] == gone
     assert [record["path"] for record in manifest["inputs"]] == ["0.txt", "2.txt"]
     assert manifest["counts"]["documents_in"] == 2
 

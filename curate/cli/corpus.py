@@ -135,6 +135,9 @@ def run(
     except RunError as exc:
         fail(str(exc))
     if not result.created:
+        if console is not None:  # (inputs this run could not use: the version is made without them)
+            for skip in result.skipped:
+                console.print(f"[yellow]{skip.line()}[/]", highlight=False, markup=True)
         note = " (LATEST now points to it)" if result.latest_moved else ""
         click.echo(f"nothing changed: version {result.version_id} already has these inputs, "
                    f"configuration and rules{note}")
