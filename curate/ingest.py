@@ -43,6 +43,11 @@ class Skipped:
     def line(self) -> str:
         return f"skipped {self.path}: {self.reason}"
 
+    @classmethod
+    def unreadable(cls, source: str, exc: OSError) -> Skipped:
+        """A file that could not be read (gone, unreadable), with the system's reason."""
+        return cls(source, f"cannot read: {exc.strerror or exc}")
+
 
 @dataclass
 class FileResult:
@@ -216,7 +221,7 @@ def read_file_lazily(file: InputFile, settings: IngestSettings) -> FileResult:
     try:
         data = file.path.read_bytes()
     except OSError as exc:
-        result.skipped.append(Skipped(file.source, f"cannot read: {exc.strerror or exc}"))
+        result.skipped.append(Skipped.unreadable(file.source, exc))
         return result
     file.sha256 = hashlib.sha256(data).hexdigest()
     if not data.strip():
@@ -378,7 +383,7 @@ def _stream_jsonl(file: InputFile, settings: IngestSettings, result: FileResult)
     except UnicodeDecodeError:
         return False
     except OSError as exc:
-        result.skipped.append(Skipped(file.source, f"cannot read: {exc.strerror or exc}"))
+        result.skipped.append(Skipped.unreadable(file.source, exc))
         return True
     file.sha256 = digest.hexdigest()
     if blank:

@@ -78,8 +78,8 @@ def hash_inputs(files: list[ingest.InputFile], threads: int = 1) -> list[ingest.
     before any other work: the large files on `threads` threads, since hashlib lets go of the
     GIL while it hashes a block (a terabyte of inputs would take about ten minutes on one core,
     with the others idle, from storage that reads faster than that), the small ones here
-    meanwhile. The files that can no longer be read (gone
-    since the scan, say) are taken out of `files` and returned, skipped with the reason."""
+    meanwhile. The files that can no longer be read (gone since the scan, say) are taken out
+    of `files` and returned, skipped with the reason."""
     large = [n for n, file in enumerate(files) if file.size >= THREADED_HASH_BYTES] if threads > 1 else []
     pool = ThreadPoolExecutor(max(1, min(threads, len(large))), thread_name_prefix="curate-hash")
     try:
@@ -88,13 +88,14 @@ def hash_inputs(files: list[ingest.InputFile], threads: int = 1) -> list[ingest.
         digests = [pending[n].result() if n in pending else here[n] for n in range(len(files))]
     finally:  # (stopped, by an error or Ctrl-C: the files not begun are not hashed first)
         pool.shutdown(cancel_futures=True)
-    skipped = []
+    skipped, readable = [], []
     for file, digest in zip(files, digests, strict=True):
         if isinstance(digest, OSError):
-            skipped.append(ingest.Skipped(file.source, f"cannot read: {digest.strerror or digest}"))
+            skipped.append(ingest.Skipped.unreadable(file.source, digest))
         else:
             file.sha256 = digest
-    files[:] = [file for file, digest in zip(files, digests, strict=True) if not isinstance(digest, OSError)]
+            readable.append(file)
+    files[:] = readable
     return skipped
 
 
@@ -164,7 +165,7 @@ def run(
                     write_latest(corpus, version_id)
                 result = RunResult(
                     version_id, existing, False, parent, latest_moved=moved,
-                    skipped=sorted(skipped, key=lambda s: s.path),
+                    skipped=_in_order(skipped),
                 )
                 if write_report and not (reports_dir / version_id / "report.json").is_file():
                     result.reports = _write_reports(existing, reports_dir, config.run.workers)
@@ -219,7 +220,7 @@ def run(
         True,
         parent,
         counts=read_manifest(folder)["counts"],
-        skipped=sorted(skipped, key=lambda s: s.path),
+        skipped=_in_order(skipped),
         warnings=warnings,
         latest_moved=True,
     )
@@ -281,7 +282,12 @@ def _encode_with_entry(maker: EntryMaker, doc: Document) -> Encoded:
 
 
 def _finish_record(record: RunRecord, skipped: list[ingest.Skipped]) -> None:
-    record.skipped = [{"path": s.path, "reason": s.reason} for s in sorted(skipped, key=lambda s: s.path)]
+    record.skipped = [{"path": s.path, "reason": s.reason} for s in _in_order(skipped)]
+
+
+def _in_order(skipped: list[ingest.Skipped]) -> list[ingest.Skipped]:
+    """Skipped inputs as the manifest and the result list them: by path."""
+    return sorted(skipped, key=lambda s: s.path)
 
 
 def _ingest(

@@ -120,8 +120,7 @@ def run(
 
         def on_file(result: Any) -> None:
             progress.update(task, advance=1, description=result.file.source)
-            for skip in result.skipped:
-                console.print(f"[yellow]{skip.line()}[/]", highlight=False, markup=True)
+            _show_skipped(console, result.skipped)
 
         def on_plan(files: int) -> None:
             progress.update(task, total=files)
@@ -136,8 +135,7 @@ def run(
         fail(str(exc))
     if not result.created:
         if console is not None:  # (inputs this run could not use: the version is made without them)
-            for skip in result.skipped:
-                console.print(f"[yellow]{skip.line()}[/]", highlight=False, markup=True)
+            _show_skipped(console, result.skipped)
         note = " (LATEST now points to it)" if result.latest_moved else ""
         click.echo(f"nothing changed: version {result.version_id} already has these inputs, "
                    f"configuration and rules{note}")
@@ -153,6 +151,12 @@ def run(
     # the objects alive then are left out of them, as `gc.freeze` leaves them out for a fork.
     atexit.unregister(gc.freeze)  # (once, however many runs one process makes)
     atexit.register(gc.freeze)
+
+
+def _show_skipped(console: Any, skipped: list[Any]) -> None:
+    """A line each, on the run's console, for inputs (or records) skipped."""
+    for skip in skipped:
+        console.print(f"[yellow]{skip.line()}[/]", highlight=False, markup=True)
 
 
 def summary_table(counts: dict[str, Any], skipped: list[Any]) -> Table:
