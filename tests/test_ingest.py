@@ -626,3 +626,78 @@ def test_json_lines_changed_while_read_block_by_block_stop_the_run(tmp_path, mon
     with pytest.raises(runner.RunError, match=r"^big.jsonl: changed while the run was reading its inputs"):
         runner.run(config, inputs=[str(folder)], write_report=False)
     assert list((tmp_path / "corpus" / "versions").iterdir()) == []
+
+
+@pytest.mark.parametrize("threaded", [False, True])
+def test_a_run_reads_json_lines_past_max_file_mb_twice_hashed_and_checked_at_once(tmp_path, monkeypatch, threaded):
+    """A JSON-lines file read block by block is checked for UTF-8 by the read that hashes it
+    (`ingest.check_streamed`, on the hashing threads for a large file): then read once more for
+    its documents, not twice; one that is not UTF-8, or blank, is read once and skipped with
+    the reason it had."""
+    import hashlib
+
+    from curate import runner
+
+    from .conftest import make_config
+
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    (folder / "big.jsonl").write_text(_varied_jsonl(), encoding="utf-8")
+    records = "".join(json.dumps({"text": f"{SIMPLIFIED}{n}"}, ensure_ascii=False) + "\n" for n in range(40))
+    (folder / "gbk.jsonl").write_bytes(records.encode("gbk"))
+    (folder / "blank.jsonl").write_bytes(b" \n" * 1000)
+    (folder / "small.txt").write_text(SIMPLIFIED, encoding="utf-8")
+    if threaded:
+        monkeypatch.setattr(runner, "THREADED_HASH_BYTES", 1)
+    opened: dict[str, int] = {}
+    path_open = Path.open
+
+    def counted(self, *args, **kwargs):
+        if self.parent == folder:
+            opened[self.name] = opened.get(self.name, 0) + 1
+        return path_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", counted)
+    config = make_config(tmp_path, {"run": {"workers": 2}, "ingest": {"max_file_mb": 0.001}})
+    made = runner.run(config, inputs=[str(folder)], write_report=False)
+    assert {name: n for name, n in opened.items() if name.endswith(".jsonl")} == {
+        "big.jsonl": 2, "gbk.jsonl": 1, "blank.jsonl": 1
+    }
+    manifest = json.loads((made.version_dir / "manifest.json").read_text(encoding="utf-8"))
+    assert [(i["path"], i["documents"]) for i in manifest["inputs"]] == [
+        ("big.jsonl", 41), ("blank.jsonl", 0), ("gbk.jsonl", 0), ("small.txt", 1)
+    ]
+    assert {s["path"]: s["reason"] for s in manifest["skipped"] if "#" not in s["path"]} == {
+        "blank.jsonl": "empty file",
+        "gbk.jsonl": "larger than 0.001 MB and not UTF-8 (JSON lines past that size are read only in UTF-8)",
+    }
+    assert manifest["inputs"][0]["sha256"] == hashlib.sha256((folder / "big.jsonl").read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("block", [7, 1 << 20])
+def test_the_check_of_a_file_to_read_block_by_block_hashes_it_and_tells_utf8(tmp_path, monkeypatch, block):
+    """`check_streamed`, one read: the file's sha256 whatever it holds, and whether it is UTF-8
+    as a whole read decodes it (a multi-byte character cut at the end, or a bad byte past the
+    first block, is not), and whether it is blank as `read_file`'s "empty file" is."""
+    import hashlib
+
+    from curate import ingest
+
+    monkeypatch.setattr(ingest, "STREAM_BLOCK", block)
+    text = _varied_jsonl().encode("utf-8") * 40  # (past the 8 KB read first)
+    samples = {
+        "utf8": (text, True, 0, False),
+        "bom": (b"\xef\xbb\xbf" + text, True, 3, False),
+        "blank": (b" \n\r\n\t" * 3000, True, 0, True),
+        "bom-then-blank": (b"\xef\xbb\xbf" + b" \n" * 10, True, 3, False),
+        "cut-at-the-end": (text + "条".encode()[:2], False, 0, False),
+        "bad-byte-late": (text + b"\xff" + text, False, 0, False),
+        "utf16-bom": (b"\xff\xfe" + "文字".encode("utf-16-le") * 100, False, 0, False),
+        "zero-bytes": (b"\x00a" * 5000, False, 0, False),
+        "gbk": (SIMPLIFIED.encode("gbk") * 100, False, 0, False),
+    }
+    for name, (data, utf8, bom, blank) in samples.items():
+        path = tmp_path / f"{name}.jsonl"
+        path.write_bytes(data)
+        check = ingest.check_streamed(path)
+        assert check == ingest.StreamCheck(hashlib.sha256(data).hexdigest(), utf8, bom, blank), name
