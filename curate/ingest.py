@@ -33,19 +33,6 @@ class InputFile:
     source: str  # relative POSIX path (prefixed with the root's name when there are several roots)
     size: int
     sha256: str = ""
-    # A JSON-lines file read block by block (`streamed`): what the read that hashed it found
-    # (`check_streamed`), so that reading its documents is its only other read
-    checked: StreamCheck | None = None
-
-
-@dataclass(frozen=True)
-class StreamCheck:
-    """What one read of a JSON-lines file to be read block by block found (`check_streamed`)."""
-
-    sha256: str
-    utf8: bool  # UTF-8 throughout, with no other byte-order mark and nothing binary at the start
-    bom: int  # bytes of a UTF-8 byte-order mark at the start (0 or 3)
-    blank: bool  # nothing but ASCII white space (`read_file`'s "empty file")
 
 
 @dataclass
@@ -225,7 +212,7 @@ def read_file_lazily(file: InputFile, settings: IngestSettings) -> FileResult:
     result = FileResult(file=file)
     max_bytes = settings.max_file_mb * 1024 * 1024
     if file.size > max_bytes:
-        jsonl = streamed(file, settings)
+        jsonl = file.path.suffix.lower() == ".jsonl"
         if jsonl and _stream_jsonl(file, settings, result):
             return result
         why = " and not UTF-8 (JSON lines past that size are read only in UTF-8)" if jsonl else ""
@@ -365,45 +352,6 @@ def _jsonl_records(lines: Iterable[str]) -> Iterator[tuple[str, Any, str | None]
 STREAM_BLOCK = 1 << 20
 
 
-def streamed(file: InputFile, settings: IngestSettings) -> bool:
-    """Whether `file` is JSON lines past `max_file_mb`: read a block at a time if it is UTF-8
-    throughout (`_stream_jsonl`), else skipped."""
-    return file.size > settings.max_file_mb * 1024 * 1024 and file.path.suffix.lower() == ".jsonl"
-
-
-def check_streamed(path: Path) -> StreamCheck:
-    """Read a file once: its sha256, and whether it is UTF-8 throughout (as `decode_bytes`
-    would decode it: a UTF-8 byte-order mark decides; else no other mark, and nothing binary at
-    the start, which UTF-16 without a mark, with its zero bytes, also is). Raises OSError.
-
-    The run does this as it hashes its inputs (`curate.runner.hash_inputs`), so a large JSON-
-    lines file is read twice, not three times: hashed and checked, then read for its documents
-    (which hashes it again: a file changed in between stops the run)."""
-    digest = hashlib.sha256()
-    decoder = codecs.getincrementaldecoder("utf-8")("strict")
-    with path.open("rb") as handle:
-        head = handle.read(max(STREAM_BLOCK, 8192))  # (what `decode_bytes` looks at first)
-        bom = len(codecs.BOM_UTF8) if head.startswith(codecs.BOM_UTF8) else 0
-        utf8 = bool(bom) or not (any(head.startswith(mark) for mark, _ in _BOMS) or _looks_binary(head))
-        blank = True
-        hashed, block = head, head[bom:]
-        while hashed:
-            digest.update(hashed)
-            blank = blank and not hashed.strip()  # (ASCII white space only, as `read_file`)
-            if utf8:
-                try:
-                    decoder.decode(block)
-                except UnicodeDecodeError:
-                    utf8 = False  # (read on, for the hash)
-            hashed = block = handle.read(STREAM_BLOCK)
-        if utf8:
-            try:
-                decoder.decode(b"", final=True)
-            except UnicodeDecodeError:
-                utf8 = False
-    return StreamCheck(digest.hexdigest(), utf8, bom, blank)
-
-
 def _stream_jsonl(file: InputFile, settings: IngestSettings, result: FileResult) -> bool:
     """Read a JSON-lines file block by block, if it is UTF-8 throughout (True; the documents
     in `result.documents`, the same as reading it whole would give: the same decoding,
@@ -411,26 +359,39 @@ def _stream_jsonl(file: InputFile, settings: IngestSettings, result: FileResult)
 
     What reading it whole decodes otherwise (a UTF-16 or UTF-32 byte-order mark, UTF-16 without
     one, a legacy encoding) needs the whole text: such a file stays skipped past `max_file_mb`.
-    Whether it is UTF-8 is known before any document is made (`check_streamed`: by the run's
-    hashing, or else by a read here). The read that makes the documents hashes it again, and a
-    file changed in between is told by `result.file.sha256` once its documents are made
-    (`curate.runner` stops the run)."""
-    check = file.checked
-    if check is None:
-        try:
-            check = check_streamed(file.path)
-        except OSError as exc:
-            result.skipped.append(Skipped.unreadable(file.source, exc))
-            return True
-    if not check.utf8:
+    One read first checks the UTF-8 and hashes the file (its documents carry the hash); the read
+    that makes the documents hashes it again, and a file changed in between is told by
+    `result.file.sha256` once its documents are made (`curate.runner` stops the run)."""
+    digest = hashlib.sha256()
+    decoder = codecs.getincrementaldecoder("utf-8")("strict")
+    try:
+        with file.path.open("rb") as handle:
+            head = handle.read(max(STREAM_BLOCK, 8192))  # (what `decode_bytes` looks at first)
+            bom = len(codecs.BOM_UTF8) if head.startswith(codecs.BOM_UTF8) else 0
+            # (as `decode_bytes`: a UTF-8 mark decides; else no other mark, and nothing binary,
+            # which UTF-16 without a mark, with its zero bytes, also is)
+            if not bom and (any(head.startswith(mark) for mark, _ in _BOMS) or _looks_binary(head)):
+                return False
+            digest.update(head)
+            decoder.decode(head[bom:])
+            blank = not head.strip()  # (as `read_file`'s "empty file": ASCII white space only)
+            for block in iter(lambda: handle.read(STREAM_BLOCK), b""):
+                digest.update(block)
+                decoder.decode(block)
+                blank = blank and not block.strip()
+            decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
         return False
-    file.sha256 = check.sha256
-    if check.blank:
+    except OSError as exc:
+        result.skipped.append(Skipped.unreadable(file.source, exc))
+        return True
+    file.sha256 = digest.hexdigest()
+    if blank:
         result.skipped.append(Skipped(file.source, "empty file"))
         return True
-    result.encoding = "utf-8-sig" if check.bom else "utf-8"
+    result.encoding = "utf-8-sig" if bom else "utf-8"
     common = {"raw_sha256": file.sha256, "encoding": result.encoding}
-    records = _jsonl_records(_streamed_lines(file, check.bom, result))
+    records = _jsonl_records(_streamed_lines(file, bom, result))
     result.documents = _record_documents(records, file, settings, result, common)
     return True
 

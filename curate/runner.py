@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from curate import ingest
-from curate.config import Config, IngestSettings
+from curate.config import Config
 from curate.document import Document
 from curate.engine import LocalEngine, SpillError, WorkerLost, default_workers, dumps
 from curate.pipeline import build_stages, reads_parent
@@ -73,28 +73,18 @@ def load_rules(config: Config) -> Any:
 THREADED_HASH_BYTES = 1 << 20
 
 
-def hash_inputs(
-    files: list[ingest.InputFile], threads: int = 1, settings: IngestSettings | None = None
-) -> list[ingest.Skipped]:
+def hash_inputs(files: list[ingest.InputFile], threads: int = 1) -> list[ingest.Skipped]:
     """The sha256 of every input file (`file.sha256`), which the version id is made of, so
     before any other work: the large files on `threads` threads, since hashlib lets go of the
     GIL while it hashes a block (a terabyte of inputs would take about ten minutes on one core,
     with the others idle, from storage that reads faster than that), the small ones here
     meanwhile. The files that can no longer be read (gone since the scan, say) are taken out
-    of `files` and returned, skipped with the reason.
-
-    With the run's ingest `settings`, a JSON-lines file that will be read block by block
-    (`ingest.streamed`) is checked for UTF-8 in the same read (`ingest.check_streamed`, kept
-    in `file.checked`): read twice in the run, not three times."""
+    of `files` and returned, skipped with the reason."""
     large = [n for n, file in enumerate(files) if file.size >= THREADED_HASH_BYTES] if threads > 1 else []
     pool = ThreadPoolExecutor(max(1, min(threads, len(large))), thread_name_prefix="curate-hash")
-    read = [
-        ingest.check_streamed if settings is not None and ingest.streamed(file, settings) else file_sha256
-        for file in files
-    ]
     try:
-        pending = {n: pool.submit(_or_error, read[n], files[n].path) for n in large}
-        here = {n: _or_error(read[n], file.path) for n, file in enumerate(files) if n not in pending}
+        pending = {n: pool.submit(_sha256_or_error, files[n].path) for n in large}
+        here = {n: _sha256_or_error(file.path) for n, file in enumerate(files) if n not in pending}
         digests = [pending[n].result() if n in pending else here[n] for n in range(len(files))]
     finally:  # (stopped, by an error or Ctrl-C: the files not begun are not hashed first)
         pool.shutdown(cancel_futures=True)
@@ -102,19 +92,16 @@ def hash_inputs(
     for file, digest in zip(files, digests, strict=True):
         if isinstance(digest, OSError):
             skipped.append(ingest.Skipped.unreadable(file.source, digest))
-            continue
-        if isinstance(digest, ingest.StreamCheck):
-            file.checked, digest = digest, digest.sha256
-        file.sha256 = digest
-        readable.append(file)
+        else:
+            file.sha256 = digest
+            readable.append(file)
     files[:] = readable
     return skipped
 
 
-def _or_error(read: Callable[[Path], Any], path: Path) -> Any:
-    """`read(path)`, or the OSError it raised (the file is then skipped: `hash_inputs`)."""
+def _sha256_or_error(path: Path) -> str | OSError:
     try:
-        return read(path)
+        return file_sha256(path)
     except OSError as exc:
         return exc
 
@@ -164,8 +151,7 @@ def run(
         raise RunError(str(exc)) from None
     if not files and not skipped:
         raise RunError(f"no input files found in {', '.join(map(str, inputs or config.run.input))}")
-    threads = min(config.run.workers or default_workers(), default_workers())
-    skipped += hash_inputs(files, threads, config.ingest)
+    skipped += hash_inputs(files, min(config.run.workers or default_workers(), default_workers()))
     made_of = config.digest_source(), rules.digest(), [(f.source, f.sha256) for f in files]
     try:
         with corpus_lock(corpus, config.run.lock_wait_seconds):
