@@ -359,10 +359,13 @@ def _stream_jsonl(file: InputFile, settings: IngestSettings, result: FileResult)
 
     What reading it whole decodes otherwise (a UTF-16 or UTF-32 byte-order mark, UTF-16 without
     one, a legacy encoding) needs the whole text: such a file stays skipped past `max_file_mb`.
-    One read first checks the UTF-8 and hashes the file (its documents carry the hash); the read
-    that makes the documents hashes it again, and a file changed in between is told by
-    `result.file.sha256` once its documents are made (`curate.runner` stops the run)."""
-    digest = hashlib.sha256()
+    One read first checks the UTF-8, and hashes the file if its hash is not known yet (its
+    documents carry the hash; a run's inputs are hashed before any other work, `curate.runner.
+    hash_inputs`, and hashing them again here would cost a SHA-256 of the whole file); the
+    read that makes the documents hashes it again, and a file changed since it was hashed is
+    told by `result.file.sha256` once its documents are made (`curate.runner` stops the run)."""
+    digest = None if file.sha256 else hashlib.sha256()
+    update = digest.update if digest is not None else _not_hashed
     decoder = codecs.getincrementaldecoder("utf-8")("strict")
     try:
         with file.path.open("rb") as handle:
@@ -372,11 +375,11 @@ def _stream_jsonl(file: InputFile, settings: IngestSettings, result: FileResult)
             # which UTF-16 without a mark, with its zero bytes, also is)
             if not bom and (any(head.startswith(mark) for mark, _ in _BOMS) or _looks_binary(head)):
                 return False
-            digest.update(head)
+            update(head)
             decoder.decode(head[bom:])
             blank = not head.strip()  # (as `read_file`'s "empty file": ASCII white space only)
             for block in iter(lambda: handle.read(STREAM_BLOCK), b""):
-                digest.update(block)
+                update(block)
                 decoder.decode(block)
                 blank = blank and not block.strip()
             decoder.decode(b"", final=True)
@@ -385,7 +388,8 @@ def _stream_jsonl(file: InputFile, settings: IngestSettings, result: FileResult)
     except OSError as exc:
         result.skipped.append(Skipped.unreadable(file.source, exc))
         return True
-    file.sha256 = digest.hexdigest()
+    if digest is not None:
+        file.sha256 = digest.hexdigest()
     if blank:
         result.skipped.append(Skipped(file.source, "empty file"))
         return True
@@ -394,6 +398,10 @@ def _stream_jsonl(file: InputFile, settings: IngestSettings, result: FileResult)
     records = _jsonl_records(_streamed_lines(file, bom, result))
     result.documents = _record_documents(records, file, settings, result, common)
     return True
+
+
+def _not_hashed(data: bytes) -> None:
+    """(`_stream_jsonl`'s check of a file whose hash is known)"""
 
 
 def _streamed_lines(file: InputFile, bom: int, result: FileResult) -> Iterator[str]:

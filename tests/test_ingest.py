@@ -626,3 +626,52 @@ def test_json_lines_changed_while_read_block_by_block_stop_the_run(tmp_path, mon
     with pytest.raises(runner.RunError, match=r"^big.jsonl: changed while the run was reading its inputs"):
         runner.run(config, inputs=[str(folder)], write_report=False)
     assert list((tmp_path / "corpus" / "versions").iterdir()) == []
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_run_hashes_json_lines_past_max_file_mb_once_more_as_their_documents_are_made(tmp_path, monkeypatch, workers):
+    """A run hashes its inputs first (the version id); reading a JSON-lines file block by block
+    then checks its UTF-8 without hashing it again (its documents carry the run's hash), and
+    the read that makes its documents hashes it to catch a change: one SHA-256 of the file in
+    `ingest`, not two. Read on its own (no hash known yet), the check hashes it too."""
+    import hashlib
+    from types import SimpleNamespace
+
+    from curate import ingest, runner
+    from curate.ingest import InputFile, read_file_lazily
+
+    from .conftest import make_config
+
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    path = folder / "big.jsonl"
+    path.write_text(_varied_jsonl() * 3, encoding="utf-8")
+    size = path.stat().st_size
+    expected = hashlib.sha256(path.read_bytes()).hexdigest()
+    hashed = []
+
+    class Counted:
+        def __init__(self, data: bytes = b"") -> None:
+            self.digest = hashlib.sha256()
+            self.update(data)
+
+        def update(self, data: bytes) -> None:
+            hashed.append(len(data))
+            self.digest.update(data)
+
+        def hexdigest(self) -> str:
+            return self.digest.hexdigest()
+
+    monkeypatch.setattr(ingest, "hashlib", SimpleNamespace(sha256=Counted))  # (`ingest`'s alone)
+    config = make_config(tmp_path, {"run": {"workers": workers}, "ingest": {"max_file_mb": 0.001}})
+    made = runner.run(config, inputs=[str(folder)], write_report=False)
+    assert sum(hashed) == size
+    manifest = json.loads((made.version_dir / "manifest.json").read_text(encoding="utf-8"))
+    whole = read_file(InputFile(path=path, source="big.jsonl", size=size), IngestSettings())
+    assert manifest["inputs"][0]["sha256"] == expected and manifest["inputs"][0]["documents"] == len(whole.documents)
+    for known, times in (("", 2), (expected, 1)):  # read on its own, without the run's hash and with it
+        hashed.clear()
+        file = InputFile(path=path, source="big.jsonl", size=size, sha256=known)
+        result = read_file_lazily(file, IngestSettings(max_file_mb=0.001))
+        assert {doc.raw_sha256 for doc in result.documents} == {expected} == {result.file.sha256}
+        assert sum(hashed) == times * size
