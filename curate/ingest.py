@@ -196,7 +196,11 @@ def normalise_newlines(text: str) -> str:
 
 # --------------------------------------------------------------------------- formats
 def read_file(file: InputFile, settings: IngestSettings) -> FileResult:
-    """Read, hash, decode and split one file. Never raises for bad content: it skips."""
+    """Read, hash, decode and split one file. Never raises for bad content: it skips.
+
+    `result.file.sha256` is the hash of what was read. The documents carry it, but those of a
+    JSON-lines file past `max_file_mb` whose `file.sha256` is set carry that (a run's input
+    carries the hash the run began with): they are made before the read that hashes it ends."""
     result = read_file_lazily(file, settings)
     result.documents = list(result.documents)
     return result
@@ -359,13 +363,13 @@ def _stream_jsonl(file: InputFile, settings: IngestSettings, result: FileResult)
 
     What reading it whole decodes otherwise (a UTF-16 or UTF-32 byte-order mark, UTF-16 without
     one, a legacy encoding) needs the whole text: such a file stays skipped past `max_file_mb`.
-    One read first checks the UTF-8, and hashes the file if its hash is not known yet (its
-    documents carry the hash; a run's inputs are hashed before any other work, `curate.runner.
-    hash_inputs`, and hashing them again here would cost a SHA-256 of the whole file); the
-    read that makes the documents hashes it again, and a file changed since it was hashed is
-    told by `result.file.sha256` once its documents are made (`curate.runner` stops the run)."""
-    digest = None if file.sha256 else hashlib.sha256()
-    update = digest.update if digest is not None else _not_hashed
+    One read first checks the UTF-8, and hashes the file only if `file.sha256` is unset (a run
+    passes the hash it began with, which its documents carry); the read that makes the documents
+    hashes it again, and a file changed since it was hashed is told by `result.file.sha256` once
+    its documents are made (`curate.runner` stops the run). A file found blank, which makes no
+    documents, is hashed in the check whatever it was: changed to blank, it is told the same way."""
+    hashing = not file.sha256
+    digest = hashlib.sha256()
     decoder = codecs.getincrementaldecoder("utf-8")("strict")
     try:
         with file.path.open("rb") as handle:
@@ -375,20 +379,22 @@ def _stream_jsonl(file: InputFile, settings: IngestSettings, result: FileResult)
             # which UTF-16 without a mark, with its zero bytes, also is)
             if not bom and (any(head.startswith(mark) for mark, _ in _BOMS) or _looks_binary(head)):
                 return False
-            update(head)
-            decoder.decode(head[bom:])
             blank = not head.strip()  # (as `read_file`'s "empty file": ASCII white space only)
+            if hashing or blank:
+                digest.update(head)
+            decoder.decode(head[bom:])
             for block in iter(lambda: handle.read(STREAM_BLOCK), b""):
-                update(block)
-                decoder.decode(block)
                 blank = blank and not block.strip()
+                if hashing or blank:  # (every block so far blank: all of them hashed)
+                    digest.update(block)
+                decoder.decode(block)
             decoder.decode(b"", final=True)
     except UnicodeDecodeError:
         return False
     except OSError as exc:
         result.skipped.append(Skipped.unreadable(file.source, exc))
         return True
-    if digest is not None:
+    if hashing or blank:
         file.sha256 = digest.hexdigest()
     if blank:
         result.skipped.append(Skipped(file.source, "empty file"))
@@ -398,10 +404,6 @@ def _stream_jsonl(file: InputFile, settings: IngestSettings, result: FileResult)
     records = _jsonl_records(_streamed_lines(file, bom, result))
     result.documents = _record_documents(records, file, settings, result, common)
     return True
-
-
-def _not_hashed(data: bytes) -> None:
-    """(`_stream_jsonl`'s check of a file whose hash is known)"""
 
 
 def _streamed_lines(file: InputFile, bom: int, result: FileResult) -> Iterator[str]:

@@ -628,8 +628,7 @@ def test_json_lines_changed_while_read_block_by_block_stop_the_run(tmp_path, mon
     assert list((tmp_path / "corpus" / "versions").iterdir()) == []
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_a_run_hashes_json_lines_past_max_file_mb_once_more_as_their_documents_are_made(tmp_path, monkeypatch, workers):
+def test_a_run_hashes_json_lines_past_max_file_mb_once_more_as_their_documents_are_made(tmp_path, monkeypatch):
     """A run hashes its inputs first (the version id); reading a JSON-lines file block by block
     then checks its UTF-8 without hashing it again (its documents carry the run's hash), and
     the read that makes its documents hashes it to catch a change: one SHA-256 of the file in
@@ -663,7 +662,7 @@ def test_a_run_hashes_json_lines_past_max_file_mb_once_more_as_their_documents_a
             return self.digest.hexdigest()
 
     monkeypatch.setattr(ingest, "hashlib", SimpleNamespace(sha256=Counted))  # (`ingest`'s alone)
-    config = make_config(tmp_path, {"run": {"workers": workers}, "ingest": {"max_file_mb": 0.001}})
+    config = make_config(tmp_path, {"run": {"workers": 1}, "ingest": {"max_file_mb": 0.001}})
     made = runner.run(config, inputs=[str(folder)], write_report=False)
     assert sum(hashed) == size
     manifest = json.loads((made.version_dir / "manifest.json").read_text(encoding="utf-8"))
@@ -675,3 +674,31 @@ def test_a_run_hashes_json_lines_past_max_file_mb_once_more_as_their_documents_a
         result = read_file_lazily(file, IngestSettings(max_file_mb=0.001))
         assert {doc.raw_sha256 for doc in result.documents} == {expected} == {result.file.sha256}
         assert sum(hashed) == times * size
+
+
+@pytest.mark.parametrize("to", ["blank", "other records"])
+def test_json_lines_past_max_file_mb_changed_after_they_were_hashed_stop_the_run(tmp_path, monkeypatch, to):
+    """The check of a file read block by block takes the run's hash as the file's (it does not
+    hash it again); a file changed since is told all the same: by the read that makes its
+    documents, or, changed to blank (no documents), by the check, which then hashes it."""
+    from curate import runner
+
+    from .conftest import make_config
+
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    path = folder / "big.jsonl"
+    path.write_text(_varied_jsonl(), encoding="utf-8")
+    hash_inputs = runner.hash_inputs
+
+    def hashed_then_changed(files, *threads):
+        skipped = hash_inputs(files, *threads)
+        changed = " \n" * 2000 if to == "blank" else _varied_jsonl().replace("第", "第 ")
+        path.write_text(changed, encoding="utf-8")
+        return skipped
+
+    monkeypatch.setattr(runner, "hash_inputs", hashed_then_changed)
+    config = make_config(tmp_path, {"run": {"workers": 1}, "ingest": {"max_file_mb": 0.001}})
+    with pytest.raises(runner.RunError, match=r"^big.jsonl: changed while the run was reading its inputs"):
+        runner.run(config, inputs=[str(folder)], write_report=False)
+    assert list((tmp_path / "corpus" / "versions").iterdir()) == []
