@@ -314,7 +314,7 @@ def _ingest(
     groups = engine.map_inputs(read, _file_groups(files), here)
     results = (result for group in groups for result in group)
     for file, result in zip(files, results, strict=True):
-        _check_unchanged(file, result)  # (one read block by block: mostly the check below, once read)
+        _check_unchanged(file, result)  # (a file read block by block: mostly by the check below)
         record = {
             "path": file.source,
             "sha256": file.sha256,
