@@ -157,15 +157,12 @@ def main() -> int:
     # half of the two copies (one copy's work), term by term, medians of the rounds' differences.
     cores = os.cpu_count() or 1
     pairs, twos = walls["two 1-worker runs at once"], walls["2 workers"]
-    above = statistics.median(t.wall - p.wall / 2 for t, p in zip(twos, pairs, strict=True))
-    more_cpu = statistics.median(t.cpu - p.cpu / 2 for t, p in zip(twos, pairs, strict=True))
-    more_idle = statistics.median(t.idle - p.idle / 2 for t, p in zip(twos, pairs, strict=True))
+    # (per round: wall, CPU and idle of the 2-worker run beyond half of the two copies')
+    beyond = [(t.wall - p.wall / 2, t.cpu - p.cpu / 2, t.idle - p.idle / 2) for t, p in zip(twos, pairs, strict=True)]
+    above, more_cpu, more_idle = (statistics.median(column) for column in zip(*beyond, strict=True))
     # What the two terms leave: other work on the machine (busy, yet no run's CPU), and medians
     # of differences, which need not add up.
-    rest = statistics.median(
-        (t.wall - p.wall / 2) - ((t.cpu - p.cpu / 2) + (t.idle - p.idle / 2)) / cores
-        for t, p in zip(twos, pairs, strict=True)
-    )
+    rest = statistics.median(wall - (cpu + idle) / cores for wall, cpu, idle in beyond)
     print(f"2 workers against the ceiling (half of the two copies): {above:+.2f} s of wall; "
           f"{more_cpu:+.2f} CPU-s ({more_cpu / cores:+.2f} s on {cores} cores) and "
           f"{more_idle:+.2f} idle core-s ({more_idle / cores:+.2f} s); the rest {rest:+.2f} s "

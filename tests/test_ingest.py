@@ -273,6 +273,22 @@ def test_charset_detection_is_loaded_only_for_bytes_that_are_not_utf8(tmp_path):
     assert (source, loaded) == ("b.txt", "True") and encoding.startswith("gb")
 
 
+def _changed_once_hashed(monkeypatch, change):
+    """The run's hashing of its inputs, then `change()` (another program writing to an input
+    just then); returns the hashing as it was."""
+    from curate import runner
+
+    hash_inputs = runner.hash_inputs
+
+    def hashed_then_changed(files, *threads):
+        skipped = hash_inputs(files, *threads)
+        change()
+        return skipped
+
+    monkeypatch.setattr(runner, "hash_inputs", hashed_then_changed)
+    return hash_inputs
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_an_input_changed_during_the_run_stops_it_in_one_line_without_a_version(tmp_path, monkeypatch, workers):
     # The version id is computed from the inputs' hashes before they are read: a file a scraper
@@ -285,15 +301,12 @@ def test_an_input_changed_during_the_run_stops_it_in_one_line_without_a_version(
     folder.mkdir()
     for n in range(3):
         (folder / f"{n}.txt").write_text(f"{SIMPLIFIED}\n第{n}篇。\n", encoding="utf-8")
-    hash_inputs = runner.hash_inputs
 
-    def hashed_then_changed(files, *threads):
-        skipped = hash_inputs(files, *threads)
+    def append() -> None:
         with (folder / "1.txt").open("a", encoding="utf-8") as handle:
             handle.write("又一段。\n")
-        return skipped
 
-    monkeypatch.setattr(runner, "hash_inputs", hashed_then_changed)
+    hash_inputs = _changed_once_hashed(monkeypatch, append)
     config = make_config(tmp_path, {"run": {"workers": workers}})
     with pytest.raises(runner.RunError) as failed:
         runner.run(config, inputs=[str(folder)], write_report=False)
@@ -689,15 +702,8 @@ def test_json_lines_past_max_file_mb_changed_after_they_were_hashed_stop_the_run
     folder.mkdir()
     path = folder / "big.jsonl"
     path.write_text(_varied_jsonl(), encoding="utf-8")
-    hash_inputs = runner.hash_inputs
-
-    def hashed_then_changed(files, *threads):
-        skipped = hash_inputs(files, *threads)
-        changed = " \n" * 2000 if to == "blank" else _varied_jsonl().replace("第", "第 ")
-        path.write_text(changed, encoding="utf-8")
-        return skipped
-
-    monkeypatch.setattr(runner, "hash_inputs", hashed_then_changed)
+    changed = " \n" * 2000 if to == "blank" else _varied_jsonl().replace("第", "第 ")
+    _changed_once_hashed(monkeypatch, lambda: path.write_text(changed, encoding="utf-8"))
     config = make_config(tmp_path, {"run": {"workers": 1}, "ingest": {"max_file_mb": 0.001}})
     with pytest.raises(runner.RunError, match=r"^big.jsonl: changed while the run was reading its inputs"):
         runner.run(config, inputs=[str(folder)], write_report=False)
