@@ -4,6 +4,8 @@ compiles, and a cache that is off, damaged or stale changes nothing but the time
 from __future__ import annotations
 
 import json
+import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -101,4 +103,96 @@ def test_the_cache_switched_off_writes_nothing(tmp_path, monkeypatch):
     monkeypatch.setenv("CURATE_CACHE_DIR", "off")
     monkeypatch.chdir(tmp_path)
     assert patterncache.compile("记者", 0).search("本报记者") is not None
+    assert not any(tmp_path.rglob("*.json"))
+
+
+# The standard library's `re` patterns (`compile_re`): the stages' own, built from their entries.
+
+
+def from_re_cache(pattern: str, flags: int, monkeypatch: pytest.MonkeyPatch) -> re.Pattern[str]:
+    """The pattern built from its cache entry, `re`'s compiler unavailable meanwhile."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("compiled, not read from the cache")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(re._compiler, "compile", refuse)  # type: ignore[attr-defined]
+        patched.setattr(re, "_cache", {})  # type: ignore[attr-defined]
+        return patterncache.compile_re(pattern, flags)
+
+
+def stage_patterns() -> list[re.Pattern[str]]:
+    """The `re` patterns the stages keep, module-level and made by the stages' settings."""
+    from curate.stages import invisible, punctuation, reflow, repair, repeated_lines
+    from curate.stages.base import RunContext
+
+    found = [value for module in (punctuation, reflow) for value in vars(module).values()
+             if isinstance(value, re.Pattern)]
+    context = RunContext(config=None)
+    stage = invisible.Invisible(invisible.Invisible.Settings(), context)
+    found += [stage._chars, stage._any_char, stage._some_char]
+    fixer = repair.Repair(repair.Repair.Settings(), context)
+    found += [fixer._dropped, fixer._dropped_char, fixer._deleted, *repeated_lines._plain_characters()]
+    return [p for p in found if p is not None]
+
+
+def test_the_stages_re_patterns_from_the_cache_are_the_compiled_ones(cache, monkeypatch):
+    patterns = stage_patterns()
+    assert len(patterns) > 15
+    shutil.rmtree(cache)  # (what making the stages stored)
+    for original in patterns:
+        patterncache.compile_re(original.pattern, original.flags)  # (stores the entry)
+        built = from_re_cache(original.pattern, original.flags, monkeypatch)
+        assert built == original  # (patterns compare their compiled code)
+        assert built is not original
+    assert len(list(cache.glob("*.json"))) == len({(p.pattern, p.flags) for p in patterns})
+
+
+def test_a_re_pattern_from_the_cache_keeps_its_groups_and_matches(cache, monkeypatch):
+    pattern = "(?P<crlf>\r\n)|(?P<cr>\r)|(?P<han>[\u3400-\u4dbf\u4e00-\u9fff\U00020000-\U0003134f]+)|[\ud800-\udfff]"
+    text = "a\r\n记者\rb\U00020001\ud800"
+    patterncache.compile_re(pattern, re.M)
+    built = from_re_cache(pattern, re.M, monkeypatch)
+    original = re.compile(pattern, re.M)
+    assert built.groupindex == original.groupindex == {"crlf": 1, "cr": 2, "han": 3}
+    found = [(m.span(), m.lastgroup) for m in built.finditer(text)]
+    assert found == [(m.span(), m.lastgroup) for m in original.finditer(text)]
+    assert found == [((1, 3), "crlf"), ((3, 5), "han"), ((5, 6), "cr"), ((7, 8), "han"), ((8, 9), None)]
+
+
+def test_a_damaged_or_stale_re_entry_is_compiled_anew(cache, monkeypatch):
+    pattern = "[\u4e00-\u9fff]{2}记者"
+    patterncache.compile_re(pattern)
+    (entry,) = cache.glob("*.json")
+    entry_data = json.loads(entry.read_text(encoding="utf-8"))
+    fields = entry_data["fields"]
+    damaged_entries = [
+        "{not json",
+        json.dumps({**entry_data, "fields": {**fields, "code": [0]}}),  # (its digest now wrong)
+        json.dumps({"sha256": patterncache._digest({**fields, "pattern": "other"}),
+                    "fields": {**fields, "pattern": "other"}}),  # (another pattern's)
+    ]
+    for damaged in damaged_entries:
+        entry.write_text(damaged, encoding="utf-8")
+        assert patterncache.compile_re(pattern) == re.compile(pattern)
+    assert from_re_cache(pattern, 0, monkeypatch) == re.compile(pattern)  # (stored again)
+
+
+def test_no_re_entry_is_stored_unless_it_builds_the_compiled_pattern(cache, monkeypatch):
+    real = patterncache._sre_data
+    monkeypatch.setattr(patterncache, "_sre_data", lambda p, f: real("[0-9]", f))
+    assert patterncache.compile_re("[\u4e00-\u9fff]").pattern == "[\u4e00-\u9fff]"
+
+    def fails(pattern: str, flags: int) -> None:
+        raise AttributeError("another Python's re")
+
+    monkeypatch.setattr(patterncache, "_sre_data", fails)
+    assert patterncache.compile_re("[\u3400-\u4dbf]").search("a㐀") is not None
+    assert not list(cache.glob("*.json"))
+
+
+def test_the_cache_switched_off_compiles_re_patterns_and_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("CURATE_CACHE_DIR", "off")
+    monkeypatch.chdir(tmp_path)
+    assert patterncache.compile_re("[\u4e00-\u9fff]+").search("本报记者") is not None
     assert not any(tmp_path.rglob("*.json"))

@@ -68,7 +68,7 @@ def _compiled(
     # The Latin pattern opens with a look-behind, which keeps `re` from skipping ahead to the
     # possible first letters, so the bare alternation (a superset of its matches) goes first.
     anchor_res: list[tuple[re.Pattern | None, re.Pattern]] = (
-        [(None, re.compile(han))] if han else []
+        [(None, patterncache.compile_re(han))] if han else []
     )
     if latin:
         anchor_res.append(

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import regex
 
+from curate import patterncache
 from curate.config import setting
 from curate.document import Change, Document
 from curate.stages.base import DocumentStage, RunContext, StageSettings
@@ -64,7 +65,7 @@ def dropped_characters(settings: InvisibleSettings | None = None) -> re.Pattern[
         chars += _private_use_except({_codepoint(k) for k in s.private_use_map})
     if not chars:
         return None
-    return re.compile(f"[{chars}]+")
+    return patterncache.compile_re(f"[{chars}]+")
 
 
 def _private_use_except(mapped: set[str]) -> str:
@@ -162,7 +163,7 @@ class Invisible(DocumentStage):
             parts.append(f"(?P<bidi>[{BIDI}]+)")
         if s.private_use and (self._pua_map or s.private_use_other == "drop"):
             parts.append(f"(?P<pua>[{PRIVATE_USE}])")
-        self._chars = re.compile("|".join(parts)) if parts else None
+        self._chars = patterncache.compile_re("|".join(parts)) if parts else None
         # One character class of everything above: a clean document costs one fast scan.
         classes = "".join(
             c for flag, c in (
@@ -171,8 +172,8 @@ class Invisible(DocumentStage):
                 (s.private_use, PRIVATE_USE),
             ) if flag
         )
-        self._any_char = re.compile(f"[{classes}]+") if classes else None
-        self._some_char = re.compile(f"[{classes}]") if classes else None  # for a quick search
+        self._any_char = patterncache.compile_re(f"[{classes}]+") if classes else None
+        self._some_char = patterncache.compile_re(f"[{classes}]") if classes else None  # for a quick search
 
     def process(self, doc: Document) -> None:
         if self._chars is not None and self._some_char is not None:

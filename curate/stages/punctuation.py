@@ -17,6 +17,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from curate import patterncache
 from curate.config import setting
 from curate.document import Change, Document
 from curate.stages.base import DocumentStage, StageSettings
@@ -27,11 +28,11 @@ FULL_WIDTH = {",": "，", ":": "：", ";": "；", "?": "？", "!": "！", "(": "
 
 # "Chinese" context: Han, CJK punctuation, full-width forms, curly quotes, ellipsis, dash.
 CJK = HAN_RANGES + "\u3001-\u303f\uff01-\uff60\u2018\u2019\u201c\u201d\u2026\u2014"
-IS_CJK = re.compile(f"[{CJK}]")
-IS_HAN = re.compile(f"[{HAN_RANGES}]")
+IS_CJK = patterncache.compile_re(f"[{CJK}]")
+IS_HAN = patterncache.compile_re(f"[{HAN_RANGES}]")
 # Quick test: is there any half-width mark next to a Chinese character at all? (Written to
 # start with the mark, so `re` skips to the next mark at C speed.)
-CANDIDATE = re.compile(f"[,:;?!()](?:(?<=[{CJK}].)|(?=[{CJK}]))")
+CANDIDATE = patterncache.compile_re(f"[,:;?!()](?:(?<=[{CJK}].)|(?=[{CJK}]))")
 # `[?!]+|[,:;]`, written to start with one character class (so `re` skips ahead at C speed).
 MARKS = re.compile(r"[,:;?!](?:(?<=[?!])[?!]*)?")
 # Innermost half-width pair first; once converted, an outer pair matches on the next pass.

@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from curate import patterncache
 from curate.config import setting
 from curate.document import Change, Document
 from curate.stages.base import DocumentStage, StageSettings
@@ -37,25 +38,25 @@ BREAK = re.compile(r"[ \t\u3000]*\n(?:[ \t\u3000]*\n)*[ \t\u3000]*")
 NEWLINE_BREAK = re.compile(r"\n(?:[ \t\u3000]*\n)*[ \t\u3000]*")
 CLAUSE_PUNCT = re.compile(r"[，。、；：！？,;:!?…]")
 # Characters a broken-off first half may end with.
-OPEN_END_CHAR = re.compile(f"[{HAN_RANGES}“‘《（「『【〔，、]")
-OPEN_END = re.compile(OPEN_END_CHAR.pattern + "\\Z")
+OPEN_END_CHAR = patterncache.compile_re(f"[{HAN_RANGES}“‘《（「『【〔，、]")
+OPEN_END = patterncache.compile_re(OPEN_END_CHAR.pattern + "\\Z")
 # The last clause before a break; a label (`来源：`), spaces (`记者 张三`) or a number/date
 # there mean a caption, byline or date line rather than a sentence cut by the layout.
 TAIL = re.compile(r"[^。！？；!?;]*\Z")
-NOT_PROSE_TAIL = re.compile(
+NOT_PROSE_TAIL = patterncache.compile_re(
     f"[：:\\s\\u3000/／@|｜]|\\d\\s*\\Z|\\d[{HAN_RANGES}]{{1,2}}\\Z|\\A[”’」』]"
     "|记者|编辑|责编|通讯员|摄|来源|作者"
 )
 # Marks that cannot start a paragraph: seeing one after a break proves the break is spurious.
 CONTINUATION_START = "，。、；：！？）》」』】”’…"
-NEXT_START = re.compile(f"[{HAN_RANGES}0-9０-９]")
-LIST_ITEM = re.compile(
+NEXT_START = patterncache.compile_re(f"[{HAN_RANGES}0-9０-９]")
+LIST_ITEM = patterncache.compile_re(
     r"(?:[一二三四五六七八九十]+[是、．.，,]|[0-9０-９]+[.、．)）]|[（(][一二三四五六七八九十0-9]+[）)]"
     r"|第[一二三四五六七八九十0-9]+[章节条部分])"
 )
-LABEL_LINE = re.compile(f"[{HAN_RANGES}]{{1,6}}[：:]")
+LABEL_LINE = patterncache.compile_re(f"[{HAN_RANGES}]{{1,6}}[：:]")
 # One character and then a clause mark (`系，纳入…`, `式、创新…`): the tail of a cut word.
-ONE_CHAR_CLAUSE = re.compile(f"[{HAN_RANGES}][，、；,;]")
+ONE_CHAR_CLAUSE = patterncache.compile_re(f"[{HAN_RANGES}][，、；,;]")
 OPENERS = "“‘《（「『【〔"
 CLOSERS = "”’》）」』】〕"
 

@@ -27,7 +27,7 @@ from functools import cache
 import ftfy
 import regex
 
-from curate import tablecache
+from curate import patterncache, tablecache
 from curate.config import setting
 from curate.document import Change, Document
 from curate.stages.base import DocumentStage, RunContext, StageSettings
@@ -100,7 +100,7 @@ def _gbk_suspect_re() -> re.Pattern[str]:
     between runs (`tablecache.value`: ~10 ms of start-up).
     """
     depends = [tablecache.source_digest(__name__), tablecache.source_digest("curate.textutil")]
-    return re.compile(tablecache.value("gbk-suspect-class", _gbk_suspect_class, depends))
+    return patterncache.compile_re(tablecache.value("gbk-suspect-class", _gbk_suspect_class, depends))
 
 
 def _gbk_suspect_class() -> str:
@@ -120,7 +120,7 @@ def _suspect_pair_re() -> re.Pattern[str]:
     """Two suspect characters (`_gbk_suspect_re`) in one run of `NON_ASCII_RUN` (suspect
     characters are all of them non-ASCII and not white space, which a test checks)."""
     suspect = _gbk_suspect_re().pattern
-    return re.compile(f"{suspect}[^\\x00-\\x7f\\s]*?{suspect}")
+    return patterncache.compile_re(f"{suspect}[^\\x00-\\x7f\\s]*?{suspect}")
 
 
 # Where the UTF-8 encoding of a character of U+0800 or above starts: a lead byte E0-F4 and two
@@ -186,7 +186,7 @@ class Repair(DocumentStage):
         self._dropped = dropped_characters(invisible)
         # One character of `_dropped`: `re` searches a single class much faster than a repeat.
         self._dropped_char = (
-            re.compile(self._dropped.pattern.removesuffix("+")) if self._dropped is not None else None
+            patterncache.compile_re(self._dropped.pattern.removesuffix("+")) if self._dropped is not None else None
         )
         self._gap_cache: tuple[tuple[int, int, str], str, list[re.Match[str]]] | None = None
         # Everything the invisible stage deletes: also stray C1 controls and soft hyphens, and
@@ -196,7 +196,7 @@ class Repair(DocumentStage):
                                  and invisible.indents and invisible.trailing_space):
             parts = [p for p in (dropped, "[\u0080-\u0084\u0086-\u009f\u00ad]+",
                                  f"(?m)^[{EDGE_SPACE}]+", f"(?m)[{EDGE_SPACE}]+$") if p]
-            self._deleted: re.Pattern[str] | None = re.compile("|".join(
+            self._deleted: re.Pattern[str] | None = patterncache.compile_re("|".join(
                 p.removeprefix("(?m)") for p in parts), re.M)
         else:
             self._deleted = None

@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 import regex
 
-from curate import tablecache
+from curate import patterncache, tablecache
 from curate.config import setting
 from curate.document import Change, Document
 from curate.rules import nonblank_lines, whole_line_spans
@@ -104,7 +104,7 @@ def _plain_characters() -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[st
         tablecache.package_version("regex"),
     ]
     not_plain, dropped, digits = tablecache.value("repeated-lines-plain", _plain_patterns, depends)
-    return re.compile(not_plain), re.compile(dropped), re.compile(digits)
+    return patterncache.compile_re(not_plain), patterncache.compile_re(dropped), patterncache.compile_re(digits)
 
 
 def _plain_patterns() -> tuple[str, str, str]:
