@@ -976,18 +976,22 @@ class LocalEngine:
                 summary, early = summaries if ok else (None, None)
                 if ok:
                     stage.observe(summary)
-                # The document as it is, then what goes with it: the document's bytes are
-                # never copied into a second pickle.
+                # The document as it is, what goes with it, then `ahead`'s summary as it came
+                # (pickled already by the worker, when documents are): neither the document's
+                # bytes nor the summary's are copied into a second pickle.
                 spill.put(payload)
-                spill.put(pickle.dumps((ok, summary, early), pickle.HIGHEST_PROTOCOL))
+                spill.put(pickle.dumps((ok, summary), pickle.HIGHEST_PROTOCOL))
+                spill.put(early)
             self._decide(stage)
 
             def records() -> Iterator[tuple[Any, bool, bool, Any]]:
                 """(document, ok, changed by `stage`, `ahead`'s early summary), in order."""
-                spilled = spill.records()  # two records per document: zip pairs them
-                for payload, extra in zip(spilled, spilled, strict=True):
-                    ok, summary, early = pickle.loads(extra)
-                    yield payload, ok, ok and not stage.unchanged_by(summary), early
+                spilled = spill.records()  # three records per document: zip groups them
+                for payload, extra, early in zip(spilled, spilled, spilled, strict=True):
+                    ok, summary = pickle.loads(extra)
+                    changed = ok and not stage.unchanged_by(summary)
+                    # (a summary the spill pickled, as it does all but documents and bytes)
+                    yield payload, ok, changed, early if phase.pack else unpickled(early)
 
             budget = self.REDO_HERE  # documents the driver may still redo itself
 
