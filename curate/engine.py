@@ -981,7 +981,7 @@ class LocalEngine:
                 # bytes nor the summary's are copied into a second pickle.
                 spill.put(payload)
                 spill.put(pickle.dumps((ok, summary), pickle.HIGHEST_PROTOCOL))
-                spill.put(early)
+                spill.put(early if phase.pack else pickle.dumps(early, pickle.HIGHEST_PROTOCOL))
             self._decide(stage)
 
             def records() -> Iterator[tuple[Any, bool, bool, Any]]:
@@ -990,8 +990,7 @@ class LocalEngine:
                 for payload, extra, early in zip(spilled, spilled, spilled, strict=True):
                     ok, summary = pickle.loads(extra)
                     changed = ok and not stage.unchanged_by(summary)
-                    # (a summary the spill pickled, as it does all but documents and bytes)
-                    yield payload, ok, changed, early if phase.pack else unpickled(early)
+                    yield payload, ok, changed, early if phase.pack else pickle.loads(early)
 
             budget = self.REDO_HERE  # documents the driver may still redo itself
 

@@ -17,9 +17,10 @@ files are JSON (read without pickle); like the tables, they are trusted as the i
 The standard library's `re` patterns the stages compile are kept the same way (`compile_re`):
 `re` builds a character class by walking each code point of its ranges in Python, so a class of
 the Han ranges takes about 1.4 ms to compile, and the stages compile a score of such patterns
-(about 25 ms of the run's serial start-up). What `_sre.compile` is given is a pure function of
-the pattern, its flags and Python's version; an entry is stored only when the pattern it builds
-equals the one `re.compile` makes (patterns compare their compiled code).
+(27 ms of the run's serial start-up, 5 ms with the cache). What `_sre.compile` is given is a pure
+function of the pattern, its flags and Python's version; an entry is stored only when the pattern
+it builds equals the one `re.compile` makes, groups included, and read only for the flags it was
+stored with. A cache that cannot be written costs nothing more than compiling.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ import _sre
 import base64
 import hashlib
 import json
+import os
 import re
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -79,7 +82,7 @@ def _encode(data: tuple[Any, ...]) -> str | None:
         "req_offset": req_offset, "req_chars": req_chars, "req_flags": req_flags,
         "group_count": group_count,
     }
-    encoded = json.dumps({"sha256": _digest(fields), "fields": fields}, ensure_ascii=False)
+    encoded = json.dumps({"sha256": _digest(fields), "fields": fields})  # (ASCII: lone surrogates too)
     return encoded if _decode(encoded) == data else None
 
 
@@ -124,26 +127,40 @@ def compile_re(pattern: str, flags: int = 0) -> re.Pattern[str]:
         return re.compile(pattern, flags)
     key = tablecache.key(_RE_FORMAT, [str(int(flags)), ascii(pattern)])
     path = folder / "patterns" / f"{key}.json"
-    data = _load(path, pattern, _decode_re)
-    if data is not None:
+    entry = _load(path, pattern, _decode_re)
+    if entry is not None and entry[1] == flags:
         try:
-            return _sre.compile(*data)  # type: ignore[no-any-return]
+            return _sre.compile(entry[0], *entry[2:])  # type: ignore[no-any-return]
         except Exception:  # noqa: BLE001 - an entry the core refuses: compiled anew below
             pass
     compiled = re.compile(pattern, flags)
+    if not _writable(path.parent):  # (no entry to be had: not worth a second compiling)
+        return compiled
     try:
         data = _sre_data(pattern, flags)
-        same = _sre.compile(*data) == compiled  # (the same code: `re` compiles as this Python's does)
+        built = _sre.compile(*data)
     except Exception:  # noqa: BLE001 - another Python's `re` internals: no entry
         return compiled
-    if same:
-        _store(path, data, _encode_re)
+    # Patterns compare their code, flags and text; their groups too, here.
+    if built == compiled and (built.groups, built.groupindex) == (compiled.groups, compiled.groupindex):
+        _store(path, (pattern, flags, *data[1:]), _encode_re)
     return compiled
 
 
+def _writable(folder: Path) -> bool:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return os.access(folder, os.W_OK)
+
+
 def _sre_data(pattern: str, flags: int) -> tuple[Any, ...]:
-    """What `re._compiler.compile` gives `_sre.compile` for a pattern (Python 3.11's steps)."""
-    parsed = re._parser.parse(pattern, flags)  # type: ignore[attr-defined]
+    """What `re._compiler.compile` gives `_sre.compile` for a pattern (Python 3.11's steps;
+    the parser's warnings were given by `re.compile` already)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        parsed = re._parser.parse(pattern, flags)  # type: ignore[attr-defined]
     code = re._compiler._code(parsed, flags)  # type: ignore[attr-defined]
     group_index = dict(parsed.state.groupdict)
     index_group: list[str | None] = [None] * parsed.state.groups
@@ -153,17 +170,19 @@ def _sre_data(pattern: str, flags: int) -> tuple[Any, ...]:
             tuple(index_group))
 
 
-def _encode_re(data: tuple[Any, ...]) -> str | None:
-    pattern, flags, code, groups, group_index, index_group = data
-    fields = {"pattern": pattern, "flags": flags, "code": code, "groups": groups,
+def _encode_re(entry: tuple[Any, ...]) -> str | None:
+    """An entry: the pattern, the flags it was asked with, then the rest of what
+    `_sre.compile` is given."""
+    pattern, asked, flags, code, groups, group_index, index_group = entry
+    fields = {"pattern": pattern, "asked": asked, "flags": flags, "code": code, "groups": groups,
               "group_index": group_index, "index_group": list(index_group)}
     encoded = json.dumps({"sha256": _digest(fields), "fields": fields})  # (ASCII: lone surrogates too)
-    return encoded if _decode_re(encoded) == data else None
+    return encoded if _decode_re(encoded) == entry else None
 
 
 def _decode_re(encoded: str) -> tuple[Any, ...]:
     data = _checked_fields(encoded)
-    return (data["pattern"], data["flags"], list(data["code"]), data["groups"],
+    return (data["pattern"], data["asked"], data["flags"], list(data["code"]), data["groups"],
             dict(data["group_index"]), tuple(data["index_group"]))
 
 
@@ -172,7 +191,7 @@ def _load(
 ) -> tuple[Any, ...] | None:
     try:
         data = decode(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         return None
     return data if data[0] == pattern else None
 

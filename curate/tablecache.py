@@ -68,7 +68,8 @@ def key(name: str, depends: Iterable[str]) -> str:
     """The cache key of a table: its name, what it depends on, and the Python it was built by
     (whose codecs and Unicode data some tables read)."""
     parts = [name, sys.version, np.__version__, *depends]
-    return hashlib.sha256("\n".join(parts).encode("utf-8")).hexdigest()[:20]
+    # ("surrogatepass": a pattern may hold a lone surrogate; other text encodes as plain UTF-8)
+    return hashlib.sha256("\n".join(parts).encode("utf-8", "surrogatepass")).hexdigest()[:20]
 
 
 def arrays(

@@ -14,7 +14,7 @@ import regex
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from curate import patterncache
+from curate import patterncache, tablecache
 from curate.rules import load_rules
 
 from .conftest import ROOT
@@ -196,3 +196,65 @@ def test_the_cache_switched_off_compiles_re_patterns_and_writes_nothing(tmp_path
     monkeypatch.chdir(tmp_path)
     assert patterncache.compile_re("[\u4e00-\u9fff]+").search("本报记者") is not None
     assert not any(tmp_path.rglob("*.json"))
+
+
+def _re_entry_path(cache: Path, pattern: str, flags: int) -> Path:
+    return cache / f"{tablecache.key(patterncache._RE_FORMAT, [str(int(flags)), ascii(pattern)])}.json"
+
+
+def test_a_re_entry_the_core_refuses_is_compiled_anew(cache, monkeypatch):
+    pattern = "[\u4e00-\u9fff]+"
+    patterncache.compile_re(pattern)
+    entry = _re_entry_path(cache, pattern, 0)
+    fields = {**json.loads(entry.read_text(encoding="utf-8"))["fields"], "code": ["not a number"]}
+    entry.write_text(json.dumps({"sha256": patterncache._digest(fields), "fields": fields}), encoding="utf-8")
+    assert patterncache.compile_re(pattern) == re.compile(pattern)
+    assert from_re_cache(pattern, 0, monkeypatch) == re.compile(pattern)  # (stored again)
+
+
+def test_a_re_entry_is_read_only_for_the_flags_it_was_stored_with(cache, monkeypatch):
+    pattern = "[a-z\u4e00-\u9fff]+"
+    patterncache.compile_re(pattern, 0)
+    # The entry for no flags, where the entry for IGNORECASE would be (as a key that left the
+    # flags out would find it).
+    other = _re_entry_path(cache, pattern, re.IGNORECASE)
+    other.write_text(_re_entry_path(cache, pattern, 0).read_text(encoding="utf-8"), encoding="utf-8")
+    built = patterncache.compile_re(pattern, re.IGNORECASE)
+    assert built == re.compile(pattern, re.IGNORECASE) != re.compile(pattern)
+    assert built.search("ABC记者").group() == "ABC记者"
+    assert from_re_cache(pattern, re.IGNORECASE, monkeypatch).search("ABC").group() == "ABC"
+
+
+def test_no_re_entry_is_stored_when_the_groups_would_differ(cache, monkeypatch):
+    real = patterncache._sre_data
+
+    def swapped(pattern: str, flags: int) -> tuple[Any, ...]:
+        data = real(pattern, flags)
+        return (*data[:4], {"b": 1, "a": 2}, (None, "b", "a"))
+
+    monkeypatch.setattr(patterncache, "_sre_data", swapped)
+    assert patterncache.compile_re("(?P<a>[\u4e00-\u9fff])(?P<b>x)").groupindex == {"a": 1, "b": 2}
+    assert not list(cache.glob("*.json"))
+
+
+def test_re_patterns_with_debug_output_are_compiled_not_stored(cache, capsys):
+    assert patterncache.compile_re("[\u4e00-\u9fff]", re.DEBUG).search("记") is not None
+    assert "IN" in capsys.readouterr().out  # (re's own dump of the pattern)
+    assert not cache.exists() or not list(cache.glob("*.json"))
+
+
+def test_an_unwritable_cache_compiles_each_re_pattern_once(tmp_path, monkeypatch):
+    (tmp_path / "a file").write_text("", encoding="utf-8")
+    monkeypatch.setenv("CURATE_CACHE_DIR", str(tmp_path / "a file"))  # (no folder can be made in it)
+
+    prepared: list[str] = []  # (entries prepared for nowhere: a second compiling each)
+    monkeypatch.setattr(patterncache, "_sre_data", lambda pattern, flags: prepared.append(pattern))
+    assert patterncache.compile_re("[\u4e00-\u9fff]+").search("本报记者") is not None
+    assert prepared == []
+
+
+def test_a_regex_pattern_with_a_lone_surrogate_is_cached_too(cache, monkeypatch):
+    pattern = "记者[\ud800-\udbff]?"
+    assert patterncache.compile(pattern, 0).search("本报记者") is not None
+    assert len(list(cache.glob("*.json"))) == 1
+    assert from_cache(pattern, 0, monkeypatch).search("记者\ud800").group() == "记者\ud800"

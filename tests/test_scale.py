@@ -689,6 +689,30 @@ def test_fused_corpus_stages_give_what_two_passes_give(tmp_path, workers):
     assert '"stage":"repeated_lines"' in lines and '"stage":"dedup"' in lines  # both did work
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("spill_memory_mb", [0, 256])
+def test_fused_stages_carry_documents_not_ok_as_two_passes_do(tmp_path, workers, spill_memory_mb):
+    # Documents quarantined before the corpus stages have no summaries: the fused pass spills
+    # their records (three a document) all the same, held in memory or in its file.
+    from curate.document import QUARANTINED
+    from curate.version import encode
+
+    outputs = {}
+    for fuse in (False, True):
+        docs = _built_documents()
+        for doc in docs[::5]:
+            doc.status, doc.status_reason = QUARANTINED, "quarantined before the corpus stages (test)"
+        stages = _real_pipeline(tmp_path / f"fuse-{fuse}")
+        engine = LocalEngine(
+            workers=workers, batch_size=16, fuse=fuse, spill_dir=tmp_path, spill_memory_mb=spill_memory_mb
+        )
+        encoded = list(engine.execute(iter(docs), stages, finish=encode))
+        outputs[fuse] = [(e.line, e.edit_lines) for e in encoded]
+    assert outputs[True] == outputs[False]
+    quarantined = [line for line, _ in outputs[True] if b"quarantined before the corpus stages" in line]
+    assert len(quarantined) == len(docs[::5])
+
+
 def test_fused_stages_send_only_the_documents_the_first_one_changes(tmp_path):
     from curate.stages.repeated_lines import RepeatedLines
 
