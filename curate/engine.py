@@ -766,12 +766,13 @@ class Phase:
     def __bool__(self) -> bool:
         return bool(self.apply or self.stages or self.summarise or self.finish)
 
-    def packed(self, summary: Any) -> Any:
-        """A summary as it travels: pickled when documents are (`unpacked` reverses it)."""
-        return pickle.dumps(summary, protocol=pickle.HIGHEST_PROTOCOL) if self.pack else summary
+    def packed(self, stage: CorpusStage, summary: Any) -> Any:
+        """A summary of `stage` as it travels: as bytes when documents are
+        (`CorpusStage.pack_summary`; `unpacked` reverses it)."""
+        return stage.pack_summary(summary) if self.pack else summary
 
-    def unpacked(self, summary: Any) -> Any:
-        return pickle.loads(summary) if self.pack else summary
+    def unpacked(self, stage: CorpusStage, summary: Any) -> Any:
+        return stage.unpack_summary(summary) if self.pack else summary
 
     def run(self, batch: list[Any]) -> list[Result]:
         docs: list[Document] = [loads(item, self.store) for item in batch]
@@ -788,7 +789,7 @@ class Phase:
             ok_docs = [doc for doc in done if doc.status == OK]
             summaries = iter(self.summarise.summarise_many(ok_docs))
             if self.ahead is not None:  # (summary, the next corpus stage's summary, packed)
-                ahead = [self.packed(a) for a in self.ahead.summarise_many(ok_docs)]
+                ahead = [self.packed(self.ahead, a) for a in self.ahead.summarise_many(ok_docs)]
                 summaries = zip(summaries, ahead, strict=True)
         finish = self.finish
         if finish is not None:
@@ -976,12 +977,12 @@ class LocalEngine:
                 summary, early = summaries if ok else (None, None)
                 if ok:
                     stage.observe(summary)
-                # The document as it is, what goes with it, then `ahead`'s summary as it came
-                # (pickled already by the worker, when documents are): neither the document's
+                # The document as it is, what goes with it, then `ahead`'s summary as bytes
+                # (as the worker packed it, when documents travel so): neither the document's
                 # bytes nor the summary's are copied into a second pickle.
                 spill.put(payload)
                 spill.put(pickle.dumps((ok, summary), pickle.HIGHEST_PROTOCOL))
-                spill.put(early if phase.pack else pickle.dumps(early, pickle.HIGHEST_PROTOCOL))
+                spill.put(b"" if not ok else early if phase.pack else ahead.pack_summary(early))
             self._decide(stage)
 
             def records() -> Iterator[tuple[Any, bool, bool, Any]]:
@@ -990,7 +991,11 @@ class LocalEngine:
                 for payload, extra, early in zip(spilled, spilled, spilled, strict=True):
                     ok, summary = pickle.loads(extra)
                     changed = ok and not stage.unchanged_by(summary)
-                    yield payload, ok, changed, early if phase.pack else pickle.loads(early)
+                    if not ok:
+                        early = None
+                    elif not phase.pack:
+                        early = ahead.unpack_summary(early)
+                    yield payload, ok, changed, early
 
             budget = self.REDO_HERE  # documents the driver may still redo itself
 
@@ -1011,14 +1016,15 @@ class LocalEngine:
                 for payload, ok, changed, early in batch:
                     if changed:
                         result = next(done)
-                        results.append(Result(result.payload, result.ok, phase.packed(result.summary)))
+                        summary = phase.packed(ahead, result.summary) if result.ok else None
+                        results.append(Result(result.payload, result.ok, summary))
                     else:
                         results.append(Result(payload, ok, early))
                 return results
 
             final = parallel_map(redo, records(), self.workers, self._batch_size, local=here)
             for r in final:
-                yield Result(r.payload, r.ok, phase.unpacked(r.summary) if r.ok else None)
+                yield Result(r.payload, r.ok, phase.unpacked(ahead, r.summary) if r.ok else None)
 
 
 class _Barrier:

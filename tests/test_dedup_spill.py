@@ -85,6 +85,11 @@ def test_a_summary_travels_as_one_record_read_back_as_views(settings):
         assert _fields(_unpack(record)) == _fields(summary)
         assert _pack(travelled) == _pack(summary)  # (a summary read back travels on as it came)
         assert travelled.paragraph_numbers() == summary.paragraph_numbers()
+        # As an engine moves it between processes: the record alone, no pickle around it.
+        packed = stage.pack_summary(summary)
+        assert packed == _pack(summary) and isinstance(packed, bytes)
+        assert _fields(stage.unpack_summary(packed)) == _fields(summary)
+        assert stage.pack_summary(stage.unpack_summary(packed)) == packed
 
 
 def test_a_summary_of_strided_arrays_packs_the_same_and_one_of_wrong_shapes_is_refused():

@@ -972,7 +972,8 @@ def test_with_workers_documents_wait_in_the_document_file_not_in_the_driver(tmp_
         stages = _real_pipeline(tmp_path / f"stages-{workers}")
         run = engine.execute(iter(_built_documents()), stages, finish=encode)  # (documents of its own)
         outputs.append([(e.line, e.edit_lines) for e in run])
-        records = [unpickled(data) for data in spilled]
+        # (a near-duplicate summary is spilled as its own flat record: neither pickle nor `Stored`)
+        records = [unpickled(data) for data in spilled if not isinstance(data, bytes) or data[:1] in (b"\x80", b"S")]
         if workers == 1:  # documents, as they are: never pickled while they wait
             assert sum(isinstance(data, Document) for data in spilled) >= len(docs)
         else:

@@ -18,6 +18,7 @@ import io
 import itertools
 import multiprocessing
 import os
+import pickle
 import shutil
 import signal
 import sys
@@ -546,6 +547,14 @@ class CorpusStage(Stage):
         process, in input order, for documents whose status is OK; the document itself stays
         with the engine, so a summary carries all the decision needs)."""
         raise NotImplementedError
+
+    def pack_summary(self, summary: Any) -> bytes:
+        """A summary as bytes, where an engine moves it as such (`unpack_summary` reverses it):
+        pickled, unless the stage has a flatter form of its own."""
+        return pickle.dumps(summary, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def unpack_summary(self, data: bytes) -> Any:
+        return pickle.loads(data)
 
     def decide(self) -> None:
         """Called once after every document was observed."""

