@@ -591,10 +591,13 @@ class Spill:
         if self.file is not None:
             self.file.close()
 
-    def put(self, record: Any) -> None:
-        """Keep a document or bytes (anything else is kept pickled: `dumps`)."""
+    def put(self, record: Any, weight: int | None = None) -> None:
+        """Keep a document, bytes, or anything given with its `weight` (a bound of the bytes it
+        holds), as it is while the budget allows (anything else is kept pickled: `dumps`)."""
         if isinstance(record, Document):
             size = record.memory_size()
+        elif weight is not None:
+            size = weight
         else:
             record = dumps(record)
             size = len(record)
@@ -617,7 +620,8 @@ class Spill:
 
     def records(self) -> Iterator[Any]:
         """Every record, in the order put, each once (held ones are released as they go): a
-        document held comes back as it is, one from the file pickled (`loads` takes both)."""
+        record held comes back as it is, one from the file pickled (`unpickled` and `loads`
+        take both)."""
         held = self.held
         while held:
             yield held.popleft()
@@ -981,7 +985,7 @@ class LocalEngine:
                 # (as the worker packed it, when documents travel so): neither the document's
                 # bytes nor the summary's are copied into a second pickle.
                 spill.put(payload)
-                spill.put(pickle.dumps((ok, summary), pickle.HIGHEST_PROTOCOL))
+                spill.put((ok, summary), weight=stage.summary_weight(summary) if ok else 64)
                 spill.put(b"" if not ok else early if phase.pack else ahead.pack_summary(early))
             self._decide(stage)
 
@@ -989,7 +993,7 @@ class LocalEngine:
                 """(document, ok, changed by `stage`, `ahead`'s early summary), in order."""
                 spilled = spill.records()  # three records per document: zip groups them
                 for payload, extra, early in zip(spilled, spilled, spilled, strict=True):
-                    ok, summary = pickle.loads(extra)
+                    ok, summary = unpickled(extra)
                     changed = ok and not stage.unchanged_by(summary)
                     if not ok:
                         early = None

@@ -896,6 +896,32 @@ def test_a_spill_holds_documents_as_they_are_within_its_budget_and_files_the_res
     assert [loads(record) for record in back] == docs
 
 
+def test_a_repeated_lines_summary_weighs_at_least_what_it_holds(tmp_path):
+    # The fused pass holds each document's repeated-lines summary as it is, weighed by
+    # `summary_weight`, within the spill's budget: the weight must bound its memory.
+    import pickle
+    import tracemalloc
+
+    from curate.stages.repeated_lines import RepeatedLines
+
+    stage = next(s for s in _real_pipeline(tmp_path) if isinstance(s, RepeatedLines))
+    lines = [f"{chr(0x4E00 + n)}{chr(0x5E00 + n)}每周三下午社区图书馆举办读书分享活动" for n in range(300)]
+    texts = ["", "一行", "\n".join(lines)]  # (the last: 300 lines that count, each its own)
+    docs = [Document.new(f"site/{n}.txt", text) for n, text in enumerate(texts)] + _built_documents()[:20]
+    for doc in docs:
+        summary = stage.summarise(doc)
+        data = pickle.dumps(summary)
+        tracemalloc.start()
+        try:
+            copy = pickle.loads(data)  # (its own objects: big ints and strings are not shared)
+            held, _ = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert copy == summary
+        assert stage.summary_weight(summary) >= held, (doc.source, held)
+    assert len(stage.summarise(docs[2])[2]) == 300  # (every line of that one counted)
+
+
 def test_a_documents_memory_size_is_at_least_what_it_holds(tmp_path):
     import pickle
     import tracemalloc
@@ -961,7 +987,9 @@ def test_with_workers_documents_wait_in_the_document_file_not_in_the_driver(tmp_
 
     spilled: list[bytes] = []
     put = Spill.put
-    monkeypatch.setattr(Spill, "put", lambda self, data: (spilled.append(data), put(self, data))[1])
+    monkeypatch.setattr(
+        Spill, "put", lambda self, data, weight=None: (spilled.append(data), put(self, data, weight))[1]
+    )
     docs = _built_documents()
     outputs = []
     for workers in (1, 2):

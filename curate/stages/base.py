@@ -556,6 +556,12 @@ class CorpusStage(Stage):
     def unpack_summary(self, data: bytes) -> Any:
         return pickle.loads(data)
 
+    def summary_weight(self, summary: Any) -> int:
+        """A bound of the bytes a summary holds in memory, for an engine that holds it as it
+        is while a budget allows (`engine.Spill`): its pickle's length, unless the stage knows
+        better for less."""
+        return len(self.pack_summary(summary))
+
     def decide(self) -> None:
         """Called once after every document was observed."""
 
