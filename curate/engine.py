@@ -564,7 +564,8 @@ class Spill:
     """Records written in order, then read back once, in order: the first ones held in memory,
     up to `budget` bytes in all, the rest in a temporary file in `folder`. A record is a
     document itself with one worker (weighed by its `Document.memory_size`, pickled only if it
-    goes to the file), with more a reference to one (`Stored`), or other bytes.
+    goes to the file), with more a reference to one (`Stored`), other bytes, or an object put
+    with its weight (a summary: `CorpusStage.summary_weight`), held as it is likewise.
 
     Why not always a file: moving a pickled document through the page cache costs the driver
     a write and a read of its bytes, while the workers wait at the barrier; held, a record is
