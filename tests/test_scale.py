@@ -417,30 +417,6 @@ def test_deferred_artifacts_build_in_the_background_with_the_same_bytes():
     assert plain == {"index.npz": build()}
 
 
-def test_once_a_forked_builder_has_a_deferred_value_the_driver_lets_go_of_its_state():
-    # What a deferred function holds (the near-duplicate decision: on the copies shape 0.87 s
-    # to free) is freed as the builder starts, beside the last pass, not at the run's end.
-    import gc
-    import weakref
-
-    from curate.stages.base import Artifacts, defer_artifact
-
-    class State:
-        def index(self) -> bytes:
-            return b"the index"
-
-    state = State()
-    held = weakref.ref(state)
-    artifacts = Artifacts()
-    defer_artifact({"artifacts": artifacts}, "index.npz", state.index)  # (the method holds it)
-    del state
-    gc.collect()
-    assert held() is not None  # (the function holds it until a builder has it)
-    artifacts.start()
-    assert held() is None  # let go of here, without a collection: the builder has its copy
-    assert artifacts["index.npz"] == b"the index"
-
-
 def test_artifacts_deferred_after_a_start_are_built_too_and_the_last_definition_wins():
     from curate.stages.base import Artifacts
 

@@ -171,13 +171,9 @@ class Artifacts(MutableMapping[str, bytes]):
         fork."""
         pending = self._pending()
         if pending:
-            forked = fork_is_safe()
-            builder = _ForkedBuild(pending) if forked else _ThreadBuild(pending)
+            builder = _ForkedBuild(pending) if fork_is_safe() else _ThreadBuild(pending)
             self._builders.append((builder, {name: self._stamps[name] for name in pending}))
             self._started.update(pending)
-            if forked:  # what the functions hold is let go here, as the builder begins
-                for name in pending:
-                    self._deferred[name] = _built_elsewhere
 
     def abandon(self) -> None:
         """The run stops without a version: builders still at work are stopped (a forked one
@@ -352,16 +348,6 @@ def _build(deferred: _Pending) -> tuple[str, Any]:
         return "error", exc
 
 
-def _built_elsewhere() -> bytes:
-    """A deferred value's function once a forked builder has it (`Artifacts.start`): the
-    driver lets go of what the function held, the deciding stage's whole state, as the last
-    pass begins and the builder works beside it. Let go of at the run's end instead, the
-    near-duplicate decision of the copies shape took 0.87 s to free, the builder long done and
-    a core idle; of the news benchmark's, tens of milliseconds. Never called: a value a builder
-    has comes from the builder, or its error is raised (`_settle`)."""
-    raise RuntimeError("a deferred value built by a forked builder was asked of its function")
-
-
 class _ForkedBuild:
     """The deferred values built in a forked process, sent back through a pipe."""
 
@@ -369,15 +355,13 @@ class _ForkedBuild:
         context = multiprocessing.get_context("fork")
         self.receive, send = context.Pipe(duplex=False)
         widen_pipe(self.receive)
-        given = [deferred]  # (emptied once forked: this process holds no reference to them)
         self.process = context.Process(
             target=_build_and_send,
-            args=(given, send, self.receive),
+            args=(deferred, send, self.receive),
             name="curate-artifacts",
             daemon=True,
         )
         self.process.start()
-        given.clear()
         send.close()
 
     def result(self) -> tuple[str, Any]:
@@ -421,8 +405,8 @@ def leave_interrupts_to_the_driver() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _build_and_send(given: list[_Pending], send: Any, receive: Any) -> None:
-    """In the forked builder: `_build`'s outcome, of the deferred values `given`, down the pipe.
+def _build_and_send(deferred: _Pending, send: Any, receive: Any) -> None:
+    """In the forked builder: `_build`'s outcome down the pipe.
 
     The builder first closes its copy of the reading end: were the driver killed, the send
     then fails and the builder ends, instead of waiting forever on a pipe it holds itself
@@ -431,7 +415,7 @@ def _build_and_send(given: list[_Pending], send: Any, receive: Any) -> None:
     leave_interrupts_to_the_driver()
     receive.close()
     try:
-        outcome = _build(given[0])
+        outcome = _build(deferred)
         try:
             send.send(outcome)
         except Exception:  # an exception that does not pickle
