@@ -1,5 +1,5 @@
 """`python -m curate` is the `curate` command."""
 
-from curate.cli import main
+from curate.cli import entry
 
-main()
+entry()

@@ -23,7 +23,7 @@ from curate.document import Document
 from curate.engine import LocalEngine, SpillError, WorkerLost, default_workers, dumps
 from curate.pipeline import build_stages, reads_parent
 from curate.report.model import EntryMaker, WrittenIndex
-from curate.stages.base import Artifacts, RunContext
+from curate.stages.base import Artifacts, RunContext, let_go
 from curate.version import (
     Encoded,
     RunRecord,
@@ -210,6 +210,7 @@ def run(
                 corpus, docs, record, lambda: _finish_record(record, skipped), on_written=written
             )
             warnings = list(record.warnings)
+            let_go((stages, context, engine))  # (the stages' decisions: kept to the end, or freed)
     except (VersionError, SpillError, WorkerLost) as exc:
         raise RunError(str(exc)) from None
     except OSError as exc:

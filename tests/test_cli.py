@@ -120,6 +120,32 @@ def test_a_quiet_run_prints_one_line_and_never_loads_rich(project):
     assert loaded == "False"
 
 
+def test_the_curate_process_ends_at_once_with_its_output_and_exit_code(project):
+    """`python -m curate` (as the console script): its output flushed, its exit code kept, the
+    process ended without Python's teardown (`cli.entry`): an exit handler never runs."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # (this checkout's curate)
+
+    def curate(*args: str, sitecustomize: bool = False) -> subprocess.CompletedProcess[str]:
+        prefix = ["-c", "import atexit, runpy; atexit.register(print, 'exit handler ran');"
+                  " runpy.run_module('curate', run_name='__main__')"] if sitecustomize else ["-m", "curate"]
+        return subprocess.run([sys.executable, *prefix, *args], cwd=project, capture_output=True,
+                              text=True, timeout=300, env=env)
+
+    done = curate("run", "-q", sitecustomize=True)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    version = (project / "corpus" / "LATEST").read_text().strip()
+    assert done.stdout.startswith(f"version {version} written to ")  # (flushed: stdout is a pipe)
+    assert "exit handler ran" not in done.stdout
+    again = curate("run", "-q")
+    assert again.returncode == 0 and again.stdout.startswith(f"nothing changed: version {version}")
+    missing = curate("run", "-q", "nowhere")
+    assert (missing.returncode, missing.stdout, missing.stderr) == (2, "", "curate: nowhere: no such file or folder\n")
+    unknown = curate("nosuch")
+    assert unknown.returncode == 2 and "No such command 'nosuch'" in unknown.stderr
+    shown = curate("--version")
+    assert shown.returncode == 0 and shown.stdout.startswith("curate, version ")
+
+
 def test_run_log_show_verify_export(project):
     first = invoke(project, "run")
     assert first.exit_code == 0, first.output

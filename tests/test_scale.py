@@ -417,6 +417,31 @@ def test_deferred_artifacts_build_in_the_background_with_the_same_bytes():
     assert plain == {"index.npz": build()}
 
 
+@pytest.mark.parametrize("keep", [False, True])
+def test_what_a_run_lets_go_of_is_freed_unless_its_process_ends_at_once(monkeypatch, keep):
+    # The `curate` command ends its process at once (`cli.entry`): what the run lets go of,
+    # the deciding stage's state first, is then left to the process's end, never freed object
+    # by object; any other caller frees it as the run goes.
+    import weakref
+
+    from curate.stages import base
+
+    monkeypatch.setattr(base, "_KEPT_UNTIL_EXIT", [] if keep else None)
+
+    class State:
+        def index(self) -> bytes:
+            return b"the index"
+
+    state = State()
+    held = weakref.ref(state)
+    artifacts = base.Artifacts()
+    base.defer_artifact({"artifacts": artifacts}, "index.npz", state.index)  # (the method holds it)
+    del state
+    artifacts.start()
+    assert artifacts["index.npz"] == b"the index"  # (the builder's result in: the function goes)
+    assert (held() is not None) == keep
+
+
 def test_artifacts_deferred_after_a_start_are_built_too_and_the_last_definition_wins():
     from curate.stages.base import Artifacts
 
