@@ -564,8 +564,7 @@ class Spill:
     """Records written in order, then read back once, in order: the first ones held in memory,
     up to `budget` bytes in all, the rest in a temporary file in `folder`. A record is a
     document itself with one worker (weighed by its `Document.memory_size`, pickled only if it
-    goes to the file), with more a reference to one (`Stored`), other bytes, or an object put
-    with its weight (a summary: `CorpusStage.summary_weight`), held as it is likewise.
+    goes to the file), with more a reference to one (`Stored`), or other bytes.
 
     Why not always a file: moving a pickled document through the page cache costs the driver
     a write and a read of its bytes, while the workers wait at the barrier; held, a record is
@@ -592,13 +591,10 @@ class Spill:
         if self.file is not None:
             self.file.close()
 
-    def put(self, record: Any, weight: int | None = None) -> None:
-        """Keep a document, bytes, or anything given with its `weight` (a bound of the bytes it
-        holds), as it is while the budget allows (anything else is kept pickled: `dumps`)."""
+    def put(self, record: Any) -> None:
+        """Keep a document or bytes (anything else is kept pickled: `dumps`)."""
         if isinstance(record, Document):
             size = record.memory_size()
-        elif weight is not None:
-            size = weight
         else:
             record = dumps(record)
             size = len(record)
@@ -621,8 +617,7 @@ class Spill:
 
     def records(self) -> Iterator[Any]:
         """Every record, in the order put, each once (held ones are released as they go): a
-        record held comes back as it is, one from the file pickled (`unpickled` and `loads`
-        take both)."""
+        document held comes back as it is, one from the file pickled (`loads` takes both)."""
         held = self.held
         while held:
             yield held.popleft()
@@ -986,7 +981,7 @@ class LocalEngine:
                 # (as the worker packed it, when documents travel so): neither the document's
                 # bytes nor the summary's are copied into a second pickle.
                 spill.put(payload)
-                spill.put((ok, summary), weight=stage.summary_weight(summary) if ok else 64)
+                spill.put(pickle.dumps((ok, summary), pickle.HIGHEST_PROTOCOL))
                 spill.put(b"" if not ok else early if phase.pack else ahead.pack_summary(early))
             self._decide(stage)
 
@@ -994,7 +989,7 @@ class LocalEngine:
                 """(document, ok, changed by `stage`, `ahead`'s early summary), in order."""
                 spilled = spill.records()  # three records per document: zip groups them
                 for payload, extra, early in zip(spilled, spilled, spilled, strict=True):
-                    ok, summary = unpickled(extra)
+                    ok, summary = pickle.loads(extra)
                     changed = ok and not stage.unchanged_by(summary)
                     if not ok:
                         early = None

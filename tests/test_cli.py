@@ -134,7 +134,7 @@ def test_the_curate_process_ends_at_once_with_its_output_and_exit_code(project):
     done = curate("run", "-q", sitecustomize=True)
     assert done.returncode == 0 and done.stderr == "", done.stderr
     version = (project / "corpus" / "LATEST").read_text().strip()
-    assert done.stdout.startswith(f"version {version} written to ")  # (flushed: stdout is a pipe)
+    assert done.stdout.startswith(f"version {version} written to ")  # (through a pipe)
     assert "exit handler ran" not in done.stdout
     again = curate("run", "-q")
     assert again.returncode == 0 and again.stdout.startswith(f"nothing changed: version {version}")

@@ -36,21 +36,26 @@ def entry() -> None:
     by object, and Python's teardown, were about 60 ms at the end of a run of the benchmark and
     about a second on the copies shape, every core idle. A process that called Ray ends as
     Python ends (Ray's shutdown runs at exit); so does an error that escapes `main`."""
-    from curate.stages.base import keep_until_exit
+    from curate.stages import base
 
-    keep_until_exit()
+    base.keep_until_exit()
     try:
-        main()
-    except SystemExit as exc:
-        _end_now(exc.code)
-        raise
-    _end_now(0)
+        try:
+            main()
+        except SystemExit as exc:
+            _end_now(exc.code)
+            raise
+        _end_now(0)
+    finally:  # (ending as Python ends: what was kept is freed as usual from here)
+        base.keep_until_exit(False)
 
 
 def _end_now(code: Any) -> None:
+    """`os._exit(code)` once the output is flushed, as Python would end with `code`; returns
+    in a process connected to Ray (its own shutdown, at exit, ends the processes it started)."""
     ray = sys.modules.get("ray")
     if ray is not None and getattr(ray, "is_initialized", lambda: False)():
-        return  # (its own shutdown, at exit, ends the processes it started)
+        return
     if code is None:
         code = 0
     elif not isinstance(code, int):  # (as Python prints a SystemExit's message)
@@ -59,6 +64,7 @@ def _end_now(code: Any) -> None:
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except (OSError, ValueError):  # (a closed pipe, a closed stream: as Python would go on)
-            pass
+        except (OSError, ValueError):  # (a closed pipe: Python exits with 120 then)
+            if stream is sys.stdout and code == 0:
+                code = 120
     os._exit(code)

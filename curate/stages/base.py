@@ -233,13 +233,15 @@ class Artifacts(MutableMapping[str, bytes]):
 _KEPT_UNTIL_EXIT: list[Any] | None = None
 
 
-def keep_until_exit() -> None:
+def keep_until_exit(keep: bool = True) -> None:
     """From now on, what is let go of (`let_go`) stays until the process ends, unfreed: for a
     process that then ends without freeing anything (`os._exit`). Freeing the near-duplicate
     decision's state object by object took 39 ms at the end of a run of the benchmark, both
-    cores idle, and 0.87 s on the copies shape."""
+    cores idle, and 0.87 s on the copies shape. `keep=False`: no longer (what was kept goes)."""
     global _KEPT_UNTIL_EXIT
-    if _KEPT_UNTIL_EXIT is None:
+    if not keep:
+        _KEPT_UNTIL_EXIT = None
+    elif _KEPT_UNTIL_EXIT is None:
         _KEPT_UNTIL_EXIT = []
 
 
@@ -579,12 +581,6 @@ class CorpusStage(Stage):
 
     def unpack_summary(self, data: bytes) -> Any:
         return pickle.loads(data)
-
-    def summary_weight(self, summary: Any) -> int:
-        """A bound of the bytes a summary holds in memory, for an engine that holds it as it
-        is while a budget allows (`engine.Spill`): its pickle's length, unless the stage knows
-        better for less."""
-        return len(self.pack_summary(summary))
 
     def decide(self) -> None:
         """Called once after every document was observed."""

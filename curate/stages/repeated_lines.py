@@ -229,12 +229,6 @@ class RepeatedLines(CorpusStage):
         counted = dict.fromkeys((key, e - s) for key, (s, e) in zip(keys, lines, strict=True) if key is not None)
         return self.group_of(doc), _key_hash(doc.text), [k for k, _ in counted], [n for _, n in counted]
 
-    def summary_weight(self, summary: Any) -> int:
-        """`summarise`'s tuple: the tuple and the group's string, the text hash, and the two
-        lists, an 8-byte slot and an int object (at most 36 bytes, a key's 64 bits) an item."""
-        group, _, keys, lengths = summary
-        return 400 + 4 * len(group) + 44 * (len(keys) + len(lengths))
-
     def observe(self, summary: Any) -> None:
         group, text_hash, keys, lengths = summary
         for key, length in zip(keys, lengths, strict=True):
