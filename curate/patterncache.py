@@ -125,7 +125,7 @@ def compile_re(pattern: str, flags: int = 0) -> re.Pattern[str]:
     folder = tablecache.cache_dir()
     if folder is None or flags & (re.DEBUG | re.LOCALE):
         return re.compile(pattern, flags)
-    key = tablecache.key(_RE_FORMAT, [str(int(flags)), ascii(pattern)])
+    key = tablecache.key(_RE_FORMAT, [str(int(flags)), pattern])  # (as the regex half keys)
     path = folder / "patterns" / f"{key}.json"
     entry = _load(path, pattern, _decode_re)
     if entry is not None and entry[1] == flags:

@@ -199,7 +199,7 @@ def test_the_cache_switched_off_compiles_re_patterns_and_writes_nothing(tmp_path
 
 
 def _re_entry_path(cache: Path, pattern: str, flags: int) -> Path:
-    return cache / f"{tablecache.key(patterncache._RE_FORMAT, [str(int(flags)), ascii(pattern)])}.json"
+    return cache / f"{tablecache.key(patterncache._RE_FORMAT, [str(int(flags)), pattern])}.json"
 
 
 def test_a_re_entry_the_core_refuses_is_compiled_anew(cache, monkeypatch):
