@@ -23,8 +23,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
-import ftfy
 import regex
 
 from curate import patterncache, tablecache
@@ -41,19 +41,30 @@ for _name in ("gbk", "gb18030"):
 
 KIND = "normalise"
 
-# ftfy with only its encoding fixers: everything that would touch clean Chinese is off.
-FTFY_CONFIG = ftfy.TextFixerConfig(
-    unescape_html=False,
-    remove_terminal_escapes=False,
-    fix_latin_ligatures=False,
-    fix_character_width=False,
-    uncurl_quotes=False,
-    fix_line_breaks=False,
-    fix_surrogates=False,
-    remove_control_chars=False,
-    normalization=None,
-    explain=True,
-)
+
+@cache
+def _ftfy() -> tuple[Any, Any]:
+    """ftfy's `fix_and_explain`, and its configuration with only the encoding fixers (everything
+    that would touch clean Chinese is off). Imported on first use, not with this module: a
+    text with UTF-8 read as Latin-1 is rare (2 of the benchmark's 6,024 documents; none of the
+    sample files), and the import (ftfy's tables and patterns, and wcwidth, which it pulls in)
+    took about 30 ms of every run's start, on one core, before the workers fork."""
+    import ftfy
+
+    config = ftfy.TextFixerConfig(
+        unescape_html=False,
+        remove_terminal_escapes=False,
+        fix_latin_ligatures=False,
+        fix_character_width=False,
+        uncurl_quotes=False,
+        fix_line_breaks=False,
+        fix_surrogates=False,
+        remove_control_chars=False,
+        normalization=None,
+        explain=True,
+    )
+    return ftfy.fix_and_explain, config
+
 
 # Windows-1252 characters for bytes 0x80-0x9F (the rest of 0x80-0xFF is Latin-1).
 _CP1252_HIGH = "".join(
@@ -338,7 +349,8 @@ def ftfy_changes(text: str, breaks: str = LINE_BREAK_CHARS) -> list[Change]:
         line = text[start:end]
         start, end = start + len(line) - len(line.lstrip(EDGE_SPACE)), start + len(line.rstrip(EDGE_SPACE))
         line = text[start:end]
-        fixed, explanation = ftfy.fix_and_explain(line, FTFY_CONFIG)
+        fix_and_explain, config = _ftfy()
+        fixed, explanation = fix_and_explain(line, config)
         if fixed == line:
             continue
         steps = [f"{step[0]}:{step[1]}" for step in (explanation or [])]
