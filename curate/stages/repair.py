@@ -45,10 +45,10 @@ KIND = "normalise"
 @cache
 def _ftfy() -> tuple[Any, Any]:
     """ftfy's `fix_and_explain`, and its configuration with only the encoding fixers (everything
-    that would touch clean Chinese is off). Imported on first use, not with this module: a
-    text with UTF-8 read as Latin-1 is rare (2 of the benchmark's 6,024 documents; none of the
-    sample files), and the import (ftfy's tables and patterns, and wcwidth, which it pulls in)
-    took about 30 ms of every run's start, on one core, before the workers fork."""
+    that would touch clean Chinese is off). Imported on first use, not with this module: few
+    texts show the signature of UTF-8 read as Latin-1 (2 of the benchmark's 6,024 documents,
+    none of the sample files), and the import (ftfy's tables and patterns, and wcwidth, which it
+    pulls in) took 20-30 ms of every run's start, on one core, before the workers fork."""
     import ftfy
 
     config = ftfy.TextFixerConfig(
@@ -64,6 +64,20 @@ def _ftfy() -> tuple[Any, Any]:
         explain=True,
     )
     return ftfy.fix_and_explain, config
+
+
+def _ftfy_codecs(encoding: str) -> codecs.CodecInfo | None:
+    """ftfy's codecs ("sloppy-windows-1252", "utf-8-variants", ...), which importing ftfy
+    registers for the whole process: a page may declare one (`curate.html` decodes it so).
+    Registered with this module, as importing ftfy with it did, so that which codecs a run knows
+    does not depend on whether a text has needed ftfy yet in that process. Asked only for a name
+    no codec registered before knows; ftfy is imported then."""
+    from ftfy.bad_codecs import search_function
+
+    return search_function(encoding)
+
+
+codecs.register(_ftfy_codecs)
 
 
 # Windows-1252 characters for bytes 0x80-0x9F (the rest of 0x80-0xFF is Latin-1).
