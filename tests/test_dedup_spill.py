@@ -106,6 +106,11 @@ def test_a_summary_of_strided_arrays_packs_the_same_and_one_of_wrong_shapes_is_r
     assert not strided.para_sigs.flags.c_contiguous
     assert _pack(strided) == _pack(summary)
     assert _fields(_unpack(_pack(strided))) == _fields(summary)
+    # Arrays of other types are converted to the record's as they are packed.
+    typed = dataclasses.replace(
+        summary, spans=summary.spans.astype(np.int32), win_sigs=summary.win_sigs.astype(np.uint64)
+    )
+    assert _pack(typed) == _pack(summary)
     with pytest.raises(ValueError, match="inconsistent shapes"):
         _pack(dataclasses.replace(summary, win_counts=summary.win_counts[:-1]))
 
@@ -129,3 +134,5 @@ def test_a_one_paragraph_documents_record_holds_its_signature_once():
     assert _fields(_unpack(once)) == _fields(summary)
     assert _fields(_unpack(twice)) == _fields(other)
     assert np.array_equal(_unpack(once).sig, summary.para_sigs[0])
+    # The same signature in another type is still the paragraph's: held once.
+    assert _pack(dataclasses.replace(summary, sig=summary.sig.astype(np.uint64))) == once

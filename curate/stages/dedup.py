@@ -361,6 +361,7 @@ _TYPES = (
     ("sig", np.uint32),
 )
 _ARRAYS = tuple(name for name, _ in _TYPES)
+_DTYPES = tuple((name, np.dtype(dtype)) for name, dtype in _TYPES)  # (compared by identity)
 
 
 def _sizes(dims: tuple[int, int, int, int, int], one_sig: bool) -> tuple[int, int]:
@@ -373,8 +374,12 @@ def _shares_its_sig(summary: _Summary) -> bool:
     """A document of one paragraph has that paragraph's signature: its record holds it once.
     Most documents of a corpus of many short ones are one paragraph (the copies shape's
     213,864), and the second copy was a third of their records (512 of 1,421 bytes)."""
-    one = summary.para_sigs.shape[0] == 1
-    return one and summary.sig.tobytes() == summary.para_sigs[0].astype(summary.sig.dtype, copy=False).tobytes()
+    para_sigs, sig = summary.para_sigs, summary.sig
+    if para_sigs.shape[0] != 1:
+        return False
+    if para_sigs.dtype is sig.dtype:  # (the usual case: the one row's bytes, no view of it made)
+        return sig.tobytes() == para_sigs.tobytes()
+    return sig.tobytes() == para_sigs[0].astype(sig.dtype, copy=False).tobytes()
 
 
 def _pack(summary: _Summarised) -> bytes:
@@ -389,15 +394,22 @@ def _pack(summary: _Summarised) -> bytes:
         blocks = [summary.wide, summary.narrow]
     else:  # (each array as the record holds it: a copy only of one of another type or layout)
         one_sig = _shares_its_sig(summary)
-        types = _TYPES[:-1] if one_sig else _TYPES  # (the signature last: `_TYPES`)
-        blocks = [np.ascontiguousarray(getattr(summary, name), dtype) for name, dtype in types]
+        blocks = []
+        for name, dtype in _DTYPES[:-1] if one_sig else _DTYPES:  # (the signature last: `_TYPES`)
+            array = getattr(summary, name)
+            if array.dtype is not dtype or not array.flags.c_contiguous:
+                array = np.ascontiguousarray(array, dtype)
+            blocks.append(array)
     wide, narrow = _sizes(dims, one_sig)
-    if sum(block.nbytes for block in blocks) != 8 * wide + 4 * narrow:
+    if sum([block.nbytes for block in blocks]) != 8 * wide + 4 * narrow:
         shapes = {name: getattr(summary, name).shape for name in _ARRAYS}
         raise ValueError(f"dedup summary of {summary.id}: arrays of inconsistent shapes {shapes}")
     header = _HEADER_STRUCT.pack(len(doc_id), len(text_z), *dims, summary.computed, summary.reused, one_sig)
-    parts = [header, doc_id, _PADDING[: -len(doc_id) % _ALIGN], text_z, _PADDING[: -len(text_z) % _ALIGN]]
-    return b"".join([*parts, *(block.data for block in blocks), _PADDING[: -4 * narrow % _ALIGN]])
+    # (`join` reads each array's buffer: C-contiguous, as made above)
+    return b"".join([
+        header, doc_id, _PADDING[: -len(doc_id) % _ALIGN], text_z, _PADDING[: -len(text_z) % _ALIGN],
+        *blocks, _PADDING[: -4 * narrow % _ALIGN],
+    ])  # fmt: skip
 
 
 def _unpack(record: bytes | np.ndarray) -> _Record:
