@@ -111,6 +111,10 @@ def test_a_summary_of_strided_arrays_packs_the_same_and_one_of_wrong_shapes_is_r
         summary, spans=summary.spans.astype(np.int32), win_sigs=summary.win_sigs.astype(np.uint64)
     )
     assert _pack(typed) == _pack(summary)
+    # ... and so are arrays of the record's types in the other byte order (the same kind and
+    # size: only the dtype itself tells them apart).
+    swapped = dataclasses.replace(summary, spans=summary.spans.astype(">i8"), para_sigs=summary.para_sigs.astype(">u4"))
+    assert _pack(swapped) == _pack(summary)
     with pytest.raises(ValueError, match="inconsistent shapes"):
         _pack(dataclasses.replace(summary, win_counts=summary.win_counts[:-1]))
 
