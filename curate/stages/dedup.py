@@ -347,21 +347,24 @@ _HEADER = 10
 _HEADER_STRUCT = struct.Struct(f"={_HEADER}q")  # (native order, as `_pack` writes it)
 # The arrays after the id and text_z, in this order, with no gap, each in the type the record
 # holds: the 8-byte ones (the wide block; the hashes' bits read as int64 there), then the
-# 4-byte ones (the narrow block, the signatures, padded at its end).
-_TYPES = (
-    ("src_pos", np.int64),
-    ("src_off", np.int64),
-    ("spans", np.int64),
-    ("cf", np.int64),
-    ("hashes", np.uint64),
-    ("win_counts", np.int64),
-    ("win_spans", np.int64),
-    ("para_sigs", np.uint32),
-    ("win_sigs", np.uint32),
-    ("sig", np.uint32),
+# 4-byte ones (the narrow block, the signatures, padded at its end). As dtypes: `_pack` compares
+# an array's with them by identity.
+_TYPES = tuple(
+    (name, np.dtype(dtype))
+    for name, dtype in (
+        ("src_pos", np.int64),
+        ("src_off", np.int64),
+        ("spans", np.int64),
+        ("cf", np.int64),
+        ("hashes", np.uint64),
+        ("win_counts", np.int64),
+        ("win_spans", np.int64),
+        ("para_sigs", np.uint32),
+        ("win_sigs", np.uint32),
+        ("sig", np.uint32),
+    )
 )
 _ARRAYS = tuple(name for name, _ in _TYPES)
-_DTYPES = tuple((name, np.dtype(dtype)) for name, dtype in _TYPES)  # (compared by identity)
 
 
 def _sizes(dims: tuple[int, int, int, int, int], one_sig: bool) -> tuple[int, int]:
@@ -395,7 +398,7 @@ def _pack(summary: _Summarised) -> bytes:
     else:  # (each array as the record holds it: a copy only of one of another type or layout)
         one_sig = _shares_its_sig(summary)
         blocks = []
-        for name, dtype in _DTYPES[:-1] if one_sig else _DTYPES:  # (the signature last: `_TYPES`)
+        for name, dtype in _TYPES[:-1] if one_sig else _TYPES:  # (the signature last)
             array = getattr(summary, name)
             if array.dtype is not dtype or not array.flags.c_contiguous:
                 array = np.ascontiguousarray(array, dtype)
