@@ -1,9 +1,9 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""Compiled loops for the per-character work of near-duplicate detection and of the report's
-inline diff.
+"""Compiled loops for the per-character work of near-duplicate detection, of the report's
+inline diff, and of the quick scans that tell whether a text holds a character of a class.
 
 Each function here computes exactly what its numpy (or plain Python) twin in `curate.minhash`,
-`curate.document` or `curate.report.model` computes (that twin is the specification, and the
+`curate.document`, `curate.report.model` or `curate.textutil` computes (that twin is the specification, and the
 fallback when this module was not built: the extension is optional at install). numpy already runs each of those operations in C; what costs there is
 numpy's fixed price per call (a few microseconds) times the many small arrays of one
 document or one candidate pair, and the temporary arrays between calls. One loop per call
@@ -12,8 +12,14 @@ here does the whole thing. tests/test_kernels.py checks every function against i
 
 import numpy as np
 
-from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
-from cpython.unicode cimport Py_UNICODE_ISSPACE
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from cpython.unicode cimport (
+    PyUnicode_1BYTE_KIND,
+    PyUnicode_2BYTE_KIND,
+    PyUnicode_DATA,
+    PyUnicode_KIND,
+    Py_UNICODE_ISSPACE,
+)
 from libc.stdlib cimport free, malloc
 from cpython cimport array
 
@@ -534,3 +540,42 @@ def count_differences(str before, str after):
         if a != b:
             count += 1
     return count
+
+
+ctypedef fused _Unit:  # a `str`'s storage: 1, 2 or 4 bytes a character
+    uint8_t
+    uint16_t
+    uint32_t
+
+
+cdef Py_ssize_t _first_member(
+    const _Unit *chars, Py_ssize_t start, Py_ssize_t n, const uint8_t[::1] table
+) noexcept nogil:
+    cdef Py_ssize_t size = table.shape[0], i
+    cdef uint32_t c
+    for i in range(start, n):
+        c = chars[i]
+        if c >= size:
+            return -2 - i
+        if table[c]:
+            return i
+    return -1
+
+
+def first_member(str text, const uint8_t[::1] table, Py_ssize_t start=0):
+    """`textutil.CharClass.first`'s scan: the index of the first character of `text` from
+    `start` on whose code point c has `table[c]` set; -1 if there is none; -2 - its index
+    when a character past the table comes first (the caller decides from there on).
+
+    One loop for each storage width of `str` (1, 2 or 4 bytes a character), reading the text's
+    buffer directly: a byte looked up per character, where `re` tests a class's ranges."""
+    cdef Py_ssize_t n = len(text)
+    cdef unsigned int kind = PyUnicode_KIND(text)
+    cdef void *data = PyUnicode_DATA(text)
+    if start < 0:
+        start = 0
+    if kind == PyUnicode_1BYTE_KIND:
+        return _first_member(<const uint8_t *>data, start, n, table)
+    if kind == PyUnicode_2BYTE_KIND:
+        return _first_member(<const uint16_t *>data, start, n, table)
+    return _first_member(<const uint32_t *>data, start, n, table)

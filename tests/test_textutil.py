@@ -1,12 +1,21 @@
-"""`curate.textutil`: a text's code points and back."""
+"""`curate.textutil`: a text's code points and back; where a text first holds a character of a
+class (`CharClass`), compiled and not, against `re`."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
-from hypothesis import given
+import pytest
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from curate.textutil import code_points, text_of_codes
+from curate import textutil
+from curate.stages import repair as repair_module
+from curate.stages.base import RunContext
+from curate.stages.invisible import Invisible
+from curate.stages.repair import Repair
+from curate.textutil import HAN_RANGES, CharClass, code_points, text_of_codes
 
 # Any code point, lone surrogates included (scraped JSON has them, and `code_points` keeps them).
 ANY_TEXT = st.text(st.characters(min_codepoint=0, max_codepoint=0x10FFFF, blacklist_categories=()))
@@ -24,3 +33,90 @@ def test_text_of_codes_is_the_inverse_of_code_points(text: str) -> None:
 def test_text_of_codes_of_nothing_and_of_a_lone_surrogate() -> None:
     assert text_of_codes(np.empty(0, np.uint32)) == ""
     assert text_of_codes(np.array([0x4E2D, 0xD800, 0x6587])) == "中\ud800文"
+
+
+# --------------------------------------------------------------------------- CharClass
+# The classes the stages scan for, and one made here; each with its members and others near them.
+def _char_classes() -> dict[str, CharClass]:
+    context = RunContext(config=None)
+    fixer = Repair(Repair.Settings(), context)
+    stage = Invisible(Invisible.Settings(), context)
+    assert fixer._dropped_chars is not None and stage._some_chars is not None
+    return {
+        "latin letters": repair_module.LATIN_LETTERS,
+        "stray start": repair_module.STRAY_START,
+        "gbk suspect": repair_module._gbk_suspect_chars(),
+        "dropped": fixer._dropped_chars,
+        "invisible": stage._some_chars,
+        "han or ideographic space": CharClass(re.compile(f"[{HAN_RANGES}\u3000]")),
+    }
+
+
+CLASSES = _char_classes()
+# Members and non-members of each: ASCII, Latin-1 (letters, ×, NBSP, C1 controls), Han of both
+# scripts, zero-width and bidi controls, the first and last BMP private-use characters, a lone
+# surrogate, and beyond the BMP: private use (planes 15 and 16), a Han extension, an emoji.
+ALPHABET = [
+    *"a \n\x00\x7f中國，锟斤拷鍓嶅",
+    *"\u0080\u0085\u009f\u00a0\u00ad\u00b7\u00c3\u00d7\u00e9\u00ff\u0100",
+    *"\u200b\u200d\u200e\u202a\u3000\ue000\uf8ff\ufeff\uffff\ud800",
+    "\U000f0000", "\U0010fffd", "\U00020000", "\U0001f600",
+]
+
+
+def _first_both_ways(chars: CharClass, text: str, start: int) -> tuple[int, int]:
+    """(with the compiled scan, with the pattern alone) of `chars.first(text, start)`."""
+    compiled = chars.first(text, start)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(textutil, "_first_member", lambda: None)
+        alone = chars.first(text, start)
+    return compiled, alone
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(st.sampled_from(ALPHABET), max_size=40), st.integers(-2, 42), st.sampled_from(sorted(CLASSES)))
+def test_char_class_finds_where_its_pattern_finds(text: str, start: int, name: str) -> None:
+    chars = CLASSES[name]
+    found = chars.pattern.search(text, start)
+    want = -1 if found is None else found.start()
+    assert _first_both_ways(chars, text, start) == (want, want)
+    assert chars.found_in(text) == (chars.pattern.search(text) is not None)
+
+
+@pytest.mark.parametrize(
+    ("text", "name", "want"),
+    [
+        ("中\U0001f600文\u200b", "invisible", 3),  # past a character beyond the BMP that is not one
+        ("中\U000f0000\u200b", "invisible", 1),  # the first is beyond the BMP
+        ("\U0001f600中文", "invisible", -1),
+        ("x" * 5000 + "\u00e9", "latin letters", 5000),  # a text of one byte a character
+        ("中" * 5000 + "\u00e9", "latin letters", 5000),  # two
+        ("\U00020000" * 3 + "\u00e9", "latin letters", 3),  # four
+        ("", "stray start", -1),
+    ],
+)
+def test_char_class_in_texts_of_every_width(text: str, name: str, want: int) -> None:
+    assert _first_both_ways(CLASSES[name], text, 0) == (want, want)
+
+
+@pytest.mark.parametrize("name", sorted(CLASSES))
+def test_char_class_table_is_its_pattern_over_the_bmp(name: str) -> None:
+    chars = CLASSES[name]
+    table = chars.table()
+    members = [c for c in range(0x10000) if chars.pattern.fullmatch(chr(c))]
+    assert table.dtype == np.uint8 and table.shape == (0x10000,)
+    assert np.flatnonzero(table).tolist() == members
+    assert members  # (every class here has members in the BMP)
+
+
+def test_char_class_refuses_a_pattern_of_more_than_one_character() -> None:
+    with pytest.raises(ValueError, match="more than one character"):
+        CharClass(re.compile("ab|[\u4e00-\u4e05]")).table()
+
+
+def test_char_class_scans_compiled_here() -> None:
+    # Built by `make setup` (the extension is optional at install; CI fails a skip in
+    # test_kernels.py): the figures in the README are of the compiled scan.
+    if textutil._first_member() is None:
+        pytest.skip("curate._kernels was not built")
+    assert textutil._first_member()("ab\u00e9", repair_module.LATIN_LETTERS.table(), 0) == 2

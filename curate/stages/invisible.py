@@ -20,6 +20,7 @@ from curate import patterncache
 from curate.config import setting
 from curate.document import Change, Document
 from curate.stages.base import DocumentStage, RunContext, StageSettings
+from curate.textutil import CharClass
 
 KIND = "normalise"
 
@@ -174,10 +175,12 @@ class Invisible(DocumentStage):
         )
         self._any_char = patterncache.compile_re(f"[{classes}]+") if classes else None
         self._some_char = patterncache.compile_re(f"[{classes}]") if classes else None  # for a quick search
+        # ... searched for by a table lookup a character (`CharClass`)
+        self._some_chars = CharClass(self._some_char) if self._some_char is not None else None
 
     def process(self, doc: Document) -> None:
-        if self._chars is not None and self._some_char is not None:
-            if self._some_char.search(doc.text):
+        if self._chars is not None and self._some_chars is not None:
+            if self._some_chars.found_in(doc.text):
                 doc.apply(self.name, self._char_changes(doc.text))
         s = self.settings
         if s.indents or s.trailing_space:

@@ -32,7 +32,7 @@ from curate.config import setting
 from curate.document import Change, Document
 from curate.stages.base import DocumentStage, RunContext, StageSettings
 from curate.stages.invisible import dropped_characters
-from curate.textutil import char_class, two_byte_chars
+from curate.textutil import CharClass, char_class, two_byte_chars
 
 # The codecs the repairs use, loaded now, before the pools fork, not by every worker on its first
 # suspect text (`_gbk_suspect_re` keeps its class between runs: it no longer decodes here).
@@ -99,6 +99,10 @@ STRAY = re.compile(
     "[\u0080-\u00ff](?:(?<=[\u0080-\u009f\u00ad])|(?<=[\u00a1-\u00ff])\u00a0|(?<=\u00a0)[\u00a1-\u00ff])"
 )
 LATIN_LETTER = re.compile("[\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u00ff]")
+# The quick scans of `Repair.process` (`CharClass`: a table lookup a character): any Latin-1
+# letter, and any character STRAY's matches start with.
+LATIN_LETTERS = CharClass(LATIN_LETTER)
+STRAY_START = CharClass(re.compile("[\u0080-\u00ff]"))
 KUNJINKAO = re.compile("(?:锟斤拷)+")
 HAN = regex.compile(r"\p{Han}")
 
@@ -126,6 +130,12 @@ def _gbk_suspect_re() -> re.Pattern[str]:
     """
     depends = [tablecache.source_digest(__name__), tablecache.source_digest("curate.textutil")]
     return patterncache.compile_re(tablecache.value("gbk-suspect-class", _gbk_suspect_class, depends))
+
+
+@cache
+def _gbk_suspect_chars() -> CharClass:
+    """`_gbk_suspect_re` for the quick scan of `Repair.process`."""
+    return CharClass(_gbk_suspect_re())
 
 
 def _gbk_suspect_class() -> str:
@@ -213,6 +223,7 @@ class Repair(DocumentStage):
         self._dropped_char = (
             patterncache.compile_re(self._dropped.pattern.removesuffix("+")) if self._dropped is not None else None
         )
+        self._dropped_chars = CharClass(self._dropped_char) if self._dropped_char is not None else None
         self._gap_cache: tuple[tuple[int, int, str], str, list[re.Match[str]]] | None = None
         # Everything the invisible stage deletes: also stray C1 controls and soft hyphens, and
         # white space at line edges (when that stage is on with its defaults).
@@ -229,7 +240,7 @@ class Repair(DocumentStage):
     def process(self, doc: Document) -> None:
         s = self.settings
         # Latin-1 mojibake of either kind always has letters from À-ÿ: one scan rules it out.
-        latin = (s.gbk_as_latin1 or s.ftfy) and LATIN_LETTER.search(doc.text) is not None
+        latin = (s.gbk_as_latin1 or s.ftfy) and LATIN_LETTERS.found_in(doc.text)
         # GBK-as-Latin-1 first: ftfy would misread some of its byte pairs as UTF-8.
         if latin and s.gbk_as_latin1:
             self._apply(doc, LATIN_HIGH_RUN, gbk_as_latin1_changes)
@@ -237,11 +248,11 @@ class Repair(DocumentStage):
             self._apply(doc, UTF8_AS_LATIN, ftfy_changes)
         # Suspect characters are never among those looked through, so a text without any has
         # none once they are gone either: one fast scan rules the step out.
-        if s.utf8_as_gbk and _gbk_suspect_re().search(doc.text):
+        if s.utf8_as_gbk and _gbk_suspect_chars().found_in(doc.text):
             self._apply(doc, _suspect_pair_re(), utf8_as_gbk_changes)
         if s.fffd_as_gbk and "锟斤拷" in doc.text:
             self._apply(doc, KUNJINKAO, kunjinkao_changes)
-        if self._deleted is not None and STRAY.search(doc.text):
+        if self._deleted is not None and self._stray(doc.text):
             # What is left may hide mojibake behind characters the invisible stage will delete;
             # look again through all of them, so that normalising twice changes nothing more.
             if latin and s.gbk_as_latin1:
@@ -251,13 +262,20 @@ class Repair(DocumentStage):
             if s.utf8_as_gbk:
                 self._apply(doc, _suspect_pair_re(), utf8_as_gbk_changes, self._deleted)
 
+    @staticmethod
+    def _stray(text: str) -> bool:
+        """`STRAY.search(text)`, from the first character a match can start with (most texts
+        hold none, and `STRAY_START` finds that faster than `re`)."""
+        start = STRAY_START.first(text)
+        return start >= 0 and STRAY.search(text, start) is not None
+
     def _gaps(self, text: str, skip: re.Pattern[str]) -> list[re.Match[str]]:
         """Runs of `skip` in `text`, remembered for the last text seen (most steps change
         nothing, so the same text is scanned once, not once per step)."""
         key = (id(text), len(text), skip.pattern)
         if self._gap_cache is None or self._gap_cache[0] != key or self._gap_cache[1] is not text:
-            quick = self._dropped_char if skip is self._dropped else None
-            if quick is not None and quick.search(text) is None:
+            quick = self._dropped_chars if skip is self._dropped else None
+            if quick is not None and not quick.found_in(text):
                 gaps = []  # the common case, found by the faster search
             else:
                 gaps = [m for m in skip.finditer(text) if m.end() > m.start()]
