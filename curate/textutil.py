@@ -152,9 +152,9 @@ class CharClass:
     `pattern` is a `re` pattern matching exactly one character whatever stands around it (a
     character class such as `[\u200b-\u200f]`); `first(text)` is where `pattern.search(text)`
     matches. Why not that search itself: `re` tests every character against the class's ranges,
-    2.6 ns a character for a few ranges and 6.4 ns for the invisible stage's many, where a
-    compiled loop looking up a byte a character (`_kernels.first_member`) takes 0.6-0.9 ns (by
-    hand, the news benchmark's texts). Its table covers the Basic Multilingual Plane and is made
+    about 3 ns a character for a few ranges and 8 ns for the invisible stage's many, where a
+    compiled loop looking up a byte a character (`_kernels.first_member`) takes under 1 ns (by
+    hand, on the news benchmark's texts). Its table covers the Basic Multilingual Plane and is made
     from the pattern by `re` itself, so the two cannot disagree; at a character beyond the BMP
     (rare) the pattern searches the rest. Without the compiled module, the pattern searches.
     """
