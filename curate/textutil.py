@@ -184,6 +184,14 @@ class CharClass:
     def found_in(self, text: str) -> bool:
         return self.first(text) >= 0
 
+    def search(self, pattern: re.Pattern[str], text: str) -> re.Match[str] | None:
+        """`pattern.search(text)`, for a pattern whose every match starts with a character of
+        this class: searched from the first such character, found by `first` (`re` skips ahead
+        to a class by testing ranges too). `re` lets a lookbehind see the text before where a
+        search starts, so the match is the same."""
+        start = self.first(text)
+        return None if start < 0 else pattern.search(text, start)
+
 
 @cache
 def _first_member() -> Any:

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from curate import textutil
+from curate.stages import punctuation as punctuation_module
 from curate.stages import repair as repair_module
 from curate.stages.base import RunContext
 from curate.stages.invisible import Invisible
@@ -48,6 +49,7 @@ def _char_classes() -> dict[str, CharClass]:
         "gbk suspect": repair_module._gbk_suspect_chars(),
         "dropped": fixer._dropped_chars,
         "invisible": stage._some_chars,
+        "punctuation marks": punctuation_module.CANDIDATE_START,
         "han or ideographic space": CharClass(re.compile(f"[{HAN_RANGES}\u3000]")),
     }
 
@@ -58,6 +60,7 @@ CLASSES = _char_classes()
 # surrogate, and beyond the BMP: private use (planes 15 and 16), a Han extension, an emoji.
 ALPHABET = [
     *"a \n\x00\x7f中國，锟斤拷鍓嶅",
+    *",:;?!()（",
     *"\u0080\u0085\u009f\u00a0\u00ad\u00b7\u00c3\u00d7\u00e9\u00ff\u0100",
     *"\u200b\u200d\u200e\u202a\u3000\ue000\uf8ff\ufeff\uffff\ud800",
     "\U000f0000", "\U0010fffd", "\U00020000", "\U0001f600",
@@ -81,6 +84,27 @@ def test_char_class_finds_where_its_pattern_finds(text: str, start: int, name: s
     want = -1 if found is None else found.start()
     assert _first_both_ways(chars, text, start) == (want, want)
     assert chars.found_in(text) == (chars.pattern.search(text) is not None)
+
+
+# Patterns searched from the first character of a class their matches start with, and the
+# class: a lookbehind in them looks at the text before that character.
+SEARCHED_FROM = [
+    (repair_module.STRAY, "stray start"),
+    (punctuation_module.CANDIDATE, "punctuation marks"),
+]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(st.sampled_from(ALPHABET), max_size=40), st.sampled_from(range(len(SEARCHED_FROM))))
+def test_char_class_search_finds_what_the_pattern_finds(text: str, which: int) -> None:
+    pattern, name = SEARCHED_FROM[which]
+    want = pattern.search(text)
+    compiled = CLASSES[name].search(pattern, text)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(textutil, "_first_member", lambda: None)
+        alone = CLASSES[name].search(pattern, text)
+    for got in (compiled, alone):
+        assert (got and got.span()) == (want and want.span())
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ from curate import patterncache
 from curate.config import setting
 from curate.document import Change, Document
 from curate.stages.base import DocumentStage, StageSettings
-from curate.textutil import HAN_RANGES
+from curate.textutil import HAN_RANGES, CharClass
 
 KIND = "normalise"
 FULL_WIDTH = {",": "，", ":": "：", ";": "；", "?": "？", "!": "！", "(": "（", ")": "）"}
@@ -33,6 +33,8 @@ IS_HAN = patterncache.compile_re(f"[{HAN_RANGES}]")
 # Quick test: is there any half-width mark next to a Chinese character at all? (Written to
 # start with the mark, so `re` skips to the next mark at C speed.)
 CANDIDATE = patterncache.compile_re(f"[,:;?!()](?:(?<=[{CJK}].)|(?=[{CJK}]))")
+# ... searched for from the first mark, which a table lookup a character finds (`CharClass`).
+CANDIDATE_START = CharClass(re.compile("[,:;?!()]"))
 # `[?!]+|[,:;]`, written to start with one character class (so `re` skips ahead at C speed).
 MARKS = re.compile(r"[,:;?!](?:(?<=[?!])[?!]*)?")
 # Innermost half-width pair first; once converted, an outer pair matches on the next pass.
@@ -75,7 +77,7 @@ class Punctuation(DocumentStage):
 
     def process(self, doc: Document) -> None:
         text = doc.text
-        if not CANDIDATE.search(text):
+        if not CANDIDATE_START.search(CANDIDATE, text):
             return
         # Han (and other CJK) characters are 3 bytes in UTF-8: a C-speed estimate of their count.
         cjk = (len(text.encode("utf-8", "surrogatepass")) - len(text)) // 2

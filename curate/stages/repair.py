@@ -252,7 +252,7 @@ class Repair(DocumentStage):
             self._apply(doc, _suspect_pair_re(), utf8_as_gbk_changes)
         if s.fffd_as_gbk and "锟斤拷" in doc.text:
             self._apply(doc, KUNJINKAO, kunjinkao_changes)
-        if self._deleted is not None and self._stray(doc.text):
+        if self._deleted is not None and STRAY_START.search(STRAY, doc.text):
             # What is left may hide mojibake behind characters the invisible stage will delete;
             # look again through all of them, so that normalising twice changes nothing more.
             if latin and s.gbk_as_latin1:
@@ -261,13 +261,6 @@ class Repair(DocumentStage):
                 self._apply(doc, UTF8_AS_LATIN, ftfy_changes_nel, self._deleted)
             if s.utf8_as_gbk:
                 self._apply(doc, _suspect_pair_re(), utf8_as_gbk_changes, self._deleted)
-
-    @staticmethod
-    def _stray(text: str) -> bool:
-        """`STRAY.search(text)`, from the first character a match can start with (most texts
-        hold none, and `STRAY_START` finds that faster than `re`)."""
-        start = STRAY_START.first(text)
-        return start >= 0 and STRAY.search(text, start) is not None
 
     def _gaps(self, text: str, skip: re.Pattern[str]) -> list[re.Match[str]]:
         """Runs of `skip` in `text`, remembered for the last text seen (most steps change
