@@ -3,6 +3,7 @@ depend on changes or the cache is damaged, and never needed: no cache, no error.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -273,3 +274,31 @@ def test_the_derived_values_read_back_equal_those_computed(cache: Path) -> None:
     finally:
         for function in cached:
             function.cache_clear()
+
+
+@pytest.mark.parametrize(
+    "distribution", ["regex", "opencc-python-reimplemented", "numpy", "lz4", "Opencc_Python.Reimplemented"]
+)
+def test_package_version_is_importlib_metadatas(distribution: str) -> None:
+    from importlib import metadata
+
+    assert tablecache.package_version(distribution) == f"{distribution}=={metadata.version(distribution)}"
+
+
+def test_package_version_of_what_is_not_installed() -> None:
+    assert tablecache.package_version("no-such-distribution-here") == "no-such-distribution-here (not installed)"
+
+
+def test_package_version_reads_the_first_dist_info_on_the_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As importlib.metadata: the first folder of `sys.path` holding the distribution's
+    `.dist-info` gives its version (a copy installed over another, say, with --target)."""
+    from importlib import metadata
+
+    for folder, version in (("first", "2.0.1"), ("second", "1.0")):
+        info = tmp_path / folder / f"made_up_dist-{version}.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: made-up-dist\nVersion: {version}\n")
+    monkeypatch.setattr(sys, "path", [str(tmp_path / "first"), str(tmp_path / "second"), *sys.path])
+    assert tablecache._dist_info_version("made-up-dist") == "2.0.1" == metadata.version("made-up-dist")
+    assert tablecache._dist_info_version("Made.Up_Dist") == "2.0.1"
+    assert tablecache._dist_info_version("made-up") is None
