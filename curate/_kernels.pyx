@@ -542,6 +542,10 @@ def count_differences(str before, str after):
     return count
 
 
+cdef extern from *:
+    int __Pyx_PyUnicode_READY(object) except -1  # (Cython's: a no-op where strings are always ready)
+
+
 ctypedef fused _Unit:  # a `str`'s storage: 1, 2 or 4 bytes a character
     uint8_t
     uint16_t
@@ -569,6 +573,7 @@ def first_member(str text, const uint8_t[::1] table, Py_ssize_t start=0):
 
     One loop for each storage width of `str` (1, 2 or 4 bytes a character), reading the text's
     buffer directly: a byte looked up per character, where `re` tests a class's ranges."""
+    __Pyx_PyUnicode_READY(text)  # (a string in Python 3.11's legacy form has no data yet)
     cdef Py_ssize_t n = len(text)
     cdef unsigned int kind = PyUnicode_KIND(text)
     cdef void *data = PyUnicode_DATA(text)

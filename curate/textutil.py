@@ -150,7 +150,8 @@ class CharClass:
     hold none).
 
     `pattern` is a `re` pattern matching exactly one character whatever stands around it (a
-    character class such as `[\u200b-\u200f]`); `first(text)` is where `pattern.search(text)`
+    character class such as `[\u200b-\u200f]`: the table's making refuses a pattern it sees match
+    more than one, but cannot see every such pattern); `first(text)` is where `pattern.search(text)`
     matches. Why not that search itself: `re` tests every character against the class's ranges,
     about 3 ns a character for a few ranges and 8 ns for the invisible stage's many, where a
     compiled loop looking up a byte a character (`_kernels.first_member`) takes under 1 ns (by
@@ -163,6 +164,11 @@ class CharClass:
         self.pattern = pattern
         self._table: Any = None
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without the table (a stage sent to Ray): made again or read from the cache
+        where it is used, not sent as a private copy of 64 KB."""
+        return {"pattern": self.pattern, "_table": None}
+
     def table(self) -> Any:
         """Of each BMP code point, 1 if it is in the class, else 0: made at first use (in the
         process that scans: a worker, on its own core) or read from the table cache."""
@@ -173,7 +179,7 @@ class CharClass:
     def first(self, text: str, start: int = 0) -> int:
         """The index of the first character of the class in `text` from `start` on, -1 if none."""
         scan = _first_member()
-        if scan is not None:
+        if scan is not None and type(text) is str:  # (the loop reads a str's own buffer)
             found = scan(text, self.table(), start)
             if found >= -1:
                 return found
@@ -226,5 +232,7 @@ def _built_bmp_members(source: str, flags: int) -> Any:
 
 @cache
 def _bmp_plane() -> str:
-    """Every BMP character in order, lone surrogates included (0.5 ms to make, 128 KB)."""
-    return text_of_codes(range(0x10000))
+    """Every BMP character in order, lone surrogates included (128 KB)."""
+    import numpy as np
+
+    return text_of_codes(np.arange(0x10000, dtype=np.uint32))

@@ -3,6 +3,7 @@ class (`CharClass`), compiled and not, against `re`."""
 
 from __future__ import annotations
 
+import pickle
 import re
 
 import numpy as np
@@ -63,7 +64,7 @@ ALPHABET = [
     *",:;?!()（",
     *"\u0080\u0085\u009f\u00a0\u00ad\u00b7\u00c3\u00d7\u00e9\u00ff\u0100",
     *"\u200b\u200d\u200e\u202a\u3000\ue000\uf8ff\ufeff\uffff\ud800",
-    "\U000f0000", "\U0010fffd", "\U00020000", "\U0001f600",
+    "\U00010000", "\U000f0000", "\U0010fffd", "\U00020000", "\U0001f600",
 ]
 
 
@@ -131,6 +132,21 @@ def test_char_class_table_is_its_pattern_over_the_bmp(name: str) -> None:
     assert table.dtype == np.uint8 and table.shape == (0x10000,)
     assert np.flatnonzero(table).tolist() == members
     assert members  # (every class here has members in the BMP)
+
+
+def test_char_class_pickles_without_its_table_and_works_after() -> None:
+    chars = CLASSES["invisible"]
+    chars.table()
+    copy = pickle.loads(pickle.dumps(chars))
+    assert copy._table is None and copy.pattern == chars.pattern
+    assert copy.first("中文\u200b") == 2 and copy.table().tolist() == chars.table().tolist()
+
+
+def test_char_class_of_a_str_subclass_is_searched_by_the_pattern() -> None:
+    class Text(str):
+        pass
+
+    assert CLASSES["latin letters"].first(Text("ab\u00e9")) == 2
 
 
 def test_char_class_refuses_a_pattern_of_more_than_one_character() -> None:
