@@ -223,7 +223,7 @@ def _built_bmp_members(source: str, flags: int) -> Any:
     import numpy as np
 
     table = np.zeros(0x10000, dtype=np.uint8)
-    for match in re.compile(source, flags).finditer(_bmp_plane()):
+    for match in re.compile(source, flags).finditer(bmp_plane()):
         if match.end() - match.start() != 1:
             raise ValueError(f"CharClass: {source!r} matches more than one character")
         table[match.start()] = 1
@@ -231,8 +231,9 @@ def _built_bmp_members(source: str, flags: int) -> Any:
 
 
 @cache
-def _bmp_plane() -> str:
-    """Every BMP character in order, lone surrogates included (128 KB)."""
+def bmp_plane() -> str:
+    """Every BMP character in order, lone surrogates included (128 KB): what a table over the
+    BMP is made from by running a pattern over it."""
     import numpy as np
 
     return text_of_codes(np.arange(0x10000, dtype=np.uint32))

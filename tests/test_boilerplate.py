@@ -10,7 +10,7 @@ from opencc import OpenCC
 
 from curate import config as config_module
 from curate.document import Document
-from curate.rules import load_rules
+from curate.rules import load_rules, nonblank_lines
 from curate.stages.base import RunContext
 from curate.stages.boilerplate import Boilerplate
 from curate.stages.repeated_lines import RepeatedLines, normalise_line
@@ -304,10 +304,10 @@ PLAIN = ["中", "文", "网", "a", "Z", "9", " ", "，", "。", "“", "”", "�
          "：", "！", "!", "-", "/", "·", "【", "】", "©", "®", "°", "\u3001"]
 
 
-def test_line_key_text_equals_normalise_line() -> None:
+def _key_test_lines() -> list[str]:
+    """The sample files' lines, in both scripts; random lines of plain and tricky characters;
+    every character of the BMP's plain blocks alone; known traps."""
     import random
-
-    from curate.stages.repeated_lines import line_key_text
 
     lines = [line for path in sorted(SEEDS.glob("*.txt")) for line in path.read_text(encoding="utf-8").split("\n")]
     lines += [OpenCC("s2t").convert(line) for line in lines]
@@ -317,8 +317,63 @@ def test_line_key_text_equals_normalise_line() -> None:
         lines.append("".join(rng.choice(alphabet) for _ in range(rng.randrange(12))))
     lines += [chr(c) for c in range(0x20, 0x3100)] + [chr(c) for c in range(0xFE00, 0x10000)]
     lines += ["A\u030a", "e\u0301", "，\u0301", "ΑΣ，", "ΑΣ!", "Σ", "ᄀ\u1161", "가\u11a8", "ｶﾞ", "I\u0307"]
-    for line in lines:
+    return lines
+
+
+def test_line_key_text_equals_normalise_line() -> None:
+    from curate.stages.repeated_lines import line_key_text
+
+    for line in _key_test_lines():
         assert line_key_text(line) == normalise_line(line), line
+
+
+def test_plain_key_texts_are_the_keys_of_the_plain_lines() -> None:
+    """`plain_key_texts` over batches of texts made of those lines: a line's key where it is
+    plain (`line_key_text`'s fast path), None where it is not."""
+    import random
+
+    from curate.stages.repeated_lines import _plain_characters, plain_key_texts
+
+    not_plain = _plain_characters()[0]
+    lines = [line for line in _key_test_lines() if line.strip() and "\n" not in line]
+    rng = random.Random(3)
+    texts, at = [], 0
+    while at < len(lines):
+        size = rng.choice([1, 2, 5, 30])
+        texts.append("\n".join(lines[at : at + size]))
+        at += size
+    for first in range(0, len(texts), 97):
+        batch = texts[first : first + 97]
+        spans = [nonblank_lines(text) for text in batch]
+        for text, found, keys in zip(batch, spans, plain_key_texts(batch, spans), strict=True):
+            assert len(keys) == len(found)
+            for (s, e), key in zip(found, keys, strict=True):
+                line = text[s:e]
+                if not_plain.search(line):
+                    assert key is None, line
+                else:
+                    assert key == normalise_line(line), line
+    assert plain_key_texts([], []) == [] and plain_key_texts([""], [[]]) == [[]]
+
+
+def test_repeated_lines_summaries_of_a_batch_are_those_of_each_line_alone() -> None:
+    """`summarise_many` (the plain lines' keys made for the batch at once) gives what every
+    line's own `line_key_text` gives, on the sample files and the key test's lines."""
+    from curate.stages.repeated_lines import _key_hash
+
+    stage = RepeatedLines(RepeatedLines.Settings(min_chars=1), RunContext(config=None))
+    texts = [path.read_text(encoding="utf-8") for path in sorted(SEEDS.glob("*.txt"))]
+    lines = _key_test_lines()
+    texts += ["\n".join(lines[i : i + 40]) for i in range(0, len(lines), 40)]
+    docs = [Document.new(f"site/{i}.txt", text) for i, text in enumerate(texts)]
+    summaries = stage.summarise_many(docs)
+    for doc, summary in zip(docs, summaries, strict=True):
+        spans = nonblank_lines(doc.text)
+        keys = stage._line_keys(doc.text, spans)  # (no key texts given: each line's own)
+        counted = dict.fromkeys((k, e - s) for k, (s, e) in zip(keys, spans, strict=True) if k is not None)
+        want = (stage.group_of(doc), _key_hash(doc.text), [k for k, _ in counted], [n for _, n in counted])
+        assert summary == want
+    assert sum(bool(summary[2]) for summary in summaries) > 0.9 * len(summaries)  # (lines that count)
 
 
 def test_composition_seconds_are_all_in_planes_0_and_1() -> None:
@@ -357,9 +412,9 @@ def test_repeated_lines_apply_normalises_only_lines_of_a_frequent_length(monkeyp
         rng.shuffle(body)
         docs.append(Document.new(f"site{i % 3}/{i}.txt", "\n".join(body)))
     fast = [(d.text, d.edits) for d in repeated([Document.new(d.source, d.text) for d in docs], min_docs=4)]
-    plain = module.RepeatedLines._line_keys
+    every_line = module.RepeatedLines._line_keys
     monkeypatch.setattr(module.RepeatedLines, "_line_keys",
-                        lambda self, text, lines, lengths=None: plain(self, text, lines))
+                        lambda self, text, lines, lengths=None, plain=None: every_line(self, text, lines, plain=plain))
     slow = [(d.text, d.edits) for d in repeated([Document.new(d.source, d.text) for d in docs], min_docs=4)]
     assert fast == slow
     assert sum(len(edits) for _, edits in fast) > 20
