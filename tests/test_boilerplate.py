@@ -356,6 +356,29 @@ def test_plain_key_texts_are_the_keys_of_the_plain_lines() -> None:
     assert plain_key_texts([], []) == [] and plain_key_texts([""], [[]]) == [[]]
 
 
+def test_plain_codes_are_what_line_key_text_makes_of_each_character() -> None:
+    """The table `plain_key_texts` maps characters through, against each BMP character alone."""
+    from curate.stages.repeated_lines import (
+        _DROPPED_CODE,
+        _NOT_PLAIN_CODE,
+        _built_plain_codes,
+        _plain_characters,
+        line_key_text,
+    )
+
+    not_plain = _plain_characters()[0]
+    table = _built_plain_codes().tolist()
+    assert len(table) == 0x10001 and table[0x10000] == _NOT_PLAIN_CODE  # (all past the BMP)
+    for point in range(0x10000):
+        char = chr(point)
+        want = (
+            _NOT_PLAIN_CODE if not_plain.search(char)
+            else _DROPPED_CODE if line_key_text(char) == ""
+            else ord(line_key_text(char))
+        )
+        assert table[point] == want, hex(point)
+
+
 def test_repeated_lines_summaries_of_a_batch_are_those_of_each_line_alone() -> None:
     """`summarise_many` (the plain lines' keys made for the batch at once) gives what every
     line's own `line_key_text` gives, on the sample files and the key test's lines."""

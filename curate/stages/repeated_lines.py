@@ -163,16 +163,20 @@ def _built_plain_codes() -> Any:
     plane = bmp_plane()
     table = np.full(0x10001, _NOT_PLAIN_CODE, dtype=np.uint32)
     plain = np.ones(0x10000, dtype=bool)
-    for match in not_plain.finditer(plane):
+    for match in re.compile(f"(?:{not_plain.pattern})+").finditer(plane):  # (runs: fewer matches)
         plain[match.start() : match.end()] = False
-    for point in np.flatnonzero(plain).tolist():
-        char = plane[point]
-        if dropped.fullmatch(char):
-            table[point] = _DROPPED_CODE
-        elif digits.fullmatch(char):
-            table[point] = ord("0")
-        elif len(char.lower()) == 1:  # (one character, or its line takes `normalise_line`)
-            table[point] = ord(char.lower())
+    points = np.flatnonzero(plain)
+    chars = text_of_codes(points)
+    lower = chars.lower()  # (each plain character's own: none is a capital sigma)
+    if len(lower) == len(chars):  # (else some lower case is longer: one character at a time)
+        table[points] = code_points(lower)
+    else:
+        for point, char in zip(points.tolist(), chars, strict=True):
+            if len(char.lower()) == 1:  # (one character, or its line takes `normalise_line`)
+                table[point] = ord(char.lower())
+    for pattern, code in ((dropped, _DROPPED_CODE), (digits, ord("0"))):
+        for match in pattern.finditer(chars):
+            table[points[match.start() : match.end()]] = code
     return table
 
 
