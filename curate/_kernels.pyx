@@ -552,27 +552,36 @@ ctypedef fused _Unit:  # a `str`'s storage: 1, 2 or 4 bytes a character
     uint32_t
 
 
-cdef Py_ssize_t _first_member(
-    const _Unit *chars, Py_ssize_t start, Py_ssize_t n, const uint8_t[::1] table
+cdef inline uint32_t _pair_slot(uint32_t first, uint32_t second, int shift) noexcept nogil:
+    """`textutil.pair_slot`: the hash of two code points (uint32 arithmetic, wrapping)."""
+    return ((first * 0x9E3779B1u) ^ (second * 0x85EBCA77u)) >> shift
+
+
+cdef Py_ssize_t _first_start(
+    const _Unit *chars, Py_ssize_t start, Py_ssize_t n, const uint8_t[::1] firsts,
+    const uint8_t[::1] pairs, int shift,
 ) noexcept nogil:
-    cdef Py_ssize_t size = table.shape[0], i
-    cdef uint32_t c
+    cdef Py_ssize_t size = firsts.shape[0], i
+    cdef bint paired = pairs.shape[0] > 0
+    cdef uint32_t c, slot
     for i in range(start, n):
         c = chars[i]
         if c >= size:
             return -2 - i
-        if table[c]:
-            return i
+        if firsts[c]:
+            if not paired:
+                return i
+            if i + 1 < n:
+                slot = _pair_slot(c, chars[i + 1], shift)
+                if (pairs[slot >> 3] >> (slot & 7)) & 1:
+                    return i
     return -1
 
 
-def first_member(str text, const uint8_t[::1] table, Py_ssize_t start=0):
-    """`textutil.CharClass.first`'s scan: the index of the first character of `text` from
-    `start` on whose code point c has `table[c]` set; -1 if there is none; -2 - its index
-    when a character past the table comes first (the caller decides from there on).
-
-    One loop for each storage width of `str` (1, 2 or 4 bytes a character), reading the text's
-    buffer directly: a byte looked up per character, where `re` tests a class's ranges."""
+cdef Py_ssize_t _first_start_in(
+    str text, const uint8_t[::1] firsts, const uint8_t[::1] pairs, int shift, Py_ssize_t start
+) except? -3:
+    """`_first_start` over the text's own buffer, in the loop for its storage width."""
     __Pyx_PyUnicode_READY(text)  # (a string in Python 3.11's legacy form has no data yet)
     cdef Py_ssize_t n = len(text)
     cdef unsigned int kind = PyUnicode_KIND(text)
@@ -580,7 +589,29 @@ def first_member(str text, const uint8_t[::1] table, Py_ssize_t start=0):
     if start < 0:
         start = 0
     if kind == PyUnicode_1BYTE_KIND:
-        return _first_member(<const uint8_t *>data, start, n, table)
+        return _first_start(<const uint8_t *>data, start, n, firsts, pairs, shift)
     if kind == PyUnicode_2BYTE_KIND:
-        return _first_member(<const uint16_t *>data, start, n, table)
-    return _first_member(<const uint32_t *>data, start, n, table)
+        return _first_start(<const uint16_t *>data, start, n, firsts, pairs, shift)
+    return _first_start(<const uint32_t *>data, start, n, firsts, pairs, shift)
+
+
+_NO_PAIRS = np.zeros(0, dtype=np.uint8)
+
+
+def first_member(str text not None, const uint8_t[::1] table, Py_ssize_t start=0):
+    """`textutil.CharClass.first`'s scan: the index of the first character of `text` from
+    `start` on whose code point c has `table[c]` set; -1 if there is none; -2 - its index
+    when a character past the table comes first (the caller decides from there on).
+
+    One loop for each storage width of `str` (1, 2 or 4 bytes a character), reading the text's
+    buffer directly: a byte looked up per character, where `re` tests a class's ranges."""
+    return _first_start_in(text, table, _NO_PAIRS, 0, start)
+
+
+def first_pair(str text not None, const uint8_t[::1] firsts, const uint8_t[::1] pairs, int shift, Py_ssize_t start=0):
+    """`textutil.PairStarts.search`'s scan: the index of the first character of `text` from
+    `start` on that may begin one of the pairs (`firsts[c]` set for it, and the bit of its
+    pair's `_pair_slot` set in `pairs`: no pair is missed, a few other pairs may pass); -1 if
+    there is none; -2 - its index when a character past `firsts` comes first (the caller
+    decides from there on)."""
+    return _first_start_in(text, firsts, pairs, shift, start)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from curate.textutil import code_points, text_of_codes
+from curate.textutil import PairStarts, code_points, text_of_codes
 
 CONFIGS = ("t2s", "tw2s", "hk2s")
 
@@ -41,6 +41,7 @@ class _Group:
 
     phrase_dicts: tuple[_Dict, ...]  # multi-character dictionaries, in order
     phrase_re: re.Pattern[str] | None  # finds any key of any phrase dictionary
+    phrase_starts: PairStarts | None  # where one may begin (its first two characters)
     # For each phrase dictionary, a trie-shaped pattern of its keys: where it matches, it
     # matches the longest key starting there (see `_longest_leftmost`).
     phrase_patterns: tuple[re.Pattern[str], ...]
@@ -109,10 +110,13 @@ def _converter(config: str) -> _Converter:
                 phrase_dicts.append((max_len, min_len, mapping))
         keys = sorted({k for _, _, m in phrase_dicts for k in m})
         phrase_re = re.compile(_trie_pattern(keys)) if keys else None
+        phrase_starts = PairStarts(key[:2] for key in keys) if keys else None  # (keys: 2 or more)
         patterns = tuple(re.compile(_trie_pattern(sorted(m))) for _, _, m in phrase_dicts)
         # Identity entries change nothing; dropping them makes translate cheaper.
         table = {k: v for k, v in table.items() if v != chr(k)}
-        groups.append(_Group(tuple(phrase_dicts), phrase_re, patterns, table, _lookup_table(table)))
+        groups.append(
+            _Group(tuple(phrase_dicts), phrase_re, phrase_starts, patterns, table, _lookup_table(table))
+        )
     return _Converter(tuple(groups), separator_re)
 
 
@@ -187,13 +191,14 @@ def _convert_segment(segment: str, group: _Group) -> str:
 
 
 def _apply_group(text: str, group: _Group, separator_re: re.Pattern[str]) -> str:
-    phrase_re = group.phrase_re
-    if phrase_re is None or phrase_re.search(text) is None:
+    phrase_re, starts = group.phrase_re, group.phrase_starts
+    first = starts.search(phrase_re, text) if phrase_re is not None and starts is not None else None
+    if first is None:
         return _translate(text, group)
     gaps: list[str] = []  # unconverted stretches between segments that hold a phrase
     segments: list[str] = []  # those segments, converted faithfully
     pos = 0
-    for match in phrase_re.finditer(text):
+    for match in phrase_re.finditer(text, first.start()):  # (none begins before the first)
         if match.start() < pos:
             continue  # inside a segment already converted
         start = match.start()

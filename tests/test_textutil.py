@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pickle
 import re
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from curate.stages import repair as repair_module
 from curate.stages.base import RunContext
 from curate.stages.invisible import Invisible
 from curate.stages.repair import Repair
-from curate.textutil import HAN_RANGES, CharClass, code_points, text_of_codes
+from curate.textutil import HAN_RANGES, CharClass, PairStarts, code_points, text_of_codes
 
 # Any code point, lone surrogates included (scraped JSON has them, and `code_points` keeps them).
 ANY_TEXT = st.text(st.characters(min_codepoint=0, max_codepoint=0x10FFFF, blacklist_categories=()))
@@ -72,7 +73,7 @@ def _first_both_ways(chars: CharClass, text: str, start: int) -> tuple[int, int]
     """(with the compiled scan, with the pattern alone) of `chars.first(text, start)`."""
     compiled = chars.first(text, start)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(textutil, "_first_member", lambda: None)
+        patch.setattr(textutil, "_kernel", lambda name: None)
         alone = chars.first(text, start)
     return compiled, alone
 
@@ -102,7 +103,7 @@ def test_char_class_search_finds_what_the_pattern_finds(text: str, which: int) -
     want = pattern.search(text)
     compiled = CLASSES[name].search(pattern, text)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(textutil, "_first_member", lambda: None)
+        patch.setattr(textutil, "_kernel", lambda name: None)
         alone = CLASSES[name].search(pattern, text)
     for got in (compiled, alone):
         assert (got and got.span()) == (want and want.span())
@@ -157,6 +158,55 @@ def test_char_class_refuses_a_pattern_of_more_than_one_character() -> None:
 def test_char_class_scans_compiled_here() -> None:
     # Built by `make setup` (the extension is optional at install; CI fails a skip in
     # test_kernels.py): the figures in the README are of the compiled scan.
-    if textutil._first_member() is None:
+    if textutil._kernel("first_member") is None:
         pytest.skip("curate._kernels was not built")
-    assert textutil._first_member()("ab\u00e9", repair_module.LATIN_LETTERS.table(), 0) == 2
+    assert textutil._kernel("first_member")("ab\u00e9", repair_module.LATIN_LETTERS.table(), 0) == 2
+
+
+# --------------------------------------------------------------------------- PairStarts
+# Phrases of two and more characters: one beginning beyond the BMP, one ending there, one of
+# Latin-1 letters (a text of one byte a character), and the Traditional-to-Simplified ones.
+PHRASES = ["中国", "中國人", "國家", "a\U00020000", "\U00020000中", "ab", "網站", "é\u00e0"]
+PHRASE_RE = re.compile("|".join(map(re.escape, sorted(PHRASES, key=len, reverse=True))))
+PHRASE_ALPHABET = sorted({*"".join(PHRASES), "文", "人", " ", "\n", "x", "\U0001f600", "\ud800"})
+
+
+def _search_both_ways(starts: PairStarts, pattern: re.Pattern[str], text: str) -> tuple[Any, Any]:
+    """The spans of `starts.search(pattern, text)` with the compiled scan and without it."""
+    compiled = starts.search(pattern, text)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(textutil, "_kernel", lambda name: None)
+        alone = starts.search(pattern, text)
+    return (compiled and compiled.span()), (alone and alone.span())
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(st.sampled_from(PHRASE_ALPHABET), max_size=30))
+def test_pair_starts_search_finds_what_the_pattern_finds(text: str) -> None:
+    starts = PairStarts(phrase[:2] for phrase in PHRASES)
+    want = PHRASE_RE.search(text)
+    assert _search_both_ways(starts, PHRASE_RE, text) == ((want and want.span()),) * 2
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_pair_starts_of_the_traditional_phrases(data: st.DataObject) -> None:
+    from curate import t2s
+
+    group = t2s._converter("t2s").groups[0]
+    assert group.phrase_re is not None and group.phrase_starts is not None
+    keys = sorted(k for _, _, mapping in group.phrase_dicts for k in mapping)
+    pieces = data.draw(st.lists(st.sampled_from([*keys, *"中國的是，。a \n"]), max_size=12))
+    text = "".join(pieces)
+    want = group.phrase_re.search(text)
+    assert _search_both_ways(group.phrase_starts, group.phrase_re, text) == ((want and want.span()),) * 2
+
+
+def test_pair_starts_refuses_what_is_not_a_pair_and_pickles_without_its_tables() -> None:
+    with pytest.raises(ValueError, match="two characters"):
+        PairStarts(["中国", "中"])
+    starts = PairStarts(["中国"])
+    starts.tables()
+    copy = pickle.loads(pickle.dumps(starts))
+    assert copy._tables is None and copy.pairs == ["中国"]
+    assert copy.search(re.compile("中国"), "在中国") is not None
