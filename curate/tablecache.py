@@ -80,8 +80,9 @@ def _normalised(name: str) -> str:
 
 
 def _dist_info_version(distribution: str) -> str | None:
-    """The version in the name of the first `.dist-info` folder of `distribution` on `sys.path`
-    (None: none there)."""
+    """The version in the name of the first `.dist-info` folder of `distribution` on `sys.path`;
+    None where there is none, or where an `.egg-info` or `.egg` of it comes first (that copy's
+    metadata is for `importlib.metadata` to read)."""
     wanted = _normalised(distribution)
     for folder in sys.path:
         try:
@@ -90,11 +91,15 @@ def _dist_info_version(distribution: str) -> str | None:
             continue
         for name in sorted(names):
             stem, dot, suffix = name.rpartition(".")
-            if suffix != "dist-info" or not dot:
+            suffix = suffix.lower()
+            if not dot or suffix not in ("dist-info", "egg-info", "egg"):
                 continue
             project, dash, version = stem.partition("-")
-            if dash and version and _normalised(project) == wanted:
+            if _normalised(project) != wanted:
+                continue
+            if suffix == "dist-info" and dash and version:
                 return version
+            return None  # (an egg's, or a name without its version)
     return None
 
 

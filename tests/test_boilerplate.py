@@ -336,6 +336,7 @@ def test_plain_key_texts_are_the_keys_of_the_plain_lines() -> None:
 
     not_plain = _plain_characters()[0]
     lines = [line for line in _key_test_lines() if line.strip() and "\n" not in line]
+    lines += ["中\ud800文", "\udfff", "ab\U0001f600"]  # (a lone surrogate, beyond the BMP: not plain)
     rng = random.Random(3)
     texts, at = [], 0
     while at < len(lines):
@@ -379,10 +380,17 @@ def test_plain_codes_are_what_line_key_text_makes_of_each_character() -> None:
         assert table[point] == want, hex(point)
 
 
-def test_repeated_lines_summaries_of_a_batch_are_those_of_each_line_alone() -> None:
-    """`summarise_many` (the plain lines' keys made for the batch at once) gives what every
-    line's own `line_key_text` gives, on the sample files and the key test's lines."""
+@pytest.mark.parametrize("chunk", [1 << 20, 37])
+def test_repeated_lines_summaries_of_a_batch_are_those_of_each_line_alone(
+    chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`summarise_many` (the plain lines' keys made for the batch at once, or a few documents
+    at a time) gives what every line's own `line_key_text` gives, on the sample files and the
+    key test's lines."""
+    from curate.stages import repeated_lines
     from curate.stages.repeated_lines import _key_hash
+
+    monkeypatch.setattr(repeated_lines, "_KEY_CHUNK", chunk)
 
     stage = RepeatedLines(RepeatedLines.Settings(min_chars=1), RunContext(config=None))
     texts = [path.read_text(encoding="utf-8") for path in sorted(SEEDS.glob("*.txt"))]

@@ -302,3 +302,21 @@ def test_package_version_reads_the_first_dist_info_on_the_path(tmp_path: Path, m
     assert tablecache._dist_info_version("made-up-dist") == "2.0.1" == metadata.version("made-up-dist")
     assert tablecache._dist_info_version("Made.Up_Dist") == "2.0.1"
     assert tablecache._dist_info_version("made-up") is None
+
+
+def test_package_version_leaves_an_egg_found_first_to_importlib_metadata(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An `.egg-info` before the `.dist-info` (a `setup.py develop` copy, say) is the copy
+    importlib.metadata reads, and so does package_version then."""
+    from importlib import metadata
+
+    egg = tmp_path / "first" / "made_up_egg.egg-info"
+    egg.mkdir(parents=True)
+    (egg / "PKG-INFO").write_text("Metadata-Version: 1.1\nName: made-up-egg\nVersion: 3.0\n")
+    info = tmp_path / "second" / "made_up_egg-1.0.DIST-INFO"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: made-up-egg\nVersion: 1.0\n")
+    monkeypatch.setattr(sys, "path", [str(tmp_path / "first"), str(tmp_path / "second"), *sys.path])
+    assert tablecache._dist_info_version("made-up-egg") is None
+    assert tablecache.package_version("made-up-egg") == "made-up-egg==3.0" == f"made-up-egg=={metadata.version('made-up-egg')}"

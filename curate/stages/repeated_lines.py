@@ -180,6 +180,10 @@ def _built_plain_codes() -> Any:
     return table
 
 
+# Characters `RepeatedLines.summarise_many` makes plain keys of at once: about 20 bytes each.
+_KEY_CHUNK = 1 << 20
+
+
 def plain_key_texts(texts: list[str], lines: list[list[tuple[int, int]]]) -> list[list[str | None]]:
     """`line_key_text` of every line (`lines[i]`: spans in `texts[i]`) made of plain characters,
     None for the others: the texts' characters mapped through one table (`_plain_codes`) in one
@@ -314,9 +318,16 @@ class RepeatedLines(CorpusStage):
         a short document's)."""
         texts = [doc.text for doc in docs]
         lines = [nonblank_lines(text) for text in texts]
+        plain: list[list[str | None]] = []
+        first, size = 0, 0  # (a chunk at a time: `run` hands over a whole corpus at once)
+        for last, text in enumerate(texts, 1):
+            size += len(text)
+            if size >= _KEY_CHUNK or last == len(texts):
+                plain += plain_key_texts(texts[first:last], lines[first:last])
+                first, size = last, 0
         summaries = []
-        for doc, spans, plain in zip(docs, lines, plain_key_texts(texts, lines), strict=True):
-            keys = self._line_keys(doc.text, spans, plain=plain)
+        for doc, spans, plain_keys in zip(docs, lines, plain, strict=True):
+            keys = self._line_keys(doc.text, spans, plain=plain_keys)
             counted = dict.fromkeys((key, e - s) for key, (s, e) in zip(keys, spans, strict=True) if key is not None)
             summaries.append((self.group_of(doc), _key_hash(doc.text), [k for k, _ in counted], [n for _, n in counted]))
         return summaries
