@@ -614,4 +614,6 @@ def first_pair(str text not None, const uint8_t[::1] firsts, const uint8_t[::1] 
     pair's `_pair_slot` set in `pairs`: no pair is missed, a few other pairs may pass); -1 if
     there is none; -2 - its index when a character past `firsts` comes first (the caller
     decides from there on)."""
+    if not 0 <= shift < 32 or pairs.shape[0] * 8 < (<int64_t>1 << (32 - shift)):
+        raise ValueError("first_pair: the pairs' table is smaller than its hash's range")
     return _first_start_in(text, firsts, pairs, shift, start)

@@ -80,26 +80,44 @@ def _normalised(name: str) -> str:
 
 
 def _dist_info_version(distribution: str) -> str | None:
-    """The version in the name of the first `.dist-info` folder of `distribution` on `sys.path`;
-    None where there is none, or where an `.egg-info` or `.egg` of it comes first (that copy's
-    metadata is for `importlib.metadata` to read)."""
+    """The `Version` of the first `.dist-info` folder of `distribution` on `sys.path` (read from
+    its METADATA's headers), found as `importlib.metadata` finds it: each folder's entries in
+    the order the folder lists them. None, for `importlib.metadata` to answer, where there is
+    none, or where that copy is an egg (an `.egg-info` met first, an `.egg` on the path) or
+    sits in a zip file."""
     wanted = _normalised(distribution)
     for folder in sys.path:
+        if folder.lower().endswith(".egg") or os.path.isfile(folder):
+            return None
         try:
             names = os.listdir(folder or ".")
         except OSError:
             continue
-        for name in sorted(names):
+        for name in names:
             stem, dot, suffix = name.rpartition(".")
             suffix = suffix.lower()
-            if not dot or suffix not in ("dist-info", "egg-info", "egg"):
+            if not dot or suffix not in ("dist-info", "egg-info"):
                 continue
-            project, dash, version = stem.partition("-")
-            if _normalised(project) != wanted:
+            if _normalised(stem.partition("-")[0]) != wanted:
                 continue
-            if suffix == "dist-info" and dash and version:
-                return version
-            return None  # (an egg's, or a name without its version)
+            if suffix == "egg-info":
+                return None
+            return _metadata_version(os.path.join(folder or ".", name, "METADATA"))
+    return None
+
+
+def _metadata_version(path: str) -> str | None:
+    """The `Version` header of a METADATA file (None: unreadable, or none)."""
+    try:
+        with open(path, encoding="utf-8") as metadata:
+            for line in metadata:
+                if not line.strip():
+                    break  # (the headers end at the first blank line)
+                field, colon, value = line.partition(":")
+                if colon and field.strip().lower() == "version":
+                    return value.strip()
+    except (OSError, UnicodeDecodeError):
+        return None
     return None
 
 

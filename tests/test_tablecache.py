@@ -320,3 +320,28 @@ def test_package_version_leaves_an_egg_found_first_to_importlib_metadata(
     monkeypatch.setattr(sys, "path", [str(tmp_path / "first"), str(tmp_path / "second"), *sys.path])
     assert tablecache._dist_info_version("made-up-egg") is None
     assert tablecache.package_version("made-up-egg") == "made-up-egg==3.0" == f"made-up-egg=={metadata.version('made-up-egg')}"
+
+
+def test_package_version_reads_the_metadata_and_leaves_eggs_and_zips_to_importlib(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The version as METADATA says it (a folder name escapes "-" as "_"); an `.egg` on the
+    path, or a zip file, are importlib.metadata's to read."""
+    import zipfile
+    from importlib import metadata
+
+    info = tmp_path / "plain" / "made_up_dashed-2.0_1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: made-up-dashed\nVersion: 2.0-1\n\nVersion: 9\n")
+    egg = tmp_path / "made_up_dashed-5.0-py3.11.egg"
+    (egg / "EGG-INFO").mkdir(parents=True)
+    (egg / "EGG-INFO" / "PKG-INFO").write_text("Metadata-Version: 1.1\nName: made-up-dashed\nVersion: 5.0\n")
+    archive = tmp_path / "packed.zip"
+    with zipfile.ZipFile(archive, "w") as packed:
+        packed.writestr("made_up_dashed-4.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: made-up-dashed\nVersion: 4.0\n")
+    rest = sys.path[:]
+    monkeypatch.setattr(sys, "path", [str(tmp_path / "plain"), *rest])
+    assert tablecache._dist_info_version("made-up-dashed") == "2.0-1" == metadata.version("made-up-dashed")
+    for first in (egg, archive):
+        monkeypatch.setattr(sys, "path", [str(first), str(tmp_path / "plain"), *rest])
+        assert tablecache._dist_info_version("made-up-dashed") is None
