@@ -238,7 +238,8 @@ class PairStarts:
         return self._tables
 
     def search(self, pattern: re.Pattern[str], text: str) -> re.Match[str] | None:
-        """`pattern.search(text)`."""
+        """`pattern.search(text)`, for a pattern whose every match begins with one of the pairs
+        (and none with a pair's first character alone)."""
         start = 0
         scan = _kernel("first_pair")
         if scan is not None and type(text) is str:
