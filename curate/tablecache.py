@@ -59,10 +59,10 @@ def source_digest(module: str) -> str:
 @cache
 def package_version(distribution: str) -> str:
     """`distribution==version` (for keys), as `importlib.metadata.version` gives it: read from
-    the name of the distribution's `.dist-info` folder where an installer made one, first on
-    `sys.path` (`name-version.dist-info`, the name normalised); `importlib.metadata` only where
-    there is none (importing it, with the email package it parses metadata with, took 10-15 ms
-    of every run's start, on one core)."""
+    the METADATA of the distribution's first `.dist-info` folder on `sys.path`
+    (`_dist_info_version`); `importlib.metadata` only where that cannot answer (importing it,
+    with the email package it parses metadata with, took 10-15 ms of every run's start, on one
+    core)."""
     version = _dist_info_version(distribution)
     if version is None:
         from importlib import metadata

@@ -277,18 +277,21 @@ def _bmp_members(source: str, flags: int) -> Any:
 
 
 def _built_bmp_members(source: str, flags: int) -> Any:
+    """Each BMP character the pattern matches alone: every match in the plane replaced by NUL
+    at once (`re` in C, not a match object a member), then compared with the plane."""
     import numpy as np
 
-    table = np.zeros(0x10000, dtype=np.uint8)
-    for match in re.compile(source, flags).finditer(bmp_plane()):
-        if match.end() - match.start() != 1:
-            raise ValueError(f"CharClass: {source!r} matches more than one character")
-        table[match.start()] = 1
+    pattern = re.compile(source, flags)
+    marked = pattern.sub("\0", _bmp_plane())
+    if len(marked) != 0x10000:
+        raise ValueError(f"CharClass: {source!r} matches more than one character")
+    table = (code_points(marked) != np.arange(0x10000, dtype=np.uint32)).view(np.uint8)
+    table[0] = pattern.fullmatch("\0") is not None  # (NUL itself: told apart by its own match)
     return table
 
 
 @cache
-def bmp_plane() -> str:
+def _bmp_plane() -> str:
     """Every BMP character in order, lone surrogates included (128 KB): what a table over the
     BMP is made from by running a pattern over it."""
     import numpy as np

@@ -34,7 +34,7 @@ from curate.config import setting
 from curate.document import Change, Document
 from curate.rules import nonblank_lines, whole_line_spans
 from curate.stages.base import CorpusStage, StageSettings
-from curate.textutil import bmp_plane, char_class, code_points, text_of_codes
+from curate.textutil import CharClass, char_class, code_points, text_of_codes
 
 RULE_ID = "repeated_lines"
 
@@ -160,12 +160,8 @@ def _built_plain_codes() -> Any:
     import numpy as np
 
     not_plain, dropped, digits = _plain_characters()
-    plane = bmp_plane()
     table = np.full(0x10001, _NOT_PLAIN_CODE, dtype=np.uint32)
-    plain = np.ones(0x10000, dtype=bool)
-    for match in re.compile(f"(?:{not_plain.pattern})+").finditer(plane):  # (runs: fewer matches)
-        plain[match.start() : match.end()] = False
-    points = np.flatnonzero(plain)
+    points = np.flatnonzero(CharClass(not_plain).table() == 0)
     chars = text_of_codes(points)
     lower = chars.lower()  # (each plain character's own: none is a capital sigma)
     if len(lower) == len(chars):  # (else some lower case is longer: one character at a time)
