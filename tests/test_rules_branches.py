@@ -1,0 +1,160 @@
+"""An inline rule's top-level alternatives searched one by one (`matches_apart`): where the rules
+engine splits a pattern, where it refuses to, and the same matches as the pattern's own."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+import regex
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from curate import rules
+from curate.rules import load_rules, matches_apart, pattern_branches
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def compiled(pattern: str) -> regex.Pattern:
+    return regex.compile(pattern, regex.MULTILINE)
+
+
+def seen(matches: list) -> list[tuple]:
+    """What the boilerplate stage reads of each match: its span, its text and its value."""
+    out = []
+    for m in matches:
+        value = m.group("value") if "value" in m.re.groupindex else None
+        out.append((m.span(), m.group(0), value))
+    return out
+
+
+def by_pattern(pattern: regex.Pattern, line: str) -> list:
+    return [m for m in pattern.finditer(line) if m.end() > m.start()]
+
+
+def apart(pattern: regex.Pattern, line: str) -> list:
+    parts = rules._searched_apart(pattern)
+    assert parts is not None, pattern.pattern
+    return matches_apart(pattern, parts, line)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "branches"),
+    [
+        (r"a(b|c)|d", ("a(b|c)", "d")),
+        (r"x[|]y|\||z", ("x[|]y", r"\|", "z")),
+        (r"[]|]a|b", ("[]|]a", "b")),
+        (r"(?:a|b)c|(?P<value>d|e)", ("(?:a|b)c", "(?P<value>d|e)")),
+        (r"(?<=。)记者|^\s*摄|$", ("(?<=。)记者", r"^\s*摄", "$")),
+    ],
+)
+def test_branches_are_cut_at_the_patterns_own_bars(pattern: str, branches: tuple[str, ...]) -> None:
+    assert pattern_branches(compiled(pattern)) == branches
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        r"abc",  # one alternative
+        r"(a|b)c",  # the bar is inside a group
+        r"(a)\1|b",  # a backreference
+        r"(?P<x>a)(?P=x)|b",  # a named one
+        r"(?P<x>a)\g<x>|b",
+        r"(?P<x>a)|(?&x)b",  # a call
+        r"(a)?(?(1)b|c)|d",  # a condition
+        r"(?i)a|b",  # global flags
+        r"\Ga|b",
+        r"a\Kb|c",
+        r"a{|b",  # not a pattern the parser knows
+    ],
+)
+def test_nothing_ties_the_branches_together_or_no_split(pattern: str) -> None:
+    assert pattern_branches(compiled(pattern)) is None
+
+
+def test_groups_need_a_value_in_every_branch() -> None:
+    # `Rule.value` reads group 1 when there is no `value` group: branch 2's own group 1 is not
+    # the pattern's group 1.
+    assert rules._searched_apart(compiled(r"(a)x|(b)y")) is None
+    assert rules._searched_apart(compiled(r"(?P<value>a)x|y")) is None
+    parts = rules._searched_apart(compiled(r"(?P<value>a)x|(q)(?P<value>b)y"))
+    assert parts is not None and [p.pattern for p in parts] == ["(?P<value>a)x", "(q)(?P<value>b)y"]
+    assert rules._searched_apart(compiled(r"ax|by")) is not None  # no group at all
+
+
+# Alternatives that overlap, tie at one position (the first listed must win), look behind at
+# what an earlier match took, anchor at line starts, and match empty (the pattern's own search).
+PATTERNS = [
+    r"ab|a|b",
+    r"a|ab|b",
+    r"b+|ab|a",
+    r"(?P<value>a+)b|(?P<value>b)a|(?P<value>c)",
+    r"(?<=a)b|ab|ba",
+    r"(?<![ab])a|b(?=a)|aa",
+    r"^a+|b$|ab",
+    r"(?:a|b)c|c(?:a|b)|cc",
+    r"a*|b",
+    r"b|a*?c?",
+    r"\ba|b\b|a b",
+    r"(?P<value>[ab]{2,3}?)c|(?P<value>c)[ab]|(?P<value>a)",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(PATTERNS),
+    st.text(alphabet="abc \n", max_size=30),
+)
+def test_the_same_matches_as_the_pattern(pattern: str, line: str) -> None:
+    p = compiled(pattern)
+    assert seen(apart(p, line)) == seen(by_pattern(p, line))
+
+
+def test_a_tie_goes_to_the_first_alternative() -> None:
+    p = compiled(r"a|ab")
+    assert seen(apart(p, "abab")) == [((0, 1), "a", None), ((2, 3), "a", None)]
+    p = compiled(r"ab|a")
+    assert seen(apart(p, "abab")) == [((0, 2), "ab", None), ((2, 4), "ab", None)]
+
+
+def test_a_match_found_ahead_still_stands_after_the_next() -> None:
+    # "c" is found once (ahead of the first "ab"), then used after the second, without a search.
+    p = compiled(r"ab|c")
+    assert seen(apart(p, "abxabc")) == [((0, 2), "ab", None), ((3, 5), "ab", None), ((5, 6), "c", None)]
+
+
+@pytest.fixture(scope="module")
+def split_rules() -> list:
+    ruleset = load_rules([ROOT / "rules"])
+    split = [r for r in ruleset.rules if r.branches is not None]
+    assert all(r.scope == "inline" for r in split)
+    # The rules the packs split (the path must be exercised by them, not only by the above).
+    assert "credit.photo.reporter" in {r.id for r in split}
+    return split
+
+
+def _lines_to_try(split: list) -> list[str]:
+    """The rules' own examples, every line of the sample files, and lines made of pieces of
+    both (several matches a line, matches next to each other)."""
+    examples = [e.text for r in split for e in (*r.must_match, *r.must_not_match)]
+    samples = []
+    for path in sorted((ROOT / "corpus" / "incoming").iterdir()):
+        samples += path.read_text(encoding="utf-8", errors="replace").splitlines()
+    rng = random.Random(9)
+    pieces = examples + [s[i : i + 40] for s in samples for i in range(0, len(s), 40)]
+    mixed = ["".join(rng.choice(pieces) + rng.choice(["", " ", "。", "　"]) for _ in range(rng.randint(2, 6))) for _ in range(3000)]
+    return examples + samples + mixed
+
+
+def test_the_packs_split_rules_find_what_their_patterns_find(split_rules: list) -> None:
+    lines = _lines_to_try(split_rules)
+    for rule in split_rules:
+        hits = 0
+        for line in lines:
+            got = [(m.span(), m.group(0), rule.value(m)) for m in rule.iter_inline(line, skip=False)]
+            want = [(m.span(), m.group(0), rule.value(m)) for m in by_pattern(rule.pattern, line)]
+            assert got == want, (rule.id, line)
+            hits += bool(want)
+        assert hits > 10, rule.id  # (the comparison covered matches, not only misses)
