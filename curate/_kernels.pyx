@@ -1,13 +1,15 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 """Compiled loops for the per-character work of near-duplicate detection, of the report's
-inline diff, and of the quick scans that tell whether a text holds a character of a class.
+inline diff, of the quick scans that tell whether a text holds a character of a class, and of
+the repair stage's filter of runs that may be UTF-8 read as GBK.
 
 Each function here computes exactly what its numpy (or plain Python) twin in `curate.minhash`,
-`curate.document`, `curate.report.model` or `curate.textutil` computes (that twin is the specification, and the
+`curate.document`, `curate.report.model`, `curate.textutil` or `curate.stages.repair` computes (that twin is the specification, and the
 fallback when this module was not built: the extension is optional at install). numpy already runs each of those operations in C; what costs there is
 numpy's fixed price per call (a few microseconds) times the many small arrays of one
 document or one candidate pair, and the temporary arrays between calls. One loop per call
-here does the whole thing. tests/test_kernels.py checks every function against its twin.
+here does the whole thing. tests/test_kernels.py checks every function against its twin (the
+repair stage's: tests/test_normalise_fastpaths.py).
 """
 
 import numpy as np
@@ -596,6 +598,110 @@ cdef Py_ssize_t _first_start_in(
 
 
 _NO_PAIRS = np.zeros(0, dtype=np.uint8)
+
+
+cdef int64_t _wide_utf8_starts(
+    const _Unit *chars, Py_ssize_t n, const uint32_t[::1] encoded, const uint8_t[::1] lengths,
+    int64_t *size,
+) noexcept nogil:
+    """`wide_utf8_starts` over one storage width: -1 at a character the tables do not hold."""
+    cdef Py_ssize_t table = lengths.shape[0], i
+    cdef uint32_t c, word, b, before = 0, last = 0  # the two bytes before `b` (0: none)
+    cdef int length, k
+    cdef int64_t starts = 0, total = 0
+    for i in range(n):
+        c = chars[i]
+        if c >= table:
+            return -1
+        length = lengths[c]
+        if length == 0:
+            return -1
+        word = encoded[c]
+        total += length
+        for k in range(length - 1, -1, -1):
+            b = (word >> (8 * k)) & 0xFF
+            # A lead byte E0-F4, then two continuation bytes 80-BF (`WIDE_UTF8_START`)
+            if 0xE0 <= before <= 0xF4 and 0x80 <= last <= 0xBF and 0x80 <= b <= 0xBF:
+                starts += 1
+            before, last = last, b
+    size[0] = total
+    return starts
+
+
+cdef list _suspect_runs(
+    const _Unit *chars, Py_ssize_t n, const uint8_t[::1] suspects, const uint32_t[::1] encoded,
+    const uint8_t[::1] lengths, int64_t min_starts, int64_t percent,
+):
+    """`suspect_runs` over one storage width."""
+    cdef Py_ssize_t i = 0, start
+    cdef uint32_t c
+    cdef int64_t count, size, starts
+    found = []
+    while i < n:
+        c = chars[i]
+        if c < 0x80 or Py_UNICODE_ISSPACE(c):
+            i += 1
+            continue
+        start = i
+        count = 0
+        while i < n:
+            c = chars[i]
+            if c < 0x80 or Py_UNICODE_ISSPACE(c):
+                break
+            if c < <uint32_t>suspects.shape[0] and suspects[c]:
+                count += 1
+            i += 1
+        if count >= 2:
+            size = 0
+            starts = _wide_utf8_starts(chars + start, i - start, encoded, lengths, &size)
+            if starts < 0 or (starts >= min_starts and 100 * starts >= percent * size):
+                found.append((start, i, starts >= 0))
+    return found
+
+
+def suspect_runs(
+    str text not None, const uint8_t[::1] suspects, const uint32_t[::1] encoded,
+    const uint8_t[::1] lengths, int64_t min_starts, int64_t percent,
+):
+    """`repair._runs_that_may_decode`'s loop: (start, end, counted) of each run of characters
+    that are neither ASCII nor white space (`NON_ASCII_RUN`) holding two or more characters
+    marked in `suspects` (BMP code points; none past it), in order, when its bytes
+    (`wide_utf8_starts`) have at least `min_starts` wide starts and `percent` of a start a
+    hundred bytes, or when the tables do not hold one of its characters (counted False)."""
+    if encoded.shape[0] < lengths.shape[0]:
+        raise ValueError("suspect_runs: fewer encodings than lengths")
+    __Pyx_PyUnicode_READY(text)
+    cdef Py_ssize_t n = len(text)
+    cdef unsigned int kind = PyUnicode_KIND(text)
+    cdef void *data = PyUnicode_DATA(text)
+    if kind == PyUnicode_1BYTE_KIND:
+        return _suspect_runs(<const uint8_t *>data, n, suspects, encoded, lengths, min_starts, percent)
+    if kind == PyUnicode_2BYTE_KIND:
+        return _suspect_runs(<const uint16_t *>data, n, suspects, encoded, lengths, min_starts, percent)
+    return _suspect_runs(<const uint32_t *>data, n, suspects, encoded, lengths, min_starts, percent)
+
+
+def wide_utf8_starts(str text not None, const uint32_t[::1] encoded, const uint8_t[::1] lengths):
+    """`repair.wide_starts_and_size`'s count: (the places where a wide UTF-8 character may
+    start in the bytes a GBK decoder read to produce `text`, how many bytes those are), each
+    character's bytes from the tables (`encoded[c]`: its `lengths[c]` bytes, the first most
+    significant); (-1, -1) at a character they do not hold (length 0, or past them)."""
+    if encoded.shape[0] < lengths.shape[0]:
+        raise ValueError("wide_utf8_starts: fewer encodings than lengths")
+    __Pyx_PyUnicode_READY(text)
+    cdef Py_ssize_t n = len(text)
+    cdef unsigned int kind = PyUnicode_KIND(text)
+    cdef void *data = PyUnicode_DATA(text)
+    cdef int64_t size = 0, starts
+    if kind == PyUnicode_1BYTE_KIND:
+        starts = _wide_utf8_starts(<const uint8_t *>data, n, encoded, lengths, &size)
+    elif kind == PyUnicode_2BYTE_KIND:
+        starts = _wide_utf8_starts(<const uint16_t *>data, n, encoded, lengths, &size)
+    else:
+        starts = _wide_utf8_starts(<const uint32_t *>data, n, encoded, lengths, &size)
+    if starts < 0:
+        return -1, -1
+    return starts, size
 
 
 def first_member(str text not None, const uint8_t[::1] table, Py_ssize_t start=0):

@@ -368,7 +368,92 @@ def test_wide_start_bound_holds_for_any_bytes(raw: bytes) -> None:
     assert han <= len(repair_module.WIDE_UTF8_START.findall(raw))
     assert 4 * len(lenient) >= len(raw)
     if han >= 2 and han >= 0.3 * len(lenient):
-        assert repair_module._may_decode_to_han(raw)
+        assert repair_module._may_decode_to_han(len(repair_module.WIDE_UTF8_START.findall(raw)), len(raw))
+
+
+def bytes_searched(run: str) -> tuple[int, int]:
+    """`wide_starts_and_size` as it was: the run encoded, its bytes searched."""
+    raw = repair_module._gbk_bytes(run)
+    return len(repair_module.WIDE_UTF8_START.findall(raw)), len(raw)
+
+
+# Characters of one, two and four GB18030 bytes (ASCII, GB2312, GBK's extension rows, Hangul,
+# U+FFFD as 0xFF, past the BMP), mojibake of UTF-8 read as GBK, and its bytes' edges.
+WIDE_PARTS = ["a", "民族团结", "臺灣", "姘戞棌鍥㈢粨", "鍥", "㈢", "涓", "锟斤拷", "\ufffd", "한국", "€",
+              "\U00020000", "\U0001f600", "\u3000", "。", "\x80", "\xff", "\ue5e5", "\uffff"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(WIDE_PARTS), max_size=30).map("".join))
+def test_wide_starts_and_size_equal_the_bytes_searched(run: str) -> None:
+    assert repair_module.wide_starts_and_size(run) == bytes_searched(run)
+
+
+def test_wide_starts_and_size_over_the_whole_bmp(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every character of the BMP, in runs of random lengths (so every pair of neighbours across
+    the table's rows meets somewhere), compiled and not."""
+    plane = [chr(c) for c in range(0x10000) if not 0xD800 <= c < 0xE000]
+    rng = random.Random(18030)
+    rng.shuffle(plane)
+    runs, i = [], 0
+    while i < len(plane):
+        size = rng.randint(1, 40)
+        runs.append("".join(plane[i : i + size]))
+        i += size
+    want = [bytes_searched(run) for run in runs]
+    assert sum(starts for starts, _ in want) > 1000  # (places to find, not only misses)
+    if repair_module._compiled_wide_utf8_starts is not None:
+        assert [repair_module.wide_starts_and_size(run) for run in runs] == want
+    monkeypatch.setattr(repair_module, "_compiled_wide_utf8_starts", None)
+    assert [repair_module.wide_starts_and_size(run) for run in runs[:200]] == want[:200]
+
+
+RUN_PARTS = [*WIDE_PARTS, " ", "\x7f", "\x80", "\n", "\u3000", "\x85", "\x1c", "\u2028", "\xa0", "ab", "锟", "\u200b"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(RUN_PARTS), max_size=40).map("".join))
+def test_the_compiled_runs_are_the_suspect_runs(text: str) -> None:
+    """Every run the regex finds, with its bytes' count (thresholds 0: every run kept), and the
+    runs that may decode, compiled and not."""
+    kernel = repair_module._compiled_suspect_runs
+    if kernel is None:
+        pytest.skip("the compiled loops were not built")
+    tables = (repair_module._gbk_suspect_chars().table(), *repair_module._gb18030_tables())
+    every = kernel(text, *tables, 0, 0)
+    assert [(s, e) for s, e, _ in every] == repair_module._suspect_runs(text)
+    for s, e, counted in every:
+        assert counted == all(ord(c) < 0x10000 for c in text[s:e])
+    compiled = repair_module._runs_that_may_decode(text)
+    repair_module._compiled_suspect_runs = None
+    try:
+        assert compiled == repair_module._runs_that_may_decode(text)
+    finally:
+        repair_module._compiled_suspect_runs = kernel
+
+
+def test_the_runs_that_may_decode_compiled_and_not(texts: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    compiled = [repair_module._runs_that_may_decode(text) for text in texts]
+    assert sum(map(len, compiled)) > 20  # (runs to let through, not only runs ruled out)
+    monkeypatch.setattr(repair_module, "_compiled_suspect_runs", None)
+    assert [repair_module._runs_that_may_decode(text) for text in texts] == compiled
+
+
+def test_wide_starts_and_size_of_a_lone_surrogate_fails_as_the_encoding_does() -> None:
+    with pytest.raises(UnicodeEncodeError):
+        repair_module._gbk_bytes("民\ud800族")
+    with pytest.raises(UnicodeEncodeError):
+        repair_module.wide_starts_and_size("民\ud800族")
+
+
+def test_the_compiled_count_refuses_tables_that_do_not_match() -> None:
+    kernel = repair_module._compiled_wide_utf8_starts
+    if kernel is None:
+        pytest.skip("the compiled loops were not built")
+    encoded, lengths = repair_module._gb18030_tables()
+    with pytest.raises(ValueError):
+        kernel("民族", encoded[:100], lengths)
+    assert kernel("民\U00020000", encoded, lengths) == (-1, -1)  # (past the tables)
 
 
 def test_suspect_characters_are_run_characters_never_dropped() -> None:
@@ -377,6 +462,7 @@ def test_suspect_characters_are_run_characters_never_dropped() -> None:
     text without any has none once the dropped characters are looked through)."""
     suspects = [chr(c) for c in range(0x80, 0x110000) if _gbk_suspect_re().fullmatch(chr(c))]
     assert len(suspects) > 5000
+    assert all(ord(c) < 0x10000 for c in suspects)  # (the compiled scan's table is the BMP's)
     assert all(NON_ASCII_RUN.fullmatch(c) for c in suspects)
     dropped = Repair(Repair.Settings(), CONTEXT)._dropped
     assert dropped is not None and not any(dropped.match(c) for c in suspects)
