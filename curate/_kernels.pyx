@@ -614,7 +614,7 @@ cdef int64_t _wide_utf8_starts(
         if c >= table:
             return -1
         length = lengths[c]
-        if length == 0:
+        if length == 0 or length > 4:  # (more than a word's bytes: a table damaged)
             return -1
         word = encoded[c]
         total += length
@@ -628,11 +628,11 @@ cdef int64_t _wide_utf8_starts(
     return starts
 
 
-cdef list _suspect_runs(
+cdef list _runs_that_may_decode(
     const _Unit *chars, Py_ssize_t n, const uint8_t[::1] suspects, const uint32_t[::1] encoded,
     const uint8_t[::1] lengths, int64_t min_starts, int64_t percent,
 ):
-    """`suspect_runs` over one storage width."""
+    """`runs_that_may_decode` over one storage width."""
     cdef Py_ssize_t i = 0, start
     cdef uint32_t c
     cdef int64_t count, size, starts
@@ -659,26 +659,26 @@ cdef list _suspect_runs(
     return found
 
 
-def suspect_runs(
+def runs_that_may_decode(
     str text not None, const uint8_t[::1] suspects, const uint32_t[::1] encoded,
     const uint8_t[::1] lengths, int64_t min_starts, int64_t percent,
 ):
     """`repair._runs_that_may_decode`'s loop: (start, end, counted) of each run of characters
     that are neither ASCII nor white space (`NON_ASCII_RUN`) holding two or more characters
-    marked in `suspects` (BMP code points; none past it), in order, when its bytes
-    (`wide_utf8_starts`) have at least `min_starts` wide starts and `percent` of a start a
-    hundred bytes, or when the tables do not hold one of its characters (counted False)."""
+    marked in `suspects` (BMP code points; none past it), in order, kept when its bytes
+    (`wide_utf8_starts`) have at least `min_starts` wide starts and at least `percent` of them
+    a hundred bytes, or when the tables do not hold one of its characters (counted False)."""
     if encoded.shape[0] < lengths.shape[0]:
-        raise ValueError("suspect_runs: fewer encodings than lengths")
+        raise ValueError("runs_that_may_decode: fewer encodings than lengths")
     __Pyx_PyUnicode_READY(text)
     cdef Py_ssize_t n = len(text)
     cdef unsigned int kind = PyUnicode_KIND(text)
     cdef void *data = PyUnicode_DATA(text)
     if kind == PyUnicode_1BYTE_KIND:
-        return _suspect_runs(<const uint8_t *>data, n, suspects, encoded, lengths, min_starts, percent)
+        return _runs_that_may_decode(<const uint8_t *>data, n, suspects, encoded, lengths, min_starts, percent)
     if kind == PyUnicode_2BYTE_KIND:
-        return _suspect_runs(<const uint16_t *>data, n, suspects, encoded, lengths, min_starts, percent)
-    return _suspect_runs(<const uint32_t *>data, n, suspects, encoded, lengths, min_starts, percent)
+        return _runs_that_may_decode(<const uint16_t *>data, n, suspects, encoded, lengths, min_starts, percent)
+    return _runs_that_may_decode(<const uint32_t *>data, n, suspects, encoded, lengths, min_starts, percent)
 
 
 def wide_utf8_starts(str text not None, const uint32_t[::1] encoded, const uint8_t[::1] lengths):

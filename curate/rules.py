@@ -21,6 +21,7 @@ import json
 import math
 import re
 import string
+import time
 import tomllib
 import unicodedata
 from bisect import bisect_right
@@ -593,7 +594,7 @@ def _load_rule(file: Path, pack: str, number: int, raw: Any, variants_default: b
         must_match=must_match,
         must_not_match=must_not_match,
         skip_lines_with=tuple(skip_lines_with),
-        branches=_searched_apart(compiled) if scope == "inline" else None,
+        branches=_compiled_branches(compiled) if scope == "inline" else None,
     )
 
 
@@ -758,6 +759,9 @@ _LITERAL_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "f": "\f", "a": "\a", "e": 
 
 
 class _TriggerParser:
+    """A parse of a rule's pattern for what its matches must contain (`pattern_requirements`),
+    which also notes where its own alternatives are cut (`pattern_branches`)."""
+
     def __init__(self, pattern: str, flags: int) -> None:
         self.p = pattern
         self.i = 0
@@ -1175,7 +1179,7 @@ def pattern_branches(compiled: Any) -> tuple[str, ...] | None:
     """The top-level alternatives of `compiled`'s pattern, when each can be searched on its own
     (`matches_apart`); None when there is one only, when the pattern is not one the parser
     knows, or when something ties them together (a backreference or call, a condition, global
-    flags, \\G or \\K)."""
+    flags, \\G or \\K; a named backreference, `(?P=name)`, the parser refuses outright)."""
     if "|" not in compiled.pattern or compiled.flags & (regex.POSIX | regex.REVERSE):
         return None
     parser = _TriggerParser(compiled.pattern, compiled.flags)
@@ -1189,7 +1193,7 @@ def pattern_branches(compiled: Any) -> tuple[str, ...] | None:
     return tuple(compiled.pattern[a + 1 : b] for a, b in itertools.pairwise(cuts))
 
 
-def _searched_apart(compiled: Any) -> tuple[Any, ...] | None:
+def _compiled_branches(compiled: Any) -> tuple[Any, ...] | None:
     """`pattern_branches(compiled)` compiled, if searching them one by one gives the very
     matches `Rule.value` reads (the branches' own groups numbered anew: with groups, a `value`
     group in every branch)."""
@@ -1213,8 +1217,10 @@ def matches_apart(pattern: Any, branches: tuple[Any, ...], line: str, timeout: f
     what that alternative's own search finds; the search goes on from the match's end, as
     `finditer` does. An alternative's match found earlier still stands when it starts at or
     after that end. An empty match (whose next search `finditer` starts a character later) has
-    the line searched by the pattern itself.
+    the line searched by the pattern itself. The searches of one line share `timeout`, as
+    `finditer`'s steps do.
     """
+    deadline = None if timeout is None else time.monotonic() + timeout
     ahead: list[Any] = [None] * len(branches)  # each alternative's next match; False: none left
     found = []
     pos = 0
@@ -1225,7 +1231,7 @@ def matches_apart(pattern: Any, branches: tuple[Any, ...], line: str, timeout: f
             if m is False:
                 continue
             if m is None or m.start() < pos:
-                m = ahead[i] = branch.search(line, pos, timeout=timeout) or False
+                m = ahead[i] = branch.search(line, pos, timeout=_left(deadline)) or False
                 if m is False:
                     continue
             if first is None or m.start() < first.start():
@@ -1233,9 +1239,21 @@ def matches_apart(pattern: Any, branches: tuple[Any, ...], line: str, timeout: f
         if first is None:
             return found
         if first.end() == first.start():
-            return [m for m in pattern.finditer(line, timeout=timeout) if m.end() > m.start()]
+            return [m for m in pattern.finditer(line, timeout=_left(deadline)) if m.end() > m.start()]
         found.append(first)
         pos = first.end()
+
+
+def _left(deadline: float | None) -> float | None:
+    """The time left before `deadline` (None: no limit), for one search of `matches_apart`: the
+    line's searches share the timeout `finditer` would have had. Raises `TimeoutError` (as
+    `regex` does) once none is left."""
+    if deadline is None:
+        return None
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("regex timed out")
+    return left
 
 
 def pattern_triggers(compiled: Any) -> frozenset[str] | None:

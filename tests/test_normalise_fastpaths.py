@@ -416,7 +416,7 @@ RUN_PARTS = [*WIDE_PARTS, " ", "\x7f", "\x80", "\n", "\u3000", "\x85", "\x1c", "
 def test_the_compiled_runs_are_the_suspect_runs(text: str) -> None:
     """Every run the regex finds, with its bytes' count (thresholds 0: every run kept), and the
     runs that may decode, compiled and not."""
-    kernel = repair_module._compiled_suspect_runs
+    kernel = repair_module._compiled_runs_that_may_decode
     if kernel is None:
         pytest.skip("the compiled loops were not built")
     tables = (repair_module._gbk_suspect_chars().table(), *repair_module._gb18030_tables())
@@ -424,18 +424,22 @@ def test_the_compiled_runs_are_the_suspect_runs(text: str) -> None:
     assert [(s, e) for s, e, _ in every] == repair_module._suspect_runs(text)
     for s, e, counted in every:
         assert counted == all(ord(c) < 0x10000 for c in text[s:e])
+    may = repair_module._may_decode_to_han
+    kept = [(s, e, c) for s, e, c in every if not c or may(*bytes_searched(text[s:e]))]
+    assert kernel(text, *tables, *repair_module.MAY_DECODE) == kept
+    # (compiled and not: the same runs, `monkeypatch` being function-scoped)
     compiled = repair_module._runs_that_may_decode(text)
-    repair_module._compiled_suspect_runs = None
+    repair_module._compiled_runs_that_may_decode = None
     try:
         assert compiled == repair_module._runs_that_may_decode(text)
     finally:
-        repair_module._compiled_suspect_runs = kernel
+        repair_module._compiled_runs_that_may_decode = kernel
 
 
 def test_the_runs_that_may_decode_compiled_and_not(texts: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
     compiled = [repair_module._runs_that_may_decode(text) for text in texts]
     assert sum(map(len, compiled)) > 20  # (runs to let through, not only runs ruled out)
-    monkeypatch.setattr(repair_module, "_compiled_suspect_runs", None)
+    monkeypatch.setattr(repair_module, "_compiled_runs_that_may_decode", None)
     assert [repair_module._runs_that_may_decode(text) for text in texts] == compiled
 
 

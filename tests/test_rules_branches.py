@@ -21,11 +21,12 @@ def compiled(pattern: str) -> regex.Pattern:
     return regex.compile(pattern, regex.MULTILINE)
 
 
-def seen(matches: list) -> list[tuple]:
-    """What the boilerplate stage reads of each match: its span, its text and its value."""
+def seen(pattern: regex.Pattern, matches: list) -> list[tuple]:
+    """What the boilerplate stage reads of each match: its span, its text and its value (as
+    `Rule.value` reads it: by the rule's pattern's groups)."""
     out = []
     for m in matches:
-        value = m.group("value") if "value" in m.re.groupindex else None
+        value = m.group("value") if "value" in pattern.groupindex else None
         out.append((m.span(), m.group(0), value))
     return out
 
@@ -35,7 +36,7 @@ def by_pattern(pattern: regex.Pattern, line: str) -> list:
 
 
 def apart(pattern: regex.Pattern, line: str) -> list:
-    parts = rules._searched_apart(pattern)
+    parts = rules._compiled_branches(pattern)
     assert parts is not None, pattern.pattern
     return matches_apart(pattern, parts, line)
 
@@ -77,11 +78,11 @@ def test_nothing_ties_the_branches_together_or_no_split(pattern: str) -> None:
 def test_groups_need_a_value_in_every_branch() -> None:
     # `Rule.value` reads group 1 when there is no `value` group: branch 2's own group 1 is not
     # the pattern's group 1.
-    assert rules._searched_apart(compiled(r"(a)x|(b)y")) is None
-    assert rules._searched_apart(compiled(r"(?P<value>a)x|y")) is None
-    parts = rules._searched_apart(compiled(r"(?P<value>a)x|(q)(?P<value>b)y"))
+    assert rules._compiled_branches(compiled(r"(a)x|(b)y")) is None
+    assert rules._compiled_branches(compiled(r"(?P<value>a)x|y")) is None
+    parts = rules._compiled_branches(compiled(r"(?P<value>a)x|(q)(?P<value>b)y"))
     assert parts is not None and [p.pattern for p in parts] == ["(?P<value>a)x", "(q)(?P<value>b)y"]
-    assert rules._searched_apart(compiled(r"ax|by")) is not None  # no group at all
+    assert rules._compiled_branches(compiled(r"ax|by")) is not None  # no group at all
 
 
 # Alternatives that overlap, tie at one position (the first listed must win), look behind at
@@ -109,20 +110,37 @@ PATTERNS = [
 )
 def test_the_same_matches_as_the_pattern(pattern: str, line: str) -> None:
     p = compiled(pattern)
-    assert seen(apart(p, line)) == seen(by_pattern(p, line))
+    assert seen(p, apart(p, line)) == seen(p, by_pattern(p, line))
 
 
 def test_a_tie_goes_to_the_first_alternative() -> None:
     p = compiled(r"a|ab")
-    assert seen(apart(p, "abab")) == [((0, 1), "a", None), ((2, 3), "a", None)]
+    assert seen(p, apart(p, "abab")) == [((0, 1), "a", None), ((2, 3), "a", None)]
     p = compiled(r"ab|a")
-    assert seen(apart(p, "abab")) == [((0, 2), "ab", None), ((2, 4), "ab", None)]
+    assert seen(p, apart(p, "abab")) == [((0, 2), "ab", None), ((2, 4), "ab", None)]
 
 
 def test_a_match_found_ahead_still_stands_after_the_next() -> None:
     # "c" is found once (ahead of the first "ab"), then used after the second, without a search.
     p = compiled(r"ab|c")
-    assert seen(apart(p, "abxabc")) == [((0, 2), "ab", None), ((3, 5), "ab", None), ((5, 6), "c", None)]
+    assert seen(p, apart(p, "abxabc")) == [((0, 2), "ab", None), ((3, 5), "ab", None), ((5, 6), "c", None)]
+
+
+def test_the_line_s_searches_share_the_timeout() -> None:
+    """One timeout for the line, as `finditer` has (each search given its own would let a rule
+    that times out run many times as long, and be applied)."""
+    p = compiled(r"x(?=[^y]*z)|q")  # every x looks ahead to the line's end: quadratic
+    line = "x" * 50_000 + "z"
+    with pytest.raises(TimeoutError):
+        list(p.finditer(line, timeout=0.05))
+    with pytest.raises(TimeoutError):
+        matches_apart(p, rules._compiled_branches(p), line, 0.05)
+    # ... and so does the pattern's own search, when an empty match hands the line over to it
+    p_empty = compiled(r"x(?=[^y]*z)|b*")
+    with pytest.raises(TimeoutError):
+        matches_apart(p_empty, rules._compiled_branches(p_empty), "a" + line, 0.05)
+    found = matches_apart(p, rules._compiled_branches(p), "xxz q", 5.0)
+    assert len(found) == 3 and seen(p, found) == seen(p, by_pattern(p, "xxz q"))
 
 
 @pytest.fixture(scope="module")

@@ -35,10 +35,10 @@ from curate.stages.invisible import dropped_characters
 from curate.textutil import CharClass, char_class, two_byte_chars
 
 try:  # the compiled loops (curate/_kernels.pyx), built by the install
-    from curate._kernels import suspect_runs as _compiled_suspect_runs
+    from curate._kernels import runs_that_may_decode as _compiled_runs_that_may_decode
     from curate._kernels import wide_utf8_starts as _compiled_wide_utf8_starts
 except ImportError:  # not built (the extension is optional at install)
-    _compiled_suspect_runs = _compiled_wide_utf8_starts = None
+    _compiled_runs_that_may_decode = _compiled_wide_utf8_starts = None
 
 # The codecs the repairs use, loaded now, before the pools fork, not by every worker on its first
 # suspect text (`_gbk_suspect_re` keeps its class between runs: it no longer decodes here).
@@ -489,7 +489,9 @@ def _utf8_spans(run: str) -> list[tuple[int, int, str]]:
 
 def _suspect_runs(text: str) -> list[tuple[int, int]]:
     """(start, end) of every run of `NON_ASCII_RUN` with two or more suspect characters, in
-    order: found by the two suspects (a fast scan), then widened to the run around them."""
+    order: found by the two suspects (a fast scan), then widened to the run around them. (Where
+    the compiled loops are built, `_runs_that_may_decode` finds the runs in its own loop: this
+    is its fallback, and what the tests hold that loop to.)"""
     pair = _suspect_pair_re()
     runs: list[tuple[int, int]] = []
     reversed_text = ""
@@ -506,21 +508,21 @@ def _suspect_runs(text: str) -> list[tuple[int, int]]:
     return runs
 
 
+# A run's bytes may decode to Han only with this many wide starts, and this many a hundred bytes.
+MAY_DECODE = (2, 7)
+
+
 def _runs_that_may_decode(text: str) -> list[tuple[int, int]]:
     """The `_suspect_runs` of `text` that pass `_may_decode_to_han`: the cheap filter (real
     mojibake decodes to Han; Traditional text, most of whose runs are suspect, to U+FFFD).
 
     Compiled, one loop finds the runs and counts their bytes' wide starts (`wide_starts_and_size`)
     at once, and hands back the few that pass (on the benchmark, 478 runs of 33,368)."""
-    if _compiled_suspect_runs is None:
+    if _compiled_runs_that_may_decode is None:
         runs = _suspect_runs(text)
         return [(s, e) for s, e in runs if _may_decode_to_han(*wide_starts_and_size(text[s:e]))]
-    found = _compiled_suspect_runs(text, _gbk_suspect_chars().table(), *_gb18030_tables(), *MAY_DECODE)
-    return [(s, e) for s, e, counted in found if counted or _may_decode_to_han(*wide_starts_and_size(text[s:e]))]
-
-
-# A run's bytes may decode to Han only with this many wide starts, and this many a hundred bytes.
-MAY_DECODE = (2, 7)
+    found = _compiled_runs_that_may_decode(text, _gbk_suspect_chars().table(), *_gb18030_tables(), *MAY_DECODE)
+    return [(s, e) for s, e, counted in found if counted or _may_decode_to_han(*_counted_in_bytes(text[s:e]))]
 
 
 def _may_decode_to_han(starts: int, size: int) -> bool:
@@ -546,6 +548,11 @@ def wide_starts_and_size(run: str) -> tuple[int, int]:
         starts, size = _compiled_wide_utf8_starts(run, *_gb18030_tables())
         if starts >= 0:
             return starts, size
+    return _counted_in_bytes(run)
+
+
+def _counted_in_bytes(run: str) -> tuple[int, int]:
+    """`wide_starts_and_size` from the run's bytes themselves."""
     raw = _gbk_bytes(run)
     return len(WIDE_UTF8_START.findall(raw)), len(raw)
 
