@@ -600,6 +600,17 @@ cdef Py_ssize_t _first_start_in(
 _NO_PAIRS = np.zeros(0, dtype=np.uint8)
 
 
+cdef unsigned int _storage(str text, const uint32_t[::1] encoded, const uint8_t[::1] lengths, void **data) except 0:
+    """The storage width of `text` (`PyUnicode_KIND`, the string made ready) and its buffer,
+    once the GB18030 tables are seen to match (a length read past the encodings' end would be
+    read out of bounds)."""
+    if encoded.shape[0] < lengths.shape[0]:
+        raise ValueError("GB18030 tables: fewer encodings than lengths")
+    __Pyx_PyUnicode_READY(text)
+    data[0] = PyUnicode_DATA(text)
+    return PyUnicode_KIND(text)
+
+
 cdef int64_t _wide_utf8_starts(
     const _Unit *chars, Py_ssize_t n, const uint32_t[::1] encoded, const uint8_t[::1] lengths,
     int64_t *size,
@@ -668,12 +679,9 @@ def runs_that_may_decode(
     marked in `suspects` (BMP code points; none past it), in order, kept when its bytes
     (`wide_utf8_starts`) have at least `min_starts` wide starts and at least `percent` of them
     a hundred bytes, or when the tables do not hold one of its characters (counted False)."""
-    if encoded.shape[0] < lengths.shape[0]:
-        raise ValueError("runs_that_may_decode: fewer encodings than lengths")
-    __Pyx_PyUnicode_READY(text)
+    cdef void *data
+    cdef unsigned int kind = _storage(text, encoded, lengths, &data)
     cdef Py_ssize_t n = len(text)
-    cdef unsigned int kind = PyUnicode_KIND(text)
-    cdef void *data = PyUnicode_DATA(text)
     if kind == PyUnicode_1BYTE_KIND:
         return _runs_that_may_decode(<const uint8_t *>data, n, suspects, encoded, lengths, min_starts, percent)
     if kind == PyUnicode_2BYTE_KIND:
@@ -686,12 +694,9 @@ def wide_utf8_starts(str text not None, const uint32_t[::1] encoded, const uint8
     start in the bytes a GBK decoder read to produce `text`, how many bytes those are), each
     character's bytes from the tables (`encoded[c]`: its `lengths[c]` bytes, the first most
     significant); (-1, -1) at a character they do not hold (length 0, or past them)."""
-    if encoded.shape[0] < lengths.shape[0]:
-        raise ValueError("wide_utf8_starts: fewer encodings than lengths")
-    __Pyx_PyUnicode_READY(text)
+    cdef void *data
+    cdef unsigned int kind = _storage(text, encoded, lengths, &data)
     cdef Py_ssize_t n = len(text)
-    cdef unsigned int kind = PyUnicode_KIND(text)
-    cdef void *data = PyUnicode_DATA(text)
     cdef int64_t size = 0, starts
     if kind == PyUnicode_1BYTE_KIND:
         starts = _wide_utf8_starts(<const uint8_t *>data, n, encoded, lengths, &size)

@@ -1225,7 +1225,8 @@ def matches_apart(pattern: Any, branches: tuple[Any, ...], line: str, timeout: f
     the line searched by the pattern itself. The searches of one line share `timeout`, as
     `finditer`'s steps do.
     """
-    deadline = None if timeout is None else time.monotonic() + timeout
+    # (`regex` counts a timeout in the process's CPU time, and takes a negative one as none)
+    deadline = None if timeout is None or timeout < 0 else time.process_time() + timeout
     ahead: list[Any] = [None] * len(branches)  # each alternative's next match; False: none left
     found = []
     pos = 0
@@ -1250,12 +1251,14 @@ def matches_apart(pattern: Any, branches: tuple[Any, ...], line: str, timeout: f
 
 
 def _left(deadline: float | None) -> float | None:
-    """The time left before `deadline` (None: no limit), for one search of `matches_apart`: the
-    line's searches share the timeout `finditer` would have had. Raises `TimeoutError` (as
-    `regex` does) once none is left."""
+    """The CPU time left before `deadline` (None: no limit), for one search of
+    `matches_apart`: the line's searches share the timeout `finditer` would have had (the
+    pattern's own, after an empty match, gets what is left: near the limit a line may time out
+    where `finditer` alone would just have ended). Raises `TimeoutError` (as `regex` does) once
+    none is left."""
     if deadline is None:
         return None
-    left = deadline - time.monotonic()
+    left = deadline - time.process_time()
     if left <= 0:
         raise TimeoutError("regex timed out")
     return left

@@ -3,8 +3,11 @@ engine splits a pattern, where it refuses to, and the same matches as the patter
 
 from __future__ import annotations
 
+import itertools
 import random
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import regex
@@ -139,8 +142,19 @@ def test_the_line_s_searches_share_the_timeout() -> None:
     p_empty = compiled(r"x(?=[^y]*z)|b*")
     with pytest.raises(TimeoutError):
         matches_apart(p_empty, rules._compiled_branches(p_empty), "a" + line, 0.05)
+    # a negative timeout is none, for `regex` and here
+    assert seen(p, matches_apart(p, rules._compiled_branches(p), "xxz q", -1.0)) == seen(p, by_pattern(p, "xxz q"))
     found = matches_apart(p, rules._compiled_branches(p), "xxz q", 5.0)
     assert len(found) == 3 and seen(p, found) == seen(p, by_pattern(p, "xxz q"))
+
+
+def test_the_timeout_counts_cpu_time_as_regex_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker waiting for a core (wall time passing, no CPU time) must not time a rule out
+    where the pattern's own search would not: a busy machine must not change the output."""
+    wall = itertools.count(step=100.0)
+    monkeypatch.setattr(rules, "time", SimpleNamespace(process_time=time.process_time, monotonic=lambda: next(wall), time=lambda: next(wall)))
+    p = compiled(r"ab|c")
+    assert seen(p, matches_apart(p, rules._compiled_branches(p), "abcabc" * 50, 5.0)) == seen(p, by_pattern(p, "abcabc" * 50))
 
 
 @pytest.fixture(scope="module")
