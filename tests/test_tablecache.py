@@ -262,15 +262,23 @@ def test_the_derived_values_read_back_equal_those_computed(cache: Path) -> None:
                 function.cache_clear()
             ruleset = load_rules(config.build({}))
             index = rules.TriggerIndex(ruleset.rules)
+            cut = 0
             for rule in ruleset.rules:
                 if rule.source != rule.pattern.pattern:  # (a rule with variants)
                     assert rule.pattern.pattern == rules.expand_variants(rule.source)
                 assert (index.triggers[rule.id], index.extra.get(rule.id, ())) == rules.pattern_requirements(rule.pattern)
+                if rule.branches is not None:  # (an inline rule searched alternative by alternative)
+                    assert tuple(b.pattern for b in rule.branches) == rules.pattern_branches(rule.pattern)
+                    cut += 1
+            assert cut > 0
             assert rules._fold_table() == rules._built_fold_table("")
             assert repair._gbk_suspect_re().pattern == repair._gbk_suspect_class()
             assert [p.pattern for p in repeated_lines._plain_characters()] == list(repeated_lines._plain_patterns())
         names = sorted(path.name.rsplit("-", 1)[0] for path in cache.iterdir() if path.suffix == ".json")
-        assert names == ["gbk-suspect-class", "repeated-lines-plain", "rule-fold-table", "rule-requirements", "rule-variants"]
+        assert names == [
+            "gbk-suspect-class", "repeated-lines-plain", "rule-branches", "rule-fold-table", "rule-requirements",
+            "rule-variants",
+        ]
     finally:
         for function in cached:
             function.cache_clear()
