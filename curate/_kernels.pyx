@@ -580,14 +580,29 @@ cdef Py_ssize_t _first_start(
     return -1
 
 
+cdef unsigned int _storage(str text, void **data) except 0:
+    """The storage width of `text` (`PyUnicode_KIND`: 1, 2 or 4 bytes a character) and its
+    buffer, the string made ready first (a string in Python 3.11's legacy form has no data yet)."""
+    __Pyx_PyUnicode_READY(text)
+    data[0] = PyUnicode_DATA(text)
+    return PyUnicode_KIND(text)
+
+
+cdef int _check_gb18030(const uint32_t[::1] encoded, const uint8_t[::1] lengths) except -1:
+    """Refuse GB18030 tables that do not match (a length read past the encodings' end would be
+    read out of bounds)."""
+    if encoded.shape[0] < lengths.shape[0]:
+        raise ValueError("GB18030 tables: fewer encodings than lengths")
+    return 0
+
+
 cdef Py_ssize_t _first_start_in(
     str text, const uint8_t[::1] firsts, const uint8_t[::1] pairs, int shift, Py_ssize_t start
 ) except? -3:
     """`_first_start` over the text's own buffer, in the loop for its storage width."""
-    __Pyx_PyUnicode_READY(text)  # (a string in Python 3.11's legacy form has no data yet)
+    cdef void *data
+    cdef unsigned int kind = _storage(text, &data)
     cdef Py_ssize_t n = len(text)
-    cdef unsigned int kind = PyUnicode_KIND(text)
-    cdef void *data = PyUnicode_DATA(text)
     if start < 0:
         start = 0
     if kind == PyUnicode_1BYTE_KIND:
@@ -600,15 +615,6 @@ cdef Py_ssize_t _first_start_in(
 _NO_PAIRS = np.zeros(0, dtype=np.uint8)
 
 
-cdef unsigned int _storage(str text, const uint32_t[::1] encoded, const uint8_t[::1] lengths, void **data) except 0:
-    """The storage width of `text` (`PyUnicode_KIND`, the string made ready) and its buffer,
-    once the GB18030 tables are seen to match (a length read past the encodings' end would be
-    read out of bounds)."""
-    if encoded.shape[0] < lengths.shape[0]:
-        raise ValueError("GB18030 tables: fewer encodings than lengths")
-    __Pyx_PyUnicode_READY(text)
-    data[0] = PyUnicode_DATA(text)
-    return PyUnicode_KIND(text)
 
 
 cdef int64_t _wide_utf8_starts(
@@ -680,7 +686,8 @@ def runs_that_may_decode(
     (`wide_utf8_starts`) have at least `min_starts` wide starts and at least `percent` of them
     a hundred bytes, or when the tables do not hold one of its characters (counted False)."""
     cdef void *data
-    cdef unsigned int kind = _storage(text, encoded, lengths, &data)
+    _check_gb18030(encoded, lengths)
+    cdef unsigned int kind = _storage(text, &data)
     cdef Py_ssize_t n = len(text)
     if kind == PyUnicode_1BYTE_KIND:
         return _runs_that_may_decode(<const uint8_t *>data, n, suspects, encoded, lengths, min_starts, percent)
@@ -695,7 +702,8 @@ def wide_utf8_starts(str text not None, const uint32_t[::1] encoded, const uint8
     character's bytes from the tables (`encoded[c]`: its `lengths[c]` bytes, the first most
     significant); (-1, -1) at a character they do not hold (length 0, or past them)."""
     cdef void *data
-    cdef unsigned int kind = _storage(text, encoded, lengths, &data)
+    _check_gb18030(encoded, lengths)
+    cdef unsigned int kind = _storage(text, &data)
     cdef Py_ssize_t n = len(text)
     cdef int64_t size = 0, starts
     if kind == PyUnicode_1BYTE_KIND:
