@@ -430,10 +430,14 @@ def test_run_signatures_are_found_by_text_hash_the_first_run_paragraph_of_each()
 
     hashes = [5, 7, 7, 9, 7, 5, 2**64 - 1]  # (the first two: the parent's paragraphs)
     paras = [SimpleNamespace(text_hash=h, sig=f"sig{i}", window_sigs=f"win{i}") for i, h in enumerate(hashes)]
-    found = dedup._RunSignatures(paras, first=2).lookup_all([7, 5, 9, 11, 2**64 - 1])
+
+    def signatures(first: int) -> dedup._RunSignatures:
+        return dedup._RunSignatures(paras.__getitem__, np.array(hashes[first:], np.uint64), first)
+
+    found = signatures(2).lookup_all([7, 5, 9, 11, 2**64 - 1])
     assert found == [("sig2", "win2"), ("sig5", "win5"), ("sig3", "win3"), None, ("sig6", "win6")]
-    assert dedup._RunSignatures(paras, first=len(paras)).lookup_all([7]) == [None]
-    assert dedup._RunSignatures(paras, first=2).lookup_all([]) == []
+    assert signatures(len(paras)).lookup_all([7]) == [None]
+    assert signatures(2).lookup_all([]) == []
 
 
 # --------------------------------------------------------------------------- incremental

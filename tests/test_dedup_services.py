@@ -774,3 +774,87 @@ def test_the_engine_pickles_as_its_inputs_and_verifies_the_same(tmp_path: Path) 
     assert [(b.texts, b.sigs.tolist(), n) for b, n in copy._edited_blocks(edited)] == [
         (b.texts, b.sigs.tolist(), n) for b, n in engine._edited_blocks(edited)
     ]
+
+
+# --------------------------------------------------------------------------- run paragraphs
+@pytest.mark.parametrize("packed", [False, True], ids=["summaries", "records"])
+@pytest.mark.parametrize("with_parent", [False, True], ids=["alone", "on-a-parent"])
+def test_run_paragraphs_are_made_when_read_as_their_summaries_say(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, packed: bool, with_parent: bool
+) -> None:
+    """A run document's paragraphs are made objects only when one of them is read (`_para`),
+    all of that document's then, from its summary: what the decision reads of them (their
+    spans, hashes, windows, signatures, the documents' characters, and which of them take part)
+    is what the summary holds, and what each rule of eligibility says of each paragraph."""
+    parent = None
+    if with_parent:
+        _, first = run(built_corpus()[:15])
+        parent = write_version(tmp_path / "v1", first)
+    context = RunContext(config=None, parent=parent)
+    stage = NearDuplicates(DedupSettings(), context)
+    summaries = [stage.summarise(doc) for doc in built_corpus()[10:]]
+    if packed:  # (as documents travel between processes: `_Record`s)
+        summaries = [stage.unpack_summary(stage.pack_summary(summary)) for summary in summaries]
+    engine = dedup._Engine(stage.settings, context, stage._parent)
+    grouped: dict[str, tuple[list[int], np.ndarray]] = {}
+    rows_to_group = dedup._Engine._rows_to_group
+
+    def capture(self: Any, kind: str, *args: Any) -> Any:
+        grouped[kind] = (list(args[-2]), np.array(args[-1]))
+        return rows_to_group(self, kind, *args)
+
+    monkeypatch.setattr(dedup._Engine, "_rows_to_group", capture)
+    engine.decide(summaries)
+    first = engine._run_paras_from()
+    made = [k for k in range(first, len(engine.paras)) if engine.paras[k] is not None]
+    assert made and len(made) < len(engine.paras) - first  # (only documents with a candidate)
+    s = stage.settings
+    for doc_index, doc in enumerate(engine.docs):
+        summary = doc.summary
+        if summary is None:
+            continue
+        windows = np.concatenate([[0], np.cumsum(summary.win_counts)]).astype(int)
+        assert doc.chars == int((summary.cf[:, 1] - summary.cf[:, 0]).sum())
+        for index, k in enumerate(doc.paras):
+            para = engine._para(k)
+            assert engine._para(k) is para  # (one object a paragraph)
+            assert (para.doc, para.index) == (doc_index, index)
+            assert (para.start, para.end) == tuple(summary.spans[index].tolist())
+            assert (para.cf0, para.cf1) == tuple(summary.cf[index].tolist())
+            assert para.text_hash == int(summary.hashes[index])
+            w0, w1 = windows[index], windows[index + 1]
+            assert para.windows.tolist() == summary.win_spans[w0:w1].tolist()
+            assert para.window_sigs.tolist() == summary.win_sigs[w0:w1].tolist()
+            assert para.sig.tolist() == summary.para_sigs[index].tolist()
+    # Which run paragraphs (and windows) took part: those of a document not a duplicate, of
+    # `min_chars` or more compared characters; their windows of `window_min_chars` or more.
+    eligible = [
+        k
+        for k in range(first, len(engine.paras))
+        if not engine.docs[engine._para(k).doc].duplicate
+        and engine._para(k).cf1 - engine._para(k).cf0 >= s.min_chars
+    ]
+    assert any(engine.docs[engine._para(k).doc].duplicate for k in range(first, len(engine.paras)))
+    assert any(engine._para(k).cf1 - engine._para(k).cf0 < s.min_chars for k in range(first, len(engine.paras)))
+    keys, sigs = grouped["para"]
+    assert keys == eligible
+    assert sigs.tolist() == [engine._para(k).sig.tolist() for k in eligible]
+    run_windows = [
+        (k, w)
+        for k in eligible
+        for w, (start, end) in enumerate(engine._para(k).windows.tolist())
+        if end - start >= s.window_min_chars
+    ]
+    owners = [tuple(row) for row in engine.window_owner.tolist() if row[0] >= first]
+    assert owners == run_windows
+    _, window_sigs = grouped["win"]
+    assert window_sigs.tolist() == [engine._para(k).window_sigs[w].tolist() for k, w in run_windows]
+    # What a re-signed document reuses: the first run paragraph with each text hash.
+    first_with: dict[int, int] = {}
+    for k in range(first, len(engine.paras)):
+        first_with.setdefault(engine._para(k).text_hash, k)
+    hashes = list(first_with)
+    found = engine._signatures().lookup_all(hashes)
+    assert [(sig.tolist(), wins.tolist()) for sig, wins in found] == [
+        (engine._para(first_with[h]).sig.tolist(), engine._para(first_with[h]).window_sigs.tolist()) for h in hashes
+    ]

@@ -1417,17 +1417,18 @@ class _RunSignatures:
     the decision's workers fork, from the paragraphs' hashes alone: a worker then reads the few
     paragraphs it looks up. Built in each worker from every paragraph (a dict of them), it had
     touched every paragraph's page there: 100 MB more in each on the copies shape.
-    `first`: the first of the run's paragraphs (the parent's come before them)."""
+    `para`: the engine's paragraph by number (`_Engine._para`); `hashes`: the text hashes of
+    the run's paragraphs, in order; `first`: the number of the first (the parent's come before
+    them)."""
 
-    def __init__(self, paras: list[_Para], first: int) -> None:
-        self.paras, self.first = paras, first
-        count = len(paras) - first
-        self.by_hash = _FirstByHash(np.fromiter((paras[i].text_hash for i in range(first, len(paras))), np.uint64, count))
+    def __init__(self, para: Callable[[int], _Para], hashes: np.ndarray, first: int) -> None:
+        self.para, self.first = para, first
+        self.by_hash = _FirstByHash(hashes)
 
     def lookup_all(self, hashes: list[int]) -> list[tuple[np.ndarray, np.ndarray] | None]:
         found: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(hashes)
         for k, p in self.by_hash.first(hashes):
-            para = self.paras[self.first + p]
+            para = self.para(self.first + p)
             found[k] = (para.sig, para.window_sigs)
         return found
 
@@ -1471,6 +1472,8 @@ class _Engine:
         self._verified: dict[tuple[Any, ...], Any] = {}  # verification key -> result
         self._run_signatures: _RunSignatures | None = None  # (`_signatures`)
         self._first_run_para = -1  # the first paragraph of a run document (the parent's first)
+        self._run_para_doc: list[int] = []  # of each run paragraph, its document's number
+        self._run_cf = np.empty((0, 2), np.int64)  # their form spans (`decide` to `_decide_paragraphs`)
         self.dropped: list[str] = []  # ids of parent documents this run re-curated (`_add_parent`)
         self._parent_rows = np.empty(0, np.int64)  # the index row of each parent paragraph here
         self._parent_first = 0  # the number of the first (`_add_parent`)
@@ -1508,7 +1511,12 @@ class _Engine:
         order = sorted(range(len(summaries)), key=[summary.id for summary in summaries].__getitem__)
         for i in order:
             self._add_run_doc(summaries[i], i)
-        self._signatures()  # (now, before the decision's workers fork: see `_RunSignatures`)
+        cf, hashes = self._run_columns(("cf", (2,), np.int64), ("hashes", (), np.uint64))
+        self._count_run_chars(cf)
+        self._run_cf = cf  # (`_decide_paragraphs`)
+        # (now, before the decision's workers fork: see `_RunSignatures`)
+        self._run_signatures = _RunSignatures(self._para, hashes, self._run_paras_from())
+        del cf, hashes
         if self.s.across_documents:
             self._decide_documents()
         self._decide_paragraphs()
@@ -1528,45 +1536,56 @@ class _Engine:
 
     # ------------------------------------------------------------------ collecting
     def _add_run_doc(self, summary: _Summarised, position: int) -> None:
+        """A run document, its paragraphs numbered but made objects (`_Para`) only when one of
+        them is first read (`_para`, `_make_run_paras`): most paragraphs are no candidate of
+        anything, and making them all was about a fifth of the decision's serial work."""
         if self._first_run_para < 0:
             self._first_run_para = len(self.paras)
         doc_index = len(self.docs)
+        p = summary.dims[1]
+        first = len(self.paras)
         entry = _Doc(
-            id=summary.id, rank=doc_index, summary=summary, position=position, sig=summary.sig
-        )
+            id=summary.id, rank=doc_index, summary=summary, position=position, sig=summary.sig,
+            paras=list(range(first, first + p)),
+        )  # fmt: skip
         self.docs.append(entry)
-        # One flat list of numbers: far fewer Python objects than the nested lists of 2-D
-        # `tolist`. A paragraph's windows and signatures are views of the summary's arrays.
+        self.paras.extend([None] * p)  # type: ignore[list-item]
+        self._run_para_doc.extend([doc_index] * p)
+        self.stats["paragraphs"] += p
+        self.stats["signatures_computed"] += summary.computed
+        self.stats["signatures_reused"] += summary.reused
+
+    def _make_run_paras(self, doc_index: int) -> None:
+        """Every paragraph of a run document as an object (`_Para`), where `_add_run_doc`
+        numbered them. One flat list of numbers: far fewer Python objects than the nested
+        lists of 2-D `tolist`. A paragraph's windows and signatures are views of the summary's
+        arrays."""
+        doc = self.docs[doc_index]
+        summary = doc.summary
+        assert summary is not None
         p = summary.dims[1]
         numbers = summary.paragraph_numbers()  # spans, form spans, hashes, window counts
         para_sigs = list(summary.para_sigs)  # (row views, made in one call)
         windows, window_sigs = summary.win_spans, summary.win_sigs
-        paras = self.paras
-        first = len(paras)
+        paras, first = self.paras, doc.paras[0] if doc.paras else 0
         w = 0
         for index in range(p):
             count = numbers[5 * p + index]
-            paras.append(
-                _Para(
-                    doc=doc_index,
-                    index=index,
-                    start=numbers[2 * index],
-                    end=numbers[2 * index + 1],
-                    text_hash=numbers[4 * p + index],
-                    form=None,
-                    cf0=numbers[2 * p + 2 * index],
-                    cf1=numbers[2 * p + 2 * index + 1],
-                    offset=0,
-                    windows=windows[w : w + count],
-                    sig=para_sigs[index],
-                    window_sigs=window_sigs[w : w + count],
-                )
+            paras[first + index] = _Para(
+                doc=doc_index,
+                index=index,
+                start=numbers[2 * index],
+                end=numbers[2 * index + 1],
+                text_hash=numbers[4 * p + index],
+                form=None,
+                cf0=numbers[2 * p + 2 * index],
+                cf1=numbers[2 * p + 2 * index + 1],
+                offset=0,
+                windows=windows[w : w + count],
+                sig=para_sigs[index],
+                window_sigs=window_sigs[w : w + count],
             )
             w += count
-        entry.paras.extend(range(first, len(paras)))
-        self.stats["paragraphs"] += len(entry.paras)
-        self.stats["signatures_computed"] += summary.computed
-        self.stats["signatures_reused"] += summary.reused
 
     def _data(self, doc_index: int, form: bool = False) -> list[Any]:
         """[text, comparison form or None] of a run document, from a small LRU cache."""
@@ -1598,8 +1617,8 @@ class _Engine:
     def _doc_shingles(self, doc: _Doc) -> np.ndarray:
         if doc.ids is None and doc.summary is not None and doc.paras:
             # One pass over the document's form, a segment per paragraph (as `_shingles`).
-            form = self._data(self.paras[doc.paras[0]].doc, form=True)[1]
-            paras = [self.paras[p] for p in doc.paras]
+            paras = [self._para(p) for p in doc.paras]
+            form = self._data(paras[0].doc, form=True)[1]
             codes = np.concatenate([form.codes[p.cf0 : p.cf1] for p in paras])
             bounds = np.cumsum([0, *(p.cf1 - p.cf0 for p in paras)])
             ids, _ = minhash.shingle_ids(codes, bounds, self.s.shingle_size)
@@ -1926,35 +1945,50 @@ class _Engine:
     def _doc_chars(self, doc: _Doc) -> int:
         if doc.chars >= 0:
             return doc.chars
-        return sum(self.paras[p].cf1 - self.paras[p].cf0 for p in doc.paras)
+        return sum(self._para(p).cf1 - self._para(p).cf0 for p in doc.paras)
+
+    def _count_run_chars(self, cf: np.ndarray) -> None:
+        """`_doc_chars` of every run document, from the form spans of the run's paragraphs
+        (`cf`: as the parent's are counted from its index, `_add_parent`), not from its
+        paragraphs made objects."""
+        first = self._first_run_doc
+        rows = np.array(self._run_para_doc, dtype=np.int64) - first
+        chars = np.bincount(rows, weights=cf[:, 1] - cf[:, 0], minlength=len(self.docs) - first)
+        for doc, count in zip(self.docs[first:], chars.tolist(), strict=True):
+            doc.chars = int(count)
 
     # ------------------------------------------------------------------ paragraphs and passages
-    def _eligible(self, para: _Para) -> bool:
-        return not self.docs[para.doc].duplicate and para.cf1 - para.cf0 >= self.s.min_chars
-
     def _decide_paragraphs(self) -> None:
         """Candidates of every paragraph -> verification -> choice, in rank order."""
         parent = self._parent_rows_of_eligible()  # (the parent's paragraphs come first)
-        para_keys = parent.keys.tolist()
-        para_sigs, window_blocks, window_spans = [], [], []
         first = self._run_paras_from()
-        for k in range(first, len(self.paras)):
-            para = self.paras[k]
-            if not self._eligible(para) or para.sig is None:
-                continue
-            para_keys.append(k)
-            para_sigs.append(para.sig)
-            window_blocks.append(para.window_sigs)
-            window_spans.append(para.windows)
+        # The run's eligible paragraphs (in a document not a duplicate, of `min_chars` or more
+        # compared characters), picked with numpy from their documents' summaries, column by
+        # column: no paragraph is made an object for it (`_para`), and a Python loop over the
+        # benchmark's 24,600 paragraphs was serial work here.
+        cf, self._run_cf = self._run_cf, np.empty((0, 2), np.int64)
+        duplicate = np.fromiter((doc.duplicate for doc in self.docs), bool, len(self.docs))
+        para_doc = np.array(self._run_para_doc, dtype=np.int64)
+        eligible = ~duplicate[para_doc] & (cf[:, 1] - cf[:, 0] >= self.s.min_chars)
+        del cf, duplicate, para_doc
+        para_keys = [*parent.keys.tolist(), *(first + np.flatnonzero(eligible)).tolist()]
+        all_counts, all_spans, all_window_sigs, all_sigs = self._run_columns(
+            ("win_counts", (), np.int64),
+            ("win_spans", (2,), np.int64),
+            ("win_sigs", (self.s.window_num_perm,), np.uint32),
+            ("para_sigs", (self.s.num_perm,), np.uint32),
+        )
+        in_eligible = np.repeat(eligible, all_counts)  # (of every run window)
+        run_counts = all_counts[eligible]
         # The windows long enough to be LSH keys, picked with numpy (82,000 windows on the
         # benchmark: a Python loop over them was serial work in the decision). A paragraph's
         # windows and its rows of window signatures line up; `rows` are the picked ones in the
         # concatenated blocks (the parent's, then the run's), `local` every row's window index
         # in its paragraph.
-        run_counts = np.fromiter((len(block) for block in window_blocks), np.int64, len(window_blocks))
         counts = np.concatenate([parent.window_counts, run_counts])
         local = _offsets_in_groups(counts)
-        spans = np.concatenate(window_spans) if window_spans else np.empty((0, 2), np.int64)
+        spans = all_spans[in_eligible]
+        del all_spans
         lengths = np.concatenate([parent.window_lengths, spans[:, 1] - spans[:, 0]])
         assert lengths.shape[0] == local.shape[0], "windows and window signatures differ"
         rows = np.flatnonzero(lengths >= self.s.window_min_chars)
@@ -1968,10 +2002,11 @@ class _Engine:
         from_parent = parent.window_rows.shape[0]
         split = int(np.searchsorted(rows, from_parent))
         run_window_sigs = (
-            np.concatenate(window_blocks)[rows[split:] - from_parent]
+            all_window_sigs[np.flatnonzero(in_eligible)[rows[split:] - from_parent]]
             if split < rows.shape[0]
             else np.empty((0, self.s.window_num_perm), np.uint32)
         )
+        del in_eligible, all_window_sigs
         window_keys, window_sigs, parent_windows = self._rows_to_group(
             "win", self.s.window_threshold, self.s.window_num_perm,
             np.arange(split), parent.window_rows[rows[:split]], parent.index_window_sigs,
@@ -1981,8 +2016,9 @@ class _Engine:
         whole_keys, whole_sigs, parent_paras = self._rows_to_group(
             "para", self.s.candidate_threshold, self.s.num_perm,
             parent.keys, parent.rows, parent.index_para_sigs,
-            para_keys[parent.keys.shape[0] :], _stack(para_sigs, self.s.num_perm),
+            para_keys[parent.keys.shape[0] :], all_sigs[eligible],
         )  # fmt: skip
+        del all_sigs
         budget = self.s.max_candidates
 
         def in_run(k: int) -> bool:
@@ -2086,7 +2122,7 @@ class _Engine:
         """The verifications `_decide_paragraph(k)` lacks next: its whole candidates until one
         passes (one at a time), else the alignments of all its passage candidates; and the
         largest candidate it read (see `_in_waves`)."""
-        para = self.paras[k]
+        para = self._para(k)
         read = -1
         for c in self._whole.get(k, ()):
             read = c
@@ -2109,7 +2145,7 @@ class _Engine:
         return needed, read
 
     def _decide_paragraph(self, k: int) -> None:
-        para = self.paras[k]
+        para = self._para(k)
         # 1. The whole paragraph repeats a kept earlier one.
         for c in self._whole.get(k, ()):
             kept = self._para(c)
@@ -2325,7 +2361,7 @@ class _Engine:
         removed_before: dict[int, tuple[list[int], list[int]]] = {}
         spans_of: dict[int, list[tuple[_Removal, int, int]]] = {}
         for doc_index, removals in sorted(self.pending.items()):
-            paras = [self.paras[p] for p in self.docs[doc_index].paras]
+            paras = [self._para(p) for p in self.docs[doc_index].paras]
             para_starts = [p.start for p in paras]  # ascending
             spans = []
             for removal in removals:
@@ -2413,11 +2449,31 @@ class _Engine:
         """The number of the first run paragraph (all before it are the parent's)."""
         return self._first_run_para if self._first_run_para >= 0 else len(self.paras)
 
+    def _run_columns(self, *columns: tuple[str, tuple[int, ...], Any]) -> list[np.ndarray]:
+        """Arrays of every run document's summary, each (name, shape of a row, dtype) of
+        `columns` (`cf`, `win_sigs`, ...: rows of paragraphs or of windows) joined over the
+        documents: the rows of the run's paragraphs (or of their windows) in their numbers'
+        order. One pass over the documents for all of them (a pass is about a microsecond a
+        document and array)."""
+        parts: list[list[np.ndarray]] = [[] for _ in columns]
+        names = [name for name, _, _ in columns]
+        for doc in self.docs[self._first_run_doc :]:
+            summary = doc.summary
+            for found, name in zip(parts, names, strict=True):
+                found.append(getattr(summary, name))
+        return [_joined(found, shape, np.dtype(dtype)) for found, (_, shape, dtype) in zip(parts, columns, strict=True)]
+
     def _para(self, k: int) -> _Para:
-        """Paragraph `k`: a parent's made from its rows of the index when first read."""
+        """Paragraph `k`, made when first read: a parent's from its rows of the index, a run
+        document's with all of that document's (`_make_run_paras`)."""
         para = self.paras[k]
         if para is None:
-            para = self.paras[k] = self._parent_para(k)
+            first = self._first_run_para
+            if 0 <= first <= k:
+                self._make_run_paras(self._run_para_doc[k - first])
+                para = self.paras[k]
+            else:
+                para = self.paras[k] = self._parent_para(k)
         return para
 
     def _parent_para(self, k: int) -> _Para:
@@ -2645,7 +2701,8 @@ class _Engine:
     def _signatures(self) -> _RunSignatures:
         """Signatures of this run's paragraphs by text hash (the first one), built once."""
         if self._run_signatures is None:
-            self._run_signatures = _RunSignatures(self.paras, self._run_paras_from())
+            (hashes,) = self._run_columns(("hashes", (), np.uint64))
+            self._run_signatures = _RunSignatures(self._para, hashes, self._run_paras_from())
         return self._run_signatures
 
     def _parent_block(self, doc: _Doc) -> _IndexBlock:
@@ -3024,6 +3081,20 @@ def _stack(rows: list[np.ndarray], width: int) -> np.ndarray:
     if stacked.shape != (len(rows) * width,):
         raise ValueError(f"dedup: {len(rows)} signatures of {width} values expected, got {stacked.shape}")
     return stacked.astype(np.uint32, copy=False).reshape(-1, width)
+
+
+def _joined(parts: list[np.ndarray], shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """Arrays of rows of `shape` as one (read-only) array of `dtype`, one after the other: their
+    bytes joined where they are all of `dtype` and contiguous (a quarter of `np.concatenate`'s
+    time, as in `_stack`)."""
+    if not parts:
+        return np.empty((0, *shape), dtype)
+    if all(part.dtype == dtype for part in parts):
+        try:
+            return np.frombuffer(b"".join(parts), dtype).reshape(-1, *shape)
+        except (TypeError, BufferError):  # (a part that is not contiguous)
+            pass
+    return np.concatenate([np.asarray(part).reshape(-1, *shape) for part in parts]).astype(dtype, copy=False)
 
 
 def _offsets_in_groups(sizes: np.ndarray) -> np.ndarray:
