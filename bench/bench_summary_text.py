@@ -1,8 +1,9 @@
 """What keeping a document's text in its near-duplicate summary costs, per codec: every
-document's text is compressed once in the workers (`curate.stages.dedup._compressed`) and read
-back when the index is saved. Over the texts of the whole-pipeline benchmark's input (see
+document's text is encoded (and was once compressed) in the workers
+(`curate.stages.dedup._summary_text`) and read back when the index is saved. Over the texts of the whole-pipeline benchmark's input (see
 bench_pipeline.py), one call per document, as the stage does it: zlib at level 1 (the codec
-before 2026-12-03) and LZ4's block format (python-lz4, the codec now).
+before 2026-12-03), LZ4's block format (python-lz4, the codec until 2026-12-06) and none (the
+UTF-8 bytes as they are, since).
 
     .venv/bin/python bench/bench_summary_text.py [--corpora ../shared/corpora] [--rounds 5]
 
@@ -46,6 +47,7 @@ def main() -> int:
     codecs: dict[str, tuple[Callable[[bytes], bytes], Callable[[bytes], bytes]]] = {
         "zlib, level 1": (lambda data: zlib.compress(data, 1), zlib.decompress),
         "LZ4 block": (lz4.block.compress, lz4.block.decompress),
+        "none (the UTF-8 as it is)": (bytes, bytes),
     }
     print(f"{len(texts)} documents, {sum(map(len, texts)) / 1e6:.1f} MB of UTF-8 text; medians of {args.rounds} rounds")
     print("| codec | compress s | decompress s | compressed MB |\n|---|---:|---:|---:|")

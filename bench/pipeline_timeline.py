@@ -126,7 +126,7 @@ def main() -> int:
     observe = dedup.NearDuplicates.observe
 
     def counted_observe(self: Any, summary: Any) -> None:
-        observed[0] += len(summary.id.encode()) + np.asarray(summary.text_z).nbytes
+        observed[0] += len(summary.id.encode()) + np.asarray(summary.text_utf8).nbytes
         if isinstance(summary, dedup._Record):  # (its two blocks: a view of one is not counted twice)
             observed[0] += summary.wide.nbytes + summary.narrow.nbytes
         else:

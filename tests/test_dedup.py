@@ -975,7 +975,7 @@ def test_layout_of_seeds_and_edge_texts_equals_the_loop() -> None:
 def summary_fields(summary: Any) -> list[Any]:
     return [
         summary.id,
-        bytes(summary.text_z),
+        bytes(summary.text_utf8),
         *(
             (getattr(summary, name).dtype.str, getattr(summary, name).tolist())
             for name in (
@@ -1028,6 +1028,21 @@ def test_summarise_many_equals_summarise_per_document(tmp_path: Path) -> None:
             assert batched == one_by_one
         if folder is not None:
             assert sum(fields[-1] for fields in one_by_one) > 0  # reused from the parent
+
+
+def test_a_summary_keeps_the_text_it_was_made_of_whole_and_packed() -> None:
+    """The text a summary keeps (`_summary_text`: exact verification, the index) reads back as
+    the document's, in the summary and in its record (`_pack`, a view of the record's bytes);
+    equal texts keep equal bytes (`_earlier_copies` compares them)."""
+    stage = NearDuplicates(DedupSettings(), RunContext(config=None))
+    docs = batch_corpus()
+    for doc, summary in zip(docs, stage.summarise_many(docs), strict=True):
+        record = stage.unpack_summary(stage.pack_summary(summary))
+        assert dedup._text_of(summary.text_utf8) == doc.text == dedup._text_of(record.text_utf8)
+        assert dedup._as_bytes(record.text_utf8) == dedup._as_bytes(summary.text_utf8)
+    copies = [Document.new(f"copy-{n}.txt", docs[0].text) for n in range(2)]
+    first, second = stage.summarise_many(copies)
+    assert dedup._as_bytes(first.text_utf8) == dedup._as_bytes(second.text_utf8)
 
 
 def test_summarise_many_gives_the_output_of_summarise() -> None:

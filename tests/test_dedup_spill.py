@@ -54,7 +54,7 @@ def _fields(summary) -> list:
     arrays = [(name, getattr(summary, name)) for name in _ARRAYS]
     return [
         summary.id,
-        bytes(summary.text_z),
+        bytes(summary.text_utf8),
         summary.computed,
         summary.reused,
         *((name, a.dtype.str, a.shape, a.tobytes()) for name, a in arrays),

@@ -33,13 +33,13 @@ How a decision is made (LSH proposes, exact comparison decides):
 How it runs (a `CorpusStage`, so the engine streams documents through a spill file):
 - `summarise(doc)`, in the worker processes: comparison form, paragraph/window layout, text
   hashes, window/paragraph/document signatures (reusing the parent index's by text hash; the
-  parent index is read in `__init__`, before the workers fork), the text compressed (LZ4) and the
+  parent index is read in `__init__`, before the workers fork), the text (UTF-8) and the
   text->input offset map as breakpoints. A `_Summary` of numpy arrays, no Document.
   `summarise_many(docs)` gives the same summaries for a batch, with one signature pass over
   all of its paragraphs (numpy's per-call cost is most of a single document's signatures).
-- `observe`: keeps the summaries (about 1 KB per paragraph: signatures, layout, compressed text).
+- `observe`: keeps the summaries (about 1 KB per paragraph: signatures, layout, text).
 - `decide`: everything above from step 2 on, over all summaries, in (origin, id, position)
-  order; the comparison form of a document is recomputed from its compressed text only when it
+  order; the comparison form of a document is recomputed from its text only when it
   is a candidate (a small LRU cache). Produces one `_Plan` per changed document (drops with
   final link coordinates and splice seams, or the duplicate status) and the index artifact.
   Three steps, for documents, then (duplicate documents settled) for paragraphs and passages:
@@ -94,7 +94,6 @@ from itertools import accumulate, chain
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar, NamedTuple
 
-import lz4.block
 import lz4.frame
 import numpy as np
 import regex
@@ -193,7 +192,7 @@ class DedupSettings(StageSettings):
     incremental: bool = setting(True, "Read the parent version's index and save this version's.")
     spill_index: bool = setting(
         False,
-        "Keep the observed index (signatures, layout, compressed text: ~1 KB a paragraph) in a "
+        "Keep the observed index (signatures, layout, text: ~1 KB a paragraph) in a "
         "file in run.spill_dir, memory-mapped, instead of in memory: for corpora whose index "
         "does not fit in RAM (the OS pages it; same output, slower on a cold page cache).",
     )
@@ -205,7 +204,7 @@ class _Summary:
     """What `summarise` computes for one document in a worker: compact, picklable, final.
 
     The driver keeps one per document until `decide`: the signatures, the paragraph and window
-    layout, and the text compressed (exact verification and the saved index need it; recomputing
+    layout, and the text (exact verification and the saved index need it; recomputing
     the comparison form from it on demand costs ~10 ms per MB). No per-paragraph Python objects.
 
     It travels (pickled) and is spilled as one flat record (`_pack`), which the receiver reads
@@ -214,7 +213,7 @@ class _Summary:
     """
 
     id: str
-    text_z: bytes  # the UTF-8 text compressed (`_compressed`)
+    text_utf8: bytes  # the text as UTF-8 (`_summary_text`)
     src_pos: np.ndarray  # int64: where the text -> decoded-input offset changes (first is 0)
     src_off: np.ndarray  # int64: that offset, from src_pos on (Document.source_span, compact)
     spans: np.ndarray  # (P, 2) int64 paragraph spans in the text
@@ -259,12 +258,12 @@ class _Record:
     while the workers wait: two views a record instead of ten, and the numbers filing needs
     (`paragraph_numbers`) read from the block in one call."""
 
-    __slots__ = ("id", "text_z", "wide", "narrow", "dims", "computed", "reused", "one_sig")
+    __slots__ = ("id", "text_utf8", "wide", "narrow", "dims", "computed", "reused", "one_sig")
 
     def __init__(
         self,
         doc_id: str,
-        text_z: np.ndarray,
+        text_utf8: np.ndarray,
         wide: np.ndarray,
         narrow: np.ndarray,
         dims: tuple[int, int, int, int, int],
@@ -272,7 +271,7 @@ class _Record:
         reused: int,
         one_sig: bool,
     ) -> None:
-        self.id, self.text_z, self.wide, self.narrow = doc_id, text_z, wide, narrow
+        self.id, self.text_utf8, self.wide, self.narrow = doc_id, text_utf8, wide, narrow
         self.dims, self.computed, self.reused, self.one_sig = dims, computed, reused, one_sig
 
     @property
@@ -340,12 +339,12 @@ _Summarised = _Summary | _Record  # (as made in a worker, or as read back from i
 
 _ALIGN = 8  # every part of a record starts at a multiple of 8 bytes (aligned array views)
 _PADDING = b"\0" * _ALIGN
-# The record's header: id bytes, text_z bytes, source breakpoints (n), paragraphs (p),
+# The record's header: id bytes, text_utf8 bytes, source breakpoints (n), paragraphs (p),
 # windows (w), num_perm, window_num_perm, computed, reused, and 1 when the document's signature
 # is its one paragraph's, not stored again (`_shares_its_sig`), else 0.
 _HEADER = 10
 _HEADER_STRUCT = struct.Struct(f"={_HEADER}q")  # (native order, as `_pack` writes it)
-# The arrays after the id and text_z, in this order, with no gap, each in the type the record
+# The arrays after the id and text_utf8, in this order, with no gap, each in the type the record
 # holds: the 8-byte ones (the wide block; the hashes' bits read as int64 there), then the
 # 4-byte ones (the narrow block, the signatures, padded at its end). As dtypes: `_pack` compares
 # an array's with them by identity.
@@ -386,11 +385,11 @@ def _shares_its_sig(summary: _Summary) -> bool:
 
 
 def _pack(summary: _Summarised) -> bytes:
-    """A summary as one flat record: a header of counts, then the id, the compressed text, the
+    """A summary as one flat record: a header of counts, then the id, the text (UTF-8), the
     wide block and the narrow block, each padded to `_ALIGN` bytes (no array is copied but
     into the record)."""
     doc_id = summary.id.encode("utf-8")
-    text_z = summary.text_z
+    text_utf8 = summary.text_utf8
     dims = summary.dims
     if isinstance(summary, _Record):
         one_sig = summary.one_sig
@@ -407,10 +406,10 @@ def _pack(summary: _Summarised) -> bytes:
     if sum([block.nbytes for block in blocks]) != 8 * wide + 4 * narrow:
         shapes = {name: getattr(summary, name).shape for name in _ARRAYS}
         raise ValueError(f"dedup summary of {summary.id}: arrays of inconsistent shapes {shapes}")
-    header = _HEADER_STRUCT.pack(len(doc_id), len(text_z), *dims, summary.computed, summary.reused, one_sig)
+    header = _HEADER_STRUCT.pack(len(doc_id), len(text_utf8), *dims, summary.computed, summary.reused, one_sig)
     # (`join` reads each array's buffer: C-contiguous, as made above)
     return b"".join([
-        header, doc_id, _PADDING[: -len(doc_id) % _ALIGN], text_z, _PADDING[: -len(text_z) % _ALIGN],
+        header, doc_id, _PADDING[: -len(doc_id) % _ALIGN], text_utf8, _PADDING[: -len(text_utf8) % _ALIGN],
         *blocks, _PADDING[: -4 * narrow % _ALIGN],
     ])  # fmt: skip
 
@@ -422,12 +421,12 @@ def _unpack(record: bytes | np.ndarray) -> _Record:
     offset = 8 * _HEADER
     doc_id = bytes(memoryview(record)[offset : offset + id_bytes]).decode("utf-8")
     offset += id_bytes + (-id_bytes % _ALIGN)
-    text_z = np.frombuffer(record, np.uint8, text_bytes, offset)
+    text_utf8 = np.frombuffer(record, np.uint8, text_bytes, offset)
     offset += text_bytes + (-text_bytes % _ALIGN)
     wide, narrow = _sizes(dims, one_sig)  # type: ignore[arg-type]
     return _Record(
         doc_id,
-        text_z,
+        text_utf8,
         np.frombuffer(record, np.int64, wide, offset),
         np.frombuffer(record, np.uint32, narrow, offset + 8 * wide),
         tuple(dims),  # type: ignore[arg-type]
@@ -565,7 +564,7 @@ class _IndexBlock(NamedTuple):
     cf: np.ndarray  # (P, 2) paragraph spans in the comparison form
     hashes: Any  # (P,) text hashes: an array or a list
     sigs: np.ndarray  # (P, num_perm) paragraph signatures
-    texts: list[str] | bytes | np.ndarray  # the paragraphs' texts, or the text they are cut from, compressed
+    texts: list[str] | bytes | np.ndarray  # the paragraphs' texts, or the text they are cut from (UTF-8)
     win_counts: Any  # (P,) windows per paragraph: an array or a list
     windows: np.ndarray  # (W, 2) window spans in the comparison form
     win_sigs: np.ndarray  # (W, window_num_perm) window signatures
@@ -914,7 +913,7 @@ def _summarise_many(
         out.append(
             _Summary(
                 id=doc.id,
-                text_z=_compressed(text),
+                text_utf8=_summary_text(text),
                 src_pos=src_pos,
                 src_off=src_off,
                 spans=layout.spans,
@@ -1593,7 +1592,7 @@ class _Engine:
         if entry is None:
             summary = self.docs[doc_index].summary
             assert summary is not None
-            entry = self._cache[doc_index] = [_decompressed(summary.text_z), None]
+            entry = self._cache[doc_index] = [_text_of(summary.text_utf8), None]
             if len(self._cache) > self._CACHE_DOCS:
                 self._cache.popitem(last=False)
         else:
@@ -1865,19 +1864,18 @@ class _Engine:
 
     def _earlier_copies(self, keys: list[int]) -> dict[int, int]:
         """Each key of a run document of the same (non-empty) text as an earlier one -> the
-        first key of that text. Texts are compared compressed (the compression is lossless
-        and the same for all; a record's text is a numpy view: `tobytes`, a fifth of
-        `bytes()`'s time). Empty when an exact copy would not pass as a duplicate (the
+        first key of that text. Texts are compared as their UTF-8 bytes (a record's text is a
+        numpy view: `tobytes`, a fifth of `bytes()`'s time). Empty when an exact copy would not pass as a duplicate (the
         thresholds above 1): `_decide_copy` relies on it, and nothing is a duplicate then."""
         if not self._is_duplicate(1.0, 1.0):
             return {}
-        firsts: dict[bytes, int] = {}  # (the texts of the first copies: compressed, a while)
+        firsts: dict[bytes, int] = {}  # (the texts of the first copies, as UTF-8)
         copy_of: dict[int, int] = {}
         docs, nonempty = self.docs, self.s.min_chars > 0  # (keys are of min_chars or more)
         for k in keys:
             doc = docs[k]
             if doc.summary is not None and (nonempty or self._doc_chars(doc) > 0):
-                first = firsts.setdefault(_as_bytes(doc.summary.text_z), k)
+                first = firsts.setdefault(_as_bytes(doc.summary.text_utf8), k)
                 if first != k:
                     copy_of[k] = first
         return copy_of
@@ -2564,8 +2562,8 @@ class _Engine:
         segments.
 
         Built from per-document blocks of arrays (a run document unchanged by this stage is
-        stored straight from its summary, its paragraphs' texts cut from its compressed text
-        only as they are written), column by column. The signatures and the texts, nearly all
+        stored straight from its summary, its paragraphs' texts cut from its text only as they
+        are written), column by column. The signatures and the texts, nearly all
         of it, go into the file a few thousand paragraphs at a time (`_Npz.columns`, `_Npz.text`):
         the builder holds the integer columns and a chunk, not the index (on the benchmark its
         process peaked at 169 MB, PSS, when it made the file's bytes first, for 35 MB of index),
@@ -2584,7 +2582,7 @@ class _Engine:
                 parent_docs.append(doc_index)
             elif doc_index not in edited:  # unchanged by this stage: as collected
                 block = _IndexBlock(
-                    summary.spans, summary.cf, summary.hashes, summary.para_sigs, summary.text_z,
+                    summary.spans, summary.cf, summary.hashes, summary.para_sigs, summary.text_utf8,
                     summary.win_counts, summary.win_spans, summary.win_sigs,
                 )  # fmt: skip
                 rows.append((doc.id, doc.sig, block))
@@ -2679,7 +2677,7 @@ class _Engine:
         and how many paragraph signatures were computed for it: pure, per document."""
         summary = self.docs[doc_index].summary
         assert summary is not None
-        text = _decompressed(summary.text_z)
+        text = _text_of(summary.text_utf8)
         # The text `apply` will leave: every planned removal dropped.
         pieces, cursor = [], 0
         for start, end in cuts:
@@ -3001,18 +2999,20 @@ def _slices(text: str, spans: np.ndarray) -> list[str]:
     return [text[bounds[i] : bounds[i + 1]] for i in range(0, len(bounds), 2)]
 
 
-def _compressed(text: str) -> bytes:
-    """The text as a summary keeps it until `decide`: UTF-8 in LZ4's block format.
+def _summary_text(text: str) -> bytes:
+    """The text as a summary keeps it until `decide`: its UTF-8, as it is.
 
-    Every document's text is compressed once, in the workers, and most are read back only
-    when the index is saved: over the benchmark's 13.2 MB, LZ4 takes 0.025 s where zlib at
-    level 1 took 0.22 s, for 10.2 MB instead of 7.4 (`bench/bench_summary_text.py`).
+    Every document's text is kept, and most are read back only when the index is saved. On
+    the benchmark's 13.2 MB of news, compressed they were 10.2 MB with LZ4's block format, for
+    0.032 s of compression and 0.008 s to read them back (7.4 MB with zlib at level 1, for
+    0.27 s): 23% of the text's bytes for 0.04 s of a run (`bench/bench_summary_text.py`).
     """
-    return lz4.block.compress(text.encode("utf-8"))
+    return text.encode("utf-8")
 
 
-def _decompressed(data: bytes | np.ndarray) -> str:
-    return lz4.block.decompress(data).decode("utf-8")
+def _text_of(data: bytes | np.ndarray) -> str:
+    """A summary's text back (`_summary_text`; a record's is a view of it)."""
+    return str(data, "utf-8")
 
 
 def _index_text(index: dict[str, Any]) -> str:
@@ -3034,11 +3034,11 @@ def _frame_text(data: bytes, start: int, end: int) -> str:
 
 
 def _block_texts(block: _IndexBlock) -> list[str]:
-    """The texts of a block's paragraphs (cut from its document's compressed text if that is
-    what it holds)."""
+    """The texts of a block's paragraphs (cut from its document's text, UTF-8, if that is what
+    it holds)."""
     if isinstance(block.texts, list):
         return block.texts
-    return _slices(_decompressed(block.texts), block.spans)
+    return _slices(_text_of(block.texts), block.spans)
 
 
 def _chunks(counts: list[int], rows: int) -> list[tuple[int, int]]:
