@@ -7,8 +7,8 @@ UTF-8 bytes as they are, since).
 
     .venv/bin/python bench/bench_summary_text.py [--corpora ../shared/corpora] [--rounds 5]
 
-Prints, per codec, the medians of `--rounds` rounds: seconds to compress, seconds to
-decompress, and the compressed size. Exits 0 with a "skipped" line when the corpora are absent.
+Prints, per codec, the medians of `--rounds` rounds: seconds to make what a summary keeps of
+the texts, seconds to read it back, and its size. Exits 0 with a "skipped" line when the corpora are absent.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def main() -> int:
         "none (the UTF-8 as it is)": (bytes, bytes),
     }
     print(f"{len(texts)} documents, {sum(map(len, texts)) / 1e6:.1f} MB of UTF-8 text; medians of {args.rounds} rounds")
-    print("| codec | compress s | decompress s | compressed MB |\n|---|---:|---:|---:|")
+    print("| codec | to keep s | to read back s | MB kept |\n|---|---:|---:|---:|")
     for name, (compress, decompress) in codecs.items():
         packing, unpacking = [], []
         for _ in range(args.rounds):

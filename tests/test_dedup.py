@@ -432,7 +432,7 @@ def test_run_signatures_are_found_by_text_hash_the_first_run_paragraph_of_each()
     paras = [SimpleNamespace(text_hash=h, sig=f"sig{i}", window_sigs=f"win{i}") for i, h in enumerate(hashes)]
 
     def signatures(first: int) -> dedup._RunSignatures:
-        return dedup._RunSignatures(paras.__getitem__, np.array(hashes[first:], np.uint64), first)
+        return dedup._RunSignatures(paras.__getitem__, dedup._FirstByHash(np.array(hashes[first:], np.uint64)), first)
 
     found = signatures(2).lookup_all([7, 5, 9, 11, 2**64 - 1])
     assert found == [("sig2", "win2"), ("sig5", "win5"), ("sig3", "win3"), None, ("sig6", "win6")]
@@ -1059,6 +1059,49 @@ def test_summarise_many_gives_the_output_of_summarise() -> None:
     assert snapshot(docs) == snapshot(plain)
     assert context.state["artifacts"][INDEX_NAME] == plain_context.state["artifacts"][INDEX_NAME]
     assert context.state["dedup"] == plain_context.state["dedup"]
+
+
+def test_the_decision_is_freed_by_reference_counting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What `decide` builds is in no reference cycle (`_cyclic_gc_paused` relies on it): once the
+    stage and its artifacts are done with, the engine is gone without a cyclic collection (a
+    `_RunSignatures` kept on it held it through its paragraph getter, a review found)."""
+    import gc
+    import weakref
+
+    engines: list[weakref.ref[Any]] = []
+    init = dedup._Engine.__init__
+
+    def remembered(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        engines.append(weakref.ref(self))
+
+    monkeypatch.setattr(dedup._Engine, "__init__", remembered)
+    was = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        out, context = run(corpus())
+        assert context.state["artifacts"][INDEX_NAME] and out
+        del out, context
+        assert engines and all(engine() is None for engine in engines)
+    finally:
+        if was:
+            gc.enable()
+
+
+def test_joined_arrays_keep_their_values_whatever_the_parts() -> None:
+    """`_joined`: the parts' rows one after the other, in the dtype asked for; parts of other
+    dtypes (cast one by one: joined first, uint64 and int64 become float64) or not contiguous
+    take the slower way to the same values."""
+    big = np.array([2**64 - 1, 2**63 + 12345], np.uint64)
+    mixed = dedup._joined([big, np.array([7], np.int64)], (), np.dtype(np.uint64))
+    assert mixed.tolist() == [2**64 - 1, 2**63 + 12345, 7]
+    rows = np.arange(24, dtype=np.int64).reshape(4, 6)
+    strided = dedup._joined([rows[:, ::3], rows[:2, :2].copy()], (2,), np.dtype(np.int64))
+    assert strided.tolist() == [[0, 3], [6, 9], [12, 15], [18, 21], [0, 1], [6, 7]]
+    same = dedup._joined([rows[:2], rows[2:]], (6,), np.dtype(np.int64))
+    assert same.tolist() == rows.tolist()
+    assert dedup._joined([], (3,), np.dtype(np.uint32)).shape == (0, 3)
 
 
 @pytest.mark.parametrize("enabled", [True, False])

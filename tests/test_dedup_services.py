@@ -761,7 +761,7 @@ def test_the_engine_pickles_as_its_inputs_and_verifies_the_same(tmp_path: Path) 
         (d.id, d.rank, d.position) for d in engine.docs
     ]
     assert any(d.summary is None for d in copy.docs)  # documents known from the parent only
-    assert any(p is None for p in copy.paras)  # the parent's, made when first read
+    assert any(p is None for p in copy.paras)  # (paragraphs are made when first read)
     assert [(p.doc, p.start, p.end, p.text_hash) for p in map(copy._para, range(len(copy.paras)))] == [
         (p.doc, p.start, p.end, p.text_hash) for p in map(engine._para, range(len(engine.paras)))
     ]
@@ -792,7 +792,10 @@ def test_run_paragraphs_are_made_when_read_as_their_summaries_say(
         parent = write_version(tmp_path / "v1", first)
     context = RunContext(config=None, parent=parent)
     stage = NearDuplicates(DedupSettings(), context)
-    summaries = [stage.summarise(doc) for doc in built_corpus()[10:]]
+    docs = built_corpus()[10:]
+    docs[3:3] = [Document.new("empty.txt", ""), Document.new("blank.txt", "\n \n")]  # (no paragraph)
+    summaries = [stage.summarise(doc) for doc in docs]
+    assert sum(summary.dims[1] == 0 for summary in summaries) == 2
     if packed:  # (as documents travel between processes: `_Record`s)
         summaries = [stage.unpack_summary(stage.pack_summary(summary)) for summary in summaries]
     engine = dedup._Engine(stage.settings, context, stage._parent)

@@ -37,7 +37,7 @@ How it runs (a `CorpusStage`, so the engine streams documents through a spill fi
   text->input offset map as breakpoints. A `_Summary` of numpy arrays, no Document.
   `summarise_many(docs)` gives the same summaries for a batch, with one signature pass over
   all of its paragraphs (numpy's per-call cost is most of a single document's signatures).
-- `observe`: keeps the summaries (about 1 KB per paragraph: signatures, layout, text).
+- `observe`: keeps the summaries (about 1.7 KB per paragraph of news: signatures, layout, text).
 - `decide`: everything above from step 2 on, over all summaries, in (origin, id, position)
   order; the comparison form of a document is recomputed from its text only when it
   is a candidate (a small LRU cache). Produces one `_Plan` per changed document (drops with
@@ -192,7 +192,7 @@ class DedupSettings(StageSettings):
     incremental: bool = setting(True, "Read the parent version's index and save this version's.")
     spill_index: bool = setting(
         False,
-        "Keep the observed index (signatures, layout, text: ~1 KB a paragraph) in a "
+        "Keep the observed index (signatures, layout, text: ~1.7 KB a paragraph) in a "
         "file in run.spill_dir, memory-mapped, instead of in memory: for corpora whose index "
         "does not fit in RAM (the OS pages it; same output, slower on a cold page cache).",
     )
@@ -498,7 +498,7 @@ class _Doc:
     duplicate_of: str = ""
     status_reason: str = ""
     segment: int = -1  # (parent documents) the segment of the parent's index it came from
-    chars: int = -1  # (parent documents) characters of its paragraphs' comparison forms
+    chars: int = -1  # characters of its paragraphs' comparison forms (-1: not counted yet)
 
 
 @dataclass(slots=True)
@@ -1416,13 +1416,13 @@ class _RunSignatures:
     the decision's workers fork, from the paragraphs' hashes alone: a worker then reads the few
     paragraphs it looks up. Built in each worker from every paragraph (a dict of them), it had
     touched every paragraph's page there: 100 MB more in each on the copies shape.
-    `para`: the engine's paragraph by number (`_Engine._para`); `hashes`: the text hashes of
-    the run's paragraphs, in order; `first`: the number of the first (the parent's come before
-    them)."""
+    `para`: the engine's paragraph by number (`_Engine._para`); `by_hash`: where each text hash
+    first occurs among the run's paragraphs, in their order; `first`: the number of the first
+    (the parent's come before them). Made for each use (`_Engine._signatures`): kept on the
+    engine, it would hold the engine through `para`, a cycle only the cyclic collector frees."""
 
-    def __init__(self, para: Callable[[int], _Para], hashes: np.ndarray, first: int) -> None:
-        self.para, self.first = para, first
-        self.by_hash = _FirstByHash(hashes)
+    def __init__(self, para: Callable[[int], _Para], by_hash: _FirstByHash, first: int) -> None:
+        self.para, self.by_hash, self.first = para, by_hash, first
 
     def lookup_all(self, hashes: list[int]) -> list[tuple[np.ndarray, np.ndarray] | None]:
         found: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(hashes)
@@ -1449,7 +1449,7 @@ class _Engine:
         self.context = context
         self.parent = parent
         self.docs: list[_Doc] = []
-        # Parent paragraphs first, None until read (`_para`), then the run's.
+        # Parent paragraphs first, then the run's; each None until read (`_para`).
         self.paras: list[_Para] = []
         self.window_owner = np.empty((0, 2), np.int64)  # window key -> (para, window index)
         self.stats = {"paragraphs": 0, "signatures_computed": 0, "signatures_reused": 0}
@@ -1469,7 +1469,7 @@ class _Engine:
         self._whole: dict[int, list[int]] = {}
         self._ranked: dict[int, list[tuple[int, int]]] = {}
         self._verified: dict[tuple[Any, ...], Any] = {}  # verification key -> result
-        self._run_signatures: _RunSignatures | None = None  # (`_signatures`)
+        self._run_hashes: _FirstByHash | None = None  # the run paragraphs' (`_signatures`)
         self._first_run_para = -1  # the first paragraph of a run document (the parent's first)
         self._run_para_doc: list[int] = []  # of each run paragraph, its document's number
         self._run_cf = np.empty((0, 2), np.int64)  # their form spans (`decide` to `_decide_paragraphs`)
@@ -1513,8 +1513,7 @@ class _Engine:
         cf, hashes = self._run_columns(("cf", (2,), np.int64), ("hashes", (), np.uint64))
         self._count_run_chars(cf)
         self._run_cf = cf  # (`_decide_paragraphs`)
-        # (now, before the decision's workers fork: see `_RunSignatures`)
-        self._run_signatures = _RunSignatures(self._para, hashes, self._run_paras_from())
+        self._run_hashes = _FirstByHash(hashes)  # (now, before the decision's workers fork)
         del cf, hashes
         if self.s.across_documents:
             self._decide_documents()
@@ -1964,7 +1963,8 @@ class _Engine:
         # compared characters), picked with numpy from their documents' summaries, column by
         # column: no paragraph is made an object for it (`_para`), and a Python loop over the
         # benchmark's 24,600 paragraphs was serial work here.
-        cf, self._run_cf = self._run_cf, np.empty((0, 2), np.int64)
+        cf, self._run_cf = self._run_cf, np.empty((0, 2), np.int64)  # (`decide`'s, used once)
+        assert cf.shape[0] == len(self._run_para_doc), "the run's form spans are `decide`'s"
         duplicate = np.fromiter((doc.duplicate for doc in self.docs), bool, len(self.docs))
         para_doc = np.array(self._run_para_doc, dtype=np.int64)
         eligible = ~duplicate[para_doc] & (cf[:, 1] - cf[:, 0] >= self.s.min_chars)
@@ -1978,6 +1978,8 @@ class _Engine:
         )
         in_eligible = np.repeat(eligible, all_counts)  # (of every run window)
         run_counts = all_counts[eligible]
+        run_sigs = all_sigs[eligible]
+        del all_counts, all_sigs
         # The windows long enough to be LSH keys, picked with numpy (82,000 windows on the
         # benchmark: a Python loop over them was serial work in the decision). A paragraph's
         # windows and its rows of window signatures line up; `rows` are the picked ones in the
@@ -2014,9 +2016,9 @@ class _Engine:
         whole_keys, whole_sigs, parent_paras = self._rows_to_group(
             "para", self.s.candidate_threshold, self.s.num_perm,
             parent.keys, parent.rows, parent.index_para_sigs,
-            para_keys[parent.keys.shape[0] :], all_sigs[eligible],
+            para_keys[parent.keys.shape[0] :], run_sigs,
         )  # fmt: skip
-        del all_sigs
+        del run_sigs
         budget = self.s.max_candidates
 
         def in_run(k: int) -> bool:
@@ -2697,11 +2699,12 @@ class _Engine:
         return block, computed
 
     def _signatures(self) -> _RunSignatures:
-        """Signatures of this run's paragraphs by text hash (the first one), built once."""
-        if self._run_signatures is None:
+        """Signatures of this run's paragraphs by text hash (the first one); the hashes found
+        once, before the decision's workers fork (see `_RunSignatures`)."""
+        if self._run_hashes is None:
             (hashes,) = self._run_columns(("hashes", (), np.uint64))
-            self._run_signatures = _RunSignatures(self._para, hashes, self._run_paras_from())
-        return self._run_signatures
+            self._run_hashes = _FirstByHash(hashes)
+        return _RunSignatures(self._para, self._run_hashes, self._run_paras_from())
 
     def _parent_block(self, doc: _Doc) -> _IndexBlock:
         """A parent document's paragraphs as stored (windows in each paragraph's own form)."""
@@ -3094,7 +3097,8 @@ def _joined(parts: list[np.ndarray], shape: tuple[int, ...], dtype: np.dtype) ->
             return np.frombuffer(b"".join(parts), dtype).reshape(-1, *shape)
         except (TypeError, BufferError):  # (a part that is not contiguous)
             pass
-    return np.concatenate([np.asarray(part).reshape(-1, *shape) for part in parts]).astype(dtype, copy=False)
+    # (each part cast first: numpy joins uint64 with int64 as float64, which rounds hashes)
+    return np.concatenate([np.asarray(part).reshape(-1, *shape).astype(dtype, copy=False) for part in parts])
 
 
 def _offsets_in_groups(sizes: np.ndarray) -> np.ndarray:
