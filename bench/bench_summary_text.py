@@ -1,9 +1,9 @@
 """What keeping a document's text in its near-duplicate summary costs, per codec: every
 document's text is encoded (and was once compressed) in the workers
-(`curate.stages.dedup._summary_text`) and read back when the index is saved. Over the texts of the whole-pipeline benchmark's input (see
-bench_pipeline.py), one call per document, as the stage does it: zlib at level 1 (the codec
-before 2026-12-03), LZ4's block format (python-lz4, the codec until 2026-12-06) and none (the
-UTF-8 bytes as they are, since).
+(`curate.stages.dedup._summary_text`) and read back when the index is saved. Over the texts of
+the whole-pipeline benchmark's input (see bench_pipeline.py), one call per document, as the
+stage does it: zlib at level 1 (the codec before 2026-12-03), LZ4's block format (python-lz4,
+the codec until 2026-12-06) and none (the UTF-8 bytes as they are, since).
 
     .venv/bin/python bench/bench_summary_text.py [--corpora ../shared/corpora] [--rounds 5]
 
