@@ -1864,8 +1864,9 @@ class _Engine:
     def _earlier_copies(self, keys: list[int]) -> dict[int, int]:
         """Each key of a run document of the same (non-empty) text as an earlier one -> the
         first key of that text. Texts are compared as their UTF-8 bytes (a record's text is a
-        numpy view: `tobytes`, a fifth of `bytes()`'s time). Empty when an exact copy would not pass as a duplicate (the
-        thresholds above 1): `_decide_copy` relies on it, and nothing is a duplicate then."""
+        numpy view: `tobytes`, a fifth of `bytes()`'s time). Empty when an exact copy would not
+        pass as a duplicate (the thresholds above 1): `_decide_copy` relies on it, and nothing
+        is a duplicate then."""
         if not self._is_duplicate(1.0, 1.0):
             return {}
         firsts: dict[bytes, int] = {}  # (the texts of the first copies, as UTF-8)
@@ -2461,7 +2462,9 @@ class _Engine:
             summary = doc.summary
             for found, name in zip(parts, names, strict=True):
                 found.append(getattr(summary, name))
-        return [_joined(found, shape, np.dtype(dtype)) for found, (_, shape, dtype) in zip(parts, columns, strict=True)]
+        return [
+            _joined(found, shape, np.dtype(dtype)) for found, (_, shape, dtype) in zip(parts, columns, strict=True)
+        ]
 
     def _para(self, k: int) -> _Para:
         """Paragraph `k`, made when first read: a parent's from its rows of the index, a run
