@@ -1,10 +1,12 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 """Compiled loops for the per-character work of near-duplicate detection, of the report's
-inline diff, of the quick scans that tell whether a text holds a character of a class, and of
-the repair stage's filter of runs that may be UTF-8 read as GBK.
+inline diff, of the quick scans that tell whether a text holds a character of a class, of
+the repair stage's filter of runs that may be UTF-8 read as GBK, and of the garbage
+detector's windows.
 
 Each function here computes exactly what its numpy (or plain Python) twin in `curate.minhash`,
-`curate.document`, `curate.report.model`, `curate.textutil` or `curate.stages.repair` computes (that twin is the specification, and the
+`curate.document`, `curate.report.model`, `curate.textutil`, `curate.stages.repair` or
+`curate.detectors.garbage` computes (that twin is the specification, and the
 fallback when this module was not built: the extension is optional at install). numpy already runs each of those operations in C; what costs there is
 numpy's fixed price per call (a few microseconds) times the many small arrays of one
 document or one candidate pair, and the temporary arrays between calls. One loop per call
@@ -23,6 +25,7 @@ from cpython.unicode cimport (
     Py_UNICODE_ISSPACE,
 )
 from libc.stdlib cimport free, malloc
+from libc.string cimport memcpy
 from cpython cimport array
 
 import array as _array
@@ -736,3 +739,170 @@ def first_pair(str text not None, const uint8_t[::1] firsts, const uint8_t[::1] 
     if not 0 <= shift < 32 or pairs.shape[0] * 8 < (<int64_t>1 << (32 - shift)):
         raise ValueError("first_pair: the pairs' table is smaller than its hash's range")
     return _first_start_in(text, firsts, pairs, shift, start)
+
+
+def garbage_windows(
+    const float[::1] surprise,
+    const uint32_t[::1] ids,
+    const uint8_t[::1] han_symbols,
+    uint32_t space,
+    const int64_t[::1] starts,
+    Py_ssize_t width,
+    double min_kept,
+    double min_han,
+):
+    """(sums, counts, usable) of `garbage._window_scores_numpy` over texts joined end to end
+    (text t is [starts[t], starts[t + 1]) of `ids` and `surprise`): per window of `width`
+    characters, the sum of the surprise of the characters not skipped (a line break, and the
+    character after one in the same text), how many those are, and whether the window is
+    usable (`min_kept` of them or more, and `min_han` Han characters or more).
+
+    One loop, a window moved on by a character at a time. Its running sum is the exact sum of
+    the window's values, as numpy's convolution is, only where every sum of up to `width`
+    values is exact (`BigramModel.exact_sum_terms`): the caller checks that."""
+    cdef Py_ssize_t n = ids.shape[0], texts = starts.shape[0], m, i, j, k = 0, slot = 0
+    if surprise.shape[0] != n:
+        raise ValueError("garbage_windows: surprise and ids of different lengths")
+    if width < 1:
+        raise ValueError("garbage_windows: width below 1")
+    m = n - width + 1 if n >= width else 0
+    sums = np.empty(m, dtype=np.float64)
+    counts = np.empty(m, dtype=np.float64)
+    usable = np.zeros(m, dtype=np.bool_)
+    if m == 0:
+        return sums, counts, usable
+    cdef double[::1] sum_view = sums, count_view = counts
+    cdef uint8_t[::1] usable_view = usable.view(np.uint8)
+    cdef double *values = <double *>malloc(width * sizeof(double))
+    cdef uint8_t *kept = <uint8_t *>malloc(width)
+    cdef uint8_t *han = <uint8_t *>malloc(width)
+    if values == NULL or kept == NULL or han == NULL:
+        free(values)
+        free(kept)
+        free(han)
+        raise MemoryError()
+    cdef Py_ssize_t symbols = han_symbols.shape[0], kept_count = 0, han_count = 0
+    cdef double total = 0.0, value
+    cdef bint is_space, after_space = False, first, skip
+    cdef uint32_t symbol
+    try:
+        for i in range(n):
+            symbol = ids[i]
+            if symbol >= symbols:
+                raise ValueError("garbage_windows: a symbol id past han_symbols")
+            is_space = symbol == space
+            while k < texts and starts[k] < i:
+                k += 1
+            first = k < texts and starts[k] == i  # (a text's first character: nothing before it)
+            skip = is_space or (after_space and not first)
+            after_space = is_space
+            value = 0.0 if skip else <double>surprise[i]
+            if i >= width:  # the character leaving the window
+                total -= values[slot]
+                kept_count -= kept[slot]
+                han_count -= han[slot]
+            values[slot] = value
+            kept[slot] = not skip
+            han[slot] = han_symbols[symbol] != 0
+            total += value
+            kept_count += kept[slot]
+            han_count += han[slot]
+            if i >= width - 1:
+                j = i - width + 1
+                sum_view[j] = total
+                count_view[j] = <double>kept_count
+                usable_view[j] = (<double>kept_count >= min_kept) and (<double>han_count >= min_han)
+            slot += 1  # (i % width, without a division per character)
+            if slot == width:
+                slot = 0
+    finally:
+        free(values)
+        free(kept)
+        free(han)
+    return sums, counts, usable
+
+
+cdef extern from *:
+    """
+    /* Ask for a cache line ahead of its read, where the compiler can (GCC, Clang). */
+    #if defined(__GNUC__)
+    #define curate_prefetch(address) __builtin_prefetch(address)
+    #else
+    #define curate_prefetch(address) ((void)(address))
+    #endif
+    """
+    void curate_prefetch(const void *address) nogil
+
+
+cdef inline uint32_t _shifted(uint32_t value, uint32_t shift) noexcept nogil:
+    """value >> shift as numpy shifts a uint32: 0 from a shift of 32 on (C leaves that undefined)."""
+    return value >> shift if shift < 32 else 0
+
+
+def bigram_surprise(
+    const uint32_t[::1] ids,
+    const int64_t[::1] starts,
+    const uint32_t[::1] bucket_salts,
+    const uint64_t[::1] slot_pairs,
+    const float[::1] backoff_bits,
+    const float[::1] unigram_bits,
+    uint32_t symbols,
+    uint32_t bos,
+    uint32_t key_mix,
+    uint32_t slot_mix,
+    uint32_t bucket_shift,
+    uint32_t slot_shift,
+):
+    """`BigramModel.surprise_of_ids`' numpy twin (`_surprise_of_ids_numpy`): per symbol, the
+    pair (the previous symbol, or `bos` at 0 and at each of `starts`; and this one) looked up
+    in the perfect hash table (`_pair_slots`, uint32 arithmetic that wraps), whose slots hold
+    a key in their low 32 bits and the float32 bits of its surprise in their high 32: the
+    stored pair's bits, else the previous symbol's backoff plus this one's unigram bits, added
+    in float32 as numpy adds them."""
+    cdef Py_ssize_t n = ids.shape[0], texts = starts.shape[0], i, k = 0
+    cdef Py_ssize_t buckets = bucket_salts.shape[0], slots = slot_pairs.shape[0]
+    cdef Py_ssize_t history = backoff_bits.shape[0], followers = unigram_bits.shape[0]
+    out = np.empty(n, dtype=np.float32)
+    if n == 0:
+        return out
+    cdef float[::1] view = out
+    cdef uint32_t prev = bos, symbol, key, mixed, bucket, bits
+    cdef uint64_t pair
+    cdef float stored, unstored
+    cdef Py_ssize_t block, j, end
+    cdef uint32_t keys[64]
+    cdef uint32_t prevs[64]
+    cdef uint32_t places[64]
+    # In blocks of 64: the slots first (and their lines asked for), then the reads, so that
+    # the table's cache misses overlap instead of waiting one after another.
+    for block in range(0, n, 64):
+        end = min(n, block + 64)
+        for i in range(block, end):
+            while k < texts and starts[k] < i:
+                k += 1
+            if i == 0 or (k < texts and starts[k] == i):
+                prev = bos
+            symbol = ids[i]
+            if prev >= history or symbol >= followers:
+                raise ValueError("bigram_surprise: a symbol past the backoff or unigram bits")
+            key = prev * symbols + symbol
+            mixed = key * key_mix
+            bucket = _shifted(mixed, bucket_shift)
+            if bucket >= buckets:
+                raise ValueError("bigram_surprise: a bucket past the table")
+            j = i - block
+            places[j] = _shifted((mixed ^ bucket_salts[bucket]) * slot_mix, slot_shift)
+            if places[j] >= slots:
+                raise ValueError("bigram_surprise: a slot past the table")
+            keys[j] = key
+            prevs[j] = prev
+            curate_prefetch(&slot_pairs[places[j]])
+            prev = symbol
+        for i in range(block, end):
+            j = i - block
+            pair = slot_pairs[places[j]]
+            bits = <uint32_t>(pair >> 32)
+            memcpy(&stored, &bits, 4)  # (the float32 whose bits these are)
+            unstored = backoff_bits[prevs[j]] + unigram_bits[ids[i]]
+            view[i] = stored if <uint32_t>pair == keys[j] else unstored
+    return out

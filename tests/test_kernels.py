@@ -8,7 +8,7 @@ from difflib import SequenceMatcher
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from curate import minhash
@@ -275,3 +275,135 @@ def test_aligned_spans_reject_texts_of_different_lengths() -> None:
         model.aligned_spans("ab", "abc")
     with pytest.raises(ValueError):
         model._shown({"k": "sub", "t": "ab", "a": "abc", "e": 0})
+
+
+# Han (some of them rare, so that windows reach the garbage floor), Latin, digits, punctuation,
+# spaces and line ends, a non-BMP Han and an emoji.
+GARBAGE_ALPHABET = list("的新闻报道锟斤拷烫屯鬻龘abc019，。！ \r\n\n\t") + ["\U00020000", "\U0001f600"]
+
+
+@needs_kernels
+@given(
+    st.lists(st.text(alphabet=st.sampled_from(GARBAGE_ALPHABET), max_size=60), max_size=6),
+    st.sampled_from([1, 2, 3, 8, 16, 17]),
+)
+@settings(max_examples=400, deadline=None)
+def test_garbage_window_scores_are_the_same(texts: list[str], width: int) -> None:
+    # Texts joined in a batch (empty ones, ones shorter than a window, line breaks at their
+    # edges): the compiled loop's sums, counts and usable windows are numpy's, bit for bit.
+    # (`windows` asks only for a batch with a text of two windows.)
+    from curate.detectors import TextBatch, garbage
+    from curate.detectors.bigram import default_model
+
+    assume(sum(map(len, texts)) >= width)
+    model = default_model()
+    assert width <= model.exact_sum_terms  # (else the loop is not used)
+    batch = TextBatch.of(texts, model)
+    compiled = garbage._window_scores(batch, model, width)
+    reference = garbage._window_scores_numpy(batch, model, width)
+    for got, want in zip(compiled, reference, strict=True):
+        assert got.dtype == want.dtype and got.shape == want.shape
+        assert got.tobytes() == want.tobytes()
+
+
+def test_window_sums_are_exact_only_where_the_model_says() -> None:
+    # `exact_sum_terms` is what lets a running sum stand for numpy's convolution: values on a
+    # coarse enough grid and small enough add up exactly in any order; a model whose values
+    # are not gets 0, and the garbage detector keeps numpy's sums.
+    import dataclasses
+
+    from curate.detectors.bigram import default_model
+
+    model = default_model()
+    assert 16 <= model.exact_sum_terms < 2**24
+    rng = np.random.default_rng(5)
+    values = rng.choice(np.concatenate([model.slot_bits[:5000], model.unigram_bits]), 20_000)
+    filled = values.astype(np.float64)
+    running = np.concatenate([[0.0], np.cumsum(filled)])  # (the whole array is well within)
+    assert filled.size <= model.exact_sum_terms
+    assert np.array_equal(running[16:] - running[:-16], np.convolve(filled, np.ones(16), "valid"))
+    # Far apart magnitudes: the same two computations differ, and such a model says so.
+    wild = np.array([1e-7, 3e4, -3e4, 2.5e-7] * 50, dtype=np.float32).astype(np.float64)
+    running = np.concatenate([[0.0], np.cumsum(wild)])
+    assert not np.array_equal(running[16:] - running[:-16], np.convolve(wild, np.ones(16), "valid"))
+    tiny = dataclasses.replace(model, slot_bits=np.array([1e-7, 3e4], dtype=np.float32))
+    assert tiny.exact_sum_terms < 16
+    negative = dataclasses.replace(model, backoff_bits=model.backoff_bits - 1)
+    assert negative.exact_sum_terms == 0
+
+
+def test_garbage_windows_use_numpy_where_sums_would_not_be_exact(monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    from curate.detectors import (
+        DetectorContext,
+        SpamLexicon,
+        TextBatch,
+        default_lexicon_path,
+        garbage,
+    )
+    from curate.detectors.bigram import default_model
+
+    model = dataclasses.replace(default_model())
+    model.__dict__["exact_sum_terms"] = 8  # (the cached value: a model sure of 8 terms only)
+    ctx = DetectorContext(lexicon=SpamLexicon.load(default_lexicon_path()), model=model)
+    texts = ["锟斤拷烫烫烫屯屯屯龘龘鬻鬻" * 4 + "\n" + "的新闻报道" * 10]
+    calls = []
+
+    def counted(*args):
+        calls.append(args)
+        return KERNEL_WINDOWS(*args)
+
+    monkeypatch.setattr(garbage, "_compiled_windows", counted)
+    found = garbage.windows(TextBatch.of(texts, model), ctx)  # (width 16: past the 8)
+    assert calls == [] and found[0] is not None
+    ctx = DetectorContext(lexicon=SpamLexicon.load(default_lexicon_path()), model=model, garbage_window=8)
+    garbage.windows(TextBatch.of(texts, model), ctx)
+    assert len(calls) == (KERNEL_WINDOWS is not None)
+
+
+KERNEL_WINDOWS = getattr(KERNELS, "garbage_windows", None)
+
+
+@needs_kernels
+@given(
+    st.lists(st.text(alphabet=st.sampled_from(GARBAGE_ALPHABET + ["報", "導", "ä", "\x00"]), max_size=80), max_size=5)
+)
+@settings(max_examples=300, deadline=None)
+def test_bigram_surprise_is_the_same(texts: list[str]) -> None:
+    # Texts joined (empty ones too: a start repeated), each starting after <bos>; more than
+    # one block of 64 characters.
+    from curate.detectors import TextBatch
+    from curate.detectors.bigram import default_model
+
+    model = default_model()
+    assert model._kernel_tables is not None
+    batch = TextBatch.of(texts, model)
+    compiled = model.surprise_of_ids(batch.ids, batch.starts[:-1])
+    reference = model._surprise_of_ids_numpy(batch.ids, batch.starts[:-1])
+    assert compiled.dtype == reference.dtype == np.float32
+    assert compiled.tobytes() == reference.tobytes()
+
+
+def test_bigram_surprise_of_tables_of_other_types_is_numpys() -> None:
+    # A model whose tables the compiled loop does not read (float64 bits) keeps numpy's
+    # computation; a model built from counts (small tables) gets the loop, with the same values.
+    import dataclasses
+
+    from curate.detectors import TextBatch
+    from curate.detectors.bigram import BigramModel, default_model
+
+    texts = ["新闻报道的新闻。", "", "报道\n新闻abc"] * 30
+    model = default_model()
+    wide = dataclasses.replace(model, backoff_bits=model.backoff_bits.astype(np.float64))
+    assert wide._kernel_tables is None
+    batch = TextBatch.of(texts, wide)
+    assert np.array_equal(wide.surprise_of_ids(batch.ids, batch.starts[:-1]),
+                          wide._surprise_of_ids_numpy(batch.ids, batch.starts[:-1]))  # fmt: skip
+    small = BigramModel.from_counts(
+        {"新": 5, "闻": 5, "报": 3, "道": 3, "的": 9}, {("新", "闻"): 4, ("报", "道"): 3, ("的", "新"): 2}
+    )
+    assert (small._kernel_tables is not None) == (KERNELS is not None)
+    batch = TextBatch.of(texts, small)
+    got = small.surprise_of_ids(batch.ids, batch.starts[:-1])
+    assert got.tobytes() == small._surprise_of_ids_numpy(batch.ids, batch.starts[:-1]).tobytes()

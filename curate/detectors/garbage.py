@@ -30,8 +30,13 @@ import numpy as np
 import numpy.ma  # noqa: F401  (np.median imports it on first use: here, before the workers fork)
 
 from curate.detectors import DetectorContext, TextBatch
-from curate.detectors.bigram import SPACE
+from curate.detectors.bigram import SPACE, BigramModel
 from curate.document import Document, Flag
+
+try:
+    from curate._kernels import garbage_windows as _compiled_windows
+except ImportError:  # not built (the extension is optional at install): numpy
+    _compiled_windows = None
 
 MIN_HAN_SHARE = 0.5
 
@@ -94,20 +99,65 @@ def _window_counts(mask: np.ndarray, width: int) -> np.ndarray:
 def windows(batch: TextBatch, ctx: DetectorContext) -> list[Windows | None]:
     """The windows of every text of `batch` (None: shorter than two windows), computed on the
     joined texts at once. A window's values depend only on its own characters, so those of a
-    text's windows are the ones it would get alone; windows across two texts are not used."""
+    text's windows are the ones it would get alone; windows across two texts are not used.
+    A text none of whose windows can flag gets `QUIET` (`detect` reads nothing else of it)."""
     width = ctx.garbage_window
     lengths = np.diff(batch.starts)
     found: list[Windows | None] = [None] * len(batch.texts)
     long_enough = np.flatnonzero(lengths >= 2 * width)
     if long_enough.size == 0:
         return found
+    sums, counts, usable = _window_scores(batch, ctx.model, width)
+    # The threshold is never below garbage_min_bits, so a text with no usable window that high
+    # has nothing to flag, and needs no baseline (a median: the costly part per text).
+    reaching = _reaching(sums, counts, usable, ctx.garbage_min_bits)
+    starts = batch.starts[long_enough]
+    stops = batch.starts[long_enough + 1] - width + 1
+    may_flag = np.searchsorted(reaching, stops) > np.searchsorted(reaching, starts)
+    for i in long_enough.tolist():
+        found[i] = QUIET
+    for i, start, stop in zip(
+        long_enough[may_flag].tolist(), starts[may_flag].tolist(), stops[may_flag].tolist(), strict=True
+    ):
+        found[i] = Windows(sums[start:stop], counts[start:stop], usable[start:stop], True)
+    return found
+
+
+# What `windows` gives a text that cannot flag: one object for all of them.
+QUIET = Windows(np.zeros(0), np.zeros(0), np.zeros(0, dtype=bool), False)
+
+
+def _window_scores(batch: TextBatch, model: BigramModel, width: int) -> tuple[np.ndarray, ...]:
+    """(sums, counts, usable) of every window of `width` characters of the joined texts
+    (`_window_scores_numpy`), in one compiled loop where its running sums are exact
+    (`BigramModel.exact_sum_terms`: then numpy's sums are exact too, and the same)."""
+    if _compiled_windows is None or width > model.exact_sum_terms:
+        return _window_scores_numpy(batch, model, width)
+    return _compiled_windows(
+        batch.surprise,
+        np.ascontiguousarray(batch.ids, dtype=np.uint32),
+        np.ascontiguousarray(model.han_symbols, dtype=np.bool_).view(np.uint8),
+        SPACE,
+        np.ascontiguousarray(batch.starts, dtype=np.int64),
+        width,
+        width * 0.75,
+        width * MIN_HAN_SHARE,
+    )
+
+
+def _window_scores_numpy(batch: TextBatch, model: BigramModel, width: int) -> tuple[np.ndarray, ...]:
+    """Per window of `width` characters of the joined texts: the sum of the surprise of the
+    characters it keeps, how many it keeps, and whether it is usable (at least three quarters
+    kept, at least `MIN_HAN_SHARE` Han). The specification of the compiled loop, and its
+    fallback."""
     ids = batch.ids
-    is_han = ctx.model.han_symbols.take(ids)
+    is_han = model.han_symbols.take(ids)
     # A line break starts a fresh context: neither it nor the character after it (in the same
     # text) is evidence for or against; their surprise is left out of the windows.
     space = ids == SPACE
     skipped = space.copy()
     skipped[1:] |= space[:-1]
+    lengths = np.diff(batch.starts)
     firsts = batch.starts[:-1][lengths > 0]
     skipped[firsts] = space[firsts]
     filled = batch.surprise.astype(np.float64)
@@ -117,17 +167,7 @@ def windows(batch: TextBatch, ctx: DetectorContext) -> list[Windows | None]:
     counts = _window_counts(~skipped, width)
     han = _window_counts(is_han, width)
     usable = (counts >= width * 0.75) & (han >= width * MIN_HAN_SHARE)
-    # The threshold is never below garbage_min_bits, so a text with no usable window that high
-    # has nothing to flag, and needs no baseline (a median: the costly part per text).
-    reaching = _reaching(sums, counts, usable, ctx.garbage_min_bits)
-    starts = batch.starts[long_enough]
-    stops = batch.starts[long_enough + 1] - width + 1
-    may_flag = np.searchsorted(reaching, stops) > np.searchsorted(reaching, starts)
-    for i, start, stop, flag in zip(
-        long_enough.tolist(), starts.tolist(), stops.tolist(), may_flag.tolist(), strict=True
-    ):
-        found[i] = Windows(sums[start:stop], counts[start:stop], usable[start:stop], flag)
-    return found
+    return sums, counts, usable
 
 
 def detect(doc: Document, ctx: DetectorContext) -> list[Flag]:
