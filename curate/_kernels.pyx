@@ -1,12 +1,13 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 """Compiled loops for the per-character work of near-duplicate detection, of the report's
 inline diff, of the quick scans that tell whether a text holds a character of a class, of
-the repair stage's filter of runs that may be UTF-8 read as GBK, and of the garbage
-detector's windows.
+the repair stage's filter of runs that may be UTF-8 read as GBK, of the corrupted-span
+detectors' bigram surprise and garbage windows, and of the rules' trigger scan.
 
 Each function here computes exactly what its numpy (or plain Python) twin in `curate.minhash`,
-`curate.document`, `curate.report.model`, `curate.textutil`, `curate.stages.repair` or
-`curate.detectors.garbage` computes (that twin is the specification, and the
+`curate.document`, `curate.report.model`, `curate.textutil`, `curate.stages.repair`,
+`curate.detectors.bigram`, `curate.detectors.garbage` or `curate.rules` computes (that twin is
+the specification, and the
 fallback when this module was not built: the extension is optional at install). numpy already runs each of those operations in C; what costs there is
 numpy's fixed price per call (a few microseconds) times the many small arrays of one
 document or one candidate pair, and the temporary arrays between calls. One loop per call
@@ -906,3 +907,25 @@ def bigram_surprise(
             unstored = backoff_bits[prevs[j]] + unigram_bits[ids[i]]
             view[i] = stored if <uint32_t>pair == keys[j] else unstored
     return out
+
+
+def pair_places(const uint32_t[::1] codes, const int32_t[::1] rows, const int32_t[::1] columns, const uint8_t[::1] table):
+    """`np.flatnonzero(table[rows[codes[:-1]] + columns[codes[1:]]])` in one pass (`rules.
+    TriggerIndex.locate_many`: where two characters may start a trigger), as int64."""
+    cdef Py_ssize_t n = codes.shape[0], i, count = 0, entries = table.shape[0]
+    cdef Py_ssize_t points = min(rows.shape[0], columns.shape[0])
+    cdef int64_t at
+    if n < 2:
+        return np.zeros(0, dtype=np.int64)
+    places = np.empty(n - 1, dtype=np.int64)
+    cdef int64_t[::1] view = places
+    for i in range(n - 1):
+        if codes[i] >= points or codes[i + 1] >= points:
+            raise IndexError("pair_places: a code point past the tables")
+        at = <int64_t>rows[codes[i]] + columns[codes[i + 1]]
+        if at < 0 or at >= entries:
+            raise IndexError("pair_places: a pair past the table")
+        if table[at]:
+            view[count] = i
+            count += 1
+    return places[:count].copy()

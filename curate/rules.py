@@ -1456,10 +1456,8 @@ class TriggerIndex:
             offsets.append(offsets[-1] + len(text) + 1)
         positions: list[dict[str, list[int]]] = [{} for _ in texts]
         if self.starts and len(codes) > 1:
-            import numpy as np
-
             rows, columns, table = self._pairs()
-            places = np.flatnonzero(table[rows[codes[:-1]] + columns[codes[1:]]])
+            places = _pair_places(codes, rows, columns, table)
             starts = self.starts
             k = 0  # the text the places are in
             for p in places.tolist():
@@ -1484,6 +1482,20 @@ class TriggerIndex:
                 rules.update(by_trigger[trigger])
             hits.append(TriggerHits(self, text, own, lines[k], rules, singles, positions[k]))
         return hits
+
+
+def _pair_places(codes: Any, rows: Any, columns: Any, table: Any) -> Any:
+    """Where in `codes` two characters may start a trigger (`TriggerIndex._pairs`): one
+    compiled pass where the extension is built, else numpy's gathers (its specification)."""
+    import numpy as np
+
+    try:
+        from curate._kernels import pair_places
+    except ImportError:  # not built (the extension is optional at install)
+        pair_places = None
+    if pair_places is None or codes.dtype != np.uint32:
+        return np.flatnonzero(table[rows[codes[:-1]] + columns[codes[1:]]])
+    return pair_places(codes, rows, columns, table.view(np.uint8))
 
 
 # Joins the texts `TriggerIndex.locate_many` scans together (a noncharacter; a trigger holding

@@ -407,3 +407,37 @@ def test_bigram_surprise_of_tables_of_other_types_is_numpys() -> None:
     batch = TextBatch.of(texts, small)
     got = small.surprise_of_ids(batch.ids, batch.starts[:-1])
     assert got.tobytes() == small._surprise_of_ids_numpy(batch.ids, batch.starts[:-1]).tobytes()
+
+
+@needs_kernels
+@given(st.text(alphabet=st.sampled_from(list("记者编辑来源责任原文链接本报讯，。 \n\uffff") + ["\U00020000"]), max_size=150))
+@settings(max_examples=300, deadline=None)
+def test_trigger_pair_places_are_the_same(text: str) -> None:
+    # The places where two characters may start a trigger of the shipped rules, in the folded
+    # text as `TriggerIndex.locate_many` scans it (texts joined by U+FFFF).
+    from curate import rules
+    from curate.textutil import code_points
+
+    index = shipped_trigger_index()
+    rows, columns, table = index._pairs()
+    codes = rules._fold_codes()[code_points(text)]
+    got = rules._pair_places(codes, rows, columns, table)
+    want = np.flatnonzero(table[rows[codes[:-1]] + columns[codes[1:]]])
+    assert got.tolist() == want.tolist()
+
+
+@needs_kernels
+def test_trigger_pair_places_reject_code_points_past_the_tables() -> None:
+    table = np.array([0, 1, 0, 1], dtype=np.uint8)
+    rows, columns = np.array([0, 2], dtype=np.int32), np.array([0, 1], dtype=np.int32)
+    assert KERNELS.pair_places(np.array([1, 1, 0, 1], dtype=np.uint32), rows, columns, table).tolist() == [0, 2]
+    with pytest.raises(IndexError):
+        KERNELS.pair_places(np.array([1, 2], dtype=np.uint32), rows, columns, table)
+
+
+def shipped_trigger_index():
+    from pathlib import Path
+
+    from curate.rules import load_rules
+
+    return load_rules([Path(__file__).resolve().parents[1] / "rules"]).trigger_index()
