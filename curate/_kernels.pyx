@@ -742,6 +742,14 @@ def first_pair(str text not None, const uint8_t[::1] firsts, const uint8_t[::1] 
     return _first_start_in(text, firsts, pairs, shift, start)
 
 
+cdef inline bint _text_starts_at(const int64_t *starts, Py_ssize_t texts, Py_ssize_t *k, Py_ssize_t i) noexcept nogil:
+    """Whether one of the `texts` ascending `starts` is `i`, `k[0]` moved on past those below
+    it: a walk along texts joined end to end, one position after another."""
+    while k[0] < texts and starts[k[0]] < i:
+        k[0] += 1
+    return k[0] < texts and starts[k[0]] == i
+
+
 def garbage_windows(
     const float[::1] surprise,
     const uint32_t[::1] ids,
@@ -753,10 +761,11 @@ def garbage_windows(
     double min_han,
 ):
     """(sums, counts, usable) of `garbage._window_scores_numpy` over texts joined end to end
-    (text t is [starts[t], starts[t + 1]) of `ids` and `surprise`): per window of `width`
-    characters, the sum of the surprise of the characters not skipped (a line break, and the
-    character after one in the same text), how many those are, and whether the window is
-    usable (`min_kept` of them or more, and `min_han` Han characters or more).
+    (text t is [starts[t], starts[t + 1]) of `ids` and `surprise`, `starts` ascending): per
+    window of `width` characters, the sum of the surprise of the characters not skipped (a
+    line break, and the character after one in the same text), how many those are, and
+    whether the window is usable (`min_kept` of them or more, and `min_han` Han characters
+    or more).
 
     One loop, a window moved on by a character at a time. Its running sum is the exact sum of
     the window's values, as numpy's convolution is, only where every sum of up to `width`
@@ -785,6 +794,7 @@ def garbage_windows(
     cdef Py_ssize_t symbols = han_symbols.shape[0], kept_count = 0, han_count = 0
     cdef double total = 0.0, value
     cdef bint is_space, after_space = False, first, skip
+    cdef const int64_t *first_start = &starts[0] if texts else NULL
     cdef uint32_t symbol
     try:
         for i in range(n):
@@ -792,9 +802,7 @@ def garbage_windows(
             if symbol >= symbols:
                 raise ValueError("garbage_windows: a symbol id past han_symbols")
             is_space = symbol == space
-            while k < texts and starts[k] < i:
-                k += 1
-            first = k < texts and starts[k] == i  # (a text's first character: nothing before it)
+            first = _text_starts_at(first_start, texts, &k, i)  # (nothing before it in its text)
             skip = is_space or (after_space and not first)
             after_space = is_space
             value = 0.0 if skip else <double>surprise[i]
@@ -855,11 +863,11 @@ def bigram_surprise(
     uint32_t slot_shift,
 ):
     """`BigramModel.surprise_of_ids`' numpy twin (`_surprise_of_ids_numpy`): per symbol, the
-    pair (the previous symbol, or `bos` at 0 and at each of `starts`; and this one) looked up
-    in the perfect hash table (`_pair_slots`, uint32 arithmetic that wraps), whose slots hold
-    a key in their low 32 bits and the float32 bits of its surprise in their high 32: the
-    stored pair's bits, else the previous symbol's backoff plus this one's unigram bits, added
-    in float32 as numpy adds them."""
+    pair (the previous symbol, or `bos` at 0 and at each of `starts`, ascending; and this
+    one) looked up in the perfect hash table (`_pair_slots`, uint32 arithmetic that wraps),
+    whose slots hold a key in their low 32 bits and the float32 bits of its surprise in their
+    high 32: the stored pair's bits, else the previous symbol's backoff plus this one's
+    unigram bits, added in float32 as numpy adds them."""
     cdef Py_ssize_t n = ids.shape[0], texts = starts.shape[0], i, k = 0
     cdef Py_ssize_t buckets = bucket_salts.shape[0], slots = slot_pairs.shape[0]
     cdef Py_ssize_t history = backoff_bits.shape[0], followers = unigram_bits.shape[0]
@@ -871,6 +879,7 @@ def bigram_surprise(
     cdef uint64_t pair
     cdef float stored, unstored
     cdef Py_ssize_t block, j, end
+    cdef const int64_t *first_start = &starts[0] if texts else NULL
     cdef uint32_t keys[64]
     cdef uint32_t prevs[64]
     cdef uint32_t places[64]
@@ -879,9 +888,7 @@ def bigram_surprise(
     for block in range(0, n, 64):
         end = min(n, block + 64)
         for i in range(block, end):
-            while k < texts and starts[k] < i:
-                k += 1
-            if i == 0 or (k < texts and starts[k] == i):
+            if _text_starts_at(first_start, texts, &k, i) or i == 0:
                 prev = bos
             symbol = ids[i]
             if prev >= history or symbol >= followers:

@@ -1489,13 +1489,22 @@ def _pair_places(codes: Any, rows: Any, columns: Any, table: Any) -> Any:
     compiled pass where the extension is built, else numpy's gathers (its specification)."""
     import numpy as np
 
+    compiled = _compiled_pair_places()
+    if compiled is None or codes.dtype != np.uint32 or not codes.flags.c_contiguous:
+        return np.flatnonzero(table[rows[codes[:-1]] + columns[codes[1:]]])
+    return compiled(codes, rows, columns, table.view(np.uint8))
+
+
+@cache
+def _compiled_pair_places() -> Any:
+    """`_kernels.pair_places`, or None where the extension was not built (it is optional at
+    install). Imported when first asked for: it imports numpy, which `curate.rules` leaves
+    until a scan needs it."""
     try:
         from curate._kernels import pair_places
-    except ImportError:  # not built (the extension is optional at install)
-        pair_places = None
-    if pair_places is None or codes.dtype != np.uint32:
-        return np.flatnonzero(table[rows[codes[:-1]] + columns[codes[1:]]])
-    return pair_places(codes, rows, columns, table.view(np.uint8))
+    except ImportError:
+        return None
+    return pair_places
 
 
 # Joins the texts `TriggerIndex.locate_many` scans together (a noncharacter; a trigger holding

@@ -270,7 +270,7 @@ class BigramModel:
         negative and every unigram is positive (rounding is monotonic). A float32 of magnitude
         2**e or more is a multiple of 2**(e - 23); t of them add up to a multiple of that
         grid no larger than t times the largest, which float64 holds exactly up to 2**53
-        steps of the grid. The shipped model: values from 0.0084 to 28.0 bits, 299,264 terms.
+        steps of the grid. The shipped model: values from 0.0084 to 28.0 bits, 299,244 terms.
         """
         slot, backoff, unigram = self.slot_bits, self.backoff_bits, self.unigram_bits
         if any(a.dtype != np.float32 or a.size == 0 or not np.isfinite(a).all() for a in (slot, backoff, unigram)):
@@ -284,8 +284,8 @@ class BigramModel:
         return int(math.ldexp(1.0, 53 + grid) // largest)
 
     def surprise_of_ids(self, ids: np.ndarray, starts: np.ndarray) -> np.ndarray:
-        """Surprise of the symbols `ids` of texts joined end to end; a text begins at each of
-        `starts` (0 among them), where the previous symbol is <bos>. Each value depends only
+        """Surprise of the symbols `ids` of texts joined end to end; a text begins at 0 and at
+        each of `starts` (ascending), where the previous symbol is <bos>. Each value depends only
         on its character and the one before, so joining texts changes none of them.
 
         One hash-table probe per character (see PairTable): a stored pair gives its own bits,
@@ -332,6 +332,7 @@ class BigramModel:
         """`surprise_of_ids` with numpy."""
         ids = ids.astype(np.uint32, copy=False)
         prev = np.empty_like(ids)
+        prev[:1] = BOS
         prev[1:] = ids[:-1]
         prev[starts[starts < ids.size]] = BOS
         keys = prev * np.uint32(len(self.symbols)) + ids

@@ -123,8 +123,13 @@ def windows(batch: TextBatch, ctx: DetectorContext) -> list[Windows | None]:
     return found
 
 
-# What `windows` gives a text that cannot flag: one object for all of them.
-QUIET = Windows(np.zeros(0), np.zeros(0), np.zeros(0, dtype=bool), False)
+def _read_only(array: np.ndarray) -> np.ndarray:
+    array.setflags(write=False)
+    return array
+
+
+# What `windows` gives a text that cannot flag: one object for all of them (its arrays read-only).
+QUIET = Windows(*(_read_only(a) for a in (np.zeros(0), np.zeros(0), np.zeros(0, dtype=bool))), False)
 
 
 def _window_scores(batch: TextBatch, model: BigramModel, width: int) -> tuple[np.ndarray, ...]:
@@ -149,8 +154,11 @@ def _window_scores_numpy(batch: TextBatch, model: BigramModel, width: int) -> tu
     """Per window of `width` characters of the joined texts: the sum of the surprise of the
     characters it keeps, how many it keeps, and whether it is usable (at least three quarters
     kept, at least `MIN_HAN_SHARE` Han). The specification of the compiled loop, and its
-    fallback."""
+    fallback. No window in texts shorter than one (numpy's convolution would swap its
+    arguments)."""
     ids = batch.ids
+    if ids.size < width:
+        return np.zeros(0), np.zeros(0), np.zeros(0, dtype=bool)
     is_han = model.han_symbols.take(ids)
     # A line break starts a fresh context: neither it nor the character after it (in the same
     # text) is evidence for or against; their surprise is left out of the windows.
