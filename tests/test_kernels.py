@@ -453,3 +453,22 @@ def test_bigram_surprise_starts_after_bos_whatever_the_starts_say() -> None:
         got = model.surprise_of_ids(ids, np.array(starts))
         assert got.tobytes() == model._surprise_of_ids_numpy(ids, np.array(starts)).tobytes()
         assert got.tobytes() == expected.tobytes()
+
+
+def test_a_compiled_models_derived_tables_come_with_it_as_computed(tmp_path, monkeypatch) -> None:
+    # The packed slots and the exact-sum bound are stored in the table cache with the model's
+    # arrays: loaded (built, then read back from the cache) they are what computing them gives.
+    from curate.detectors import bigram
+
+    monkeypatch.setenv("CURATE_CACHE_DIR", str(tmp_path))
+    for _ in range(2):  # built and stored, then read from the cache
+        model = bigram.BigramModel.load(bigram.DEFAULT_MODEL)
+        assert model.__dict__["exact_sum_terms"] == bigram._exact_sum_terms(
+            model.slot_bits, model.backoff_bits, model.unigram_bits
+        ) > 0
+        pairs = model.__dict__["_slot_pairs"]
+        assert pairs.dtype == np.uint64
+        assert pairs.tobytes() == bigram._packed_slots(model.slot_keys, model.slot_bits).tobytes()
+        assert (pairs & 0xFFFFFFFF).astype(np.uint32).tobytes() == model.slot_keys.tobytes()
+        assert (pairs >> 32).astype(np.uint32).view(np.float32).tobytes() == model.slot_bits.tobytes()
+    assert any(tmp_path.iterdir())

@@ -229,12 +229,18 @@ class BigramModel:
 
         def inflate() -> tuple[np.ndarray, ...]:
             with np.load(path, allow_pickle=False) as data:
-                return tuple(data[name] for name in names)
+                loaded = {name: data[name] for name in names}
+            exact = _exact_sum_terms(loaded["slot_bits"], loaded["backoff_bits"], loaded["unigram_bits"])
+            derived = (_packed_slots(loaded["slot_keys"], loaded["slot_bits"]), np.array([exact], np.int64))
+            return (*loaded.values(), *derived)
 
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        arrays = dict(zip(names, tablecache.arrays("bigram-model", inflate, [digest]), strict=True))
+        cached = tablecache.arrays("bigram-model", inflate, [digest, *DERIVED])
+        arrays = dict(zip((*names, *DERIVED), cached, strict=True))
         symbols = bytes(arrays.pop("symbols")).decode("utf-8").split("\n")
-        return cls(symbols=[_unescape(s) for s in symbols], **arrays)
+        model = cls(symbols=[_unescape(s) for s in symbols], **{name: arrays[name] for name in COMPILED_ARRAYS})
+        model.__dict__.update(_slot_pairs=arrays["slot_pairs"], exact_sum_terms=int(arrays["exact_sum_terms"][0]))
+        return model
 
     def ids(self, text: str) -> np.ndarray:
         """Symbol id of every character of `text` (uint32)."""
@@ -261,27 +267,9 @@ class BigramModel:
 
     @cached_property
     def exact_sum_terms(self) -> int:
-        """How many surprise values (`surprise_of_ids`) may be added in float64, in any order,
-        with every partial sum exact: the window sums of the garbage detector then do not
-        depend on how they are added (a convolution, or a running sum). 0 if none is sure.
-
-        Every value is a stored pair's bits or float32(backoff + unigram), which lies between
-        the smallest unigram and float32(largest backoff + largest unigram) when no backoff is
-        negative and every unigram is positive (rounding is monotonic). A float32 of magnitude
-        2**e or more is a multiple of 2**(e - 23); t of them add up to a multiple of that
-        grid no larger than t times the largest, which float64 holds exactly up to 2**53
-        steps of the grid. The shipped model: values from 0.0084 to 28.0 bits, 299,244 terms.
-        """
-        slot, backoff, unigram = self.slot_bits, self.backoff_bits, self.unigram_bits
-        if any(a.dtype != np.float32 or a.size == 0 or not np.isfinite(a).all() for a in (slot, backoff, unigram)):
-            return 0
-        if backoff.min() < 0 or unigram.min() <= 0:
-            return 0
-        largest = max(float(np.abs(slot).max()), float(backoff.max() + unigram.max()))
-        nonzero = np.abs(slot[slot != 0])
-        smallest = min(float(nonzero.min()) if nonzero.size else np.inf, float(unigram.min()))
-        grid = math.frexp(smallest)[1] - 1 - 23  # (frexp: smallest = f * 2**e, 0.5 <= f < 1)
-        return int(math.ldexp(1.0, 53 + grid) // largest)
+        """How many surprise values may be added in float64 with every partial sum exact
+        (`_exact_sum_terms`; a compiled model's comes with its arrays from the table cache)."""
+        return _exact_sum_terms(self.slot_bits, self.backoff_bits, self.unigram_bits)
 
     def surprise_of_ids(self, ids: np.ndarray, starts: np.ndarray) -> np.ndarray:
         """Surprise of the symbols `ids` of texts joined end to end; a text begins at 0 and at
@@ -313,11 +301,9 @@ class BigramModel:
             and all(a.dtype == np.float32 and a.flags.c_contiguous for a in float32)
         ):
             return None
-        # Each slot's key and bits side by side, one 64-bit word: one read from memory a character.
-        pairs = self.slot_keys.astype(np.uint64) | (self.slot_bits.view(np.uint32).astype(np.uint64) << np.uint64(32))
         return (
             self.bucket_salts,
-            pairs,
+            self._slot_pairs,
             self.backoff_bits,
             self.unigram_bits,
             len(self.symbols),
@@ -327,6 +313,11 @@ class BigramModel:
             _shift_for(self.bucket_salts.size),
             _shift_for(self.slot_keys.size),
         )
+
+    @cached_property
+    def _slot_pairs(self) -> np.ndarray:
+        """`_packed_slots` of the pair table (a compiled model's comes with its arrays)."""
+        return _packed_slots(self.slot_keys, self.slot_bits)
 
     def _surprise_of_ids_numpy(self, ids: np.ndarray, starts: np.ndarray) -> np.ndarray:
         """`surprise_of_ids` with numpy."""
@@ -344,6 +335,44 @@ class BigramModel:
             ids.take(unstored)
         )
         return bits
+
+
+def _exact_sum_terms(slot: np.ndarray, backoff: np.ndarray, unigram: np.ndarray) -> int:
+    """How many surprise values (`surprise_of_ids`) may be added in float64, in any order,
+    with every partial sum exact: the window sums of the garbage detector then do not
+    depend on how they are added (a convolution, or a running sum). 0 if none is sure.
+
+    Every value is a stored pair's bits or float32(backoff + unigram), which lies between
+    the smallest unigram and float32(largest backoff + largest unigram) when no backoff is
+    negative and every unigram is positive (rounding is monotonic). A float32 of magnitude
+    2**e or more is a multiple of 2**(e - 23); t of them add up to a multiple of that
+    grid no larger than t times the largest, which float64 holds exactly up to 2**53
+    steps of the grid. The shipped model: values from 0.0084 to 28.0 bits, 299,244 terms.
+    """
+    if any(a.dtype != np.float32 or a.size == 0 or not np.isfinite(a).all() for a in (slot, backoff, unigram)):
+        return 0
+    if backoff.min() < 0 or unigram.min() <= 0:
+        return 0
+    largest = max(float(np.abs(slot).max()), float(backoff.max() + unigram.max()))
+    nonzero = np.abs(slot[slot != 0])
+    smallest = min(float(nonzero.min()) if nonzero.size else np.inf, float(unigram.min()))
+    grid = math.frexp(smallest)[1] - 1 - 23  # (frexp: smallest = f * 2**e, 0.5 <= f < 1)
+    return int(math.ldexp(1.0, 53 + grid) // largest)
+
+
+def _packed_slots(slot_keys: np.ndarray, slot_bits: np.ndarray) -> np.ndarray:
+    """Each slot's key (low 32 bits) and the float32 bits of its surprise (high 32) in one
+    64-bit word, as the compiled `surprise_of_ids` reads them: one read from memory a
+    character, where two arrays took two. Empty for tables of other types than uint32 and
+    float32 (the compiled loop is not used then)."""
+    if slot_keys.dtype != np.uint32 or slot_bits.dtype != np.float32:
+        return np.zeros(0, dtype=np.uint64)
+    return slot_keys.astype(np.uint64) | (slot_bits.view(np.uint32).astype(np.uint64) << np.uint64(32))
+
+
+# What a compiled model's arrays bring with them from the table cache (`_load_compiled`): the
+# derived values each process would otherwise make again (about 10 ms).
+DERIVED = ("slot_pairs", "exact_sum_terms")
 
 
 # The compiled model file holds these arrays (plus the symbols), ready to use.
