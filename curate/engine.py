@@ -932,10 +932,12 @@ class LocalEngine:
     def _spill(self, stage: CorpusStage) -> Spill:
         return Spill(self.spill_dir, f"curate-{stage.name}-", self.spill_memory)
 
-    def _decide(self, stage: CorpusStage) -> None:
-        """`stage.decide()`, with the workers offered as its `parallel` service."""
+    def _decide(self, stage: CorpusStage, processes: int | None = None) -> None:
+        """`stage.decide()`, with `processes` workers (default: the run's) offered as its
+        `parallel` service; none for one (its `parallel` work is then done here, as it asks)."""
         context = stage.context
-        workers = DecideWorkers(self.workers) if self.workers > 1 else None
+        processes = self.workers if processes is None else processes
+        workers = DecideWorkers(processes) if processes > 1 else None
         if context is not None:
             context.parallel = workers
         try:
@@ -1074,7 +1076,12 @@ class _Barrier:
             observed = self._observe(spill)  # (a byte a document)
             records = spill.records()
             early.start(records, self._probably_changed(observed))
-            engine._decide(stage)
+            # The decision's `parallel` work gets as many processes as the early pass: with 2
+            # workers none, it is done here, on the core the decision keeps. With 2 of them
+            # (the benchmark's near-duplicate verifications) they took the other core from the
+            # early pass and worked with cold caches: 0.41 CPU-s for what takes this process
+            # about 0.25 (`bench/ab_pipeline.py`: 3% less wall and CPU without them).
+            engine._decide(stage, workers)
             made = early.made()
             # A result made early stands for a document the stage leaves alone (or never
             # observed: `apply` is for documents of status OK); the rest go through the phase.
@@ -1126,7 +1133,8 @@ class _EarlyPass:
     not done by then is not waited for: its documents go through the pass too.
 
     What keeps it from slowing the decision down: the workers run at the lowest priority, so
-    the decision's own (its `parallel` work) come first, and they put their results in a
+    the decision's own (its `parallel` work, in as many processes as this pass has: none with
+    2 workers, the driver does it) come first, and they put their results in a
     document file of their own (`_stored_run`), so the driver, while it decides, only hands out
     and takes back where documents are, and reads back only the results that stand.
 

@@ -110,6 +110,25 @@ def test_results_made_early_stand_for_the_documents_dedup_leaves_alone(tmp_path,
     assert edited and any(d.status == DUPLICATE for d in docs) and max(map(log.count, log)) == 2
 
 
+@pytest.mark.parametrize(("workers", "early", "processes"), [(2, True, 0), (3, True, 2), (2, False, 2)])
+def test_the_decision_shares_the_cores_with_the_early_pass(tmp_path, monkeypatch, workers, early, processes):
+    """While an early pass runs, the decision's `parallel` service has as many processes as the
+    early pass (one fewer than the run's): with 2 workers none, its work is done in the driver,
+    on the core the decision keeps. Without an early pass it has the run's workers."""
+    offered: list[int] = []
+    decide = NearDuplicates.decide
+
+    def recording(self: NearDuplicates) -> None:
+        parallel = self.context.parallel
+        offered.append(0 if parallel is None else parallel.workers)
+        decide(self)
+
+    monkeypatch.setattr(NearDuplicates, "decide", recording)
+    docs, _, _ = _run(tmp_path, "run", workers=workers, early=early)
+    assert offered == [processes]
+    assert any(doc.status == DUPLICATE for doc in docs)  # (a decision with work to verify)
+
+
 def test_an_early_pass_cut_short_by_its_budget_gives_the_same_output(tmp_path, early_pass_takes_everything):
     waited, waited_index, _ = _run(tmp_path, "waited", workers=2, early=False)
     # A budget of a byte: one batch is all it takes.
