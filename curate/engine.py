@@ -738,10 +738,14 @@ def dumps(item: Any) -> bytes:
     return pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
 
 
+def _stop_if_halted() -> None:
+    if halted():
+        raise Halted
+
+
 def _until_halted(docs: list[Document]) -> Iterator[Document]:
     for doc in docs:
-        if halted():
-            raise Halted
+        _stop_if_halted()
         yield doc
 
 
@@ -780,10 +784,15 @@ class Phase:
             for doc in docs:
                 if doc.status == OK:
                     self.apply.apply(doc)
-        stream: Iterable[Document] = docs if _HALT is None else _until_halted(docs)
+        # Document stages with the usual `run` take the list whole (`run_list`), the others
+        # (a stage with a `run` of its own) the stream.
+        check = None if _HALT is None else _stop_if_halted
+        done = docs
         for stage in self.stages:
-            stream = stage.run(stream)
-        done = list(stream)
+            if isinstance(stage, DocumentStage) and type(stage).run is DocumentStage.run:
+                stage.run_list(done, check)
+            else:
+                done = list(stage.run(done if check is None else _until_halted(done)))
         summaries: Iterator[Any] = iter(())
         if self.summarise is not None:
             ok_docs = [doc for doc in done if doc.status == OK]

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from curate.document import Change, Document, Flag
+from curate.document import QUARANTINED, Change, Document, Flag
 from curate.engine import LocalEngine
 from curate.stages.base import DocumentStage, StageSettings, defer_artifact
 from curate.version import DATA_FILES, json_bytes
@@ -903,6 +903,96 @@ def test_small_documents_reach_the_stages_in_larger_batches_in_every_pass(worker
     for name in ("test_batch_first", "test_batch_later"):
         lengths = [doc.meta[name] for doc in out]
         assert max(lengths) == 32 and lengths.count(32) >= 500, (name, sorted(set(lengths)))
+
+
+class _QuarantineMarked(DocumentStage):
+    """Quarantines the documents holding "bad", a document at a time."""
+
+    name = "test_quarantine"
+    Settings = StageSettings
+
+    def process(self, doc: Document) -> None:
+        if "bad" in doc.text:
+            doc.status = QUARANTINED
+
+
+class _RecordBatches(DocumentStage):
+    """Notes the sources of each batch it is given and grows each document's text by one character
+    (so the stage after it cuts its batches on the grown lengths)."""
+
+    name = "test_record"
+    Settings = StageSettings
+    batch_documents = 3
+    batch_characters = 12
+    seen: ClassVar[dict[str, list[list[str]]]] = {}
+
+    def process_batch(self, docs: list[Document]) -> None:
+        _RecordBatches.seen.setdefault(self.name, []).append([doc.source for doc in docs])
+        for doc in docs:
+            doc.apply(self.name, [Change(len(doc.text), len(doc.text), "+", "test.grow", "grown")])
+
+
+class _RecordBatchesAfter(_RecordBatches):
+    name = "test_record_after"
+    batch_documents = 4
+    batch_characters = 0
+
+
+def _batch_texts() -> list[Document]:
+    texts = ["a", "bad one", "ccc", "dddddddddddd", "e", "ffffffffffff", "g", "bad", "hh", "i", "jjjjjjj"]
+    return [Document.new(f"t/{n:02d}", text) for n, text in enumerate(texts)]
+
+
+def test_a_stage_run_on_a_list_gets_the_batches_its_stream_gets():
+    """`DocumentStage.run_list` (what an engine's worker runs) makes the batches `run` makes,
+    status and lengths read after the stages before it, and the same documents."""
+    stages = make_stages(_QuarantineMarked, _RecordBatches, _RecordBatchesAfter)
+    _RecordBatches.seen = {}
+    streamed: Iterable[Document] = _batch_texts()
+    for stage in stages:
+        streamed = stage.run(streamed)
+    streamed = list(streamed)
+    by_stream = _RecordBatches.seen
+    _RecordBatches.seen = {}
+    listed = _batch_texts()
+    for stage in stages:
+        stage.run_list(listed)
+    assert _RecordBatches.seen == by_stream
+    assert [serialised([d]) for d in listed] == [serialised([d]) for d in streamed]
+    assert any(d.status == QUARANTINED for d in listed) and any(d.edits for d in listed)
+    # Cut at 3 documents, or where they reach 12 characters (the quarantined ones count, and
+    # are not given); then 4 at a time, on the grown texts.
+    assert by_stream == {
+        "test_record": [["t/00", "t/02"], ["t/03"], ["t/04", "t/05"], ["t/06", "t/08"], ["t/09", "t/10"]],
+        "test_record_after": [["t/00", "t/02", "t/03"], ["t/04", "t/05", "t/06"], ["t/08", "t/09", "t/10"]],
+    }
+
+
+def test_a_halted_worker_stops_a_listed_stage_before_its_next_batch():
+    calls = []
+
+    def before_each() -> None:
+        calls.append(len(_RecordBatches.seen.get("test_record", ())))
+        if len(calls) == 3:
+            raise RuntimeError("halted")
+
+    _RecordBatches.seen = {}
+    with pytest.raises(RuntimeError):
+        make_stages(_RecordBatches)[0].run_list(_batch_texts(), before_each)
+    assert calls == [0, 1, 2] and len(_RecordBatches.seen["test_record"]) == 2
+
+
+def test_a_phase_gives_a_stage_with_its_own_run_the_stream():
+    from curate.engine import Phase
+
+    stages = make_stages(_QuarantineMarked, NumberInDriver, _RecordBatchesAfter)
+    _RecordBatches.seen = {}
+    results = Phase(stages=stages, pack=False).run(_batch_texts())
+    assert [r.payload.meta["position"] for r in results] == list(range(11))
+    assert [r.ok for r in results] == ["bad" not in d.text for d in _batch_texts()]
+    assert _RecordBatches.seen == {
+        "test_record_after": [["t/00", "t/02", "t/03"], ["t/04", "t/05", "t/06"], ["t/08", "t/09", "t/10"]]
+    }
 
 
 @pytest.mark.parametrize("budget", [0, 100, 10_000])

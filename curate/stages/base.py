@@ -527,18 +527,48 @@ class DocumentStage(Stage):
         if not self.settings.enabled:
             yield from docs
             return
+        for batch in self._batches(docs):
+            self.process_batch([d for d in batch if d.status == OK])
+            yield from batch
+
+    def run_list(self, docs: list[Document], before_each: Callable[[], None] | None = None) -> None:
+        """`run` over a list, in place: the same batches, each given to `process_batch` (or
+        a document at a time to `process`, when that is all `process_batch` does), with no
+        generator step per document and stage (an engine's worker holds its task's
+        documents as a list). `before_each` is called before each batch (a worker's halt)."""
+        if not self.settings.enabled:
+            return
+        if self.batch_documents == 1 and type(self).process_batch is DocumentStage.process_batch:
+            for doc in docs:
+                if before_each is not None:
+                    before_each()
+                if doc.status == OK:
+                    self.process(doc)
+            return
+        for batch in self._batches(docs):
+            if before_each is not None:
+                before_each()
+            self.process_batch([d for d in batch if d.status == OK])
+
+    def _batches(self, docs: Iterable[Document]) -> Iterator[list[Document]]:
+        """The documents in batches of `batch_documents`, cut earlier where they reach
+        `batch_characters` (a document's length read as it is taken: after the stages before
+        this one, when they run a batch at a time too)."""
+        size, most = self.batch_documents, self.batch_characters
+        if not most and isinstance(docs, list):  # (slices: no step per document)
+            for start in range(0, len(docs), size):
+                yield docs[start : start + size]
+            return
         batch: list[Document] = []
         characters = 0
         for doc in docs:
             batch.append(doc)
             characters += len(doc.text)
-            if len(batch) >= self.batch_documents or 0 < self.batch_characters <= characters:
-                self.process_batch([d for d in batch if d.status == OK])
-                yield from batch
+            if len(batch) >= size or 0 < most <= characters:
+                yield batch
                 batch, characters = [], 0
         if batch:
-            self.process_batch([d for d in batch if d.status == OK])
-            yield from batch
+            yield batch
 
     def process_batch(self, docs: list[Document]) -> None:
         """`process` of each of `docs` (all of status OK)."""
