@@ -29,7 +29,7 @@ outputs (sha256 of each data file, text bytes) are read by the parent once the c
 so reading them counts in neither figure.
 
 Per-stage figures come from timing wrappers this script puts around each stage instance (the
-stages themselves contain no timing code): `process_batch` of per-document stages, `summarise_many` /
+stages themselves contain no timing code): `run_list` of per-document stages, `summarise_many` /
 `observe` / `decide` / `apply` of corpus stages, and the exclusive time of stages that run
 themselves (time in their `run` minus time spent pulling from upstream). They are CPU-seconds
 summed over the workers. The wrappers cost time themselves (a lock per call), so each local
@@ -311,8 +311,8 @@ def instrument(stages: list[Any], timers: Timers, offset: int, local: bool) -> N
                 stage.observe = _timed(timers, i, stage.observe, 0)
                 stage.decide = _timed(timers, i, stage.decide, 0)
         elif isinstance(stage, DocumentStage) and type(stage).run is DocumentStage.run:
-            if local:
-                stage.process_batch = _timed(timers, i, stage.process_batch, _batch_size)
+            if local:  # (the engine's workers give it their task's documents: `Phase.run`)
+                stage.run_list = _timed(timers, i, stage.run_list, _batch_size)
         elif local or not isinstance(stage, DocumentStage):
             # A stage with its own `run`: timed without the time its upstream takes.
             stage.run = _exclusive(timers, i, stage.run)
