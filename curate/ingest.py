@@ -245,8 +245,6 @@ def read_file_lazily(file: InputFile, settings: IngestSettings) -> FileResult:
             records = _jsonl_records(text.split("\n"))
         else:
             records = _json_records(text)
-            if "\\ud" in text or "\\uD" in text:  # (the escape of a surrogate, among others)
-                records = ((key, _without_lone_surrogates(value), error) for key, value, error in records)
         result.documents = _record_documents(records, file, settings, result, common)
     elif suffix in HTML_SUFFIXES:
         _read_html(data, file, result, common)
@@ -325,9 +323,14 @@ _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _without_lone_surrogates(value: Any) -> Any:
-    """`value` (parsed JSON) with every lone surrogate in its strings replaced by U+FFFD."""
+    """`value` (parsed JSON) with every lone surrogate in its strings replaced by U+FFFD.
+
+    Applied to what a document takes from a record (its text, id and metadata), not to the
+    whole record: the other fields are not kept, and looking for the escape of a surrogate in
+    every line of a JSON-lines file of escaped text (`\\uXXXX` throughout), as it did, took
+    three quarters of the time parsing the lines took (26 and 35 ms, the benchmark's 2,464)."""
     if isinstance(value, str):
-        return _LONE_SURROGATE.sub("\ufffd", value)
+        return _LONE_SURROGATE.sub("\ufffd", value) if _LONE_SURROGATE.search(value) else value
     if isinstance(value, list):
         return [_without_lone_surrogates(item) for item in value]
     if isinstance(value, dict):
@@ -345,8 +348,6 @@ def _jsonl_records(lines: Iterable[str]) -> Iterator[tuple[str, Any, str | None]
         except json.JSONDecodeError as exc:
             yield f"L{number}", None, f"malformed JSON: {exc.msg} (column {exc.colno})"
             continue
-        if "\\ud" in line or "\\uD" in line:  # (the escape of a surrogate, among others)
-            value = _without_lone_surrogates(value)
         yield f"L{number}", value, None
 
 
@@ -511,9 +512,12 @@ def _record_documents(
             fields = "/".join(settings.text_fields)
             result.skipped.append(Skipped(where, f"record has no text ({fields} missing or blank)"))
             continue
-        own_id = value.get("id")
+        own_id = _without_lone_surrogates(value.get("id"))
         if isinstance(own_id, (str, int)) and not isinstance(own_id, bool) and str(own_id) not in seen:
             key = f"id={own_id}"
             seen.add(str(own_id))
-        meta = {f: value[f] for f in settings.meta_fields if value.get(f) not in (None, "")}
+        meta = {
+            f: _without_lone_surrogates(value[f]) for f in settings.meta_fields if value.get(f) not in (None, "")
+        }
+        text = _without_lone_surrogates(text)
         yield Document.new(f"{file.source}#{key}", normalise_newlines(text), meta=meta, **common)

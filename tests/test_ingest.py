@@ -239,6 +239,22 @@ def test_a_lone_surrogate_in_json_becomes_a_replacement_character(tmp_path):
     assert second.text == "完整的一对：😀。"  # a pair is the character it encodes
 
 
+def test_a_lone_surrogate_is_replaced_wherever_a_document_takes_it_from(tmp_path):
+    """In its id (which names it, first come) and in metadata of any shape, in a JSON-lines file
+    and in a JSON file; a field the document does not take is not looked at."""
+    record = {"id": "n\ud800", "text": "正文\udfff。", "author": ["甲\udc00", {"乙": "\ud801"}], "x\ud802": 1}
+    (tmp_path / "ids.jsonl").write_text(f"{json.dumps(record)}\n{json.dumps(record)}\n", encoding="utf-8")
+    (tmp_path / "ids.json").write_text(json.dumps([record]), encoding="utf-8")
+    results, skipped = ingest_folder(tmp_path)
+    assert not skipped
+    first, second = results["ids.jsonl"].documents
+    [only] = results["ids.json"].documents
+    for doc in (first, second, only):
+        assert doc.text == "正文\ufffd。" and doc.meta == {"author": ["甲\ufffd", {"乙": "\ufffd"}]}
+    assert first.source == "ids.jsonl#id=n\ufffd" and second.source == "ids.jsonl#L2"
+    assert only.source == "ids.json#id=n\ufffd"
+
+
 def test_a_run_over_a_lone_surrogate_writes_and_flags_it(tmp_path, curate_run):
     (tmp_path / "half.jsonl").write_text(SURROGATE_RECORDS, encoding="utf-8")
     result = curate_run([tmp_path / "half.jsonl"], write_report=False)
