@@ -310,7 +310,7 @@ def instrument(stages: list[Any], timers: Timers, offset: int, local: bool) -> N
                 stage.apply = _timed(timers, i, stage.apply, 0)
                 stage.observe = _timed(timers, i, stage.observe, 0)
                 stage.decide = _timed(timers, i, stage.decide, 0)
-        elif isinstance(stage, DocumentStage) and type(stage).run is DocumentStage.run:
+        elif isinstance(stage, DocumentStage) and stage.runs_lists():
             if local:  # (the engine's workers give it their task's documents: `Phase.run`)
                 stage.run_list = _timed(timers, i, stage.run_list, _batch_size)
         elif local or not isinstance(stage, DocumentStage):

@@ -125,8 +125,9 @@ class Halted(Exception):
 
 
 def halted() -> bool:
-    """Whether this process is a worker whose pool was told to stop: a task then stops at its
-    next document (`Phase.run`). Never in the driver."""
+    """Whether this process is a worker whose pool was told to stop: a task then stops before
+    a stage's next batch of documents (one document for most stages: `Phase.run`). Never in
+    the driver."""
     return _HALT is not None and _HALT[0] != 0
 
 
@@ -159,7 +160,7 @@ class _Pool(multiprocessing.pool.Pool):
         return [sentinel for sentinel in super()._get_sentinels() if sentinel is not results]
 
     def wind_down(self) -> None:
-        """No task after those in hand, and those stop at their next document (`halted`): the
+        """No task after those in hand, and those stop at their next batch (`halted`): the
         workers end on their own, soon, and `terminate` then finds them ended."""
         self._tell_workers_to_stop()
         self.close()
@@ -176,7 +177,7 @@ class _Pool(multiprocessing.pool.Pool):
 
     def _halted_workers_ended(self) -> bool:
         """Whether every worker, told to stop, has ended on its own (at once if it was idle;
-        else at its task's next document, `halted`), within `HALT_SECONDS`. True without a
+        else at its task's next batch, `halted`), within `HALT_SECONDS`. True without a
         halt: CPython's `terminate` then kills them as they are.
 
         Killed by a signal in the middle of a task, a worker may die holding the lock of the
@@ -786,13 +787,13 @@ class Phase:
                     self.apply.apply(doc)
         # Document stages with the usual `run` take the list whole (`run_list`), the others
         # (a stage with a `run` of its own) the stream.
-        check = None if _HALT is None else _stop_if_halted
+        stop_if_halted = None if _HALT is None else _stop_if_halted
         done = docs
         for stage in self.stages:
-            if isinstance(stage, DocumentStage) and type(stage).run is DocumentStage.run:
-                stage.run_list(done, check)
+            if isinstance(stage, DocumentStage) and stage.runs_lists():
+                stage.run_list(done, stop_if_halted)
             else:
-                done = list(stage.run(done if check is None else _until_halted(done)))
+                done = list(stage.run(done if stop_if_halted is None else _until_halted(done)))
         summaries: Iterator[Any] = iter(())
         if self.summarise is not None:
             ok_docs = [doc for doc in done if doc.status == OK]
@@ -943,7 +944,7 @@ class LocalEngine:
 
     def _decide(self, stage: CorpusStage, processes: int | None = None) -> None:
         """`stage.decide()`, with `processes` workers (default: the run's) offered as its
-        `parallel` service; none for one (its `parallel` work is then done here, as it asks)."""
+        `parallel` service; with one, no service: the stage does that work itself."""
         context = stage.context
         processes = self.workers if processes is None else processes
         workers = DecideWorkers(processes) if processes > 1 else None
@@ -1089,7 +1090,9 @@ class _Barrier:
             # workers none, it is done here, on the core the decision keeps. With 2 of them
             # (the benchmark's near-duplicate verifications) they took the other core from the
             # early pass and worked with cold caches: 0.41 CPU-s for what takes this process
-            # about 0.25 (`bench/ab_pipeline.py`: 3% less wall and CPU without them).
+            # about 0.25 (`bench/ab_pipeline.py`: 3% less wall and CPU without them). Forked
+            # only once the early pass had nothing left to do, they still cost more than they
+            # gave (`bench/bench_shapes.py --shape copies`, where it runs out first: 2.6% more).
             engine._decide(stage, workers)
             made = early.made()
             # A result made early stands for a document the stage leaves alone (or never
@@ -1158,7 +1161,7 @@ class _EarlyPass:
 
     NICE = 19  # the workers' niceness above the driver's: the lowest priority
     # A document larger than this (pickled) is left to the pass after the decision: told to
-    # stop, a worker ends the document it is in first (`halted`), and one of many megabytes,
+    # stop, a worker ends the batch it is in first (`halted`), and one of many megabytes,
     # still being run there when the last pass runs it too, would take its time and memory.
     LARGEST = 1 << 20
 

@@ -969,6 +969,8 @@ def test_a_stage_run_on_a_list_gets_the_batches_its_stream_gets():
 
 
 def test_a_halted_worker_stops_a_listed_stage_before_its_next_batch():
+    """`run_list` calls `before_each` before each batch; what it raises stops the stage there
+    (a worker of an early pass told to stop: `engine.halted`)."""
     calls = []
 
     def before_each() -> None:
@@ -982,12 +984,42 @@ def test_a_halted_worker_stops_a_listed_stage_before_its_next_batch():
     assert calls == [0, 1, 2] and len(_RecordBatches.seen["test_record"]) == 2
 
 
+def test_a_listed_stage_calls_a_process_batch_put_in_its_place():
+    """A stage of one document a batch whose `process_batch` was replaced on the instance (a
+    benchmark's timer, say) gets its documents through it, from `run_list` as from `run`."""
+    stage = make_stages(_QuarantineMarked)[0]
+    given: list[list[str]] = []
+    process_batch = stage.process_batch
+
+    def noted(docs: list[Document]) -> None:
+        given.append([doc.source for doc in docs])
+        process_batch(docs)
+
+    stage.process_batch = noted
+    list(stage.run(_batch_texts()))
+    streamed, given[:] = list(given), []
+    stage.run_list(_batch_texts())
+    assert given == streamed == [[doc.source] for doc in _batch_texts()]
+
+
 def test_a_phase_gives_a_stage_with_its_own_run_the_stream():
+    """`Phase.run` (a worker's task) gives each document stage with the usual `run` the task's
+    list (`run_list`), and a stage with its own `run` the documents one by one."""
     from curate.engine import Phase
 
     stages = make_stages(_QuarantineMarked, NumberInDriver, _RecordBatchesAfter)
+    listed = []
+    for stage in (stages[0], stages[2]):
+        run_list = stage.run_list
+
+        def noted(docs: list[Document], before_each: Any = None, stage: Any = stage, run_list: Any = run_list) -> None:
+            listed.append((stage.name, len(docs)))
+            run_list(docs, before_each)
+
+        stage.run_list = noted
     _RecordBatches.seen = {}
     results = Phase(stages=stages, pack=False).run(_batch_texts())
+    assert listed == [("test_quarantine", 11), ("test_record_after", 11)]
     assert [r.payload.meta["position"] for r in results] == list(range(11))
     assert [r.ok for r in results] == ["bad" not in d.text for d in _batch_texts()]
     assert _RecordBatches.seen == {

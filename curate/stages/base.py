@@ -531,6 +531,11 @@ class DocumentStage(Stage):
             self.process_batch([d for d in batch if d.status == OK])
             yield from batch
 
+    @classmethod
+    def runs_lists(cls) -> bool:
+        """Whether `run` is the usual one, so an engine may call `run_list` instead."""
+        return cls.run is DocumentStage.run
+
     def run_list(self, docs: list[Document], before_each: Callable[[], None] | None = None) -> None:
         """`run` over a list, in place: the same batches, each given to `process_batch` (or
         a document at a time to `process`, when that is all `process_batch` does), with no
@@ -538,7 +543,8 @@ class DocumentStage(Stage):
         documents as a list). `before_each` is called before each batch (a worker's halt)."""
         if not self.settings.enabled:
             return
-        if self.batch_documents == 1 and type(self).process_batch is DocumentStage.process_batch:
+        usual = getattr(self.process_batch, "__func__", None) is DocumentStage.process_batch
+        if self.batch_documents <= 1 and usual:
             for doc in docs:
                 if before_each is not None:
                     before_each()
@@ -554,7 +560,7 @@ class DocumentStage(Stage):
         """The documents in batches of `batch_documents`, cut earlier where they reach
         `batch_characters` (a document's length read as it is taken: after the stages before
         this one, when they run a batch at a time too)."""
-        size, most = self.batch_documents, self.batch_characters
+        size, most = max(1, self.batch_documents), self.batch_characters
         if not most and isinstance(docs, list):  # (slices: no step per document)
             for start in range(0, len(docs), size):
                 yield docs[start : start + size]
