@@ -311,7 +311,9 @@ def _read_html(data: bytes, file: InputFile, result: FileResult, common: dict[st
     result.documents.append(doc)
 
 
-Record = tuple[str, Any]  # (record key, parsed value) or (record key, error message str)
+# A record of a JSON file: its key, its parsed value, the error that stopped it (or None), and
+# whether its JSON holds a `\\u` escape (without one, no lone surrogate: see below).
+Record = tuple[str, Any, str | None, bool]
 
 
 # A JSON string may hold half of a UTF-16 surrogate pair alone ("\ud800"), which Python reads as
@@ -323,12 +325,7 @@ _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _without_lone_surrogates(value: Any) -> Any:
-    """`value` (parsed JSON) with every lone surrogate in its strings replaced by U+FFFD.
-
-    Applied to what a document takes from a record (its text, id and metadata), not to the
-    whole record: the other fields are not kept, and looking for the escape of a surrogate in
-    every line of a JSON-lines file of escaped text (`\\uXXXX` throughout), as it did, took
-    three quarters of the time parsing the lines took (26 and 35 ms, the benchmark's 2,464)."""
+    """`value` (parsed JSON) with every lone surrogate in its strings replaced by U+FFFD."""
     if isinstance(value, str):
         return _LONE_SURROGATE.sub("\ufffd", value) if _LONE_SURROGATE.search(value) else value
     if isinstance(value, list):
@@ -338,7 +335,7 @@ def _without_lone_surrogates(value: Any) -> Any:
     return value
 
 
-def _jsonl_records(lines: Iterable[str]) -> Iterator[tuple[str, Any, str | None]]:
+def _jsonl_records(lines: Iterable[str]) -> Iterator[Record]:
     """The records of a JSON-lines file's lines (its text split at newlines, normalised)."""
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -346,9 +343,9 @@ def _jsonl_records(lines: Iterable[str]) -> Iterator[tuple[str, Any, str | None]
         try:
             value = json.loads(line)
         except json.JSONDecodeError as exc:
-            yield f"L{number}", None, f"malformed JSON: {exc.msg} (column {exc.colno})"
+            yield f"L{number}", None, f"malformed JSON: {exc.msg} (column {exc.colno})", False
             continue
-        yield f"L{number}", value, None
+        yield f"L{number}", value, None, "\\u" in line
 
 
 # A JSON-lines file larger than `max_file_mb` is read a block of this many bytes at a time when
@@ -436,32 +433,33 @@ def _streamed_lines(file: InputFile, bom: int, result: FileResult) -> Iterator[s
     result.file.sha256 = digest.hexdigest()
 
 
-def _json_records(text: str) -> Iterator[tuple[str, Any, str | None]]:
+def _json_records(text: str) -> Iterator[Record]:
     """Records of a .json file: an array, an object holding one array, or a single object.
 
     A file that does not parse as a whole (two arrays in a row, a missing bracket, a bad
     escape) is read object by object, so one bad record costs only that record.
     """
+    escaped = "\\u" in text
     try:
         value = json.loads(text)
     except json.JSONDecodeError:
-        yield from _salvage_objects(text)
+        yield from _salvage_objects(text, escaped)
         return
     if isinstance(value, dict):
         arrays = [v for v in value.values() if isinstance(v, list) and v and isinstance(v[0], dict)]
         if len(arrays) == 1:
             value = arrays[0]
         else:
-            yield "0", value, None
+            yield "0", value, None, escaped
             return
     if isinstance(value, list):
         for index, item in enumerate(value):
-            yield str(index), item, None
+            yield str(index), item, None, escaped
     else:
-        yield "0", None, "JSON value is neither an object nor an array of objects"
+        yield "0", None, "JSON value is neither an object nor an array of objects", False
 
 
-def _salvage_objects(text: str) -> Iterator[tuple[str, Any, str | None]]:
+def _salvage_objects(text: str, escaped: bool) -> Iterator[Record]:
     decoder = json.JSONDecoder()
     pos, index, length = 0, 0, len(text)
     while pos < length:
@@ -472,7 +470,7 @@ def _salvage_objects(text: str) -> Iterator[tuple[str, Any, str | None]]:
             value, end = decoder.raw_decode(text, start)
         except json.JSONDecodeError as exc:
             line = text.count("\n", 0, exc.pos) + 1
-            yield f"{index}", None, f"malformed JSON near line {line}: {exc.msg}"
+            yield f"{index}", None, f"malformed JSON near line {line}: {exc.msg}", False
             index += 1
             # Resume at the next object that starts a line (the usual record layout).
             nxt = text.find("\n", exc.pos)
@@ -482,13 +480,13 @@ def _salvage_objects(text: str) -> Iterator[tuple[str, Any, str | None]]:
                 return
             pos = nxt + 1
             continue
-        yield f"{index}", value, None
+        yield f"{index}", value, None, escaped
         index += 1
         pos = end
 
 
 def _record_documents(
-    records: Iterator[tuple[str, Any, str | None]],
+    records: Iterator[Record],
     file: InputFile,
     settings: IngestSettings,
     result: FileResult,
@@ -496,7 +494,7 @@ def _record_documents(
 ) -> Iterator[Document]:
     """The documents of a JSON file's records, one by one; what it skips goes to `result`."""
     seen: set[str] = set()
-    for key, value, error in records:
+    for key, value, error, escaped in records:
         where = f"{file.source}#{key}"
         if error is not None:
             result.skipped.append(Skipped(where, error))
@@ -504,6 +502,11 @@ def _record_documents(
         if not isinstance(value, dict):
             result.skipped.append(Skipped(where, "record is not a JSON object"))
             continue
+        # Lone surrogates are replaced in what the document takes (a name of a field too: then
+        # the whole record), not in every string of the record: the lines of a file of escaped
+        # text searched for the escape of one took 3/4 of the time parsing them did.
+        if escaped and not all(name.isascii() for name in value):
+            value = _without_lone_surrogates(value)
         text = next(
             (value[f] for f in settings.text_fields if isinstance(value.get(f), str) and value[f].strip()),
             None,
@@ -512,12 +515,11 @@ def _record_documents(
             fields = "/".join(settings.text_fields)
             result.skipped.append(Skipped(where, f"record has no text ({fields} missing or blank)"))
             continue
-        own_id = _without_lone_surrogates(value.get("id"))
+        own_id = _without_lone_surrogates(value.get("id")) if escaped else value.get("id")
         if isinstance(own_id, (str, int)) and not isinstance(own_id, bool) and str(own_id) not in seen:
             key = f"id={own_id}"
             seen.add(str(own_id))
-        meta = {
-            f: _without_lone_surrogates(value[f]) for f in settings.meta_fields if value.get(f) not in (None, "")
-        }
-        text = _without_lone_surrogates(text)
+        meta = {f: value[f] for f in settings.meta_fields if value.get(f) not in (None, "")}
+        if escaped:
+            text, meta = _without_lone_surrogates(text), _without_lone_surrogates(meta)
         yield Document.new(f"{file.source}#{key}", normalise_newlines(text), meta=meta, **common)

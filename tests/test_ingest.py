@@ -14,8 +14,8 @@ SIMPLIFIED = "金秋九月，走进西宁市的大街小巷，处处呈现各族
 TRADITIONAL = "民族團結進步是西固區最悠久的歷史傳承,也是最鮮明的文化底色。"
 
 
-def ingest_folder(folder: Path):
-    settings = IngestSettings()
+def ingest_folder(folder: Path, settings: IngestSettings | None = None):
+    settings = settings or IngestSettings()
     files, skipped = scan([folder], settings)
     results = {f.source: read_file(f, settings) for f in files}
     for result in results.values():
@@ -240,9 +240,9 @@ def test_a_lone_surrogate_in_json_becomes_a_replacement_character(tmp_path):
 
 
 def test_a_lone_surrogate_is_replaced_wherever_a_document_takes_it_from(tmp_path):
-    """In its id (which names it, first come) and in metadata of any shape, in a JSON-lines file
-    and in a JSON file; a field the document does not take is not looked at."""
-    record = {"id": "n\ud800", "text": "正文\udfff。", "author": ["甲\udc00", {"乙": "\ud801"}], "x\ud802": 1}
+    """In its id (which names it, first come) and in metadata of any shape, keys included, in a
+    JSON-lines file and in a JSON file."""
+    record = {"id": "n\ud800", "text": "正文\udfff。", "author": ["甲\udc00", {"乙\ud803": "\ud801"}]}
     (tmp_path / "ids.jsonl").write_text(f"{json.dumps(record)}\n{json.dumps(record)}\n", encoding="utf-8")
     (tmp_path / "ids.json").write_text(json.dumps([record]), encoding="utf-8")
     results, skipped = ingest_folder(tmp_path)
@@ -250,9 +250,17 @@ def test_a_lone_surrogate_is_replaced_wherever_a_document_takes_it_from(tmp_path
     first, second = results["ids.jsonl"].documents
     [only] = results["ids.json"].documents
     for doc in (first, second, only):
-        assert doc.text == "正文\ufffd。" and doc.meta == {"author": ["甲\ufffd", {"乙": "\ufffd"}]}
+        assert doc.text == "正文\ufffd。" and doc.meta == {"author": ["甲\ufffd", {"乙\ufffd": "\ufffd"}]}
     assert first.source == "ids.jsonl#id=n\ufffd" and second.source == "ids.jsonl#L2"
     assert only.source == "ids.json#id=n\ufffd"
+
+
+def test_a_field_named_with_a_lone_surrogate_is_read_by_the_name_it_becomes(tmp_path):
+    (tmp_path / "named.jsonl").write_text(json.dumps({"\ud800": "正文。", "t\udc00": "标题"}) + "\n", encoding="utf-8")
+    settings = IngestSettings(text_fields=["\ufffd"], meta_fields=["t\ufffd"])
+    results, skipped = ingest_folder(tmp_path, settings)
+    [doc] = results["named.jsonl"].documents
+    assert not skipped and doc.text == "正文。" and doc.meta == {"t\ufffd": "标题"}
 
 
 def test_a_run_over_a_lone_surrogate_writes_and_flags_it(tmp_path, curate_run):
