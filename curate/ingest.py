@@ -312,7 +312,7 @@ def _read_html(data: bytes, file: InputFile, result: FileResult, common: dict[st
 
 
 # A record of a JSON file: its key, its parsed value, the error that stopped it (or None), and
-# whether its JSON holds a `\\u` escape (without one, no lone surrogate: see below).
+# whether its JSON holds a `\u` escape (without one, no lone surrogate: see below).
 Record = tuple[str, Any, str | None, bool]
 
 
@@ -327,7 +327,7 @@ _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 def _without_lone_surrogates(value: Any) -> Any:
     """`value` (parsed JSON) with every lone surrogate in its strings replaced by U+FFFD."""
     if isinstance(value, str):
-        return _LONE_SURROGATE.sub("\ufffd", value) if _LONE_SURROGATE.search(value) else value
+        return _LONE_SURROGATE.sub("\ufffd", value)
     if isinstance(value, list):
         return [_without_lone_surrogates(item) for item in value]
     if isinstance(value, dict):
