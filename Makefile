@@ -60,7 +60,7 @@ bench-peers: bench/.venv-peers/bin/python
 
 # Every benchmark over ../shared/corpora (each prints "skipped" when the corpora are absent).
 bench: setup bench-peers
-	@for script in bench/bench_*.py bench/pipeline_timeline.py bench/pool_rounds.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+	@for script in bench/bench_*.py bench/pipeline_timeline.py bench/pool_rounds.py bench/cpu_accounts.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 clean:
 	rm -rf $(VENV) build corpus/versions corpus/LATEST reports/*/ curate/_kernels.c curate/compiled.sha256
