@@ -19,9 +19,12 @@ installs the accounting below, then starts curate's command line as `curate run`
   version's writer, the report written after it, the artifact build, and the driver's start-up
   (imports and configuration, until `curate.runner.run`) and set-up (rules, inputs scanned and
   hashed); the driver's other threads (the pools' task, result and worker handlers, the early
-  pass's feeder) and the pool workers' loop (tasks received, results sent). What a process
-  spent outside every part is "the rest": its start and end, what the kernel does for it
-  outside any thread's time (page faults of a fork's copy-on-write pages, its exit).
+  pass's feeder), the pool workers' loop (tasks received, results sent: the pipes and the
+  pools' bookkeeping), and apart from these the pools' messages pickled and unpickled (the
+  first pass's documents as the driver made them, on their way to it; the summaries, encoded
+  documents and report entries on their way back). What a process spent outside every part
+  is "the rest" (its start; a fork's first moments). Its exit is not counted: a process's
+  figures are read as it calls `os._exit`.
 
 Printed: per worker count, the processes by role (CPU-s, of which system, faults, how long
 they lived), and the parts, with the difference between the last worker count and the first;
@@ -119,15 +122,15 @@ def _role_of(task: Any) -> str:
 
 
 def _write_account() -> None:
-    times = os.times()
     import resource
 
+    # (`getrusage`, to the microsecond: `os.times` counts in ticks of 10 ms, rounded down)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     record = {
         **_PROCESS,
         "ended": time.time() - _STARTED,
-        "user": times.user,
-        "system": times.system,
+        "user": usage.ru_utime,
+        "system": usage.ru_stime,
         "faults": usage.ru_minflt,
         "parts": dict(_PARTS),
     }
@@ -142,7 +145,8 @@ def _forked() -> None:
 
 
 def _install() -> None:
-    """The wrappers, before curate runs (its compiled modules look their functions up by name)."""
+    """The wrappers, before curate runs: on its uncompiled modules' functions (the engine,
+    the runner, the stages' base), classes' methods, and `multiprocessing`'s."""
     from curate import engine, runner
     from curate.pipeline import stage_classes
     from curate.report import model
@@ -160,7 +164,13 @@ def _install() -> None:
             for verb in ("pack_summary", "unpack_summary"):
                 method = getattr(cls, verb)
                 setattr(cls, verb, _own("summaries packed and unpacked", method))
-    engine.loads = _own("documents unpickled", engine.loads)
+    # (in the driver, what is unpickled is the early pass's results, read back from its file;
+    # with one worker, documents are objects and this is next to nothing)
+    engine.loads = _own(
+        lambda *_: "unpickled by the driver: the early pass's results" if _PROCESS["role"] == "driver"
+        else "documents unpickled",
+        engine.loads,
+    )
     engine.dumps = _own("documents pickled", engine.dumps)
     engine.DocumentFile.put = _own("document file written", engine.DocumentFile.put)
     engine.Phase.run = _own("a task's own work (engine.Phase.run)", engine.Phase.run)
@@ -205,6 +215,13 @@ def _install() -> None:
     ):
         setattr(pool.Pool, name, staticmethod(_own(part, getattr(pool.Pool, name))))
     pool.worker = _own("pool worker loop (tasks received, results sent)", pool.worker)
+    # What the pools' messages hold, pickled and unpickled (tasks: the first pass's documents
+    # as the driver made them; results: summaries, encoded documents and their entries)
+    from multiprocessing.reduction import ForkingPickler
+
+    ForkingPickler.dumps = classmethod(_own("pool messages pickled", ForkingPickler.dumps.__func__))
+    ForkingPickler.loads = staticmethod(_own("pool messages unpickled", ForkingPickler.loads))
+    engine._stored_run = _own("early pass: results pickled into its file", engine._stored_run)
     engine._EarlyPass._feed = _own("early pass: the driver's feeder thread", engine._EarlyPass._feed)
     build = base._build_and_send
 
@@ -311,10 +328,10 @@ def main() -> int:
     print("\nCPU-s by part, over every process (thread CPU time, each part's own)\n")
     print("| part | " + " | ".join(f"{n} worker(s)" for n in counts) + f" | {last} - {first} |")
     print("|---|" + "---:|" * (len(counts) + 1))
-    names = sorted({name for n in counts for name in parts[n]}, key=lambda name: -max(parts[n].get(name, 0.0) for n in counts))
+    names = sorted({name for n in counts for name in parts[n]}, key=lambda name: -max(abs(parts[n].get(name, 0.0)) for n in counts))
     for name in names:
         values = [parts[n].get(name, 0.0) for n in counts]
-        if max(values) < 0.005:
+        if max(abs(v) for v in values) < 0.005:
             continue
         print(f"| {name} | " + " | ".join(f"{v:.2f}" for v in values) + f" | {values[-1] - values[0]:+.2f} |")
     return 0
