@@ -1,10 +1,11 @@
 """Where a run's CPU goes, process by process and part by part, with 1 and with 2 workers.
 
     .venv/bin/python bench/cpu_accounts.py [--workers 1,2] [--rounds 3] [--corpora ../shared/corpora]
+        [--shape pages|short|copies]
 
 `bench/bench_ceiling.py` says how much more CPU a 2-worker run spends than the work itself
-needs; this says where it goes. Each run is `curate run` of bench_pipeline's input (default
-settings, report included) in a fresh process: this script as its own child (`--child`), which
+needs; this says where it goes. Each run is `curate run` of bench_pipeline's input (or of one
+of bench_shapes' shapes, `--shape`; default settings, report included) in a fresh process: this script as its own child (`--child`), which
 installs the accounting below, then starts curate's command line as `curate run` would.
 
 - Every process of the run, the driver and each one it forks, writes as it ends its CPU seconds
@@ -299,18 +300,31 @@ def main() -> int:
     parser = corpora_parser(__doc__.splitlines()[0])
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--shape", help="one of bench/bench_shapes.py's shapes instead of the benchmark input")
     args = parser.parse_args()
-    corpora = found_corpora(args.corpora)
-    if corpora is None:
-        return 0
+    if args.shape is None:
+        corpora = found_corpora(args.corpora)
+        if corpora is None:
+            return 0
+        prepare: Callable[[Path, Path], Any] = prepare_inputs
+    else:
+        from bench_shapes import SHAPES
+
+        sources, prepare = SHAPES[args.shape]
+        corpora = Path(args.corpora)
+        missing = [source for source in sources if not (corpora / source).exists()]
+        if missing:
+            print(f"skipped: {corpora / missing[0]} not found")
+            return 0
     counts = [int(n) for n in args.workers.split(",")]
     compile_checkout(ROOT)
     runs: dict[int, list[list[dict[str, Any]]]] = {n: [] for n in counts}
     with tempfile.TemporaryDirectory(prefix="curate-accounts-") as folder:
         inputs, scratch = Path(folder) / "input", Path(folder) / "runs"
         scratch.mkdir()
-        files, size = prepare_inputs(corpora, inputs)
-        print(f"input: {files} files, {size / 1e6:.1f} MB; {args.rounds} runs of each, medians")
+        made = prepare(corpora, inputs)  # (files and bytes, or bytes)
+        size = made[1] if isinstance(made, tuple) else made
+        print(f"input: {args.shape or 'the benchmark'}, {size / 1e6:.1f} MB; {args.rounds} runs of each, medians")
         _run(inputs, scratch, counts[0])  # untimed: the table cache filled, the files in the page cache
         for _ in range(args.rounds):
             for n in counts:
