@@ -5,8 +5,9 @@
 
 `bench/bench_ceiling.py` says how much more CPU a 2-worker run spends than the work itself
 needs; this says where it goes. Each run is `curate run` of bench_pipeline's input (or of one
-of bench_shapes' shapes, `--shape`; default settings, report included) in a fresh process: this script as its own child (`--child`), which
-installs the accounting below, then starts curate's command line as `curate run` would.
+of bench_shapes' shapes, `--shape`; default settings, report included) in a fresh process:
+this script as its own child (`--child`), which installs the accounting below, then starts
+curate's command line as `curate run` would.
 
 - Every process of the run, the driver and each one it forks, writes as it ends its CPU seconds
   (user, system), its minor page faults, when it was born and ended (since the driver
