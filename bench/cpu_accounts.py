@@ -103,7 +103,18 @@ def _own_items(name: str, items: Iterable[Any]) -> Iterator[Any]:
         yield item
 
 
-def _role_of(task: Any) -> str:
+def _in_role(role: str | Callable[..., str], function: Callable[..., Any]) -> Callable[..., Any]:
+    """`function`, which names its process's role first (`role`, or `role(*args)`)."""
+
+    @functools.wraps(function)
+    def playing(*args: Any, **kwargs: Any) -> Any:
+        _PROCESS["role"] = role if isinstance(role, str) else role(*args)
+        return function(*args, **kwargs)
+
+    return playing
+
+
+def _role_of(task: Any, *_: Any) -> str:
     """What a pool's processes run, from its task."""
     from curate import engine
 
@@ -192,7 +203,7 @@ def _install() -> None:
 
     runner.write_version = _own("version written (the writer's own work)", written)
     runner._write_reports = _own("report written, after the version", runner._write_reports)
-    base._build_and_send = _own("artifacts built (near-duplicate index)", base._build_and_send)
+    base._build_and_send = _in_role("artifact build", _own("artifacts built (near-duplicate index)", base._build_and_send))
     run = runner.run
 
     def timed_run(*args: Any, **kwargs: Any) -> Any:
@@ -200,13 +211,7 @@ def _install() -> None:
         return run(*args, **kwargs)
 
     runner.run = timed_run
-    start_worker = engine._start_worker
-
-    def started(task: Any, *args: Any, **kwargs: Any) -> None:
-        _PROCESS["role"] = _role_of(task)
-        start_worker(task, *args, **kwargs)
-
-    engine._start_worker = started
+    engine._start_worker = _in_role(_role_of, engine._start_worker)
     # The pools' threads in the driver, and their workers' loop (tasks received, results sent)
     import multiprocessing.pool as pool
 
@@ -225,13 +230,6 @@ def _install() -> None:
     ForkingPickler.loads = staticmethod(_own("pool messages unpickled", ForkingPickler.loads))
     engine._stored_run = _own("early pass: results pickled into its file", engine._stored_run)
     engine._EarlyPass._feed = _own("early pass: the driver's feeder thread", engine._EarlyPass._feed)
-    build = base._build_and_send
-
-    def building(*args: Any, **kwargs: Any) -> Any:
-        _PROCESS["role"] = "artifact build"
-        return build(*args, **kwargs)
-
-    base._build_and_send = building
 
 
 def child(folder: str, arguments: list[str]) -> None:
