@@ -429,6 +429,13 @@ class _Ready(NamedTuple):
         return self.value
 
 
+# Batches in each worker's hands at most (`parallel_map`). The driver's threads that take a
+# worker's results and hand it the next batch get the interpreter only between the switch
+# intervals (5 ms) of its main thread's own work (reading inputs, observing, writing), about
+# as long as a batch takes: with 2, a worker could run out between them.
+IN_FLIGHT = 4
+
+
 def parallel_map(
     task: Callable[[list[Any]], list[Any]],
     docs: Iterable[Any],
@@ -439,7 +446,7 @@ def parallel_map(
     """Apply `task` to batches of documents in worker processes; results in input order.
     `batch_size`: documents per batch, or a `BatchSize` that chooses.
 
-    At most 2 × workers batches are in flight, so memory stays bounded however long the stream.
+    At most `IN_FLIGHT` × workers batches are in flight, so memory stays bounded however long the stream.
     `local(batch)`, when given, may answer for a batch that needs no work here (its results,
     or None to send the batch to `task`). In a process connected to Ray (the report of a Ray
     run) nothing is forked: the batches run here.
@@ -475,10 +482,10 @@ def parallel_map(
             else:
                 pending.append(pool.apply_async(_run_task, (batch,)))
                 working += 1
-            # Hand out what is done at the head; wait when the workers hold 2 batches each
-            # (or, behind a slow one, many ready batches are waiting: memory stays bounded).
+            # Hand out what is done at the head; wait when the workers hold `IN_FLIGHT` batches
+            # each (or, behind a slow one, many ready batches are waiting: memory stays bounded).
             while pending and (
-                isinstance(pending[0], _Ready) or working >= 2 * workers or len(pending) >= 16 * workers
+                isinstance(pending[0], _Ready) or working >= IN_FLIGHT * workers or len(pending) >= 16 * workers
             ):
                 head = pending.popleft()
                 working -= not isinstance(head, _Ready)
@@ -881,7 +888,7 @@ class LocalEngine:
         items: Iterable[Any],
         here: Callable[[Any], Any | None] | None = None,
     ) -> Iterator[Any]:
-        """`read(item)` for every item, in order, on the workers (at most two items in each
+        """`read(item)` for every item, in order, on the workers (at most `IN_FLIGHT` items in each
         one's hands); `here(item)`, when given, may answer for an item quick to read (its
         result, or None to send it to the workers). Ingest is per-file work: reading HTML
         pages (parsing, extraction) here, the driver worked alone while the workers waited
