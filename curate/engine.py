@@ -429,10 +429,11 @@ class _Ready(NamedTuple):
         return self.value
 
 
-# Batches in each worker's hands at most (`parallel_map`). The driver's threads that take a
-# worker's results and hand it the next batch get the interpreter only between the switch
-# intervals (5 ms) of its main thread's own work (reading inputs, observing, writing), about
-# as long as a batch takes: with 2, a worker could run out between them.
+# Batches handed out and not yet taken back, per worker (`parallel_map`: `IN_FLIGHT` x workers
+# in all, in the queue the workers share). The driver's threads that take the workers' results
+# and hand out the next batches may wait up to a switch interval (5 ms by default) for the
+# interpreter while its main thread runs Python code (reading inputs, observing, writing),
+# which on the benchmark is about a batch's time: with 2, a worker could run out between them.
 IN_FLIGHT = 4
 
 
@@ -446,7 +447,8 @@ def parallel_map(
     """Apply `task` to batches of documents in worker processes; results in input order.
     `batch_size`: documents per batch, or a `BatchSize` that chooses.
 
-    At most `IN_FLIGHT` × workers batches are in flight, so memory stays bounded however long the stream.
+    At most `IN_FLIGHT` × workers batches are in flight (and 4 × as many done, waiting behind
+    a slow one), so memory stays bounded however long the stream.
     `local(batch)`, when given, may answer for a batch that needs no work here (its results,
     or None to send the batch to `task`). In a process connected to Ray (the report of a Ray
     run) nothing is forked: the batches run here.
@@ -485,7 +487,9 @@ def parallel_map(
             # Hand out what is done at the head; wait when the workers hold `IN_FLIGHT` batches
             # each (or, behind a slow one, many ready batches are waiting: memory stays bounded).
             while pending and (
-                isinstance(pending[0], _Ready) or working >= IN_FLIGHT * workers or len(pending) >= 16 * workers
+                isinstance(pending[0], _Ready)
+                or working >= IN_FLIGHT * workers
+                or len(pending) >= 4 * IN_FLIGHT * workers
             ):
                 head = pending.popleft()
                 working -= not isinstance(head, _Ready)
@@ -888,8 +892,8 @@ class LocalEngine:
         items: Iterable[Any],
         here: Callable[[Any], Any | None] | None = None,
     ) -> Iterator[Any]:
-        """`read(item)` for every item, in order, on the workers (at most `IN_FLIGHT` items in each
-        one's hands); `here(item)`, when given, may answer for an item quick to read (its
+        """`read(item)` for every item, in order, on the workers (at most `IN_FLIGHT` × workers
+        items handed out at a time); `here(item)`, when given, may answer for an item quick to read (its
         result, or None to send it to the workers). Ingest is per-file work: reading HTML
         pages (parsing, extraction) here, the driver worked alone while the workers waited
         for their text (bench/bench_shapes.py)."""
@@ -1171,12 +1175,13 @@ class _EarlyPass:
     # stop, a worker ends the batch it is in first (`halted`), and one of many megabytes,
     # still being run there when the last pass runs it too, would take its time and memory.
     LARGEST = 1 << 20
-    # Batches in a worker's hands. While the decision runs, the driver's threads that take a
-    # worker's results and hand it the next batch get the interpreter only between the
-    # decision's switch intervals (5 ms), about as long as a batch takes: with 2, the worker
-    # waited between batches (on the benchmark 47-49 of 49 batches sent were done when the
-    # decision ended; with 8, 49-51 of 57). What a worker holds when it is told to stop costs
-    # nothing but the document it is in (`made`).
+    # Batches handed out per worker. While the decision runs Python code in the driver's main
+    # thread, the driver's threads that take the workers' results and hand out the next
+    # batches may wait up to a switch interval (5 ms by default) for the interpreter, on the
+    # benchmark about a batch's time: with 2, the worker waited between batches (47-49 of the
+    # 49 batches sent were done when the decision ended; with 8, 49-51 of 57). Told to stop
+    # (`made`), a worker ends the batch it is in at its next document, and each batch still
+    # queued at its first (`halted`): the last pass runs them.
     IN_HAND = 8
 
     def __init__(self, phase: Phase, workers: int, batch: int, folder: Path | None, budget: int) -> None:

@@ -307,8 +307,8 @@ def test_the_early_pass_ends_its_workers_without_killing_them_in_the_middle_of_a
     pools = _workers_of_each_pool(monkeypatch)
     with engine_module._EarlyPass(_sleep_phase(), 2, 4, tmp_path, 1 << 30) as early:
         early.fork()
-        early.start(iter(_sleepy(0.1, 40)), bytearray(40))  # (4 s of work, 2 s on 2 workers)
-        time.sleep(0.6)  # (a batch each done, the next ones in their hands)
+        early.start(iter(_sleepy(0.1, 80)), bytearray(80))  # (8 s of work, 4 s on 2 workers)
+        time.sleep(0.6)  # (a batch each done, the next ones handed out: 16 batches in all)
         start = time.monotonic()
         made = early.made()
         for worker in pools[0]:  # (they end as the last pass starts, not with the early pass)
@@ -317,15 +317,16 @@ def test_the_early_pass_ends_its_workers_without_killing_them_in_the_middle_of_a
         assert [[worker.exitcode for worker in workers] for workers in pools] == [[0, 0]]  # no signal
     assert 0 < sum(made) < 32  # (batches were in the workers' hands; what was done counts)
     assert made == sorted(made, reverse=True)
-    assert took < 1.5  # (the batches in hand not finished: 1.6 s more)
+    assert took < 1.5  # (the batches handed out not finished: about 2.6 s more)
     assert [[worker.exitcode for worker in workers] for workers in pools] == [[0, 0]]
 
 
 def test_a_pass_left_in_the_middle_ends_its_workers_without_killing_them(monkeypatch):
     """The same for any pass: its results no longer wanted (the run failed elsewhere)."""
     pools = _workers_of_each_pool(monkeypatch)
-    results = engine_module.parallel_map(_sleep_phase().run, _sleepy(0.1, 40), 2, 4)
-    next(results), next(results)  # (the first in this process, the second a worker's: 4 batches out)
+    results = engine_module.parallel_map(_sleep_phase().run, _sleepy(0.2, 40), 2, 4)
+    # (the first in this process, the second a worker's: 8 batches out, 3.2 s more on 2 workers)
+    next(results), next(results)
     start = time.monotonic()
     results.close()
     took = time.monotonic() - start
@@ -337,7 +338,7 @@ def test_a_worker_still_in_one_document_after_it_was_told_to_stop_is_killed(monk
     monkeypatch.setattr(engine_module._Pool, "HALT_SECONDS", 0.2)
     pools = _workers_of_each_pool(monkeypatch)
     results = engine_module.parallel_map(_sleep_phase().run, _sleepy(0, 2) + _sleepy(30, 4), 2, 1)
-    next(results), next(results)  # (the first in this process, the second a worker's: 3 batches out)
+    next(results), next(results)  # (the first in this process, the second a worker's: the rest out)
     time.sleep(0.2)
     start = time.monotonic()
     results.close()

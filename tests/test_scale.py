@@ -1442,8 +1442,8 @@ def test_ctrl_c_stops_a_run_with_one_word_and_no_worker_tracebacks(tmp_path):
 
 def test_map_inputs_reads_on_forked_workers_in_input_order_a_few_at_a_time():
     # Ingest's per-file work: the first item here (as every pass's first batch), the rest on
-    # the workers, results in input order, no more than `IN_FLIGHT` items per worker ahead of
-    # the reader.
+    # the workers, results in input order, no more than `IN_FLIGHT` items per worker handed out
+    # ahead of the reader.
     import time
 
     driver = os.getpid()
@@ -1462,7 +1462,7 @@ def test_map_inputs_reads_on_forked_workers_in_input_order_a_few_at_a_time():
     begun = []
     while not started.empty():
         begun.append(started.get())
-    assert 3 <= max(begun) < len(taken) + IN_FLIGHT * 2
+    assert 3 <= max(begun) < len(taken) + IN_FLIGHT * engine.workers
     rest = taken[1:] + list(results)
     assert [value for value, _ in rest] == [n * n for n in range(1, 40)]
     assert driver not in {pid for _, pid in rest}
