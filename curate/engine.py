@@ -447,8 +447,8 @@ def parallel_map(
     """Apply `task` to batches of documents in worker processes; results in input order.
     `batch_size`: documents per batch, or a `BatchSize` that chooses.
 
-    At most `IN_FLIGHT` × workers batches are in flight (and 4 × as many done, waiting behind
-    a slow one), so memory stays bounded however long the stream.
+    At most `IN_FLIGHT` × workers batches are in flight, and 4 times as many wait in all (done
+    behind a slow one), so memory stays bounded however long the stream.
     `local(batch)`, when given, may answer for a batch that needs no work here (its results,
     or None to send the batch to `task`). In a process connected to Ray (the report of a Ray
     run) nothing is forked: the batches run here.
@@ -893,8 +893,8 @@ class LocalEngine:
         here: Callable[[Any], Any | None] | None = None,
     ) -> Iterator[Any]:
         """`read(item)` for every item, in order, on the workers (at most `IN_FLIGHT` × workers
-        items handed out at a time); `here(item)`, when given, may answer for an item quick to read (its
-        result, or None to send it to the workers). Ingest is per-file work: reading HTML
+        items handed out at a time); `here(item)`, when given, may answer for an item quick to
+        read (its result, or None to send it to the workers). Ingest is per-file work: reading HTML
         pages (parsing, extraction) here, the driver worked alone while the workers waited
         for their text (bench/bench_shapes.py)."""
         local = None if here is None else partial(_each_or_none, here)
