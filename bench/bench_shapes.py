@@ -82,6 +82,11 @@ SHAPES = {
 }
 
 
+def missing_source(shape: str, corpora: Path) -> Path | None:
+    """The first of a shape's sources not in `corpora` (the script then says "skipped"), or None."""
+    return next((corpora / source for source in SHAPES[shape][0] if not (corpora / source).exists()), None)
+
+
 def version_of(out: Path) -> str:
     return (out / "corpus" / "LATEST").read_text(encoding="utf-8").strip()
 
@@ -98,11 +103,11 @@ def main() -> int:
     for checkout in checkouts.values():
         compile_checkout(checkout)
     for shape in args.shape.split(","):
-        sources, prepare = SHAPES[shape]
-        missing = [source for source in sources if not (corpora / source).exists()]
-        if missing:
-            print(f"skipped {shape}: {corpora / missing[0]} not found")
+        missing = missing_source(shape, corpora)
+        if missing is not None:
+            print(f"skipped {shape}: {missing} not found")
             continue
+        prepare = SHAPES[shape][1]
         with tempfile.TemporaryDirectory(prefix=f"curate-{shape}-") as folder:
             inputs = Path(folder) / "input"
             size = prepare(corpora, inputs)

@@ -307,14 +307,14 @@ def main() -> int:
             return 0
         prepare: Callable[[Path, Path], Any] = prepare_inputs
     else:
-        from bench_shapes import SHAPES
+        from bench_shapes import SHAPES, missing_source
 
-        sources, prepare = SHAPES[args.shape]
         corpora = Path(args.corpora)
-        missing = [source for source in sources if not (corpora / source).exists()]
-        if missing:
-            print(f"skipped: {corpora / missing[0]} not found")
+        missing = missing_source(args.shape, corpora)
+        if missing is not None:
+            print(f"skipped: {missing} not found")
             return 0
+        prepare = SHAPES[args.shape][1]
     counts = [int(n) for n in args.workers.split(",")]
     compile_checkout(ROOT)
     runs: dict[int, list[list[dict[str, Any]]]] = {n: [] for n in counts}

@@ -1175,13 +1175,11 @@ class _EarlyPass:
     # stop, a worker ends the batch it is in first (`halted`), and one of many megabytes,
     # still being run there when the last pass runs it too, would take its time and memory.
     LARGEST = 1 << 20
-    # Batches handed out per worker. While the decision runs Python code in the driver's main
-    # thread, the driver's threads that take the workers' results and hand out the next
-    # batches may wait up to a switch interval (5 ms by default) for the interpreter, on the
-    # benchmark about a batch's time: with 2, the worker waited between batches (47-49 of the
-    # 49 batches sent were done when the decision ended; with 8, 49-51 of 57). Told to stop
-    # (`made`), a worker ends the batch it is in at its next document, and each batch still
-    # queued at its first (`halted`): the last pass runs them.
+    # Batches handed out per worker: more than a pass's (`IN_FLIGHT`, for the same reason), as
+    # the decision runs Python code in the driver's main thread without a pause. With 2, the
+    # worker waited between batches (47-49 of the 49 sent were done when the decision ended;
+    # with 8, 49-51 of 57). Told to stop (`made`), a worker ends the batch it is in at its next
+    # document, and each batch still queued at its first (`halted`): the last pass runs them.
     IN_HAND = 8
 
     def __init__(self, phase: Phase, workers: int, batch: int, folder: Path | None, budget: int) -> None:
