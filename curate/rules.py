@@ -445,13 +445,28 @@ def _scan_class(pattern: str, i: int) -> tuple[int, str]:
 
 
 # --------------------------------------------------------------------------- loading
+# The rule packs shipped with curate (the repository's `rules/`, next to the package).
+SHIPPED_RULES = Path(__file__).resolve().parent.parent / "rules"
+# `run.rules`'s default folder, relative to where curate runs.
+DEFAULT_RULES = Path("rules")
+
+
+def resolve_folder(folder: Path) -> Path:
+    """`folder` as given, except the default `rules` where the current folder has none: that
+    names the shipped packs, so that `curate run` works from any folder (a folder the user
+    names is never replaced: a mistyped one is an error)."""
+    if folder == DEFAULT_RULES and not folder.is_dir() and SHIPPED_RULES.is_dir():
+        return SHIPPED_RULES
+    return folder
+
+
 def load_rules(folders: list[Path] | list[str]) -> RuleSet:
     """Load and validate every rule pack in `folders` (in order); raise RuleError if broken."""
     packs: list[Pack] = []
     allowlist: list[AllowEntry] = []
     digest_parts: list[Any] = []
     seen: dict[str, str] = {}
-    paths = [Path(f) for f in folders]
+    paths = [resolve_folder(Path(f)) for f in folders]
     for folder in paths:
         if not folder.is_dir():
             raise RuleError(f"{folder}: rules folder not found")

@@ -96,6 +96,18 @@ def test_missing_input_is_exit_2(project):
     assert result.output.strip() == "curate: nowhere: no such file or folder"
 
 
+def test_a_run_from_a_folder_without_rules_uses_the_shipped_packs(project, tmp_path_factory):
+    """No curate.toml and no `rules/` where curate runs: the default rules folder names the
+    packs shipped with curate, the same rules (so the same version) as naming them."""
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    shutil.copytree(project / "in", elsewhere / "in")
+    assert not (elsewhere / "rules").exists()
+    runs = [invoke(folder, "run", "in", "--workers", "1", "-q") for folder in (elsewhere, project)]
+    assert [r.exit_code for r in runs] == [0, 0], [r.output for r in runs]
+    latest = [(folder / "corpus" / "LATEST").read_text() for folder in (elsewhere, project)]
+    assert latest[0] == latest[1]
+
+
 def test_a_quiet_run_prints_one_line_and_never_loads_rich(project):
     """`curate run -q`: the result on one line, however long its paths (a script reads it), and
     none of rich's modules imported (20-30 ms of every start that shows nothing with them), nor

@@ -98,6 +98,23 @@ def test_allowlist_naming_an_unknown_rule_is_an_error(tmp_path: Path) -> None:
         load_rules([folder])
 
 
+def test_the_default_folder_is_the_local_one_else_the_shipped_packs(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    shipped = load_rules(["rules"])
+    assert shipped.folders == [RULES]
+    assert shipped.digest() == load_rules([RULES]).digest()
+    pack_folder(tmp_path, GOOD_RULE)
+    local = load_rules(["rules"])
+    assert [r.id for r in local.rules] == ["x.one"]
+    assert local.folders == [Path("rules")]
+
+
+def test_a_named_folder_that_is_missing_is_an_error(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(RuleError, match="^myrules: rules folder not found$"):
+        load_rules(["myrules"])
+
+
 def test_subfolders_are_data_not_packs(tmp_path: Path) -> None:
     folder = pack_folder(tmp_path, GOOD_RULE)
     (folder / "lexicons").mkdir()

@@ -86,7 +86,9 @@ def find_lexicon(rule_folders: list[str] | tuple[str, ...], base: str | Path = "
 
 def default_lexicon_path() -> Path:
     """The lexicon shipped in the repository's `rules/` (used when no rule folder has one)."""
-    return Path(__file__).resolve().parent.parent.parent / "rules" / LEXICON_FILE
+    from curate.rules import SHIPPED_RULES
+
+    return SHIPPED_RULES / LEXICON_FILE
 
 
 @dataclass
