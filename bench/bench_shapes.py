@@ -23,18 +23,28 @@ is printed, with the highest peak of its runs and the version id every run of it
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import statistics
 import sys
 import tempfile
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_pipeline import THUCNEWS, compile_checkout, corpora_parser, timed_run  # noqa: E402
+from bench_pipeline import (  # noqa: E402
+    THUCNEWS,
+    compile_checkout,
+    corpora_parser,
+    found_corpora,
+    prepare_inputs,
+    timed_run,
+)
 
 PAGES = [Path("GeneralNewsExtractor"), Path("opendatalab-magic-html/benchmark/data/article")]
 SENTENCE = re.compile(r"[^。！？]+[。！？]")
@@ -82,9 +92,33 @@ SHAPES = {
 }
 
 
+def shape_list(text: str) -> list[str]:
+    """`--shape`'s comma-separated names, each one of SHAPES (else a usage message)."""
+    names = text.split(",")
+    unknown = [name for name in names if name not in SHAPES]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown shape {unknown[0]!r} (one of {', '.join(SHAPES)})")
+    return names
+
+
 def missing_source(shape: str, corpora: Path) -> Path | None:
     """The first of a shape's sources not in `corpora` (the script then says "skipped"), or None."""
     return next((corpora / source for source in SHAPES[shape][0] if not (corpora / source).exists()), None)
+
+
+def shape_input(shape: str | None, path: str) -> tuple[Path, Callable[[Path, Path], Any]] | None:
+    """The corpora folder and what writes `shape`'s input from it (None: the whole-pipeline
+    benchmark's, `bench_pipeline.prepare_inputs`); None, after the "skipped" line every benchmark
+    prints, when a source is missing."""
+    if shape is None:
+        corpora = found_corpora(path)
+        return None if corpora is None else (corpora, prepare_inputs)
+    corpora = Path(path)
+    missing = missing_source(shape, corpora)
+    if missing is not None:
+        print(f"skipped: {missing} not found")
+        return None
+    return corpora, SHAPES[shape][1]
 
 
 def version_of(out: Path) -> str:
@@ -93,7 +127,9 @@ def version_of(out: Path) -> str:
 
 def main() -> int:
     parser = corpora_parser(__doc__.splitlines()[0])
-    parser.add_argument("--shape", default="pages,short", help="comma-separated: " + ", ".join(SHAPES))
+    parser.add_argument(
+        "--shape", default="pages,short", type=shape_list, help="comma-separated: " + ", ".join(SHAPES)
+    )
     parser.add_argument("--workers", default="1,2", help="comma-separated worker counts")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--other", help="another checkout (a git worktree of another commit)")
@@ -102,7 +138,7 @@ def main() -> int:
     checkouts = {"this": ROOT} if args.other is None else {"other": Path(args.other).resolve(), "this": ROOT}
     for checkout in checkouts.values():
         compile_checkout(checkout)
-    for shape in args.shape.split(","):
+    for shape in args.shape:
         missing = missing_source(shape, corpora)
         if missing is not None:
             print(f"skipped {shape}: {missing} not found")

@@ -55,7 +55,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_pipeline import compile_checkout, corpora_parser, found_corpora, prepare_inputs  # noqa: E402
+from bench_pipeline import compile_checkout, corpora_parser  # noqa: E402
+from bench_shapes import SHAPES, shape_input  # noqa: E402
 
 # ------------------------------------------------------------------ in the run's processes
 _PARTS: dict[str, float] = defaultdict(float)
@@ -299,22 +300,14 @@ def main() -> int:
     parser = corpora_parser(__doc__.splitlines()[0])
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--shape", help="one of bench/bench_shapes.py's shapes instead of the benchmark input")
+    parser.add_argument(
+        "--shape", choices=SHAPES, help="one of bench/bench_shapes.py's shapes instead of the benchmark input"
+    )
     args = parser.parse_args()
-    if args.shape is None:
-        corpora = found_corpora(args.corpora)
-        if corpora is None:
-            return 0
-        prepare: Callable[[Path, Path], Any] = prepare_inputs
-    else:
-        from bench_shapes import SHAPES, missing_source
-
-        corpora = Path(args.corpora)
-        missing = missing_source(args.shape, corpora)
-        if missing is not None:
-            print(f"skipped: {missing} not found")
-            return 0
-        prepare = SHAPES[args.shape][1]
+    found = shape_input(args.shape, args.corpora)
+    if found is None:
+        return 0
+    corpora, prepare = found
     counts = [int(n) for n in args.workers.split(",")]
     compile_checkout(ROOT)
     runs: dict[int, list[list[dict[str, Any]]]] = {n: [] for n in counts}

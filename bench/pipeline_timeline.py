@@ -38,20 +38,20 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 
 def main() -> int:
-    from bench_pipeline import corpora_parser, found_corpora, prepare_inputs
+    from bench_pipeline import corpora_parser
+    from bench_shapes import SHAPES, shape_input
 
     parser = corpora_parser(__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
-    from bench_shapes import SHAPES
-
     parser.add_argument(
         "--shape", choices=["news", *SHAPES], default="news",
         help="the input: the whole-pipeline benchmark's (news) or one of bench_shapes.py's",
     )
     args = parser.parse_args()
-    corpora = found_corpora(args.corpora)
-    if corpora is None:
+    found = shape_input(None if args.shape == "news" else args.shape, args.corpora)
+    if found is None:
         return 0
+    corpora, prepare = found
 
     from curate import config, engine, runner
 
@@ -137,11 +137,12 @@ def main() -> int:
     dedup.NearDuplicates.observe = counted_observe  # type: ignore[method-assign]
     folder = Path(tempfile.mkdtemp(prefix="curate-timeline-"))
     try:
-        if args.shape != "news":
-            size = SHAPES[args.shape][1](corpora, folder / "input")
-            files = sum(1 for path in (folder / "input").rglob("*") if not path.is_dir())
+        made = prepare(corpora, folder / "input")  # (files and bytes, or bytes)
+        if isinstance(made, tuple):
+            files, size = made
         else:
-            files, size = prepare_inputs(corpora, folder / "input")
+            size = made
+            files = sum(1 for path in (folder / "input").rglob("*") if not path.is_dir())
         at_start = _rss_mib()
         start = time.time()
         settings = config.build({"run": {"workers": args.workers}})
