@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 from pathlib import Path
 
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
+from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).resolve().parent
 
@@ -115,6 +117,20 @@ class BuildExtensions(build_ext):
         self.built.append(ext.name)
 
 
+class BuildPackage(build_py):
+    """build_py, which also copies the repository's `rules/` into the package as
+    `curate/shipped_rules/` (what a wheel installs, where no repository is beside it:
+    `curate.rules.SHIPPED_RULES`). An editable install reads `rules/` where it is."""
+
+    def run(self) -> None:
+        super().run()
+        if not self.editable_mode:
+            shutil.copytree(
+                HERE / "rules", Path(self.build_lib) / "curate" / "shipped_rules",
+                dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", ".*"),
+            )  # fmt: skip
+
+
 # -O2 without debugging information: with Python's own flags (-O3 -g) the build took about twice as
 # long (by hand, on 2 cores), and code built at -O1 ran no slower than at -O3 in paired rounds.
 FLAGS = ["-O2", "-g0"]
@@ -136,5 +152,5 @@ setup(
             nthreads=os.cpu_count() or 1,
         ),
     ],
-    cmdclass={"build_ext": BuildExtensions},
+    cmdclass={"build_ext": BuildExtensions, "build_py": BuildPackage},
 )

@@ -445,8 +445,15 @@ def _scan_class(pattern: str, i: int) -> tuple[int, str]:
 
 
 # --------------------------------------------------------------------------- loading
-# The rule packs shipped with curate (the repository's `rules/`, next to the package).
-SHIPPED_RULES = Path(__file__).resolve().parent.parent / "rules"
+def _shipped_rules() -> Path:
+    """The rule packs shipped with curate: the copy a wheel installs in the package
+    (`setup.py`'s `BuildPackage`), else the repository's `rules/`, beside the package."""
+    package = Path(__file__).resolve().parent
+    installed = package / "shipped_rules"
+    return installed if installed.is_dir() else package.parent / "rules"
+
+
+SHIPPED_RULES = _shipped_rules()
 # `run.rules`'s default folder, relative to where curate runs.
 DEFAULT_RULES = Path("rules")
 

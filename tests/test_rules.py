@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import functools
+import os
 import shutil
 import string
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -107,6 +110,28 @@ def test_the_default_folder_is_the_local_one_else_the_shipped_packs(tmp_path: Pa
     local = load_rules(["rules"])
     assert [r.id for r in local.rules] == ["x.one"]
     assert local.folders == [Path("rules")]
+
+
+def test_a_wheel_ships_the_rule_packs_in_the_package(tmp_path: Path) -> None:
+    """What `setup.py build_py` puts in a wheel holds the packs, and that package, with no
+    repository beside it, loads them as its default rules: the same rules as the repository's."""
+    build = tmp_path / "build"
+    subprocess.run(
+        [sys.executable, "setup.py", "-q", "build_py", "--build-lib", str(build)],
+        cwd=ROOT, check=True, capture_output=True,
+    )  # fmt: skip
+    shipped = build / "curate" / "shipped_rules"
+    assert sorted(p.relative_to(shipped) for p in shipped.rglob("*.toml")) == sorted(
+        p.relative_to(RULES) for p in RULES.rglob("*.toml")
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    probe = "from curate.rules import SHIPPED_RULES, load_rules; print(SHIPPED_RULES); print(load_rules(['rules']).digest())"
+    env = {**os.environ, "PYTHONPATH": str(build), "CURATE_PURE_PYTHON": "1"}
+    found = subprocess.run(
+        [sys.executable, "-c", probe], cwd=elsewhere, env=env, check=True, capture_output=True, text=True
+    ).stdout.split()
+    assert found == [str(shipped), load_rules([RULES]).digest()]
 
 
 def test_a_named_folder_that_is_missing_is_an_error(tmp_path: Path, monkeypatch) -> None:
