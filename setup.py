@@ -125,10 +125,9 @@ class BuildPackage(build_py):
     def run(self) -> None:
         super().run()
         if not self.editable_mode:
-            shutil.copytree(
-                HERE / "rules", Path(self.build_lib) / "curate" / "shipped_rules",
-                dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", ".*"),
-            )  # fmt: skip
+            target = Path(self.build_lib) / "curate" / "shipped_rules"
+            shutil.rmtree(target, ignore_errors=True)  # (a pack removed since the last build goes)
+            shutil.copytree(HERE / "rules", target, ignore=shutil.ignore_patterns("__pycache__", ".*"))
 
 
 # -O2 without debugging information: with Python's own flags (-O3 -g) the build took about twice as

@@ -34,7 +34,11 @@ class RunSettings:
     input: list = setting(["corpus/incoming"], "Input files or folders (recursive).")
     corpus: str = setting("corpus", "Corpus folder: versions/<id>/ and LATEST are written here.")
     reports: str = setting("reports", "Reports folder: reports/<version>/ is written here.")
-    rules: list = setting(["rules"], "Rule pack folders, loaded in order (add your own here).")
+    rules: list = setting(
+        [],
+        "Rule pack folders, loaded in order (add your own here). Empty: rules/ where curate "
+        "runs if there is one, else the packs shipped with curate.",
+    )
     lock_wait_seconds: float = setting(
         0.0, "How long a run waits for another run on the same corpus before giving up."
     )

@@ -447,24 +447,25 @@ def _scan_class(pattern: str, i: int) -> tuple[int, str]:
 # --------------------------------------------------------------------------- loading
 def _shipped_rules() -> Path:
     """The rule packs shipped with curate: the copy a wheel installs in the package
-    (`setup.py`'s `BuildPackage`), else the repository's `rules/`, beside the package."""
+    (`setup.py`'s `BuildPackage`), else the repository's `rules/`, beside the package (a folder
+    of that name there that holds no pack, another package's, is not taken for it)."""
     package = Path(__file__).resolve().parent
     installed = package / "shipped_rules"
-    return installed if installed.is_dir() else package.parent / "rules"
+    beside = package.parent / "rules"
+    return beside if not installed.is_dir() and any(beside.glob("*.toml")) else installed
 
 
 SHIPPED_RULES = _shipped_rules()
-# `run.rules`'s default folder, relative to where curate runs.
-DEFAULT_RULES = Path("rules")
+LOCAL_RULES = Path("rules")  # (a run's own packs, where it runs)
 
 
-def resolve_folder(folder: Path) -> Path:
-    """`folder` as given, except the default `rules` where the current folder has none: that
-    names the shipped packs, so that `curate run` works from any folder (a folder the user
-    names is never replaced: a mistyped one is an error)."""
-    if folder == DEFAULT_RULES and not folder.is_dir() and SHIPPED_RULES.is_dir():
-        return SHIPPED_RULES
-    return folder
+def configured_folders(configured: list[str] | list[Path]) -> list[Path]:
+    """The rule folders of `run.rules`, as given. None given (the default): `rules/` where
+    curate runs, if there is one, else the packs shipped with curate, so that a run works
+    from any folder. A folder named that does not exist stays an error (`load_rules`)."""
+    if configured:
+        return [Path(folder) for folder in configured]
+    return [LOCAL_RULES if LOCAL_RULES.is_dir() else SHIPPED_RULES]
 
 
 def load_rules(folders: list[Path] | list[str]) -> RuleSet:
@@ -473,7 +474,7 @@ def load_rules(folders: list[Path] | list[str]) -> RuleSet:
     allowlist: list[AllowEntry] = []
     digest_parts: list[Any] = []
     seen: dict[str, str] = {}
-    paths = [resolve_folder(Path(f)) for f in folders]
+    paths = [Path(f) for f in folders]
     for folder in paths:
         if not folder.is_dir():
             raise RuleError(f"{folder}: rules folder not found")

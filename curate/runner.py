@@ -62,9 +62,10 @@ class RunResult:
 
 def load_rules(config: Config) -> Any:
     """The rule set named by the configuration (RuleError for a broken rule file)."""
+    from curate.rules import configured_folders
     from curate.rules import load_rules as load
 
-    return load([Path(p) for p in config.run.rules])
+    return load(configured_folders(config.run.rules))
 
 
 # Input files of at least this many bytes are hashed on threads (`hash_inputs`); smaller ones in

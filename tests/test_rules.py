@@ -8,6 +8,7 @@ import shutil
 import string
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from curate.cli import main
-from curate.rules import RuleError, expand_variants, load_rules, review_command
+from curate.rules import (
+    SHIPPED_RULES,
+    RuleError,
+    configured_folders,
+    expand_variants,
+    load_rules,
+    review_command,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "rules"
@@ -101,43 +109,66 @@ def test_allowlist_naming_an_unknown_rule_is_an_error(tmp_path: Path) -> None:
         load_rules([folder])
 
 
-def test_the_default_folder_is_the_local_one_else_the_shipped_packs(tmp_path: Path, monkeypatch) -> None:
+def test_no_folder_named_is_the_local_rules_else_the_shipped_packs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`run.rules` left empty (the default): `rules/` where curate runs, else the packs shipped
+    with curate, the same rules as naming them. Named folders are taken as given."""
     monkeypatch.chdir(tmp_path)
-    shipped = load_rules(["rules"])
-    assert shipped.folders == [RULES]
-    assert shipped.digest() == load_rules([RULES]).digest()
+    assert configured_folders([]) == [SHIPPED_RULES]
+    assert load_rules(configured_folders([])).digest() == load_rules([RULES]).digest()
     pack_folder(tmp_path, GOOD_RULE)
-    local = load_rules(["rules"])
-    assert [r.id for r in local.rules] == ["x.one"]
-    assert local.folders == [Path("rules")]
+    assert configured_folders([]) == [Path("rules")]
+    assert [r.id for r in load_rules(configured_folders([])).rules] == ["x.one"]
+    assert configured_folders(["mine", "rules"]) == [Path("mine"), Path("rules")]
+
+
+@pytest.mark.parametrize("named", ["myrules", "rules", "./rules", "rules/"])
+def test_a_named_folder_that_is_missing_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, named: str
+) -> None:
+    """Even one named `rules`: a project's configuration run from the wrong folder must not
+    fall back to other rules than its own."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(RuleError, match="rules folder not found$"):
+        load_rules(configured_folders([named]))
 
 
 def test_a_wheel_ships_the_rule_packs_in_the_package(tmp_path: Path) -> None:
     """What `setup.py build_py` puts in a wheel holds the packs, and that package, with no
-    repository beside it, loads them as its default rules: the same rules as the repository's."""
-    build = tmp_path / "build"
+    repository beside it, loads them as its default rules: the same rules as the repository's.
+    The sdist carries `rules/` (MANIFEST.in), from which a wheel is built."""
+    build, metadata = tmp_path / "build", tmp_path / "egg"
+    metadata.mkdir()
+    stale = build / "curate" / "shipped_rules" / "99_removed_since.toml"
+    stale.parent.mkdir(parents=True)
+    stale.write_text(GOOD_RULE, encoding="utf-8")
     subprocess.run(
-        [sys.executable, "setup.py", "-q", "build_py", "--build-lib", str(build)],
+        [sys.executable, "setup.py", "-q", "egg_info", "--egg-base", str(metadata),
+         "build_py", "--build-lib", str(build), "sdist", "--dist-dir", str(tmp_path)],
         cwd=ROOT, check=True, capture_output=True,
     )  # fmt: skip
+    packs = sorted(p.relative_to(RULES) for p in RULES.rglob("*.toml"))
     shipped = build / "curate" / "shipped_rules"
-    assert sorted(p.relative_to(shipped) for p in shipped.rglob("*.toml")) == sorted(
-        p.relative_to(RULES) for p in RULES.rglob("*.toml")
-    )
+    assert sorted(p.relative_to(shipped) for p in shipped.rglob("*.toml")) == packs
+    (sdist,) = tmp_path.glob("curate-*.tar.gz")
+    with tarfile.open(sdist) as archive:
+        in_sdist = sorted(
+            Path(*Path(name).parts[2:]) for name in archive.getnames()
+            if Path(name).parts[1:2] == ("rules",) and name.endswith(".toml")
+        )  # fmt: skip
+    assert in_sdist == packs
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    probe = "from curate.rules import SHIPPED_RULES, load_rules; print(SHIPPED_RULES); print(load_rules(['rules']).digest())"
+    probe = (
+        "from curate.rules import SHIPPED_RULES, configured_folders, load_rules; "
+        "print(SHIPPED_RULES); print(load_rules(configured_folders([])).digest())"
+    )
     env = {**os.environ, "PYTHONPATH": str(build), "CURATE_PURE_PYTHON": "1"}
     found = subprocess.run(
         [sys.executable, "-c", probe], cwd=elsewhere, env=env, check=True, capture_output=True, text=True
     ).stdout.split()
     assert found == [str(shipped), load_rules([RULES]).digest()]
-
-
-def test_a_named_folder_that_is_missing_is_an_error(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    with pytest.raises(RuleError, match="^myrules: rules folder not found$"):
-        load_rules(["myrules"])
 
 
 def test_subfolders_are_data_not_packs(tmp_path: Path) -> None:
@@ -231,6 +262,25 @@ def test_review_records_a_keep_and_rules_test_gains_it(tmp_path: Path) -> None:
     again = runner.invoke(main, ["review", "--rules", str(folder), "--keep", "转载请注明出处", "--rule", "disclaimer.reprint_line"])
     assert again.exit_code == 0 and "already kept" in again.output
     assert len(load_rules([folder]).allowlist) == 1
+    other = runner.invoke(main, ["review", "--rules", str(folder), "--keep", "本站部分信息由相关部门提供"])
+    assert other.exit_code == 0, other.output
+    assert [e.text for e in load_rules([folder]).allowlist] == ["转载请注明出处", "本站部分信息由相关部门提供"]
+
+
+def test_review_without_a_rules_folder_here_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where a run would use the shipped packs, `review` refuses in one line rather than
+    write into curate's own packs (shared by every project, replaced by an upgrade)."""
+    monkeypatch.chdir(tmp_path)
+    allowlist = SHIPPED_RULES / "allowlist.toml"
+    before = allowlist.read_bytes()
+    result = CliRunner().invoke(main, ["review", "--keep", "转载请注明出处"])
+    assert result.exit_code == 2
+    assert "review: no rules folder here" in result.output and "--rules DIR" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert allowlist.read_bytes() == before
+    assert not (tmp_path / "rules").exists()
 
 
 @pytest.mark.parametrize(

@@ -14,8 +14,10 @@ from curate.cli.common import fail, rich_console
 from curate.rules import (
     ALLOWLIST_FILE,
     BUILTIN_RULE_IDS,
+    SHIPPED_RULES,
     RuleError,
     RuleSet,
+    configured_folders,
     load_rules,
     normalise_for_compare,
 )
@@ -29,7 +31,7 @@ def rule_folders(config_path: str | None, rules_dirs: tuple[str, ...]) -> list[P
         cfg = config_module.load(config_path)
     except config_module.ConfigError as exc:
         fail(str(exc))
-    return [Path(d) for d in cfg.run.rules]
+    return configured_folders(cfg.run.rules)
 
 
 def load(config_path: str | None, rules_dirs: tuple[str, ...]) -> RuleSet:
@@ -135,6 +137,13 @@ def review(
         fail("review: --keep text is too short to review safely (at least 4 visible characters)")
     if rule_id is not None and ruleset.get(rule_id) is None and rule_id not in BUILTIN_RULE_IDS:
         fail(f"review: unknown rule {rule_id!r} (see `curate rules list`)")
+    if ruleset.folders == [SHIPPED_RULES] and not rules_dirs:
+        # (no rules/ here: the allowlist would go into curate's own packs, shared by every
+        # project and, installed, overwritten by the next upgrade)
+        fail(
+            f"review: no rules folder here to keep the entry in (the run uses the packs shipped "
+            f"with curate, {SHIPPED_RULES}): name one with --rules DIR, or copy those packs to ./rules"
+        )
     target = ruleset.folders[0] / ALLOWLIST_FILE
     key = normalise_for_compare(keep_text)
     for entry in ruleset.allowlist:
@@ -146,7 +155,9 @@ def review(
         entry["rule"] = rule_id
     if note:
         entry["note"] = note
-    block = tomli_w.dumps({"keep": [entry]})
+    # (one `[[keep]]` table per entry, written as such: tomli-w 1.2 writes a one-element list
+    # of tables as `keep = [{...}]`, which a second entry appended would define again)
+    block = "[[keep]]\n" + tomli_w.dumps(entry)
     existing = target.read_text(encoding="utf-8") if target.is_file() else ""
     separator = "" if not existing or existing.endswith("\n\n") else ("\n" if existing.endswith("\n") else "\n\n")
     target.parent.mkdir(parents=True, exist_ok=True)

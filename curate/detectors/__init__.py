@@ -85,7 +85,7 @@ def find_lexicon(rule_folders: list[str] | tuple[str, ...], base: str | Path = "
 
 
 def default_lexicon_path() -> Path:
-    """The lexicon shipped in the repository's `rules/` (used when no rule folder has one)."""
+    """The lexicon of the rule packs shipped with curate (used when no rule folder has one)."""
     from curate.rules import SHIPPED_RULES
 
     return SHIPPED_RULES / LEXICON_FILE

@@ -18,12 +18,19 @@ never removed; a pattern that exceeds its time limit is reported (a warning for 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from curate.config import setting
 from curate.document import Change, Document, Flag
-from curate.rules import Rule, RuleSet, TriggerHits, load_rules, nonblank_lines, whole_line_spans
+from curate.rules import (
+    Rule,
+    RuleSet,
+    TriggerHits,
+    configured_folders,
+    load_rules,
+    nonblank_lines,
+    whole_line_spans,
+)
 from curate.stages.base import DocumentStage, StageSettings
 
 # Documents whose triggers are found in one scan (see `Boilerplate.run`).
@@ -67,7 +74,7 @@ class Boilerplate(DocumentStage):
         if self._rules is None:
             rules = self.context.rules
             if rules is None:
-                rules = load_rules([Path(p) for p in self.context.config.run.rules])
+                rules = load_rules(configured_folders(self.context.config.run.rules))
                 self.context.rules = rules
             self._rules = rules
         return self._rules

@@ -29,6 +29,7 @@ from curate.detectors import (  # noqa: F401  (the detector modules, which `dete
 )
 from curate.detectors.bigram import BigramModel, default_model
 from curate.document import Document
+from curate.rules import configured_folders
 from curate.stages.base import DocumentStage, StageSettings
 
 # Documents whose per-character work is done together (see `process_batch`): enough for numpy's per-call
@@ -102,7 +103,7 @@ class CorruptedSpans(DocumentStage):
 
     def _lexicon_path(self) -> Path:
         config = getattr(self.context, "config", None)
-        folders = list(getattr(getattr(config, "run", None), "rules", None) or [])
+        folders = configured_folders(getattr(getattr(config, "run", None), "rules", None) or [])
         return find_lexicon(folders) or default_lexicon_path()
 
     batch_documents = BATCH_DOCUMENTS
