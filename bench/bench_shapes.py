@@ -32,7 +32,6 @@ import tempfile
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
@@ -106,13 +105,13 @@ def missing_source(shape: str, corpora: Path) -> Path | None:
     return next((corpora / source for source in SHAPES[shape][0] if not (corpora / source).exists()), None)
 
 
-def shape_input(shape: str | None, path: str) -> tuple[Path, Callable[[Path, Path], Any]] | None:
-    """The corpora folder and what writes `shape`'s input from it (None: the whole-pipeline
-    benchmark's, `bench_pipeline.prepare_inputs`); None, after the "skipped" line every benchmark
-    prints, when a source is missing."""
+def shape_input(shape: str | None, path: str) -> tuple[Path, Callable[[Path, Path], int]] | None:
+    """The corpora folder and what writes `shape`'s input from it into a folder, returning its
+    bytes (None: the whole-pipeline benchmark's, `bench_pipeline.prepare_inputs`); None, after
+    the "skipped" line every benchmark prints, when a source is missing."""
     if shape is None:
         corpora = found_corpora(path)
-        return None if corpora is None else (corpora, prepare_inputs)
+        return None if corpora is None else (corpora, lambda source, folder: prepare_inputs(source, folder)[1])
     corpora = Path(path)
     missing = missing_source(shape, corpora)
     if missing is not None:

@@ -314,8 +314,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="curate-accounts-") as folder:
         inputs, scratch = Path(folder) / "input", Path(folder) / "runs"
         scratch.mkdir()
-        made = prepare(corpora, inputs)  # (files and bytes, or bytes)
-        size = made[1] if isinstance(made, tuple) else made
+        size = prepare(corpora, inputs)
         print(f"input: {args.shape or 'the benchmark'}, {size / 1e6:.1f} MB; {args.rounds} runs of each, medians")
         _run(inputs, scratch, counts[0])  # untimed: the table cache filled, the files in the page cache
         for _ in range(args.rounds):

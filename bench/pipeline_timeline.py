@@ -137,12 +137,8 @@ def main() -> int:
     dedup.NearDuplicates.observe = counted_observe  # type: ignore[method-assign]
     folder = Path(tempfile.mkdtemp(prefix="curate-timeline-"))
     try:
-        made = prepare(corpora, folder / "input")  # (files and bytes, or bytes)
-        if isinstance(made, tuple):
-            files, size = made
-        else:
-            size = made
-            files = sum(1 for path in (folder / "input").rglob("*") if not path.is_dir())
+        size = prepare(corpora, folder / "input")
+        files = sum(1 for path in (folder / "input").rglob("*") if path.is_file())
         at_start = _rss_mib()
         start = time.time()
         settings = config.build({"run": {"workers": args.workers}})
