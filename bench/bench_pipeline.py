@@ -57,7 +57,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -85,13 +85,21 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def found_corpora(path: str) -> Path | None:
-    """The corpora folder, if it holds the three corpora of this input; else None, after the
-    "skipped" line every benchmark prints without them."""
+SOURCES = (NEWSSPIDER, TAIWANSTAT, THUCNEWS)  # (this input's, in `corpora`)
+
+
+def first_missing(corpora: Path, sources: Iterable[Path]) -> Path | None:
+    """The first of `sources` not in `corpora`, or None."""
+    return next((corpora / source for source in sources if not (corpora / source).exists()), None)
+
+
+def found_corpora(path: str, sources: Iterable[Path] = SOURCES) -> Path | None:
+    """The corpora folder, if it holds `sources` (by default the three corpora of this input);
+    else None, after the "skipped" line every benchmark prints without them."""
     corpora = Path(path)
-    missing = [p for p in (NEWSSPIDER, TAIWANSTAT, THUCNEWS) if not (corpora / p).exists()]
-    if missing:
-        print(f"skipped: {corpora / missing[0]} not found")
+    missing = first_missing(corpora, sources)
+    if missing is not None:
+        print(f"skipped: {missing} not found")
         return None
     return corpora
 

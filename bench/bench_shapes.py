@@ -37,9 +37,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_pipeline import (  # noqa: E402
+    SOURCES,
     THUCNEWS,
     compile_checkout,
     corpora_parser,
+    first_missing,
     found_corpora,
     prepare_inputs,
     timed_run,
@@ -100,24 +102,16 @@ def shape_list(text: str) -> list[str]:
     return names
 
 
-def missing_source(shape: str, corpora: Path) -> Path | None:
-    """The first of a shape's sources not in `corpora` (the script then says "skipped"), or None."""
-    return next((corpora / source for source in SHAPES[shape][0] if not (corpora / source).exists()), None)
-
-
 def shape_input(shape: str | None, path: str) -> tuple[Path, Callable[[Path, Path], int]] | None:
     """The corpora folder and what writes `shape`'s input from it into a folder, returning its
     bytes (None: the whole-pipeline benchmark's, `bench_pipeline.prepare_inputs`); None, after
     the "skipped" line every benchmark prints, when a source is missing."""
     if shape is None:
-        corpora = found_corpora(path)
-        return None if corpora is None else (corpora, lambda source, folder: prepare_inputs(source, folder)[1])
-    corpora = Path(path)
-    missing = missing_source(shape, corpora)
-    if missing is not None:
-        print(f"skipped: {missing} not found")
-        return None
-    return corpora, SHAPES[shape][1]
+        sources, prepare = SOURCES, lambda corpora, folder: prepare_inputs(corpora, folder)[1]
+    else:
+        sources, prepare = SHAPES[shape]
+    corpora = found_corpora(path, sources)
+    return None if corpora is None else (corpora, prepare)
 
 
 def version_of(out: Path) -> str:
@@ -138,7 +132,7 @@ def main() -> int:
     for checkout in checkouts.values():
         compile_checkout(checkout)
     for shape in args.shape:
-        missing = missing_source(shape, corpora)
+        missing = first_missing(corpora, SHAPES[shape][0])
         if missing is not None:
             print(f"skipped {shape}: {missing} not found")
             continue
