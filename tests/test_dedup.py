@@ -1045,6 +1045,45 @@ def test_a_summary_keeps_the_text_it_was_made_of_whole_and_packed() -> None:
     assert dedup._as_bytes(first.text_utf8) == dedup._as_bytes(second.text_utf8)
 
 
+@pytest.mark.parametrize("kernels", [True, False])
+def test_columns_cut_from_many_records_are_each_records_own(kernels: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`_record_columns` (the decision's columns of every run document, cut from the records'
+    blocks by `_RECORD_COLUMNS`) gives each column as the records' properties joined, for
+    records, for summaries not packed, one-paragraph documents (`one_sig`) and empty ones,
+    compiled and not."""
+    if kernels and minhash._kernels is None:
+        pytest.skip("curate._kernels was not built")
+    if not kernels:
+        monkeypatch.setattr(minhash, "_kernels", None)
+    stage = NearDuplicates(DedupSettings(), RunContext(config=None))
+    docs = [*batch_corpus(), Document.new("one.txt", "只有一段的文件，不太长也不太短。"), Document.new("empty.txt", "")]
+    summaries = list(stage.summarise_many(docs))
+    records = [stage.unpack_summary(stage.pack_summary(summary)) for summary in summaries]
+    assert any(record.one_sig for record in records) and any(not record.one_sig for record in records)
+    mixed = [summary if n % 3 else record for n, (summary, record) in enumerate(zip(summaries, records, strict=True))]
+    settings = DedupSettings()
+    columns = {
+        "src_pos": ((), np.int64),
+        "src_off": ((), np.int64),
+        "spans": ((2,), np.int64),
+        "cf": ((2,), np.int64),
+        "hashes": ((), np.uint64),
+        "win_counts": ((), np.int64),
+        "win_spans": ((2,), np.int64),
+        "para_sigs": ((settings.num_perm,), np.uint32),
+        "win_sigs": ((settings.window_num_perm,), np.uint32),
+    }
+    assert set(columns) == set(dedup._RECORD_COLUMNS)
+    asked = tuple((name, shape, dtype) for name, (shape, dtype) in columns.items())
+    for given_summaries in (records, mixed, records[:1], []):
+        got = dedup._record_columns(given_summaries, asked)
+        for (name, shape, dtype), array in zip(asked, got, strict=True):
+            want = [np.asarray(getattr(summary, name)).reshape(-1, *shape) for summary in given_summaries]
+            want_array = np.concatenate(want).astype(dtype) if want else np.empty((0, *shape), dtype)
+            assert array.dtype == dtype and array.shape == want_array.shape, name
+            assert array.tolist() == want_array.tolist(), name
+
+
 def test_summarise_many_gives_the_output_of_summarise() -> None:
     docs = batch_corpus()
     context = RunContext(config=None)

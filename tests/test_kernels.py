@@ -472,3 +472,46 @@ def test_a_compiled_models_derived_tables_come_with_it_as_computed(tmp_path, mon
         assert (pairs & 0xFFFFFFFF).astype(np.uint32).tobytes() == model.slot_keys.tobytes()
         assert (pairs >> 32).astype(np.uint32).view(np.float32).tobytes() == model.slot_bits.tobytes()
     assert any(tmp_path.iterdir())
+
+
+@needs_kernels
+@given(
+    st.lists(
+        st.lists(st.integers(-(2**63), 2**63 - 1), max_size=12).flatmap(
+            lambda items: st.tuples(
+                st.just(items),
+                st.integers(0, len(items)).flatmap(lambda a: st.tuples(st.just(a), st.integers(0, len(items) - a))),
+            )
+        ),
+        max_size=8,
+    )
+)
+@settings(max_examples=200, deadline=None)
+def test_items_cut_from_blocks_are_the_same(cuts) -> None:
+    from curate.stages import dedup
+
+    blocks = [np.array(items, np.int64) for items, _ in cuts]
+    starts = np.array([a for _, (a, _) in cuts], np.int64)
+    lengths = np.array([n for _, (_, n) in cuts], np.int64)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        compiled, reference = both(
+            monkeypatch, lambda: dedup._cut_items(blocks, starts, lengths, np.dtype(np.int64))
+        )
+    want = [item for items, (a, n) in cuts for item in items[a : a + n]]
+    assert compiled.dtype == reference.dtype == np.int64
+    assert compiled.tolist() == reference.tolist() == want
+
+
+@needs_kernels
+def test_items_cut_from_blocks_stay_inside_them() -> None:
+    blocks = [np.arange(4, dtype=np.int64)]
+    out = np.empty(3, np.int64)
+    for starts, lengths in (([2], [3]), ([-1], [3]), ([0], [-1])):
+        with pytest.raises(ValueError):
+            KERNELS.gather(blocks, np.array(starts, np.int64), np.array(lengths, np.int64), 8, out.view(np.uint8))
+    with pytest.raises(ValueError, match="longer"):  # (`out` must be filled: never left half made)
+        KERNELS.gather(blocks, np.array([0], np.int64), np.array([2], np.int64), 8, out.view(np.uint8))
+    with pytest.raises(ValueError, match="one start"):
+        KERNELS.gather(blocks, np.array([0, 1], np.int64), np.array([1], np.int64), 8, out.view(np.uint8))
+    KERNELS.gather(blocks, np.array([1], np.int64), np.array([3], np.int64), 8, out.view(np.uint8))
+    assert out.tolist() == [1, 2, 3]
