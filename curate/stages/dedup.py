@@ -359,33 +359,77 @@ _BLOCK_TYPES = {"wide": np.dtype(np.int64), "narrow": np.dtype(np.uint32)}
 def _record_columns(
     summaries: list[_Summarised], columns: tuple[tuple[str, tuple[int, ...], Any], ...]
 ) -> list[np.ndarray]:
-    """`_Engine._run_columns` of these summaries: each column's items cut from every record's
-    block in one compiled call (`_cut_items`), not a numpy view of each record made and joined
-    (about a microsecond a record and column: 0.13 s of the decision's 0.29 s on 17,818
-    one-sentence documents). A summary not read from a record (one the driver redid itself)
-    is made one first."""
-    records = [summary if type(summary) is _Record else _unpack(_pack(summary)) for summary in summaries]
-    dims = np.array([record.dims for record in records], np.int64).reshape(-1, 5)
-    sizes = dims[:, :3]
-    sizes = np.column_stack([sizes, dims[:, 1] * dims[:, 3], dims[:, 2] * dims[:, 4]])
-    blocks = {"wide": [record.wide for record in records], "narrow": [record.narrow for record in records]}
-    out = []
-    for name, shape, dtype in columns:
-        block, first, count = _RECORD_COLUMNS[name]
-        items = _cut_items(blocks[block], sizes @ np.array(first), sizes @ np.array(count), _BLOCK_TYPES[block])
-        if np.dtype(dtype).itemsize == items.itemsize:  # (read as the type asked for: the hashes' bits as uint64)
-            items = items.view(dtype)
-        out.append(items.astype(dtype, copy=False).reshape(-1, *shape))
-    return out
+    """`_Engine._run_columns` of these summaries (`_Rows`)."""
+    rows = _Rows(summaries)
+    return [rows.column(name, shape, dtype) for name, shape, dtype in columns]
+
+
+class _Rows:
+    """The columns of many documents' rows (paragraphs, windows), each document a summary or an
+    `_IndexBlock`: a summary's items cut from its record's blocks by `_RECORD_COLUMNS`, every
+    document's in one compiled call (`_cut_items`), not a numpy view of each document and
+    column made and joined (about a microsecond each: 0.13 s of the decision's 0.29 s on
+    17,818 one-sentence documents, and about 0.2 s of the index's 0.3 s). A summary not read
+    from a record (one the driver redid itself) is made one first."""
+
+    # A block's field (`_IndexBlock`) for each column of a record.
+    _FIELDS: ClassVar[dict[str, str]] = {
+        "spans": "spans", "cf": "cf", "hashes": "hashes", "para_sigs": "sigs",
+        "win_counts": "win_counts", "win_spans": "windows", "win_sigs": "win_sigs",
+    }  # fmt: skip
+
+    def __init__(self, items: list[Any]) -> None:
+        self.items = [_unpack(_pack(item)) if type(item) is _Summary else item for item in items]
+        self.blocks = [n for n, item in enumerate(self.items) if type(item) is not _Record]
+        dims = np.zeros((len(self.items), 5), np.int64)
+        records = [item.dims for item in self.items if type(item) is _Record]
+        if records:
+            dims[np.flatnonzero([type(item) is _Record for item in self.items])] = records
+        n, p, w, k, kw = dims.T
+        self.sizes = np.column_stack([n, p, w, p * k, w * kw])
+        self.paragraphs = p  # of each record (a block's: 0)
+        self.wide = [item.wide if type(item) is _Record else None for item in self.items]
+        self.narrow = [item.narrow if type(item) is _Record else None for item in self.items]
+
+    def counts(self) -> list[int]:
+        """The paragraphs of each document."""
+        counts = self.paragraphs.tolist()
+        for n in self.blocks:
+            counts[n] = int(self.items[n].spans.shape[0])
+        return counts
+
+    def column(self, name: str, shape: tuple[int, ...], dtype: Any, start: int = 0, end: int | None = None) -> np.ndarray:
+        """Column `name` (rows of `shape`, as `dtype`) of documents `start` to `end`, joined."""
+        kind, first, count = _RECORD_COLUMNS[name]
+        end = len(self.items) if end is None else end
+        sizes = self.sizes[start:end]
+        starts, lengths = sizes @ np.array(first), sizes @ np.array(count)
+        blocks = (self.wide if kind == "wide" else self.narrow)[start:end]
+        dtype = np.dtype(dtype)
+        for n in self.blocks[bisect_left(self.blocks, start) : bisect_left(self.blocks, end)]:
+            values = np.ascontiguousarray(np.asarray(getattr(self.items[n], self._FIELDS[name]), dtype)).reshape(-1)
+            blocks[n - start], starts[n - start], lengths[n - start] = values, 0, values.shape[0]
+        return _cut_items(blocks, starts, lengths, dtype).reshape(-1, *shape)
+
+    def texts(self, start: int, end: int) -> list[str]:
+        """The paragraphs' texts of documents `start` to `end`, in order."""
+        texts: list[str] = []
+        for item in self.items[start:end]:
+            if type(item) is _Record:
+                texts.extend(_slices(_text_of(item.text_utf8), item.spans))
+            else:
+                texts.extend(_block_texts(item))
+        return texts
 
 
 def _cut_items(blocks: list[np.ndarray], starts: np.ndarray, lengths: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """Items starts[i] to starts[i] + lengths[i] of each 1-D array blocks[i] (all of `dtype`),
-    one after the other (`curate._kernels.gather`, when built, does it in one loop)."""
+    """Items starts[i] to starts[i] + lengths[i] of each 1-D array blocks[i], one after the
+    other, as `dtype` (each block's items read as it: all of its size); `curate._kernels.gather`,
+    when built, does it in one loop."""
     starts, lengths = starts.astype(np.int64), lengths.astype(np.int64)
     kernels = minhash._kernels
     if kernels is None:
-        cut = [block[a : a + n] for block, a, n in zip(blocks, starts.tolist(), lengths.tolist(), strict=True)]
+        cut = [block.view(dtype)[a : a + n] for block, a, n in zip(blocks, starts.tolist(), lengths.tolist(), strict=True)]
         return _joined(cut, (), dtype)
     out = np.empty(int(lengths.sum()), dtype)
     kernels.gather(blocks, starts, lengths, dtype.itemsize, out.view(np.uint8))
@@ -2622,7 +2666,7 @@ class _Engine:
         the blocks of those documents, re-signed after the edits, by document; `keep`: how many
         of the parent's segments this one refers to (`_merge_point`).
         """
-        rows: list[tuple[str, np.ndarray | None, _IndexBlock]] = []
+        rows: list[tuple[str, np.ndarray | None, _IndexBlock | _Summarised]] = []
         parent_docs: list[int] = []
         for doc_index, doc in enumerate(self.docs):
             if doc.duplicate:
@@ -2631,11 +2675,7 @@ class _Engine:
             if summary is None:
                 parent_docs.append(doc_index)
             elif doc_index not in edited:  # unchanged by this stage: as collected
-                block = _IndexBlock(
-                    summary.spans, summary.cf, summary.hashes, summary.para_sigs, summary.text_utf8,
-                    summary.win_counts, summary.win_spans, summary.win_sigs,
-                )  # fmt: skip
-                rows.append((doc.id, doc.sig, block))
+                rows.append((doc.id, doc.sig, summary))
             else:
                 rows.append((doc.id, None, blocks[doc_index][0]))
         segments = self.parent.segments if self.parent is not None else []
@@ -2652,13 +2692,13 @@ class _Engine:
             written = {doc_id for doc_id, _, _ in rows}
             gone = sorted(set(chain(self.dropped, *(ids.tolist() for ids in self.parent.gone[keep:]))) - written)
         rows.sort(key=lambda row: row[0])
-        ordered = [block for _, _, block in rows]
+        ordered = _Rows([block for _, _, block in rows])
         perm, wperm = self.s.num_perm, self.s.window_num_perm
-        para_counts = [block.spans.shape[0] for block in ordered]
-        win_counts = _ints([block.win_counts for block in ordered], np.int64)
-        spans = _concat([block.spans for block in ordered], 2, np.int64)
-        cf = _concat([block.cf for block in ordered], 2, np.int64)
-        windows = _concat([block.windows for block in ordered], 2, np.int64)
+        para_counts = ordered.counts()
+        win_counts = ordered.column("win_counts", (), np.int64)
+        spans = ordered.column("spans", (2,), np.int64)
+        cf = ordered.column("cf", (2,), np.int64)
+        windows = ordered.column("win_spans", (2,), np.int64)
         # Window spans are stored relative to their paragraph's comparison form.
         win_base = np.repeat(cf[:, 0], win_counts)
         chunks = _chunks(para_counts, _INDEX_CHUNK_ROWS)
@@ -2687,16 +2727,16 @@ class _Engine:
             npz.array("para_chars", (cf[:, 1] - cf[:, 0]).astype(np.int32))
             npz.array("para_doc", np.repeat(np.arange(len(rows), dtype=np.int32), para_counts))
             npz.array("para_end", spans[:, 1])
-            npz.array("para_hash", _ints([block.hashes for block in ordered], np.uint64))
+            npz.array("para_hash", ordered.column("hashes", (), np.uint64))
             npz.columns(
                 "para_sigs",
                 (spans.shape[0], perm),
-                (tables["para"].add(_concat([block.sigs for block in ordered[a:b]], perm)) for a, b in chunks),
+                (tables["para"].add(ordered.column("para_sigs", (perm,), np.uint32, a, b)) for a, b in chunks),
             )
             npz.array("para_start", spans[:, 0])
             frames = npz.text(
                 PARA_TEXT,
-                ([text for block in ordered[a:b] for text in _block_texts(block)] for a, b in chunks),
+                (ordered.texts(a, b) for a, b in chunks),
                 int((spans[:, 1] - spans[:, 0]).sum()) + spans.shape[0],
             )
             npz.array(PARA_TEXT_FRAMES, frames)
@@ -2706,7 +2746,7 @@ class _Engine:
             npz.columns(
                 "win_sigs",
                 (windows.shape[0], wperm),
-                (tables["win"].add(_concat([block.win_sigs for block in ordered[a:b]], wperm)) for a, b in chunks),
+                (tables["win"].add(ordered.column("win_sigs", (wperm,), np.uint32, a, b)) for a, b in chunks),
             )
             npz.array("win_start", (windows[:, 0] - win_base).astype(np.int32))
             named = {"hash": _BAND_TABLE_HASH, **{kind: table.bands for kind, table in tables.items()}}
@@ -3145,21 +3185,6 @@ def _offsets_in_groups(sizes: np.ndarray) -> np.ndarray:
     """For consecutive groups of these sizes, each element's offset in its group:
     [2, 3] -> [0, 1, 0, 1, 2]."""
     return np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
-
-
-def _ints(parts: list[Any], dtype: Any) -> np.ndarray:
-    """Lists or arrays of integers, one after the other, as one array of `dtype`.
-
-    1-D arrays (nearly every part: one document's column of the index, 5,000 documents by 9
-    columns on the benchmark) are cast by the concatenation itself, not converted one by one
-    first."""
-    if not parts:
-        return np.empty(0, dtype)
-    arrays = [
-        part if isinstance(part, np.ndarray) and part.ndim == 1 else np.asarray(part, dtype=dtype).reshape(-1)
-        for part in parts
-    ]
-    return np.concatenate(arrays, dtype=dtype, casting="unsafe")
 
 
 def _concat(blocks: list[np.ndarray], width: int, dtype: Any = np.uint32) -> np.ndarray:
