@@ -98,14 +98,22 @@ def test_missing_input_is_exit_2(project):
 
 def test_a_run_from_a_folder_without_rules_uses_the_shipped_packs(project, tmp_path_factory):
     """No curate.toml and no `rules/` where curate runs: the default rules folder names the
-    packs shipped with curate, the same rules (so the same version) as naming them."""
-    elsewhere = tmp_path_factory.mktemp("elsewhere")
-    shutil.copytree(project / "in", elsewhere / "in")
+    packs shipped with curate, the same rules (so the same version, byte for byte: a flag's
+    evidence once named the spam lexicon by its path) as naming them."""
+    elsewhere, copied = tmp_path_factory.mktemp("elsewhere"), tmp_path_factory.mktemp("copied")
+    for folder in (elsewhere, copied):
+        shutil.copytree(project / "in", folder / "in")
+    shutil.copytree(ROOT / "rules", copied / "rules")  # (found there as `./rules`)
     assert not (elsewhere / "rules").exists()
-    runs = [invoke(folder, "run", "in", "--workers", "1", "-q") for folder in (elsewhere, project)]
-    assert [r.exit_code for r in runs] == [0, 0], [r.output for r in runs]
-    latest = [(folder / "corpus" / "LATEST").read_text() for folder in (elsewhere, project)]
-    assert latest[0] == latest[1]
+    folders = (elsewhere, project, copied)
+    runs = [invoke(folder, "run", "in", "--workers", "1", "-q") for folder in folders]
+    assert [r.exit_code for r in runs] == [0, 0, 0], [r.output for r in runs]
+    latest = {(folder / "corpus" / "LATEST").read_text().strip() for folder in folders}
+    assert len(latest) == 1
+    version = latest.pop()
+    documents = {(folder / "corpus" / "versions" / version / "documents.jsonl").read_bytes() for folder in folders}
+    assert len(documents) == 1
+    assert b'"lexicon":"lexicons/spam.toml"' in documents.pop()  # (the sample holds spam)
 
 
 def test_a_quiet_run_prints_one_line_and_never_loads_rich(project):

@@ -47,7 +47,8 @@ class SpamLexicon:
     brand_patterns: tuple[str, ...]
     spam_examples: tuple[str, ...] = ()
     clean_examples: tuple[str, ...] = ()
-    origin: str = ""
+    origin: str = ""  # the file it was read from
+    name: str = ""  # ... as a flag's evidence names it (`_name_in_folder`)
 
     @classmethod
     def load(cls, path: str | Path) -> SpamLexicon:
@@ -72,7 +73,17 @@ class SpamLexicon:
             spam_examples=strings("examples", "spam"),
             clean_examples=strings("examples", "clean"),
             origin=str(file),
+            name=_name_in_folder(file),
         )
+
+
+def _name_in_folder(file: Path) -> str:
+    """A lexicon's name in its rule folder (`lexicons/spam.toml`), else its file name: what a
+    flag's evidence names, the same wherever the rules lie (the shipped packs are in the
+    installed package; the version's rules digest pins the lexicon's bytes). The path itself
+    made the same inputs and rules write other documents from another folder."""
+    tail = Path(*file.parts[-len(LEXICON_FILE.parts) :])
+    return tail.as_posix() if tail == LEXICON_FILE else file.name
 
 
 def find_lexicon(rule_folders: list[str] | tuple[str, ...], base: str | Path = ".") -> Path | None:

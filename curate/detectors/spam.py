@@ -231,7 +231,7 @@ def detect(doc: Document, ctx: DetectorContext) -> list[Flag]:
                     "signals": signals,
                     "break_bits": round(broken_bits, 2),
                     "occurrences": phrase_counts[phrase],
-                    "lexicon": ctx.lexicon.origin,
+                    "lexicon": ctx.lexicon.name,
                 },
             )
         )
