@@ -340,8 +340,8 @@ _Summarised = _Summary | _Record  # (as made in a worker, or as read back from i
 # Where each column of a `_Record` lies in its block (the properties above, as numbers): the
 # block, then the coefficients of the record's sizes (source breakpoints, paragraphs,
 # windows, paragraph signature items, window signature items) that give the column's first
-# item, and those that give its number of items. `_record_columns` reads a column of many
-# records with them at once; tests/test_dedup.py checks them against the properties.
+# item, and those that give its number of items. `_Rows` reads a column of many records with
+# them at once; tests/test_dedup.py checks them against the properties.
 _RECORD_COLUMNS: dict[str, tuple[str, tuple[int, ...], tuple[int, ...]]] = {
     "src_pos": ("wide", (0, 0, 0, 0, 0), (1, 0, 0, 0, 0)),
     "src_off": ("wide", (1, 0, 0, 0, 0), (1, 0, 0, 0, 0)),
@@ -380,16 +380,23 @@ class _Rows:
 
     def __init__(self, items: list[Any]) -> None:
         self.items = [_unpack(_pack(item)) if type(item) is _Summary else item for item in items]
-        self.blocks = [n for n, item in enumerate(self.items) if type(item) is not _Record]
-        dims = np.zeros((len(self.items), 5), np.int64)
-        records = [item.dims for item in self.items if type(item) is _Record]
-        if records:
-            dims[np.flatnonzero([type(item) is _Record for item in self.items])] = records
-        n, p, w, k, kw = dims.T
+        self.blocks: list[int] = []  # the documents given as an `_IndexBlock`, in order
+        self.wide: list[Any] = []  # each record's blocks (a block's: None)
+        self.narrow: list[Any] = []
+        dims: list[tuple[int, ...]] = []
+        for number, item in enumerate(self.items):
+            if type(item) is _Record:
+                self.wide.append(item.wide)
+                self.narrow.append(item.narrow)
+                dims.append(item.dims)
+            else:
+                self.blocks.append(number)
+                self.wide.append(None)
+                self.narrow.append(None)
+                dims.append((0, 0, 0, 0, 0))
+        n, p, w, k, kw = np.array(dims, np.int64).reshape(-1, 5).T
         self.sizes = np.column_stack([n, p, w, p * k, w * kw])
         self.paragraphs = p  # of each record (a block's: 0)
-        self.wide = [item.wide if type(item) is _Record else None for item in self.items]
-        self.narrow = [item.narrow if type(item) is _Record else None for item in self.items]
 
     def counts(self) -> list[int]:
         """The paragraphs of each document."""
@@ -434,6 +441,7 @@ def _cut_items(blocks: list[np.ndarray], starts: np.ndarray, lengths: np.ndarray
     out = np.empty(int(lengths.sum()), dtype)
     kernels.gather(blocks, starts, lengths, dtype.itemsize, out.view(np.uint8))
     return out
+
 
 _ALIGN = 8  # every part of a record starts at a multiple of 8 bytes (aligned array views)
 _PADDING = b"\0" * _ALIGN
