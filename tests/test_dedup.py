@@ -1047,10 +1047,10 @@ def test_a_summary_keeps_the_text_it_was_made_of_whole_and_packed() -> None:
 
 @pytest.mark.parametrize("kernels", [True, False])
 def test_columns_cut_from_many_records_are_each_records_own(kernels: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    """`_record_columns` (the decision's columns of every run document, cut from the records'
-    blocks by `_RECORD_COLUMNS`) gives each column as the records' properties joined, for
-    records, for summaries not packed, one-paragraph documents (`one_sig`) and empty ones,
-    compiled and not."""
+    """`_Rows` (the decision's and the index's columns of many documents, cut from the
+    records' blocks by `_RECORD_COLUMNS`) gives each column as the records' properties joined,
+    for records, for summaries not packed, one-paragraph documents (`one_sig`) and empty ones,
+    compiled and not; whole, or documents `start` to `end`."""
     if kernels and minhash._kernels is None:
         pytest.skip("curate._kernels was not built")
     if not kernels:
@@ -1060,7 +1060,17 @@ def test_columns_cut_from_many_records_are_each_records_own(kernels: bool, monke
     summaries = list(stage.summarise_many(docs))
     records = [stage.unpack_summary(stage.pack_summary(summary)) for summary in summaries]
     assert any(record.one_sig for record in records) and any(not record.one_sig for record in records)
-    mixed = [summary if n % 3 else record for n, (summary, record) in enumerate(zip(summaries, records, strict=True))]
+
+    def block(summary: Any) -> Any:  # (as the index has a document its run changed or its parent's)
+        return dedup._IndexBlock(
+            summary.spans, summary.cf, summary.hashes.tolist(), summary.para_sigs, summary.text_utf8,
+            summary.win_counts.tolist(), summary.win_spans, summary.win_sigs,
+        )  # fmt: skip
+
+    mixed = [
+        (summary, block(summary), record)[n % 3]
+        for n, (summary, record) in enumerate(zip(summaries, records, strict=True))
+    ]
     settings = DedupSettings()
     columns = {
         "src_pos": ((), np.int64),
@@ -1075,13 +1085,21 @@ def test_columns_cut_from_many_records_are_each_records_own(kernels: bool, monke
     }
     assert set(columns) == set(dedup._RECORD_COLUMNS)
     asked = tuple((name, shape, dtype) for name, (shape, dtype) in columns.items())
-    for given_summaries in (records, mixed, records[:1], []):
-        got = dedup._record_columns(given_summaries, asked)
-        for (name, shape, dtype), array in zip(asked, got, strict=True):
-            want = [np.asarray(getattr(summary, name)).reshape(-1, *shape) for summary in given_summaries]
+    cases = ((records, 0, None), (mixed, 0, None), (mixed, 2, 7), (records[:1], 0, None), ([], 0, None))
+    for items, start, end in cases:
+        rows = dedup._Rows(items)
+        wanted = records[: len(items)][start:end]  # (each item is made of the same summary)
+        for name, shape, dtype in asked:
+            if name in ("src_pos", "src_off") and items is mixed:
+                continue  # (an index block has no source breakpoints)
+            array = rows.column(name, shape, dtype, start, end)
+            want = [np.asarray(getattr(summary, name)).reshape(-1, *shape) for summary in wanted]
             want_array = np.concatenate(want).astype(dtype) if want else np.empty((0, *shape), dtype)
             assert array.dtype == dtype and array.shape == want_array.shape, name
             assert array.tolist() == want_array.tolist(), name
+        assert rows.counts()[start:end] == [summary.dims[1] for summary in wanted]
+        texts = [text for summary in wanted for text in dedup._slices(dedup._text_of(summary.text_utf8), summary.spans)]
+        assert rows.texts(start, len(items) if end is None else end) == texts
 
 
 def test_summarise_many_gives_the_output_of_summarise() -> None:

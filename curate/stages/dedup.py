@@ -356,14 +356,6 @@ _RECORD_COLUMNS: dict[str, tuple[str, tuple[int, ...], tuple[int, ...]]] = {
 _BLOCK_TYPES = {"wide": np.dtype(np.int64), "narrow": np.dtype(np.uint32)}
 
 
-def _record_columns(
-    summaries: list[_Summarised], columns: tuple[tuple[str, tuple[int, ...], Any], ...]
-) -> list[np.ndarray]:
-    """`_Engine._run_columns` of these summaries (`_Rows`)."""
-    rows = _Rows(summaries)
-    return [rows.column(name, shape, dtype) for name, shape, dtype in columns]
-
-
 class _Rows:
     """The columns of many documents' rows (paragraphs, windows), each document a summary or an
     `_IndexBlock`: a summary's items cut from its record's blocks by `_RECORD_COLUMNS`, every
@@ -1576,6 +1568,7 @@ class _Engine:
         self._ranked: dict[int, list[tuple[int, int]]] = {}
         self._verified: dict[tuple[Any, ...], Any] = {}  # verification key -> result
         self._run_hashes: _FirstByHash | None = None  # the run paragraphs' (`_signatures`)
+        self._run_rows: _Rows | None = None  # the run documents' summaries (`_run_columns`)
         self._first_run_para = -1  # the first paragraph of a run document (the parent's first)
         self._run_para_doc: list[int] = []  # of each run paragraph, its document's number
         self._run_cf = np.empty((0, 2), np.int64)  # their form spans (`decide` to `_decide_paragraphs`)
@@ -2560,8 +2553,12 @@ class _Engine:
         """Arrays of every run document's summary, each (name, shape of a row, dtype) of
         `columns` (`cf`, `win_sigs`, ...: rows of paragraphs or of windows) joined over the
         documents: the rows of the run's paragraphs (or of their windows) in their numbers'
-        order (`_record_columns`)."""
-        return _record_columns([doc.summary for doc in self.docs[self._first_run_doc :]], columns)
+        order. The documents' `_Rows` are made once, at the first call (once the run's documents
+        are all added): 0.2 s on 213,816 short documents."""
+        if self._run_rows is None:
+            self._run_rows = _Rows([doc.summary for doc in self.docs[self._first_run_doc :]])
+        assert len(self._run_rows.items) == len(self.docs) - self._first_run_doc
+        return [self._run_rows.column(name, shape, dtype) for name, shape, dtype in columns]
 
     def _para(self, k: int) -> _Para:
         """Paragraph `k`, made when first read: a parent's from its rows of the index, a run
