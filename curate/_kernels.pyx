@@ -3,11 +3,12 @@
 inline diff, of the quick scans that tell whether a text holds a character of a class, of
 the repair stage's filter of runs that may be UTF-8 read as GBK, of the corrupted-span
 detectors' bigram surprise and garbage windows, of the rules' trigger scan, and of the
-near-duplicate decision's columns cut from many summaries.
+columns of many documents' summaries that the near-duplicate decision and index read.
 
 Each function here computes exactly what its numpy (or plain Python) twin in `curate.minhash`,
 `curate.document`, `curate.report.model`, `curate.textutil`, `curate.stages.repair`,
-`curate.detectors.bigram`, `curate.detectors.garbage` or `curate.rules` computes (that twin is
+`curate.detectors.bigram`, `curate.detectors.garbage`, `curate.rules` or `curate.stages.dedup`
+computes (that twin is
 the specification, and the
 fallback when this module was not built: the extension is optional at install). numpy already runs each of those operations in C; what costs there is
 numpy's fixed price per call (a few microseconds) times the many small arrays of one
@@ -944,21 +945,26 @@ def gather(list blocks, const int64_t[::1] starts, const int64_t[::1] lengths, P
     """`dedup._cut_items`: into `out`, one after the other, items starts[i] to starts[i] + lengths[i]
     of each contiguous buffer blocks[i] (items of `itemsize` bytes). One memcpy a block where
     numpy made a view of each (a microsecond each, thousands of documents by several columns)."""
-    cdef Py_ssize_t n = len(blocks), i, begin, size, pos = 0
+    cdef Py_ssize_t n = len(blocks), i, items, size, pos = 0
     cdef Py_buffer view
     cdef char *target = NULL
     if starts.shape[0] != n or lengths.shape[0] != n:
         raise ValueError("gather: one start and one length a block")
+    if itemsize <= 0:
+        raise ValueError("gather: items of no size")
     if out.shape[0]:
         target = <char *>&out[0]
     for i in range(n):
-        begin, size = starts[i] * itemsize, lengths[i] * itemsize
         PyObject_GetBuffer(blocks[i], &view, PyBUF_SIMPLE)
         try:
-            if begin < 0 or size < 0 or begin + size > view.len or pos + size > out.shape[0]:
-                raise ValueError(f"gather: block {i} has no items {starts[i]} to {starts[i] + lengths[i]}, or out is too short")
+            items = view.len // itemsize  # (compared in items: no product to overflow)
+            if starts[i] < 0 or lengths[i] < 0 or lengths[i] > items or starts[i] > items - lengths[i]:
+                raise ValueError(f"gather: block {i} has no items {starts[i]} to {starts[i] + lengths[i]}")
+            size = lengths[i] * itemsize
+            if size > out.shape[0] - pos:
+                raise ValueError("gather: out is too short")
             if size:
-                memcpy(target + pos, <const char *>view.buf + begin, size)
+                memcpy(target + pos, <const char *>view.buf + starts[i] * itemsize, size)
         finally:
             PyBuffer_Release(&view)
         pos += size

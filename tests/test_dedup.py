@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from curate import minhash
-from curate.document import DUPLICATE, OK, Document, stable_id
+from curate.document import DUPLICATE, OK, Change, Document, stable_id
 from curate.stages import dedup
 from curate.stages.base import RunContext
 from curate.stages.dedup import INDEX_NAME, PARA_TEXT, DedupSettings, NearDuplicates
@@ -1056,10 +1056,13 @@ def test_columns_cut_from_many_records_are_each_records_own(kernels: bool, monke
     if not kernels:
         monkeypatch.setattr(minhash, "_kernels", None)
     stage = NearDuplicates(DedupSettings(), RunContext(config=None))
-    docs = [*batch_corpus(), Document.new("one.txt", "只有一段的文件，不太长也不太短。"), Document.new("empty.txt", "")]
+    edited = Document.new("edited.txt", "开头多余的字。\n正文第一段，说了一件事。\n多余\n正文第二段，又说了一件事。")
+    edited.apply("test", [Change(0, 8, "", "r", "why"), Change(21, 24, "", "r", "why")])
+    docs = [edited, *batch_corpus(), Document.new("one.txt", "只有一段的文件，不太长也不太短。"), Document.new("empty.txt", "")]
     summaries = list(stage.summarise_many(docs))
     records = [stage.unpack_summary(stage.pack_summary(summary)) for summary in summaries]
     assert any(record.one_sig for record in records) and any(not record.one_sig for record in records)
+    assert records[0].src_pos.tolist() != records[0].src_off.tolist()  # (its text was edited)
 
     def block(summary: Any) -> Any:  # (as the index has a document its run changed or its parent's)
         return dedup._IndexBlock(
@@ -1100,6 +1103,8 @@ def test_columns_cut_from_many_records_are_each_records_own(kernels: bool, monke
         assert rows.counts()[start:end] == [summary.dims[1] for summary in wanted]
         texts = [text for summary in wanted for text in dedup._slices(dedup._text_of(summary.text_utf8), summary.spans)]
         assert rows.texts(start, len(items) if end is None else end) == texts
+    with pytest.raises(ValueError, match="read as"):  # (items of another size: not reinterpreted)
+        dedup._Rows(records).column("spans", (2,), np.int32)
 
 
 def test_summarise_many_gives_the_output_of_summarise() -> None:

@@ -771,8 +771,8 @@ def test_the_engine_pickles_as_its_inputs_and_verifies_the_same(tmp_path: Path) 
     keys += [("passage", rng.randrange(len(engine.paras)), 2, -1) for _ in range(5)]
     assert copy._verify_chunk(keys) == engine._verify_chunk(keys)
     edited = [(d, [(0, 1)]) for d, doc in enumerate(engine.docs) if doc.summary is not None][:3]
-    assert [(b.texts, b.sigs.tolist(), n) for b, n in copy._edited_blocks(edited)] == [
-        (b.texts, b.sigs.tolist(), n) for b, n in engine._edited_blocks(edited)
+    assert [(b.texts, b.para_sigs.tolist(), n) for b, n in copy._edited_blocks(edited)] == [
+        (b.texts, b.para_sigs.tolist(), n) for b, n in engine._edited_blocks(edited)
     ]
 
 

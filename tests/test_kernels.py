@@ -506,7 +506,7 @@ def test_items_cut_from_blocks_are_the_same(cuts) -> None:
 def test_items_cut_from_blocks_stay_inside_them() -> None:
     blocks = [np.arange(4, dtype=np.int64)]
     out = np.empty(3, np.int64)
-    for starts, lengths in (([2], [3]), ([-1], [3]), ([0], [-1])):
+    for starts, lengths in (([2], [3]), ([-1], [3]), ([0], [-1]), ([2**61], [1]), ([1], [2**61])):
         with pytest.raises(ValueError):
             KERNELS.gather(blocks, np.array(starts, np.int64), np.array(lengths, np.int64), 8, out.view(np.uint8))
     with pytest.raises(ValueError, match="longer"):  # (`out` must be filled: never left half made)

@@ -80,8 +80,10 @@ class SpamLexicon:
 def _name_in_folder(file: Path) -> str:
     """A lexicon's name in its rule folder (`lexicons/spam.toml`), else its file name: what a
     flag's evidence names, the same wherever the rules lie (the shipped packs are in the
-    installed package; the version's rules digest pins the lexicon's bytes). The path itself
-    made the same inputs and rules write other documents from another folder."""
+    installed package). The path itself made the same inputs and rules write other documents
+    from another folder. Which lexicon it was the version records elsewhere: the rules digest
+    covers a configured folder's lexicon; the shipped one, used when no configured folder has
+    one, comes with curate's version."""
     tail = Path(*file.parts[-len(LEXICON_FILE.parts) :])
     return tail.as_posix() if tail == LEXICON_FILE else file.name
 

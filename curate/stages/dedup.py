@@ -337,98 +337,103 @@ class _Record:
 
 _Summarised = _Summary | _Record  # (as made in a worker, or as read back from its record)
 
-# Where each column of a `_Record` lies in its block (the properties above, as numbers): the
-# block, then the coefficients of the record's sizes (source breakpoints, paragraphs,
-# windows, paragraph signature items, window signature items) that give the column's first
-# item, and those that give its number of items. `_Rows` reads a column of many records with
-# them at once; tests/test_dedup.py checks them against the properties.
-_RECORD_COLUMNS: dict[str, tuple[str, tuple[int, ...], tuple[int, ...]]] = {
-    "src_pos": ("wide", (0, 0, 0, 0, 0), (1, 0, 0, 0, 0)),
-    "src_off": ("wide", (1, 0, 0, 0, 0), (1, 0, 0, 0, 0)),
-    "spans": ("wide", (2, 0, 0, 0, 0), (0, 2, 0, 0, 0)),
-    "cf": ("wide", (2, 2, 0, 0, 0), (0, 2, 0, 0, 0)),
-    "hashes": ("wide", (2, 4, 0, 0, 0), (0, 1, 0, 0, 0)),
-    "win_counts": ("wide", (2, 5, 0, 0, 0), (0, 1, 0, 0, 0)),
-    "win_spans": ("wide", (2, 6, 0, 0, 0), (0, 0, 2, 0, 0)),
-    "para_sigs": ("narrow", (0, 0, 0, 0, 0), (0, 0, 0, 1, 0)),
-    "win_sigs": ("narrow", (0, 0, 0, 1, 0), (0, 0, 0, 0, 1)),
-}
+# Each array of a record but the document's signature, in its block's order (`_TYPES`): its
+# block and its number of items, as coefficients of the record's sizes (source breakpoints,
+# paragraphs, windows, paragraph signature items, window signature items). `_RECORD_COLUMNS`
+# adds where each starts (the sum of the counts before it); `_Rows` reads a column of many
+# records with them at once. tests/test_dedup.py checks them against the properties above.
+_RECORD_COUNTS = (
+    ("src_pos", "wide", (1, 0, 0, 0, 0)),
+    ("src_off", "wide", (1, 0, 0, 0, 0)),
+    ("spans", "wide", (0, 2, 0, 0, 0)),
+    ("cf", "wide", (0, 2, 0, 0, 0)),
+    ("hashes", "wide", (0, 1, 0, 0, 0)),
+    ("win_counts", "wide", (0, 1, 0, 0, 0)),
+    ("win_spans", "wide", (0, 0, 2, 0, 0)),
+    ("para_sigs", "narrow", (0, 0, 0, 1, 0)),
+    ("win_sigs", "narrow", (0, 0, 0, 0, 1)),
+)
 _BLOCK_TYPES = {"wide": np.dtype(np.int64), "narrow": np.dtype(np.uint32)}
 
 
-class _Rows:
-    """The columns of many documents' rows (paragraphs, windows), each document a summary or an
-    `_IndexBlock`: a summary's items cut from its record's blocks by `_RECORD_COLUMNS`, every
-    document's in one compiled call (`_cut_items`), not a numpy view of each document and
-    column made and joined (about a microsecond each: 0.13 s of the decision's 0.29 s on
-    17,818 one-sentence documents, and about 0.2 s of the index's 0.3 s). A summary not read
-    from a record (one the driver redid itself) is made one first."""
+def _column_places() -> dict[str, tuple[str, tuple[int, ...], tuple[int, ...]]]:
+    """name -> (block, coefficients of its first item, of its number of items)."""
+    places, at = {}, {block: (0, 0, 0, 0, 0) for block in _BLOCK_TYPES}
+    for name, block, count in _RECORD_COUNTS:
+        places[name] = (block, at[block], count)
+        at[block] = tuple(a + c for a, c in zip(at[block], count, strict=True))
+    return places
 
-    # A block's field (`_IndexBlock`) for each column of a record.
-    _FIELDS: ClassVar[dict[str, str]] = {
-        "spans": "spans", "cf": "cf", "hashes": "hashes", "para_sigs": "sigs",
-        "win_counts": "win_counts", "win_spans": "windows", "win_sigs": "win_sigs",
-    }  # fmt: skip
+
+_RECORD_COLUMNS = _column_places()
+
+
+class _Rows:
+    """The columns of many documents' rows (paragraphs, windows), each document a summary read
+    from its record (`_Record`), a summary as a worker made it (`_Summary`) or an
+    `_IndexBlock`: a record's items cut from its blocks by `_RECORD_COLUMNS`, every document's
+    in one compiled call (`_cut_items`), not a numpy view of each document and column made and
+    joined (about a microsecond each: 0.13 s of the decision's 0.29 s on 17,818 one-sentence
+    documents, and about 0.2 s of the index's 0.3 s); the others' arrays as they are."""
 
     def __init__(self, items: list[Any]) -> None:
-        self.items = [_unpack(_pack(item)) if type(item) is _Summary else item for item in items]
-        self.blocks: list[int] = []  # the documents given as an `_IndexBlock`, in order
-        self.wide: list[Any] = []  # each record's blocks (a block's: None)
+        self.items = items
+        self.others: list[int] = []  # the documents not given as a record, in order
+        self.wide: list[Any] = []  # each record's blocks (another document's: None)
         self.narrow: list[Any] = []
         dims: list[tuple[int, ...]] = []
-        for number, item in enumerate(self.items):
+        for number, item in enumerate(items):
             if type(item) is _Record:
                 self.wide.append(item.wide)
                 self.narrow.append(item.narrow)
                 dims.append(item.dims)
             else:
-                self.blocks.append(number)
+                self.others.append(number)
                 self.wide.append(None)
                 self.narrow.append(None)
                 dims.append((0, 0, 0, 0, 0))
         n, p, w, k, kw = np.array(dims, np.int64).reshape(-1, 5).T
         self.sizes = np.column_stack([n, p, w, p * k, w * kw])
-        self.paragraphs = p  # of each record (a block's: 0)
+        self.paragraphs = p  # of each record (another document's: 0)
 
     def counts(self) -> list[int]:
         """The paragraphs of each document."""
         counts = self.paragraphs.tolist()
-        for n in self.blocks:
+        for n in self.others:
             counts[n] = int(self.items[n].spans.shape[0])
         return counts
 
     def column(self, name: str, shape: tuple[int, ...], dtype: Any, start: int = 0, end: int | None = None) -> np.ndarray:
-        """Column `name` (rows of `shape`, as `dtype`) of documents `start` to `end`, joined."""
-        kind, first, count = _RECORD_COLUMNS[name]
+        """Column `name` (rows of `shape`, as `dtype`, of the size of the block's items: a record's
+        int64 hashes read as uint64) of documents `start` to `end`, joined."""
+        block, first, count = _RECORD_COLUMNS[name]
+        dtype = np.dtype(dtype)
+        if dtype.itemsize != _BLOCK_TYPES[block].itemsize:
+            raise ValueError(f"dedup: column {name} of {_BLOCK_TYPES[block]} items read as {dtype}")
         end = len(self.items) if end is None else end
         sizes = self.sizes[start:end]
         starts, lengths = sizes @ np.array(first), sizes @ np.array(count)
-        blocks = (self.wide if kind == "wide" else self.narrow)[start:end]
-        dtype = np.dtype(dtype)
-        for n in self.blocks[bisect_left(self.blocks, start) : bisect_left(self.blocks, end)]:
-            values = np.ascontiguousarray(np.asarray(getattr(self.items[n], self._FIELDS[name]), dtype)).reshape(-1)
+        blocks = (self.wide if block == "wide" else self.narrow)[start:end]  # (a new list)
+        for n in self.others[bisect_left(self.others, start) : bisect_left(self.others, end)]:
+            values = np.ascontiguousarray(np.asarray(getattr(self.items[n], name), dtype)).reshape(-1)
             blocks[n - start], starts[n - start], lengths[n - start] = values, 0, values.shape[0]
         return _cut_items(blocks, starts, lengths, dtype).reshape(-1, *shape)
 
     def texts(self, start: int, end: int) -> list[str]:
         """The paragraphs' texts of documents `start` to `end`, in order."""
-        texts: list[str] = []
-        for item in self.items[start:end]:
-            if type(item) is _Record:
-                texts.extend(_slices(_text_of(item.text_utf8), item.spans))
-            else:
-                texts.extend(_block_texts(item))
-        return texts
+        return [text for item in self.items[start:end] for text in _block_texts(item)]
 
 
 def _cut_items(blocks: list[np.ndarray], starts: np.ndarray, lengths: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """Items starts[i] to starts[i] + lengths[i] of each 1-D array blocks[i], one after the
     other, as `dtype` (each block's items read as it: all of its size); `curate._kernels.gather`,
-    when built, does it in one loop."""
+    when built, does it in one loop. Items past a block's end are an error."""
     starts, lengths = starts.astype(np.int64), lengths.astype(np.int64)
     kernels = minhash._kernels
     if kernels is None:
         cut = [block.view(dtype)[a : a + n] for block, a, n in zip(blocks, starts.tolist(), lengths.tolist(), strict=True)]
+        if (starts < 0).any() or (lengths < 0).any() or sum(part.shape[0] for part in cut) != int(lengths.sum()):
+            raise ValueError("dedup: items cut past the end of a block")
         return _joined(cut, (), dtype)
     out = np.empty(int(lengths.sum()), dtype)
     kernels.gather(blocks, starts, lengths, dtype.itemsize, out.view(np.uint8))
@@ -661,10 +666,10 @@ class _IndexBlock(NamedTuple):
     spans: np.ndarray  # (P, 2) paragraph spans in the text
     cf: np.ndarray  # (P, 2) paragraph spans in the comparison form
     hashes: Any  # (P,) text hashes: an array or a list
-    sigs: np.ndarray  # (P, num_perm) paragraph signatures
+    para_sigs: np.ndarray  # (P, num_perm) paragraph signatures
     texts: list[str] | bytes | np.ndarray  # the paragraphs' texts, or the text they are cut from (UTF-8)
     win_counts: Any  # (P,) windows per paragraph: an array or a list
-    windows: np.ndarray  # (W, 2) window spans in the comparison form
+    win_spans: np.ndarray  # (W, 2) window spans in the comparison form
     win_sigs: np.ndarray  # (W, window_num_perm) window signatures
 
 
@@ -1617,6 +1622,7 @@ class _Engine:
         if self.s.across_documents:
             self._decide_documents()
         self._decide_paragraphs()
+        self._run_rows = None  # (the index reads the documents again, in id order)
         if self.unaligned:
             ids = sorted(self.docs[d].id for d in self.unaligned)
             _warn(
@@ -2553,8 +2559,8 @@ class _Engine:
         """Arrays of every run document's summary, each (name, shape of a row, dtype) of
         `columns` (`cf`, `win_sigs`, ...: rows of paragraphs or of windows) joined over the
         documents: the rows of the run's paragraphs (or of their windows) in their numbers'
-        order. The documents' `_Rows` are made once, at the first call (once the run's documents
-        are all added): 0.2 s on 213,816 short documents."""
+        order. The documents' `_Rows` are made once for the decision's reads, at the first
+        (once the run's documents are all added): 0.2 s on 213,816 short documents."""
         if self._run_rows is None:
             self._run_rows = _Rows([doc.summary for doc in self.docs[self._first_run_doc :]])
         assert len(self._run_rows.items) == len(self.docs) - self._first_run_doc
@@ -2720,7 +2726,7 @@ class _Engine:
                 (
                     tables["doc"].add(
                         _stack(
-                            [sig if sig is not None else _min_rows(block.sigs, perm) for _, sig, block in rows[a:b]],
+                            [sig if sig is not None else _min_rows(block.para_sigs, perm) for _, sig, block in rows[a:b]],
                             perm,
                         )
                     )
@@ -2806,10 +2812,10 @@ class _Engine:
             spans=np.array([(p.start, p.end) for p in paras], np.int64).reshape(-1, 2),
             cf=np.array([(p.cf0, p.cf1) for p in paras], np.int64).reshape(-1, 2),
             hashes=[p.text_hash for p in paras],
-            sigs=_stack([p.sig for p in paras], self.s.num_perm),
+            para_sigs=_stack([p.sig for p in paras], self.s.num_perm),
             texts=[p.text for p in paras],
             win_counts=[len(p.windows) for p in paras],
-            windows=_concat([p.windows for p in paras], 2, np.int64),
+            win_spans=_concat([p.windows for p in paras], 2, np.int64),
             win_sigs=_concat([p.window_sigs for p in paras], self.s.window_num_perm),
         )
 
@@ -3129,12 +3135,13 @@ def _frame_text(data: bytes, start: int, end: int) -> str:
     return lz4.frame.decompress(data[start:end]).decode("utf-8")
 
 
-def _block_texts(block: _IndexBlock) -> list[str]:
-    """The texts of a block's paragraphs (cut from its document's text, UTF-8, if that is what
-    it holds)."""
-    if isinstance(block.texts, list):
-        return block.texts
-    return _slices(_text_of(block.texts), block.spans)
+def _block_texts(block: _IndexBlock | _Summarised) -> list[str]:
+    """The texts of a document's paragraphs: an `_IndexBlock`'s (cut from its document's text,
+    UTF-8, if that is what it holds), or cut from a summary's text."""
+    texts = block.texts if type(block) is _IndexBlock else block.text_utf8
+    if isinstance(texts, list):
+        return texts
+    return _slices(_text_of(texts), block.spans)
 
 
 def _chunks(counts: list[int], rows: int) -> list[tuple[int, int]]:
