@@ -241,9 +241,6 @@ class _Summary:
     def text_bytes(self) -> bytes:
         return _as_bytes(self.text_utf8)
 
-    def column_bytes(self, name: str) -> bytes:
-        return getattr(self, name).tobytes()
-
     def paragraph_numbers(self) -> list[int]:
         """Paragraph spans, comparison-form spans (both flat), text hashes, window counts."""
         return [
@@ -306,18 +303,7 @@ class _Record:
 
     def text_bytes(self) -> bytes:
         """The text as UTF-8 bytes (a copy), its view not made."""
-        return self._bytes(self.at[0], self.at[1])
-
-    def column_bytes(self, name: str) -> bytes:
-        """Array `name` of `_RECORD_COLUMNS` as bytes (a copy), no view made."""
-        block, first, count = _RECORD_COLUMNS[name]
-        n, p, w, k, kw = self.dims
-        sizes = (n, p, w, p * k, w * kw)
-        itemsize = _BLOCK_TYPES[block].itemsize
-        start = self.at[2 if block == "wide" else 4] + itemsize * sum(a * b for a, b in zip(first, sizes, strict=True))
-        return self._bytes(start, itemsize * sum(a * b for a, b in zip(count, sizes, strict=True)))
-
-    def _bytes(self, start: int, size: int) -> bytes:
+        start, size = self.at[0], self.at[1]
         record = self.record
         if type(record) is bytes:
             return record[start : start + size]
@@ -848,7 +834,7 @@ def _first_copies(summaries: list[_Summarised]) -> array[int]:
     """Of each summary, the number of the first summary with the same paragraphs in `decide`'s
     order (id, then number). A hint (`NearDuplicates.probably_changes`): Python's hash of the
     paragraph hashes will do."""
-    texts = [hash(summary.column_bytes("hashes")) for summary in summaries]
+    texts = [hash(summary.hashes.tobytes()) for summary in summaries]
     first: dict[int, tuple[str, int]] = {}
     for number, (summary, text) in enumerate(zip(summaries, texts, strict=True)):
         known = first.get(text)
