@@ -1105,14 +1105,6 @@ def test_columns_cut_from_many_records_are_each_records_own(kernels: bool, monke
         assert rows.texts(start, len(items) if end is None else end) == texts
     with pytest.raises(ValueError, match="read as"):  # (items of another size: not reinterpreted)
         dedup._Rows(records).column("spans", (2,), np.int32)
-    numbers = np.array([len(mixed) - 1, 0, 1, 3, 3], np.int64)  # (a block has no signature: not asked)
-    got = dedup._Rows(mixed).signatures(settings.num_perm, numbers[numbers % 3 != 1])
-    assert got.tolist() == [summaries[n].sig.tolist() for n in numbers[numbers % 3 != 1].tolist()]
-    for summary, record in zip(summaries, records, strict=True):  # (a record's text, its view not made)
-        assert record.text_bytes() == summary.text_bytes() == dedup._as_bytes(summary.text_utf8)
-    whole = stage.pack_summary(summaries[1])
-    with pytest.raises(ValueError, match="too short"):
-        stage.unpack_summary(whole[:-8])
 
 
 def test_summarise_many_gives_the_output_of_summarise() -> None:

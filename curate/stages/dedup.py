@@ -238,9 +238,6 @@ class _Summary:
             self.win_sigs.shape[1],
         )
 
-    def text_bytes(self) -> bytes:
-        return _as_bytes(self.text_utf8)
-
     def paragraph_numbers(self) -> list[int]:
         """Paragraph spans, comparison-form spans (both flat), text hashes, window counts."""
         return [
@@ -255,59 +252,27 @@ class _Summary:
 
 
 class _Record:
-    """A `_Summary` read back from its record (`_unpack`): the same fields, views of three
-    parts of the record, its text, `wide` (its 8-byte arrays, end to end: `_TYPES`) and
-    `narrow` (the signatures), each made when first asked for. The driver reads every
-    document's summary while the workers wait: three views a record made only for the documents
-    something reads one by one (`_Rows` cuts every document's columns from the records
-    themselves: `record`, `at`), and the numbers filing needs (`paragraph_numbers`) read from
-    the block in one call."""
+    """A `_Summary` read back from its record (`_unpack`): the same fields, views of two
+    blocks of the record, `wide` (its 8-byte arrays, end to end: `_TYPES`) and `narrow` (the
+    signatures), made when asked for. The driver reads every document's summary
+    while the workers wait: two views a record instead of ten, and the numbers filing needs
+    (`paragraph_numbers`) read from the block in one call."""
 
-    __slots__ = ("id", "record", "at", "dims", "computed", "reused", "one_sig", "_text", "_wide", "_narrow")
+    __slots__ = ("id", "text_utf8", "wide", "narrow", "dims", "computed", "reused", "one_sig")
 
     def __init__(
         self,
         doc_id: str,
-        record: bytes | np.ndarray,
-        at: tuple[int, int, int, int, int, int],
+        text_utf8: np.ndarray,
+        wide: np.ndarray,
+        narrow: np.ndarray,
         dims: tuple[int, int, int, int, int],
         computed: int,
         reused: int,
         one_sig: bool,
     ) -> None:
-        # at: where the text starts in the record and its bytes, where `wide` starts and its
-        # items (8 bytes each), where `narrow` starts and its items (4 bytes each)
-        self.id, self.record, self.at = doc_id, record, at
+        self.id, self.text_utf8, self.wide, self.narrow = doc_id, text_utf8, wide, narrow
         self.dims, self.computed, self.reused, self.one_sig = dims, computed, reused, one_sig
-        self._text: np.ndarray | None = None
-        self._wide: np.ndarray | None = None
-        self._narrow: np.ndarray | None = None
-
-    @property
-    def text_utf8(self) -> np.ndarray:
-        if self._text is None:
-            self._text = np.frombuffer(self.record, np.uint8, self.at[1], self.at[0])
-        return self._text
-
-    @property
-    def wide(self) -> np.ndarray:
-        if self._wide is None:
-            self._wide = np.frombuffer(self.record, np.int64, self.at[3], self.at[2])
-        return self._wide
-
-    @property
-    def narrow(self) -> np.ndarray:
-        if self._narrow is None:
-            self._narrow = np.frombuffer(self.record, np.uint32, self.at[5], self.at[4])
-        return self._narrow
-
-    def text_bytes(self) -> bytes:
-        """The text as UTF-8 bytes (a copy), its view not made."""
-        start, size = self.at[0], self.at[1]
-        record = self.record
-        if type(record) is bytes:
-            return record[start : start + size]
-        return bytes(memoryview(record)[start : start + size])
 
     @property
     def src_pos(self) -> np.ndarray:
@@ -414,23 +379,22 @@ class _Rows:
     def __init__(self, items: list[Any]) -> None:
         self.items = items
         self.others: list[int] = []  # the documents not given as a record, in order
-        self.records: list[Any] = []  # each record (another document's: None)
-        places: list[tuple[int, ...]] = []  # each record's dims, where its blocks start, one_sig
+        self.wide: list[Any] = []  # each record's blocks (another document's: None)
+        self.narrow: list[Any] = []
+        dims: list[tuple[int, ...]] = []
         for number, item in enumerate(items):
             if type(item) is _Record:
-                self.records.append(item.record)
-                places.append((*item.dims, item.at[2], item.at[4], item.one_sig))
+                self.wide.append(item.wide)
+                self.narrow.append(item.narrow)
+                dims.append(item.dims)
             else:
                 self.others.append(number)
-                self.records.append(None)
-                places.append((0, 0, 0, 0, 0, 0, 0, 0))
-        n, p, w, k, kw, wide_at, narrow_at, one_sig = np.array(places, np.int64).reshape(-1, 8).T
+                self.wide.append(None)
+                self.narrow.append(None)
+                dims.append((0, 0, 0, 0, 0))
+        n, p, w, k, kw = np.array(dims, np.int64).reshape(-1, 5).T
         self.sizes = np.column_stack([n, p, w, p * k, w * kw])
         self.paragraphs = p  # of each record (another document's: 0)
-        # where each record's blocks start, in items of the block
-        self.first = {"wide": wide_at // 8, "narrow": narrow_at // 4}
-        self.signature_at = np.where(one_sig == 1, 0, p * k + w * kw)  # (`_Record.sig`)
-        self.signature_items = k
 
     def counts(self) -> list[int]:
         """The paragraphs of each document."""
@@ -448,34 +412,11 @@ class _Rows:
             raise ValueError(f"dedup: column {name} of {_BLOCK_TYPES[block]} items read as {dtype}")
         end = len(self.items) if end is None else end
         sizes = self.sizes[start:end]
-        starts = self.first[block][start:end] + sizes @ np.array(first)
-        others = [(n - start, n) for n in self.others[bisect_left(self.others, start) : bisect_left(self.others, end)]]
-        return self._cut(name, self.records[start:end], starts, sizes @ np.array(count), others, shape, dtype)
-
-    def signatures(self, num_perm: int, numbers: np.ndarray) -> np.ndarray:
-        """The signatures (`sig`) of documents `numbers`, a row each."""
-        starts = (self.first["narrow"] + self.signature_at)[numbers]
-        lengths = self.signature_items[numbers]
-        records = self.records
-        blocks = [records[n] for n in numbers.tolist()]
-        others = [(at, n) for at, n in enumerate(numbers.tolist()) if records[n] is None]
-        return self._cut("sig", blocks, starts, lengths, others, (num_perm,), np.dtype(np.uint32))
-
-    def _cut(
-        self,
-        name: str,
-        blocks: list[Any],
-        starts: np.ndarray,
-        lengths: np.ndarray,
-        others: list[tuple[int, int]],
-        shape: tuple[int, ...],
-        dtype: np.dtype,
-    ) -> np.ndarray:
-        """Items starts[i] to starts[i] + lengths[i] of each record blocks[i]; of another
-        document (`others`: its place there, its number), its attribute `name`, whole."""
-        for at, n in others:
+        starts, lengths = sizes @ np.array(first), sizes @ np.array(count)
+        blocks = (self.wide if block == "wide" else self.narrow)[start:end]  # (a new list)
+        for n in self.others[bisect_left(self.others, start) : bisect_left(self.others, end)]:
             values = np.ascontiguousarray(np.asarray(getattr(self.items[n], name), dtype)).reshape(-1)
-            blocks[at], starts[at], lengths[at] = values, 0, values.shape[0]
+            blocks[n - start], starts[n - start], lengths[n - start] = values, 0, values.shape[0]
         return _cut_items(blocks, starts, lengths, dtype).reshape(-1, *shape)
 
     def texts(self, start: int, end: int) -> list[str]:
@@ -490,8 +431,7 @@ def _cut_items(blocks: list[np.ndarray], starts: np.ndarray, lengths: np.ndarray
     starts, lengths = starts.astype(np.int64), lengths.astype(np.int64)
     kernels = minhash._kernels
     if kernels is None:
-        whole = [np.frombuffer(block, np.uint8).view(dtype) for block in blocks]
-        cut = [block[a : a + n] for block, a, n in zip(whole, starts.tolist(), lengths.tolist(), strict=True)]
+        cut = [block.view(dtype)[a : a + n] for block, a, n in zip(blocks, starts.tolist(), lengths.tolist(), strict=True)]
         if (starts < 0).any() or (lengths < 0).any() or sum(part.shape[0] for part in cut) != int(lengths.sum()):
             raise ValueError("dedup: items cut past the end of a block")
         return _joined(cut, (), dtype)
@@ -578,22 +518,20 @@ def _pack(summary: _Summarised) -> bytes:
 
 
 def _unpack(record: bytes | np.ndarray) -> _Record:
-    """The summary in a `_pack` record (bytes, or a slice of a memory map), which it reads its
-    arrays from when asked (views: nothing is copied). 4.4 us a record when it made its three
-    views at once."""
+    """The summary in a `_pack` record: views of the record (bytes, or a slice of a memory
+    map), nothing is copied."""
     id_bytes, text_bytes, *dims, computed, reused, one_sig = _HEADER_STRUCT.unpack_from(record)
     offset = 8 * _HEADER
     doc_id = bytes(memoryview(record)[offset : offset + id_bytes]).decode("utf-8")
     offset += id_bytes + (-id_bytes % _ALIGN)
-    text_at = offset
+    text_utf8 = np.frombuffer(record, np.uint8, text_bytes, offset)
     offset += text_bytes + (-text_bytes % _ALIGN)
     wide, narrow = _sizes(dims, one_sig)  # type: ignore[arg-type]
-    if offset + 8 * wide + 4 * narrow > len(record):
-        raise ValueError(f"dedup summary of {doc_id}: a record of {len(record)} bytes, too short for its sizes")
     return _Record(
         doc_id,
-        record,
-        (text_at, text_bytes, offset, wide, offset + 8 * wide, narrow),
+        text_utf8,
+        np.frombuffer(record, np.int64, wide, offset),
+        np.frombuffer(record, np.uint32, narrow, offset + 8 * wide),
         tuple(dims),  # type: ignore[arg-type]
         computed,
         reused,
@@ -657,6 +595,7 @@ class _Doc:
     summary: _Summarised | None  # None for documents known only from the parent index
     position: int = -1  # order of observation (run documents)
     paras: list[int] = field(default_factory=list)
+    sig: np.ndarray | None = None  # (run documents: a parent's is in its index, `_parent_doc_rows`)
     ids: np.ndarray | None = None  # sorted unique shingle ids of the whole document
     duplicate: bool = False
     duplicate_of: str = ""
@@ -1709,7 +1648,7 @@ class _Engine:
         p = summary.dims[1]
         first = len(self.paras)
         entry = _Doc(
-            id=summary.id, rank=doc_index, summary=summary, position=position,
+            id=summary.id, rank=doc_index, summary=summary, position=position, sig=summary.sig,
             paras=list(range(first, first + p)),
         )  # fmt: skip
         self.docs.append(entry)
@@ -1996,7 +1935,7 @@ class _Engine:
             k
             for k, doc in enumerate(self.docs)
             # (a parent document's signature is in the parent's index: `_parent_doc_rows`)
-            if self._doc_chars(doc) >= self.s.min_chars
+            if (doc.sig is not None or doc.summary is None) and self._doc_chars(doc) >= self.s.min_chars
         ]
         self._copy_of = self._earlier_copies(keys)
         self._doc_candidates = {}
@@ -2010,7 +1949,7 @@ class _Engine:
         keys, sigs, first_wanted = self._rows_to_group(
             "doc", self.s.candidate_threshold, self.s.num_perm,
             parent_keys, self._parent_doc_rows[parent_keys], parent_sigs,
-            keys[split:], self._run_rows_made().signatures(self.s.num_perm, np.array(keys[split:], np.int64) - self._first_run_doc),
+            keys[split:], _stack([self.docs[k].sig for k in keys[split:]], self.s.num_perm),
         )  # fmt: skip
         for k, found in self._candidates(
             self.s.candidate_threshold,
@@ -2029,8 +1968,8 @@ class _Engine:
 
     def _earlier_copies(self, keys: list[int]) -> dict[int, int]:
         """Each key of a run document of the same (non-empty) text as an earlier one -> the
-        first key of that text. Texts are compared as their UTF-8 bytes (`text_bytes`: a
-        record's copied from the record, no view of it made). Empty when an exact copy would not
+        first key of that text. Texts are compared as their UTF-8 bytes (a record's text is a
+        numpy view: `tobytes`, a fifth of `bytes()`'s time). Empty when an exact copy would not
         pass as a duplicate (the thresholds above 1): `_decide_copy` relies on it, and nothing
         is a duplicate then."""
         if not self._is_duplicate(1.0, 1.0):
@@ -2041,7 +1980,7 @@ class _Engine:
         for k in keys:
             doc = docs[k]
             if doc.summary is not None and (nonempty or self._doc_chars(doc) > 0):
-                first = firsts.setdefault(doc.summary.text_bytes(), k)
+                first = firsts.setdefault(_as_bytes(doc.summary.text_utf8), k)
                 if first != k:
                     copy_of[k] = first
         return copy_of
@@ -2622,14 +2561,10 @@ class _Engine:
         documents: the rows of the run's paragraphs (or of their windows) in their numbers'
         order. The documents' `_Rows` are made once for the decision's reads, at the first
         (once the run's documents are all added): 0.2 s on 213,816 short documents."""
-        rows = self._run_rows_made()
-        return [rows.column(name, shape, dtype) for name, shape, dtype in columns]
-
-    def _run_rows_made(self) -> _Rows:
         if self._run_rows is None:
             self._run_rows = _Rows([doc.summary for doc in self.docs[self._first_run_doc :]])
         assert len(self._run_rows.items) == len(self.docs) - self._first_run_doc
-        return self._run_rows
+        return [self._run_rows.column(name, shape, dtype) for name, shape, dtype in columns]
 
     def _para(self, k: int) -> _Para:
         """Paragraph `k`, made when first read: a parent's from its rows of the index, a run
@@ -2751,7 +2686,7 @@ class _Engine:
             if summary is None:
                 parent_docs.append(doc_index)
             elif doc_index not in edited:  # unchanged by this stage: as collected
-                rows.append((doc.id, summary.sig, summary))
+                rows.append((doc.id, doc.sig, summary))
             else:
                 rows.append((doc.id, None, blocks[doc_index][0]))
         segments = self.parent.segments if self.parent is not None else []
