@@ -337,35 +337,36 @@ class _Record:
 
 _Summarised = _Summary | _Record  # (as made in a worker, or as read back from its record)
 
-# Each array of a record but the document's signature, in its block's order (`_TYPES`): its
-# block and its number of items, as coefficients of the record's sizes (source breakpoints,
-# paragraphs, windows, paragraph signature items, window signature items). `_RECORD_COLUMNS`
-# adds where each starts (the sum of the counts before it); `_Rows` reads a column of many
-# records with them at once. tests/test_dedup.py checks them against the properties above.
-_RECORD_COUNTS = (
-    ("src_pos", "wide", (1, 0, 0, 0, 0)),
-    ("src_off", "wide", (1, 0, 0, 0, 0)),
-    ("spans", "wide", (0, 2, 0, 0, 0)),
-    ("cf", "wide", (0, 2, 0, 0, 0)),
-    ("hashes", "wide", (0, 1, 0, 0, 0)),
-    ("win_counts", "wide", (0, 1, 0, 0, 0)),
-    ("win_spans", "wide", (0, 0, 2, 0, 0)),
-    ("para_sigs", "narrow", (0, 0, 0, 1, 0)),
-    ("win_sigs", "narrow", (0, 0, 0, 0, 1)),
-)
+# Each array of a record but the document's signature: its number of items, as coefficients of
+# the record's sizes (source breakpoints, paragraphs, windows, paragraph signature items,
+# window signature items). The arrays lie end to end in `_TYPES` order, the 8-byte ones in the
+# wide block, the 4-byte ones in the narrow; `_RECORD_COLUMNS` (made from the two, below
+# `_TYPES`) adds each one's block and where it starts. `_Rows` reads a column of many records
+# with them at once; tests/test_dedup.py checks them against the properties above.
+_RECORD_COUNTS = {
+    "src_pos": (1, 0, 0, 0, 0),
+    "src_off": (1, 0, 0, 0, 0),
+    "spans": (0, 2, 0, 0, 0),
+    "cf": (0, 2, 0, 0, 0),
+    "hashes": (0, 1, 0, 0, 0),
+    "win_counts": (0, 1, 0, 0, 0),
+    "win_spans": (0, 0, 2, 0, 0),
+    "para_sigs": (0, 0, 0, 1, 0),
+    "win_sigs": (0, 0, 0, 0, 1),
+}
 _BLOCK_TYPES = {"wide": np.dtype(np.int64), "narrow": np.dtype(np.uint32)}
 
 
 def _column_places() -> dict[str, tuple[str, tuple[int, ...], tuple[int, ...]]]:
-    """name -> (block, coefficients of its first item, of its number of items)."""
+    """name -> (block, coefficients of its first item, of its number of items), in `_TYPES`
+    order (the signature, last, is not a column of rows)."""
     places, at = {}, {block: (0, 0, 0, 0, 0) for block in _BLOCK_TYPES}
-    for name, block, count in _RECORD_COUNTS:
+    for name, dtype in _TYPES[:-1]:
+        block = "wide" if dtype.itemsize == 8 else "narrow"
+        count = _RECORD_COUNTS[name]
         places[name] = (block, at[block], count)
         at[block] = tuple(a + c for a, c in zip(at[block], count, strict=True))
     return places
-
-
-_RECORD_COLUMNS = _column_places()
 
 
 class _Rows:
@@ -467,6 +468,7 @@ _TYPES = tuple(
     )
 )
 _ARRAYS = tuple(name for name, _ in _TYPES)
+_RECORD_COLUMNS = _column_places()
 
 
 def _sizes(dims: tuple[int, int, int, int, int], one_sig: bool) -> tuple[int, int]:
