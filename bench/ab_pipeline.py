@@ -2,13 +2,14 @@
 
     .venv/bin/python bench/ab_pipeline.py OTHER_CHECKOUT [--rounds 6] [--workers 1,2]
         [--corpora ../shared/corpora] [--report] [--instructions] [--engine local|ray]
+        [--shape short|copies|pages]
 
     (an older commit: git worktree add /tmp/curate-base <commit>)
 
 This machine's share of its two cores changes from minute to minute (bench_pipeline.py prints
 it as "parallel capacity"), so two runs made minutes apart do not compare two versions of the
 code. Here each round runs the other checkout, then this one, back to back, on the same input
-(as bench_pipeline.py prepares it) and with the same interpreter; the figure to read is the
+(as bench_pipeline.py prepares it, or with `--shape` one of bench_shapes.py's) and with the same interpreter; the figure to read is the
 median of the paired differences. CPU seconds (of the run and every process it started) are
 paired too: they move less than wall time when the machine is busy. Each run is a child
 process (`curate.runner.run`; with `--report` it writes the report too, as `curate run` does)
@@ -111,7 +112,8 @@ def instructions(checkout: Path, inputs: Path, scratch: Path, report: bool) -> i
 
 
 def main() -> int:
-    from bench_pipeline import compile_checkout, corpora_parser, found_corpora, prepare_inputs
+    from bench_pipeline import compile_checkout, corpora_parser
+    from bench_shapes import SHAPES, shape_input
 
     parser = corpora_parser(__doc__.splitlines()[0])
     parser.add_argument("other", help="the other checkout (a git worktree of another commit)")
@@ -121,16 +123,20 @@ def main() -> int:
     parser.add_argument("--engine", choices=["local", "ray"], default="local")
     parser.add_argument("--instructions", action="store_true",
                         help="also count each checkout's instructions on 1 worker (valgrind callgrind)")
+    parser.add_argument("--shape", choices=sorted(SHAPES),
+                        help="one of bench/bench_shapes.py's inputs instead of the benchmark's")
     args = parser.parse_args()
-    corpora = found_corpora(args.corpora)
-    if corpora is None:
+    found = shape_input(args.shape, args.corpora)
+    if found is None:
         return 0
+    corpora, prepare = found
 
     checkouts = {"other": Path(args.other).resolve(), "this": ROOT}
     with tempfile.TemporaryDirectory(prefix="curate-ab-") as folder:
         scratch = Path(folder)
-        files, size = prepare_inputs(corpora.resolve(), scratch / "input")
-        print(f"input: {files} files, {size / 1e6:.1f} MB; other = {checkouts['other']}, this = {ROOT}")
+        size = prepare(corpora.resolve(), scratch / "input")
+        print(f"input: {args.shape or 'the benchmark'}, {size / 1e6:.1f} MB; "
+              f"other = {checkouts['other']}, this = {ROOT}")
         for checkout in checkouts.values():  # bytecode, and the table cache filled: untimed
             compile_checkout(checkout)
             run_once(checkout, 2, scratch / "input", scratch, args.report, args.engine)
