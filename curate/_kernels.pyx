@@ -30,7 +30,13 @@ from cpython.unicode cimport (
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
 from cpython cimport array
-from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.buffer cimport (
+    PyBUF_C_CONTIGUOUS,
+    PyBUF_SIMPLE,
+    PyBUF_WRITABLE,
+    PyBuffer_Release,
+    PyObject_GetBuffer,
+)
 
 import array as _array
 
@@ -39,22 +45,42 @@ _INT_ARRAY = _array.array("i")  # the template of `source_from_breaks`' arrays (
 
 def comparison_form(str text, const uint32_t[::1] folded, const uint8_t[::1] kept):
     """(codes, positions) of `minhash.comparison_form`: folded[c] of every character c of
-    `text` with kept[c], and where each one is in `text`."""
+    `text` with kept[c], and where each one is in `text`.
+
+    The kept characters are counted first, so that both arrays are made at their size and
+    written through their own buffers (`_data_of`): no slices copied, no typed view made of
+    either (a document of a sentence spent more on those than on its characters)."""
     cdef Py_ssize_t n = len(text), i = 0, count = 0
-    positions = np.empty(n, dtype=np.int64)
-    codes = np.empty(n, dtype=np.uint32)
-    cdef int64_t[::1] pos_view = positions
-    cdef uint32_t[::1] code_view = codes
     cdef Py_UCS4 c
     for c in text:
         if kept[c]:
-            pos_view[count] = i
-            code_view[count] = folded[c]
+            count += 1
+    positions = np.empty(count, dtype=np.int64)
+    codes = np.empty(count, dtype=np.uint32)
+    cdef int64_t *pos_out
+    cdef uint32_t *code_out
+    _data_of(positions, <void **>&pos_out)
+    _data_of(codes, <void **>&code_out)
+    count = 0
+    for c in text:
+        if kept[c]:
+            pos_out[count] = i
+            code_out[count] = folded[c]
             count += 1
         i += 1
-    if count == n:
-        return codes, positions
-    return codes[:count].copy(), positions[:count].copy()
+    return codes, positions
+
+
+cdef int _data_of(object array, void **data) except -1:
+    """The memory of a writable, C-contiguous array this module has just made (so of a type
+    it knows: no format to check), without the object and checks of a typed memoryview
+    (about 150 ns each). The buffer is let go at once: the memory stays while the caller
+    holds the array, which nothing else can resize meanwhile."""
+    cdef Py_buffer view
+    PyObject_GetBuffer(array, &view, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS)
+    data[0] = view.buf
+    PyBuffer_Release(&view)
+    return 0
 
 
 def shingle_ids(const uint32_t[::1] codes, const int64_t[::1] bounds, int size, uint64_t base):
@@ -343,10 +369,14 @@ def layout(
     """(spans, cf, windows, win_counts) of `dedup._layout`, which specifies them: paragraphs
     (non-blank lines), their spans in the comparison form (`positions`: where each form
     character is in `text`), and their windows, cut at sentence starts (after a run of
-    `ends` characters and then `ends` or `closers`), long ones cut into equal pieces."""
+    `ends` characters and then `ends` or `closers`), long ones cut into equal pieces.
+
+    Worked out in memory of its own, then copied into the four arrays, each made at its size
+    and written through its buffer (`_data_of`): made per document, the arrays and typed views
+    of the work cost more than the work on a document of a sentence."""
     cdef Py_ssize_t forms = positions.shape[0], paragraphs, cuts, p, j, k, f
     cdef bint inner
-    # Paragraph spans and sentence starts, written into arrays of the most there can be (a
+    # Paragraph spans and sentence starts, written into room for the most there can be (a
     # paragraph takes two characters but the last, a sentence start one); for a long text they
     # are counted first instead, so that they take no more memory than they need.
     cdef Py_ssize_t n = len(text)
@@ -354,64 +384,87 @@ def layout(
         _scan_lines(text, ends, closers, NULL, NULL, &paragraphs, &cuts)
     else:
         paragraphs, cuts = n // 2 + 1, n + 1
-    span_array = np.empty((max(paragraphs, 1), 2), dtype=np.int64)
-    start_array = np.empty(max(cuts, 1), dtype=np.int64)
-    cdef int64_t[:, ::1] spans = span_array
-    cdef int64_t[::1] sentence_starts = start_array
-    _scan_lines(text, ends, closers, &spans[0, 0], &sentence_starts[0], &paragraphs, &cuts)
-    span_array = span_array[:paragraphs]
-    # Form positions of paragraph bounds and sentence starts (searchsorted, left: both rise).
-    cf_array = np.empty((paragraphs, 2), dtype=np.int64)
-    cut_array = np.empty(cuts, dtype=np.int64)
-    cdef int64_t[:, ::1] cf = cf_array
-    cdef int64_t[::1] cut_at = cut_array
-    f = 0
-    for p in range(paragraphs):
-        while f < forms and positions[f] < spans[p, 0]:
-            f += 1
-        cf[p, 0] = f
-        while f < forms and positions[f] < spans[p, 1]:
-            f += 1
-        cf[p, 1] = f
-    f = 0
-    for k in range(cuts):
-        while f < forms and positions[f] < sentence_starts[k]:
-            f += 1
-        cut_at[k] = f
-    # Windows: at most one per paragraph and cut, plus the pieces of long ones.
     cdef Py_ssize_t step = window_chars if window_chars > 1 else 1
     cdef Py_ssize_t w0, w1, length, pieces, count = 0, before
-    window_array = np.empty((paragraphs + cuts + forms // step + 1, 2), dtype=np.int64)
-    count_array = np.empty(paragraphs, dtype=np.int64)
-    cdef int64_t[:, ::1] windows = window_array
-    cdef int64_t[::1] win_counts = count_array
-    j = 0
-    for p in range(paragraphs):
-        while j < cuts and sentence_starts[j] <= spans[p, 0]:
-            j += 1
-        before = count
-        w0 = cf[p, 0]
-        while True:
-            inner = j < cuts and sentence_starts[j] < spans[p, 1]
-            w1 = cut_at[j] if inner else cf[p, 1]
-            j += inner
-            if inner and not (w0 < w1 < cf[p, 1]):
-                continue
-            length = w1 - w0
-            if length >= 2 * step:
-                pieces = (length + step - 1) // step
-                for k in range(pieces):
-                    windows[count, 0] = w0 + length * k // pieces
-                    windows[count, 1] = w0 + length * (k + 1) // pieces
+    cdef int64_t *spans = <int64_t *>malloc((2 * paragraphs + cuts + 1) * sizeof(int64_t))
+    cdef int64_t *windows = NULL
+    cdef int64_t *cf
+    cdef int64_t *cut_at
+    cdef int64_t *win_counts
+    cdef int64_t *sentence_starts
+    if spans == NULL:
+        raise MemoryError()
+    try:
+        sentence_starts = spans + 2 * paragraphs
+        _scan_lines(text, ends, closers, spans, sentence_starts, &paragraphs, &cuts)
+        span_array = np.empty((paragraphs, 2), dtype=np.int64)
+        cf_array = np.empty((paragraphs, 2), dtype=np.int64)
+        count_array = np.empty(paragraphs, dtype=np.int64)
+        _data_of(cf_array, <void **>&cf)
+        _data_of(count_array, <void **>&win_counts)
+        # Windows: at most one per paragraph and cut, plus the pieces of long ones; after them,
+        # the form positions of the sentence starts.
+        length = paragraphs + cuts + forms // step + 1
+        windows = <int64_t *>malloc((2 * length + cuts + 1) * sizeof(int64_t))
+        if windows == NULL:
+            raise MemoryError()
+        cut_at = windows + 2 * length
+        # Form positions of paragraph bounds and sentence starts (searchsorted, left: both rise).
+        f = 0
+        for p in range(paragraphs):
+            while f < forms and positions[f] < spans[2 * p]:
+                f += 1
+            cf[2 * p] = f
+            while f < forms and positions[f] < spans[2 * p + 1]:
+                f += 1
+            cf[2 * p + 1] = f
+        f = 0
+        for k in range(cuts):
+            while f < forms and positions[f] < sentence_starts[k]:
+                f += 1
+            cut_at[k] = f
+        j = 0
+        for p in range(paragraphs):
+            while j < cuts and sentence_starts[j] <= spans[2 * p]:
+                j += 1
+            before = count
+            w0 = cf[2 * p]
+            while True:
+                inner = j < cuts and sentence_starts[j] < spans[2 * p + 1]
+                w1 = cut_at[j] if inner else cf[2 * p + 1]
+                j += inner
+                if inner and not (w0 < w1 < cf[2 * p + 1]):
+                    continue
+                length = w1 - w0
+                if length >= 2 * step:
+                    pieces = (length + step - 1) // step
+                    for k in range(pieces):
+                        windows[2 * count] = w0 + length * k // pieces
+                        windows[2 * count + 1] = w0 + length * (k + 1) // pieces
+                        count += 1
+                else:
+                    windows[2 * count], windows[2 * count + 1] = w0, w1
                     count += 1
-            else:
-                windows[count, 0], windows[count, 1] = w0, w1
-                count += 1
-            if not inner:
-                break
-            w0 = w1
-        win_counts[p] = count - before
-    return span_array, cf_array, window_array[:count].copy(), count_array
+                if not inner:
+                    break
+                w0 = w1
+            win_counts[p] = count - before
+        window_array = np.empty((count, 2), dtype=np.int64)
+        _copy_into(span_array, spans, 2 * paragraphs)
+        _copy_into(window_array, windows, 2 * count)
+    finally:
+        free(spans)
+        free(windows)
+    return span_array, cf_array, window_array, count_array
+
+
+cdef int _copy_into(object array, const int64_t *values, Py_ssize_t items) except -1:
+    """`items` int64 values into an array of them this module has just made (`_data_of`)."""
+    cdef void *data
+    if items:
+        _data_of(array, &data)
+        memcpy(data, values, items * sizeof(int64_t))
+    return 0
 
 
 cdef extern from *:
@@ -478,7 +531,10 @@ def source_map(const int32_t[::1] src):
             count += 1
     positions = np.empty(count, dtype=np.int64)
     offsets = np.empty(count, dtype=np.int64)
-    cdef int64_t[::1] pos_view = positions, off_view = offsets
+    cdef int64_t *pos_view
+    cdef int64_t *off_view
+    _data_of(positions, <void **>&pos_view)  # (arrays of a document each: no typed views)
+    _data_of(offsets, <void **>&off_view)
     pos_view[0], off_view[0] = 0, src[0]
     count = 1
     for i in range(1, n):
@@ -567,11 +623,11 @@ cdef inline uint32_t _pair_slot(uint32_t first, uint32_t second, int shift) noex
 
 
 cdef Py_ssize_t _first_start(
-    const _Unit *chars, Py_ssize_t start, Py_ssize_t n, const uint8_t[::1] firsts,
-    const uint8_t[::1] pairs, int shift,
+    const _Unit *chars, Py_ssize_t start, Py_ssize_t n, const uint8_t *firsts, Py_ssize_t size,
+    const uint8_t *pairs, int shift,
 ) noexcept nogil:
-    cdef Py_ssize_t size = firsts.shape[0], i
-    cdef bint paired = pairs.shape[0] > 0
+    cdef Py_ssize_t i
+    cdef bint paired = pairs != NULL
     cdef uint32_t c, slot
     for i in range(start, n):
         c = chars[i]
@@ -604,7 +660,7 @@ cdef int _check_gb18030(const uint32_t[::1] encoded, const uint8_t[::1] lengths)
 
 
 cdef Py_ssize_t _first_start_in(
-    str text, const uint8_t[::1] firsts, const uint8_t[::1] pairs, int shift, Py_ssize_t start
+    str text, const uint8_t *firsts, Py_ssize_t size, const uint8_t *pairs, int shift, Py_ssize_t start
 ) except? -3:
     """`_first_start` over the text's own buffer, in the loop for its storage width."""
     cdef void *data
@@ -613,14 +669,10 @@ cdef Py_ssize_t _first_start_in(
     if start < 0:
         start = 0
     if kind == PyUnicode_1BYTE_KIND:
-        return _first_start(<const uint8_t *>data, start, n, firsts, pairs, shift)
+        return _first_start(<const uint8_t *>data, start, n, firsts, size, pairs, shift)
     if kind == PyUnicode_2BYTE_KIND:
-        return _first_start(<const uint16_t *>data, start, n, firsts, pairs, shift)
-    return _first_start(<const uint32_t *>data, start, n, firsts, pairs, shift)
-
-
-_NO_PAIRS = np.zeros(0, dtype=np.uint8)
-
+        return _first_start(<const uint16_t *>data, start, n, firsts, size, pairs, shift)
+    return _first_start(<const uint32_t *>data, start, n, firsts, size, pairs, shift)
 
 
 
@@ -724,14 +776,16 @@ def wide_utf8_starts(str text not None, const uint32_t[::1] encoded, const uint8
     return starts, size
 
 
-def first_member(str text not None, const uint8_t[::1] table, Py_ssize_t start=0):
+def first_member(str text not None, bytes table not None, Py_ssize_t start=0):
     """`textutil.CharClass.first`'s scan: the index of the first character of `text` from
-    `start` on whose code point c has `table[c]` set; -1 if there is none; -2 - its index
+    `start` on whose code point c has byte `table[c]` set; -1 if there is none; -2 - its index
     when a character past the table comes first (the caller decides from there on).
 
     One loop for each storage width of `str` (1, 2 or 4 bytes a character), reading the text's
-    buffer directly: a byte looked up per character, where `re` tests a class's ranges."""
-    return _first_start_in(text, table, _NO_PAIRS, 0, start)
+    buffer directly: a byte looked up per character, where `re` tests a class's ranges. The
+    table is `bytes`, read where it lies: a typed view of an array cost more than the scan of a
+    sentence, and a text is scanned several times."""
+    return _first_start_in(text, <const uint8_t *><const char *>table, len(table), NULL, 0, start)
 
 
 def first_pair(str text not None, const uint8_t[::1] firsts, const uint8_t[::1] pairs, int shift, Py_ssize_t start=0):
@@ -742,7 +796,9 @@ def first_pair(str text not None, const uint8_t[::1] firsts, const uint8_t[::1] 
     decides from there on)."""
     if not 0 <= shift < 32 or pairs.shape[0] * 8 < (<int64_t>1 << (32 - shift)):
         raise ValueError("first_pair: the pairs' table is smaller than its hash's range")
-    return _first_start_in(text, firsts, pairs, shift, start)
+    return _first_start_in(
+        text, &firsts[0] if firsts.shape[0] else NULL, firsts.shape[0], &pairs[0], shift, start
+    )
 
 
 cdef inline bint _text_starts_at(const int64_t *starts, Py_ssize_t texts, Py_ssize_t *k, Py_ssize_t i) noexcept nogil:

@@ -163,11 +163,12 @@ class CharClass:
     def __init__(self, pattern: re.Pattern[str]) -> None:
         self.pattern = pattern
         self._table: Any = None
+        self._scanned: bytes | None = None  # the table as `first`'s loop reads it
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickled without the table (a stage sent to Ray): made again or read from the cache
         where it is used, not sent as a private copy of 64 KB."""
-        return {"pattern": self.pattern, "_table": None}
+        return {"pattern": self.pattern, "_table": None, "_scanned": None}
 
     def table(self) -> Any:
         """Of each BMP code point, 1 if it is in the class, else 0: made at first use (in the
@@ -180,7 +181,10 @@ class CharClass:
         """The index of the first character of the class in `text` from `start` on, -1 if none."""
         scan = _kernel("first_member")
         if scan is not None and type(text) is str:  # (the loop reads a str's own buffer)
-            found = scan(text, self.table(), start)
+            table = self._scanned
+            if table is None:
+                table = self._scanned = self.table().tobytes()
+            found = scan(text, table, start)
             if found >= -1:
                 return found
             start = -2 - found  # a character beyond the table: the pattern decides from there
