@@ -9,8 +9,8 @@
 This machine's share of its two cores changes from minute to minute (bench_pipeline.py prints
 it as "parallel capacity"), so two runs made minutes apart do not compare two versions of the
 code. Here each round runs the other checkout, then this one, back to back, on the same input
-(as bench_pipeline.py prepares it, or with `--shape` one of bench_shapes.py's) and with the same interpreter; the figure to read is the
-median of the paired differences. CPU seconds (of the run and every process it started) are
+(as bench_pipeline.py prepares it, or with `--shape` one of bench_shapes.py's) and with the
+same interpreter; the figure to read is the median of the paired differences. CPU seconds (of the run and every process it started) are
 paired too: they move less than wall time when the machine is busy. Each run is a child
 process (`curate.runner.run`; with `--report` it writes the report too, as `curate run` does)
 that imports curate from its own checkout. The version id and the sha256 of every file of the

@@ -371,9 +371,10 @@ def layout(
     character is in `text`), and their windows, cut at sentence starts (after a run of
     `ends` characters and then `ends` or `closers`), long ones cut into equal pieces.
 
-    Worked out in memory of its own, then copied into the four arrays, each made at its size
-    and written through its buffer (`_data_of`): made per document, the arrays and typed views
-    of the work cost more than the work on a document of a sentence."""
+    Spans and windows are worked out in memory of its own, then copied into arrays made at
+    their size; cf and the window counts are written in place, through their arrays' buffers
+    (`_data_of`): made per document, arrays and typed views for the work cost more than the
+    work on a document of a sentence."""
     cdef Py_ssize_t forms = positions.shape[0], paragraphs, cuts, p, j, k, f
     cdef bint inner
     # Paragraph spans and sentence starts, written into room for the most there can be (a

@@ -156,12 +156,18 @@ def _fold_tables() -> tuple[np.ndarray, np.ndarray]:
     return folded, kept
 
 
-@cache
+_KEPT_BYTES: tuple[np.ndarray, np.ndarray] | None = None  # (the kept table, its uint8 view)
+
+
 def _kernel_fold_tables() -> tuple[np.ndarray, np.ndarray]:
     """`_fold_tables` as `_kernels.comparison_form` reads them (kept as bytes 0 or 1): the
-    view made once, not for every document (a quarter of a microsecond each)."""
+    view made once for the tables `_fold_tables` gives, not for every document (a quarter of a
+    microsecond each), and again if they are made again."""
+    global _KEPT_BYTES
     folded, kept = _fold_tables()
-    return folded, kept.view(np.uint8)
+    if _KEPT_BYTES is None or _KEPT_BYTES[0] is not kept:
+        _KEPT_BYTES = (kept, kept.view(np.uint8))
+    return folded, _KEPT_BYTES[1]
 
 
 def _build_fold_tables() -> tuple[np.ndarray, np.ndarray]:
