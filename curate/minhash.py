@@ -136,7 +136,8 @@ class ComparisonForm:
 
 @cache
 def _fold_tables() -> tuple[np.ndarray, np.ndarray]:
-    """(folded code point, compared?) of every code point: the three folds composed once.
+    """(folded code point, compared? as a byte 0 or 1) of every code point: the three folds
+    composed once.
 
     Traditional->Simplified, then full-width->half-width, then ASCII upper->lower case, each
     applied to the previous one's result over the whole code point range; a character is
@@ -156,33 +157,20 @@ def _fold_tables() -> tuple[np.ndarray, np.ndarray]:
     return folded, kept
 
 
-_KEPT_BYTES: tuple[np.ndarray, np.ndarray] | None = None  # (the kept table, its uint8 view)
-
-
-def _kernel_fold_tables() -> tuple[np.ndarray, np.ndarray]:
-    """`_fold_tables` as `_kernels.comparison_form` reads them (kept as bytes 0 or 1): the
-    view made once for the tables `_fold_tables` gives, not for every document (a quarter of a
-    microsecond each), and again if they are made again."""
-    global _KEPT_BYTES
-    folded, kept = _fold_tables()
-    if _KEPT_BYTES is None or _KEPT_BYTES[0] is not kept:
-        _KEPT_BYTES = (kept, kept.view(np.uint8))
-    return folded, _KEPT_BYTES[1]
-
-
 def _build_fold_tables() -> tuple[np.ndarray, np.ndarray]:
     folded = _t2s_table().copy()
     folded[(folded >= 0xFF01) & (folded <= 0xFF5E)] -= np.uint32(0xFEE0)
     folded[(folded >= 0x41) & (folded <= 0x5A)] += np.uint32(0x20)
-    return folded, _kept_code_points()[folded]
+    # (bytes, not bools: the type `_kernels.comparison_form` reads, without a view a document)
+    return folded, _kept_code_points()[folded].view(np.uint8)
 
 
 def comparison_form(text: str) -> ComparisonForm:
     """Traditional->Simplified, full-width->half-width, lower-case ASCII, no punctuation/space."""
-    if _kernels is not None:
-        codes, positions = _kernels.comparison_form(text, *_kernel_fold_tables())
-        return ComparisonForm(codes=codes, positions=positions, text_length=len(text))
     folded, kept = _fold_tables()
+    if _kernels is not None:
+        codes, positions = _kernels.comparison_form(text, folded, kept)
+        return ComparisonForm(codes=codes, positions=positions, text_length=len(text))
     raw = code_points(text)
     positions = np.flatnonzero(kept[raw]).astype(np.int64, copy=False)
     return ComparisonForm(codes=folded[raw[positions]], positions=positions, text_length=len(text))
