@@ -132,6 +132,28 @@ class Change:
     link: dict[str, Any] | None = None
 
 
+def _change_order(change: Change) -> tuple[int, int]:
+    return change.start, change.end
+
+
+def _remapped_source(src: array, shifts: list[tuple[int, int, int]]) -> array:
+    """The text -> input map after replacing each (start, end) of the text by `length`
+    characters: positions outside the changes keep their place in the input, and the
+    boundaries inside inserted text map proportionally into the replaced span."""
+    out = array(SRC_TYPE)
+    cursor = 0
+    for start, end, length in shifts:
+        out.extend(src[cursor:start])
+        if length == end - start:  # same length: character by character
+            out.extend(src[start:end])
+        elif length:
+            s0, s1 = src[start], src[end]
+            out.extend([s0 + (i * (s1 - s0)) // length for i in range(length)])
+        cursor = end
+    out.extend(src[cursor:])
+    return out
+
+
 _IDENTITY = array(SRC_TYPE, range(1 << 16))
 
 
@@ -243,67 +265,64 @@ class Document:
         Changes are applied left to right; each resulting `Edit` records its span in the text
         as it was just before that edit, and its span in the decoded input. Flags are shifted
         (or clipped) to follow the text. Returns the edits made.
+
+        Changes that keep the length (Traditional to Simplified, full-width punctuation: most
+        of them) keep every position's place in the input, so the map is left as it is (a map
+        is never changed in place) rather than copied piece by piece.
         """
-        ordered = sorted(changes, key=lambda c: (c.start, c.end))
+        ordered = changes if isinstance(changes, list) else list(changes)
         if not ordered:
             return []
+        if len(ordered) > 1:
+            ordered = sorted(ordered, key=_change_order)
         text = self.text
         src = self._src
         pieces: list[str] = []
-        new_src = array(SRC_TYPE)
         made: list[Edit] = []
         cursor = 0  # position in the old text up to which pieces are emitted
         delta = 0  # length of the new text minus the old text, for changes so far
         shifts: list[tuple[int, int, int]] = []  # (old_start, old_end, new_length)
         for change in ordered:
-            if change.start < cursor:
+            start, end, after = change.start, change.end, change.after
+            if start < cursor:
+                raise ValueError(f"{stage}/{change.rule}: overlapping change at {start} in {self.source}")
+            if not (0 <= start <= end <= len(text)):
                 raise ValueError(
-                    f"{stage}/{change.rule}: overlapping change at {change.start} in {self.source}"
-                )
-            if not (0 <= change.start <= change.end <= len(text)):
-                raise ValueError(
-                    f"{stage}/{change.rule}: span {change.start}-{change.end} outside the text "
+                    f"{stage}/{change.rule}: span {start}-{end} outside the text "
                     f"of {self.source} (length {len(text)})"
                 )
-            before = text[change.start : change.end]
-            if before == change.after:
+            before = text[start:end]
+            if before == after:
                 continue
-            pieces.append(text[cursor : change.start])
-            new_src.extend(src[cursor : change.start])
-            pieces.append(change.after)
-            s0, s1 = src[change.start], src[change.end]
-            k = len(change.after)
-            if k == change.end - change.start:  # same length (e.g. t2s): character by character
-                new_src.extend(src[change.start : change.end])
-            else:  # boundaries inside inserted text map proportionally into the replaced span
-                new_src.extend(s0 + (i * (s1 - s0)) // k for i in range(k))
-            action = change.action or ("drop" if change.after == "" else "replace")
+            pieces.append(text[cursor:start])
+            pieces.append(after)
+            k = len(after)
             made.append(
                 Edit(
-                    stage=stage,
-                    rule=change.rule,
-                    action=action,
-                    start=change.start + delta,
-                    end=change.end + delta,
-                    before=before,
-                    after=change.after,
-                    reason=change.reason,
-                    kind=change.kind,
-                    src_start=s0,
-                    src_end=s1,
-                    evidence=change.evidence,
-                    link=change.link,
+                    stage,
+                    change.rule,
+                    change.action or ("drop" if not after else "replace"),
+                    start + delta,
+                    end + delta,
+                    before,
+                    after,
+                    change.reason,
+                    change.kind,
+                    src[start],
+                    src[end],
+                    change.evidence,
+                    change.link,
                 )
             )
-            shifts.append((change.start, change.end, k))
-            delta += k - (change.end - change.start)
-            cursor = change.end
+            shifts.append((start, end, k))
+            delta += k - (end - start)
+            cursor = end
         if not made:
             return []
         pieces.append(text[cursor:])
-        new_src.extend(src[cursor:])
         self.text = "".join(pieces)
-        self._src = new_src
+        if any(k != end - start for start, end, k in shifts):
+            self._src = _remapped_source(src, shifts)
         self.edits.extend(made)
         self._move_flags(shifts)
         return made

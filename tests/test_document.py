@@ -129,6 +129,54 @@ def test_undo_of_many_edits_per_batch_is_the_undo_edit_by_edit(text, batches):
     assert undo_edits(doc.text, edits) == undone_one_by_one(doc.text, edits) == text
 
 
+def mapped_one_change_at_a_time(src: list[int], changes: list[tuple[int, int, str]]) -> list[int]:
+    """The text -> input map after `changes` (left to right, old coordinates), boundary by
+    boundary: a boundary outside every change keeps its place; inside a change of the same
+    length, its character's; inside one of another length, a proportional place in the
+    replaced span."""
+    out, cursor = [], 0
+    for start, end, after in changes:
+        out += src[cursor:start]
+        k = len(after)
+        if k == end - start:
+            out += src[start:end]
+        else:
+            out += [src[start] + (j * (src[end] - src[start])) // k for j in range(k)]
+        cursor = end
+    return out + src[cursor:]
+
+
+@settings(max_examples=300)
+@given(
+    st.text(alphabet="甲乙丙丁 ,。\nab", min_size=1, max_size=60),
+    st.lists(
+        st.lists(st.tuples(st.integers(0, 60), st.integers(0, 4), st.text(alphabet="xy，", max_size=4)), max_size=5),
+        max_size=5,
+    ),
+)
+def test_the_map_follows_every_change_and_an_earlier_map_is_never_changed(text, batches):
+    # Same-length changes leave the map as it is (the same object), so no apply may change a
+    # map in place: a map read before a batch must read the same after it.
+    doc = Document.new("d.txt", text)
+    for batch in batches:
+        changes, taken = [], -1
+        for start, length, after in sorted(batch):
+            start = min(start, len(doc.text))
+            if start <= taken:
+                continue
+            end = min(start + length, len(doc.text))
+            if doc.text[start:end] != after:
+                changes.append((start, end, after))
+            taken = end if end > start else start
+        before_map = doc._src
+        before_values = list(before_map)
+        doc.apply("s", [Change(s, e, a, rule="r", reason="") for s, e, a in reversed(changes)])
+        assert list(before_map) == before_values
+        assert list(doc._src) == mapped_one_change_at_a_time(before_values, changes)
+        assert len(doc._src) == len(doc.text) + 1
+    assert doc.reconstruct_input() == text
+
+
 def test_pickling_keeps_every_field_of_document_edits_and_flags():
     """Documents cross process boundaries pickled (as field values, see `pickled_as_fields`)."""
     import pickle
