@@ -219,14 +219,20 @@ def test_source_breaks_are_the_same(steps: list[int], start: int) -> None:
         src.append(src[-1] + (1 if step == 0 else step))
     compiled = source_breaks(src)
     rebuilt = source_from_breaks(len(src), *compiled)
+    packed = [document._packed_source(m) for m in (src, array("i"), document.identity_map(len(steps)))]
     with pytest.MonkeyPatch.context() as monkeypatch:
         monkeypatch.setattr(document, "_compiled_source_map", None)
         monkeypatch.setattr(document, "_compiled_from_breaks", None)
+        monkeypatch.setattr(document, "_compiled_packed_source", None)
         reference = source_breaks(src)
         rebuilt_by_numpy = source_from_breaks(len(src), *reference)
+        packed_by_numpy = [document._packed_source(m) for m in (src, array("i"), document.identity_map(len(steps)))]
     for got, want in zip(compiled, reference, strict=True):
         assert got.dtype == want.dtype and got.tolist() == want.tolist()
     assert rebuilt == rebuilt_by_numpy == src and rebuilt.typecode == rebuilt_by_numpy.typecode
+    # As a document travels: its length alone for a map of every position to itself.
+    assert packed == packed_by_numpy and packed[1:] == [0, len(steps) + 1]
+    assert document._unpacked_source(packed[0]) == src
 
 
 def _aligned_pair(draw: st.DrawFn) -> tuple[str, str]:
