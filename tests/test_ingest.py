@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from curate.config import IngestSettings
 from curate.ingest import IngestError, decode_bytes, read_file, scan
@@ -732,3 +734,51 @@ def test_json_lines_past_max_file_mb_changed_after_they_were_hashed_stop_the_run
     with pytest.raises(runner.RunError, match=r"^big.jsonl: changed while the run was reading its inputs"):
         runner.run(config, inputs=[str(folder)], write_report=False)
     assert list((tmp_path / "corpus" / "versions").iterdir()) == []
+
+
+# --------------------------------------------------------------------------- JSON parsed by orjson
+_JSON_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**80), max_value=2**80)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(alphabet=st.characters(codec=None, exclude_categories=()), max_size=12)
+)
+_JSON_VALUES = st.recursive(
+    _JSON_SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_JSON_VALUES, st.booleans())
+def test_json_is_parsed_as_the_standard_parser_parses_it(value, ensure_ascii):
+    # Big integers (which orjson reads as floats), NaN and infinities (which it refuses) and
+    # lone surrogates (escaped, with ensure_ascii) included: the same value, float for float.
+    from curate.ingest import parsed_json
+
+    text = json.dumps(value, ensure_ascii=ensure_ascii)
+    assert repr(parsed_json(text)) == repr(json.loads(text))
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['{"id": 18446744073709551616}', "[-9223372036854775809, 1]", "[NaN, 1e400]", '"\\ud800"', '{"a":1,"a":2}',
+     "[0.1, 5e-324]", " {} ", "[" * 900 + "0.5" + "]" * 900],
+)
+def test_json_the_two_parsers_differ_on_is_parsed_as_the_standard_one_parses_it(text):
+    from curate.ingest import parsed_json
+
+    assert repr(parsed_json(text)) == repr(json.loads(text))
+
+
+@pytest.mark.parametrize("text", ['{"a": 1,}', "[1 2]", '{"a": "x', "", "[01]", '{"a":\t"b" "c"}'])
+def test_malformed_json_raises_the_standard_parsers_error(text):
+    from curate.ingest import parsed_json
+
+    with pytest.raises(json.JSONDecodeError) as ours:
+        parsed_json(text)
+    with pytest.raises(json.JSONDecodeError) as standard:
+        json.loads(text)
+    assert (ours.value.msg, ours.value.pos) == (standard.value.msg, standard.value.pos)
