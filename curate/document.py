@@ -323,9 +323,10 @@ class Document:
         if not made:
             return []
         pieces.append(text[cursor:])
-        self.text = "".join(pieces)
         if any(k != end - start for start, end, k in shifts):
-            self._src = _remapped_source(src, shifts)
+            src = _remapped_source(src, shifts)
+        self.text = "".join(pieces)  # (both made before either is set)
+        self._src = src
         self.edits.extend(made)
         self._move_flags(shifts)
         return made

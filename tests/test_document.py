@@ -103,27 +103,34 @@ def undone_one_by_one(text: str, edits) -> str:
     return text
 
 
-@settings(max_examples=300)
-@given(
-    st.text(alphabet="甲乙丙丁 ,。\nab", min_size=1, max_size=60),
-    st.lists(
-        st.lists(st.tuples(st.integers(0, 60), st.integers(0, 4), st.text(alphabet="xy，", max_size=3)), max_size=5),
-        max_size=5,
-    ),
+# Texts, and batches of changes for them (start, length, text put in), one `apply` a batch.
+TEXTS = st.text(alphabet="甲乙丙丁 ,。\nab", min_size=1, max_size=60)
+BATCHES = st.lists(
+    st.lists(st.tuples(st.integers(0, 60), st.integers(0, 4), st.text(alphabet="xy，", max_size=4)), max_size=5),
+    max_size=5,
 )
+
+
+def non_overlapping(text: str, batch: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
+    """A batch's changes that fit `text`, left to right, each after the one before it."""
+    changes, taken = [], -1
+    for start, length, after in sorted(batch):
+        start = min(start, len(text))
+        if start <= taken:
+            continue
+        end = min(start + length, len(text))
+        changes.append((start, end, after))
+        taken = end if end > start else start
+    return changes
+
+
+@settings(max_examples=300)
+@given(TEXTS, BATCHES)
 def test_undo_of_many_edits_per_batch_is_the_undo_edit_by_edit(text, batches):
     # Each `apply` makes several edits left to right; runs of such edits are undone in one pass.
     doc = Document.new("d.txt", text)
     for batch in batches:
-        changes, taken = [], -1
-        for start, length, after in sorted(batch):
-            start = min(start, len(doc.text))
-            if start <= taken:
-                continue
-            end = min(start + length, len(doc.text))
-            changes.append(Change(start, end, after, rule="r", reason=""))
-            taken = end if end > start else start
-        doc.apply("s", changes)
+        doc.apply("s", [Change(s, e, a, rule="r", reason="") for s, e, a in non_overlapping(doc.text, batch)])
         doc.add_flag(Flag("spam-injection", 0, min(1, len(doc.text)), doc.text[:1], "test"))
     edits = doc.edits + [Edit("s", "f", "flag", 0, 0, "", "", "")]
     assert undo_edits(doc.text, edits) == undone_one_by_one(doc.text, edits) == text
@@ -147,27 +154,13 @@ def mapped_one_change_at_a_time(src: list[int], changes: list[tuple[int, int, st
 
 
 @settings(max_examples=300)
-@given(
-    st.text(alphabet="甲乙丙丁 ,。\nab", min_size=1, max_size=60),
-    st.lists(
-        st.lists(st.tuples(st.integers(0, 60), st.integers(0, 4), st.text(alphabet="xy，", max_size=4)), max_size=5),
-        max_size=5,
-    ),
-)
+@given(TEXTS, BATCHES)
 def test_the_map_follows_every_change_and_an_earlier_map_is_never_changed(text, batches):
     # Same-length changes leave the map as it is (the same object), so no apply may change a
     # map in place: a map read before a batch must read the same after it.
     doc = Document.new("d.txt", text)
     for batch in batches:
-        changes, taken = [], -1
-        for start, length, after in sorted(batch):
-            start = min(start, len(doc.text))
-            if start <= taken:
-                continue
-            end = min(start + length, len(doc.text))
-            if doc.text[start:end] != after:
-                changes.append((start, end, after))
-            taken = end if end > start else start
+        changes = non_overlapping(doc.text, batch)
         before_map = doc._src
         before_values = list(before_map)
         doc.apply("s", [Change(s, e, a, rule="r", reason="") for s, e, a in reversed(changes)])

@@ -205,7 +205,10 @@ def test_signatures_are_the_same(
 
 
 @needs_kernels
-@given(st.lists(st.integers(-3, 3), max_size=60), st.integers(0, 1000))
+@given(
+    st.lists(st.integers(-3, 3), max_size=60) | st.lists(st.integers(-3, 3), min_size=100, max_size=400),
+    st.integers(0, 1000),
+)
 @settings(max_examples=300, deadline=None)
 def test_source_breaks_are_the_same(steps: list[int], start: int) -> None:
     from array import array

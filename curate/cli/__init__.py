@@ -13,7 +13,9 @@ from typing import Any
 # allocations, walked them about 80 times, ~12 ms of every command's start on one core. Its
 # first generation is collected every 100,000 allocations from here on, as during a run
 # (`curate.runner.fewer_collections`, which this leaves as it is); a forked worker inherits it.
-gc.set_threshold(100_000, *gc.get_threshold()[1:])
+# Where collections are off (a threshold of 0) or already rarer, they are left so.
+if 0 < gc.get_threshold()[0] < 100_000:
+    gc.set_threshold(100_000, *gc.get_threshold()[1:])
 
 import click  # noqa: E402 - after the threshold, as every import below
 
