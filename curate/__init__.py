@@ -17,6 +17,11 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 # runs are no slower without. Off unless the user set their own (`NUMPY_MADVISE_HUGEPAGE=1`).
 os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
 
+# Python's collector collects its first generation every this many allocations, not 700,
+# from the command's first import (`curate.cli`) and during a run (`runner.fewer_collections`):
+# a run's objects live long and form almost no cycles.
+COLLECT_EVERY = 100_000
+
 from curate import _compiled  # noqa: E402
 
 __version__ = "0.1.0"

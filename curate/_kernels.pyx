@@ -521,29 +521,45 @@ def permuted_minima(
         curate_minima(&hashes[0], &starts[0], groups, &a[0], &b[0], perms, &out[0, 0])
 
 
-def source_map(const int32_t[::1] src):
-    """(src_pos, src_off) of `dedup._source_map`: the positions where src[i] - i changes
-    (the first is 0) and that offset from each of them on."""
-    cdef Py_ssize_t n = src.shape[0], i, count = 1
-    cdef int64_t offset
-    if n == 0:
-        return np.zeros(1, np.int64), np.zeros(1, np.int64)
+ctypedef fused _Break:  # a map's breaks, as numpy columns (int64) or as they travel (int32)
+    int32_t
+    int64_t
+
+
+cdef Py_ssize_t _break_count(const int32_t *src, Py_ssize_t n) noexcept nogil:
+    """The breaks of a map of n >= 1 entries: its first position and each where src[i] - i
+    changes."""
+    cdef Py_ssize_t i, count = 1
     for i in range(1, n):
         if src[i] - i != src[i - 1] - (i - 1):
             count += 1
+    return count
+
+
+cdef void _write_breaks(const int32_t *src, Py_ssize_t n, _Break *positions, _Break *offsets) noexcept nogil:
+    """Each break's position and the offset src[i] - i from it on (`_break_count` of them)."""
+    cdef Py_ssize_t i, count = 1
+    positions[0], offsets[0] = 0, src[0]
+    for i in range(1, n):
+        if src[i] - i != src[i - 1] - (i - 1):
+            positions[count], offsets[count] = <_Break>i, <_Break>(src[i] - i)
+            count += 1
+
+
+def source_map(const int32_t[::1] src):
+    """(src_pos, src_off) of `dedup._source_map`: the positions where src[i] - i changes
+    (the first is 0) and that offset from each of them on."""
+    cdef Py_ssize_t n = src.shape[0]
+    if n == 0:
+        return np.zeros(1, np.int64), np.zeros(1, np.int64)
+    cdef Py_ssize_t count = _break_count(&src[0], n)
     positions = np.empty(count, dtype=np.int64)
     offsets = np.empty(count, dtype=np.int64)
     cdef int64_t *pos_view
     cdef int64_t *off_view
     _data_of(positions, <void **>&pos_view)  # (arrays of a document each: no typed views)
     _data_of(offsets, <void **>&off_view)
-    pos_view[0], off_view[0] = 0, src[0]
-    count = 1
-    for i in range(1, n):
-        offset = <int64_t>src[i] - i
-        if offset != <int64_t>src[i - 1] - (i - 1):
-            pos_view[count], off_view[count] = i, offset
-            count += 1
+    _write_breaks(&src[0], n, pos_view, off_view)
     return positions, offsets
 
 
@@ -564,29 +580,20 @@ def source_from_breaks(Py_ssize_t length, const int32_t[::1] positions, const in
 
 def packed_source(array.array src not None):
     """`document._packed_source` of an array('i') map: its length when it maps every position
-    to itself, else (length, positions, offsets) of its breaks as int32 bytes, made in one
-    pass each with no array between (the map's items read as the array's own ints)."""
+    to itself, else (length, positions, offsets) of its breaks as int32 bytes, written straight
+    into them (the map's items read as the array's own ints)."""
     if src.ob_descr.typecode != b"i":
         raise TypeError("packed_source takes an array('i')")
-    cdef Py_ssize_t n = len(src), i, count = 1
-    cdef const int *values = src.data.as_ints
+    cdef Py_ssize_t n = len(src)
+    cdef const int32_t *values = <const int32_t *>src.data.as_ints
     if n == 0:
         return 0
-    for i in range(1, n):
-        if values[i] - i != values[i - 1] - (i - 1):
-            count += 1
+    cdef Py_ssize_t count = _break_count(values, n)
     if count == 1 and values[0] == 0:
         return n
     positions = PyBytes_FromStringAndSize(NULL, count * 4)
     offsets = PyBytes_FromStringAndSize(NULL, count * 4)
-    cdef int32_t *pos = <int32_t *>PyBytes_AS_STRING(positions)
-    cdef int32_t *off = <int32_t *>PyBytes_AS_STRING(offsets)
-    pos[0], off[0] = 0, values[0]
-    count = 1
-    for i in range(1, n):
-        if values[i] - i != values[i - 1] - (i - 1):
-            pos[count], off[count] = <int32_t>i, <int32_t>(values[i] - i)
-            count += 1
+    _write_breaks(values, n, <int32_t *>PyBytes_AS_STRING(positions), <int32_t *>PyBytes_AS_STRING(offsets))
     return n, positions, offsets
 
 

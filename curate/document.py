@@ -144,12 +144,11 @@ def _remapped_source(src: array, shifts: list[tuple[int, int, int]]) -> array:
     out = array(SRC_TYPE)
     cursor = 0
     for start, end, length in shifts:
+        if length == end - start:  # same length: character by character, copied with what follows
+            continue
         out.extend(src[cursor:start])
-        if length == end - start:  # same length: character by character
-            out.extend(src[start:end])
-        elif length:
-            s0, s1 = src[start], src[end]
-            out.extend([s0 + (i * (s1 - s0)) // length for i in range(length)])
+        s0, s1 = src[start], src[end]
+        out.extend([s0 + (i * (s1 - s0)) // length for i in range(length)])
         cursor = end
     out.extend(src[cursor:])
     return out

@@ -17,7 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from curate import ingest
+from curate import COLLECT_EVERY, ingest
 from curate.config import Config
 from curate.document import Document
 from curate.engine import LocalEngine, SpillError, WorkerLost, default_workers, dumps
@@ -108,7 +108,7 @@ def _sha256_or_error(path: Path) -> str | OSError:
 
 
 @contextmanager
-def fewer_collections(threshold: int = 100_000) -> Iterator[None]:
+def fewer_collections(threshold: int = COLLECT_EVERY) -> Iterator[None]:
     """Python's cyclic garbage collector run less often for a while: its first generation
     collected every `threshold` allocations instead of every 700 (the thresholds as they were
     after; forked workers inherit it).

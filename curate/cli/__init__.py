@@ -8,18 +8,18 @@ import os
 import sys
 from typing import Any
 
+from curate import COLLECT_EVERY, __version__
+
 # The command's imports (click, numpy, regex, the stages and their tables) make hundreds of
 # thousands of objects that live as long as the process: Python's collector, run every 700
 # allocations, walked them about 80 times, ~12 ms of every command's start on one core. Its
-# first generation is collected every 100,000 allocations from here on, as during a run
+# first generation is collected every `COLLECT_EVERY` allocations from here on, as during a run
 # (`curate.runner.fewer_collections`, which this leaves as it is); a forked worker inherits it.
 # Where collections are off (a threshold of 0) or already rarer, they are left so.
-if 0 < gc.get_threshold()[0] < 100_000:
-    gc.set_threshold(100_000, *gc.get_threshold()[1:])
+if 0 < gc.get_threshold()[0] < COLLECT_EVERY:
+    gc.set_threshold(COLLECT_EVERY, *gc.get_threshold()[1:])
 
 import click  # noqa: E402 - after the threshold, as every import below
-
-from curate import __version__  # noqa: E402
 
 # Each module defines a `register(group)` function that adds its commands.
 COMMAND_MODULES = [
