@@ -1063,3 +1063,94 @@ def gather(list blocks, const int64_t[::1] starts, const int64_t[::1] lengths, P
         pos += size
     if pos != out.shape[0]:
         raise ValueError("gather: out is longer than the items")
+
+
+cdef extern from *:
+    """
+    /* `utf8_lines`: from `*byte` (the start of a character, or where a word step left off
+       inside one) with `*position` characters before it, to the first byte of character
+       `target` (or the text's end, where that is all of them): its characters are counted by
+       their first bytes (every byte but 10xxxxxx), eight bytes a step while the target lies
+       beyond them. 0 where found, -1 where the text has fewer characters. */
+    #include <string.h>
+    static int curate_utf8_seek(const uint8_t *text, Py_ssize_t size, Py_ssize_t *byte,
+                                int64_t *position, int64_t target) {
+        Py_ssize_t at = *byte;
+        int64_t count = *position;
+        while (at + 8 <= size) {
+            uint64_t word;
+            memcpy(&word, text + at, 8);
+            uint64_t following = word & ~(word << 1) & 0x8080808080808080ULL;
+    #if defined(__GNUC__)
+            int firsts = 8 - __builtin_popcountll(following);
+    #else
+            int firsts = 8;
+            for (uint64_t f = following; f; f &= f - 1) firsts--;
+    #endif
+            if (count + firsts >= target) break;
+            count += firsts;
+            at += 8;
+        }
+        for (; at < size; at++) {
+            if ((text[at] & 0xC0) != 0x80) {
+                if (count == target) break;
+                count++;
+            }
+        }
+        *byte = at;
+        *position = count;
+        return count == target ? 0 : -1;
+    }
+    """
+    int curate_utf8_seek(const uint8_t *text, Py_ssize_t size, Py_ssize_t *byte, int64_t *position, int64_t target) nogil
+
+
+def utf8_lines(list texts, const int64_t[::1] bounds, const int64_t[::1] counts):
+    """`dedup._Rows.lines`: the UTF-8 of each span of each text, in order. texts[i] is a UTF-8
+    text (any buffer: bytes, a record's view) with `counts[i]` spans, the next pairs of
+    character positions of `bounds`, or a list of its span's texts as `str` (taken as they
+    are, encoded). A span (a, b) of a UTF-8 text gives `str(text, "utf-8")[a:b].encode()`, cut
+    from the UTF-8 as it is, nothing decoded (`curate_utf8_seek` counts the characters).
+    Positions in ascending order (a document's paragraph spans) are found in one pass over the
+    text; one before the last found is counted again from its start."""
+    cdef Py_buffer view
+    cdef Py_ssize_t n = len(texts), i, k, pair = 0, byte, size, start = 0
+    cdef int64_t position, target
+    cdef const uint8_t *text
+    if counts.shape[0] != n:
+        raise ValueError("utf8_lines: one count a text")
+    lines = []
+    for i in range(n):
+        if counts[i] < 0 or counts[i] > (bounds.shape[0] - 2 * pair) // 2:
+            raise ValueError(f"utf8_lines: text {i} has more spans than the bounds hold")
+        item = texts[i]
+        if type(item) is list:
+            if len(<list>item) != counts[i]:
+                raise ValueError(f"utf8_lines: text {i} has {len(<list>item)} lines, {counts[i]} spans")
+            for line in <list>item:
+                lines.append((<str?>line).encode("utf-8"))
+            pair += counts[i]
+            continue
+        PyObject_GetBuffer(item, &view, PyBUF_SIMPLE)
+        try:
+            text = <const uint8_t *>view.buf
+            size = view.len
+            byte, position = 0, 0
+            for k in range(2 * counts[i]):
+                target = bounds[2 * pair + k]
+                if target < position:
+                    byte, position = 0, 0
+                if curate_utf8_seek(text, size, &byte, &position, target) < 0:
+                    raise ValueError(f"utf8_lines: text {i}: position {target} is past its end")
+                if k % 2 == 0:
+                    start = byte
+                elif byte < start:
+                    raise ValueError(f"utf8_lines: text {i}: a span ends at {target}, before it starts")
+                else:
+                    lines.append(PyBytes_FromStringAndSize(<const char *>text + start, byte - start))
+        finally:
+            PyBuffer_Release(&view)
+        pair += counts[i]
+    if 2 * pair != bounds.shape[0]:
+        raise ValueError("utf8_lines: more bounds than spans")
+    return lines

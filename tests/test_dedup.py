@@ -1102,7 +1102,16 @@ def test_columns_cut_from_many_records_are_each_records_own(kernels: bool, monke
             assert array.tolist() == want_array.tolist(), name
         assert rows.counts()[start:end] == [summary.dims[1] for summary in wanted]
         texts = [text for summary in wanted for text in dedup._slices(dedup._text_of(summary.text_utf8), summary.spans)]
-        assert rows.texts(start, len(items) if end is None else end) == texts
+        # (the index's texts, in UTF-8: cut from the records' UTF-8, or an index block's list)
+        assert rows.lines(start, len(items) if end is None else end) == [text.encode() for text in texts]
+    listed = [
+        dedup._IndexBlock(r.spans, r.cf, [], r.para_sigs, dedup._slices(dedup._text_of(r.text_utf8), r.spans), [], r.win_spans, r.win_sigs)
+        for r in records
+    ]  # fmt: skip
+    mixed_lists = [(record, block)[n % 2] for n, (record, block) in enumerate(zip(records, listed, strict=True))]
+    want_lines = [line for record in records for line in dedup._block_lines(record)]
+    assert dedup._Rows(mixed_lists).lines(0, len(records)) == want_lines
+    assert any(len(dedup._block_lines(record)) > 1 for record in records)
     with pytest.raises(ValueError, match="read as"):  # (items of another size: not reinterpreted)
         dedup._Rows(records).column("spans", (2,), np.int32)
 

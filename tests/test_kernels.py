@@ -528,3 +528,46 @@ def test_items_cut_from_blocks_stay_inside_them() -> None:
         KERNELS.gather(blocks, np.array([0, 1], np.int64), np.array([1], np.int64), 8, out.view(np.uint8))
     KERNELS.gather(blocks, np.array([1], np.int64), np.array([3], np.int64), 8, out.view(np.uint8))
     assert out.tolist() == [1, 2, 3]
+
+
+@needs_kernels
+@given(
+    st.lists(
+        st.tuples(
+            st.text(alphabet=st.sampled_from([c for c in ALPHABET if c != "\ud800"]), max_size=40),
+            st.lists(st.tuples(st.integers(0, 45), st.integers(0, 45)), max_size=5),
+            st.sampled_from(["bytes", "view", "list"]),
+        ),
+        max_size=6,
+    )
+)
+@settings(max_examples=300, deadline=None)
+def test_utf8_lines_cut_the_utf8_as_decoding_cutting_and_encoding_would(
+    documents: list[tuple[str, list[tuple[int, int]], str]],
+) -> None:
+    """`utf8_lines` (the index's paragraph texts): each span of a UTF-8 text cut from its bytes
+    is the span of the decoded text encoded again, for 1- to 4-byte characters and spans in
+    any order; a text given as its lines is taken as they are. Spans past a text's end or
+    ending before they start are refused."""
+    texts, bounds, counts, want = [], [], [], []
+    broken = False
+    for text, spans, form in documents:
+        data = text.encode()
+        texts.append({"bytes": data, "view": np.frombuffer(data, np.uint8), "list": None}[form])
+        for a, b in spans:
+            bounds += [a, b]
+            broken |= form != "list" and (b < a or max(a, b) > len(text))
+        cut = [text[a:b] for a, b in spans]
+        if form == "list":
+            texts[-1] = cut
+        want += [part.encode() for part in cut]
+        counts.append(len(spans))
+    call = lambda: KERNELS.utf8_lines(texts, np.array(bounds, np.int64), np.array(counts, np.int64))  # noqa: E731
+    if broken:
+        with pytest.raises(ValueError, match="utf8_lines"):
+            call()
+    else:
+        assert call() == want
+    if documents:  # spans and counts that do not add up
+        with pytest.raises(ValueError, match="utf8_lines"):
+            KERNELS.utf8_lines(texts, np.array([*bounds, 0, 0], np.int64), np.array(counts, np.int64))
