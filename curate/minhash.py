@@ -382,7 +382,8 @@ def sorted_unique(values: np.ndarray) -> np.ndarray:
     Since numpy 2.3 `np.unique` finds the distinct integers with a hash table, which is several
     times slower than a sort when most values are distinct, as shingle ids are (numpy's own
     benchmarks show it slower for such data, numpy/numpy#30496): here 0.66-0.77 s against
-    0.04-0.05 s for 720,000 random int64 values (the command is in the README)."""
+    0.04-0.05 s for 720,000 random int64 values (the command is in the README). And its first
+    call imports numpy.ma (8 ms, in every process that makes one)."""
     ordered = np.sort(values)
     if ordered.size < 2:
         return ordered

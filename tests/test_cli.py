@@ -120,22 +120,25 @@ def test_a_quiet_run_prints_one_line_and_never_loads_rich(project):
     """`curate run -q`: the result on one line, however long its paths (a script reads it), and
     none of rich's modules imported (20-30 ms of every start that shows nothing with them), nor
     ftfy, which no text of the sample files needs (20-30 ms more: `repair._ftfy`), nor
-    importlib.metadata (10-15 ms: `tablecache.package_version` reads the `.dist-info` names)."""
+    importlib.metadata (10-15 ms: `tablecache.package_version` reads the `.dist-info` names),
+    nor numpy.ma (8 ms, which np.median and np.unique import on their first call). With one
+    worker, every stage runs in the process that is asked."""
     deep = project / ("a-long-folder-name-" * 6) / "corpus"
     script = (
         "import sys; from curate.cli import main\n"
-        f"main(['run', '-q', '--corpus', {str(deep)!r}, '--reports', {str(project / 'reports')!r}],"
+        f"main(['run', '-q', '--workers', '1', '--corpus', {str(deep)!r}, '--reports', {str(project / 'reports')!r}],"
         " standalone_mode=False)\n"
         "print('rich' in sys.modules or any(name.startswith('rich.') for name in sys.modules))\n"
         "print('ftfy' in sys.modules or 'wcwidth' in sys.modules)\n"
         "print('importlib.metadata' in sys.modules)\n"
+        "print('numpy.ma' in sys.modules)\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", script], cwd=project, capture_output=True, text=True, timeout=300,
         env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "80"},  # (this checkout's curate)
     )
     assert done.returncode == 0 and done.stderr == "", done.stderr
-    *printed, loaded, ftfy_loaded, metadata_loaded = done.stdout.splitlines()
+    *printed, loaded, ftfy_loaded, metadata_loaded, masked_loaded = done.stdout.splitlines()
     version = (deep / "LATEST").read_text().strip()
     assert printed == [
         f"version {version} written to {deep / 'versions' / version}; "
@@ -144,6 +147,7 @@ def test_a_quiet_run_prints_one_line_and_never_loads_rich(project):
     assert loaded == "False"
     assert ftfy_loaded == "False"
     assert metadata_loaded == "False"
+    assert masked_loaded == "False"
 
 
 def test_the_curate_process_ends_at_once_with_its_output_and_exit_code(project):

@@ -36,6 +36,7 @@ import regex
 from curate import patterncache
 from curate.detectors import DetectorContext, SpamLexicon, TextBatch
 from curate.document import Document, Flag
+from curate.minhash import sorted_unique
 from curate.textutil import char_table
 
 LATIN_RUN = r"(?<![A-Za-z0-9])[A-Za-z0-9]{1,12}(?![A-Za-z0-9])"
@@ -115,7 +116,7 @@ def _anchor_openings(lexicon: SpamLexicon) -> np.ndarray:
     """`_pair_keys` of the first two characters of every gambling word, sorted."""
     pairs = [(ord(t[0]), ord(t[1])) for t in _anchor_words(lexicon) if len(t) > 1]
     firsts, seconds = np.array(pairs, dtype=np.int64).reshape(-1, 2).T
-    return np.unique(_pair_keys(firsts, seconds))
+    return sorted_unique(_pair_keys(firsts, seconds))  # (np.unique would import numpy.ma: see there)
 
 
 def _prechecks(batch: TextBatch, ctx: DetectorContext) -> list[bool]:

@@ -3047,11 +3047,11 @@ class _BandTable:
         low_bits = np.uint64(0xFFFFFFFF)
         for number, (_, hashed) in enumerate(_band_hashes(bands, sigs)):
             entries = table[number]
-            first = np.unique(_folded(hashed)) << np.uint64(32)
+            first = minhash.sorted_unique(_folded(hashed)) << np.uint64(32)
             start = np.searchsorted(entries, first, side="left")
             counts = np.searchsorted(entries, first | low_bits, side="right") - start
             found.append(entries[np.repeat(start, counts) + _offsets_in_groups(counts)] & low_bits)
-        return np.unique(np.concatenate(found)).astype(np.int64) if found else np.empty(0, np.int64)
+        return minhash.sorted_unique(np.concatenate(found)).astype(np.int64) if found else np.empty(0, np.int64)
 
 
 def _folded(hashed: np.ndarray) -> np.ndarray:
