@@ -258,12 +258,12 @@ def test_aligned_spans_are_the_same(pair: tuple[str, str], gap: int) -> None:
 
     before, after = pair
     compiled = model.aligned_spans(before, after, gap)
-    shown = model._shown({"k": "sub", "t": before, "a": after, "e": 0})
+    shown = model.shown_chars([{"k": "sub", "t": before, "a": after, "e": 0}])
     with pytest.MonkeyPatch.context() as monkeypatch:
         monkeypatch.setattr(model, "_compiled_aligned_spans", None)
         monkeypatch.setattr(model, "_compiled_count_differences", None)
         reference = model.aligned_spans(before, after, gap)
-        shown_by_python = model._shown({"k": "sub", "t": before, "a": after, "e": 0})
+        shown_by_python = model.shown_chars([{"k": "sub", "t": before, "a": after, "e": 0}])
     assert compiled == reference
     assert shown == shown_by_python
     # Independent oracle: the spans tile the text, and a span is "changed" exactly where it
@@ -287,7 +287,7 @@ def test_aligned_spans_reject_texts_of_different_lengths() -> None:
     with pytest.raises(ValueError):
         model.aligned_spans("ab", "abc")
     with pytest.raises(ValueError):
-        model._shown({"k": "sub", "t": "ab", "a": "abc", "e": 0})
+        model.shown_chars([{"k": "sub", "t": "ab", "a": "abc", "e": 0}])
 
 
 # Han (some of them rare, so that windows reach the garbage floor), Latin, digits, punctuation,

@@ -42,7 +42,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from functools import cache, partial
+from functools import cache, lru_cache, partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -1091,18 +1091,16 @@ def expand_substitutions(segments: list[dict[str, Any]]) -> list[dict[str, Any]]
     return out
 
 
-def _shown(segment: dict[str, Any]) -> int:
-    """Characters of text a segment shows: a substitution shows its input text and, where
-    they differ, its output's characters."""
-    size = len(segment.get("t", ""))
-    if segment["k"] == "sub":
-        size += count_differences(segment["t"], segment["a"])
-    return size
-
-
 def shown_chars(segments: list[dict[str, Any]]) -> int:
-    """Characters of text a diff shows (the size budget counts these)."""
-    return sum(map(_shown, segments))
+    """Characters of text a diff shows (the size budget counts these): a segment's text, and a
+    substitution's output characters where they differ from its input."""
+    size = 0
+    for segment in segments:
+        text = segment.get("t", "")
+        size += len(text)
+        if segment["k"] == "sub":
+            size += count_differences(text, segment["a"])
+    return size
 
 
 def collapse(segments: list[dict[str, Any]], limits: Limits) -> tuple[list[dict[str, Any]], bool]:
@@ -1165,10 +1163,15 @@ def review_command(doc_id: str, edit: dict[str, Any]) -> str:
 def _keep_command() -> Callable[[str, str | None], str]:
     """`curate.rules.review_command`, imported once it is first needed (curate.rules takes
     tens of milliseconds to import, which `curate report` need not pay), then held: an import
-    statement per removal listed cost more than the command."""
+    statement per removal listed cost more than the command. Its commands are remembered: the
+    same few removals recur (the benchmark's 8,435 are 1,516 distinct text and rule pairs;
+    1.5 us each to quote)."""
     from curate.rules import review_command as keep_command
 
-    return keep_command
+    return lru_cache(maxsize=_KEEP_COMMANDS)(keep_command)
+
+
+_KEEP_COMMANDS = 2048  # review commands remembered (`_keep_command`)
 
 
 def _stage_order(stages: list[str], config_sections: list[str]) -> list[str]:
