@@ -280,7 +280,8 @@ class Encoded:
 
 def records(doc: Document) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """A document's record and its edits' records, as `encode` writes them, a line each."""
-    return doc.to_json(), [{"doc": doc.id, "seq": seq, **edit.to_json()} for seq, edit in enumerate(doc.edits)]
+    doc_id = doc.id
+    return doc.to_json(), [edit.to_record(doc_id, seq) for seq, edit in enumerate(doc.edits)]
 
 
 def encode(doc: Document, made: tuple[dict[str, Any], list[dict[str, Any]]] | None = None) -> Encoded:

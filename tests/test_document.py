@@ -239,3 +239,25 @@ def test_a_pickled_document_keeps_its_map_in_a_few_bytes(steps: list[tuple[int, 
     size = len(pickle.dumps(doc, protocol=pickle.HIGHEST_PROTOCOL))
     edits = sum(len(e.before.encode()) + len(e.after.encode()) + 200 for e in doc.edits)
     assert size < len(doc.text.encode()) + edits + 400  # no second copy of the input, either
+
+
+@given(
+    st.builds(
+        Edit,
+        stage=st.text(max_size=5), rule=st.text(max_size=5), action=st.sampled_from(["drop", "replace", "meta:author"]),
+        start=st.integers(0, 99), end=st.integers(0, 99), before=st.text(max_size=5), after=st.text(max_size=5),
+        reason=st.text(max_size=5), kind=st.text(max_size=5), src_start=st.integers(-1, 99), src_end=st.integers(-1, 99),
+        evidence=st.none() | st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+        link=st.none() | st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+    ),  # fmt: skip
+    st.text(max_size=16),
+    st.integers(0, 10**6),
+)
+@settings(max_examples=200)
+def test_an_edits_record_is_its_json_after_its_document_and_number(edit: Edit, doc: str, seq: int) -> None:
+    """`Edit.to_record` (each line of edits.jsonl) has the keys and values of `to_json`, every
+    field in declaration order but an empty evidence or link, after "doc" and "seq"."""
+    record = edit.to_record(doc, seq)
+    want = {"doc": doc, "seq": seq, **edit.to_json()}
+    assert record == want and list(record) == list(want)
+    assert list(edit.to_json()) == [n for n in Edit.__slots__ if getattr(edit, n) is not None or n not in ("evidence", "link")]
