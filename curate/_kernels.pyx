@@ -1071,7 +1071,8 @@ cdef extern from *:
        inside one) with `*position` characters before it, to the first byte of character
        `target` (or the text's end, where that is all of them): its characters are counted by
        their first bytes (every byte but 10xxxxxx), eight bytes a step while the target lies
-       beyond them. 0 where found, -1 where the text has fewer characters. */
+       beyond them. 0 where found, -1 where the text has fewer characters (`target` is not
+       negative: the caller checks). */
     #include <string.h>
     static int curate_utf8_seek(const uint8_t *text, Py_ssize_t size, Py_ssize_t *byte,
                                 int64_t *position, int64_t target) {
@@ -1084,7 +1085,7 @@ cdef extern from *:
                one multiplication (no popcount instruction in the baseline x86-64) */
             uint64_t following = (word & ~(word << 1) & 0x8080808080808080ULL) >> 7;
             int firsts = 8 - (int)((following * 0x0101010101010101ULL) >> 56);
-            if (count + firsts >= target) break;
+            if (count + firsts > target) break;
             count += firsts;
             at += 8;
         }
@@ -1107,9 +1108,12 @@ def utf8_lines(list texts, const int64_t[::1] bounds, const int64_t[::1] counts)
     text (any buffer: bytes, a record's view) with `counts[i]` spans, the next pairs of
     character positions of `bounds`, or a list of its span's texts as `str` (taken as they
     are, encoded). A span (a, b) of a UTF-8 text gives `str(text, "utf-8")[a:b].encode()`, cut
-    from the UTF-8 as it is, nothing decoded (`curate_utf8_seek` counts the characters).
-    Positions in ascending order (a document's paragraph spans) are found in one pass over the
-    text; one before the last found is counted again from its start."""
+    from the UTF-8 as it is, nothing decoded (`curate_utf8_seek` counts the characters), so a
+    text must be valid UTF-8 (not checked: a summary's text is `str.encode`'s). Positions in
+    ascending order (a document's paragraph spans) are found in one pass over the text; one
+    before the last found is counted again from its start. A negative position, one past a
+    text's end, a span that ends before it starts, or counts and bounds that do not add up
+    are refused (ValueError)."""
     cdef Py_buffer view
     cdef Py_ssize_t n = len(texts), i, k, pair = 0, byte, size, start = 0
     cdef int64_t position, target
@@ -1135,6 +1139,8 @@ def utf8_lines(list texts, const int64_t[::1] bounds, const int64_t[::1] counts)
             byte, position = 0, 0
             for k in range(2 * counts[i]):
                 target = bounds[2 * pair + k]
+                if target < 0:
+                    raise ValueError(f"utf8_lines: text {i}: a negative position, {target}")
                 if target < position:
                     byte, position = 0, 0
                 if curate_utf8_seek(text, size, &byte, &position, target) < 0:

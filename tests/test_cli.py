@@ -116,17 +116,18 @@ def test_a_run_from_a_folder_without_rules_uses_the_shipped_packs(project, tmp_p
     assert b'"lexicon":"lexicons/spam.toml"' in documents.pop()  # (the sample holds spam)
 
 
-def test_a_quiet_run_prints_one_line_and_never_loads_rich(project):
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_quiet_run_prints_one_line_and_never_loads_rich(project, workers):
     """`curate run -q`: the result on one line, however long its paths (a script reads it), and
     none of rich's modules imported (20-30 ms of every start that shows nothing with them), nor
     ftfy, which no text of the sample files needs (20-30 ms more: `repair._ftfy`), nor
     importlib.metadata (10-15 ms: `tablecache.package_version` reads the `.dist-info` names),
     nor numpy.ma (8 ms, which np.median and np.unique import on their first call). With one
-    worker, every stage runs in the process that is asked."""
+    worker, every stage runs in the process that is asked; with two, the driver's own part."""
     deep = project / ("a-long-folder-name-" * 6) / "corpus"
     script = (
         "import sys; from curate.cli import main\n"
-        f"main(['run', '-q', '--workers', '1', '--corpus', {str(deep)!r}, '--reports', {str(project / 'reports')!r}],"
+        f"main(['run', '-q', '--workers', {workers!r}, '--corpus', {str(deep)!r}, '--reports', {str(project / 'reports')!r}],"
         " standalone_mode=False)\n"
         "print('rich' in sys.modules or any(name.startswith('rich.') for name in sys.modules))\n"
         "print('ftfy' in sys.modules or 'wcwidth' in sys.modules)\n"

@@ -630,16 +630,17 @@ def test_a_lone_surrogate_is_a_character_like_any_other():
 
 
 @given(
-    st.lists(st.floats(allow_nan=True, allow_infinity=False, width=64), max_size=40),
+    st.lists(st.floats(allow_nan=True, allow_infinity=True, width=64) | st.sampled_from([0.0, -0.0]), max_size=40),
     st.sampled_from([np.float64, np.float32]),
 )
 @settings(max_examples=300, deadline=None)
 def test_garbage_baseline_median_is_numpys(values: list[float], dtype: type) -> None:
     """The garbage detector's baseline (`garbage._median`, which spares the run numpy.ma's
-    import) is `np.median`'s value: the middle one, the mean of the two middle ones, or NaN."""
+    import) is `np.median`'s value, sign included: the middle one, the mean of the two middle
+    ones, or NaN."""
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # (np.median of nothing warns; float32 may overflow)
         array = np.array(values).astype(dtype)
         want = float(np.median(array))
     got = garbage._median(array)
-    assert got == want or (np.isnan(got) and np.isnan(want))
+    assert (got == want and np.signbit(got) == np.signbit(want)) or (np.isnan(got) and np.isnan(want))

@@ -530,44 +530,56 @@ def test_items_cut_from_blocks_stay_inside_them() -> None:
     assert out.tolist() == [1, 2, 3]
 
 
+
+# Characters of every UTF-8 length: 1 (ASCII), 2 (é, ß, U+07FF), 3 (Han, full-width), 4 (astral).
+UTF8_ALPHABET = [c for c in ALPHABET if c != "\ud800"] + ["é", "ß", "\u07ff", "\u0080"]
+
+
+@st.composite
+def _texts_and_spans(draw: st.DrawFn) -> tuple[str, list[tuple[int, int]], str]:
+    """A text (long enough for the eight-byte steps), spans inside it (empty ones and ones at
+    its end too), in order or shuffled, and how the text is given."""
+    text = draw(st.text(alphabet=st.sampled_from(UTF8_ALPHABET), max_size=200))
+    ends = st.integers(0, len(text))
+    spans = [tuple(sorted(pair)) for pair in draw(st.lists(st.tuples(ends, ends), max_size=6))]
+    if draw(st.booleans()):
+        spans.sort()
+    return text, spans, draw(st.sampled_from(["bytes", "view", "list"]))
+
+
 @needs_kernels
-@given(
-    st.lists(
-        st.tuples(
-            st.text(alphabet=st.sampled_from([c for c in ALPHABET if c != "\ud800"]), max_size=40),
-            st.lists(st.tuples(st.integers(0, 45), st.integers(0, 45)), max_size=5),
-            st.sampled_from(["bytes", "view", "list"]),
-        ),
-        max_size=6,
-    )
-)
-@settings(max_examples=300, deadline=None)
+@given(st.lists(_texts_and_spans(), max_size=5))
+@settings(max_examples=400, deadline=None)
 def test_utf8_lines_cut_the_utf8_as_decoding_cutting_and_encoding_would(
     documents: list[tuple[str, list[tuple[int, int]], str]],
 ) -> None:
     """`utf8_lines` (the index's paragraph texts): each span of a UTF-8 text cut from its bytes
-    is the span of the decoded text encoded again, for 1- to 4-byte characters and spans in
-    any order; a text given as its lines is taken as they are. Spans past a text's end or
-    ending before they start are refused."""
+    is the span of the decoded text encoded again, for characters of 1 to 4 bytes, texts long
+    enough for its eight-byte steps, spans in order or not, empty or at the end; a text given
+    as its lines is taken as they are."""
     texts, bounds, counts, want = [], [], [], []
-    broken = False
     for text, spans, form in documents:
         data = text.encode()
-        texts.append({"bytes": data, "view": np.frombuffer(data, np.uint8), "list": None}[form])
-        for a, b in spans:
-            bounds += [a, b]
-            broken |= form != "list" and (b < a or max(a, b) > len(text))
         cut = [text[a:b] for a, b in spans]
-        if form == "list":
-            texts[-1] = cut
-        want += [part.encode() for part in cut]
+        texts.append({"bytes": data, "view": np.frombuffer(data, np.uint8), "list": cut}[form])
+        bounds += [position for span in spans for position in span]
         counts.append(len(spans))
-    call = lambda: KERNELS.utf8_lines(texts, np.array(bounds, np.int64), np.array(counts, np.int64))  # noqa: E731
-    if broken:
+        want += [part.encode() for part in cut]
+    assert KERNELS.utf8_lines(texts, np.array(bounds, np.int64), np.array(counts, np.int64)) == want
+
+
+@needs_kernels
+def test_utf8_lines_refuse_spans_the_text_does_not_have() -> None:
+    data = "一二三ab".encode()
+    for bounds, counts in (
+        ([0, 6], [1]),  # past the end (5 characters)
+        ([3, 2], [1]),  # ends before it starts
+        ([-1, 2], [1]),  # a negative position
+        ([0, 2, 2, 3], [1]),  # more bounds than spans
+        ([0, 2], [2]),  # more spans than bounds
+    ):
         with pytest.raises(ValueError, match="utf8_lines"):
-            call()
-    else:
-        assert call() == want
-    if documents:  # spans and counts that do not add up
-        with pytest.raises(ValueError, match="utf8_lines"):
-            KERNELS.utf8_lines(texts, np.array([*bounds, 0, 0], np.int64), np.array(counts, np.int64))
+            KERNELS.utf8_lines([data], np.array(bounds, np.int64), np.array(counts, np.int64))
+    with pytest.raises(ValueError, match="utf8_lines"):  # a text given as more lines than spans
+        KERNELS.utf8_lines([["一", "二"]], np.array([0, 1], np.int64), np.array([1], np.int64))
+    assert KERNELS.utf8_lines([data], np.array([5, 5, 0, 3], np.int64), np.array([2], np.int64)) == [b"", "一二三".encode()]

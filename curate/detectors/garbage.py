@@ -179,16 +179,17 @@ def _window_scores_numpy(batch: TextBatch, model: BigramModel, width: int) -> tu
 
 def _median(values: np.ndarray) -> float:
     """`np.median` of a 1-D float array: the middle value, or the mean of the two middle ones
-    (NaN if any is NaN). np.median imports numpy.ma on its first call: 8 ms of every run's
-    start, on one core, once it was imported there before the workers fork."""
+    (NaN if any is NaN; 0.0 where that is -0.0, as np.median's mean makes it). np.median
+    imports numpy.ma on its first call: 8 ms of every run's start, on one core, once it was
+    imported there before the workers fork."""
     count = values.shape[0]
     if count == 0 or np.isnan(values).any():
         return float("nan")
     half = count // 2
     if count % 2:
-        return float(np.partition(values, half)[half])
+        return float(np.partition(values, half)[half]) + 0.0
     middle = np.partition(values, (half - 1, half))
-    return float((middle[half - 1] + middle[half]) / 2)
+    return float((middle[half - 1] + middle[half]) / 2) + 0.0
 
 
 def detect(doc: Document, ctx: DetectorContext) -> list[Flag]:

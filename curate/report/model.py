@@ -1155,23 +1155,31 @@ def collapse(segments: list[dict[str, Any]], limits: Limits) -> tuple[list[dict[
 
 # --------------------------------------------------------------------------- the summary
 def review_command(doc_id: str, edit: dict[str, Any]) -> str:
-    """The command that records a removal as wrong (the review feature, issue 7 item 5)."""
-    return _keep_command()(edit.get("before", "").strip(), edit.get("rule") or None)
+    """The command that records a removal as wrong (the review feature, issue 7 item 5). The
+    commands of short texts are remembered: the same few removals recur (the benchmark's 8,435
+    are 1,516 distinct text and rule pairs; 1.5 us each to quote), longer ones seldom do."""
+    text, rule = edit.get("before", "").strip(), edit.get("rule") or None
+    if len(text) > _REMEMBERED_TEXT:
+        return _keep_command()(text, rule)
+    return _remembered_command(text, rule)
 
 
 @cache
 def _keep_command() -> Callable[[str, str | None], str]:
     """`curate.rules.review_command`, imported once it is first needed (curate.rules takes
     tens of milliseconds to import, which `curate report` need not pay), then held: an import
-    statement per removal listed cost more than the command. Its commands are remembered: the
-    same few removals recur (the benchmark's 8,435 are 1,516 distinct text and rule pairs;
-    1.5 us each to quote)."""
+    statement per removal listed cost more than the command."""
     from curate.rules import review_command as keep_command
 
-    return lru_cache(maxsize=_KEEP_COMMANDS)(keep_command)
+    return keep_command
 
 
-_KEEP_COMMANDS = 2048  # review commands remembered (`_keep_command`)
+_REMEMBERED_TEXT = 200  # characters of the longest text whose review command is remembered
+
+
+@lru_cache(maxsize=2048)  # (at most a few MB: 2,048 commands of texts up to `_REMEMBERED_TEXT`)
+def _remembered_command(text: str, rule: str | None) -> str:
+    return _keep_command()(text, rule)
 
 
 def _stage_order(stages: list[str], config_sections: list[str]) -> list[str]:

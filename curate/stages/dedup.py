@@ -3151,7 +3151,9 @@ def _frame_text(data: bytes, start: int, end: int) -> str:
 def _block_lines(block: _IndexBlock | _Summarised) -> list[bytes]:
     """The texts of a document's paragraphs in UTF-8, as the index stores them: an
     `_IndexBlock`'s (cut from its document's text, UTF-8, if that is what it holds), or cut
-    from a summary's text (what `_Rows.lines` gives, compiled, for many documents)."""
+    from a summary's text (what `_Rows.lines` gives, compiled, for many documents; that
+    refuses a span outside the text, which slicing here would clip: a summary's spans are
+    always inside it)."""
     texts = block.texts if type(block) is _IndexBlock else block.text_utf8
     if isinstance(texts, list):
         return [text.encode("utf-8") for text in texts]
