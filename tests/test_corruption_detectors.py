@@ -642,5 +642,5 @@ def test_garbage_baseline_median_is_numpys(values: list[float], dtype: type) -> 
         warnings.simplefilter("ignore")  # (np.median of nothing warns; float32 may overflow)
         array = np.array(values).astype(dtype)
         want = float(np.median(array))
-    got = garbage._median(array)
+        got = garbage._median(array)
     assert (got == want and np.signbit(got) == np.signbit(want)) or (np.isnan(got) and np.isnan(want))
