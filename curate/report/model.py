@@ -309,19 +309,18 @@ def _index(folder: Path, manifest: dict[str, Any], files: list[Any]) -> IndexedV
 
 def _edit_row(edit: dict[str, Any]) -> EditRow:
     """An edit record as the writer counts it (`curate.version.encode` makes the same rows)."""
-    return EditRow(edit.get("stage", ""), edit.get("rule", ""), str(edit.get("action", "")),
-                   edit.get("kind", ""), len(edit.get("before", "")), len(edit.get("after", "")))
+    return (edit.get("stage", ""), edit.get("rule", ""), str(edit.get("action", "")),
+            edit.get("kind", ""), len(edit.get("before", "")), len(edit.get("after", "")))
 
 
 def _flag_rows(flags: list[dict[str, Any]]) -> list[FlagRow]:
     """A record's flags as the writer counts them."""
-    return [FlagRow(f.get("kind", ""), int(f.get("end", 0)) - int(f.get("start", 0)), f.get("detector", ""))
-            for f in flags]
+    return [(f.get("kind", ""), int(f.get("end", 0)) - int(f.get("start", 0)), f.get("detector", "")) for f in flags]
 
 
 def _detectors(flags: list[FlagRow]) -> list[str]:
     """The detectors of a document's flags (the page's rule filter lists them)."""
-    return [flag.detector for flag in flags if flag.detector]
+    return [detector for _, _, detector in flags if detector]
 
 
 def _record_of(line: bytes, status: str) -> dict[str, Any]:
