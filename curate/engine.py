@@ -30,8 +30,9 @@ What keeps the driver (this process) from being the bottleneck of N workers:
   alone (`CorpusStage.unchanged_by`): the pass computes both stages' summaries, and only the
   documents the first stage changes make a second round trip (`LocalEngine._fused`);
 - the last pass, after a corpus stage that can tell, once decided, which documents it leaves
-  alone (`CorpusStage.leaves_alone`), starts while the stage decides, on the cores the decision
-  leaves idle, and keeps what it made of those documents (`_EarlyPass`).
+  alone (`CorpusStage.leaves_alone`), starts as the stage observes the documents, on the cores
+  the observation and the decision leave idle, and keeps what it made of those documents
+  (`_EarlyPass`).
 
 Results come back in input order whatever the number of workers, so the output is byte-identical
 for 1 or N workers.
@@ -48,6 +49,7 @@ import multiprocessing.connection
 import multiprocessing.pool
 import os
 import pickle
+import queue
 import signal
 import struct
 import tempfile
@@ -1067,13 +1069,17 @@ class _Barrier:
             self.engine._decide(self.stage)
             yield from spill.records()
 
-    def _observe(self, spill: Spill) -> bytearray:
-        """Observe and spill every document; whether each was observed (status OK)."""
-        stage, observed = self.stage, bytearray()
+    def _observe(self, spill: Spill, early: _EarlyPass | None = None) -> bytearray:
+        """Observe and spill every document; whether each was observed (status OK). With an
+        `early` pass, the documents it takes as they are observed (`_EarlyPass.offer`) are not
+        spilled: the spill holds the others, which follow them."""
+        stage, observed, number = self.stage, bytearray(), 0
         for payload, ok, summary in self.results:
             if ok:
                 stage.observe(summary)
-            spill.put(payload)
+            if early is None or not early.offer(payload, ok and stage.probably_changes(number)):
+                spill.put(payload)
+            number += ok
             observed.append(ok)
         return observed
 
@@ -1094,8 +1100,9 @@ class _Barrier:
         early = _EarlyPass(replace(phase, apply=None), workers, batch, engine.spill_dir, engine.spill_memory)
         with engine._spill(stage) as spill, early:
             early.fork()  # (as the run's documents start to flow: see there)
-            observed = self._observe(spill)  # (a byte a document)
-            records = spill.records()
+            early.start()  # (documents are offered to it as they are observed)
+            observed = self._observe(spill, early)  # (a byte a document)
+            records = spill.records()  # (those not taken as they were observed)
             early.start(records, self._probably_changed(observed))
             # The decision's `parallel` work gets as many processes as the early pass: with 2
             # workers none, it is done here, on the core the decision keeps. With 2 of them
@@ -1138,6 +1145,12 @@ class _Barrier:
         return skip
 
 
+def _record_weight(record: Any) -> int:
+    """What a record waiting in memory weighs against a spill's budget (a document's place in
+    the run's document file: next to nothing)."""
+    return len(record) if isinstance(record, bytes) else 0
+
+
 def _stored_run(task: Callable[[list[Any]], list[Any]], store: DocumentFile, batch: list[Any]) -> bytes:
     """`task(batch)`, its results pickled into `store`: what travels back is where they are."""
     return store.put([pickle.dumps(task(batch), pickle.HIGHEST_PROTOCOL)])[0].record()
@@ -1147,10 +1160,10 @@ class _EarlyPass:
     """The pass after a corpus stage, run before its decision is made (`_Barrier.through`).
 
     A decision is serial work in the driver for the most part (dedup's, on the benchmark: about
-    0.5 s with a core idle), and the pass after it waited for it whole. Here, while the stage
-    decides, workers (one fewer than the run's: the decision keeps a core) run that pass
-    without the stage's `apply`, on the documents in order, for as long as the decision
-    lasts. Once decided, what they made of a document the stage leaves alone
+    0.5 s with a core idle), and the pass after it waited for it whole. Here, from the moment
+    the stage observes the first documents (`offer`) until it has decided, workers (one fewer
+    than the run's: the decision keeps a core) run that pass without the stage's `apply`, on
+    the documents in order. Once decided, what they made of a document the stage leaves alone
     (`CorpusStage.leaves_alone`) is what the pass would make of it (its `apply` would leave it
     as it is): that result stands, and only the other documents go through the pass. A batch
     not done by then is not waited for: its documents go through the pass too.
@@ -1187,7 +1200,12 @@ class _EarlyPass:
         self.batch = batch  # documents a task
         self.budget = budget  # bytes of records taken at most (they wait here: `Spill`'s weight)
         self.records: Iterator[Any] = iter(())
-        self.taken: list[Any] = []  # the records taken from `records`, in order
+        # Records offered as they are observed (`offer`), taken before those of `records`; None
+        # ends them (`start` with the records, or `_stop`).
+        self.offers: queue.SimpleQueue[tuple[Any, bool] | None] = queue.SimpleQueue()
+        self.offering = False
+        self.offered = 0  # bytes of records offered
+        self.taken: list[Any] = []  # the records taken (offered, then from `records`), in order
         self.batch_of = array("q")  # of each record taken, the batch it went in (-1: none)
         self.sent: list[Any] = []  # the pending results of each batch
         self.skip = bytearray()  # of each record, whether not to run it (`_probably_changed`)
@@ -1218,21 +1236,55 @@ class _EarlyPass:
         self.pool = self._workers.enter_context(_forked_pool(task, self.workers, self.NICE, freeze=False))
         self._workers.callback(self._stop)  # (before the pool ends)
 
-    def start(self, records: Iterator[Any], skip: bytearray) -> None:
-        """Hand the workers the documents of `records`, but those `skip` marks, until the
-        decision is made (`made`)."""
-        self.records, self.skip = records, skip
-        self.thread = threading.Thread(target=self._feed, name="curate-early-pass", daemon=True)
-        self.thread.start()
+    def start(self, records: Iterator[Any] | None = None, skip: bytearray | None = None) -> None:
+        """Hand the workers documents until the decision is made (`made`): first those
+        `offer`ed, then those of `records` but those `skip` marks (of every record taken, the
+        offered ones included). Called without `records` before the documents are observed
+        (they are offered as they are: `_Barrier._observe`), then with the records that follow
+        once all are; or with them at once."""
+        if records is None:
+            self.offering = True
+        else:
+            self.records, self.skip = records, skip if skip is not None else bytearray()
+            self.offering = False
+            self.offers.put(None)
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._feed, name="curate-early-pass", daemon=True)
+            self.thread.start()
+
+    def offer(self, record: Any, skip: bool) -> bool:
+        """Take the next record now, as its document is observed (`skip`: its hint, from the
+        documents observed so far): whether it was taken. The first core the decision leaves
+        idle is idle from the end of the pass before it (its last batches, then the driver
+        alone observing every document: about 0.05-0.1 s on the benchmark), not only from the
+        decision on. No longer once the records offered weigh the budget: the spill keeps that
+        record and every later one (`records`), so the records taken stay the first ones. Only
+        bytes, as documents travel between the workers' passes (anything else, the spill keeps
+        as it would: `Spill.put`)."""
+        if not self.offering or not isinstance(record, bytes):
+            self.offering = False
+            return False
+        self.offers.put((record, skip))
+        self.offered += len(record)
+        self.offering = self.offered < self.budget
+        return True
+
+    def _taking(self) -> Iterator[tuple[Any, bool]]:
+        """The records to take, in order, with whether to skip each: the offered ones, then
+        those of `records`."""
+        while (offered := self.offers.get()) is not None:
+            yield offered
+        for record in self.records:
+            yield record, bool(self.skip[len(self.taken)])
 
     def _feed(self) -> None:
         """In a thread of the driver: hand the workers batches until the decision is made."""
         try:
             weight, batch = 0, []
-            for record in self.records:
-                skip = self.skip[len(self.taken)] or pickled_size(record) > self.LARGEST
+            for record, hint in self._taking():
+                skip = hint or pickled_size(record) > self.LARGEST
                 self.taken.append(record)
-                weight += len(record) if isinstance(record, bytes) else 0
+                weight += _record_weight(record)
                 self.batch_of.append(-1 if skip else len(self.sent))
                 if not skip:
                     batch.append(record)
@@ -1267,8 +1319,18 @@ class _EarlyPass:
         self.stopping.set()
         if self.thread is not None:
             self.slots.release()
+            self.offers.put(None)  # (in case it waits for an offer)
             self.thread.join()
             self.thread = None
+        # The records offered that it did not take are taken now, without a result.
+        while True:
+            try:
+                offered = self.offers.get_nowait()
+            except queue.Empty:
+                break
+            if offered is not None:
+                self.taken.append(offered[0])
+                self.batch_of.append(-1)
 
     def made(self) -> list[bool]:
         """Whether each record taken has a result, in order: the results of the batches done

@@ -8,6 +8,7 @@ import copy
 import json
 import pickle
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any, ClassVar
@@ -231,16 +232,23 @@ def test_dedup_takes_an_exact_copy_of_an_earlier_document_for_a_probable_change(
     a, b = articles(2, seed=21)
     edited = a.replace("。", "！", 1)
     assert edited != a
-    docs = [Document.new(name, text) for name, text in [("a", a), ("b", b), ("a2", a), ("a3", edited)]]
+    first = Document.new("a", a)
+    # Two more copies of `a`: one `decide` takes after it (a larger id), one before it.
+    later = next(d for n in range(100) if (d := Document.new(f"later{n}", a)).id > first.id)
+    earlier = next(d for n in range(100) if (d := Document.new(f"earlier{n}", a)).id < first.id)
+    docs = [first, Document.new("b", b), later, Document.new("a3", edited), earlier]
     stage = NearDuplicates(DedupSettings(), RunContext(config=None, state={"artifacts": {}, "warnings": []}))
-    for summary in stage.summarise_many(docs):
+    asked = []
+    for n, summary in enumerate(stage.summarise_many(docs)):
         stage.observe(summary)
-    # Of the two copies, the one `decide` takes second (its id, then input order) is the hint.
-    copy = 2 if (docs[0].id, 0) < (docs[2].id, 2) else 0
-    assert [stage.probably_changes(n) for n in range(4)] == [n == copy for n in range(4)]
+        asked.append(stage.probably_changes(n))  # (as the engine asks: of those observed so far)
+    # Of exact copies, all but the one `decide` takes first (its id, then input order) are the
+    # hint: as each is observed, of those observed so far; once all are, of all.
+    assert asked == [False, False, True, False, False]
+    assert [stage.probably_changes(n) for n in range(5)] == [True, False, True, False, False]
     stage.decide()
-    assert not stage.leaves_alone(copy)  # (the hint was right: a duplicate)
-    assert not any(stage.probably_changes(n) for n in range(4))  # (let go by the decision)
+    assert not stage.leaves_alone(0) and not stage.leaves_alone(2)  # (the hint was right: duplicates)
+    assert not any(stage.probably_changes(n) for n in range(5))  # (let go by the decision)
 
 
 class SleepOnEach(DocumentStage):
@@ -383,3 +391,71 @@ def test_a_closed_pool_whose_workers_ended_on_their_own_is_ended_not_abandoned(t
         assert early.pool.lost_worker() is None
     assert abandoned == []
     assert [[worker.exitcode for worker in workers] for workers in pools] == [[0, 0]]
+
+
+def test_the_early_pass_takes_documents_as_they_are_observed(tmp_path):
+    """Offered as they are observed, the first records are run before the rest are known;
+    once the offers weigh the budget they are refused, and the spill's records follow them."""
+    records = _sleepy(0, 9)
+    budget = sum(map(len, records[:4]))  # (the fourth offer reaches it)
+    with engine_module._EarlyPass(_sleep_phase(), 1, 2, tmp_path, budget) as early:
+        early.fork()
+        early.start()
+        assert [early.offer(record, n == 1) for n, record in enumerate(records[:6])] == [True] * 4 + [False] * 2
+        first = early.sent[0] if early.sent else None
+        deadline = time.monotonic() + 30
+        while first is None and time.monotonic() < deadline:  # (the feeder thread sends it)
+            time.sleep(0.01)
+            first = early.sent[0] if early.sent else None
+        assert first is not None
+        first.wait(30)
+        assert first.ready()  # made before the records that follow were given
+        early.start(iter(records[4:]), bytearray(9))
+        assert early.thread is not None
+        early.thread.join()
+        for pending in early.sent:
+            pending.wait(30)
+        made = early.made()
+    # The second was hinted a probable change: not run. The budget reached, nothing of the
+    # spill's records was taken.
+    assert early.taken == records[:4] and made == [True, False, True, True]
+
+
+def test_records_offered_but_not_taken_when_the_decision_ends_go_through_the_pass(tmp_path):
+    """Stopped (`made`) before its thread took every offered record, the early pass lists
+    them among the records taken, without a result: the pass after the decision runs them."""
+    records = _sleepy(0, 6)
+    with engine_module._EarlyPass(_sleep_phase(), 1, 1, tmp_path, 1 << 30) as early:
+        early.fork()
+        early.slots = threading.Semaphore(0)  # (the feeder waits to send its first batch)
+        early.start()
+        assert all(early.offer(record, False) for record in records)
+        early.start(iter(()), bytearray(6))
+        made = early.made()
+    assert early.taken == records and made == [False] * 6
+
+
+def test_the_early_pass_runs_while_the_stage_still_observes(tmp_path, monkeypatch):
+    """Documents the pass after dedup processes early are processed before dedup has observed
+    every document, not only once it decides."""
+    observe = NearDuplicates.observe
+    seen: list[int] = []
+    wait = [0.0]
+
+    def observe_then_look(self: NearDuplicates, summary: Any) -> None:
+        observe(self, summary)
+        seen.append(0)
+        if len(seen) == 12:  # (of 46) wait a while for the early pass's first documents
+            deadline = time.monotonic() + wait[0]
+            while not LogDocuments.path.exists() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            seen[-1] = len(LogDocuments.path.read_text(encoding="utf-8").split()) if LogDocuments.path.exists() else 0
+
+    monkeypatch.setattr(NearDuplicates, "observe", observe_then_look)
+    waited, waited_index, _ = _run(tmp_path, "waited", workers=2, early=False)
+    assert seen[11] == 0 and len(seen) > 12  # (no early pass: nothing processed while observing)
+    seen.clear()
+    wait[0] = 30
+    docs, index, _ = _run(tmp_path, "early", workers=2, early=True)
+    assert seen[11] > 0
+    assert _written(docs) == _written(waited) and index == waited_index

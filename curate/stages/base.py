@@ -654,10 +654,11 @@ class CorpusStage(Stage):
         return cls.leaves_alone is not CorpusStage.leaves_alone
 
     def probably_changes(self, observed: int) -> bool:
-        """Before `decide` (once every document is observed): True when `apply` will most
-        likely change the `observed`-th document observed (an exact copy of an earlier one,
-        say): the engine does not run it ahead of the decision (see `leaves_alone`). A hint
-        only: no output depends on it. The default, False, runs every document ahead."""
+        """Before `decide`: True when `apply` will most likely change the `observed`-th
+        document observed (an exact copy of an earlier one, say): the engine does not run it
+        ahead of the decision (see `leaves_alone`). Asked as soon as that document is
+        observed (from what is known by then) or once every document is. A hint only: no
+        output depends on it. The default, False, runs every document ahead."""
         return False
 
     def run(self, docs: Iterable[Document]) -> Iterator[Document]:

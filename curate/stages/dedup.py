@@ -710,9 +710,9 @@ class NearDuplicates(CorpusStage):
         self._observed: list[_Summarised] | _SummarySpill = []
         self._plans: dict[str, list[_Plan | None]] = {}
         self._touched: set[int] = set()  # observed documents `apply` changes (by number)
-        # Until `decide`, for `probably_changes` (made when first asked): of each observed
-        # document, the number of the first of its exact copies in `decide`'s order.
-        self._first_copy: array[int] | None = None
+        # Until `decide`, for `probably_changes`: the exact copies among the documents observed
+        # (none with `spill_index`: the summaries are not held, nor is this).
+        self._copies: _ExactCopies | None = None if settings.spill_index else _ExactCopies()
 
     def summarise(self, doc: Document) -> _Summary:
         return _summarise_many([doc], self.settings, self._parent)[0]
@@ -735,20 +735,18 @@ class NearDuplicates(CorpusStage):
         if self.settings.spill_index and isinstance(self._observed, list):
             self._observed = _SummarySpill(_spill_dir(self.context))
         self._observed.append(summary)
+        if self._copies is not None:
+            self._copies.add(summary)
 
     def probably_changes(self, observed: int) -> bool:
         """Of exact copies (the same paragraphs, in order), all but the first in `decide`'s
-        order (id, then input order) will most likely be duplicates. Worked out when first
-        asked (only an engine that runs a pass ahead asks), from the summaries held in memory
-        (none with `spill_index`: no hint)."""
-        if self._first_copy is None:
-            self._first_copy = _first_copies(self._observed if isinstance(self._observed, list) else [])
-        first = self._first_copy
-        return observed < len(first) and first[observed] != observed
+        order (id, then input order) will most likely be duplicates: among the documents
+        observed so far (`_ExactCopies`). No hint with `spill_index`, nor after `decide`."""
+        return self._copies is not None and self._copies.later_copy(observed)
 
     def decide(self) -> None:
         held, self._observed = self._observed, []
-        self._first_copy = None
+        self._copies = None
         observed = held.summaries() if isinstance(held, _SummarySpill) else held
         engine = _Engine(self.settings, self.context, self._parent)
         with _cyclic_gc_paused():
@@ -782,17 +780,29 @@ class NearDuplicates(CorpusStage):
             _apply_plan(doc, plan)
 
 
-def _first_copies(summaries: list[_Summarised]) -> array[int]:
-    """Of each summary, the number of the first summary with the same paragraphs in `decide`'s
-    order (id, then number). A hint (`NearDuplicates.probably_changes`): Python's hash of the
-    paragraph hashes will do."""
-    texts = [hash(summary.hashes.tobytes()) for summary in summaries]
-    first: dict[int, tuple[str, int]] = {}
-    for number, (summary, text) in enumerate(zip(summaries, texts, strict=True)):
-        known = first.get(text)
+class _ExactCopies:
+    """The summaries observed so far, by their paragraphs: whether one is an exact copy (the
+    same paragraphs, in order) of one that `decide` takes first (id, then number), among those
+    observed so far. A hint (`NearDuplicates.probably_changes`), asked as each document is
+    observed and once all are: Python's hash of the paragraph hashes will do."""
+
+    def __init__(self) -> None:
+        self.texts = array("q")  # of each summary, the hash of its paragraph hashes
+        self.ids: list[str] = []
+        self.first: dict[int, tuple[str, int]] = {}  # hash -> the (id, number) `decide` takes first
+
+    def add(self, summary: _Summarised) -> None:
+        text, number = hash(summary.hashes.tobytes()), len(self.ids)
+        self.texts.append(text)
+        self.ids.append(summary.id)
+        known = self.first.get(text)
         if known is None or (summary.id, number) < known:
-            first[text] = (summary.id, number)
-    return array("q", (first[text][1] for text in texts))
+            self.first[text] = (summary.id, number)
+
+    def later_copy(self, number: int) -> bool:
+        if number >= len(self.ids):
+            return False
+        return self.first[self.texts[number]] != (self.ids[number], number)
 
 
 def _apply_plan(doc: Document, plan: _Plan) -> None:
