@@ -61,9 +61,10 @@ class RunSettings:
     )
     early_pass: bool = setting(
         True,
-        "Engine 'local', several workers: while dedup decides (serial work), run the last pass "
-        "on the cores left idle, for the documents it turns out to leave alone (same output; "
-        "false: that pass waits for the decision, and the run holds a little less memory).",
+        "Engine 'local', several workers: while dedup observes and decides (serial work), run "
+        "the last pass on the cores left idle, for the documents it turns out to leave alone "
+        "(same output; false: that pass waits for the decision, and the run holds a little less "
+        "memory).",
     )
     engine: str = setting("local", "Execution engine: 'local' (processes on this machine) or 'ray'.")
     ray_address: str = setting("", "Ray cluster address for engine 'ray' (empty: start a local Ray).")

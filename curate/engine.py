@@ -1103,7 +1103,7 @@ class _Barrier:
             early.start()  # (documents are offered to it as they are observed)
             observed = self._observe(spill, early)  # (a byte a document)
             records = spill.records()  # (those not taken as they were observed)
-            early.start(records, self._probably_changed(observed))
+            early.start(records, self._probably_changed(observed, early.offered_records))
             # The decision's `parallel` work gets as many processes as the early pass: with 2
             # workers none, it is done here, on the core the decision keeps. With 2 of them
             # (the benchmark's near-duplicate verifications) they took the other core from the
@@ -1134,13 +1134,15 @@ class _Barrier:
             del kept
             yield from rest
 
-    def _probably_changed(self, observed: bytearray) -> bytearray:
-        """Per document, whether the stage will most likely change it
-        (`CorpusStage.probably_changes`): not worth running early."""
-        stage, number, skip = self.stage, 0, bytearray(len(observed))
-        for i, ok in enumerate(observed):
-            if ok:
-                skip[i] = stage.probably_changes(number)
+    def _probably_changed(self, observed: bytearray, first: int = 0) -> bytearray:
+        """Per document from the `first`th (those before it were offered with their hints),
+        whether the stage will most likely change it (`CorpusStage.probably_changes`): not worth
+        running early."""
+        stage, number = self.stage, sum(observed[:first])
+        skip = bytearray(len(observed) - first)
+        for i in range(first, len(observed)):
+            if observed[i]:
+                skip[i - first] = stage.probably_changes(number)
                 number += 1
         return skip
 
@@ -1175,7 +1177,7 @@ class _EarlyPass:
     and takes back where documents are, and reads back only the results that stand.
 
     What keeps it from costing memory: the workers fork before the run's documents flow (idle,
-    they wait for the decision), when the driver holds nothing large. A page a fork shares
+    they wait for the first documents observed), when the driver holds nothing large. A page a fork shares
     stays with the fork when the driver writes it: forked when the decision started, they
     held the pages the decision then wrote, 0.8 KB a document on a corpus of many copies
     (`bench/bench_shapes.py --shape copies`). So no document runs in the driver before they
@@ -1205,6 +1207,7 @@ class _EarlyPass:
         self.offers: queue.SimpleQueue[tuple[Any, bool] | None] = queue.SimpleQueue()
         self.offering = False
         self.offered = 0  # bytes of records offered
+        self.offered_records = 0
         self.taken: list[Any] = []  # the records taken (offered, then from `records`), in order
         self.batch_of = array("q")  # of each record taken, the batch it went in (-1: none)
         self.sent: list[Any] = []  # the pending results of each batch
@@ -1238,10 +1241,10 @@ class _EarlyPass:
 
     def start(self, records: Iterator[Any] | None = None, skip: bytearray | None = None) -> None:
         """Hand the workers documents until the decision is made (`made`): first those
-        `offer`ed, then those of `records` but those `skip` marks (of every record taken, the
-        offered ones included). Called without `records` before the documents are observed
-        (they are offered as they are: `_Barrier._observe`), then with the records that follow
-        once all are; or with them at once."""
+        `offer`ed, then those of `records` but those `skip` marks (a byte for each of them).
+        Called without `records` before the documents are observed (they are offered as they
+        are: `_Barrier._observe`), then with the records that follow once all are; or with
+        them at once."""
         if records is None:
             self.offering = True
         else:
@@ -1266,6 +1269,7 @@ class _EarlyPass:
             return False
         self.offers.put((record, skip))
         self.offered += len(record)
+        self.offered_records += 1
         self.offering = self.offered < self.budget
         return True
 
@@ -1274,8 +1278,8 @@ class _EarlyPass:
         those of `records`."""
         while (offered := self.offers.get()) is not None:
             yield offered
-        for record in self.records:
-            yield record, bool(self.skip[len(self.taken)])
+        for number, record in enumerate(self.records):
+            yield record, bool(self.skip[number])
 
     def _feed(self) -> None:
         """In a thread of the driver: hand the workers batches until the decision is made."""

@@ -421,6 +421,24 @@ def test_the_early_pass_takes_documents_as_they_are_observed(tmp_path):
     assert early.taken == records[:4] and made == [True, False, True, True]
 
 
+def test_records_after_the_offers_are_taken_from_the_spill_with_their_own_hints(tmp_path):
+    """Offers end at the first record that is not bytes (the spill keeps it, and every later
+    one); the records that follow are taken with the hints given for them, one each."""
+    records: list[Any] = _sleepy(0, 6)
+    records[2] = Document.new("kept", "0")  # (a document as it is: not offered)
+    with engine_module._EarlyPass(_sleep_phase(), 1, 1, tmp_path, 1 << 30) as early:
+        early.fork()
+        early.start()
+        assert [early.offer(record, False) for record in records[:4]] == [True, True, False, False]
+        early.start(iter(records[2:]), bytearray([0, 1, 0, 0]))  # (the fourth record: skipped)
+        assert early.thread is not None
+        early.thread.join()
+        for pending in early.sent:
+            pending.wait(30)
+        made = early.made()
+    assert early.taken == records and made == [True, True, True, False, True, True]
+
+
 def test_records_offered_but_not_taken_when_the_decision_ends_go_through_the_pass(tmp_path):
     """Stopped (`made`) before its thread took every offered record, the early pass lists
     them among the records taken, without a result: the pass after the decision runs them."""

@@ -710,9 +710,9 @@ class NearDuplicates(CorpusStage):
         self._observed: list[_Summarised] | _SummarySpill = []
         self._plans: dict[str, list[_Plan | None]] = {}
         self._touched: set[int] = set()  # observed documents `apply` changes (by number)
-        # Until `decide`, for `probably_changes`: the exact copies among the documents observed
-        # (none with `spill_index`: the summaries are not held, nor is this).
-        self._copies: _ExactCopies | None = None if settings.spill_index else _ExactCopies()
+        # Until `decide`, for `probably_changes`: the exact copies among the documents observed,
+        # from the first time it is asked (only an engine that runs a pass ahead asks).
+        self._copies: _ExactCopies | None = None
 
     def summarise(self, doc: Document) -> _Summary:
         return _summarise_many([doc], self.settings, self._parent)[0]
@@ -741,8 +741,13 @@ class NearDuplicates(CorpusStage):
     def probably_changes(self, observed: int) -> bool:
         """Of exact copies (the same paragraphs, in order), all but the first in `decide`'s
         order (id, then input order) will most likely be duplicates: among the documents
-        observed so far (`_ExactCopies`). No hint with `spill_index`, nor after `decide`."""
-        return self._copies is not None and self._copies.later_copy(observed)
+        observed so far (`_ExactCopies`). No hint with `spill_index` (the summaries are not
+        held), nor after `decide`."""
+        if self._copies is None:
+            if not isinstance(self._observed, list) or not self._observed:
+                return False
+            self._copies = _ExactCopies(self._observed)
+        return self._copies.later_copy(observed)
 
     def decide(self) -> None:
         held, self._observed = self._observed, []
@@ -786,10 +791,12 @@ class _ExactCopies:
     observed so far. A hint (`NearDuplicates.probably_changes`), asked as each document is
     observed and once all are: Python's hash of the paragraph hashes will do."""
 
-    def __init__(self) -> None:
+    def __init__(self, summaries: list[_Summarised]) -> None:
         self.texts = array("q")  # of each summary, the hash of its paragraph hashes
         self.ids: list[str] = []
         self.first: dict[int, tuple[str, int]] = {}  # hash -> the (id, number) `decide` takes first
+        for summary in summaries:
+            self.add(summary)
 
     def add(self, summary: _Summarised) -> None:
         text, number = hash(summary.hashes.tobytes()), len(self.ids)
