@@ -443,11 +443,13 @@ def test_records_offered_but_not_taken_when_the_decision_ends_go_through_the_pas
     """Stopped (`made`) before its thread took every offered record, the early pass lists
     them among the records taken, without a result: the pass after the decision runs them."""
     records = _sleepy(0, 6)
-    with engine_module._EarlyPass(_sleep_phase(), 1, 1, tmp_path, 1 << 30) as early:
+    with engine_module._EarlyPass(_sleep_phase(), 1, 2, tmp_path, 1 << 30) as early:
         early.fork()
         early.slots = threading.Semaphore(0)  # (the feeder waits to send its first batch)
         early.start()
-        assert all(early.offer(record, False) for record in records)
+        # Offered two at a time; the second hinted: the first batch to send is the first and
+        # the third, and the feeder waits with the fourth in hand.
+        assert all(early.offer(record, n == 1) for n, record in enumerate(records))
         early.start(iter(()), bytearray(6))
         made = early.made()
     assert early.taken == records and made == [False] * 6
