@@ -1147,12 +1147,6 @@ class _Barrier:
         return skip
 
 
-def _record_weight(record: Any) -> int:
-    """What a record waiting in memory weighs against a spill's budget (a document's place in
-    the run's document file: next to nothing)."""
-    return len(record) if isinstance(record, bytes) else 0
-
-
 def _stored_run(task: Callable[[list[Any]], list[Any]], store: DocumentFile, batch: list[Any]) -> bytes:
     """`task(batch)`, its results pickled into `store`: what travels back is where they are."""
     return store.put([pickle.dumps(task(batch), pickle.HIGHEST_PROTOCOL)])[0].record()
@@ -1177,10 +1171,10 @@ class _EarlyPass:
     and takes back where documents are, and reads back only the results that stand.
 
     What keeps it from costing memory: the workers fork before the run's documents flow (idle,
-    they wait for the first documents observed), when the driver holds nothing large. A page a fork shares
-    stays with the fork when the driver writes it: forked when the decision started, they
-    held the pages the decision then wrote, 0.8 KB a document on a corpus of many copies
-    (`bench/bench_shapes.py --shape copies`). So no document runs in the driver before they
+    they wait for the first documents observed), when the driver holds nothing large. A page a
+    fork shares stays with the fork when the driver writes it: forked when the decision
+    started, they held the pages the decision then wrote, 0.8 KB a document on a corpus of many
+    copies (`bench/bench_shapes.py --shape copies`). So no document runs in the driver before they
     fork: they load the pass's tables themselves, on the core they use (the modules those
     need are imported with the stages).
     """
@@ -1215,7 +1209,7 @@ class _EarlyPass:
         self.taken: list[Any] = []  # the records taken (offered, then from `records`), in order
         self.batch_of = array("q")  # of each record taken, the batch it went in (-1: none)
         self.sent: list[Any] = []  # the pending results of each batch
-        self.skip = bytearray()  # of each record, whether not to run it (`_probably_changed`)
+        self.skip = bytearray()  # of each of `records`, whether not to run it (`_probably_changed`)
         self.stopping = threading.Event()
         self.slots = threading.Semaphore(self.IN_HAND * workers)  # batches in the workers' hands
         self.error: BaseException | None = None
@@ -1305,7 +1299,7 @@ class _EarlyPass:
             for record, hint in self._taking():
                 skip = hint or pickled_size(record) > self.LARGEST
                 self.taken.append(record)
-                weight += _record_weight(record)
+                weight += len(record) if isinstance(record, bytes) else 0
                 self.batch_of.append(-1 if skip else len(self.sent))
                 if not skip:
                     batch.append(record)

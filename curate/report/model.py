@@ -315,7 +315,10 @@ def _edit_row(edit: dict[str, Any]) -> EditRow:
 
 def _flag_rows(flags: list[dict[str, Any]]) -> list[FlagRow]:
     """A record's flags as the writer counts them."""
-    return [(f.get("kind", ""), int(f.get("end", 0)) - int(f.get("start", 0)), f.get("detector", "")) for f in flags]
+    return [
+        (f.get("kind", ""), int(f.get("end", 0)) - int(f.get("start", 0)), f.get("detector", ""))
+        for f in flags
+    ]
 
 
 def _detectors(flags: list[FlagRow]) -> list[str]:
