@@ -1077,7 +1077,12 @@ class _Barrier:
         for payload, ok, summary in self.results:
             if ok:
                 stage.observe(summary)
-            if early is None or not early.offer(payload, ok and stage.probably_changes(number)):
+            taken = (  # (the hint is asked for only while the early pass takes offers)
+                early is not None
+                and early.offering
+                and early.offer(payload, ok and stage.probably_changes(number))
+            )
+            if not taken:
                 spill.put(payload)
             number += ok
             observed.append(ok)

@@ -530,7 +530,6 @@ def test_items_cut_from_blocks_stay_inside_them() -> None:
     assert out.tolist() == [1, 2, 3]
 
 
-
 # Characters of every UTF-8 length: 1 (ASCII), 2 (é, ß, U+07FF), 3 (Han, full-width), 4 (astral).
 UTF8_ALPHABET = [c for c in ALPHABET if c != "\ud800"] + ["é", "ß", "\u07ff", "\u0080"]
 
