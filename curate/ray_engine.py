@@ -117,10 +117,10 @@ def _run_phase(work: Phase, raw_docs: list[bytes]) -> dict[str, Any]:
     import pyarrow as pa
 
     results = work.run(raw_docs)
-    columns = {DOC: pa.array([dumps(r.payload) for r in results], pa.large_binary())}
+    columns = {DOC: pa.array([dumps(payload) for payload, _, _ in results], pa.large_binary())}
     if work.summarise is not None:
-        columns[OK_] = pa.array([r.ok for r in results], pa.bool_())
-        columns[SUMMARY] = pa.array(_pickled(r.summary for r in results), pa.large_binary())
+        columns[OK_] = pa.array([ok for _, ok, _ in results], pa.bool_())
+        columns[SUMMARY] = pa.array(_pickled(summary for _, _, summary in results), pa.large_binary())
     return columns
 
 

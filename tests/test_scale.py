@@ -1020,8 +1020,8 @@ def test_a_phase_gives_a_stage_with_its_own_run_the_stream():
     _RecordBatches.seen = {}
     results = Phase(stages=stages, pack=False).run(_batch_texts())
     assert listed == [("test_quarantine", 11), ("test_record_after", 11)]
-    assert [r.payload.meta["position"] for r in results] == list(range(11))
-    assert [r.ok for r in results] == ["bad" not in d.text for d in _batch_texts()]
+    assert [payload.meta["position"] for payload, _, _ in results] == list(range(11))
+    assert [ok for _, ok, _ in results] == ["bad" not in d.text for d in _batch_texts()]
     assert _RecordBatches.seen == {
         "test_record_after": [["t/00", "t/02", "t/03"], ["t/04", "t/05", "t/06"], ["t/08", "t/09", "t/10"]]
     }
