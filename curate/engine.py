@@ -554,10 +554,12 @@ class DecideWorkers:
 
 # One document as it leaves a worker: (payload, ok, summary). `payload` is the document pickled
 # (or, in the last pass, what the engine's `finish` made of it); `ok` its status is OK; `summary`
-# what the next corpus stage's `summarise` made of it (None when not OK). A plain tuple: every
-# document's crosses a pipe twice, and a NamedTuple pickles through its Python `__getnewargs__`
-# and unpickles through its Python `__new__` (by hand, a batch of 64 of pass 1's: 1.6 -> 0.2 us
-# a result pickled, 0.6 -> 0.24 unpickled; the benchmark's 12,048 results, about 22 ms of CPU).
+# what the next corpus stage's `summarise` made of it (None when not OK). A plain tuple: with more
+# than one worker, each document's result is pickled on its way back to the driver after every
+# pass (on the benchmark, after pass 1 and after the last), and a NamedTuple pickles through its
+# Python `__getnewargs__` and unpickles through its Python `__new__` (by hand, a batch of 64 of
+# pass 1's: 1.6 -> 0.2 us a result pickled, 0.6 -> 0.24 us unpickled; about 21 ms of CPU over the
+# benchmark's 12,048 results).
 Result = tuple[Any, bool, Any]
 
 
