@@ -1041,8 +1041,8 @@ class LocalEngine:
                 results = []
                 for payload, ok, changed, early in batch:
                     if changed:
-                        payload, ok, summary = next(done)
-                        results.append((payload, ok, phase.packed(ahead, summary) if ok else None))
+                        redone, redone_ok, summary = next(done)
+                        results.append((redone, redone_ok, phase.packed(ahead, summary) if redone_ok else None))
                     else:
                         results.append((payload, ok, early))
                 return results

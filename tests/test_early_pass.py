@@ -294,6 +294,15 @@ def test_a_halted_task_stops_at_its_next_document(monkeypatch):
     assert len(engine_module._run_task(_sleepy(0, 5))) == 5
 
 
+def _made_once_all_taken(early: engine_module._EarlyPass) -> list[bool]:
+    """`early.made()` once its feeder has taken every record and every batch sent is done."""
+    assert early.thread is not None
+    early.thread.join()
+    for pending in early.sent:
+        pending.wait(30)
+    return early.made()
+
+
 def _workers_of_each_pool(monkeypatch) -> list[list[Any]]:
     """The workers of every pool forked from now on, as each pool started them."""
     pools: list[list[Any]] = []
@@ -365,11 +374,7 @@ def test_the_early_pass_leaves_a_large_document_to_the_pass_after_the_decision(t
     with engine_module._EarlyPass(_sleep_phase(), 1, 1, tmp_path, 1 << 30) as early:
         early.fork()
         early.start(iter(records), bytearray(6))
-        assert early.thread is not None
-        early.thread.join()  # (every record taken)
-        for pending in early.sent:
-            pending.wait(30)
-        made = early.made()
+        made = _made_once_all_taken(early)
     assert made == [True, True, False, True, False, True]
     assert engine_module.pickled_size(records[4]) == 501
     assert engine_module.pickled_size(records[0]) == len(records[0])
@@ -411,11 +416,7 @@ def test_the_early_pass_takes_documents_as_they_are_observed(tmp_path):
         first.wait(30)
         assert first.ready()  # made before the records that follow were given
         early.start(iter(records[4:]), bytearray(9))
-        assert early.thread is not None
-        early.thread.join()
-        for pending in early.sent:
-            pending.wait(30)
-        made = early.made()
+        made = _made_once_all_taken(early)
     # The second was hinted a probable change: not run. The budget reached, nothing of the
     # spill's records was taken.
     assert early.taken == records[:4] and made == [True, False, True, True]
@@ -431,11 +432,7 @@ def test_records_after_the_offers_are_taken_from_the_spill_with_their_own_hints(
         early.start()
         assert [early.offer(record, False) for record in records[:4]] == [True, True, False, False]
         early.start(iter(records[2:]), bytearray([0, 1, 0, 0]))  # (the fourth record: skipped)
-        assert early.thread is not None
-        early.thread.join()
-        for pending in early.sent:
-            pending.wait(30)
-        made = early.made()
+        made = _made_once_all_taken(early)
     assert early.taken == records and made == [True, True, True, False, True, True]
 
 
