@@ -27,7 +27,7 @@ from cpython.unicode cimport (
     PyUnicode_KIND,
     Py_UNICODE_ISSPACE,
 )
-from libc.stdlib cimport free, malloc
+from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy
 from cpython cimport array
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
@@ -123,23 +123,24 @@ def gram_coverage(
 ):
     """`minhash.gram_coverage`: the characters of a range inside one of its 4-grams whose
     key `other_keys` (sorted) has; `keys` sorted, `order` their positions in the range."""
-    cdef Py_ssize_t n = keys.shape[0], m = other_keys.shape[0], i, j = 0, p, covered = 0
+    cdef Py_ssize_t n = keys.shape[0], m = other_keys.shape[0], i = 0, j = 0, p, covered = 0
+    cdef uint64_t key, other
     if n == 0 or m == 0:
         return 0
-    cdef uint8_t *marks = <uint8_t *>malloc(n + 3)
+    cdef uint8_t *marks = <uint8_t *>calloc(n + 3, 1)
     if marks == NULL:
         raise MemoryError()
     try:
-        for p in range(n + 3):
-            marks[p] = 0
-        for i in range(n):
-            while j < m and other_keys[j] < keys[i]:
-                j += 1
-            if j == m:
-                break
-            if other_keys[j] == keys[i]:
+        # The keys are hashes: which side of a step is smaller is a coin toss, and a branch on
+        # it mispredicted half the time. The two sides move by their comparisons instead (a
+        # key equal to the other's moves alone: the next key may be equal to it too).
+        while i < n and j < m:
+            key, other = keys[i], other_keys[j]
+            if key == other:
                 p = order[i]
                 marks[p] = marks[p + 1] = marks[p + 2] = marks[p + 3] = 1
+            i += key <= other
+            j += other < key
         for p in range(n + 3):
             covered += marks[p]
     finally:
@@ -162,14 +163,13 @@ cdef Py_ssize_t _equal_grams(
     (len(a) + 1) + i, and how many were written."""
     cdef Py_ssize_t na = sorted_a.shape[0], nb = sorted_b.shape[0], la = a.shape[0]
     cdef Py_ssize_t i = 0, j = 0, i1, j1, x, y, t, pa, pb, found = 0
-    cdef uint64_t key
+    cdef uint64_t key, other
     while i < na and j < nb:
-        if sorted_a[i] < sorted_b[j]:
-            i += 1
-        elif sorted_a[i] > sorted_b[j]:
-            j += 1
+        key, other = sorted_a[i], sorted_b[j]
+        if key != other:  # (moved by the comparisons, as in `gram_coverage`)
+            i += key < other
+            j += other < key
         else:
-            key = sorted_a[i]
             i1, j1 = i, j
             while i1 < na and sorted_a[i1] == key:
                 i1 += 1
