@@ -119,11 +119,17 @@ def shingle_ids(const uint32_t[::1] codes, const int64_t[::1] bounds, int size, 
 
 
 def gram_coverage(
-    const uint64_t[::1] keys, const int64_t[::1] order, const uint64_t[::1] other_keys
+    const uint64_t[::1] keys,
+    const int64_t[::1] order,
+    const uint64_t[::1] other_keys,
+    Py_ssize_t max_gap,
 ):
     """`minhash.gram_coverage`: the characters of a range inside one of its 4-grams whose
-    key `other_keys` (sorted) has; `keys` sorted, `order` their positions in the range."""
-    cdef Py_ssize_t n = keys.shape[0], m = other_keys.shape[0], i = 0, j = 0, p, covered = 0
+    key `other_keys` (sorted) has, in the stretch of them that has the most, stretches parted
+    by more than `max_gap` characters outside (>= n + 3: all of them); `keys` sorted, `order`
+    their positions in the range."""
+    cdef Py_ssize_t n = keys.shape[0], m = other_keys.shape[0], i = 0, j = 0, p
+    cdef Py_ssize_t covered = 0, stretch = 0, outside = 0
     cdef uint64_t key, other
     if n == 0 or m == 0:
         return 0
@@ -142,7 +148,15 @@ def gram_coverage(
             i += key <= other
             j += other < key
         for p in range(n + 3):
-            covered += marks[p]
+            if marks[p]:
+                if outside > max_gap:
+                    stretch = 0
+                outside = 0
+                stretch += 1
+                if stretch > covered:
+                    covered = stretch
+            else:
+                outside += 1
     finally:
         free(marks)
     return covered

@@ -437,21 +437,30 @@ def gram_index(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def gram_coverage(
-    index: tuple[np.ndarray, np.ndarray], other: tuple[np.ndarray, np.ndarray]
+    index: tuple[np.ndarray, np.ndarray],
+    other: tuple[np.ndarray, np.ndarray],
+    max_gap: int | None = None,
 ) -> int:
-    """How many characters of a range lie in one of its 4-grams whose key the other range has.
+    """How many characters of a range lie in one of its 4-grams whose key the other range has;
+    with `max_gap`, only those of the stretch that has the most, stretches being parted by more
+    than `max_gap` characters in no such 4-gram.
 
     `index` and `other` are `gram_index` results. An upper bound on the characters of the
     range in `matching_blocks` of the two (every block of >= 4 characters is covered by its
-    own 4-grams, and blocks do not overlap), found with two sorted-array passes: callers that
-    need many matched characters skip the alignment when the bound is already too small.
+    own 4-grams, and blocks do not overlap), and with `max_gap` on those of any chain of
+    blocks whose gaps are at most `max_gap` (the gaps hold every character outside), found
+    with two sorted-array passes: callers that need many matched characters skip the
+    alignment when the bound is already too small.
     """
     keys, order = index
     other_keys = other[0]
-    if keys.shape[0] == 0 or other_keys.shape[0] == 0:
+    n = keys.shape[0]
+    if n == 0 or other_keys.shape[0] == 0:
         return 0
+    if max_gap is None:
+        max_gap = n + 3  # (no gap is that long: one stretch)
     if _kernels is not None:
-        return _kernels.gram_coverage(keys, order, other_keys)
+        return _kernels.gram_coverage(keys, order, other_keys, max_gap)
     # Array methods rather than the np.* wrappers: this runs once per candidate pair.
     at = other_keys.searchsorted(keys)
     np.minimum(at, other_keys.shape[0] - 1, out=at)
@@ -459,8 +468,13 @@ def gram_coverage(
     if starts.shape[0] == 0:
         return 0
     starts.sort()
-    # The union of [start, start + 4) over sorted distinct starts.
-    return int(np.minimum(starts[1:] - starts[:-1], 4).sum()) + 4
+    # The union of [start, start + 4) over sorted distinct starts, per stretch: a stretch ends
+    # where the next start lies more than max_gap characters past the end of this one's 4-gram.
+    steps = starts[1:] - starts[:-1]
+    added = np.concatenate(([0], np.minimum(steps, 4).cumsum()))
+    last = np.concatenate((np.flatnonzero(steps - 4 > max_gap), [starts.shape[0] - 1]))
+    first = np.concatenate(([0], last[:-1] + 1))
+    return int((added[last] - added[first]).max()) + 4
 
 
 def matching_blocks(

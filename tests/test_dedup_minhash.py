@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from curate import minhash
+from curate.stages import dedup
 
 # Sentences written for these tests (no third-party text).
 RIVER = (
@@ -192,33 +193,48 @@ def test_nested_signatures_equal_window_signatures_reduced_per_paragraph(
             assert np.array_equal(para_sigs[p], expected), (total, p)
 
 
-def covered_by_shared_grams(a: np.ndarray, b: np.ndarray) -> int:
-    """Characters of b inside a 4-gram that a also has, by brute force."""
+def covered_by_shared_grams(a: np.ndarray, b: np.ndarray, max_gap: int | None = None) -> int:
+    """Characters of b inside a 4-gram that a also has, by brute force; with `max_gap`, those
+    of the stretch that has the most (parted by more than `max_gap` characters outside)."""
     grams = {tuple(a[i : i + 4].tolist()) for i in range(len(a) - 3)}
     covered = set()
     for j in range(len(b) - 3):
         if tuple(b[j : j + 4].tolist()) in grams:
             covered.update(range(j, j + 4))
-    return len(covered)
+    if max_gap is None or not covered:
+        return len(covered)
+    stretches, previous = [0], None
+    for position in sorted(covered):
+        if previous is not None and position - previous - 1 > max_gap:
+            stretches.append(0)
+        stretches[-1] += 1
+        previous = position
+    return max(stretches)
 
 
 @given(
     st.lists(st.integers(0, 3), max_size=60),
     st.lists(st.integers(0, 3), max_size=60),
+    st.none() | st.integers(0, 8),
 )
 @settings(max_examples=300, deadline=None)
 def test_gram_coverage_counts_the_characters_in_shared_4_grams(
-    a_values: list[int], b_values: list[int]
+    a_values: list[int], b_values: list[int], max_gap: int | None
 ) -> None:
     a = np.array(a_values, dtype=np.uint32) + 0x4E00
     b = np.array(b_values, dtype=np.uint32) + 0x4E00
     a_index = minhash.gram_index(minhash.gram_keys(a))
     b_index = minhash.gram_index(minhash.gram_keys(b))
-    coverage = minhash.gram_coverage(b_index, a_index)
-    assert coverage == covered_by_shared_grams(a, b)
-    # An upper bound on the characters of b in difflib's matching blocks (>= 4 characters).
+    coverage = minhash.gram_coverage(b_index, a_index, max_gap)
+    assert coverage == covered_by_shared_grams(a, b, max_gap)
+    # An upper bound on the characters of b in difflib's matching blocks (>= 4 characters),
+    # and with max_gap on those of every chain of them across gaps of at most max_gap (the
+    # near-duplicate stage's passages).
     blocks = minhash.matching_blocks(a, b, 4, a_index, b_index)
-    assert sum(size for _, _, size in blocks) <= coverage
+    if max_gap is None:
+        assert sum(size for _, _, size in blocks) <= coverage
+    else:
+        assert all(matched <= coverage for *_, matched in dedup._regions(blocks, max_gap, 4))
 
 
 @settings(max_examples=200, deadline=None)

@@ -248,8 +248,8 @@ def test_the_alignment_bound_skips_no_passage(
     skipped: list[int] = []
     coverage = minhash.gram_coverage
 
-    def unbounded(index: Any, other: Any) -> int:
-        skipped.append(coverage(index, other))
+    def unbounded(index: Any, other: Any, max_gap: int | None = None) -> int:
+        skipped.append(coverage(index, other, max_gap))
         return 1 << 40
 
     monkeypatch.setattr(minhash, "gram_coverage", unbounded)

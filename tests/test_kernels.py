@@ -89,10 +89,11 @@ def shared_text(draw_values: list[int], inserted: list[int], at: int) -> np.ndar
     st.lists(st.integers(0, 3), max_size=120),
     st.integers(0, 120),
     st.integers(4, 6),
+    st.integers(0, 8),
 )
 @settings(max_examples=400, deadline=None)
 def test_gram_coverage_and_matching_blocks_are_the_same_and_difflibs(
-    a_values: list[int], b_values: list[int], at: int, min_size: int
+    a_values: list[int], b_values: list[int], at: int, min_size: int, max_gap: int
 ) -> None:
     # Few distinct characters: many equal 4-grams, many diagonal runs (> 48 takes the numpy
     # branch of the reference recursion), and b shares a stretch of a.
@@ -105,6 +106,7 @@ def test_gram_coverage_and_matching_blocks_are_the_same_and_difflibs(
         return (
             minhash.gram_coverage(b_index, a_index),
             minhash.gram_coverage(a_index, b_index),
+            minhash.gram_coverage(b_index, a_index, max_gap),
             minhash.matching_blocks(a, b, min_size, a_index, b_index),
             minhash.matching_blocks(a, b, min_size),
         )
@@ -112,7 +114,7 @@ def test_gram_coverage_and_matching_blocks_are_the_same_and_difflibs(
     with pytest.MonkeyPatch.context() as monkeypatch:
         compiled, reference = both(monkeypatch, results)
     assert compiled == reference
-    assert compiled[2] == compiled[3] == difflib_blocks(a, b, min_size)
+    assert compiled[3] == compiled[4] == difflib_blocks(a, b, min_size)
 
 
 @needs_kernels

@@ -2350,11 +2350,13 @@ class _Engine:
         index_a = self._gram_index(kept if split < 0 else para, a0, a1)
         index_b = self._gram_index(para, b0, b1)
         # A passage aligns at least passage_similarity * passage_min_chars characters (in
-        # blocks of >= 4); the characters of the copy inside 4-grams the original also has
-        # bound that from above for a fraction of the alignment's cost (most candidate pairs
-        # share a phrase or a stock sentence only). The margin absorbs float rounding.
+        # blocks of >= 4, chained across gaps of at most max_gap); the characters of the copy
+        # inside 4-grams the original also has, in the stretch that has the most (parted by
+        # more than max_gap characters outside), bound that from above for a fraction of the
+        # alignment's cost (most candidate pairs share a phrase or a stock sentence only, or
+        # a few scattered ones). The margin absorbs float rounding.
         wanted = self.s.passage_similarity * self.s.passage_min_chars - 1e-6
-        if minhash.gram_coverage(index_b, index_a) < wanted:
+        if minhash.gram_coverage(index_b, index_a, self.s.max_gap) < wanted:
             return ()
         # difflib's matching blocks (of >= 4 characters), computed on the code arrays; not
         # made for millions of equal 4-gram pairs (difflib itself would take minutes there).
