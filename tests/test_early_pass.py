@@ -325,16 +325,26 @@ def test_the_early_pass_ends_its_workers_without_killing_them_in_the_middle_of_a
     with engine_module._EarlyPass(_sleep_phase(), 2, 4, tmp_path, 1 << 30) as early:
         early.fork()
         early.start(iter(_sleepy(0.1, 80)), bytearray(80))  # (8 s of work, 4 s on 2 workers)
-        time.sleep(0.6)  # (a batch each done, the next ones handed out: 16 batches in all)
+        # The first batch done, the next ones handed out. Waited for rather than slept for:
+        # the workers run at the lowest priority, and on a loaded machine (other test
+        # processes) a fixed 0.6 s once ended before any batch was done.
+        deadline = time.monotonic() + 30
+        while not (early.sent and early.sent[0].ready()):
+            assert time.monotonic() < deadline, "the first batch not done in 30 s"
+            time.sleep(0.02)
+        time.sleep(0.1)
         start = time.monotonic()
         made = early.made()
-        for worker in pools[0]:  # (they end as the last pass starts, not with the early pass)
-            worker.join(5)
         took = time.monotonic() - start
+        for worker in pools[0]:  # (they end as the last pass starts, not with the early pass)
+            worker.join(30)  # (at their next document; later when other processes load the machine)
         assert [[worker.exitcode for worker in workers] for workers in pools] == [[0, 0]]  # no signal
     assert 0 < sum(made) < 32  # (batches were in the workers' hands; what was done counts)
-    assert made == sorted(made, reverse=True)
-    assert took < 1.5  # (the batches handed out not finished: about 2.6 s more)
+    # Whole batches of 4 records, the first among them (done in order but for a worker held
+    # up by the machine's other work).
+    assert made[:4] == [True] * 4
+    assert all(len(set(made[i : i + 4])) == 1 for i in range(0, len(made), 4))
+    assert took < 1.5  # (not waited for, the batches handed out: about 2.6 s more)
     assert [[worker.exitcode for worker in workers] for workers in pools] == [[0, 0]]
 
 
