@@ -126,8 +126,8 @@ def gram_coverage(
 ):
     """`minhash.gram_coverage`: the characters of a range inside one of its 4-grams whose
     key `other_keys` (sorted) has, in the stretch of them that has the most, stretches parted
-    by more than `max_gap` characters outside (>= n + 3: all of them); `keys` sorted, `order`
-    their positions in the range."""
+    by more than `max_gap` (>= 0) characters in no such 4-gram (`max_gap` >= n + 3: one
+    stretch, all of them); `keys` sorted, `order` their positions in the range."""
     cdef Py_ssize_t n = keys.shape[0], m = other_keys.shape[0], i = 0, j = 0, p
     cdef Py_ssize_t covered = 0, stretch = 0, outside = 0
     cdef uint64_t key, other

@@ -447,18 +447,20 @@ def gram_coverage(
 
     `index` and `other` are `gram_index` results. An upper bound on the characters of the
     range in `matching_blocks` of the two (every block of >= 4 characters is covered by its
-    own 4-grams, and blocks do not overlap), and with `max_gap` on those of any chain of
-    blocks whose gaps are at most `max_gap` (the gaps hold every character outside), found
-    with two sorted-array passes: callers that need many matched characters skip the
-    alignment when the bound is already too small.
+    own 4-grams, and blocks do not overlap). With `max_gap`, an upper bound on those of any
+    chain of blocks whose gaps on this range's side are at most `max_gap`: every character of
+    the chain in no shared 4-gram lies in such a gap, so the chain lies in one stretch (a
+    negative `max_gap` counts as 0: chains are then single blocks). Found with two
+    sorted-array passes: callers that need many matched characters skip the alignment when
+    the bound is already too small.
     """
     keys, order = index
     other_keys = other[0]
     n = keys.shape[0]
     if n == 0 or other_keys.shape[0] == 0:
         return 0
-    if max_gap is None:
-        max_gap = n + 3  # (no gap is that long: one stretch)
+    # (n + 3: no gap is that long, one stretch)
+    max_gap = n + 3 if max_gap is None else max(max_gap, 0)
     if _kernels is not None:
         return _kernels.gram_coverage(keys, order, other_keys, max_gap)
     # Array methods rather than the np.* wrappers: this runs once per candidate pair.

@@ -234,6 +234,7 @@ PASSAGE_SETTINGS = {
     "defaults": {},
     "loose-passages": {"passage_similarity": 0.6, "passage_min_chars": 30, "max_gap": 8},
     "any-passage": {"passage_similarity": 0.0, "passage_min_chars": 0},
+    "unchained": {"max_gap": -1},  # (blocks never chained: the bound counts one run of them)
 }
 
 
@@ -257,6 +258,48 @@ def test_the_alignment_bound_skips_no_passage(
     limit = overrides.get("passage_similarity", 0.9) * overrides.get("passage_min_chars", 50)
     if settings == "defaults":
         assert any(found < limit for found in skipped)  # the bound did skip some alignments
+
+
+# Two stock sentences (written for this test): 34 and 27 comparison characters, together more
+# than a passage's 45 aligned ones, each fewer.
+STOCK = (
+    "据气象部门预报，本周末全市将迎来一次明显的降温降雨过程，请市民注意添衣保暖。",
+    "相关部门提醒，雨天路面湿滑，驾驶员应减速慢行并保持安全车距。",
+)
+
+
+def test_the_alignment_bound_counts_the_shared_grams_of_one_stretch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A paragraph repeating both stock sentences of another, with other sentences between:
+    # candidates (a shared sentence is a shared window), but no passage, since a passage's
+    # blocks are chained across gaps of at most max_gap. The bound counts the shared 4-grams of
+    # the stretch that has the most; counting all of the paragraph's, the alignment is made.
+
+    def docs() -> list[Document]:
+        return [
+            document("stock-a.txt", [STOCK[0] + filler(400) + STOCK[1]]),
+            document("stock-b.txt", [filler(401) + STOCK[0] + filler(402) + STOCK[1] + filler(403)]),
+        ]
+
+    blocks = minhash.matching_blocks
+    coverage = minhash.gram_coverage
+    aligned: list[int] = []
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        aligned.append(1)
+        return blocks(*args, **kwargs)
+
+    def of_all(index: Any, other: Any, max_gap: int | None = None) -> int:
+        return coverage(index, other)
+
+    monkeypatch.setattr(minhash, "matching_blocks", counted)
+    one_stretch = outcome(*run(docs()))
+    made = len(aligned)
+    monkeypatch.setattr(minhash, "gram_coverage", of_all)
+    assert outcome(*run(docs())) == one_stretch
+    assert one_stretch[1] == [[], []]  # (no passage either way)
+    assert made == 0 < len(aligned)
 
 
 # --------------------------------------------------------------------------- work done

@@ -89,7 +89,7 @@ def shared_text(draw_values: list[int], inserted: list[int], at: int) -> np.ndar
     st.lists(st.integers(0, 3), max_size=120),
     st.integers(0, 120),
     st.integers(4, 6),
-    st.integers(0, 8),
+    st.integers(-2, 8),
 )
 @settings(max_examples=400, deadline=None)
 def test_gram_coverage_and_matching_blocks_are_the_same_and_difflibs(

@@ -2352,9 +2352,9 @@ class _Engine:
         # A passage aligns at least passage_similarity * passage_min_chars characters (in
         # blocks of >= 4, chained across gaps of at most max_gap); the characters of the copy
         # inside 4-grams the original also has, in the stretch that has the most (parted by
-        # more than max_gap characters outside), bound that from above for a fraction of the
-        # alignment's cost (most candidate pairs share a phrase or a stock sentence only, or
-        # a few scattered ones). The margin absorbs float rounding.
+        # more than max_gap characters in no such 4-gram), bound that from above for a
+        # fraction of the alignment's cost (most candidate pairs share a phrase or a stock
+        # sentence only, or a few far apart). The margin absorbs float rounding.
         wanted = self.s.passage_similarity * self.s.passage_min_chars - 1e-6
         if minhash.gram_coverage(index_b, index_a, self.s.max_gap) < wanted:
             return ()
