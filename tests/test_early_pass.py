@@ -303,6 +303,16 @@ def _made_once_all_taken(early: engine_module._EarlyPass) -> list[bool]:
     return early.made()
 
 
+def _first_batch_done(early: engine_module._EarlyPass) -> None:
+    """Wait for the feeder thread to send the first batch, then for it to be done (30 s each)."""
+    deadline = time.monotonic() + 30
+    while not early.sent and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert early.sent, "no batch sent in 30 s"
+    early.sent[0].wait(30)
+    assert early.sent[0].ready(), "the first batch not done in 30 s"
+
+
 def _workers_of_each_pool(monkeypatch) -> list[list[Any]]:
     """The workers of every pool forked from now on, as each pool started them."""
     pools: list[list[Any]] = []
@@ -328,10 +338,7 @@ def test_the_early_pass_ends_its_workers_without_killing_them_in_the_middle_of_a
         # The first batch done, the next ones handed out. Waited for rather than slept for:
         # the workers run at the lowest priority, and on a loaded machine (other test
         # processes) a fixed 0.6 s once ended before any batch was done.
-        deadline = time.monotonic() + 30
-        while not (early.sent and early.sent[0].ready()):
-            assert time.monotonic() < deadline, "the first batch not done in 30 s"
-            time.sleep(0.02)
+        _first_batch_done(early)
         time.sleep(0.1)
         start = time.monotonic()
         made = early.made()
@@ -417,14 +424,7 @@ def test_the_early_pass_takes_documents_as_they_are_observed(tmp_path):
         early.fork()
         early.start()
         assert [early.offer(record, n == 1) for n, record in enumerate(records[:6])] == [True] * 4 + [False] * 2
-        first = early.sent[0] if early.sent else None
-        deadline = time.monotonic() + 30
-        while first is None and time.monotonic() < deadline:  # (the feeder thread sends it)
-            time.sleep(0.01)
-            first = early.sent[0] if early.sent else None
-        assert first is not None
-        first.wait(30)
-        assert first.ready()  # made before the records that follow were given
+        _first_batch_done(early)  # made before the records that follow were given
         early.start(iter(records[4:]), bytearray(9))
         made = _made_once_all_taken(early)
     # The second was hinted a probable change: not run. The budget reached, nothing of the
