@@ -611,6 +611,47 @@ def packed_source(array.array src not None):
     return n, positions, offsets
 
 
+cdef extern from "Python.h":
+    object PyUnicode_FromKindAndData(int kind, const void *buffer, Py_ssize_t size)
+
+
+cdef enum:
+    _PACKED_HEADER = 4  # the bytes before a packed string's characters (`packed_text`)
+
+
+cdef bint _big_endian() noexcept:
+    cdef uint16_t probe = 1
+    return (<uint8_t *>&probe)[0] == 0
+
+
+def packed_text(str text not None):
+    """`document.packed_text`: `text` itself where Python stores it a byte a character, else
+    a header (its width, 2 or 4, and 1 if this machine is big-endian; then two zero bytes, so
+    that the characters after it are aligned) and its storage copied as it is."""
+    cdef void *data
+    cdef unsigned int kind = _storage(text, &data)
+    if kind == PyUnicode_1BYTE_KIND:
+        return text
+    cdef Py_ssize_t size = len(text) * kind
+    out = PyBytes_FromStringAndSize(NULL, size + _PACKED_HEADER)
+    cdef uint8_t *buffer = <uint8_t *>PyBytes_AS_STRING(out)
+    buffer[0], buffer[1], buffer[2], buffer[3] = kind, _big_endian(), 0, 0
+    memcpy(buffer + _PACKED_HEADER, data, size)
+    return out
+
+
+def unpacked_text(bytes packed not None):
+    """`document.unpacked_text` of what `packed_text` made of a string stored 2 or 4 bytes a
+    character: the same string (`PyUnicode_FromKindAndData` copies the characters)."""
+    cdef Py_ssize_t n = len(packed)
+    cdef const uint8_t *buffer = <const uint8_t *>PyBytes_AS_STRING(packed)
+    if n < _PACKED_HEADER or buffer[0] not in (2, 4) or (n - _PACKED_HEADER) % buffer[0] or buffer[2] or buffer[3]:
+        raise ValueError("unpacked_text: not a packed string")
+    if buffer[1] != _big_endian():
+        raise ValueError("unpacked_text: a string packed in another byte order")
+    return PyUnicode_FromKindAndData(buffer[0], buffer + _PACKED_HEADER, (n - _PACKED_HEADER) // buffer[0])
+
+
 def aligned_spans(str before, str after, Py_ssize_t gap=0):
     """`report.model.aligned_spans`: two texts of the same length as consecutive
     (start, end, changed) spans, runs of differing positions less than `gap` + 1 unchanged

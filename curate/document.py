@@ -29,10 +29,13 @@ import numpy as np
 
 try:  # the compiled loops (curate/_kernels.pyx), built by the install
     from curate._kernels import packed_source as _compiled_packed_source
+    from curate._kernels import packed_text as _compiled_packed_text
     from curate._kernels import source_from_breaks as _compiled_from_breaks
     from curate._kernels import source_map as _compiled_source_map
+    from curate._kernels import unpacked_text as _compiled_unpacked_text
 except ImportError:  # no C compiler was there: numpy does the same
     _compiled_source_map = _compiled_from_breaks = _compiled_packed_source = None
+    _compiled_packed_text = _compiled_unpacked_text = None
 
 # Source positions are 4-byte ints: half the memory of "l", and documents are far below 2**31.
 SRC_TYPE = "i"
@@ -60,7 +63,6 @@ def pickled_as_fields(cls: type) -> type:
     return cls
 
 
-@pickled_as_fields
 @dataclass(slots=True)
 class Edit:
     """One change to a document's text (or a metadata extraction that removed text)."""
@@ -423,20 +425,84 @@ class Document:
 _OBJECT_SIZE = 2500
 _PART_SIZE = 400
 
+# ------------------------------------------------------------------ pickled
+# Documents are pickled at every hand-over between processes. Pickle writes a `str` as UTF-8
+# and reads it back a character at a time; Chinese text is stored 2 bytes a character, and
+# copied as it is stored, it costs a copy (`packed_text`). Only a run's own processes read
+# these pickles (the storage is this machine's), and only with the compiled copy: numpy's
+# twin is the specification, slower than pickle's UTF-8.
+_BIG_ENDIAN = int(sys.byteorder == "big")
+_PACKED_HEADER = 4
+# An edit's texts are packed from this many characters (before and after together): below,
+# the call that rebuilds it costs more than the UTF-8 it saves.
+PACK_EDITS_FROM = 256
+
+
+def packed_text(text: str) -> str | bytes:
+    """`text` as it travels pickled: itself where Python stores it a byte a character (pickle
+    copies those as they are, ASCII), else 4 bytes (its width, 2 or 4; 1 if this machine is
+    big-endian; two zeros, so that the characters after it are aligned) and its storage."""
+    if _compiled_packed_text is not None:
+        return _compiled_packed_text(text)
+    codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), "<u4")
+    if not codes.size or codes.max() < 0x100:
+        return text
+    kind = 2 if codes.max() < 0x10000 else 4
+    return bytes((kind, _BIG_ENDIAN, 0, 0)) + codes.astype(f"=u{kind}").tobytes()
+
+
+def unpacked_text(packed: str | bytes) -> str:
+    """The string `packed_text` made `packed` of."""
+    if type(packed) is str:
+        return packed
+    if _compiled_unpacked_text is not None:
+        return _compiled_unpacked_text(packed)
+    kind = packed[0] if packed else 0
+    if kind not in (2, 4) or len(packed) < _PACKED_HEADER or (len(packed) - _PACKED_HEADER) % kind or packed[2:4] != b"\0\0":
+        raise ValueError("unpacked_text: not a packed string")
+    if packed[1] != _BIG_ENDIAN:
+        raise ValueError("unpacked_text: a string packed in another byte order")
+    codes = np.frombuffer(packed, f"=u{kind}", offset=_PACKED_HEADER)
+    return codes.astype("<u4").tobytes().decode("utf-32-le", "surrogatepass")
+
+
+def _packed(text: str) -> str | bytes:
+    """`packed_text` where it is compiled, else `text` (pickle's UTF-8 is faster than numpy)."""
+    return text if _compiled_packed_text is None else _compiled_packed_text(text)
+
+
+_EDIT_FIELDS = operator.attrgetter(*Edit.__slots__)
+assert Edit.__slots__[5:7] == ("before", "after")
+
+
+def _edit_reduce(self: Edit) -> tuple[Any, tuple[Any, ...]]:
+    """An edit pickled as its field values (as `pickled_as_fields`), long texts packed."""
+    values = _EDIT_FIELDS(self)
+    if len(self.before) + len(self.after) < PACK_EDITS_FROM or _compiled_packed_text is None:
+        return Edit, values
+    return _rebuilt_edit, (*values[:5], _packed(values[5]), _packed(values[6]), *values[7:])
+
+
+def _rebuilt_edit(*values: Any) -> Edit:
+    return Edit(*values[:5], unpacked_text(values[5]), unpacked_text(values[6]), *values[7:])
+
+
 _DOCUMENT_FIELDS = operator.attrgetter(*Document.__slots__)
-assert Document.__slots__[-1] == "_src"
+assert Document.__slots__[2] == "text" and Document.__slots__[-1] == "_src"
 
 
 def _document_reduce(self: Document) -> tuple[Any, tuple[Any, ...]]:
-    """A document pickled as its field values (as `pickled_as_fields`), its map compact."""
+    """A document pickled as its field values (as `pickled_as_fields`), its text packed and
+    its map compact."""
     values = _DOCUMENT_FIELDS(self)
-    return _rebuilt_document, (*values[:-1], _packed_source(values[-1]))
+    return _rebuilt_document, (values[0], values[1], _packed(values[2]), *values[3:-1], _packed_source(values[-1]))
 
 
 def _rebuilt_document(*values: Any) -> Document:
-    return Document(*values[:-1], _unpacked_source(values[-1]))
+    return Document(values[0], values[1], unpacked_text(values[2]), *values[3:-1], _unpacked_source(values[-1]))
 
 
+Edit.__reduce__ = _edit_reduce  # type: ignore[method-assign,assignment]
 Document.__reduce__ = _document_reduce  # type: ignore[method-assign,assignment]
 
 

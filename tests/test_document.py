@@ -187,6 +187,33 @@ def test_pickling_keeps_every_field_of_document_edits_and_flags():
     assert copy.reconstruct_input() == "第一段，广告。\n第二段"
 
 
+def test_a_pickled_document_carries_its_wide_texts_as_stored_not_as_utf8():
+    """Pickle writes a str as UTF-8 and reads it back a character at a time; a document's text,
+    and an edit's long texts, travel as Python stores them (`packed_text`: a copy each way)."""
+    import pickle
+
+    import pytest
+
+    from curate import document
+
+    if document._compiled_packed_text is None:
+        pytest.skip("curate._kernels was not built: texts travel as UTF-8")
+    text = "體驗這個時間。" * 50 + "\n第二段,文字\U0001f600 Zoë"
+    doc = Document.new("a.txt", text)
+    doc.apply("convert", [Change(0, 350, "体验这个时间。" * 50, rule="convert.t2s", reason="t2s")])
+    doc.apply("punctuation", [Change(354, 355, "，", rule="p", reason="full width")])
+    doc.apply("credits", [Change(358, 362, "", rule="m", reason="a name", action="meta:author")])
+    blob = pickle.dumps(doc, protocol=pickle.HIGHEST_PROTOCOL)
+    copy = pickle.loads(blob)
+    assert copy == doc and copy.reconstruct_input() == text
+    long_edit, short_edit, named = doc.edits
+    assert len(long_edit.before) + len(long_edit.after) >= document.PACK_EDITS_FROM
+    for packed in (doc.text, long_edit.before, long_edit.after):
+        assert document.packed_text(packed) in blob and packed.encode() not in blob
+    assert "第二段，文字".encode() not in blob  # (in the text: packed with it)
+    assert short_edit.after.encode() in blob and named.before.encode() in blob  # short: as pickle writes them
+
+
 def test_a_new_document_maps_every_position_to_itself_whatever_its_length():
     from curate.document import identity_map
 

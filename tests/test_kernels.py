@@ -240,6 +240,46 @@ def test_source_breaks_are_the_same(steps: list[int], start: int) -> None:
     assert document._unpacked_source(packed[0]) == src
 
 
+@needs_kernels
+@given(st.text(alphabet=st.sampled_from(ALPHABET), max_size=300) | st.text(max_size=40))
+@settings(max_examples=400, deadline=None)
+def test_packed_texts_are_the_same(text: str) -> None:
+    """A string as it travels pickled (`document.packed_text`): the kernel's bytes are numpy's,
+    and both give the string back, whatever its width (ASCII, Latin-1, Han, non-BMP, a lone
+    surrogate)."""
+    from curate import document
+
+    packed = document.packed_text(text)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setattr(document, "_compiled_packed_text", None)
+        monkeypatch.setattr(document, "_compiled_unpacked_text", None)
+        packed_by_numpy = document.packed_text(text)
+        assert document.unpacked_text(packed) == text
+    assert type(packed) is type(packed_by_numpy) and packed == packed_by_numpy
+    assert document.unpacked_text(packed) == text
+    if max(map(ord, text), default=0) < 0x100:
+        assert packed is text  # stored a byte a character: pickle copies it as it is
+    else:
+        width = 2 if max(map(ord, text)) < 0x10000 else 4
+        assert len(packed) == 4 + width * len(text) and packed[0] == width
+
+
+@needs_kernels
+def test_unpacked_texts_refuse_what_no_packing_made() -> None:
+    from curate import document
+
+    good = document.packed_text("中文")
+    assert isinstance(good, bytes)
+    other_order = bytes((good[0], 1 - good[1])) + good[2:]
+    for bad in (b"", good[:3], good[:-1], b"\x03" + good[1:], good[:2] + b"\x01\x00" + good[4:], other_order):
+        for compiled in (True, False):
+            with pytest.MonkeyPatch.context() as monkeypatch:
+                if not compiled:
+                    monkeypatch.setattr(document, "_compiled_unpacked_text", None)
+                with pytest.raises(ValueError, match="unpacked_text"):
+                    document.unpacked_text(bad)
+
+
 def _aligned_pair(draw: st.DrawFn) -> tuple[str, str]:
     """Two texts of one length that differ at some positions, in runs and alone."""
     before = draw(st.text(alphabet=st.sampled_from(ALPHABET), max_size=150))
