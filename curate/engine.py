@@ -1108,7 +1108,12 @@ class _Barrier:
             early.start()  # (documents are offered to it as they are observed)
             observed = self._observe(spill, early)  # (a byte a document)
             records = spill.records()  # (those not taken as they were observed)
-            early.start(records, self._probably_changed(observed, early.offered_records))
+            # The hints of every document, now that all are observed: those of the documents
+            # offered as they were observed, not taken yet, know more than the offers' own (on
+            # the benchmark, 865 rather than 435 of the 1,123 documents dedup changes).
+            skip = self._probably_changed(observed)
+            offered = early.offered_records
+            early.start(records, skip[offered:], skip[:offered])
             # The decision's `parallel` work gets as many processes as the early pass: with 2
             # workers none, it is done here, on the core the decision keeps. With 2 of them
             # (the benchmark's near-duplicate verifications) they took the other core from the
@@ -1215,6 +1220,9 @@ class _EarlyPass:
         self.batch_of = array("q")  # of each record taken, the batch it went in (-1: none)
         self.sent: list[Any] = []  # the pending results of each batch
         self.skip = bytearray()  # of each of `records`, whether not to run it (`_probably_changed`)
+        # Of each record offered, whether not to run it, as told once every document is observed
+        # (`start`): what the offer's own hint could not know yet.
+        self.offered_skip: bytearray | None = None
         self.stopping = threading.Event()
         self.slots = threading.Semaphore(self.IN_HAND * workers)  # batches in the workers' hands
         self.error: BaseException | None = None
@@ -1242,16 +1250,24 @@ class _EarlyPass:
         self.pool = self._workers.enter_context(_forked_pool(task, self.workers, self.NICE, freeze=False))
         self._workers.callback(self._stop)  # (before the pool ends)
 
-    def start(self, records: Iterator[Any] | None = None, skip: bytearray | None = None) -> None:
+    def start(
+        self,
+        records: Iterator[Any] | None = None,
+        skip: bytearray | None = None,
+        offered_skip: bytearray | None = None,
+    ) -> None:
         """Hand the workers documents until the decision is made (`made`): first those
         `offer`ed, then those of `records` but those `skip` marks (a byte for each of them).
         Called without `records` before the documents are observed (they are offered as they
         are: `_Barrier._observe`), then with the records that follow once all are; or with
-        them at once."""
+        them at once. `offered_skip` (a byte for each record offered) marks more of the offered
+        ones not to run, those not taken yet: a hint given as a document is observed knows only
+        the documents before it (of two exact copies, the one `decide` keeps may come later)."""
         if records is None:
             self.offering = True
         else:
             self.records, self.skip = records, skip if skip is not None else bytearray()
+            self.offered_skip = offered_skip
             self.offering = False
             self._hand_over_offers()
             self.offers.put(None)
@@ -1290,10 +1306,14 @@ class _EarlyPass:
     def _taking(self) -> Iterator[tuple[Any, bool]]:
         """The records to take, in order, with whether to skip each: the offered ones, then
         those of `records`."""
+        number = 0  # (of the records offered)
         while (offered := self.offers.get()) is not None:
             self.in_hand.extend(offered)
             while self.in_hand:
-                yield self.in_hand.popleft()
+                record, hint = self.in_hand.popleft()
+                later = self.offered_skip  # (set once every document is observed: `start`)
+                yield record, hint or (later is not None and bool(later[number]))
+                number += 1
         for number, record in enumerate(self.records):
             yield record, bool(self.skip[number])
 

@@ -446,6 +446,28 @@ def test_records_after_the_offers_are_taken_from_the_spill_with_their_own_hints(
     assert early.taken == records and made == [True, True, True, False, True, True]
 
 
+def test_offered_records_not_taken_yet_take_the_hints_given_once_all_are_observed(tmp_path):
+    """A hint given as a document is observed knows only the documents before it; once all
+    are observed, the records offered but not taken yet are skipped where the hints then given
+    for them (`offered_skip`) say so, as well as where their own did."""
+    records = _sleepy(0, 5)
+    with engine_module._EarlyPass(_sleep_phase(), 1, 1, tmp_path, 1 << 30) as early:
+        early.fork()
+        early.slots = threading.Semaphore(0)  # (the feeder waits to send its first batch)
+        early.start()
+        assert [early.offer(record, n == 3) for n, record in enumerate(records)] == [True] * 5
+        deadline = time.monotonic() + 30
+        while not early.taken and time.monotonic() < deadline:  # (the first, taken: its batch waits)
+            time.sleep(0.01)
+        early.start(iter(()), bytearray(), bytearray([1, 1, 0, 0, 1]))
+        for _ in records:
+            early.slots.release()
+        made = _made_once_all_taken(early)
+    # The first was taken before the later hints: it ran. The second and the fifth: skipped
+    # by the later hints; the fourth by its own.
+    assert early.taken == records and made == [True, False, True, False, False]
+
+
 def test_records_offered_but_not_taken_when_the_decision_ends_go_through_the_pass(tmp_path):
     """Stopped (`made`) before its thread took every offered record, the early pass lists
     them among the records taken, without a result: the pass after the decision runs them."""
