@@ -625,31 +625,54 @@ cdef bint _big_endian() noexcept:
 
 
 def packed_text(str text not None):
-    """`document.packed_text`: `text` itself where Python stores it a byte a character, else
-    a header (its width, 2 or 4, and 1 if this machine is big-endian; then two zero bytes, so
-    that the characters after it are aligned) and its storage copied as it is."""
+    """`document.packed_text`: `text` itself where Python stores it a byte a character, or
+    where its UTF-8 would be smaller than its storage; else a header (its width, 2 or 4, and 1
+    if this machine is big-endian; then two zero bytes, so that the characters after it are
+    aligned) and its storage copied as it is."""
     cdef void *data
     cdef unsigned int kind = _storage(text, &data)
+    cdef Py_ssize_t n = len(text), i, utf8 = 0
+    cdef const uint16_t *narrow
+    cdef const uint32_t *wide
     if kind == PyUnicode_1BYTE_KIND:
         return text
-    cdef Py_ssize_t size = len(text) * kind
-    out = PyBytes_FromStringAndSize(NULL, size + _PACKED_HEADER)
+    if kind == PyUnicode_2BYTE_KIND:  # (a lone surrogate is 3 bytes, as "surrogatepass" writes it)
+        narrow = <const uint16_t *>data
+        for i in range(n):
+            utf8 += 1 + (narrow[i] >= 0x80) + (narrow[i] >= 0x800)
+    else:
+        wide = <const uint32_t *>data
+        for i in range(n):
+            utf8 += 1 + (wide[i] >= 0x80) + (wide[i] >= 0x800) + (wide[i] >= 0x10000)
+    if utf8 < n * kind:
+        return text
+    out = PyBytes_FromStringAndSize(NULL, n * kind + _PACKED_HEADER)
     cdef uint8_t *buffer = <uint8_t *>PyBytes_AS_STRING(out)
     buffer[0], buffer[1], buffer[2], buffer[3] = kind, _big_endian(), 0, 0
-    memcpy(buffer + _PACKED_HEADER, data, size)
+    memcpy(buffer + _PACKED_HEADER, data, n * kind)
     return out
 
 
 def unpacked_text(bytes packed not None):
     """`document.unpacked_text` of what `packed_text` made of a string stored 2 or 4 bytes a
     character: the same string (`PyUnicode_FromKindAndData` copies the characters)."""
-    cdef Py_ssize_t n = len(packed)
+    cdef Py_ssize_t n = len(packed), i, count
     cdef const uint8_t *buffer = <const uint8_t *>PyBytes_AS_STRING(packed)
-    if n < _PACKED_HEADER or buffer[0] not in (2, 4) or (n - _PACKED_HEADER) % buffer[0] or buffer[2] or buffer[3]:
+    cdef const uint32_t *wide
+    if (
+        n < _PACKED_HEADER or buffer[0] not in (2, 4) or (n - _PACKED_HEADER) % buffer[0]
+        or buffer[1] > 1 or buffer[2] or buffer[3]
+    ):
         raise ValueError("unpacked_text: not a packed string")
     if buffer[1] != _big_endian():
         raise ValueError("unpacked_text: a string packed in another byte order")
-    return PyUnicode_FromKindAndData(buffer[0], buffer + _PACKED_HEADER, (n - _PACKED_HEADER) // buffer[0])
+    count = (n - _PACKED_HEADER) // buffer[0]
+    if buffer[0] == 4:  # (Python's own check stops at the first character past the BMP)
+        wide = <const uint32_t *>(buffer + _PACKED_HEADER)
+        for i in range(count):
+            if wide[i] > 0x10FFFF:
+                raise ValueError("unpacked_text: not a packed string (a code point past U+10FFFF)")
+    return PyUnicode_FromKindAndData(buffer[0], buffer + _PACKED_HEADER, count)
 
 
 def aligned_spans(str before, str after, Py_ssize_t gap=0):

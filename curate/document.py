@@ -427,27 +427,33 @@ _PART_SIZE = 400
 
 # ------------------------------------------------------------------ pickled
 # Documents are pickled at every hand-over between processes. Pickle writes a `str` as UTF-8
-# and reads it back a character at a time; Chinese text is stored 2 bytes a character, and
-# copied as it is stored, it costs a copy (`packed_text`). Only a run's own processes read
-# these pickles (the storage is this machine's), and only with the compiled copy: numpy's
-# twin is the specification, slower than pickle's UTF-8.
+# and reads it back a character at a time; Chinese text is stored 2 bytes a character (3 in
+# UTF-8), and copied as it is stored it costs a copy (`packed_text`). Only the run's processes
+# read these pickles (a Ray cluster's too: one of another byte order refuses them, it does not
+# misread them), and only the compiled copy packs: numpy's twin is the specification, slower
+# than pickle's UTF-8.
 _BIG_ENDIAN = int(sys.byteorder == "big")
 _PACKED_HEADER = 4
-# An edit's texts are packed from this many characters (before and after together): below,
-# the call that rebuilds it costs more than the UTF-8 it saves.
+# An edit's texts are packed from this many characters (before and after together): a short
+# one is rebuilt by a call that costs about what its UTF-8 would (Han breaks even at 64-128
+# characters, by hand), and most edits are a character or a line.
 PACK_EDITS_FROM = 256
 
 
 def packed_text(text: str) -> str | bytes:
-    """`text` as it travels pickled: itself where Python stores it a byte a character (pickle
-    copies those as they are, ASCII), else 4 bytes (its width, 2 or 4; 1 if this machine is
-    big-endian; two zeros, so that the characters after it are aligned) and its storage."""
+    """`text` as it travels pickled: itself where Python stores it a byte a character (ASCII
+    and Latin-1: pickle's UTF-8 is a copy, or close to one) or where its UTF-8 is smaller than
+    its storage (mostly ASCII with a wide character; Han with one past the BMP); else 4 bytes
+    (its width, 2 or 4; 1 if this machine is big-endian; two zeros, so that the characters
+    after it are aligned) and its storage, never larger than its UTF-8."""
     if _compiled_packed_text is not None:
         return _compiled_packed_text(text)
     codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), "<u4")
     if not codes.size or codes.max() < 0x100:
         return text
     kind = 2 if codes.max() < 0x10000 else 4
+    if len(text.encode("utf-8", "surrogatepass")) < kind * len(text):
+        return text
     return bytes((kind, _BIG_ENDIAN, 0, 0)) + codes.astype(f"=u{kind}").tobytes()
 
 
@@ -458,11 +464,16 @@ def unpacked_text(packed: str | bytes) -> str:
     if _compiled_unpacked_text is not None:
         return _compiled_unpacked_text(packed)
     kind = packed[0] if packed else 0
-    if kind not in (2, 4) or len(packed) < _PACKED_HEADER or (len(packed) - _PACKED_HEADER) % kind or packed[2:4] != b"\0\0":
+    if (
+        kind not in (2, 4) or len(packed) < _PACKED_HEADER or (len(packed) - _PACKED_HEADER) % kind
+        or packed[1] > 1 or packed[2:4] != b"\0\0"
+    ):  # fmt: skip
         raise ValueError("unpacked_text: not a packed string")
     if packed[1] != _BIG_ENDIAN:
         raise ValueError("unpacked_text: a string packed in another byte order")
     codes = np.frombuffer(packed, f"=u{kind}", offset=_PACKED_HEADER)
+    if codes.size and codes.max() > 0x10FFFF:
+        raise ValueError("unpacked_text: not a packed string (a code point past U+10FFFF)")
     return codes.astype("<u4").tobytes().decode("utf-32-le", "surrogatepass")
 
 

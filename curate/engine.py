@@ -1144,15 +1144,15 @@ class _Barrier:
             del kept
             yield from rest
 
-    def _probably_changed(self, observed: bytearray, first: int = 0) -> bytearray:
-        """Per document from the `first`th (those before it were offered with their hints),
-        whether the stage will most likely change it (`CorpusStage.probably_changes`): not worth
+    def _probably_changed(self, observed: bytearray) -> bytearray:
+        """Per document, whether the stage will most likely change it
+        (`CorpusStage.probably_changes`, asked once every document is observed): not worth
         running early."""
-        stage, number = self.stage, sum(observed[:first])
-        skip = bytearray(len(observed) - first)
-        for i in range(first, len(observed)):
-            if observed[i]:
-                skip[i - first] = stage.probably_changes(number)
+        stage, number = self.stage, 0
+        skip = bytearray(len(observed))
+        for i, ok in enumerate(observed):
+            if ok:
+                skip[i] = stage.probably_changes(number)
                 number += 1
         return skip
 

@@ -508,3 +508,40 @@ def test_the_early_pass_runs_while_the_stage_still_observes(tmp_path, monkeypatc
     docs, index, _ = _run(tmp_path, "early", workers=2, early=True)
     assert seen[11] > 0
     assert _written(docs) == _written(waited) and index == waited_index
+
+
+def test_the_early_pass_is_given_every_documents_hint_once_all_are_observed(tmp_path, monkeypatch):
+    """Once dedup has observed every document, the early pass gets each document's hint as dedup
+    then gives it: for the records offered as they were observed (`offered_skip`), and for the
+    rest. The corpus has exact copies whose first in `decide`'s order (by id) is observed after
+    them: their hints, given as they were offered, could not name them."""
+    observe, offer, start = NearDuplicates.observe, engine_module._EarlyPass.offer, engine_module._EarlyPass.start
+    stages: list[NearDuplicates] = []
+    offered: list[bool] = []
+    given: list[tuple[int, bytes, bytes, list[bool]]] = []
+
+    def observing(self: NearDuplicates, summary: Any) -> None:
+        if not stages:
+            stages.append(self)
+        observe(self, summary)
+
+    def offering(self: Any, record: Any, skip: bool) -> bool:
+        taken = offer(self, record, skip)
+        if taken:
+            offered.append(skip)
+        return taken
+
+    def starting(self: Any, records: Any = None, skip: Any = None, offered_skip: Any = None) -> None:
+        if records is not None:  # (every document observed, not yet decided: as dedup now hints)
+            hints = [stages[0].probably_changes(n) for n in range(len(stages[0]._observed))]
+            given.append((self.offered_records, bytes(offered_skip or b""), bytes(skip), hints))
+        start(self, records, skip, offered_skip)
+
+    monkeypatch.setattr(NearDuplicates, "observe", observing)
+    monkeypatch.setattr(engine_module._EarlyPass, "offer", offering)
+    monkeypatch.setattr(engine_module._EarlyPass, "start", starting)
+    docs, _, _ = _run(tmp_path, "early", workers=2, early=True)
+    [(count, later, rest, hints)] = given
+    assert len(hints) == len(docs) and count == len(offered) > 0  # (every document observed, OK)
+    assert later + rest == bytes(hints)
+    assert any(late and not then for late, then in zip(later, offered, strict=True))

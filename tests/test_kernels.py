@@ -240,13 +240,21 @@ def test_source_breaks_are_the_same(steps: list[int], start: int) -> None:
     assert document._unpacked_source(packed[0]) == src
 
 
+# ... and Latin-1, stored a byte a character as ASCII is, but not ASCII.
+PACKED_ALPHABET = [*ALPHABET, "é", "ß", "\x85", "\xff"]
+
+
 @needs_kernels
-@given(st.text(alphabet=st.sampled_from(ALPHABET), max_size=300) | st.text(max_size=40))
+@given(
+    st.text(alphabet=st.sampled_from(PACKED_ALPHABET), max_size=300)
+    | st.text(alphabet=st.sampled_from(list("民族團結，。") + ["\U0001f600"]), max_size=300)
+    | st.text(max_size=40)
+)
 @settings(max_examples=400, deadline=None)
 def test_packed_texts_are_the_same(text: str) -> None:
     """A string as it travels pickled (`document.packed_text`): the kernel's bytes are numpy's,
     and both give the string back, whatever its width (ASCII, Latin-1, Han, non-BMP, a lone
-    surrogate)."""
+    surrogate); packed only where that is no larger than its UTF-8."""
     from curate import document
 
     packed = document.packed_text(text)
@@ -257,11 +265,24 @@ def test_packed_texts_are_the_same(text: str) -> None:
         assert document.unpacked_text(packed) == text
     assert type(packed) is type(packed_by_numpy) and packed == packed_by_numpy
     assert document.unpacked_text(packed) == text
-    if max(map(ord, text), default=0) < 0x100:
-        assert packed is text  # stored a byte a character: pickle copies it as it is
+    utf8 = len(text.encode("utf-8", "surrogatepass"))
+    width = 1 if max(map(ord, text), default=0) < 0x100 else 2 if max(map(ord, text)) < 0x10000 else 4
+    if width == 1 or utf8 < width * len(text):
+        assert packed is text  # pickle's UTF-8 is a copy, or smaller than the storage
     else:
-        width = 2 if max(map(ord, text)) < 0x10000 else 4
-        assert len(packed) == 4 + width * len(text) and packed[0] == width
+        assert len(packed) == 4 + width * len(text) <= 4 + utf8 and packed[0] == width
+
+
+def test_texts_are_packed_where_their_storage_is_no_larger_than_their_utf8() -> None:
+    from curate import document
+
+    for compiled in (True, False):
+        with pytest.MonkeyPatch.context() as monkeypatch:
+            if not compiled or KERNELS is None:
+                monkeypatch.setattr(document, "_compiled_packed_text", None)
+            assert type(document.packed_text("中文，汉字。")) is bytes  # 2 bytes a character, 3 in UTF-8
+            for text in ("ascii and one 中", "中文一个表情😀", "Zoë", ""):
+                assert document.packed_text(text) is text
 
 
 @needs_kernels
@@ -271,7 +292,16 @@ def test_unpacked_texts_refuse_what_no_packing_made() -> None:
     good = document.packed_text("中文")
     assert isinstance(good, bytes)
     other_order = bytes((good[0], 1 - good[1])) + good[2:]
-    for bad in (b"", good[:3], good[:-1], b"\x03" + good[1:], good[:2] + b"\x01\x00" + good[4:], other_order):
+    wide = bytes((4, good[1], 0, 0))
+    order = "big" if good[1] else "little"
+    past_unicode = [  # (Python's own check stops at the first character past the BMP)
+        wide + (0x1F600).to_bytes(4, order) + (0x110000).to_bytes(4, order),
+        wide + (0x7FFFFFFF).to_bytes(4, order),
+    ]
+    for bad in (
+        b"", good[:3], good[:-1], b"\x03" + good[1:], good[:2] + b"\x01\x00" + good[4:],
+        good[:1] + b"\x02" + good[2:], other_order, *past_unicode,
+    ):  # fmt: skip
         for compiled in (True, False):
             with pytest.MonkeyPatch.context() as monkeypatch:
                 if not compiled:
