@@ -24,6 +24,7 @@ from cpython.unicode cimport (
     PyUnicode_1BYTE_KIND,
     PyUnicode_2BYTE_KIND,
     PyUnicode_DATA,
+    PyUnicode_FromKindAndData,
     PyUnicode_KIND,
     Py_UNICODE_ISSPACE,
 )
@@ -609,10 +610,6 @@ def packed_source(array.array src not None):
     offsets = PyBytes_FromStringAndSize(NULL, count * 4)
     _write_breaks(values, n, <int32_t *>PyBytes_AS_STRING(positions), <int32_t *>PyBytes_AS_STRING(offsets))
     return n, positions, offsets
-
-
-cdef extern from "Python.h":
-    object PyUnicode_FromKindAndData(int kind, const void *buffer, Py_ssize_t size)
 
 
 cdef enum:

@@ -449,9 +449,10 @@ def packed_text(text: str) -> str | bytes:
     if _compiled_packed_text is not None:
         return _compiled_packed_text(text)
     codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), "<u4")
-    if not codes.size or codes.max() < 0x100:
+    top = int(codes.max()) if codes.size else 0
+    if top < 0x100:
         return text
-    kind = 2 if codes.max() < 0x10000 else 4
+    kind = 2 if top < 0x10000 else 4
     if len(text.encode("utf-8", "surrogatepass")) < kind * len(text):
         return text
     return bytes((kind, _BIG_ENDIAN, 0, 0)) + codes.astype(f"=u{kind}").tobytes()
@@ -489,9 +490,10 @@ assert Edit.__slots__[5:7] == ("before", "after")
 def _edit_reduce(self: Edit) -> tuple[Any, tuple[Any, ...]]:
     """An edit pickled as its field values (as `pickled_as_fields`), long texts packed."""
     values = _EDIT_FIELDS(self)
-    if len(self.before) + len(self.after) < PACK_EDITS_FROM or _compiled_packed_text is None:
+    pack = _compiled_packed_text
+    if pack is None or len(self.before) + len(self.after) < PACK_EDITS_FROM:
         return Edit, values
-    return _rebuilt_edit, (*values[:5], _packed(values[5]), _packed(values[6]), *values[7:])
+    return _rebuilt_edit, (*values[:5], pack(values[5]), pack(values[6]), *values[7:])
 
 
 def _rebuilt_edit(*values: Any) -> Edit:
