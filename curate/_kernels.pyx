@@ -85,17 +85,43 @@ cdef int _data_of(object array, void **data) except -1:
     return 0
 
 
-def shingle_ids(const uint32_t[::1] codes, const int64_t[::1] bounds, int size, uint64_t base):
+def shingle_ids(
+    const uint32_t[::1] codes, const int64_t[::1] bounds, int size, uint64_t base, uint64_t fold=0
+):
     """(ids, starts) of `minhash.shingle_ids`: the polynomial ids of the `size`-grams inside
     each segment [bounds[s], bounds[s + 1]), and for a short non-empty segment one id of its
-    characters padded with zeros, its length mixed into the top bits."""
-    cdef Py_ssize_t total = codes.shape[0], segments = bounds.shape[0] - 1
+    characters padded with zeros, its length mixed into the top bits. With `fold`, (hashes,
+    starts) of `minhash.shingle_hashes`: each id folded to 32 bits as it is made (`fold32`:
+    times `fold`, the top half), so the 64-bit ids are never written out (two passes and two
+    arrays of 8 bytes a character more)."""
+    values = np.empty(codes.shape[0], dtype=np.uint32 if fold else np.uint64)
+    starts = np.empty(codes.shape[0], dtype=np.int64)
+    cdef void *out
+    cdef int64_t *start_out
+    _data_of(values, &out)
+    _data_of(starts, <void **>&start_out)
+    cdef Py_ssize_t count = _shingles(codes, bounds, size, base, fold, out, start_out)
+    return values[:count], starts[:count]
+
+
+cdef Py_ssize_t _shingles(
+    const uint32_t[::1] codes,
+    const int64_t[::1] bounds,
+    int size,
+    uint64_t base,
+    uint64_t fold,
+    void *out,
+    int64_t *start_out,
+) noexcept:
+    """The shingles of `shingle_ids` written to `out`, as uint64 ids, or, with `fold`, as
+    uint32 hashes, and their starts; how many."""
+    cdef uint64_t *id_out = <uint64_t *>out
+    cdef uint32_t *hash_out = <uint32_t *>out
+    cdef Py_ssize_t segments = bounds.shape[0] - 1
     cdef Py_ssize_t s, i, k, start, end, length, count = 0
-    cdef uint64_t value
-    ids = np.empty(total, dtype=np.uint64)
-    starts = np.empty(total, dtype=np.int64)
-    cdef uint64_t[::1] id_view = ids
-    cdef int64_t[::1] start_view = starts
+    cdef uint64_t value, top = 1  # (base ** (size - 1): the first character's weight)
+    for k in range(size - 1):
+        top *= base
     for s in range(segments):
         start, end = bounds[s], bounds[s + 1]
         length = end - start
@@ -105,18 +131,29 @@ def shingle_ids(const uint32_t[::1] codes, const int64_t[::1] bounds, int size, 
             value = 0
             for k in range(size):
                 value = value * base + (codes[start + k] if k < length else 0)
-            id_view[count] = value ^ (<uint64_t>length << 59)
-            start_view[count] = start
+            value = value ^ (<uint64_t>length << 59)
+            if fold:
+                hash_out[count] = <uint32_t>((value * fold) >> 32)
+            else:
+                id_out[count] = value
+            start_out[count] = start
             count += 1
             continue
+        # The first id in full, each next one rolled from it (the first character's term out,
+        # the next character's in): the same sum, mod 2**64, in two multiplications.
+        value = 0
+        for k in range(size):
+            value = value * base + codes[start + k]
         for i in range(start, end - size + 1):
-            value = 0
-            for k in range(size):
-                value = value * base + codes[i + k]
-            id_view[count] = value
-            start_view[count] = i
+            if i > start:
+                value = (value - codes[i - 1] * top) * base + codes[i + size - 1]
+            if fold:
+                hash_out[count] = <uint32_t>((value * fold) >> 32)
+            else:
+                id_out[count] = value
+            start_out[count] = i
             count += 1
-    return ids[:count], starts[:count]
+    return count
 
 
 def gram_coverage(

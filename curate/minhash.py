@@ -185,10 +185,10 @@ def shingle_ids(codes: np.ndarray, bounds: np.ndarray, size: int) -> tuple[np.nd
     paragraphs still have a signature. Computed as sum(code[i+k] * B^(size-1-k)) mod 2^64 with
     `size` vector operations: no per-shingle Python code.
     """
+    made = _compiled_shingles(codes, bounds, size, 0)
+    if made is not None:
+        return made
     bounds = np.ascontiguousarray(bounds, dtype=np.int64)
-    if _kernels is not None and codes.dtype in _KERNEL_CODES:
-        codes = np.ascontiguousarray(codes, dtype=np.uint32)
-        return _kernels.shingle_ids(codes, bounds, size, int(_POLY_BASE))
     codes = np.ascontiguousarray(codes, dtype=np.uint64)
     total = codes.shape[0]
     if total == 0:
@@ -218,6 +218,28 @@ def shingle_ids(codes: np.ndarray, bounds: np.ndarray, size: int) -> tuple[np.nd
         full[seg_start] = True
     keep = np.flatnonzero(full)
     return ids[keep], keep
+
+
+def shingle_hashes(codes: np.ndarray, bounds: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(`fold32` of the shingle ids, their starts): what a signature needs of `shingle_ids`,
+    made by the kernels without the 64-bit ids in between."""
+    made = _compiled_shingles(codes, bounds, size, int(_FOLD_MULT))
+    if made is not None:
+        return made
+    ids, starts = shingle_ids(codes, bounds, size)
+    return fold32(ids), starts
+
+
+def _compiled_shingles(
+    codes: np.ndarray, bounds: np.ndarray, size: int, fold: int
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """`_kernels.shingle_ids` (its ids, or with `fold` their hashes), where built and where the
+    codes widen to uint32 losslessly; else None."""
+    if _kernels is None or codes.dtype not in _KERNEL_CODES:
+        return None
+    codes = np.ascontiguousarray(codes, dtype=np.uint32)
+    bounds = np.ascontiguousarray(bounds, dtype=np.int64)
+    return _kernels.shingle_ids(codes, bounds, size, int(_POLY_BASE), fold)
 
 
 def fold32(ids: np.ndarray) -> np.ndarray:
@@ -410,8 +432,8 @@ def text_signature(
 ) -> np.ndarray:
     """The signature of one text as a single segment (convenience for tests and tools)."""
     form = comparison_form(text)
-    ids, _ = shingle_ids(form.codes, np.array([0, len(form)]), shingle_size)
-    return signatures(fold32(ids), np.array([0, ids.shape[0]]), num_perm, seed)[0]
+    hashes, _ = shingle_hashes(form.codes, np.array([0, len(form)]), shingle_size)
+    return signatures(hashes, np.array([0, hashes.shape[0]]), num_perm, seed)[0]
 
 
 # --------------------------------------------------------------------------- alignment

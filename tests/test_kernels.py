@@ -69,8 +69,14 @@ def test_shingle_ids_are_the_same(values: list[int], cuts: list[int], size: int,
     bounds = np.array([0, *sorted(min(c, len(values)) for c in cuts), len(values)])
     with pytest.MonkeyPatch.context() as monkeypatch:
         compiled, reference = both(monkeypatch, lambda: minhash.shingle_ids(codes, bounds, size))
+        hashes = both(monkeypatch, lambda: minhash.shingle_hashes(codes, bounds, size))
     for got, want in zip(compiled, reference, strict=True):
         assert got.dtype == want.dtype and got.tolist() == want.tolist()
+    # What signatures read: those ids folded to 32 bits (`fold32`), made by the kernels without
+    # the ids in between.
+    for folded, starts in hashes:
+        assert folded.dtype == np.uint32 and folded.tolist() == minhash.fold32(reference[0]).tolist()
+        assert starts.dtype == np.int64 and starts.tolist() == reference[1].tolist()
 
 
 def difflib_blocks(a: np.ndarray, b: np.ndarray, min_size: int) -> list[tuple[int, int, int]]:
