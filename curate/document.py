@@ -489,30 +489,51 @@ assert Edit.__slots__[5:7] == ("before", "after")
 
 def _edit_reduce(self: Edit) -> tuple[Any, tuple[Any, ...]]:
     """An edit pickled as its field values (as `pickled_as_fields`), long texts packed."""
-    values = _EDIT_FIELDS(self)
+    values = _edit_values(self)
+    return (Edit if values[0] is None else _rebuilt_edit), values[1]
+
+
+def _edit_values(edit: Edit) -> tuple[Any, tuple[Any, ...]]:
+    """(None, its field values), or, with its texts packed (`packed_text`: from
+    `PACK_EDITS_FROM` characters, with the kernels), (True, those values)."""
+    values = _EDIT_FIELDS(edit)
     pack = _compiled_packed_text
-    if pack is None or len(self.before) + len(self.after) < PACK_EDITS_FROM:
-        return Edit, values
-    return _rebuilt_edit, (*values[:5], pack(values[5]), pack(values[6]), *values[7:])
+    if pack is None or len(edit.before) + len(edit.after) < PACK_EDITS_FROM:
+        return None, values
+    return True, (*values[:5], pack(values[5]), pack(values[6]), *values[7:])
 
 
 def _rebuilt_edit(*values: Any) -> Edit:
     return Edit(*values[:5], unpacked_text(values[5]), unpacked_text(values[6]), *values[7:])
 
 
+def _edit_from(values: tuple[Any, ...]) -> Edit:
+    """The edit of `_edit_values`' values, packed or not (a packed text is bytes)."""
+    if type(values[5]) is str and type(values[6]) is str:
+        return Edit(*values)
+    return _rebuilt_edit(*values)
+
+
 _DOCUMENT_FIELDS = operator.attrgetter(*Document.__slots__)
-assert Document.__slots__[2] == "text" and Document.__slots__[-1] == "_src"
+assert Document.__slots__[2] == "text" and Document.__slots__[7] == "edits" and Document.__slots__[-1] == "_src"
 
 
 def _document_reduce(self: Document) -> tuple[Any, tuple[Any, ...]]:
-    """A document pickled as its field values (as `pickled_as_fields`), its text packed and
-    its map compact."""
+    """A document pickled as its field values (as `pickled_as_fields`), its text packed, its
+    edits as their field values (`_edit_values`: rebuilt by `_rebuilt_document`, so a pickle of
+    one document names one function, not three) and its map compact."""
     values = _DOCUMENT_FIELDS(self)
-    return _rebuilt_document, (values[0], values[1], _packed(values[2]), *values[3:-1], _packed_source(values[-1]))
+    edits = [_edit_values(edit)[1] for edit in values[7]]
+    return _rebuilt_document, (
+        values[0], values[1], _packed(values[2]), *values[3:7], edits, *values[8:-1], _packed_source(values[-1])
+    )  # fmt: skip
 
 
 def _rebuilt_document(*values: Any) -> Document:
-    return Document(values[0], values[1], unpacked_text(values[2]), *values[3:-1], _unpacked_source(values[-1]))
+    return Document(
+        values[0], values[1], unpacked_text(values[2]), *values[3:7], [_edit_from(edit) for edit in values[7]],
+        *values[8:-1], _unpacked_source(values[-1]),
+    )  # fmt: skip
 
 
 Edit.__reduce__ = _edit_reduce  # type: ignore[method-assign,assignment]

@@ -185,6 +185,14 @@ def test_pickling_keeps_every_field_of_document_edits_and_flags():
         assert getattr(copy, name) == getattr(doc, name), name
     assert copy.edits[0].evidence == {"x": 1} and copy.flags[0].evidence == {"z": 2}
     assert copy.reconstruct_input() == "第一段，广告。\n第二段"
+    # Edits travel as their values inside the document's own: each document pickled alone
+    # (between passes) names its rebuilder, not also the edits' class (a lookup each on loading).
+    import pickletools
+
+    no_flags = pickle.dumps(Document.new("b.txt", "x"), protocol=pickle.HIGHEST_PROTOCOL)
+    doc.flags.clear()
+    for blob in (no_flags, pickle.dumps(doc, protocol=pickle.HIGHEST_PROTOCOL)):
+        assert [op.name for op, _, _ in pickletools.genops(blob)].count("STACK_GLOBAL") == 1
 
 
 def test_a_pickled_document_carries_its_wide_texts_as_stored_not_as_utf8():
