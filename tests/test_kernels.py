@@ -660,3 +660,19 @@ def test_utf8_lines_refuse_spans_the_text_does_not_have() -> None:
     with pytest.raises(ValueError, match="utf8_lines"):  # a text given as more lines than spans
         KERNELS.utf8_lines([["一", "二"]], np.array([0, 1], np.int64), np.array([1], np.int64))
     assert KERNELS.utf8_lines([data], np.array([5, 5, 0, 3], np.int64), np.array([2], np.int64)) == [b"", "一二三".encode()]
+
+
+@needs_kernels
+@given(st.lists(st.sampled_from([b"\xe2", b"\x80", b"\xa8", b"\xa9", b"a", "“".encode(), "\u2028".encode(), "\u2029".encode(), "字".encode()]), max_size=12))
+@settings(max_examples=400, deadline=None)
+def test_a_line_separator_is_found_as_the_regex_finds_it(pieces: list[bytes]) -> None:
+    # The report escapes U+2028 and U+2029 where the entry holds one (`safe_json`): the kernel
+    # looks for their UTF-8 with memchr; the regex is its specification.
+    from curate.report import model
+
+    data = b"".join(pieces)
+    compiled = model._holds_line_separator(data)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setattr(model, "_compiled_holds_line_separator", None)
+        assert model._holds_line_separator(data) is compiled
+    assert compiled is ("\u2028".encode() in data or "\u2029".encode() in data)
