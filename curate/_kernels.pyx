@@ -26,6 +26,7 @@ from cpython.unicode cimport (
     PyUnicode_DATA,
     PyUnicode_FromKindAndData,
     PyUnicode_KIND,
+    PyUnicode_READ,
     Py_UNICODE_ISSPACE,
 )
 from libc.stdlib cimport calloc, free, malloc
@@ -407,6 +408,31 @@ cdef void _scan_lines(
         if spans != NULL:
             spans[2 * paragraphs[0]], spans[2 * paragraphs[0] + 1] = line_start, n
         paragraphs[0] += 1
+
+
+def paragraph_spans(str text not None):
+    """`textutil.paragraph_spans`: (start, end) of every non-blank line. A line's leading
+    whitespace is read until its first other character; the rest of a non-blank line only
+    for its newline (as the Python version's `find` and `strip` do, without a slice a line)."""
+    cdef Py_ssize_t n = len(text), i = 0, start
+    cdef int kind = PyUnicode_KIND(text)
+    cdef void *data = PyUnicode_DATA(text)
+    cdef Py_UCS4 c = 0
+    spans = []
+    while i <= n:
+        start = i
+        while i < n:
+            c = PyUnicode_READ(kind, data, i)
+            if c == u"\n" or not Py_UNICODE_ISSPACE(c):
+                break
+            i += 1
+        if i < n and c != u"\n":
+            i += 1
+            while i < n and PyUnicode_READ(kind, data, i) != u"\n":
+                i += 1
+            spans.append((start, i))
+        i += 1  # (past the newline, or the end)
+    return spans
 
 
 cdef Py_ssize_t _ONE_PASS_CHARS = 1 << 16  # `layout` scans texts up to this long once, longer ones twice

@@ -34,7 +34,7 @@ from typing import Any
 import regex
 
 from curate import patterncache, tablecache
-from curate.textutil import code_points, text_of_codes
+from curate.textutil import code_points, paragraph_spans, text_of_codes
 
 SCOPES = ("line", "paragraph", "inline", "tail")
 # Scopes whose pattern must match the whole (stripped) line; the others search inside it.
@@ -663,19 +663,7 @@ def _load_allowlist(file: Path, data: dict[str, Any], known: set[str]) -> list[A
 
 
 # --------------------------------------------------------------------------- editing helpers
-def nonblank_lines(text: str) -> list[tuple[int, int]]:
-    """(start, end) of every non-blank line, without its newline."""
-    spans = []
-    start = 0
-    n = len(text)
-    while start <= n:
-        end = text.find("\n", start)
-        if end == -1:
-            end = n
-        if text[start:end].strip():
-            spans.append((start, end))
-        start = end + 1
-    return spans
+nonblank_lines = paragraph_spans  # (start, end) of every non-blank line, without its newline
 
 
 def whole_line_spans(text: str, lines: list[tuple[int, int]], removed: set[int]) -> dict[int, tuple[int, int]]:

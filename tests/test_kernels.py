@@ -676,3 +676,23 @@ def test_a_line_separator_is_found_as_the_regex_finds_it(pieces: list[bytes]) ->
         monkeypatch.setattr(model, "_compiled_holds_line_separator", None)
         assert model._holds_line_separator(data) is compiled
     assert compiled is ("\u2028".encode() in data or "\u2029".encode() in data)
+
+
+@needs_kernels
+@given(st.text(alphabet=st.sampled_from([*"ab字，\n\r\t \u3000\x0b\x0c\x1c\x85\xa0\u2028\u200b", "\U00020000"]), max_size=40))
+@settings(max_examples=400, deadline=None)
+def test_paragraph_spans_are_the_same(text: str) -> None:
+    # Every stage that reads lines takes them from here (boilerplate, repeated lines, dedup,
+    # convert, the truncation detector): the non-blank lines as str.strip tells them.
+    from curate import textutil
+
+    compiled = textutil.paragraph_spans(text)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setattr(textutil, "_kernel", lambda name: None)
+        assert textutil.paragraph_spans(text) == compiled
+    lines, start = [], 0
+    for line in text.split("\n"):
+        if line.strip():
+            lines.append((start, start + len(line)))
+        start += len(line) + 1
+    assert compiled == lines
