@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opencc import OpenCC
 
 from curate import config as config_module
@@ -523,3 +525,25 @@ def test_group_of_a_url_is_the_host_urlsplit_gives() -> None:
                 stage.group_of(doc)
             continue
         assert stage.group_of(doc) == want, url
+
+
+@given(
+    st.text(alphabet=st.sampled_from(list("字a ，\u3000\t")), max_size=30),
+    st.lists(st.tuples(st.integers(0, 30), st.integers(0, 8)), max_size=4),
+)
+@settings(max_examples=300, deadline=None)
+def test_a_line_is_blank_without_its_inline_removals_as_if_they_were_spaces(line: str, cuts: list[tuple[int, int]]) -> None:
+    # A line that inline removals leave empty goes as a whole line: whether it is empty is read
+    # between the removals (`_blank_without`), the same as with them replaced by spaces.
+    from curate.stages.boilerplate import _blank_without
+
+    taken: list[tuple[int, int, None]] = []
+    for start, length in cuts:  # (not overlapping, as the stage takes them)
+        start, end = min(start, len(line)), min(start + length, len(line))
+        if not any(start < e and s < end for s, e, _ in taken):
+            taken.append((start, end, None))
+    spaced = list(line)
+    for start, end, _ in taken:
+        spaced[start:end] = [" "] * (end - start)
+    assert _blank_without(line, taken) is (not "".join(spaced).strip())
+
