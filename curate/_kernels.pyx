@@ -1316,3 +1316,21 @@ def holds_line_separator(const uint8_t[::1] data):
             return True
         i += 1
     return False
+
+
+def common_affixes(str a not None, str b not None):
+    """`convert._common_affixes`: (the length of the common prefix of `a` and `b`, that of
+    their common suffix within what the prefix leaves of the shorter), read a character at a
+    time from each end (a conversion changes a text near both: a few characters read, where
+    the slices of a binary search copied the text a dozen times)."""
+    cdef Py_ssize_t na = len(a), nb = len(b), shorter = na if na < nb else nb, head = 0, tail = 0
+    cdef int ka = PyUnicode_KIND(a), kb = PyUnicode_KIND(b)
+    cdef void *da = PyUnicode_DATA(a)
+    cdef void *db = PyUnicode_DATA(b)
+    while head < shorter and PyUnicode_READ(ka, da, head) == PyUnicode_READ(kb, db, head):
+        head += 1
+    while tail < shorter - head and (
+        PyUnicode_READ(ka, da, na - 1 - tail) == PyUnicode_READ(kb, db, nb - 1 - tail)
+    ):
+        tail += 1
+    return head, tail

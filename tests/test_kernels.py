@@ -696,3 +696,29 @@ def test_paragraph_spans_are_the_same(text: str) -> None:
             lines.append((start, start + len(line)))
         start += len(line) + 1
     assert compiled == lines
+
+
+@needs_kernels
+@given(
+    st.text(alphabet=st.sampled_from(list("體体a字é\U00020000")), max_size=8),
+    st.text(alphabet=st.sampled_from(list("體体a字é\U00020000")), max_size=8),
+    st.text(alphabet=st.sampled_from(list("體体a字é\U00020000")), max_size=8),
+    st.text(alphabet=st.sampled_from(list("體体a字é\U00020000")), max_size=8),
+)
+@settings(max_examples=400, deadline=None)
+def test_common_affixes_are_the_same(head: str, a: str, b: str, tail: str) -> None:
+    # Where a conversion changed a text (`convert`): the prefix and suffix the two share, of
+    # strings of any storage width (Latin-1, BMP, past it), the suffix within what the prefix
+    # leaves of the shorter.
+    from curate.stages import convert
+
+    before, after = head + a + tail, head + b + tail
+    compiled = convert._common_affixes(before, after)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setattr(convert, "_compiled_common_affixes", None)
+        assert convert._common_affixes(before, after) == compiled
+    prefix, suffix = compiled
+    assert before[:prefix] == after[:prefix] and prefix >= len(head)
+    assert prefix + suffix <= min(len(before), len(after))
+    assert before[len(before) - suffix :] == after[len(after) - suffix :]
+    assert prefix == min(len(before), len(after)) or before[prefix] != after[prefix]
