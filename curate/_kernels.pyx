@@ -1334,3 +1334,40 @@ def common_affixes(str a not None, str b not None):
     ):
         tail += 1
     return head, tail
+
+
+def pair_spans(str text not None, Py_ssize_t longest):
+    """`punctuation._pair_spans`: the spans of the matches of `[(（][^()]{0,longest}[)）]` in
+    `text`, as `re.finditer` finds them (leftmost, not overlapping; the content greedy: the
+    last closing paren, of either width, within `longest` characters holding no half-width
+    paren). `re` tried every character of each candidate's content against a class, forwards
+    and then back."""
+    cdef Py_ssize_t n = len(text), i = 0, k, p, close
+    cdef int kind = PyUnicode_KIND(text)
+    cdef void *data = PyUnicode_DATA(text)
+    cdef Py_UCS4 c
+    spans = []
+    while i < n:
+        c = PyUnicode_READ(kind, data, i)
+        if c == u"(" or c == u"（":
+            k = 0  # the content as far as it may run
+            while k < longest and i + 1 + k < n:
+                c = PyUnicode_READ(kind, data, i + 1 + k)
+                if c == u"(" or c == u")":
+                    break
+                k += 1
+            close = -1  # the last closing paren it may end with
+            p = i + 1 + k
+            while p > i:
+                if p < n:
+                    c = PyUnicode_READ(kind, data, p)
+                    if c == u")" or c == u"）":
+                        close = p
+                        break
+                p -= 1
+            if close >= 0:
+                spans.append((i, close + 1))
+                i = close + 1
+                continue
+        i += 1
+    return spans

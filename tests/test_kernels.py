@@ -722,3 +722,22 @@ def test_common_affixes_are_the_same(head: str, a: str, b: str, tail: str) -> No
     assert prefix + suffix <= min(len(before), len(after))
     assert before[len(before) - suffix :] == after[len(after) - suffix :]
     assert prefix == min(len(before), len(after)) or before[prefix] != after[prefix]
+
+
+@needs_kernels
+@given(st.text(alphabet=st.sampled_from(list("()（）字a\n")), max_size=40), st.integers(0, 6))
+@settings(max_examples=500, deadline=None)
+def test_pair_spans_are_the_regexs_matches(text: str, longest: int) -> None:
+    # The punctuation stage's parenthesised pairs: what `re.finditer` finds of
+    # `[(（][^()]{0,longest}[)）]` (leftmost, not overlapping, the content greedy), for bounds
+    # short enough that the texts reach them, and for the stage's own.
+    import re
+
+    from curate.stages import punctuation
+
+    for bound in (longest, punctuation.PAIR_LONGEST):
+        pattern = re.compile(rf"[(（][^()]{{0,{bound}}}[)）]")
+        assert punctuation._pair_spans(text, bound) == [m.span() for m in pattern.finditer(text)]
+        with pytest.MonkeyPatch.context() as monkeypatch:
+            monkeypatch.setattr(punctuation, "_compiled_pair_spans", None)
+            assert punctuation._pair_spans(text, bound) == [m.span() for m in pattern.finditer(text)]

@@ -23,6 +23,11 @@ from curate.document import Change, Document
 from curate.stages.base import DocumentStage, StageSettings
 from curate.textutil import HAN_RANGES, CharClass
 
+try:  # the compiled loops (curate/_kernels.pyx), built by the install
+    from curate._kernels import pair_spans as _compiled_pair_spans
+except ImportError:  # no C compiler was there: the regex below does the same
+    _compiled_pair_spans = None
+
 KIND = "normalise"
 FULL_WIDTH = {",": "，", ":": "：", ";": "；", "?": "？", "!": "！", "(": "（", ")": "）"}
 
@@ -39,7 +44,8 @@ CANDIDATE_START = CharClass(re.compile("[,:;?!()]"))
 MARKS = re.compile(r"[,:;?!](?:(?<=[?!])[?!]*)?")
 # Innermost half-width pair first; once converted, an outer pair matches on the next pass.
 # A pair may span a line break: the reflow stage (after us) may join the lines.
-PAIR = re.compile(r"[(（][^()]{0,300}[)）]")
+PAIR_LONGEST = 300  # characters inside a pair at most
+PAIR = re.compile(rf"[(（][^()]{{0,{PAIR_LONGEST}}}[)）]")
 # URLs (which may hold Han in the path) run to the next space or full-width punctuation.
 PROTECTED = re.compile(
     r"(?:https?|ftp)://[^\s，。；：！？（）《》“”、]+|www\.[!-~]+"
@@ -136,8 +142,8 @@ class Punctuation(DocumentStage):
         current = _with_replacements(text, replaced)
         for done in range(1, rounds + 1):
             changed = False
-            for m in PAIR.finditer(current):
-                start, end = m.start(), m.end() - 1
+            for start, stop in _pair_spans(current):
+                end = stop - 1
                 if current[start] == "（" and current[end] == "）":
                     continue
                 if is_protected(start) or is_protected(end):
@@ -192,6 +198,16 @@ def _beside_punctuation(text: str, pos: int) -> bool:
     """Whether a mark or a paren (either width: a pair may end in a converted one) is next to
     `pos`: a conversion there may change that one's context."""
     return any(0 <= at < len(text) and text[at] in _CONTEXT_OF for at in (pos - 1, pos + 1))
+
+
+def _pair_spans(text: str, longest: int = PAIR_LONGEST) -> list[tuple[int, int]]:
+    """The spans of `PAIR`'s matches in `text` (with `longest` for its bound), found by the
+    kernels where built (`_kernels.pair_spans`), else by the regex, their specification. `re`
+    spent a third of the stage trying each character of a pair's content against `[^()]`."""
+    if _compiled_pair_spans is not None:
+        return _compiled_pair_spans(text, longest)
+    pattern = PAIR if longest == PAIR_LONGEST else re.compile(rf"[(（][^()]{{0,{longest}}}[)）]")
+    return [m.span() for m in pattern.finditer(text)]
 
 
 def _with_replacements(text: str, replaced: dict[int, str]) -> str:
