@@ -95,6 +95,8 @@ def shingle_ids(
     starts) of `minhash.shingle_hashes`: each id folded to 32 bits as it is made (`fold32`:
     times `fold`, the top half), so the 64-bit ids are never written out (two passes and two
     arrays of 8 bytes a character more)."""
+    if size < 1:  # (a segment would give more shingles than it has characters: past the arrays)
+        raise ValueError(f"shingle size should be at least 1, got {size}")
     values = np.empty(codes.shape[0], dtype=np.uint32 if fold else np.uint64)
     starts = np.empty(codes.shape[0], dtype=np.int64)
     cdef void *out

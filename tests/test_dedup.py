@@ -1224,13 +1224,27 @@ def test_passage_ranking_counts_window_hits(data: st.DataObject) -> None:
     assert dedup._rank_passages(windows, iter(candidates), budget) == expected
 
 
-def test_a_candidate_budget_below_one_is_a_clear_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"max_candidates": -2}, r"max_candidates should be at least 1, got -2"),
+        ({"max_group_candidates": 0}, r"max_group_candidates should be at least 1, got 0"),
+        # (a shingle of no characters: the kernels wrote past their arrays, and the run crashed)
+        ({"shingle_size": 0}, r"shingle_size should be at least 1, got 0"),
+        ({"window_num_perm": 200}, r"window_num_perm should be at most num_perm \(128\), got 200"),
+        ({"num_perm": 1, "window_num_perm": 1}, r"candidate_threshold 0.6 with num_perm 1: MinHashLSH refuses them \(.+\)"),
+        ({"candidate_threshold": 1.5}, r"candidate_threshold 1.5 with num_perm 128: MinHashLSH refuses them \(.+\)"),
+        ({"window_threshold": 1.0}, r"window_threshold 1.0 with window_num_perm 32: MinHashLSH refuses them \(.+\)"),
+    ],
+)
+def test_settings_the_stage_cannot_run_with_are_a_clear_error(tmp_path: Path, settings: dict, message: str) -> None:
+    # Refused before any document is read, in one line naming the setting (they failed deep
+    # in the run, in numpy's or datasketch's words, or crashed it).
     from curate.runner import RunError, run
     from tests.conftest import SEEDS, make_config
 
-    for name in ("max_candidates", "max_group_candidates"):
-        with pytest.raises(RunError, match=rf"^\[dedup\] {name} should be at least 1, got -2$"):
-            run(make_config(tmp_path, {"dedup": {name: -2}}), inputs=[str(SEEDS)])
+    with pytest.raises(RunError, match=rf"^\[dedup\] {message}$"):
+        run(make_config(tmp_path, {"dedup": settings}), inputs=[str(SEEDS)])
 
 
 def test_a_paragraph_too_repetitive_to_align_is_left_with_a_warning(monkeypatch: pytest.MonkeyPatch) -> None:

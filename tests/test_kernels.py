@@ -79,6 +79,15 @@ def test_shingle_ids_are_the_same(values: list[int], cuts: list[int], size: int,
         assert starts.dtype == np.int64 and starts.tolist() == reference[1].tolist()
 
 
+@needs_kernels
+def test_a_shingle_of_no_characters_is_refused_not_written_past_the_arrays() -> None:
+    codes, bounds = np.arange(10, dtype=np.uint32), np.array([0, 5, 10])
+    for size in (0, -1):
+        for fold in (0, 7):
+            with pytest.raises(ValueError, match="shingle size should be at least 1"):
+                KERNELS.shingle_ids(codes, bounds, size, 3, fold)
+
+
 def difflib_blocks(a: np.ndarray, b: np.ndarray, min_size: int) -> list[tuple[int, int, int]]:
     text_a, text_b = ("".join(map(chr, codes.tolist())) for codes in (a, b))
     blocks = SequenceMatcher(None, text_a, text_b, autojunk=False).get_matching_blocks()

@@ -699,9 +699,7 @@ class NearDuplicates(CorpusStage):
 
     def __init__(self, settings: Any, context: Any) -> None:
         super().__init__(settings, context)
-        for name in ("max_candidates", "max_group_candidates"):
-            if getattr(settings, name) < 1:
-                raise ValueError(f"[dedup] {name} should be at least 1, got {getattr(settings, name)}")
+        _check_ranges(settings)
         # Read before the engine forks its workers: they reuse the parent's signatures from it
         # (numpy arrays, shared copy-on-write), and the driver adds its documents in `decide`.
         self._parent: _ParentIndex | None = None
@@ -783,6 +781,31 @@ class NearDuplicates(CorpusStage):
             del self._plans[doc.id]
         if plan is not None:
             _apply_plan(doc, plan)
+
+
+# The least value of settings that a smaller one would break (rather than only change what is
+# found): a shingle of no characters (the kernels would write past their arrays), no budget.
+_AT_LEAST = {"shingle_size": 1, "max_candidates": 1, "max_group_candidates": 1}
+
+
+def _check_ranges(settings: DedupSettings) -> None:
+    """Refuse, before any document is read, settings the stage cannot run with, in one line
+    naming the setting: they failed deep in the run (numpy's or datasketch's own words, after
+    the first pass) or read past an array. MinHashLSH's checks of its threshold and number of
+    permutations are its own (`lsh_params.bands`, which the decision asks anyway: cached)."""
+    for name, least in _AT_LEAST.items():
+        if getattr(settings, name) < least:
+            raise ValueError(f"[dedup] {name} should be at least {least}, got {getattr(settings, name)}")
+    if settings.window_num_perm > settings.num_perm:
+        raise ValueError(
+            f"[dedup] window_num_perm should be at most num_perm ({settings.num_perm}), got {settings.window_num_perm}"
+        )
+    for name, perms in (("candidate_threshold", "num_perm"), ("window_threshold", "window_num_perm")):
+        threshold, count = getattr(settings, name), getattr(settings, perms)
+        try:
+            lsh_params.bands(threshold, count)
+        except ValueError as exc:
+            raise ValueError(f"[dedup] {name} {threshold} with {perms} {count}: MinHashLSH refuses them ({exc})") from None
 
 
 class _ExactCopies:
