@@ -1,20 +1,23 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 """Compiled loops for the per-character work of near-duplicate detection, of the report's
-inline diff, of the quick scans that tell whether a text holds a character of a class, of
-the repair stage's filter of runs that may be UTF-8 read as GBK, of the corrupted-span
-detectors' bigram surprise and garbage windows, of the rules' trigger scan, and of the
-columns of many documents' summaries that the near-duplicate decision and index read.
+inline diff and its entries' encoding, of the quick scans that tell whether a text holds a
+character of a class, of the lines every stage reads, of the repair stage's filter of runs
+that may be UTF-8 read as GBK, of the punctuation stage's pairs and the conversion's unchanged
+ends, of the corrupted-span detectors' bigram surprise and garbage windows, of the rules'
+trigger scan, and of the columns of many documents' summaries that the near-duplicate
+decision and index read.
 
-Each function here computes exactly what its numpy (or plain Python) twin in `curate.minhash`,
-`curate.document`, `curate.report.model`, `curate.textutil`, `curate.stages.repair`,
+Each function here computes exactly what its numpy (or plain Python, or regex) twin in
+`curate.minhash`, `curate.document`, `curate.report.model`, `curate.textutil`,
+`curate.stages.repair`, `curate.stages.convert`, `curate.stages.punctuation`,
 `curate.detectors.bigram`, `curate.detectors.garbage`, `curate.rules` or `curate.stages.dedup`
-computes (that twin is
-the specification, and the
-fallback when this module was not built: the extension is optional at install). numpy already runs each of those operations in C; what costs there is
-numpy's fixed price per call (a few microseconds) times the many small arrays of one
-document or one candidate pair, and the temporary arrays between calls. One loop per call
-here does the whole thing. tests/test_kernels.py checks every function against its twin (the
-repair stage's: tests/test_normalise_fastpaths.py).
+computes (that twin is the specification, and the fallback when this module was not built: the
+extension is optional at install). numpy already runs each of those operations in C; what
+costs there is numpy's fixed price per call (a few microseconds) times the many small arrays of
+one document or one candidate pair, and the temporary arrays between calls (and, for the
+Python and regex twins, an object a line or a character). One loop per call here does the
+whole thing. tests/test_kernels.py checks every function against its twin (the repair stage's:
+tests/test_normalise_fastpaths.py).
 """
 
 import numpy as np
@@ -24,6 +27,7 @@ from cpython.unicode cimport (
     PyUnicode_1BYTE_KIND,
     PyUnicode_2BYTE_KIND,
     PyUnicode_DATA,
+    PyUnicode_FindChar,
     PyUnicode_FromKindAndData,
     PyUnicode_KIND,
     PyUnicode_READ,
@@ -94,7 +98,7 @@ def shingle_ids(
     characters padded with zeros, its length mixed into the top bits. With `fold`, (hashes,
     starts) of `minhash.shingle_hashes`: each id folded to 32 bits as it is made (`fold32`:
     times `fold`, the top half), so the 64-bit ids are never written out (two passes and two
-    arrays of 8 bytes a character more)."""
+    arrays of 8 bytes a character more). `fold` 0: the ids themselves."""
     if size < 1:  # (a segment would give more shingles than it has characters: past the arrays)
         raise ValueError(f"shingle size should be at least 1, got {size}")
     values = np.empty(codes.shape[0], dtype=np.uint32 if fold else np.uint64)
@@ -414,8 +418,9 @@ cdef void _scan_lines(
 
 def paragraph_spans(str text not None):
     """`textutil.paragraph_spans`: (start, end) of every non-blank line. A line's leading
-    whitespace is read until its first other character; the rest of a non-blank line only
-    for its newline (as the Python version's `find` and `strip` do, without a slice a line)."""
+    whitespace is read until its first other character; the rest of a non-blank line is
+    searched for its newline (`PyUnicode_FindChar`, as the Python version's `find`, then
+    `strip`, without a slice a line)."""
     cdef Py_ssize_t n = len(text), i = 0, start
     cdef int kind = PyUnicode_KIND(text)
     cdef void *data = PyUnicode_DATA(text)
@@ -429,9 +434,9 @@ def paragraph_spans(str text not None):
                 break
             i += 1
         if i < n and c != u"\n":
-            i += 1
-            while i < n and PyUnicode_READ(kind, data, i) != u"\n":
-                i += 1
+            i = PyUnicode_FindChar(text, u"\n", i + 1, n, 1)
+            if i < 0:
+                i = n
             spans.append((start, i))
         i += 1  # (past the newline, or the end)
     return spans
@@ -1301,8 +1306,8 @@ def utf8_lines(list texts, const int64_t[::1] bounds, const int64_t[::1] counts)
 
 def holds_line_separator(const uint8_t[::1] data):
     """`report.model._holds_line_separator`: whether UTF-8 `data` holds U+2028 or U+2029
-    (E2 80 A8, E2 80 A9), found by `memchr` on their first byte (in Chinese text, that of
-    “”…— only)."""
+    (E2 80 A8, E2 80 A9), found by `memchr` on their first byte (which also begins “”‘’…—•※℃
+    and the other symbols of U+2000-U+2FFF: far rarer in Chinese text than its Han)."""
     cdef Py_ssize_t n = data.shape[0], i = 0
     cdef const uint8_t *start
     cdef const uint8_t *found

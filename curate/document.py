@@ -489,17 +489,17 @@ assert Edit.__slots__[5:7] == ("before", "after")
 
 def _edit_reduce(self: Edit) -> tuple[Any, tuple[Any, ...]]:
     """An edit pickled as its field values (as `pickled_as_fields`), long texts packed."""
-    values = _edit_values(self)
-    return (Edit if values[0] is None else _rebuilt_edit), values[1]
+    packed, values = _edit_values(self)
+    return (_rebuilt_edit if packed else Edit), values
 
 
-def _edit_values(edit: Edit) -> tuple[Any, tuple[Any, ...]]:
-    """(None, its field values), or, with its texts packed (`packed_text`: from
-    `PACK_EDITS_FROM` characters, with the kernels), (True, those values)."""
+def _edit_values(edit: Edit) -> tuple[bool, tuple[Any, ...]]:
+    """(whether its texts are packed, its field values): packed (`packed_text`) from
+    `PACK_EDITS_FROM` characters, with the kernels."""
     values = _EDIT_FIELDS(edit)
     pack = _compiled_packed_text
     if pack is None or len(edit.before) + len(edit.after) < PACK_EDITS_FROM:
-        return None, values
+        return False, values
     return True, (*values[:5], pack(values[5]), pack(values[6]), *values[7:])
 
 
@@ -521,7 +521,8 @@ assert Document.__slots__[2] == "text" and Document.__slots__[7] == "edits" and 
 def _document_reduce(self: Document) -> tuple[Any, tuple[Any, ...]]:
     """A document pickled as its field values (as `pickled_as_fields`), its text packed, its
     edits as their field values (`_edit_values`: rebuilt by `_rebuilt_document`, so a pickle of
-    one document names one function, not three) and its map compact."""
+    one document names one function, not three) and its map compact. An edit object held
+    twice (nothing in curate shares one) comes back as two equal edits."""
     values = _DOCUMENT_FIELDS(self)
     edits = [_edit_values(edit)[1] for edit in values[7]]
     return _rebuilt_document, (

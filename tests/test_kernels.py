@@ -750,3 +750,17 @@ def test_pair_spans_are_the_regexs_matches(text: str, longest: int) -> None:
         with pytest.MonkeyPatch.context() as monkeypatch:
             monkeypatch.setattr(punctuation, "_compiled_pair_spans", None)
             assert punctuation._pair_spans(text, bound) == [m.span() for m in pattern.finditer(text)]
+
+
+def test_a_str_subclass_is_read_as_its_str_by_the_kernels_twins() -> None:
+    # The kernels take exact `str`; their callers hand a subclass to the Python twin.
+    from curate import textutil
+    from curate.stages import convert, punctuation
+
+    class Text(str):
+        pass
+
+    text = "第一段(甲)\n \n體驗，(乙"
+    assert textutil.paragraph_spans(Text(text)) == textutil.paragraph_spans(text) == [(0, 6), (9, 14)]
+    assert punctuation._pair_spans(Text(text)) == punctuation._pair_spans(text) == [(3, 6)]
+    assert convert._common_affixes(Text("體驗一"), Text("体验一")) == convert._common_affixes("體驗一", "体验一") == (0, 1)

@@ -1407,8 +1407,8 @@ def safe_json(data: Any) -> bytes:
 def _holds_line_separator(encoded: bytes) -> bool:
     """Whether UTF-8 `encoded` holds U+2028 or U+2029. They are rare, and their UTF-8 begins
     with the byte that “”…— begin with, which makes a search for either slow: one regex search
-    finds both, and the kernels' `memchr` loop (curate._kernels) in about a third of its time
-    (by hand, the benchmark's 31 MB of report entries: 19-21 ms with the regex, 5-7 ms)."""
+    finds both, and the kernels' `memchr` loop (curate._kernels) in a quarter to a third of its
+    time (by hand, the benchmark's 31 MB of report entries: 19-21 ms with the regex, 5-7 ms)."""
     if _compiled_holds_line_separator is not None:
         return _compiled_holds_line_separator(encoded)
     return _LINE_SEPARATORS.search(encoded) is not None

@@ -61,7 +61,7 @@ def _common_affixes(a: str, b: str) -> tuple[int, int]:
     what the prefix leaves of the shorter): read from each end by the kernels where built
     (`_kernels.common_affixes`; by hand, the benchmark's 3,550 conversions: 25-28 ms by the
     binary searches below, 1.6-2 ms), else by binary search over slice comparisons."""
-    if _compiled_common_affixes is not None:
+    if _compiled_common_affixes is not None and type(a) is str and type(b) is str:
         return _compiled_common_affixes(a, b)
     head = _common_prefix_len(a, b)
     return head, _common_suffix_len(a, b, min(len(a), len(b)) - head)

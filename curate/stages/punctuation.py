@@ -204,7 +204,7 @@ def _pair_spans(text: str, longest: int = PAIR_LONGEST) -> list[tuple[int, int]]
     """The spans of `PAIR`'s matches in `text` (with `longest` for its bound), found by the
     kernels where built (`_kernels.pair_spans`), else by the regex, their specification. `re`
     spent a third of the stage trying each character of a pair's content against `[^()]`."""
-    if _compiled_pair_spans is not None:
+    if _compiled_pair_spans is not None and type(text) is str:
         return _compiled_pair_spans(text, longest)
     pattern = PAIR if longest == PAIR_LONGEST else re.compile(rf"[(（][^()]{{0,{longest}}}[)）]")
     return [m.span() for m in pattern.finditer(text)]
