@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 
 from curate import patterncache
 from curate.config import setting
@@ -42,10 +43,17 @@ CANDIDATE = patterncache.compile_re(f"[,:;?!()](?:(?<=[{CJK}].)|(?=[{CJK}]))")
 CANDIDATE_START = CharClass(re.compile("[,:;?!()]"))
 # `[?!]+|[,:;]`, written to start with one character class (so `re` skips ahead at C speed).
 MARKS = re.compile(r"[,:;?!](?:(?<=[?!])[?!]*)?")
-# Innermost half-width pair first; once converted, an outer pair matches on the next pass.
-# A pair may span a line break: the reflow stage (after us) may join the lines.
 PAIR_LONGEST = 300  # characters inside a pair at most
-PAIR = re.compile(rf"[(（][^()]{{0,{PAIR_LONGEST}}}[)）]")
+
+
+@cache
+def _pair_pattern(longest: int) -> re.Pattern[str]:
+    """Innermost half-width pair first; once converted, an outer pair matches on the next
+    pass. A pair may span a line break: the reflow stage (after us) may join the lines."""
+    return re.compile(rf"[(（][^()]{{0,{longest}}}[)）]")
+
+
+PAIR = _pair_pattern(PAIR_LONGEST)
 # URLs (which may hold Han in the path) run to the next space or full-width punctuation.
 PROTECTED = re.compile(
     r"(?:https?|ftp)://[^\s，。；：！？（）《》“”、]+|www\.[!-~]+"
@@ -206,8 +214,7 @@ def _pair_spans(text: str, longest: int = PAIR_LONGEST) -> list[tuple[int, int]]
     spent a third of the stage trying each character of a pair's content against `[^()]`."""
     if _compiled_pair_spans is not None and type(text) is str:
         return _compiled_pair_spans(text, longest)
-    pattern = PAIR if longest == PAIR_LONGEST else re.compile(rf"[(（][^()]{{0,{longest}}}[)）]")
-    return [m.span() for m in pattern.finditer(text)]
+    return [m.span() for m in _pair_pattern(longest).finditer(text)]
 
 
 def _with_replacements(text: str, replaced: dict[int, str]) -> str:
