@@ -22,6 +22,7 @@ tests/test_normalise_fastpaths.py).
 
 import numpy as np
 
+cimport cython
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from cpython.unicode cimport (
     PyUnicode_1BYTE_KIND,
@@ -742,19 +743,19 @@ def unpacked_text(bytes packed not None):
     return PyUnicode_FromKindAndData(buffer[0], buffer + _PACKED_HEADER, count)
 
 
-def aligned_spans(str before, str after, Py_ssize_t gap=0):
+def aligned_spans(str before not None, str after not None, Py_ssize_t gap=0):
     """`report.model.aligned_spans`: two texts of the same length as consecutive
     (start, end, changed) spans, runs of differing positions less than `gap` + 1 unchanged
     characters apart being one run. One pass over both texts' code points."""
     cdef Py_ssize_t n = len(after), i, start = -1, prev = -1, pos = 0
-    cdef Py_UCS4 a, b
+    cdef int before_kind = PyUnicode_KIND(before), after_kind = PyUnicode_KIND(after)
+    cdef void *before_data = PyUnicode_DATA(before)
+    cdef void *after_data = PyUnicode_DATA(after)
     if len(before) != n:
         raise ValueError("aligned_spans: texts of different lengths")
     spans = []
     for i in range(n):
-        a = before[i]
-        b = after[i]
-        if a == b:
+        if PyUnicode_READ(before_kind, before_data, i) == PyUnicode_READ(after_kind, after_data, i):
             continue
         if start < 0:
             start = i
@@ -774,19 +775,440 @@ def aligned_spans(str before, str after, Py_ssize_t gap=0):
     return spans
 
 
-def count_differences(str before, str after):
+def count_differences(str before not None, str after not None):
     """`report.model.count_differences`: how many positions two texts of the same length
     differ at."""
     cdef Py_ssize_t n = len(after), i, count = 0
-    cdef Py_UCS4 a, b
+    cdef int before_kind = PyUnicode_KIND(before), after_kind = PyUnicode_KIND(after)
+    cdef void *before_data = PyUnicode_DATA(before)
+    cdef void *after_data = PyUnicode_DATA(after)
     if len(before) != n:
         raise ValueError("count_differences: texts of different lengths")
     for i in range(n):
-        a = before[i]
-        b = after[i]
-        if a != b:
+        if PyUnicode_READ(before_kind, before_data, i) != PyUnicode_READ(after_kind, after_data, i):
             count += 1
     return count
+
+
+# ----------------------------------------------------------------------- the report's inline diff
+# `report.model.diff_segments` of a document without flags: the replay of its edits on its input
+# text as pieces, then the pieces as segments, each step the same as its Python twin's (named
+# after it). A report entry is made for nearly every document a run writes: as Python, the
+# replay's objects and calls were about a fifth of the entries' time.
+
+cdef class _DiffPiece:
+    """`report.model._Piece`: a run of text with one history."""
+    cdef str text
+    cdef Py_ssize_t inserted_by, removed_by, origin
+    cdef object before  # a substitution: the text it replaced (a str); else None
+
+
+cdef inline _DiffPiece _piece(
+    str text, Py_ssize_t inserted_by, Py_ssize_t removed_by=-1, object before=None, Py_ssize_t origin=-1
+):
+    cdef _DiffPiece piece = _DiffPiece.__new__(_DiffPiece)
+    piece.text = text
+    piece.inserted_by = inserted_by
+    piece.removed_by = removed_by
+    piece.before = before
+    piece.origin = origin
+    return piece
+
+
+cdef class _Step:
+    """An edit as the replay reads it: its index in the document's edit list, its record's
+    fields, and its span in the text as it was before its run (set by `_apply_run`)."""
+    cdef Py_ssize_t index, start, end, span_start, span_end
+    cdef str before, after
+    cdef bint replace
+
+
+class _NoReplay(Exception):
+    """The edit log does not replay here: the Python twin says why."""
+
+
+cdef _DiffPiece _slice(_DiffPiece piece, Py_ssize_t start, Py_ssize_t end):
+    if piece.before is None:
+        return _piece(piece.text[start:end], piece.inserted_by)
+    return _piece(piece.text[start:end], piece.inserted_by, -1, (<str>piece.before)[start:end], piece.origin)
+
+
+cdef list _expand(_DiffPiece piece):
+    cdef str before = <str>piece.before, after = piece.text
+    cdef Py_ssize_t edit = piece.inserted_by, start, end
+    cdef list out = []
+    for start, end, changed in aligned_spans(before, after):
+        if changed:
+            out.append(_piece(before[start:end], piece.origin, edit))
+            out.append(_piece(after[start:end], edit, piece.removed_by))
+        else:
+            out.append(_piece(after[start:end], piece.origin, piece.removed_by))
+    return out
+
+
+cdef list _substitute(list pieces, Py_ssize_t index, str after):
+    cdef list out = []
+    cdef Py_ssize_t pos = 0
+    cdef _DiffPiece piece
+    cdef str text, new
+    for piece in pieces:
+        if piece.removed_by >= 0:
+            out.append(piece)
+            continue
+        text = piece.text
+        new = after[pos : pos + len(text)]
+        pos += len(text)
+        if new == text:
+            out.append(piece)
+        elif piece.before is not None:
+            out.extend(_substitute(_expand(piece), index, new))
+        else:
+            out.append(_piece(new, index, -1, text, piece.inserted_by))
+    return out
+
+
+@cython.boundscheck(True)
+@cython.wraparound(True)
+cdef list _apply_to_range(list pieces, str before, _Step step, object opcodes):
+    cdef str after = step.after
+    cdef list ops
+    cdef list out = []
+    cdef Py_ssize_t pos = 0, n = 0, offset = 0, i2, j1, j2, count = len(pieces)
+    cdef _DiffPiece current = None, part
+    cdef bint changed
+    if step.replace:
+        if before and len(before) == len(after):
+            return _substitute(pieces, step.index, after)
+        ops = list(opcodes(before, after))
+    else:
+        ops = [("replace", 0, len(before), 0, len(after))]
+    for tag, _, i2, j1, j2 in ops:
+        changed = tag != "equal"
+        while pos < i2:
+            if current is None:
+                if n >= count:
+                    raise _NoReplay()
+                current = <_DiffPiece?>pieces[n]
+                offset = 0
+                n += 1
+                if current.removed_by >= 0:
+                    out.append(current)
+                    current = None
+                    continue
+            if pos + len(current.text) - offset <= i2:  # the rest of the piece
+                part = current if offset == 0 else _slice(current, offset, len(current.text))
+                pos += len(current.text) - offset
+                current = None
+            else:
+                part = _slice(current, offset, offset + i2 - pos)
+                offset += i2 - pos
+                pos = i2
+            if changed:
+                part.removed_by = step.index
+            out.append(part)
+        if changed and j2 > j1:
+            out.append(_piece(after[j1:j2], step.index))
+    out.extend(pieces[n:])
+    return out
+
+
+@cython.boundscheck(True)
+@cython.wraparound(True)
+cdef list _replayed_range(list pieces, _Step step, object opcodes):
+    cdef str got
+    cdef _DiffPiece piece
+    if len(pieces) == 1:
+        got = (<_DiffPiece?>pieces[0]).text
+    else:
+        got = "".join([piece.text for piece in pieces if piece.removed_by < 0])
+    if got != step.before:
+        raise _NoReplay()
+    return _apply_to_range(pieces, got, step, opcodes)
+
+
+cdef list _apply_run_to_text(_DiffPiece piece, list run, object opcodes):
+    cdef str text = piece.text
+    cdef Py_ssize_t inserted_by = piece.inserted_by, pos = 0, start, end
+    cdef list out = []
+    cdef _Step step
+    for step in run:
+        start, end = step.span_start, step.span_end
+        if start > pos:
+            out.append(_piece(text[pos:start], inserted_by))
+        out += _replayed_range([_piece(text[start:end], inserted_by)] if end > start else [], step, opcodes)
+        pos = end
+    if pos < len(text):
+        out.append(_piece(text[pos:], inserted_by))
+    return out
+
+
+@cython.boundscheck(True)
+@cython.wraparound(True)
+cdef list _apply_run_to_pieces(list pieces, list run, object opcodes):
+    cdef list out = [], pending = [], into
+    cdef Py_ssize_t count = len(run), k = 0, pos = 0, n, piece_start, piece_end, part_end
+    cdef _DiffPiece piece
+    cdef _Step step
+    for n in range(len(pieces)):
+        if k == count:  # the run is applied: the rest is as it was
+            out += pieces[n:]
+            break
+        piece = <_DiffPiece?>pieces[n]
+        if piece.removed_by >= 0:
+            (pending if pending else out).append(piece)
+            continue
+        piece_start = pos
+        piece_end = pos + len(piece.text)
+        step = <_Step>run[k]
+        if pos < step.span_start >= piece_end:  # wholly before the next span
+            out.append(piece)
+            pos = piece_end
+            continue
+        while True:  # the piece's parts between cuts, one by one (a part at least)
+            while k < count and (<_Step>run[k]).span_start == pos == (<_Step>run[k]).span_end:
+                out += _replayed_range([], <_Step>run[k], opcodes)
+                k += 1
+            if k < count and (<_Step>run[k]).span_start <= pos:  # in span k (it ends after `pos`)
+                part_end = min(piece_end, (<_Step>run[k]).span_end)
+                into = pending
+            else:
+                part_end = piece_end if k == count else min(piece_end, (<_Step>run[k]).span_start)
+                into = out
+            if pos == piece_start and part_end == piece_end:
+                into.append(piece)
+            else:
+                into.append(_slice(piece, pos - piece_start, part_end - piece_start))
+            pos = part_end
+            if into is pending and pos == (<_Step>run[k]).span_end:
+                out += _replayed_range(pending, <_Step>run[k], opcodes)
+                pending.clear()
+                k += 1
+            if pos >= piece_end:
+                break
+    while k < count:
+        out += _replayed_range(pending, <_Step>run[k], opcodes)
+        pending.clear()
+        k += 1
+    return out
+
+
+@cython.boundscheck(True)
+@cython.wraparound(True)
+cdef list _apply_run(list pieces, Py_ssize_t *length, list run, object opcodes):
+    cdef Py_ssize_t delta = 0
+    cdef _Step step
+    cdef _DiffPiece first
+    for step in run:
+        step.span_start = step.start - delta
+        step.span_end = step.end - delta
+        delta += len(step.after) - (step.span_end - step.span_start)
+    for step in run:
+        if not 0 <= step.span_start <= step.span_end <= length[0]:
+            raise _NoReplay()
+    length[0] += delta
+    if len(pieces) == 1:
+        first = <_DiffPiece?>pieces[0]
+        if first.removed_by < 0 and first.before is None:
+            return _apply_run_to_text(first, run, opcodes)
+    return _apply_run_to_pieces(pieces, run, opcodes)
+
+
+@cython.boundscheck(True)
+@cython.wraparound(True)
+cdef list _steps(list edits):
+    """The edits that change text (not flags) as `_Step`s; `_NoReplay` where a record holds
+    what a written log does not (the Python twin then reads it as it is)."""
+    cdef list steps = []
+    cdef Py_ssize_t index = -1
+    cdef _Step step
+    for edit in edits:
+        index += 1
+        if type(edit) is not dict:
+            raise _NoReplay()
+        action = (<dict>edit).get("action", "")
+        if type(action) is not str:
+            raise _NoReplay()
+        if (<str>action).startswith("flag"):
+            continue
+        start, end = (<dict>edit)["start"], (<dict>edit)["end"]
+        before, after = (<dict>edit).get("before", ""), (<dict>edit).get("after", "")
+        if type(start) is not int or type(end) is not int or type(before) is not str or type(after) is not str:
+            raise _NoReplay()
+        step = _Step.__new__(_Step)
+        step.index = index
+        step.start = start
+        step.end = end
+        step.before = before
+        step.after = after
+        step.replace = action == "replace"
+        steps.append(step)
+    return steps
+
+
+@cython.boundscheck(True)
+@cython.wraparound(True)
+cdef list _replay(str text, list edits, object opcodes):
+    cdef list pieces = [_piece(text, -1)] if text else []
+    cdef Py_ssize_t length = len(text), i = 0, j, count
+    cdef list steps = _steps(edits)
+    cdef _Step prev, step
+    count = len(steps)
+    while i < count:
+        # A run: edits whose spans move left to right, as one `Document.apply` batch makes them.
+        j = i + 1
+        while j < count:
+            prev, step = <_Step>steps[j - 1], <_Step>steps[j]
+            if step.start < prev.start + len(prev.after):
+                break
+            j += 1
+        pieces = _apply_run(pieces, &length, steps[i:j], opcodes)
+        i = j
+    return pieces
+
+
+cdef list _expand_where_shown_apart(list pieces):
+    """(with no flags: substitutions removed or over inserted text)"""
+    cdef list out = []
+    cdef _DiffPiece piece
+    for piece in pieces:
+        if piece.before is not None and (piece.removed_by >= 0 or piece.origin >= 0):
+            out.extend(_expand(piece))
+        else:
+            out.append(piece)
+    return out
+
+
+@cython.boundscheck(True)
+@cython.wraparound(True)
+cdef list _removal_labels(list pieces, Py_ssize_t *label):
+    """Fills `label` (one a piece); returns the `via` tuples (one a piece)."""
+    cdef Py_ssize_t count = len(pieces), i = 0, j, k, m, n, current, remover
+    cdef list via = [()] * count, chain
+    cdef _DiffPiece piece, other
+    cdef bint one
+    for n in range(count):
+        label[n] = (<_DiffPiece>pieces[n]).removed_by
+    while i < count:
+        piece = <_DiffPiece>pieces[i]
+        if piece.inserted_by >= 0 or piece.removed_by < 0:
+            i += 1
+            continue
+        j = i
+        while j < count and (<_DiffPiece>pieces[j]).inserted_by < 0 and (<_DiffPiece>pieces[j]).removed_by == piece.removed_by:
+            j += 1
+        current, chain, k = piece.removed_by, [], j
+        while True:
+            m = k
+            while m < count and (<_DiffPiece>pieces[m]).inserted_by == current and (<_DiffPiece>pieces[m]).before is None:
+                m += 1
+            if m == k or (<_DiffPiece>pieces[k]).removed_by < 0:  # what the edit put there is still there
+                break
+            remover = (<_DiffPiece>pieces[k]).removed_by  # (the one remover of them all, or stop)
+            one = True
+            for n in range(k + 1, m):
+                if (<_DiffPiece>pieces[n]).removed_by != remover:
+                    one = False
+                    break
+            if not one or remover == -1:
+                break
+            chain.append(current)
+            current = remover
+            k = m
+        if chain:
+            for n in range(i, j):
+                label[n] = current
+                via[n] = tuple(chain)
+        i = j
+    return via
+
+
+cdef int _KEEP = 0, _INS = 1, _DEL = 2, _NO_KEY = -1
+_KINDS = ("keep", "ins", "del")
+
+
+@cython.boundscheck(True)
+@cython.wraparound(True)
+def diff_segments(object text, object edits, object opcodes, Py_ssize_t gap):
+    """`report.model.diff_segments(text, edits, [])` (a document without flags), `opcodes`
+    being `report.model.char_opcodes` and `gap` its `SUB_GAP`; None where that must decide
+    (an edit log that does not replay, or that holds values a written log does not: its
+    error, or its reading of them, is the Python's)."""
+    if type(text) is not str or type(edits) is not list:
+        return None
+    try:
+        pieces = _expand_where_shown_apart(_replay(<str>text, <list>edits, opcodes))
+    except Exception:  # (whatever it is, the Python twin meets it too, or reads the log its way)
+        return None
+    return _segments(pieces, gap)
+
+
+@cython.boundscheck(True)
+@cython.wraparound(True)
+cdef list _segments(list pieces, Py_ssize_t gap):
+    cdef Py_ssize_t count = len(pieces), n, edit, last_edit = -1
+    cdef int kind, last_kind = _NO_KEY
+    cdef Py_ssize_t *label = <Py_ssize_t *>malloc((count + 1) * sizeof(Py_ssize_t))
+    cdef list via, segments = [], joined = [], parts
+    cdef _DiffPiece piece
+    cdef dict segment
+    if label == NULL:
+        raise MemoryError()
+    try:
+        via = _removal_labels(pieces, label)
+        for n in range(count):
+            piece = <_DiffPiece>pieces[n]
+            if piece.before is not None:  # a substitution shown as it is: visible, unflagged
+                parts = [
+                    {"k": "sub", "t": (<str>piece.before)[s:e], "a": piece.text[s:e], "e": piece.inserted_by}
+                    if changed
+                    else {"k": "keep", "t": piece.text[s:e]}
+                    for s, e, changed in aligned_spans(<str>piece.before, piece.text, gap)
+                ]
+                if parts[0]["k"] == "keep" and last_kind == _KEEP and last_edit == -1:
+                    _join(segments[-1], parts.pop(0)["t"], joined)
+                segments += parts
+                if segments[-1]["k"] == "keep":
+                    last_kind, last_edit = _KEEP, -1
+                else:
+                    last_kind = _NO_KEY
+                continue
+            if piece.removed_by < 0:
+                if piece.inserted_by < 0:
+                    kind, edit = _KEEP, -1
+                else:
+                    kind, edit = _INS, piece.inserted_by
+            elif piece.inserted_by >= 0:
+                continue  # intermediate text that is neither in the input nor in the output
+            else:
+                kind, edit = _DEL, label[n]
+            if kind == last_kind and edit == last_edit:  # one segment (its text joined below)
+                segment = <dict>segments[-1]
+                _join(segment, piece.text, joined)
+                if via[n]:
+                    segment["via"] = sorted(set(segment.get("via", ())) | set(via[n]))
+                continue
+            segment = {"k": _KINDS[kind], "t": piece.text}
+            if edit >= 0:
+                segment["e"] = edit
+            if via[n]:
+                segment["via"] = list(via[n])
+            segments.append(segment)
+            last_kind, last_edit = kind, edit
+    finally:
+        free(label)
+    for segment in joined:
+        segment["t"] = "".join(segment["t"])
+    return segments
+
+
+cdef inline void _join(dict segment, str text, list joined):
+    """`report.model._join`: text added to a segment as a list of parts, joined once at the end."""
+    cdef object parts = segment["t"]
+    if type(parts) is str:
+        parts = [parts]
+        segment["t"] = parts
+        joined.append(segment)
+    (<list>parts).append(text)
 
 
 cdef extern from *:

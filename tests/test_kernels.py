@@ -764,3 +764,67 @@ def test_a_str_subclass_is_read_as_its_str_by_the_kernels_twins() -> None:
     assert textutil.paragraph_spans(Text(text)) == textutil.paragraph_spans(text) == [(0, 6), (9, 14)]
     assert punctuation._pair_spans(Text(text)) == punctuation._pair_spans(text) == [(3, 6)]
     assert convert._common_affixes(Text("體驗一"), Text("体验一")) == convert._common_affixes("體驗一", "体验一") == (0, 1)
+
+
+def _edit_log(draw: st.DrawFn) -> tuple[str, list[dict]]:
+    """An input text and the edit log of up to four stages on it (substitutions of the same
+    length, replacements, removals, metadata moves, flags), as edits.jsonl holds it; sometimes
+    broken (a span moved, a text changed, a value of another type)."""
+    from curate.document import Change, Document
+
+    text = draw(st.text(alphabet=st.sampled_from(ALPHABET), max_size=60))
+    doc = Document.new("x", text)
+    table = str.maketrans("團結瀋陽，。", "团结沈阳,.")
+    for stage in range(draw(st.integers(0, 4))):
+        cuts = sorted(draw(st.lists(st.integers(0, len(doc.text)), max_size=8)))
+        changes = []
+        for start, end in zip(cuts[::2], cuts[1::2], strict=False):
+            old = doc.text[start:end]
+            after = draw(st.sampled_from(["", "，", "乙乙乙", old[::-1], old.translate(table), old.upper(), old + "x"]))
+            action = draw(st.sampled_from(["", "replace", "meta:author"]))
+            changes.append(Change(start, end, after, f"r{stage}", "test", action=action))
+        doc.apply(f"s{stage}", changes)
+    edits = [{"seq": n, **e.to_json()} for n, e in enumerate(doc.edits)]
+    for _ in range(draw(st.integers(0, 2))):  # flags among the edits: not replayed
+        at = draw(st.integers(0, len(edits)))
+        edits.insert(at, {"seq": at, "action": "flag", "start": 0, "end": 1, "before": "?", "after": ""})
+    if edits and draw(st.integers(0, 3)) == 0:
+        wrong = edits[draw(st.integers(0, len(edits) - 1))]
+        field, value = draw(st.sampled_from([
+            ("start", 1), ("end", -1), ("before", "?"), ("after", "?"), ("start", "0"), ("after", None),
+            ("action", None), ("start", True),
+        ]))  # fmt: skip
+        wrong[field] = wrong.get(field, 0) + value if isinstance(value, int) and not isinstance(value, bool) else (
+            wrong.get(field, "") + value if value == "?" else value
+        )
+    return text, edits
+
+
+@needs_kernels
+@given(st.composite(_edit_log)())
+@settings(max_examples=600, deadline=None)
+def test_diff_segments_are_the_same(log: tuple[str, list[dict]]) -> None:
+    # The compiled diff (a document without flags) gives the Python's segments, or leaves the
+    # log to the Python: which then raises what it raises.
+    from curate.report import model
+
+    text, edits = log
+
+    def outcome() -> object:
+        try:
+            return model.diff_segments(text, [dict(e) for e in edits], [], "x")
+        except Exception as exc:  # noqa: BLE001 - the same error either way
+            return (type(exc), str(exc))
+
+    compiled = outcome()
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setattr(model, "_compiled_diff_segments", None)
+        reference = outcome()
+    assert compiled == reference
+    made = model._compiled_diff_segments(text, [dict(e) for e in edits], model.char_opcodes, model.SUB_GAP)
+    assert made is None or made == reference
+    if isinstance(reference, list) and all(
+        type(e.get("start")) is int and type(e.get("after", "")) is str and type(e.get("action", "")) is str
+        for e in edits
+    ):
+        assert made is not None  # (a log the Python replays, of a written log's types, is the kernel's)

@@ -195,6 +195,7 @@ def test_a_run_on_text_in_one_piece_is_the_walk_over_that_piece(text: str, data:
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(model, "_apply_run_to_text", both)
+        patch.setattr(model, "_compiled_diff_segments", None)  # (the Python's shortcut is tested)
         try:
             diff_segments(text, edits, [])
         except ReportError:

@@ -53,9 +53,11 @@ from curate.version import STATUS_FILES, EditCounts, EditRow, FlagRow, json_byte
 try:  # the compiled loops (curate/_kernels.pyx), built by the install
     from curate._kernels import aligned_spans as _compiled_aligned_spans
     from curate._kernels import count_differences as _compiled_count_differences
+    from curate._kernels import diff_segments as _compiled_diff_segments
     from curate._kernels import holds_line_separator as _compiled_holds_line_separator
 except ImportError:  # no C compiler was there: the Python below does the same
     _compiled_aligned_spans = _compiled_count_differences = _compiled_holds_line_separator = None
+    _compiled_diff_segments = None
 
 REPORT_FORMAT = 2  # 2: aligned substitutions as "sub" segments
 
@@ -834,7 +836,16 @@ def diff_segments(
     the short unchanged text between them ("a" its output text; `expand_substitutions` gives
     its del/ins/keep segments): made here from substitution pieces, and by
     `compact_substitutions` from del/ins pairs.
+
+    A document without flags (nearly every one) is diffed by the compiled twin of what follows
+    where built (`curate._kernels.diff_segments`: the replay's pieces typed, no call a piece);
+    an edit log it cannot replay, or holds values a written log does not, is left to the
+    Python below, which is its specification and says what is wrong.
     """
+    if not flags and _compiled_diff_segments is not None:
+        made = _compiled_diff_segments(text, edits, char_opcodes, SUB_GAP)
+        if made is not None:
+            return made
     pieces = _expand_where_shown_apart(_replay(text, edits, doc_id), flags)
     piece_flags: dict[int, list[int]] = {}
     marks: dict[int, list[int]] = {}  # piece index -> empty flags just before it
