@@ -743,20 +743,40 @@ def unpacked_text(bytes packed not None):
     return PyUnicode_FromKindAndData(buffer[0], buffer + _PACKED_HEADER, count)
 
 
+cdef inline Py_ssize_t _next_difference(
+    int kind_a, const void *a, int kind_b, const void *b, Py_ssize_t i, Py_ssize_t n
+) noexcept:
+    """The first position from `i` at which two texts of length `n` differ (`n`: none). Texts
+    of one storage width, nearly always, are compared as arrays of it."""
+    if kind_a == kind_b:
+        if kind_a == PyUnicode_1BYTE_KIND:
+            while i < n and (<const uint8_t *>a)[i] == (<const uint8_t *>b)[i]:
+                i += 1
+        elif kind_a == PyUnicode_2BYTE_KIND:
+            while i < n and (<const uint16_t *>a)[i] == (<const uint16_t *>b)[i]:
+                i += 1
+        else:
+            while i < n and (<const uint32_t *>a)[i] == (<const uint32_t *>b)[i]:
+                i += 1
+        return i
+    while i < n and PyUnicode_READ(kind_a, <void *>a, i) == PyUnicode_READ(kind_b, <void *>b, i):
+        i += 1
+    return i
+
+
 def aligned_spans(str before not None, str after not None, Py_ssize_t gap=0):
     """`report.model.aligned_spans`: two texts of the same length as consecutive
     (start, end, changed) spans, runs of differing positions less than `gap` + 1 unchanged
     characters apart being one run. One pass over both texts' code points."""
     cdef Py_ssize_t n = len(after), i, start = -1, prev = -1, pos = 0
     cdef int before_kind = PyUnicode_KIND(before), after_kind = PyUnicode_KIND(after)
-    cdef void *before_data = PyUnicode_DATA(before)
-    cdef void *after_data = PyUnicode_DATA(after)
+    cdef const void *before_data = PyUnicode_DATA(before)
+    cdef const void *after_data = PyUnicode_DATA(after)
     if len(before) != n:
         raise ValueError("aligned_spans: texts of different lengths")
     spans = []
-    for i in range(n):
-        if PyUnicode_READ(before_kind, before_data, i) == PyUnicode_READ(after_kind, after_data, i):
-            continue
+    i = _next_difference(before_kind, before_data, after_kind, after_data, 0, n)
+    while i < n:
         if start < 0:
             start = i
         elif i - prev > gap + 1:
@@ -765,6 +785,7 @@ def aligned_spans(str before not None, str after not None, Py_ssize_t gap=0):
             spans.append((start, prev + 1, True))
             pos, start = prev + 1, i
         prev = i
+        i = _next_difference(before_kind, before_data, after_kind, after_data, i + 1, n)
     if start >= 0:
         if start > pos:
             spans.append((pos, start, False))
@@ -780,13 +801,14 @@ def count_differences(str before not None, str after not None):
     differ at."""
     cdef Py_ssize_t n = len(after), i, count = 0
     cdef int before_kind = PyUnicode_KIND(before), after_kind = PyUnicode_KIND(after)
-    cdef void *before_data = PyUnicode_DATA(before)
-    cdef void *after_data = PyUnicode_DATA(after)
+    cdef const void *before_data = PyUnicode_DATA(before)
+    cdef const void *after_data = PyUnicode_DATA(after)
     if len(before) != n:
         raise ValueError("count_differences: texts of different lengths")
-    for i in range(n):
-        if PyUnicode_READ(before_kind, before_data, i) != PyUnicode_READ(after_kind, after_data, i):
-            count += 1
+    i = _next_difference(before_kind, before_data, after_kind, after_data, 0, n)
+    while i < n:
+        count += 1
+        i = _next_difference(before_kind, before_data, after_kind, after_data, i + 1, n)
     return count
 
 
@@ -796,6 +818,7 @@ def count_differences(str before not None, str after not None):
 # after it). A report entry is made for nearly every document a run writes: as Python, the
 # replay's objects and calls were about a fifth of the entries' time.
 
+@cython.freelist(256)  # (tens of thousands made and dropped a run)
 cdef class _DiffPiece:
     """`report.model._Piece`: a run of text with one history."""
     cdef str text
