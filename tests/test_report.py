@@ -27,6 +27,7 @@ from curate.report.model import (
     VersionData,
     WrittenIndex,
     build_report,
+    char_opcodes,
     collapse,
     compact_substitutions,
     diff_segments,
@@ -201,6 +202,23 @@ def test_a_run_on_text_in_one_piece_is_the_walk_over_that_piece(text: str, data:
         except ReportError:
             pass
     assert taken or broken or not edits or not text  # (a text's first run takes the shortcut)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.text(alphabet="\n\n甲乙 a", max_size=12),
+    st.text(alphabet="\n甲乙 a", max_size=12),
+    st.sampled_from(["shortened", "lengthened", "other"]),
+)
+def test_char_opcodes_are_difflibs(start: str, rest: str, how: str) -> None:
+    # The shortcut for one text the start of the other (blank lines collapsed) gives
+    # difflib's opcodes; so does every other pair of different lengths.
+    from difflib import SequenceMatcher
+
+    before, after = {"shortened": (start + rest, start), "lengthened": (start, start + rest), "other": (start, rest)}[how]
+    if before and after and len(before) != len(after):
+        assert char_opcodes(before, after) == SequenceMatcher(None, before, after, autojunk=False).get_opcodes()
+    assert char_opcodes("\n\n\n", "\n\n") == [("equal", 0, 2, 0, 2), ("delete", 2, 3, 2, 2)]
 
 
 def test_broken_edit_log_is_a_clear_error(tmp_path: Path) -> None:
