@@ -774,6 +774,8 @@ def aligned_spans(str before not None, str after not None, Py_ssize_t gap=0):
     cdef const void *after_data = PyUnicode_DATA(after)
     if len(before) != n:
         raise ValueError("aligned_spans: texts of different lengths")
+    if gap > n:  # (any gap of n or more makes one run: kept from overflowing `gap + 1`)
+        gap = n
     spans = []
     i = _next_difference(before_kind, before_data, after_kind, after_data, 0, n)
     while i < n:
@@ -815,8 +817,9 @@ def count_differences(str before not None, str after not None):
 # ----------------------------------------------------------------------- the report's inline diff
 # `report.model.diff_segments` of a document without flags: the replay of its edits on its input
 # text as pieces, then the pieces as segments, each step the same as its Python twin's (named
-# after it). A report entry is made for nearly every document a run writes: as Python, the
-# replay's objects and calls were about a fifth of the entries' time.
+# after it where it has one; `_DiffPiece` is `_Piece`, a `_Step` an edit and its `_Span`). A
+# report entry is made for nearly every document a run writes, and as Python the diff took
+# about half of an entry's time (by hand, the benchmark's 5,702: 154-170 ms, 87-91 compiled).
 
 @cython.freelist(256)  # (tens of thousands made and dropped a run)
 cdef class _DiffPiece:
@@ -938,8 +941,9 @@ cdef list _apply_to_range(list pieces, str before, _Step step, object opcodes):
 @cython.boundscheck(True)
 @cython.wraparound(True)
 cdef list _replayed_range(list pieces, _Step step, object opcodes):
+    """The pieces of a step's range once it is applied (`_NoReplay`: they do not hold its `before`)."""
     cdef str got
-    cdef _DiffPiece piece
+    cdef _DiffPiece piece  # (typed for the comprehension below: its fields are C fields)
     if len(pieces) == 1:
         got = (<_DiffPiece?>pieces[0]).text
     else:
@@ -1015,8 +1019,6 @@ cdef list _apply_run_to_pieces(list pieces, list run, object opcodes):
     return out
 
 
-@cython.boundscheck(True)
-@cython.wraparound(True)
 cdef list _apply_run(list pieces, Py_ssize_t *length, list run, object opcodes):
     cdef Py_ssize_t delta = 0
     cdef _Step step
@@ -1036,8 +1038,6 @@ cdef list _apply_run(list pieces, Py_ssize_t *length, list run, object opcodes):
     return _apply_run_to_pieces(pieces, run, opcodes)
 
 
-@cython.boundscheck(True)
-@cython.wraparound(True)
 cdef list _steps(list edits):
     """The edits that change text (not flags) as `_Step`s; `_NoReplay` where a record holds
     what a written log does not (the Python twin then reads it as it is)."""
@@ -1090,7 +1090,8 @@ cdef list _replay(str text, list edits, object opcodes):
 
 
 cdef list _expand_where_shown_apart(list pieces):
-    """(with no flags: substitutions removed or over inserted text)"""
+    """Its twin without flags: the substitutions removed since, or made over text an earlier
+    edit inserted, expanded (shown as removals and insertions, not as "sub" segments)."""
     cdef list out = []
     cdef _DiffPiece piece
     for piece in pieces:
@@ -1107,7 +1108,7 @@ cdef list _removal_labels(list pieces, Py_ssize_t *label):
     """Fills `label` (one a piece); returns the `via` tuples (one a piece)."""
     cdef Py_ssize_t count = len(pieces), i = 0, j, k, m, n, current, remover
     cdef list via = [()] * count, chain
-    cdef _DiffPiece piece, other
+    cdef _DiffPiece piece
     cdef bint one
     for n in range(count):
         label[n] = (<_DiffPiece>pieces[n]).removed_by
@@ -1149,8 +1150,6 @@ cdef int _KEEP = 0, _INS = 1, _DEL = 2, _NO_KEY = -1
 _KINDS = ("keep", "ins", "del")
 
 
-@cython.boundscheck(True)
-@cython.wraparound(True)
 def diff_segments(object text, object edits, object opcodes, Py_ssize_t gap):
     """`report.model.diff_segments(text, edits, [])` (a document without flags), `opcodes`
     being `report.model.char_opcodes` and `gap` its `SUB_GAP`; None where that must decide
@@ -1160,7 +1159,7 @@ def diff_segments(object text, object edits, object opcodes, Py_ssize_t gap):
         return None
     try:
         pieces = _expand_where_shown_apart(_replay(<str>text, <list>edits, opcodes))
-    except Exception:  # (whatever it is, the Python twin meets it too, or reads the log its way)
+    except (_NoReplay, KeyError, OverflowError):  # (a missing field; an int past 64 bits)
         return None
     return _segments(pieces, gap)
 
@@ -1181,12 +1180,7 @@ cdef list _segments(list pieces, Py_ssize_t gap):
         for n in range(count):
             piece = <_DiffPiece>pieces[n]
             if piece.before is not None:  # a substitution shown as it is: visible, unflagged
-                parts = [
-                    {"k": "sub", "t": (<str>piece.before)[s:e], "a": piece.text[s:e], "e": piece.inserted_by}
-                    if changed
-                    else {"k": "keep", "t": piece.text[s:e]}
-                    for s, e, changed in aligned_spans(<str>piece.before, piece.text, gap)
-                ]
+                parts = _substitution_parts(<str>piece.before, piece.text, piece.inserted_by, gap)
                 if parts[0]["k"] == "keep" and last_kind == _KEEP and last_edit == -1:
                     _join(segments[-1], parts.pop(0)["t"], joined)
                 segments += parts
@@ -1224,14 +1218,24 @@ cdef list _segments(list pieces, Py_ssize_t gap):
     return segments
 
 
-cdef inline void _join(dict segment, str text, list joined):
-    """`report.model._join`: text added to a segment as a list of parts, joined once at the end."""
+cdef list _substitution_parts(str before, str after, Py_ssize_t edit, Py_ssize_t gap):
+    return [
+        {"k": "sub", "t": before[start:end], "a": after[start:end], "e": edit}
+        if changed
+        else {"k": "keep", "t": after[start:end]}
+        for start, end, changed in aligned_spans(before, after, gap)
+    ]
+
+
+cdef inline int _join(dict segment, str text, list joined) except -1:
+    """Text added to a segment as a list of parts, joined once at the end."""
     cdef object parts = segment["t"]
     if type(parts) is str:
         parts = [parts]
         segment["t"] = parts
         joined.append(segment)
     (<list>parts).append(text)
+    return 0
 
 
 cdef extern from *:

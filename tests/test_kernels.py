@@ -367,6 +367,16 @@ def test_aligned_spans_are_the_same(pair: tuple[str, str], gap: int) -> None:
             assert inside[0] == start and inside[-1] == end - 1
 
 
+
+@needs_kernels
+def test_aligned_spans_of_a_gap_past_the_text_make_one_run() -> None:
+    # (a gap near 2**63 once overflowed the kernel's `gap + 1`)
+    from curate.report import model
+
+    for gap in (5, 2**63 - 1):
+        assert model.aligned_spans("ab-cd", "xb-cx", gap) == [(0, 5, True)]
+        assert model.count_differences("ab-cd", "xb-cx") == 2
+
 @needs_kernels
 def test_aligned_spans_reject_texts_of_different_lengths() -> None:
     from curate.report import model

@@ -847,7 +847,7 @@ def diff_segments(
 
     A document without flags (nearly every one) is diffed by the compiled twin of what follows
     where built (`curate._kernels.diff_segments`: the replay's pieces typed, no call a piece);
-    an edit log it cannot replay, or holds values a written log does not, is left to the
+    an edit log it cannot replay, or that holds values a written log does not, is left to the
     Python below, which is its specification and says what is wrong.
     """
     if not flags and _compiled_diff_segments is not None:
