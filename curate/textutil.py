@@ -5,6 +5,7 @@ Kept here so that every stage splits text the same way and spans stay comparable
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from functools import cache
@@ -19,6 +20,14 @@ SENTENCE_END = "。！？!?…；;"
 CLOSERS = "”’」』）)】》"
 # Full-width punctuation commonly seen in Chinese prose.
 CJK_PUNCT = "，。、；：？！“”‘’（）《》〈〉【】「」『』—…·～"
+
+
+def text_hash(text: str) -> int:
+    """The first 8 bytes of the BLAKE2b of a text's UTF-8, as a little-endian integer: the
+    identity of a line (repeated lines) or a paragraph (near-duplicates; the index saves them,
+    so a version's saved index is read only by the same hash). 8 bytes are plenty to tell texts
+    apart and keep the state small."""
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little")
 
 
 def is_han(ch: str) -> bool:

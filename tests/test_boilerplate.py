@@ -390,7 +390,7 @@ def test_repeated_lines_summaries_of_a_batch_are_those_of_each_line_alone(
     at a time) gives what every line's own `line_key_text` gives, on the sample files and the
     key test's lines."""
     from curate.stages import repeated_lines
-    from curate.stages.repeated_lines import _key_hash
+    from curate.textutil import text_hash
 
     monkeypatch.setattr(repeated_lines, "_KEY_CHUNK", chunk)
 
@@ -405,8 +405,8 @@ def test_repeated_lines_summaries_of_a_batch_are_those_of_each_line_alone(
         spans = nonblank_lines(doc.text)
         keys = stage._line_keys(doc.text, spans)  # (no key texts given: each line's own)
         counted = dict.fromkeys((k, e - s) for k, (s, e) in zip(keys, spans, strict=True) if k is not None)
-        text_hash = _key_hash(doc.text) if counted else 0
-        want = (stage.group_of(doc), text_hash, [k for k, _ in counted], [n for _, n in counted])
+        whole = text_hash(doc.text) if counted else 0
+        want = (stage.group_of(doc), whole, [k for k, _ in counted], [n for _, n in counted])
         assert summary == want
     assert sum(bool(summary[2]) for summary in summaries) > 0.9 * len(summaries)  # (lines that count)
     assert summaries[-1][1:] == (0, [], [])

@@ -25,7 +25,7 @@ from curate.document import DUPLICATE, OK, Change, Document, stable_id
 from curate.stages import dedup
 from curate.stages.base import RunContext
 from curate.stages.dedup import INDEX_NAME, PARA_TEXT, DedupSettings, NearDuplicates
-from curate.textutil import paragraph_spans
+from curate.textutil import paragraph_spans, text_hash
 
 from .scale_helpers import articles
 
@@ -929,7 +929,7 @@ def loop_layout(text: str, window_chars: int) -> tuple[list[Any], ...]:
             else:
                 found.append((w0, w1))
         cf.append((cf0, cf1))
-        hashes.append(dedup._text_hash(text[start:end]))
+        hashes.append(text_hash(text[start:end]))
         windows.extend(found)
         counts.append(len(found))
     return spans, cf, hashes, windows, counts

@@ -77,7 +77,6 @@ byte-identical for identical input (fixed zip timestamps).
 from __future__ import annotations
 
 import gc
-import hashlib
 import io
 import json
 import struct
@@ -102,7 +101,7 @@ from curate import lsh_params, minhash
 from curate.config import setting
 from curate.document import DUPLICATE, Change, Document, Flag, source_breaks
 from curate.stages.base import CorpusStage, StageSettings, Streamed, defer_artifact
-from curate.textutil import CLOSERS, SENTENCE_END, paragraph_spans, sentence_spans
+from curate.textutil import CLOSERS, SENTENCE_END, paragraph_spans, sentence_spans, text_hash
 from curate.version import file_sha256, read_manifest
 
 INDEX_NAME = "dedup-index.npz"
@@ -887,7 +886,7 @@ def _layout(text: str, form: minhash.ComparisonForm, window_chars: int) -> _Layo
         spans, cf, windows, counts = minhash._kernels.layout(
             text, form.positions, window_chars, _END_CODES, _CLOSER_CODES
         )
-        hashes = [_text_hash(text[s0:s1]) for s0, s1 in spans.tolist()]
+        hashes = [text_hash(text[s0:s1]) for s0, s1 in spans.tolist()]
         return _Layout(spans, cf, hashes, windows, counts)
     span_list = paragraph_spans(text)
     spans = np.array(span_list, dtype=np.int64).reshape(-1, 2)
@@ -923,7 +922,7 @@ def _layout(text: str, form: minhash.ComparisonForm, window_chars: int) -> _Layo
                 break
             w0 = w1
         win_counts.append((len(windows) - before) // 2)
-    hashes = [_text_hash(text[s0:s1]) for s0, s1 in span_list]
+    hashes = [text_hash(text[s0:s1]) for s0, s1 in span_list]
     return _Layout(
         spans,
         cf,
@@ -3214,10 +3213,6 @@ def _chunks(counts: list[int], rows: int) -> list[tuple[int, int]]:
     if bounds[-1] != len(counts):
         bounds.append(len(counts))
     return list(zip(bounds[:-1], bounds[1:], strict=False))
-
-
-def _text_hash(text: str) -> int:
-    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little")
 
 
 def _min_rows(rows: list[np.ndarray] | np.ndarray, num_perm: int) -> np.ndarray:

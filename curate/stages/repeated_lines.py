@@ -16,7 +16,6 @@ cannot be frequent, and only the few lines of a frequent length are normalised a
 
 from __future__ import annotations
 
-import hashlib
 import re
 import unicodedata
 from collections import defaultdict
@@ -34,7 +33,7 @@ from curate.config import setting
 from curate.document import Change, Document
 from curate.rules import nonblank_lines, whole_line_spans
 from curate.stages.base import CorpusStage, StageSettings
-from curate.textutil import CharClass, char_class, code_points, text_of_codes
+from curate.textutil import CharClass, char_class, code_points, text_hash, text_of_codes
 
 RULE_ID = "repeated_lines"
 
@@ -227,11 +226,6 @@ def _folder_of(source_file: str) -> str:
     return str(PurePosixPath(source_file).parent)
 
 
-def _key_hash(text: str) -> int:
-    """8 bytes are plenty to tell lines apart, and keep the counting state small."""
-    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little")
-
-
 class RepeatedLines(CorpusStage):
     """Counts normalised lines per group (observe), then removes the frequent ones (apply).
 
@@ -300,7 +294,7 @@ class RepeatedLines(CorpusStage):
                     keys.append(None)
                     continue
                 key = line_key_text(text[s:e])
-            keys.append(_key_hash(key) if low <= len(key) <= high else None)
+            keys.append(text_hash(key) if low <= len(key) <= high else None)
         return keys
 
     def summarise(self, doc: Document) -> Any:
@@ -329,14 +323,14 @@ class RepeatedLines(CorpusStage):
             # a document with no line that counts adds nothing there, so its text is not hashed
             # (4,278 of the benchmark's 6,024 documents: about 20 of the 30-39 ms that hashing
             # every text took, by hand).
-            text_hash = _key_hash(doc.text) if counted else 0
-            summaries.append((self.group_of(doc), text_hash, [k for k, _ in counted], [n for _, n in counted]))
+            whole = text_hash(doc.text) if counted else 0
+            summaries.append((self.group_of(doc), whole, [k for k, _ in counted], [n for _, n in counted]))
         return summaries
 
     def observe(self, summary: Any) -> None:
-        group, text_hash, keys, lengths = summary
+        group, whole, keys, lengths = summary
         for key, length in zip(keys, lengths, strict=True):
-            self.seen[(group, key)].add(text_hash | length << 64)
+            self.seen[(group, key)].add(whole | length << 64)
 
     def decide(self) -> None:
         threshold = self.settings.min_docs
