@@ -561,6 +561,21 @@ def spam_pieces() -> list[str]:
     return pieces + ["ld", "中国", "，", "官方网站", "x", "9", " ", "\n", "。", "赌", "钱"]
 
 
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([*spam_pieces(), "官", "网", "app", "APP", "棋牌", "游戏"]), max_size=30).map("".join))
+def test_the_chain_regexs_look_ahead_changes_no_chain(text: str) -> None:
+    # The look-ahead for the terms' first characters (`spam._first_of`) only skips positions
+    # where no term starts: every chain the regex finds, from every start, is as without it.
+    from curate import patterncache
+
+    lexicon = SpamLexicon.load(default_lexicon_path())
+    _, guarded, _, weights = spam._compiled(lexicon)
+    assert spam._first_of(weights) in guarded.pattern
+    plain = patterncache.compile(guarded.pattern.replace(spam._first_of(weights), "", 1))
+    for start in range(0, len(text) + 1, 3):
+        assert [m.span() for m in guarded.finditer(text, start)] == [m.span() for m in plain.finditer(text, start)]
+
 # A lexicon with one-character gambling words, which the pre-check looks for alone.
 ONE_CHARACTER_WORDS = SpamLexicon(
     strong=("赌", "bet365"), gambling=("彩", "体育"), web=("官网",), connectors=(), brand_patterns=()

