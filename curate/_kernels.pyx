@@ -1783,8 +1783,7 @@ def common_affixes(str a not None, str b not None):
     cdef int ka = PyUnicode_KIND(a), kb = PyUnicode_KIND(b)
     cdef void *da = PyUnicode_DATA(a)
     cdef void *db = PyUnicode_DATA(b)
-    while head < shorter and PyUnicode_READ(ka, da, head) == PyUnicode_READ(kb, db, head):
-        head += 1
+    head = _next_difference(ka, da, kb, db, 0, shorter)
     while tail < shorter - head and (
         PyUnicode_READ(ka, da, na - 1 - tail) == PyUnicode_READ(kb, db, nb - 1 - tail)
     ):
