@@ -1,5 +1,6 @@
 """An inline rule's top-level alternatives searched one by one (`matches_apart`): where the rules
-engine splits a pattern, where it refuses to, and the same matches as the pattern's own."""
+engine splits a pattern, where it refuses to, and the same matches as the pattern's own; and a
+pattern (or alternative) that starts lines matched at 0 rather than searched (`starts_lines`)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from curate import rules
-from curate.rules import load_rules, matches_apart, pattern_branches
+from curate.rules import load_rules, matches_apart, pattern_branches, starts_lines
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,7 +42,7 @@ def by_pattern(pattern: regex.Pattern, line: str) -> list:
 def apart(pattern: regex.Pattern, line: str) -> list:
     parts = rules._compiled_branches(pattern)
     assert parts is not None, pattern.pattern
-    return matches_apart(pattern, parts, line)
+    return matches_apart(pattern, parts, line, line_starts=tuple(map(starts_lines, parts)))
 
 
 @pytest.mark.parametrize(
@@ -98,12 +99,37 @@ PATTERNS = [
     r"(?<=a)b|ab|ba",
     r"(?<![ab])a|b(?=a)|aa",
     r"^a+|b$|ab",
+    r"^\s*(?:a|b)c?|c",
+    r"b|^a*|c",
+    r"^a|^b|^",
     r"(?:a|b)c|c(?:a|b)|cc",
     r"a*|b",
     r"b|a*?c?",
     r"\ba|b\b|a b",
     r"(?P<value>[ab]{2,3}?)c|(?P<value>c)[ab]|(?P<value>a)",
 ]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "flags", "starts"),
+    [
+        (r"^a", regex.MULTILINE, True),
+        (r"^\s*(?:a|b)c", regex.MULTILINE, True),  # the bar is inside a group
+        (r"^a", 0, True),
+        (r"^a|b", regex.MULTILINE, False),  # an alternative that does not start lines
+        (r"b|^a", regex.MULTILINE, False),
+        (r"a^", regex.MULTILINE, False),
+        (r"(?:^a)", regex.MULTILINE, False),  # (not seen inside a group: never wrongly said)
+        (r"^*a", regex.MULTILINE, False),
+        (r"^?a", regex.MULTILINE, False),
+        (r"^a", regex.MULTILINE | regex.WORD, False),  # other line separators too
+        (r"^a", regex.MULTILINE | regex.VERBOSE, False),
+        (r"^a", regex.MULTILINE | regex.REVERSE, False),
+        (r"^a{|b", regex.MULTILINE, False),  # not a pattern the parser knows
+    ],
+)
+def test_a_pattern_starts_lines_when_it_opens_with_a_caret(pattern: str, flags: int, starts: bool) -> None:
+    assert starts_lines(regex.compile(pattern, flags)) is starts
 
 
 @settings(max_examples=300, deadline=None)
@@ -182,7 +208,11 @@ def _lines_to_try(split: list) -> list[str]:
 
 def test_the_packs_split_rules_find_what_their_patterns_find(split_rules: list) -> None:
     lines = _lines_to_try(split_rules)
-    for rule in split_rules:
+    assert_rules_find_what_their_patterns_find(split_rules, lines)
+
+
+def assert_rules_find_what_their_patterns_find(rule_list: list, lines: list[str]) -> None:
+    for rule in rule_list:
         hits = 0
         for line in lines:
             got = [(m.span(), m.group(0), rule.value(m)) for m in rule.iter_inline(line, skip=False)]
@@ -190,3 +220,19 @@ def test_the_packs_split_rules_find_what_their_patterns_find(split_rules: list) 
             assert got == want, (rule.id, line)
             hits += bool(want)
         assert hits > 10, rule.id  # (the comparison covered matches, not only misses)
+
+
+def test_the_packs_rules_that_start_lines_find_what_their_patterns_find() -> None:
+    """Matched at 0 where the line is one line, searched where it holds a newline: the matches
+    the pattern's own search finds, for every inline rule of the packs that (or an alternative
+    of which) starts lines."""
+    ruleset = load_rules([ROOT / "rules"])
+    starting = [r for r in ruleset.rules if r.scope == "inline" and any(r.line_starts)]
+    assert {"credit.photo.reporter", "credit.author.dateline"} <= {r.id for r in starting}
+    assert all(len(r.line_starts) == len(r.branches or (r.pattern,)) for r in ruleset.rules if r.scope == "inline")
+    lines = _lines_to_try(starting)
+    rng = random.Random(3)
+    examples = [e.text for r in starting for e in r.must_match]
+    # where `^` starts other lines too: the rules' own examples after another line
+    lines += [rng.choice(lines) + "\n" + rng.choice(examples) for _ in range(500)]
+    assert_rules_find_what_their_patterns_find(starting, lines)
