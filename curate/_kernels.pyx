@@ -1826,3 +1826,89 @@ def pair_spans(str text not None, Py_ssize_t longest):
                 continue
         i += 1
     return spans
+
+
+cdef extern from *:
+    """
+    /* `text_hash`: XXH3-64 (xxHash, vendored: curate/_vendor/xxhash) of a text's code points
+       as UTF-32LE, read from Python's own storage: 4-byte storage hashed as it is where the
+       machine is little-endian, 1- and 2-byte storage widened a block at a time on the stack
+       and streamed. No encoded copy of the text is made. */
+    #define XXH_INLINE_ALL
+    #include "xxhash.h"
+
+    #define CURATE_HASH_BLOCK 1024
+    #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    #define CURATE_LE32(c) __builtin_bswap32(c)
+    #define CURATE_UCS4_AS_LE 0
+    #else
+    #define CURATE_LE32(c) (c)
+    #define CURATE_UCS4_AS_LE 1
+    #endif
+
+    static void curate_widen(int kind, const void *data, Py_ssize_t start, Py_ssize_t count, uint32_t *out) {
+        Py_ssize_t i;
+        if (kind == PyUnicode_1BYTE_KIND) {
+            const Py_UCS1 *s = (const Py_UCS1 *)data + start;
+            for (i = 0; i < count; i++) out[i] = CURATE_LE32((uint32_t)s[i]);
+        } else if (kind == PyUnicode_2BYTE_KIND) {
+            const Py_UCS2 *s = (const Py_UCS2 *)data + start;
+            for (i = 0; i < count; i++) out[i] = CURATE_LE32((uint32_t)s[i]);
+        } else {
+            const Py_UCS4 *s = (const Py_UCS4 *)data + start;
+            for (i = 0; i < count; i++) out[i] = CURATE_LE32((uint32_t)s[i]);
+        }
+    }
+
+    static uint64_t curate_text_hash(int kind, const void *data, Py_ssize_t start, Py_ssize_t end) {
+        uint32_t block[CURATE_HASH_BLOCK];
+        Py_ssize_t n = end - start, done;
+        XXH3_state_t state;
+        if (kind == PyUnicode_4BYTE_KIND && CURATE_UCS4_AS_LE)
+            return XXH3_64bits((const Py_UCS4 *)data + start, (size_t)n * 4);
+        if (n <= CURATE_HASH_BLOCK) {
+            curate_widen(kind, data, start, n, block);
+            return XXH3_64bits(block, (size_t)n * 4);
+        }
+        XXH3_64bits_reset(&state);
+        for (done = 0; done < n; done += CURATE_HASH_BLOCK) {
+            Py_ssize_t count = n - done < CURATE_HASH_BLOCK ? n - done : CURATE_HASH_BLOCK;
+            curate_widen(kind, data, start + done, count, block);
+            XXH3_64bits_update(&state, block, (size_t)count * 4);
+        }
+        return XXH3_64bits_digest(&state);
+    }
+    """
+    uint64_t curate_text_hash(int kind, const void *data, Py_ssize_t start, Py_ssize_t end) nogil
+
+
+def text_hash(str text not None):
+    """`textutil.text_hash`: XXH3-64 of the text's code points as UTF-32LE, as an int."""
+    __Pyx_PyUnicode_READY(text)
+    return curate_text_hash(PyUnicode_KIND(text), PyUnicode_DATA(text), 0, len(text))
+
+
+def span_hashes(str text not None, const int64_t[:, ::1] spans not None):
+    """`text_hash` of `text[start:end]` for each (start, end) row of `spans` (bounds checked,
+    as a slice clamps them: an empty or reversed span hashes as the empty text), without the
+    slices."""
+    __Pyx_PyUnicode_READY(text)
+    cdef int kind = PyUnicode_KIND(text)
+    cdef const void *data = PyUnicode_DATA(text)
+    cdef Py_ssize_t n = len(text), i, start, end
+    if spans.shape[1] != 2:
+        raise ValueError(f"spans of shape ({spans.shape[0]}, {spans.shape[1]}), (n, 2) expected")
+    hashes = []
+    for i in range(spans.shape[0]):
+        start = _clamped(spans[i, 0], n)
+        end = _clamped(spans[i, 1], n)
+        hashes.append(curate_text_hash(kind, data, start, end if end > start else start))
+    return hashes
+
+
+cdef inline Py_ssize_t _clamped(int64_t index, Py_ssize_t n) noexcept nogil:
+    """A slice bound as Python reads it: from the end when negative, then into [0, n]."""
+    if index < 0:
+        index += n
+        return 0 if index < 0 else <Py_ssize_t>index
+    return n if index > n else <Py_ssize_t>index

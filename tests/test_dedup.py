@@ -6,6 +6,7 @@ tests/fixtures/seeds/EXPECTED.md, never copied from the stage's output.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import random
@@ -527,31 +528,55 @@ def test_parent_index_of_the_earlier_layout_deflated_text_is_read_the_same(tmp_p
     assert snapshot(before) == snapshot(today)
 
 
-@pytest.mark.parametrize("index_format", [1, 99])
-def test_an_index_of_format_1_serves_without_band_tables_one_of_an_unknown_format_does_not(
+def blake2b_hashes(texts: bytes) -> np.ndarray:
+    """The paragraphs' text hashes as index formats 1 and 2 wrote them: the first 8 bytes of
+    the BLAKE2b of each one's UTF-8, little-endian."""
+    return np.array(
+        [int.from_bytes(hashlib.blake2b(t, digest_size=8).digest(), "little") for t in texts.split(b"\n")],
+        dtype=np.uint64,
+    )
+
+
+@pytest.mark.parametrize("index_format", [1, 2, 99])
+def test_an_index_of_format_1_or_2_serves_one_of_an_unknown_format_does_not(
     tmp_path: Path, index_format: int
 ) -> None:
     """Format 2 added the band tables and the texts' frames: an index of format 1 (neither) is
-    read as before; one of a format this curate does not know is not used, with a warning."""
+    read as before. Format 3 hashes paragraph texts by XXH3 where 1 and 2 hashed them by
+    BLAKE2b: an index of either serves the same decision, its paragraphs' signatures computed
+    anew rather than found by their hash. One of a format this curate does not know is not
+    used, with a warning."""
     _, context = run([document("old-a.txt", [OWN["a"][0], SHARED, OWN["a"][1]])])
-    parent = write_version(tmp_path / "v2", context)
+    parent = write_version(tmp_path / "v3", context)
     with np.load(parent / "index" / INDEX_NAME) as index:
         arrays = {name: index[name] for name in index.files if "lsh_" not in name and "frames" not in name}
     params = json.loads(str(arrays["params"][0]))
-    assert params["format"] == dedup.INDEX_FORMAT == 2
+    assert params["format"] == dedup.INDEX_FORMAT == 3
     arrays["params"] = np.array([json.dumps({**params, "format": index_format}, sort_keys=True)])
     texts = lz4.frame.decompress(arrays.pop(PARA_TEXT))
+    assert arrays["para_hash"].tolist() == [text_hash(t) for t in texts.decode().split("\n")]
+    arrays["para_hash"] = blake2b_hashes(texts)
     earlier = tmp_path / "v1"
     (earlier / "index").mkdir(parents=True)
     np.savez_compressed(earlier / "index" / INDEX_NAME, para_text=np.frombuffer(texts, np.uint8), **arrays)
-    new_c = document("new-c.txt", ["这是一篇新稿件的导语，介绍夜班公交开通后的反响。", SHARED])
-    out, context_2 = run([new_c], parent=earlier)
-    if index_format == 1:
-        assert not context_2.state.get("warnings")
-        assert [edit.link["doc"] for edit in dedup_edits(out[0])] == [stable_id("old-a.txt")]
-    else:
+
+    def next_run(parent: Path) -> tuple[list[Document], RunContext]:
+        new_c = document("new-c.txt", ["这是一篇新稿件的导语，介绍夜班公交开通后的反响。", SHARED])
+        return run([new_c], parent=parent)
+
+    out, context_2 = next_run(earlier)
+    if index_format == 99:
         (warning,) = context_2.state["warnings"]
         assert "built with other settings" in warning and dedup_edits(out[0]) == []
+        return
+    assert not context_2.state.get("warnings")
+    assert [edit.link["doc"] for edit in dedup_edits(out[0])] == [stable_id("old-a.txt")]
+    today, context_3 = next_run(parent)
+    assert snapshot(out) == snapshot(today)
+    # SHARED's signature: found by its hash in the index of today, computed anew from the other
+    assert context_3.state["dedup"]["signatures_reused"] == 1
+    assert context_2.state["dedup"]["signatures_reused"] == 0
+    assert context_2.state["dedup"]["signatures_computed"] == 2
 
 
 # --------------------------------------------------------------------------- index segments

@@ -838,3 +838,46 @@ def test_diff_segments_are_the_same(log: tuple[str, list[dict]]) -> None:
         for e in edits
     ):
         assert made is not None  # (a log the Python replays, of a written log's types, is the kernel's)
+
+
+# Texts of every storage width (1, 2 and 4 bytes a character), lone surrogates among them, some
+# longer than the kernel's block of 1,024 characters (hashed in pieces then).
+HASHED_TEXTS = (
+    st.text(max_size=60)
+    | st.text(alphabet=st.sampled_from(["a", "é", "\n", "中", "文", "\U0001f600", "\ud800", "\udfff"]), max_size=60)
+    | st.builds(lambda piece, times: piece * times, st.text(min_size=1, max_size=7), st.integers(1, 700))
+)
+
+
+@needs_kernels
+@settings(max_examples=400, deadline=None)
+@given(HASHED_TEXTS)
+def test_text_hash_is_xxh3_of_the_text_as_utf32le(text: str) -> None:
+    """The kernel against python-xxhash (another build of the same algorithm) on the bytes the
+    docstring names; and `textutil.text_hash` without the kernel, the same."""
+    import xxhash
+
+    from curate import textutil
+
+    want = xxhash.xxh3_64_intdigest(text.encode("utf-32-le", "surrogatepass"))
+    assert KERNELS.text_hash(text) == want
+    assert textutil.text_hash(text) == want
+    asked: list[str] = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(textutil, "_kernel", lambda name: asked.append(name))  # (None: not built)
+        assert textutil.text_hash(text) == want
+    assert asked == ["text_hash"]  # (the Python path was the one taken)
+
+
+@needs_kernels
+@settings(max_examples=300, deadline=None)
+@given(HASHED_TEXTS, st.lists(st.tuples(st.integers(-3000, 3000), st.integers(-3000, 3000)), max_size=8))
+def test_span_hashes_are_the_hashes_of_the_slices(text: str, spans: list[tuple[int, int]]) -> None:
+    """Bounds as a slice reads them: negative from the end, clamped, reversed ones empty."""
+    from curate import textutil
+
+    want = [textutil.text_hash(text[s0:s1]) for s0, s1 in spans]
+    array = np.array(spans, dtype=np.int64).reshape(-1, 2)
+    assert KERNELS.span_hashes(text, array) == want
+    assert textutil.span_hashes(text, array) == want
+    assert textutil.span_hashes(text, spans) == want

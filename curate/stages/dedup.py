@@ -101,12 +101,17 @@ from curate import lsh_params, minhash
 from curate.config import setting
 from curate.document import DUPLICATE, Change, Document, Flag, source_breaks
 from curate.stages.base import CorpusStage, StageSettings, Streamed, defer_artifact
-from curate.textutil import CLOSERS, SENTENCE_END, paragraph_spans, sentence_spans, text_hash
+from curate.textutil import CLOSERS, SENTENCE_END, paragraph_spans, sentence_spans, span_hashes
 from curate.version import file_sha256, read_manifest
 
 INDEX_NAME = "dedup-index.npz"
-INDEX_FORMAT = 2  # 2: band tables, texts in frames (an older curate warns and starts anew)
-_READ_FORMATS = (1, 2)  # the formats an index is read in (1: as if it had no band tables)
+# 2: band tables, texts in frames (an older curate warns and starts anew); 3: paragraphs' text
+# hashes by XXH3 (`textutil.text_hash`).
+INDEX_FORMAT = 3
+# The formats an index is read in (1: as if it had no band tables). Formats 1 and 2 hashed a
+# paragraph's text by BLAKE2b: no paragraph of theirs is found by a run's hash (their signatures
+# are computed anew for the same text, the one thing the hashes serve; the decision is the same).
+_READ_FORMATS = (1, 2, 3)
 PARA_TEXT = "para_text.lz4"  # the member holding the paragraph texts (`_Npz.text`)
 PARA_TEXT_FRAMES = "para_text_frames"  # ... where its frames end: (byte, row) a frame
 _INDEX_CHUNK_ROWS = 4096  # paragraphs (with their windows) written into the index at a time
@@ -886,8 +891,7 @@ def _layout(text: str, form: minhash.ComparisonForm, window_chars: int) -> _Layo
         spans, cf, windows, counts = minhash._kernels.layout(
             text, form.positions, window_chars, _END_CODES, _CLOSER_CODES
         )
-        hashes = [text_hash(text[s0:s1]) for s0, s1 in spans.tolist()]
-        return _Layout(spans, cf, hashes, windows, counts)
+        return _Layout(spans, cf, span_hashes(text, spans), windows, counts)
     span_list = paragraph_spans(text)
     spans = np.array(span_list, dtype=np.int64).reshape(-1, 2)
     cf = np.searchsorted(form.positions, spans.ravel()).astype(np.int64).reshape(-1, 2)
@@ -922,11 +926,10 @@ def _layout(text: str, form: minhash.ComparisonForm, window_chars: int) -> _Layo
                 break
             w0 = w1
         win_counts.append((len(windows) - before) // 2)
-    hashes = [text_hash(text[s0:s1]) for s0, s1 in span_list]
     return _Layout(
         spans,
         cf,
-        hashes,
+        span_hashes(text, span_list),
         np.array(windows, dtype=np.int64).reshape(-1, 2),
         np.array(win_counts, dtype=np.int64),
     )
