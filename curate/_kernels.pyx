@@ -1912,3 +1912,28 @@ cdef inline Py_ssize_t _clamped(int64_t index, Py_ssize_t n) noexcept nogil:
         index += n
         return 0 if index < 0 else <Py_ssize_t>index
     return n if index > n else <Py_ssize_t>index
+
+
+def mapped_text(str text not None, const uint32_t[::1] table not None, bint with_codes=False):
+    """`textutil.mapped_text`: `table[c]` of each character c of `text`, as a str (and, with
+    `with_codes`, as a uint32 array too), in one pass over the text's own storage: no encoded
+    copy, no numpy gather, no decoding. `table` covers every code point."""
+    if table.shape[0] < 0x110000:
+        raise ValueError(f"a table of {table.shape[0]} code points, 0x110000 expected")
+    __Pyx_PyUnicode_READY(text)
+    cdef Py_ssize_t n = len(text), i
+    cdef int kind = PyUnicode_KIND(text)
+    cdef const void *data = PyUnicode_DATA(text)
+    codes = np.empty(n, np.uint32)
+    cdef uint32_t[::1] out = codes
+    if kind == PyUnicode_1BYTE_KIND:
+        for i in range(n):
+            out[i] = table[(<const uint8_t *>data)[i]]
+    elif kind == PyUnicode_2BYTE_KIND:
+        for i in range(n):
+            out[i] = table[(<const uint16_t *>data)[i]]
+    else:
+        for i in range(n):
+            out[i] = table[(<const uint32_t *>data)[i]]
+    mapped = PyUnicode_FromKindAndData(4, &out[0], n) if n else ""
+    return (mapped, codes) if with_codes else mapped

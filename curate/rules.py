@@ -34,7 +34,7 @@ from typing import Any
 import regex
 
 from curate import patterncache, tablecache
-from curate.textutil import code_points, paragraph_spans, text_of_codes
+from curate.textutil import mapped_text, paragraph_spans
 
 SCOPES = ("line", "paragraph", "inline", "tail")
 # Scopes whose pattern must match the whole (stripped) line; the others search inside it.
@@ -1501,8 +1501,7 @@ class TriggerIndex:
             return []
         if len(texts) > 1 and any(_JOINER in t for t in self.by_trigger):
             return [self.locate_many([t], [ls])[0] for t, ls in zip(texts, lines, strict=True)]
-        codes = _fold_codes()[code_points(_JOINER.join(texts))]
-        folded = text_of_codes(codes)
+        folded, codes = mapped_text(_JOINER.join(texts), _fold_codes(), with_codes=True)
         # Each text's start in the joined text, and the starts of longer triggers in it.
         offsets = [0]
         for text in texts:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from curate.textutil import PairStarts, code_points, text_of_codes
+from curate.textutil import PairStarts, code_points, mapped_text
 
 CONFIGS = ("t2s", "tw2s", "hk2s")
 
@@ -138,7 +138,7 @@ def _lookup_table(table: dict[int, str]) -> Any:
 def _translate(text: str, group: _Group) -> str:
     if group.lut is None or len(text) < 64:
         return text.translate(group.table)
-    return text_of_codes(group.lut[code_points(text)])
+    return mapped_text(text, group.lut)
 
 
 def _longest_leftmost(text: str, keys: re.Pattern[str], mapping: dict[str, str]):

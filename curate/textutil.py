@@ -161,6 +161,20 @@ def text_of_codes(codes: Any) -> str:
     return np.asarray(codes, dtype="<u4").tobytes().decode("utf-32-le", "surrogatepass")
 
 
+def mapped_text(text: str, table: Any, with_codes: bool = False) -> Any:
+    """`table[c]` of each character c of `text` (`table`: a numpy uint32 table over every code
+    point), as a str, and with `with_codes` as (str, its `code_points`). One compiled pass where
+    built (`_kernels.mapped_text`); else numpy's gather between `code_points` and
+    `text_of_codes` (its specification)."""
+    import numpy as np
+
+    compiled = _kernel("mapped_text") if table.dtype == np.uint32 and table.flags.c_contiguous else None
+    if compiled is not None:
+        return compiled(text, table, with_codes)
+    codes = table[code_points(text)]
+    return (text_of_codes(codes), codes) if with_codes else text_of_codes(codes)
+
+
 def char_table(classes: Sequence[str | Iterable[tuple[int, int]]]) -> Any:
     """A numpy table over every code point: bit k of entry c is set when c is in `classes[k]`,
     given as the characters themselves or as (first, last) code point ranges. Looked up with

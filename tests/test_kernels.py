@@ -881,3 +881,41 @@ def test_span_hashes_are_the_hashes_of_the_slices(text: str, spans: list[tuple[i
     assert KERNELS.span_hashes(text, array) == want
     assert textutil.span_hashes(text, array) == want
     assert textutil.span_hashes(text, spans) == want
+
+
+def _remapping_table(seed: int) -> np.ndarray:
+    """A table over every code point that maps some to others of every storage width (and to
+    lone surrogates), the rest to themselves."""
+    rng = np.random.default_rng(seed)
+    table = np.arange(0x110000, dtype=np.uint32)
+    picked = rng.choice(0x110000, 3000, replace=False)
+    table[picked] = rng.choice([0x41, 0xE9, 0x4E2D, 0xD800, 0x1F600, 0x10FFFF], picked.shape[0])
+    table[[ord("a"), ord("中"), 0x1F600, 0xDFFF]] = [0x6587, 0x61, 0xD801, 0x10000]
+    return table
+
+
+REMAPPING_TABLES = [_remapping_table(seed) for seed in range(2)]
+
+
+@needs_kernels
+@settings(max_examples=300, deadline=None)
+@given(HASHED_TEXTS, st.sampled_from([0, 1]), st.booleans())
+def test_mapped_text_is_the_gather_of_its_code_points(text: str, which: int, with_codes: bool) -> None:
+    """The kernel against numpy's gather between `code_points` and `text_of_codes`."""
+    from curate import textutil
+
+    table = REMAPPING_TABLES[which]
+    codes = table[textutil.code_points(text)]
+    got = KERNELS.mapped_text(text, table, with_codes)
+    if with_codes:
+        assert got[0] == textutil.text_of_codes(codes) and got[1].dtype == np.uint32
+        assert got[1].tolist() == codes.tolist()
+    else:
+        assert got == textutil.text_of_codes(codes)
+    assert textutil.mapped_text(text, table) == textutil.text_of_codes(codes)
+
+
+@needs_kernels
+def test_mapped_text_wants_a_table_of_every_code_point() -> None:
+    with pytest.raises(ValueError, match="0x110000"):
+        KERNELS.mapped_text("abc", np.arange(0x10000, dtype=np.uint32))
