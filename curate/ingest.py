@@ -25,6 +25,7 @@ import orjson
 
 from curate.config import IngestSettings
 from curate.document import Change, Document
+from curate.textutil import CharClass
 
 
 @dataclass
@@ -324,12 +325,16 @@ Record = tuple[str, Any, str | None, bool]
 # U+FFFD, as those do (`decode_bytes`), and the corrupted-span flagger reports it. Pairs are
 # read as the character they encode, as before.
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+# Looked for by a compiled scan first (most strings hold none): `re` tests every character
+# against the range (by hand, the 7,310 strings of the benchmark's escaped JSON lines, 1.69 M
+# characters: 10.3 ms replaced, 2.6 ms scanned).
+_LONE_SURROGATES = CharClass(_LONE_SURROGATE)
 
 
 def _without_lone_surrogates(value: Any) -> Any:
     """`value` (parsed JSON) with every lone surrogate in its strings replaced by U+FFFD."""
     if isinstance(value, str):
-        return _LONE_SURROGATE.sub("\ufffd", value)
+        return _LONE_SURROGATE.sub("\ufffd", value) if _LONE_SURROGATES.found_in(value) else value
     if isinstance(value, list):
         return [_without_lone_surrogates(item) for item in value]
     if isinstance(value, dict):
