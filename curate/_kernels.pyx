@@ -1937,3 +1937,74 @@ def mapped_text(str text not None, const uint32_t[::1] table not None, bint with
             out[i] = table[(<const uint32_t *>data)[i]]
     mapped = PyUnicode_FromKindAndData(4, &out[0], n) if n else ""
     return (mapped, codes) if with_codes else mapped
+
+
+def plain_keys(
+    str text not None, const uint32_t[::1] table not None, const int64_t[::1] bounds not None,
+    uint32_t dropped,
+):
+    """`repeated_lines.plain_key_texts`' pass over the joined texts, without numpy's copies:
+    each character c mapped to `table[min(c, 0x10000)]`; the mapped characters below `dropped`
+    joined (the keys' text); at each of `bounds` (positions in `text`, non-decreasing), how
+    many characters before it were kept, and how many mapped to the table's not-plain code
+    (`dropped + 1`). Returns (joined, kept before, not plain before); a ValueError where
+    `bounds` decrease or leave the text."""
+    if table.shape[0] != 0x10001 or dropped == 0xFFFFFFFF:
+        raise ValueError("a table of 0x10001 codes and a dropped code below the not-plain one expected")
+    __Pyx_PyUnicode_READY(text)
+    cdef Py_ssize_t n = len(text), m = bounds.shape[0], i, b
+    cdef int kind = PyUnicode_KIND(text)
+    cdef const void *data = PyUnicode_DATA(text)
+    for b in range(m):
+        if bounds[b] < 0 or bounds[b] > n or (b and bounds[b] < bounds[b - 1]):
+            raise ValueError("bounds decrease or leave the text")
+    out = np.empty(n, np.uint32)
+    before = np.empty(m, np.int64)
+    odd = np.empty(m, np.int64)
+    cdef uint32_t[::1] kept_codes = out
+    cdef int64_t[::1] kept_before = before, not_plain_before = odd
+    cdef _PlainCount count
+    count.kept = 0
+    count.not_plain = 0
+    cdef Py_ssize_t at = 0, stop
+    for b in range(m + 1):  # the characters up to the next bound, in the loop of their width
+        stop = bounds[b] if b < m else n
+        if kind == PyUnicode_1BYTE_KIND:
+            _plain_run(<const uint8_t *>data, at, stop, &table[0], dropped, &kept_codes[0], &count)
+        elif kind == PyUnicode_2BYTE_KIND:
+            _plain_run(<const uint16_t *>data, at, stop, &table[0], dropped, &kept_codes[0], &count)
+        else:
+            _plain_run(<const uint32_t *>data, at, stop, &table[0], dropped, &kept_codes[0], &count)
+        at = stop
+        if b < m:
+            kept_before[b] = count.kept
+            not_plain_before[b] = count.not_plain
+    joined = PyUnicode_FromKindAndData(4, &kept_codes[0], count.kept) if count.kept else ""
+    return joined, before, odd
+
+
+cdef struct _PlainCount:
+    Py_ssize_t kept
+    Py_ssize_t not_plain
+
+
+cdef inline void _plain_run(
+    const _Unit *units, Py_ssize_t start, Py_ssize_t stop, const uint32_t *table, uint32_t dropped,
+    uint32_t *out, _PlainCount *count,
+) noexcept nogil:
+    """`plain_keys` over units[start:stop] (one storage width)."""
+    cdef Py_ssize_t i, kept = count.kept, not_plain = count.not_plain
+    cdef uint32_t c, code
+    for i in range(start, stop):
+        c = units[i]
+        if _Unit is uint32_t:
+            if c > 0x10000:
+                c = 0x10000
+        code = table[c]
+        if code < dropped:
+            out[kept] = code
+            kept += 1
+        elif code != dropped:
+            not_plain += 1
+    count.kept = kept
+    count.not_plain = not_plain

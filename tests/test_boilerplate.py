@@ -329,12 +329,20 @@ def test_line_key_text_equals_normalise_line() -> None:
         assert line_key_text(line) == normalise_line(line), line
 
 
-def test_plain_key_texts_are_the_keys_of_the_plain_lines() -> None:
+@pytest.mark.parametrize("compiled", [True, False])
+def test_plain_key_texts_are_the_keys_of_the_plain_lines(compiled: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     """`plain_key_texts` over batches of texts made of those lines: a line's key where it is
-    plain (`line_key_text`'s fast path), None where it is not."""
+    plain (`line_key_text`'s fast path), None where it is not; by the compiled loop where
+    built, and by numpy (its specification)."""
     import random
 
+    from curate.stages import repeated_lines
     from curate.stages.repeated_lines import _plain_characters, plain_key_texts
+
+    if compiled and repeated_lines._compiled_plain_keys is None:
+        pytest.skip("curate._kernels was not built")
+    if not compiled:
+        monkeypatch.setattr(repeated_lines, "_compiled_plain_keys", None)
 
     not_plain = _plain_characters()[0]
     lines = [line for line in _key_test_lines() if line.strip() and "\n" not in line]

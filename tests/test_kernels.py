@@ -919,3 +919,31 @@ def test_mapped_text_is_the_gather_of_its_code_points(text: str, which: int, wit
 def test_mapped_text_wants_a_table_of_every_code_point() -> None:
     with pytest.raises(ValueError, match="0x110000"):
         KERNELS.mapped_text("abc", np.arange(0x10000, dtype=np.uint32))
+
+
+@needs_kernels
+@settings(max_examples=300, deadline=None)
+@given(HASHED_TEXTS | st.text(alphabet=st.sampled_from(["中", "a", "A", "9", "，", " ", "\t", "\u200b", "😀", "Σ"]), max_size=80), st.data())
+def test_plain_keys_are_numpys_mapping_and_counts(text: str, data: st.DataObject) -> None:
+    """The kernel against `plain_key_texts`' numpy steps: the kept characters mapped, and at
+    each bound how many were kept before it and how many were not plain."""
+    from curate import textutil
+    from curate.stages.repeated_lines import _DROPPED_CODE, _NOT_PLAIN_CODE, _plain_codes
+
+    table = _plain_codes()
+    bounds = np.array(sorted(data.draw(st.lists(st.integers(0, len(text)), max_size=10))), np.int64)
+    codes = table.take(np.minimum(textutil.code_points(text), 0x10000))
+    gone = codes >= _DROPPED_CODE
+    joined, kept, not_plain = KERNELS.plain_keys(text, table, bounds, _DROPPED_CODE)
+    assert joined == textutil.text_of_codes(codes[~gone])
+    assert kept.tolist() == (bounds - np.searchsorted(np.flatnonzero(gone), bounds)).tolist()
+    assert not_plain.tolist() == np.searchsorted(np.flatnonzero(codes == _NOT_PLAIN_CODE), bounds).tolist()
+
+
+@needs_kernels
+def test_plain_keys_wants_bounds_in_order_inside_the_text() -> None:
+    from curate.stages.repeated_lines import _DROPPED_CODE, _plain_codes
+
+    for bounds in ([2, 1], [-1], [6]):
+        with pytest.raises(ValueError, match="bounds"):
+            KERNELS.plain_keys("a，b\tc", _plain_codes(), np.array(bounds, np.int64), _DROPPED_CODE)
