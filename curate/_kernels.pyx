@@ -1926,15 +1926,20 @@ def mapped_text(str text not None, const uint32_t[::1] table not None, bint with
     cdef const void *data = PyUnicode_DATA(text)
     codes = np.empty(n, np.uint32)
     cdef uint32_t[::1] out = codes
+    cdef uint32_t bits = 0  # (every value's bits: above 0x10FFFF only if some value may be)
     if kind == PyUnicode_1BYTE_KIND:
         for i in range(n):
             out[i] = table[(<const uint8_t *>data)[i]]
+            bits |= out[i]
     elif kind == PyUnicode_2BYTE_KIND:
         for i in range(n):
             out[i] = table[(<const uint16_t *>data)[i]]
+            bits |= out[i]
     else:
         for i in range(n):
             out[i] = table[(<const uint32_t *>data)[i]]
+            bits |= out[i]
+    _check_code_points(bits, codes)
     mapped = PyUnicode_FromKindAndData(4, &out[0], n) if n else ""
     return (mapped, codes) if with_codes else mapped
 
@@ -1966,6 +1971,7 @@ def plain_keys(
     cdef _PlainCount count
     count.kept = 0
     count.not_plain = 0
+    count.bits = 0
     cdef Py_ssize_t at = 0, stop
     for b in range(m + 1):  # the characters up to the next bound, in the loop of their width
         stop = bounds[b] if b < m else n
@@ -1979,13 +1985,24 @@ def plain_keys(
         if b < m:
             kept_before[b] = count.kept
             not_plain_before[b] = count.not_plain
+    _check_code_points(count.bits, out[: count.kept])
     joined = PyUnicode_FromKindAndData(4, &kept_codes[0], count.kept) if count.kept else ""
     return joined, before, odd
+
+
+cdef int _check_code_points(uint32_t bits, object codes) except -1:
+    """A ValueError where a mapped value is no code point (a str made of it would be invalid:
+    `PyUnicode_FromKindAndData` does not check); `bits`, all the values or'd, tell most texts
+    apart at once."""
+    if bits > 0x10FFFF and np.asarray(codes).max(initial=0) > 0x10FFFF:
+        raise ValueError("a table maps a character to a value past U+10FFFF")
+    return 0
 
 
 cdef struct _PlainCount:
     Py_ssize_t kept
     Py_ssize_t not_plain
+    uint32_t bits  # the kept values or'd (`_check_code_points`)
 
 
 cdef inline void _plain_run(
@@ -1994,7 +2011,7 @@ cdef inline void _plain_run(
 ) noexcept nogil:
     """`plain_keys` over units[start:stop] (one storage width)."""
     cdef Py_ssize_t i, kept = count.kept, not_plain = count.not_plain
-    cdef uint32_t c, code
+    cdef uint32_t c, code, bits = count.bits
     for i in range(start, stop):
         c = units[i]
         if _Unit is uint32_t:
@@ -2003,8 +2020,10 @@ cdef inline void _plain_run(
         code = table[c]
         if code < dropped:
             out[kept] = code
+            bits |= code
             kept += 1
         elif code != dropped:
             not_plain += 1
     count.kept = kept
     count.not_plain = not_plain
+    count.bits = bits

@@ -155,7 +155,11 @@ class Rule:
             return matches_apart(self.pattern, self.branches, line, timeout, self.line_starts)
         if self.line_starts == (True,) and "\n" not in line:  # (at 0 or nowhere: `starts_lines`)
             m = self.pattern.match(line, timeout=timeout)
-            return [m] if m is not None and m.end() > m.start() else []
+            if m is None:
+                return []
+            if m.end() > m.start():
+                return [m]
+            # (an empty match: `finditer` tries again at 0 for a longer one, and so does this)
         return [m for m in self.pattern.finditer(line, timeout=timeout) if m.end() > m.start()]
 
     def value(self, match: Any) -> str:
@@ -1293,8 +1297,7 @@ def starts_lines(compiled: Any) -> bool:
         return False
     if compiled.flags & (regex.WORD | regex.REVERSE | regex.VERBOSE):
         return False
-    if "|" not in source:
-        return True
+    # (parsed even without a bar: a comment or flags may stand between `^` and a quantifier)
     parser = _TriggerParser(source, compiled.flags)
     try:
         parser.parse()

@@ -27,9 +27,10 @@ def text_hash(text: str) -> int:
     from its format 3). 8 bytes are plenty to tell texts apart and keep the state small.
 
     Compiled where built (`_kernels.text_hash`: read from the text's own storage, no encoded
-    copy). The BLAKE2b of the text's UTF-8 it replaced cost 70 ms for the 44,346 texts a run of
-    the benchmark hashes, most of it making a hash object and the UTF-8 a text (by hand)."""
-    compiled = _kernel("text_hash")
+    copy). The BLAKE2b of the text's UTF-8 it replaced, a hash object and an encoded copy a
+    text, took 67-68 ms for texts of the sizes a run of the benchmark hashes (44,346, 7.4 M
+    characters), the kernel 9.3-9.5 ms (by hand)."""
+    compiled = _kernel("text_hash") if type(text) is str else None  # (the kernel takes a str)
     if compiled is not None:
         return compiled(text)
     import xxhash
@@ -42,7 +43,7 @@ def span_hashes(text: str, spans: Any) -> list[int]:
     (n, 2), or pairs), without the slices where compiled."""
     import numpy as np
 
-    compiled = _kernel("span_hashes") if isinstance(spans, np.ndarray) else None
+    compiled = _kernel("span_hashes") if isinstance(spans, np.ndarray) and type(text) is str else None
     if compiled is not None:
         return compiled(text, np.ascontiguousarray(spans, dtype=np.int64).reshape(-1, 2))
     pairs = spans.tolist() if isinstance(spans, np.ndarray) else spans
@@ -168,7 +169,8 @@ def mapped_text(text: str, table: Any, with_codes: bool = False) -> Any:
     `text_of_codes` (its specification)."""
     import numpy as np
 
-    compiled = _kernel("mapped_text") if table.dtype == np.uint32 and table.flags.c_contiguous else None
+    usable = type(text) is str and table.dtype == np.uint32 and table.flags.c_contiguous
+    compiled = _kernel("mapped_text") if usable else None
     if compiled is not None:
         return compiled(text, table, with_codes)
     codes = table[code_points(text)]

@@ -537,15 +537,10 @@ def blake2b_hashes(texts: bytes) -> np.ndarray:
     )
 
 
-@pytest.mark.parametrize("index_format", [1, 2, 99])
-def test_an_index_of_format_1_or_2_serves_one_of_an_unknown_format_does_not(
-    tmp_path: Path, index_format: int
-) -> None:
-    """Format 2 added the band tables and the texts' frames: an index of format 1 (neither) is
-    read as before. Format 3 hashes paragraph texts by XXH3 where 1 and 2 hashed them by
-    BLAKE2b: an index of either serves the same decision, its paragraphs' signatures computed
-    anew rather than found by their hash. One of a format this curate does not know is not
-    used, with a warning."""
+def index_of_format(tmp_path: Path, index_format: int) -> tuple[Path, Path]:
+    """A version holding old-a (three paragraphs), and a copy whose index is written as one of
+    `index_format` would be (format 3's file without band tables or frames, and, for formats 1
+    and 2, BLAKE2b's paragraph hashes)."""
     _, context = run([document("old-a.txt", [OWN["a"][0], SHARED, OWN["a"][1]])])
     parent = write_version(tmp_path / "v3", context)
     with np.load(parent / "index" / INDEX_NAME) as index:
@@ -555,10 +550,41 @@ def test_an_index_of_format_1_or_2_serves_one_of_an_unknown_format_does_not(
     arrays["params"] = np.array([json.dumps({**params, "format": index_format}, sort_keys=True)])
     texts = lz4.frame.decompress(arrays.pop(PARA_TEXT))
     assert arrays["para_hash"].tolist() == [text_hash(t) for t in texts.decode().split("\n")]
-    arrays["para_hash"] = blake2b_hashes(texts)
-    earlier = tmp_path / "v1"
+    if index_format < 3:
+        arrays["para_hash"] = blake2b_hashes(texts)
+    earlier = tmp_path / f"v{index_format}-copy"
     (earlier / "index").mkdir(parents=True)
     np.savez_compressed(earlier / "index" / INDEX_NAME, para_text=np.frombuffer(texts, np.uint8), **arrays)
+    return parent, earlier
+
+
+def test_rows_of_an_index_before_format_3_written_again_are_hashed_anew(tmp_path: Path) -> None:
+    """A run whose own rows outnumber an old index's merges them into its file, of format 3:
+    their hashes there are XXH3's, so the run after finds them by hash again."""
+    _, earlier = index_of_format(tmp_path, 2)
+    lead = "这是一篇新稿件的导语，介绍夜班公交开通后的反响。"
+    _, context = run([document("new-b.txt", [*OWN["b"], lead, "市民纷纷表示，夜班公交让晚归的人多了一个安全的选择。"])], parent=earlier)
+    written = write_version(tmp_path / "v4", context)
+    with np.load(written / "index" / INDEX_NAME) as index:
+        assert json.loads(str(index["params"][0]))["format"] == 3
+        assert "base" not in index.files  # (old-a's rows were written again, not referred to)
+    merged = whole_index(written)
+    assert len(merged.texts) == 7
+    assert merged.arrays["para_hash"].tolist() == [text_hash(merged.texts[r]) for r in range(7)]
+    _, context_2 = run([document("old-a.txt", [OWN["a"][0], SHARED, OWN["a"][1]])], parent=written)
+    assert context_2.state["dedup"]["signatures_reused"] == 3
+
+
+@pytest.mark.parametrize("index_format", [1, 2, 99])
+def test_an_index_of_format_1_or_2_serves_one_of_an_unknown_format_does_not(
+    tmp_path: Path, index_format: int
+) -> None:
+    """Format 2 added the band tables and the texts' frames: an index of format 1 (neither) is
+    read as before. Format 3 hashes paragraph texts by XXH3 where 1 and 2 hashed them by
+    BLAKE2b: an index of either serves the same decision, its paragraphs' signatures computed
+    anew rather than found by their hash. One of a format this curate does not know is not
+    used, with a warning."""
+    parent, earlier = index_of_format(tmp_path, index_format)
 
     def next_run(parent: Path) -> tuple[list[Document], RunContext]:
         new_c = document("new-c.txt", ["这是一篇新稿件的导语，介绍夜班公交开通后的反响。", SHARED])

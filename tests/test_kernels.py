@@ -947,3 +947,34 @@ def test_plain_keys_wants_bounds_in_order_inside_the_text() -> None:
     for bounds in ([2, 1], [-1], [6]):
         with pytest.raises(ValueError, match="bounds"):
             KERNELS.plain_keys("a，b\tc", _plain_codes(), np.array(bounds, np.int64), _DROPPED_CODE)
+
+
+
+def test_str_subclasses_take_the_python_paths() -> None:
+    """The kernels take a `str` only: a subclass (numpy's `str_`) is hashed and mapped by the
+    Python paths, to the same values."""
+    from curate import t2s, textutil
+
+    text = "這是一個測試，" * 20
+    sub = np.str_(text)
+    assert textutil.text_hash(sub) == textutil.text_hash(text)
+    spans = np.array([[0, 5], [3, 40]], np.int64)
+    assert textutil.span_hashes(sub, spans) == textutil.span_hashes(text, spans)
+    table = REMAPPING_TABLES[0]
+    assert textutil.mapped_text(sub, table) == textutil.mapped_text(text, table)
+    assert t2s.convert(sub) == t2s.convert(text) != text
+
+
+@needs_kernels
+def test_mapped_text_refuses_a_value_past_the_last_code_point() -> None:
+    from curate.stages.repeated_lines import _DROPPED_CODE
+
+    table = np.arange(0x110000, dtype=np.uint32)
+    table[ord("b")] = 0x110000
+    with pytest.raises(ValueError, match="U\\+10FFFF"):
+        KERNELS.mapped_text("abc", table)
+    assert KERNELS.mapped_text("ac", table) == "ac"
+    plain = np.arange(0x10001, dtype=np.uint32)
+    plain[ord("b")] = 0x110000
+    with pytest.raises(ValueError, match="U\\+10FFFF"):
+        KERNELS.plain_keys("abc", plain, np.zeros(0, np.int64), _DROPPED_CODE)

@@ -126,6 +126,8 @@ PATTERNS = [
         (r"^a", regex.MULTILINE | regex.VERBOSE, False),
         (r"^a", regex.MULTILINE | regex.REVERSE, False),
         (r"^a{|b", regex.MULTILINE, False),  # not a pattern the parser knows
+        (r"^(?#c)*a", regex.MULTILINE, False),  # a comment between `^` and its quantifier
+        (r"^(?i)?a", regex.MULTILINE, False),  # ... or flags
     ],
 )
 def test_a_pattern_starts_lines_when_it_opens_with_a_caret(pattern: str, flags: int, starts: bool) -> None:
@@ -236,3 +238,23 @@ def test_the_packs_rules_that_start_lines_find_what_their_patterns_find() -> Non
     # where `^` starts other lines too: the rules' own examples after another line
     lines += [rng.choice(lines) + "\n" + rng.choice(examples) for _ in range(500)]
     assert_rules_find_what_their_patterns_find(starting, lines)
+
+
+def inline_rule(pattern: regex.Pattern) -> rules.Rule:
+    return rules.Rule(
+        id="test", description="", scope="inline", action="remove", source=pattern.pattern,
+        pattern=pattern, pack="test", file="test.toml", kind="test", reason="",
+        line_starts=(starts_lines(pattern),),
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from([r"^(?:|ab)", r"^a*?", r"^\p{Han}*?", r"^a+b?", r"^(?=a)", r"^\s*中+", r"^(?#c)*a", r"^(?#c)?a"]),
+    st.text(alphabet="ab中 \n", max_size=12),
+)
+def test_a_whole_pattern_that_starts_lines_finds_what_it_finds_searched(pattern: str, line: str) -> None:
+    """`Rule.iter_inline` matching at 0 a pattern that starts lines: an empty match there
+    leaves the line to `finditer` (which tries again at 0 for a longer one)."""
+    p = compiled(pattern)
+    assert seen(p, inline_rule(p).iter_inline(line)) == seen(p, by_pattern(p, line))

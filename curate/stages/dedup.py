@@ -101,7 +101,14 @@ from curate import lsh_params, minhash
 from curate.config import setting
 from curate.document import DUPLICATE, Change, Document, Flag, source_breaks
 from curate.stages.base import CorpusStage, StageSettings, Streamed, defer_artifact
-from curate.textutil import CLOSERS, SENTENCE_END, paragraph_spans, sentence_spans, span_hashes
+from curate.textutil import (
+    CLOSERS,
+    SENTENCE_END,
+    paragraph_spans,
+    sentence_spans,
+    span_hashes,
+    text_hash,
+)
 from curate.version import file_sha256, read_manifest
 
 INDEX_NAME = "dedup-index.npz"
@@ -109,8 +116,9 @@ INDEX_NAME = "dedup-index.npz"
 # hashes by XXH3 (`textutil.text_hash`).
 INDEX_FORMAT = 3
 # The formats an index is read in (1: as if it had no band tables). Formats 1 and 2 hashed a
-# paragraph's text by BLAKE2b: no paragraph of theirs is found by a run's hash (their signatures
-# are computed anew for the same text, the one thing the hashes serve; the decision is the same).
+# paragraph's text by BLAKE2b: no paragraph of a file of theirs is found by a run's hash (their
+# signatures are computed anew for the same text, the one thing the hashes serve; the decision
+# is the same); a row of theirs that a run writes again into its own file is hashed anew.
 _READ_FORMATS = (1, 2, 3)
 PARA_TEXT = "para_text.lz4"  # the member holding the paragraph texts (`_Npz.text`)
 PARA_TEXT_FRAMES = "para_text_frames"  # ... where its frames end: (byte, row) a frame
@@ -2868,7 +2876,9 @@ class _Engine:
         return _IndexBlock(
             spans=np.array([(p.start, p.end) for p in paras], np.int64).reshape(-1, 2),
             cf=np.array([(p.cf0, p.cf1) for p in paras], np.int64).reshape(-1, 2),
-            hashes=[p.text_hash for p in paras],
+            # (hashed again: a row of an index before format 3 holds BLAKE2b's hash, and this
+            # file is of format 3; the text is at hand, and XXH3 costs about 1 ns a character)
+            hashes=[text_hash(p.text) for p in paras],
             para_sigs=_stack([p.sig for p in paras], self.s.num_perm),
             texts=[p.text for p in paras],
             win_counts=[len(p.windows) for p in paras],
