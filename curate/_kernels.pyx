@@ -1921,27 +1921,31 @@ def mapped_text(str text not None, const uint32_t[::1] table not None, bint with
     if table.shape[0] < 0x110000:
         raise ValueError(f"a table of {table.shape[0]} code points, 0x110000 expected")
     __Pyx_PyUnicode_READY(text)
-    cdef Py_ssize_t n = len(text), i
+    cdef Py_ssize_t n = len(text)
     cdef int kind = PyUnicode_KIND(text)
     cdef const void *data = PyUnicode_DATA(text)
     codes = np.empty(n, np.uint32)
     cdef uint32_t[::1] out = codes
-    cdef uint32_t bits = 0  # (every value's bits: above 0x10FFFF only if some value may be)
+    cdef uint32_t bits  # (every value's bits: above 0x10FFFF only if some value may be)
     if kind == PyUnicode_1BYTE_KIND:
-        for i in range(n):
-            out[i] = table[(<const uint8_t *>data)[i]]
-            bits |= out[i]
+        bits = _mapped_run(<const uint8_t *>data, n, &table[0], &out[0])
     elif kind == PyUnicode_2BYTE_KIND:
-        for i in range(n):
-            out[i] = table[(<const uint16_t *>data)[i]]
-            bits |= out[i]
+        bits = _mapped_run(<const uint16_t *>data, n, &table[0], &out[0])
     else:
-        for i in range(n):
-            out[i] = table[(<const uint32_t *>data)[i]]
-            bits |= out[i]
+        bits = _mapped_run(<const uint32_t *>data, n, &table[0], &out[0])
     _check_code_points(bits, codes)
     mapped = PyUnicode_FromKindAndData(4, &out[0], n) if n else ""
     return (mapped, codes) if with_codes else mapped
+
+
+cdef inline uint32_t _mapped_run(const _Unit *units, Py_ssize_t n, const uint32_t *table, uint32_t *out) noexcept nogil:
+    """`mapped_text` over units[:n] (one storage width); returns the values or'd."""
+    cdef Py_ssize_t i
+    cdef uint32_t bits = 0
+    for i in range(n):
+        out[i] = table[units[i]]
+        bits |= out[i]
+    return bits
 
 
 def plain_keys(
