@@ -1448,11 +1448,13 @@ class TriggerIndex:
         _memo("rule-requirements").save()
         _memo("rule-fold-table").save()
 
-    def _pairs(self) -> tuple[Any, Any, Any]:
+    def _pairs(self) -> tuple[Any, ...]:
         """numpy tables that find the starts: code point -> row (first character of a start, as
-        the row's offset in `table`) and column (second character); `table[row + column]` tells
-        whether that pair starts some trigger. Characters in no start get the last, empty row or
-        column. Built on first use."""
+        the row's offset in `slots`) and column (second character); `slots[row + column]` is
+        the pair's slot, -1 where no trigger starts with that pair. Characters in no start get
+        the last, empty row or column. Slot s holds the triggers triggers[bounds[s]:bounds[s +
+        1]] (`starts`' lists one after the other), trigger t the code points
+        codes[code_bounds[t]:code_bounds[t + 1]]. Built on first use."""
         if self._pair_tables is None:
             import numpy as np
 
@@ -1463,10 +1465,17 @@ class TriggerIndex:
             rows[[ord(c) for c in firsts]] = np.arange(len(firsts), dtype=np.int32) * width
             columns = np.full(0x110000, len(seconds), dtype=np.int32)
             columns[[ord(c) for c in seconds]] = np.arange(len(seconds), dtype=np.int32)
-            table = np.zeros((len(firsts) + 1) * width, dtype=bool)
-            for start in self.starts:
-                table[rows[ord(start[0])] + columns[ord(start[1])]] = True
-            self._pair_tables = (rows, columns, table)
+            slots = np.full((len(firsts) + 1) * width, -1, dtype=np.int32)
+            triggers = tuple(t for pair_triggers in self.starts.values() for t in pair_triggers)
+            bounds = [0]
+            for slot, (start, pair_triggers) in enumerate(self.starts.items()):
+                slots[rows[ord(start[0])] + columns[ord(start[1])]] = slot
+                bounds.append(bounds[-1] + len(pair_triggers))
+            code_bounds = np.cumsum([0, *map(len, triggers)], dtype=np.int64)
+            codes = np.array([ord(c) for t in triggers for c in t], dtype=np.uint32)
+            self._pair_tables = (
+                rows, columns, slots, np.array(bounds, np.int32), codes, code_bounds, triggers,
+            )  # fmt: skip
         return self._pair_tables
 
     def may_match(self, rule_id: str, line: str) -> bool:
@@ -1509,22 +1518,11 @@ class TriggerIndex:
         offsets = [0]
         for text in texts:
             offsets.append(offsets[-1] + len(text) + 1)
-        positions: list[dict[str, list[int]]] = [{} for _ in texts]
-        if self.starts and len(codes) > 1:
-            rows, columns, table = self._pairs()
-            places = _pair_places(codes, rows, columns, table)
-            starts = self.starts
-            k = 0  # the text the places are in
-            for p in places.tolist():
-                while p >= offsets[k + 1]:
-                    k += 1
-                for trigger in starts[folded[p : p + 2]]:
-                    if folded.startswith(trigger, p):
-                        found = positions[k].get(trigger)
-                        if found is None:
-                            positions[k][trigger] = [p - offsets[k]]
-                        else:
-                            found.append(p - offsets[k])
+        positions = (
+            _trigger_positions(self, folded, codes, offsets)
+            if self.starts
+            else [{} for _ in texts]
+        )
         hits = []
         by_trigger = self.by_trigger
         for k, text in enumerate(texts):
@@ -1539,27 +1537,51 @@ class TriggerIndex:
         return hits
 
 
-def _pair_places(codes: Any, rows: Any, columns: Any, table: Any) -> Any:
-    """Where in `codes` two characters may start a trigger (`TriggerIndex._pairs`): one
-    compiled pass where the extension is built, else numpy's gathers (its specification)."""
+def _trigger_positions(
+    index: TriggerIndex, folded: str, codes: Any, offsets: list[int]
+) -> list[dict[str, list[int]]]:
+    """Where each trigger of two characters or more (`TriggerIndex.starts`) starts in each of
+    the texts `folded` joins (text k from offsets[k]; `codes`: its code points), as {trigger:
+    [starts in the text]}: one compiled pass where the extension is built, else numpy finds
+    the pairs that may start one and Python compares the triggers there (the specification).
+    """
     import numpy as np
 
-    compiled = _compiled_pair_places()
-    if compiled is None or codes.dtype != np.uint32 or not codes.flags.c_contiguous:
-        return np.flatnonzero(table[rows[codes[:-1]] + columns[codes[1:]]])
-    return compiled(codes, rows, columns, table.view(np.uint8))
+    rows, columns, slots, bounds, trigger_codes, code_bounds, triggers = index._pairs()
+    compiled = _compiled_trigger_positions()
+    if compiled is not None and codes.dtype == np.uint32 and codes.flags.c_contiguous:
+        return compiled(
+            codes, rows, columns, slots, bounds, trigger_codes, code_bounds, triggers,
+            np.array(offsets, dtype=np.int64),
+        )  # fmt: skip
+    positions: list[dict[str, list[int]]] = [{} for _ in offsets[1:]]
+    if len(codes) < 2:
+        return positions
+    starts = index.starts
+    k = 0  # the text the places are in
+    for p in np.flatnonzero(slots[rows[codes[:-1]] + columns[codes[1:]]] >= 0).tolist():
+        while p >= offsets[k + 1]:
+            k += 1
+        for trigger in starts[folded[p : p + 2]]:
+            if folded.startswith(trigger, p):
+                found = positions[k].get(trigger)
+                if found is None:
+                    positions[k][trigger] = [p - offsets[k]]
+                else:
+                    found.append(p - offsets[k])
+    return positions
 
 
 @cache
-def _compiled_pair_places() -> Any:
-    """`_kernels.pair_places`, or None where the extension was not built (it is optional at
-    install). Imported when first asked for: it imports numpy, which `curate.rules` leaves
+def _compiled_trigger_positions() -> Any:
+    """`_kernels.trigger_positions`, or None where the extension was not built (it is optional
+    at install). Imported when first asked for: it imports numpy, which `curate.rules` leaves
     until a scan needs it."""
     try:
-        from curate._kernels import pair_places
+        from curate._kernels import trigger_positions
     except ImportError:
         return None
-    return pair_places
+    return trigger_positions
 
 
 # Joins the texts `TriggerIndex.locate_many` scans together (a noncharacter; a trigger holding
@@ -1580,6 +1602,12 @@ class TriggerHits:
     line). A spelling counts for a line only if it lies wholly inside it, so a trigger that spans
     a line break (or holds a newline) counts for no line.
     """
+
+    # (one made per document the boilerplate stage reads, and read for every rule it tries)
+    __slots__ = (
+        "index", "text", "folded", "rules", "_spans", "_singles", "_positions", "_starts", "_ends",
+        "_by_string", "_by_rule",
+    )  # fmt: skip
 
     def __init__(
         self,

@@ -518,30 +518,77 @@ def test_bigram_surprise_of_tables_of_other_types_is_numpys() -> None:
     assert got.tobytes() == small._surprise_of_ids_numpy(batch.ids, batch.starts[:-1]).tobytes()
 
 
-@needs_kernels
-@given(st.text(alphabet=st.sampled_from(list("记者编辑来源责任原文链接本报讯，。 \n\uffff") + ["\U00020000"]), max_size=150))
-@settings(max_examples=300, deadline=None)
-def test_trigger_pair_places_are_the_same(text: str) -> None:
-    # The places where two characters may start a trigger of the shipped rules, in the folded
-    # text as `TriggerIndex.locate_many` scans it (texts joined by U+FFFF).
+# Characters of the shipped rules' triggers, some of their variants (folded to them), and others.
+TRIGGER_ALPHABET = list("记者編輯编辑來源来源责任原文链接本报讯免责声明扫一扫版权所有，。：:© \n\uffff") + ["\U00020000"]
+
+
+def joined_for_scan(texts: list[str]) -> tuple[str, np.ndarray, list[int]]:
+    """The texts as `TriggerIndex.locate_many` scans them: folded, joined by U+FFFF, with
+    their code points and each text's start."""
+    from itertools import accumulate
+
     from curate import rules
-    from curate.textutil import code_points
+
+    folded, codes = rules.mapped_text(rules._JOINER.join(texts), rules._fold_codes(), with_codes=True)
+    return folded, codes, list(accumulate((len(t) + 1 for t in texts), initial=0))
+
+
+@needs_kernels
+@given(st.lists(st.text(alphabet=st.sampled_from(TRIGGER_ALPHABET), max_size=100), min_size=1, max_size=4))
+@settings(max_examples=300, deadline=None)
+def test_trigger_positions_are_the_same(texts: list[str]) -> None:
+    # Where the shipped rules' longer triggers start in each text: the kernel (uint32 codes)
+    # and the Python loop over numpy's places (any other dtype), dicts in the same order.
+    from curate import rules
 
     index = shipped_trigger_index()
-    rows, columns, table = index._pairs()
-    codes = rules._fold_codes()[code_points(text)]
-    got = rules._pair_places(codes, rows, columns, table)
-    want = np.flatnonzero(table[rows[codes[:-1]] + columns[codes[1:]]])
-    assert got.tolist() == want.tolist()
+    folded, codes, offsets = joined_for_scan(texts)
+    got = rules._trigger_positions(index, folded, codes, offsets)
+    want = rules._trigger_positions(index, folded, codes.astype(np.int64), offsets)
+    assert got == want
+    assert [list(found) for found in got] == [list(found) for found in want]
+
+
+def test_trigger_positions_find_each_trigger_where_it_starts() -> None:
+    # Every trigger of two characters or more, twice in its text: found at both places (the
+    # second spelt with its first character's variant where it has one), and every position
+    # given starts its trigger, in either computation.
+    from curate import rules
+
+    index = shipped_trigger_index()
+    variant = {"记": "記", "编": "編", "来": "來"}
+    triggers = [t for pair_triggers in index.starts.values() for t in pair_triggers]
+    assert len(triggers) > 50
+    texts = [f"x{t}y{variant.get(t[0], t[0])}{t[1:]}" for t in triggers]
+    folded, codes, offsets = joined_for_scan(texts)
+    for as_given in (codes, codes.astype(np.int64)):
+        found = rules._trigger_positions(index, folded, as_given, offsets)
+        for k, trigger in enumerate(triggers):
+            assert found[k][trigger] == [1, len(trigger) + 2]
+            for other, starts in found[k].items():
+                assert all(folded.startswith(other, offsets[k] + p) for p in starts)
 
 
 @needs_kernels
-def test_trigger_pair_places_reject_code_points_past_the_tables() -> None:
-    table = np.array([0, 1, 0, 1], dtype=np.uint8)
-    rows, columns = np.array([0, 2], dtype=np.int32), np.array([0, 1], dtype=np.int32)
-    assert KERNELS.pair_places(np.array([1, 1, 0, 1], dtype=np.uint32), rows, columns, table).tolist() == [0, 2]
+def test_trigger_positions_reject_what_does_not_fit() -> None:
+    # Tables of code points 0-2 with one slot: the pair (1, 1) starts the trigger [1, 1, 2].
+    rows, columns = np.array([2, 0, 2], dtype=np.int32), np.array([1, 0, 1], dtype=np.int32)
+    slots, bounds = np.array([0, -1, -1, -1], dtype=np.int32), np.array([0, 1], dtype=np.int32)
+    codes_of, code_bounds = np.array([1, 1, 2], dtype=np.uint32), np.array([0, 3], dtype=np.int64)
+
+    def scan(codes: list[int], offsets: list[int], trigger_bounds: np.ndarray = code_bounds) -> list[dict]:
+        return KERNELS.trigger_positions(
+            np.array(codes, dtype=np.uint32), rows, columns, slots, bounds, codes_of, trigger_bounds,
+            ("t",), np.array(offsets, dtype=np.int64),
+        )  # fmt: skip
+
+    assert scan([1, 1, 2, 0, 1, 1, 2, 1, 1], [0, 4, 10]) == [{"t": [0]}, {"t": [0]}]
     with pytest.raises(IndexError):
-        KERNELS.pair_places(np.array([1, 2], dtype=np.uint32), rows, columns, table)
+        scan([1, 3], [0, 3])  # code point 3: past the tables
+    with pytest.raises(ValueError):
+        scan([1, 1, 2], [0, 2])  # the codes go past the last offset
+    with pytest.raises(ValueError):
+        scan([1, 1, 2], [0, 4], np.array([0, 4], dtype=np.int64))  # a trigger past its codes
 
 
 def shipped_trigger_index():
