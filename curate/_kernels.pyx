@@ -1421,6 +1421,41 @@ def first_member(str text not None, bytes table not None, Py_ssize_t start=0):
     return _first_start_in(text, <const uint8_t *><const char *>table, len(table), NULL, 0, start)
 
 
+cdef Py_ssize_t _count_members(
+    const _Unit *chars, Py_ssize_t start, Py_ssize_t n, const uint8_t *table, Py_ssize_t size, Py_ssize_t *stop
+) noexcept nogil:
+    """`count_members` over one storage width: `stop` the first character past the table, -1."""
+    cdef Py_ssize_t i, count = 0
+    cdef uint32_t c
+    for i in range(start, n):
+        c = chars[i]
+        if c >= size:
+            stop[0] = i
+            return count
+        count += table[c] != 0
+    stop[0] = -1
+    return count
+
+
+def count_members(str text not None, bytes table not None, Py_ssize_t start=0):
+    """`textutil.CharClass.count`'s loop: (how many characters of `text` from `start` on have
+    byte table[c] set for their code point c, up to the first character past the table; that
+    character's index, -1 if there is none), reading the text's own buffer."""
+    cdef void *data
+    cdef unsigned int kind = _storage(text, &data)
+    cdef Py_ssize_t n = len(text), stop = -1, count, size = len(table)
+    cdef const uint8_t *bits = <const uint8_t *><const char *>table
+    if start < 0:
+        start = 0
+    if kind == PyUnicode_1BYTE_KIND:
+        count = _count_members(<const uint8_t *>data, start, n, bits, size, &stop)
+    elif kind == PyUnicode_2BYTE_KIND:
+        count = _count_members(<const uint16_t *>data, start, n, bits, size, &stop)
+    else:
+        count = _count_members(<const uint32_t *>data, start, n, bits, size, &stop)
+    return count, stop
+
+
 def first_pair(str text not None, const uint8_t[::1] firsts, const uint8_t[::1] pairs, int shift, Py_ssize_t start=0):
     """`textutil.PairStarts.search`'s scan: the index of the first character of `text` from
     `start` on that may begin one of the pairs (`firsts[c]` set for it, and the bit of its

@@ -227,14 +227,17 @@ class CharClass:
             self._table = _bmp_members(self.pattern.pattern, self.pattern.flags)
         return self._table
 
+    def _scanned_table(self) -> bytes:
+        """The table as the compiled loops read it."""
+        if self._scanned is None:
+            self._scanned = self.table().tobytes()
+        return self._scanned
+
     def first(self, text: str, start: int = 0) -> int:
         """The index of the first character of the class in `text` from `start` on, -1 if none."""
         scan = _kernel("first_member")
         if scan is not None and type(text) is str:  # (the loop reads a str's own buffer)
-            table = self._scanned
-            if table is None:
-                table = self._scanned = self.table().tobytes()
-            found = scan(text, table, start)
+            found = scan(text, self._scanned_table(), start)
             if found >= -1:
                 return found
             start = -2 - found  # a character beyond the table: the pattern decides from there
@@ -243,6 +246,23 @@ class CharClass:
 
     def found_in(self, text: str) -> bool:
         return self.first(text) >= 0
+
+    def count(self, text: str) -> int:
+        """How many characters of `text` are in the class: `len(pattern.findall(text))`, without
+        the list of one-character strings (by the compiled loop where built; a character beyond
+        the table is matched by the pattern)."""
+        scan = _kernel("count_members")
+        if scan is None or type(text) is not str:
+            return len(self.pattern.findall(text))
+        table = self._scanned_table()
+        total, start = 0, 0
+        while True:
+            found, stop = scan(text, table, start)
+            total += found
+            if stop < 0:
+                return total
+            total += self.pattern.match(text, stop) is not None
+            start = stop + 1
 
     def search(self, pattern: re.Pattern[str], text: str) -> re.Match[str] | None:
         """`pattern.search(text)`, for a pattern whose every match starts with a character of

@@ -184,7 +184,7 @@ class OldPunctuation(Punctuation):
         if not OLD_CANDIDATE.search(text):
             return
         cjk = (len(text.encode("utf-8", "surrogatepass")) - len(text)) // 2
-        if cjk < self.settings.min_han_share * (cjk + len(punctuation_module.LATIN_LETTER.findall(text))):
+        if cjk < self.settings.min_han_share * (cjk + len(punctuation_module.ASCII_LETTERS.pattern.findall(text))):
             return
         doc.apply(self.name, self.old_changes(text))
 

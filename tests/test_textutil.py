@@ -52,6 +52,7 @@ def _char_classes() -> dict[str, CharClass]:
         "dropped": fixer._dropped_chars,
         "invisible": stage._some_chars,
         "punctuation marks": punctuation_module.CANDIDATE_START,
+        "ascii letters": punctuation_module.ASCII_LETTERS,
         "han or ideographic space": CharClass(re.compile(f"[{HAN_RANGES}\u3000]")),
     }
 
@@ -86,6 +87,39 @@ def test_char_class_finds_where_its_pattern_finds(text: str, start: int, name: s
     want = -1 if found is None else found.start()
     assert _first_both_ways(chars, text, start) == (want, want)
     assert chars.found_in(text) == (chars.pattern.search(text) is not None)
+
+
+def _count_both_ways(chars: CharClass, text: str) -> tuple[int, int]:
+    """(with the compiled loop, with the pattern alone) of `chars.count(text)`."""
+    compiled = chars.count(text)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(textutil, "_kernel", lambda name: None)
+        alone = chars.count(text)
+    return compiled, alone
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(st.sampled_from(ALPHABET), max_size=40), st.sampled_from(sorted(CLASSES)))
+def test_char_class_counts_what_its_pattern_finds(text: str, name: str) -> None:
+    chars = CLASSES[name]
+    want = len(chars.pattern.findall(text))
+    assert _count_both_ways(chars, text) == (want, want)
+
+
+@pytest.mark.parametrize(
+    ("text", "name", "want"),
+    [
+        ("中\U00020000文\U0001f600中", "han or ideographic space", 4),  # one beyond the BMP is one
+        ("\U00020000" * 3, "han or ideographic space", 3),  # every one
+        ("中\U0001f600\u200b\U000f0000", "invisible", 2),  # a private-use one beyond the BMP is one
+        ("x" * 5000 + "\u00e9", "ascii letters", 5000),  # a text of one byte a character
+        ("中" * 5000 + "ab", "ascii letters", 2),  # two
+        ("\U00020000" * 3 + "a\u00e9", "ascii letters", 1),  # four
+        ("", "ascii letters", 0),
+    ],
+)
+def test_char_class_counts_in_texts_of_every_width(text: str, name: str, want: int) -> None:
+    assert _count_both_ways(CLASSES[name], text) == (want, want)
 
 
 # Patterns searched from the first character of a class their matches start with, and the

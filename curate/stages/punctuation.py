@@ -59,7 +59,7 @@ PROTECTED = re.compile(
     r"(?:https?|ftp)://[^\s，。；：！？（）《》“”、]+|www\.[!-~]+"
     r"|[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"
 )
-LATIN_LETTER = re.compile(r"[A-Za-z]")
+ASCII_LETTERS = CharClass(re.compile(r"[A-Za-z]"))  # (counted: `CharClass.count`)
 DIGITS = "0123456789"
 # Rounds over the pairs (one per level of nesting, or per pair of a chain each waiting for the
 # next), and over pairs and marks (while a conversion gives one of them Chinese context). Real
@@ -95,7 +95,7 @@ class Punctuation(DocumentStage):
             return
         # Han (and other CJK) characters are 3 bytes in UTF-8: a C-speed estimate of their count.
         cjk = (len(text.encode("utf-8", "surrogatepass")) - len(text)) // 2
-        if cjk < self.settings.min_han_share * (cjk + len(LATIN_LETTER.findall(text))):
+        if cjk < self.settings.min_han_share * (cjk + ASCII_LETTERS.count(text)):
             return
         doc.apply(self.name, self.changes(text))
 
