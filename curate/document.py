@@ -32,10 +32,11 @@ try:  # the compiled loops (curate/_kernels.pyx), built by the install
     from curate._kernels import packed_text as _compiled_packed_text
     from curate._kernels import source_from_breaks as _compiled_from_breaks
     from curate._kernels import source_map as _compiled_source_map
+    from curate._kernels import texts_size as _compiled_texts_size
     from curate._kernels import unpacked_text as _compiled_unpacked_text
 except ImportError:  # no C compiler was there: numpy does the same
     _compiled_source_map = _compiled_from_breaks = _compiled_packed_source = None
-    _compiled_packed_text = _compiled_unpacked_text = None
+    _compiled_packed_text = _compiled_unpacked_text = _compiled_texts_size = None
 
 # Source positions are 4-byte ints: half the memory of "l", and documents are far below 2**31.
 SRC_TYPE = "i"
@@ -391,11 +392,14 @@ class Document:
         texts, and a fixed share per object. What a spill that keeps it as it is counts against
         its budget (`curate.engine.Spill`). A bound, not a measure: at least what `tracemalloc`
         finds a document to hold, and at most about three times it (tested)."""
-        size = _OBJECT_SIZE + sys.getsizeof(self.text) + self._src.itemsize * len(self._src)
+        size = _OBJECT_SIZE + self._src.itemsize * len(self._src) + _PART_SIZE * (len(self.edits) + len(self.flags))
+        if _compiled_texts_size is not None and type(self.text) is str:
+            return size + _compiled_texts_size(self.text, self.edits, self.flags, _ASCII_HEADER, _STR_HEADER)
+        size += sys.getsizeof(self.text)
         for edit in self.edits:
-            size += _PART_SIZE + sys.getsizeof(edit.before) + sys.getsizeof(edit.after)
+            size += sys.getsizeof(edit.before) + sys.getsizeof(edit.after)
         for flag in self.flags:
-            size += _PART_SIZE + sys.getsizeof(flag.text)
+            size += sys.getsizeof(flag.text)
         return size
 
     def reconstruct_input(self) -> str:
@@ -424,6 +428,9 @@ class Document:
 # and for each edit or flag (its slots, numbers and reason).
 _OBJECT_SIZE = 2500
 _PART_SIZE = 400
+# What `sys.getsizeof` adds to a string's characters (and its ending zero): ASCII, other.
+_ASCII_HEADER = sys.getsizeof("") - 1
+_STR_HEADER = sys.getsizeof("\u00e9") - 2
 
 # ------------------------------------------------------------------ pickled
 # Documents are pickled at every hand-over between processes. Pickle writes a `str` as UTF-8

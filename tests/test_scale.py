@@ -1086,6 +1086,22 @@ def test_a_documents_memory_size_is_at_least_what_it_holds(tmp_path):
         tracemalloc.stop()
 
 
+def test_a_documents_memory_size_is_the_same_compiled_or_not(tmp_path, monkeypatch):
+    # The compiled sum of its strings' sizes is what `sys.getsizeof` gives them (strings fresh
+    # from a pickle: no UTF-8 copy of themselves, which `getsizeof` would count).
+    import pickle
+
+    from curate import document
+
+    docs = list(LocalEngine(workers=1).execute(iter(_built_documents()), _real_pipeline(tmp_path)))
+    fresh = [pickle.loads(pickle.dumps(doc, pickle.HIGHEST_PROTOCOL)) for doc in docs]
+    assert document._compiled_texts_size is not None  # (built by `make setup`)
+    assert any(doc.edits for doc in fresh) and any(doc.flags for doc in fresh)
+    compiled = [doc.memory_size() for doc in fresh]
+    monkeypatch.setattr(document, "_compiled_texts_size", None)
+    assert [doc.memory_size() for doc in fresh] == compiled
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 @pytest.mark.parametrize("spill_memory_mb", [0, 0.05])
 def test_spilling_to_disk_gives_what_holding_in_memory_gives(tmp_path, spill_memory_mb, workers):
