@@ -12,6 +12,8 @@ import pickle
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opencc import OpenCC
 
 from curate import config as config_module
@@ -420,3 +422,35 @@ def test_batched_stage_equals_one_document_at_a_time() -> None:
             (batched[i].text, batched[i].edits, batched[i].flags, batched[i].meta, batched[i].warnings)
         ), text[:80]
     assert sum(bool(d.edits) for d in batched) > 20
+
+
+# `found_in_text`: the whole-text check searched from the start of the line a rule matched in,
+# for patterns whose matches depend on what stands before them, and one with `\G`.
+FOUND_PATTERNS = [r"^ab", r"\Aab", r"(?m)^ab", r"(?<=x)ab", r"(?<!x)ab", r"\bab", r"ab$", r"\Gab", r"(?r)b\s"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(st.sampled_from("abx \n"), max_size=20), st.integers(-1, 22), st.sampled_from(FOUND_PATTERNS))
+def test_found_in_text_is_a_search_of_the_whole_text(text: str, start: int, source: str) -> None:
+    import regex
+
+    pattern = regex.compile(source)
+    assert boilerplate_module.found_in_text(pattern, text, start, None) == (pattern.search(text) is not None)
+
+
+def test_found_in_text_searches_whole_where_the_search_from_the_line_runs_out_of_time() -> None:
+    class Pattern:
+        pattern = "ab"
+
+        def __init__(self) -> None:
+            self.asked: list[int] = []
+
+        def search(self, text: str, pos: int = 0, timeout: float | None = None) -> object:
+            self.asked.append(pos)
+            if pos:
+                raise TimeoutError
+            return "found"
+
+    pattern = Pattern()
+    assert boilerplate_module.found_in_text(pattern, "xxab", 2, 0.1)
+    assert pattern.asked == [2, 0]

@@ -129,7 +129,7 @@ class Boilerplate(DocumentStage):
                 if not m:
                     continue
                 if confirmed is None:
-                    confirmed = present(rule)
+                    confirmed = present(rule, lines[i][0] + m.start())
                 if not confirmed:
                     break
                 if not self.ruleset.keeps(rule.id, line):
@@ -155,7 +155,7 @@ class Boilerplate(DocumentStage):
                 if not found:
                     continue
                 if confirmed is None:
-                    confirmed = present(rule)
+                    confirmed = present(rule, lines[i][0] + found[0].start())
                 if not confirmed:
                     break
                 taken = inline.setdefault(i, [])
@@ -286,6 +286,25 @@ class Boilerplate(DocumentStage):
         )
 
 
+def found_in_text(pattern: Any, text: str, start: int, timeout: float | None) -> bool:
+    """`pattern.search(text) is not None` (a `regex` pattern), searched first from `start`
+    (where the pattern matched in one of the text's lines): a match found from there is one of
+    the whole text (`^`, `\\A`, lookbehinds and `\\b` see the text before it; not `\\G`,
+    which matches where a search starts: such a pattern is searched whole), most often the
+    line's own, found without scanning the text before it again. On the benchmark every one of
+    the boilerplate stage's 2,406 checks was true, and the searches from the text's start took
+    46 ms of the stage's 360 (credit.photo.reporter, whose match ends a paragraph, 55 us a
+    text). Where nothing is found from `start`, or that search runs out of time, the whole
+    text is searched (its timeout raised as it always was)."""
+    if 0 < start < len(text) and "\\G" not in pattern.pattern:
+        try:
+            if pattern.search(text, start, timeout=timeout) is not None:
+                return True
+        except TimeoutError:
+            pass
+    return pattern.search(text, timeout=timeout) is not None
+
+
 class _Present:
     """Per-document rule evaluation with the time limit, reporting every timeout once.
 
@@ -366,7 +385,9 @@ class _Present:
         found = self.hits.lines(rule.id)
         return bool(self.line_text if found is None else found)
 
-    def __call__(self, rule: Rule) -> bool:
+    def __call__(self, rule: Rule, start: int = 0) -> bool:
+        """Whether the rule's pattern matches somewhere in the text; `start`: where it matched in
+        a line, in the text, from where the search is tried first (`found_in_text`)."""
         if rule.id in self.disabled or rule.pack in self.disabled:
             return False
         if rule.id not in self._present:
@@ -374,7 +395,7 @@ class _Present:
                 self._present[rule.id] = False
                 return False
             try:
-                self._present[rule.id] = rule.pattern.search(self.text, timeout=self.timeout) is not None
+                self._present[rule.id] = found_in_text(rule.pattern, self.text, start, self.timeout)
             except TimeoutError:
                 self._timeout(rule)
                 self._present[rule.id] = False
