@@ -53,6 +53,7 @@ def _char_classes() -> dict[str, CharClass]:
         "invisible": stage._some_chars,
         "punctuation marks": punctuation_module.CANDIDATE_START,
         "ascii letters": punctuation_module.ASCII_LETTERS,
+        "marks": punctuation_module.MARK_START,
         "han or ideographic space": CharClass(re.compile(f"[{HAN_RANGES}\u3000]")),
     }
 
@@ -141,6 +142,18 @@ def test_char_class_search_finds_what_the_pattern_finds(text: str, which: int) -
         alone = CLASSES[name].search(pattern, text)
     for got in (compiled, alone):
         assert (got and got.span()) == (want and want.span())
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from([*ALPHABET, "?", "!", ";", "??!"]), max_size=40).map("".join))
+def test_punctuation_marks_are_the_pattern_s_matches(text: str) -> None:
+    # `_mark_matches` (from each mark `MARK_START` finds) is `MARKS.finditer`, with and without
+    # the compiled scan.
+    want = [m.span() for m in punctuation_module.MARKS.finditer(text)]
+    assert [m.span() for m in punctuation_module._mark_matches(text)] == want
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(textutil, "_kernel", lambda name: None)
+        assert [m.span() for m in punctuation_module._mark_matches(text)] == want
 
 
 @pytest.mark.parametrize(

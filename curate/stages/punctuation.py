@@ -14,7 +14,7 @@ it, so numbers (`6.29亿元`, `1:1`, `3,000`), Latin text, URLs and e-mail addre
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
 
@@ -43,6 +43,8 @@ CANDIDATE = patterncache.compile_re(f"[,:;?!()](?:(?<=[{CJK}].)|(?=[{CJK}]))")
 CANDIDATE_START = CharClass(re.compile("[,:;?!()]"))
 # `[?!]+|[,:;]`, written to start with one character class (so `re` skips ahead at C speed).
 MARKS = re.compile(r"[,:;?!](?:(?<=[?!])[?!]*)?")
+# ... matched at each mark, which a table lookup a character finds (`_mark_matches`).
+MARK_START = CharClass(re.compile("[,:;?!]"))
 PAIR_LONGEST = 300  # characters inside a pair at most
 
 
@@ -181,7 +183,7 @@ class Punctuation(DocumentStage):
         # Parens already converted count as Chinese context (marks are never parens: the
         # characters at marks are still those of `text`).
         current = _with_replacements(text, replaced)
-        for m in MARKS.finditer(text):
+        for m in _mark_matches(text):
             start, end = m.span()
             if is_protected(start):
                 continue
@@ -197,6 +199,19 @@ class Punctuation(DocumentStage):
                 for pos in range(start, end):
                     replaced[pos] = FULL_WIDTH[text[pos]]
                     rule_at[pos] = "punctuation.width"
+
+
+def _mark_matches(text: str) -> Iterator[re.Match[str]]:
+    """`MARKS.finditer(text)`: every match starts at a mark, and every mark starts one, so each
+    is matched where `MARK_START` finds the next mark (a byte looked up a character where `re`
+    tried the class at each: 10.0 -> 4.2 ms over the 1,708 texts of the benchmark that reach
+    this stage's changes, by hand)."""
+    pos = MARK_START.first(text)
+    while pos >= 0:
+        match = MARKS.match(text, pos)
+        assert match is not None  # (a mark starts a match)
+        yield match
+        pos = MARK_START.first(text, match.end())
 
 
 _CONTEXT_OF = "".join(FULL_WIDTH) + "（）"  # what a conversion beside may change: marks, pairs' ends
