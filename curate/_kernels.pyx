@@ -66,9 +66,10 @@ cdef inline Py_ssize_t _str_size(str text, Py_ssize_t ascii_header, Py_ssize_t h
 
 def texts_size(str text not None, list edits not None, list flags not None, Py_ssize_t ascii_header, Py_ssize_t header):
     """`document.Document.memory_size`'s strings: the text's, each edit's `before` and `after`
-    and each flag's `text`, as `sys.getsizeof` counts a string (`ascii_header` and `header`:
-    its overhead for an ASCII and for any other string), without a call for each: through
-    `sys.getsizeof` a string cost about 1,300 instructions, 102,618 of them a 1-worker run."""
+    and each flag's `text`, as `sys.getsizeof` counts a string that holds no UTF-8 copy of
+    itself (`ascii_header` and `header`: its overhead for an ASCII and for any other string),
+    without a call for each: through `sys.getsizeof` a string cost about 1,300 instructions,
+    102,618 of them a 1-worker run. `TypeError` for a text that is not a `str`."""
     cdef Py_ssize_t total = _str_size(text, ascii_header, header)
     for edit in edits:
         total += _str_size(<str?>edit.before, ascii_header, header) + _str_size(<str?>edit.after, ascii_header, header)

@@ -391,10 +391,15 @@ class Document:
         """About the bytes this document holds: its text, its offset map, its edits' and flags'
         texts, and a fixed share per object. What a spill that keeps it as it is counts against
         its budget (`curate.engine.Spill`). A bound, not a measure: at least what `tracemalloc`
-        finds a document to hold, and at most about three times it (tested)."""
+        finds a document to hold, and at most about three times it (tested). A string's UTF-8
+        copy of itself (one `orjson` or a C API asked for) is not counted where the kernels
+        sum the strings (`_kernels.texts_size`)."""
         size = _OBJECT_SIZE + self._src.itemsize * len(self._src) + _PART_SIZE * (len(self.edits) + len(self.flags))
         if _compiled_texts_size is not None and type(self.text) is str:
-            return size + _compiled_texts_size(self.text, self.edits, self.flags, _ASCII_HEADER, _STR_HEADER)
+            try:
+                return size + _compiled_texts_size(self.text, self.edits, self.flags, _ASCII_HEADER, _STR_HEADER)
+            except TypeError:  # (a text that is not a `str`, from a stage of one's own: as below)
+                pass
         size += sys.getsizeof(self.text)
         for edit in self.edits:
             size += sys.getsizeof(edit.before) + sys.getsizeof(edit.after)
@@ -428,9 +433,10 @@ class Document:
 # and for each edit or flag (its slots, numbers and reason).
 _OBJECT_SIZE = 2500
 _PART_SIZE = 400
-# What `sys.getsizeof` adds to a string's characters (and its ending zero): ASCII, other.
-_ASCII_HEADER = sys.getsizeof("") - 1
-_STR_HEADER = sys.getsizeof("\u00e9") - 2
+# What `sys.getsizeof` adds to a string's characters (and its ending zero): ASCII, other (of
+# strings made here: a shared one may hold a UTF-8 copy of itself, which it counts too).
+_ASCII_HEADER = sys.getsizeof("".join(["a", "b"])) - 3
+_STR_HEADER = sys.getsizeof("".join(["\u00e9", "\u00e9"])) - 3
 
 # ------------------------------------------------------------------ pickled
 # Documents are pickled at every hand-over between processes. Pickle writes a `str` as UTF-8

@@ -1255,8 +1255,7 @@ def matches_apart(
     `finditer`'s steps do. `line_starts`: for each branch, whether it `starts_lines` (in a
     line without "\\n", matched at 0 and not searched).
     """
-    # (`regex` counts a timeout in the process's CPU time, and takes a negative one as none)
-    deadline = None if timeout is None or timeout < 0 else time.process_time() + timeout
+    deadline = deadline_of(timeout)
     ahead: list[Any] = [None] * len(branches)  # each alternative's next match; False: none left
     found = []
     pos = 0
@@ -1269,9 +1268,9 @@ def matches_apart(
                 continue
             if m is None or m.start() < pos:
                 if one_line and i < len(line_starts) and line_starts[i]:
-                    m = branch.match(line, timeout=_left(deadline)) if pos == 0 else None
+                    m = branch.match(line, timeout=time_left(deadline)) if pos == 0 else None
                 else:
-                    m = branch.search(line, pos, timeout=_left(deadline))
+                    m = branch.search(line, pos, timeout=time_left(deadline))
                 m = ahead[i] = m or False
                 if m is False:
                     continue
@@ -1280,7 +1279,7 @@ def matches_apart(
         if first is None:
             return found
         if first.end() == first.start():
-            return [m for m in pattern.finditer(line, timeout=_left(deadline)) if m.end() > m.start()]
+            return [m for m in pattern.finditer(line, timeout=time_left(deadline)) if m.end() > m.start()]
         found.append(first)
         pos = first.end()
 
@@ -1306,12 +1305,19 @@ def starts_lines(compiled: Any) -> bool:
     return not parser.bars
 
 
-def _left(deadline: float | None) -> float | None:
-    """The CPU time left before `deadline` (None: no limit), for one search of
-    `matches_apart`: the line's searches share the timeout `finditer` would have had (the
-    pattern's own, after an empty match, gets what is left: near the limit a line may time out
-    where `finditer` alone would just have ended). Raises `TimeoutError` (as `regex` does) once
-    none is left."""
+def deadline_of(timeout: float | None) -> float | None:
+    """The CPU time (`time.process_time`) by which searches sharing `timeout` must end (None:
+    no limit; `regex` counts a timeout in the process's CPU time, and takes a negative one as
+    none)."""
+    return None if timeout is None or timeout < 0 else time.process_time() + timeout
+
+
+def time_left(deadline: float | None) -> float | None:
+    """The CPU time left before `deadline` (`deadline_of`; None: no limit), for one of the
+    searches that share a timeout: those of `matches_apart` share the one `finditer` would
+    have had (the pattern's own, after an empty match, gets what is left: near the limit a
+    line may time out where `finditer` alone would just have ended). Raises `TimeoutError` (as
+    `regex` does) once none is left."""
     if deadline is None:
         return None
     left = deadline - time.process_time()

@@ -249,20 +249,13 @@ class CharClass:
 
     def count(self, text: str) -> int:
         """How many characters of `text` are in the class: `len(pattern.findall(text))`, without
-        the list of one-character strings (by the compiled loop where built; a character beyond
-        the table is matched by the pattern)."""
+        the list of one-character strings (by the compiled loop where built, up to a character
+        beyond the table: from there, as `first` does, the pattern counts)."""
         scan = _kernel("count_members")
         if scan is None or type(text) is not str:
             return len(self.pattern.findall(text))
-        table = self._scanned_table()
-        total, start = 0, 0
-        while True:
-            found, stop = scan(text, table, start)
-            total += found
-            if stop < 0:
-                return total
-            total += self.pattern.match(text, stop) is not None
-            start = stop + 1
+        found, stop = scan(text, self._scanned_table(), 0)
+        return found if stop < 0 else found + len(self.pattern.findall(text, stop))
 
     def search(self, pattern: re.Pattern[str], text: str) -> re.Match[str] | None:
         """`pattern.search(text)`, for a pattern whose every match starts with a character of

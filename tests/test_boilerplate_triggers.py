@@ -12,6 +12,7 @@ import pickle
 from pathlib import Path
 
 import pytest
+from hypothesis import example as hypothesis_example
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from opencc import OpenCC
@@ -431,6 +432,10 @@ FOUND_PATTERNS = [r"^ab", r"\Aab", r"(?m)^ab", r"(?<=x)ab", r"(?<!x)ab", r"\bab"
 
 @settings(max_examples=400, deadline=None)
 @given(st.text(st.sampled_from("abx \n"), max_size=20), st.integers(-1, 22), st.sampled_from(FOUND_PATTERNS))
+@hypothesis_example("xab", 1, r"\Gab")  # (matched from 1 only: the whole search finds none)
+@hypothesis_example("xab", 1, r"^ab")
+@hypothesis_example("x\nab", 2, r"(?m)^ab")
+@hypothesis_example("xab", 1, r"(?<!x)ab")
 def test_found_in_text_is_a_search_of_the_whole_text(text: str, start: int, source: str) -> None:
     import regex
 
@@ -438,19 +443,42 @@ def test_found_in_text_is_a_search_of_the_whole_text(text: str, start: int, sour
     assert boilerplate_module.found_in_text(pattern, text, start, None) == (pattern.search(text) is not None)
 
 
-def test_found_in_text_searches_whole_where_the_search_from_the_line_runs_out_of_time() -> None:
-    class Pattern:
-        pattern = "ab"
+class _TimedPattern:
+    """A pattern whose searches record the timeout they are given; the one from a position
+    other than 0 spends `spend` seconds of CPU first and then runs out of time or finds none."""
 
-        def __init__(self) -> None:
-            self.asked: list[int] = []
+    pattern = "ab"
 
-        def search(self, text: str, pos: int = 0, timeout: float | None = None) -> object:
-            self.asked.append(pos)
-            if pos:
-                raise TimeoutError
-            return "found"
+    def __init__(self, spend: float, runs_out: bool) -> None:
+        self.spend, self.runs_out = spend, runs_out
+        self.asked: list[tuple[int, float | None]] = []
 
-    pattern = Pattern()
-    assert boilerplate_module.found_in_text(pattern, "xxab", 2, 0.1)
-    assert pattern.asked == [2, 0]
+    def search(self, text: str, pos: int = 0, timeout: float | None = None) -> object:
+        import time
+
+        self.asked.append((pos, timeout))
+        if pos:
+            end = time.process_time() + self.spend
+            while time.process_time() < end:
+                pass
+            if self.runs_out:
+                raise TimeoutError("regex timed out")
+            return None
+        return "found"
+
+
+def test_found_in_text_s_searches_share_the_timeout() -> None:
+    # The whole search after one from the line that found nothing gets what time is left.
+    pattern = _TimedPattern(spend=0.05, runs_out=False)
+    assert boilerplate_module.found_in_text(pattern, "xxab", 2, 1.0)
+    (first, given_first), (second, given_second) = pattern.asked
+    assert (first, second) == (2, 0) and given_first == pytest.approx(1.0, abs=0.01)
+    assert given_second <= 1.0 - 0.05 + 0.01
+
+
+def test_found_in_text_runs_out_of_time_with_the_search_from_the_line() -> None:
+    # A search from the line that runs out of time is the check's timeout: no second search.
+    pattern = _TimedPattern(spend=0.0, runs_out=True)
+    with pytest.raises(TimeoutError):
+        boilerplate_module.found_in_text(pattern, "xxab", 2, 0.1)
+    assert [pos for pos, _ in pattern.asked] == [2]

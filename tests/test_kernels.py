@@ -519,7 +519,9 @@ def test_bigram_surprise_of_tables_of_other_types_is_numpys() -> None:
 
 
 # Characters of the shipped rules' triggers, some of their variants (folded to them), and others.
-TRIGGER_ALPHABET = list("记者編輯编辑來源来源责任原文链接本报讯免责声明扫一扫版权所有，。：:© \n\uffff") + ["\U00020000"]
+TRIGGER_ALPHABET = list("记者編輯编辑來源来源责任原文链接本报讯免责声明扫一扫版权所有作享有轉載說明網絡，。：:© \n\uffff") + [
+    "\U00020000"
+]
 
 
 def joined_for_scan(texts: list[str]) -> tuple[str, np.ndarray, list[int]]:
@@ -567,6 +569,26 @@ def test_trigger_positions_find_each_trigger_where_it_starts() -> None:
             assert found[k][trigger] == [1, len(trigger) + 2]
             for other, starts in found[k].items():
                 assert all(folded.startswith(other, offsets[k] + p) for p in starts)
+
+
+def test_trigger_positions_in_the_order_the_triggers_start() -> None:
+    # Triggers of one pair where one starts another (作者, 作者享有; 轉載, 轉載說明): each
+    # text's dict holds them in the order the Python loop finds them, in either computation.
+    from curate import rules
+
+    index = shipped_trigger_index()
+    texts = ["作者享有版权", "转载说明：转载", "版权所有，作者"]
+    folded, codes, offsets = joined_for_scan(texts)
+    found = rules._trigger_positions(index, folded, codes, offsets)
+    assert found == rules._trigger_positions(index, folded, codes.astype(np.int64), offsets)
+    for k, text in enumerate(texts):
+        want = []
+        for p in range(len(text) - 1):
+            for trigger in index.starts.get(folded[offsets[k] + p : offsets[k] + p + 2], []):
+                if folded.startswith(trigger, offsets[k] + p) and trigger not in want:
+                    want.append(trigger)
+        assert list(found[k]) == want
+    assert list(found[0])[:2] == ["作者", "作者享有"]
 
 
 @needs_kernels

@@ -28,8 +28,10 @@ from curate.rules import (
     RuleSet,
     TriggerHits,
     configured_folders,
+    deadline_of,
     load_rules,
     nonblank_lines,
+    time_left,
     whole_line_spans,
 )
 from curate.stages.base import DocumentStage, StageSettings
@@ -294,14 +296,16 @@ def found_in_text(pattern: Any, text: str, start: int, timeout: float | None) ->
     line's own, found without scanning the text before it again. On the benchmark every one of
     the boilerplate stage's 2,406 checks was true, and the searches from the text's start took
     46 ms of the stage's 360 (credit.photo.reporter, whose match ends a paragraph, 55 us a
-    text). Where nothing is found from `start`, or that search runs out of time, the whole
-    text is searched (its timeout raised as it always was)."""
+    text). Where nothing is found from `start`, the whole text is searched. The two searches
+    share `timeout` (`rules.deadline_of`): where the first runs out of time, so has the check
+    (`TimeoutError`, as a whole search that ran out). A match found from `start` within the
+    limit confirms the rule even where a search of the whole text would have run out first.
+    """
     if 0 < start < len(text) and "\\G" not in pattern.pattern:
-        try:
-            if pattern.search(text, start, timeout=timeout) is not None:
-                return True
-        except TimeoutError:
-            pass
+        deadline = deadline_of(timeout)
+        if pattern.search(text, start, timeout=time_left(deadline)) is not None:
+            return True
+        return pattern.search(text, timeout=time_left(deadline)) is not None
     return pattern.search(text, timeout=timeout) is not None
 
 
