@@ -2029,17 +2029,17 @@ cdef extern from *:
 
 def text_hash(str text not None):
     """`textutil.text_hash`: XXH3-64 of the text's code points as UTF-32LE, as an int."""
-    __Pyx_PyUnicode_READY(text)
-    return curate_text_hash(PyUnicode_KIND(text), PyUnicode_DATA(text), 0, len(text))
+    cdef void *data
+    cdef int kind = _storage(text, &data)
+    return curate_text_hash(kind, data, 0, len(text))
 
 
 def span_hashes(str text not None, const int64_t[:, ::1] spans not None):
     """`text_hash` of `text[start:end]` for each (start, end) row of `spans` (bounds checked,
     as a slice clamps them: an empty or reversed span hashes as the empty text), without the
     slices."""
-    __Pyx_PyUnicode_READY(text)
-    cdef int kind = PyUnicode_KIND(text)
-    cdef const void *data = PyUnicode_DATA(text)
+    cdef void *data
+    cdef int kind = _storage(text, &data)
     cdef Py_ssize_t n = len(text), i, start, end
     if spans.shape[1] != 2:
         raise ValueError(f"spans of shape ({spans.shape[0]}, {spans.shape[1]}), (n, 2) expected")
@@ -2065,10 +2065,9 @@ def mapped_text(str text not None, const uint32_t[::1] table not None, bint with
     copy, no numpy gather, no decoding. `table` covers every code point."""
     if table.shape[0] < 0x110000:
         raise ValueError(f"a table of {table.shape[0]} code points, 0x110000 expected")
-    __Pyx_PyUnicode_READY(text)
+    cdef void *data
+    cdef int kind = _storage(text, &data)
     cdef Py_ssize_t n = len(text)
-    cdef int kind = PyUnicode_KIND(text)
-    cdef const void *data = PyUnicode_DATA(text)
     codes = np.empty(n, np.uint32)
     cdef uint32_t[::1] out = codes
     cdef uint32_t bits  # (every value's bits: above 0x10FFFF only if some value may be)
@@ -2105,10 +2104,9 @@ def plain_keys(
     `bounds` decrease or leave the text."""
     if table.shape[0] != 0x10001 or dropped == 0xFFFFFFFF:
         raise ValueError("a table of 0x10001 codes and a dropped code below the not-plain one expected")
-    __Pyx_PyUnicode_READY(text)
+    cdef void *data
+    cdef int kind = _storage(text, &data)
     cdef Py_ssize_t n = len(text), m = bounds.shape[0], i, b
-    cdef int kind = PyUnicode_KIND(text)
-    cdef const void *data = PyUnicode_DATA(text)
     for b in range(m):
         if bounds[b] < 0 or bounds[b] > n or (b and bounds[b] < bounds[b - 1]):
             raise ValueError("bounds decrease or leave the text")
