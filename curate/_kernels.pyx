@@ -191,113 +191,169 @@ cdef Py_ssize_t _shingles(
     return count
 
 
-def gram_coverage(
-    const uint64_t[::1] keys,
-    const int64_t[::1] order,
-    const uint64_t[::1] other_keys,
-    Py_ssize_t max_gap,
-):
-    """`minhash.gram_coverage`: the characters of a range inside one of its 4-grams whose
-    key `other_keys` (sorted) has, in the stretch of them that has the most, stretches parted
-    by more than `max_gap` (>= 0) characters in no such 4-gram (`max_gap` >= n + 3: one
-    stretch, all of them); `keys` sorted, `order` their positions in the range."""
-    cdef Py_ssize_t n = keys.shape[0], m = other_keys.shape[0], i = 0, j = 0, p
-    cdef Py_ssize_t covered = 0, stretch = 0, outside = 0
-    cdef uint64_t key, other
-    if n == 0 or m == 0:
-        return 0
-    cdef uint8_t *marks = <uint8_t *>calloc(n + 3, 1)
-    if marks == NULL:
-        raise MemoryError()
-    try:
-        # The keys are hashes: which side of a step is smaller is a coin toss, and a branch on
-        # it mispredicted half the time. The two sides move by their comparisons instead (a
-        # key equal to the other's moves alone: the next key may be equal to it too).
-        while i < n and j < m:
-            key, other = keys[i], other_keys[j]
-            if key == other:
-                p = order[i]
-                marks[p] = marks[p + 1] = marks[p + 2] = marks[p + 3] = 1
-            i += key <= other
-            j += other < key
-        for p in range(n + 3):
-            if marks[p]:
-                if outside > max_gap:
-                    stretch = 0
-                outside = 0
-                stretch += 1
-                if stretch > covered:
-                    covered = stretch
-            else:
-                outside += 1
-    finally:
-        free(marks)
-    return covered
+cdef uint64_t _GOLDEN = 0x9E3779B97F4A7C15  # (Fibonacci hashing: a key's place from its top bits)
+cdef enum:
+    _MAP_HEAD = 2  # a gram map's header: size, n
 
 
-cdef Py_ssize_t _equal_grams(
-    const uint32_t[::1] a,
-    const uint32_t[::1] b,
-    const uint64_t[::1] sorted_a,
-    const int64_t[::1] order_a,
-    const uint64_t[::1] sorted_b,
-    const int64_t[::1] order_b,
-    int64_t *diagonal_keys,
-) noexcept:
-    """The pairs (i in a, j in b) of equal 4-gram keys, walking the two sorted key arrays
-    together: without `diagonal_keys` (NULL) how many there are; with it, those whose four
-    characters are equal too (keys are hashes) written there as (j - i + len(a)) *
-    (len(a) + 1) + i, and how many were written."""
-    cdef Py_ssize_t na = sorted_a.shape[0], nb = sorted_b.shape[0], la = a.shape[0]
-    cdef Py_ssize_t i = 0, j = 0, i1, j1, x, y, t, pa, pb, found = 0
-    cdef uint64_t key, other
-    while i < na and j < nb:
-        key, other = sorted_a[i], sorted_b[j]
-        if key != other:  # (moved by the comparisons, as in `gram_coverage`)
-            i += key < other
-            j += other < key
+cdef struct _GramMap:
+    Py_ssize_t size, n  # slots (2^k, k >= 2), positions
+    int shift  # 64 - k
+    const uint64_t *keys  # of each slot (0: empty); slot `size` stands for the key 0
+    const uint64_t *heads  # of each slot: how many positions have its key << 32 | the last + 1
+    const uint64_t *nexts  # of each position, the one before with its key + 1 (0: none)
+    const uint64_t *bits  # a filter of 8 * size bits, one set for each key
+
+
+cdef inline Py_ssize_t _map_length(Py_ssize_t size, Py_ssize_t n) noexcept:
+    return _MAP_HEAD + 2 * (size + 1) + n + size // 8 + 1
+
+
+cdef int _read_map(const uint64_t[::1] table, _GramMap *m) except -1:
+    """The parts of a `gram_map` table; ValueError for an array that is not one."""
+    cdef Py_ssize_t size, n
+    cdef int k = 2
+    if table.shape[0] < _MAP_HEAD:
+        raise ValueError("not a gram map")
+    size, n = <Py_ssize_t>table[0], <Py_ssize_t>table[1]
+    while k < 40 and (<Py_ssize_t>1 << k) < size:
+        k += 1
+    if size != (<Py_ssize_t>1 << k) or n < 0 or size < 2 * n or table.shape[0] != _map_length(size, n):
+        raise ValueError("not a gram map")
+    m.size, m.n, m.shift = size, n, 64 - k
+    m.keys = &table[_MAP_HEAD]
+    m.heads = m.keys + size + 1
+    m.nexts = m.heads + size + 1
+    m.bits = m.nexts + n
+    return 0
+
+
+cdef inline Py_ssize_t _slot_of(const _GramMap *m, uint64_t key) noexcept nogil:
+    """The slot of `key` in the map, or -1: most keys looked up are not there, and the filter
+    says so in one load."""
+    cdef uint64_t hashed = key * _GOLDEN, held
+    cdef uint64_t bit = hashed >> (m.shift - 3)
+    cdef Py_ssize_t slot
+    if not (m.bits[bit >> 6] >> (bit & 63)) & 1:
+        return -1
+    if key == 0:
+        return m.size if m.heads[m.size] else -1
+    slot = <Py_ssize_t>(hashed >> m.shift)
+    held = m.keys[slot]
+    while held != key:
+        if held == 0:
+            return -1
+        slot = (slot + 1) & (m.size - 1)
+        held = m.keys[slot]
+    return slot
+
+
+def gram_map(const uint64_t[::1] keys):
+    """`minhash.gram_map`: the positions of each distinct key of `keys`, in one uint64 array
+    (`_GramMap`: a header; the keys of 2^k slots, at most half of them used, found by linear
+    probing from the top bits of key * golden ratio, slot 2^k for the key 0; of each slot its
+    count and its last position + 1, in one word; of each position the one before with its key
+    + 1; and a filter of 8 bits a slot)."""
+    cdef Py_ssize_t n = keys.shape[0], size = 4, i, slot
+    cdef int shift = 62
+    cdef uint64_t key, hashed, bit
+    if n >= 0xFFFFFFFF:
+        raise ValueError("gram_map: too many keys")
+    while size < 2 * n:
+        size *= 2
+        shift -= 1
+    table = np.zeros(_map_length(size, n), np.uint64)
+    cdef uint64_t[::1] view = table
+    view[0], view[1] = size, n
+    cdef uint64_t *slot_keys = &view[_MAP_HEAD]
+    cdef uint64_t *heads = slot_keys + size + 1
+    cdef uint64_t *nexts = heads + size + 1
+    cdef uint64_t *bits = nexts + n
+    for i in range(n):
+        key = keys[i]
+        hashed = key * _GOLDEN
+        bit = hashed >> (shift - 3)
+        bits[bit >> 6] |= <uint64_t>1 << (bit & 63)
+        if key == 0:
+            slot = size
         else:
-            i1, j1 = i, j
-            while i1 < na and sorted_a[i1] == key:
-                i1 += 1
-            while j1 < nb and sorted_b[j1] == key:
-                j1 += 1
-            if diagonal_keys == NULL:
-                found += (i1 - i) * (j1 - j)
-            else:
-                for x in range(i, i1):
-                    pa = order_a[x]
-                    for y in range(j, j1):
-                        pb = order_b[y]
-                        for t in range(4):
-                            if a[pa + t] != b[pb + t]:
-                                break
-                        else:
-                            diagonal_keys[found] = (pb - pa + la) * (la + 1) + pa
-                            found += 1
-            i, j = i1, j1
-    return found
+            slot = <Py_ssize_t>(hashed >> shift)
+            while slot_keys[slot] != 0 and slot_keys[slot] != key:
+                slot = (slot + 1) & (size - 1)
+            slot_keys[slot] = key
+        nexts[i] = heads[slot] & 0xFFFFFFFF
+        heads[slot] = (heads[slot] >> 32 << 32) + (<uint64_t>1 << 32) + <uint64_t>(i + 1)
+    return table
+
+
+def gram_coverage(const uint64_t[::1] keys, const uint64_t[::1] table, Py_ssize_t max_gap):
+    """`minhash.gram_coverage`: the characters of a range inside one of its 4-grams whose key
+    the other range's `gram_map` has, in the stretch of them that has the most, stretches
+    parted by more than `max_gap` (>= 0) characters in no such 4-gram (`max_gap` >= n + 3: one
+    stretch, all of them); `keys` in the range's order. One pass over them: the 4-grams found
+    come in order, so the characters they cover are counted as they come."""
+    cdef _GramMap m
+    _read_map(table, &m)
+    cdef Py_ssize_t n = keys.shape[0], p
+    cdef Py_ssize_t covered = 0, stretch = 0, end = 0
+    for p in range(n):
+        if _slot_of(&m, keys[p]) < 0:
+            continue
+        # [p, p + 4) is covered: its stretch goes on if at most max_gap characters lie between
+        # the stretch's end and p
+        if p >= end:
+            if p - end > max_gap:
+                stretch = 0
+            stretch += 4
+        else:
+            stretch += p + 4 - end
+        end = p + 4
+        if stretch > covered:
+            covered = stretch
+    return covered
 
 
 def gram_runs(
     const uint32_t[::1] a,
     const uint32_t[::1] b,
-    const uint64_t[::1] sorted_a,
-    const int64_t[::1] order_a,
-    const uint64_t[::1] sorted_b,
-    const int64_t[::1] order_b,
+    const uint64_t[::1] a_map,
+    const uint64_t[::1] b_keys,
     Py_ssize_t max_pairs,
 ):
     """The maximal diagonal runs of equal 4-grams of `a` and `b`, as `minhash.matching_blocks`
     finds them: (run_i, run_d, lengths in characters) ordered by diagonal d = j - i, then i;
-    None when there are more than `max_pairs` pairs of equal keys."""
-    cdef Py_ssize_t la = a.shape[0], x, runs, count
-    cdef Py_ssize_t total = _equal_grams(a, b, sorted_a, order_a, sorted_b, order_b, NULL)
+    None when there are more than `max_pairs` pairs of equal keys. `a_map`: the `gram_map` of
+    a's 4-gram keys; `b_keys`: b's, in order. The pairs of equal keys whose four characters are
+    equal too (keys are hashes) are written as (j - i + len(a)) * (len(a) + 1) + i, and sorted."""
+    cdef _GramMap m
+    _read_map(a_map, &m)
+    cdef Py_ssize_t la = a.shape[0], nb = b_keys.shape[0], x, j, t, slot, runs, count = 0, total = 0
+    cdef int64_t i
+    if m.n != max(la - 3, 0) or nb != max(b.shape[0] - 3, 0):
+        raise ValueError("gram_runs: the keys are not those of a and b")
+    for j in range(nb):
+        slot = _slot_of(&m, b_keys[j])
+        if slot >= 0:
+            total += m.heads[slot] >> 32
     if total > max_pairs:
         return None
     keys = np.empty(max(total, 1), dtype=np.int64)
     cdef int64_t[::1] key_view = keys
-    count = _equal_grams(a, b, sorted_a, order_a, sorted_b, order_b, &key_view[0])
+    for j in range(nb):
+        slot = _slot_of(&m, b_keys[j])
+        if slot < 0:
+            continue
+        i = <int64_t>(m.heads[slot] & 0xFFFFFFFF) - 1
+        while i >= 0:
+            if i >= m.n:
+                raise ValueError("not a gram map")
+            for t in range(4):
+                if a[i + t] != b[j + t]:
+                    break
+            else:
+                key_view[count] = (j - i + la) * (la + 1) + i
+                count += 1
+            i = <int64_t>m.nexts[i] - 1
     keys = keys[:count]
     keys.sort()
     key_view = keys

@@ -453,45 +453,55 @@ def gram_keys(codes: np.ndarray) -> np.ndarray:
 
 
 def gram_index(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(sorted keys, their positions) of the 4-gram keys of one range, for `matching_blocks`."""
+    """(sorted keys, their positions) of the 4-gram keys of one range: `gram_map` without the
+    kernels."""
     order = np.argsort(keys)
     return keys[order], order
 
 
-def gram_coverage(
-    index: tuple[np.ndarray, np.ndarray],
-    other: tuple[np.ndarray, np.ndarray],
-    max_gap: int | None = None,
-) -> int:
+def gram_map(keys: np.ndarray) -> Any:
+    """The 4-grams of one range as `gram_coverage` and `matching_blocks` look them up: the
+    positions of each distinct key in a hash table (`_kernels.gram_map`), or without the
+    kernels `gram_index`.
+
+    Made in one pass, without a sort: most candidate pairs of the near-duplicate stage stop at
+    the coverage bound, and an alignment looks up the other range's keys one by one.
+    """
+    if _kernels is not None:
+        return _kernels.gram_map(keys)
+    return gram_index(keys)
+
+
+def gram_coverage(keys: np.ndarray, other: Any, max_gap: int | None = None) -> int:
     """How many characters of a range lie in one of its 4-grams whose key the other range has;
     with `max_gap`, only those of the stretch that has the most, stretches being parted by more
     than `max_gap` characters in no such 4-gram.
 
-    `index` and `other` are `gram_index` results. An upper bound on the characters of the
-    range in `matching_blocks` of the two (every block of >= 4 characters is covered by its
-    own 4-grams, and blocks do not overlap). With `max_gap`, an upper bound on those of any
-    chain of blocks whose gaps on this range's side are at most `max_gap`: every character of
-    the chain in no shared 4-gram lies in such a gap, so the chain lies in one stretch (a
-    negative `max_gap` counts as 0: chains are then single blocks). Found with two
-    sorted-array passes: callers that need many matched characters skip the alignment when
-    the bound is already too small.
+    `keys`: the range's 4-gram keys in order (a slice of `gram_keys`); `other`: the other
+    range's `gram_map`. An upper bound on the characters of the range in `matching_blocks` of
+    the two (every block of >= 4 characters is covered by its own 4-grams, and blocks do not
+    overlap). With `max_gap`, an upper bound on those of any chain of blocks whose gaps on
+    this range's side are at most `max_gap`: every character of the chain in no shared 4-gram
+    lies in such a gap, so the chain lies in one stretch (a negative `max_gap` counts as 0:
+    chains are then single blocks). One pass over the keys, a lookup each: callers that need
+    many matched characters skip the alignment when the bound is already too small.
     """
-    keys, order = index
-    other_keys = other[0]
     n = keys.shape[0]
-    if n == 0 or other_keys.shape[0] == 0:
+    if n == 0:
         return 0
     # (n + 3: no gap is that long, one stretch)
     max_gap = n + 3 if max_gap is None else max(max_gap, 0)
     if _kernels is not None:
-        return _kernels.gram_coverage(keys, order, other_keys, max_gap)
+        return _kernels.gram_coverage(keys, other, max_gap)
+    other_keys = other[0]
+    if other_keys.shape[0] == 0:
+        return 0
     # Array methods rather than the np.* wrappers: this runs once per candidate pair.
     at = other_keys.searchsorted(keys)
     np.minimum(at, other_keys.shape[0] - 1, out=at)
-    starts = order[other_keys[at] == keys]
+    starts = np.flatnonzero(other_keys[at] == keys)
     if starts.shape[0] == 0:
         return 0
-    starts.sort()
     # The union of [start, start + 4) over sorted distinct starts, per stretch: a stretch ends
     # where the next start lies more than max_gap characters past the end of this one's 4-gram.
     steps = starts[1:] - starts[:-1]
@@ -505,8 +515,8 @@ def matching_blocks(
     a: np.ndarray,
     b: np.ndarray,
     min_size: int = 4,
-    a_index: tuple[np.ndarray, np.ndarray] | None = None,
-    b_index: tuple[np.ndarray, np.ndarray] | None = None,
+    a_map: Any = None,
+    b_keys: np.ndarray | None = None,
     fallback: bool = True,
 ) -> list[tuple[int, int, int]] | None:
     """The blocks of at least `min_size` (>= 4) characters of difflib's matching blocks.
@@ -519,12 +529,13 @@ def matching_blocks(
       rectangle (a[alo:ahi] x b[blo:bhi]), the smallest i then the smallest j among equal
       lengths; `get_matching_blocks` takes it, then recurses on the rectangles before and after;
     - every common substring of >= 4 characters lies on a maximal diagonal run of equal 4-grams
-      (pairs found by merging the sorted 4-gram keys, then checked character by character), and
+      (pairs found by looking b's 4-gram keys up in a's `gram_map`, then checked character by
+      character), and
       the longest common substring of a rectangle, when it has >= 4 characters, is the longest
       run clipped to the rectangle;
     - a rectangle whose longest match is shorter than 4 only yields shorter blocks below it, so
       the recursion stops there (those blocks are not returned).
-    `a_index` / `b_index`: `gram_index(gram_keys(a))` (and of b) when the caller has them
+    `a_map` / `b_keys`: `gram_map(gram_keys(a))` and `gram_keys(b)` when the caller has them
     (cached per paragraph). Falls back to difflib itself when there are millions of equal
     4-gram pairs (such as a long run of one character, or a sentence repeated a thousand
     times), where difflib can take minutes; with `fallback=False`, returns None there.
@@ -534,18 +545,21 @@ def matching_blocks(
     la, lb = int(a.shape[0]), int(b.shape[0])
     if la < 4 or lb < 4:
         return []
-    sorted_a, order_a = a_index if a_index is not None else gram_index(gram_keys(a))
-    sorted_b, order_b = b_index if b_index is not None else gram_index(gram_keys(b))
+    if a_map is None:
+        a_map = gram_map(gram_keys(a))
+    if b_keys is None:
+        b_keys = gram_keys(b)
     if _kernels is not None and a.dtype == b.dtype == np.uint32:
         runs = _kernels.gram_runs(
-            np.ascontiguousarray(a), np.ascontiguousarray(b), sorted_a, order_a, sorted_b, order_b,
-            _ALIGN_MAX_PAIRS,
+            np.ascontiguousarray(a), np.ascontiguousarray(b), a_map, b_keys, _ALIGN_MAX_PAIRS
         )
         if runs is None:
             return _difflib_blocks(a, b, min_size) if fallback else None
         if runs[0].shape[0] == 0:
             return []
         return _merge_adjacent(_kernels.recurse_runs(*runs, la, lb), min_size)
+    sorted_a, order_a = a_map if _kernels is None else gram_index(gram_keys(a))
+    sorted_b, order_b = gram_index(b_keys)
     lo = np.searchsorted(sorted_b, sorted_a, side="left")
     counts = np.searchsorted(sorted_b, sorted_a, side="right") - lo
     total = int(counts.sum())

@@ -224,14 +224,13 @@ def test_gram_coverage_counts_the_characters_in_shared_4_grams(
 ) -> None:
     a = np.array(a_values, dtype=np.uint32) + 0x4E00
     b = np.array(b_values, dtype=np.uint32) + 0x4E00
-    a_index = minhash.gram_index(minhash.gram_keys(a))
-    b_index = minhash.gram_index(minhash.gram_keys(b))
-    coverage = minhash.gram_coverage(b_index, a_index, max_gap)
+    a_map, b_keys = minhash.gram_map(minhash.gram_keys(a)), minhash.gram_keys(b)
+    coverage = minhash.gram_coverage(b_keys, a_map, max_gap)
     assert coverage == covered_by_shared_grams(a, b, max_gap)
     # An upper bound on the characters of b in difflib's matching blocks (>= 4 characters),
     # and with max_gap on those of every chain of them across gaps of at most max_gap (the
     # near-duplicate stage's passages).
-    blocks = minhash.matching_blocks(a, b, 4, a_index, b_index)
+    blocks = minhash.matching_blocks(a, b, 4, a_map, b_keys)
     if max_gap is None:
         assert sum(size for _, _, size in blocks) <= coverage
     else:

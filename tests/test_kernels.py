@@ -114,15 +114,15 @@ def test_gram_coverage_and_matching_blocks_are_the_same_and_difflibs(
     # branch of the reference recursion), and b shares a stretch of a.
     a = np.array(a_values, dtype=np.uint32) + 0x4E00
     b = shared_text(b_values, a_values[len(a_values) // 3 :], at)
-    a_index = minhash.gram_index(minhash.gram_keys(a))
-    b_index = minhash.gram_index(minhash.gram_keys(b))
+    a_keys, b_keys = minhash.gram_keys(a), minhash.gram_keys(b)
 
     def results():
+        a_map, b_map = minhash.gram_map(a_keys), minhash.gram_map(b_keys)
         return (
-            minhash.gram_coverage(b_index, a_index),
-            minhash.gram_coverage(a_index, b_index),
-            minhash.gram_coverage(b_index, a_index, max_gap),
-            minhash.matching_blocks(a, b, min_size, a_index, b_index),
+            minhash.gram_coverage(b_keys, a_map),
+            minhash.gram_coverage(a_keys, b_map),
+            minhash.gram_coverage(b_keys, a_map, max_gap),
+            minhash.matching_blocks(a, b, min_size, a_map, b_keys),
             minhash.matching_blocks(a, b, min_size),
         )
 
@@ -137,9 +137,8 @@ def test_too_many_equal_gram_pairs_fall_back_to_difflib(monkeypatch: pytest.Monk
     monkeypatch.setattr(minhash, "_ALIGN_MAX_PAIRS", 10)
     a = np.full(30, 0x4E00, dtype=np.uint32)  # 27 equal 4-grams each side: 729 pairs
     b = np.concatenate([a[:20], [0x4E01], a[:9]]).astype(np.uint32)
-    a_index = minhash.gram_index(minhash.gram_keys(a))
-    b_index = minhash.gram_index(minhash.gram_keys(b))
-    assert KERNELS.gram_runs(a, b, *a_index, *b_index, 10) is None
+    a_map = KERNELS.gram_map(minhash.gram_keys(a))
+    assert KERNELS.gram_runs(a, b, a_map, minhash.gram_keys(b), 10) is None
     compiled, reference = both(monkeypatch, lambda: minhash.matching_blocks(a, b, 4))
     assert compiled == reference == difflib_blocks(a, b, 4)
     # Without the fallback (dedup's passages: difflib takes minutes on a sentence repeated a
@@ -149,6 +148,58 @@ def test_too_many_equal_gram_pairs_fall_back_to_difflib(monkeypatch: pytest.Monk
     monkeypatch.setattr(minhash, "_ALIGN_MAX_PAIRS", 729)
     compiled, reference = both(monkeypatch, lambda: minhash.matching_blocks(a, b, 4, fallback=False))
     assert compiled == reference == difflib_blocks(a, b, 4)
+
+
+# Keys as a gram map meets them: 0 (the empty slot's value, kept apart), repeated keys (one slot,
+# many positions), keys whose top bits agree (the same first slot: probing) and random ones.
+MAP_KEYS = st.lists(
+    st.sampled_from([0, 1, 2, 1 << 63, (1 << 64) - 1, 0x9E3779B97F4A7C15, 5 << 58, 5 << 58 | 1])
+    | st.integers(0, (1 << 64) - 1),
+    max_size=80,
+)
+
+
+@needs_kernels
+@given(MAP_KEYS, MAP_KEYS, st.none() | st.integers(-2, 8))
+@settings(max_examples=400, deadline=None)
+def test_gram_coverage_of_a_gram_map_is_the_same(a_keys: list[int], b_keys: list[int], max_gap: int | None) -> None:
+    a, b = np.array(a_keys, dtype=np.uint64), np.array(b_keys, dtype=np.uint64)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        compiled, reference = both(monkeypatch, lambda: minhash.gram_coverage(b, minhash.gram_map(a), max_gap))
+    assert compiled == reference
+    shared = set(a_keys)
+    assert (compiled == 0) == all(key not in shared for key in b_keys)
+
+
+@needs_kernels
+def test_a_gram_map_is_checked_before_it_is_read() -> None:
+    a = np.array([0x4E00, 0x4E01, 0x4E02, 0x4E03, 0x4E00, 0x4E01, 0x4E02, 0x4E03], dtype=np.uint32)
+    keys = minhash.gram_keys(a)
+    table = KERNELS.gram_map(keys)
+    assert KERNELS.gram_coverage(keys, table, 8) == 8
+    assert KERNELS.gram_runs(a, a, table, keys, 100) is not None
+    not_maps = [np.zeros(0, np.uint64), np.zeros(5, np.uint64), table[:-1], np.append(table, np.uint64(0))]
+    for header in ([6, table[1]], [table[0], table[1] + 1], [1 << 45, 0]):
+        changed = table.copy()
+        changed[:2] = header
+        not_maps.append(changed)
+    for bad in not_maps:
+        with pytest.raises(ValueError, match="not a gram map"):
+            KERNELS.gram_coverage(keys, bad, 8)
+        with pytest.raises(ValueError, match="not a gram map"):
+            KERNELS.gram_runs(a, a, bad, keys, 100)
+    # A position past the keys in a slot's chain: refused, not read past the arrays.
+    broken = table.copy()
+    size = int(table[0])
+    heads = broken[2 + size + 1 : 2 + 2 * (size + 1)]
+    heads[np.flatnonzero(heads)[0]] = (1 << 32) | 1000
+    with pytest.raises(ValueError, match="not a gram map"):
+        KERNELS.gram_runs(a, a, broken, keys, 100)
+    # The keys must be those of the arrays aligned.
+    with pytest.raises(ValueError, match="not those of a and b"):
+        KERNELS.gram_runs(a, a[:6], table, keys, 100)
+    with pytest.raises(ValueError, match="not those of a and b"):
+        KERNELS.gram_runs(a[:6], a, table, keys, 100)
 
 
 # Sentence ends and closing marks of both widths, line ends (CRLF, NEL, LINE SEPARATOR: not

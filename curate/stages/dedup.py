@@ -1622,12 +1622,10 @@ class _Engine:
         self.pending: dict[int, list[_Removal]] = {}  # doc index -> removals decided
         self.unaligned: set[int] = set()  # docs with a passage candidate too repetitive to align
         self._cache: OrderedDict[int, list[Any]] = OrderedDict()  # doc -> [text, form | None]
-        # 4-gram keys of forms, sorted keys of aligned ranges (for minhash.matching_blocks)
+        # 4-gram keys of forms (`_grams`: a range's gram map is made of them)
         self._keys: dict[int, tuple[minhash.ComparisonForm, np.ndarray]] = {}
-        # (id of the _Para, start, end) -> gram index; paragraphs live as long as the engine
-        self._gram_cache: OrderedDict[tuple[int, int, int], tuple[np.ndarray, np.ndarray]] = (
-            OrderedDict()
-        )
+        # (id of the _Para, start, end) -> `_grams`; paragraphs live as long as the engine
+        self._gram_cache: OrderedDict[tuple[int, int, int], list[Any]] = OrderedDict()
         # Candidates of the step being decided: doc -> earlier candidate docs; paragraph ->
         # earlier candidate paragraphs (whole), (paragraph, split window) pairs (passages).
         self._doc_candidates: dict[int, list[int]] = {}
@@ -1806,29 +1804,42 @@ class _Engine:
             para.windows = windows
         return para.form
 
-    def _gram_index(self, para: _Para, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
-        """`minhash.gram_index` of the 4-grams inside [start, end) of `_form(para)`, cached.
+    def _range_keys(self, para: _Para, start: int, end: int) -> np.ndarray:
+        """The keys of the 4-grams inside [start, end) of `_form(para)`, in order (`_grams`)."""
+        return self._grams(para, start, end)[0]
 
-        A paragraph is aligned with up to `max_candidates` others (and kept ones with many
-        later copies), so the 4-gram keys of a form and the sorted keys of a range are kept.
+    def _gram_map(self, para: _Para, start: int, end: int) -> Any:
+        """`minhash.gram_map` of `_range_keys` (`_grams`), made on first use."""
+        grams = self._grams(para, start, end)
+        if grams[1] is None:
+            grams[1] = minhash.gram_map(grams[0])
+        return grams[1]
+
+    def _grams(self, para: _Para, start: int, end: int) -> list[Any]:
+        """[keys, gram map or None] of the 4-grams inside [start, end) of `_form(para)`: the
+        keys a view of the form's `minhash.gram_keys` (kept for the `_CACHE_DOCS` forms read
+        last), the map made by `_gram_map`.
+
+        A paragraph is compared with up to `max_candidates` others (and kept ones with many
+        later copies), so what is made of its ranges is kept (the latest `16 * _CACHE_DOCS`).
         Keyed by the paragraph (its form's content never changes, even when the form is made
-        again): a hit, most calls, touches neither the form nor its cache.
+        again): a hit, most calls, touches neither the form nor its keys.
         """
         key = (id(para), start, end)
-        index = self._gram_cache.get(key)
-        if index is not None:
+        grams = self._gram_cache.get(key)
+        if grams is not None:
             self._gram_cache.move_to_end(key)
-            return index
+            return grams
         form = self._form(para)
         keys = self._keys.get(id(form))
         if keys is None or keys[0] is not form:
             keys = self._keys[id(form)] = (form, minhash.gram_keys(form.codes))
             if len(self._keys) > self._CACHE_DOCS:
                 del self._keys[next(iter(self._keys))]
-        index = self._gram_cache[key] = minhash.gram_index(keys[1][start : max(start, end - 3)])
+        grams = self._gram_cache[key] = [keys[1][start : max(start, end - 3)], None]
         if len(self._gram_cache) > 16 * self._CACHE_DOCS:
             self._gram_cache.popitem(last=False)
-        return index
+        return grams
 
     def _text(self, para: _Para) -> str:
         if self.docs[para.doc].summary is not None:
@@ -2368,7 +2379,7 @@ class _Engine:
         (form span in kept, form span in para, similarity), for `_consider_passage`.
 
         Pure (no decision state), so it can run on the workers. The forms of run paragraphs
-        are read only for an alignment: most pairs stop at the coverage bound, on cached indexes.
+        are read only for an alignment: most pairs stop at the coverage bound, on cached gram maps.
         """
         for p in (para, kept):
             if self.docs[p.doc].summary is None:
@@ -2380,8 +2391,7 @@ class _Engine:
             a0, a1, b0, b1 = kept.cf0, kept.cf1, para.cf0, para.cf1
         if a1 - a0 < self.s.passage_min_chars or b1 - b0 < self.s.passage_min_chars:
             return ()
-        index_a = self._gram_index(kept if split < 0 else para, a0, a1)
-        index_b = self._gram_index(para, b0, b1)
+        first = kept if split < 0 else para
         # A passage aligns at least passage_similarity * passage_min_chars characters (in
         # blocks of >= 4, chained across gaps of at most max_gap); the characters of the copy
         # inside 4-grams the original also has, in the stretch that has the most (parted by
@@ -2389,13 +2399,13 @@ class _Engine:
         # fraction of the alignment's cost (most candidate pairs share a phrase or a stock
         # sentence only, or a few far apart). The margin absorbs float rounding.
         wanted = self.s.passage_similarity * self.s.passage_min_chars - 1e-6
-        if minhash.gram_coverage(index_b, index_a, self.s.max_gap) < wanted:
+        a_map, b_keys = self._gram_map(first, a0, a1), self._range_keys(para, b0, b1)
+        if minhash.gram_coverage(b_keys, a_map, self.s.max_gap) < wanted:
             return ()
         # difflib's matching blocks (of >= 4 characters), computed on the code arrays; not
         # made for millions of equal 4-gram pairs (difflib itself would take minutes there).
         blocks = minhash.matching_blocks(
-            self._form(kept).codes[a0:a1], self._form(para).codes[b0:b1], 4, index_a, index_b,
-            fallback=False,
+            self._form(kept).codes[a0:a1], self._form(para).codes[b0:b1], 4, a_map, b_keys, fallback=False
         )
         if blocks is None:
             return _UNALIGNED
