@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import functools
 import os
 import shutil
@@ -9,6 +10,7 @@ import string
 import subprocess
 import sys
 import tarfile
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,7 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from curate import rules as rules_module
 from curate.cli import main
 from curate.rules import (
     SHIPPED_RULES,
@@ -206,6 +209,24 @@ def test_digest_follows_content_not_comments(tmp_path: Path) -> None:
     (folder / "lexicons").mkdir()
     (folder / "lexicons" / "words.txt").write_text("词", encoding="utf-8")
     assert load_rules([folder]).digest() not in (first,)
+
+
+def test_rule_files_are_read_as_tomllib_parses_them_cached_or_not(tmp_path: Path) -> None:
+    # The parsed packs are kept between runs (by the text's SHA-256): the first read (parsed,
+    # stored) and the next (from the cache) give what tomllib gives, for the shipped packs and
+    # for a file with data JSON would not give back as it is (a date: parsed every time).
+    files = sorted(RULES.glob("*.toml"))
+    dated = pack_folder(tmp_path, GOOD_RULE.replace("[[rule]]", "[pack]\nsince = 2024-05-01\n\n[[rule]]"))
+    files.append(dated / "p.toml")
+    for _ in range(2):
+        for file in files:
+            assert rules_module._read_toml(file) == tomllib.loads(file.read_text(encoding="utf-8")), file
+    assert isinstance(rules_module._read_toml(dated / "p.toml")["pack"]["since"], datetime.date)
+    # A file changed in place is read as it is now.
+    folder = pack_folder(tmp_path, GOOD_RULE)
+    assert load_rules([folder]).rules[0].description == "a rule"
+    (folder / "p.toml").write_text(GOOD_RULE.replace("a rule", "another rule"), encoding="utf-8")
+    assert load_rules([folder]).rules[0].description == "another rule"
 
 
 # --------------------------------------------------------------------------- CLI

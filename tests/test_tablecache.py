@@ -248,7 +248,8 @@ def test_a_memo_past_its_size_keeps_its_newer_half(cache: Path, monkeypatch: pyt
 
 def test_the_derived_values_read_back_equal_those_computed(cache: Path) -> None:
     """Every shipped rule's expansion and required literals, the fold table, and the stages'
-    character classes: computed and stored, then read back from disk, equal to the computation."""
+    character classes: computed and stored, then read back from disk, equal to the computation
+    (the rule files' parsed data too: tests/test_rules.py)."""
     from curate import config, rules
     from curate.runner import load_rules
     from curate.stages import repair, repeated_lines
@@ -276,8 +277,8 @@ def test_the_derived_values_read_back_equal_those_computed(cache: Path) -> None:
             assert [p.pattern for p in repeated_lines._plain_characters()] == list(repeated_lines._plain_patterns())
         names = sorted(path.name.rsplit("-", 1)[0] for path in cache.iterdir() if path.suffix == ".json")
         assert names == [
-            "gbk-suspect-class", "repeated-lines-plain", "rule-branches", "rule-fold-table", "rule-requirements",
-            "rule-variants",
+            "gbk-suspect-class", "repeated-lines-plain", "rule-branches", "rule-files", "rule-fold-table",
+            "rule-requirements", "rule-variants",
         ]
     finally:
         for function in cached:

@@ -24,15 +24,16 @@ from functools import cache
 import numpy as np
 import regex
 
+from curate import patterncache
 from curate.detectors import DetectorContext, TextBatch
 from curate.document import Document, Flag
 from curate.textutil import char_table, two_byte_chars
 
 REPLACEMENT_RUN = regex.compile(r"\uFFFD+")
-GARBLED_RUN = regex.compile(r"(?:锟斤拷|烫烫|屯屯)(?:锟斤拷|烫|屯|锟|斤|拷)*")
+GARBLED_RUN = patterncache.compile(r"(?:锟斤拷|烫烫|屯屯)(?:锟斤拷|烫|屯|锟|斤|拷)*")
 # A shifted region: `?` + up to 60 characters that are not `?` or a line break + `?`.
 SHIFTED = regex.compile(r"\?([^?\n]{1,60}?)\?")
-QMARK_RUN = regex.compile(
+QMARK_RUN = patterncache.compile(
     r"(?<=[\p{Han}0-9０-９])\?{2,}(?=[\p{Han}0-9])|(?<=[\p{Han}0-9０-９])\?(?=[\p{Han}])"
 )
 LATIN1_RUN = regex.compile(r"[\u00C0-\u00FF][\u0080-\u00FF]{3,}")
@@ -45,7 +46,7 @@ _REPLACEMENT, _GARBLED, _QUESTION_MARK, _LATIN1, _SIGNATURE = (1 << bit for bit 
 FULLWIDTH_FORM = regex.compile(r"[\uFF03-\uFF06\uFF0A\uFF0B\uFF10-\uFF3A\uFF41-\uFF5A]")
 SHIFTED_MIN_BITS = 15.0
 # Question words, and A-not-A questions (会不会, 是不是, 有没有).
-QUESTION_WORDS = regex.compile(
+QUESTION_WORDS = patterncache.compile(
     r"什么|怎么|怎样|为何|为什么|如何|哪|谁|吗|呢|是否|难道|多少|几|何时|何处|啥|么|吧|否|有没有|(\p{Han})不\1"
 )
 QUESTION_FINAL = set("吗呢吧么啊呀嘛哪谁啥几否")

@@ -14,8 +14,8 @@ import re
 from functools import cache
 
 import numpy as np
-import regex
 
+from curate import patterncache
 from curate.detectors import DetectorContext, TextBatch
 from curate.document import Document, Flag
 from curate.textutil import char_table
@@ -24,8 +24,8 @@ INITIAL = r"(?:zh|ch|sh|[bpmfdtnlgkhjqxrzcsyw])?"
 FINAL = r"(?:iang|iong|uang|ueng|ang|eng|ing|ong|ian|iao|uai|uan|van|ai|ei|ao|ou|an|en|in|un|vn|ia|ie|iu|ua|uo|ue|ve|ui|er|a|o|e|i|u|v|ü)"
 SYLLABLE = rf"{INITIAL}{FINAL}[1-5]?"
 BRACKETED = rf"\p{{Han}}[(（]{SYLLABLE}[)）]"
-PINYIN_RUN = regex.compile(rf"{BRACKETED}(?:\p{{Han}}{{0,3}}{BRACKETED})+")
-FILLER = regex.compile(r"\p{Han}([*#|~^_+/\\])\p{Han}(?:\1\p{Han}){2,}")
+PINYIN_RUN = patterncache.compile(rf"{BRACKETED}(?:\p{{Han}}{{0,3}}{BRACKETED})+")
+FILLER = patterncache.compile(r"\p{Han}([*#|~^_+/\\])\p{Han}(?:\1\p{Han}){2,}")
 CONTROLS = ((0x00, 0x08), (0x0B, 0x0C), (0x0E, 0x1F), (0x7F, 0x9F))  # C0/C1 but \t, \n, \r
 CONTROL_RUN = re.compile("[" + "".join(f"\\x{a:02X}-\\x{b:02X}" for a, b in CONTROLS) + "]+")
 # Pre-checks: the patterns above only run on a text in which one of these occurs, a bracket

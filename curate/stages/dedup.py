@@ -97,7 +97,7 @@ import lz4.frame
 import numpy as np
 import regex
 
-from curate import lsh_params, minhash
+from curate import lsh_params, minhash, patterncache
 from curate.config import setting
 from curate.document import DUPLICATE, Change, Document, Flag, source_breaks
 from curate.stages.base import CorpusStage, StageSettings, Streamed, defer_artifact
@@ -131,7 +131,7 @@ _TRANSPOSE_COLUMNS = 32  # ... and their values at a time: a quarter of 128 held
 _CLAUSE_MARKS = set("，。、；：？！,.;:?!…—“”‘’（）()《》【】「」『』 \t\u3000")
 _SPLICE_CONTEXT = 30  # at most this many characters of context in a splice flag
 # Where sentences end (as in curate.textutil.sentence_spans): an end mark, then closing marks.
-_SENTENCE_END = regex.compile(
+_SENTENCE_END = patterncache.compile(
     f"[{regex.escape(SENTENCE_END)}][{regex.escape(SENTENCE_END + CLOSERS)}]*"
 )
 _END_CODES = np.array([ord(c) for c in SENTENCE_END], dtype=np.uint32)  # the same, for the kernel
