@@ -230,22 +230,23 @@ cdef int _read_map(const uint64_t[::1] table, _GramMap *m) except -1:
 
 cdef inline Py_ssize_t _slot_of(const _GramMap *m, uint64_t key) noexcept nogil:
     """The slot of `key` in the map, or -1: most keys looked up are not there, and the filter
-    says so in one load."""
-    cdef uint64_t hashed = key * _GOLDEN, held
+    says so in one load. (At most `size` slots probed: a table that `_read_map` took but no
+    `gram_map` made may have no empty slot.)"""
+    cdef uint64_t hashed = key * _GOLDEN
     cdef uint64_t bit = hashed >> (m.shift - 3)
-    cdef Py_ssize_t slot
+    cdef Py_ssize_t slot, probed
     if not (m.bits[bit >> 6] >> (bit & 63)) & 1:
         return -1
     if key == 0:
         return m.size if m.heads[m.size] else -1
     slot = <Py_ssize_t>(hashed >> m.shift)
-    held = m.keys[slot]
-    while held != key:
-        if held == 0:
+    for probed in range(m.size):
+        if m.keys[slot] == key:
+            return slot
+        if m.keys[slot] == 0:
             return -1
         slot = (slot + 1) & (m.size - 1)
-        held = m.keys[slot]
-    return slot
+    return -1
 
 
 def gram_map(const uint64_t[::1] keys):
@@ -329,6 +330,7 @@ def gram_runs(
     _read_map(a_map, &m)
     cdef Py_ssize_t la = a.shape[0], nb = b_keys.shape[0], x, j, t, slot, runs, count = 0, total = 0
     cdef int64_t i
+    cdef uint64_t left
     if m.n != max(la - 3, 0) or nb != max(b.shape[0] - 3, 0):
         raise ValueError("gram_runs: the keys are not those of a and b")
     for j in range(nb):
@@ -343,9 +345,13 @@ def gram_runs(
         slot = _slot_of(&m, b_keys[j])
         if slot < 0:
             continue
+        # The slot's count of positions, no more (`total` was made of the counts): a table
+        # that `_read_map` took but no `gram_map` made is refused rather than written past.
+        left = m.heads[slot] >> 32
         i = <int64_t>(m.heads[slot] & 0xFFFFFFFF) - 1
-        while i >= 0:
-            if i >= m.n:
+        while left:
+            left -= 1
+            if i < 0 or i >= m.n:
                 raise ValueError("not a gram map")
             for t in range(4):
                 if a[i + t] != b[j + t]:

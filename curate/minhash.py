@@ -459,7 +459,12 @@ def gram_index(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return keys[order], order
 
 
-def gram_map(keys: np.ndarray) -> Any:
+# A range's 4-grams as `gram_coverage` and `matching_blocks` look them up (`gram_map`): a table
+# of the kernels, or without them `gram_index`'s sorted keys and their positions.
+GramMap = np.ndarray | tuple[np.ndarray, np.ndarray]
+
+
+def gram_map(keys: np.ndarray) -> GramMap:
     """The 4-grams of one range as `gram_coverage` and `matching_blocks` look them up: the
     positions of each distinct key in a hash table (`_kernels.gram_map`), or without the
     kernels `gram_index`.
@@ -472,7 +477,7 @@ def gram_map(keys: np.ndarray) -> Any:
     return gram_index(keys)
 
 
-def gram_coverage(keys: np.ndarray, other: Any, max_gap: int | None = None) -> int:
+def gram_coverage(keys: np.ndarray, other: GramMap, max_gap: int | None = None) -> int:
     """How many characters of a range lie in one of its 4-grams whose key the other range has;
     with `max_gap`, only those of the stretch that has the most, stretches being parted by more
     than `max_gap` characters in no such 4-gram.
@@ -515,7 +520,7 @@ def matching_blocks(
     a: np.ndarray,
     b: np.ndarray,
     min_size: int = 4,
-    a_map: Any = None,
+    a_map: GramMap | None = None,
     b_keys: np.ndarray | None = None,
     fallback: bool = True,
 ) -> list[tuple[int, int, int]] | None:

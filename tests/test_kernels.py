@@ -135,7 +135,7 @@ def test_gram_coverage_and_matching_blocks_are_the_same_and_difflibs(
 @needs_kernels
 def test_too_many_equal_gram_pairs_fall_back_to_difflib(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(minhash, "_ALIGN_MAX_PAIRS", 10)
-    a = np.full(30, 0x4E00, dtype=np.uint32)  # 27 equal 4-grams each side: 729 pairs
+    a = np.full(30, 0x4E00, dtype=np.uint32)  # 27 4-grams, all equal, and b's 23: 621 pairs
     b = np.concatenate([a[:20], [0x4E01], a[:9]]).astype(np.uint32)
     a_map = KERNELS.gram_map(minhash.gram_keys(a))
     assert KERNELS.gram_runs(a, b, a_map, minhash.gram_keys(b), 10) is None
@@ -145,16 +145,25 @@ def test_too_many_equal_gram_pairs_fall_back_to_difflib(monkeypatch: pytest.Monk
     # thousand times), None on both paths; below the limit the same blocks either way.
     compiled, reference = both(monkeypatch, lambda: minhash.matching_blocks(a, b, 4, fallback=False))
     assert compiled is None and reference is None
-    monkeypatch.setattr(minhash, "_ALIGN_MAX_PAIRS", 729)
+    # At the limit exactly (27 4-grams of a by 17 + 6 of b, all equal), aligned; one pair
+    # fewer allowed, not.
+    monkeypatch.setattr(minhash, "_ALIGN_MAX_PAIRS", 27 * 23)
     compiled, reference = both(monkeypatch, lambda: minhash.matching_blocks(a, b, 4, fallback=False))
     assert compiled == reference == difflib_blocks(a, b, 4)
+    monkeypatch.setattr(minhash, "_ALIGN_MAX_PAIRS", 27 * 23 - 1)
+    compiled, reference = both(monkeypatch, lambda: minhash.matching_blocks(a, b, 4, fallback=False))
+    assert compiled is None and reference is None
 
 
+# Keys whose product with the map's multiplier (the golden ratio, modulo 2^64) has its top 52
+# bits set: whatever the table's size (up to 2^52 slots) they all start at its last slot, so
+# they probe past one another and wrap around to the first.
+GOLDEN = 0x9E3779B97F4A7C15
+LAST_SLOT = [((1 << 64) - 1 - r) * pow(GOLDEN, -1, 1 << 64) % (1 << 64) for r in range(8)]
 # Keys as a gram map meets them: 0 (the empty slot's value, kept apart), repeated keys (one slot,
-# many positions), keys whose top bits agree (the same first slot: probing) and random ones.
+# many positions), keys of one first slot, the largest, and random ones.
 MAP_KEYS = st.lists(
-    st.sampled_from([0, 1, 2, 1 << 63, (1 << 64) - 1, 0x9E3779B97F4A7C15, 5 << 58, 5 << 58 | 1])
-    | st.integers(0, (1 << 64) - 1),
+    st.sampled_from([0, 1, 2, 1 << 63, (1 << 64) - 1, GOLDEN, *LAST_SLOT]) | st.integers(0, (1 << 64) - 1),
     max_size=80,
 )
 
@@ -169,6 +178,17 @@ def test_gram_coverage_of_a_gram_map_is_the_same(a_keys: list[int], b_keys: list
     assert compiled == reference
     shared = set(a_keys)
     assert (compiled == 0) == all(key not in shared for key in b_keys)
+
+
+@needs_kernels
+def test_keys_of_one_first_slot_wrap_around_the_map() -> None:
+    assert {(key * GOLDEN % (1 << 64)) >> 60 for key in LAST_SLOT} == {15}  # (a map of 16 slots)
+    for size in range(1, len(LAST_SLOT) + 1):
+        keys = np.array(LAST_SLOT[:size], dtype=np.uint64)
+        table = KERNELS.gram_map(keys)
+        for n, key in enumerate(LAST_SLOT):
+            found = KERNELS.gram_coverage(np.array([key], dtype=np.uint64), table, 0)
+            assert found == (4 if n < size else 0), (size, n)
 
 
 @needs_kernels
@@ -195,6 +215,31 @@ def test_a_gram_map_is_checked_before_it_is_read() -> None:
     heads[np.flatnonzero(heads)[0]] = (1 << 32) | 1000
     with pytest.raises(ValueError, match="not a gram map"):
         KERNELS.gram_runs(a, a, broken, keys, 100)
+    # Counts and chains that disagree: refused, or walked no further than the count (a cycle),
+    # never written past the pairs counted.
+    used = int(np.flatnonzero(table[2 + size + 1 : 2 + 2 * (size + 1)])[0])
+    longer = np.tile(a, 50)
+    for change in ("more", "none", "cycle"):
+        broken = table.copy()
+        heads = broken[2 + size + 1 : 2 + 2 * (size + 1)]
+        nexts = broken[2 + 2 * (size + 1) : 2 + 2 * (size + 1) + len(keys)]
+        if change == "more":
+            heads[used] += np.uint64(100 << 32)
+        elif change == "none":
+            heads[used] &= np.uint64(0xFFFFFFFF)
+        else:
+            nexts[int(heads[used] & np.uint64(0xFFFFFFFF)) - 1] = heads[used] & np.uint64(0xFFFFFFFF)
+        if change == "more":
+            with pytest.raises(ValueError, match="not a gram map"):
+                KERNELS.gram_runs(a, longer, broken, minhash.gram_keys(longer), 1 << 20)
+        else:
+            KERNELS.gram_runs(a, longer, broken, minhash.gram_keys(longer), 1 << 20)
+    # A table with no empty slot and every filter bit set: a key not there is looked for once
+    # around the table, not forever.
+    full = table.copy()
+    full[2 : 2 + size] = np.arange(1, size + 1, dtype=np.uint64) * np.uint64(7919)
+    full[2 + 2 * (size + 1) + len(keys) :] = np.uint64((1 << 64) - 1)
+    assert KERNELS.gram_coverage(np.array([12345], dtype=np.uint64), full, 8) == 0
     # The keys must be those of the arrays aligned.
     with pytest.raises(ValueError, match="not those of a and b"):
         KERNELS.gram_runs(a, a[:6], table, keys, 100)
