@@ -340,8 +340,9 @@ def clean_value(raw: str) -> str:
 
 @cache
 def _memo(name: str) -> tablecache.JsonMemo:
-    """What this module derives from a pattern, kept between runs (`tablecache.JsonMemo`):
-    a function of this module's code, OpenCC's dictionaries and `regex`."""
+    """What this module derives from a pattern, and the rule files' parsed data, kept between
+    runs (`tablecache.JsonMemo`): a function of this module's code, OpenCC's dictionaries and
+    `regex`."""
     return tablecache.JsonMemo(
         name,
         [
@@ -516,33 +517,31 @@ def load_rules(folders: list[Path] | list[str]) -> RuleSet:
 def _read_toml(file: Path) -> dict[str, Any]:
     """A rule file's data, parsed again only when its text changed: `tomllib` parses in
     Python, 8 ms for the shipped packs at every run's start, before its first document, while
-    the other cores wait. Kept as JSON (`_memo`, by the SHA-256 of the text); a file whose data
-    JSON cannot hold as it is (a TOML date or time) is parsed every time."""
+    the other cores wait. Its JSON is kept (`_memo`: one version a file, by the SHA-256 of
+    its text) and read back as a new object each time; a file whose data JSON cannot hold (a
+    TOML date or time) is parsed every time."""
     try:
         text = file.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise RuleError(f"{file}: not UTF-8: {exc}") from None
-    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    memo, where = _memo("rule-files"), str(file.resolve())
+    version = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    kept = memo.kept(where, version)
+    if isinstance(kept, str):
+        try:
+            data = json.loads(kept)
+        except ValueError:
+            data = None
+        if isinstance(data, dict):
+            return data
     try:
-        return _memo("rule-files").get(digest, lambda _: _toml_as_json(text))
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise RuleError(f"{file}: not valid TOML: {exc}") from None
-    except _NotJson:
-        return tomllib.loads(text)
-
-
-class _NotJson(Exception):
-    """TOML data that would not come back from JSON as it is."""
-
-
-def _toml_as_json(text: str) -> dict[str, Any]:
-    data = tomllib.loads(text)
     try:
-        same = json.loads(json.dumps(data, ensure_ascii=False)) == data
-    except (TypeError, ValueError):
-        same = False
-    if not same:
-        raise _NotJson
+        memo.keep(where, version, json.dumps(data, ensure_ascii=False))
+    except (TypeError, ValueError):  # (a date or time: not kept)
+        pass
     return data
 
 

@@ -199,8 +199,9 @@ class JsonMemo:
 
     For derived values too small for `arrays` that still cost start-up: the rule packs'
     patterns expanded with their variants and the literals they require (~50 ms of every run
-    before its first document), the character classes of some stages. One JSON file per
-    `name` and `depends` (as for `arrays`), read on first use, with the SHA-256 of its entries
+    before its first document), the character classes of some stages; and, by `keep` and
+    `kept`, what is made of a file, its latest version only (the rule files' data). One JSON
+    file per `name` and `depends` (as for `arrays`), read on first use, with the SHA-256 of its entries
     (a damaged entry could make a rule skip lines it matches); `save` writes it back, whole,
     when something was added. Unreadable or damaged files are no error: the values are
     computed again. Past `MAX_ENTRIES` (patterns edited many times) the older half is dropped.
@@ -236,6 +237,22 @@ class JsonMemo:
         result = entries[argument] = json.loads(json.dumps(compute(argument), ensure_ascii=False))
         self._added = True
         return result
+
+    def kept(self, argument: str, version: str) -> Any:
+        """What `keep` kept for `argument` at `version` (a file, the digest of its text), or
+        None: nothing, or what was kept for another version."""
+        entry = self._loaded().get(argument)
+        if isinstance(entry, list) and len(entry) == 2 and entry[0] == version:
+            return entry[1]
+        return None
+
+    def keep(self, argument: str, version: str, value: Any) -> None:
+        """Keep `value` (JSON) for `argument` at `version`, in place of any other version's:
+        a file edited many times is kept once."""
+        entries = self._loaded()
+        if entries.get(argument) != [version, value]:
+            entries[argument] = [version, value]
+            self._added = True
 
     def save(self) -> None:
         """Write the entries if some were added (`replace_file`: a reader never sees half a file)."""

@@ -222,11 +222,21 @@ def test_rule_files_are_read_as_tomllib_parses_them_cached_or_not(tmp_path: Path
         for file in files:
             assert rules_module._read_toml(file) == tomllib.loads(file.read_text(encoding="utf-8")), file
     assert isinstance(rules_module._read_toml(dated / "p.toml")["pack"]["since"], datetime.date)
-    # A file changed in place is read as it is now.
+    # A file changed in place is read as it is now, and kept once however often it changes.
     folder = pack_folder(tmp_path, GOOD_RULE)
     assert load_rules([folder]).rules[0].description == "a rule"
-    (folder / "p.toml").write_text(GOOD_RULE.replace("a rule", "another rule"), encoding="utf-8")
-    assert load_rules([folder]).rules[0].description == "another rule"
+    for n in range(5):
+        (folder / "p.toml").write_text(GOOD_RULE.replace("a rule", f"rule {n}"), encoding="utf-8")
+        assert load_rules([folder]).rules[0].description == f"rule {n}"
+    memo = rules_module._memo("rule-files")
+    assert sum(str(tmp_path) in argument for argument in memo._loaded()) == 1
+    # Each read is an object of its own: a caller's change is not the next read's data.
+    first = rules_module._read_toml(folder / "p.toml")
+    first["rule"].append({"id": "changed"})
+    assert rules_module._read_toml(folder / "p.toml") == tomllib.loads((folder / "p.toml").read_text(encoding="utf-8"))
+    # What is kept for the file that is not its data (a cache file edited by hand) is not read.
+    memo.keep(str((folder / "p.toml").resolve()), memo._loaded()[str((folder / "p.toml").resolve())][0], "42")
+    assert rules_module._read_toml(folder / "p.toml")["rule"][0]["description"] == "rule 4"
 
 
 # --------------------------------------------------------------------------- CLI
