@@ -201,9 +201,9 @@ class JsonMemo:
     patterns expanded with their variants and the literals they require (~50 ms of every run
     before its first document), the character classes of some stages; and, by `keep` and
     `kept`, what is made of a file, its latest version only (the rule files' data). One JSON
-    file per `name` and `depends` (as for `arrays`), read on first use, with the SHA-256 of its entries
-    (a damaged entry could make a rule skip lines it matches); `save` writes it back, whole,
-    when something was added. Unreadable or damaged files are no error: the values are
+    file per `name` and `depends` (as for `arrays`), read on first use, with the SHA-256 of
+    its entries (a damaged entry could make a rule skip lines it matches); `save` writes it
+    back, whole, when something was added. Unreadable or damaged files are no error: the values are
     computed again. Past `MAX_ENTRIES` (patterns edited many times) the older half is dropped.
     """
 

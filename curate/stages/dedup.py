@@ -2393,7 +2393,7 @@ class _Engine:
             a0, a1, b0, b1 = kept.cf0, kept.cf1, para.cf0, para.cf1
         if a1 - a0 < self.s.passage_min_chars or b1 - b0 < self.s.passage_min_chars:
             return ()
-        original = kept if split < 0 else para  # (the range a0..a1 is its)
+        original = kept if split < 0 else para  # (whose range a0..a1 is)
         # A passage aligns at least passage_similarity * passage_min_chars characters (in
         # blocks of >= 4, chained across gaps of at most max_gap); the characters of the copy
         # inside 4-grams the original also has, in the stretch that has the most (parted by
@@ -2407,7 +2407,8 @@ class _Engine:
         # difflib's matching blocks (of >= 4 characters), computed on the code arrays; not
         # made for millions of equal 4-gram pairs (difflib itself would take minutes there).
         blocks = minhash.matching_blocks(
-            self._form(kept).codes[a0:a1], self._form(para).codes[b0:b1], 4, a_map, b_keys, fallback=False
+            self._form(kept).codes[a0:a1], self._form(para).codes[b0:b1], 4, a_map, b_keys,
+            fallback=False,
         )
         if blocks is None:
             return _UNALIGNED
