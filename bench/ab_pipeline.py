@@ -53,6 +53,11 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 CHILD = """
 import json, sys, time
+try:  # (as the curate command's process: curate.cli.entry; a checkout from before it had none)
+    from curate.allocator import keep_freed_memory
+    keep_freed_memory()
+except ImportError:
+    pass
 from curate import config, runner
 started = time.perf_counter()
 settings = config.build({"run": {"workers": int(sys.argv[1]), "engine": sys.argv[5]}})

@@ -342,8 +342,20 @@ def _timed_iterator(timers: Timers, index: int, items: Iterator[Any]) -> Iterato
         yield item
 
 
+def as_the_command() -> None:
+    """Set this process up as the `curate` command's is before its run (`curate.cli.entry`):
+    its C allocator keeps freed memory (`curate.allocator`; a checkout from before it had none)."""
+    try:
+        from curate.allocator import keep_freed_memory
+    except ImportError:
+        return
+    keep_freed_memory()
+
+
 def child(spec: dict[str, Any]) -> dict[str, Any]:
-    """One pipeline run as described by `spec`; returns its figures."""
+    """One pipeline run as described by `spec`, in a process set up as the command's
+    (`as_the_command`); returns its figures."""
+    as_the_command()
     from curate import config as config_module
     from curate import runner
     from curate.pipeline import stage_classes

@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 
 def main() -> int:
-    from bench_pipeline import corpora_parser
+    from bench_pipeline import as_the_command, corpora_parser
     from bench_shapes import SHAPES, shape_input
 
     parser = corpora_parser(__doc__.splitlines()[0])
@@ -53,6 +53,7 @@ def main() -> int:
         return 0
     corpora, prepare = found
 
+    as_the_command()
     from curate import config, engine, runner
 
     start = time.time()

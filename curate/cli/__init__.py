@@ -45,9 +45,12 @@ def entry() -> None:
     command made unfreed (`curate.stages.base.keep_until_exit`): freeing a run's state object
     by object, and Python's teardown, were about 60 ms at the end of a run of the benchmark and
     about a second on the copies shape, every core idle. A process that called Ray ends as
-    Python ends (Ray's shutdown runs at exit); so does an error that escapes `main`."""
+    Python ends (Ray's shutdown runs at exit); so does an error that escapes `main`. Its C
+    allocator keeps the memory it frees for reuse (`curate.allocator`)."""
+    from curate import allocator
     from curate.stages import base
 
+    allocator.keep_freed_memory()
     base.keep_until_exit()
     try:
         try:
