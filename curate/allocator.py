@@ -16,11 +16,12 @@ paired rounds, most of it the system's; on 213,864 short documents (`bench/bench
 
 What it costs: memory freed inside a process is kept, up to `TRIM_THRESHOLD` at the top of
 each of its heaps, rather than given back at once; the runs' peak (PSS, all processes) stayed
-at 270-300 MB on the benchmark, and rose by 15-24 MB to 1.19 GB on those short documents. The settings are the process's and its forked workers' (the pools fork); a
-process started anew (Ray's workers, a `spawn` pool) has glibc's defaults. A setting the user
-gave glibc for these parameters (`MALLOC_TRIM_THRESHOLD_`, `MALLOC_TOP_PAD_`,
-`MALLOC_MMAP_THRESHOLD_`, `MALLOC_MMAP_MAX_`, or the same as `glibc.malloc.*` tunables in
-`GLIBC_TUNABLES`) is left as it is.
+at 270-300 MB on the benchmark, and rose by 15-24 MB to 1.19 GB on those short documents. The
+settings are the process's and its forked workers' (the pools fork); a process started anew
+(Ray's workers, a `spawn` pool) has glibc's defaults. A setting the user gave glibc for these
+parameters (`MALLOC_TRIM_THRESHOLD_`, `MALLOC_TOP_PAD_`, `MALLOC_MMAP_THRESHOLD_`,
+`MALLOC_MMAP_MAX_`, or the same as `glibc.malloc.*` tunables in `GLIBC_TUNABLES`) is left as it
+is.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.skipif(
 
 # Batches of blocks from 600 bytes to 400 KB, made and freed ten times; prints the page faults
 # the batches took (after the first, which takes new memory either way). By glibc's defaults the
-# next batches still fault (16,000-37,000 in all here, as the heap's layout falls) while its
+# next batches still fault (16,000-37,000 in all here, with how the heap lies) while its
 # dynamic thresholds rise and the heap is cut back, a few batches until they settle; kept, ~100.
 # Transparent huge pages are off for the process: with them (a system's "always") a fault
 # brings 2 MB, and the defaults' faults are a few dozen.
