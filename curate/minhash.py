@@ -122,8 +122,9 @@ class ComparisonForm:
         return int(self.codes.shape[0])
 
     def index_at(self, text_pos: int) -> int:
-        """The first comparison character at or after text position `text_pos`."""
-        return int(np.searchsorted(self.positions, text_pos, side="left"))
+        """The first comparison character at or after text position `text_pos`. (The array's
+        method: `np.searchsorted` dispatches to it, three times its time for one value.)"""
+        return int(self.positions.searchsorted(text_pos, side="left"))
 
     def text_span(self, start: int, end: int) -> tuple[int, int]:
         """The text span covering comparison characters [start, end) (end > start)."""

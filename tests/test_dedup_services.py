@@ -505,6 +505,24 @@ def test_signatures_are_stacked_whatever_their_rows() -> None:
     assert dedup._stack([], 8).shape == (0, 8)
 
 
+def test_packed_lexsort_orders_as_numpy_lexsort() -> None:
+    # Keys of narrow ranges (packed into one integer), negative ones, repeats (a stable order
+    # of equal rows), and ranges too wide to pack together (numpy's own `lexsort`).
+    rng = np.random.default_rng(7)
+    for trial in range(300):
+        size = int(rng.integers(0, 60))
+        keys = []
+        for _ in range(int(rng.integers(1, 5))):
+            span = int(rng.choice([1, 3, 50, 1 << 20, 1 << 40, 1 << 62]))
+            low = int(rng.integers(-span, span + 1))
+            keys.append(rng.integers(low, low + span, size=size, dtype=np.int64))
+        keys_tuple = tuple(keys)
+        assert dedup._lexsort(keys_tuple).tolist() == np.lexsort(keys_tuple).tolist(), trial
+    wide = (np.array([1 << 62, 0, 5], np.int64), np.array([3, 3, -(1 << 62)], np.int64))
+    assert dedup._lexsort(wide).tolist() == np.lexsort(wide).tolist() == [2, 1, 0]
+    assert dedup._lexsort((np.empty(0, np.int64),)).tolist() == []
+
+
 def random_signatures(rng: np.random.Generator, count: int, num_perm: int) -> np.ndarray:
     """Signatures with copies, rows sharing some bands, and near collisions (one value off)."""
     sigs = rng.integers(0, 2**32, size=(count, num_perm), dtype=np.uint64).astype(np.uint32)
