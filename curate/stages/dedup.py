@@ -2342,9 +2342,7 @@ class _Engine:
             kept = self._para(other)
             if kept.removed_whole or not self._allowed(para, kept):
                 continue
-            found = self._verified.get(("passage", k, other, split))
-            if found is None:  # (`_result`, without reading the two paragraphs again)
-                found = self._find_passages(para, kept, split)
+            found = self._result(("passage", k, other, split))
             if found == _UNALIGNED:
                 self.unaligned.add(para.doc)
                 continue
