@@ -267,15 +267,12 @@ class Document:
         encoding: str = "utf-8",
         meta: dict[str, Any] | None = None,
     ) -> Document:
+        # Every field given in order (the dataclass's `__init__` takes keywords and calls its
+        # default factories more slowly: a document of a JSON line is made in the driver).
         return cls(
-            id=stable_id(source),
-            source=source,
-            text=text,
-            raw_sha256=raw_sha256,
-            encoding=encoding,
-            meta=dict(meta or {}),
-            _src=identity_map(len(text)),
-        )
+            stable_id(source), source, text, raw_sha256, encoding, dict(meta) if meta else {},
+            [], [], OK, "", None, [], identity_map(len(text)),
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ editing
     def apply(self, stage: str, changes: Iterable[Change]) -> list[Edit]:

@@ -534,32 +534,39 @@ def _record_documents(
 ) -> Iterator[Document]:
     """The documents of a JSON file's records, one by one; what it skips goes to `result`."""
     seen: set[str] = set()
+    text_fields, meta_fields = settings.text_fields, settings.meta_fields
+    raw_sha256, encoding = common["raw_sha256"], common["encoding"]
     for key, value, error, escaped in records:
-        where = f"{file.source}#{key}"
         if error is not None:
-            result.skipped.append(Skipped(where, error))
+            result.skipped.append(Skipped(f"{file.source}#{key}", error))
             continue
         if not isinstance(value, dict):
-            result.skipped.append(Skipped(where, "record is not a JSON object"))
+            result.skipped.append(Skipped(f"{file.source}#{key}", "record is not a JSON object"))
             continue
         # Lone surrogates are replaced in what the document takes (a name of a field too: then
         # the whole record), not in every string of the record: the lines of a file of escaped
         # text searched for the escape of one took 3/4 of the time parsing them did.
         if escaped and not all(name.isascii() for name in value):
             value = _without_lone_surrogates(value)
-        text = next(
-            (value[f] for f in settings.text_fields if isinstance(value.get(f), str) and value[f].strip()),
-            None,
-        )
+        text = None
+        for name in text_fields:  # (a loop, not a generator: a record costs the driver)
+            candidate = value.get(name)
+            if isinstance(candidate, str) and candidate.strip():
+                text = candidate
+                break
         if text is None:
-            fields = "/".join(settings.text_fields)
-            result.skipped.append(Skipped(where, f"record has no text ({fields} missing or blank)"))
+            fields = "/".join(text_fields)
+            result.skipped.append(Skipped(f"{file.source}#{key}", f"record has no text ({fields} missing or blank)"))
             continue
         own_id = _without_lone_surrogates(value.get("id")) if escaped else value.get("id")
-        if isinstance(own_id, (str, int)) and not isinstance(own_id, bool) and str(own_id) not in seen:
-            key = f"id={own_id}"
-            seen.add(str(own_id))
-        meta = {f: value[f] for f in settings.meta_fields if value.get(f) not in (None, "")}
+        if isinstance(own_id, (str, int)) and not isinstance(own_id, bool):
+            named = str(own_id)
+            if named not in seen:
+                key = f"id={named}"
+                seen.add(named)
+        meta = {f: value[f] for f in meta_fields if value.get(f) not in (None, "")}
         if escaped:
             text, meta = _without_lone_surrogates(text), _without_lone_surrogates(meta)
-        yield Document.new(f"{file.source}#{key}", normalise_newlines(text), meta=meta, **common)
+        yield Document.new(
+            f"{file.source}#{key}", normalise_newlines(text), raw_sha256=raw_sha256, encoding=encoding, meta=meta
+        )

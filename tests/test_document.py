@@ -14,6 +14,30 @@ def test_id_depends_on_source_only():
     assert stable_id("a/b.txt") == Document.new("a/b.txt", "").id
 
 
+def test_new_gives_each_field_its_value_and_fresh_containers():
+    """`new` passes the fields in order: a field out of place, or a list shared between
+    documents, shows here."""
+    from array import array
+    from dataclasses import fields
+
+    from curate.document import OK, SRC_TYPE
+
+    meta = {"title": "标题"}
+    doc = Document.new("a/b.jsonl#L3", "甲乙\n丙", raw_sha256="ab12", encoding="gbk", meta=meta)
+    expected = Document(
+        id=stable_id("a/b.jsonl#L3"), source="a/b.jsonl#L3", text="甲乙\n丙", raw_sha256="ab12",
+        encoding="gbk", meta={"title": "标题"}, _src=array(SRC_TYPE, range(5)),
+    )  # fmt: skip
+    assert doc == expected
+    assert [getattr(doc, f.name) for f in fields(Document)] == [getattr(expected, f.name) for f in fields(Document)]
+    assert (doc.status, doc.status_reason, doc.duplicate_of) == (OK, "", None)
+    assert doc.meta is not meta  # (a copy: the caller's dict is not the document's)
+    other = Document.new("a/c.txt", "x")
+    assert other.meta == {} and (other.raw_sha256, other.encoding) == ("", "utf-8")
+    for name in ("meta", "flags", "edits", "warnings"):
+        assert getattr(doc, name) is not getattr(other, name), name
+
+
 def test_apply_records_spans_before_after_and_source_offsets():
     doc = Document.new("d.txt", "甲乙丙丁戊己")
     edits = doc.apply(
