@@ -28,15 +28,18 @@ from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).resolve().parent
 
-# Sources compiled as modules (paths in the package). Not the engine, runner, CLI or
-# configuration: orchestration, a small share of a run, and code that debuggers and py-spy
-# should see as Python.
+# Sources compiled as modules (paths in the package). The engine and the runner too: their
+# loops handle every document in the driver (ingest, spills, the pools' batches), which bounds a
+# run of many short documents (bench/HISTORY.md, the fifty-first session). Not the CLI or the
+# configuration, run once; `CURATE_PURE_PYTHON=1` runs everything as Python for debuggers.
 COMPILED = [
     "document.py",
+    "engine.py",
     "ingest.py",
     "minhash.py",
     "patterncache.py",
     "rules.py",
+    "runner.py",
     "t2s.py",
     "tablecache.py",
     "textutil.py",

@@ -159,7 +159,8 @@ class _Pool(multiprocessing.pool.Pool):
     def _get_sentinels(self) -> list[Any]:
         """What the thread waits on besides the workers: the pool's own, but the results pipe."""
         results = getattr(getattr(self, "_outqueue", None), "_reader", None)
-        return [sentinel for sentinel in super()._get_sentinels() if sentinel is not results]
+        sentinels = super()._get_sentinels()  # (not in the comprehension: compiled, it has no class cell)
+        return [sentinel for sentinel in sentinels if sentinel is not results]
 
     def wind_down(self) -> None:
         """No task after those in hand, and those stop at their next batch (`halted`): the
