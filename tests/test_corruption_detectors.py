@@ -576,15 +576,30 @@ def test_the_chain_regexs_look_ahead_changes_no_chain(text: str) -> None:
     for start in range(0, len(text) + 1, 3):
         assert [m.span() for m in guarded.finditer(text, start)] == [m.span() for m in plain.finditer(text, start)]
 
+def opens(word: str, text: str) -> bool:
+    """Whether the first two characters of `word` (all of a one-character one) are in `text`,
+    those of a Latin word after no letter or digit, as its anchor pattern wants."""
+    before = "(?<![A-Za-z0-9])" if word.isascii() and len(word) > 1 else ""
+    return re.search(before + re.escape(word[:2]), text) is not None
+
+
 # A lexicon with one-character gambling words, which the pre-check looks for alone.
 ONE_CHARACTER_WORDS = SpamLexicon(
-    strong=("赌", "bet365"), gambling=("彩", "体育"), web=("官网",), connectors=(), brand_patterns=()
+    strong=("赌", "bet365", "be体"), gambling=("彩", "体育", "le"), web=("官网",), connectors=(), brand_patterns=()
 )
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.lists(st.sampled_from(spam_pieces()), max_size=12).map("".join), max_size=6))
+@given(
+    st.lists(
+        st.lists(st.sampled_from([*spam_pieces(), *"Z@[`{/:\x10"]), max_size=12).map("".join),
+        max_size=6,
+    )
+)
 @example(["民族ld体", "育中国", "", "体育"])  # an opening split across two texts is not one
+# A Latin word's opening after a letter or digit is not one (after a control character it is)...
+@example(["xbet365", "9bet365", "中bet365", "bet365", "x", "bet365", "Xle", "\x10be"])
+@example(["abe体", "赌"])  # ...an opening shared with a non-Latin word needs no word start
 def test_spam_precheck_is_the_search_for_a_gambling_word_opening(texts: list[str]) -> None:
     """Texts the pre-check lets `spam.detect` skip have no candidate (the general path)."""
     for lexicon in (SpamLexicon.load(default_lexicon_path()), ONE_CHARACTER_WORDS):
@@ -595,13 +610,14 @@ def test_spam_precheck_is_the_search_for_a_gambling_word_opening(texts: list[str
         for ctx in (batched, alone):
             for text in texts:
                 may_have = ctx.derived("spam", text, spam._prechecks)
-                assert may_have == any(t[:2] in text for t in anchors), repr(text)
+                assert may_have == any(opens(word, text) for word in anchors), repr(text)
                 assert may_have or not spam.candidates(text, lexicon), repr(text)
 
 
 # The searches the detectors' batch pre-checks stand for (their specification): one text at a
 # time, with the stdlib.
 OBFUSCATION_PRECHECKS = [r"[(（][a-zü]", r"[*#|~^_+/\\][\u3400-\u9fff]", r"[\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]"]
+FILLER_REPEATS = r"([*#|~^_+/\\])[^\x00-\x7f]\1"  # (with the filler's pre-check, above)
 MOJIBAKE_PRECHECKS = ["\ufffd", "[锟烫屯]", r"\?", "[\u00c0-\u00ff]"]
 SIGNATURE_SET = mojibake.utf8_as_gbk_signature() | {"\ufffd"}
 SIGNATURE_CHARS = sorted(SIGNATURE_SET)
@@ -613,7 +629,8 @@ PRECHECK_ALPHABET = (
 
 
 def expected_prechecks(text: str) -> tuple[tuple[bool, ...], int, list[int] | None]:
-    obfuscation_found = tuple(re.search(p, text) is not None for p in OBFUSCATION_PRECHECKS)
+    pinyin, filler, control = (re.search(p, text) is not None for p in OBFUSCATION_PRECHECKS)
+    obfuscation_found = (pinyin, filler and re.search(FILLER_REPEATS, text) is not None, control)
     bits = sum(1 << k for k, p in enumerate(MOJIBAKE_PRECHECKS) if re.search(p, text))
     positions = [i for i, c in enumerate(text) if c in SIGNATURE_SET]
     dense = len(positions) >= mojibake.SIGNATURE_WINDOW * mojibake.SIGNATURE_SHARE
@@ -624,6 +641,7 @@ def expected_prechecks(text: str) -> tuple[tuple[bool, ...], int, list[int] | No
 @given(st.lists(st.text(alphabet=PRECHECK_ALPHABET, max_size=16), max_size=8))
 @example(["中(", "a中", "*", "中", "(", "ü"])  # pairs across two texts are not pairs
 @example(["", "鍙鐨涓妗", "鏄", "", "鍙鐨涓\ufffd鏄浠"])  # enough signature characters, and not
+@example(["中*中*", "*中", "*", "*\x7f*中", "/中/", "中|\u33ff|", "|中*", "*中", "*"])  # filler repeats
 def test_batch_prechecks_are_the_searches_they_stand_for(texts: list[str]) -> None:
     batched = DetectorContext(lexicon=SpamLexicon.load(default_lexicon_path()))
     batched.prepare(texts)

@@ -165,7 +165,7 @@ class TextBatch:
     def held(self, marks: np.ndarray) -> np.ndarray:
         """Per text, the bits of `marks` (from `classes`) some character of it has: one pass
         over the marked characters, whatever the number of bits."""
-        marked = np.flatnonzero(marks)
+        marked = np.flatnonzero(marks != 0)  # (on a bool array: several times faster)
         owner = np.searchsorted(self.starts, marked, side="right") - 1
         held = np.zeros(len(self.texts), dtype=marks.dtype)
         np.bitwise_or.at(held, owner, marks[marked])
@@ -179,6 +179,13 @@ class TextBatch:
         last = self.starts[1:-1] - 1
         starting[last[(last >= 0) & (last < starting.size)]] = False
         return np.flatnonzero(starting)
+
+    def within_texts(self, positions: np.ndarray, reach: int) -> np.ndarray:
+        """Those of `positions` (in the joined texts) whose text goes on for `reach` more
+        characters: what starts there and spans `reach` + 1 characters lies in one text."""
+        ends = self.starts[1:] - 1  # the last character of each text (or -1, one before, if empty)
+        owner = np.searchsorted(self.starts, positions, side="right") - 1
+        return positions[positions + reach <= ends.take(owner)] if positions.size else positions
 
     def holding_pair(self, marks: np.ndarray, first: int, second: int) -> np.ndarray:
         """How many times, in each text, a character with a bit of `first` in `marks` comes

@@ -68,7 +68,7 @@ def _prechecks(batch: TextBatch, ctx: DetectorContext) -> list[tuple[int, list[i
     signature characters are when it has enough of them for `_utf8_as_gbk` (else None)."""
     marks = batch.classes(_precheck_table())
     present = batch.held(marks & (_REPLACEMENT | _GARBLED | _QUESTION_MARK | _LATIN1))
-    signature = np.flatnonzero(marks & _SIGNATURE)
+    signature = np.flatnonzero((marks & _SIGNATURE) != 0)
     bounds = np.searchsorted(signature, batch.starts)  # each text's run of `signature`
     enough = np.diff(bounds) >= SIGNATURE_WINDOW * SIGNATURE_SHARE
     found: list[tuple[int, list[int] | None]] = [(bits, None) for bits in present.tolist()]
