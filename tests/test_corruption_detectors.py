@@ -410,6 +410,24 @@ def test_surprise_is_the_plain_lookup_alone_and_in_a_batch():
         assert np.array_equal(batch.ids[batch.span(i)], model.ids(text))
 
 
+def test_a_text_is_located_in_the_batch_prepared_last():
+    """`DetectorContext.locate` keeps its last answer: a new batch (or a text of its own) must
+    not be answered from it."""
+    ctx = DetectorContext(lexicon=SpamLexicon.load(default_lexicon_path()))
+    first, second = "第一段正文。", "第二段正文，"
+    ctx.prepare([first, second])
+    assert ctx.locate(second) == (ctx._batch, 1) and ctx.locate(second) == (ctx._batch, 1)
+    ctx.prepare([second, first])
+    batch, i = ctx.locate(second)
+    assert (batch, i) == (ctx._batch, 0) and batch.texts[i] is second
+    alone = "不在批中的正文"
+    batch, i = ctx.locate(alone)
+    assert batch is not ctx._batch and batch.texts == [alone] and i == 0
+    assert ctx.locate(first) == (ctx._batch, 1) and ctx.locate(alone) == (batch, 0)
+    ctx.prepare([alone])
+    assert ctx.locate(alone) == (ctx._batch, 0) and ctx._batch is not batch
+
+
 def reference_garbage(text: str, ctx: DetectorContext) -> list[dict]:
     """The garbage detector computed plainly, one text at a time, baseline always (the spec)."""
     width = ctx.garbage_window

@@ -208,6 +208,7 @@ class DetectorContext:
     truncated_min_chars: int = 20
     _batch: TextBatch | None = field(default=None, repr=False)
     _single: TextBatch | None = field(default=None, repr=False)
+    _located: tuple[str, TextBatch, int] | None = field(default=None, repr=False)
 
     def prepare(self, texts: list[str]) -> None:
         """Join `texts` into one batch: per-character work asked for one of these text objects
@@ -215,13 +216,21 @@ class DetectorContext:
         same as for each text alone: joining texts changes no value, only the number of numpy
         calls."""
         self._batch = TextBatch.of(texts, self.model)
+        self._located = None
 
     def locate(self, text: str) -> tuple[TextBatch, int]:
-        """The batch holding `text` and its index there (a batch of its own if not prepared)."""
+        """The batch holding `text` and its index there (a batch of its own if not prepared).
+        The last answer is kept until the batches change: the detectors ask about one text in
+        turn (3-5 times a document)."""
+        located = self._located
+        if located is not None and located[0] is text:
+            return located[1], located[2]
         for batch in (self._batch, self._single):
             if batch is not None and (i := batch.find(text)) is not None:
+                self._located = (text, batch, i)
                 return batch, i
         self._single = TextBatch.of([text], self.model)
+        self._located = (text, self._single, 0)
         return self._single, 0
 
     def surprise(self, text: str) -> np.ndarray:

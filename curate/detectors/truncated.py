@@ -48,9 +48,12 @@ def detect(doc: Document, ctx: DetectorContext) -> list[Flag]:
     paragraphs = paragraph_spans(text)
     flags = []
     for i, (start, end) in enumerate(paragraphs):
+        # The ending first: it is the cheapest test, and most paragraphs end a sentence. (Read
+        # before the line is stripped: a mark of ENDINGS is no whitespace, so it ends both.)
+        if text[end - 1] in ENDINGS:
+            continue
         line = text[start:end].rstrip()
         end = start + len(line)
-        # The ending first: it is the cheapest test, and most paragraphs end a sentence.
         if not line or line[-1] in ENDINGS or not is_han(line[-1]) and line[-1] not in "，,、":
             continue
         if len(line.strip()) < ctx.truncated_min_chars or not any(c in line for c in PROSE_COMMAS):
