@@ -1101,7 +1101,7 @@ def test_columns_cut_from_many_records_are_each_records_own(kernels: bool, monke
     """`_Rows` (the decision's and the index's columns of many documents, cut from the
     records' blocks by `_RECORD_COLUMNS`) gives each column as the records' properties joined,
     for records, for summaries not packed, one-paragraph documents (`one_sig`) and empty ones,
-    compiled and not; whole, or documents `start` to `end`."""
+    compiled and not; whole, documents `start` to `end`, or the documents given."""
     if kernels and minhash._kernels is None:
         pytest.skip("curate._kernels was not built")
     if not kernels:
@@ -1155,6 +1155,17 @@ def test_columns_cut_from_many_records_are_each_records_own(kernels: bool, monke
         texts = [text for summary in wanted for text in dedup._slices(dedup._text_of(summary.text_utf8), summary.spans)]
         # (the index's texts, in UTF-8: cut from the records' UTF-8, or an index block's list)
         assert rows.lines(start, len(items) if end is None else end) == [text.encode() for text in texts]
+    # Of some documents only (records, summaries and index blocks among them), ascending.
+    rows = dedup._Rows(mixed)
+    for picked in ([1, 2, 3, 5, len(mixed) - 1], [4], []):
+        for name, shape, dtype in asked:
+            if name in ("src_pos", "src_off"):
+                continue
+            array = rows.column(name, shape, dtype, documents=np.array(picked, np.int64))
+            want = [np.asarray(getattr(records[n], name)).reshape(-1, *shape) for n in picked]
+            want_array = np.concatenate(want).astype(dtype) if want else np.empty((0, *shape), dtype)
+            assert array.dtype == dtype and array.shape == want_array.shape, name
+            assert array.tolist() == want_array.tolist(), name
     listed = [
         dedup._IndexBlock(r.spans, r.cf, [], r.para_sigs, dedup._slices(dedup._text_of(r.text_utf8), r.spans), [], r.win_spans, r.win_sigs)
         for r in records
