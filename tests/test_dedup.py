@@ -1101,7 +1101,8 @@ def test_columns_cut_from_many_records_are_each_records_own(kernels: bool, monke
     """`_Rows` (the decision's and the index's columns of many documents, cut from the
     records' blocks by `_RECORD_COLUMNS`) gives each column as the records' properties joined,
     for records, for summaries not packed, one-paragraph documents (`one_sig`) and empty ones,
-    compiled and not; whole, documents `start` to `end`, or the documents given."""
+    compiled and not; whole, documents `start` to `end`, or the documents given; and the
+    documents' signatures (`_Rows.signatures`)."""
     if kernels and minhash._kernels is None:
         pytest.skip("curate._kernels was not built")
     if not kernels:
@@ -1166,6 +1167,12 @@ def test_columns_cut_from_many_records_are_each_records_own(kernels: bool, monke
             want_array = np.concatenate(want).astype(dtype) if want else np.empty((0, *shape), dtype)
             assert array.dtype == dtype and array.shape == want_array.shape, name
             assert array.tolist() == want_array.tolist(), name
+    # The documents' signatures (where a record holds it: `one_sig` or after its windows').
+    run = [(summary, record)[n % 2] for n, (summary, record) in enumerate(zip(summaries, records, strict=True))]
+    for picked in (list(range(len(run))), [0, 3, len(run) - 1], []):
+        sigs = dedup._Rows(run).signatures(np.array(picked, np.int64), settings.num_perm)
+        assert sigs.dtype == np.uint32 and sigs.shape == (len(picked), settings.num_perm)
+        assert sigs.tolist() == [records[n].sig.tolist() for n in picked] == [summaries[n].sig.tolist() for n in picked]
     listed = [
         dedup._IndexBlock(r.spans, r.cf, [], r.para_sigs, dedup._slices(dedup._text_of(r.text_utf8), r.spans), [], r.win_spans, r.win_sigs)
         for r in records
