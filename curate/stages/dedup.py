@@ -2693,17 +2693,20 @@ class _Engine:
         paragraphs (or of their windows) in their numbers' order. The documents' `_Rows` are
         made once for the decision's reads, at the first (once the run's documents are all
         added): 0.2 s on 213,816 short documents."""
-        if self._run_rows is None:
-            self._run_rows = _Rows([doc.summary for doc in self.docs[self._first_run_doc :]])
-        assert len(self._run_rows.items) == len(self.docs) - self._first_run_doc
-        return [self._run_rows.column(name, shape, dtype, documents=documents) for name, shape, dtype in columns]
+        rows = self._rows_of_run()
+        return [rows.column(name, shape, dtype, documents=documents) for name, shape, dtype in columns]
 
     def _run_signatures(self, keys: list[int]) -> np.ndarray:
         """The signatures of run documents `keys` (ascending), a row each (`_Rows.signatures`)."""
+        documents = np.array(keys, np.int64) - self._first_run_doc
+        return self._rows_of_run().signatures(documents, self.s.num_perm)
+
+    def _rows_of_run(self) -> _Rows:
+        """The run documents' `_Rows`, made at the first read (once they are all added)."""
         if self._run_rows is None:
             self._run_rows = _Rows([doc.summary for doc in self.docs[self._first_run_doc :]])
-        documents = np.array(keys, np.int64) - self._first_run_doc
-        return self._run_rows.signatures(documents, self.s.num_perm)
+        assert len(self._run_rows.items) == len(self.docs) - self._first_run_doc
+        return self._run_rows
 
     def _para(self, k: int) -> _Para:
         """Paragraph `k`, made when first read: a parent's from its rows of the index, a run
