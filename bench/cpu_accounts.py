@@ -159,8 +159,9 @@ def _forked() -> None:
 
 
 def _install() -> None:
-    """The wrappers, before curate runs: on its uncompiled modules' functions (the engine,
-    the runner, the stages' base), classes' methods, and `multiprocessing`'s."""
+    """The wrappers, before curate runs: on module functions (the engine, the runner, the
+    stages' base: compiled, they still look these up at each call), classes' methods, and
+    `multiprocessing`'s."""
     from curate import engine, runner
     from curate.pipeline import stage_classes
     from curate.report import model
