@@ -108,6 +108,18 @@ def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tu
     return spans
 
 
+# Every character `regex` reads as \p{Han} (Script=Han: radicals, 々 and 〇, Hangzhou numerals,
+# the unified and compatibility ideographs of every plane), as code point ranges: for a table
+# that must hold whatever a \p{Han} pattern matches (a pre-check may pass more texts on, never
+# fewer). tests/test_textutil.py checks them against `regex` over every code point.
+HAN_SCRIPT_RANGES = (
+    (0x2E80, 0x2E99), (0x2E9B, 0x2EF3), (0x2F00, 0x2FD5), (0x3005, 0x3005), (0x3007, 0x3007),
+    (0x3021, 0x3029), (0x3038, 0x303B), (0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFA6D),
+    (0xFA70, 0xFAD9), (0x16FE2, 0x16FE3), (0x16FF0, 0x16FF6), (0x20000, 0x2A6DF), (0x2A700, 0x2B81E),
+    (0x2B820, 0x2CEAD), (0x2CEB0, 0x2EBE0), (0x2EBF0, 0x2EE5D), (0x2F800, 0x2FA1D), (0x30000, 0x3134A),
+    (0x31350, 0x33479),
+)  # fmt: skip
+
 # Han code point ranges (CJK Unified Ideographs, extensions A-G, compatibility ideographs), for
 # stdlib `re` character classes: `re` compiles big classes to bitmaps and scans them much faster
 # than `regex` scans \p{Han} or a large explicit set.

@@ -183,6 +183,14 @@ def test_obfuscation_filler_symbols_and_control_characters(stage):
     assert [f.text for f in flags] == ["加*微*信*号", "\x07", "\x1b"]
 
 
+def test_obfuscation_filler_run_of_han_outside_the_basic_block(stage):
+    """Han of other planes and blocks (extension B, radicals, 〇) count as FILLER's \\p{Han}
+    does: the pre-check read U+3400-U+9FFF only, and never ran the pattern on these."""
+    for run in ("加*𠀀*𠀁*𠀂", "加#⺀#〇#⻀", "加|𠀀|微|信"):
+        flags = flags_of(stage, PROSE + f"详情请{run}咨询。\n", "obfuscation")
+        assert [f.text for f in flags] == [run], run
+
+
 # ---------------------------------------------------------------- truncated
 def test_truncated_paragraph_at_the_end_of_the_document(stage):
     text = PROSE + "今年以来，全市新建各类学校十二所，其中普通高中三所，另有一批项目正在加紧"

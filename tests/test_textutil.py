@@ -258,3 +258,15 @@ def test_pair_starts_refuses_what_is_not_a_pair_and_pickles_without_its_tables()
     copy = pickle.loads(pickle.dumps(starts))
     assert copy._tables is None and copy.pairs == ["中国"]
     assert copy.search(re.compile("中国"), "在中国") is not None
+
+
+def test_han_script_ranges_are_every_character_regex_reads_as_han():
+    """`HAN_SCRIPT_RANGES` against `regex`'s \\p{Han} over every code point: a newer `regex`
+    (a newer Unicode) that adds Han characters fails here until the ranges follow."""
+    import regex
+
+    codes = np.arange(0x110000, dtype=np.uint32)
+    codes = codes[(codes < 0xD800) | (codes > 0xDFFF)]
+    every = codes.astype("<u4").tobytes().decode("utf-32-le")
+    found = [(ord(every[m.start()]), ord(every[m.end() - 1])) for m in regex.finditer(r"\p{Han}+", every)]
+    assert tuple(found) == textutil.HAN_SCRIPT_RANGES

@@ -18,7 +18,7 @@ import numpy as np
 from curate import patterncache
 from curate.detectors import DetectorContext, TextBatch
 from curate.document import Document, Flag
-from curate.textutil import char_table
+from curate.textutil import HAN_SCRIPT_RANGES, char_table
 
 INITIAL = r"(?:zh|ch|sh|[bpmfdtnlgkhjqxrzcsyw])?"
 FINAL = r"(?:iang|iong|uang|ueng|ang|eng|ing|ong|ian|iao|uai|uan|van|ai|ei|ao|ou|an|en|in|un|vn|ia|ie|iu|ua|uo|ue|ve|ui|er|a|o|e|i|u|v|ü)"
@@ -30,10 +30,11 @@ CONTROLS = ((0x00, 0x08), (0x0B, 0x0C), (0x0E, 0x1F), (0x7F, 0x9F))  # C0/C1 but
 CONTROL_RUN = re.compile("[" + "".join(f"\\x{a:02X}-\\x{b:02X}" for a, b in CONTROLS) + "]+")
 # Pre-checks: the patterns above only run on a text in which one of these occurs, a bracket
 # before a pinyin letter (`[(（][a-zü]`), a filler symbol before a Han character
-# (`[*#|~^_+/\\][\u3400-\u9fff]`) and the same symbol two characters on with a non-ASCII one
-# between (`([*#|~^_+/\\])[^\x00-\x7f]\1`, which every filler match holds: without it, 379 of
-# the benchmark's 5,123 texts ran FILLER for nothing, with it 5), a control character. Looked up
-# for a whole batch of texts at once (`_prechecks`).
+# (`[*#|~^_+/\\]\p{Han}`: every Han character, `HAN_SCRIPT_RANGES`; it read U+3400-U+9FFF, and
+# a filler run of other Han characters went unflagged) and the same symbol two characters on
+# with a non-ASCII one between (`([*#|~^_+/\\])[^\x00-\x7f]\1`, which every filler match holds:
+# without it, 379 of the benchmark's 5,123 texts ran FILLER for nothing, with it 5), a control
+# character. Looked up for a whole batch of texts at once (`_prechecks`).
 _BRACKET, _PINYIN_LETTER, _FILLER, _HAN, _CONTROL = (1 << bit for bit in range(5))
 
 
@@ -41,7 +42,7 @@ _BRACKET, _PINYIN_LETTER, _FILLER, _HAN, _CONTROL = (1 << bit for bit in range(5
 def _precheck_table() -> np.ndarray:
     """The classes of `_prechecks`, by code point (`char_table`)."""
     letters = [(ord("a"), ord("z")), (ord("ü"), ord("ü"))]
-    return char_table(["(（", letters, "*#|~^_+/\\", [(0x3400, 0x9FFF)], CONTROLS])
+    return char_table(["(（", letters, "*#|~^_+/\\", HAN_SCRIPT_RANGES, CONTROLS])
 
 
 def _prechecks(batch: TextBatch, ctx: DetectorContext) -> list[tuple[bool, bool, bool]]:
