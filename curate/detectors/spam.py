@@ -126,11 +126,11 @@ def _pair_keys(first: np.ndarray, second: np.ndarray) -> np.ndarray:
 def _anchor_openings(lexicon: SpamLexicon) -> tuple[np.ndarray, np.ndarray]:
     """`_pair_keys` of the first two characters of every gambling word, sorted, and for each
     whether only Latin words open with it (their pattern wants no letter or digit before)."""
+    words = [word for word in _anchor_words(lexicon) if len(word) > 1]
+    openings = _pair_keys(np.array([ord(w[0]) for w in words], np.int64), np.array([ord(w[1]) for w in words], np.int64))
     latin_only: dict[int, bool] = {}
-    for word in _anchor_words(lexicon):
-        if len(word) > 1:
-            key = (ord(word[0]) << 21) | ord(word[1])
-            latin_only[key] = latin_only.get(key, True) and word.isascii()
+    for key, word in zip(openings.tolist(), words, strict=True):
+        latin_only[key] = latin_only.get(key, True) and word.isascii()
     keys = sorted(latin_only)
     return np.array(keys, dtype=np.int64), np.array([latin_only[k] for k in keys], dtype=bool)
 

@@ -451,7 +451,7 @@ class _Rows:
             ]
         starts, lengths = sizes @ np.array(first), sizes @ np.array(count)
         for at, n in others:
-            values = np.ascontiguousarray(np.asarray(getattr(self.items[n], name), dtype)).reshape(-1)
+            values = _own_values(getattr(self.items[n], name), dtype)
             blocks[at], starts[at], lengths[at] = values, 0, values.shape[0]
         return _cut_items(blocks, starts, lengths, dtype).reshape(-1, *shape)
 
@@ -469,7 +469,7 @@ class _Rows:
         lengths = np.full(len(picked), num_perm, np.int64)
         for at, n in enumerate(picked):
             if blocks[at] is None:  # (not a record: its own array)
-                blocks[at] = np.ascontiguousarray(np.asarray(self.items[n].sig).reshape(-1).astype(np.uint32, copy=False))
+                blocks[at] = _own_values(self.items[n].sig, np.dtype(np.uint32))
                 starts[at], lengths[at] = 0, blocks[at].shape[0]
         signatures = _cut_items(blocks, starts, lengths, np.dtype(np.uint32))
         if signatures.shape != (len(picked) * num_perm,):
@@ -489,6 +489,12 @@ class _Rows:
         texts = [item.texts if type(item) is _IndexBlock else item.text_utf8 for item in items]
         bounds = self.column("spans", (2,), np.int64, start, end).reshape(-1)
         return kernels.utf8_lines(texts, bounds, np.array(self.counts(start, end), np.int64))
+
+
+def _own_values(array: Any, dtype: np.dtype) -> np.ndarray:
+    """The items of a summary's array that is not a record's block, flat, contiguous, as
+    `dtype` (what `_cut_items` cuts from): for `_Rows` of summaries a worker made."""
+    return np.ascontiguousarray(np.asarray(array, dtype)).reshape(-1)
 
 
 def _cut_items(blocks: list[np.ndarray], starts: np.ndarray, lengths: np.ndarray, dtype: np.dtype) -> np.ndarray:
