@@ -20,11 +20,15 @@ import itertools
 import json
 import math
 import re
+import signal
 import string
+import threading
 import time
 import tomllib
 import unicodedata
 from bisect import bisect_right
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -1347,6 +1351,94 @@ def time_left(deadline: float | None) -> float | None:
     if left <= 0:
         raise TimeoutError("regex timed out")
     return left
+
+
+class SearchWatch:
+    """A time limit on `regex` searches kept by a CPU-time timer instead of `regex`'s timeout.
+
+    Why: given a timeout, `regex` reads the process's CPU clock as a search starts and every
+    256 steps of it, and that clock is a system call (`clock_gettime(CLOCK_PROCESS_CPUTIME_ID)`,
+    0.9 us here, more on a busy host; so is `time.process_time`, which `deadline_of` reads): a
+    1-worker benchmark run made 37,123 of them (`strace -c`), nearly all in the boilerplate
+    stage's searches. Here a timer of the same CPU time (`setitimer(ITIMER_PROF)`) ticks
+    `TICKS` times a limit, and a search is stopped (`TimeoutError`, raised where `regex` checks
+    for signals every 256 steps, as it does for Ctrl-C) once `TICKS` ticks in a row have found it
+    running: after between 1 and 1 + 1/`TICKS` times the limit. A few system calls a batch of
+    documents, not two or more a search.
+
+    A search is watched between `enter` and `leave` (a counter and a flag: no clock read). Armed
+    only by `watched_searches`.
+    """
+
+    TICKS = 10
+
+    def __init__(self) -> None:
+        self.started = 0  # searches entered so far: which one a tick finds running
+        self.inside = False
+        self._seen = -1
+        self._ticks = 0
+
+    def enter(self) -> None:
+        self.started += 1
+        self.inside = True
+
+    def leave(self) -> None:
+        self.inside = False
+
+    def tick(self, signum: int = 0, frame: Any = None) -> None:
+        """The timer's signal handler (run by Python in the main thread, between two of a
+        search's steps or of the interpreter's)."""
+        if not self.inside or self.started != self._seen:
+            self._seen, self._ticks = self.started, 0
+            return
+        self._ticks += 1
+        if self._ticks >= self.TICKS:
+            raise TimeoutError("regex timed out")
+
+
+_WATCH = SearchWatch()
+_WATCHING = False
+
+
+@contextmanager
+def watched_searches(timeout: float | None) -> Iterator[SearchWatch | None]:
+    """The process's `SearchWatch`, its timer armed for `timeout` seconds of CPU time a search
+    (disarmed at the end); None where it cannot be, and the searches are then given `timeout`
+    themselves: no limit (None, negative), not the main thread (the only one Python runs signal
+    handlers in), no `setitimer` (not POSIX), another handler of `SIGPROF` (a profiler's) or a
+    watch already armed.
+
+    The handler stays installed once installed: a tick delivered just before the timer is
+    disarmed then finds nothing to stop (reset to the default, Python would print that it
+    ignored the signal). Other threads' system calls are restarted, not interrupted, by a tick.
+    """
+    global _WATCHING
+    if (
+        timeout is None
+        or timeout <= 0
+        or _WATCHING
+        or not hasattr(signal, "setitimer")
+        or threading.current_thread() is not threading.main_thread()
+    ):
+        yield None
+        return
+    handler = signal.getsignal(signal.SIGPROF)
+    if handler != _WATCH.tick:
+        if handler != signal.SIG_DFL:  # (None: a handler installed by C code)
+            yield None
+            return
+        signal.signal(signal.SIGPROF, _WATCH.tick)
+        signal.siginterrupt(signal.SIGPROF, False)
+    interval = timeout / SearchWatch.TICKS
+    _WATCHING = True
+    _WATCH.inside = False
+    signal.setitimer(signal.ITIMER_PROF, interval, interval)
+    try:
+        yield _WATCH
+    finally:
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        _WATCH.inside = False
+        _WATCHING = False
 
 
 def pattern_triggers(compiled: Any) -> frozenset[str] | None:

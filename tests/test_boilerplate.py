@@ -3,6 +3,9 @@ limits, the allowlist, corpus-level repeated lines."""
 
 from __future__ import annotations
 
+import signal
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +15,7 @@ from opencc import OpenCC
 
 from curate import config as config_module
 from curate.document import Document
-from curate.rules import load_rules, nonblank_lines
+from curate.rules import RuleSet, SearchWatch, load_rules, nonblank_lines
 from curate.stages.base import RunContext
 from curate.stages.boilerplate import Boilerplate
 from curate.stages.repeated_lines import RepeatedLines, normalise_line
@@ -211,6 +214,101 @@ def test_rule_that_times_out_is_reported_not_skipped_silently(tmp_path: Path) ->
     assert "slow" in warning and "timed out" in warning and "\n" not in warning
     (flag,) = doc.flags
     assert flag.kind == "rule-timeout" and flag.evidence["rule"] == "slow"
+
+
+class _RecordedPattern:
+    """A rule's pattern that records the `timeout` each search is given (and searches)."""
+
+    def __init__(self, pattern) -> None:
+        self.compiled, self.given = pattern, []
+
+    def __getattr__(self, name: str):
+        found = getattr(self.compiled, name)
+        if name not in ("search", "match", "fullmatch", "finditer"):
+            return found
+
+        def recorded(*args, timeout=None, **kwargs):
+            self.given.append(timeout)
+            return found(*args, timeout=timeout, **kwargs)
+
+        return recorded
+
+
+def slow_rules(folder: Path) -> tuple[RuleSet, _RecordedPattern]:
+    write_pack(folder, SLOW_PACK)
+    rules = load_rules([folder])
+    (rule,) = rules.rules
+    rule.pattern = recorded = _RecordedPattern(rule.pattern)
+    return rules, recorded
+
+
+def assert_timed_out(doc: Document) -> None:
+    assert doc.text == "a" * 40 + "b" and len(doc.warnings) == 1
+    assert "timed out after 0.05s" in doc.warnings[0]
+    assert [flag.kind for flag in doc.flags] == ["rule-timeout"]
+
+
+def test_the_time_limit_is_kept_by_the_watch_without_regex_s_clock(tmp_path: Path) -> None:
+    # In the main thread the stage's CPU-time timer stops the search: `regex` is given no
+    # timeout (with one, it reads the CPU clock, a system call, at least twice a search).
+    rules, pattern = slow_rules(tmp_path)
+    started = time.process_time()
+    doc, _ = run_stage("a" * 40 + "b", rules=rules, timeout_seconds=0.05)
+    assert_timed_out(doc)
+    assert 0.05 <= time.process_time() - started < 2
+    assert pattern.given and set(pattern.given) == {None}
+    assert signal.getitimer(signal.ITIMER_PROF) == (0.0, 0.0)  # disarmed after the batch
+
+
+def test_without_the_watch_regex_keeps_the_time_limit(tmp_path: Path) -> None:
+    # Outside the main thread (Python runs signal handlers only there), and where another
+    # handler of SIGPROF is installed (a profiler's), each search is given the limit itself.
+    rules, pattern = slow_rules(tmp_path)
+    done: list[Document] = []
+
+    def stage_in_a_thread() -> None:
+        done.append(run_stage("a" * 40 + "b", rules=rules, timeout_seconds=0.05)[0])
+
+    thread = threading.Thread(target=stage_in_a_thread)
+    thread.start()
+    thread.join()
+    assert_timed_out(done[0])
+    assert pattern.given and set(pattern.given) == {0.05}
+
+    pattern.given.clear()
+    ticks: list[int] = []
+
+    def theirs(signum: int, frame: object) -> None:
+        ticks.append(signum)
+
+    before = signal.signal(signal.SIGPROF, theirs)
+    try:
+        doc, _ = run_stage("a" * 40 + "b", rules=rules, timeout_seconds=0.05)
+        assert signal.getsignal(signal.SIGPROF) is theirs  # left alone
+    finally:
+        signal.signal(signal.SIGPROF, before)
+    assert_timed_out(doc)
+    assert pattern.given and set(pattern.given) == {0.05} and not ticks
+
+
+def test_the_watch_stops_only_a_search_its_ticks_found_running() -> None:
+    watch = SearchWatch()
+    watch.tick()  # outside a search: nothing to stop
+    watch.enter()
+    for _ in range(SearchWatch.TICKS):  # the first tick finds it; it has run one limit by the last
+        watch.tick()
+    with pytest.raises(TimeoutError):
+        watch.tick()
+    watch.leave()
+    for _ in range(3 * SearchWatch.TICKS):  # between searches, never
+        watch.tick()
+    for _ in range(3):  # searches that each end before the limit: each one counted anew
+        watch.enter()
+        for _ in range(SearchWatch.TICKS):
+            watch.tick()
+        watch.leave()
+        watch.enter()
+        watch.leave()
 
 
 def test_allowlist_keeps_text_the_rule_would_remove(tmp_path: Path) -> None:

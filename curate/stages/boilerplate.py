@@ -26,12 +26,14 @@ from curate.document import Change, Document, Flag
 from curate.rules import (
     Rule,
     RuleSet,
+    SearchWatch,
     TriggerHits,
     configured_folders,
     deadline_of,
     load_rules,
     nonblank_lines,
     time_left,
+    watched_searches,
     whole_line_spans,
 )
 from curate.stages.base import DocumentStage, StageSettings
@@ -98,19 +100,27 @@ class Boilerplate(DocumentStage):
         todo = [doc for doc in docs if doc.text.strip()]
         lines = [nonblank_lines(doc.text) for doc in todo]
         located = self.ruleset.trigger_index().locate_many([doc.text for doc in todo], lines)
-        for doc, spans, hits in zip(todo, lines, located, strict=True):
-            self._process(doc, spans, hits)
+        with watched_searches(self.settings.timeout_seconds) as watch:
+            for doc, spans, hits in zip(todo, lines, located, strict=True):
+                self._process(doc, spans, hits, watch)
 
     def process(self, doc: Document) -> None:
         if doc.text.strip():
-            self._process(doc, nonblank_lines(doc.text), None)
+            with watched_searches(self.settings.timeout_seconds) as watch:
+                self._process(doc, nonblank_lines(doc.text), None, watch)
 
-    def _process(self, doc: Document, lines: list[tuple[int, int]], hits: TriggerHits | None) -> None:
-        """`process`, with the text's `nonblank_lines` and its triggers (found if None)."""
+    def _process(
+        self,
+        doc: Document,
+        lines: list[tuple[int, int]],
+        hits: TriggerHits | None,
+        watch: SearchWatch | None,
+    ) -> None:
+        """`process`, with the text's `nonblank_lines`, its triggers (found if None) and the
+        searches' watch (None: `regex` keeps their time limit)."""
         text = doc.text
-        timeout = self.settings.timeout_seconds
         line_text = [text[s:e] for s, e in lines]
-        present = _Present(self, doc, text, timeout, lines, line_text, hits)
+        present = _Present(self, doc, text, self.settings.timeout_seconds, lines, line_text, hits, watch)
 
         decided: dict[int, _Hit] = {}
         # 1. line and paragraph rules, in pack order: the first rule that matches a line decides.
@@ -319,6 +329,10 @@ class _Present:
     search could not match, so it is not run. The same scan says in which lines each rule's
     triggers occur (`TriggerHits`): `candidates(rule)` / `could(rule, i)` answer from that,
     without looking at each (rule, line) pair.
+
+    The time limit (`limit` seconds of CPU a search, or the searches of a line or pre-check that
+    share one) is kept by `watch` where the stage armed one (`rules.watched_searches`), else by
+    `regex` (`timeout`, None when watched).
     """
 
     def __init__(
@@ -330,11 +344,14 @@ class _Present:
         lines: list[tuple[int, int]],
         line_text: list[str],
         hits: TriggerHits | None = None,
+        watch: SearchWatch | None = None,
     ) -> None:
         self.stage = stage
         self.doc = doc
         self.text = text
-        self.timeout = timeout
+        self.limit = timeout
+        self.watch = watch
+        self.timeout = None if watch is not None else timeout
         self.lines = lines
         self.line_text = line_text
         self.disabled = set(stage.settings.disable)
@@ -398,11 +415,8 @@ class _Present:
             if rule.id not in self.hits.rules:
                 self._present[rule.id] = False
                 return False
-            try:
-                self._present[rule.id] = found_in_text(rule.pattern, self.text, start, self.timeout)
-            except TimeoutError:
-                self._timeout(rule)
-                self._present[rule.id] = False
+            found = self._searched(rule, found_in_text, rule.pattern, self.text, start, self.timeout)
+            self._present[rule.id] = bool(found)
         return self._present[rule.id] and rule.id not in self.timed_out
 
     def usable(self, rule: Rule) -> bool:
@@ -413,20 +427,29 @@ class _Present:
         """The rule's match in the line, False if none, None if the rule timed out (stop)."""
         if rule.id in self.timed_out:
             return None
-        try:
-            return rule.match_line(line, self.timeout) or False
-        except TimeoutError:
-            self._timeout(rule)
-            return None
+        found = self._searched(rule, rule.match_line, line, self.timeout)
+        return found or (None if rule.id in self.timed_out else False)
 
     def inline(self, rule: Rule, line: str) -> list[Any] | None:
+        """The rule's matches in the line, None if the rule timed out (stop)."""
         if rule.id in self.timed_out:
             return None
+        return self._searched(rule, rule.iter_inline, line, self.timeout)
+
+    def _searched(self, rule: Rule, search: Any, *args: Any) -> Any:
+        """`search(*args)` within the time limit (watched, or given `timeout`); None if the rule
+        ran out of time (reported)."""
+        watch = self.watch
         try:
-            return rule.iter_inline(line, self.timeout)
+            if watch is not None:
+                watch.enter()
+            return search(*args)
         except TimeoutError:
             self._timeout(rule)
             return None
+        finally:
+            if watch is not None:
+                watch.leave()
 
     def _timeout(self, rule: Rule) -> None:
         if rule.id in self.timed_out:
@@ -434,7 +457,7 @@ class _Present:
         self.timed_out.add(rule.id)
         message = (
             f"rule {rule.id} ({rule.file}) timed out after "
-            f"{self.timeout}s and was not applied to this document"
+            f"{self.limit}s and was not applied to this document"
         )
         self.doc.warnings.append(message)  # on the document: it survives worker processes
         self.doc.add_flag(
