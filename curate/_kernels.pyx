@@ -52,6 +52,7 @@ _INT_ARRAY = _array.array("i")  # the template of `source_from_breaks`' arrays (
 
 
 cdef extern from "Python.h":
+    Py_ssize_t PY_SSIZE_T_MAX
     bint PyUnicode_IS_ASCII(object text)
     Py_ssize_t PyUnicode_GET_LENGTH(object text)
 
@@ -1327,6 +1328,188 @@ cdef inline int _join(dict segment, str text, list joined) except -1:
         joined.append(segment)
     (<list>parts).append(text)
     return 0
+
+
+# ------------------------------------------------------------------ the report's diff, once made
+# `report.model`'s passes over a document's segments after `diff_segments`: `collapse`'s walk
+# (`_collapsed_runs`), `compact_substitutions` and `shown_chars`, each the same as its Python
+# twin. A report entry is made for nearly every document a run writes, and as compiled Python
+# (generic objects: a lookup and a call a key) these three took a fifth of an entry's
+# instructions. Each gives None where a segment holds what the report's segments never do (a
+# key missing, text not a `str`): its Python twin then decides, and raises where it raises.
+
+cdef inline Py_ssize_t _differences_in(str before, str after) noexcept:
+    """`count_differences` of two texts of the same length (the caller checked)."""
+    cdef Py_ssize_t n = len(after), i, count = 0
+    cdef int before_kind = PyUnicode_KIND(before), after_kind = PyUnicode_KIND(after)
+    cdef const void *before_data = PyUnicode_DATA(before)
+    cdef const void *after_data = PyUnicode_DATA(after)
+    i = _next_difference(before_kind, before_data, after_kind, after_data, 0, n)
+    while i < n:
+        count += 1
+        i = _next_difference(before_kind, before_data, after_kind, after_data, i + 1, n)
+    return count
+
+
+def shown_chars(list segments not None):
+    """`report.model.shown_chars` (None: its twin decides)."""
+    cdef Py_ssize_t size = 0
+    cdef object segment, text, after
+    for segment in segments:
+        if type(segment) is not dict:
+            return None
+        text = (<dict>segment).get("t", "")
+        kind = (<dict>segment).get("k")
+        if type(text) is not str or kind is None:
+            return None
+        size += len(<str>text)
+        if kind == "sub":
+            after = (<dict>segment).get("a")
+            if type(after) is not str or len(<str>after) != len(<str>text):
+                return None
+            size += _differences_in(<str>text, <str>after)
+    return size
+
+
+def collapsed_runs(list segments not None, Py_ssize_t context):
+    """`report.model._collapsed_runs`: (segments, bound) (None: its twin decides)."""
+    cdef list out = []
+    cdef Py_ssize_t n, count = len(segments), last = count - 1, bound = 0, head, tail, length
+    cdef object segment, text, after
+    if context < 0:
+        return None
+    # (a text longer than 2 x `context` + 20 characters: none, past this; kept from overflowing)
+    context = min(context, (PY_SSIZE_T_MAX - 20) // 2)
+    for n in range(count):
+        segment = segments[n]
+        if type(segment) is not dict:
+            return None
+        text = (<dict>segment).get("t")
+        kind = (<dict>segment).get("k")
+        if type(text) is not str or kind is None:
+            return None
+        length = len(<str>text)
+        if kind != "keep" or "f" in <dict>segment or length <= 2 * context + 20:
+            out.append(segment)
+            if "a" not in <dict>segment:
+                bound += length
+                continue
+            after = (<dict>segment)["a"]
+            if type(after) is not str:
+                return None
+            bound += length + len(<str>after)
+            continue
+        head = context if n > 0 else 0
+        tail = context if n < last else 0
+        if n == 0 and n == last:
+            head = 2 * context
+        if head:
+            out.append({"k": "keep", "t": (<str>text)[:head]})
+        out.append({"k": "gap", "n": length - head - tail})
+        if tail:
+            out.append({"k": "keep", "t": (<str>text)[length - tail :]})
+        bound += head + tail
+    return out, bound
+
+
+cdef inline bint _differ_everywhere(str first, str second) noexcept:
+    """Whether two texts of the same length (the caller checked) differ at every position."""
+    cdef Py_ssize_t i
+    cdef int first_kind = PyUnicode_KIND(first), second_kind = PyUnicode_KIND(second)
+    cdef const void *first_data = PyUnicode_DATA(first)
+    cdef const void *second_data = PyUnicode_DATA(second)
+    for i in range(len(first)):
+        if PyUnicode_READ(first_kind, first_data, i) == PyUnicode_READ(second_kind, second_data, i):
+            return False
+    return True
+
+
+cdef class _SubUnit:
+    """`report.model._unit`'s tuple: a substitution that starts at a segment."""
+    cdef object edit
+    cdef str before, after
+    cdef Py_ssize_t size
+
+
+class _Unreadable(Exception):
+    """A segment holds what the report's segments never do: the Python twin decides."""
+
+
+cdef _SubUnit _unit_at(list segments, Py_ssize_t n):
+    """`report.model._unit` (None: no substitution starts there; `_Unreadable`)."""
+    cdef dict segment = <dict>segments[n], second
+    cdef object kind = segment.get("k"), text, after, edit
+    cdef _SubUnit unit
+    if kind == "sub":
+        edit, text, after = segment.get("e"), segment.get("t"), segment.get("a")
+        if edit is None or type(text) is not str or type(after) is not str:
+            raise _Unreadable()
+        unit = _SubUnit.__new__(_SubUnit)
+        unit.edit, unit.before, unit.after, unit.size = edit, <str>text, <str>after, 1
+        return unit
+    # `_substitution`: a del followed by an ins of the same edit and length, different everywhere
+    if kind != "del" or n + 1 >= len(segments):
+        return None
+    if type(segments[n + 1]) is not dict:
+        raise _Unreadable()
+    second = <dict>segments[n + 1]
+    if second.get("k") != "ins" or "via" in segment or "f" in second:
+        return None
+    edit = segment.get("e")
+    text, after = segment.get("t"), second.get("t")
+    if edit is None or type(text) is not str or type(after) is not str:
+        raise _Unreadable()
+    if second.get("e") != edit or len(<str>text) != len(<str>after) or not _differ_everywhere(<str>text, <str>after):
+        return None
+    unit = _SubUnit.__new__(_SubUnit)
+    unit.edit, unit.before, unit.after, unit.size = edit, <str>text, <str>after, 2
+    return unit
+
+
+def compact_substitutions(list segments not None, Py_ssize_t gap):
+    """`report.model.compact_substitutions`, `gap` being its `SUB_GAP` (None: its twin decides)."""
+    cdef list out = [], before, after
+    cdef Py_ssize_t n = 0, count = len(segments), size
+    cdef object segment, kind, text
+    cdef _SubUnit unit, following
+    for segment in segments:  # (each a dict with a kind: read as such below)
+        if type(segment) is not dict or "k" not in <dict>segment:
+            return None
+    try:
+        while n < count:
+            segment = segments[n]
+            kind = (<dict>segment).get("k")
+            if kind is None:
+                return None
+            unit = _unit_at(segments, n) if kind == "sub" or kind == "del" else None
+            if unit is None:
+                out.append(segment)
+                n += 1
+                continue
+            before, after, size = [unit.before], [unit.after], unit.size
+            n += size
+            while n + 1 < count:
+                segment = segments[n]
+                if (<dict>segment).get("k") != "keep" or "f" in <dict>segment:
+                    break
+                text = (<dict>segment).get("t")
+                if type(text) is not str:
+                    return None
+                if not 0 < len(<str>text) <= gap:
+                    break
+                following = _unit_at(segments, n + 1)
+                if following is None or following.edit != unit.edit:
+                    break
+                before += (text, following.before)
+                after += (text, following.after)
+                n += 1 + following.size
+            if size == 1 and len(before) == 1:
+                out.append(segments[n - 1])  # a "sub" segment as it was
+            else:
+                out.append({"k": "sub", "t": "".join(before), "a": "".join(after), "e": unit.edit})
+    except _Unreadable:
+        return None
+    return out
 
 
 cdef extern from *:

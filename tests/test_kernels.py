@@ -5,6 +5,7 @@ against independent oracles (difflib, brute force). Every comparison runs the pu
 from __future__ import annotations
 
 from difflib import SequenceMatcher
+from functools import partial
 
 import numpy as np
 import pytest
@@ -472,6 +473,119 @@ def test_aligned_spans_of_a_gap_past_the_text_make_one_run() -> None:
     for gap in (5, 2**63 - 1):
         assert model.aligned_spans("ab-cd", "xb-cx", gap) == [(0, 5, True)]
         assert model.count_differences("ab-cd", "xb-cx") == 2
+
+def _segment(draw: st.DrawFn) -> dict:
+    """A diff segment of any kind the report makes, with the keys it may carry; texts short and
+    of few characters, so del/ins pairs of one length that differ everywhere, and keeps about
+    `SUB_GAP` long between substitutions, are common."""
+    text = st.text(alphabet="甲乙丙a\n", max_size=24)
+    kind = draw(st.sampled_from(["keep", "keep", "del", "ins", "sub", "mark"]))
+    if kind == "sub":
+        # (as `diff_segments` makes them: changed at both ends, maybe here and there between)
+        before = draw(st.text(alphabet="甲乙丙a", min_size=1, max_size=24))
+        inside = "".join(draw(st.sampled_from([c, "丁"])) for c in before[1:-1])
+        after = "丁" if len(before) == 1 else "丁" + inside + "丁"
+        return {"k": "sub", "t": before, "a": after, "e": draw(st.integers(0, 2))}
+    segment = {"k": kind, "t": "" if kind == "mark" else draw(text if kind == "keep" else text.filter(bool))}
+    if kind in ("del", "ins"):
+        segment["e"] = draw(st.integers(0, 2))
+    if kind != "del" and draw(st.booleans()):
+        segment["f"] = [0]
+    if kind == "del" and draw(st.integers(0, 4)) == 0:
+        segment["via"] = [0]
+    return segment
+
+
+segment_lists = st.lists(st.composite(_segment)(), max_size=14)
+
+
+def _outcome(call):
+    """What a call returns, or the type of what it raises."""
+    try:
+        return call()
+    except Exception as exc:  # noqa: BLE001 (compared: the twins raise alike)
+        return type(exc)
+
+
+@needs_kernels
+@given(segment_lists, st.integers(0, 30))
+@settings(max_examples=500, deadline=None)
+def test_a_diffs_collapse_compaction_and_size_are_the_same(segments: list[dict], context: int) -> None:
+    from curate.report import model
+
+    def passes() -> tuple:
+        limits = model.Limits(context=context)
+        compact = model.compact_substitutions(segments)
+        return (compact, model.shown_chars(segments), model.shown_chars(compact),
+                model._collapsed_runs(segments, context), model.collapse(segments, limits))
+
+    compiled = passes()
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        for name in ("compact_substitutions", "shown_chars", "collapsed_runs"):
+            monkeypatch.setattr(model, f"_compiled_{name}", None)
+        assert compiled == passes()
+    compact, shown, shown_compact, (runs, _), _ = compiled
+    # Independent of both: compaction changes neither the characters shown nor, once expanded,
+    # the segments; collapsing keeps every character of the text, shown or counted in a gap.
+    assert shown == shown_compact
+    assert model.expand_substitutions(compact) == model.expand_substitutions(segments)
+    assert sum(len(s.get("t", "")) + s.get("n", 0) for s in runs) == sum(len(s["t"]) for s in segments)
+
+
+@needs_kernels
+def test_substitutions_at_most_sub_gap_apart_are_compacted_into_one() -> None:
+    from curate.report import model
+
+    for between in (model.SUB_GAP, model.SUB_GAP + 1):
+        keep = "a" * between
+        segments = [{"k": "sub", "t": "甲", "a": "乙", "e": 0}, {"k": "keep", "t": keep},
+                    {"k": "del", "t": "丙", "e": 0}, {"k": "ins", "t": "丁", "e": 0}]
+        want = ([{"k": "sub", "t": "甲" + keep + "丙", "a": "乙" + keep + "丁", "e": 0}]
+                if between == model.SUB_GAP else [segments[0], segments[1], {"k": "sub", "t": "丙", "a": "丁", "e": 0}])
+        assert model.compact_substitutions(segments) == want
+
+
+@needs_kernels
+def test_segments_the_report_never_makes_are_left_to_the_python() -> None:
+    # A key missing or a text not a str: the kernels give None, and the Python twin raises
+    # (or reads it) as it always did.
+    from curate.report import model
+
+    odd = [
+        [{"k": "gap", "n": 3}],  # (no text: `collapse` reads every segment's)
+        [{"t": "甲"}],
+        [{"k": "sub", "t": "甲", "e": 0}],
+        [{"k": "sub", "t": "甲", "a": "乙丙", "e": 0}],
+        [{"k": "del", "t": "甲"}, {"k": "ins", "t": "乙"}],
+        [{"k": "keep", "t": ["甲"]}],
+        [{"k": "del", "t": "甲", "e": 0}, {"k": "ins", "t": 5, "e": 0}],
+        ["keep"],
+        ({"k": "keep", "t": "甲乙"}, {"k": "del", "t": "甲", "e": 0}, {"k": "ins", "t": "乙", "e": 0}),  # (not a list)
+    ]
+    for segments in odd:
+        for name, call in (("compact_substitutions", partial(model.compact_substitutions, segments)),
+                           ("shown_chars", partial(model.shown_chars, segments)),
+                           ("collapsed_runs", partial(model._collapsed_runs, segments, 1))):
+            compiled = _outcome(call)
+            with pytest.MonkeyPatch.context() as monkeypatch:
+                monkeypatch.setattr(model, f"_compiled_{name}", None)
+                assert compiled == _outcome(call), (name, segments)
+    kernels = model._compiled_compact_substitutions.__module__
+    assert kernels == "curate._kernels"
+
+
+@needs_kernels
+def test_collapse_with_a_context_past_a_c_integer_is_the_same() -> None:
+    from curate.report import model
+
+    segments = [{"k": "keep", "t": "甲" * 50}, {"k": "del", "t": "乙", "e": 0}, {"k": "keep", "t": "丙" * 50}]
+    for context in (2**62, 2**63 - 1, 2**64, 3, -1, -(2**64)):
+        out, cut = model.collapse(segments, model.Limits(context=context))
+        with pytest.MonkeyPatch.context() as monkeypatch:
+            monkeypatch.setattr(model, "_compiled_collapsed_runs", None)
+            assert (out, cut) == model.collapse(segments, model.Limits(context=context))
+        assert (out == segments) is (context > 15)
+
 
 @needs_kernels
 def test_aligned_spans_reject_texts_of_different_lengths() -> None:

@@ -38,6 +38,7 @@ import gc
 import json
 import os
 import re
+import sys
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -52,12 +53,16 @@ from curate.version import STATUS_FILES, EditCounts, EditRow, FlagRow, json_byte
 
 try:  # the compiled loops (curate/_kernels.pyx), built by the install
     from curate._kernels import aligned_spans as _compiled_aligned_spans
+    from curate._kernels import collapsed_runs as _compiled_collapsed_runs
+    from curate._kernels import compact_substitutions as _compiled_compact_substitutions
     from curate._kernels import count_differences as _compiled_count_differences
     from curate._kernels import diff_segments as _compiled_diff_segments
     from curate._kernels import holds_line_separator as _compiled_holds_line_separator
+    from curate._kernels import shown_chars as _compiled_shown_chars
 except ImportError:  # no C compiler was there: the Python below does the same
     _compiled_aligned_spans = _compiled_count_differences = _compiled_holds_line_separator = None
-    _compiled_diff_segments = None
+    _compiled_diff_segments = _compiled_collapsed_runs = _compiled_compact_substitutions = None
+    _compiled_shown_chars = None
 
 REPORT_FORMAT = 2  # 2: aligned substitutions as "sub" segments
 
@@ -1059,7 +1064,14 @@ def compact_substitutions(segments: list[dict[str, Any]]) -> list[dict[str, Any]
     differ are the ones the edit changed (`expand_substitutions` gives the segments back).
     "sub" segments already there are merged the same way, so the result is one form whatever
     mix it is made from: compact(expand(x)) == compact(x).
+
+    Compiled where built (`curate._kernels.compact_substitutions`): it walks every listed
+    document's segments. The Python below is its specification and fallback.
     """
+    if _compiled_compact_substitutions is not None and type(segments) is list:
+        made = _compiled_compact_substitutions(segments, SUB_GAP)
+        if made is not None:
+            return made
     out: list[dict[str, Any]] = []
     n = 0
     count = len(segments)
@@ -1115,7 +1127,12 @@ def expand_substitutions(segments: list[dict[str, Any]]) -> list[dict[str, Any]]
 
 def shown_chars(segments: list[dict[str, Any]]) -> int:
     """Characters of text a diff shows (the size budget counts these): a segment's text, and a
-    substitution's output characters where they differ from its input."""
+    substitution's output characters where they differ from its input (compiled where built,
+    as `compact_substitutions`)."""
+    if _compiled_shown_chars is not None and type(segments) is list:
+        made = _compiled_shown_chars(segments)
+        if made is not None:
+            return made
     size = 0
     for segment in segments:
         text = segment.get("t", "")
@@ -1131,28 +1148,7 @@ def collapse(segments: list[dict[str, Any]], limits: Limits) -> tuple[list[dict[
     Collapsed text becomes a {"k": "gap", "n": characters} segment. Returns (segments, cut),
     cut = True when the document was longer than `max_doc_chars` and its end is not shown.
     """
-    ctx = limits.context
-    out: list[dict[str, Any]] = []
-    last = len(segments) - 1
-    # (A substitution shows at most its input and output text: counting that bound, as the
-    # segments go out, is enough for nearly every document.)
-    bound = 0
-    for n, seg in enumerate(segments):
-        text = seg["t"]
-        if seg["k"] != "keep" or "f" in seg or len(text) <= 2 * ctx + 20:
-            out.append(seg)
-            bound += len(text) + len(seg["a"]) if "a" in seg else len(text)
-            continue
-        head = ctx if n > 0 else 0
-        tail = ctx if n < last else 0
-        if n == 0 and n == last:
-            head = 2 * ctx
-        if head:
-            out.append({"k": "keep", "t": text[:head]})
-        out.append({"k": "gap", "n": len(text) - head - tail})
-        if tail:
-            out.append({"k": "keep", "t": text[-tail:]})
-        bound += head + tail  # (the text is longer than both)
+    out, bound = _collapsed_runs(segments, limits.context)
     if bound <= limits.max_doc_chars or shown_chars(out) <= limits.max_doc_chars:
         return out, False
     # Capped: where the cap falls is counted in shown characters of the del/ins segments.
@@ -1173,6 +1169,37 @@ def collapse(segments: list[dict[str, Any]], limits: Limits) -> tuple[list[dict[
         capped.append({"k": "cut", "n": rest})
         return capped, True
     return capped, False
+
+
+def _collapsed_runs(segments: list[dict[str, Any]], ctx: int) -> tuple[list[dict[str, Any]], int]:
+    """`collapse`'s segments before the cap, and a bound of the characters they show: a
+    substitution shows at most its input and output text (counting that, as the segments go
+    out, is enough for nearly every document). Compiled where built, as
+    `compact_substitutions`."""
+    if _compiled_collapsed_runs is not None and type(segments) is list and 0 <= ctx <= sys.maxsize:
+        made = _compiled_collapsed_runs(segments, ctx)
+        if made is not None:
+            return made
+    out: list[dict[str, Any]] = []
+    last = len(segments) - 1
+    bound = 0
+    for n, seg in enumerate(segments):
+        text = seg["t"]
+        if seg["k"] != "keep" or "f" in seg or len(text) <= 2 * ctx + 20:
+            out.append(seg)
+            bound += len(text) + len(seg["a"]) if "a" in seg else len(text)
+            continue
+        head = ctx if n > 0 else 0
+        tail = ctx if n < last else 0
+        if n == 0 and n == last:
+            head = 2 * ctx
+        if head:
+            out.append({"k": "keep", "t": text[:head]})
+        out.append({"k": "gap", "n": len(text) - head - tail})
+        if tail:
+            out.append({"k": "keep", "t": text[-tail:]})
+        bound += head + tail  # (the text is longer than both)
+    return out, bound
 
 
 # --------------------------------------------------------------------------- the summary
