@@ -1512,6 +1512,48 @@ def compact_substitutions(list segments not None, Py_ssize_t gap):
     return out
 
 
+def edit_entries(str doc_id not None, list edits not None, Py_ssize_t limit, object clip, object review_command):
+    """`report.model._edit_entry` of each of a document's edit records, `clip` and
+    `review_command` being the report's (None where a record holds what a written log does not:
+    the Python twin then reads it). Every listed document's edits are listed: as compiled
+    Python, a call for each field read (`dict.get`) made this a sixth of an entry's
+    instructions."""
+    cdef list out = []
+    cdef dict e, entry
+    cdef object record, action, before, after, link, evidence
+    cdef Py_ssize_t n = 0
+    for record in edits:
+        if type(record) is not dict:
+            return None
+        e = <dict>record
+        action, before, after = e.get("action", ""), e.get("before", ""), e.get("after", "")
+        if type(action) is not str or type(before) is not str or type(after) is not str:
+            return None
+        entry = {
+            "seq": e.get("seq", n),
+            "stage": e.get("stage", ""),
+            "rule": e.get("rule", ""),
+            "action": action,
+            "kind": e.get("kind", ""),
+            "reason": e.get("reason", ""),
+            "before": before if len(<str>before) <= limit else clip(before, limit),
+            "after": after if len(<str>after) <= limit else clip(after, limit),
+            "src_start": e.get("src_start", -1),
+            "src_end": e.get("src_end", -1),
+        }
+        link = e.get("link")
+        if link:
+            entry["link"] = link
+        evidence = e.get("evidence")
+        if evidence:
+            entry["evidence"] = evidence
+        if action == "drop" or (<str>action).startswith("meta:"):
+            entry["review"] = review_command(doc_id, e)
+        out.append(entry)
+        n += 1
+    return out
+
+
 cdef extern from *:
     int __Pyx_PyUnicode_READY(object) except -1  # (Cython's: a no-op where strings are always ready)
 

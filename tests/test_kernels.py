@@ -587,6 +587,52 @@ def test_collapse_with_a_context_past_a_c_integer_is_the_same() -> None:
         assert (out == segments) is (context > 15)
 
 
+def _edit_record(draw: st.DrawFn) -> dict:
+    """An edit record as a version's log holds it, or one of a hand-made log (fields missing),
+    its texts about as long as the test's limit."""
+    record = {
+        "doc": "d", "seq": draw(st.integers(0, 9)), "stage": "s", "rule": draw(st.sampled_from(["r", ""])),
+        "action": draw(st.sampled_from(["drop", "replace", "meta:author", "flag", "metadata"])),
+        "start": 0, "end": 1, "before": draw(st.text(alphabet="甲 a\n", max_size=8)),
+        "after": draw(st.text(alphabet="乙b", max_size=8)), "reason": "why", "kind": "k",
+        "src_start": 3, "src_end": 4,
+        "evidence": draw(st.sampled_from([None, {}, {"x": 1}])), "link": draw(st.sampled_from([None, {"doc": "o"}])),
+    }  # fmt: skip
+    if record["evidence"] is None:
+        del record["evidence"]
+    if record["link"] is None:
+        del record["link"]
+    for key in draw(st.lists(st.sampled_from(sorted(record)), max_size=3)):
+        record.pop(key, None)
+    return record
+
+
+@needs_kernels
+@given(st.lists(st.composite(_edit_record)(), max_size=5), st.integers(0, 6))
+@settings(max_examples=300, deadline=None)
+def test_edit_entries_are_the_same(edits: list[dict], limit: int) -> None:
+    from curate.report import model
+
+    compiled = model._edit_entries("d", edits, limit)
+    reference = [model._edit_entry("d", n, e, limit) for n, e in enumerate(edits)]
+    assert compiled == reference
+    assert [list(entry) for entry in compiled] == [list(entry) for entry in reference]  # (key order: the JSON's)
+    for edit, entry in zip(edits, compiled, strict=True):  # (and what the report says they are)
+        assert ("review" in entry) is (edit.get("action") == "drop" or edit.get("action", "").startswith("meta:"))
+        assert len(entry["before"]) <= len(edit.get("before", "")) or "… (+" in entry["before"]
+
+
+@needs_kernels
+def test_edit_records_a_log_never_holds_are_left_to_the_python() -> None:
+    from curate.report import model
+
+    for edits in ([["drop"]], [{"action": 5}], [{"action": "drop", "before": 5}], [{"after": None}], ({"before": "甲"},)):
+        compiled = _outcome(partial(model._edit_entries, "d", edits, 10))
+        assert compiled == _outcome(lambda edits=edits: [model._edit_entry("d", n, e, 10) for n, e in enumerate(edits)])
+    for limit in (2**62, 2**64, -(2**64)):  # (past a C integer: the Python's)
+        assert model._edit_entries("d", [{"before": "甲乙"}], limit) == [model._edit_entry("d", 0, {"before": "甲乙"}, limit)]
+
+
 @needs_kernels
 def test_aligned_spans_reject_texts_of_different_lengths() -> None:
     from curate.report import model

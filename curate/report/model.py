@@ -57,12 +57,13 @@ try:  # the compiled loops (curate/_kernels.pyx), built by the install
     from curate._kernels import compact_substitutions as _compiled_compact_substitutions
     from curate._kernels import count_differences as _compiled_count_differences
     from curate._kernels import diff_segments as _compiled_diff_segments
+    from curate._kernels import edit_entries as _compiled_edit_entries
     from curate._kernels import holds_line_separator as _compiled_holds_line_separator
     from curate._kernels import shown_chars as _compiled_shown_chars
 except ImportError:  # no C compiler was there: the Python below does the same
     _compiled_aligned_spans = _compiled_count_differences = _compiled_holds_line_separator = None
     _compiled_diff_segments = _compiled_collapsed_runs = _compiled_compact_substitutions = None
-    _compiled_shown_chars = None
+    _compiled_shown_chars = _compiled_edit_entries = None
 
 REPORT_FORMAT = 2  # 2: aligned substitutions as "sub" segments
 
@@ -1388,7 +1389,7 @@ def document_entry(
         "duplicate_of": doc.get("duplicate_of"),
         "meta": doc.get("meta", {}),
         "chars_out": len(doc["text"]),
-        "edits": [_edit_entry(doc["id"], n, e, limits.max_edit_text) for n, e in enumerate(edits)],
+        "edits": _edit_entries(doc["id"], edits, limits.max_edit_text),
         "flags": flags,
     }
     text = input_text(doc, edits) if text_in is None else text_in
@@ -1401,6 +1402,16 @@ def document_entry(
         entry["diff"] = None
         entry["diff_cut"] = False
     return entry
+
+
+def _edit_entries(doc_id: str, edits: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
+    """A document's edits as the report lists them (compiled where built:
+    `curate._kernels.edit_entries`, the twin of `_edit_entry`)."""
+    if _compiled_edit_entries is not None and type(doc_id) is str and type(edits) is list and 0 <= limit <= sys.maxsize:
+        made = _compiled_edit_entries(doc_id, edits, limit, _clip, review_command)
+        if made is not None:
+            return made
+    return [_edit_entry(doc_id, n, e, limit) for n, e in enumerate(edits)]
 
 
 def _edit_entry(doc_id: str, n: int, e: dict[str, Any], limit: int) -> dict[str, Any]:
