@@ -2185,6 +2185,93 @@ def utf8_lines(list texts, const int64_t[::1] bounds, const int64_t[::1] counts)
     return lines
 
 
+def band_hashes(const uint32_t[:, ::1] sigs, const int64_t[::1] bands, uint64_t base):
+    """`dedup._band_hash_rows`: for each band [bands[2b], bands[2b + 1]) of the signature rows
+    `sigs`, each row's polynomial hash of its values there (h = h * base + value, from 0, mod
+    2^64), a row of the result (bands x rows). Read row by row as the signatures lie in memory,
+    where numpy's twin turned a block of rows into columns first (a transposed copy), then made
+    a pass over all the rows for each column."""
+    cdef Py_ssize_t rows = sigs.shape[0], width = sigs.shape[1], count = bands.shape[0] // 2
+    cdef Py_ssize_t r, b, c
+    cdef uint64_t value
+    cdef uint64_t *out
+    if bands.shape[0] % 2:
+        raise ValueError("band_hashes: a start and an end a band")
+    for b in range(count):
+        if not 0 <= bands[2 * b] <= bands[2 * b + 1] <= width:
+            raise ValueError(f"band_hashes: band {bands[2 * b]}-{bands[2 * b + 1]} outside rows of {width} values")
+    hashed = np.empty((count, rows), dtype=np.uint64)
+    if rows == 0 or count == 0:
+        return hashed
+    _data_of(hashed, <void **>&out)
+    with nogil:
+        for r in range(rows):
+            for b in range(count):
+                value = 0
+                for c in range(bands[2 * b], bands[2 * b + 1]):
+                    value = value * base + sigs[r, c]
+                out[b * rows + r] = value
+    return hashed
+
+
+cdef enum:
+    _RADIX_BITS = 11  # `band_entries` sorts 32-bit hashes in three passes of 11, 11 and 10 bits
+    _RADIX_SIZE = 1 << _RADIX_BITS
+
+
+def band_entries(const uint32_t[::1] hashes):
+    """`dedup._BandTable.entries` of one band: each row's hash above its row number (hashes[i]
+    << 32 | i), ascending. Sorted by the hashes alone, a least significant digit radix sort
+    (stable: rows come in ascending order, so equal hashes keep them so, as sorting the entries
+    would), in three passes over them where numpy's sort of the entries took about 40 ns an
+    entry. A pass whose digit is the same in every hash is skipped (it would move nothing)."""
+    cdef Py_ssize_t n = hashes.shape[0], i, d, p, total
+    if <uint64_t>n > 0xFFFFFFFF:
+        raise ValueError(f"band_entries: {n} rows, more than an entry numbers")
+    entries = np.empty(n, dtype=np.uint64)
+    if n == 0:
+        return entries
+    cdef uint64_t *out
+    _data_of(entries, <void **>&out)
+    cdef uint64_t *spare = <uint64_t *>malloc(n * sizeof(uint64_t))
+    cdef Py_ssize_t *counts = <Py_ssize_t *>calloc(3 * _RADIX_SIZE, sizeof(Py_ssize_t))
+    cdef uint64_t *source
+    cdef uint64_t *target
+    cdef uint64_t entry
+    cdef int shift
+    if spare == NULL or counts == NULL:
+        free(spare)
+        free(counts)
+        raise MemoryError()
+    with nogil:
+        for i in range(n):
+            counts[hashes[i] & (_RADIX_SIZE - 1)] += 1
+            counts[_RADIX_SIZE + ((hashes[i] >> _RADIX_BITS) & (_RADIX_SIZE - 1))] += 1
+            counts[2 * _RADIX_SIZE + (hashes[i] >> (2 * _RADIX_BITS))] += 1
+        # The entries start where the last pass writes: in `out` if the passes made are odd.
+        source, target = out, spare
+        for i in range(n):
+            out[i] = (<uint64_t>hashes[i]) << 32 | <uint64_t>i
+        for p in range(3):
+            if counts[p * _RADIX_SIZE + ((source[0] >> (32 + p * _RADIX_BITS)) & (_RADIX_SIZE - 1))] == n:
+                continue  # (every entry has this digit: the order stays)
+            total = 0
+            for d in range(p * _RADIX_SIZE, (p + 1) * _RADIX_SIZE):
+                total, counts[d] = total + counts[d], total
+            shift = 32 + p * _RADIX_BITS
+            for i in range(n):
+                entry = source[i]
+                d = p * _RADIX_SIZE + ((entry >> shift) & (_RADIX_SIZE - 1))
+                target[counts[d]] = entry
+                counts[d] += 1
+            source, target = target, source
+        if source != out:
+            memcpy(out, source, n * sizeof(uint64_t))
+    free(spare)
+    free(counts)
+    return entries
+
+
 def holds_line_separator(const uint8_t[::1] data):
     """`report.model._holds_line_separator`: whether UTF-8 `data` holds U+2028 or U+2029
     (E2 80 A8, E2 80 A9), found by `memchr` on their first byte (which also begins “”‘’…—•※℃

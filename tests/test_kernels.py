@@ -952,6 +952,48 @@ def test_items_cut_from_blocks_stay_inside_them() -> None:
     assert out.tolist() == [1, 2, 3]
 
 
+@needs_kernels
+@given(
+    st.integers(0, 2**32 - 1),
+    st.integers(0, 300),
+    st.sampled_from([2, 3, 2**11, 2**22 + 5, 2**32]),
+    st.lists(st.integers(1, 97), min_size=1, max_size=4),
+)
+@settings(max_examples=200, deadline=None)
+def test_band_tables_are_the_same(seed: int, rows: int, values: int, blocks: list[int]) -> None:
+    """A band table's hashes (`band_hashes`) and its entries, radix-sorted (`band_entries`),
+    are numpy's, whatever the signatures' values: hashes that share every digit (a pass
+    skipped), some, or none, and rows filed a block at a time."""
+    from curate.stages import dedup
+
+    rng = np.random.default_rng(seed)
+    bands = ((0, 3), (3, 7), (7, 8), (8, 8))  # (an empty band too: every row hashes to 0)
+    sigs = rng.integers(0, values, size=(rows, 8), dtype=np.uint64).astype(np.uint32)
+
+    def table() -> tuple[list[np.ndarray], list[np.ndarray]]:
+        made, start, sizes = dedup._BandTable(bands), 0, iter(blocks * (rows + 1))
+        while start < rows:
+            end = start + next(sizes)
+            made.add(sigs[start:end])
+            start = end
+        return made.parts, list(made.entries())
+
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        (parts, entries), (want_parts, want_entries) = both(monkeypatch, table)
+    assert [part.tolist() for part in parts] == [part.tolist() for part in want_parts]
+    assert [band.dtype for band in entries] == [band.dtype for band in want_entries] == [np.dtype(np.uint64)] * 4
+    assert [band.tolist() for band in entries] == [band.tolist() for band in want_entries]
+    assert all(band.tolist() == sorted(band.tolist()) for band in entries)
+
+
+@needs_kernels
+def test_band_hashes_refuse_bands_outside_the_rows() -> None:
+    sigs = np.zeros((2, 4), np.uint32)
+    for bounds in ([0, 5], [3, 2], [-1, 2], [0]):
+        with pytest.raises(ValueError):
+            KERNELS.band_hashes(sigs, np.array(bounds, np.int64), 3)
+
+
 # Characters of every UTF-8 length: 1 (ASCII), 2 (é, ß, U+07FF), 3 (Han, full-width), 4 (astral).
 UTF8_ALPHABET = [c for c in ALPHABET if c != "\ud800"] + ["é", "ß", "\u07ff", "\u0080"]
 

@@ -3137,6 +3137,17 @@ def _band_hashes(
             yield band, hashed
 
 
+def _band_hash_rows(bands: tuple[tuple[int, int], ...], sigs: np.ndarray) -> np.ndarray:
+    """The hashes `_band_hashes` gives each band of `sigs` (uint32 signature rows), a row of
+    them a band (bands x rows, uint64): made row by row by `curate._kernels.band_hashes` where
+    built, without the columns `_band_groups` also needs (a `_BandTable` files hashes only)."""
+    kernels = minhash._kernels
+    if kernels is None or sigs.dtype != np.uint32:
+        return np.stack([hashed for _, hashed in _band_hashes(bands, sigs)])
+    limits = np.array(bands, dtype=np.int64).reshape(-1)
+    return kernels.band_hashes(np.ascontiguousarray(sigs), limits, int(_BAND_HASH_BASE))
+
+
 class _BandTable:
     """The LSH band hashes of an index file's rows (documents, paragraphs or windows), sorted
     band by band, written into the file beside the signatures (`lsh_<kind>`), so that a later
@@ -3156,7 +3167,7 @@ class _BandTable:
     def add(self, sigs: np.ndarray) -> np.ndarray:
         """File the next rows' signatures; returns them (to tap a stream of blocks)."""
         if sigs.shape[0]:
-            self.parts.append(np.stack([_folded(hashed).astype(np.uint32) for _, hashed in _band_hashes(self.bands, sigs)]))
+            self.parts.append(_folded(_band_hash_rows(self.bands, sigs)).astype(np.uint32))
             self.rows += sigs.shape[0]
         return sigs
 
@@ -3169,9 +3180,13 @@ class _BandTable:
         (bands, rows), and what it was filed from is held as 32-bit hashes until then."""
         if self.rows > 0xFFFFFFFF:
             raise ValueError(f"dedup index: {self.rows} rows, more than a band table numbers")
-        row = np.arange(self.rows, dtype=np.uint64)
+        kernels = minhash._kernels
+        row = np.arange(self.rows, dtype=np.uint64) if kernels is None else None
         for number in range(len(self.bands)):
             hashes = np.concatenate([part[number] for part in self.parts]) if self.parts else np.empty(0, np.uint32)
+            if kernels is not None:  # (the same, by a radix sort of the hashes: `band_entries`)
+                yield kernels.band_entries(hashes)
+                continue
             entries = hashes.astype(np.uint64) << np.uint64(32) | row
             entries.sort()
             yield entries
