@@ -120,14 +120,21 @@ cdef int _data_of(object array, void **data) except -1:
 
 
 def shingle_ids(
-    const uint32_t[::1] codes, const int64_t[::1] bounds, int size, uint64_t base, uint64_t fold=0
+    const uint32_t[::1] codes,
+    const int64_t[::1] bounds,
+    int size,
+    uint64_t base,
+    uint64_t fold=0,
+    bint mix=False,
 ):
     """(ids, starts) of `minhash.shingle_ids`: the polynomial ids of the `size`-grams inside
     each segment [bounds[s], bounds[s + 1]), and for a short non-empty segment one id of its
     characters padded with zeros, its length mixed into the top bits. With `fold`, (hashes,
     starts) of `minhash.shingle_hashes`: each id folded to 32 bits as it is made (`fold32`:
     times `fold`, the top half), so the 64-bit ids are never written out (two passes and two
-    arrays of 8 bytes a character more). `fold` 0: the ids themselves."""
+    arrays of 8 bytes a character more). `fold` 0: the ids themselves. With `fold` and `mix`,
+    each hash then mixed by `minhash._fmix32` (what a signature permutes), in the same pass:
+    numpy's five passes over the hashes and their copy cost as much as the hashes did."""
     if size < 1:  # (a segment would give more shingles than it has characters: past the arrays)
         raise ValueError(f"shingle size should be at least 1, got {size}")
     values = np.empty(codes.shape[0], dtype=np.uint32 if fold else np.uint64)
@@ -136,8 +143,24 @@ def shingle_ids(
     cdef int64_t *start_out
     _data_of(values, &out)
     _data_of(starts, <void **>&start_out)
-    cdef Py_ssize_t count = _shingles(codes, bounds, size, base, fold, out, start_out)
+    cdef Py_ssize_t count = _shingles(codes, bounds, size, base, fold, mix, out, start_out)
     return values[:count], starts[:count]
+
+
+cdef uint32_t _FMIX_FIRST = 0x85EBCA6B, _FMIX_SECOND = 0xC2B2AE35  # (`minhash._fmix32`'s)
+
+
+cdef inline uint32_t _folded_hash(uint64_t value, uint64_t fold, bint mix) noexcept nogil:
+    """An id folded to 32 bits (`minhash.fold32`), and with `mix` then mixed as
+    `minhash._fmix32` mixes (MurmurHash3's finalizer)."""
+    cdef uint32_t h = <uint32_t>((value * fold) >> 32)
+    if mix:
+        h ^= h >> 16
+        h *= _FMIX_FIRST
+        h ^= h >> 13
+        h *= _FMIX_SECOND
+        h ^= h >> 16
+    return h
 
 
 cdef Py_ssize_t _shingles(
@@ -146,11 +169,12 @@ cdef Py_ssize_t _shingles(
     int size,
     uint64_t base,
     uint64_t fold,
+    bint mix,
     void *out,
     int64_t *start_out,
 ) noexcept:
     """The shingles of `shingle_ids` written to `out`, as uint64 ids, or, with `fold`, as
-    uint32 hashes, and their starts; how many."""
+    uint32 hashes (with `mix`, mixed), and their starts; how many."""
     cdef uint64_t *id_out = <uint64_t *>out
     cdef uint32_t *hash_out = <uint32_t *>out
     cdef Py_ssize_t segments = bounds.shape[0] - 1
@@ -169,7 +193,7 @@ cdef Py_ssize_t _shingles(
                 value = value * base + (codes[start + k] if k < length else 0)
             value = value ^ (<uint64_t>length << 59)
             if fold:
-                hash_out[count] = <uint32_t>((value * fold) >> 32)
+                hash_out[count] = _folded_hash(value, fold, mix)
             else:
                 id_out[count] = value
             start_out[count] = start
@@ -184,7 +208,7 @@ cdef Py_ssize_t _shingles(
             if i > start:
                 value = (value - codes[i - 1] * top) * base + codes[i + size - 1]
             if fold:
-                hash_out[count] = <uint32_t>((value * fold) >> 32)
+                hash_out[count] = _folded_hash(value, fold, mix)
             else:
                 id_out[count] = value
             start_out[count] = i
@@ -706,38 +730,53 @@ ctypedef fused _Break:  # a map's breaks, as numpy columns (int64) or as they tr
 
 cdef Py_ssize_t _break_count(const int32_t *src, Py_ssize_t n) noexcept nogil:
     """The breaks of a map of n >= 1 entries: its first position and each where src[i] - i
-    changes."""
+    changes, that is where src[i] - src[i - 1] is not 1 (counted without a branch, in 64 bits:
+    a loop the compiler vectorises, where comparing src[i] - i took ten instructions an entry)."""
     cdef Py_ssize_t i, count = 1
     for i in range(1, n):
-        if src[i] - i != src[i - 1] - (i - 1):
-            count += 1
+        count += (<int64_t>src[i] - <int64_t>src[i - 1]) != 1
     return count
 
 
-cdef void _write_breaks(const int32_t *src, Py_ssize_t n, _Break *positions, _Break *offsets) noexcept nogil:
-    """Each break's position and the offset src[i] - i from it on (`_break_count` of them)."""
+cdef void _write_breaks(
+    const int32_t *src, Py_ssize_t n, Py_ssize_t breaks, _Break *positions, _Break *offsets
+) noexcept nogil:
+    """Each break's position and the offset src[i] - i from it on (`breaks`, `_break_count`'s
+    count of them: the entries after the last are not read again, none for a map of one)."""
     cdef Py_ssize_t i, count = 1
     positions[0], offsets[0] = 0, src[0]
     for i in range(1, n):
+        if count == breaks:
+            break
         if src[i] - i != src[i - 1] - (i - 1):
             positions[count], offsets[count] = <_Break>i, <_Break>(src[i] - i)
             count += 1
 
 
-def source_map(const int32_t[::1] src):
-    """(src_pos, src_off) of `dedup._source_map`: the positions where src[i] - i changes
-    (the first is 0) and that offset from each of them on."""
-    cdef Py_ssize_t n = src.shape[0]
+def source_map(object src):
+    """(src_pos, src_off) of `document.source_breaks`: the positions where src[i] - i changes
+    (the first is 0) and that offset from each of them on, of a map of int32 entries. An
+    array('i') (a `Document`'s map) is read as its ints, as `packed_source` reads it: its
+    typed view, made for every document, cost more than a short document's entries."""
+    cdef const int32_t[::1] view
+    cdef const int32_t *values
+    cdef Py_ssize_t n
+    if type(src) is array.array and (<array.array>src).ob_descr.typecode == b"i":
+        values, n = <const int32_t *>(<array.array>src).data.as_ints, len(src)
+    else:
+        view = src
+        n = view.shape[0]
+        values = &view[0] if n else NULL
     if n == 0:
         return np.zeros(1, np.int64), np.zeros(1, np.int64)
-    cdef Py_ssize_t count = _break_count(&src[0], n)
+    cdef Py_ssize_t count = _break_count(values, n)
     positions = np.empty(count, dtype=np.int64)
     offsets = np.empty(count, dtype=np.int64)
     cdef int64_t *pos_view
     cdef int64_t *off_view
     _data_of(positions, <void **>&pos_view)  # (arrays of a document each: no typed views)
     _data_of(offsets, <void **>&off_view)
-    _write_breaks(&src[0], n, pos_view, off_view)
+    _write_breaks(values, n, count, pos_view, off_view)
     return positions, offsets
 
 
@@ -771,7 +810,7 @@ def packed_source(array.array src not None):
         return n
     positions = PyBytes_FromStringAndSize(NULL, count * 4)
     offsets = PyBytes_FromStringAndSize(NULL, count * 4)
-    _write_breaks(values, n, <int32_t *>PyBytes_AS_STRING(positions), <int32_t *>PyBytes_AS_STRING(offsets))
+    _write_breaks(values, n, count, <int32_t *>PyBytes_AS_STRING(positions), <int32_t *>PyBytes_AS_STRING(offsets))
     return n, positions, offsets
 
 

@@ -221,26 +221,30 @@ def shingle_ids(codes: np.ndarray, bounds: np.ndarray, size: int) -> tuple[np.nd
     return ids[keep], keep
 
 
-def shingle_hashes(codes: np.ndarray, bounds: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+def shingle_hashes(
+    codes: np.ndarray, bounds: np.ndarray, size: int, mixed: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """(`fold32` of the shingle ids, their starts): what a signature needs of `shingle_ids`,
-    made by the kernels without the 64-bit ids in between."""
-    made = _compiled_shingles(codes, bounds, size, int(_FOLD_MULT))
+    made by the kernels without the 64-bit ids in between. With `mixed`, the hashes through
+    `_fmix32` too, as `nested_signatures(..., mixed=True)` takes them (in the same pass)."""
+    made = _compiled_shingles(codes, bounds, size, int(_FOLD_MULT), mixed)
     if made is not None:
         return made
     ids, starts = shingle_ids(codes, bounds, size)
-    return fold32(ids), starts
+    hashes = fold32(ids)
+    return (_fmix32(hashes) if mixed else hashes), starts
 
 
 def _compiled_shingles(
-    codes: np.ndarray, bounds: np.ndarray, size: int, fold: int
+    codes: np.ndarray, bounds: np.ndarray, size: int, fold: int, mix: bool = False
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """`_kernels.shingle_ids` (its ids, or with `fold` their hashes), where built and where the
-    codes widen to uint32 losslessly; else None."""
+    """`_kernels.shingle_ids` (its ids, or with `fold` their hashes, with `mix` mixed), where
+    built and where the codes widen to uint32 losslessly; else None."""
     if _kernels is None or codes.dtype not in _KERNEL_CODES:
         return None
     codes = np.ascontiguousarray(codes, dtype=np.uint32)
     bounds = np.ascontiguousarray(bounds, dtype=np.int64)
-    return _kernels.shingle_ids(codes, bounds, size, int(_POLY_BASE), fold)
+    return _kernels.shingle_ids(codes, bounds, size, int(_POLY_BASE), fold, mix)
 
 
 def fold32(ids: np.ndarray) -> np.ndarray:
@@ -311,6 +315,7 @@ def nested_signatures(
     num_perm: int = 128,
     window_num_perm: int = 32,
     seed: int = 1,
+    mixed: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(paragraph signatures, window signatures) where paragraphs are runs of windows.
 
@@ -319,7 +324,8 @@ def nested_signatures(
     first `window_num_perm` columns for the windows and min-reducing every column over each
     paragraph's windows, at less cost: the first columns of a paragraph are reduced from its
     window rows, the other columns straight over the paragraph's shingles (fewer, longer
-    groups than windows), all from one permuted block.
+    groups than windows), all from one permuted block. `mixed`: the hashes come mixed
+    already (`shingle_hashes(..., mixed=True)`).
     """
     a, b = permutations(num_perm, seed)
     window_starts = np.asarray(window_starts, dtype=np.int64)
@@ -327,7 +333,7 @@ def nested_signatures(
     head = min(window_num_perm, num_perm)
     first_window = np.concatenate([[0], np.cumsum(window_counts)])
     windows, rest = _permuted_minima(
-        hashes32, a, b, [(head, window_starts), (num_perm - head, window_starts[first_window])]
+        hashes32, a, b, [(head, window_starts), (num_perm - head, window_starts[first_window])], mixed
     )
     paragraphs = np.full((window_counts.shape[0], num_perm), MAX_HASH, dtype=np.uint32)
     paragraphs[:, head:] = rest
@@ -340,16 +346,21 @@ def nested_signatures(
 
 
 def _permuted_minima(
-    hashes32: np.ndarray, a: np.ndarray, b: np.ndarray, groupings: list[tuple[int, np.ndarray]]
+    hashes32: np.ndarray,
+    a: np.ndarray,
+    b: np.ndarray,
+    groupings: list[tuple[int, np.ndarray]],
+    premixed: bool = False,
 ) -> list[np.ndarray]:
     """Per-group minima of the permuted hashes, for consecutive runs of permutations.
 
     `groupings` is [(permutations, group_starts), ...]: the first entry's groups take the
     minimum over the first `permutations` of (a, b), the next entry's over the following
     ones, and so on; each entry's result is groups x permutations (MAX_HASH for empty groups).
+    `premixed`: the hashes are `_fmix32`'s already.
     """
     total = hashes32.shape[0]
-    mixed = _fmix32(hashes32)
+    mixed = np.ascontiguousarray(hashes32, np.uint32) if premixed else _fmix32(hashes32)
     plans, outs, row = [], [], 0
     for count, group_starts in groupings:
         starts = np.ascontiguousarray(group_starts, dtype=np.int64)

@@ -186,6 +186,11 @@ def test_nested_signatures_equal_window_signatures_reduced_per_paragraph(
         )
         full = minhash.signatures(hashes, window_starts, num_perm, 3)
         assert np.array_equal(win_sigs, full[:, :window_num_perm])
+        # The same from the hashes mixed already (`shingle_hashes(..., mixed=True)`).
+        premixed = minhash.nested_signatures(
+            minhash._fmix32(hashes), window_starts, counts, num_perm, window_num_perm, 3, mixed=True
+        )
+        assert np.array_equal(premixed[0], para_sigs) and np.array_equal(premixed[1], win_sigs)
         first = np.concatenate([[0], np.cumsum(counts)])
         for p in range(paragraphs):
             rows = full[first[p] : first[p + 1]]

@@ -71,13 +71,18 @@ def test_shingle_ids_are_the_same(values: list[int], cuts: list[int], size: int,
     with pytest.MonkeyPatch.context() as monkeypatch:
         compiled, reference = both(monkeypatch, lambda: minhash.shingle_ids(codes, bounds, size))
         hashes = both(monkeypatch, lambda: minhash.shingle_hashes(codes, bounds, size))
+        mixed = both(monkeypatch, lambda: minhash.shingle_hashes(codes, bounds, size, mixed=True))
     for got, want in zip(compiled, reference, strict=True):
         assert got.dtype == want.dtype and got.tolist() == want.tolist()
     # What signatures read: those ids folded to 32 bits (`fold32`), made by the kernels without
-    # the ids in between.
+    # the ids in between; mixed, those hashes through `_fmix32` (made in the same pass).
     for folded, starts in hashes:
         assert folded.dtype == np.uint32 and folded.tolist() == minhash.fold32(reference[0]).tolist()
         assert starts.dtype == np.int64 and starts.tolist() == reference[1].tolist()
+    for folded, starts in mixed:
+        assert folded.dtype == np.uint32
+        assert folded.tolist() == minhash._fmix32(minhash.fold32(reference[0])).tolist()
+        assert starts.tolist() == reference[1].tolist()
 
 
 @needs_kernels
@@ -87,6 +92,35 @@ def test_a_shingle_of_no_characters_is_refused_not_written_past_the_arrays() -> 
         for fold in (0, 7):
             with pytest.raises(ValueError, match="shingle size should be at least 1"):
                 KERNELS.shingle_ids(codes, bounds, size, 3, fold)
+
+
+@given(
+    st.lists(st.integers(-(2**31), 2**31 - 1), max_size=3),
+    st.lists(st.tuples(st.integers(0, 60), st.integers(-3, 3)), max_size=5),
+    st.integers(0, 60),
+    st.sampled_from(["array", "numpy"]),
+)
+@settings(max_examples=300, deadline=None)
+def test_source_maps_break_where_numpy_finds_the_breaks(
+    extremes: list[int], shifts: list[tuple[int, int]], length: int, kind: str
+) -> None:
+    """`source_map`'s breaks (where src[i] - i changes) are numpy's, for maps of no break, of
+    some, and of values at the ends of int32's range; given as an array('i') or as numpy's."""
+    from array import array
+
+    from curate import document
+
+    values = np.arange(length, dtype=np.int64) + 7
+    for at, step in shifts:
+        values[at:] += step
+    values = np.concatenate([values, extremes]).astype(np.int32)
+    src = array("i", values.tobytes()) if kind == "array" else values
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        compiled = document.source_breaks(src)
+        monkeypatch.setattr(document, "_compiled_source_map", None)
+        reference = document.source_breaks(src)
+    for got, want in zip(compiled, reference, strict=True):
+        assert got.dtype == want.dtype == np.int64 and got.tolist() == want.tolist()
 
 
 def difflib_blocks(a: np.ndarray, b: np.ndarray, min_size: int) -> list[tuple[int, int, int]]:

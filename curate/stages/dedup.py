@@ -1011,10 +1011,10 @@ def _sign(
     # Window ends moved from the form to the concatenated segments.
     shift = np.repeat(para_bounds[:-1] - cf[:, 0], win_counts)
     window_bounds = np.concatenate([[0], windows[:, 1] + shift])
-    hashes, starts = minhash.shingle_hashes(segments, para_bounds, s.shingle_size)
+    hashes, starts = minhash.shingle_hashes(segments, para_bounds, s.shingle_size, mixed=True)
     window_starts = np.searchsorted(starts, window_bounds, side="left")
     return minhash.nested_signatures(
-        hashes, window_starts, win_counts, s.num_perm, s.window_num_perm, s.seed
+        hashes, window_starts, win_counts, s.num_perm, s.window_num_perm, s.seed, mixed=True
     )
 
 
