@@ -1393,6 +1393,7 @@ class SearchWatch:
             return
         self._ticks += 1
         if self._ticks >= self.TICKS:
+            self._seen = -1  # stopped once: a tick while its stop is handled starts a new count
             raise TimeoutError("regex timed out")
 
 

@@ -653,3 +653,33 @@ def test_a_line_is_blank_without_its_inline_removals_as_if_they_were_spaces(line
         spaced[start:end] = [" "] * (end - start)
     assert _blank_without(line, taken) is (not "".join(spaced).strip())
 
+
+
+def test_a_stopped_search_is_not_stopped_again_while_it_is_reported(tmp_path: Path, monkeypatch) -> None:
+    # The tick that stops a search leaves the watch inside it until `_searched` leaves; a tick
+    # delivered meanwhile (while the timeout is reported, here simulated by the flag being
+    # added) must not raise again: that TimeoutError would escape the stage and end the run.
+    from curate import rules as rules_module
+
+    rules, _ = slow_rules(tmp_path)
+    added = Document.add_flag
+
+    def flagged_as_a_tick_arrives(self, *args, **kwargs):
+        rules_module._WATCH.tick()
+        return added(self, *args, **kwargs)
+
+    monkeypatch.setattr(Document, "add_flag", flagged_as_a_tick_arrives)
+    doc, _ = run_stage("a" * 40 + "b", rules=rules, timeout_seconds=0.05)
+    assert_timed_out(doc)
+
+
+def test_the_watch_stops_a_search_once() -> None:
+    watch = SearchWatch()
+    watch.enter()
+    for _ in range(SearchWatch.TICKS):
+        watch.tick()
+    with pytest.raises(TimeoutError):
+        watch.tick()
+    for _ in range(SearchWatch.TICKS - 1):  # the stopped search's handler still runs: no second stop
+        watch.tick()
+    watch.leave()

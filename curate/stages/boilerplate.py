@@ -449,7 +449,9 @@ class _Present:
             return None
         finally:
             if watch is not None:
-                watch.leave()
+                # (stored here, not by `watch.leave()`: a call's entry is where CPython runs a
+                # pending handler, and a tick there would raise out of this `finally`)
+                watch.inside = False
 
     def _timeout(self, rule: Rule) -> None:
         if rule.id in self.timed_out:
