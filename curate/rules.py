@@ -1383,6 +1383,8 @@ class SearchWatch:
         self.inside = True
 
     def leave(self) -> None:
+        """(`_Present._searched` stores `inside` itself: a tick handled as this call starts
+        would raise out of its `finally`.)"""
         self.inside = False
 
     def tick(self, signum: int = 0, frame: Any = None) -> None:

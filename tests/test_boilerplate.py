@@ -654,7 +654,6 @@ def test_a_line_is_blank_without_its_inline_removals_as_if_they_were_spaces(line
     assert _blank_without(line, taken) is (not "".join(spaced).strip())
 
 
-
 def test_a_stopped_search_is_not_stopped_again_while_it_is_reported(tmp_path: Path, monkeypatch) -> None:
     # The tick that stops a search leaves the watch inside it until `_searched` leaves; a tick
     # delivered meanwhile (while the timeout is reported, here simulated by the flag being
