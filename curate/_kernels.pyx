@@ -932,12 +932,17 @@ def aligned_spans(str before not None, str after not None, Py_ssize_t gap=0):
 def count_differences(str before not None, str after not None):
     """`report.model.count_differences`: how many positions two texts of the same length
     differ at."""
+    if len(before) != len(after):
+        raise ValueError("count_differences: texts of different lengths")
+    return _differences_in(before, after)
+
+
+cdef inline Py_ssize_t _differences_in(str before, str after) noexcept:
+    """`count_differences` of two texts of the same length (the caller checked)."""
     cdef Py_ssize_t n = len(after), i, count = 0
     cdef int before_kind = PyUnicode_KIND(before), after_kind = PyUnicode_KIND(after)
     cdef const void *before_data = PyUnicode_DATA(before)
     cdef const void *after_data = PyUnicode_DATA(after)
-    if len(before) != n:
-        raise ValueError("count_differences: texts of different lengths")
     i = _next_difference(before_kind, before_data, after_kind, after_data, 0, n)
     while i < n:
         count += 1
@@ -1376,19 +1381,6 @@ cdef inline int _join(dict segment, str text, list joined) except -1:
 # (generic objects: a lookup and a call a key) these three took a fifth of an entry's
 # instructions. Each gives None where a segment holds what the report's segments never do (a
 # key missing, text not a `str`): its Python twin then decides, and raises where it raises.
-
-cdef inline Py_ssize_t _differences_in(str before, str after) noexcept:
-    """`count_differences` of two texts of the same length (the caller checked)."""
-    cdef Py_ssize_t n = len(after), i, count = 0
-    cdef int before_kind = PyUnicode_KIND(before), after_kind = PyUnicode_KIND(after)
-    cdef const void *before_data = PyUnicode_DATA(before)
-    cdef const void *after_data = PyUnicode_DATA(after)
-    i = _next_difference(before_kind, before_data, after_kind, after_data, 0, n)
-    while i < n:
-        count += 1
-        i = _next_difference(before_kind, before_data, after_kind, after_data, i + 1, n)
-    return count
-
 
 def shown_chars(list segments not None):
     """`report.model.shown_chars` (None: its twin decides)."""
@@ -2287,7 +2279,8 @@ def band_entries(const uint32_t[::1] hashes):
             counts[hashes[i] & (_RADIX_SIZE - 1)] += 1
             counts[_RADIX_SIZE + ((hashes[i] >> _RADIX_BITS) & (_RADIX_SIZE - 1))] += 1
             counts[2 * _RADIX_SIZE + (hashes[i] >> (2 * _RADIX_BITS))] += 1
-        # The entries start where the last pass writes: in `out` if the passes made are odd.
+        # The entries start in `out`; where the last pass made wrote them into `spare`, they
+        # are copied back (below).
         source, target = out, spare
         for i in range(n):
             out[i] = (<uint64_t>hashes[i]) << 32 | <uint64_t>i
