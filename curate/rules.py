@@ -19,7 +19,6 @@ import hashlib
 import itertools
 import json
 import math
-import re
 import signal
 import string
 import threading
@@ -28,6 +27,7 @@ import tomllib
 import unicodedata
 from bisect import bisect_right
 from collections.abc import Iterator
+from collections.abc import Set as AbstractSet
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
@@ -1526,8 +1526,6 @@ class TriggerIndex:
         self.triggers: dict[str, frozenset[str] | None] = {}
         # Rule id -> further sets of folded strings a line must hold one of each (`may_match`).
         self.extra: dict[str, tuple[tuple[str, ...], ...]] = {}
-        # ... each as a pattern finding any of its strings in the folded text (one search a line).
-        self.extra_patterns: dict[str, tuple[re.Pattern[str], ...]] = {}
         by_trigger: dict[str, list[str]] = {}
         for rule in rules:
             triggers, extra = _remembered_requirements(rule.pattern)
@@ -1537,9 +1535,6 @@ class TriggerIndex:
                 continue
             if extra:
                 self.extra[rule.id] = extra
-                self.extra_patterns[rule.id] = tuple(
-                    re.compile("|".join(map(re.escape, strings))) for strings in extra
-                )
             for trigger in sorted(triggers):
                 by_trigger.setdefault(trigger, []).append(rule.id)
         members = _group_members()
@@ -1714,6 +1709,7 @@ _JOINER = "\uffff"
 
 
 _UNSET: Any = object()
+_NO_LINES: frozenset[int] = frozenset()  # (`TriggerHits.lines` of a rule none of whose triggers occurs)
 
 
 class TriggerHits:
@@ -1753,29 +1749,51 @@ class TriggerHits:
         self._starts: list[int] | None = None
         self._ends: list[int] = []
         self._by_string: dict[str, set[int]] = {}  # folded string -> lines it lies inside
-        self._by_rule: dict[str, set[int] | None] = {}
+        self._by_rule: dict[str, AbstractSet[int] | None] = {}
 
-    def lines(self, rule_id: str) -> set[int] | None:
+    def lines(self, rule_id: str) -> AbstractSet[int] | None:
         """Indices of the lines in which the rule may match (None: any line). Do not modify."""
-        found = self._by_rule.get(rule_id, _UNSET)
+        by_rule = self._by_rule
+        found = by_rule.get(rule_id, _UNSET)
         if found is not _UNSET:
             return found
-        triggers = self.index.rule_triggers.get(rule_id)
+        index = self.index
+        triggers = index.rule_triggers.get(rule_id)
         if triggers is None:
             found = None
+        elif rule_id not in self.rules:  # none of its triggers occurs anywhere
+            found = _NO_LINES
         else:
-            found = set()
-            if rule_id in self.rules:  # else none of its triggers occurs anywhere
-                for trigger in triggers:
-                    if trigger in self._positions or trigger in self._singles:
-                        found |= self._trigger_lines(trigger)
-                extra = self.index.extra_patterns.get(rule_id)
-                if extra and found:
-                    starts, ends, folded = self._starts, self._ends, self.folded
-                    for pattern in extra:
-                        found = {i for i in found if pattern.search(folded, starts[i], ends[i])}
-        self._by_rule[rule_id] = found
+            # The set of the one trigger that gave lines (shared with it), or a union made anew.
+            found = _NO_LINES
+            positions, singles = self._positions, self._singles
+            for trigger in triggers:
+                if trigger in positions or trigger in singles:
+                    more = self._trigger_lines(trigger)
+                    found = (found | more) if found and more else (found or more)
+            extra = index.extra.get(rule_id)
+            if extra and found:
+                found = self._holding_each(found, extra)
+        by_rule[rule_id] = found
         return found
+
+    def _holding_each(self, lines: AbstractSet[int], extra: tuple[tuple[str, ...], ...]) -> set[int]:
+        """Those of `lines` that hold one of each tuple's folded strings (`TriggerIndex.extra`):
+        `str.find` within the line's bounds, which skips ahead as `re` cannot (a pattern of the
+        alternatives is tried at every position of the line)."""
+        starts, ends, folded = self._starts, self._ends, self.folded
+        kept = set()
+        for i in lines:
+            start, end = starts[i], ends[i]
+            for strings in extra:
+                for needle in strings:
+                    if folded.find(needle, start, end) != -1:
+                        break
+                else:
+                    break  # (none of this tuple's strings: not the line)
+            else:
+                kept.add(i)
+        return kept
 
     def _line_bounds(self) -> tuple[list[int], list[int]]:
         if self._starts is None:

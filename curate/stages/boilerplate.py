@@ -71,7 +71,7 @@ class Boilerplate(DocumentStage):
     def __init__(self, settings: Any, context: Any) -> None:
         super().__init__(settings, context)
         self._rules: RuleSet | None = None
-        self._by_scope: dict[tuple[str, ...], list[Rule]] = {}
+        self._by_scope: dict[tuple[str, ...], list[tuple[str, Rule]]] = {}
 
     @property
     def ruleset(self) -> RuleSet:
@@ -84,11 +84,12 @@ class Boilerplate(DocumentStage):
             self._rules = rules
         return self._rules
 
-    def _scoped(self, scopes: tuple[str, ...]) -> list[Rule]:
-        """The rules of these scopes, in pack order (computed once per rule set)."""
+    def _scoped(self, scopes: tuple[str, ...]) -> list[tuple[str, Rule]]:
+        """The rules of these scopes, in pack order, each with its id (computed once per rule
+        set: `_Present.found` reads the ids of every rule for every document)."""
         cached = self._by_scope.get(scopes)
         if cached is None:
-            cached = self._by_scope[scopes] = [r for r in self.ruleset.rules if r.scope in scopes]
+            cached = self._by_scope[scopes] = [(r.id, r) for r in self.ruleset.rules if r.scope in scopes]
         return cached
 
     # ------------------------------------------------------------------ main
@@ -200,7 +201,7 @@ class Boilerplate(DocumentStage):
         # No whole-text pre-check here: tail patterns start with a free prefix (search would try
         # every position) and only the last lines are looked at anyway.
         # A rule with no candidate line (none of its triggers in any line) cannot match: left out.
-        tail_rules = [r for r in self._scoped(("tail",)) if present.usable(r) and present.anywhere(r)]
+        tail_rules = [r for r in present.found(self._scoped(("tail",))) if present.usable(r) and present.anywhere(r)]
         if not tail_rules or not line_text:
             return
         cache: dict[int, _Hit | None] = {}
@@ -361,10 +362,11 @@ class _Present:
         self.hits: TriggerHits = hits if hits is not None else stage.ruleset.trigger_index().locate(text, lines)
         self._widths: list[int] | None = None
 
-    def found(self, rules: list[Rule]) -> list[Rule]:
-        """Those of `rules` (in order) one of whose triggers occurs in the text (or without any)."""
+    def found(self, rules: list[tuple[str, Rule]]) -> list[Rule]:
+        """Those of `rules` (in order, with their ids) one of whose triggers occurs in the text
+        (or without any)."""
         ids = self.hits.rules
-        return [rule for rule in rules if rule.id in ids]
+        return [rule for rule_id, rule in rules if rule_id in ids]
 
     @property
     def widths(self) -> list[int]:
