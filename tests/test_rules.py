@@ -333,6 +333,8 @@ def test_review_command_for_reports_is_shell_quoted() -> None:
     assert review_command("版权所有 'x'", "footer.copyright") == (
         "curate review --keep '版权所有 '\"'\"'x'\"'\"'' --rule footer.copyright"
     )
+    assert review_command("a b") == review_command("a b", "") == "curate review --keep 'a b'"
+    assert review_command("ab", "x y") == "curate review --keep ab --rule 'x y'"
 
 
 # --------------------------------------------------------------------------- trigger pre-filter
