@@ -90,6 +90,19 @@ def json_bytes(value: Any) -> bytes:
         return _STANDARD_ENCODER.encode(value).encode("utf-8")
 
 
+# A line of a JSON-lines file: orjson writes the newline into the buffer it encodes into.
+_LINE_OPTIONS = _ORJSON_OPTIONS | orjson.OPT_APPEND_NEWLINE
+
+
+def json_line(value: Any) -> bytes:
+    """`json_bytes(value)` and a newline. The writer makes one for every record and edit of a
+    run (29,042 on the benchmark): made in one buffer, not copied into another for the newline."""
+    try:
+        return orjson.dumps(value, default=_not_orjsons, option=_LINE_OPTIONS)
+    except TypeError:  # (what `json_bytes` writes with the standard encoder)
+        return json_bytes(value) + b"\n"
+
+
 def file_sha256(path: Path) -> str:
     """sha256 of a file's bytes, read a block at a time (an index file may be large)."""
     with path.open("rb") as handle:
@@ -281,14 +294,14 @@ def records(doc: Document) -> tuple[dict[str, Any], list[dict[str, Any]]]:
 def encode(doc: Document, made: tuple[dict[str, Any], list[dict[str, Any]]] | None = None) -> Encoded:
     """The document as the writer stores it, from its `records` (`made`, if the caller has them)."""
     record, edit_records = made if made is not None else records(doc)
-    line = json_bytes(record)
+    line = json_line(record)
     edits = doc.edits
     return Encoded(
         id=doc.id,
         status=doc.status,
-        line=line + b"\n",
-        sha256=hashlib.sha256(line).hexdigest(),
-        edit_lines=b"".join(json_bytes(edit) + b"\n" for edit in edit_records),
+        line=line,
+        sha256=hashlib.sha256(memoryview(line)[:-1]).hexdigest(),  # (of the record, as read back)
+        edit_lines=b"".join([json_line(edit) for edit in edit_records]),
         warnings=[f"{doc.source}: {w}" for w in doc.warnings],
         edits=[(e.stage, e.rule, e.action, e.kind, len(e.before), len(e.after)) for e in edits],
         flags=[(f.kind, f.end - f.start, f.detector) for f in doc.flags],

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from curate.version import json_bytes, read_latest, verify
+from curate.version import json_bytes, json_line, read_latest, verify
 
 from .conftest import ROOT, SEED_FILES, SEEDS, make_config
 
@@ -367,6 +367,7 @@ json_values = st.recursive(
 @given(json_values)
 def test_lines_are_the_standard_encoders_bytes(value):
     assert json_bytes(value) == STANDARD.encode(value).encode("utf-8")
+    assert json_line(value) == STANDARD.encode(value).encode("utf-8") + b"\n"
 
 
 class Pair(NamedTuple):
@@ -385,6 +386,7 @@ class Tag(str):
 )
 def test_what_orjson_would_write_otherwise_is_written_the_standard_way(value):
     assert json_bytes(value) == STANDARD.encode(value).encode("utf-8")
+    assert json_line(value) == STANDARD.encode(value).encode("utf-8") + b"\n"
 
 
 @dataclass
@@ -397,6 +399,8 @@ def test_what_the_standard_encoder_refuses_is_refused(value):
     """orjson would write a dataclass or a date; a record holding one is a bug, as before."""
     with pytest.raises(TypeError):
         json_bytes({"value": value})
+    with pytest.raises(TypeError):
+        json_line({"value": value})
 
 
 def test_what_is_not_json_is_written_null():
