@@ -455,6 +455,15 @@ def _fsync_tree(folder: Path, done: Iterable[str] = ()) -> None:
     _fsync_files([path for path in folder.rglob("*") if path.is_file() and path not in skip])
 
 
+def count_each(counts: dict[Any, int], keys: Iterable[Any]) -> None:
+    """One more in `counts` for each of `keys`. The writer's counts and the report's tally call
+    it for every document (three times for one with edits), on plain dicts: `Counter.update`
+    is the standard library's Python (a frame and an ABC check a call), and a `Counter`'s
+    items go through Python-level slots (by hand, three keys: 0.40 us, against 0.71 us)."""
+    for key in keys:
+        counts[key] = counts.get(key, 0) + 1
+
+
 class EditCounts:
     """Edits counted by (stage, rule, action, kind): [edits, characters before, characters
     removed] for each, one lookup per edit (the writer counts every edit of a run as the last
@@ -483,17 +492,18 @@ class _Counts:
 
     def __init__(self) -> None:
         self.edits = EditCounts()
-        self.docs_by_rule: Counter[str] = Counter()
-        self.flags: Counter[str] = Counter()
-        self.statuses: Counter[str] = Counter()
+        self.docs_by_rule: dict[str, int] = {}  # (plain dicts: see `count_each`)
+        self.flags: dict[str, int] = {}
+        self.statuses: dict[str, int] = {}
 
     def add(self, doc: Encoded) -> None:
-        self.statuses[doc.status] += 1
+        statuses = self.statuses
+        statuses[doc.status] = statuses.get(doc.status, 0) + 1
         if doc.edits:
             self.edits.add(doc.edits)
-            self.docs_by_rule.update({row[1] for row in doc.edits})
+            count_each(self.docs_by_rule, {row[1] for row in doc.edits})
         if doc.flags:
-            self.flags.update(kind for kind, _, _ in doc.flags)
+            count_each(self.flags, [kind for kind, _, _ in doc.flags])
 
     def result(self) -> dict[str, Any]:
         by_stage: Counter[str] = Counter()
@@ -508,9 +518,9 @@ class _Counts:
                 meta_fields[action[5:]] += edits
         return {
             "documents_in": sum(self.statuses.values()),
-            "documents_out": self.statuses[OK],
-            "quarantined": self.statuses[QUARANTINED],
-            "duplicates": self.statuses[DUPLICATE],
+            "documents_out": self.statuses.get(OK, 0),
+            "quarantined": self.statuses.get(QUARANTINED, 0),
+            "duplicates": self.statuses.get(DUPLICATE, 0),
             "edits": sum(by_stage.values()),
             "edits_by_stage": dict(sorted(by_stage.items())),
             "edits_by_rule": dict(sorted(by_rule.items())),

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from curate.version import json_bytes, json_line, read_latest, verify
+from curate.version import count_each, json_bytes, json_line, read_latest, verify
 
 from .conftest import ROOT, SEED_FILES, SEEDS, make_config
 
@@ -401,6 +401,13 @@ def test_what_the_standard_encoder_refuses_is_refused(value):
         json_bytes({"value": value})
     with pytest.raises(TypeError):
         json_line({"value": value})
+
+
+def test_counts_add_one_for_each_key_in_order_of_first_appearance():
+    counts = {"b": 5}
+    count_each(counts, ["a", "b", "a", ("x", "y")])
+    count_each(counts, [])
+    assert list(counts.items()) == [("b", 6), ("a", 2), (("x", "y"), 1)]
 
 
 def test_what_is_not_json_is_written_null():

@@ -49,7 +49,7 @@ from typing import Any, NamedTuple
 
 from curate.document import Edit, undo_edits
 from curate.textutil import code_points
-from curate.version import STATUS_FILES, EditCounts, EditRow, FlagRow, json_bytes
+from curate.version import STATUS_FILES, EditCounts, EditRow, FlagRow, count_each, json_bytes
 
 try:  # the compiled loops (curate/_kernels.pyx), built by the install
     from curate._kernels import aligned_spans as _compiled_aligned_spans
@@ -1254,10 +1254,10 @@ class _Tally:
     version can be summarised while it is read, without holding it."""
 
     def __init__(self) -> None:
-        self.status: Counter[str] = Counter()
+        self.status: dict[str, int] = {}  # (plain dicts: see `count_each`)
         self.edit_counts = EditCounts()  # the tables per stage and per rule are folded from it
-        self.stage_docs: Counter[str] = Counter()
-        self.rule_docs: Counter[tuple[str, str]] = Counter()
+        self.stage_docs: dict[str, int] = {}
+        self.rule_docs: dict[tuple[str, str], int] = {}
         self.flags: dict[str, dict[str, int]] = {}
         self.documents = 0
         self.documents_edited = 0
@@ -1266,7 +1266,7 @@ class _Tally:
     def add_document(self, status: str, flags: list[FlagRow]) -> None:
         """A document's status and its flags."""
         self.documents += 1
-        self.status[status] += 1
+        self.status[status] = self.status.get(status, 0) + 1
         kinds: set[str] = set()
         for kind, chars, _ in flags:
             entry = self.flags.setdefault(kind, {"flags": 0, "documents": 0, "chars": 0})
@@ -1281,8 +1281,8 @@ class _Tally:
         self.documents_edited += 1
         self.edits += len(doc_edits)
         self.edit_counts.add(doc_edits)
-        self.stage_docs.update({row[0] for row in doc_edits})
-        self.rule_docs.update({(row[0], row[1]) for row in doc_edits})
+        count_each(self.stage_docs, {row[0] for row in doc_edits})
+        count_each(self.rule_docs, {(row[0], row[1]) for row in doc_edits})
 
     def _tables(self) -> tuple[dict[str, dict[str, Any]], dict[tuple[str, str], dict[str, Any]], Counter[str]]:
         """(per stage, per (stage, rule), per metadata field), folded from `edit_counts`; the
