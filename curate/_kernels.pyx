@@ -2580,3 +2580,128 @@ cdef inline void _plain_run(
     count.kept = kept
     count.not_plain = not_plain
     count.bits = bits
+
+
+# --- The garbage detector's pre-check (garbage._may_reach) ---
+
+
+cdef int _text_may_reach(
+    const uint32_t *ids,
+    Py_ssize_t length,
+    const uint8_t *han_symbols,
+    uint32_t symbols,
+    uint32_t space,
+    const float *backoff_bits,
+    const float *unigram_bits,
+    uint32_t bos,
+    Py_ssize_t width,
+    double min_kept,
+    double min_han,
+    double floor,
+    double *values,
+    uint8_t *kept,
+    uint8_t *han,
+) noexcept nogil:
+    """`garbage_may_reach` for one text (`values`, `kept` and `han`: room for `width`):
+    1 if a window passes, 0 if none does, -1 at a symbol of `symbols` or past it."""
+    cdef Py_ssize_t i, slot = 0, kept_count = 0, han_count = 0
+    cdef double total = 0.0, value
+    cdef bint is_space, after_space = False, skip
+    cdef uint32_t symbol, prev = bos
+    cdef float bound
+    for i in range(length):
+        symbol = ids[i]
+        if symbol >= symbols:
+            return -1
+        is_space = symbol == space
+        skip = is_space or after_space  # (never after a line break in another text)
+        after_space = is_space
+        bound = backoff_bits[prev] + unigram_bits[symbol]  # (in float32, as the surprise's)
+        value = 0.0 if skip else <double>bound
+        prev = symbol
+        if i >= width:  # the character leaving the window
+            total -= values[slot]
+            kept_count -= kept[slot]
+            han_count -= han[slot]
+        values[slot] = value
+        kept[slot] = not skip
+        han[slot] = han_symbols[symbol] != 0
+        total += value
+        kept_count += kept[slot]
+        han_count += han[slot]
+        if (
+            i >= width - 1
+            and <double>kept_count >= min_kept
+            and <double>han_count >= min_han
+            and total >= <double>kept_count * floor
+        ):
+            return 1
+        slot += 1  # (i % width, without a division per character)
+        if slot == width:
+            slot = 0
+    return 0
+
+
+def garbage_may_reach(
+    const uint32_t[::1] ids,
+    const int64_t[::1] starts,
+    const uint8_t[::1] han_symbols,
+    uint32_t space,
+    const float[::1] backoff_bits,
+    const float[::1] unigram_bits,
+    uint32_t bos,
+    Py_ssize_t width,
+    double min_kept,
+    double min_han,
+    double floor,
+):
+    """`garbage._may_reach_numpy`: per text (text t is [starts[t], starts[t + 1]) of `ids`,
+    `starts` ascending from 0 to the length), whether a window of `width` characters inside
+    it, made as `garbage_windows` makes them, is usable and sums to at least its count of
+    kept characters times `floor`, each character's value being float32(backoff_bits of the
+    one before it, or of `bos` at its text's start, + its unigram_bits) in place of its
+    surprise. A text at a time, its window's running sum started afresh (exact where
+    `garbage_windows`' is: the same kind of values)."""
+    cdef Py_ssize_t n = ids.shape[0], texts = starts.shape[0] - 1, t
+    if width < 1:
+        raise ValueError("garbage_may_reach: width below 1")
+    if texts < 0 or starts[0] != 0 or starts[texts] != n:
+        raise ValueError("garbage_may_reach: starts do not cover the ids")
+    # Symbols below all three tables, and <bos> below the backoffs: no check of the previous.
+    cdef Py_ssize_t symbols = min(han_symbols.shape[0], unigram_bits.shape[0], backoff_bits.shape[0])
+    if bos >= backoff_bits.shape[0]:
+        raise ValueError("garbage_may_reach: <bos> past the backoff bits")
+    out = np.zeros(texts, dtype=np.uint8)
+    if n == 0:
+        return out
+    cdef uint8_t[::1] out_view = out
+    cdef double *values = <double *>malloc(width * sizeof(double))
+    cdef uint8_t *kept = <uint8_t *>malloc(width)
+    cdef uint8_t *han = <uint8_t *>malloc(width)
+    if values == NULL or kept == NULL or han == NULL:
+        free(values)
+        free(kept)
+        free(han)
+        raise MemoryError()
+    cdef int found = 0
+    cdef Py_ssize_t length
+    try:
+        for t in range(texts):
+            length = starts[t + 1] - starts[t]
+            if length < 0 or starts[t + 1] > n:
+                raise ValueError("garbage_may_reach: starts not ascending")
+            if length < width:  # (no window)
+                continue
+            found = _text_may_reach(
+                &ids[starts[t]], length, &han_symbols[0], <uint32_t>min(symbols, 0xFFFFFFFF),
+                space, &backoff_bits[0], &unigram_bits[0], bos, width, min_kept, min_han, floor,
+                values, kept, han,
+            )
+            if found < 0:
+                raise ValueError("garbage_may_reach: a symbol past the tables")
+            out_view[t] = found
+    finally:
+        free(values)
+        free(kept)
+        free(han)
+    return out

@@ -763,6 +763,142 @@ def test_garbage_windows_use_numpy_where_sums_would_not_be_exact(monkeypatch: py
 
 KERNEL_WINDOWS = getattr(KERNELS, "garbage_windows", None)
 
+# Noise that the garbage detector flags (GBK read as Big5): windows of unstored pairs, whose
+# bounds are their surprise, so a floor at their mean is the pre-check's tightest case.
+GARBAGE_NOISE = "各地群众踊跃参加志愿服务活动现场气氛十分热烈".encode("gbk").decode("big5", errors="replace")
+GARBAGE_PIECES = GARBAGE_ALPHABET + [GARBAGE_NOISE[:8], GARBAGE_NOISE[8:20]]
+
+
+@needs_kernels
+@given(
+    st.lists(
+        st.lists(st.sampled_from(GARBAGE_PIECES), max_size=80).map("".join),
+        max_size=6,
+    ),
+    st.sampled_from([1, 2, 3, 8, 16, 17]),
+    st.sampled_from([0.0, 5.0, 9.0, 17.0, 40.0]),
+)
+@settings(max_examples=400, deadline=None)
+def test_garbage_may_reach_is_the_same(texts: list[str], width: int, floor: float) -> None:
+    # The compiled pre-check and its numpy twin tell the same texts (empty ones, shorter than
+    # a window, line breaks at their edges; floors every text passes, none does, and between).
+    from curate.detectors import TextBatch, garbage
+    from curate.detectors.bigram import default_model
+
+    model = default_model()
+    arguments = garbage._may_reach_arguments(TextBatch.of(texts, model), model, width, floor)
+    compiled = KERNELS.garbage_may_reach(*arguments)
+    reference = garbage._may_reach_numpy(*arguments)
+    assert compiled.dtype == reference.dtype == np.uint8
+    assert compiled.tobytes() == reference.tobytes()
+
+
+@needs_kernels
+@given(
+    st.lists(
+        st.lists(st.sampled_from(GARBAGE_PIECES), max_size=90).map("".join),
+        min_size=1,
+        max_size=6,
+    ),
+    st.integers(0, 5),
+    st.sampled_from([-1, 0, 1]),
+)
+@settings(max_examples=400, deadline=None)
+def test_garbage_may_reach_misses_no_text_that_reaches(texts: list[str], pick: int, step: int) -> None:
+    # Every text with a usable window whose mean (the full computation) reaches the floor
+    # passes the pre-check, down to a floor equal to such a mean or one ulp either side.
+    from curate.detectors import (
+        DetectorContext,
+        SpamLexicon,
+        TextBatch,
+        default_lexicon_path,
+        garbage,
+    )
+
+    ctx = DetectorContext(lexicon=SpamLexicon.load(default_lexicon_path()))
+    batch = TextBatch.of(texts, ctx.model)
+    sums, counts, usable = garbage._window_scores(batch, ctx.model, ctx.garbage_window)
+    means = garbage._means(sums, counts, usable)
+    inside = [  # (the means of each text's usable windows)
+        means[start:last][usable[start:last]]
+        for start, stop in zip(batch.starts[:-1].tolist(), batch.starts[1:].tolist(), strict=True)
+        for last in [max(start, stop - ctx.garbage_window + 1)]
+    ]
+    text_means = [m for m in inside[pick % len(inside)].tolist() if m > 0]
+    floors = [17.0, 9.0] + ([float(np.nextafter(max(text_means), max(text_means) + step))] if text_means else [])
+    for floor in floors:
+        ctx.garbage_min_bits = floor
+        may = garbage._may_reach(batch, ctx)
+        assert may is not None
+        for i, values in enumerate(inside):
+            if (values >= floor).any():
+                assert may[i], (floor, texts[i])
+
+
+@needs_kernels
+@pytest.mark.parametrize(
+    "noise",  # (windows of 13-15 kept characters: their mean rounds up to the floor)
+    [
+        "ァ\n轄�噙閩戰魂ァ閩華��弮衱\n��雄\n魂ァ衱ァ雄ァ雄跪昢\n虞閩衱珋跪\n煦",
+        "煬煬閩虞部�昢\n��魂�ァ坋昢珋\n煦弮戰跪�祳珋\n",
+        "煦祳坋坋��跪雄轄跪ァ弮\n珋閩\nァ跪弮祳�跪",
+        GARBAGE_NOISE * 2,
+    ],
+)
+def test_garbage_may_reach_finds_noise_at_its_own_mean(noise: str) -> None:
+    # The tightest cases, fixed: noise (unstored pairs, whose bounds are their surprise), the
+    # floor its best window's mean; without `_REACH_SLACK` the first three were missed.
+    from curate.detectors import (
+        DetectorContext,
+        SpamLexicon,
+        TextBatch,
+        default_lexicon_path,
+        garbage,
+    )
+
+    ctx = DetectorContext(lexicon=SpamLexicon.load(default_lexicon_path()))
+    batch = TextBatch.of(["的新闻" * 12, noise], ctx.model)
+    sums, counts, usable = garbage._window_scores(batch, ctx.model, ctx.garbage_window)
+    last = int(batch.starts[2]) - ctx.garbage_window + 1
+    start = int(batch.starts[1])
+    ctx.garbage_min_bits = float(garbage._means(sums, counts, usable)[start:last].max())
+    assert ctx.garbage_min_bits > 17.0
+    assert garbage._may_reach(batch, ctx).tolist() == [False, True]
+    ctx.garbage_min_bits = 40.0  # (above any character's bound)
+    assert garbage._may_reach(batch, ctx).tolist() == [False, False]
+
+
+def test_garbage_may_reach_only_where_the_bound_holds(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A model with one stored pair above its backoff estimate says so, and the detector then
+    # scores every text (the same flags, as the shipped model's own check says it may not).
+    import dataclasses
+
+    from curate.detectors import (
+        DetectorContext,
+        SpamLexicon,
+        TextBatch,
+        bigram,
+        default_lexicon_path,
+        garbage,
+    )
+
+    model = bigram.default_model()
+    assert model.backoff_bounds_stored
+    slot = int(np.flatnonzero(model.slot_keys != bigram.EMPTY_SLOT)[0])
+    before, after = divmod(int(model.slot_keys[slot]), len(model.symbols))
+    estimate = model.backoff_bits[before] + model.unigram_bits[after]
+    for raised, holds in ((estimate, True), (np.nextafter(estimate, np.float32(99)), False)):
+        bits = model.slot_bits.copy()
+        bits[slot] = raised
+        other = dataclasses.replace(model, slot_bits=bits)
+        assert other.backoff_bounds_stored is holds
+        ctx = DetectorContext(lexicon=SpamLexicon.load(default_lexicon_path()), model=other)
+        assert (garbage._may_reach(TextBatch.of(["新闻" * 20], other), ctx) is None) is not holds
+    # Keys of symbols the tables have no bits for: not a pair the model looks up, so no bound.
+    keys = model.slot_keys.copy()
+    keys[slot] = len(model.symbols) * len(model.symbols) + 1
+    assert not dataclasses.replace(model, slot_keys=keys).backoff_bounds_stored
+
 
 @needs_kernels
 @given(
@@ -935,6 +1071,9 @@ def test_a_compiled_models_derived_tables_come_with_it_as_computed(tmp_path, mon
         assert model.__dict__["exact_sum_terms"] == bigram._exact_sum_terms(
             model.slot_bits, model.backoff_bits, model.unigram_bits
         ) > 0
+        assert model.__dict__["backoff_bounds_stored"] is bigram._backoff_bounds_stored(
+            model.slot_keys, model.slot_bits, model.backoff_bits, model.unigram_bits, len(model.symbols)
+        ) is True
         pairs = model.__dict__["_slot_pairs"]
         assert pairs.dtype == np.uint64
         assert pairs.tobytes() == bigram._packed_slots(model.slot_keys, model.slot_bits).tobytes()

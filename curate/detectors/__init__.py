@@ -146,6 +146,16 @@ class TextBatch:
             self._surprise = self.model.surprise_of_ids(self.ids, self.starts[:-1])
         return self._surprise
 
+    def surprise_of(self, i: int) -> np.ndarray:
+        """Bigram surprise of text i's characters: the batch's where computed, else the text's
+        own (the same values: each depends on its character and the one before, <bos> at a
+        text's start). Few texts are asked about (spam and mojibake, for a span or two), and
+        the garbage detector's pre-check does without the batch's."""
+        span = self.span(i)
+        if self._surprise is not None:
+            return self._surprise[span]
+        return self.model.surprise_of_ids(self.ids[span], np.zeros(1, dtype=np.intp))
+
     def find(self, text: str) -> int | None:
         """Index of this very text object in the batch (None if it is not there)."""
         i = self._index.get(id(text))
@@ -236,7 +246,7 @@ class DetectorContext:
     def surprise(self, text: str) -> np.ndarray:
         """Bigram surprise of every character of `text`."""
         batch, i = self.locate(text)
-        return batch.surprise[batch.span(i)]
+        return batch.surprise_of(i)
 
     def derived(
         self, kind: str, text: str, compute: Callable[[TextBatch, DetectorContext], list]

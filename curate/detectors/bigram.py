@@ -231,7 +231,18 @@ class BigramModel:
             with np.load(path, allow_pickle=False) as data:
                 loaded = {name: data[name] for name in names}
             exact = _exact_sum_terms(loaded["slot_bits"], loaded["backoff_bits"], loaded["unigram_bits"])
-            derived = (_packed_slots(loaded["slot_keys"], loaded["slot_bits"]), np.array([exact], np.int64))
+            bounded = _backoff_bounds_stored(
+                loaded["slot_keys"],
+                loaded["slot_bits"],
+                loaded["backoff_bits"],
+                loaded["unigram_bits"],
+                bytes(loaded["symbols"]).count(b"\n") + 1,  # (as `symbols` below splits them)
+            )
+            derived = (
+                _packed_slots(loaded["slot_keys"], loaded["slot_bits"]),
+                np.array([exact], np.int64),
+                np.array([bounded], np.int64),
+            )
             return (*loaded.values(), *derived)
 
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
@@ -239,7 +250,11 @@ class BigramModel:
         arrays = dict(zip((*names, *DERIVED), cached, strict=True))
         symbols = bytes(arrays.pop("symbols")).decode("utf-8").split("\n")
         model = cls(symbols=[_unescape(s) for s in symbols], **{name: arrays[name] for name in COMPILED_ARRAYS})
-        model.__dict__.update(_slot_pairs=arrays["slot_pairs"], exact_sum_terms=int(arrays["exact_sum_terms"][0]))
+        model.__dict__.update(
+            _slot_pairs=arrays["slot_pairs"],
+            exact_sum_terms=int(arrays["exact_sum_terms"][0]),
+            backoff_bounds_stored=bool(arrays["backoff_bounds_stored"][0]),
+        )
         return model
 
     def ids(self, text: str) -> np.ndarray:
@@ -270,6 +285,15 @@ class BigramModel:
         """How many surprise values may be added in float64 with every partial sum exact
         (`_exact_sum_terms`; a compiled model's comes with its arrays from the table cache)."""
         return _exact_sum_terms(self.slot_bits, self.backoff_bits, self.unigram_bits)
+
+    @cached_property
+    def backoff_bounds_stored(self) -> bool:
+        """Whether float32(backoff_bits[a] + unigram_bits[b]), an unstored pair's surprise, is
+        at least every stored pair's (`_backoff_bounds_stored`): then it bounds the surprise of
+        every character without a probe of the pair table (the garbage detector's pre-check)."""
+        return _backoff_bounds_stored(
+            self.slot_keys, self.slot_bits, self.backoff_bits, self.unigram_bits, len(self.symbols)
+        )
 
     def surprise_of_ids(self, ids: np.ndarray, starts: np.ndarray) -> np.ndarray:
         """Surprise of the symbols `ids` of texts joined end to end; a text begins at 0 and at
@@ -360,6 +384,27 @@ def _exact_sum_terms(slot: np.ndarray, backoff: np.ndarray, unigram: np.ndarray)
     return int(math.ldexp(1.0, 53 + grid) // largest)
 
 
+def _backoff_bounds_stored(
+    slot_keys: np.ndarray, slot_bits: np.ndarray, backoff: np.ndarray, unigram: np.ndarray, symbols: int
+) -> bool:
+    """Whether no stored pair (a, b), key a * symbols + b, has more bits than
+    float32(backoff[a] + unigram[b]).
+
+    Witten-Bell interpolation gives P(b | a) >= (1 - lambda_a) P1(b), so a stored pair's
+    surprise is at most the backoff estimate, but float32 rounding may cross it by a bit: the
+    tables say. (The shipped model: none of its 125,865 stored pairs does.) False for tables
+    of other types than float32 (the sums would not be the surprise kernel's)."""
+    if any(a.dtype != np.float32 for a in (slot_bits, backoff, unigram)) or slot_keys.dtype != np.uint32:
+        return False
+    stored = np.flatnonzero(slot_keys != EMPTY_SLOT)
+    keys = slot_keys.take(stored).astype(np.int64)
+    before, after = np.divmod(keys, symbols)
+    if keys.size and (int(before.max()) >= backoff.size or int(after.max()) >= unigram.size):
+        return False  # (keys of symbols the model has no bits for: not a pair it can look up)
+    estimate = backoff.take(before) + unigram.take(after)  # (float32, as the surprise adds them)
+    return bool(np.all(slot_bits.take(stored) <= estimate))
+
+
 def _packed_slots(slot_keys: np.ndarray, slot_bits: np.ndarray) -> np.ndarray:
     """Each slot's key (low 32 bits) and the float32 bits of its surprise (high 32) in one
     64-bit word, as the compiled `surprise_of_ids` reads them: one read from memory a
@@ -372,7 +417,7 @@ def _packed_slots(slot_keys: np.ndarray, slot_bits: np.ndarray) -> np.ndarray:
 
 # What a compiled model's arrays bring with them from the table cache (`_load_compiled`): the
 # derived values each process would otherwise make again (about 10 ms).
-DERIVED = ("slot_pairs", "exact_sum_terms")
+DERIVED = ("slot_pairs", "exact_sum_terms", "backoff_bounds_stored")
 
 
 # The compiled model file holds these arrays (plus the symbols), ready to use.
