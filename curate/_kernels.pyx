@@ -2585,9 +2585,21 @@ cdef inline void _plain_run(
 # --- The garbage detector's pre-check (garbage._may_reach) ---
 
 
+cdef struct _SymbolOf:
+    # `BigramModel.ids_of_codes`: lookup[code] below `inside`, else `unk_han` from
+    # `unk_han_first` to `unk_han_last`, else `other`.
+    const uint32_t *lookup
+    uint32_t inside
+    uint32_t unk_han_first
+    uint32_t unk_han_last
+    uint32_t unk_han
+    uint32_t other
+
+
 cdef int _text_may_reach(
-    const uint32_t *ids,
+    const uint32_t *codes,
     Py_ssize_t length,
+    _SymbolOf symbol_of,
     const uint8_t *han_symbols,
     uint32_t symbols,
     uint32_t space,
@@ -2607,10 +2619,16 @@ cdef int _text_may_reach(
     cdef Py_ssize_t i, slot = 0, kept_count = 0, han_count = 0
     cdef double total = 0.0, value
     cdef bint is_space, after_space = False, skip
-    cdef uint32_t symbol, prev = bos
+    cdef uint32_t code, symbol, prev = bos
     cdef float bound
     for i in range(length):
-        symbol = ids[i]
+        code = codes[i]
+        if code < symbol_of.inside:
+            symbol = symbol_of.lookup[code]
+        elif symbol_of.unk_han_first <= code <= symbol_of.unk_han_last:
+            symbol = symbol_of.unk_han
+        else:
+            symbol = symbol_of.other
         if symbol >= symbols:
             return -1
         is_space = symbol == space
@@ -2643,8 +2661,14 @@ cdef int _text_may_reach(
 
 
 def garbage_may_reach(
-    const uint32_t[::1] ids,
+    const uint32_t[::1] codes,
     const int64_t[::1] starts,
+    const uint32_t[::1] lookup,
+    uint32_t inside,
+    uint32_t unk_han_first,
+    uint32_t unk_han_last,
+    uint32_t unk_han,
+    uint32_t other,
     const uint8_t[::1] han_symbols,
     uint32_t space,
     const float[::1] backoff_bits,
@@ -2655,14 +2679,15 @@ def garbage_may_reach(
     double min_han,
     double floor,
 ):
-    """`garbage._may_reach_numpy`: per text (text t is [starts[t], starts[t + 1]) of `ids`,
-    `starts` ascending from 0 to the length), whether a window of `width` characters inside
+    """`garbage._may_reach_numpy`: per text (text t is [starts[t], starts[t + 1]) of `codes`,
+    `starts` ascending from 0 to the length; each code point's symbol as
+    `BigramModel.ids_of_codes` gives it), whether a window of `width` characters inside
     it, made as `garbage_windows` makes them, is usable and sums to at least its count of
     kept characters times `floor`, each character's value being float32(backoff_bits of the
     one before it, or of `bos` at its text's start, + its unigram_bits) in place of its
     surprise. A text at a time, its window's running sum started afresh (exact where
     `garbage_windows`' is: the same kind of values)."""
-    cdef Py_ssize_t n = ids.shape[0], texts = starts.shape[0] - 1, t
+    cdef Py_ssize_t n = codes.shape[0], texts = starts.shape[0] - 1, t
     if width < 1:
         raise ValueError("garbage_may_reach: width below 1")
     if texts < 0 or starts[0] != 0 or starts[texts] != n:
@@ -2671,6 +2696,15 @@ def garbage_may_reach(
     cdef Py_ssize_t symbols = min(han_symbols.shape[0], unigram_bits.shape[0], backoff_bits.shape[0])
     if bos >= backoff_bits.shape[0]:
         raise ValueError("garbage_may_reach: <bos> past the backoff bits")
+    if inside > lookup.shape[0]:
+        raise ValueError("garbage_may_reach: the lookup is shorter than its inside")
+    cdef _SymbolOf symbol_of
+    symbol_of.lookup = &lookup[0] if lookup.shape[0] else NULL
+    symbol_of.inside = inside
+    symbol_of.unk_han_first = unk_han_first
+    symbol_of.unk_han_last = unk_han_last
+    symbol_of.unk_han = unk_han
+    symbol_of.other = other
     out = np.zeros(texts, dtype=np.uint8)
     if n == 0:
         return out
@@ -2693,7 +2727,7 @@ def garbage_may_reach(
             if length < width:  # (no window)
                 continue
             found = _text_may_reach(
-                &ids[starts[t]], length, &han_symbols[0], <uint32_t>min(symbols, 0xFFFFFFFF),
+                &codes[starts[t]], length, symbol_of, &han_symbols[0], <uint32_t>min(symbols, 0xFFFFFFFF),
                 space, &backoff_bits[0], &unigram_bits[0], bos, width, min_kept, min_han, floor,
                 values, kept, han,
             )

@@ -766,7 +766,8 @@ KERNEL_WINDOWS = getattr(KERNELS, "garbage_windows", None)
 # Noise that the garbage detector flags (GBK read as Big5): windows of unstored pairs, whose
 # bounds are their surprise, so a floor at their mean is the pre-check's tightest case.
 GARBAGE_NOISE = "各地群众踊跃参加志愿服务活动现场气氛十分热烈".encode("gbk").decode("big5", errors="replace")
-GARBAGE_PIECES = GARBAGE_ALPHABET + [GARBAGE_NOISE[:8], GARBAGE_NOISE[8:20]]
+# (And code points past the model's lookup: an unknown Han one, another.)
+GARBAGE_PIECES = GARBAGE_ALPHABET + [GARBAGE_NOISE[:8], GARBAGE_NOISE[8:20], "\U00030001", "\U000e0001"]
 
 
 @needs_kernels

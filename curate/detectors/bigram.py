@@ -45,6 +45,7 @@ CLASS_SYMBOLS = ("<han>", "<lat>", "<dig>", "<sp>", "<oth>", "<bos>")
 UNK_HAN, LATIN, DIGIT, SPACE, OTHER, BOS = range(6)
 FIRST_SYMBOL = len(CLASS_SYMBOLS)
 LOOKUP_SIZE = 0x30000  # covers the BMP and CJK Extension B..; higher code points are classed
+UNK_HAN_CODES = (0x20000, 0x3FFFF)  # past the lookup, these (first, last) are unknown Han
 
 # Half-width punctuation folded to full-width before lookup (Chinese text uses either).
 HALF_TO_FULL = {",": "，", ";": "；", ":": "：", "?": "？", "!": "！", "(": "（", ")": "）"}
@@ -268,7 +269,7 @@ class BigramModel:
         out = np.full(cps.shape, OTHER, dtype=self.lookup.dtype)
         inside = cps < LOOKUP_SIZE
         out[inside] = self.lookup[cps[inside]]
-        out[~inside & (cps >= 0x20000) & (cps <= 0x3FFFF)] = UNK_HAN
+        out[~inside & (cps >= UNK_HAN_CODES[0]) & (cps <= UNK_HAN_CODES[1])] = UNK_HAN
         return out
 
     def surprise(self, text: str, ids: np.ndarray | None = None) -> np.ndarray:

@@ -29,7 +29,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from curate.detectors import DetectorContext, TextBatch
-from curate.detectors.bigram import BOS, SPACE, BigramModel
+from curate.detectors.bigram import (
+    BOS,
+    LOOKUP_SIZE,
+    OTHER,
+    SPACE,
+    UNK_HAN,
+    UNK_HAN_CODES,
+    BigramModel,
+)
 from curate.document import Document, Flag
 
 try:
@@ -158,10 +166,16 @@ def _may_reach(batch: TextBatch, ctx: DetectorContext) -> np.ndarray | None:
 
 
 def _may_reach_arguments(batch: TextBatch, model: BigramModel, width: int, floor: float) -> tuple:
-    """The arguments of the compiled `_may_reach` (and of its numpy twin)."""
+    """The arguments of the compiled `_may_reach` (and of its numpy twin). The code points,
+    not the symbol ids: the loop looks them up as it goes (no batch's ids are made then)."""
     return (
-        np.ascontiguousarray(batch.ids, dtype=np.uint32),
+        np.ascontiguousarray(batch.codes, dtype=np.uint32),
         np.ascontiguousarray(batch.starts, dtype=np.int64),
+        np.ascontiguousarray(model.lookup, dtype=np.uint32),
+        LOOKUP_SIZE,
+        *UNK_HAN_CODES,
+        UNK_HAN,
+        OTHER,
         np.ascontiguousarray(model.han_symbols, dtype=np.bool_).view(np.uint8),
         SPACE,
         model.backoff_bits,
@@ -175,8 +189,14 @@ def _may_reach_arguments(batch: TextBatch, model: BigramModel, width: int, floor
 
 
 def _may_reach_numpy(
-    ids: np.ndarray,
+    codes: np.ndarray,
     starts: np.ndarray,
+    lookup: np.ndarray,
+    inside: int,
+    unk_han_first: int,
+    unk_han_last: int,
+    unk_han: int,
+    other: int,
     han_symbols: np.ndarray,
     space: int,
     backoff_bits: np.ndarray,
@@ -189,7 +209,11 @@ def _may_reach_numpy(
 ) -> np.ndarray:
     """The compiled `_may_reach`'s specification: per text, whether a usable window of it
     (`_window_scores_numpy`, over each character's bound in place of its surprise) sums to
-    `floor` times its count or more (uint8)."""
+    `floor` times its count or more (uint8). Symbols as `BigramModel.ids_of_codes` gives them."""
+    ids = np.full(codes.shape, other, dtype=np.uint32)
+    known = codes < inside
+    ids[known] = lookup.take(codes[known])
+    ids[~known & (codes >= unk_han_first) & (codes <= unk_han_last)] = unk_han
     before = np.empty_like(ids)
     before[1:] = ids[:-1]
     before[starts[:-1][starts[:-1] < ids.size]] = bos
