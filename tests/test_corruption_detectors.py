@@ -703,3 +703,28 @@ def test_garbage_baseline_median_is_numpys(values: list[float], dtype: type) -> 
         want = float(np.median(array))
         got = garbage._median(array)
     assert (got == want and np.signbit(got) == np.signbit(want)) or (np.isnan(got) and np.isnan(want))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.lists(st.sampled_from(["新", "闻", "报道", "\n", "a", "1", "𠀀", "\U00030001", "锟斤拷"]), max_size=12).map("".join), min_size=1, max_size=4),
+    st.integers(0, 3),
+    st.one_of(st.none(), st.integers(-15, 15)),
+    st.one_of(st.none(), st.integers(-15, 15)),
+    st.booleans(),
+)
+def test_a_texts_surprise_alone_is_the_batchs(
+    texts: list[str], pick: int, start: int | None, stop: int | None, with_ids: bool
+) -> None:
+    # Any range of a text (as a slice takes it: negative, past the end, empty), computed alone
+    # (from the character before it), is the batch's surprise there, bit for bit.
+    model = DetectorContext(lexicon=SpamLexicon.load(default_lexicon_path())).model
+    batch = TextBatch.of(texts, model)
+    if with_ids:
+        batch.ids  # noqa: B018  (computed first: the range's ids are then read from them)
+    i = pick % len(texts)
+    alone = batch.surprise_of(i, start, stop)
+    assert batch._surprise is None
+    whole = batch.surprise[batch.span(i)][start:stop]
+    assert alone.dtype == whole.dtype and alone.tobytes() == whole.tobytes()
+    assert batch.surprise_of(i, start, stop).tobytes() == whole.tobytes()  # (from the batch's now)

@@ -140,16 +140,13 @@ def detect(doc: Document, ctx: DetectorContext) -> list[Flag]:
 
 
 def _shifted(text: str, ctx: DetectorContext, add) -> None:
-    bits = None
     for m in SHIFTED.finditer(text):
         inner = m.group(1)
         starts_fullwidth = bool(FULLWIDTH_FORM.match(inner))
         if not starts_fullwidth and not regex.search(r"\p{Han}", inner):
             continue
-        if bits is None:
-            bits = ctx.surprise(text)
         # Surprise of the characters after the first one inside (the first follows a `?`).
-        inner_bits = bits[m.start(1) + 1 : m.end(1)]
+        inner_bits = ctx.surprise(text, m.start(1) + 1, m.end(1))
         mean = float(inner_bits.mean()) if inner_bits.size else 0.0
         if mean >= SHIFTED_MIN_BITS or starts_fullwidth:
             add(

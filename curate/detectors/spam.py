@@ -225,7 +225,6 @@ def detect(doc: Document, ctx: DetectorContext) -> list[Flag]:
     if not found:
         return []
     phrase_counts = Counter(text[s:e] for s, e, _ in found)
-    bits = None
     flags = []
     for start, end, info in found:
         phrase = text[start:end]
@@ -236,9 +235,7 @@ def detect(doc: Document, ctx: DetectorContext) -> list[Flag]:
         glued = glued or _code_between_terms(info["tokens"])
         broken_bits = 0.0
         if HAN.match(before) and HAN.match(after):
-            if bits is None:
-                bits = ctx.surprise(text)
-            broken_bits = float(bits[end])
+            broken_bits = float(ctx.surprise(text, end, end + 1)[0])
         broken = broken_bits >= ctx.spam_break_bits
         repeated = bool(info["strong"]) and phrase_counts[phrase] >= 2
         score = lexicon_points + int(glued) + int(broken) + int(repeated)
