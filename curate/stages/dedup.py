@@ -79,6 +79,7 @@ from __future__ import annotations
 import gc
 import io
 import json
+import re
 import struct
 import tempfile
 import zipfile
@@ -95,9 +96,8 @@ from typing import Any, BinaryIO, ClassVar, NamedTuple
 
 import lz4.frame
 import numpy as np
-import regex
 
-from curate import lsh_params, minhash, patterncache
+from curate import lsh_params, minhash
 from curate.config import setting
 from curate.document import DUPLICATE, Change, Document, Flag, source_breaks
 from curate.stages.base import CorpusStage, StageSettings, Streamed, defer_artifact
@@ -131,9 +131,9 @@ _TRANSPOSE_COLUMNS = 32  # ... and their values at a time: a quarter of 128 held
 _CLAUSE_MARKS = set("，。、；：？！,.;:?!…—“”‘’（）()《》【】「」『』 \t\u3000")
 _SPLICE_CONTEXT = 30  # at most this many characters of context in a splice flag
 # Where sentences end (as in curate.textutil.sentence_spans): an end mark, then closing marks.
-_SENTENCE_END = patterncache.compile(
-    f"[{regex.escape(SENTENCE_END)}][{regex.escape(SENTENCE_END + CLOSERS)}]*"
-)
+# The standard library's `re`: two small classes, which it tests with a bitmap a character
+# where `regex` compared each member (the decision's `_sentence_spans` 4x as fast).
+_SENTENCE_END = re.compile(f"[{re.escape(SENTENCE_END)}][{re.escape(SENTENCE_END + CLOSERS)}]*")
 _END_CODES = np.array([ord(c) for c in SENTENCE_END], dtype=np.uint32)  # the same, for the kernel
 _CLOSER_CODES = np.array([ord(c) for c in CLOSERS], dtype=np.uint32)
 
