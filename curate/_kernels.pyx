@@ -217,6 +217,10 @@ cdef Py_ssize_t _shingles(
 
 
 cdef uint64_t _GOLDEN = 0x9E3779B97F4A7C15  # (Fibonacci hashing: a key's place from its top bits)
+# A gram map word's low half (a position + 1) as a C constant: the bare literal, too large for a C
+# int, is a Python int to Cython, and `word & 0xFFFFFFFF` made two Python ints a position
+# (the benchmark decision's maps and alignments: 870,000 of them).
+cdef uint64_t _LOW_HALF = 0xFFFFFFFF
 cdef enum:
     _MAP_HEAD = 2  # a gram map's header: size, n
 
@@ -283,7 +287,7 @@ def gram_map(const uint64_t[::1] keys):
     cdef Py_ssize_t n = keys.shape[0], size = 4, i, slot
     cdef int shift = 62
     cdef uint64_t key, hashed, bit
-    if n >= 0xFFFFFFFF:
+    if <uint64_t>n >= _LOW_HALF:
         raise ValueError("gram_map: too many keys")
     while size < 2 * n:
         size *= 2
@@ -307,7 +311,7 @@ def gram_map(const uint64_t[::1] keys):
             while slot_keys[slot] != 0 and slot_keys[slot] != key:
                 slot = (slot + 1) & (size - 1)
             slot_keys[slot] = key
-        nexts[i] = heads[slot] & 0xFFFFFFFF
+        nexts[i] = heads[slot] & _LOW_HALF
         heads[slot] = (heads[slot] >> 32 << 32) + (<uint64_t>1 << 32) + <uint64_t>(i + 1)
     return table
 
@@ -373,7 +377,7 @@ def gram_runs(
         # The slot's count of positions, no more (`total` was made of the counts): a table
         # that `_read_map` took but no `gram_map` made is refused rather than written past.
         left = m.heads[slot] >> 32
-        i = <int64_t>(m.heads[slot] & 0xFFFFFFFF) - 1
+        i = <int64_t>(m.heads[slot] & _LOW_HALF) - 1
         while left:
             left -= 1
             if i < 0 or i >= m.n:
