@@ -126,6 +126,12 @@ class ComparisonForm:
         method: `np.searchsorted` dispatches to it, three times its time for one value.)"""
         return int(self.positions.searchsorted(text_pos, side="left"))
 
+    def chars_between(self, start: int, end: int) -> int:
+        """`index_at(end) - index_at(start)`: the comparison characters from text position
+        `start` up to `end`, in one search of both (a passage snapped to its sentences)."""
+        first, last = self.positions.searchsorted((start, end)).tolist()
+        return last - first
+
     def text_span(self, start: int, end: int) -> tuple[int, int]:
         """The text span covering comparison characters [start, end) (end > start)."""
         return int(self.positions[start]), int(self.positions[end - 1]) + 1

@@ -34,6 +34,11 @@ def test_comparison_form_folds_and_maps_back_to_the_text() -> None:
     start = form.index_at(text.index("abc"))
     assert form.string(start, start + 3) == "abc"
     assert form.text_span(start, start + 3) == (text.index("abc"), text.index("abc") + 3)
+    # Counted between any two text positions as index_at counts them (punctuation has none).
+    for a in range(len(text) + 1):
+        for b in range(a, len(text) + 1):
+            assert form.chars_between(a, b) == form.index_at(b) - form.index_at(a)
+    assert form.chars_between(text.index("，"), text.index("abc")) == 3  # ＡＢＣ
 
 
 def test_shingles_never_cross_a_segment_boundary() -> None:

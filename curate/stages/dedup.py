@@ -2555,7 +2555,7 @@ class _Engine:
         starts, ends = self._sentences(para)
 
         def chars_between(x: int, y: int) -> int:
-            return form.index_at(y - para.offset) - form.index_at(x - para.offset)
+            return form.chars_between(x - para.offset, y - para.offset)
 
         mid_start = mid_end = False
         took_start = took_end = 0
