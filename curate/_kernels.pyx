@@ -1846,7 +1846,7 @@ def garbage_windows(
     One loop, a window moved on by a character at a time. Its running sum is the exact sum of
     the window's values, as numpy's convolution is, only where every sum of up to `width`
     values is exact (`BigramModel.exact_sum_terms`): the caller checks that."""
-    cdef Py_ssize_t n = ids.shape[0], texts = starts.shape[0], m, i, j, k = 0, slot = 0
+    cdef Py_ssize_t n = ids.shape[0], texts = starts.shape[0], m, i, j, k = 0
     if surprise.shape[0] != n:
         raise ValueError("garbage_windows: surprise and ids of different lengths")
     if width < 1:
@@ -1859,16 +1859,9 @@ def garbage_windows(
         return sums, counts, usable
     cdef double[::1] sum_view = sums, count_view = counts
     cdef uint8_t[::1] usable_view = usable.view(np.uint8)
-    cdef double *values = <double *>malloc(width * sizeof(double))
-    cdef uint8_t *kept = <uint8_t *>malloc(width)
-    cdef uint8_t *han = <uint8_t *>malloc(width)
-    if values == NULL or kept == NULL or han == NULL:
-        free(values)
-        free(kept)
-        free(han)
-        raise MemoryError()
-    cdef Py_ssize_t symbols = han_symbols.shape[0], kept_count = 0, han_count = 0
-    cdef double total = 0.0, value
+    cdef _Window window
+    _window_open(&window, width)
+    cdef Py_ssize_t symbols = han_symbols.shape[0]
     cdef bint is_space, after_space = False, first, skip
     cdef const int64_t *first_start = &starts[0] if texts else NULL
     cdef uint32_t symbol
@@ -1881,30 +1874,74 @@ def garbage_windows(
             first = _text_starts_at(first_start, texts, &k, i)  # (nothing before it in its text)
             skip = is_space or (after_space and not first)
             after_space = is_space
-            value = 0.0 if skip else <double>surprise[i]
-            if i >= width:  # the character leaving the window
-                total -= values[slot]
-                kept_count -= kept[slot]
-                han_count -= han[slot]
-            values[slot] = value
-            kept[slot] = not skip
-            han[slot] = han_symbols[symbol] != 0
-            total += value
-            kept_count += kept[slot]
-            han_count += han[slot]
+            _window_push(&window, 0.0 if skip else <double>surprise[i], not skip, han_symbols[symbol] != 0)
             if i >= width - 1:
                 j = i - width + 1
-                sum_view[j] = total
-                count_view[j] = <double>kept_count
-                usable_view[j] = (<double>kept_count >= min_kept) and (<double>han_count >= min_han)
-            slot += 1  # (i % width, without a division per character)
-            if slot == width:
-                slot = 0
+                sum_view[j] = window.total
+                count_view[j] = <double>window.kept_count
+                usable_view[j] = (<double>window.kept_count >= min_kept) and (<double>window.han_count >= min_han)
     finally:
-        free(values)
-        free(kept)
-        free(han)
+        _window_close(&window)
     return sums, counts, usable
+
+
+cdef struct _Window:
+    # The last `width` characters (at most) of a text: their values, whether each is kept and
+    # whether each is Han (ring buffers), and the running totals of the three (the garbage
+    # detector's windows, `garbage_windows` and `garbage_may_reach`).
+    double *values
+    uint8_t *kept
+    uint8_t *han
+    Py_ssize_t width
+    Py_ssize_t filled  # characters in it, up to `width`
+    Py_ssize_t slot  # where the next one goes (filled % width, without a division a character)
+    double total
+    Py_ssize_t kept_count
+    Py_ssize_t han_count
+
+
+cdef void _window_close(_Window *window) noexcept nogil:
+    free(window.values)
+    free(window.kept)
+    free(window.han)
+    window.values = window.kept = window.han = NULL
+
+
+cdef inline void _window_empty(_Window *window) noexcept nogil:
+    window.filled = window.slot = window.kept_count = window.han_count = 0
+    window.total = 0.0
+
+
+cdef int _window_open(_Window *window, Py_ssize_t width) except -1:
+    """Room for `width` characters (MemoryError where there is none), the window empty."""
+    window.values = <double *>malloc(width * sizeof(double))
+    window.kept = <uint8_t *>malloc(width)
+    window.han = <uint8_t *>malloc(width)
+    if window.values == NULL or window.kept == NULL or window.han == NULL:
+        _window_close(window)
+        raise MemoryError()
+    window.width = width
+    _window_empty(window)
+    return 0
+
+
+cdef inline void _window_push(_Window *window, double value, bint kept, bint han) noexcept nogil:
+    """The next character in, and the first out once the window is full."""
+    cdef Py_ssize_t slot = window.slot
+    if window.filled == window.width:  # the character leaving the window
+        window.total -= window.values[slot]
+        window.kept_count -= window.kept[slot]
+        window.han_count -= window.han[slot]
+    else:
+        window.filled += 1
+    window.values[slot] = value
+    window.kept[slot] = kept
+    window.han[slot] = han
+    window.total += value
+    window.kept_count += kept
+    window.han_count += han
+    slot += 1
+    window.slot = 0 if slot == window.width else slot
 
 
 cdef extern from *:
@@ -2614,17 +2651,15 @@ cdef int _text_may_reach(
     double min_kept,
     double min_han,
     double floor,
-    double *values,
-    uint8_t *kept,
-    uint8_t *han,
+    _Window *window,
 ) noexcept nogil:
-    """`garbage_may_reach` for one text (`values`, `kept` and `han`: room for `width`):
-    1 if a window passes, 0 if none does, -1 at a symbol of `symbols` or past it."""
-    cdef Py_ssize_t i, slot = 0, kept_count = 0, han_count = 0
-    cdef double total = 0.0, value
+    """`garbage_may_reach` for one text (`window`: room for `width`): 1 if a window passes, 0
+    if none does, -1 at a symbol of `symbols` or past it."""
+    cdef Py_ssize_t i
     cdef bint is_space, after_space = False, skip
     cdef uint32_t code, symbol, prev = bos
     cdef float bound
+    _window_empty(window)
     for i in range(length):
         code = codes[i]
         if code < symbol_of.inside:
@@ -2639,28 +2674,15 @@ cdef int _text_may_reach(
         skip = is_space or after_space  # (never after a line break in another text)
         after_space = is_space
         bound = backoff_bits[prev] + unigram_bits[symbol]  # (in float32, as the surprise's)
-        value = 0.0 if skip else <double>bound
         prev = symbol
-        if i >= width:  # the character leaving the window
-            total -= values[slot]
-            kept_count -= kept[slot]
-            han_count -= han[slot]
-        values[slot] = value
-        kept[slot] = not skip
-        han[slot] = han_symbols[symbol] != 0
-        total += value
-        kept_count += kept[slot]
-        han_count += han[slot]
+        _window_push(window, 0.0 if skip else <double>bound, not skip, han_symbols[symbol] != 0)
         if (
             i >= width - 1
-            and <double>kept_count >= min_kept
-            and <double>han_count >= min_han
-            and total >= <double>kept_count * floor
+            and <double>window.kept_count >= min_kept
+            and <double>window.han_count >= min_han
+            and window.total >= <double>window.kept_count * floor
         ):
             return 1
-        slot += 1  # (i % width, without a division per character)
-        if slot == width:
-            slot = 0
     return 0
 
 
@@ -2713,14 +2735,8 @@ def garbage_may_reach(
     if n == 0:
         return out
     cdef uint8_t[::1] out_view = out
-    cdef double *values = <double *>malloc(width * sizeof(double))
-    cdef uint8_t *kept = <uint8_t *>malloc(width)
-    cdef uint8_t *han = <uint8_t *>malloc(width)
-    if values == NULL or kept == NULL or han == NULL:
-        free(values)
-        free(kept)
-        free(han)
-        raise MemoryError()
+    cdef _Window window
+    _window_open(&window, width)
     cdef int found = 0
     cdef Py_ssize_t length
     try:
@@ -2732,14 +2748,11 @@ def garbage_may_reach(
                 continue
             found = _text_may_reach(
                 &codes[starts[t]], length, symbol_of, &han_symbols[0], <uint32_t>min(symbols, 0xFFFFFFFF),
-                space, &backoff_bits[0], &unigram_bits[0], bos, width, min_kept, min_han, floor,
-                values, kept, han,
+                space, &backoff_bits[0], &unigram_bits[0], bos, width, min_kept, min_han, floor, &window,
             )
             if found < 0:
                 raise ValueError("garbage_may_reach: a symbol past the tables")
             out_view[t] = found
     finally:
-        free(values)
-        free(kept)
-        free(han)
+        _window_close(&window)
     return out

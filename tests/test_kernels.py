@@ -794,6 +794,12 @@ def test_garbage_may_reach_is_the_same(texts: list[str], width: int, floor: floa
     assert compiled.tobytes() == reference.tobytes()
 
 
+def _detector_context():  # (the detectors' context with the shipped lexicon and model)
+    from curate.detectors import DetectorContext, SpamLexicon, default_lexicon_path
+
+    return DetectorContext(lexicon=SpamLexicon.load(default_lexicon_path()))
+
+
 @needs_kernels
 @given(
     st.lists(
@@ -808,15 +814,9 @@ def test_garbage_may_reach_is_the_same(texts: list[str], width: int, floor: floa
 def test_garbage_may_reach_misses_no_text_that_reaches(texts: list[str], pick: int, step: int) -> None:
     # Every text with a usable window whose mean (the full computation) reaches the floor
     # passes the pre-check, down to a floor equal to such a mean or one ulp either side.
-    from curate.detectors import (
-        DetectorContext,
-        SpamLexicon,
-        TextBatch,
-        default_lexicon_path,
-        garbage,
-    )
+    from curate.detectors import TextBatch, garbage
 
-    ctx = DetectorContext(lexicon=SpamLexicon.load(default_lexicon_path()))
+    ctx = _detector_context()
     batch = TextBatch.of(texts, ctx.model)
     sums, counts, usable = garbage._window_scores(batch, ctx.model, ctx.garbage_window)
     means = garbage._means(sums, counts, usable)
@@ -849,15 +849,9 @@ def test_garbage_may_reach_misses_no_text_that_reaches(texts: list[str], pick: i
 def test_garbage_may_reach_finds_noise_at_its_own_mean(noise: str) -> None:
     # The tightest cases, fixed: noise (unstored pairs, whose bounds are their surprise), the
     # floor its best window's mean; without `_REACH_SLACK` the first three were missed.
-    from curate.detectors import (
-        DetectorContext,
-        SpamLexicon,
-        TextBatch,
-        default_lexicon_path,
-        garbage,
-    )
+    from curate.detectors import TextBatch, garbage
 
-    ctx = DetectorContext(lexicon=SpamLexicon.load(default_lexicon_path()))
+    ctx = _detector_context()
     batch = TextBatch.of(["的新闻" * 12, noise], ctx.model)
     sums, counts, usable = garbage._window_scores(batch, ctx.model, ctx.garbage_window)
     last = int(batch.starts[2]) - ctx.garbage_window + 1
