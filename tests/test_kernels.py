@@ -895,6 +895,47 @@ def test_garbage_may_reach_only_where_the_bound_holds(monkeypatch: pytest.Monkey
     assert not dataclasses.replace(model, slot_keys=keys).backoff_bounds_stored
 
 
+def test_no_bound_where_the_tables_are_longer_than_the_symbols() -> None:
+    # A model file whose bits go on past its symbols (malformed, not one the builder writes):
+    # a symbol id n + b from its lookup makes the key (a - 1) * n + (n + b) == a * n + b, a
+    # stored pair's, whose bits its own backoff estimate does not bound. No pre-check then.
+    import dataclasses
+
+    from curate.detectors import (
+        DetectorContext,
+        SpamLexicon,
+        TextBatch,
+        bigram,
+        default_lexicon_path,
+        garbage,
+    )
+
+    model = bigram.default_model()
+    n = len(model.symbols)
+    stored = np.flatnonzero(model.slot_keys != bigram.EMPTY_SLOT)
+    before, after = np.divmod(model.slot_keys.take(stored).astype(np.int64), n)
+    usable = before > bigram.FIRST_SYMBOL  # (a history before it that is a table symbol)
+    pick = int(np.argmax(np.where(usable, model.slot_bits.take(stored), -1)))
+    a, b = int(before[pick]), int(after[pick])
+    size = n + b + 1
+    lookup = model.lookup.copy()
+    lookup[0xE000] = n + b
+    longer = dataclasses.replace(
+        model,
+        lookup=lookup,
+        backoff_bits=np.resize(model.backoff_bits, size),
+        unigram_bits=np.concatenate([model.unigram_bits, np.full(size - n, model.unigram_bits.min(), np.float32)]),
+        han_symbols=np.resize(model.han_symbols, size),
+    )
+    ids = longer.ids_of_codes(np.array([ord(model.symbols[a - 1]), 0xE000], dtype=np.uint32))
+    surprise = longer.surprise_of_ids(ids, np.zeros(1, dtype=np.intp))[1]
+    bound = longer.backoff_bits[a - 1] + longer.unigram_bits[n + b]
+    assert surprise > bound  # (what the pre-check would have taken for the most it can be)
+    assert not longer.backoff_bounds_stored
+    ctx = DetectorContext(lexicon=SpamLexicon.load(default_lexicon_path()), model=longer)
+    assert garbage._may_reach(TextBatch.of(["新闻" * 20], longer), ctx) is None
+
+
 @needs_kernels
 @given(
     st.lists(st.text(alphabet=st.sampled_from(GARBAGE_ALPHABET + ["報", "導", "ä", "\x00"]), max_size=80), max_size=5)
@@ -1075,6 +1116,16 @@ def test_a_compiled_models_derived_tables_come_with_it_as_computed(tmp_path, mon
         assert (pairs & 0xFFFFFFFF).astype(np.uint32).tobytes() == model.slot_keys.tobytes()
         assert (pairs >> 32).astype(np.uint32).view(np.float32).tobytes() == model.slot_bits.tobytes()
     assert any(tmp_path.iterdir())
+    # Computed by this module's code: another version of its source computes them anew (a
+    # fix of how one is derived is not hidden by the values an earlier version stored).
+    inflated = []
+    real = bigram._exact_sum_terms  # (computed where the arrays are inflated, not read back)
+    monkeypatch.setattr(bigram, "_exact_sum_terms", lambda *a: inflated.append(1) or real(*a))
+    bigram.BigramModel.load(bigram.DEFAULT_MODEL)
+    assert not inflated
+    monkeypatch.setattr(bigram.tablecache, "source_digest", lambda module: "another source")
+    bigram.BigramModel.load(bigram.DEFAULT_MODEL)
+    assert inflated
 
 
 @needs_kernels

@@ -247,7 +247,9 @@ class BigramModel:
             return (*loaded.values(), *derived)
 
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        cached = tablecache.arrays("bigram-model", inflate, [digest, *DERIVED])
+        # (this module's source too: the derived values are computed by it, and change with it)
+        depends = [digest, tablecache.source_digest(__name__), *DERIVED]
+        cached = tablecache.arrays("bigram-model", inflate, depends)
         arrays = dict(zip((*names, *DERIVED), cached, strict=True))
         symbols = bytes(arrays.pop("symbols")).decode("utf-8").split("\n")
         model = cls(symbols=[_unescape(s) for s in symbols], **{name: arrays[name] for name in COMPILED_ARRAYS})
@@ -394,8 +396,12 @@ def _backoff_bounds_stored(
     Witten-Bell interpolation gives P(b | a) >= (1 - lambda_a) P1(b), so a stored pair's
     surprise is at most the backoff estimate, but float32 rounding may cross it by a bit: the
     tables say. (The shipped model: none of its 125,865 stored pairs does.) False for tables
-    of other types than float32 (the sums would not be the surprise kernel's)."""
+    of other types than float32 (the sums would not be the surprise kernel's), and for bits
+    of more or fewer symbols than `symbols`: past them, a pair's key a * symbols + b is
+    another pair's (the surprise reads that one's stored bits, which its estimate may not bound)."""
     if any(a.dtype != np.float32 for a in (slot_bits, backoff, unigram)) or slot_keys.dtype != np.uint32:
+        return False
+    if backoff.size != symbols or unigram.size != symbols:
         return False
     stored = np.flatnonzero(slot_keys != EMPTY_SLOT)
     keys = slot_keys.take(stored).astype(np.int64)
