@@ -895,6 +895,31 @@ def test_garbage_may_reach_only_where_the_bound_holds(monkeypatch: pytest.Monkey
     assert not dataclasses.replace(model, slot_keys=keys).backoff_bounds_stored
 
 
+def test_garbage_windows_of_a_model_with_strided_tables_are_the_same() -> None:
+    # A model's tables need not be contiguous (the surprise then comes from numpy): the
+    # pre-check reads them all the same, and the windows are the model's own.
+    import dataclasses
+
+    from curate.detectors import TextBatch, garbage
+
+    ctx = _detector_context()
+    model = ctx.model
+
+    def strided(table: np.ndarray) -> np.ndarray:
+        return np.repeat(table, 2)[::2]
+
+    other = dataclasses.replace(
+        model, backoff_bits=strided(model.backoff_bits), unigram_bits=strided(model.unigram_bits)
+    )
+    assert not other.backoff_bits.flags.c_contiguous and other.backoff_bounds_stored
+    texts = ["的新闻" * 12, GARBAGE_NOISE * 3]
+    want = garbage.windows(TextBatch.of(texts, model), ctx)
+    ctx.model = other
+    got = garbage.windows(TextBatch.of(texts, other), ctx)
+    assert [w is garbage.QUIET for w in got] == [w is garbage.QUIET for w in want] == [True, False]
+    assert got[1].sums.tobytes() == want[1].sums.tobytes()
+
+
 def test_no_bound_where_the_tables_are_longer_than_the_symbols() -> None:
     # A model file whose bits go on past its symbols (malformed, not one the builder writes):
     # a symbol id n + b from its lookup makes the key (a - 1) * n + (n + b) == a * n + b, a

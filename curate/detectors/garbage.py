@@ -178,8 +178,8 @@ def _may_reach_arguments(batch: TextBatch, model: BigramModel, width: int, floor
         OTHER,
         np.ascontiguousarray(model.han_symbols, dtype=np.bool_).view(np.uint8),
         SPACE,
-        model.backoff_bits,
-        model.unigram_bits,
+        np.ascontiguousarray(model.backoff_bits),  # (float32: `backoff_bounds_stored` says so)
+        np.ascontiguousarray(model.unigram_bits),
         BOS,
         width,
         width * 0.75,
