@@ -794,10 +794,11 @@ def test_garbage_may_reach_is_the_same(texts: list[str], width: int, floor: floa
     assert compiled.tobytes() == reference.tobytes()
 
 
-def _detector_context():  # (the detectors' context with the shipped lexicon and model)
+def _detector_context(model=None):  # (the detectors' context: the shipped lexicon, and model by default)
     from curate.detectors import DetectorContext, SpamLexicon, default_lexicon_path
 
-    return DetectorContext(lexicon=SpamLexicon.load(default_lexicon_path()))
+    lexicon = SpamLexicon.load(default_lexicon_path())
+    return DetectorContext(lexicon=lexicon) if model is None else DetectorContext(lexicon=lexicon, model=model)
 
 
 @needs_kernels
@@ -868,14 +869,7 @@ def test_garbage_may_reach_only_where_the_bound_holds(monkeypatch: pytest.Monkey
     # scores every text (the same flags, as the shipped model's own check says it may not).
     import dataclasses
 
-    from curate.detectors import (
-        DetectorContext,
-        SpamLexicon,
-        TextBatch,
-        bigram,
-        default_lexicon_path,
-        garbage,
-    )
+    from curate.detectors import TextBatch, bigram, garbage
 
     model = bigram.default_model()
     assert model.backoff_bounds_stored
@@ -887,7 +881,7 @@ def test_garbage_may_reach_only_where_the_bound_holds(monkeypatch: pytest.Monkey
         bits[slot] = raised
         other = dataclasses.replace(model, slot_bits=bits)
         assert other.backoff_bounds_stored is holds
-        ctx = DetectorContext(lexicon=SpamLexicon.load(default_lexicon_path()), model=other)
+        ctx = _detector_context(other)
         assert (garbage._may_reach(TextBatch.of(["新闻" * 20], other), ctx) is None) is not holds
     # Keys of symbols the tables have no bits for: not a pair the model looks up, so no bound.
     keys = model.slot_keys.copy()
@@ -926,14 +920,7 @@ def test_no_bound_where_the_tables_are_longer_than_the_symbols() -> None:
     # stored pair's, whose bits its own backoff estimate does not bound. No pre-check then.
     import dataclasses
 
-    from curate.detectors import (
-        DetectorContext,
-        SpamLexicon,
-        TextBatch,
-        bigram,
-        default_lexicon_path,
-        garbage,
-    )
+    from curate.detectors import TextBatch, bigram, garbage
 
     model = bigram.default_model()
     n = len(model.symbols)
@@ -957,7 +944,7 @@ def test_no_bound_where_the_tables_are_longer_than_the_symbols() -> None:
     bound = longer.backoff_bits[a - 1] + longer.unigram_bits[n + b]
     assert surprise > bound  # (what the pre-check would have taken for the most it can be)
     assert not longer.backoff_bounds_stored
-    ctx = DetectorContext(lexicon=SpamLexicon.load(default_lexicon_path()), model=longer)
+    ctx = _detector_context(longer)
     assert garbage._may_reach(TextBatch.of(["新闻" * 20], longer), ctx) is None
 
 
